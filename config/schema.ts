@@ -1,0 +1,62 @@
+/**
+ * The one description of goldmirror's settings: names, types, defaults and
+ * the MIRROR_* environment variable for each. Loading happens in load.ts.
+ */
+import { z } from 'zod';
+
+const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const durationMs = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+export const configSchema = z
+  .object({
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(8080),
+    dataDir: z.string().min(1).default('./data'),
+    /**
+     * Base URL written into download links (scheme, host, optional port and
+     * path prefix). Empty: taken from each request's Host header.
+     */
+    publicUrl: z
+      .string()
+      .default('')
+      .refine((v) => v === '' || isHttpUrl(v), { message: 'must be an absolute http:// or https:// URL' })
+      .transform((v) => v.replace(/\/+$/, '')),
+    /** Cap on the total download rate in bytes per second; 0 = unlimited. */
+    maxBytesPerSec: byteCount.default(0),
+    /** Ingests that would leave fewer free bytes than this are refused up front. */
+    minFreeBytes: byteCount.default(1024 * 1024 * 1024),
+    logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+    /** How long a graceful shutdown waits for running transfers. */
+    shutdownTimeoutMs: durationMs.default(30_000),
+  })
+  .strict();
+
+export type Config = Readonly<z.output<typeof configSchema>>;
+
+type Kind = 'string' | 'int' | 'bytes' | 'duration';
+
+/** Explicit map from environment variable to config key, with how to read its text. */
+export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>> = {
+  MIRROR_HOST: { key: 'host', kind: 'string' },
+  MIRROR_PORT: { key: 'port', kind: 'int' },
+  MIRROR_DATA_DIR: { key: 'dataDir', kind: 'string' },
+  MIRROR_PUBLIC_URL: { key: 'publicUrl', kind: 'string' },
+  MIRROR_MAX_BYTES_PER_SEC: { key: 'maxBytesPerSec', kind: 'bytes' },
+  MIRROR_MIN_FREE_BYTES: { key: 'minFreeBytes', kind: 'bytes' },
+  MIRROR_LOG_LEVEL: { key: 'logLevel', kind: 'string' },
+  MIRROR_SHUTDOWN_TIMEOUT: { key: 'shutdownTimeoutMs', kind: 'duration' },
+};
+
+/** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */
+export const keyKinds: Readonly<Partial<Record<keyof Config, Kind>>> = Object.fromEntries(
+  Object.values(envVars).map(({ key, kind }) => [key, kind]),
+);
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && !url.search && !url.hash && !url.username;
+  } catch {
+    return false;
+  }
+}

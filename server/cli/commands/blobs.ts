@@ -1,0 +1,136 @@
+import fs from 'node:fs/promises';
+import { parseChecksumText, parseSha256, type Sha256 } from '../../../storage/digest.js';
+import { isStorageError } from '../../../storage/errors.js';
+import { configuredBaseUrl, downloadUrl } from '../../links.js';
+import { listBlobs } from '../../repos/blobs.js';
+import { ingestFile } from '../../services/ingest.js';
+import { parseCommandArgs, type Command } from '../context.js';
+import { CliError, humanBytes, printJson, printLine, table, UsageError } from '../output.js';
+
+export const importCommand: Command = {
+  summary: 'store a .pvmp package and print its SHA-256 and download link',
+  usage: 'goldmirror import FILE [--sha256 HEX | --checksum-file TXT] [--json]',
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      sha256: { type: 'string' },
+      'checksum-file': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    });
+    if (positionals.length !== 1) throw new UsageError('import takes exactly one FILE');
+    if (values.sha256 !== undefined && values['checksum-file'] !== undefined) {
+      throw new UsageError('give either --sha256 or --checksum-file, not both');
+    }
+    const file = positionals[0]!;
+    let expected: Sha256 | undefined;
+    if (values.sha256 !== undefined) expected = parseSha256(values.sha256, '--sha256');
+    if (values['checksum-file'] !== undefined) {
+      const checksumFile = values['checksum-file'];
+      const text = await readSmallText(checksumFile);
+      expected = parseChecksumText(text, `checksum file ${checksumFile}`);
+    }
+    await assertReadableFile(file);
+
+    const config = ctx.loadConfig();
+    const runtime = await ctx.openRuntime(config);
+    try {
+      let result;
+      try {
+        result = await ingestFile(runtime.ingestDeps, file, { expectedSha256: expected });
+      } catch (err) {
+        if (isStorageError(err, 'DIGEST_MISMATCH')) {
+          throw new CliError(
+            `checksum mismatch for ${file}: expected sha256 ${String(err.details.expected)}, ` +
+              `but the file hashes to ${String(err.details.actual)}; nothing was stored`,
+          );
+        }
+        throw err;
+      }
+      const { blob, created } = result;
+      const base = configuredBaseUrl(config);
+      const url = downloadUrl(base.url, blob.sha256, blob.name);
+      if (values.json) {
+        printJson({ sha256: blob.sha256, size: blob.size, url, name: blob.name, created, verified: expected !== undefined });
+      } else {
+        printLine(`${created ? 'stored' : 'already stored'}: ${file}`);
+        printLine(`sha256: ${blob.sha256}`);
+        printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
+        printLine(`url:    ${url}`);
+        if (base.guessed) {
+          process.stderr.write('note: MIRROR_PUBLIC_URL is not set; the link uses this machine\'s host name\n');
+        }
+      }
+    } finally {
+      await runtime.close();
+    }
+  },
+};
+
+export const listCommand: Command = {
+  summary: 'list stored packages',
+  usage: 'goldmirror list [--json]',
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean', default: false } });
+    if (positionals.length > 0) throw new UsageError('list takes no arguments');
+    const config = ctx.loadConfig();
+    const runtime = await ctx.openRuntime(config);
+    try {
+      const base = configuredBaseUrl(config).url;
+      const blobs = (await listBlobs(runtime.db)).map((b) => ({
+        sha256: b.sha256,
+        size: b.size,
+        name: b.name,
+        state: b.state,
+        createdAt: new Date(b.created_at).toISOString(),
+        url: downloadUrl(base, b.sha256, b.name),
+      }));
+      if (values.json) return printJson(blobs);
+      if (blobs.length === 0) return printLine('no packages stored yet; add one with: goldmirror import FILE.pvmp');
+      printLine(
+        table([
+          ['SHA256', 'SIZE', 'STATE', 'STORED', 'NAME'],
+          ...blobs.map((b) => [b.sha256, humanBytes(b.size), b.state, b.createdAt.slice(0, 19).replace('T', ' '), b.name]),
+        ]),
+      );
+    } finally {
+      await runtime.close();
+    }
+  },
+};
+
+/** Checksum files are a line of text; anything large is not one. */
+async function readSmallText(file: string): Promise<string> {
+  let handle;
+  try {
+    handle = await fs.open(file, 'r');
+  } catch (err) {
+    throw new CliError(`cannot read checksum file ${file}: ${describeErrno(err)}`);
+  }
+  try {
+    const buffer = Buffer.alloc(64 * 1024);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, bytesRead).toString('utf8');
+  } catch (err) {
+    throw new CliError(`cannot read checksum file ${file}: ${describeErrno(err)}`);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function assertReadableFile(file: string): Promise<void> {
+  try {
+    const st = await fs.stat(file);
+    if (!st.isFile()) throw new CliError(`${file} is not a regular file`);
+    await fs.access(file, fs.constants.R_OK);
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new CliError(`cannot read ${file}: ${describeErrno(err)}`);
+  }
+}
+
+export function describeErrno(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'is a directory';
+  return code ?? (err as Error).message;
+}

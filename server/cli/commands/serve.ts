@@ -1,0 +1,49 @@
+import { parseBytes } from '../../../config/units.js';
+import { startServer } from '../../serve.js';
+import { parseCommandArgs, type Command } from '../context.js';
+import { UsageError } from '../output.js';
+
+export const serveCommand: Command = {
+  summary: 'run the mirror (what npm start runs)',
+  usage: 'goldmirror serve [--host HOST] [--port PORT] [--bandwidth-limit BYTES_PER_SEC]',
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'bandwidth-limit': { type: 'string' },
+    });
+    if (positionals.length > 0) throw new UsageError('serve takes no arguments');
+    const overrides: Record<string, unknown> = {};
+    if (values.host !== undefined) overrides.host = values.host;
+    if (values.port !== undefined) overrides.port = /^\d+$/.test(values.port) ? Number(values.port) : values.port;
+    if (values['bandwidth-limit'] !== undefined) {
+      overrides.maxBytesPerSec = parseBytes(values['bandwidth-limit']) ?? values['bandwidth-limit'];
+    }
+    const config = ctx.loadConfig(overrides);
+    const runtime = await ctx.openRuntime(config, { verbose: true });
+    const { log } = runtime;
+    const removed = await runtime.store.removeStaleTmpFiles();
+    if (removed.length > 0) log.info({ removed }, 'removed temp files left by interrupted ingests');
+
+    const handle = await startServer(runtime).catch(async (err: unknown) => {
+      await runtime.close();
+      throw err;
+    });
+    log.info({ url: handle.url, host: config.host, port: config.port, dataDir: runtime.store.layout.root }, 'goldmirror listening');
+
+    await new Promise<void>((resolve) => {
+      const stop = (signal: NodeJS.Signals): void => {
+        log.info({ signal }, 'shutting down: waiting for running transfers');
+        process.off('SIGTERM', stop);
+        process.off('SIGINT', stop);
+        resolve();
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+    await handle.close();
+    await runtime.close();
+    log.info('stopped');
+    return 0;
+  },
+};

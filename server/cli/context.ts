@@ -1,0 +1,55 @@
+/** What every CLI command receives: its own arguments and a lazily opened runtime. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { loadConfig, type Config } from '../../config/load.js';
+import { createLogger } from '../log.js';
+import { openRuntime, type Runtime } from '../runtime.js';
+import { UsageError } from './output.js';
+
+export interface GlobalOptions {
+  config?: string | undefined;
+  dataDir?: string | undefined;
+}
+
+export interface CommandContext {
+  args: string[];
+  globals: GlobalOptions;
+  env: NodeJS.ProcessEnv;
+  loadConfig(overrides?: Record<string, unknown>): Config;
+  /** Opens store and database; the caller must close() it. Commands log warnings only unless `verbose`. */
+  openRuntime(config?: Config, options?: { verbose?: boolean }): Promise<Runtime>;
+}
+
+export interface Command {
+  summary: string;
+  usage: string;
+  run(ctx: CommandContext): Promise<number | void>;
+}
+
+export function createContext(args: string[], globals: GlobalOptions, env: NodeJS.ProcessEnv): CommandContext {
+  const load = (overrides: Record<string, unknown> = {}): Config =>
+    loadConfig({ configPath: globals.config, env, overrides: { dataDir: globals.dataDir, ...overrides } });
+  return {
+    args,
+    globals,
+    env,
+    loadConfig: load,
+    async openRuntime(config = load(), options = {}) {
+      // One-shot commands log warnings only: their output is the result.
+      const level = options.verbose || config.logLevel === 'silent' || config.logLevel === 'error' ? config.logLevel : 'warn';
+      return openRuntime(config, createLogger(level));
+    },
+  };
+}
+
+/** parseArgs with goldmirror's conventions: strict, and usage errors as UsageError. */
+export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(
+  args: string[],
+  options: T,
+  allowPositionals = true,
+): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: boolean; strict: true }>> {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}

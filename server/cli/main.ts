@@ -1,0 +1,122 @@
+/**
+ * `goldmirror` command line. Exit codes: 0 success, 1 the operation failed
+ * (e.g. checksum mismatch), 2 bad usage or configuration.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../../config/load.js';
+import { StorageError } from '../../storage/errors.js';
+import { DatabaseError } from '../db/open.js';
+import { StartupError } from '../runtime.js';
+import { importCommand, listCommand } from './commands/blobs.js';
+import { serveCommand } from './commands/serve.js';
+import { createContext, type Command } from './context.js';
+import { CliError, UsageError } from './output.js';
+
+const commands: Record<string, Command> = {
+  serve: serveCommand,
+  import: importCommand,
+  list: listCommand,
+};
+
+function usage(): string {
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(14)}${c.summary}\n      ${c.usage}`);
+  return [
+    'usage: goldmirror [--config PATH] [--data-dir DIR] COMMAND [ARGS]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    'Settings come from defaults < --config FILE (or MIRROR_CONFIG) < MIRROR_* environment variables.',
+  ].join('\n');
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string' },
+        'data-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
+      allowPositionals: true,
+      strict: false,
+      tokens: true,
+    });
+  } catch (err) {
+    return fail(`error: ${(err as Error).message}`, 2);
+  }
+  // Global options are those before the command name; the rest belongs to the command.
+  const commandToken = parsed.tokens.find((t) => t.kind === 'positional');
+  const globalArgs = commandToken ? argv.slice(0, commandToken.index) : argv;
+  const commandArgs = commandToken ? argv.slice(commandToken.index + 1) : [];
+  let globals;
+  try {
+    globals = parseArgs({
+      args: globalArgs,
+      options: {
+        config: { type: 'string' },
+        'data-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
+      strict: true,
+    }).values;
+  } catch (err) {
+    return fail(`error: ${(err as Error).message}\n${usage()}`, 2);
+  }
+  if (globals.version) {
+    process.stdout.write(`${await packageVersion()}\n`);
+    return 0;
+  }
+  const name = commandToken?.kind === 'positional' ? commandToken.value : undefined;
+  if (globals.help || name === undefined || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return name === undefined && !globals.help ? 2 : 0;
+  }
+  const command = commands[name];
+  if (!command) return fail(`error: unknown command ${JSON.stringify(name)}\n${usage()}`, 2);
+  if (commandArgs.includes('--help') || commandArgs.includes('-h')) {
+    process.stdout.write(`usage: ${command.usage}\n`);
+    return 0;
+  }
+
+  try {
+    const ctx = createContext(commandArgs, { config: globals.config, dataDir: globals['data-dir'] }, env);
+    return (await command.run(ctx)) ?? 0;
+  } catch (err) {
+    if (err instanceof UsageError) return fail(`error: ${err.message}\nusage: ${command.usage}`, 2);
+    if (err instanceof ConfigError) return fail(`error: ${err.message}`, 2);
+    if (err instanceof CliError) return fail(`error: ${err.message}`, err.exitCode);
+    if (err instanceof StorageError || err instanceof DatabaseError || err instanceof StartupError) {
+      return fail(`error: ${err.message}`, 1);
+    }
+    if (isErrnoException(err)) return fail(`error: ${err.message}`, 1);
+    return fail(`error: unexpected failure: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, 1);
+  }
+}
+
+function fail(message: string, code: number): number {
+  process.stderr.write(`goldmirror: ${message}\n`);
+  return code;
+}
+
+function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && 'syscall' in err;
+}
+
+async function packageVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  // server/cli/ in a source checkout, dist/server/cli/ when built.
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'goldmirror' && pkg.version) return pkg.version;
+    } catch {
+      // try the next location
+    }
+  }
+  return 'unknown';
+}

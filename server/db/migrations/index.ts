@@ -1,0 +1,11 @@
+import type { Migration, MigrationProvider } from 'kysely';
+import * as m0001 from './0001-blobs.js';
+
+/** Static list (no directory scanning): the build and the bundle see exactly these. */
+const migrations: Record<string, Migration> = {
+  '0001-blobs': m0001,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: () => Promise.resolve(migrations),
+};

@@ -1,0 +1,344 @@
+/**
+ * The public download links, `GET|HEAD /d/<sha256>/<name>`: the one path the
+ * Macs use, so it runs on plain node:http (no framework on the hot path) and
+ * behaves like a strict static file server (RFC 9110 ranges and conditionals,
+ * nginx and Go's http.ServeContent where the RFC leaves a choice).
+ *
+ * Choices, documented in the README:
+ * - several ranges → `multipart/byteranges` (up to MAX_RANGES; more → 200);
+ * - a Range on HEAD is evaluated like on GET, so HEAD shows exactly the headers GET would;
+ * - the name segment is cosmetic; `<name>.sha256` answers the `shasum -c` line.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import type { BlobReader, BlobStore } from '../../storage/blob-store.js';
+import { formatChecksumLine, type Sha256 } from '../../storage/digest.js';
+import { isStorageError } from '../../storage/errors.js';
+import type { BlobRow } from '../db/schema.js';
+import { AppError, errorBody, errorStatus } from '../errors.js';
+import { isSafeRequestedName } from '../file-names.js';
+import type { RateLimiter } from './rate-limiter.js';
+import {
+  evaluatePreconditions,
+  evaluateRange,
+  ifRangeAllowsPartial,
+  type ByteRange,
+} from './range.js';
+
+export const DOWNLOAD_PREFIX = '/d/';
+
+/** Read size: large reads are what make Node close to sendfile here (see README, Performance). */
+const CHUNK_BYTES = 1 << 20;
+/** A client that accepts no bytes for this long is dropped, freeing its file handle and buffers. */
+const STALL_TIMEOUT_MS = 120_000;
+const CACHE_CONTROL = 'public, max-age=31536000, immutable';
+
+export interface DownloadEvent {
+  type: 'started' | 'completed' | 'aborted';
+  sha256: Sha256;
+  /** Body bytes sent so far (for 'started': the bytes the response will carry). */
+  bytes: number;
+  status: number;
+}
+
+export interface DownloadDeps {
+  findBlob(sha256: Sha256): Promise<Pick<BlobRow, 'size' | 'created_at' | 'state'> | undefined>;
+  store: BlobStore;
+  limiter: RateLimiter | null;
+  onEvent?: ((event: DownloadEvent) => void) | undefined;
+  onError?: ((err: unknown) => void) | undefined;
+}
+
+interface Target {
+  sha256: Sha256;
+  name: string;
+  checksum: boolean;
+}
+
+/** Handles one request whose path starts with /d/; never throws, always answers. */
+export function createDownloadHandler(deps: DownloadDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return function handleDownload(req, res) {
+    serve(deps, req, res).catch((err: unknown) => {
+      deps.onError?.(err);
+      if (!res.headersSent) sendError(res, new AppError('INTERNAL', 'internal server error'));
+      else res.destroy();
+    });
+  };
+}
+
+async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const method = req.method ?? 'GET';
+  if (method !== 'GET' && method !== 'HEAD') {
+    res.setHeader('Allow', 'GET, HEAD');
+    return sendError(res, new AppError('METHOD_NOT_ALLOWED', `method ${method} is not allowed on download links`));
+  }
+  const target = parseTarget(req.url ?? '');
+  if (target instanceof AppError) return sendError(res, target);
+
+  const blob = await deps.findBlob(target.sha256);
+  if (!blob) return sendError(res, new AppError('BLOB_UNKNOWN', `no package with sha256 ${target.sha256} is stored here`));
+  if (blob.state !== 'ok') return sendError(res, unavailable(target.sha256, blob.state));
+
+  const etag = `"${target.sha256}"`;
+  const lastModifiedMs = Math.floor(blob.created_at / 1000) * 1000;
+  res.setHeader('ETag', etag);
+  res.setHeader('Last-Modified', new Date(lastModifiedMs).toUTCString());
+  res.setHeader('Cache-Control', CACHE_CONTROL);
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+
+  if (target.checksum) {
+    const body = formatChecksumLine(target.sha256, target.name);
+    res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+    res.end(method === 'HEAD' ? undefined : body);
+    return;
+  }
+
+  res.setHeader('Accept-Ranges', 'bytes');
+  const precondition = evaluatePreconditions(
+    {
+      ifMatch: req.headers['if-match'],
+      ifUnmodifiedSince: req.headers['if-unmodified-since'],
+      ifNoneMatch: req.headers['if-none-match'],
+      ifModifiedSince: req.headers['if-modified-since'],
+    },
+    etag,
+    lastModifiedMs,
+  );
+  if (precondition === 'not-modified') {
+    res.writeHead(304);
+    res.end();
+    return;
+  }
+  if (precondition === 'precondition-failed') {
+    return sendError(res, new AppError('PRECONDITION_FAILED', 'the stored package does not match the request preconditions'));
+  }
+
+  const size = blob.size;
+  const decision = ifRangeAllowsPartial(headerValue(req.headers['if-range']), etag, lastModifiedMs)
+    ? evaluateRange(headerValue(req.headers.range), size)
+    : { kind: 'full' as const };
+  if (decision.kind === 'unsatisfiable') {
+    res.setHeader('Content-Range', `bytes */${size}`);
+    return sendError(res, new AppError('RANGE_NOT_SATISFIABLE', `no requested range lies within the ${size} bytes of this package`));
+  }
+
+  // Open before sending headers, so a blob file that vanished (quarantined,
+  // deleted behind our back) is a clean 503 rather than a truncated 200.
+  let reader: BlobReader | null = null;
+  if (method === 'GET') {
+    try {
+      reader = await deps.store.open(target.sha256);
+    } catch (err) {
+      if (isStorageError(err, 'BLOB_UNKNOWN')) return sendError(res, unavailable(target.sha256, 'missing'));
+      throw err;
+    }
+    if (reader.size !== size) {
+      await reader.close();
+      return sendError(res, unavailable(target.sha256, 'corrupt'));
+    }
+  }
+
+  try {
+    const plan = planBody(decision.kind === 'partial' ? decision.ranges : null, size);
+    res.setHeader('Content-Disposition', contentDisposition(target.name));
+    res.setHeader('Content-Length', plan.length);
+    if (plan.contentRange) res.setHeader('Content-Range', plan.contentRange);
+    res.setHeader('Content-Type', plan.contentType);
+    res.writeHead(plan.status);
+    if (!reader) {
+      res.end();
+      return;
+    }
+    deps.onEvent?.({ type: 'started', sha256: target.sha256, bytes: plan.length, status: plan.status });
+    const { sent, complete } = await sendParts(reader, res, plan.parts, deps.limiter);
+    if (complete) {
+      res.end();
+      deps.onEvent?.({ type: 'completed', sha256: target.sha256, bytes: sent, status: plan.status });
+    } else {
+      res.destroy();
+      deps.onEvent?.({ type: 'aborted', sha256: target.sha256, bytes: sent, status: plan.status });
+    }
+  } finally {
+    await reader?.close();
+  }
+}
+
+function parseTarget(url: string): Target | AppError {
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  const rest = path.slice(DOWNLOAD_PREFIX.length);
+  const slash = rest.indexOf('/');
+  if (!path.startsWith(DOWNLOAD_PREFIX) || slash < 0 || rest.indexOf('/', slash + 1) >= 0) {
+    return new AppError('NOT_FOUND', 'download links look like /d/<sha256>/<file name>');
+  }
+  const digest = rest.slice(0, slash).toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(digest)) {
+    return new AppError('DIGEST_INVALID', 'the first segment of a download link must be a 64-digit sha256');
+  }
+  let name: string;
+  try {
+    name = decodeURIComponent(rest.slice(slash + 1));
+  } catch {
+    return new AppError('NAME_INVALID', 'the file name in the link is not valid percent-encoding');
+  }
+  if (!isSafeRequestedName(name)) return new AppError('NAME_INVALID', 'the file name in the link must be one plain path segment');
+  const checksum = name.length > '.sha256'.length && name.endsWith('.sha256');
+  return { sha256: digest as Sha256, name: checksum ? name.slice(0, -'.sha256'.length) : name, checksum };
+}
+
+interface BodyPart {
+  /** Bytes written before the range (multipart headers), if any. */
+  prefix: Buffer | null;
+  range: ByteRange | null;
+}
+
+interface BodyPlan {
+  status: 200 | 206;
+  length: number;
+  contentType: string;
+  contentRange: string | null;
+  parts: BodyPart[];
+}
+
+function planBody(ranges: ByteRange[] | null, size: number): BodyPlan {
+  if (ranges === null) {
+    return { status: 200, length: size, contentType: 'application/octet-stream', contentRange: null, parts: [whole(size)] };
+  }
+  const [first] = ranges;
+  if (ranges.length === 1 && first) {
+    return {
+      status: 206,
+      length: first.end - first.start + 1,
+      contentType: 'application/octet-stream',
+      contentRange: `bytes ${first.start}-${first.end}/${size}`,
+      parts: [{ prefix: null, range: first }],
+    };
+  }
+  // multipart/byteranges (RFC 9110 §14.6): each part has its own Content-Type and Content-Range.
+  const boundary = randomBytes(12).toString('hex');
+  const parts: BodyPart[] = ranges.map((range, i) => ({
+    prefix: Buffer.from(
+      `${i === 0 ? '' : '\r\n'}--${boundary}\r\nContent-Type: application/octet-stream\r\n` +
+        `Content-Range: bytes ${range.start}-${range.end}/${size}\r\n\r\n`,
+    ),
+    range,
+  }));
+  parts.push({ prefix: Buffer.from(`\r\n--${boundary}--\r\n`), range: null });
+  const length = parts.reduce((n, p) => n + (p.prefix?.length ?? 0) + (p.range ? p.range.end - p.range.start + 1 : 0), 0);
+  return { status: 206, length, contentType: `multipart/byteranges; boundary=${boundary}`, contentRange: null, parts };
+}
+
+function whole(size: number): BodyPart {
+  return { prefix: null, range: size > 0 ? { start: 0, end: size - 1 } : null };
+}
+
+/**
+ * Streams the planned parts with two reusable buffers: while one chunk is
+ * being handed to the socket the next is read from disk. A buffer is reused
+ * only after its write completed, which is also the backpressure: a slow
+ * client holds at most two chunks of memory.
+ */
+async function sendParts(
+  reader: BlobReader,
+  res: ServerResponse,
+  parts: BodyPart[],
+  limiter: RateLimiter | null,
+): Promise<{ sent: number; complete: boolean }> {
+  const abort = new AbortController();
+  const onClose = (): void => abort.abort();
+  res.once('close', onClose);
+  armStallTimeout(res);
+  const largest = Math.max(0, ...parts.map((p) => (p.range ? p.range.end - p.range.start + 1 : 0)));
+  const bufferBytes = Math.min(CHUNK_BYTES, largest);
+  const buffers = [Buffer.allocUnsafe(bufferBytes), Buffer.allocUnsafe(bufferBytes)];
+  const pending: Array<Promise<boolean> | null> = [null, null];
+  let sent = 0;
+  let turn = 0;
+  try {
+    for (const part of parts) {
+      if (part.prefix) {
+        if (!(await write(res, part.prefix))) return { sent, complete: false };
+        sent += part.prefix.length;
+      }
+      if (!part.range) continue;
+      let position = part.range.start;
+      const end = part.range.end + 1;
+      while (position < end) {
+        if (abort.signal.aborted) return { sent, complete: false };
+        const buffer = buffers[turn]!;
+        const previous = pending[turn];
+        if (previous && !(await previous)) return { sent, complete: false };
+        const want = Math.min(buffer.length, end - position);
+        const got = await reader.read(buffer, want, position);
+        if (got <= 0) throw new Error(`blob ended early at byte ${position} of ${reader.size}`);
+        if (limiter) await limiter.take(got, abort.signal).catch(() => undefined);
+        if (abort.signal.aborted) return { sent, complete: false };
+        pending[turn] = write(res, got === buffer.length ? buffer : buffer.subarray(0, got));
+        sent += got;
+        position += got;
+        turn ^= 1;
+      }
+    }
+    const flushed = await Promise.all(pending.map((p) => p ?? Promise.resolve(true)));
+    return { sent, complete: flushed.every(Boolean) };
+  } finally {
+    res.off('close', onClose);
+    // Wait for in-flight writes before the caller closes the file and drops the buffers.
+    await Promise.all(pending.map((p) => p ?? Promise.resolve(true)));
+  }
+}
+
+/**
+ * Drop the connection when the client stops reading: with no 'timeout'
+ * listener, node:http destroys the socket itself. Set per response because
+ * node:http resets socket timeouts between keep-alive requests.
+ */
+function armStallTimeout(res: ServerResponse): void {
+  res.socket?.setTimeout(STALL_TIMEOUT_MS);
+}
+
+/** Resolves true once the chunk is handed to the kernel, false if the connection closed first. */
+function write(res: ServerResponse, chunk: Buffer): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (res.destroyed) return resolve(false);
+    const onClose = (): void => resolve(false);
+    res.once('close', onClose);
+    res.write(chunk, (err) => {
+      res.off('close', onClose);
+      resolve(!err);
+    });
+  });
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** `attachment` with an ASCII fallback and the exact name in RFC 8187 form. */
+export function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
+  const encoded = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return ascii === name ? `attachment; filename="${name}"` : `attachment; filename="${ascii}"; filename*=UTF-8''${encoded}`;
+}
+
+function unavailable(sha256: Sha256, state: string): AppError {
+  return new AppError(
+    'BLOB_UNAVAILABLE',
+    state === 'missing'
+      ? `the package ${sha256} is registered but its file is missing; the administrator has been told`
+      : `the package ${sha256} failed its integrity check and is withheld until it is re-imported`,
+    { state },
+  );
+}
+
+function sendError(res: ServerResponse, err: AppError): void {
+  const body = JSON.stringify(errorBody(err));
+  res.removeHeader('Content-Disposition');
+  res.removeHeader('Accept-Ranges');
+  res.writeHead(errorStatus[err.code], {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}

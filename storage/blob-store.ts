@@ -1,0 +1,339 @@
+/**
+ * Content-addressed blob store on a local filesystem.
+ *
+ * The interface is deliberately small (put / open / stat / delete / list, plus
+ * quarantine and temp clean-up) so that an object-storage backend can stand
+ * behind it later. It knows files and digests only: no database, no HTTP.
+ */
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { isSha256, newSha256, type Sha256 } from './digest.js';
+import { StorageError } from './errors.js';
+import { createLayout, tmpFileOwnerPid, type Layout } from './layout.js';
+
+export interface BlobInfo {
+  sha256: Sha256;
+  size: number;
+}
+
+export interface PutOptions {
+  /** When set, the content must hash to this digest or nothing is stored. */
+  expectedSha256?: Sha256 | undefined;
+  /** When set, the content must be exactly this long; also used up front by the free-space guard. */
+  expectedSize?: number | undefined;
+  /** Refuse the ingest when it would leave fewer free bytes than this. */
+  minFreeBytes?: number | undefined;
+  signal?: AbortSignal | undefined;
+  /** Called after each batch reaches the disk with the total bytes written so far. */
+  onProgress?: ((bytesWritten: number) => void) | undefined;
+}
+
+export interface PutResult extends BlobInfo {
+  /** False when a blob with this digest was already stored (its file is refreshed in place). */
+  created: boolean;
+}
+
+/** Random-access reader over one blob; callers own the buffers and must close it. */
+export interface BlobReader {
+  readonly size: number;
+  /** Reads up to `length` bytes at `position` into `target`; resolves to the count read (0 at end). */
+  read(target: Buffer, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface BlobStore {
+  readonly layout: Layout;
+  put(source: AsyncIterable<Uint8Array>, options?: PutOptions): Promise<PutResult>;
+  open(sha256: Sha256): Promise<BlobReader>;
+  stat(sha256: Sha256): Promise<BlobInfo | null>;
+  delete(sha256: Sha256): Promise<boolean>;
+  list(): AsyncIterable<BlobInfo>;
+  /** Moves a blob's file aside (not deleted); resolves to its new path, or null when it was missing. */
+  quarantine(sha256: Sha256, atMs: number): Promise<string | null>;
+  /** Removes temp files whose writer is gone; returns the removed paths. */
+  removeStaleTmpFiles(): Promise<string[]>;
+  /** Free and total bytes of the filesystem holding the blobs. */
+  diskUsage(): Promise<{ freeBytes: number; totalBytes: number }>;
+}
+
+/** Bytes gathered before one write to disk: large writes are far cheaper than many small ones. */
+const WRITE_BATCH_BYTES = 1 << 20;
+
+export async function openBlobStore(dataDir: string): Promise<BlobStore> {
+  const layout = createLayout(dataDir);
+  await fs.mkdir(layout.blobsDir, { recursive: true });
+  await fs.mkdir(layout.tmpDir, { recursive: true });
+  await fs.mkdir(layout.quarantineDir, { recursive: true });
+  return new FsBlobStore(layout);
+}
+
+class FsBlobStore implements BlobStore {
+  readonly layout: Layout;
+
+  constructor(layout: Layout) {
+    this.layout = layout;
+  }
+
+  /**
+   * Ingest algorithm (after cacache and the OCI distribution registry):
+   * 1. check free space up front when the size is known;
+   * 2. stream into a fresh temp file in tmp/ (same filesystem as blobs/),
+   *    hashing every chunk exactly once on the way;
+   * 3. check size and digest against what the caller expected;
+   * 4. fsync the file, rename it to its digest path, fsync the directory;
+   * 5. in every other outcome remove the temp file, so nothing partial is
+   *    ever visible under blobs/.
+   */
+  async put(source: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
+    const { expectedSha256, expectedSize, minFreeBytes = 0, signal, onProgress } = options;
+    if (expectedSha256 !== undefined && !isSha256(expectedSha256)) {
+      throw new StorageError('DIGEST_INVALID', `expected digest is not a sha256: ${String(expectedSha256)}`);
+    }
+    signal?.throwIfAborted();
+    if (expectedSize !== undefined) await this.#assertRoomFor(expectedSize, minFreeBytes);
+
+    const tmpFile = this.layout.newTmpFile();
+    const handle = await fs.open(tmpFile, 'wx', 0o644);
+    let handleOpen = true;
+    let committed = false;
+    let inflight: Promise<void> | null = null;
+    try {
+      const hash = newSha256();
+      let size = 0;
+      let written = 0;
+      let batch: Uint8Array[] = [];
+      let batchBytes = 0;
+      // One write may be in flight while the next batch is gathered and hashed,
+      // so hashing (main thread) and writing (thread pool) overlap.
+      const flush = async (): Promise<void> => {
+        if (inflight) await inflight;
+        const buffers = batch;
+        const bytes = batchBytes;
+        batch = [];
+        batchBytes = 0;
+        inflight = writeFully(handle, buffers, written).then(() => {
+          written += bytes;
+          onProgress?.(written);
+        });
+      };
+      for await (const chunk of source) {
+        signal?.throwIfAborted();
+        if (chunk.byteLength === 0) continue;
+        hash.update(chunk);
+        size += chunk.byteLength;
+        if (expectedSize !== undefined && size > expectedSize) {
+          throw new StorageError('SIZE_MISMATCH', `content is longer than the expected ${expectedSize} bytes`, {
+            expected: expectedSize,
+          });
+        }
+        batch.push(chunk);
+        batchBytes += chunk.byteLength;
+        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+      }
+      signal?.throwIfAborted();
+      if (batchBytes > 0) await flush();
+      if (inflight) await inflight;
+      inflight = null;
+
+      if (expectedSize !== undefined && size !== expectedSize) {
+        throw new StorageError(
+          'SIZE_MISMATCH',
+          `content ended after ${size} bytes, expected ${expectedSize}`,
+          { expected: expectedSize, actual: size },
+        );
+      }
+      const sha256 = hash.digest('hex') as Sha256;
+      if (expectedSha256 !== undefined && sha256 !== expectedSha256) {
+        throw new StorageError(
+          'DIGEST_MISMATCH',
+          `content hashes to sha256 ${sha256}, but ${expectedSha256} was expected; nothing was stored`,
+          { expected: expectedSha256, actual: sha256 },
+        );
+      }
+      await handle.sync();
+      await handle.close();
+      handleOpen = false;
+
+      const finalFile = this.layout.blobFile(sha256);
+      await fs.mkdir(this.layout.blobDir(sha256), { recursive: true });
+      const existed = await fileExists(finalFile);
+      // Renaming over an existing blob is atomic and replaces it with content
+      // that was just verified, which also repairs a file that rotted.
+      await fs.rename(tmpFile, finalFile);
+      committed = true;
+      await fsyncDir(this.layout.blobDir(sha256));
+      return { sha256, size, created: !existed };
+    } catch (err) {
+      throw translateIoError(err);
+    } finally {
+      if (inflight) await (inflight as Promise<void>).catch(() => undefined);
+      if (handleOpen) await handle.close().catch(() => undefined);
+      if (!committed) await fs.rm(tmpFile, { force: true }).catch(() => undefined);
+    }
+  }
+
+  async open(sha256: Sha256): Promise<BlobReader> {
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(this.layout.blobFile(sha256), fsConstants.O_RDONLY);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) throw blobUnknown(sha256);
+      throw err;
+    }
+    try {
+      const { size } = await handle.stat();
+      return {
+        size,
+        read: async (target, length, position) => (await handle.read(target, 0, length, position)).bytesRead,
+        close: () => handle.close(),
+      };
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async stat(sha256: Sha256): Promise<BlobInfo | null> {
+    try {
+      const st = await fs.stat(this.layout.blobFile(sha256));
+      return { sha256, size: st.size };
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null;
+      throw err;
+    }
+  }
+
+  async delete(sha256: Sha256): Promise<boolean> {
+    try {
+      await fs.unlink(this.layout.blobFile(sha256));
+      return true;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false;
+      throw err;
+    }
+  }
+
+  async *list(): AsyncIterable<BlobInfo> {
+    for (const fanout of (await fs.readdir(this.layout.blobsDir)).sort()) {
+      if (!/^[0-9a-f]{2}$/.test(fanout)) continue;
+      const dir = path.join(this.layout.blobsDir, fanout);
+      let names: string[];
+      try {
+        names = await fs.readdir(dir);
+      } catch (err) {
+        if (isErrno(err, 'ENOTDIR') || isErrno(err, 'ENOENT')) continue;
+        throw err;
+      }
+      for (const name of names.sort()) {
+        if (!isSha256(name) || !name.startsWith(fanout)) continue;
+        const info = await this.stat(name);
+        if (info) yield info;
+      }
+    }
+  }
+
+  async quarantine(sha256: Sha256, atMs: number): Promise<string | null> {
+    const target = this.layout.quarantineFile(sha256, atMs);
+    try {
+      await fs.rename(this.layout.blobFile(sha256), target);
+      return target;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null;
+      throw err;
+    }
+  }
+
+  async removeStaleTmpFiles(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of await fs.readdir(this.layout.tmpDir)) {
+      const pid = tmpFileOwnerPid(name);
+      if (pid === null || isLiveWriter(pid)) continue;
+      const file = path.join(this.layout.tmpDir, name);
+      await fs.rm(file, { force: true });
+      removed.push(file);
+    }
+    return removed;
+  }
+
+  async diskUsage(): Promise<{ freeBytes: number; totalBytes: number }> {
+    const st = await fs.statfs(this.layout.blobsDir);
+    return { freeBytes: st.bavail * st.bsize, totalBytes: st.blocks * st.bsize };
+  }
+
+  async #assertRoomFor(bytes: number, minFreeBytes: number): Promise<void> {
+    const { freeBytes } = await this.diskUsage();
+    if (freeBytes - bytes < minFreeBytes) {
+      throw new StorageError(
+        'INSUFFICIENT_STORAGE',
+        `not enough disk space: storing ${bytes} bytes would leave ${Math.max(0, freeBytes - bytes)} bytes free, ` +
+          `the configured minimum is ${minFreeBytes}`,
+        { needed: bytes, freeBytes, minFreeBytes },
+      );
+    }
+  }
+}
+
+/**
+ * A temp file belongs to a live writer when its PID is alive and is not this
+ * process: clean-up runs before this process starts any ingest, so a file
+ * with our own PID was left by an earlier process that had the same PID
+ * (common in containers, where the server is always PID 1 or 7).
+ */
+function isLiveWriter(pid: number): boolean {
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isErrno(err, 'EPERM');
+  }
+}
+
+async function writeFully(handle: fs.FileHandle, buffers: Uint8Array[], position: number): Promise<void> {
+  const total = buffers.reduce((n, b) => n + b.byteLength, 0);
+  let done = (await handle.writev(buffers, position)).bytesWritten;
+  if (done === total) return;
+  // Short writes are rare on files, but possible (e.g. a disk filling up).
+  const rest = Buffer.concat(buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))).subarray(done);
+  let offset = 0;
+  while (offset < rest.length) {
+    const { bytesWritten } = await handle.write(rest, offset, rest.length - offset, position + done);
+    if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'ENOSPC' });
+    offset += bytesWritten;
+    done += bytesWritten;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, fsConstants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function fileExists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function blobUnknown(sha256: Sha256): StorageError {
+  return new StorageError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
+}
+
+function translateIoError(err: unknown): unknown {
+  if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) {
+    return new StorageError('INSUFFICIENT_STORAGE', 'the disk filled up during the ingest; nothing was stored', {}, { cause: err });
+  }
+  return err;
+}
+
+export function isErrno(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}

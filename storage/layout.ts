@@ -1,0 +1,73 @@
+/**
+ * The only module that builds paths inside the data directory.
+ *
+ *   <data>/
+ *     goldmirror.db                 SQLite database (+ -wal, -shm)
+ *     blobs/sha256/<aa>/<aabb…>     committed blobs, named by their full digest,
+ *                                   fanned out by the first two hex digits
+ *     tmp/ingest-<pid>-<rand>.part  ingests in progress; same filesystem as
+ *                                   blobs/ so the final rename is atomic
+ *     quarantine/<digest>-<time>    blobs that failed verification, kept for
+ *                                   inspection, never served
+ *
+ * Every name that ends up in a path comes from a validated digest or from
+ * this process; nothing a client or an archive sends is ever used here.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { isSha256, type Sha256 } from './digest.js';
+
+const TMP_PREFIX = 'ingest-';
+const TMP_SUFFIX = '.part';
+
+export interface Layout {
+  readonly root: string;
+  readonly dbFile: string;
+  readonly blobsDir: string;
+  readonly tmpDir: string;
+  readonly quarantineDir: string;
+  blobDir(sha256: Sha256): string;
+  blobFile(sha256: Sha256): string;
+  newTmpFile(): string;
+  quarantineFile(sha256: Sha256, atMs: number): string;
+}
+
+export function createLayout(dataDir: string): Layout {
+  const root = path.resolve(dataDir);
+  const blobsDir = path.join(root, 'blobs', 'sha256');
+  const tmpDir = path.join(root, 'tmp');
+  const quarantineDir = path.join(root, 'quarantine');
+  const assertDigest = (sha256: string): void => {
+    // Belt and braces: callers pass parsed digests, but a path must never be
+    // built from anything else.
+    if (!isSha256(sha256)) throw new Error(`not a sha256 digest: ${JSON.stringify(sha256)}`);
+  };
+  return Object.freeze({
+    root,
+    dbFile: path.join(root, 'goldmirror.db'),
+    blobsDir,
+    tmpDir,
+    quarantineDir,
+    blobDir(sha256: Sha256) {
+      assertDigest(sha256);
+      return path.join(blobsDir, sha256.slice(0, 2));
+    },
+    blobFile(sha256: Sha256) {
+      assertDigest(sha256);
+      return path.join(blobsDir, sha256.slice(0, 2), sha256);
+    },
+    newTmpFile() {
+      return path.join(tmpDir, `${TMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}${TMP_SUFFIX}`);
+    },
+    quarantineFile(sha256: Sha256, atMs: number) {
+      assertDigest(sha256);
+      return path.join(quarantineDir, `${sha256}-${atMs}`);
+    },
+  });
+}
+
+/** The writer PID encoded in a temp file name, or null when the name is not one of ours. */
+export function tmpFileOwnerPid(fileName: string): number | null {
+  const match = /^ingest-(\d+)-[0-9a-f]+\.part$/.exec(fileName);
+  return match?.[1] ? Number(match[1]) : null;
+}
