@@ -1,0 +1,78 @@
+/** Temp data dirs, a running goldmirror on port 0, and deterministic test data. */
+import { createCipheriv, createHash, type Cipher } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig, type Config } from '../../config/load.js';
+import { createLogger } from '../../server/log.js';
+import { openRuntime, type Runtime } from '../../server/runtime.js';
+import { startServer, type ServerHandle } from '../../server/serve.js';
+import { ingest } from '../../server/services/ingest.js';
+
+export async function makeTempDir(prefix = 'goldmirror-test-'): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+export function testConfig(dataDir: string, overrides: Record<string, unknown> = {}): Config {
+  return loadConfig({ env: {}, overrides: { dataDir, host: '127.0.0.1', port: 0, minFreeBytes: 0, logLevel: 'silent', ...overrides } });
+}
+
+export interface TestMirror {
+  dir: string;
+  runtime: Runtime;
+  server: ServerHandle;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** A real goldmirror listening on 127.0.0.1:<ephemeral> over a fresh data dir. */
+export async function startMirror(overrides: Record<string, unknown> = {}): Promise<TestMirror> {
+  const dir = await makeTempDir();
+  const config = testConfig(dir, overrides);
+  const runtime = await openRuntime(config, createLogger('silent'));
+  const server = await startServer(runtime);
+  return {
+    dir,
+    runtime,
+    server,
+    url: server.url,
+    async close() {
+      await server.close(1000);
+      await runtime.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Deterministic incompressible bytes: the AES-256-CTR keystream of `seed`.
+ * The same (size, seed) always gives the same content, generated in the test
+ * at memory speed; testStream() yields exactly the same bytes in chunks.
+ */
+export function testBytes(size: number, seed = 'goldmirror'): Buffer {
+  return keystream(seed).update(Buffer.alloc(size));
+}
+
+/** Streams testBytes(size, seed) in chunks of `chunkBytes` without holding them all. */
+export async function* testStream(size: number, seed = 'goldmirror', chunkBytes = 1 << 20): AsyncGenerator<Buffer> {
+  const cipher = keystream(seed);
+  const zeros = Buffer.alloc(chunkBytes);
+  for (let produced = 0; produced < size; produced += chunkBytes) {
+    const n = Math.min(chunkBytes, size - produced);
+    yield cipher.update(n === chunkBytes ? zeros : zeros.subarray(0, n));
+  }
+}
+
+function keystream(seed: string): Cipher {
+  return createCipheriv('aes-256-ctr', createHash('sha256').update(seed).digest(), Buffer.alloc(16));
+}
+
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Stores `data` in a mirror through the real ingest path and returns its digest. */
+export async function putBlob(mirror: TestMirror, data: Buffer, fileName = 'test.pvmp'): Promise<string> {
+  const { blob } = await ingest(mirror.runtime.ingestDeps, { source: [data], fileName });
+  return blob.sha256;
+}

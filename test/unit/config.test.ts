@@ -1,0 +1,100 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../config/load.js';
+import { parseBytes, parseDuration } from '../../config/units.js';
+import { makeTempDir } from '../helpers/env.js';
+
+describe('config', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await makeTempDir();
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  async function file(name: string, text: string): Promise<string> {
+    const p = path.join(dir, name);
+    await fs.writeFile(p, text);
+    return p;
+  }
+
+  function problemsOf(fn: () => unknown): readonly string[] {
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems;
+      throw err;
+    }
+    throw new Error('expected a ConfigError');
+  }
+
+  it('has the documented defaults', () => {
+    const config = loadConfig({ env: {} });
+    expect(config).toMatchObject({ host: '0.0.0.0', port: 8080, dataDir: './data', publicUrl: '', maxBytesPerSec: 0 });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('applies defaults < file < environment < overrides', async () => {
+    const p = await file('a.json', JSON.stringify({ port: 9000, host: '127.0.0.1', dataDir: '/srv/file' }));
+    expect(loadConfig({ configPath: p, env: {} })).toMatchObject({ port: 9000, host: '127.0.0.1', dataDir: '/srv/file' });
+    const env = { MIRROR_PORT: '9100', MIRROR_DATA_DIR: '/srv/env' };
+    expect(loadConfig({ configPath: p, env })).toMatchObject({ port: 9100, host: '127.0.0.1', dataDir: '/srv/env' });
+    expect(loadConfig({ configPath: p, env, overrides: { port: 9200 } })).toMatchObject({ port: 9200 });
+    expect(loadConfig({ env: { ...env, MIRROR_CONFIG: p } })).toMatchObject({ host: '127.0.0.1', port: 9100 });
+  });
+
+  it('reads the shipped example file, comments and all', () => {
+    const config = loadConfig({ configPath: path.join(import.meta.dirname, '../../config/goldmirror.example.jsonc'), env: {} });
+    expect(config).toMatchObject({ publicUrl: 'http://mirror.example.lan:8080', minFreeBytes: 2 ** 30, shutdownTimeoutMs: 30_000 });
+  });
+
+  it('accepts units for sizes and durations from the environment', () => {
+    const config = loadConfig({ env: { MIRROR_MAX_BYTES_PER_SEC: '50MB', MIRROR_MIN_FREE_BYTES: '2GiB', MIRROR_SHUTDOWN_TIMEOUT: '1m' } });
+    expect(config).toMatchObject({ maxBytesPerSec: 50e6, minFreeBytes: 2 * 2 ** 30, shutdownTimeoutMs: 60_000 });
+  });
+
+  it('normalises the public URL and rejects non-http ones', () => {
+    expect(loadConfig({ env: { MIRROR_PUBLIC_URL: 'https://m.lan:8443/mirror/' } }).publicUrl).toBe('https://m.lan:8443/mirror');
+    expect(problemsOf(() => loadConfig({ env: { MIRROR_PUBLIC_URL: 'ftp://x' } }))).toEqual([
+      'MIRROR_PUBLIC_URL: must be an absolute http:// or https:// URL',
+    ]);
+  });
+
+  it('names every bad key at once', async () => {
+    const p = await file('bad.json', JSON.stringify({ port: 70000, colour: 'blue', logLevel: 'loud' }));
+    const problems = problemsOf(() =>
+      loadConfig({ configPath: p, env: { MIRROR_MAX_BYTES_PER_SEC: 'fast', MIRROR_HOST: '' } }),
+    );
+    expect(problems).toHaveLength(5);
+    expect(problems.join('\n')).toContain('MIRROR_MAX_BYTES_PER_SEC: must be a byte count');
+    expect(problems.join('\n')).toContain(`${p}: port`);
+    expect(problems.join('\n')).toContain(`${p}: colour: unknown setting`);
+    expect(problems.join('\n')).toContain(`${p}: logLevel`);
+    expect(problems.join('\n')).toContain('MIRROR_HOST');
+  });
+
+  it('rejects a non-integer port from the environment', () => {
+    expect(problemsOf(() => loadConfig({ env: { MIRROR_PORT: '80a' } }))).toEqual(['MIRROR_PORT: must be an integer, got "80a"']);
+  });
+
+  it('reports unreadable and malformed files with their location', async () => {
+    expect(problemsOf(() => loadConfig({ configPath: path.join(dir, 'missing.json'), env: {} }))[0]).toMatch(/cannot read config file \(ENOENT\)/);
+    const p = await file('broken.json', '{\n  "port": 8080,\n  "host" "x"\n}');
+    expect(problemsOf(() => loadConfig({ configPath: p, env: {} }))[0]).toMatch(new RegExp(`${p}:3:\\d+: `));
+    const arr = await file('array.json', '[1]');
+    expect(problemsOf(() => loadConfig({ configPath: arr, env: {} }))).toEqual([`${arr}: must hold a JSON object`]);
+  });
+
+  it('parses byte counts and durations', () => {
+    expect(parseBytes('1048576')).toBe(1048576);
+    expect(parseBytes('1.5 GiB')).toBe(1.5 * 2 ** 30);
+    expect(parseBytes('10MB')).toBe(10e6);
+    expect(parseBytes('10 parsecs')).toBeNull();
+    expect(parseBytes('-1')).toBeNull();
+    expect(parseDuration('7d')).toBe(7 * 86_400_000);
+    expect(parseDuration('250')).toBe(250);
+    expect(parseDuration('1 fortnight')).toBeNull();
+  });
+});

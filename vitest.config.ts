@@ -1,0 +1,16 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],
+    exclude: ['test/faults/**', 'node_modules/**'],
+    // Real servers and real files: keep parallelism modest on 2 cores.
+    pool: 'forks',
+    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    reporters: ['default', 'json'],
+    outputFile: { json: 'test/artifacts/vitest-results.json' },
+  },
+  esbuild: { jsx: 'automatic', jsxImportSource: 'hono/jsx' },
+});
