@@ -25,5 +25,6 @@ export function linkFileName(original: string): string {
 export function isSafeRequestedName(name: string): boolean {
   if (name.length === 0 || name.length > 255 || name === '.' || name === '..') return false;
   // No separators, no control characters (C0, DEL, C1).
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   return !/[/\\\u0000-\u001f\u007f-\u009f]/.test(name);
 }

@@ -12,6 +12,9 @@ import { isSha256, newSha256, type Sha256 } from './digest.js';
 import { StorageError } from './errors.js';
 import { createLayout, tmpFileOwnerPid, type Layout } from './layout.js';
 
+/** Where ingested bytes come from: a stream, or (tests, small data) an array of chunks. Chunks must not be reused after they are yielded. */
+export type ByteSource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
 export interface BlobInfo {
   sha256: Sha256;
   size: number;
@@ -44,7 +47,7 @@ export interface BlobReader {
 
 export interface BlobStore {
   readonly layout: Layout;
-  put(source: AsyncIterable<Uint8Array>, options?: PutOptions): Promise<PutResult>;
+  put(source: ByteSource, options?: PutOptions): Promise<PutResult>;
   open(sha256: Sha256): Promise<BlobReader>;
   stat(sha256: Sha256): Promise<BlobInfo | null>;
   delete(sha256: Sha256): Promise<boolean>;
@@ -85,7 +88,7 @@ class FsBlobStore implements BlobStore {
    * 5. in every other outcome remove the temp file, so nothing partial is
    *    ever visible under blobs/.
    */
-  async put(source: AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
+  async put(source: ByteSource, options: PutOptions = {}): Promise<PutResult> {
     const { expectedSha256, expectedSize, minFreeBytes = 0, signal, onProgress } = options;
     if (expectedSha256 !== undefined && !isSha256(expectedSha256)) {
       throw new StorageError('DIGEST_INVALID', `expected digest is not a sha256: ${String(expectedSha256)}`);
@@ -97,7 +100,8 @@ class FsBlobStore implements BlobStore {
     const handle = await fs.open(tmpFile, 'wx', 0o644);
     let handleOpen = true;
     let committed = false;
-    let inflight: Promise<void> | null = null;
+    // The one write that may be in flight; a holder object because the flush closure reassigns it.
+    const writing: { inflight: Promise<void> | null } = { inflight: null };
     try {
       const hash = newSha256();
       let size = 0;
@@ -107,12 +111,12 @@ class FsBlobStore implements BlobStore {
       // One write may be in flight while the next batch is gathered and hashed,
       // so hashing (main thread) and writing (thread pool) overlap.
       const flush = async (): Promise<void> => {
-        if (inflight) await inflight;
+        if (writing.inflight) await writing.inflight;
         const buffers = batch;
         const bytes = batchBytes;
         batch = [];
         batchBytes = 0;
-        inflight = writeFully(handle, buffers, written).then(() => {
+        writing.inflight = writeFully(handle, buffers, written).then(() => {
           written += bytes;
           onProgress?.(written);
         });
@@ -133,8 +137,8 @@ class FsBlobStore implements BlobStore {
       }
       signal?.throwIfAborted();
       if (batchBytes > 0) await flush();
-      if (inflight) await inflight;
-      inflight = null;
+      if (writing.inflight) await writing.inflight;
+      writing.inflight = null;
 
       if (expectedSize !== undefined && size !== expectedSize) {
         throw new StorageError(
@@ -167,7 +171,7 @@ class FsBlobStore implements BlobStore {
     } catch (err) {
       throw translateIoError(err);
     } finally {
-      if (inflight) await (inflight as Promise<void>).catch(() => undefined);
+      if (writing.inflight) await writing.inflight.catch(() => undefined);
       if (handleOpen) await handle.close().catch(() => undefined);
       if (!committed) await fs.rm(tmpFile, { force: true }).catch(() => undefined);
     }

@@ -29,7 +29,7 @@ export function createRateLimiter(bytesPerSec: number, now: () => number = perfo
         }, waitMs);
         const onAbort = (): void => {
           clearTimeout(timer);
-          reject(signal?.reason);
+          reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
         };
         signal?.addEventListener('abort', onAbort, { once: true });
       });

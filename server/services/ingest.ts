@@ -6,7 +6,7 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { BlobStore } from '../../storage/blob-store.js';
+import type { BlobStore, ByteSource } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import type { Db } from '../db/open.js';
 import type { BlobRow } from '../db/schema.js';
@@ -21,7 +21,7 @@ export interface IngestDeps {
 }
 
 export interface IngestRequest {
-  source: AsyncIterable<Uint8Array>;
+  source: ByteSource;
   /** Original file name; only used, cleaned, as the cosmetic name in links. */
   fileName: string;
   expectedSha256?: Sha256 | undefined;

@@ -1,0 +1,27 @@
+// typescript-eslint with type information, so floating promises are caught.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/', 'node_modules/', 'test/artifacts/', 'test/bench/', 'coverage/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['*.js', '*.ts', 'bin/*.js'] } } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-explicit-any': ['error', { ignoreRestArgs: true }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      // Async generators that only yield are the natural way to write test sources.
+      '@typescript-eslint/require-await': 'off',
+    },
+  },
+  {
+    files: ['server/db/migrations/*.ts'],
+    rules: { '@typescript-eslint/no-explicit-any': 'off' },
+  },
+  {
+    files: ['bin/*.js', '*.js'],
+    languageOptions: { globals: { process: 'readonly', URL: 'readonly' } },
+  },
+);
