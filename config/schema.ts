@@ -26,6 +26,8 @@ export const configSchema = z
     /** Ingests that would leave fewer free bytes than this are refused up front. */
     minFreeBytes: byteCount.default(1024 * 1024 * 1024),
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+    /** Creates or resets user `admin` at start when set (usually only from the environment). */
+    adminPassword: z.string().default(''),
     /** How long a graceful shutdown waits for running transfers. */
     shutdownTimeoutMs: durationMs.default(30_000),
   })
@@ -45,6 +47,7 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_MIN_FREE_BYTES: { key: 'minFreeBytes', kind: 'bytes' },
   MIRROR_LOG_LEVEL: { key: 'logLevel', kind: 'string' },
   MIRROR_SHUTDOWN_TIMEOUT: { key: 'shutdownTimeoutMs', kind: 'duration' },
+  MIRROR_ADMIN_PASSWORD: { key: 'adminPassword', kind: 'string' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */

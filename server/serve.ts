@@ -22,7 +22,7 @@ export interface ServerHandle {
 
 export async function startServer(runtime: Runtime): Promise<ServerHandle> {
   const { config, log } = runtime;
-  const app = createApp({ db: runtime.db, store: runtime.store, log, minFreeBytes: config.minFreeBytes });
+  const app = createApp({ config, db: runtime.db, store: runtime.store, log });
   const honoListener = getRequestListener(app.fetch);
   const handleDownload = createDownloadHandler({
     findBlob: (sha256) => findBlob(runtime.db, sha256),

@@ -6,7 +6,9 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../../config/load.js';
 import { StorageError } from '../../storage/errors.js';
 import { DatabaseError } from '../db/open.js';
+import { AppError } from '../errors.js';
 import { StartupError } from '../runtime.js';
+import { groupCommand, imageCommand, tokenCommand } from './commands/admin.js';
 import { importCommand, listCommand } from './commands/blobs.js';
 import { serveCommand } from './commands/serve.js';
 import { createContext, type Command } from './context.js';
@@ -16,6 +18,9 @@ const commands: Record<string, Command> = {
   serve: serveCommand,
   import: importCommand,
   list: listCommand,
+  image: imageCommand,
+  group: groupCommand,
+  token: tokenCommand,
 };
 
 function usage(): string {
@@ -90,6 +95,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (err instanceof UsageError) return fail(`error: ${err.message}\nusage: ${command.usage}`, 2);
     if (err instanceof ConfigError) return fail(`error: ${err.message}`, 2);
     if (err instanceof CliError) return fail(`error: ${err.message}`, err.exitCode);
+    if (err instanceof AppError) return fail(`error: ${err.message}`, err.code === 'VALIDATION_FAILED' ? 2 : 1);
     if (err instanceof StorageError || err instanceof DatabaseError || err instanceof StartupError) {
       return fail(`error: ${err.message}`, 1);
     }

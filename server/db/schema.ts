@@ -2,7 +2,7 @@
  * Table types for kysely. Timestamps are integer milliseconds since the
  * epoch (portable: INTEGER in SQLite, BIGINT in PostgreSQL).
  */
-import type { Insertable, Selectable, Updateable } from 'kysely';
+import type { Generated, Insertable, Selectable, Updateable } from 'kysely';
 
 export type BlobState = 'ok' | 'corrupt' | 'missing';
 
@@ -16,10 +16,87 @@ export interface BlobsTable {
   verified_at: number | null;
 }
 
+/** 0/1: portable booleans. */
+export type Flag = 0 | 1;
+
+export interface ImagesTable {
+  id: Generated<number>;
+  name: string;
+  description: string;
+  arm64_enabled: Flag;
+  arm64_sha256: string | null;
+  x86_64_enabled: Flag;
+  x86_64_sha256: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface GroupsTable {
+  id: Generated<number>;
+  name: string;
+  license_key: string | null;
+  is_primary: Flag;
+  image_id: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface UsersTable {
+  id: Generated<number>;
+  username: string;
+  password_hash: string;
+  created_at: number;
+  password_changed_at: number;
+}
+
+export interface SessionsTable {
+  token_hash: string;
+  user_id: number;
+  csrf_token: string;
+  created_at: number;
+  expires_at: number;
+}
+
+export interface ApiTokensTable {
+  id: Generated<number>;
+  name: string;
+  token_hash: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+export interface LoginFailuresTable {
+  key: string;
+  failures: number;
+  first_failure_at: number;
+  locked_until: number;
+}
+
+export interface AuditLogTable {
+  id: Generated<number>;
+  at: number;
+  actor: string;
+  action: string;
+  target: string;
+  /** JSON text. */
+  details: string;
+}
+
 export interface Database {
   blobs: BlobsTable;
+  images: ImagesTable;
+  groups: GroupsTable;
+  users: UsersTable;
+  sessions: SessionsTable;
+  api_tokens: ApiTokensTable;
+  login_failures: LoginFailuresTable;
+  audit_log: AuditLogTable;
 }
 
 export type BlobRow = Selectable<BlobsTable>;
 export type NewBlobRow = Insertable<BlobsTable>;
 export type BlobUpdate = Updateable<BlobsTable>;
+export type ImageRow = Selectable<ImagesTable>;
+export type GroupRow = Selectable<GroupsTable>;
+export type UserRow = Selectable<UsersTable>;
+export type AuditRow = Selectable<AuditLogTable>;

@@ -1,5 +1,6 @@
 import { parseBytes } from '../../../config/units.js';
 import { startServer } from '../../serve.js';
+import { bootstrapAdmin } from '../../services/auth.js';
 import { parseCommandArgs, type Command } from '../context.js';
 import { UsageError } from '../output.js';
 
@@ -22,6 +23,19 @@ export const serveCommand: Command = {
     const config = ctx.loadConfig(overrides);
     const runtime = await ctx.openRuntime(config, { verbose: true });
     const { log } = runtime;
+    const admin = await bootstrapAdmin(runtime.db, runtime.store.layout.root, config.adminPassword || undefined).catch(async (err: unknown) => {
+      await runtime.close();
+      throw err;
+    });
+    if (admin.generatedPassword) {
+      // Printed once, on stdout (logs may be shipped elsewhere); also kept in a 0600 file.
+      process.stdout.write(
+        `\nFirst start: created user "admin" with password\n\n    ${admin.generatedPassword}\n\n` +
+          `It is also saved in ${admin.passwordFile} (readable only by this user). ` +
+          'Sign in and change it, then delete that file.\n\n',
+      );
+    }
+    if (admin.reset) log.warn('MIRROR_ADMIN_PASSWORD reset the password of user admin and ended its sessions');
     const removed = await runtime.store.removeStaleTmpFiles();
     if (removed.length > 0) log.info({ removed }, 'removed temp files left by interrupted ingests');
 

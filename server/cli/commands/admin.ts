@@ -1,0 +1,175 @@
+/** CLI for scripts: golden images, groups and API tokens, each with --json. */
+import { configuredBaseUrl } from '../../links.js';
+import { cliActor } from '../../services/audit.js';
+import { createApiToken, listApiTokens, revokeApiToken } from '../../services/auth.js';
+import { createGroup, findGroupRef, listGroups, updateGroup, type GroupView } from '../../services/groups.js';
+import { createImage, deleteImage, findImageRef, getImage, listImages, portalValues, type ImageView } from '../../services/images.js';
+import type { Runtime } from '../../runtime.js';
+import { parseCommandArgs, type Command, type CommandContext } from '../context.js';
+import { printJson, printLine, table, UsageError } from '../output.js';
+
+async function withRuntime<T>(ctx: CommandContext, fn: (runtime: Runtime, baseUrl: string) => Promise<T>): Promise<T> {
+  const config = ctx.loadConfig();
+  const runtime = await ctx.openRuntime(config);
+  try {
+    return await fn(runtime, configuredBaseUrl(config).url);
+  } finally {
+    await runtime.close();
+  }
+}
+
+function subcommand(ctx: CommandContext, names: string[], usage: string): { name: string; args: string[] } {
+  const [name, ...args] = ctx.args;
+  if (!name || !names.includes(name)) throw new UsageError(`expected one of: ${names.join(', ')}\nusage: ${usage}`);
+  return { name, args };
+}
+
+function printImage(view: ImageView): void {
+  const portal = portalValues(view);
+  printLine(`golden image ${view.id}: ${view.name}`);
+  if (view.description) printLine(`description: ${view.description}`);
+  for (const [, a] of Object.entries(portal.architectures)) {
+    printLine(`${a.label}: ${a.enabled ? 'enabled' : 'disabled'}`);
+    if (a.enabled) {
+      printLine(`  Download URL: ${a.downloadUrl ?? '-'}`);
+      printLine(`  SHA-256:      ${a.sha256 ?? '-'}`);
+    }
+  }
+  printLine(`groups: ${view.groups.map((g) => (g.primary ? `${g.name} (primary license key)` : g.name)).join(', ') || 'none'}`);
+  for (const problem of portal.problems) printLine(`warning: ${problem}`);
+}
+
+const IMAGE_USAGE =
+  'goldmirror image create NAME [--description TEXT] [--arm64 SHA256] [--x86_64 SHA256] [--json]\n' +
+  '       goldmirror image list|show NAME_OR_ID|delete NAME_OR_ID [--json]';
+
+export const imageCommand: Command = {
+  summary: 'manage golden images (create, list, show, delete)',
+  usage: IMAGE_USAGE,
+  async run(ctx) {
+    const { name, args } = subcommand(ctx, ['create', 'list', 'show', 'delete'], IMAGE_USAGE);
+    const { values, positionals } = parseCommandArgs(args, {
+      json: { type: 'boolean', default: false },
+      description: { type: 'string' },
+      arm64: { type: 'string' },
+      x86_64: { type: 'string' },
+    });
+    return withRuntime(ctx, async (runtime, baseUrl) => {
+      const deps = { db: runtime.db };
+      if (name === 'list') {
+        if (positionals.length) throw new UsageError('image list takes no arguments');
+        const images = await listImages(deps, baseUrl);
+        if (values.json) return printJson(images);
+        if (!images.length) return printLine('no golden images yet; create one with: goldmirror image create NAME --arm64 SHA256');
+        return printLine(
+          table([
+            ['ID', 'NAME', 'APPLE SILICON', 'INTEL', 'GROUPS'],
+            ...images.map((i) => [
+              String(i.id),
+              i.name,
+              i.arm64.enabled ? (i.arm64.sha256 ?? '').slice(0, 12) : '-',
+              i.x86_64.enabled ? (i.x86_64.sha256 ?? '').slice(0, 12) : '-',
+              i.groups.map((g) => g.name).join(', '),
+            ]),
+          ]),
+        );
+      }
+      if (positionals.length !== 1) throw new UsageError(`image ${name} takes exactly one NAME${name === 'create' ? '' : '_OR_ID'}`);
+      const ref = positionals[0]!;
+      if (name === 'create') {
+        const arch = (sha: string | undefined) => (sha === undefined ? undefined : { enabled: true, sha256: sha });
+        const view = await createImage(deps, cliActor, { name: ref, description: values.description, arm64: arch(values.arm64), x86_64: arch(values.x86_64) }, baseUrl);
+        return values.json ? printJson(view) : printImage(view);
+      }
+      const row = await findImageRef(deps, ref);
+      if (name === 'show') {
+        const view = await getImage(deps, row.id, baseUrl);
+        return values.json ? printJson({ ...view, portal: portalValues(view) }) : printImage(view);
+      }
+      const result = await deleteImage(deps, cliActor, row.id, baseUrl);
+      if (values.json) return printJson(result);
+      printLine(`deleted golden image ${result.deleted.name}`);
+      if (result.groupsLeftWithoutImage.length) {
+        printLine(`these groups now have no golden image: ${result.groupsLeftWithoutImage.map((g) => g.name).join(', ')}`);
+      }
+    });
+  },
+};
+
+const GROUP_USAGE =
+  'goldmirror group create NAME [--license-key KEY] [--primary] [--image NAME_OR_ID] [--json]\n' +
+  '       goldmirror group list [--json]\n' +
+  '       goldmirror group assign GROUP IMAGE_NAME_OR_ID|--none [--json]';
+
+function groupLine(g: GroupView): string[] {
+  return [String(g.id), g.name, g.primary ? 'yes' : '', g.licenseKey ?? '', g.image?.name ?? '-'];
+}
+
+export const groupCommand: Command = {
+  summary: 'manage user groups (create, list, assign an image)',
+  usage: GROUP_USAGE,
+  async run(ctx) {
+    const { name, args } = subcommand(ctx, ['create', 'list', 'assign'], GROUP_USAGE);
+    const { values, positionals } = parseCommandArgs(args, {
+      json: { type: 'boolean', default: false },
+      'license-key': { type: 'string' },
+      primary: { type: 'boolean', default: false },
+      image: { type: 'string' },
+      none: { type: 'boolean', default: false },
+    });
+    return withRuntime(ctx, async (runtime) => {
+      const deps = { db: runtime.db };
+      if (name === 'list') {
+        const groups = await listGroups(deps);
+        if (values.json) return printJson(groups);
+        if (!groups.length) return printLine('no groups yet; create one with: goldmirror group create NAME');
+        return printLine(table([['ID', 'NAME', 'PRIMARY', 'LICENSE KEY', 'IMAGE'], ...groups.map(groupLine)]));
+      }
+      if (name === 'create') {
+        if (positionals.length !== 1) throw new UsageError('group create takes exactly one NAME');
+        const imageId = values.image !== undefined ? (await findImageRef(deps, values.image)).id : undefined;
+        const view = await createGroup(deps, cliActor, {
+          name: positionals[0],
+          licenseKey: values['license-key'],
+          primary: values.primary,
+          imageId,
+        });
+        return values.json ? printJson(view) : printLine(`created group ${view.id}: ${view.name}${view.image ? ` → ${view.image.name}` : ''}`);
+      }
+      const expected = values.none ? 1 : 2;
+      if (positionals.length !== expected) throw new UsageError('usage: group assign GROUP IMAGE, or group assign GROUP --none');
+      const group = await findGroupRef(deps, positionals[0]!);
+      const imageId = values.none ? null : (await findImageRef(deps, positionals[1]!)).id;
+      const view = await updateGroup(deps, cliActor, group.id, { imageId });
+      if (values.json) return printJson(view);
+      printLine(view.image ? `group ${view.name} → ${view.image.name}` : `group ${view.name} has no golden image now`);
+    });
+  },
+};
+
+const TOKEN_USAGE = 'goldmirror token create NAME | revoke NAME | list [--json]';
+
+export const tokenCommand: Command = {
+  summary: 'API tokens for automation (Authorization: Bearer …)',
+  usage: TOKEN_USAGE,
+  async run(ctx) {
+    const { name, args } = subcommand(ctx, ['create', 'revoke', 'list'], TOKEN_USAGE);
+    const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean', default: false } });
+    return withRuntime(ctx, async (runtime) => {
+      if (name === 'list') {
+        const tokens = await listApiTokens(runtime.db);
+        if (values.json) return printJson(tokens);
+        return printLine(tokens.length ? table([['NAME', 'CREATED', 'LAST USED'], ...tokens.map((t) => [t.name, t.createdAt, t.lastUsedAt ?? 'never'])]) : 'no API tokens');
+      }
+      if (positionals.length !== 1) throw new UsageError(`token ${name} takes exactly one NAME`);
+      if (name === 'create') {
+        const { token } = await createApiToken(runtime.db, cliActor, positionals[0]!);
+        // The token alone on the last line, so scripts can take it with `tail -n 1`.
+        process.stderr.write(`created API token ${positionals[0]}; it is shown only once:\n`);
+        return printLine(token);
+      }
+      await revokeApiToken(runtime.db, cliActor, positionals[0]!);
+      printLine(`revoked API token ${positionals[0]}`);
+    });
+  },
+};

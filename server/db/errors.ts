@@ -1,0 +1,25 @@
+/**
+ * Recognising constraint violations is dialect-specific, so it lives here,
+ * next to the database code: SQLite today, PostgreSQL (SQLSTATE) later.
+ */
+export type ConstraintKind = 'unique' | 'foreign_key' | 'check';
+
+export function constraintViolation(err: unknown): { kind: ConstraintKind; detail: string } | null {
+  if (typeof err !== 'object' || err === null) return null;
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  const detail = typeof message === 'string' ? message : '';
+  switch (code) {
+    case 'SQLITE_CONSTRAINT_UNIQUE':
+    case 'SQLITE_CONSTRAINT_PRIMARYKEY':
+    case '23505':
+      return { kind: 'unique', detail };
+    case 'SQLITE_CONSTRAINT_FOREIGNKEY':
+    case '23503':
+      return { kind: 'foreign_key', detail };
+    case 'SQLITE_CONSTRAINT_CHECK':
+    case '23514':
+      return { kind: 'check', detail };
+    default:
+      return null;
+  }
+}

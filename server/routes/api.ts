@@ -1,0 +1,132 @@
+/** The JSON API under /api/v1 (see docs/api.md). Routes stay thin: parse, call a service, shape the answer. */
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { deleteCookie, setCookie } from 'hono/cookie';
+import type { BlobStore } from '../../storage/blob-store.js';
+import type { Config } from '../../config/load.js';
+import type { Db } from '../db/open.js';
+import { AppError } from '../errors.js';
+import { clientAddress, requireAdmin, SESSION_COOKIE, type AuthEnv } from '../http/auth.js';
+import { requestBaseUrl } from '../links.js';
+import { listAudit } from '../services/audit.js';
+import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../services/auth.js';
+import { deleteBlob, getBlobView, listBlobViews } from '../services/blobs.js';
+import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../services/groups.js';
+import { createImage, deleteImage, getImage, listImages, portalValues, updateImage } from '../services/images.js';
+import { checkImageLinks } from '../services/link-check.js';
+import { parseId } from '../services/validation.js';
+
+export interface ApiDeps {
+  config: Config;
+  db: Db;
+  store: BlobStore;
+}
+
+/** Routes that answer without an admin; the auth test walks every other route. */
+export const PUBLIC_API_ROUTES = new Set(['POST /api/v1/session']);
+
+export function createApi(deps: ApiDeps): Hono<AuthEnv> {
+  const { db } = deps;
+  const api = new Hono<AuthEnv>();
+  const base = (c: Context): string => requestBaseUrl(deps.config, c.req.url);
+
+  api.use(
+    '*',
+    bodyLimit({
+      maxSize: 1024 * 1024,
+      onError: () => {
+        throw new AppError('PAYLOAD_TOO_LARGE', 'request bodies of the API are limited to 1 MiB');
+      },
+    }),
+  );
+
+  api.post('/session', async (c) => {
+    const grant = await login(db, await jsonBody(c), clientAddress(c));
+    setCookie(c, SESSION_COOKIE, grant.token, {
+      httpOnly: true,
+      sameSite: 'Strict',
+      secure: isSecure(c, deps.config),
+      path: '/',
+      expires: new Date(grant.expiresAt),
+    });
+    return c.json({ username: grant.username, csrfToken: grant.csrfToken, expiresAt: new Date(grant.expiresAt).toISOString() });
+  });
+
+  api.use('*', requireAdmin(db));
+
+  api.get('/session', (c) => {
+    const session = c.get('session');
+    const actor = c.get('actor');
+    return c.json({ actor: `${actor.kind}:${actor.name}`, username: session?.username ?? null, csrfToken: session?.csrfToken ?? null });
+  });
+  api.delete('/session', async (c) => {
+    const token = c.get('sessionToken');
+    if (token) await logout(db, token);
+    deleteCookie(c, SESSION_COOKIE, { path: '/' });
+    return c.body(null, 204);
+  });
+  api.post('/session/password', async (c) => {
+    const session = c.get('session');
+    const token = c.get('sessionToken');
+    if (!session || !token) throw new AppError('FORBIDDEN', 'passwords are changed by a signed-in user, not with an API token');
+    await changePassword(db, session, token, await jsonBody(c));
+    return c.body(null, 204);
+  });
+
+  api.get('/blobs', async (c) => c.json(await listBlobViews(db, base(c))));
+  api.get('/blobs/:sha256', async (c) => c.json(await getBlobView(db, c.req.param('sha256'), base(c))));
+  api.delete('/blobs/:sha256', async (c) => c.json({ deleted: await deleteBlob(deps, c.get('actor'), c.req.param('sha256'), base(c)) }));
+
+  api.get('/images', async (c) => c.json(await listImages(deps, base(c))));
+  api.post('/images', async (c) => c.json(await createImage(deps, c.get('actor'), await jsonBody(c), base(c)), 201));
+  api.get('/images/:id', async (c) => c.json(await getImage(deps, parseId(c.req.param('id'), 'image'), base(c))));
+  api.patch('/images/:id', async (c) =>
+    c.json(await updateImage(deps, c.get('actor'), parseId(c.req.param('id'), 'image'), await jsonBody(c), base(c))),
+  );
+  api.delete('/images/:id', async (c) => c.json(await deleteImage(deps, c.get('actor'), parseId(c.req.param('id'), 'image'), base(c))));
+  api.get('/images/:id/portal', async (c) => c.json(portalValues(await getImage(deps, parseId(c.req.param('id'), 'image'), base(c)))));
+  api.post('/images/:id/check', async (c) => {
+    const view = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
+    return c.json(await checkImageLinks(deps.store, view));
+  });
+
+  api.get('/groups', async (c) => c.json(await listGroups(deps)));
+  api.post('/groups', async (c) => c.json(await createGroup(deps, c.get('actor'), await jsonBody(c)), 201));
+  api.get('/groups/:id', async (c) => c.json(await getGroup(deps, parseId(c.req.param('id'), 'group'))));
+  api.patch('/groups/:id', async (c) => c.json(await updateGroup(deps, c.get('actor'), parseId(c.req.param('id'), 'group'), await jsonBody(c))));
+  api.delete('/groups/:id', async (c) => c.json({ deleted: await deleteGroup(deps, c.get('actor'), parseId(c.req.param('id'), 'group')) }));
+
+  api.get('/tokens', async (c) => c.json(await listApiTokens(db)));
+  api.post('/tokens', async (c) => {
+    const body = (await jsonBody(c)) as { name?: unknown } | null;
+    return c.json(await createApiToken(db, c.get('actor'), typeof body?.name === 'string' ? body.name : ''), 201);
+  });
+  api.delete('/tokens/:name', async (c) => {
+    await revokeApiToken(db, c.get('actor'), c.req.param('name'));
+    return c.body(null, 204);
+  });
+
+  api.get('/audit', async (c) => {
+    const limit = Number(c.req.query('limit') ?? 50);
+    const before = Number(c.req.query('before'));
+    return c.json(await listAudit(db, { limit: Number.isFinite(limit) ? limit : 50, beforeId: Number.isFinite(before) ? before : undefined }));
+  });
+
+  return api;
+}
+
+async function jsonBody(c: Context): Promise<unknown> {
+  const type = c.req.header('content-type') ?? '';
+  if (!/^application\/json\b/i.test(type)) {
+    throw new AppError('BAD_REQUEST', 'send the request body as JSON (Content-Type: application/json)');
+  }
+  try {
+    return await c.req.json();
+  } catch {
+    throw new AppError('BAD_REQUEST', 'the request body is not valid JSON');
+  }
+}
+
+function isSecure(c: Context, config: Config): boolean {
+  return c.req.url.startsWith('https:') || config.publicUrl.startsWith('https:');
+}

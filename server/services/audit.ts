@@ -1,0 +1,57 @@
+/** The audit log: who changed what, written in the same transaction as the change. */
+import type { Db } from '../db/open.js';
+import type { AuditRow } from '../db/schema.js';
+
+/** Who is acting: a signed-in admin, an API token, the local CLI, or the server itself. */
+export interface Actor {
+  kind: 'user' | 'token' | 'cli' | 'system';
+  name: string;
+}
+
+export const cliActor: Actor = { kind: 'cli', name: process.env.USER ?? 'local' };
+export const systemActor: Actor = { kind: 'system', name: 'goldmirror' };
+
+export function actorLabel(actor: Actor): string {
+  return `${actor.kind}:${actor.name}`;
+}
+
+export async function recordAudit(
+  db: Db,
+  entry: { actor: Actor; action: string; target: string; details?: Record<string, unknown>; at: number },
+): Promise<void> {
+  await db
+    .insertInto('audit_log')
+    .values({
+      at: entry.at,
+      actor: actorLabel(entry.actor),
+      action: entry.action,
+      target: entry.target,
+      details: JSON.stringify(entry.details ?? {}),
+    })
+    .execute();
+}
+
+export interface AuditEntry {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  target: string;
+  details: unknown;
+}
+
+export async function listAudit(db: Db, options: { limit?: number; beforeId?: number } = {}): Promise<AuditEntry[]> {
+  let query = db.selectFrom('audit_log').selectAll().orderBy('id', 'desc').limit(Math.min(Math.max(options.limit ?? 50, 1), 500));
+  if (options.beforeId !== undefined) query = query.where('id', '<', options.beforeId);
+  return (await query.execute()).map(toEntry);
+}
+
+function toEntry(row: AuditRow): AuditEntry {
+  let details: unknown;
+  try {
+    details = JSON.parse(row.details);
+  } catch {
+    details = row.details;
+  }
+  return { id: row.id, at: new Date(row.at).toISOString(), actor: row.actor, action: row.action, target: row.target, details };
+}

@@ -1,0 +1,92 @@
+/** Stored packages as the API and pages show them: with their links and the images that use them. */
+import type { BlobStore } from '../../storage/blob-store.js';
+import { parseSha256, type Sha256 } from '../../storage/digest.js';
+import type { Db } from '../db/open.js';
+import type { BlobRow, BlobState } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import { downloadUrl } from '../links.js';
+import { deleteBlobRow, findBlob, listBlobs } from '../repos/blobs.js';
+import { recordAudit, type Actor } from './audit.js';
+import type { Arch } from './images.js';
+
+export interface BlobView {
+  sha256: string;
+  size: number;
+  name: string;
+  state: BlobState;
+  createdAt: string;
+  verifiedAt: string | null;
+  url: string;
+  usedBy: Array<{ imageId: number; imageName: string; arch: Arch }>;
+}
+
+export async function listBlobViews(db: Db, baseUrl: string): Promise<BlobView[]> {
+  const rows = await listBlobs(db);
+  const usage = await usageOf(db, null);
+  return rows.map((r) => toView(r, baseUrl, usage.get(r.sha256) ?? []));
+}
+
+export async function getBlobView(db: Db, sha256Text: string, baseUrl: string): Promise<BlobView> {
+  const sha256 = toDigest(sha256Text);
+  const row = await findBlob(db, sha256);
+  if (!row) throw new AppError('BLOB_UNKNOWN', `no package with sha256 ${sha256} is stored`);
+  return toView(row, baseUrl, (await usageOf(db, sha256)).get(sha256) ?? []);
+}
+
+/**
+ * Deletes a package no image uses: the row first (so links stop at once and
+ * the schema's foreign keys get the last word), then the file.
+ */
+export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => number }, actor: Actor, sha256Text: string, baseUrl: string): Promise<BlobView> {
+  const view = await getBlobView(deps.db, sha256Text, baseUrl);
+  if (view.usedBy.length > 0) {
+    const names = [...new Set(view.usedBy.map((u) => u.imageName))].map((n) => JSON.stringify(n)).join(', ');
+    throw new AppError('BLOB_IN_USE', `the package is used by golden image ${names}; change or delete the image first`, {
+      usedBy: view.usedBy,
+    });
+  }
+  const sha256 = view.sha256 as Sha256;
+  const now = (deps.now ?? Date.now)();
+  await deps.db.transaction().execute(async (trx) => {
+    await deleteBlobRow(trx, sha256);
+    await recordAudit(trx, { actor, action: 'blob.delete', target: `blob:${sha256}`, at: now, details: { size: view.size, name: view.name } });
+  });
+  await deps.store.delete(sha256);
+  return view;
+}
+
+function toDigest(text: string): Sha256 {
+  try {
+    return parseSha256(text);
+  } catch {
+    throw new AppError('DIGEST_INVALID', 'a package is addressed by its 64-digit sha256');
+  }
+}
+
+async function usageOf(db: Db, only: Sha256 | null): Promise<Map<string, BlobView['usedBy']>> {
+  const usage = new Map<string, BlobView['usedBy']>();
+  let query = db.selectFrom('images').select(['id', 'name', 'arm64_sha256', 'x86_64_sha256']);
+  if (only) query = query.where((eb) => eb.or([eb('arm64_sha256', '=', only), eb('x86_64_sha256', '=', only)]));
+  for (const image of await query.execute()) {
+    for (const [arch, sha] of [['arm64', image.arm64_sha256], ['x86_64', image.x86_64_sha256]] as const) {
+      if (!sha) continue;
+      const list = usage.get(sha) ?? [];
+      list.push({ imageId: image.id, imageName: image.name, arch });
+      usage.set(sha, list);
+    }
+  }
+  return usage;
+}
+
+function toView(row: BlobRow, baseUrl: string, usedBy: BlobView['usedBy']): BlobView {
+  return {
+    sha256: row.sha256,
+    size: row.size,
+    name: row.name,
+    state: row.state,
+    createdAt: new Date(row.created_at).toISOString(),
+    verifiedAt: row.verified_at === null ? null : new Date(row.verified_at).toISOString(),
+    url: downloadUrl(baseUrl, row.sha256, row.name),
+    usedBy,
+  };
+}

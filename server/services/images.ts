@@ -1,0 +1,297 @@
+/**
+ * Golden images as the Parallels Management Portal knows them: a name and
+ * description shown to users and, per architecture, an enable switch and a
+ * package (blob). Views add what the portal form wants: size, Download URL.
+ */
+import { z } from 'zod';
+import type { Sha256 } from '../../storage/digest.js';
+import type { Db } from '../db/open.js';
+import { constraintViolation } from '../db/errors.js';
+import type { BlobState, Flag, ImageRow } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import { downloadUrl } from '../links.js';
+import { recordAudit, type Actor } from './audit.js';
+import { displayName, parseInput, sha256Field } from './validation.js';
+
+export const ARCHES = ['arm64', 'x86_64'] as const;
+export type Arch = (typeof ARCHES)[number];
+export const ARCH_LABELS: Record<Arch, string> = { arm64: 'Apple silicon', x86_64: 'Intel' };
+
+export interface ServiceDeps {
+  db: Db;
+  now?: () => number;
+}
+
+const archInput = z
+  .object({
+    enabled: z.boolean({ error: 'must be true or false' }).optional(),
+    sha256: sha256Field.nullable().optional(),
+  })
+  .strict();
+
+const imageFields = {
+  name: displayName(100),
+  description: z.string({ error: 'must be a string' }).trim().max(1000, 'must be at most 1000 characters'),
+  arm64: archInput,
+  x86_64: archInput,
+};
+
+const createSchema = z
+  .object({ ...imageFields, description: imageFields.description.optional(), arm64: archInput.optional(), x86_64: archInput.optional() })
+  .strict();
+const patchSchema = z.object(imageFields).partial().strict();
+
+export type ImageInput = z.input<typeof createSchema>;
+export type ImagePatch = z.input<typeof patchSchema>;
+
+export interface ArchView {
+  label: string;
+  enabled: boolean;
+  sha256: string | null;
+  size: number | null;
+  state: BlobState | null;
+  /** The portal's Download URL: built from MIRROR_PUBLIC_URL (or the request), ends in .pvmp. */
+  url: string | null;
+}
+
+export interface ImageView {
+  id: number;
+  name: string;
+  description: string;
+  arm64: ArchView;
+  x86_64: ArchView;
+  groups: Array<{ id: number; name: string; primary: boolean }>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export async function listImages(deps: ServiceDeps, baseUrl: string): Promise<ImageView[]> {
+  const rows = await deps.db.selectFrom('images').selectAll().orderBy('name').execute();
+  return toViews(deps.db, rows, baseUrl);
+}
+
+export async function getImage(deps: ServiceDeps, id: number, baseUrl: string): Promise<ImageView> {
+  const [view] = await toViews(deps.db, [await requireImage(deps.db, id)], baseUrl);
+  return view!;
+}
+
+/** Finds an image by numeric id or exact name (for the CLI). */
+export async function findImageRef(deps: ServiceDeps, ref: string): Promise<ImageRow> {
+  const byName = await deps.db.selectFrom('images').selectAll().where('name', '=', ref).executeTakeFirst();
+  if (byName) return byName;
+  if (/^\d+$/.test(ref)) {
+    const byId = await deps.db.selectFrom('images').selectAll().where('id', '=', Number(ref)).executeTakeFirst();
+    if (byId) return byId;
+  }
+  throw new AppError('NOT_FOUND', `no golden image named or numbered ${JSON.stringify(ref)}`);
+}
+
+export async function createImage(deps: ServiceDeps, actor: Actor, input: unknown, baseUrl: string): Promise<ImageView> {
+  const data = parseInput(createSchema, input, 'image');
+  const now = (deps.now ?? Date.now)();
+  const arm64 = resolveArch('arm64', data.arm64, { enabled: 0, sha256: null });
+  const x86_64 = resolveArch('x86_64', data.x86_64, { enabled: 0, sha256: null });
+  const id = await deps.db.transaction().execute(async (trx) => {
+    await assertNameFree(trx, data.name, null);
+    await assertBlobsStored(trx, [arm64, x86_64]);
+    const inserted = await guard(() =>
+      trx
+        .insertInto('images')
+        .values({
+          name: data.name,
+          description: data.description ?? '',
+          arm64_enabled: arm64.enabled,
+          arm64_sha256: arm64.sha256,
+          x86_64_enabled: x86_64.enabled,
+          x86_64_sha256: x86_64.sha256,
+          created_at: now,
+          updated_at: now,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow(),
+    );
+    await recordAudit(trx, { actor, action: 'image.create', target: `image:${inserted.id}`, at: now, details: { ...data } });
+    return inserted.id;
+  });
+  return getImage(deps, id, baseUrl);
+}
+
+export async function updateImage(deps: ServiceDeps, actor: Actor, id: number, patch: unknown, baseUrl: string): Promise<ImageView> {
+  const data = parseInput(patchSchema, patch, 'image');
+  const now = (deps.now ?? Date.now)();
+  await deps.db.transaction().execute(async (trx) => {
+    const current = await requireImage(trx, id);
+    const arm64 = resolveArch('arm64', data.arm64, { enabled: current.arm64_enabled, sha256: current.arm64_sha256 });
+    const x86_64 = resolveArch('x86_64', data.x86_64, { enabled: current.x86_64_enabled, sha256: current.x86_64_sha256 });
+    if (data.name !== undefined) await assertNameFree(trx, data.name, id);
+    await assertBlobsStored(trx, [arm64, x86_64]);
+    await guard(() =>
+      trx
+        .updateTable('images')
+        .set({
+          ...(data.name !== undefined ? { name: data.name } : {}),
+          ...(data.description !== undefined ? { description: data.description } : {}),
+          arm64_enabled: arm64.enabled,
+          arm64_sha256: arm64.sha256,
+          x86_64_enabled: x86_64.enabled,
+          x86_64_sha256: x86_64.sha256,
+          updated_at: now,
+        })
+        .where('id', '=', id)
+        .execute(),
+    );
+    await recordAudit(trx, { actor, action: 'image.update', target: `image:${id}`, at: now, details: { ...data } });
+  });
+  return getImage(deps, id, baseUrl);
+}
+
+export interface DeletedImage {
+  deleted: ImageView;
+  /** Groups that had this image and now have none: they must be given another in the portal. */
+  groupsLeftWithoutImage: Array<{ id: number; name: string }>;
+}
+
+export async function deleteImage(deps: ServiceDeps, actor: Actor, id: number, baseUrl: string): Promise<DeletedImage> {
+  const view = await getImage(deps, id, baseUrl);
+  const now = (deps.now ?? Date.now)();
+  await deps.db.transaction().execute(async (trx) => {
+    await requireImage(trx, id);
+    // Explicit, rather than relying on ON DELETE SET NULL alone, so the audit names the groups.
+    await trx.updateTable('groups').set({ image_id: null, updated_at: now }).where('image_id', '=', id).execute();
+    await trx.deleteFrom('images').where('id', '=', id).execute();
+    await recordAudit(trx, {
+      actor,
+      action: 'image.delete',
+      target: `image:${id}`,
+      at: now,
+      details: { name: view.name, groups: view.groups.map((g) => g.name) },
+    });
+  });
+  return { deleted: view, groupsLeftWithoutImage: view.groups.map(({ id: gid, name }) => ({ id: gid, name })) };
+}
+
+/** Exactly what goes into the portal's golden image form. */
+export interface PortalValues {
+  name: string;
+  description: string;
+  architectures: Record<Arch, { label: string; enabled: boolean; downloadUrl: string | null; sha256: string | null; size: number | null }>;
+  groups: string[];
+  primaryLicenseKey: boolean;
+  /** False when no architecture is enabled, or an enabled one's package is not servable. */
+  ready: boolean;
+  problems: string[];
+}
+
+export function portalValues(view: ImageView): PortalValues {
+  const problems: string[] = [];
+  const architectures = {} as PortalValues['architectures'];
+  for (const arch of ARCHES) {
+    const a = view[arch];
+    architectures[arch] = { label: a.label, enabled: a.enabled, downloadUrl: a.enabled ? a.url : null, sha256: a.enabled ? a.sha256 : null, size: a.enabled ? a.size : null };
+    if (a.enabled && a.state !== 'ok') problems.push(`${a.label}: the package is ${a.state ?? 'missing'} and cannot be served`);
+  }
+  if (!ARCHES.some((arch) => view[arch].enabled)) problems.push('no architecture is enabled');
+  return {
+    name: view.name,
+    description: view.description,
+    architectures,
+    groups: view.groups.filter((g) => !g.primary).map((g) => g.name),
+    primaryLicenseKey: view.groups.some((g) => g.primary),
+    ready: problems.length === 0,
+    problems,
+  };
+}
+
+interface ArchState {
+  arch: Arch;
+  enabled: Flag;
+  sha256: string | null;
+}
+
+function resolveArch(arch: Arch, input: { enabled?: boolean | undefined; sha256?: string | null | undefined } | undefined, current: { enabled: Flag; sha256: string | null }): ArchState {
+  const enabled: Flag = input?.enabled === undefined ? current.enabled : input.enabled ? 1 : 0;
+  const sha256 = input?.sha256 === undefined ? current.sha256 : input.sha256;
+  if (enabled === 1 && sha256 === null) {
+    throw new AppError('VALIDATION_FAILED', `${arch}: an enabled architecture needs a package (sha256)`, {
+      fields: [{ field: `${arch}.sha256`, message: 'required when enabled' }],
+    });
+  }
+  return { arch, enabled, sha256 };
+}
+
+async function assertBlobsStored(db: Db, arches: ArchState[]): Promise<void> {
+  for (const a of arches) {
+    if (a.sha256 === null) continue;
+    const blob = await db.selectFrom('blobs').select('sha256').where('sha256', '=', a.sha256).executeTakeFirst();
+    if (!blob) {
+      throw new AppError('BLOB_NOT_STORED', `${a.arch}: no package with sha256 ${a.sha256} is stored; import or upload it first`, {
+        fields: [{ field: `${a.arch}.sha256`, message: 'not stored on this mirror' }],
+      });
+    }
+  }
+}
+
+async function assertNameFree(db: Db, name: string, exceptId: number | null): Promise<void> {
+  let query = db.selectFrom('images').select('id').where('name', '=', name);
+  if (exceptId !== null) query = query.where('id', '!=', exceptId);
+  if (await query.executeTakeFirst()) throw new AppError('NAME_TAKEN', `a golden image named ${JSON.stringify(name)} already exists`);
+}
+
+async function requireImage(db: Db, id: number): Promise<ImageRow> {
+  const row = await db.selectFrom('images').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) throw new AppError('NOT_FOUND', `no golden image with id ${id}`);
+  return row;
+}
+
+/** Maps a constraint the code checks first but the schema enforces anyway (a concurrent writer) to a 409. */
+async function guard<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const violation = constraintViolation(err);
+    if (violation?.kind === 'unique') throw new AppError('NAME_TAKEN', 'a golden image with that name already exists');
+    if (violation) throw new AppError('CONFLICT', `the change breaks a rule of the data model (${violation.kind})`);
+    throw err;
+  }
+}
+
+async function toViews(db: Db, rows: ImageRow[], baseUrl: string): Promise<ImageView[]> {
+  if (rows.length === 0) return [];
+  const digests = [...new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null))];
+  const blobs = digests.length
+    ? await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'state']).where('sha256', 'in', digests).execute()
+    : [];
+  const blobBySha = new Map(blobs.map((b) => [b.sha256, b]));
+  const groups = await db
+    .selectFrom('groups')
+    .select(['id', 'name', 'is_primary', 'image_id'])
+    .where(
+      'image_id',
+      'in',
+      rows.map((r) => r.id),
+    )
+    .orderBy('name')
+    .execute();
+  const arch = (row: ImageRow, a: Arch): ArchView => {
+    const sha = a === 'arm64' ? row.arm64_sha256 : row.x86_64_sha256;
+    const blob = sha ? blobBySha.get(sha) : undefined;
+    return {
+      label: ARCH_LABELS[a],
+      enabled: (a === 'arm64' ? row.arm64_enabled : row.x86_64_enabled) === 1,
+      sha256: sha,
+      size: blob?.size ?? null,
+      state: blob?.state ?? null,
+      url: sha && blob ? downloadUrl(baseUrl, sha as Sha256, blob.name) : null,
+    };
+  };
+  return rows.map((row) => ({
+    id: row.id,
+    name: row.name,
+    description: row.description,
+    arm64: arch(row, 'arm64'),
+    x86_64: arch(row, 'x86_64'),
+    groups: groups.filter((g) => g.image_id === row.id).map((g) => ({ id: g.id, name: g.name, primary: g.is_primary === 1 })),
+    createdAt: new Date(row.created_at).toISOString(),
+    updatedAt: new Date(row.updated_at).toISOString(),
+  }));
+}

@@ -1,0 +1,133 @@
+/**
+ * "Verify the link works", as a Mac would: through the public URL, a HEAD
+ * and ranged GETs, checking status, size, range support and that sampled
+ * bytes hash the same as the stored package's bytes at the same offsets.
+ */
+import { createHash } from 'node:crypto';
+import type { BlobStore } from '../../storage/blob-store.js';
+import type { Sha256 } from '../../storage/digest.js';
+import { ARCHES, type Arch, type ImageView } from './images.js';
+
+const SAMPLE_BYTES = 64 * 1024;
+const TIMEOUT_MS = 10_000;
+
+export interface CheckStep {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface ArchCheck {
+  label: string;
+  url: string | null;
+  ok: boolean;
+  steps: CheckStep[];
+}
+
+export interface LinkCheckReport {
+  ok: boolean;
+  checkedAt: string;
+  /** Only enabled architectures are checked. */
+  architectures: Partial<Record<Arch, ArchCheck>>;
+}
+
+export async function checkImageLinks(store: BlobStore, view: ImageView, now = Date.now()): Promise<LinkCheckReport> {
+  const architectures: LinkCheckReport['architectures'] = {};
+  for (const arch of ARCHES) {
+    const a = view[arch];
+    if (!a.enabled) continue;
+    architectures[arch] = await checkArch(store, a.label, a.url, a.sha256, a.size);
+  }
+  const results = Object.values(architectures);
+  return { ok: results.length > 0 && results.every((r) => r.ok), checkedAt: new Date(now).toISOString(), architectures };
+}
+
+async function checkArch(store: BlobStore, label: string, url: string | null, sha256: string | null, size: number | null): Promise<ArchCheck> {
+  const steps: CheckStep[] = [];
+  const done = (): ArchCheck => ({ label, url, ok: steps.length > 0 && steps.every((s) => s.ok), steps });
+  if (url === null || sha256 === null || size === null) {
+    steps.push({ name: 'package', ok: false, detail: 'the package is not stored on this mirror' });
+    return done();
+  }
+
+  let head: Response;
+  try {
+    head = await fetch(url, { method: 'HEAD', redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+  } catch (err) {
+    steps.push({ name: 'reachable', ok: false, detail: describeFetchError(err, url) });
+    return done();
+  }
+  steps.push({ name: 'reachable', ok: true, detail: `answered HTTP ${head.status}` });
+  if (head.status >= 300 && head.status < 400) {
+    steps.push({ name: 'status', ok: false, detail: `redirects to ${head.headers.get('location') ?? '?'}; set MIRROR_PUBLIC_URL to the address Macs use` });
+    return done();
+  }
+  steps.push({ name: 'status', ok: head.status === 200, detail: head.status === 200 ? '200 OK' : `expected 200, got ${head.status}` });
+  const length = Number(head.headers.get('content-length'));
+  steps.push({ name: 'size', ok: length === size, detail: length === size ? `${size} bytes` : `expected ${size} bytes, the link says ${head.headers.get('content-length') ?? 'nothing'}` });
+  const ranges = head.headers.get('accept-ranges') ?? '';
+  steps.push({ name: 'range support', ok: /\bbytes\b/.test(ranges), detail: ranges ? `Accept-Ranges: ${ranges}` : 'no Accept-Ranges header: interrupted downloads cannot resume' });
+  if (head.status !== 200) return done();
+
+  const offsets = sampleOffsets(size);
+  let reader;
+  try {
+    reader = await store.open(sha256 as Sha256);
+  } catch {
+    steps.push({ name: 'sampled bytes', ok: false, detail: 'the stored package file is missing' });
+    return done();
+  }
+  try {
+    for (const start of offsets) {
+      const end = Math.min(size, start + SAMPLE_BYTES) - 1;
+      const name = `bytes ${start}-${end}`;
+      let res: Response;
+      try {
+        res = await fetch(url, { headers: { Range: `bytes=${start}-${end}` }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+      } catch (err) {
+        steps.push({ name, ok: false, detail: describeFetchError(err, url) });
+        continue;
+      }
+      const body = Buffer.from(await res.arrayBuffer());
+      const expectedRange = `bytes ${start}-${end}/${size}`;
+      if (res.status !== 206 || res.headers.get('content-range') !== expectedRange) {
+        steps.push({ name, ok: false, detail: `expected 206 with Content-Range ${expectedRange}, got ${res.status} ${res.headers.get('content-range') ?? ''}`.trim() });
+        continue;
+      }
+      const local = Buffer.allocUnsafe(end - start + 1);
+      const got = await reader.read(local, local.length, start);
+      const want = createHash('sha256').update(local.subarray(0, got)).digest('hex');
+      const seen = createHash('sha256').update(body).digest('hex');
+      steps.push({ name, ok: want === seen, detail: want === seen ? `sha256 of sample ${seen.slice(0, 16)}… matches` : `sample hashes to ${seen}, the stored package to ${want}` });
+    }
+  } finally {
+    await reader.close();
+  }
+  return done();
+}
+
+function sampleOffsets(size: number): number[] {
+  if (size === 0) return [];
+  const last = Math.max(0, size - SAMPLE_BYTES);
+  return [...new Set([0, Math.floor(last / 2), last])];
+}
+
+function describeFetchError(err: unknown, url: string): string {
+  const cause = (err as { cause?: { code?: string } }).cause;
+  const host = new URL(url).host;
+  switch (cause?.code) {
+    case 'ECONNREFUSED':
+      return `connection refused by ${host}: is goldmirror listening there?`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `the host name in ${host} does not resolve`;
+    case 'ECONNRESET':
+      return `${host} closed the connection`;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return `${host} is unreachable from this server`;
+    default:
+      if ((err as Error).name === 'TimeoutError') return `no answer from ${host} within ${TIMEOUT_MS / 1000} s`;
+      return `request failed: ${cause?.code ?? (err as Error).message}`;
+  }
+}

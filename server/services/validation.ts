@@ -1,0 +1,40 @@
+/** Turns zod failures into one VALIDATION_FAILED error that names every bad field. */
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const field = issue.path.length > 0 ? issue.path.join('.') : what;
+    return { field, message: issue.message };
+  });
+  throw new AppError(
+    'VALIDATION_FAILED',
+    `invalid ${what}: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`,
+    { fields: problems },
+  );
+}
+
+/** A name shown to people: trimmed, 1 to max characters, no control characters. */
+export function displayName(max: number) {
+  return z
+    .string({ error: 'must be a string' })
+    .trim()
+    .min(1, 'must not be empty')
+    .max(max, `must be at most ${max} characters`)
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+    .refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must not contain control characters');
+}
+
+export const sha256Field = z
+  .string({ error: 'must be a string' })
+  .trim()
+  .toLowerCase()
+  .regex(/^[0-9a-f]{64}$/, 'must be 64 hexadecimal digits');
+
+/** Path ids: positive integers only. */
+export function parseId(text: string, what: string): number {
+  if (!/^[1-9]\d{0,15}$/.test(text)) throw new AppError('NOT_FOUND', `no ${what} with id ${JSON.stringify(text)}`);
+  return Number(text);
+}
