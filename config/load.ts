@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { configSchema, envVars, keyKinds, type Config } from './schema.js';
-import { parseBytes, parseDuration, parseInteger } from './units.js';
+import { parseBoolean, parseBytes, parseDuration, parseInteger } from './units.js';
 
 export type { Config } from './schema.js';
 
@@ -96,11 +96,20 @@ function readConfigFile(file: string, problems: string[]): Record<string, unknow
 /** Reads a textual value according to its key's kind; leaves unknown keys and plain strings alone. */
 function convert(key: string, text: string, source: string, problems: string[]): unknown {
   const kind = keyKinds[key as keyof Config];
-  const parsed =
-    kind === 'int' ? parseInteger(text) : kind === 'bytes' ? parseBytes(text) : kind === 'duration' ? parseDuration(text) : text;
+  const parsers: Record<string, (t: string) => unknown> = {
+    int: parseInteger,
+    bytes: parseBytes,
+    duration: parseDuration,
+    boolean: parseBoolean,
+  };
+  const parsed = kind && parsers[kind] ? parsers[kind](text) : text;
   if (parsed === null) {
-    const what =
-      kind === 'int' ? 'an integer' : kind === 'bytes' ? 'a byte count such as 1048576 or 10GiB' : 'a duration such as 30s, 24h or 7d';
+    const what = {
+      int: 'an integer',
+      bytes: 'a byte count such as 1048576 or 10GiB',
+      duration: 'a duration such as 30s, 24h or 7d',
+      boolean: 'true or false',
+    }[kind as string];
     problems.push(`${source}: must be ${what}, got ${JSON.stringify(text)}`);
     return undefined;
   }

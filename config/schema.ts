@@ -26,6 +26,18 @@ export const configSchema = z
     /** Ingests that would leave fewer free bytes than this are refused up front. */
     minFreeBytes: byteCount.default(1024 * 1024 * 1024),
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+    /** Each blob is re-hashed once per this interval (spread out, not all at once); 0 = never on a schedule. */
+    verifyIntervalMs: durationMs.default(7 * 24 * 60 * 60 * 1000),
+    /** Integrity checks running at the same time. */
+    verifyConcurrency: z.number().int().min(1).max(64).default(1),
+    /** Cap on the disk read rate of integrity checks in bytes per second; 0 = unlimited. */
+    verifyMaxBytesPerSec: byteCount.default(0),
+    /** Re-read and re-hash every blob from disk right after it is ingested. */
+    verifyAfterIngest: z.boolean().default(false),
+    /** How often unreferenced blobs are collected; 0 = only by `goldmirror gc`. */
+    gcIntervalMs: durationMs.default(0),
+    /** Blobs younger than this are never collected. */
+    gcGraceMs: durationMs.default(24 * 60 * 60 * 1000),
     /** Creates or resets user `admin` at start when set (usually only from the environment). */
     adminPassword: z.string().default(''),
     /** How long a graceful shutdown waits for running transfers. */
@@ -35,7 +47,7 @@ export const configSchema = z
 
 export type Config = Readonly<z.output<typeof configSchema>>;
 
-type Kind = 'string' | 'int' | 'bytes' | 'duration';
+type Kind = 'string' | 'int' | 'bytes' | 'duration' | 'boolean';
 
 /** Explicit map from environment variable to config key, with how to read its text. */
 export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>> = {
@@ -48,6 +60,12 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_LOG_LEVEL: { key: 'logLevel', kind: 'string' },
   MIRROR_SHUTDOWN_TIMEOUT: { key: 'shutdownTimeoutMs', kind: 'duration' },
   MIRROR_ADMIN_PASSWORD: { key: 'adminPassword', kind: 'string' },
+  MIRROR_VERIFY_INTERVAL: { key: 'verifyIntervalMs', kind: 'duration' },
+  MIRROR_VERIFY_CONCURRENCY: { key: 'verifyConcurrency', kind: 'int' },
+  MIRROR_VERIFY_MAX_BYTES_PER_SEC: { key: 'verifyMaxBytesPerSec', kind: 'bytes' },
+  MIRROR_VERIFY_AFTER_INGEST: { key: 'verifyAfterIngest', kind: 'boolean' },
+  MIRROR_GC_INTERVAL: { key: 'gcIntervalMs', kind: 'duration' },
+  MIRROR_GC_GRACE: { key: 'gcGraceMs', kind: 'duration' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */

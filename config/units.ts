@@ -52,3 +52,11 @@ export function parseInteger(text: string): number | null {
   const value = Number(text);
   return Number.isSafeInteger(value) ? value : null;
 }
+
+/** "true/false", "1/0", "yes/no", "on/off" in any case. */
+export function parseBoolean(text: string): boolean | null {
+  const value = text.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(value)) return true;
+  if (['false', '0', 'no', 'off'].includes(value)) return false;
+  return null;
+}

@@ -5,10 +5,13 @@
 import { Hono } from 'hono';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { Config } from '../config/load.js';
-import { createApi } from './routes/api.js';
 import type { Db } from './db/open.js';
 import { errorBody, toAppError } from './errors.js';
+import { requireAdmin } from './http/auth.js';
+import type { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { createApi } from './routes/api.js';
 import { checkHealth } from './services/health.js';
 
 export interface AppDeps {
@@ -16,14 +19,33 @@ export interface AppDeps {
   db: Db;
   store: BlobStore;
   log: Logger;
+  metrics: Metrics;
+  checker: IntegrityChecker;
 }
+
+/** Paths anyone may reach; everything else needs an admin (the auth test enforces it). */
+export const PUBLIC_PATHS = new Set(['/healthz']);
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
 
+  app.use('*', async function timeRequests(c, next) {
+    const started = performance.now();
+    await next();
+    deps.metrics.httpDuration.observe(
+      { method: c.req.method, route: c.req.routePath, status: String(c.res.status) },
+      (performance.now() - started) / 1000,
+    );
+  });
+
   app.get('/healthz', async (c) => {
     const report = await checkHealth({ ...deps, minFreeBytes: deps.config.minFreeBytes });
     return c.json({ status: report.ok ? 'ok' : 'unhealthy', ...report }, report.ok ? 200 : 503);
+  });
+
+  app.get('/metrics', requireAdmin(deps.db), async (c) => {
+    c.header('Content-Type', deps.metrics.registry.contentType);
+    return c.body(await deps.metrics.registry.metrics());
   });
 
   app.route('/api/v1', createApi(deps));

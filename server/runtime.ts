@@ -1,20 +1,28 @@
 /**
  * The composition root shared by `goldmirror serve` and the CLI commands:
- * config → data dir → blob store → database (migrated) → services' deps.
+ * config → data dir → blob store → database (migrated) → services and jobs.
  */
 import fs from 'node:fs/promises';
+import { sql } from 'kysely';
 import { openBlobStore, type BlobStore } from '../storage/blob-store.js';
 import type { Config } from '../config/load.js';
 import { openDatabase, type Db } from './db/open.js';
-import type { IngestDeps } from './services/ingest.js';
+import { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createActivityTracker, type ActivityTracker } from './services/activity.js';
+import type { IngestDeps } from './services/ingest.js';
 
 export interface Runtime {
   config: Config;
   db: Db;
   store: BlobStore;
   log: Logger;
+  metrics: Metrics;
+  activity: ActivityTracker;
+  checker: IntegrityChecker;
   ingestDeps: IngestDeps;
+  /** Stops checks, flushes activity, closes the database. */
   close(): Promise<void>;
 }
 
@@ -33,12 +41,46 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   }
   const store = await openBlobStore(config.dataDir);
   const db = await openDatabase(store.layout.dbFile);
+  const metrics = createMetrics({
+    corruptBlobs: async () => {
+      const row = await db.selectFrom('blobs').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '!=', 'ok').executeTakeFirst();
+      return Number(row?.n ?? 0);
+    },
+    disk: async () => {
+      const usage = await store.diskUsage();
+      const blobs = await db.selectFrom('blobs').select(sql<number>`coalesce(sum(size), 0)`.as('bytes')).executeTakeFirst();
+      return { freeBytes: usage.freeBytes, usedBytes: usage.totalBytes - usage.freeBytes, blobBytes: Number(blobs?.bytes ?? 0) };
+    },
+  });
+  const activity = createActivityTracker(db, log);
+  const checker = new IntegrityChecker({
+    db,
+    store,
+    log,
+    metrics,
+    concurrency: config.verifyConcurrency,
+    maxBytesPerSec: config.verifyMaxBytesPerSec,
+  });
   return {
     config,
     db,
     store,
     log,
-    ingestDeps: { db, store, minFreeBytes: config.minFreeBytes },
-    close: () => db.destroy(),
+    metrics,
+    activity,
+    checker,
+    ingestDeps: {
+      db,
+      store,
+      minFreeBytes: config.minFreeBytes,
+      metrics,
+      activity,
+      verifyAfterIngest: config.verifyAfterIngest ? (sha256) => checker.check(sha256) : undefined,
+    },
+    async close() {
+      await checker.close();
+      await activity.close();
+      await db.destroy();
+    },
   };
 }

@@ -1,33 +1,43 @@
 /**
  * The listening server: /d/ links go straight to the node:http download
  * handler (the hot path, no framework in between); everything else goes
- * through the hono app.
+ * through the hono app. Also runs the scheduled jobs of this node.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
 import { findBlob } from './repos/blobs.js';
+import { createDownloadObserver } from './http/download-observer.js';
 import { createDownloadHandler, DOWNLOAD_PREFIX } from './http/downloads.js';
 import { createRateLimiter } from './http/rate-limiter.js';
+import { every, systemClock, type Clock } from './jobs/scheduler.js';
+import { queueDueChecks } from './jobs/verify-schedule.js';
+import { systemActor } from './services/audit.js';
+import { collectGarbage } from './services/gc.js';
 import type { Runtime } from './runtime.js';
 
 export interface ServerHandle {
   readonly server: http.Server;
   /** Base URL the server is reachable at from this machine (http://127.0.0.1:PORT for 0.0.0.0). */
   readonly url: string;
-  /** Stops accepting, lets running transfers finish for up to timeoutMs, then cuts the rest. */
+  /** Stops accepting, lets running transfers finish for up to timeoutMs, then cuts the rest; stops jobs. */
   close(timeoutMs?: number): Promise<void>;
 }
 
-export async function startServer(runtime: Runtime): Promise<ServerHandle> {
-  const { config, log } = runtime;
-  const app = createApp({ config, db: runtime.db, store: runtime.store, log });
+/** How often the verify scheduler looks for due blobs. */
+const VERIFY_TICK_MS = 60_000;
+
+export async function startServer(runtime: Runtime, options: { clock?: Clock } = {}): Promise<ServerHandle> {
+  const { config, log, db, store, metrics, checker } = runtime;
+  const clock = options.clock ?? systemClock;
+  const app = createApp({ config, db, store, log, metrics, checker });
   const honoListener = getRequestListener(app.fetch);
   const handleDownload = createDownloadHandler({
-    findBlob: (sha256) => findBlob(runtime.db, sha256),
-    store: runtime.store,
+    findBlob: (sha256) => findBlob(db, sha256),
+    store,
     limiter: createRateLimiter(config.maxBytesPerSec),
+    observe: createDownloadObserver({ db, log, metrics, activity: runtime.activity }),
     onError: (err) => log.error({ err }, 'download failed'),
   });
 
@@ -52,10 +62,25 @@ export async function startServer(runtime: Runtime): Promise<ServerHandle> {
   const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
 
+  const jobs = [
+    config.verifyIntervalMs > 0
+      ? every(clock, Math.min(VERIFY_TICK_MS, config.verifyIntervalMs), async () => {
+          await queueDueChecks(db, checker, clock.now(), config.verifyIntervalMs);
+        }, (err) => log.error({ err }, 'verify scheduler failed'))
+      : null,
+    config.gcIntervalMs > 0
+      ? every(clock, config.gcIntervalMs, async () => {
+          const report = await collectGarbage({ db, store }, systemActor, { dryRun: false, graceMs: config.gcGraceMs, now: clock.now() });
+          if (report.removed.length > 0) log.info({ removed: report.removed.length, freedBytes: report.freedBytes }, 'scheduled gc');
+        }, (err) => log.error({ err }, 'scheduled gc failed'))
+      : null,
+  ];
+
   return {
     server,
     url,
     async close(timeoutMs = config.shutdownTimeoutMs) {
+      await Promise.all(jobs.map((j) => (j ? j.stop() : Promise.resolve())));
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);

@@ -40,6 +40,8 @@ export interface PutResult extends BlobInfo {
 /** Random-access reader over one blob; callers own the buffers and must close it. */
 export interface BlobReader {
   readonly size: number;
+  /** Changes whenever the blob's file is replaced (re-ingest), so a long check can tell it read a stale copy. */
+  readonly version: string;
   /** Reads up to `length` bytes at `position` into `target`; resolves to the count read (0 at end). */
   read(target: Buffer, length: number, position: number): Promise<number>;
   close(): Promise<void>;
@@ -50,6 +52,8 @@ export interface BlobStore {
   put(source: ByteSource, options?: PutOptions): Promise<PutResult>;
   open(sha256: Sha256): Promise<BlobReader>;
   stat(sha256: Sha256): Promise<BlobInfo | null>;
+  /** The current version of the blob's file (see BlobReader.version), or null when it is missing. */
+  version(sha256: Sha256): Promise<string | null>;
   delete(sha256: Sha256): Promise<boolean>;
   list(): AsyncIterable<BlobInfo>;
   /** Moves a blob's file aside (not deleted); resolves to its new path, or null when it was missing. */
@@ -62,6 +66,8 @@ export interface BlobStore {
 
 /** Bytes gathered before one write to disk: large writes are far cheaper than many small ones. */
 const WRITE_BATCH_BYTES = 1 << 20;
+/** How often an ingest of unknown length re-checks free space while it writes. */
+const FREE_SPACE_CHECK_BYTES = 256 << 20;
 
 export async function openBlobStore(dataDir: string): Promise<BlobStore> {
   const layout = createLayout(dataDir);
@@ -108,6 +114,7 @@ class FsBlobStore implements BlobStore {
       let written = 0;
       let batch: Uint8Array[] = [];
       let batchBytes = 0;
+      let nextSpaceCheck = FREE_SPACE_CHECK_BYTES;
       // One write may be in flight while the next batch is gathered and hashed,
       // so hashing (main thread) and writing (thread pool) overlap.
       const flush = async (): Promise<void> => {
@@ -133,7 +140,13 @@ class FsBlobStore implements BlobStore {
         }
         batch.push(chunk);
         batchBytes += chunk.byteLength;
-        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+        if (batchBytes >= WRITE_BATCH_BYTES) {
+          await flush();
+          if (expectedSize === undefined && minFreeBytes > 0 && size >= nextSpaceCheck) {
+            nextSpaceCheck = size + FREE_SPACE_CHECK_BYTES;
+            await this.#assertRoomFor(0, minFreeBytes);
+          }
+        }
       }
       signal?.throwIfAborted();
       if (batchBytes > 0) await flush();
@@ -186,9 +199,11 @@ class FsBlobStore implements BlobStore {
       throw err;
     }
     try {
-      const { size } = await handle.stat();
+      const st = await handle.stat();
+      const size = st.size;
       return {
         size,
+        version: fileVersion(st),
         read: async (target, length, position) => (await handle.read(target, 0, length, position)).bytesRead,
         close: () => handle.close(),
       };
@@ -202,6 +217,15 @@ class FsBlobStore implements BlobStore {
     try {
       const st = await fs.stat(this.layout.blobFile(sha256));
       return { sha256, size: st.size };
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null;
+      throw err;
+    }
+  }
+
+  async version(sha256: Sha256): Promise<string | null> {
+    try {
+      return fileVersion(await fs.stat(this.layout.blobFile(sha256)));
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return null;
       throw err;
@@ -292,6 +316,10 @@ function isLiveWriter(pid: number): boolean {
   } catch (err) {
     return isErrno(err, 'EPERM');
   }
+}
+
+function fileVersion(st: { ino: number; mtimeMs: number; size: number }): string {
+  return `${st.ino}:${st.mtimeMs}:${st.size}`;
 }
 
 async function writeFully(handle: fs.FileHandle, buffers: Uint8Array[], position: number): Promise<void> {

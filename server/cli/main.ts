@@ -10,6 +10,7 @@ import { AppError } from '../errors.js';
 import { StartupError } from '../runtime.js';
 import { groupCommand, imageCommand, tokenCommand } from './commands/admin.js';
 import { importCommand, listCommand } from './commands/blobs.js';
+import { gcCommand, verifyCommand } from './commands/maintenance.js';
 import { serveCommand } from './commands/serve.js';
 import { createContext, type Command } from './context.js';
 import { CliError, UsageError } from './output.js';
@@ -21,6 +22,8 @@ const commands: Record<string, Command> = {
   image: imageCommand,
   group: groupCommand,
   token: tokenCommand,
+  verify: verifyCommand,
+  gc: gcCommand,
 };
 
 function usage(): string {

@@ -14,6 +14,20 @@ export interface BlobsTable {
   created_at: number;
   state: BlobState;
   verified_at: number | null;
+  /** Why the state is not ok (what the last check found). */
+  state_detail: Generated<string | null>;
+}
+
+export interface BlobActivityTable {
+  sha256: string;
+  last_active_at: number;
+}
+
+export interface DownloadStatsTable {
+  sha256: string;
+  downloads: Generated<number>;
+  bytes_sent: Generated<number>;
+  last_download_at: number | null;
 }
 
 /** 0/1: portable booleans. */
@@ -91,6 +105,8 @@ export interface Database {
   api_tokens: ApiTokensTable;
   login_failures: LoginFailuresTable;
   audit_log: AuditLogTable;
+  blob_activity: BlobActivityTable;
+  download_stats: DownloadStatsTable;
 }
 
 export type BlobRow = Selectable<BlobsTable>;

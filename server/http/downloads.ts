@@ -33,19 +33,25 @@ const CHUNK_BYTES = 1 << 20;
 const STALL_TIMEOUT_MS = 120_000;
 const CACHE_CONTROL = 'public, max-age=31536000, immutable';
 
-export interface DownloadEvent {
-  type: 'started' | 'completed' | 'aborted';
+/** What a download observer learns when a body starts streaming. */
+export interface DownloadStart {
   sha256: Sha256;
-  /** Body bytes sent so far (for 'started': the bytes the response will carry). */
-  bytes: number;
   status: number;
+  /** Body bytes the response will carry. */
+  bytes: number;
+  /** The response carries the file's last byte: a whole download, or the final piece of a resumed one. */
+  coversEnd: boolean;
 }
+
+/** Called when the body ends: all bytes sent (`complete`), or cut short. */
+export type DownloadFinish = (outcome: { bytes: number; complete: boolean }) => void;
 
 export interface DownloadDeps {
   findBlob(sha256: Sha256): Promise<Pick<BlobRow, 'size' | 'created_at' | 'state'> | undefined>;
   store: BlobStore;
   limiter: RateLimiter | null;
-  onEvent?: ((event: DownloadEvent) => void) | undefined;
+  /** Metrics, heartbeats and logs: told when each body starts and how it ended. */
+  observe?: ((start: DownloadStart) => DownloadFinish) | undefined;
   onError?: ((err: unknown) => void) | undefined;
 }
 
@@ -149,14 +155,16 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
       res.end();
       return;
     }
-    deps.onEvent?.({ type: 'started', sha256: target.sha256, bytes: plan.length, status: plan.status });
-    const { sent, complete } = await sendParts(reader, res, plan.parts, deps.limiter);
-    if (complete) {
-      res.end();
-      deps.onEvent?.({ type: 'completed', sha256: target.sha256, bytes: sent, status: plan.status });
-    } else {
-      res.destroy();
-      deps.onEvent?.({ type: 'aborted', sha256: target.sha256, bytes: sent, status: plan.status });
+    const coversEnd = size === 0 || plan.parts.some((p) => p.range !== null && p.range.end === size - 1);
+    const finish = deps.observe?.({ sha256: target.sha256, status: plan.status, bytes: plan.length, coversEnd });
+    let outcome = { sent: 0, complete: false };
+    try {
+      outcome = await sendParts(reader, res, plan.parts, deps.limiter);
+    } finally {
+      // Also on a read error, so gauges and heartbeats never leak.
+      if (outcome.complete) res.end();
+      else res.destroy();
+      finish?.({ bytes: outcome.sent, complete: outcome.complete });
     }
   } finally {
     await reader?.close();

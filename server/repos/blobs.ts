@@ -23,7 +23,7 @@ export async function recordIngestedBlob(
     .insertInto('blobs')
     .values({ sha256: blob.sha256, size: blob.size, name: blob.name, created_at: blob.nowMs, state: 'ok', verified_at: blob.nowMs })
     .onConflict((oc) =>
-      oc.column('sha256').doUpdateSet({ size: blob.size, name: blob.name, state: 'ok', verified_at: blob.nowMs }),
+      oc.column('sha256').doUpdateSet({ size: blob.size, name: blob.name, state: 'ok', state_detail: null, verified_at: blob.nowMs }),
     )
     .execute();
   const row = await findBlob(db, blob.sha256);
@@ -31,8 +31,17 @@ export async function recordIngestedBlob(
   return row;
 }
 
-export async function setBlobState(db: Db, sha256: Sha256, state: BlobState, verifiedAtMs: number | null): Promise<void> {
-  await db.updateTable('blobs').set({ state, verified_at: verifiedAtMs }).where('sha256', '=', sha256).execute();
+export async function setBlobState(
+  db: Db,
+  sha256: Sha256,
+  state: BlobState,
+  change: { verifiedAtMs: number | null; detail?: string | null },
+): Promise<void> {
+  await db
+    .updateTable('blobs')
+    .set({ state, verified_at: change.verifiedAtMs, state_detail: change.detail ?? null })
+    .where('sha256', '=', sha256)
+    .execute();
 }
 
 export async function deleteBlobRow(db: Db, sha256: Sha256): Promise<boolean> {

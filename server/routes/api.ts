@@ -14,12 +14,24 @@ import { deleteBlob, getBlobView, listBlobViews } from '../services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../services/groups.js';
 import { createImage, deleteImage, getImage, listImages, portalValues, updateImage } from '../services/images.js';
 import { checkImageLinks } from '../services/link-check.js';
-import { parseId } from '../services/validation.js';
+import { parseId, parseInput, sha256Field } from '../services/validation.js';
+import type { IntegrityChecker } from '../jobs/integrity-checker.js';
+import { collectGarbage } from '../services/gc.js';
+import { integritySummary } from '../services/integrity.js';
+import { z } from 'zod';
+import type { Sha256 } from '../../storage/digest.js';
+
+const verifySchema = z
+  .object({ sha256: sha256Field.optional(), all: z.boolean().optional(), wait: z.boolean().optional() })
+  .strict()
+  .refine((v) => (v.sha256 === undefined) !== (v.all !== true), { message: 'give either sha256 or all: true' });
+const gcSchema = z.object({ dryRun: z.boolean().optional() }).strict();
 
 export interface ApiDeps {
   config: Config;
   db: Db;
   store: BlobStore;
+  checker: IntegrityChecker;
 }
 
 /** Routes that answer without an admin; the auth test walks every other route. */
@@ -104,6 +116,31 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   api.delete('/tokens/:name', async (c) => {
     await revokeApiToken(db, c.get('actor'), c.req.param('name'));
     return c.body(null, 204);
+  });
+
+  api.get('/verify', async (c) => c.json({ ...deps.checker.status(), ...(await integritySummary(db)) }));
+  api.post('/verify', async (c) => {
+    const input = parseInput(verifySchema, await jsonBody(c), 'verify request');
+    if (input.sha256 !== undefined) {
+      await getBlobView(db, input.sha256, base(c));
+      const result = deps.checker.check(input.sha256 as Sha256);
+      if (input.wait) return c.json({ results: { [input.sha256]: await result } });
+      void result.catch(() => undefined);
+      return c.json({ queued: [input.sha256] }, 202);
+    }
+    const all = deps.checker.checkAll();
+    if (input.wait) return c.json({ results: await all });
+    void all.catch(() => undefined);
+    return c.json({ queued: 'all' }, 202);
+  });
+  api.delete('/verify', (c) => {
+    const sha256 = c.req.query('sha256');
+    return c.json({ cancelled: deps.checker.cancel(sha256 === undefined ? undefined : sha256.toLowerCase()) });
+  });
+
+  api.post('/gc', async (c) => {
+    const input = parseInput(gcSchema, await jsonBody(c), 'gc request');
+    return c.json(await collectGarbage(deps, c.get('actor'), { dryRun: input.dryRun ?? false, graceMs: deps.config.gcGraceMs }));
   });
 
   api.get('/audit', async (c) => {

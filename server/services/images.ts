@@ -4,7 +4,6 @@
  * package (blob). Views add what the portal form wants: size, Download URL.
  */
 import { z } from 'zod';
-import type { Sha256 } from '../../storage/digest.js';
 import type { Db } from '../db/open.js';
 import { constraintViolation } from '../db/errors.js';
 import type { BlobState, Flag, ImageRow } from '../db/schema.js';
@@ -52,6 +51,9 @@ export interface ArchView {
   state: BlobState | null;
   /** The portal's Download URL: built from MIRROR_PUBLIC_URL (or the request), ends in .pvmp. */
   url: string | null;
+  /** Finished downloads of this architecture's package (all nodes), and the last one's time. */
+  downloads: number;
+  lastDownloadAt: string | null;
 }
 
 export interface ImageView {
@@ -61,6 +63,8 @@ export interface ImageView {
   arm64: ArchView;
   x86_64: ArchView;
   groups: Array<{ id: number; name: string; primary: boolean }>;
+  downloads: number;
+  lastDownloadAt: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -262,6 +266,10 @@ async function toViews(db: Db, rows: ImageRow[], baseUrl: string): Promise<Image
     ? await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'state']).where('sha256', 'in', digests).execute()
     : [];
   const blobBySha = new Map(blobs.map((b) => [b.sha256, b]));
+  const stats = digests.length
+    ? await db.selectFrom('download_stats').select(['sha256', 'downloads', 'last_download_at']).where('sha256', 'in', digests).execute()
+    : [];
+  const statsBySha = new Map(stats.map((st) => [st.sha256, st]));
   const groups = await db
     .selectFrom('groups')
     .select(['id', 'name', 'is_primary', 'image_id'])
@@ -275,21 +283,31 @@ async function toViews(db: Db, rows: ImageRow[], baseUrl: string): Promise<Image
   const arch = (row: ImageRow, a: Arch): ArchView => {
     const sha = a === 'arm64' ? row.arm64_sha256 : row.x86_64_sha256;
     const blob = sha ? blobBySha.get(sha) : undefined;
+    const st = sha ? statsBySha.get(sha) : undefined;
     return {
       label: ARCH_LABELS[a],
       enabled: (a === 'arm64' ? row.arm64_enabled : row.x86_64_enabled) === 1,
       sha256: sha,
       size: blob?.size ?? null,
       state: blob?.state ?? null,
-      url: sha && blob ? downloadUrl(baseUrl, sha as Sha256, blob.name) : null,
+      url: sha && blob ? downloadUrl(baseUrl, sha, blob.name) : null,
+      downloads: Number(st?.downloads ?? 0),
+      lastDownloadAt: st?.last_download_at ? new Date(st.last_download_at).toISOString() : null,
     };
   };
-  return rows.map((row) => ({
+  return rows.map((row) => {
+    const arm64 = arch(row, 'arm64');
+    const x86_64 = arch(row, 'x86_64');
+    const last = [arm64.lastDownloadAt, x86_64.lastDownloadAt].filter((v): v is string => v !== null).sort().at(-1) ?? null;
+    return { row, arm64, x86_64, downloads: arm64.downloads + x86_64.downloads, lastDownloadAt: last };
+  }).map(({ row, arm64, x86_64, downloads, lastDownloadAt }) => ({
     id: row.id,
     name: row.name,
     description: row.description,
-    arm64: arch(row, 'arm64'),
-    x86_64: arch(row, 'x86_64'),
+    arm64,
+    x86_64,
+    downloads,
+    lastDownloadAt,
     groups: groups.filter((g) => g.image_id === row.id).map((g) => ({ id: g.id, name: g.name, primary: g.is_primary === 1 })),
     createdAt: new Date(row.created_at).toISOString(),
     updatedAt: new Date(row.updated_at).toISOString(),

@@ -12,12 +12,19 @@ import type { Db } from '../db/open.js';
 import type { BlobRow } from '../db/schema.js';
 import { recordIngestedBlob } from '../repos/blobs.js';
 import { linkFileName } from '../file-names.js';
+import type { Metrics } from '../metrics.js';
+import type { ActivityTracker } from './activity.js';
 
 export interface IngestDeps {
   db: Db;
   store: BlobStore;
   minFreeBytes: number;
   now?: () => number;
+  metrics?: Metrics | undefined;
+  /** Heartbeats for the expected digest while it streams, so GC leaves a re-ingest alone. */
+  activity?: ActivityTracker | undefined;
+  /** Re-read the stored file and re-hash it after the ingest (MIRROR_VERIFY_AFTER_INGEST). */
+  verifyAfterIngest?: ((sha256: Sha256) => Promise<unknown>) | undefined;
 }
 
 export interface IngestRequest {
@@ -36,20 +43,33 @@ export interface IngestResult {
 }
 
 export async function ingest(deps: IngestDeps, request: IngestRequest): Promise<IngestResult> {
-  const put = await deps.store.put(request.source, {
-    expectedSha256: request.expectedSha256,
-    expectedSize: request.expectedSize,
-    minFreeBytes: deps.minFreeBytes,
-    signal: request.signal,
-    onProgress: request.onProgress,
-  });
-  const blob = await recordIngestedBlob(deps.db, {
-    sha256: put.sha256,
-    size: put.size,
-    name: linkFileName(request.fileName),
-    nowMs: (deps.now ?? Date.now)(),
-  });
-  return { blob, created: put.created };
+  const endActivity = request.expectedSha256 ? deps.activity?.begin(request.expectedSha256) : undefined;
+  let result: IngestResult;
+  try {
+    const put = await deps.store.put(request.source, {
+      expectedSha256: request.expectedSha256,
+      expectedSize: request.expectedSize,
+      minFreeBytes: deps.minFreeBytes,
+      signal: request.signal,
+      onProgress: request.onProgress,
+    });
+    const blob = await recordIngestedBlob(deps.db, {
+      sha256: put.sha256,
+      size: put.size,
+      name: linkFileName(request.fileName),
+      nowMs: (deps.now ?? Date.now)(),
+    });
+    result = { blob, created: put.created };
+  } catch (err) {
+    deps.metrics?.ingests.inc({ result: 'failed' });
+    throw err;
+  } finally {
+    endActivity?.();
+  }
+  deps.metrics?.ingests.inc({ result: result.created ? 'stored' : 'duplicate' });
+  deps.metrics?.ingestBytes.inc(result.blob.size);
+  if (deps.verifyAfterIngest) await deps.verifyAfterIngest(result.blob.sha256 as Sha256);
+  return result;
 }
 
 /** Large reads: 1 MiB chunks measured about 2.5x faster than the 64 KiB default here. */

@@ -1,0 +1,64 @@
+/** Integrity checks and garbage collection from the command line. */
+import { parseSha256 } from '../../../storage/digest.js';
+import type { CheckResult } from '../../jobs/integrity-checker.js';
+import { findBlob } from '../../repos/blobs.js';
+import { cliActor } from '../../services/audit.js';
+import { collectGarbage } from '../../services/gc.js';
+import { parseCommandArgs, type Command } from '../context.js';
+import { CliError, humanBytes, printJson, printLine, UsageError } from '../output.js';
+
+export const verifyCommand: Command = {
+  summary: 're-hash stored packages now (one, or all); a corrupt one is quarantined at once',
+  usage: 'goldmirror verify SHA256 | --all [--json]',
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      all: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    });
+    if (values.all === positionals.length > 0 || positionals.length > 1) throw new UsageError('give one SHA256, or --all');
+    const runtime = await ctx.openRuntime();
+    try {
+      let results: Record<string, CheckResult>;
+      if (values.all) {
+        results = await runtime.checker.checkAll();
+      } else {
+        const sha256 = parseSha256(positionals[0]!, 'SHA256');
+        if (!(await findBlob(runtime.db, sha256))) throw new CliError(`no package with sha256 ${sha256} is stored`);
+        results = { [sha256]: await runtime.checker.check(sha256) };
+      }
+      if (values.json) printJson(results);
+      else {
+        if (Object.keys(results).length === 0) printLine('no packages stored');
+        for (const [sha256, result] of Object.entries(results)) printLine(`${sha256}  ${result}`);
+      }
+      const bad = Object.values(results).filter((r) => r === 'corrupt' || r === 'missing').length;
+      if (bad > 0 && !values.json) process.stderr.write(`goldmirror: ${bad} package(s) failed verification; their links answer 503 until re-imported\n`);
+      return bad > 0 ? 1 : 0;
+    } finally {
+      await runtime.close();
+    }
+  },
+};
+
+export const gcCommand: Command = {
+  summary: 'remove packages no golden image uses (older than the grace period, not in use)',
+  usage: 'goldmirror gc [--dry-run] [--json]',
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      'dry-run': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    });
+    if (positionals.length > 0) throw new UsageError('gc takes no arguments');
+    const runtime = await ctx.openRuntime();
+    try {
+      const report = await collectGarbage(runtime, cliActor, { dryRun: values['dry-run'], graceMs: runtime.config.gcGraceMs });
+      if (values.json) return printJson(report);
+      const verb = report.dryRun ? 'would remove' : 'removed';
+      for (const r of report.removed) printLine(`${verb} ${r.sha256}  ${humanBytes(r.size)}${r.orphanFile ? '  (file without a database row)' : `  ${r.name}`}`);
+      for (const k of report.kept) printLine(`kept ${k.sha256}  (${k.reason === 'grace' ? 'younger than the grace period' : 'a transfer is running'})`);
+      printLine(`${verb} ${report.removed.length} package(s), ${humanBytes(report.freedBytes)}`);
+    } finally {
+      await runtime.close();
+    }
+  },
+};

@@ -1,0 +1,41 @@
+/**
+ * Periodic jobs on an injectable clock. Work is chosen from the database on
+ * every tick (what is due), never from a timetable held in memory, so a
+ * restart or a second node picks up exactly where things stand.
+ */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): { cancel(): void };
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout(fn, ms) {
+    const timer = setTimeout(fn, ms);
+    timer.unref();
+    return { cancel: () => clearTimeout(timer) };
+  },
+};
+
+/** Runs `tick` every `everyMs` (first run after `everyMs`), one run at a time, until stopped. */
+export function every(clock: Clock, everyMs: number, tick: () => Promise<void>, onError: (err: unknown) => void): { stop(): Promise<void> } {
+  let stopped = false;
+  let running: Promise<void> = Promise.resolve();
+  let timer: { cancel(): void } | null = null;
+  const schedule = (): void => {
+    if (stopped) return;
+    timer = clock.setTimeout(() => {
+      running = tick()
+        .catch(onError)
+        .finally(schedule);
+    }, everyMs);
+  };
+  schedule();
+  return {
+    async stop() {
+      stopped = true;
+      timer?.cancel();
+      await running;
+    },
+  };
+}

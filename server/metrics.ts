@@ -1,0 +1,94 @@
+/**
+ * Prometheus metrics (prom-client), one registry per server so tests can run
+ * several in one process. Gauges that describe shared state (disk, corrupt
+ * blobs) are read at scrape time, so every node reports the same truth.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  downloadsStarted: Counter<'image' | 'arch'>;
+  downloadsCompleted: Counter<'image' | 'arch'>;
+  downloadsAborted: Counter<'image' | 'arch'>;
+  downloadBytes: Counter<'image' | 'arch'>;
+  activeDownloads: Gauge;
+  ingests: Counter<'result'>;
+  ingestBytes: Counter;
+  verifyRuns: Counter<'result'>;
+  verifyBytes: Counter;
+  httpDuration: Histogram<'method' | 'route' | 'status'>;
+}
+
+export interface MetricsSources {
+  corruptBlobs(): Promise<number>;
+  disk(): Promise<{ freeBytes: number; usedBytes: number; blobBytes: number }>;
+}
+
+export function createMetrics(sources: MetricsSources): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'goldmirror_process_' });
+  const labels = ['image', 'arch'] as const;
+  const disk = async (pick: (d: Awaited<ReturnType<MetricsSources['disk']>>) => number, gauge: Gauge): Promise<void> => {
+    gauge.set(pick(await sources.disk()));
+  };
+  return {
+    registry,
+    downloadsStarted: new Counter({ name: 'goldmirror_downloads_started_total', help: 'Download responses started (GET with a body).', labelNames: labels, registers: [registry] }),
+    downloadsCompleted: new Counter({ name: 'goldmirror_downloads_completed_total', help: 'Download responses sent completely.', labelNames: labels, registers: [registry] }),
+    downloadsAborted: new Counter({ name: 'goldmirror_downloads_aborted_total', help: 'Download responses cut short (client gone, timeout).', labelNames: labels, registers: [registry] }),
+    downloadBytes: new Counter({ name: 'goldmirror_download_bytes_total', help: 'Body bytes sent on download links.', labelNames: labels, registers: [registry] }),
+    activeDownloads: new Gauge({ name: 'goldmirror_active_downloads', help: 'Download responses in progress.', registers: [registry] }),
+    ingests: new Counter({ name: 'goldmirror_ingests_total', help: 'Ingests by result (stored, duplicate, failed).', labelNames: ['result'], registers: [registry] }),
+    ingestBytes: new Counter({ name: 'goldmirror_ingest_bytes_total', help: 'Bytes committed by ingests.', registers: [registry] }),
+    verifyRuns: new Counter({ name: 'goldmirror_verify_runs_total', help: 'Integrity checks by result (ok, corrupt, missing, cancelled, error).', labelNames: ['result'], registers: [registry] }),
+    verifyBytes: new Counter({ name: 'goldmirror_verify_bytes_total', help: 'Bytes re-hashed by integrity checks.', registers: [registry] }),
+    httpDuration: new Histogram({
+      name: 'goldmirror_http_request_duration_seconds',
+      help: 'Time to answer API, page and health requests (downloads: time to headers).',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [registry],
+    }),
+    ...registerScrapeGauges(registry, sources, disk),
+  };
+}
+
+function registerScrapeGauges(
+  registry: Registry,
+  sources: MetricsSources,
+  disk: (pick: (d: Awaited<ReturnType<MetricsSources['disk']>>) => number, gauge: Gauge) => Promise<void>,
+): Record<string, never> {
+  new Gauge({
+    name: 'goldmirror_corrupt_blobs',
+    help: 'Blobs withheld from download because they failed verification or went missing.',
+    registers: [registry],
+    async collect() {
+      this.set(await sources.corruptBlobs());
+    },
+  });
+  new Gauge({
+    name: 'goldmirror_disk_free_bytes',
+    help: 'Free bytes on the filesystem holding the blobs.',
+    registers: [registry],
+    async collect() {
+      await disk((d) => d.freeBytes, this);
+    },
+  });
+  new Gauge({
+    name: 'goldmirror_disk_used_bytes',
+    help: 'Used bytes on the filesystem holding the blobs.',
+    registers: [registry],
+    async collect() {
+      await disk((d) => d.usedBytes, this);
+    },
+  });
+  new Gauge({
+    name: 'goldmirror_blob_bytes',
+    help: 'Bytes of all stored blobs.',
+    registers: [registry],
+    async collect() {
+      await disk((d) => d.blobBytes, this);
+    },
+  });
+  return {};
+}

@@ -1,0 +1,79 @@
+/**
+ * Garbage collection: removes packages no golden image references, never
+ * one younger than the grace period and never one with a transfer running
+ * (heartbeats in the database, so this holds across processes and nodes).
+ * Files with no database row (an ingest that crashed between rename and
+ * insert) are removed after the same grace period.
+ */
+import fs from 'node:fs/promises';
+import type { BlobStore } from '../../storage/blob-store.js';
+import type { Sha256 } from '../../storage/digest.js';
+import type { Db } from '../db/open.js';
+import { activeBlobs } from './activity.js';
+import { recordAudit, type Actor } from './audit.js';
+
+export interface GcOptions {
+  dryRun: boolean;
+  graceMs: number;
+  now?: number;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  removed: Array<{ sha256: string; size: number; name: string; orphanFile: boolean }>;
+  freedBytes: number;
+  kept: Array<{ sha256: string; reason: 'grace' | 'in-use' }>;
+}
+
+export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: Actor, options: GcOptions): Promise<GcReport> {
+  const { db, store } = deps;
+  const now = options.now ?? Date.now();
+  const report: GcReport = { dryRun: options.dryRun, removed: [], freedBytes: 0, kept: [] };
+  const referenced = await referencedDigests(db);
+  const rows = await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'created_at']).execute();
+  const active = await activeBlobs(db, now);
+
+  for (const row of rows) {
+    if (referenced.has(row.sha256)) continue;
+    if (now - row.created_at < options.graceMs) {
+      report.kept.push({ sha256: row.sha256, reason: 'grace' });
+      continue;
+    }
+    if (active.has(row.sha256)) {
+      report.kept.push({ sha256: row.sha256, reason: 'in-use' });
+      continue;
+    }
+    if (!options.dryRun) {
+      const removed = await db.transaction().execute(async (trx) => {
+        // Re-check inside the transaction: an image may have taken it, or a download started.
+        if ((await referencedDigests(trx)).has(row.sha256) || (await activeBlobs(trx, now)).has(row.sha256)) return false;
+        await trx.deleteFrom('blobs').where('sha256', '=', row.sha256).execute();
+        await trx.deleteFrom('download_stats').where('sha256', '=', row.sha256).execute();
+        await recordAudit(trx, { actor, action: 'blob.gc', target: `blob:${row.sha256}`, at: now, details: { size: row.size, name: row.name } });
+        return true;
+      });
+      if (!removed) continue;
+      await store.delete(row.sha256 as Sha256);
+    }
+    report.removed.push({ sha256: row.sha256, size: row.size, name: row.name, orphanFile: false });
+    report.freedBytes += row.size;
+  }
+
+  const known = new Set(rows.map((r) => r.sha256));
+  for await (const blob of store.list()) {
+    if (known.has(blob.sha256)) continue;
+    const st = await fs.stat(store.layout.blobFile(blob.sha256)).catch(() => null);
+    if (!st || now - st.mtimeMs < options.graceMs) continue;
+    // A row may have appeared since we listed (an ingest finishing): look again.
+    if (await db.selectFrom('blobs').select('sha256').where('sha256', '=', blob.sha256).executeTakeFirst()) continue;
+    if (!options.dryRun) await store.delete(blob.sha256);
+    report.removed.push({ sha256: blob.sha256, size: blob.size, name: '', orphanFile: true });
+    report.freedBytes += blob.size;
+  }
+  return report;
+}
+
+async function referencedDigests(db: Db): Promise<Set<string>> {
+  const rows = await db.selectFrom('images').select(['arm64_sha256', 'x86_64_sha256']).execute();
+  return new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null));
+}
