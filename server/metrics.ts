@@ -44,7 +44,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
     verifyBytes: new Counter({ name: 'goldmirror_verify_bytes_total', help: 'Bytes re-hashed by integrity checks.', registers: [registry] }),
     httpDuration: new Histogram({
       name: 'goldmirror_http_request_duration_seconds',
-      help: 'Time to answer API, page and health requests (downloads: time to headers).',
+      help: 'Time to answer API, page, metrics and health requests (download links are counted by the download metrics).',
       labelNames: ['method', 'route', 'status'],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers: [registry],

@@ -33,11 +33,15 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
   const clock = options.clock ?? systemClock;
   const app = createApp({ config, db, store, log, metrics, checker });
   const honoListener = getRequestListener(app.fetch);
+  const observer = createDownloadObserver({ db, log, metrics, activity: runtime.activity });
   const handleDownload = createDownloadHandler({
-    findBlob: (sha256) => findBlob(db, sha256),
+    findBlob: async (sha256) => {
+      await observer.labelsReady();
+      return findBlob(db, sha256);
+    },
     store,
     limiter: createRateLimiter(config.maxBytesPerSec),
-    observe: createDownloadObserver({ db, log, metrics, activity: runtime.activity }),
+    observe: observer.observe,
     onError: (err) => log.error({ err }, 'download failed'),
   });
 

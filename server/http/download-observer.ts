@@ -21,7 +21,7 @@ export function createDownloadObserver(deps: {
   log: Logger;
   metrics: Metrics;
   activity: ActivityTracker;
-}): (start: DownloadStart) => DownloadFinish {
+}): { observe: (start: DownloadStart) => DownloadFinish; labelsReady: () => Promise<void> } {
   const { db, log, metrics, activity } = deps;
   let labels = new Map<string, Labels>();
   let loadedAt = -Infinity;
@@ -50,7 +50,7 @@ export function createDownloadObserver(deps: {
       });
   };
 
-  return function observeDownload(start) {
+  const observe = function observeDownload(start: DownloadStart): DownloadFinish {
     refresh();
     const l = labels.get(start.sha256) ?? { image: '', arch: '' };
     metrics.downloadsStarted.inc(l);
@@ -68,5 +68,13 @@ export function createDownloadObserver(deps: {
       else if (start.coversEnd) log.info(fields, 'download finished');
       else log.debug(fields, 'range served');
     };
+  };
+  return {
+    observe,
+    /** Resolves at once while the names are fresh; otherwise after they are reloaded (once per TTL). */
+    labelsReady() {
+      refresh();
+      return loading ?? Promise.resolve();
+    },
   };
 }
