@@ -12,6 +12,9 @@ import type { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createApi } from './routes/api.js';
+import { createUploadServer } from './http/uploads.js';
+import { requestBaseUrl } from './links.js';
+import type { IngestDeps } from './services/ingest.js';
 import { checkHealth } from './services/health.js';
 
 export interface AppDeps {
@@ -21,6 +24,7 @@ export interface AppDeps {
   log: Logger;
   metrics: Metrics;
   checker: IntegrityChecker;
+  ingestDeps: IngestDeps;
 }
 
 /** Paths anyone may reach; everything else needs an admin (the auth test enforces it). */
@@ -48,7 +52,13 @@ export function createApp(deps: AppDeps): Hono {
     return c.body(await deps.metrics.registry.metrics());
   });
 
-  app.route('/api/v1', createApi(deps));
+  const uploads = createUploadServer({
+    ingestDeps: deps.ingestDeps,
+    store: deps.store,
+    log: deps.log,
+    baseUrl: (req) => requestBaseUrl(deps.config, req.url),
+  });
+  app.route('/api/v1', createApi({ ...deps, uploads }));
 
   app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
   app.onError((err, c) => {

@@ -50,6 +50,13 @@ export interface BlobReader {
 export interface BlobStore {
   readonly layout: Layout;
   put(source: ByteSource, options?: PutOptions): Promise<PutResult>;
+  /**
+   * Moves a finished file from inside the data dir (a resumable upload) into
+   * the store without copying it: hashed by reading unless `knownSha256` was
+   * computed while it streamed in, checked against `expectedSha256`, fsynced,
+   * renamed. On any failure the file is removed: nothing partial survives.
+   */
+  adoptFile(file: string, options: { knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined }): Promise<PutResult>;
   open(sha256: Sha256): Promise<BlobReader>;
   stat(sha256: Sha256): Promise<BlobInfo | null>;
   /** The current version of the blob's file (see BlobReader.version), or null when it is missing. */
@@ -74,6 +81,7 @@ export async function openBlobStore(dataDir: string): Promise<BlobStore> {
   await fs.mkdir(layout.blobsDir, { recursive: true });
   await fs.mkdir(layout.tmpDir, { recursive: true });
   await fs.mkdir(layout.quarantineDir, { recursive: true });
+  await fs.mkdir(layout.uploadsDir, { recursive: true });
   return new FsBlobStore(layout);
 }
 
@@ -187,6 +195,55 @@ class FsBlobStore implements BlobStore {
       if (writing.inflight) await writing.inflight.catch(() => undefined);
       if (handleOpen) await handle.close().catch(() => undefined);
       if (!committed) await fs.rm(tmpFile, { force: true }).catch(() => undefined);
+    }
+  }
+
+  async adoptFile(
+    file: string,
+    options: { knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined },
+  ): Promise<PutResult> {
+    const inside = path.relative(this.layout.root, path.resolve(file));
+    if (inside.startsWith('..') || path.isAbsolute(inside)) throw new Error(`refusing to adopt ${file}: not inside the data directory`);
+    let committed = false;
+    try {
+      const handle = await fs.open(file, 'r+');
+      let size: number;
+      let sha256: Sha256;
+      try {
+        size = (await handle.stat()).size;
+        if (options.knownSha256) {
+          sha256 = options.knownSha256;
+        } else {
+          const hash = newSha256();
+          const buffer = Buffer.allocUnsafe(1 << 20);
+          for (let position = 0; position < size; ) {
+            const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+            if (bytesRead === 0) break;
+            hash.update(buffer.subarray(0, bytesRead));
+            position += bytesRead;
+          }
+          sha256 = hash.digest('hex') as Sha256;
+        }
+        if (options.expectedSha256 !== undefined && sha256 !== options.expectedSha256) {
+          throw new StorageError(
+            'DIGEST_MISMATCH',
+            `content hashes to sha256 ${sha256}, but ${options.expectedSha256} was expected; nothing was stored`,
+            { expected: options.expectedSha256, actual: sha256 },
+          );
+        }
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await fs.mkdir(this.layout.blobDir(sha256), { recursive: true });
+      const finalFile = this.layout.blobFile(sha256);
+      const existed = await fileExists(finalFile);
+      await fs.rename(file, finalFile);
+      committed = true;
+      await fsyncDir(this.layout.blobDir(sha256));
+      return { sha256, size, created: !existed };
+    } finally {
+      if (!committed) await fs.rm(file, { force: true }).catch(() => undefined);
     }
   }
 

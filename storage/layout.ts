@@ -9,6 +9,8 @@
  *                                   blobs/ so the final rename is atomic
  *     quarantine/<digest>-<time>    blobs that failed verification, kept for
  *                                   inspection, never served
+ *     uploads/<id>, <id>.json       resumable browser uploads in progress (tus);
+ *                                   adopted into blobs/ by rename once verified
  *
  * Every name that ends up in a path comes from a validated digest or from
  * this process; nothing a client or an archive sends is ever used here.
@@ -26,6 +28,7 @@ export interface Layout {
   readonly blobsDir: string;
   readonly tmpDir: string;
   readonly quarantineDir: string;
+  readonly uploadsDir: string;
   blobDir(sha256: Sha256): string;
   blobFile(sha256: Sha256): string;
   newTmpFile(): string;
@@ -48,6 +51,7 @@ export function createLayout(dataDir: string): Layout {
     blobsDir,
     tmpDir,
     quarantineDir,
+    uploadsDir: path.join(root, 'uploads'),
     blobDir(sha256: Sha256) {
       assertDigest(sha256);
       return path.join(blobsDir, sha256.slice(0, 2));

@@ -130,18 +130,18 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
 
   // Open before sending headers, so a blob file that vanished (quarantined,
   // deleted behind our back) is a clean 503 rather than a truncated 200.
-  let reader: BlobReader | null = null;
-  if (method === 'GET') {
-    try {
-      reader = await deps.store.open(target.sha256);
-    } catch (err) {
-      if (isStorageError(err, 'BLOB_UNKNOWN')) return sendError(res, unavailable(target.sha256, 'missing'));
-      throw err;
-    }
-    if (reader.size !== size) {
-      await reader.close();
-      return sendError(res, unavailable(target.sha256, 'corrupt'));
-    }
+  // HEAD opens it too: it must answer what GET would (README), and a HEAD
+  // that said 200 for a file GET cannot serve misleads link checkers.
+  let reader: BlobReader;
+  try {
+    reader = await deps.store.open(target.sha256);
+  } catch (err) {
+    if (isStorageError(err, 'BLOB_UNKNOWN')) return sendError(res, unavailable(target.sha256, 'missing'));
+    throw err;
+  }
+  if (reader.size !== size) {
+    await reader.close();
+    return sendError(res, unavailable(target.sha256, 'corrupt'));
   }
 
   try {
@@ -151,7 +151,7 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
     if (plan.contentRange) res.setHeader('Content-Range', plan.contentRange);
     res.setHeader('Content-Type', plan.contentType);
     res.writeHead(plan.status);
-    if (!reader) {
+    if (method === 'HEAD') {
       res.end();
       return;
     }
@@ -167,7 +167,7 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
       finish?.({ bytes: outcome.sent, complete: outcome.complete });
     }
   } finally {
-    await reader?.close();
+    await reader.close();
   }
 }
 

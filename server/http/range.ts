@@ -55,6 +55,9 @@ export function evaluateRange(header: string | undefined, size: number): RangeDe
     const first = toSafeInt(firstText);
     const last = lastText === '' ? Number.MAX_SAFE_INTEGER : toSafeInt(lastText);
     if (first === null || last === null || last < first) return { kind: 'full' };
+    // toSafeInt clamps offsets past 2^53 to the same value, which would turn an
+    // invalid `first > last` (→ ignored, 200) into an unsatisfiable range (→ 416).
+    if (lastText !== '' && BigInt(lastText) < BigInt(firstText)) return { kind: 'full' };
     if (first < size) ranges.push({ start: first, end: Math.min(last, size - 1) });
   }
   if (ranges.length === 0) return { kind: 'unsatisfiable' };

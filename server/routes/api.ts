@@ -19,6 +19,7 @@ import type { IntegrityChecker } from '../jobs/integrity-checker.js';
 import { collectGarbage } from '../services/gc.js';
 import { integritySummary } from '../services/integrity.js';
 import { z } from 'zod';
+import type { Server as TusServer } from '@tus/server';
 import type { Sha256 } from '../../storage/digest.js';
 
 const verifySchema = z
@@ -32,6 +33,8 @@ export interface ApiDeps {
   db: Db;
   store: BlobStore;
   checker: IntegrityChecker;
+  /** The tus server for resumable uploads (bodies stream through, so it sits before the body limit). */
+  uploads: TusServer;
 }
 
 /** Routes that answer without an admin; the auth test walks every other route. */
@@ -41,6 +44,10 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   const { db } = deps;
   const api = new Hono<AuthEnv>();
   const base = (c: Context): string => requestBaseUrl(deps.config, c.req.url);
+
+  const tus = (c: Context) => deps.uploads.handleWeb(c.req.raw);
+  api.all('/uploads', requireAdmin(db), tus);
+  api.all('/uploads/*', requireAdmin(db), tus);
 
   api.use(
     '*',

@@ -43,20 +43,45 @@ export interface IngestResult {
 }
 
 export async function ingest(deps: IngestDeps, request: IngestRequest): Promise<IngestResult> {
-  const endActivity = request.expectedSha256 ? deps.activity?.begin(request.expectedSha256) : undefined;
-  let result: IngestResult;
-  try {
-    const put = await deps.store.put(request.source, {
+  return commit(deps, request.fileName, request.expectedSha256, () =>
+    deps.store.put(request.source, {
       expectedSha256: request.expectedSha256,
       expectedSize: request.expectedSize,
       minFreeBytes: deps.minFreeBytes,
       signal: request.signal,
       onProgress: request.onProgress,
-    });
+    }),
+  );
+}
+
+/**
+ * The same ingest for a finished resumable upload: the file already lies in
+ * the data dir, so it is adopted by rename instead of copied.
+ */
+export async function ingestUploadedFile(
+  deps: IngestDeps,
+  upload: { file: string; fileName: string; knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined },
+): Promise<IngestResult> {
+  return commit(deps, upload.fileName, upload.expectedSha256, () =>
+    deps.store.adoptFile(upload.file, { knownSha256: upload.knownSha256, expectedSha256: upload.expectedSha256 }),
+  );
+}
+
+/** Stores through `store`, then records the blob; counts, heartbeats and the optional re-check around it. */
+async function commit(
+  deps: IngestDeps,
+  fileName: string,
+  expectedSha256: Sha256 | undefined,
+  store: () => Promise<{ sha256: Sha256; size: number; created: boolean }>,
+): Promise<IngestResult> {
+  const endActivity = expectedSha256 ? deps.activity?.begin(expectedSha256) : undefined;
+  let result: IngestResult;
+  try {
+    const put = await store();
     const blob = await recordIngestedBlob(deps.db, {
       sha256: put.sha256,
       size: put.size,
-      name: linkFileName(request.fileName),
+      name: linkFileName(fileName),
       nowMs: (deps.now ?? Date.now)(),
     });
     result = { blob, created: put.created };
