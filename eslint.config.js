@@ -7,7 +7,7 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
-    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['*.js', '*.ts', 'bin/*.js'] } } },
+    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['*.js', '*.ts', 'bin/*.js', 'web/assets/*.js'] } } },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-explicit-any': ['error', { ignoreRestArgs: true }],
@@ -19,6 +19,12 @@ export default tseslint.config(
   {
     files: ['server/db/migrations/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
+  },
+  {
+    // Browser scripts of the admin pages: plain JS, checked without type information.
+    files: ['web/assets/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { globals: { window: 'readonly', document: 'readonly', navigator: 'readonly', performance: 'readonly', setTimeout: 'readonly' } },
   },
   {
     files: ['bin/*.js', '*.js'],

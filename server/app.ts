@@ -12,6 +12,7 @@ import type { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createApi } from './routes/api.js';
+import { createWebApp } from '../web/app.js';
 import { createUploadServer } from './http/uploads.js';
 import { requestBaseUrl } from './links.js';
 import type { IngestDeps } from './services/ingest.js';
@@ -27,8 +28,12 @@ export interface AppDeps {
   ingestDeps: IngestDeps;
 }
 
-/** Paths anyone may reach; everything else needs an admin (the auth test enforces it). */
-export const PUBLIC_PATHS = new Set(['/healthz']);
+/**
+ * Paths anyone may reach; everything else needs an admin (the auth test walks
+ * every route to enforce it). `/` only redirects to the console, and the
+ * sign-in page must be reachable before signing in.
+ */
+export const PUBLIC_PATHS = new Set(['GET /healthz', 'GET /', 'GET /admin/login', 'POST /admin/login']);
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
@@ -59,6 +64,8 @@ export function createApp(deps: AppDeps): Hono {
     baseUrl: (req) => requestBaseUrl(deps.config, req.url),
   });
   app.route('/api/v1', createApi({ ...deps, uploads }));
+  app.route('/admin', createWebApp(deps));
+  app.get('/', (c) => c.redirect('/admin', 302));
 
   app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
   app.onError((err, c) => {

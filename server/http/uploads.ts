@@ -72,8 +72,10 @@ export interface UploadDeps {
 
 export function createUploadServer(deps: UploadDeps): Server {
   const datastore = new HashingFileStore({ directory: deps.store.layout.uploadsDir, expirationPeriodInMilliseconds: UPLOAD_EXPIRY_MS });
+  // @tus/server answers a thrown { status_code, body } object with exactly that response.
   const fail = (err: unknown): never => {
     const appError = toAppError(err);
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server expects
     throw { status_code: appError.status, body: JSON.stringify(errorBody(appError)) };
   };
 

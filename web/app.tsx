@@ -1,0 +1,443 @@
+/**
+ * The admin console under /admin: server-rendered pages (hono/jsx) that call
+ * the same services as the JSON API. Every form works without JavaScript
+ * (post, then redirect); scripts only add copy buttons and upload progress.
+ */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
+import busboy from 'busboy';
+import { Hono, type Context } from 'hono';
+import { deleteCookie, setCookie } from 'hono/cookie';
+import type { AppDeps } from '../server/app.js';
+import { AppError, toAppError } from '../server/errors.js';
+import { clientAddress, requireAdmin, SESSION_COOKIE, type AuthEnv } from '../server/http/auth.js';
+import { requestBaseUrl } from '../server/links.js';
+import { listAudit } from '../server/services/audit.js';
+import { changePassword, login, logout } from '../server/services/auth.js';
+import { deleteBlob, getBlobView, listBlobViews } from '../server/services/blobs.js';
+import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../server/services/groups.js';
+import { createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
+import { ingest } from '../server/services/ingest.js';
+import { integritySummary } from '../server/services/integrity.js';
+import { checkImageLinks, type LinkCheckReport } from '../server/services/link-check.js';
+import { parseId } from '../server/services/validation.js';
+import { parseChecksumText, type Sha256 } from '../storage/digest.js';
+import { AccountPage, ErrorPage, LoginPage } from './pages/auth.js';
+import { BlobPage, BlobsPage, UploadPage } from './pages/blobs.js';
+import { DashboardPage } from './pages/dashboard.js';
+import { GroupEditPage, GroupsPage, type GroupFormValues } from './pages/groups.js';
+import { ImageDeletePage, ImageFormPage, ImagePortalPage, ImagesPage, type ImageFormValues } from './pages/images.js';
+
+/** Fixed set of script files (never a path from the request). */
+const require = createRequire(import.meta.url);
+const ASSETS: Record<string, string> = {
+  'copy.js': new URL('./assets/copy.js', import.meta.url).pathname,
+  'upload.js': new URL('./assets/upload.js', import.meta.url).pathname,
+  'tus.min.js': require.resolve('tus-js-client/dist/tus.min.js'),
+};
+
+/** Flash messages by key, so a link cannot put arbitrary text on the page. */
+const FLASH: Record<string, string> = {
+  'image-created': 'Golden image created.',
+  'image-saved': 'Golden image saved.',
+  'image-deleted': 'Golden image deleted.',
+  'group-created': 'Group created.',
+  'group-saved': 'Group saved.',
+  'group-deleted': 'Group deleted.',
+  'group-assigned': 'Group assigned.',
+  'group-unassigned': 'Group no longer has a golden image.',
+  'blob-deleted': 'Package deleted.',
+  'blob-uploaded': 'Package stored and verified.',
+  'verify-started': 'Integrity checks started; this page shows their progress.',
+  'verify-cancelled': 'Integrity checks cancelled.',
+  'password-changed': 'Password changed.',
+};
+
+type WebContext = Context<AuthEnv>;
+
+/** A text field of a parsed form ('' when absent or a file). */
+function field(form: Record<string, unknown>, name: string): string {
+  const value = form[name];
+  return typeof value === 'string' ? value : '';
+}
+
+export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
+  const { db } = deps;
+  const web = new Hono<AuthEnv>();
+  const base = (c: Context) => requestBaseUrl(deps.config, c.req.url);
+  const user = (c: WebContext) => c.get('session')?.username ?? c.get('actor').name;
+  const csrf = (c: WebContext) => c.get('session')?.csrfToken ?? '';
+  const flash = (c: Context) => FLASH[c.req.query('done') ?? ''];
+  const done = (c: Context, path: string, key: string) => c.redirect(`${path}?done=${key}`, 303);
+  const common = (c: WebContext) => ({ user: user(c), csrf: csrf(c), flash: flash(c) });
+
+  web.get('/login', (c) => c.html(<LoginPage next={safeNext(c.req.query('next'))} />));
+  web.post('/login', async (c) => {
+    const form = await c.req.parseBody();
+    const next = safeNext(field(form, 'next'));
+    const username = field(form, 'username');
+    try {
+      const grant = await login(db, { username, password: field(form, 'password') }, clientAddress(c));
+      setCookie(c, SESSION_COOKIE, grant.token, {
+        httpOnly: true,
+        sameSite: 'Strict',
+        secure: c.req.url.startsWith('https:') || deps.config.publicUrl.startsWith('https:'),
+        path: '/',
+        expires: new Date(grant.expiresAt),
+      });
+      return c.redirect(next, 303);
+    } catch (err) {
+      const e = toAppError(err);
+      if (e.code === 'INTERNAL') throw err;
+      const retry = e.details.retryAfterSeconds;
+      if (typeof retry === 'number') c.header('Retry-After', String(retry));
+      const message = e.code === 'TOO_MANY_REQUESTS' && typeof retry === 'number' ? `${e.message} (about ${retry} s)` : e.message;
+      return c.html(<LoginPage next={next} error={message} username={username} />, e.status as 401);
+    }
+  });
+
+  web.use(
+    '*',
+    requireAdmin(db, {
+      onUnauthenticated: (c) => c.redirect(`/admin/login?next=${encodeURIComponent(c.req.path)}`, 303),
+      formCsrf: async (c) => {
+        if ((c.req.header('content-type') ?? '').startsWith('multipart/form-data')) return c.req.query('_csrf');
+        const form = await c.req.parseBody();
+        return typeof form._csrf === 'string' ? form._csrf : undefined;
+      },
+    }),
+  );
+
+  web.get('/assets/:name', async (c) => {
+    const file = ASSETS[c.req.param('name')];
+    if (!file) throw new AppError('NOT_FOUND', 'no such asset');
+    c.header('Content-Type', 'text/javascript; charset=utf-8');
+    c.header('Cache-Control', 'private, max-age=300');
+    return c.body(await readFile(file, 'utf8'));
+  });
+
+  web.post('/logout', async (c) => {
+    const token = c.get('sessionToken');
+    if (token) await logout(db, token);
+    deleteCookie(c, SESSION_COOKIE, { path: '/' });
+    return c.redirect('/admin/login', 303);
+  });
+
+  web.get('/account', (c) => c.html(<AccountPage {...common(c)} />));
+  web.post('/account/password', async (c) => {
+    const session = c.get('session');
+    const token = c.get('sessionToken');
+    if (!session || !token) throw new AppError('FORBIDDEN', 'sign in with a password to change it');
+    const form = await c.req.parseBody();
+    try {
+      await changePassword(db, session, token, { currentPassword: field(form, 'currentPassword'), newPassword: field(form, 'newPassword') });
+      return done(c, '/admin/account', 'password-changed');
+    } catch (err) {
+      const e = formError(err);
+      return c.html(<AccountPage user={user(c)} csrf={csrf(c)} error={e.message} fieldErrors={e.fields} />, e.status);
+    }
+  });
+
+  web.get('/', async (c) => {
+    const [usage, blobs, images, groups, integrity, recentChanges] = await Promise.all([
+      deps.store.diskUsage(),
+      listBlobViews(db, base(c)),
+      listImages(deps, base(c)),
+      listGroups(deps),
+      integritySummary(db),
+      listAudit(db, { limit: 10 }),
+    ]);
+    const stats = await db.selectFrom('download_stats').selectAll().where('last_download_at', 'is not', null).orderBy('last_download_at', 'desc').limit(10).execute();
+    const byBlob = new Map(blobs.map((b) => [b.sha256, b]));
+    return c.html(
+      <DashboardPage
+        {...common(c)}
+        data={{
+          disk: { ...usage, blobBytes: blobs.reduce((n, b) => n + b.size, 0) },
+          blobCount: blobs.length,
+          imageCount: images.length,
+          groupCount: groups.length,
+          integrity,
+          checks: deps.checker.status(),
+          recentDownloads: stats.map((s) => ({
+            sha256: s.sha256,
+            name: byBlob.get(s.sha256)?.name ?? s.sha256.slice(0, 12),
+            downloads: Number(s.downloads),
+            lastDownloadAt: s.last_download_at ? new Date(s.last_download_at).toISOString() : null,
+            images: [...new Set(byBlob.get(s.sha256)?.usedBy.map((u) => u.imageName) ?? [])],
+          })),
+          recentChanges,
+        }}
+      />,
+    );
+  });
+
+  web.post('/verify', (c) => {
+    void deps.checker.checkAll().catch((err: unknown) => deps.log.error({ err }, 'verify all failed'));
+    return done(c, '/admin', 'verify-started');
+  });
+  web.post('/verify/cancel', (c) => {
+    deps.checker.cancel();
+    return done(c, '/admin', 'verify-cancelled');
+  });
+
+  // Golden images
+  web.get('/images', async (c) => c.html(<ImagesPage {...common(c)} images={await listImages(deps, base(c))} />));
+  web.get('/images/new', async (c) =>
+    c.html(<ImageFormPage {...common(c)} image={null} values={emptyImageValues()} blobs={await listBlobViews(db, base(c))} />),
+  );
+  web.post('/images/new', async (c) => {
+    const values = imageValues(await c.req.parseBody());
+    try {
+      const image = await createImage(deps, c.get('actor'), imageInput(values), base(c));
+      return done(c, `/admin/images/${image.id}`, 'image-created');
+    } catch (err) {
+      const e = formError(err);
+      return c.html(<ImageFormPage {...common(c)} image={null} values={values} blobs={await listBlobViews(db, base(c))} error={e.message} fieldErrors={e.fields} />, e.status);
+    }
+  });
+  web.get('/images/:id', async (c) => renderPortal(c, await getImage(deps, parseId(c.req.param('id'), 'image'), base(c)), null));
+  web.post('/images/:id/check', async (c) => {
+    const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
+    return renderPortal(c, image, await checkImageLinks(deps.store, image));
+  });
+  web.get('/images/:id/edit', async (c) => {
+    const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
+    const values: ImageFormValues = {
+      name: image.name,
+      description: image.description,
+      arm64: { enabled: image.arm64.enabled, sha256: image.arm64.sha256 ?? '' },
+      x86_64: { enabled: image.x86_64.enabled, sha256: image.x86_64.sha256 ?? '' },
+    };
+    return c.html(<ImageFormPage {...common(c)} image={image} values={values} blobs={await listBlobViews(db, base(c))} />);
+  });
+  web.post('/images/:id/edit', async (c) => {
+    const id = parseId(c.req.param('id'), 'image');
+    const image = await getImage(deps, id, base(c));
+    const values = imageValues(await c.req.parseBody());
+    try {
+      await updateImage(deps, c.get('actor'), id, imageInput(values), base(c));
+      return done(c, `/admin/images/${id}`, 'image-saved');
+    } catch (err) {
+      const e = formError(err);
+      return c.html(<ImageFormPage {...common(c)} image={image} values={values} blobs={await listBlobViews(db, base(c))} error={e.message} fieldErrors={e.fields} />, e.status);
+    }
+  });
+  web.get('/images/:id/delete', async (c) => c.html(<ImageDeletePage {...common(c)} image={await getImage(deps, parseId(c.req.param('id'), 'image'), base(c))} />));
+  web.post('/images/:id/delete', async (c) => {
+    await deleteImage(deps, c.get('actor'), parseId(c.req.param('id'), 'image'), base(c));
+    return done(c, '/admin/images', 'image-deleted');
+  });
+  web.post('/images/:id/assign', async (c) => {
+    const id = parseId(c.req.param('id'), 'image');
+    const form = await c.req.parseBody();
+    try {
+      await updateGroup(deps, c.get('actor'), parseId(field(form, 'groupId'), 'group'), { imageId: id });
+      return done(c, `/admin/images/${id}`, 'group-assigned');
+    } catch (err) {
+      const e = formError(err);
+      return renderPortal(c, await getImage(deps, id, base(c)), null, e.message, e.status);
+    }
+  });
+
+  async function renderPortal(c: WebContext, image: ImageView, check: LinkCheckReport | null, error?: string, status: 200 | 400 | 404 | 409 | 422 = 200) {
+    const assignable = (await listGroups(deps)).filter((g) => g.imageId === null);
+    return c.html(<ImagePortalPage {...common(c)} image={image} check={check} assignable={assignable} error={error} />, status);
+  }
+
+  // Groups
+  const groupsPage = async (c: WebContext, values: GroupFormValues, error?: { message: string; fields: Record<string, string>; status: 400 | 404 | 409 | 422 }) =>
+    c.html(
+      <GroupsPage {...common(c)} groups={await listGroups(deps)} images={await listImages(deps, base(c))} values={values} error={error?.message} fieldErrors={error?.fields} />,
+      error?.status ?? 200,
+    );
+  web.get('/groups', (c) => groupsPage(c, { name: '', licenseKey: '', primary: false, imageId: '' }));
+  web.post('/groups', async (c) => {
+    const values = groupValues(await c.req.parseBody());
+    try {
+      await createGroup(deps, c.get('actor'), groupInput(values));
+      return done(c, '/admin/groups', 'group-created');
+    } catch (err) {
+      return groupsPage(c, values, formError(err));
+    }
+  });
+  web.get('/groups/:id', async (c) => {
+    const group = await getGroup(deps, parseId(c.req.param('id'), 'group'));
+    const values = { name: group.name, licenseKey: group.licenseKey ?? '', primary: group.primary, imageId: group.imageId === null ? '' : String(group.imageId) };
+    return c.html(<GroupEditPage {...common(c)} group={group} images={await listImages(deps, base(c))} values={values} />);
+  });
+  web.post('/groups/:id', async (c) => {
+    const id = parseId(c.req.param('id'), 'group');
+    const group = await getGroup(deps, id);
+    const values = groupValues(await c.req.parseBody());
+    try {
+      await updateGroup(deps, c.get('actor'), id, groupInput(values));
+      return done(c, '/admin/groups', 'group-saved');
+    } catch (err) {
+      const e = formError(err);
+      return c.html(<GroupEditPage {...common(c)} group={group} images={await listImages(deps, base(c))} values={values} error={e.message} fieldErrors={e.fields} />, e.status);
+    }
+  });
+  web.post('/groups/:id/unassign', async (c) => {
+    const id = parseId(c.req.param('id'), 'group');
+    const form = await c.req.parseBody();
+    await updateGroup(deps, c.get('actor'), id, { imageId: null });
+    const back = field(form, 'back');
+    return done(c, /^\/admin\/images\/\d+$/.test(back) ? back : '/admin/groups', 'group-unassigned');
+  });
+  web.post('/groups/:id/delete', async (c) => {
+    await deleteGroup(deps, c.get('actor'), parseId(c.req.param('id'), 'group'));
+    return done(c, '/admin/groups', 'group-deleted');
+  });
+
+  // Packages
+  web.get('/blobs', async (c) => c.html(<BlobsPage {...common(c)} blobs={await listBlobViews(db, base(c))} />));
+  web.get('/blobs/:sha256', async (c) => {
+    const blob = await getBlobView(db, c.req.param('sha256'), base(c));
+    const stats = await db.selectFrom('download_stats').select('downloads').where('sha256', '=', blob.sha256).executeTakeFirst();
+    return c.html(<BlobPage {...common(c)} blob={blob} downloads={Number(stats?.downloads ?? 0)} />);
+  });
+  web.post('/blobs/:sha256/verify', async (c) => {
+    const blob = await getBlobView(db, c.req.param('sha256'), base(c));
+    void deps.checker.check(blob.sha256 as Sha256).catch(() => undefined);
+    return done(c, '/admin', 'verify-started');
+  });
+  web.post('/blobs/:sha256/delete', async (c) => {
+    const form = await c.req.parseBody();
+    const blob = await getBlobView(db, c.req.param('sha256'), base(c));
+    if (form.confirm !== 'yes') {
+      return c.html(<BlobPage {...common(c)} blob={blob} downloads={0} error="Tick the box to confirm the deletion." />, 400);
+    }
+    await deleteBlob(deps, c.get('actor'), blob.sha256, base(c));
+    return done(c, '/admin/blobs', 'blob-deleted');
+  });
+
+  web.get('/upload', (c) => c.html(<UploadPage {...common(c)} />));
+  web.post('/upload', async (c) => {
+    try {
+      const sha256 = await receiveMultipartUpload(c, deps);
+      return c.redirect(`/admin/blobs/${sha256}?done=blob-uploaded`, 303);
+    } catch (err) {
+      const e = formError(err);
+      return c.html(<UploadPage user={user(c)} csrf={csrf(c)} error={e.message} />, e.status);
+    }
+  });
+
+  web.notFound((c) => c.html(<ErrorPage status={404} message={`There is no page at ${c.req.path}.`} user={null} csrf={null} />, 404));
+  web.onError((err, c) => {
+    const e = toAppError(err);
+    if (e.code === 'INTERNAL') deps.log.error({ err }, 'admin page failed');
+    const message = e.code === 'INTERNAL' ? 'The server could not complete this request; the details are in its log.' : e.message;
+    let who: string | null = null;
+    let token: string | null = null;
+    try {
+      who = user(c as WebContext);
+      token = csrf(c as WebContext);
+    } catch {
+      // not signed in
+    }
+    return c.html(<ErrorPage status={e.status} message={message} user={who} csrf={token} />, e.status as 500);
+  });
+  return web;
+}
+
+/** The no-JavaScript upload: a streamed multipart form (checksum file first, then the package). */
+async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string> {
+  const body = c.req.raw.body;
+  if (!body) throw new AppError('BAD_REQUEST', 'the upload form arrived empty');
+  return new Promise<string>((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({ headers: Object.fromEntries(c.req.raw.headers), limits: { files: 2, fields: 5, fieldSize: 4096 } });
+    } catch {
+      reject(new AppError('BAD_REQUEST', 'the upload must be sent as multipart/form-data'));
+      return;
+    }
+    let checksumText = '';
+    let job: Promise<string> | null = null;
+    let refused: Error | null = null;
+    parser.on('file', (name, stream, info) => {
+      if (name === 'checksum') {
+        stream.on('data', (chunk: Buffer) => {
+          if (checksumText.length < 65536) checksumText += chunk.toString('utf8');
+        });
+        return;
+      }
+      if (name !== 'package' || !info.filename || job || refused) {
+        stream.resume();
+        return;
+      }
+      let expected: Sha256 | undefined;
+      try {
+        expected = checksumText.trim() ? parseChecksumText(checksumText, 'the checksum file') : undefined;
+      } catch (err) {
+        stream.resume();
+        refused = err as Error;
+        return;
+      }
+      job = ingest(deps.ingestDeps, { source: stream, fileName: info.filename, expectedSha256: expected }).then((r) => r.blob.sha256);
+      job.catch(() => stream.resume());
+    });
+    parser.on('error', (err: Error) => reject(new AppError('BAD_REQUEST', `the upload form is malformed: ${err.message}`)));
+    parser.on('close', () => {
+      if (refused) reject(refused);
+      else if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
+      else job.then(resolve, reject);
+    });
+    Readable.fromWeb(body).on('error', reject).pipe(parser);
+  });
+}
+
+function safeNext(next: string | undefined): string {
+  return next && /^\/admin(\/[A-Za-z0-9/_-]*)?$/.test(next) && !next.includes('//') ? next : '/admin';
+}
+
+function formError(err: unknown): { message: string; fields: Record<string, string>; status: 400 | 404 | 409 | 422 } {
+  const e = toAppError(err);
+  if (e.code === 'INTERNAL') throw err;
+  const fields: Record<string, string> = {};
+  const list = e.details.fields;
+  if (Array.isArray(list)) {
+    for (const f of list as Array<{ field: string; message: string }>) fields[f.field] ??= f.message;
+  }
+  const status = ([400, 404, 409, 422].includes(e.status) ? e.status : 400) as 400 | 404 | 409 | 422;
+  return { message: e.message, fields, status };
+}
+
+function emptyImageValues(): ImageFormValues {
+  return { name: '', description: '', arm64: { enabled: false, sha256: '' }, x86_64: { enabled: false, sha256: '' } };
+}
+
+function imageValues(form: Record<string, unknown>): ImageFormValues {
+  const str = (k: string) => (typeof form[k] === 'string' ? (form[k]) : '');
+  return {
+    name: str('name'),
+    description: str('description'),
+    arm64: { enabled: form['arm64.enabled'] === 'on', sha256: str('arm64.sha256') },
+    x86_64: { enabled: form['x86_64.enabled'] === 'on', sha256: str('x86_64.sha256') },
+  };
+}
+
+function imageInput(v: ImageFormValues): Record<string, unknown> {
+  return {
+    name: v.name,
+    description: v.description,
+    arm64: { enabled: v.arm64.enabled, sha256: v.arm64.sha256 || null },
+    x86_64: { enabled: v.x86_64.enabled, sha256: v.x86_64.sha256 || null },
+  };
+}
+
+function groupValues(form: Record<string, unknown>): GroupFormValues {
+  const str = (k: string) => (typeof form[k] === 'string' ? (form[k]) : '');
+  return { name: str('name'), licenseKey: str('licenseKey'), primary: form.primary === 'on', imageId: str('imageId') };
+}
+
+function groupInput(v: GroupFormValues): Record<string, unknown> {
+  return {
+    name: v.name,
+    licenseKey: v.licenseKey.trim() === '' ? null : v.licenseKey,
+    primary: v.primary,
+    imageId: v.imageId === '' ? null : Number(v.imageId),
+  };
+}

@@ -1,0 +1,71 @@
+import type { FC } from 'hono/jsx';
+import { CsrfField, FieldError, Layout } from '../layout.js';
+
+export const LoginPage: FC<{ next: string; error?: string | undefined; username?: string }> = ({ next, error, username }) => (
+  <Layout title="Sign in" user={null} csrf={null} error={error}>
+    <form method="post" action="/admin/login" class="card stack" style="max-width:26rem">
+      <input type="hidden" name="next" value={next} />
+      <label for="username">User name</label>
+      <input id="username" name="username" type="text" autocomplete="username" required value={username ?? 'admin'} />
+      <label for="password">Password</label>
+      <input id="password" name="password" type="password" autocomplete="current-password" required autofocus />
+      <div class="actions">
+        <button type="submit">Sign in</button>
+      </div>
+    </form>
+    <p class="muted">
+      On first start goldmirror prints the password of user <code>admin</code> and saves it in{' '}
+      <code>initial-admin-password</code> in its data directory.
+    </p>
+  </Layout>
+);
+
+export const AccountPage: FC<{
+  user: string;
+  csrf: string;
+  flash?: string | undefined;
+  error?: string | undefined;
+  fieldErrors?: Record<string, string>;
+}> = ({ user, csrf, flash, error, fieldErrors = {} }) => (
+  <Layout title="Your account" user={user} csrf={csrf} flash={flash} error={error}>
+    <form method="post" action="/admin/account/password" class="card stack">
+      <h2>Change password</h2>
+      <CsrfField token={csrf} />
+      <label for="currentPassword">Current password</label>
+      <input
+        id="currentPassword"
+        name="currentPassword"
+        type="password"
+        autocomplete="current-password"
+        required
+        aria-invalid={fieldErrors.currentPassword ? 'true' : undefined}
+        aria-describedby={fieldErrors.currentPassword ? 'currentPassword-error' : undefined}
+      />
+      <FieldError id="currentPassword" message={fieldErrors.currentPassword} />
+      <label for="newPassword">New password (at least 10 characters)</label>
+      <input
+        id="newPassword"
+        name="newPassword"
+        type="password"
+        autocomplete="new-password"
+        required
+        minlength={10}
+        aria-invalid={fieldErrors.newPassword ? 'true' : undefined}
+        aria-describedby={fieldErrors.newPassword ? 'newPassword-error' : undefined}
+      />
+      <FieldError id="newPassword" message={fieldErrors.newPassword} />
+      <div class="actions">
+        <button type="submit">Change password</button>
+      </div>
+      <p class="muted">Changing the password signs you out everywhere else.</p>
+    </form>
+  </Layout>
+);
+
+export const ErrorPage: FC<{ status: number; message: string; user: string | null; csrf: string | null }> = (p) => (
+  <Layout title={p.status === 404 ? 'Not found' : 'Something went wrong'} user={p.user} csrf={p.csrf} error={p.message}>
+    <p>
+      <a href="/admin">Back to the dashboard</a>
+    </p>
+  </Layout>
+);

@@ -1,0 +1,117 @@
+import type { FC } from 'hono/jsx';
+import type { BlobView } from '../../server/services/blobs.js';
+import { CopyField, CsrfField, formatBytes, formatDate, Layout, StateBadge } from '../layout.js';
+
+interface Common {
+  user: string;
+  csrf: string;
+  flash?: string | undefined;
+  error?: string | undefined;
+}
+
+export const BlobsPage: FC<Common & { blobs: BlobView[] }> = ({ blobs, ...c }) => (
+  <Layout title="Packages" user={c.user} csrf={c.csrf} active="/admin/blobs" flash={c.flash} error={c.error}>
+    <p>
+      <a class="button" href="/admin/upload">
+        Upload packages
+      </a>
+    </p>
+    {blobs.length === 0 ? (
+      <p class="muted">No packages stored yet.</p>
+    ) : (
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Package</th>
+              <th scope="col">Size</th>
+              <th scope="col">State</th>
+              <th scope="col" class="hide-narrow">
+                Stored
+              </th>
+              <th scope="col">Used by</th>
+            </tr>
+          </thead>
+          <tbody>
+            {blobs.map((b) => (
+              <tr>
+                <td>
+                  <a href={`/admin/blobs/${b.sha256}`}>{b.name}</a>
+                  <div class="mono muted">{b.sha256.slice(0, 16)}…</div>
+                </td>
+                <td>{formatBytes(b.size)}</td>
+                <td>
+                  <StateBadge state={b.state} />
+                </td>
+                <td class="hide-narrow">{formatDate(b.createdAt)}</td>
+                <td>{b.usedBy.map((u) => u.imageName).join(', ') || <span class="muted">unused</span>}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    )}
+  </Layout>
+);
+
+export const BlobPage: FC<Common & { blob: BlobView; downloads: number }> = ({ blob, downloads, ...c }) => (
+  <Layout title={blob.name} user={c.user} csrf={c.csrf} active="/admin/blobs" flash={c.flash} error={c.error} scripts={['/admin/assets/copy.js']}>
+    <div class="card">
+      <CopyField id="blob-url" label="Download URL" value={blob.url} />
+      <CopyField id="blob-sha" label="SHA-256" value={blob.sha256} />
+      <p>
+        {formatBytes(blob.size)} ({blob.size} bytes) · <StateBadge state={blob.state} /> · stored {formatDate(blob.createdAt)} · last verified{' '}
+        {formatDate(blob.verifiedAt)} · {downloads} finished downloads
+      </p>
+      <p>
+        Used by:{' '}
+        {blob.usedBy.length === 0
+          ? 'no golden image'
+          : blob.usedBy.map((u) => (
+              <>
+                <a href={`/admin/images/${u.imageId}`}>{u.imageName}</a> ({u.arch === 'arm64' ? 'Apple silicon' : 'Intel'}){' '}
+              </>
+            ))}
+      </p>
+    </div>
+    <div class="actions">
+      <form method="post" action={`/admin/blobs/${blob.sha256}/verify`} class="inline">
+        <CsrfField token={c.csrf} />
+        <button type="submit" class="secondary">
+          Verify now
+        </button>
+      </form>
+      {blob.usedBy.length === 0 && (
+        <form method="post" action={`/admin/blobs/${blob.sha256}/delete`} class="inline">
+          <CsrfField token={c.csrf} />
+          <label class="check" for="confirm-delete">
+            <input id="confirm-delete" type="checkbox" name="confirm" value="yes" required /> I want to delete this package
+          </label>
+          <button type="submit" class="danger">
+            Delete package
+          </button>
+        </form>
+      )}
+    </div>
+  </Layout>
+);
+
+export const UploadPage: FC<Common> = (c) => (
+  <Layout title="Upload packages" user={c.user} csrf={c.csrf} active="/admin/upload" flash={c.flash} error={c.error} scripts={['/admin/assets/tus.min.js', '/admin/assets/upload.js']}>
+    <p>
+      Pick the <code>.pvmp</code> that Control Center’s “Prepare for Transfer” wrote and, if you have it, the <code>.txt</code> next to it: its
+      SHA-256 is then enforced. Uploads resume by themselves after a dropped connection; several can run at once.
+    </p>
+    <form id="upload-form" method="post" action={`/admin/upload?_csrf=${encodeURIComponent(c.csrf)}`} enctype="multipart/form-data" class="card stack" data-csrf={c.csrf}>
+      <label for="checksum">Checksum file (.txt, optional)</label>
+      <input id="checksum" name="checksum" type="file" accept=".txt,text/plain" />
+      <label for="package">Package (.pvmp)</label>
+      <input id="package" name="package" type="file" accept=".pvmp" required />
+      <div class="actions">
+        <button type="submit">Upload</button>
+      </div>
+      <p class="muted" id="upload-hint">Without JavaScript the upload still works, without a progress bar and without resuming.</p>
+    </form>
+    <section aria-live="polite" id="uploads"></section>
+  </Layout>
+);

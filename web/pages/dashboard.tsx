@@ -1,0 +1,153 @@
+import type { FC } from 'hono/jsx';
+import type { CheckerStatus } from '../../server/jobs/integrity-checker.js';
+import type { AuditEntry } from '../../server/services/audit.js';
+import type { IntegritySummary } from '../../server/services/integrity.js';
+import { CsrfField, formatBytes, formatDate, Layout } from '../layout.js';
+
+export interface DashboardData {
+  disk: { freeBytes: number; totalBytes: number; blobBytes: number };
+  blobCount: number;
+  imageCount: number;
+  groupCount: number;
+  integrity: IntegritySummary;
+  checks: CheckerStatus;
+  recentDownloads: Array<{ sha256: string; name: string; downloads: number; lastDownloadAt: string | null; images: string[] }>;
+  recentChanges: AuditEntry[];
+}
+
+export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData; flash?: string | undefined }> = ({ user, csrf, data, flash }) => (
+  <Layout title="Dashboard" user={user} csrf={csrf} active="/admin" flash={flash}>
+    {data.integrity.problems.length > 0 && (
+      <section class="alert" role="alert" aria-labelledby="integrity-alert">
+        <h2 id="integrity-alert" style="margin-top:0">
+          {data.integrity.problems.length} package(s) failed their integrity check and are withheld from Macs
+        </h2>
+        <ul>
+          {data.integrity.problems.map((p) => (
+            <li>
+              <span class="mono">{p.sha256.slice(0, 16)}…</span> is {p.state}
+              {p.detail ? ` (${p.detail})` : ''}.{' '}
+              {p.images.length > 0
+                ? `Affects ${p.images.map((i) => `${i.name} (${i.arch === 'arm64' ? 'Apple silicon' : 'Intel'})`).join(', ')}`
+                : 'No golden image uses it'}
+              {p.groups.length > 0 ? ` and groups ${p.groups.join(', ')}` : ''}. Re-import the package to repair it.
+            </li>
+          ))}
+        </ul>
+      </section>
+    )}
+    <div class="grid">
+      <div class="card">
+        <div class="muted">Disk free</div>
+        <div class="stat">{formatBytes(data.disk.freeBytes)}</div>
+        <div class="muted">
+          of {formatBytes(data.disk.totalBytes)}; packages use {formatBytes(data.disk.blobBytes)}
+        </div>
+      </div>
+      <div class="card">
+        <div class="muted">Packages</div>
+        <div class="stat">{data.blobCount}</div>
+        <div class="muted">
+          {data.integrity.blobs.ok} verified, {data.integrity.blobs.corrupt} corrupt, {data.integrity.blobs.missing} missing
+        </div>
+      </div>
+      <div class="card">
+        <div class="muted">Golden images</div>
+        <div class="stat">{data.imageCount}</div>
+        <div class="muted">{data.groupCount} groups</div>
+      </div>
+    </div>
+
+    <h2>Integrity checks</h2>
+    <div class="card">
+      {data.checks.running.length === 0 && data.checks.queued.length === 0 ? (
+        <p>No check is running. Every package is re-hashed on a schedule.</p>
+      ) : (
+        <ul>
+          {data.checks.running.map((r) => (
+            <li>
+              <span class="mono">{r.sha256.slice(0, 16)}…</span>{' '}
+              <progress max={r.totalBytes} value={r.bytesDone} aria-label="Check progress"></progress> {formatBytes(r.bytesDone)} of{' '}
+              {formatBytes(r.totalBytes)} at {formatBytes(r.bytesPerSec)}/s
+            </li>
+          ))}
+          {data.checks.queued.length > 0 && <li>{data.checks.queued.length} waiting</li>}
+        </ul>
+      )}
+      <div class="actions">
+        <form method="post" action="/admin/verify" class="inline">
+          <CsrfField token={csrf} />
+          <button type="submit" class="secondary">
+            Verify all packages now
+          </button>
+        </form>
+        {data.checks.running.length + data.checks.queued.length > 0 && (
+          <form method="post" action="/admin/verify/cancel" class="inline">
+            <CsrfField token={csrf} />
+            <button type="submit" class="secondary">
+              Cancel checks
+            </button>
+          </form>
+        )}
+      </div>
+    </div>
+
+    <h2>Recent downloads</h2>
+    {data.recentDownloads.length === 0 ? (
+      <p class="muted">No finished downloads yet.</p>
+    ) : (
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Package</th>
+              <th scope="col">Golden image</th>
+              <th scope="col">Downloads</th>
+              <th scope="col">Last</th>
+            </tr>
+          </thead>
+          <tbody>
+            {data.recentDownloads.map((d) => (
+              <tr>
+                <td>{d.name}</td>
+                <td>{d.images.join(', ') || '–'}</td>
+                <td>{d.downloads}</td>
+                <td>{formatDate(d.lastDownloadAt)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    )}
+
+    <h2>Recent changes</h2>
+    {data.recentChanges.length === 0 ? (
+      <p class="muted">Nothing changed yet.</p>
+    ) : (
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">When</th>
+              <th scope="col">Who</th>
+              <th scope="col">What</th>
+              <th scope="col" class="hide-narrow">
+                Target
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {data.recentChanges.map((a) => (
+              <tr>
+                <td>{formatDate(a.at)}</td>
+                <td>{a.actor}</td>
+                <td>{a.action}</td>
+                <td class="hide-narrow mono">{a.target}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    )}
+  </Layout>
+);
