@@ -38,12 +38,23 @@ export const configSchema = z
     gcIntervalMs: durationMs.default(0),
     /** Blobs younger than this are never collected. */
     gcGraceMs: durationMs.default(24 * 60 * 60 * 1000),
+    /** Another goldmirror to follow (its base URL); empty = no sync. */
+    syncFrom: z
+      .string()
+      .default('')
+      .refine((v) => v === '' || isHttpUrl(v), { message: 'must be an absolute http:// or https:// URL' })
+      .transform((v) => v.replace(/\/+$/, '')),
+    /** API token of the mirror in syncFrom. */
+    syncToken: z.string().default(''),
+    /** How often to sync from syncFrom. */
+    syncIntervalMs: durationMs.default(60 * 60 * 1000),
     /** Creates or resets user `admin` at start when set (usually only from the environment). */
     adminPassword: z.string().default(''),
     /** How long a graceful shutdown waits for running transfers. */
     shutdownTimeoutMs: durationMs.default(30_000),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.syncFrom === '' || c.syncToken !== '', { message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM', path: ['syncToken'] });
 
 export type Config = Readonly<z.output<typeof configSchema>>;
 
@@ -66,6 +77,9 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_VERIFY_AFTER_INGEST: { key: 'verifyAfterIngest', kind: 'boolean' },
   MIRROR_GC_INTERVAL: { key: 'gcIntervalMs', kind: 'duration' },
   MIRROR_GC_GRACE: { key: 'gcGraceMs', kind: 'duration' },
+  MIRROR_SYNC_FROM: { key: 'syncFrom', kind: 'string' },
+  MIRROR_SYNC_TOKEN: { key: 'syncToken', kind: 'string' },
+  MIRROR_SYNC_INTERVAL: { key: 'syncIntervalMs', kind: 'duration' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */

@@ -16,6 +16,7 @@ import { createWebApp } from '../web/app.js';
 import { createUploadServer } from './http/uploads.js';
 import { requestBaseUrl } from './links.js';
 import type { IngestDeps } from './services/ingest.js';
+import type { TransferJobs } from './jobs/transfers.js';
 import { checkHealth } from './services/health.js';
 
 export interface AppDeps {
@@ -26,6 +27,7 @@ export interface AppDeps {
   metrics: Metrics;
   checker: IntegrityChecker;
   ingestDeps: IngestDeps;
+  transfers: TransferJobs;
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createActivityTracker, type ActivityTracker } from './services/activity.js';
 import type { IngestDeps } from './services/ingest.js';
+import { TransferJobs } from './jobs/transfers.js';
 
 export interface Runtime {
   config: Config;
@@ -22,6 +23,7 @@ export interface Runtime {
   activity: ActivityTracker;
   checker: IntegrityChecker;
   ingestDeps: IngestDeps;
+  transfers: TransferJobs;
   /** Stops checks, flushes activity, closes the database. */
   close(): Promise<void>;
 }
@@ -61,6 +63,15 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     concurrency: config.verifyConcurrency,
     maxBytesPerSec: config.verifyMaxBytesPerSec,
   });
+  const ingestDeps: IngestDeps = {
+    db,
+    store,
+    minFreeBytes: config.minFreeBytes,
+    metrics,
+    activity,
+    verifyAfterIngest: config.verifyAfterIngest ? (sha256) => checker.check(sha256) : undefined,
+  };
+  const transfers = new TransferJobs(ingestDeps, log);
   return {
     config,
     db,
@@ -69,15 +80,10 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     metrics,
     activity,
     checker,
-    ingestDeps: {
-      db,
-      store,
-      minFreeBytes: config.minFreeBytes,
-      metrics,
-      activity,
-      verifyAfterIngest: config.verifyAfterIngest ? (sha256) => checker.check(sha256) : undefined,
-    },
+    ingestDeps,
+    transfers,
     async close() {
+      await transfers.close();
       await checker.close();
       await activity.close();
       await db.destroy();

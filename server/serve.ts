@@ -15,6 +15,7 @@ import { every, systemClock, type Clock } from './jobs/scheduler.js';
 import { queueDueChecks } from './jobs/verify-schedule.js';
 import { systemActor } from './services/audit.js';
 import { collectGarbage } from './services/gc.js';
+import { syncFrom } from './bundles/sync.js';
 import type { Runtime } from './runtime.js';
 
 export interface ServerHandle {
@@ -31,7 +32,7 @@ const VERIFY_TICK_MS = 60_000;
 export async function startServer(runtime: Runtime, options: { clock?: Clock } = {}): Promise<ServerHandle> {
   const { config, log, db, store, metrics, checker } = runtime;
   const clock = options.clock ?? systemClock;
-  const app = createApp({ config, db, store, log, metrics, checker, ingestDeps: runtime.ingestDeps });
+  const app = createApp({ config, db, store, log, metrics, checker, ingestDeps: runtime.ingestDeps, transfers: runtime.transfers });
   const honoListener = getRequestListener(app.fetch);
   const observer = createDownloadObserver({ db, log, metrics, activity: runtime.activity });
   const handleDownload = createDownloadHandler({
@@ -77,6 +78,12 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
           const report = await collectGarbage({ db, store }, systemActor, { dryRun: false, graceMs: config.gcGraceMs, now: clock.now() });
           if (report.removed.length > 0) log.info({ removed: report.removed.length, freedBytes: report.freedBytes }, 'scheduled gc');
         }, (err) => log.error({ err }, 'scheduled gc failed'))
+      : null,
+    config.syncFrom && config.syncIntervalMs > 0
+      ? every(clock, config.syncIntervalMs, async () => {
+          const report = await syncFrom(runtime.ingestDeps, { from: config.syncFrom, token: config.syncToken, actor: systemActor });
+          log.info({ from: report.from, fetched: report.fetched.length, images: report.import.images, groups: report.import.groups }, 'sync finished');
+        }, (err) => log.error({ err, from: config.syncFrom }, 'scheduled sync failed'))
       : null,
   ];
 

@@ -11,6 +11,7 @@ import { StartupError } from '../runtime.js';
 import { groupCommand, imageCommand, tokenCommand } from './commands/admin.js';
 import { importCommand, listCommand } from './commands/blobs.js';
 import { gcCommand, verifyCommand } from './commands/maintenance.js';
+import { exportCommand, fetchCommand, importBundleCommand, syncCommand } from './commands/bundles.js';
 import { serveCommand } from './commands/serve.js';
 import { createContext, type Command } from './context.js';
 import { CliError, UsageError } from './output.js';
@@ -24,6 +25,10 @@ const commands: Record<string, Command> = {
   token: tokenCommand,
   verify: verifyCommand,
   gc: gcCommand,
+  export: exportCommand,
+  'import-bundle': importBundleCommand,
+  fetch: fetchCommand,
+  sync: syncCommand,
 };
 
 function usage(): string {

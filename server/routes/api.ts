@@ -21,12 +21,24 @@ import { integritySummary } from '../services/integrity.js';
 import { z } from 'zod';
 import type { Server as TusServer } from '@tus/server';
 import type { Sha256 } from '../../storage/digest.js';
+import { Readable } from 'node:stream';
+import { buildManifest, exportBundle } from '../bundles/export.js';
+import { importBundle } from '../bundles/import.js';
+import type { IngestDeps } from '../services/ingest.js';
+import type { TransferJobs } from '../jobs/transfers.js';
 
 const verifySchema = z
   .object({ sha256: sha256Field.optional(), all: z.boolean().optional(), wait: z.boolean().optional() })
   .strict()
   .refine((v) => (v.sha256 === undefined) !== (v.all !== true), { message: 'give either sha256 or all: true' });
 const gcSchema = z.object({ dryRun: z.boolean().optional() }).strict();
+const fetchSchema = z
+  .object({ url: z.string().url().max(4096), sha256: sha256Field.optional(), checksumUrl: z.string().url().max(4096).optional() })
+  .strict();
+
+function exportOptions(c: Context): { images: string[]; includeBlobs: boolean } {
+  return { images: c.req.queries('image') ?? [], includeBlobs: c.req.query('blobs') !== 'false' };
+}
 
 export interface ApiDeps {
   config: Config;
@@ -35,6 +47,8 @@ export interface ApiDeps {
   checker: IntegrityChecker;
   /** The tus server for resumable uploads (bodies stream through, so it sits before the body limit). */
   uploads: TusServer;
+  ingestDeps: IngestDeps;
+  transfers: TransferJobs;
 }
 
 /** Routes that answer without an admin; the auth test walks every other route. */
@@ -48,6 +62,16 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   const tus = (c: Context) => deps.uploads.handleWeb(c.req.raw);
   api.all('/uploads', requireAdmin(db), tus);
   api.all('/uploads/*', requireAdmin(db), tus);
+  // Bundle imports stream their (large) body too.
+  api.post('/import', requireAdmin(db), async (c) => {
+    const body = c.req.raw.body;
+    if (!body) throw new AppError('BAD_REQUEST', 'send the bundle (a tar file) as the request body');
+    const report = await importBundle(deps.ingestDeps, Readable.fromWeb(body), {
+      dryRun: c.req.query('dryRun') === 'true',
+      actor: c.get('actor'),
+    });
+    return c.json(report);
+  });
 
   api.use(
     '*',
@@ -148,6 +172,31 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   api.post('/gc', async (c) => {
     const input = parseInput(gcSchema, await jsonBody(c), 'gc request');
     return c.json(await collectGarbage(deps, c.get('actor'), { dryRun: input.dryRun ?? false, graceMs: deps.config.gcGraceMs }));
+  });
+
+  api.get('/export/manifest', async (c) => c.json(await buildManifest(db, exportOptions(c))));
+  api.get('/export', async (c) => {
+    const manifest = await buildManifest(db, exportOptions(c));
+    const stream = exportBundle(deps.store, manifest);
+    c.header('Content-Type', 'application/x-tar');
+    c.header('Content-Disposition', `attachment; filename="goldmirror-${manifest.createdAt.slice(0, 10)}.tar"`);
+    return c.body(Readable.toWeb(stream) as ReadableStream);
+  });
+
+  api.get('/fetch', (c) => c.json(deps.transfers.list()));
+  api.post('/fetch', async (c) => {
+    const input = parseInput(fetchSchema, await jsonBody(c), 'fetch request');
+    const job = deps.transfers.startFetch(input.url, { expectedSha256: input.sha256 as Sha256 | undefined, checksumUrl: input.checksumUrl });
+    return c.json(job, 202);
+  });
+  api.get('/fetch/:id', (c) => {
+    const job = deps.transfers.get(c.req.param('id'));
+    if (!job) throw new AppError('NOT_FOUND', 'no such fetch job');
+    return c.json(job);
+  });
+  api.delete('/fetch/:id', (c) => {
+    if (!deps.transfers.cancel(c.req.param('id'))) throw new AppError('NOT_FOUND', 'no running fetch job with that id');
+    return c.body(null, 204);
   });
 
   api.get('/audit', async (c) => {

@@ -1,0 +1,142 @@
+/**
+ * Pulling a package from an upstream HTTP(S) server into the store. The body
+ * streams straight into the normal ingest (hashed once, nothing visible until
+ * verified). A dropped connection resumes with a Range request guarded by
+ * If-Range, so the bytes cannot silently change underneath; an upstream that
+ * cannot resume makes the fetch fail cleanly after its retries.
+ */
+import path from 'node:path';
+import { parseChecksumText, type Sha256 } from '../../storage/digest.js';
+import { AppError } from '../errors.js';
+import { ingest, type IngestDeps, type IngestResult } from '../services/ingest.js';
+
+export interface FetchOptions {
+  expectedSha256?: Sha256 | undefined;
+  checksumUrl?: string | undefined;
+  headers?: Record<string, string>;
+  fileName?: string | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((bytesDone: number, totalBytes: number | null) => void) | undefined;
+  /** Consecutive failed attempts tolerated before giving up. */
+  maxRetries?: number;
+  retryDelayMs?: number;
+}
+
+export async function fetchIntoStore(deps: IngestDeps, url: string, options: FetchOptions = {}): Promise<IngestResult> {
+  const target = parseUpstreamUrl(url, 'url');
+  let expected = options.expectedSha256;
+  if (options.checksumUrl !== undefined) {
+    const text = await fetchSmallText(parseUpstreamUrl(options.checksumUrl, 'checksum URL'), options);
+    expected = parseChecksumText(text, `checksum file at ${options.checksumUrl}`);
+  }
+  const fileName = options.fileName ?? (decodeURIComponent(path.posix.basename(target.pathname)) || 'package.pvmp');
+  return ingest(deps, { source: resumableBody(target, options), fileName, expectedSha256: expected, signal: options.signal });
+}
+
+function parseUpstreamUrl(text: string, what: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new AppError('VALIDATION_FAILED', `${what} is not a valid URL: ${JSON.stringify(text)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new AppError('VALIDATION_FAILED', `${what} must use http or https`);
+  return url;
+}
+
+async function fetchSmallText(url: URL, options: FetchOptions): Promise<string> {
+  const res = await fetch(url, { headers: options.headers, signal: options.signal ?? AbortSignal.timeout(30_000) }).catch((err: unknown) => {
+    throw upstreamError(url, err);
+  });
+  if (!res.ok) throw new AppError('SOURCE_FAILED', `${url.href} answered HTTP ${res.status}`);
+  const text = await res.text();
+  return text.slice(0, 65536);
+}
+
+/**
+ * The upstream body as one stream of chunks across reconnections. The
+ * validator (strong ETag, else Last-Modified) of the first answer pins the
+ * content; a resumed answer must be 206 starting exactly where we stopped.
+ */
+async function* resumableBody(url: URL, options: FetchOptions): AsyncGenerator<Uint8Array> {
+  const maxRetries = options.maxRetries ?? 5;
+  const delayMs = options.retryDelayMs ?? 1000;
+  let offset = 0;
+  let total: number | null = null;
+  let validator: string | null = null;
+  let failures = 0;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const headers: Record<string, string> = { ...options.headers, 'Accept-Encoding': 'identity' };
+    if (offset > 0) {
+      headers.Range = `bytes=${offset}-`;
+      if (validator) headers['If-Range'] = validator;
+    }
+    let res: Response;
+    try {
+      res = await fetch(url, { headers, signal: options.signal, redirect: 'follow' });
+    } catch (err) {
+      if (options.signal?.aborted) throw err;
+      failures += 1;
+      if (failures > maxRetries) throw upstreamError(url, err);
+      await sleep(delayMs * failures, options.signal);
+      continue;
+    }
+    if (offset === 0) {
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        throw new AppError('SOURCE_FAILED', `${url.href} answered HTTP ${res.status}`);
+      }
+      const etag = res.headers.get('etag');
+      validator = etag && !etag.startsWith('W/') ? etag : res.headers.get('last-modified');
+      const length = res.headers.get('content-length');
+      total = length !== null && /^\d+$/.test(length) ? Number(length) : null;
+    } else {
+      const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+      if (res.status !== 206 || !range || Number(range[1]) !== offset) {
+        await res.body?.cancel();
+        throw new AppError(
+          'SOURCE_FAILED',
+          res.status === 200
+            ? `${url.href} dropped the connection and cannot resume (it ignores Range or the file changed); nothing was stored`
+            : `${url.href} answered HTTP ${res.status} when resuming at byte ${offset}`,
+        );
+      }
+    }
+    try {
+      if (!res.body) throw new Error('empty body');
+      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        offset += chunk.byteLength;
+        failures = 0;
+        options.onProgress?.(offset, total);
+        yield chunk;
+      }
+      if (total === null || offset === total) return;
+      throw new Error(`connection ended after ${offset} of ${total} bytes`);
+    } catch (err) {
+      if (options.signal?.aborted || err instanceof AppError) throw err;
+      failures += 1;
+      if (failures > maxRetries) throw upstreamError(url, err);
+      await sleep(delayMs * failures, options.signal);
+    }
+  }
+}
+
+function upstreamError(url: URL, err: unknown): AppError {
+  const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+  return new AppError('SOURCE_FAILED', `could not download ${url.href}: ${cause}`, {}, { cause: err });
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      },
+      { once: true },
+    );
+  });
+}

@@ -1,0 +1,179 @@
+/** Moving images between mirrors: export / import-bundle (tar), fetch (URL), sync (another goldmirror). */
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { buildManifest, exportBundle } from '../../bundles/export.js';
+import { fetchIntoStore } from '../../bundles/fetch.js';
+import { importBundle, type ImportReport } from '../../bundles/import.js';
+import { syncFrom } from '../../bundles/sync.js';
+import { configuredBaseUrl, downloadUrl } from '../../links.js';
+import { cliActor } from '../../services/audit.js';
+import { parseSha256 } from '../../../storage/digest.js';
+import { parseCommandArgs, type Command } from '../context.js';
+import { CliError, humanBytes, printJson, printLine, UsageError } from '../output.js';
+import { describeErrno } from './blobs.js';
+
+/** Progress on stderr, at most a few times a second, only to a terminal. */
+function progressPrinter(label: string): (done: number, total: number | null) => void {
+  if (!process.stderr.isTTY) return () => undefined;
+  let last = 0;
+  return (done, total) => {
+    const now = Date.now();
+    if (now - last < 250 && done !== total) return;
+    last = now;
+    const pct = total ? ` (${((done / total) * 100).toFixed(1)}%)` : '';
+    process.stderr.write(`\r${label}: ${humanBytes(done)}${total ? ` of ${humanBytes(total)}` : ''}${pct}   `);
+    if (done === total) process.stderr.write('\n');
+  };
+}
+
+export const exportCommand: Command = {
+  summary: 'write images, groups and their packages to a tar bundle (- for stdout)',
+  usage: 'goldmirror export OUT.tar|- [--image NAME_OR_ID ...] [--no-blobs]',
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      image: { type: 'string', multiple: true },
+      'no-blobs': { type: 'boolean', default: false },
+    });
+    if (positionals.length !== 1) throw new UsageError('export takes exactly one OUT path (or - for stdout)');
+    const out = positionals[0]!;
+    const runtime = await ctx.openRuntime();
+    try {
+      const manifest = await buildManifest(runtime.db, { images: values.image ?? [], includeBlobs: !values['no-blobs'] });
+      const stream = exportBundle(runtime.store, manifest);
+      if (out === '-') {
+        await pipeline(stream, process.stdout);
+      } else {
+        // Written beside the target and renamed at the end: a failed export never looks complete.
+        const partial = `${out}.partial`;
+        try {
+          await pipeline(stream, createWriteStream(partial, { flags: 'w' }));
+          await fs.rename(partial, out);
+        } catch (err) {
+          await fs.rm(partial, { force: true });
+          throw err;
+        }
+        const bytes = manifest.includesBlobs ? manifest.blobs.reduce((n, b) => n + b.size, 0) : 0;
+        process.stderr.write(
+          `exported ${manifest.images.length} image(s), ${manifest.groups.length} group(s), ` +
+            `${manifest.includesBlobs ? `${manifest.blobs.length} package(s) (${humanBytes(bytes)})` : 'no packages'} to ${out}\n`,
+        );
+      }
+    } finally {
+      await runtime.close();
+    }
+  },
+};
+
+function printImportReport(report: ImportReport): void {
+  const verb = report.dryRun ? 'would' : '';
+  const line = (what: string, list: string[]) => list.length > 0 && printLine(`${what}: ${list.join(', ')}`);
+  printLine(report.dryRun ? 'dry run: nothing was changed' : 'bundle imported');
+  printLine(
+    `packages: ${report.blobs.stored.length} stored, ${report.blobs.alreadyPresent.length} already present` +
+      (report.dryRun ? `, ${report.blobs.verified.length} verified` : ''),
+  );
+  line(`${verb} create images`.trim(), report.images.created);
+  line(`${verb} update images`.trim(), report.images.updated);
+  line(`${verb} create groups`.trim(), report.groups.created);
+  line(`${verb} update groups`.trim(), report.groups.updated);
+  if (report.images.created.length + report.images.updated.length + report.groups.created.length + report.groups.updated.length === 0) {
+    printLine('images and groups: no changes');
+  }
+}
+
+export const importBundleCommand: Command = {
+  summary: 'read a tar bundle (- for stdin): verify every package, then apply images and groups',
+  usage: 'goldmirror import-bundle IN.tar|- [--dry-run] [--json]',
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      'dry-run': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    });
+    if (positionals.length !== 1) throw new UsageError('import-bundle takes exactly one IN path (or - for stdin)');
+    const input = positionals[0]!;
+    if (input !== '-') {
+      const st = await fs.stat(input).catch((err: unknown) => {
+        throw new CliError(`cannot read ${input}: ${describeErrno(err)}`);
+      });
+      if (!st.isFile()) throw new CliError(`${input} is not a regular file`);
+    }
+    const runtime = await ctx.openRuntime();
+    try {
+      const source = input === '-' ? process.stdin : createReadStream(input, { highWaterMark: 1 << 20 });
+      const report = await importBundle(runtime.ingestDeps, source, {
+        dryRun: values['dry-run'],
+        actor: cliActor,
+        onProgress: (bytes) => progressPrinter('packages')(bytes, null),
+      });
+      if (values.json) printJson(report);
+      else printImportReport(report);
+    } finally {
+      await runtime.close();
+    }
+  },
+};
+
+export const fetchCommand: Command = {
+  summary: 'download a .pvmp from an HTTP(S) URL into the store (resumes, verifies)',
+  usage: 'goldmirror fetch URL [--sha256 HEX | --checksum-url URL] [--json]',
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      sha256: { type: 'string' },
+      'checksum-url': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    });
+    if (positionals.length !== 1) throw new UsageError('fetch takes exactly one URL');
+    if (values.sha256 !== undefined && values['checksum-url'] !== undefined) throw new UsageError('give either --sha256 or --checksum-url, not both');
+    const expected = values.sha256 !== undefined ? parseSha256(values.sha256, '--sha256') : undefined;
+    const config = ctx.loadConfig();
+    const runtime = await ctx.openRuntime(config);
+    try {
+      const { blob, created } = await fetchIntoStore(runtime.ingestDeps, positionals[0]!, {
+        expectedSha256: expected,
+        checksumUrl: values['checksum-url'],
+        onProgress: progressPrinter('downloading'),
+      });
+      const url = downloadUrl(configuredBaseUrl(config).url, blob.sha256, blob.name);
+      if (values.json) return printJson({ sha256: blob.sha256, size: blob.size, url, name: blob.name, created });
+      printLine(`${created ? 'stored' : 'already stored'}: ${positionals[0]}`);
+      printLine(`sha256: ${blob.sha256}`);
+      printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
+      printLine(`url:    ${url}`);
+    } finally {
+      await runtime.close();
+    }
+  },
+};
+
+export const syncCommand: Command = {
+  summary: "copy another goldmirror's images, groups and missing packages (resumable, idempotent)",
+  usage: 'goldmirror sync --from URL --token TOKEN [--json]',
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      from: { type: 'string' },
+      token: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    });
+    if (positionals.length > 0) throw new UsageError('sync takes no positional arguments');
+    const config = ctx.loadConfig();
+    const from = values.from ?? config.syncFrom;
+    const token = values.token ?? (config.syncToken || ctx.env.MIRROR_SYNC_TOKEN);
+    if (!from || !token) throw new UsageError('sync needs --from URL and --token TOKEN (or MIRROR_SYNC_FROM and MIRROR_SYNC_TOKEN)');
+    const runtime = await ctx.openRuntime(config);
+    try {
+      const report = await syncFrom(runtime.ingestDeps, {
+        from,
+        token,
+        actor: cliActor,
+        onBlob: (sha, done, total) => progressPrinter(`package ${sha.slice(0, 12)}`)(done, total),
+      });
+      if (values.json) return printJson(report);
+      printLine(`synced from ${report.from}: ${report.fetched.length} package(s) downloaded`);
+      printImportReport(report.import);
+    } finally {
+      await runtime.close();
+    }
+  },
+};
+
