@@ -21,6 +21,11 @@ export const configSchema = z
       .default('')
       .refine((v) => v === '' || isHttpUrl(v), { message: 'must be an absolute http:// or https:// URL' })
       .transform((v) => v.replace(/\/+$/, '')),
+    /** PEM certificate and key: serve HTTPS directly. Both or neither. */
+    tlsCert: z.string().default(''),
+    tlsKey: z.string().default(''),
+    /** With TLS: a plain-HTTP port that still serves /d/ links (and /healthz) for old clients; 0 = none. */
+    httpPort: z.number().int().min(0).max(65535).default(0),
     /** Cap on the total download rate in bytes per second; 0 = unlimited. */
     maxBytesPerSec: byteCount.default(0),
     /** Ingests that would leave fewer free bytes than this are refused up front. */
@@ -54,7 +59,9 @@ export const configSchema = z
     shutdownTimeoutMs: durationMs.default(30_000),
   })
   .strict()
-  .refine((c) => c.syncFrom === '' || c.syncToken !== '', { message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM', path: ['syncToken'] });
+  .refine((c) => c.syncFrom === '' || c.syncToken !== '', { message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM', path: ['syncToken'] })
+  .refine((c) => (c.tlsCert === '') === (c.tlsKey === ''), { message: 'MIRROR_TLS_CERT and MIRROR_TLS_KEY go together', path: ['tlsKey'] })
+  .refine((c) => c.httpPort === 0 || c.tlsCert !== '', { message: 'MIRROR_HTTP_PORT is only for a plain-HTTP listener beside TLS', path: ['httpPort'] });
 
 export type Config = Readonly<z.output<typeof configSchema>>;
 
@@ -77,6 +84,9 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_VERIFY_AFTER_INGEST: { key: 'verifyAfterIngest', kind: 'boolean' },
   MIRROR_GC_INTERVAL: { key: 'gcIntervalMs', kind: 'duration' },
   MIRROR_GC_GRACE: { key: 'gcGraceMs', kind: 'duration' },
+  MIRROR_TLS_CERT: { key: 'tlsCert', kind: 'string' },
+  MIRROR_TLS_KEY: { key: 'tlsKey', kind: 'string' },
+  MIRROR_HTTP_PORT: { key: 'httpPort', kind: 'int' },
   MIRROR_SYNC_FROM: { key: 'syncFrom', kind: 'string' },
   MIRROR_SYNC_TOKEN: { key: 'syncToken', kind: 'string' },
   MIRROR_SYNC_INTERVAL: { key: 'syncIntervalMs', kind: 'duration' },

@@ -2,6 +2,7 @@
  * createApp(deps): everything except the download links (see http/downloads.ts),
  * as a hono app that never listens, so tests can call app.request().
  */
+import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { Config } from '../config/load.js';
@@ -40,12 +41,19 @@ export const PUBLIC_PATHS = new Set(['GET /healthz', 'GET /', 'GET /admin/login'
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
 
-  app.use('*', async function timeRequests(c, next) {
+  app.use('*', async function logAndTimeRequests(c, next) {
     const started = performance.now();
+    const given = c.req.header('x-request-id');
+    const reqId = given && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+    c.header('X-Request-Id', reqId);
     await next();
-    deps.metrics.httpDuration.observe(
-      { method: c.req.method, route: c.req.routePath, status: String(c.res.status) },
-      (performance.now() - started) / 1000,
+    const seconds = (performance.now() - started) / 1000;
+    const status = c.res.status;
+    deps.metrics.httpDuration.observe({ method: c.req.method, route: c.req.routePath, status: String(status) }, seconds);
+    const length = c.res.headers.get('content-length');
+    deps.log[status >= 500 ? 'error' : 'info'](
+      { reqId, method: c.req.method, path: c.req.path, status, bytes: length === null ? undefined : Number(length), durationMs: Math.round(seconds * 1000) },
+      'request',
     );
   });
 

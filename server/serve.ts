@@ -3,7 +3,10 @@
  * handler (the hot path, no framework in between); everything else goes
  * through the hono app. Also runs the scheduled jobs of this node.
  */
+import { readFile } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
+import { createSecureContext } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
@@ -16,12 +19,14 @@ import { queueDueChecks } from './jobs/verify-schedule.js';
 import { systemActor } from './services/audit.js';
 import { collectGarbage } from './services/gc.js';
 import { syncFrom } from './bundles/sync.js';
-import type { Runtime } from './runtime.js';
+import { StartupError, type Runtime } from './runtime.js';
 
 export interface ServerHandle {
   readonly server: http.Server;
-  /** Base URL the server is reachable at from this machine (http://127.0.0.1:PORT for 0.0.0.0). */
+  /** Base URL the server is reachable at from this machine (http(s)://127.0.0.1:PORT for 0.0.0.0). */
   readonly url: string;
+  /** The plain-HTTP listener beside TLS, if configured. */
+  readonly plainUrl: string | null;
   /** Stops accepting, lets running transfers finish for up to timeoutMs, then cuts the rest; stops jobs. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -46,26 +51,32 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
     onError: (err) => log.error({ err }, 'download failed'),
   });
 
-  const server = http.createServer((req, res) => {
+  const listener: http.RequestListener = (req, res) => {
     if (req.url?.startsWith(DOWNLOAD_PREFIX)) handleDownload(req, res);
     else void honoListener(req, res);
-  });
-  // Headers must arrive promptly (slowloris); bodies (uploads of many GB) may take as long as they need.
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 0;
-  server.keepAliveTimeout = 5_000;
-  server.maxHeadersCount = 100;
+  };
+  const tls = config.tlsCert ? await readTlsFiles(config.tlsCert, config.tlsKey) : null;
+  const server = tls ? https.createServer(tls, listener) : http.createServer(listener);
+  const servers: http.Server[] = [server];
+  await listen(server, config.port, config.host);
+  const url = localUrl(server, tls ? 'https' : 'http');
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
+  // Beside TLS, an optional plain-HTTP listener keeps /d/ links working for
+  // clients that cannot do HTTPS; everything else is sent to HTTPS.
+  let plainUrl: string | null = null;
+  if (tls && config.httpPort > 0) {
+    const httpsPort = (server.address() as AddressInfo).port;
+    const plain = http.createServer((req, res) => {
+      if (req.url?.startsWith(DOWNLOAD_PREFIX) || req.url === '/healthz') return listener(req, res);
+      const host = (req.headers.host ?? 'localhost').replace(/:\d+$/, '');
+      const target = config.publicUrl.startsWith('https:') ? `${config.publicUrl}${req.url ?? '/'}` : `https://${host}:${httpsPort}${req.url ?? '/'}`;
+      res.writeHead(308, { Location: target, 'Content-Length': 0 });
+      res.end();
     });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+    servers.push(plain);
+    await listen(plain, config.httpPort, config.host);
+    plainUrl = localUrl(plain, 'http');
+  }
 
   const jobs = [
     config.verifyIntervalMs > 0
@@ -90,14 +101,62 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
   return {
     server,
     url,
+    plainUrl,
     async close(timeoutMs = config.shutdownTimeoutMs) {
       await Promise.all(jobs.map((j) => (j ? j.stop() : Promise.resolve())));
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
-      timer.unref();
-      await closed;
-      clearTimeout(timer);
+      // Stop accepting; running transfers get up to timeoutMs, then are cut.
+      await Promise.all(
+        servers.map(async (s) => {
+          const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+          s.closeIdleConnections();
+          const timer = setTimeout(() => s.closeAllConnections(), timeoutMs);
+          timer.unref();
+          await closed;
+          clearTimeout(timer);
+        }),
+      );
     },
   };
+}
+
+/** Headers must arrive promptly (slowloris); bodies (uploads of many GB) may take as long as they need. */
+function configureTimeouts(server: http.Server): void {
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 5_000;
+  server.maxHeadersCount = 100;
+}
+
+async function listen(server: http.Server, port: number, host: string): Promise<void> {
+  configureTimeouts(server);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function localUrl(server: http.Server, scheme: 'http' | 'https'): string {
+  const address = server.address() as AddressInfo;
+  const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+}
+
+async function readTlsFiles(certFile: string, keyFile: string): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = async (file: string, what: string) => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new StartupError(`cannot read the TLS ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  };
+  const tls = { cert: await read(certFile, 'certificate'), key: await read(keyFile, 'key') };
+  try {
+    createSecureContext(tls);
+  } catch (err) {
+    throw new StartupError(`the TLS certificate and key are not usable: ${(err as Error).message}`);
+  }
+  return tls;
 }

@@ -10,7 +10,7 @@ import { AppError } from '../errors.js';
 import { StartupError } from '../runtime.js';
 import { groupCommand, imageCommand, tokenCommand } from './commands/admin.js';
 import { importCommand, listCommand } from './commands/blobs.js';
-import { gcCommand, verifyCommand } from './commands/maintenance.js';
+import { doctorCommand, gcCommand, verifyCommand } from './commands/maintenance.js';
 import { exportCommand, fetchCommand, importBundleCommand, syncCommand } from './commands/bundles.js';
 import { serveCommand } from './commands/serve.js';
 import { createContext, type Command } from './context.js';
@@ -25,6 +25,7 @@ const commands: Record<string, Command> = {
   token: tokenCommand,
   verify: verifyCommand,
   gc: gcCommand,
+  doctor: doctorCommand,
   export: exportCommand,
   'import-bundle': importBundleCommand,
   fetch: fetchCommand,

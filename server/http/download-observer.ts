@@ -56,6 +56,7 @@ export function createDownloadObserver(deps: {
     metrics.downloadsStarted.inc(l);
     metrics.activeDownloads.inc();
     const endActivity = activity.begin(start.sha256);
+    const startedAt = performance.now();
     return ({ bytes, complete }) => {
       endActivity();
       metrics.activeDownloads.dec();
@@ -63,7 +64,14 @@ export function createDownloadObserver(deps: {
       if (complete) metrics.downloadsCompleted.inc(l);
       else metrics.downloadsAborted.inc(l);
       if (complete && start.coversEnd) activity.downloaded(start.sha256, bytes);
-      const fields = { sha256: start.sha256, image: l.image, arch: l.arch, status: start.status, bytes };
+      const fields = {
+        sha256: start.sha256,
+        image: l.image,
+        arch: l.arch,
+        status: start.status,
+        bytes,
+        durationMs: Math.round(performance.now() - startedAt),
+      };
       if (!complete) log.info(fields, 'download aborted');
       else if (start.coversEnd) log.info(fields, 'download finished');
       else log.debug(fields, 'range served');

@@ -4,6 +4,7 @@ import type { CheckResult } from '../../jobs/integrity-checker.js';
 import { findBlob } from '../../repos/blobs.js';
 import { cliActor } from '../../services/audit.js';
 import { collectGarbage } from '../../services/gc.js';
+import { runDoctor } from '../../services/doctor.js';
 import { parseCommandArgs, type Command } from '../context.js';
 import { CliError, humanBytes, printJson, printLine, UsageError } from '../output.js';
 
@@ -57,6 +58,34 @@ export const gcCommand: Command = {
       for (const r of report.removed) printLine(`${verb} ${r.sha256}  ${humanBytes(r.size)}${r.orphanFile ? '  (file without a database row)' : `  ${r.name}`}`);
       for (const k of report.kept) printLine(`kept ${k.sha256}  (${k.reason === 'grace' ? 'younger than the grace period' : 'a transfer is running'})`);
       printLine(`${verb} ${report.removed.length} package(s), ${humanBytes(report.freedBytes)}`);
+    } finally {
+      await runtime.close();
+    }
+  },
+};
+
+export const doctorCommand: Command = {
+  summary: 'check config, data dir, database, free space and files against the database',
+  usage: 'goldmirror doctor [--json]',
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean', default: false } });
+    if (positionals.length > 0) throw new UsageError('doctor takes no arguments');
+    const runtime = await ctx.openRuntime();
+    try {
+      const report = await runDoctor(runtime);
+      if (values.json) {
+        printJson(report);
+      } else {
+        printLine(`data dir:  ${report.dataDir.path} (${report.dataDir.writable ? 'writable' : 'NOT writable'})`);
+        printLine(`database:  ${report.database.file}: ${report.database.integrity}, ${report.database.migrations.length} migrations`);
+        printLine(`           ${report.database.blobs} packages, ${report.database.images} images, ${report.database.groups} groups, ${report.database.users} users`);
+        printLine(`disk:      ${humanBytes(report.disk.freeBytes)} free of ${humanBytes(report.disk.totalBytes)} (minimum ${humanBytes(report.disk.minFreeBytes)})`);
+        printLine(`files:     ${report.files.orphaned.length} orphaned, ${report.files.missing.length} missing, ${report.files.wrongSize.length} wrong size, ` +
+          `${report.files.tmpFiles} temp, ${report.files.quarantined} quarantined, ${report.files.unfinishedUploads} unfinished uploads`);
+        printLine(`public URL: ${String(report.config.publicUrl) || '(from each request)'}`);
+        printLine(report.ok ? 'no problems found' : `problems:\n${report.problems.map((p) => `  - ${p}`).join('\n')}`);
+      }
+      return report.ok ? 0 : 1;
     } finally {
       await runtime.close();
     }

@@ -1,0 +1,99 @@
+/**
+ * `goldmirror doctor`: a read-only health report of one data directory, for
+ * the admin at a terminal: config, data dir, database, free space, and files
+ * that disagree with the database (orphaned, missing, wrong size).
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { sql } from 'kysely';
+import type { Config } from '../../config/load.js';
+import type { BlobStore } from '../../storage/blob-store.js';
+import type { Db } from '../db/open.js';
+
+export interface DoctorReport {
+  ok: boolean;
+  config: Record<string, unknown>;
+  dataDir: { path: string; writable: boolean };
+  database: { file: string; integrity: string; migrations: string[]; blobs: number; images: number; groups: number; users: number };
+  disk: { freeBytes: number; totalBytes: number; minFreeBytes: number; ok: boolean };
+  files: {
+    orphaned: string[];
+    missing: string[];
+    wrongSize: Array<{ sha256: string; expected: number; actual: number }>;
+    corrupt: string[];
+    tmpFiles: number;
+    quarantined: number;
+    unfinishedUploads: number;
+  };
+  problems: string[];
+}
+
+const SECRET_KEYS = new Set(['adminPassword', 'syncToken']);
+
+export async function runDoctor(deps: { config: Config; db: Db; store: BlobStore }): Promise<DoctorReport> {
+  const { config, db, store } = deps;
+  const problems: string[] = [];
+  const redacted = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, SECRET_KEYS.has(k) && v ? '(set)' : v]));
+
+  let writable = true;
+  try {
+    await fs.access(store.layout.tmpDir, fs.constants.W_OK);
+  } catch {
+    writable = false;
+    problems.push(`the data directory ${store.layout.root} is not writable`);
+  }
+
+  const integrity = String((await sql<{ quick_check: string }>`pragma quick_check`.execute(db)).rows[0]?.quick_check ?? 'unknown');
+  if (integrity !== 'ok') problems.push(`database integrity check: ${integrity}`);
+  const migrations = (await db.selectFrom('kysely_migration' as never).select('name' as never).execute()).map((r) => String((r as { name: string }).name));
+  const count = async (table: 'blobs' | 'images' | 'groups' | 'users') =>
+    Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst())?.n ?? 0);
+
+  const usage = await store.diskUsage();
+  const diskOk = usage.freeBytes >= config.minFreeBytes;
+  if (!diskOk) problems.push(`only ${usage.freeBytes} bytes free, below the minimum of ${config.minFreeBytes}`);
+
+  const rows = await db.selectFrom('blobs').select(['sha256', 'size', 'state']).execute();
+  const bySha = new Map(rows.map((r) => [r.sha256, r]));
+  const onDisk = new Map<string, number>();
+  for await (const blob of store.list()) onDisk.set(blob.sha256, blob.size);
+  const orphaned = [...onDisk.keys()].filter((sha) => !bySha.has(sha));
+  const missing = rows.filter((r) => r.state !== 'corrupt' && !onDisk.has(r.sha256)).map((r) => r.sha256);
+  const wrongSize = rows
+    .filter((r) => onDisk.has(r.sha256) && onDisk.get(r.sha256) !== r.size)
+    .map((r) => ({ sha256: r.sha256, expected: r.size, actual: onDisk.get(r.sha256)! }));
+  const corrupt = rows.filter((r) => r.state !== 'ok').map((r) => r.sha256);
+  if (orphaned.length) problems.push(`${orphaned.length} blob file(s) have no database row (goldmirror gc removes them after the grace period)`);
+  if (missing.length) problems.push(`${missing.length} package(s) are registered but their files are missing`);
+  if (wrongSize.length) problems.push(`${wrongSize.length} package file(s) have the wrong size`);
+  if (corrupt.length) problems.push(`${corrupt.length} package(s) are marked corrupt or missing; re-import them`);
+
+  const countDir = async (dir: string, filter: (name: string) => boolean = () => true) =>
+    (await fs.readdir(dir).catch(() => [] as string[])).filter(filter).length;
+
+  return {
+    ok: problems.length === 0,
+    config: redacted,
+    dataDir: { path: store.layout.root, writable },
+    database: {
+      file: store.layout.dbFile,
+      integrity,
+      migrations,
+      blobs: await count('blobs'),
+      images: await count('images'),
+      groups: await count('groups'),
+      users: await count('users'),
+    },
+    disk: { freeBytes: usage.freeBytes, totalBytes: usage.totalBytes, minFreeBytes: config.minFreeBytes, ok: diskOk },
+    files: {
+      orphaned,
+      missing,
+      wrongSize,
+      corrupt,
+      tmpFiles: await countDir(store.layout.tmpDir),
+      quarantined: await countDir(store.layout.quarantineDir),
+      unfinishedUploads: await countDir(store.layout.uploadsDir, (n) => !n.endsWith('.json') && path.extname(n) === ''),
+    },
+    problems,
+  };
+}
