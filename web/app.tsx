@@ -355,34 +355,35 @@ async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string
       return;
     }
     let checksumText = '';
+    // Fix: busboy emits the package's 'file' event before the checksum stream's
+    // 'data' events have run, so checksumText was still '' and a mismatching
+    // checksum file was silently ignored. Wait for the checksum part to end.
+    let checksumRead: Promise<void> = Promise.resolve();
     let job: Promise<string> | null = null;
-    let refused: Error | null = null;
     parser.on('file', (name, stream, info) => {
       if (name === 'checksum') {
+        checksumRead = new Promise<void>((done) => stream.on('end', done).on('error', () => done()));
         stream.on('data', (chunk: Buffer) => {
           if (checksumText.length < 65536) checksumText += chunk.toString('utf8');
         });
         return;
       }
-      if (name !== 'package' || !info.filename || job || refused) {
+      if (name !== 'package' || !info.filename || job) {
         stream.resume();
         return;
       }
-      let expected: Sha256 | undefined;
-      try {
-        expected = checksumText.trim() ? parseChecksumText(checksumText, 'the checksum file') : undefined;
-      } catch (err) {
-        stream.resume();
-        refused = err as Error;
-        return;
-      }
-      job = ingest(deps.ingestDeps, { source: stream, fileName: info.filename, expectedSha256: expected }).then((r) => r.blob.sha256);
+      const fileName = info.filename;
+      job = checksumRead
+        .then(() => {
+          const expected: Sha256 | undefined = checksumText.trim() ? parseChecksumText(checksumText, 'the checksum file') : undefined;
+          return ingest(deps.ingestDeps, { source: stream, fileName, expectedSha256: expected });
+        })
+        .then((r) => r.blob.sha256);
       job.catch(() => stream.resume());
     });
     parser.on('error', (err: Error) => reject(new AppError('BAD_REQUEST', `the upload form is malformed: ${err.message}`)));
     parser.on('close', () => {
-      if (refused) reject(refused);
-      else if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
+      if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
       else job.then(resolve, reject);
     });
     Readable.fromWeb(body).on('error', reject).pipe(parser);

@@ -15,10 +15,11 @@ main { max-width:1100px; margin:0 auto; padding:1rem 1.2rem 3rem; }
 h1 { font-size:1.5rem; margin:.5rem 0 1rem; }
 h2 { font-size:1.15rem; margin:1.6rem 0 .6rem; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:1rem 1.2rem; margin:0 0 1rem; }
+.card > h2:first-child, .card > h3:first-child { margin-top:0; }
 .grid { display:grid; gap:1rem; grid-template-columns:repeat(auto-fit,minmax(200px,1fr)); }
 .stat { font-size:1.6rem; font-weight:600; }
 .muted { color:var(--muted); }
-.mono { font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85rem; }
+.mono { font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85rem; overflow-wrap:anywhere; }
 table { width:100%; border-collapse:collapse; background:var(--card); }
 th, td { text-align:left; padding:.45rem .6rem; border-bottom:1px solid var(--line); vertical-align:top; }
 th { font-size:.85rem; color:var(--muted); font-weight:600; }
@@ -34,7 +35,7 @@ form.stack label, fieldset label { display:block; font-weight:600; margin:.6rem 
 input[type=text], input[type=password], input[type=file], textarea, select { width:100%; max-width:36rem; padding:.45rem .55rem; border:1px solid #b8c0cc; border-radius:6px; font:inherit; background:#fff; }
 input:focus, select:focus, textarea:focus, button:focus, a:focus { outline:3px solid #9cc0f5; outline-offset:1px; }
 input[aria-invalid=true], select[aria-invalid=true] { border-color:var(--bad); }
-fieldset { border:1px solid var(--line); border-radius:8px; margin:1rem 0; padding:.6rem 1rem 1rem; max-width:40rem; }
+fieldset { border:1px solid var(--line); border-radius:8px; margin:1rem 0; padding:.6rem 1rem 1rem; max-width:40rem; min-width:0; }
 legend { font-weight:700; padding:0 .3rem; }
 .check { display:flex !important; gap:.5rem; align-items:center; font-weight:400 !important; }
 .field-error { color:var(--bad); margin:.2rem 0 0; font-size:.9rem; }
@@ -51,6 +52,6 @@ button.link { background:none; border:none; color:#dfe7f5; padding:0; text-decor
 .steps li.ok::marker { content:"✓ "; color:var(--ok); }
 .steps li.bad::marker { content:"✗ "; color:var(--bad); }
 progress { width:100%; max-width:36rem; height:1.1rem; }
-.upload-row { border:1px solid var(--line); border-radius:8px; padding:.6rem .9rem; margin:.5rem 0; background:#fff; }
+.upload-row { border:1px solid var(--line); border-radius:8px; padding:.6rem .9rem; margin:.5rem 0; background:#fff; overflow-wrap:anywhere; }
 @media (max-width:640px) { th, td { padding:.35rem .4rem; font-size:.9rem; } .hide-narrow { display:none; } .account { margin-left:0; } }
 `;
