@@ -12,6 +12,8 @@ import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
 import { findBlob } from './repos/blobs.js';
 import { createDownloadObserver } from './http/download-observer.js';
+import { createBlobLookup } from './http/blob-lookup.js';
+import { createOpenBlobCache } from './http/open-blobs.js';
 import { createDownloadHandler, DOWNLOAD_PREFIX } from './http/downloads.js';
 import { createRateLimiter } from './http/rate-limiter.js';
 import { every, systemClock, type Clock } from './jobs/scheduler.js';
@@ -40,12 +42,16 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
   const app = createApp({ config, db, store, log, metrics, checker, ingestDeps: runtime.ingestDeps, transfers: runtime.transfers });
   const honoListener = getRequestListener(app.fetch);
   const observer = createDownloadObserver({ db, log, metrics, activity: runtime.activity });
+  const lookup = createBlobLookup((sha256) => findBlob(db, sha256));
+  const openBlobs = createOpenBlobCache(store);
+  // A verdict of this node's checker reaches its links at once (others: within the lookup TTL).
+  checker.onResult = (sha256) => lookup.invalidate(sha256);
   const handleDownload = createDownloadHandler({
     findBlob: async (sha256) => {
       await observer.labelsReady();
-      return findBlob(db, sha256);
+      return lookup.find(sha256);
     },
-    store,
+    openBlob: (sha256) => openBlobs.acquire(sha256),
     limiter: createRateLimiter(config.maxBytesPerSec),
     observe: observer.observe,
     onError: (err) => log.error({ err }, 'download failed'),
@@ -104,6 +110,7 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
     plainUrl,
     async close(timeoutMs = config.shutdownTimeoutMs) {
       await Promise.all(jobs.map((j) => (j ? j.stop() : Promise.resolve())));
+      checker.onResult = null;
       // Stop accepting; running transfers get up to timeoutMs, then are cut.
       await Promise.all(
         servers.map(async (s) => {
@@ -115,6 +122,7 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
           clearTimeout(timer);
         }),
       );
+      await openBlobs.close();
     },
   };
 }

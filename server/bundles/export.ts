@@ -81,6 +81,11 @@ export function exportBundle(store: BlobStore, manifest: Manifest): Readable {
 function addEntry(pack: tar.Pack, header: { name: string; size: number; mtime: Date }, source: Readable): Promise<void> {
   return new Promise((resolve, reject) => {
     const entry = pack.entry({ ...header, type: 'file', mode: 0o644 }, (err) => (err ? reject(err) : resolve()));
+    // The error reaches the caller through reject() and the destroyed pack. Without a
+    // listener here, Node's pipe() re-emits the destroyed entry's 'error' with no one
+    // listening: an uncaught exception that killed the server (and the CLI before it
+    // could remove its .partial file) whenever a package turned out corrupt on disk.
+    entry.on('error', () => undefined);
     source.on('error', (err) => {
       entry.destroy(err);
       reject(err);

@@ -11,7 +11,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import type { BlobReader, BlobStore } from '../../storage/blob-store.js';
+import type { BlobReader } from '../../storage/blob-store.js';
+import { BufferPool } from './buffer-pool.js';
+import type { LeasedReader } from './open-blobs.js';
 import { formatChecksumLine, type Sha256 } from '../../storage/digest.js';
 import { isStorageError } from '../../storage/errors.js';
 import type { BlobRow } from '../db/schema.js';
@@ -29,6 +31,8 @@ export const DOWNLOAD_PREFIX = '/d/';
 
 /** Read size: large reads are what make Node close to sendfile here (see README, Performance). */
 const CHUNK_BYTES = 1 << 20;
+/** Ranges up to this size are read with one blocking read (page cache: microseconds; cheaper than the thread pool). */
+const SYNC_READ_MAX_BYTES = 64 * 1024;
 /** A client that accepts no bytes for this long is dropped, freeing its file handle and buffers. */
 const STALL_TIMEOUT_MS = 120_000;
 const CACHE_CONTROL = 'public, max-age=31536000, immutable';
@@ -48,7 +52,10 @@ export type DownloadFinish = (outcome: { bytes: number; complete: boolean }) => 
 
 export interface DownloadDeps {
   findBlob(sha256: Sha256): Promise<Pick<BlobRow, 'size' | 'created_at' | 'state'> | undefined>;
-  store: BlobStore;
+  /** Opens (or reuses) the blob's file; throws StorageError BLOB_UNKNOWN when it is gone. */
+  openBlob(sha256: Sha256): Promise<LeasedReader>;
+  /** Read buffers shared by all responses (CHUNK_BYTES each). */
+  pool?: BufferPool | undefined;
   limiter: RateLimiter | null;
   /** Metrics, heartbeats and logs: told when each body starts and how it ended. */
   observe?: ((start: DownloadStart) => DownloadFinish) | undefined;
@@ -132,15 +139,16 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
   // deleted behind our back) is a clean 503 rather than a truncated 200.
   // HEAD opens it too: it must answer what GET would (README), and a HEAD
   // that said 200 for a file GET cannot serve misleads link checkers.
-  let reader: BlobReader;
+  let lease: LeasedReader;
   try {
-    reader = await deps.store.open(target.sha256);
+    lease = await deps.openBlob(target.sha256);
   } catch (err) {
     if (isStorageError(err, 'BLOB_UNKNOWN')) return sendError(res, unavailable(target.sha256, 'missing'));
     throw err;
   }
+  const reader = lease.reader;
   if (reader.size !== size) {
-    await reader.close();
+    lease.release();
     return sendError(res, unavailable(target.sha256, 'corrupt'));
   }
 
@@ -159,17 +167,20 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
     const finish = deps.observe?.({ sha256: target.sha256, status: plan.status, bytes: plan.length, coversEnd });
     let outcome = { sent: 0, complete: false };
     try {
-      outcome = await sendParts(reader, res, plan.parts, deps.limiter);
+      outcome = await sendParts(reader, res, plan.parts, deps.limiter, deps.pool ?? defaultPool);
     } finally {
       // Also on a read error, so gauges and heartbeats never leak.
-      if (outcome.complete) res.end();
-      else res.destroy();
+      if (!outcome.complete) res.destroy();
       finish?.({ bytes: outcome.sent, complete: outcome.complete });
     }
+    // A client that went away frees the file at once; finished ones leave it open for reuse.
+    lease.release(!outcome.complete);
   } finally {
-    await reader.close();
+    lease.release();
   }
 }
+
+const defaultPool = new BufferPool(CHUNK_BYTES, 32);
 
 function parseTarget(url: string): Target | AppError {
   const q = url.indexOf('?');
@@ -251,17 +262,37 @@ async function sendParts(
   res: ServerResponse,
   parts: BodyPart[],
   limiter: RateLimiter | null,
+  pool: BufferPool,
 ): Promise<{ sent: number; complete: boolean }> {
+  armStallTimeout(res);
+  const [only] = parts;
+  // Small single range (the 1-byte probes, 1 MiB windows): one read, one end().
+  if (parts.length === 1 && only?.range && !only.prefix && !limiter && only.range.end - only.range.start < pool.bufferBytes) {
+    const buffer = pool.acquire();
+    const want = only.range.end - only.range.start + 1;
+    const got = want <= SYNC_READ_MAX_BYTES ? reader.readSync(buffer, want, only.range.start) : await readFully(reader, buffer, want, only.range.start);
+    if (got !== want) throw new Error(`blob ended early at byte ${only.range.start + got} of ${reader.size}`);
+    const sent = await new Promise<boolean>((resolve) => {
+      const onClose = (): void => resolve(false);
+      res.once('close', onClose);
+      res.end(buffer.subarray(0, got), () => {
+        res.off('close', onClose);
+        resolve(true);
+      });
+    });
+    // Back to the pool only once the socket is done with it.
+    if (sent) pool.release(buffer);
+    return { sent: sent ? got : 0, complete: sent };
+  }
+
   const abort = new AbortController();
   const onClose = (): void => abort.abort();
   res.once('close', onClose);
-  armStallTimeout(res);
-  const largest = Math.max(0, ...parts.map((p) => (p.range ? p.range.end - p.range.start + 1 : 0)));
-  const bufferBytes = Math.min(CHUNK_BYTES, largest);
-  const buffers = [Buffer.allocUnsafe(bufferBytes), Buffer.allocUnsafe(bufferBytes)];
+  const buffers = [pool.acquire(), pool.acquire()];
   const pending: Array<Promise<boolean> | null> = [null, null];
   let sent = 0;
   let turn = 0;
+  let complete = false;
   try {
     for (const part of parts) {
       if (part.prefix) {
@@ -288,12 +319,39 @@ async function sendParts(
       }
     }
     const flushed = await Promise.all(pending.map((p) => p ?? Promise.resolve(true)));
-    return { sent, complete: flushed.every(Boolean) };
+    complete = flushed.every(Boolean) && (await end(res));
+    return { sent, complete };
   } finally {
     res.off('close', onClose);
-    // Wait for in-flight writes before the caller closes the file and drops the buffers.
-    await Promise.all(pending.map((p) => p ?? Promise.resolve(true)));
+    // Wait for in-flight writes before the caller closes the file; recycle the
+    // buffers only when every write finished (a torn-down socket keeps them).
+    const settled = await Promise.all(pending.map((p) => p ?? Promise.resolve(true)));
+    if (complete || settled.every(Boolean)) for (const buffer of buffers) pool.release(buffer);
   }
+}
+
+/** Reads until `length` bytes are in `target` or the file ends; resolves to the count read. */
+async function readFully(reader: BlobReader, target: Buffer, length: number, position: number): Promise<number> {
+  let done = 0;
+  while (done < length) {
+    const got = await reader.read(done === 0 ? target : target.subarray(done), length - done, position + done);
+    if (got <= 0) break;
+    done += got;
+  }
+  return done;
+}
+
+/** Ends the response; resolves true once everything is flushed, false if the connection closed first. */
+function end(res: ServerResponse): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (res.destroyed) return resolve(false);
+    const onClose = (): void => resolve(false);
+    res.once('close', onClose);
+    res.end(() => {
+      res.off('close', onClose);
+      resolve(true);
+    });
+  });
 }
 
 /**

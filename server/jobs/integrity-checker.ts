@@ -55,6 +55,8 @@ export class IntegrityChecker {
   readonly #queuedControllers = new Map<string, AbortController>();
   readonly #running = new Map<string, Running>();
   #closed = false;
+  /** Told after each recorded verdict (the server drops its cached view of that blob). */
+  onResult: ((sha256: string) => void) | null = null;
 
   constructor(options: IntegrityCheckerOptions) {
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
@@ -162,6 +164,7 @@ export class IntegrityChecker {
         },
       });
       await this.#record(sha256, outcome);
+      this.onResult?.(sha256);
       metrics?.verifyRuns.inc({ result: outcome.kind });
       return outcome.kind;
     } catch (err) {

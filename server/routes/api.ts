@@ -66,11 +66,20 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   api.post('/import', requireAdmin(db), async (c) => {
     const body = c.req.raw.body;
     if (!body) throw new AppError('BAD_REQUEST', 'send the bundle (a tar file) as the request body');
-    const report = await importBundle(deps.ingestDeps, Readable.fromWeb(body), {
-      dryRun: c.req.query('dryRun') === 'true',
-      actor: c.get('actor'),
-    });
-    return c.json(report);
+    try {
+      const report = await importBundle(deps.ingestDeps, Readable.fromWeb(body), {
+        dryRun: c.req.query('dryRun') === 'true',
+        actor: c.get('actor'),
+      });
+      return c.json(report);
+    } catch (err) {
+      // A failed import stops reading the body (it may be gigabytes) and tears the
+      // request stream down, which closes the socket right after the error answer.
+      // Say so: without this the answer claimed keep-alive and a client's next
+      // request on the same connection failed with "other side closed".
+      c.header('Connection', 'close');
+      throw err;
+    }
   });
 
   api.use(

