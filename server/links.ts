@@ -22,3 +22,6 @@ export function requestBaseUrl(config: Config, requestUrl: string): string {
   if (config.publicUrl) return config.publicUrl;
   return new URL(requestUrl).origin;
 }
+
+/** Sent with every link-check request, so the mirror does not count its own checks as downloads. */
+export const LINK_CHECK_USER_AGENT = 'goldmirror-link-check/1';

@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { BlobReader } from '../../storage/blob-store.js';
 import { BufferPool } from './buffer-pool.js';
+import { LINK_CHECK_USER_AGENT } from '../links.js';
 import type { LeasedReader } from './open-blobs.js';
 import { formatChecksumLine, type Sha256 } from '../../storage/digest.js';
 import { isStorageError } from '../../storage/errors.js';
@@ -43,7 +44,11 @@ export interface DownloadStart {
   status: number;
   /** Body bytes the response will carry. */
   bytes: number;
-  /** The response carries the file's last byte: a whole download, or the final piece of a resumed one. */
+  /**
+   * Counts as a finished download when complete: it carries the file's last
+   * byte (a whole download, or the final piece of a resumed one) and is not
+   * goldmirror's own link check.
+   */
   coversEnd: boolean;
 }
 
@@ -163,7 +168,8 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
       res.end();
       return;
     }
-    const coversEnd = size === 0 || plan.parts.some((p) => p.range !== null && p.range.end === size - 1);
+    const coversEnd =
+      req.headers['user-agent'] !== LINK_CHECK_USER_AGENT && (size === 0 || plan.parts.some((p) => p.range !== null && p.range.end === size - 1));
     const finish = deps.observe?.({ sha256: target.sha256, status: plan.status, bytes: plan.length, coversEnd });
     let outcome = { sent: 0, complete: false };
     try {

@@ -103,7 +103,7 @@ export async function updateGroup(deps: ServiceDeps, actor: Actor, id: number, p
       throw new AppError(
         'GROUP_HAS_IMAGE',
         `group ${JSON.stringify(current.name)} already has the golden image ${JSON.stringify(currentImage?.name ?? current.image_id)}; ` +
-          'a group can have only one: remove it first (imageId: null)',
+          'a group can have only one, so remove that image from the group first',
         { groupId: id, imageId: current.image_id },
       );
     }

@@ -7,8 +7,10 @@ import { createHash } from 'node:crypto';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { ARCHES, type Arch, type ImageView } from './images.js';
+import { LINK_CHECK_USER_AGENT } from '../links.js';
 
 const SAMPLE_BYTES = 64 * 1024;
+
 const TIMEOUT_MS = 10_000;
 
 export interface CheckStep {
@@ -52,7 +54,7 @@ async function checkArch(store: BlobStore, label: string, url: string | null, sh
 
   let head: Response;
   try {
-    head = await fetch(url, { method: 'HEAD', redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+    head = await fetch(url, { method: 'HEAD', headers: { 'User-Agent': LINK_CHECK_USER_AGENT }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
   } catch (err) {
     steps.push({ name: 'reachable', ok: false, detail: describeFetchError(err, url) });
     return done();
@@ -83,7 +85,7 @@ async function checkArch(store: BlobStore, label: string, url: string | null, sh
       const name = `bytes ${start}-${end}`;
       let res: Response;
       try {
-        res = await fetch(url, { headers: { Range: `bytes=${start}-${end}` }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+        res = await fetch(url, { headers: { Range: `bytes=${start}-${end}`, 'User-Agent': LINK_CHECK_USER_AGENT }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
       } catch (err) {
         steps.push({ name, ok: false, detail: describeFetchError(err, url) });
         continue;
