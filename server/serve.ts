@@ -52,6 +52,7 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
       return lookup.find(sha256);
     },
     openBlob: (sha256) => openBlobs.acquire(sha256),
+    forget: (sha256) => lookup.invalidate(sha256),
     limiter: createRateLimiter(config.maxBytesPerSec),
     observe: observer.observe,
     onError: (err) => log.error({ err }, 'download failed'),

@@ -59,6 +59,8 @@ export interface DownloadDeps {
   findBlob(sha256: Sha256): Promise<Pick<BlobRow, 'size' | 'created_at' | 'state'> | undefined>;
   /** Opens (or reuses) the blob's file; throws StorageError BLOB_UNKNOWN when it is gone. */
   openBlob(sha256: Sha256): Promise<LeasedReader>;
+  /** Drops any cached view of a blob (its file turned out to be gone). */
+  forget?: ((sha256: Sha256) => void) | undefined;
   /** Read buffers shared by all responses (CHUNK_BYTES each). */
   pool?: BufferPool | undefined;
   limiter: RateLimiter | null;
@@ -148,8 +150,13 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
   try {
     lease = await deps.openBlob(target.sha256);
   } catch (err) {
-    if (isStorageError(err, 'BLOB_UNKNOWN')) return sendError(res, unavailable(target.sha256, 'missing'));
-    throw err;
+    if (!isStorageError(err, 'BLOB_UNKNOWN')) throw err;
+    // The cached row may be stale (deleted or collected a moment ago): ask the database again.
+    deps.forget?.(target.sha256);
+    if (!(await deps.findBlob(target.sha256))) {
+      return sendError(res, new AppError('BLOB_UNKNOWN', `no package with sha256 ${target.sha256} is stored here`));
+    }
+    return sendError(res, unavailable(target.sha256, 'missing'));
   }
   const reader = lease.reader;
   if (reader.size !== size) {

@@ -2,6 +2,7 @@
 import type { BlobStore } from '../../storage/blob-store.js';
 import { parseSha256, type Sha256 } from '../../storage/digest.js';
 import type { Db } from '../db/open.js';
+import { constraintViolation } from '../db/errors.js';
 import type { BlobRow, BlobState } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
@@ -48,7 +49,15 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
   const sha256 = view.sha256 as Sha256;
   const now = (deps.now ?? Date.now)();
   await deps.db.transaction().execute(async (trx) => {
-    await deleteBlobRow(trx, sha256);
+    // The foreign keys get the last word: an image that took the package since the check above.
+    try {
+      await deleteBlobRow(trx, sha256);
+    } catch (err) {
+      if (constraintViolation(err)?.kind === 'foreign_key') {
+        throw new AppError('BLOB_IN_USE', 'the package was just put to use by a golden image; change or delete the image first');
+      }
+      throw err;
+    }
     await recordAudit(trx, { actor, action: 'blob.delete', target: `blob:${sha256}`, at: now, details: { size: view.size, name: view.name } });
   });
   await deps.store.delete(sha256);
