@@ -1,5 +1,6 @@
 /** The admin console's page frame: head, navigation, flash messages, and small shared components. */
 import type { Child, FC } from 'hono/jsx';
+import { humanBytes } from '../server/cli/output.js';
 import { STYLES } from './styles.js';
 
 export interface PageProps {
@@ -109,16 +110,9 @@ export const FieldError: FC<{ id: string; message: string | undefined }> = ({ id
     </p>
   ) : null;
 
+/** Bytes for people (powers of ten, like Finder); the same wording as the CLI. */
 export function formatBytes(bytes: number | null): string {
-  if (bytes === null) return '–';
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit += 1;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+  return bytes === null ? '–' : humanBytes(bytes);
 }
 
 export function formatDate(iso: string | null): string {

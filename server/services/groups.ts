@@ -10,7 +10,7 @@ import type { GroupRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
 import type { ServiceDeps } from './images.js';
-import { displayName, parseInput } from './validation.js';
+import { displayName, findByNameOrId, parseInput } from './validation.js';
 
 const licenseKey = z
   .string({ error: 'must be a string or null' })
@@ -52,14 +52,8 @@ export async function getGroup(deps: ServiceDeps, id: number): Promise<GroupView
   return view!;
 }
 
-export async function findGroupRef(deps: ServiceDeps, ref: string): Promise<GroupRow> {
-  const byName = await deps.db.selectFrom('groups').selectAll().where('name', '=', ref).executeTakeFirst();
-  if (byName) return byName;
-  if (/^\d+$/.test(ref)) {
-    const byId = await deps.db.selectFrom('groups').selectAll().where('id', '=', Number(ref)).executeTakeFirst();
-    if (byId) return byId;
-  }
-  throw new AppError('NOT_FOUND', `no group named or numbered ${JSON.stringify(ref)}`);
+export function findGroupRef(deps: ServiceDeps, ref: string): Promise<GroupRow> {
+  return findByNameOrId(deps.db, 'groups', ref, 'group');
 }
 
 export async function createGroup(deps: ServiceDeps, actor: Actor, input: unknown): Promise<GroupView> {

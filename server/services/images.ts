@@ -10,7 +10,7 @@ import type { BlobState, Flag, ImageRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
 import { recordAudit, type Actor } from './audit.js';
-import { displayName, parseInput, sha256Field } from './validation.js';
+import { displayName, findByNameOrId, parseInput, sha256Field } from './validation.js';
 
 export const ARCHES = ['arm64', 'x86_64'] as const;
 export type Arch = (typeof ARCHES)[number];
@@ -79,15 +79,9 @@ export async function getImage(deps: ServiceDeps, id: number, baseUrl: string): 
   return view!;
 }
 
-/** Finds an image by numeric id or exact name (for the CLI). */
-export async function findImageRef(deps: ServiceDeps, ref: string): Promise<ImageRow> {
-  const byName = await deps.db.selectFrom('images').selectAll().where('name', '=', ref).executeTakeFirst();
-  if (byName) return byName;
-  if (/^\d+$/.test(ref)) {
-    const byId = await deps.db.selectFrom('images').selectAll().where('id', '=', Number(ref)).executeTakeFirst();
-    if (byId) return byId;
-  }
-  throw new AppError('NOT_FOUND', `no golden image named or numbered ${JSON.stringify(ref)}`);
+/** Finds an image by exact name or numeric id (for the CLI). */
+export function findImageRef(deps: ServiceDeps, ref: string): Promise<ImageRow> {
+  return findByNameOrId(deps.db, 'images', ref, 'golden image');
 }
 
 export async function createImage(deps: ServiceDeps, actor: Actor, input: unknown, baseUrl: string): Promise<ImageView> {
