@@ -4,6 +4,7 @@
 //   node proc.mjs port                  print a free TCP port on 127.0.0.1
 //   node proc.mjs cpu PID               CPU seconds (utime+stime) of PID and all its descendants
 //   node proc.mjs rss PID               current VmRSS (KiB) of PID and all its descendants
+//   node proc.mjs busy [MS]             cores kept busy by the whole machine over MS ms (default 1000)
 //   node proc.mjs watch PID OUT [MS]    sample the tree's VmRSS every MS ms (default 100) until
 //                                       SIGTERM/SIGINT (or 30 min), then write
 //                                       {"peak_kib":N,"samples":N,"last_kib":N} to OUT
@@ -99,6 +100,22 @@ switch (cmd) {
   case 'rss':
     process.stdout.write(`${rssKib(tree(needPid(args[0])))}\n`);
     break;
+  case 'busy': {
+    const snap = () => {
+      const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+      const idle = f[3] + (f[4] ?? 0); // idle + iowait
+      return { idle, total: f.reduce((a, b) => a + b, 0) };
+    };
+    const ms = Number(args[0] ?? 1000);
+    const a = snap();
+    setTimeout(() => {
+      const b = snap();
+      const total = b.total - a.total;
+      const cores = total > 0 ? ((total - (b.idle - a.idle)) / CLK_TCK) / (ms / 1000) : 0;
+      process.stdout.write(`${cores.toFixed(2)}\n`);
+    }, ms);
+    break;
+  }
   case 'watch': {
     const pid = needPid(args[0]);
     const out = args[1];
@@ -131,6 +148,6 @@ switch (cmd) {
     break;
   }
   default:
-    process.stderr.write('usage: proc.mjs port | cpu PID | rss PID | watch PID OUT [MS]\n');
+    process.stderr.write('usage: proc.mjs port | cpu PID | rss PID | busy [MS] | watch PID OUT [MS]\n');
     process.exit(2);
 }

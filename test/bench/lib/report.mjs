@@ -1,0 +1,286 @@
+#!/usr/bin/env node
+// Turns the raw samples of test/bench/run.sh into the A/B report.
+//
+//   node report.mjs RUN_DIR OUT_DIR
+//
+// RUN_DIR holds samples.jsonl (one JSON object per measurement), checks.jsonl
+// (correctness checks) and params.json (what run.sh measured with). Writes
+// OUT_DIR/latest[-quick].{md,json} and a dated copy of both, and prints the
+// markdown summary. Ratios are goldmirror / nginx; the headline figure is the
+// median of the per-pair ratios (pair i = repetition i of both servers, run
+// back to back in alternating order), which cancels most machine drift.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+
+const [runDir, outDir] = process.argv.slice(2);
+if (!runDir || !outDir) {
+  process.stderr.write('usage: report.mjs RUN_DIR OUT_DIR\n');
+  process.exit(2);
+}
+
+const readJsonl = (file) =>
+  fs.existsSync(file)
+    ? fs
+        .readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l))
+    : [];
+
+const params = JSON.parse(fs.readFileSync(path.join(runDir, 'params.json'), 'utf8'));
+const samples = readJsonl(path.join(runDir, 'samples.jsonl')).map(derive);
+const checks = readJsonl(path.join(runDir, 'checks.jsonl'));
+const extras = readJsonl(path.join(runDir, 'extras.jsonl'));
+
+/** Adds the derived figures (MB/s, req/s, ms, MiB, CPU per unit) to a raw sample from run.sh. */
+function derive(s) {
+  const d = { ...s };
+  if (s.phase === 'a' || s.phase === 'b') {
+    d.mbps = s.bytes / s.seconds / 1e6;
+    d.cpu_s_per_gb = s.cpu_s / (s.bytes / 1e9);
+    if (s.peak_rss_kib !== undefined) d.peak_rss_mib = s.peak_rss_kib / 1024;
+    d.errors = 0;
+  } else if (s.wrk) {
+    const w = s.wrk;
+    const seconds = w.duration_us / 1e6;
+    d.requests = w.requests;
+    d.rps = w.requests / seconds;
+    d.mbps = w.bytes / seconds / 1e6;
+    d.bytes_per_request = w.requests ? w.bytes / w.requests : null;
+    d.lat_p50_ms = w.lat_p50_us / 1000;
+    d.lat_p99_ms = w.lat_p99_us / 1000;
+    d.cpu_ms_per_req = w.requests ? (s.cpu_s * 1000) / w.requests : null;
+    d.errors = w.err_connect + w.err_read + w.err_write + w.err_status + w.err_timeout;
+  }
+  return d;
+}
+
+const A = 'goldmirror';
+const B = 'nginx';
+
+// ------------------------------------------------------------------ machine
+function run(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  } catch (err) {
+    return String(err.stderr ?? '').trim() || 'unknown';
+  }
+}
+function firstLine(text) {
+  return text.split('\n')[0] ?? '';
+}
+const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
+const machine = {
+  nproc: Number(run('nproc', [])),
+  cpu_model: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? 'unknown',
+  mem_total_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+  kernel: `${os.type()} ${os.release()}`,
+  node: process.version,
+  nginx: run('sh', ['-c', 'nginx -v 2>&1']).replace(/^nginx version:\s*/, ''),
+  wrk: firstLine(run('sh', ['-c', 'wrk -v 2>&1 || true'])).replace(/\s+Copyright.*$/, ''),
+  curl: firstLine(run('curl', ['--version'])).split(' ').slice(0, 2).join(' '),
+  hostname: os.hostname(),
+};
+
+// ------------------------------------------------------------------ stats
+function median(values) {
+  const v = values.filter((x) => Number.isFinite(x)).sort((p, q) => p - q);
+  if (v.length === 0) return null;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+const min = (v) => (v.length ? Math.min(...v) : null);
+const max = (v) => (v.length ? Math.max(...v) : null);
+const round = (x, digits = 3) => (x === null || !Number.isFinite(x) ? null : Number(x.toFixed(digits)));
+
+/** metric name → how to read it from a sample, its unit and which direction is better. */
+const METRICS = {
+  a: [
+    { key: 'mbps', label: 'one download', unit: 'MB/s', better: 'higher' },
+    { key: 'cpu_s_per_gb', label: 'server CPU', unit: 's/GB', better: 'lower' },
+  ],
+  b: [
+    { key: 'mbps', label: `${params.concurrency} parallel downloads`, unit: 'MB/s', better: 'higher' },
+    { key: 'peak_rss_mib', label: 'server peak RSS', unit: 'MiB', better: 'lower' },
+    { key: 'cpu_s_per_gb', label: 'server CPU', unit: 's/GB', better: 'lower' },
+  ],
+  c: [
+    { key: 'rps', label: 'random 1 MiB ranges', unit: 'req/s', better: 'higher' },
+    { key: 'mbps', label: 'random ranges throughput', unit: 'MB/s', better: 'higher' },
+    { key: 'lat_p50_ms', label: 'latency p50', unit: 'ms', better: 'lower' },
+    { key: 'lat_p99_ms', label: 'latency p99', unit: 'ms', better: 'lower' },
+    { key: 'cpu_ms_per_req', label: 'server CPU', unit: 'ms/req', better: 'lower' },
+  ],
+  d: [
+    { key: 'rps', label: '1-byte ranges', unit: 'req/s', better: 'higher' },
+    { key: 'lat_p50_ms', label: 'latency p50', unit: 'ms', better: 'lower' },
+    { key: 'lat_p99_ms', label: 'latency p99', unit: 'ms', better: 'lower' },
+    { key: 'cpu_ms_per_req', label: 'server CPU', unit: 'ms/req', better: 'lower' },
+  ],
+};
+const PHASE_TITLES = {
+  a: '(a) one full download (curl)',
+  b: `(b) ${params.concurrency} parallel full downloads (curl)`,
+  c: `(c) random ${params.range_bytes}-byte Range windows (wrk -c${params.range_conns}, ${params.duration}s)`,
+  d: `(d) 1-byte Range: bytes=0-0 (wrk -c${params.small_conns}, ${params.duration}s)`,
+};
+
+const phases = {};
+for (const phase of Object.keys(METRICS)) {
+  const mine = samples.filter((s) => s.phase === phase);
+  if (mine.length === 0) continue;
+  const reps = [...new Set(mine.map((s) => s.rep))].sort((p, q) => p - q);
+  const byTarget = (t) => reps.map((r) => mine.find((s) => s.rep === r && s.target === t) ?? null);
+  const a = byTarget(A);
+  const b = byTarget(B);
+  const metrics = {};
+  for (const m of METRICS[phase]) {
+    const va = a.map((s) => (s && Number.isFinite(s[m.key]) ? s[m.key] : null));
+    const vb = b.map((s) => (s && Number.isFinite(s[m.key]) ? s[m.key] : null));
+    const pairs = va.map((x, i) => (x !== null && vb[i] !== null && vb[i] !== 0 ? x / vb[i] : null));
+    const fa = va.filter((x) => x !== null);
+    const fb = vb.filter((x) => x !== null);
+    const medA = median(fa);
+    const medB = median(fb);
+    metrics[m.key] = {
+      label: m.label,
+      unit: m.unit,
+      better: m.better,
+      [A]: { samples: va, median: medA, min: min(fa), max: max(fa) },
+      [B]: { samples: vb, median: medB, min: min(fb), max: max(fb) },
+      ratio_pairs: pairs.map((x) => round(x, 4)),
+      ratio_paired_median: round(median(pairs.filter((x) => x !== null)), 4),
+      ratio_of_medians: medA !== null && medB ? round(medA / medB, 4) : null,
+    };
+  }
+  phases[phase] = {
+    title: PHASE_TITLES[phase],
+    reps: reps.length,
+    order: reps.map((_, i) => (a[i]?.order === 0 ? `${A} first` : `${B} first`)),
+    errors: mine.reduce((n, s) => n + (s.errors ?? 0), 0),
+    raw: mine,
+    metrics,
+  };
+}
+
+// ------------------------------------------------------------------ targets
+const T = [
+  { id: 'single', text: 'one download, paired ratio ≥ 0.95', phase: 'a', key: 'mbps', kind: 'ratio_min', limit: 0.95 },
+  { id: 'parallel', text: `${params.concurrency} parallel, paired ratio ≥ 1.0`, phase: 'b', key: 'mbps', kind: 'ratio_min', limit: 1.0 },
+  { id: 'ranges', text: 'random 1 MiB ranges req/s, paired ratio ≥ 0.8', phase: 'c', key: 'rps', kind: 'ratio_min', limit: 0.8 },
+  { id: 'small', text: '1-byte ranges req/s, paired ratio ≥ 0.3', phase: 'd', key: 'rps', kind: 'ratio_min', limit: 0.3 },
+  { id: 'rss', text: `goldmirror peak RSS during ${params.concurrency} parallel ≤ 120 MiB (max over rounds)`, phase: 'b', key: 'peak_rss_mib', kind: 'abs_max', limit: 120 },
+  { id: 'cpu', text: 'goldmirror CPU s/GB during parallel ≤ 1.5× nginx (paired ratio)', phase: 'b', key: 'cpu_s_per_gb', kind: 'ratio_max', limit: 1.5 },
+];
+const targets = T.map((t) => {
+  const m = phases[t.phase]?.metrics[t.key];
+  let value = null;
+  if (m && t.kind === 'abs_max') value = m[A].max;
+  else if (m) value = m.ratio_paired_median;
+  const status =
+    value === null ? 'not measured' : (t.kind === 'ratio_min' ? value >= t.limit : value <= t.limit) ? 'met' : 'missed';
+  return { id: t.id, target: t.text, limit: t.limit, value: round(value, 3), status };
+});
+
+const checksOk = checks.every((c) => c.ok);
+const totalErrors = Object.values(phases).reduce((n, p) => n + p.errors, 0);
+
+// ------------------------------------------------------------------ output
+const stamp = params.started_at.replace(/[:]/g, '').replace(/\.\d+Z$/, 'Z');
+const suffix = params.mode === 'quick' ? '-quick' : '';
+const result = {
+  tool: 'goldmirror test/bench/run.sh',
+  mode: params.mode,
+  started_at: params.started_at,
+  finished_at: new Date().toISOString(),
+  machine,
+  params,
+  file: { bytes: params.file_bytes, mib: params.file_bytes / 2 ** 20, sha256: params.sha256 },
+  ratio: `${A} / ${B}`,
+  checks,
+  checks_ok: checksOk,
+  request_errors: totalErrors,
+  targets,
+  phases,
+  extras,
+};
+
+const fmt = (x, digits = 1) => (x === null || x === undefined ? '–' : Number(x).toFixed(digits));
+const digitsFor = (unit) => (unit === 'ms/req' ? 3 : unit === 's/GB' ? 3 : unit === 'ms' ? 2 : 1);
+const lines = [];
+lines.push(`# goldmirror vs nginx — ${params.mode} benchmark`, '');
+lines.push(
+  `Started ${params.started_at}, finished ${result.finished_at}. Ratios are **${A} / ${B}**; the headline is the`,
+  'median of per-pair ratios (repetition i of each server, back to back, order alternating).',
+  'Higher is better for MB/s and req/s; lower is better for RSS, latency and CPU.',
+  '',
+);
+lines.push('## Machine', '', '| | |', '| --- | --- |');
+lines.push(`| nproc | ${machine.nproc} |`, `| CPU | ${machine.cpu_model} |`, `| memory | ${machine.mem_total_gib} GiB |`);
+lines.push(`| kernel | ${machine.kernel} |`, `| node | ${machine.node} |`, `| nginx | ${machine.nginx} |`);
+lines.push(`| wrk | ${machine.wrk} |`, `| curl | ${machine.curl} |`, '');
+lines.push('## Setup', '');
+lines.push(
+  `- file: ${params.file_bytes} bytes (${(params.file_bytes / 2 ** 20).toFixed(0)} MiB), AES-256-CTR keystream, seed \`${params.seed}\`, sha256 \`${params.sha256}\``,
+  `- goldmirror: \`node bin/goldmirror.js serve\` (log level warn), commit ${params.git_rev}${params.git_dirty_files ? ` + ${params.git_dirty_files} uncommitted server files` : ''}${params.dist_stale ? ' (**dist/ older than the sources**)' : ''}, link \`/d/<sha256>/${params.file_name}\``,
+  '- nginx: private instance, sendfile on, tcp_nopush on, access_log off, worker_processes auto, same file on disk',
+  `- (a) ${params.runs} pairs; (b) ${params.rounds} pairs × ${params.concurrency} curls; (c) ${params.rounds} pairs × ${params.duration}s wrk -t${params.threads} -c${params.range_conns}; (d) ${params.rounds} pairs × ${params.duration}s wrk -t${params.threads} -c${params.small_conns}`,
+  '- warm page cache (the file is read in full by both servers before measuring); client and servers share the cores',
+  '- "machine CPU busy while the bench is idle" (Other observations) shows other work on the machine, which widens the ranges',
+  '',
+);
+lines.push('## Correctness checks', '');
+for (const c of checks) lines.push(`- ${c.ok ? 'ok' : '**FAILED**'}: ${c.name}${c.detail ? ` — ${c.detail}` : ''}`);
+if (totalErrors > 0) lines.push(`- **${totalErrors} request errors** counted during the measurements (see samples)`);
+lines.push('');
+lines.push('## Targets', '', '| target | value | status |', '| --- | --- | --- |');
+for (const t of targets) lines.push(`| ${t.target} | ${t.value ?? '–'} | ${t.status === 'met' ? 'met' : `**${t.status}**`} |`);
+lines.push('');
+lines.push('## Summary', '');
+lines.push(`| phase | metric | ${A} median [min..max] | ${B} median [min..max] | paired ratio | ratio of medians |`);
+lines.push('| --- | --- | --- | --- | --- | --- |');
+for (const [phase, p] of Object.entries(phases)) {
+  for (const m of Object.values(p.metrics)) {
+    const d = digitsFor(m.unit);
+    const cell = (s) => `${fmt(s.median, d)} [${fmt(s.min, d)}..${fmt(s.max, d)}]`;
+    lines.push(
+      `| ${phase} | ${m.label} (${m.unit}, ${m.better} is better) | ${cell(m[A])} | ${cell(m[B])} | ${fmt(m.ratio_paired_median, 3)} | ${fmt(m.ratio_of_medians, 3)} |`,
+    );
+  }
+}
+lines.push('');
+lines.push('## Samples', '');
+for (const p of Object.values(phases)) {
+  lines.push(`### ${p.title}`, '');
+  const ms = Object.values(p.metrics);
+  lines.push(`Each cell: ${A} / ${B} (ratio).`, '');
+  lines.push(`| pair | order | ${ms.map((m) => `${m.label} (${m.unit})`).join(' | ')} |`);
+  lines.push(`| --- | --- | ${ms.map(() => '---').join(' | ')} |`);
+  for (let i = 0; i < p.reps; i++) {
+    const cells = ms.map((m) => {
+      const d = digitsFor(m.unit);
+      return `${fmt(m[A].samples[i], d)} / ${fmt(m[B].samples[i], d)} (${fmt(m.ratio_pairs[i], 3)})`;
+    });
+    lines.push(`| ${i + 1} | ${p.order[i]} | ${cells.join(' | ')} |`);
+  }
+  if (p.errors > 0) lines.push('', `Request errors in this phase: ${p.errors}.`);
+  lines.push('');
+}
+if (extras.length > 0) {
+  lines.push('## Other observations', '');
+  for (const e of extras) lines.push(`- ${e.name}: ${e.value}`);
+  lines.push('');
+}
+lines.push('Raw figures: the JSON file of the same name (`phases.<p>.raw` holds every sample as measured).', '');
+const md = lines.join('\n');
+
+fs.mkdirSync(outDir, { recursive: true });
+for (const base of [`latest${suffix}`, `${stamp}-${params.mode}`]) {
+  fs.writeFileSync(path.join(outDir, `${base}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  fs.writeFileSync(path.join(outDir, `${base}.md`), md);
+}
+process.stdout.write(`${md}\n`);
+process.stdout.write(`report: ${path.join(outDir, `latest${suffix}.md`)} (+ .json, dated copy ${stamp}-${params.mode}.*)\n`);
+process.exit(checksOk ? 0 : 1);
