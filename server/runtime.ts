@@ -37,7 +37,12 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     await fs.mkdir(config.dataDir, { recursive: true });
     await fs.access(config.dataDir, fs.constants.W_OK);
   } catch (err) {
-    throw new StartupError(`data directory ${config.dataDir} is not writable (${(err as NodeJS.ErrnoException).code ?? String(err)})`, {
+    let code = (err as NodeJS.ErrnoException).code;
+    // Node's recursive mkdir reports ENOENT when the real cause is a read-only
+    // filesystem (EROFS) or similar; a plain mkdir of the last segment names it
+    // (found by the fault suite, test/faults/readonly-dir.test.ts).
+    if (code === 'ENOENT') code = await fs.mkdir(config.dataDir).then(() => code, (e: NodeJS.ErrnoException) => e.code ?? code);
+    throw new StartupError(`data directory ${config.dataDir} is not writable (${code ?? String(err)})`, {
       cause: err,
     });
   }

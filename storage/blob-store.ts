@@ -139,10 +139,15 @@ class FsBlobStore implements BlobStore {
         const bytes = batchBytes;
         batch = [];
         batchBytes = 0;
-        writing.inflight = writeFully(handle, buffers, written).then(() => {
+        const inflight = writeFully(handle, buffers, written).then(() => {
           written += bytes;
           onProgress?.(written);
         });
+        // Its failure is thrown where it is awaited (next flush or the end). Until then it must count as
+        // handled: a write failing (ENOSPC) while the loop waits on a slow source was an unhandled
+        // rejection that killed the process and left the temp file behind (test/faults/disk-full.test.ts).
+        inflight.catch(() => undefined);
+        writing.inflight = inflight;
       };
       for await (const chunk of source) {
         signal?.throwIfAborted();

@@ -3,8 +3,9 @@
  * the CLI and a running server can share the file, a busy timeout so that
  * their writes wait for each other instead of failing.
  */
+import fs from 'node:fs';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDialectConfig } from 'kysely';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -21,6 +22,13 @@ export class DatabaseError extends Error {
 export async function openDatabase(file: string, options: { busyTimeoutMs?: number } = {}): Promise<Db> {
   let sqlite: SQLite.Database;
   try {
+    // SQLite treats an empty file as a new database, so a catalog truncated to
+    // 0 bytes (interrupted restore, disk full during a copy) would be silently
+    // replaced by an empty one, and GC would then collect every package as an
+    // orphan. Refuse it instead (found by the fault suite, test/faults/corrupt-db.test.ts).
+    if (fs.statSync(file, { throwIfNoEntry: false })?.size === 0) {
+      throw new Error('the file is empty (0 bytes), probably truncated; restore it from a backup, or delete it to start with an empty database');
+    }
     sqlite = new SQLite(file);
     sqlite.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 10_000)}`);
     sqlite.pragma('journal_mode = WAL');
@@ -33,7 +41,7 @@ export async function openDatabase(file: string, options: { busyTimeoutMs?: numb
   } catch (err) {
     throw new DatabaseError(`cannot open database ${file}: ${(err as Error).message}`, { cause: err });
   }
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
   try {
     await migrate(db);
   } catch (err) {
@@ -41,6 +49,31 @@ export async function openDatabase(file: string, options: { busyTimeoutMs?: numb
     throw err;
   }
   return db;
+}
+
+/**
+ * Transactions start with BEGIN IMMEDIATE, taking the write lock up front.
+ * Kysely's plain BEGIN is deferred: a transaction that reads and then writes
+ * must upgrade its lock, and when another process committed in between SQLite
+ * fails that upgrade at once with "database is locked" (SQLITE_BUSY_SNAPSHOT)
+ * without consulting the busy timeout. Found by the fault suite
+ * (test/faults/sqlite-busy.test.ts: 20 concurrent `group create` runs).
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #config: SqliteDialectConfig;
+  constructor(config: SqliteDialectConfig) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#config);
+  }
 }
 
 async function migrate(db: Db): Promise<void> {

@@ -86,7 +86,11 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
     '*',
     bodyLimit({
       maxSize: 1024 * 1024,
-      onError: () => {
+      onError: (c) => {
+        // The unread rest of the body is dropped with the connection, so say
+        // so: a keep-alive client would otherwise reuse a dead socket and see
+        // "socket hang up" on its next request (found by test/faults/bad-input.test.ts).
+        c.header('Connection', 'close');
         throw new AppError('PAYLOAD_TOO_LARGE', 'request bodies of the API are limited to 1 MiB');
       },
     }),
