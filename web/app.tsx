@@ -22,7 +22,7 @@ import { ingest } from '../server/services/ingest.js';
 import { integritySummary } from '../server/services/integrity.js';
 import { checkImageLinks, type LinkCheckReport } from '../server/services/link-check.js';
 import { parseId } from '../server/services/validation.js';
-import { parseChecksumText, type Sha256 } from '../storage/digest.js';
+import { parseChecksumText, parseSha256, type Sha256 } from '../storage/digest.js';
 import { AccountPage, ErrorPage, LoginPage } from './pages/auth.js';
 import { BlobPage, BlobsPage, UploadPage } from './pages/blobs.js';
 import { DashboardPage } from './pages/dashboard.js';
@@ -52,6 +52,8 @@ const FLASH: Record<string, string> = {
   'verify-started': 'Integrity checks started; this page shows their progress.',
   'verify-cancelled': 'Integrity checks cancelled.',
   'password-changed': 'Password changed.',
+  'fetch-started': 'Download started; its progress is below.',
+  'fetch-cancelled': 'Download cancelled; nothing was stored.',
 };
 
 type WebContext = Context<AuthEnv>;
@@ -313,14 +315,32 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
     return done(c, '/admin/blobs', 'blob-deleted');
   });
 
-  web.get('/upload', (c) => c.html(<UploadPage {...common(c)} />));
+  web.get('/upload', (c) => c.html(<UploadPage {...common(c)} jobs={deps.transfers.list()} />));
+  web.post('/fetch', async (c) => {
+    const form = await c.req.parseBody();
+    const values = { url: field(form, 'url').trim(), sha256: field(form, 'sha256').trim(), checksumUrl: field(form, 'checksumUrl').trim() };
+    try {
+      if (!/^https?:\/\/\S+$/i.test(values.url)) throw new AppError('VALIDATION_FAILED', 'enter the http:// or https:// URL of the package');
+      if (values.checksumUrl && !/^https?:\/\/\S+$/i.test(values.checksumUrl)) throw new AppError('VALIDATION_FAILED', 'the checksum file URL must start with http:// or https://');
+      const expected = values.sha256 ? parseSha256(values.sha256, 'the SHA-256') : undefined;
+      deps.transfers.startFetch(values.url, { expectedSha256: expected, checksumUrl: values.checksumUrl || undefined });
+      return c.redirect('/admin/upload?done=fetch-started#pull', 303);
+    } catch (err) {
+      const e = formError(err);
+      return c.html(<UploadPage {...common(c)} jobs={deps.transfers.list()} fetchValues={values} error={e.message} />, e.status);
+    }
+  });
+  web.post('/fetch/:id/cancel', (c) => {
+    deps.transfers.cancel(c.req.param('id'));
+    return c.redirect('/admin/upload?done=fetch-cancelled#pull', 303);
+  });
   web.post('/upload', async (c) => {
     try {
       const sha256 = await receiveMultipartUpload(c, deps);
       return c.redirect(`/admin/blobs/${sha256}?done=blob-uploaded`, 303);
     } catch (err) {
       const e = formError(err);
-      return c.html(<UploadPage user={user(c)} csrf={csrf(c)} error={e.message} />, e.status);
+      return c.html(<UploadPage user={user(c)} csrf={csrf(c)} jobs={deps.transfers.list()} error={e.message} />, e.status);
     }
   });
 

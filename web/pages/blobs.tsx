@@ -1,5 +1,6 @@
 import type { FC } from 'hono/jsx';
 import type { BlobView } from '../../server/services/blobs.js';
+import type { TransferJob } from '../../server/jobs/transfers.js';
 import { CopyField, CsrfField, formatBytes, formatDate, Layout, StateBadge } from '../layout.js';
 
 interface Common {
@@ -96,7 +97,11 @@ export const BlobPage: FC<Common & { blob: BlobView; downloads: number }> = ({ b
   </Layout>
 );
 
-export const UploadPage: FC<Common> = (c) => (
+export const UploadPage: FC<Common & { jobs: TransferJob[]; fetchValues?: { url: string; sha256: string; checksumUrl: string } }> = ({
+  jobs,
+  fetchValues = { url: '', sha256: '', checksumUrl: '' },
+  ...c
+}) => (
   <Layout title="Upload packages" user={c.user} csrf={c.csrf} active="/admin/upload" flash={c.flash} error={c.error} scripts={['/admin/assets/tus.min.js', '/admin/assets/upload.js']}>
     <p>
       Pick the <code>.pvmp</code> that Control Center’s “Prepare for Transfer” wrote and, if you have it, the <code>.txt</code> next to it: its
@@ -113,5 +118,63 @@ export const UploadPage: FC<Common> = (c) => (
       <p class="muted" id="upload-hint">Without JavaScript the upload still works, without a progress bar and without resuming.</p>
     </form>
     <section aria-live="polite" id="uploads"></section>
+
+    <h2 id="pull">Pull from a URL</h2>
+    <p class="muted">
+      Download a package from another server (HTTP or HTTPS) straight into this mirror. It resumes after a dropped connection when the server allows
+      it, and is stored only once its SHA-256 checks out.
+    </p>
+    <form method="post" action="/admin/fetch" class="card stack">
+      <CsrfField token={c.csrf} />
+      <label for="fetch-url">Package URL</label>
+      <input id="fetch-url" name="url" type="text" inputmode="url" required value={fetchValues.url} placeholder="https://hq-mirror.example/…/Win11.pvmp" />
+      <label for="fetch-sha">SHA-256 (optional)</label>
+      <input id="fetch-sha" name="sha256" type="text" class="mono" value={fetchValues.sha256} />
+      <label for="fetch-checksum">or the URL of its checksum file (optional)</label>
+      <input id="fetch-checksum" name="checksumUrl" type="text" inputmode="url" value={fetchValues.checksumUrl} />
+      <div class="actions">
+        <button type="submit">Start download</button>
+      </div>
+    </form>
+    {jobs.length > 0 && (
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">URL</th>
+              <th scope="col">Progress</th>
+              <th scope="col">State</th>
+            </tr>
+          </thead>
+          <tbody>
+            {jobs.map((j) => (
+              <tr>
+                <td class="mono">{j.url}</td>
+                <td>
+                  {j.totalBytes ? <progress max={j.totalBytes} value={j.bytesDone} aria-label={`Download progress of ${j.url}`}></progress> : null}{' '}
+                  {formatBytes(j.bytesDone)}
+                  {j.totalBytes ? ` of ${formatBytes(j.totalBytes)}` : ''}
+                </td>
+                <td>
+                  {j.state === 'done' && j.sha256 ? <a href={`/admin/blobs/${j.sha256}`}>stored</a> : j.state}
+                  {j.error ? `: ${j.error.message}` : ''}
+                  {j.state === 'running' && (
+                    <form method="post" action={`/admin/fetch/${j.id}/cancel`} class="inline">
+                      <CsrfField token={c.csrf} />{' '}
+                      <button type="submit" class="secondary">
+                        Cancel
+                      </button>
+                    </form>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        <p class="muted">
+          <a href="/admin/upload#pull">Refresh</a> to update the progress.
+        </p>
+      </div>
+    )}
   </Layout>
 );
