@@ -1,17 +1,8 @@
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCli, spawnCli, waitForOk } from '../helpers/cli.js';
-import { makeTempDir, sha256Hex, testBytes } from '../helpers/env.js';
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
+import { freePort, makeTempDir, sha256Hex, testBytes } from '../helpers/env.js';
 
 describe('goldmirror CLI', () => {
   let dir: string;

@@ -9,7 +9,6 @@ import type { ChildProcess } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -17,6 +16,9 @@ import SQLite from 'better-sqlite3';
 import { expect } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli.js';
 import { testStream } from '../helpers/env.js';
+import { freePort } from '../helpers/env.js';
+
+export { freePort };
 
 /** Every child a fault test starts; killAllChildren() in afterEach/afterAll ends them by pid. */
 const children = new Set<ChildProcess>();
@@ -50,13 +52,6 @@ export function waitExit(child: ChildProcess, timeoutMs = 60_000): Promise<{ cod
   });
 }
 
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** The environment every CLI call and server of a fault test gets. */
 export function mirrorEnv(dataDir: string, extra: Record<string, string> = {}): Record<string, string> {

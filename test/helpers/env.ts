@@ -1,6 +1,7 @@
 /** Temp data dirs, a running goldmirror on port 0, and deterministic test data. */
 import { createCipheriv, createHash, type Cipher } from 'node:crypto';
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, type Config } from '../../config/load.js';
@@ -8,6 +9,15 @@ import { createLogger } from '../../server/log.js';
 import { openRuntime, type Runtime } from '../../server/runtime.js';
 import { startServer, type ServerHandle } from '../../server/serve.js';
 import { ingest } from '../../server/services/ingest.js';
+
+/** A port that was free a moment ago on 127.0.0.1 (for servers started in child processes). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
 
 export async function makeTempDir(prefix = 'goldmirror-test-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));

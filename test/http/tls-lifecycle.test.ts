@@ -2,19 +2,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrapTestAdmin, call, mustSignIn } from '../helpers/api.js';
-import { makeTempDir, putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
+import { freePort, makeTempDir, putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 interface Answer {
   status: number;
