@@ -132,6 +132,8 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
 function configureTimeouts(server: http.Server): void {
   server.headersTimeout = 30_000;
   server.requestTimeout = 0;
+  // ...but a connection that moves no bytes for two minutes (a stalled body or reader) is dropped.
+  server.timeout = 120_000;
   server.keepAliveTimeout = 5_000;
   server.maxHeadersCount = 100;
 }

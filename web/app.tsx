@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, setCookie } from 'hono/cookie';
 import type { AppDeps } from '../server/app.js';
 import { AppError, toAppError } from '../server/errors.js';
@@ -73,6 +74,19 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   const flash = (c: Context) => FLASH[c.req.query('done') ?? ''];
   const done = (c: Context, path: string, key: string) => c.redirect(`${path}?done=${key}`, 303);
   const common = (c: WebContext) => ({ user: user(c), csrf: csrf(c), flash: flash(c) });
+
+  // Forms are small; only the upload form streams a large body (and never buffers it).
+  const formLimit = (maxSize: number) =>
+    bodyLimit({
+      maxSize,
+      onError: () => {
+        throw new AppError('PAYLOAD_TOO_LARGE', `this form accepts at most ${maxSize / 1024} KiB`);
+      },
+    });
+  const loginLimit = formLimit(64 * 1024);
+  const pageLimit = formLimit(1024 * 1024);
+  web.use('/login', loginLimit);
+  web.use('*', async (c, next) => (c.req.path === '/admin/upload' ? next() : pageLimit(c, next)));
 
   web.get('/login', (c) => c.html(<LoginPage next={safeNext(c.req.query('next'))} />));
   web.post('/login', async (c) => {
@@ -380,6 +394,8 @@ async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string
     // checksum file was silently ignored. Wait for the checksum part to end.
     let checksumRead: Promise<void> = Promise.resolve();
     let job: Promise<string> | null = null;
+    // A client that goes away mid-upload must end the ingest (and free its temp file) at once.
+    const aborted = new AbortController();
     parser.on('file', (name, stream, info) => {
       if (name === 'checksum') {
         checksumRead = new Promise<void>((done) => stream.on('end', done).on('error', () => done()));
@@ -396,7 +412,7 @@ async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string
       job = checksumRead
         .then(() => {
           const expected: Sha256 | undefined = checksumText.trim() ? parseChecksumText(checksumText, 'the checksum file') : undefined;
-          return ingest(deps.ingestDeps, { source: stream, fileName, expectedSha256: expected });
+          return ingest(deps.ingestDeps, { source: stream, fileName, expectedSha256: expected, signal: aborted.signal });
         })
         .then((r) => r.blob.sha256);
       job.catch(() => stream.resume());
@@ -406,7 +422,15 @@ async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string
       if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
       else job.then(resolve, reject);
     });
-    Readable.fromWeb(body).on('error', reject).pipe(parser);
+    const source = Readable.fromWeb(body);
+    source.on('error', (err) => {
+      // pipe() does not pass errors on: stop the parser and the ingest waiting on it.
+      const cut = new AppError('BAD_REQUEST', 'the upload was interrupted; nothing was stored', {}, { cause: err });
+      aborted.abort(cut);
+      parser.destroy(cut);
+      reject(cut);
+    });
+    source.pipe(parser);
   });
 }
 

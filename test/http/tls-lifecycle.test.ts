@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrapTestAdmin, call, mustSignIn } from '../helpers/api.js';
@@ -222,6 +223,65 @@ describe('admin page: pull from a URL', () => {
       expect(forged.status).toBe(403);
     } finally {
       await upstream.close();
+      await mirror.close();
+    }
+  });
+});
+
+describe('admin forms: hostile bodies', () => {
+  it('refuses an oversized sign-in form before reading it, and stays up', async () => {
+    const mirror = await startMirror();
+    try {
+      const before = process.memoryUsage().rss;
+      const huge = 'password=' + 'x'.repeat(8 * 1024 * 1024);
+      const res = await fetch(`${mirror.url}/admin/login`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: huge,
+      });
+      expect(res.status).toBe(413);
+      expect(await res.text()).toContain('at most 64 KiB');
+      expect(process.memoryUsage().rss - before).toBeLessThan(64 * 1024 * 1024);
+      expect((await fetch(`${mirror.url}/healthz`)).status).toBe(200);
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  it('a no-JavaScript upload cut off mid-body frees its temp file and stores nothing', async () => {
+    const mirror = await startMirror();
+    try {
+      await bootstrapTestAdmin(mirror);
+      const session = await mustSignIn(mirror.url);
+      const boundary = 'gmboundary';
+      const { hostname, port } = new URL(mirror.url);
+      const socket = net.connect(Number(port), hostname);
+      await new Promise((r) => socket.once('connect', r));
+      const head =
+        `--${boundary}\r\nContent-Disposition: form-data; name="package"; filename="cut.pvmp"\r\n` +
+        'Content-Type: application/octet-stream\r\n\r\n';
+      socket.write(
+        `POST /admin/upload?_csrf=${encodeURIComponent(session.csrfToken)} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
+          `Cookie: ${session.cookie}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\n` +
+          `Content-Length: ${head.length + 64 * 1024 * 1024}\r\n\r\n${head}`,
+      );
+      socket.write(testBytes(8 << 20, 'cut'));
+      const tmpDir = mirror.runtime.store.layout.tmpDir;
+      let partial: string[] = [];
+      for (let i = 0; i < 200 && partial.length === 0; i += 1) {
+        partial = fs.readdirSync(tmpDir);
+        if (partial.length === 0) await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(partial).toHaveLength(1);
+      socket.destroy();
+      let left = partial;
+      for (let i = 0; i < 200 && left.length > 0; i += 1) {
+        await new Promise((r) => setTimeout(r, 25));
+        left = fs.readdirSync(tmpDir);
+      }
+      expect(left).toEqual([]);
+      expect(await mirror.runtime.db.selectFrom('blobs').selectAll().execute()).toEqual([]);
+    } finally {
       await mirror.close();
     }
   });
