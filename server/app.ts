@@ -18,6 +18,7 @@ import { createUploadServer } from './http/uploads.js';
 import { requestBaseUrl } from './links.js';
 import type { IngestDeps } from './services/ingest.js';
 import type { TransferJobs } from './jobs/transfers.js';
+import type { Server as TusServer } from '@tus/server';
 import { checkHealth } from './services/health.js';
 
 export interface AppDeps {
@@ -29,6 +30,8 @@ export interface AppDeps {
   checker: IntegrityChecker;
   ingestDeps: IngestDeps;
   transfers: TransferJobs;
+  /** The tus server; created here when the caller has none (tests that only need the app). */
+  uploads?: TusServer;
 }
 
 /**
@@ -67,7 +70,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.body(await deps.metrics.registry.metrics());
   });
 
-  const uploads = createUploadServer({
+  const uploads = deps.uploads ?? createUploadServer({
     ingestDeps: deps.ingestDeps,
     store: deps.store,
     log: deps.log,

@@ -14,6 +14,8 @@ import { findBlob } from './repos/blobs.js';
 import { createDownloadObserver } from './http/download-observer.js';
 import { createBlobLookup } from './http/blob-lookup.js';
 import { createOpenBlobCache } from './http/open-blobs.js';
+import { createUploadServer } from './http/uploads.js';
+import { requestBaseUrl } from './links.js';
 import { createDownloadHandler, DOWNLOAD_PREFIX } from './http/downloads.js';
 import { createRateLimiter } from './http/rate-limiter.js';
 import { every, systemClock, type Clock } from './jobs/scheduler.js';
@@ -35,11 +37,19 @@ export interface ServerHandle {
 
 /** How often the verify scheduler looks for due blobs. */
 const VERIFY_TICK_MS = 60_000;
+/** How often unfinished uploads past their expiry are removed. */
+const UPLOAD_CLEANUP_MS = 6 * 60 * 60 * 1000;
 
 export async function startServer(runtime: Runtime, options: { clock?: Clock } = {}): Promise<ServerHandle> {
   const { config, log, db, store, metrics, checker } = runtime;
   const clock = options.clock ?? systemClock;
-  const app = createApp({ config, db, store, log, metrics, checker, ingestDeps: runtime.ingestDeps, transfers: runtime.transfers });
+  const uploads = createUploadServer({ ingestDeps: runtime.ingestDeps, store, log, baseUrl: (req) => requestBaseUrl(config, req.url) });
+  const app = createApp({ config, db, store, log, metrics, checker, ingestDeps: runtime.ingestDeps, transfers: runtime.transfers, uploads });
+  const dropExpiredUploads = async (): Promise<void> => {
+    const dropped = await uploads.cleanUpExpiredUploads();
+    if (dropped > 0) log.info({ dropped }, 'removed unfinished uploads past their expiry');
+  };
+  await dropExpiredUploads().catch((err: unknown) => log.warn({ err }, 'could not clean expired uploads'));
   const honoListener = getRequestListener(app.fetch);
   const observer = createDownloadObserver({ db, log, metrics, activity: runtime.activity });
   const lookup = createBlobLookup((sha256) => findBlob(db, sha256));
@@ -53,6 +63,12 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
     },
     openBlob: (sha256) => openBlobs.acquire(sha256),
     forget: (sha256) => lookup.invalidate(sha256),
+    // A registered package whose file is gone or the wrong size: check it now, so its
+    // state (and the dashboard) says so, instead of waiting for its next scheduled check.
+    onUnavailable: (sha256, reason) => {
+      log.error({ sha256, reason }, 'download refused: the package file is not servable; checking it now');
+      void checker.check(sha256).catch((err: unknown) => log.error({ err, sha256 }, 'check after a refused download failed'));
+    },
     limiter: createRateLimiter(config.maxBytesPerSec),
     observe: observer.observe,
     onError: (err) => log.error({ err }, 'download failed'),
@@ -97,9 +113,10 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
           if (report.removed.length > 0) log.info({ removed: report.removed.length, freedBytes: report.freedBytes }, 'scheduled gc');
         }, (err) => log.error({ err }, 'scheduled gc failed'))
       : null,
+    every(clock, UPLOAD_CLEANUP_MS, dropExpiredUploads, (err) => log.warn({ err }, 'could not clean expired uploads')),
     config.syncFrom && config.syncIntervalMs > 0
-      ? every(clock, config.syncIntervalMs, async () => {
-          const report = await syncFrom(runtime.ingestDeps, { from: config.syncFrom, token: config.syncToken, actor: systemActor });
+      ? every(clock, config.syncIntervalMs, async (signal) => {
+          const report = await syncFrom(runtime.ingestDeps, { from: config.syncFrom, token: config.syncToken, actor: systemActor, signal });
           log.info({ from: report.from, fetched: report.fetched.length, images: report.import.images, groups: report.import.groups }, 'sync finished');
         }, (err) => log.error({ err, from: config.syncFrom }, 'scheduled sync failed'))
       : null,
@@ -110,11 +127,11 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
     url,
     plainUrl,
     async close(timeoutMs = config.shutdownTimeoutMs) {
-      await Promise.all(jobs.map((j) => (j ? j.stop() : Promise.resolve())));
       checker.onResult = null;
-      // Stop accepting; running transfers get up to timeoutMs, then are cut.
-      await Promise.all(
-        servers.map(async (s) => {
+      // Stop accepting and stop the jobs at once; running transfers get up to timeoutMs, then are cut.
+      await Promise.all([
+        ...jobs.map((j) => (j ? j.stop() : Promise.resolve())),
+        ...servers.map(async (s) => {
           const closed = new Promise<void>((resolve) => s.close(() => resolve()));
           s.closeIdleConnections();
           const timer = setTimeout(() => s.closeAllConnections(), timeoutMs);
@@ -122,7 +139,7 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
           await closed;
           clearTimeout(timer);
         }),
-      );
+      ]);
       await openBlobs.close();
     },
   };

@@ -85,11 +85,15 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
     });
   const loginLimit = formLimit(64 * 1024);
   const pageLimit = formLimit(1024 * 1024);
-  web.use('/login', loginLimit);
-  web.use('*', async (c, next) => (c.req.path === '/admin/upload' ? next() : pageLimit(c, next)));
+  // The upload form streams its body, and sign-in has its own, smaller limit.
+  web.use('*', async function limitFormBodies(c, next) {
+    if (c.req.path === '/admin/upload' || c.req.path === '/admin/login') return next();
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-argument -- hono's wildcard context type; the handler is path-agnostic
+    return pageLimit(c, next);
+  });
 
   web.get('/login', (c) => c.html(<LoginPage next={safeNext(c.req.query('next'))} />));
-  web.post('/login', async (c) => {
+  web.post('/login', loginLimit, async (c) => {
     const form = await c.req.parseBody();
     const next = safeNext(field(form, 'next'));
     const username = field(form, 'username');

@@ -59,6 +59,8 @@ export interface DownloadDeps {
   findBlob(sha256: Sha256): Promise<Pick<BlobRow, 'size' | 'created_at' | 'state'> | undefined>;
   /** Opens (or reuses) the blob's file; throws StorageError BLOB_UNKNOWN when it is gone. */
   openBlob(sha256: Sha256): Promise<LeasedReader>;
+  /** Told when a registered, 'ok' package cannot be served (file gone or the wrong size). */
+  onUnavailable?: ((sha256: Sha256, reason: 'missing' | 'wrong size') => void) | undefined;
   /** Drops any cached view of a blob (its file turned out to be gone). */
   forget?: ((sha256: Sha256) => void) | undefined;
   /** Read buffers shared by all responses (CHUNK_BYTES each). */
@@ -156,11 +158,13 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
     if (!(await deps.findBlob(target.sha256))) {
       return sendError(res, new AppError('BLOB_UNKNOWN', `no package with sha256 ${target.sha256} is stored here`));
     }
+    deps.onUnavailable?.(target.sha256, 'missing');
     return sendError(res, unavailable(target.sha256, 'missing'));
   }
   const reader = lease.reader;
   if (reader.size !== size) {
-    lease.release();
+    lease.release(true);
+    deps.onUnavailable?.(target.sha256, 'wrong size');
     return sendError(res, unavailable(target.sha256, 'corrupt'));
   }
 

@@ -159,8 +159,3 @@ export function createUploadServer(deps: UploadDeps): Server {
   });
   return tus;
 }
-
-/** Drops expired unfinished uploads (call at start and now and then). */
-export async function cleanExpiredUploads(tus: Server): Promise<number> {
-  return tus.cleanUpExpiredUploads();
-}

@@ -17,16 +17,28 @@ export const systemClock: Clock = {
   },
 };
 
-/** Runs `tick` every `everyMs` (first run after `everyMs`), one run at a time, until stopped. */
-export function every(clock: Clock, everyMs: number, tick: () => Promise<void>, onError: (err: unknown) => void): { stop(): Promise<void> } {
+/**
+ * Runs `tick` every `everyMs` (first run after `everyMs`), one run at a time,
+ * until stopped. stop() aborts the signal a running tick was given, so a long
+ * job (a sync of many GB) ends promptly on shutdown.
+ */
+export function every(
+  clock: Clock,
+  everyMs: number,
+  tick: (signal: AbortSignal) => Promise<void>,
+  onError: (err: unknown) => void,
+): { stop(): Promise<void> } {
   let stopped = false;
+  const controller = new AbortController();
   let running: Promise<void> = Promise.resolve();
   let timer: { cancel(): void } | null = null;
   const schedule = (): void => {
     if (stopped) return;
     timer = clock.setTimeout(() => {
-      running = tick()
-        .catch(onError)
+      running = tick(controller.signal)
+        .catch((err: unknown) => {
+          if (!controller.signal.aborted) onError(err);
+        })
         .finally(schedule);
     }, everyMs);
   };
@@ -35,6 +47,7 @@ export function every(clock: Clock, everyMs: number, tick: () => Promise<void>, 
     async stop() {
       stopped = true;
       timer?.cancel();
+      controller.abort(new Error('shutting down'));
       await running;
     },
   };
