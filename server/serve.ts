@@ -93,7 +93,8 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
       if (req.url?.startsWith(DOWNLOAD_PREFIX) || req.url === '/healthz') return listener(req, res);
       const host = (req.headers.host ?? 'localhost').replace(/:\d+$/, '');
       const target = config.publicUrl.startsWith('https:') ? `${config.publicUrl}${req.url ?? '/'}` : `https://${host}:${httpsPort}${req.url ?? '/'}`;
-      res.writeHead(308, { Location: target, 'Content-Length': 0 });
+      // no-store: the target comes from the request's Host, which a shared cache must not keep.
+      res.writeHead(308, { Location: target, 'Content-Length': 0, 'Cache-Control': 'no-store' });
       res.end();
     });
     servers.push(plain);

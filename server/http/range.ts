@@ -62,6 +62,10 @@ export function evaluateRange(header: string | undefined, size: number): RangeDe
   }
   if (ranges.length === 0) return { kind: 'unsatisfiable' };
   if (ranges.length > MAX_RANGES) return { kind: 'full' };
+  // Overlapping ranges that add up to more than the whole file would make the
+  // answer larger than the file (a cheap amplification): send the whole 200,
+  // as Go's http.ServeContent does.
+  if (ranges.length > 1 && ranges.reduce((n, r) => n + (r.end - r.start + 1), 0) > size) return { kind: 'full' };
   return { kind: 'partial', ranges };
 }
 
@@ -102,9 +106,19 @@ export function anyStrongMatch(header: string, etag: string): boolean {
   return parseEtagList(header).some((tag) => !tag.startsWith('W/') && tag === etag);
 }
 
+/** IMF-fixdate, obsolete RFC 850 and asctime formats (RFC 9110 §5.6.7); nothing else is a date. */
+const HTTP_DATE = [
+  /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/,
+  /^(Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), \d{2}-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d{2} \d{2}:\d{2}:\d{2} GMT$/,
+  /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/,
+];
+
 /** Parses an HTTP-date; null when it is not one (then the condition is ignored, RFC 9110 §13.1.3). */
 export function parseHttpDate(value: string): number | null {
-  const ms = Date.parse(value);
+  const text = value.trim();
+  if (!HTTP_DATE.some((re) => re.test(text))) return null;
+  // asctime has no zone: it is GMT by definition.
+  const ms = Date.parse(HTTP_DATE[2]!.test(text) ? `${text} GMT` : text);
   return Number.isNaN(ms) ? null : Math.floor(ms / 1000) * 1000;
 }
 

@@ -283,3 +283,29 @@ describe('ifRangeAllowsPartial (RFC 9110 §13.1.5)', () => {
     expect(ifRangeAllowsPartial(ETAG.slice(1, -1), ETAG, LM)).toBe(false);
   });
 });
+
+describe('review fixes', () => {
+  it('answers overlapping ranges that add up to more than the file with the whole 200', () => {
+    expect(evaluateRange(Array.from({ length: 10 }, () => '0-').join(',').replace(/^/, 'bytes='), 1000)).toEqual({ kind: 'full' });
+    expect(evaluateRange('bytes=0-599,400-999', 1000)).toEqual({ kind: 'full' });
+    expect(evaluateRange('bytes=0-99,200-299', 1000)).toEqual({
+      kind: 'partial',
+      ranges: [
+        { start: 0, end: 99 },
+        { start: 200, end: 299 },
+      ],
+    });
+  });
+
+  it('accepts only the three HTTP-date formats', () => {
+    const t = Date.UTC(1994, 10, 6, 8, 49, 37);
+    expect(parseHttpDate('Sun, 06 Nov 1994 08:49:37 GMT')).toBe(t);
+    expect(parseHttpDate('Sunday, 06-Nov-94 08:49:37 GMT')).toBe(t);
+    expect(parseHttpDate('Sun Nov  6 08:49:37 1994')).toBe(t);
+    expect(parseHttpDate('1')).toBeNull();
+    expect(parseHttpDate('2026-11-25')).toBeNull();
+    expect(parseHttpDate('Sun, 06 Nov 1994 08:49:37 +0100')).toBeNull();
+    // An invalid If-Unmodified-Since is ignored, not a 412.
+    expect(evaluatePreconditions({ ifUnmodifiedSince: '1' }, '"x"', t)).toBe('proceed');
+  });
+});
