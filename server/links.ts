@@ -25,3 +25,21 @@ export function requestBaseUrl(config: Config, requestUrl: string): string {
 
 /** Sent with every link-check request, so the mirror does not count its own checks as downloads. */
 export const LINK_CHECK_USER_AGENT = 'goldmirror-link-check/1';
+
+/**
+ * Reads at most `maxBytes` of a response body and cancels the rest, so a
+ * link that answers with a whole multi-GB package cannot fill memory.
+ * Resolves to what was read and whether the body was longer.
+ */
+export async function readCapped(res: Response, maxBytes: number): Promise<{ bytes: Buffer; truncated: boolean }> {
+  if (!res.body) return { bytes: Buffer.alloc(0), truncated: false };
+  const chunks: Buffer[] = [];
+  let total = 0;
+  // Leaving the loop early cancels the stream (the async iterator's return()).
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    total += chunk.byteLength;
+    if (total > maxBytes) return { bytes: Buffer.concat(chunks).subarray(0, maxBytes), truncated: true };
+  }
+  return { bytes: Buffer.concat(chunks), truncated: false };
+}

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { parseChecksumText, type Sha256 } from '../../storage/digest.js';
 import { AppError } from '../errors.js';
 import { ingest, type IngestDeps, type IngestResult } from '../services/ingest.js';
+import { readCapped } from '../links.js';
 
 export interface FetchOptions {
   expectedSha256?: Sha256 | undefined;
@@ -48,9 +49,13 @@ async function fetchSmallText(url: URL, options: FetchOptions): Promise<string> 
   const res = await fetch(url, { headers: options.headers, signal: options.signal ?? AbortSignal.timeout(30_000) }).catch((err: unknown) => {
     throw upstreamError(url, err);
   });
-  if (!res.ok) throw new AppError('SOURCE_FAILED', `${url.href} answered HTTP ${res.status}`);
-  const text = await res.text();
-  return text.slice(0, 65536);
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new AppError('SOURCE_FAILED', `${url.href} answered HTTP ${res.status}`);
+  }
+  // A checksum file is one line; never buffer more (the package URL pasted by mistake, say).
+  const { bytes } = await readCapped(res, 65536);
+  return bytes.toString('utf8');
 }
 
 /**

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { ARCHES, type Arch, type ImageView } from './images.js';
-import { LINK_CHECK_USER_AGENT } from '../links.js';
+import { LINK_CHECK_USER_AGENT, readCapped } from '../links.js';
 
 const SAMPLE_BYTES = 64 * 1024;
 
@@ -90,12 +90,14 @@ async function checkArch(store: BlobStore, label: string, url: string | null, sh
         steps.push({ name, ok: false, detail: describeFetchError(err, url) });
         continue;
       }
-      const body = Buffer.from(await res.arrayBuffer());
       const expectedRange = `bytes ${start}-${end}/${size}`;
       if (res.status !== 206 || res.headers.get('content-range') !== expectedRange) {
+        // Do not read a body that is not the range asked for (it may be the whole package).
+        await res.body?.cancel().catch(() => undefined);
         steps.push({ name, ok: false, detail: `expected 206 with Content-Range ${expectedRange}, got ${res.status} ${res.headers.get('content-range') ?? ''}`.trim() });
         continue;
       }
+      const { bytes: body } = await readCapped(res, end - start + 1);
       const local = Buffer.allocUnsafe(end - start + 1);
       const got = await reader.read(local, local.length, start);
       const want = createHash('sha256').update(local.subarray(0, got)).digest('hex');
