@@ -74,7 +74,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     minFreeBytes: config.minFreeBytes,
     metrics,
     activity,
-    verifyAfterIngest: config.verifyAfterIngest ? (sha256) => checker.check(sha256) : undefined,
+    verifyAfterIngest: config.verifyAfterIngest ? (sha256) => checker.checkFresh(sha256) : undefined,
   };
   const transfers = new TransferJobs(ingestDeps, log);
   return {

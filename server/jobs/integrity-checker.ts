@@ -90,6 +90,16 @@ export class IntegrityChecker {
     return task;
   }
 
+  /**
+   * A check that starts after this call: waits out a check of the same blob
+   * already queued or running (it may have read an older copy), then runs a new one.
+   */
+  async checkFresh(sha256: Sha256): Promise<CheckResult> {
+    const earlier = this.#pending.get(sha256);
+    if (earlier) await earlier.catch(() => undefined);
+    return this.check(sha256);
+  }
+
   /** Queues every stored blob; resolves when all of them have been checked. */
   async checkAll(): Promise<Record<string, CheckResult>> {
     const rows = await this.#options.db.selectFrom('blobs').select('sha256').orderBy('verified_at').execute();

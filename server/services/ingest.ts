@@ -13,6 +13,7 @@ import type { BlobRow } from '../db/schema.js';
 import { recordIngestedBlob } from '../repos/blobs.js';
 import { linkFileName } from '../file-names.js';
 import type { Metrics } from '../metrics.js';
+import { AppError } from '../errors.js';
 import type { ActivityTracker } from './activity.js';
 
 export interface IngestDeps {
@@ -24,7 +25,7 @@ export interface IngestDeps {
   /** Heartbeats for the expected digest while it streams, so GC leaves a re-ingest alone. */
   activity?: ActivityTracker | undefined;
   /** Re-read the stored file and re-hash it after the ingest (MIRROR_VERIFY_AFTER_INGEST). */
-  verifyAfterIngest?: ((sha256: Sha256) => Promise<unknown>) | undefined;
+  verifyAfterIngest?: ((sha256: Sha256) => Promise<string>) | undefined;
 }
 
 export interface IngestRequest {
@@ -93,7 +94,18 @@ async function commit(
   }
   deps.metrics?.ingests.inc({ result: result.created ? 'stored' : 'duplicate' });
   deps.metrics?.ingestBytes.inc(result.blob.size);
-  if (deps.verifyAfterIngest) await deps.verifyAfterIngest(result.blob.sha256 as Sha256);
+  if (deps.verifyAfterIngest) {
+    const verdict = await deps.verifyAfterIngest(result.blob.sha256 as Sha256);
+    // 'replaced': another ingest of the same content landed meanwhile, and it was verified by its own hash.
+    if (verdict !== 'ok' && verdict !== 'replaced') {
+      throw new AppError(
+        'DIGEST_MISMATCH',
+        `the package was stored, but reading it back from disk did not give sha256 ${result.blob.sha256} (${verdict}); ` +
+          'it is withheld from download; check the disk and import it again',
+        { sha256: result.blob.sha256, verdict },
+      );
+    }
+  }
   return result;
 }
 

@@ -211,3 +211,18 @@ describe('verify schedule (fake clock)', () => {
     expect(timers.filter((t) => !t.cancelled)).toHaveLength(0);
   });
 });
+
+describe('verify after ingest (MIRROR_VERIFY_AFTER_INGEST)', () => {
+  it('re-reads every stored package and reports ok', async () => {
+    const mirror = await startMirror({ verifyAfterIngest: true });
+    try {
+      const data = testBytes(3 << 20, 'after-ingest');
+      const { blob } = await ingest(mirror.runtime.ingestDeps, { source: [data], fileName: 'a.pvmp' });
+      expect(blob.sha256).toBe(sha256Hex(data));
+      const metrics = await mirror.runtime.metrics.registry.metrics();
+      expect(metrics).toMatch(/goldmirror_verify_runs_total\{result="ok"\} 1/);
+    } finally {
+      await mirror.close();
+    }
+  });
+});
