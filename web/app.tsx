@@ -9,10 +9,10 @@ import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { deleteCookie, setCookie } from 'hono/cookie';
+import { deleteCookie } from 'hono/cookie';
 import type { AppDeps } from '../server/app.js';
 import { AppError, toAppError } from '../server/errors.js';
-import { clientAddress, requireAdmin, SESSION_COOKIE, type AuthEnv } from '../server/http/auth.js';
+import { clientAddress, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../server/http/auth.js';
 import { requestBaseUrl } from '../server/links.js';
 import { listAudit } from '../server/services/audit.js';
 import { changePassword, login, logout } from '../server/services/auth.js';
@@ -99,13 +99,7 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
     const username = field(form, 'username');
     try {
       const grant = await login(db, { username, password: field(form, 'password') }, clientAddress(c));
-      setCookie(c, SESSION_COOKIE, grant.token, {
-        httpOnly: true,
-        sameSite: 'Strict',
-        secure: c.req.url.startsWith('https:') || deps.config.publicUrl.startsWith('https:'),
-        path: '/',
-        expires: new Date(grant.expiresAt),
-      });
+      setSessionCookie(c, grant.token, grant.expiresAt, deps.config.publicUrl);
       return c.redirect(next, 303);
     } catch (err) {
       const e = toAppError(err);
@@ -120,6 +114,7 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   web.use(
     '*',
     requireAdmin(db, {
+      publicUrl: deps.config.publicUrl,
       onUnauthenticated: (c) => c.redirect(`/admin/login?next=${encodeURIComponent(c.req.path)}`, 303),
       formCsrf: async (c) => {
         if ((c.req.header('content-type') ?? '').startsWith('multipart/form-data')) return c.req.query('_csrf');

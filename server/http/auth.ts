@@ -3,7 +3,7 @@
  * token, or a session cookie plus a CSRF token on every unsafe method.
  */
 import type { Context, MiddlewareHandler } from 'hono';
-import { getCookie } from 'hono/cookie';
+import { getCookie, setCookie } from 'hono/cookie';
 import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
 import type { Actor } from '../services/audit.js';
@@ -32,6 +32,19 @@ export interface RequireAdminOptions {
   formCsrf?: (c: Context) => Promise<string | undefined>;
   /** What to do for an unauthenticated request; the API answers 401 JSON, pages redirect to sign-in. */
   onUnauthenticated?: (c: Context) => Response | Promise<Response>;
+  /** MIRROR_PUBLIC_URL: an https one makes renewed cookies Secure, as at sign-in. */
+  publicUrl?: string;
+}
+
+/** The session cookie: HttpOnly, SameSite=Strict, Secure whenever the request or the public URL is HTTPS. */
+export function setSessionCookie(c: Context, token: string, expiresAtMs: number, publicUrl = ''): void {
+  setCookie(c, SESSION_COOKIE, token, {
+    httpOnly: true,
+    sameSite: 'Strict',
+    secure: c.req.url.startsWith('https:') || publicUrl.startsWith('https:'),
+    path: '/',
+    expires: new Date(expiresAtMs),
+  });
 }
 
 export function requireAdmin(db: Db, options: RequireAdminOptions = {}): MiddlewareHandler<AuthEnv> {
@@ -58,6 +71,8 @@ export function requireAdmin(db: Db, options: RequireAdminOptions = {}): Middlew
         throw new AppError('FORBIDDEN', 'missing or wrong CSRF token; reload the page and try again');
       }
     }
+    // A renewed session must reach the browser too, or its cookie still expires at the old time.
+    if (session.renewed) setSessionCookie(c, cookie, session.expiresAt, options.publicUrl);
     c.set('actor', { kind: 'user', name: session.username });
     c.set('session', session);
     c.set('sessionToken', cookie);

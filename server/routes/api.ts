@@ -1,12 +1,12 @@
 /** The JSON API under /api/v1 (see docs/api.md). Routes stay thin: parse, call a service, shape the answer. */
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { deleteCookie, setCookie } from 'hono/cookie';
+import { deleteCookie } from 'hono/cookie';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Config } from '../../config/load.js';
 import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
-import { clientAddress, requireAdmin, SESSION_COOKIE, type AuthEnv } from '../http/auth.js';
+import { clientAddress, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../http/auth.js';
 import { requestBaseUrl } from '../links.js';
 import { listAudit } from '../services/audit.js';
 import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../services/auth.js';
@@ -98,17 +98,11 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
 
   api.post('/session', async (c) => {
     const grant = await login(db, await jsonBody(c), clientAddress(c));
-    setCookie(c, SESSION_COOKIE, grant.token, {
-      httpOnly: true,
-      sameSite: 'Strict',
-      secure: isSecure(c, deps.config),
-      path: '/',
-      expires: new Date(grant.expiresAt),
-    });
+    setSessionCookie(c, grant.token, grant.expiresAt, deps.config.publicUrl);
     return c.json({ username: grant.username, csrfToken: grant.csrfToken, expiresAt: new Date(grant.expiresAt).toISOString() });
   });
 
-  api.use('*', requireAdmin(db));
+  api.use('*', requireAdmin(db, { publicUrl: deps.config.publicUrl }));
 
   api.get('/session', (c) => {
     const session = c.get('session');
@@ -233,6 +227,3 @@ async function jsonBody(c: Context): Promise<unknown> {
   }
 }
 
-function isSecure(c: Context, config: Config): boolean {
-  return c.req.url.startsWith('https:') || config.publicUrl.startsWith('https:');
-}

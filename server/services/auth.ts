@@ -114,13 +114,15 @@ export interface SessionGrant {
 }
 
 /**
- * Checks a password with throttling per user name and per client address:
+ * Checks a password with throttling per client address and per user name from it:
  * after FREE_FAILURES failures within the window each further failure locks
  * that key for twice as long as the last (30 s … 15 min), answered with 429.
  */
 export async function login(db: Db, input: unknown, clientAddress: string, now = Date.now()): Promise<SessionGrant> {
   const { username, password } = parseInput(loginSchema, input, 'login');
-  const keys = [`user:${username.toLowerCase()}`, `ip:${clientAddress}`];
+  // Per client address, and per user name from that address: a stranger elsewhere on the
+  // network cannot lock the admin out by failing on purpose, yet guessing stays throttled.
+  const keys = [`ip:${clientAddress}`, `user:${username.toLowerCase()}@${clientAddress}`];
   const locks = await db.selectFrom('login_failures').select(['key', 'locked_until']).where('key', 'in', keys).execute();
   const lockedUntil = Math.max(0, ...locks.map((l) => l.locked_until));
   if (lockedUntil > now) {
@@ -163,6 +165,8 @@ export interface SessionInfo {
   username: string;
   csrfToken: string;
   expiresAt: number;
+  /** True when this lookup extended the session (the cookie must be sent again). */
+  renewed: boolean;
 }
 
 /** Looks a session cookie up; sliding expiry renews it once half its lifetime has passed. */
@@ -175,11 +179,12 @@ export async function authenticateSession(db: Db, token: string, now = Date.now(
     .executeTakeFirst();
   if (!row || row.expires_at <= now) return null;
   let expiresAt = row.expires_at;
-  if (expiresAt - now < SESSION_TTL_MS / 2) {
+  const renewed = expiresAt - now < SESSION_TTL_MS / 2;
+  if (renewed) {
     expiresAt = now + SESSION_TTL_MS;
     await db.updateTable('sessions').set({ expires_at: expiresAt }).where('token_hash', '=', row.token_hash).execute();
   }
-  return { userId: row.id, username: row.username, csrfToken: row.csrf_token, expiresAt };
+  return { userId: row.id, username: row.username, csrfToken: row.csrf_token, expiresAt, renewed };
 }
 
 export async function logout(db: Db, token: string): Promise<void> {
