@@ -16,6 +16,8 @@ export interface BlobsTable {
   verified_at: number | null;
   /** Why the state is not ok (what the last check found). */
   state_detail: Generated<string | null>;
+  /** Last time this content was ingested (again); GC's grace period counts from here. */
+  ingested_at: Generated<number | null>;
 }
 
 export interface BlobActivityTable {

@@ -21,9 +21,9 @@ export async function recordIngestedBlob(
 ): Promise<BlobRow> {
   await db
     .insertInto('blobs')
-    .values({ sha256: blob.sha256, size: blob.size, name: blob.name, created_at: blob.nowMs, state: 'ok', verified_at: blob.nowMs })
+    .values({ sha256: blob.sha256, size: blob.size, name: blob.name, created_at: blob.nowMs, ingested_at: blob.nowMs, state: 'ok', verified_at: blob.nowMs })
     .onConflict((oc) =>
-      oc.column('sha256').doUpdateSet({ size: blob.size, name: blob.name, state: 'ok', state_detail: null, verified_at: blob.nowMs }),
+      oc.column('sha256').doUpdateSet({ size: blob.size, name: blob.name, state: 'ok', state_detail: null, verified_at: blob.nowMs, ingested_at: blob.nowMs }),
     )
     .execute();
   const row = await findBlob(db, blob.sha256);

@@ -48,6 +48,7 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
   }
   const sha256 = view.sha256 as Sha256;
   const now = (deps.now ?? Date.now)();
+  const version = await deps.store.version(sha256);
   await deps.db.transaction().execute(async (trx) => {
     // The foreign keys get the last word: an image that took the package since the check above.
     try {
@@ -60,7 +61,8 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
     }
     await recordAudit(trx, { actor, action: 'blob.delete', target: `blob:${sha256}`, at: now, details: { size: view.size, name: view.name } });
   });
-  await deps.store.delete(sha256);
+  // Unlink only the file we decided on: a re-upload of the same content may have replaced it meanwhile.
+  if ((await deps.store.version(sha256)) === version) await deps.store.delete(sha256);
   return view;
 }
 

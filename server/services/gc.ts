@@ -30,12 +30,13 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
   const now = options.now ?? Date.now();
   const report: GcReport = { dryRun: options.dryRun, removed: [], freedBytes: 0, kept: [] };
   const referenced = await referencedDigests(db);
-  const rows = await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'created_at']).execute();
+  const rows = await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'created_at', 'ingested_at']).execute();
+  const age = (r: { created_at: number; ingested_at: number | null }) => now - Math.max(r.created_at, r.ingested_at ?? 0);
   const active = await activeBlobs(db, now);
 
   for (const row of rows) {
     if (referenced.has(row.sha256)) continue;
-    if (now - row.created_at < options.graceMs) {
+    if (age(row) < options.graceMs) {
       report.kept.push({ sha256: row.sha256, reason: 'grace' });
       continue;
     }
@@ -44,16 +45,21 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
       continue;
     }
     if (!options.dryRun) {
+      const sha256 = row.sha256 as Sha256;
+      const version = await store.version(sha256);
       const removed = await db.transaction().execute(async (trx) => {
-        // Re-check inside the transaction: an image may have taken it, or a download started.
+        // Re-check inside the transaction: an image may have taken it, a download started, or it was just ingested again.
         if ((await referencedDigests(trx)).has(row.sha256) || (await activeBlobs(trx, now)).has(row.sha256)) return false;
+        const current = await trx.selectFrom('blobs').select(['created_at', 'ingested_at']).where('sha256', '=', row.sha256).executeTakeFirst();
+        if (!current || age(current) < options.graceMs) return false;
         await trx.deleteFrom('blobs').where('sha256', '=', row.sha256).execute();
         await trx.deleteFrom('download_stats').where('sha256', '=', row.sha256).execute();
         await recordAudit(trx, { actor, action: 'blob.gc', target: `blob:${row.sha256}`, at: now, details: { size: row.size, name: row.name } });
         return true;
       });
       if (!removed) continue;
-      await store.delete(row.sha256 as Sha256);
+      // An ingest of the same content may have renamed a fresh file into place since: keep that one.
+      if ((await store.version(sha256)) === version) await store.delete(sha256);
     }
     report.removed.push({ sha256: row.sha256, size: row.size, name: row.name, orphanFile: false });
     report.freedBytes += row.size;

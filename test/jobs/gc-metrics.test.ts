@@ -20,7 +20,7 @@ describe('garbage collection', () => {
   });
 
   const age = (sha: string, ms: number) =>
-    mirror.runtime.db.updateTable('blobs').set({ created_at: Date.now() - ms }).where('sha256', '=', sha).execute();
+    mirror.runtime.db.updateTable('blobs').set({ created_at: Date.now() - ms, ingested_at: Date.now() - ms }).where('sha256', '=', sha).execute();
 
   it('removes only unreferenced blobs older than the grace period, and dry-run removes nothing', async () => {
     const used = await putBlob(mirror, testBytes(1000, 'used'));
@@ -85,6 +85,21 @@ describe('garbage collection', () => {
     release();
     await upload;
     expect(report.kept).toEqual([{ sha256: sha, reason: 'in-use' }]);
+  });
+
+  it('counts the grace period from the last ingest: a package uploaded again is kept', async () => {
+    const data = testBytes(4000, 'again');
+    const sha = await putBlob(mirror, data);
+    await age(sha, 48 * HOUR);
+    await mirror.runtime.db.deleteFrom('blob_activity').execute();
+    await ingest(mirror.runtime.ingestDeps, { source: [data], fileName: 'again.pvmp' });
+    const row = await mirror.runtime.db.selectFrom('blobs').selectAll().where('sha256', '=', sha).executeTakeFirstOrThrow();
+    // Last-Modified still shows the first ingest...
+    expect(row.created_at).toBeLessThan(Date.now() - 47 * HOUR);
+    // ...but GC sees a fresh upload.
+    const report = await collectGarbage(mirror.runtime, cliActor, { dryRun: false, graceMs: 24 * HOUR });
+    expect(report.removed).toEqual([]);
+    expect(report.kept).toEqual([{ sha256: sha, reason: 'grace' }]);
   });
 
   it('removes files that have no database row once past the grace period', async () => {

@@ -2,12 +2,14 @@ import type { Migration, MigrationProvider } from 'kysely';
 import * as m0001 from './0001-blobs.js';
 import * as m0002 from './0002-portal-model.js';
 import * as m0003 from './0003-activity.js';
+import * as m0004 from './0004-ingested-at.js';
 
 /** Static list (no directory scanning): the build and the bundle see exactly these. */
 const migrations: Record<string, Migration> = {
   '0001-blobs': m0001,
   '0002-portal-model': m0002,
   '0003-activity': m0003,
+  '0004-ingested-at': m0004,
 };
 
 export const migrationProvider: MigrationProvider = {
