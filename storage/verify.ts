@@ -12,7 +12,7 @@ import { isStorageError } from './errors.js';
 
 export type VerifyOutcome =
   | { kind: 'ok'; size: number }
-  | { kind: 'corrupt'; size: number; actual: string }
+  | { kind: 'corrupt'; size: number; actual: string; version: string }
   | { kind: 'missing' }
   | { kind: 'replaced' };
 
@@ -51,7 +51,7 @@ export async function verifyBlob(store: BlobStore, sha256: Sha256, options: Veri
     const actual = hash.digest('hex');
     if (actual === sha256 && position === reader.size) return { kind: 'ok', size: reader.size };
     if ((await store.version(sha256)) !== reader.version) return { kind: 'replaced' };
-    return { kind: 'corrupt', size: reader.size, actual };
+    return { kind: 'corrupt', size: reader.size, actual, version: reader.version };
   } finally {
     await reader.close();
   }

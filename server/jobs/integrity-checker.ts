@@ -183,6 +183,16 @@ export class IntegrityChecker {
         log.info({ sha256 }, 'integrity check cancelled');
         return 'cancelled';
       }
+      if ((err as NodeJS.ErrnoException).code === 'EIO') {
+        // The disk cannot read it back: as unservable as wrong bytes.
+        const detail = 'read error (EIO) while re-hashing: the disk is failing';
+        await setBlobState(db, sha256, 'corrupt', { verifiedAtMs: this.#now(), detail });
+        this.onResult?.(sha256);
+        await recordAudit(db, { actor: systemActor, action: 'blob.corrupt', target: `blob:${sha256}`, at: this.#now(), details: { detail } });
+        metrics?.verifyRuns.inc({ result: 'corrupt' });
+        log.error({ err, sha256 }, 'integrity check: blob cannot be read; its links answer 503');
+        return 'corrupt';
+      }
       metrics?.verifyRuns.inc({ result: 'error' });
       log.error({ err, sha256 }, 'integrity check failed to run');
       throw err;
@@ -210,9 +220,15 @@ export class IntegrityChecker {
         return;
       }
       case 'corrupt': {
-        // Withhold first (links answer 503 from this moment), then move the bytes aside.
+        // A repair may have landed since the read: then there is nothing to withhold.
+        if ((await store.version(sha256)) !== outcome.version) {
+          log.info({ sha256 }, 'blob was replaced right after a failed check; the new copy will be checked on schedule');
+          return;
+        }
+        // Withhold first (links answer 503 from this moment, caches dropped), then move the bytes aside.
         const detail = `content hashes to ${outcome.actual}`;
         await setBlobState(db, sha256, 'corrupt', { verifiedAtMs: now, detail });
+        this.onResult?.(sha256);
         const quarantined = await store.quarantine(sha256, now);
         await recordAudit(db, {
           actor: systemActor,
