@@ -56,7 +56,8 @@ type Expected = { kind: 'full' } | { kind: 'unsatisfiable' } | { kind: 'partial'
  * a spec is first-pos "-" [last-pos] or "-" suffix-length, digits only.
  * Any invalid spec (or last < first) invalidates the header → whole 200. A
  * spec is satisfiable if first-pos < size, or a suffix-length > 0. None
- * satisfiable → 416. More than 64 satisfiable ranges → whole 200 (README).
+ * satisfiable → 416. More than 64 satisfiable ranges, or several that add up to more than
+ * the file → whole 200 (README).
  * Ends past the last byte clamp; ranges are neither merged nor reordered.
  */
 function oracle(header: string, size: number): Expected {
@@ -86,6 +87,8 @@ function oracle(header: string, size: number): Expected {
   }
   if (ranges.length === 0) return { kind: 'unsatisfiable' };
   if (ranges.length > 64) return { kind: 'full' };
+  // Several ranges adding up to more than the file (overlaps) → whole 200 (README, as Go does).
+  if (ranges.length > 1 && ranges.reduce((n, [a, b]) => n + (b - a + 1), 0) > size) return { kind: 'full' };
   return { kind: 'partial', ranges };
 }
 
