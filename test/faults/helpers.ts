@@ -180,7 +180,12 @@ export function tusMetadata(fields: Record<string, string>): string {
 export interface RawResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
+  /** The body as UTF-8 text (JSON, error pages). */
   body: string;
+  /** The body's exact bytes (downloads). */
+  bytes: Buffer;
+  /** Whether the request went over a kept-alive socket. */
+  reused: boolean;
 }
 
 /** One request with an optional streamed body; resolves with the whole (small) answer. */
@@ -204,13 +209,10 @@ export function request(
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString('utf8'),
-          }),
-        );
+        res.on('end', () => {
+          const bytes = Buffer.concat(chunks);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: bytes.toString('utf8'), bytes, reused: req.reusedSocket });
+        });
         res.on('error', reject);
       },
     );
