@@ -5,12 +5,11 @@
  */
 import { z } from 'zod';
 import type { Db } from '../db/open.js';
-import { constraintViolation } from '../db/errors.js';
 import type { GroupRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
 import type { ServiceDeps } from './images.js';
-import { displayName, findByNameOrId, parseInput } from './validation.js';
+import { displayName, findByNameOrId, guardConstraints, parseInput } from './validation.js';
 
 const licenseKey = z
   .string({ error: 'must be a string or null' })
@@ -154,18 +153,12 @@ async function requireGroup(db: Db, id: number): Promise<GroupRow> {
   return row;
 }
 
-async function guard<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    const violation = constraintViolation(err);
-    if (violation?.kind === 'unique') {
-      const what = violation.detail.includes('is_primary') ? 'PRIMARY_TAKEN' : violation.detail.includes('license_key') ? 'LICENSE_KEY_TAKEN' : 'NAME_TAKEN';
-      throw new AppError(what, 'another group already holds that value');
-    }
-    if (violation) throw new AppError('CONFLICT', `the change breaks a rule of the data model (${violation.kind})`);
-    throw err;
-  }
+/** Which of the group's unique columns the violation names. */
+function guard<T>(fn: () => Promise<T>): Promise<T> {
+  return guardConstraints(fn, (detail) => {
+    const what = detail.includes('is_primary') ? 'PRIMARY_TAKEN' : detail.includes('license_key') ? 'LICENSE_KEY_TAKEN' : 'NAME_TAKEN';
+    return new AppError(what, 'another group already holds that value');
+  });
 }
 
 async function toViews(db: Db, rows: GroupRow[]): Promise<GroupView[]> {

@@ -5,12 +5,11 @@
  */
 import { z } from 'zod';
 import type { Db } from '../db/open.js';
-import { constraintViolation } from '../db/errors.js';
 import type { BlobState, Flag, ImageRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
 import { recordAudit, type Actor } from './audit.js';
-import { displayName, findByNameOrId, parseInput, sha256Field } from './validation.js';
+import { displayName, findByNameOrId, guardConstraints, parseInput, sha256Field } from './validation.js';
 
 export const ARCHES = ['arm64', 'x86_64'] as const;
 export type Arch = (typeof ARCHES)[number];
@@ -241,16 +240,9 @@ async function requireImage(db: Db, id: number): Promise<ImageRow> {
   return row;
 }
 
-/** Maps a constraint the code checks first but the schema enforces anyway (a concurrent writer) to a 409. */
-async function guard<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    const violation = constraintViolation(err);
-    if (violation?.kind === 'unique') throw new AppError('NAME_TAKEN', 'a golden image with that name already exists');
-    if (violation) throw new AppError('CONFLICT', `the change breaks a rule of the data model (${violation.kind})`);
-    throw err;
-  }
+/** A unique violation here can only be the image name. */
+function guard<T>(fn: () => Promise<T>): Promise<T> {
+  return guardConstraints(fn, () => new AppError('NAME_TAKEN', 'a golden image with that name already exists'));
 }
 
 async function toViews(db: Db, rows: ImageRow[], baseUrl: string): Promise<ImageView[]> {

@@ -3,6 +3,7 @@ import type { Kysely, Selectable } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/open.js';
 import type { Database } from '../db/schema.js';
+import { constraintViolation } from '../db/errors.js';
 import { AppError } from '../errors.js';
 
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
@@ -57,4 +58,20 @@ export async function findByNameOrId<T extends 'images' | 'groups'>(db: Db, tabl
     if (byId) return byId as unknown as Selectable<Database[T]>;
   }
   throw new AppError('NOT_FOUND', `no ${what} named or numbered ${JSON.stringify(ref)}`);
+}
+
+/**
+ * Runs a write whose rules the code checked first but the schema enforces
+ * anyway (a concurrent writer can still trip them): a unique violation
+ * becomes the caller's 409, any other constraint a generic CONFLICT.
+ */
+export async function guardConstraints<T>(fn: () => Promise<T>, onUnique: (detail: string) => AppError): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const violation = constraintViolation(err);
+    if (violation?.kind === 'unique') throw onUnique(violation.detail);
+    if (violation) throw new AppError('CONFLICT', `the change breaks a rule of the data model (${violation.kind})`);
+    throw err;
+  }
 }
