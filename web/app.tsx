@@ -22,6 +22,7 @@ import { createImage, deleteImage, getImage, listImages, updateImage, type Image
 import { ingest } from '../server/services/ingest.js';
 import { integritySummary } from '../server/services/integrity.js';
 import { checkImageLinks, type LinkCheckReport } from '../server/services/link-check.js';
+import { arrivalSocketOf, linkCheckFetch } from '../server/net/outbound.js';
 import { parseId } from '../server/services/validation.js';
 import { parseChecksumText, parseSha256, type Sha256 } from '../storage/digest.js';
 import { AccountPage, ErrorPage, LoginPage } from './pages/auth.js';
@@ -215,7 +216,7 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   web.get('/images/:id', async (c) => renderPortal(c, await getImage(deps, parseId(c.req.param('id'), 'image'), base(c)), null));
   web.post('/images/:id/check', async (c) => {
     const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
-    return renderPortal(c, image, await checkImageLinks(deps.store, image));
+    return renderPortal(c, image, await checkImageLinks(deps.store, image, Date.now(), linkCheckFetch(deps.config.publicUrl, arrivalSocketOf(c.env))));
   });
   web.get('/images/:id/edit', async (c) => {
     const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
