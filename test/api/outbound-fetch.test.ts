@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../config/load.js';
 import { fetchIntoStore } from '../../server/bundles/fetch.js';
 import { createLogger } from '../../server/log.js';
 import { createAddressCheck, createOutboundFetch } from '../../server/net/outbound.js';
@@ -164,5 +165,26 @@ describe('outbound fetches refuse loopback, link-local, unspecified and own addr
     const sameOrigin = await client(`${peer.url}/to?u=/file.pvmp`, { headers: auth });
     await sameOrigin.arrayBuffer();
     expect(peer.hits.at(-1)).toEqual({ url: '/file.pvmp', authorization: 'Bearer gm_secret' });
+  });
+});
+
+describe('MIRROR_FETCH_ALLOW and MIRROR_FETCH_CONCURRENCY settings', () => {
+  it('are validated at start, every problem named, and normalised', () => {
+    expect(loadConfig({ env: { MIRROR_FETCH_ALLOW: '127.0.0.0/8, ::1 [fd00::]/8', MIRROR_FETCH_CONCURRENCY: '4' } })).toMatchObject({
+      fetchAllow: ['127.0.0.0/8', '::1/128', 'fd00::/8'],
+      fetchConcurrency: 4,
+    });
+    expect(loadConfig({ env: {} })).toMatchObject({ fetchAllow: [], fetchConcurrency: 2 });
+    let problems: readonly string[] = [];
+    try {
+      loadConfig({ env: { MIRROR_FETCH_ALLOW: '10.0.0.0/33, localhost', MIRROR_FETCH_CONCURRENCY: '0' } });
+    } catch (err) {
+      problems = (err as ConfigError).problems;
+    }
+    expect(problems).toEqual([
+      'MIRROR_FETCH_ALLOW: "10.0.0.0/33" has an invalid prefix length (0 to 32 for IPv4)',
+      'MIRROR_FETCH_ALLOW: "localhost" is not an IP address or CIDR block (e.g. 10.0.0.0/8 or fd00::/8)',
+      'MIRROR_FETCH_CONCURRENCY: Too small: expected number to be >=1',
+    ]);
   });
 });
