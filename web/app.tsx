@@ -48,7 +48,7 @@ const FLASH: Record<string, string> = {
   'group-assigned': 'Group assigned.',
   'group-unassigned': 'Group no longer has a golden image.',
   'blob-deleted': 'Package deleted.',
-  'blob-uploaded': 'Package stored and verified: its SHA-256 matches your checksum file.',
+  'blob-uploaded': 'Package stored and verified.',
   'blob-uploaded-unchecked': 'Package stored. No checksum file was given, so its SHA-256 was not compared with anything: check it against the one you expect.',
   'verify-started': 'Integrity checks started; this page shows their progress.',
   'verify-cancelled': 'Integrity checks cancelled.',
