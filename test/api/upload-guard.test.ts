@@ -2,13 +2,18 @@
  * The free-space guard on resumable (tus) uploads, with real tus requests
  * against a running mirror: a deferred length is checked when it is declared,
  * every PATCH is checked before it writes, and a deferred-length PATCH is cut
- * off when it outgrows the free space. "The disk filling up" is made real by
+ * off when it outgrows the free space. Then the other ingest paths: a pull
+ * from a URL and a bundle import. "The disk filling up" is made real by
  * raising the reserve (minFreeBytes) against the real filesystem's free bytes.
+ * (The no-JS form's guard is in form-upload.test.ts.)
  */
 import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fetchIntoStore } from '../../server/bundles/fetch.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueToken } from '../helpers/api.js';
-import { sha256Hex, startMirror, testBytes, testStream, type TestMirror } from '../helpers/env.js';
+import { putBlob, sha256Hex, startMirror, testBytes, testStream, type TestMirror } from '../helpers/env.js';
 import { request, tusCreate, tusPatchHeaders } from '../faults/helpers.js';
 
 const MiB = 1024 * 1024;
@@ -98,5 +103,79 @@ describe('free space on tus uploads', () => {
     }
     expect([404, 410]).toContain((await head(uploadUrl!)).status);
     expect(await uploadsLeft()).toEqual([]);
+  });
+});
+
+describe('free space on pulls and bundle imports', () => {
+  let m: TestMirror;
+  let token: string;
+  beforeAll(async () => {
+    m = await startMirror();
+    token = await issueToken(m, 'importer');
+  });
+  afterAll(async () => {
+    await m?.close();
+  });
+
+  async function state(): Promise<{ rows: number; tmp: string[] }> {
+    const rows = await m.runtime.db.selectFrom('blobs').select('sha256').execute();
+    return { rows: rows.length, tmp: await fs.readdir(m.runtime.store.layout.tmpDir) };
+  }
+  /** Leaves `headroom` bytes above the reserve for the duration of `fn`. */
+  async function withHeadroom<T>(headroom: number, fn: () => Promise<T>): Promise<T> {
+    m.runtime.ingestDeps.minFreeBytes = (await m.runtime.store.diskUsage()).freeBytes - headroom;
+    try {
+      return await fn();
+    } finally {
+      m.runtime.ingestDeps.minFreeBytes = 0;
+    }
+  }
+
+  it('a pull whose Content-Length does not fit is refused before its first byte is stored', async () => {
+    const data = testBytes(16 * MiB, 'pull-too-big');
+    const upstream = http.createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Length': data.length });
+      res.end(data);
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/Big.pvmp`;
+    try {
+      const before = await state();
+      await withHeadroom(4 * MiB, async () => {
+        await expect(fetchIntoStore(m.runtime.ingestDeps, url, { maxRetries: 0 })).rejects.toMatchObject({
+          code: 'INSUFFICIENT_STORAGE',
+          message: expect.stringContaining(`not enough disk space for ${url} (${data.length} bytes)`) as unknown,
+        });
+      });
+      expect(await state()).toEqual(before);
+    } finally {
+      upstream.closeAllConnections();
+      await new Promise((r) => upstream.close(r));
+    }
+  });
+
+  it('a bundle import (API) whose package does not fit answers 507 and leaves the mirror as it was', async () => {
+    const source = await startMirror();
+    try {
+      const sha = await putBlob(source, testBytes(16 * MiB, 'bundle-too-big'), 'Big.pvmp');
+      const sourceToken = await issueToken(source, 'exporter');
+      const created = await fetch(`${source.url}/api/v1/images`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${sourceToken}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name: 'Big', arm64: { enabled: true, sha256: sha } }),
+      });
+      expect(created.status).toBe(201);
+      const bundle = Buffer.from(await (await fetch(`${source.url}/api/v1/export`, { headers: { Authorization: `Bearer ${sourceToken}` } })).arrayBuffer());
+      const before = await state();
+      const res = await withHeadroom(4 * MiB, () =>
+        fetch(`${m.url}/api/v1/import`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/x-tar' }, body: bundle }),
+      );
+      expect(res.status).toBe(507);
+      expect(await res.json()).toMatchObject({ error: { code: 'INSUFFICIENT_STORAGE' } });
+      expect(await state()).toEqual(before);
+      expect(await m.runtime.db.selectFrom('images').select('name').execute()).toEqual([]);
+    } finally {
+      await source.close();
+    }
   });
 });
