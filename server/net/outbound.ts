@@ -110,7 +110,8 @@ export function createOutboundFetch(policy: OutboundPolicy): OutboundFetch {
       void Promise.all(addresses.map(async (a) => ({ ...a, refusal: await check(a.address) }))).then((checked) => {
         const permitted = checked.filter((a) => a.refusal === null);
         const first = checked[0];
-        if (permitted.length === 0 && first) return callback(addressRefused(first.address, hostname, first.refusal!));
+        if (!first) return callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', hostname }));
+        if (permitted.length === 0) return callback(addressRefused(first.address, hostname, first.refusal!));
         if (options.all) return callback(null, permitted.map(({ address, family }) => ({ address, family })));
         return callback(null, permitted[0]!.address, permitted[0]!.family);
       }, callback);
