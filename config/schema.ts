@@ -3,6 +3,7 @@
  * the MIRROR_* environment variable for each. Loading happens in load.ts.
  */
 import { z } from 'zod';
+import { parseCidr, splitList } from './cidr.js';
 
 const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const durationMs = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
@@ -57,6 +58,21 @@ export const configSchema = z
     adminPassword: z.string().default(''),
     /** How long a graceful shutdown waits for running transfers. */
     shutdownTimeoutMs: durationMs.default(30_000),
+    /** Addresses (CIDR blocks) that outbound fetches may reach although they are loopback, link-local, unspecified or this mirror's own. */
+    fetchAllow: z
+      .union([z.string(), z.array(z.string())])
+      .default('')
+      .transform((v, ctx) => {
+        const cidrs: string[] = [];
+        for (const entry of splitList(v)) {
+          const cidr = parseCidr(entry);
+          if (typeof cidr === 'string') ctx.issues.push({ code: 'custom', message: cidr, input: v });
+          else cidrs.push(cidr.text);
+        }
+        return cidrs;
+      }),
+    /** Pulls from a URL (API and admin page) running at once; the rest wait as "queued". */
+    fetchConcurrency: z.number().int().min(1).max(16).default(2),
   })
   .strict()
   .refine((c) => c.syncFrom === '' || c.syncToken !== '', { message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM', path: ['syncToken'] })
@@ -90,6 +106,8 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_SYNC_FROM: { key: 'syncFrom', kind: 'string' },
   MIRROR_SYNC_TOKEN: { key: 'syncToken', kind: 'string' },
   MIRROR_SYNC_INTERVAL: { key: 'syncIntervalMs', kind: 'duration' },
+  MIRROR_FETCH_ALLOW: { key: 'fetchAllow', kind: 'string' },
+  MIRROR_FETCH_CONCURRENCY: { key: 'fetchConcurrency', kind: 'int' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */

@@ -13,6 +13,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { createActivityTracker, type ActivityTracker } from './services/activity.js';
 import type { IngestDeps } from './services/ingest.js';
 import { TransferJobs } from './jobs/transfers.js';
+import { createOutboundFetch } from './net/outbound.js';
 
 export interface Runtime {
   config: Config;
@@ -75,8 +76,9 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     metrics,
     activity,
     verifyAfterIngest: config.verifyAfterIngest ? (sha256) => checker.checkFresh(sha256) : undefined,
+    outbound: createOutboundFetch({ allow: config.fetchAllow, listenHost: config.host }),
   };
-  const transfers = new TransferJobs(ingestDeps, log);
+  const transfers = new TransferJobs(ingestDeps, log, { concurrency: config.fetchConcurrency });
   return {
     config,
     db,

@@ -5,13 +5,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { Readable } from 'node:stream';
-import busboy from 'busboy';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie } from 'hono/cookie';
 import type { AppDeps } from '../server/app.js';
 import { AppError, toAppError } from '../server/errors.js';
+import { receiveFormUpload } from '../server/http/form-upload.js';
 import { clientAddress, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../server/http/auth.js';
 import { requestBaseUrl } from '../server/links.js';
 import { listAudit } from '../server/services/audit.js';
@@ -19,11 +18,11 @@ import { changePassword, login, logout } from '../server/services/auth.js';
 import { deleteBlob, getBlobView, listBlobViews } from '../server/services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../server/services/groups.js';
 import { createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
-import { ingest } from '../server/services/ingest.js';
 import { integritySummary } from '../server/services/integrity.js';
 import { checkImageLinks, type LinkCheckReport } from '../server/services/link-check.js';
+import { arrivalSocketOf, linkCheckFetch } from '../server/net/outbound.js';
 import { parseId } from '../server/services/validation.js';
-import { parseChecksumText, parseSha256, type Sha256 } from '../storage/digest.js';
+import { parseSha256, type Sha256 } from '../storage/digest.js';
 import { AccountPage, ErrorPage, LoginPage } from './pages/auth.js';
 import { BlobPage, BlobsPage, UploadPage } from './pages/blobs.js';
 import { DashboardPage } from './pages/dashboard.js';
@@ -50,6 +49,7 @@ const FLASH: Record<string, string> = {
   'group-unassigned': 'Group no longer has a golden image.',
   'blob-deleted': 'Package deleted.',
   'blob-uploaded': 'Package stored and verified.',
+  'blob-uploaded-unchecked': 'Package stored. No checksum file was given, so its SHA-256 was not compared with anything: check it against the one you expect.',
   'verify-started': 'Integrity checks started; this page shows their progress.',
   'verify-cancelled': 'Integrity checks cancelled.',
   'password-changed': 'Password changed.',
@@ -215,7 +215,7 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   web.get('/images/:id', async (c) => renderPortal(c, await getImage(deps, parseId(c.req.param('id'), 'image'), base(c)), null));
   web.post('/images/:id/check', async (c) => {
     const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
-    return renderPortal(c, image, await checkImageLinks(deps.store, image));
+    return renderPortal(c, image, await checkImageLinks(deps.store, image, Date.now(), linkCheckFetch(deps.config.publicUrl, arrivalSocketOf(c.env))));
   });
   web.get('/images/:id/edit', async (c) => {
     const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
@@ -349,11 +349,13 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   });
   web.post('/upload', async (c) => {
     try {
-      const sha256 = await receiveMultipartUpload(c, deps);
-      return c.redirect(`/admin/blobs/${sha256}?done=blob-uploaded`, 303);
+      const { sha256, checksumCompared } = await receiveFormUpload(deps.ingestDeps, c.req.raw);
+      return c.redirect(`/admin/blobs/${sha256}?done=${checksumCompared ? 'blob-uploaded' : 'blob-uploaded-unchecked'}`, 303);
     } catch (err) {
       const e = formError(err);
-      return c.html(<UploadPage user={user(c)} csrf={csrf(c)} jobs={deps.transfers.list()} error={e.message} />, e.status);
+      // A full disk keeps its own status (507), like the API and tus answer it.
+      const status = toAppError(err).code === 'INSUFFICIENT_STORAGE' ? 507 : e.status;
+      return c.html(<UploadPage user={user(c)} csrf={csrf(c)} jobs={deps.transfers.list()} error={e.message} />, status);
     }
   });
 
@@ -373,64 +375,6 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
     return c.html(<ErrorPage status={e.status} message={message} user={who} csrf={token} />, e.status as 500);
   });
   return web;
-}
-
-/** The no-JavaScript upload: a streamed multipart form (checksum file first, then the package). */
-async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string> {
-  const body = c.req.raw.body;
-  if (!body) throw new AppError('BAD_REQUEST', 'the upload form arrived empty');
-  return new Promise<string>((resolve, reject) => {
-    let parser: busboy.Busboy;
-    try {
-      parser = busboy({ headers: Object.fromEntries(c.req.raw.headers), limits: { files: 2, fields: 5, fieldSize: 4096 } });
-    } catch {
-      reject(new AppError('BAD_REQUEST', 'the upload must be sent as multipart/form-data'));
-      return;
-    }
-    let checksumText = '';
-    // Fix: busboy emits the package's 'file' event before the checksum stream's
-    // 'data' events have run, so checksumText was still '' and a mismatching
-    // checksum file was silently ignored. Wait for the checksum part to end.
-    let checksumRead: Promise<void> = Promise.resolve();
-    let job: Promise<string> | null = null;
-    // A client that goes away mid-upload must end the ingest (and free its temp file) at once.
-    const aborted = new AbortController();
-    parser.on('file', (name, stream, info) => {
-      if (name === 'checksum') {
-        checksumRead = new Promise<void>((done) => stream.on('end', done).on('error', () => done()));
-        stream.on('data', (chunk: Buffer) => {
-          if (checksumText.length < 65536) checksumText += chunk.toString('utf8');
-        });
-        return;
-      }
-      if (name !== 'package' || !info.filename || job) {
-        stream.resume();
-        return;
-      }
-      const fileName = info.filename;
-      job = checksumRead
-        .then(() => {
-          const expected: Sha256 | undefined = checksumText.trim() ? parseChecksumText(checksumText, 'the checksum file') : undefined;
-          return ingest(deps.ingestDeps, { source: stream, fileName, expectedSha256: expected, signal: aborted.signal });
-        })
-        .then((r) => r.blob.sha256);
-      job.catch(() => stream.resume());
-    });
-    parser.on('error', (err: Error) => reject(new AppError('BAD_REQUEST', `the upload form is malformed: ${err.message}`)));
-    parser.on('close', () => {
-      if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
-      else job.then(resolve, reject);
-    });
-    const source = Readable.fromWeb(body);
-    source.on('error', (err) => {
-      // pipe() does not pass errors on: stop the parser and the ingest waiting on it.
-      const cut = new AppError('BAD_REQUEST', 'the upload was interrupted; nothing was stored', {}, { cause: err });
-      aborted.abort(cut);
-      parser.destroy(cut);
-      reject(cut);
-    });
-    source.pipe(parser);
-  });
 }
 
 function safeNext(next: string | undefined): string {

@@ -3,13 +3,25 @@
  * streams straight into the normal ingest (hashed once, nothing visible until
  * verified). A dropped connection resumes with a Range request guarded by
  * If-Range, so the bytes cannot silently change underneath; an upstream that
- * cannot resume makes the fetch fail cleanly after its retries.
+ * cannot resume makes the fetch fail cleanly after its retries. Every request
+ * goes through the outbound address guard (server/net/outbound.ts).
  */
 import path from 'node:path';
 import { parseChecksumText, type Sha256 } from '../../storage/digest.js';
 import { AppError } from '../errors.js';
-import { ingest, type IngestDeps, type IngestResult } from '../services/ingest.js';
+import { assertFreeSpace, ingest, type IngestDeps, type IngestResult } from '../services/ingest.js';
 import { readCapped } from '../links.js';
+import { createOutboundFetch, type OutboundFetch } from '../net/outbound.js';
+
+/** Without a configured guard (a library caller), the strictest one: nothing opened, every interface is "own". */
+let strictest: OutboundFetch | null = null;
+
+/** The guarded HTTP client of `deps`, or the strictest default. */
+export function outboundOf(deps: IngestDeps): OutboundFetch {
+  if (deps.outbound) return deps.outbound;
+  strictest ??= createOutboundFetch({ allow: [], listenHost: '0.0.0.0' });
+  return strictest;
+}
 
 export interface FetchOptions {
   expectedSha256?: Sha256 | undefined;
@@ -25,13 +37,16 @@ export interface FetchOptions {
 
 export async function fetchIntoStore(deps: IngestDeps, url: string, options: FetchOptions = {}): Promise<IngestResult> {
   const target = parseUpstreamUrl(url, 'url');
+  const http = outboundOf(deps);
   let expected = options.expectedSha256;
   if (options.checksumUrl !== undefined) {
-    const text = await fetchSmallText(parseUpstreamUrl(options.checksumUrl, 'checksum URL'), options);
+    const text = await fetchSmallText(http, parseUpstreamUrl(options.checksumUrl, 'checksum URL'), options);
     expected = parseChecksumText(text, `checksum file at ${options.checksumUrl}`);
   }
   const fileName = options.fileName ?? (decodeURIComponent(path.posix.basename(target.pathname)) || 'package.pvmp');
-  return ingest(deps, { source: resumableBody(target, options), fileName, expectedSha256: expected, signal: options.signal });
+  // A Content-Length is checked against the free space before the first byte is written.
+  const checkLength = (total: number) => assertFreeSpace(deps, total, `${target.href}`);
+  return ingest(deps, { source: resumableBody(http, target, options, checkLength), fileName, expectedSha256: expected, signal: options.signal });
 }
 
 function parseUpstreamUrl(text: string, what: string): URL {
@@ -45,9 +60,9 @@ function parseUpstreamUrl(text: string, what: string): URL {
   return url;
 }
 
-async function fetchSmallText(url: URL, options: FetchOptions): Promise<string> {
-  const res = await fetch(url, { headers: options.headers, signal: options.signal ?? AbortSignal.timeout(30_000) }).catch((err: unknown) => {
-    throw upstreamError(url, err);
+async function fetchSmallText(http: OutboundFetch, url: URL, options: FetchOptions): Promise<string> {
+  const res = await http(url, { headers: options.headers, signal: options.signal ?? AbortSignal.timeout(30_000) }).catch((err: unknown) => {
+    throw err instanceof AppError ? err : upstreamError(url, err);
   });
   if (!res.ok) {
     await res.body?.cancel();
@@ -63,7 +78,12 @@ async function fetchSmallText(url: URL, options: FetchOptions): Promise<string> 
  * validator (strong ETag, else Last-Modified) of the first answer pins the
  * content; a resumed answer must be 206 starting exactly where we stopped.
  */
-async function* resumableBody(url: URL, options: FetchOptions): AsyncGenerator<Uint8Array> {
+async function* resumableBody(
+  http: OutboundFetch,
+  url: URL,
+  options: FetchOptions,
+  checkLength: (total: number) => Promise<void>,
+): AsyncGenerator<Uint8Array> {
   const maxRetries = options.maxRetries ?? 5;
   const delayMs = options.retryDelayMs ?? 1000;
   let offset = 0;
@@ -79,9 +99,10 @@ async function* resumableBody(url: URL, options: FetchOptions): AsyncGenerator<U
     }
     let res: Response;
     try {
-      res = await fetch(url, { headers, signal: options.signal, redirect: 'follow' });
+      res = await http(url, { headers, signal: options.signal, redirect: 'follow' });
     } catch (err) {
-      if (options.signal?.aborted) throw err;
+      // A refused address or a redirect loop will not get better by retrying.
+      if (options.signal?.aborted || err instanceof AppError) throw err;
       failures += 1;
       if (failures > maxRetries) throw upstreamError(url, err);
       await sleep(delayMs * failures, options.signal);
@@ -96,6 +117,14 @@ async function* resumableBody(url: URL, options: FetchOptions): AsyncGenerator<U
       validator = etag && !etag.startsWith('W/') ? etag : res.headers.get('last-modified');
       const length = res.headers.get('content-length');
       total = length !== null && /^\d+$/.test(length) ? Number(length) : null;
+      if (total !== null) {
+        try {
+          await checkLength(total);
+        } catch (err) {
+          await res.body?.cancel();
+          throw err;
+        }
+      }
     } else {
       const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
       if (res.status !== 206 || !range || Number(range[1]) !== offset) {

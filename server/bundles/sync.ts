@@ -11,11 +11,14 @@ import { findBlob } from '../repos/blobs.js';
 import type { Actor } from '../services/audit.js';
 import type { IngestDeps } from '../services/ingest.js';
 import { exportBundle } from './export.js';
-import { fetchIntoStore } from './fetch.js';
+import { fetchIntoStore, outboundOf } from './fetch.js';
 import { importBundle, type ImportReport } from './import.js';
 import { manifestSchema, type Manifest } from './manifest.js';
-import { downloadUrl } from '../links.js';
+import { downloadUrl, readCapped } from '../links.js';
 import { parseInput } from '../services/validation.js';
+
+/** A manifest of thousands of images and groups is well under 1 MiB; more is not a goldmirror answering. */
+export const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
 export interface SyncOptions {
   from: string;
@@ -34,15 +37,7 @@ export interface SyncReport {
 export async function syncFrom(deps: IngestDeps, options: SyncOptions): Promise<SyncReport> {
   const base = options.from.replace(/\/+$/, '');
   const headers = { Authorization: `Bearer ${options.token}` };
-  let res: Response;
-  try {
-    res = await fetch(`${base}/api/v1/export/manifest`, { headers, signal: options.signal ?? AbortSignal.timeout(60_000) });
-  } catch (err) {
-    throw new AppError('SOURCE_FAILED', `cannot reach ${base}: ${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message}`);
-  }
-  if (res.status === 401) throw new AppError('SOURCE_FAILED', `${base} refused the sync token (HTTP 401)`);
-  if (!res.ok) throw new AppError('SOURCE_FAILED', `${base} answered HTTP ${res.status} for its manifest`);
-  const manifest: Manifest = parseInput(manifestSchema, await res.json(), 'upstream manifest');
+  const manifest: Manifest = parseInput(manifestSchema, await readManifest(deps, base, headers, options.signal), 'upstream manifest');
 
   const fetched: string[] = [];
   for (const blob of manifest.blobs) {
@@ -59,4 +54,38 @@ export async function syncFrom(deps: IngestDeps, options: SyncOptions): Promise<
   // Apply through the bundle importer: same validation, conflicts and transaction.
   const report = await importBundle(deps, exportBundle(deps.store, { ...manifest, includesBlobs: false }), { dryRun: false, actor: options.actor });
   return { from: base, fetched, import: report };
+}
+
+/** GET the upstream's manifest through the outbound guard, reading at most MAX_MANIFEST_BYTES of it. */
+async function readManifest(deps: IngestDeps, base: string, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await outboundOf(deps)(`${base}/api/v1/export/manifest`, { headers, signal: signal ?? AbortSignal.timeout(60_000) });
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    throw new AppError('SOURCE_FAILED', `cannot reach ${base}: ${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message}`);
+  }
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    if (res.status === 401) throw new AppError('SOURCE_FAILED', `${base} refused the sync token (HTTP 401)`);
+    throw new AppError('SOURCE_FAILED', `${base} answered HTTP ${res.status} for its manifest`);
+  }
+  const tooLarge = () =>
+    new AppError('SOURCE_FAILED', `the manifest of ${base} is larger than ${MAX_MANIFEST_BYTES} bytes; refusing to read it (is ${base} a goldmirror?)`, {
+      maxBytes: MAX_MANIFEST_BYTES,
+    });
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (declared > MAX_MANIFEST_BYTES) {
+    await res.body?.cancel().catch(() => undefined);
+    throw tooLarge();
+  }
+  const { bytes, truncated } = await readCapped(res, MAX_MANIFEST_BYTES).catch((err: unknown) => {
+    throw new AppError('SOURCE_FAILED', `${base} broke off while sending its manifest: ${(err as Error).message}`, {}, { cause: err });
+  });
+  if (truncated) throw tooLarge();
+  try {
+    return JSON.parse(bytes.toString('utf8')) as unknown;
+  } catch {
+    throw new AppError('SOURCE_FAILED', `${base} answered its manifest with something that is not JSON`);
+  }
 }

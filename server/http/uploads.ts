@@ -4,6 +4,9 @@
  * they arrive; when an upload completes it is adopted into the blob store by
  * rename through the common ingest path, and its checksum file (if the admin
  * picked one) is enforced. A failed or mismatching upload leaves nothing.
+ * The free-space guard (minFreeBytes, 507) runs when an upload is created with
+ * a length, when a deferred length is declared, before every PATCH writes and
+ * every GUARD_EVERY_BYTES while it writes, so no upload can fill the disk.
  */
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
@@ -18,17 +21,59 @@ import { newSha256, parseChecksumText, type Sha256 } from '../../storage/digest.
 import { AppError, errorBody, toAppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
 import type { Logger } from '../log.js';
-import { ingestUploadedFile, type IngestDeps } from '../services/ingest.js';
+import { assertFreeSpace, ingestUploadedFile, type IngestDeps } from '../services/ingest.js';
 
 export const UPLOADS_PATH = '/api/v1/uploads';
 /** Unfinished uploads are dropped after this long without being completed. */
 const UPLOAD_EXPIRY_MS = 3 * 24 * 60 * 60 * 1000;
 
-/** FileStore that hashes each PATCH body on its way to disk, while offsets line up. */
+/** While a PATCH writes, free space is looked at again this often (concurrent uploads share the disk). */
+const GUARD_EVERY_BYTES = 16 * 1024 * 1024;
+
+/** The answer @tus/server sends for a thrown { status_code, body }. */
+function tusError(err: AppError): { status_code: number; body: string } {
+  return { status_code: err.status, body: JSON.stringify(errorBody(err)) };
+}
+
+/** Free space an upload may still use: free bytes minus the reserve (the shared guard's arithmetic). */
+type Headroom = () => Promise<number>;
+
+/** FileStore that hashes each PATCH body on its way to disk, while offsets line up, under the free-space guard. */
 class HashingFileStore extends FileStore {
   readonly running = new Map<string, { hash: Hash; offset: number }>();
+  readonly #guard: (bytes: number, what: string) => Promise<void>;
+  readonly #headroom: Headroom;
+
+  constructor(options: ConstructorParameters<typeof FileStore>[0], guard: (bytes: number, what: string) => Promise<void>, headroom: Headroom) {
+    super(options);
+    this.#guard = guard;
+    this.#headroom = headroom;
+  }
+
+  /** Upload-Length arriving on a PATCH of a deferred upload: the rest must fit, or 507 and the length stays open. */
+  override async declareUploadLength(id: string, uploadLength: number): Promise<void> {
+    const { offset } = await this.getUpload(id);
+    try {
+      await this.#guard(uploadLength - offset, `the declared Upload-Length of ${uploadLength} bytes`);
+    } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
+      throw tusError(toAppError(err));
+    }
+    return super.declareUploadLength(id, uploadLength);
+  }
 
   override async write(readable: IncomingMessage | Readable, id: string, offset: number): Promise<number> {
+    // Before any byte: what is left of a known length must fit; of a deferred one, the reserve must be intact.
+    const { size } = await this.getUpload(id);
+    const remaining = size === undefined ? 0 : size - offset;
+    try {
+      await this.#guard(remaining, size === undefined ? 'more of an upload of deferred length' : `the remaining ${remaining} bytes of this upload`);
+    } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
+      throw tusError(toAppError(err));
+    }
+    // A deferred length may not outgrow what was free when this PATCH began; both kinds look again as they go.
+    const budget = size === undefined ? await this.#headroom() : Number.POSITIVE_INFINITY;
     let state = this.running.get(id);
     if (offset === 0) {
       state = { hash: newSha256(), offset: 0 };
@@ -55,10 +100,20 @@ class HashingFileStore extends FileStore {
     // full disk is a 507 and the partial upload is removed (found by the fault
     // suite, test/faults/disk-full.test.ts).
     let received = 0;
+    let nextLook = GUARD_EVERY_BYTES;
+    const headroom = this.#headroom;
+    const outOfRoom = (): AppError =>
+      new AppError('INSUFFICIENT_STORAGE', `not enough disk space to go on receiving this upload (${offset + received} bytes so far); the partial upload was removed, nothing was stored`);
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         received += chunk.length;
-        callback(null, chunk);
+        if (received > budget) return callback(outOfRoom());
+        if (received < nextLook) return callback(null, chunk);
+        nextLook = received + GUARD_EVERY_BYTES;
+        headroom().then(
+          (room) => (room < (size === undefined ? 0 : size - offset - received) ? callback(outOfRoom()) : callback(null, chunk)),
+          (err: Error) => callback(err),
+        );
       },
     });
     try {
@@ -68,6 +123,11 @@ class HashingFileStore extends FileStore {
       // Some hashed bytes may not have reached the file.
       this.running.delete(id);
       const code = (err as NodeJS.ErrnoException).code;
+      if (err instanceof AppError && err.code === 'INSUFFICIENT_STORAGE') {
+        await this.remove(id).catch(() => undefined);
+        // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
+        throw tusError(err);
+      }
       if (code === 'ENOSPC' || code === 'EDQUOT') {
         await this.remove(id).catch(() => undefined);
         const appError = new AppError('INSUFFICIENT_STORAGE', 'the disk filled up during the upload; the partial upload was removed, nothing was stored');
@@ -95,7 +155,11 @@ export interface UploadDeps {
 }
 
 export function createUploadServer(deps: UploadDeps): Server {
-  const datastore = new HashingFileStore({ directory: deps.store.layout.uploadsDir, expirationPeriodInMilliseconds: UPLOAD_EXPIRY_MS });
+  const datastore = new HashingFileStore(
+    { directory: deps.store.layout.uploadsDir, expirationPeriodInMilliseconds: UPLOAD_EXPIRY_MS },
+    (bytes, what) => assertFreeSpace(deps.ingestDeps, bytes, what),
+    async () => (await deps.store.diskUsage()).freeBytes - deps.ingestDeps.minFreeBytes,
+  );
   // @tus/server answers a thrown { status_code, body } object with exactly that response.
   const fail = (err: unknown): never => {
     const appError = toAppError(err);
@@ -114,15 +178,8 @@ export function createUploadServer(deps: UploadDeps): Server {
         const meta = upload.metadata ?? {};
         if (!meta.filename) throw new AppError('VALIDATION_FAILED', 'uploads need a file name (tus metadata "filename")');
         if (meta.checksum) parseChecksumText(meta.checksum, 'the checksum file');
-        if (upload.size !== undefined) {
-          const { freeBytes } = await deps.store.diskUsage();
-          if (freeBytes - upload.size < deps.ingestDeps.minFreeBytes) {
-            throw new AppError(
-              'INSUFFICIENT_STORAGE',
-              `not enough disk space for ${upload.size} bytes: ${freeBytes} bytes are free and ${deps.ingestDeps.minFreeBytes} must stay free`,
-            );
-          }
-        }
+        // A deferred length is checked when it is declared, and every PATCH before it writes.
+        if (upload.size !== undefined) await assertFreeSpace(deps.ingestDeps, upload.size, 'this upload');
       } catch (err) {
         fail(err);
       }

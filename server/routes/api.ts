@@ -14,6 +14,7 @@ import { deleteBlob, getBlobView, listBlobViews } from '../services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../services/groups.js';
 import { createImage, deleteImage, getImage, listImages, portalValues, updateImage } from '../services/images.js';
 import { checkImageLinks } from '../services/link-check.js';
+import { arrivalSocketOf, linkCheckFetch } from '../net/outbound.js';
 import { parseId, parseInput, sha256Field } from '../services/validation.js';
 import type { IntegrityChecker } from '../jobs/integrity-checker.js';
 import { collectGarbage } from '../services/gc.js';
@@ -137,7 +138,7 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   api.get('/images/:id/portal', async (c) => c.json(portalValues(await getImage(deps, parseId(c.req.param('id'), 'image'), base(c)))));
   api.post('/images/:id/check', async (c) => {
     const view = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
-    return c.json(await checkImageLinks(deps.store, view));
+    return c.json(await checkImageLinks(deps.store, view, Date.now(), linkCheckFetch(deps.config.publicUrl, arrivalSocketOf(c.env))));
   });
 
   api.get('/groups', async (c) => c.json(await listGroups(deps)));

@@ -14,6 +14,7 @@ import { recordIngestedBlob } from '../repos/blobs.js';
 import { linkFileName } from '../file-names.js';
 import type { Metrics } from '../metrics.js';
 import { AppError } from '../errors.js';
+import type { OutboundFetch } from '../net/outbound.js';
 import type { ActivityTracker } from './activity.js';
 
 export interface IngestDeps {
@@ -26,6 +27,8 @@ export interface IngestDeps {
   activity?: ActivityTracker | undefined;
   /** Re-read the stored file and re-hash it after the ingest (MIRROR_VERIFY_AFTER_INGEST). */
   verifyAfterIngest?: ((sha256: Sha256) => Promise<string>) | undefined;
+  /** HTTP to other servers (pulls, sync) under the outbound address guard; the strictest guard when absent. */
+  outbound?: OutboundFetch | undefined;
 }
 
 export interface IngestRequest {
@@ -43,7 +46,26 @@ export interface IngestResult {
   created: boolean;
 }
 
+/**
+ * The free-space guard every ingest path shares (tus, the no-JS form, pulls,
+ * bundles): refuses with 507 when storing `bytes` more would leave fewer than
+ * minFreeBytes free. With 0 it still refuses once the reserve is already used.
+ */
+export async function assertFreeSpace(deps: Pick<IngestDeps, 'store' | 'minFreeBytes'>, bytes: number, what = 'the package'): Promise<void> {
+  if (deps.minFreeBytes <= 0 && bytes <= 0) return;
+  const { freeBytes } = await deps.store.diskUsage();
+  if (freeBytes - bytes < deps.minFreeBytes) {
+    throw new AppError(
+      'INSUFFICIENT_STORAGE',
+      `not enough disk space for ${what} (${bytes} bytes): ${freeBytes} bytes are free and ${deps.minFreeBytes} must stay free; nothing was stored`,
+      { needed: bytes, freeBytes, minFreeBytes: deps.minFreeBytes },
+    );
+  }
+}
+
 export async function ingest(deps: IngestDeps, request: IngestRequest): Promise<IngestResult> {
+  // A size known up front is checked by the store; of an unknown one, at least refuse when the reserve is already gone.
+  if (request.expectedSize === undefined) await assertFreeSpace(deps, 0);
   return commit(deps, request.fileName, request.expectedSha256, () =>
     deps.store.put(request.source, {
       expectedSha256: request.expectedSha256,

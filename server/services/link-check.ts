@@ -33,18 +33,21 @@ export interface LinkCheckReport {
   architectures: Partial<Record<Arch, ArchCheck>>;
 }
 
-export async function checkImageLinks(store: BlobStore, view: ImageView, now = Date.now()): Promise<LinkCheckReport> {
+/** How the check reaches a link: global fetch, or one pinned to this mirror (server/net/outbound.ts, linkCheckFetch). */
+export type LinkFetch = (url: string, init: { method?: 'HEAD'; headers: Record<string, string>; redirect: 'manual'; signal: AbortSignal }) => Promise<Response>;
+
+export async function checkImageLinks(store: BlobStore, view: ImageView, now = Date.now(), request: LinkFetch = fetch): Promise<LinkCheckReport> {
   const architectures: LinkCheckReport['architectures'] = {};
   for (const arch of ARCHES) {
     const a = view[arch];
     if (!a.enabled) continue;
-    architectures[arch] = await checkArch(store, a.label, a.url, a.sha256, a.size);
+    architectures[arch] = await checkArch(store, a.label, a.url, a.sha256, a.size, request);
   }
   const results = Object.values(architectures);
   return { ok: results.length > 0 && results.every((r) => r.ok), checkedAt: new Date(now).toISOString(), architectures };
 }
 
-async function checkArch(store: BlobStore, label: string, url: string | null, sha256: string | null, size: number | null): Promise<ArchCheck> {
+async function checkArch(store: BlobStore, label: string, url: string | null, sha256: string | null, size: number | null, request: LinkFetch): Promise<ArchCheck> {
   const steps: CheckStep[] = [];
   const done = (): ArchCheck => ({ label, url, ok: steps.length > 0 && steps.every((s) => s.ok), steps });
   if (url === null || sha256 === null || size === null) {
@@ -54,7 +57,7 @@ async function checkArch(store: BlobStore, label: string, url: string | null, sh
 
   let head: Response;
   try {
-    head = await fetch(url, { method: 'HEAD', headers: { 'User-Agent': LINK_CHECK_USER_AGENT }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+    head = await request(url, { method: 'HEAD', headers: { 'User-Agent': LINK_CHECK_USER_AGENT }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
   } catch (err) {
     steps.push({ name: 'reachable', ok: false, detail: describeFetchError(err, url) });
     return done();
@@ -85,7 +88,7 @@ async function checkArch(store: BlobStore, label: string, url: string | null, sh
       const name = `bytes ${start}-${end}`;
       let res: Response;
       try {
-        res = await fetch(url, { headers: { Range: `bytes=${start}-${end}`, 'User-Agent': LINK_CHECK_USER_AGENT }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+        res = await request(url, { headers: { Range: `bytes=${start}-${end}`, 'User-Agent': LINK_CHECK_USER_AGENT }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
       } catch (err) {
         steps.push({ name, ok: false, detail: describeFetchError(err, url) });
         continue;

@@ -10,7 +10,9 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchIntoStore } from '../../server/bundles/fetch.js';
-import { syncFrom } from '../../server/bundles/sync.js';
+import { MAX_MANIFEST_BYTES, syncFrom } from '../../server/bundles/sync.js';
+import { createLogger } from '../../server/log.js';
+import { openRuntime } from '../../server/runtime.js';
 import type { TransferJob } from '../../server/jobs/transfers.js';
 import { downloadUrl } from '../../server/links.js';
 import { cliActor } from '../../server/services/audit.js';
@@ -19,7 +21,7 @@ import { createGroup } from '../../server/services/groups.js';
 import { createImage } from '../../server/services/images.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { runCli } from '../helpers/cli.js';
-import { makeTempDir, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import { makeTempDir, startMirror, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
 import { cliEnv, containing, logical, matching, openLocal, seed, sha256Hex, snapshot, store, type LocalMirror, type Seed } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -606,6 +608,130 @@ describe('sync between two mirrors', () => {
       }
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('pull jobs wait their turn (MIRROR_FETCH_CONCURRENCY)', () => {
+  const data = testBytes(8 * MiB + 1, 'queue');
+  let M: TestMirror;
+  let auth: Record<string, string>;
+  let stalling: Upstream;
+  beforeAll(async () => {
+    M = await startMirror({ fetchConcurrency: 1 });
+    auth = { Authorization: `Bearer ${(await createApiToken(M.runtime.db, cliActor, 'queue')).token}` };
+    stalling = await startUpstream(data, { stallAfter: MiB });
+  });
+  afterAll(async () => {
+    await stalling?.close();
+    await M?.close();
+  });
+
+  async function start(): Promise<TransferJob> {
+    const res = await fetch(`${M.url}/api/v1/fetch`, {
+      method: 'POST',
+      headers: { ...auth, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ url: `${stalling.url}/file.pvmp` }),
+    });
+    expect(res.status).toBe(202);
+    return (await res.json()) as TransferJob;
+  }
+  const poll = async (id: string): Promise<TransferJob> => (await (await fetch(`${M.url}/api/v1/fetch/${id}`, { headers: auth })).json()) as TransferJob;
+  const cancel = async (id: string): Promise<number> => (await fetch(`${M.url}/api/v1/fetch/${id}`, { method: 'DELETE', headers: auth })).status;
+  async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+    for (let i = 0; !(await check()); i++) {
+      if (i > 600) throw new Error(`timed out waiting until ${what}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  it('with a cap of 1, a second job is "queued" (API and page) and starts only when the first ends; a queued job cancels at once', async () => {
+    const first = await start();
+    expect(first.state).toBe('running');
+    await until('the first job streams', async () => (await poll(first.id)).bytesDone >= MiB);
+
+    const second = await start();
+    expect(second.state).toBe('queued');
+    const third = await start();
+    expect(await poll(third.id)).toMatchObject({ state: 'queued', bytesDone: 0 });
+    expect(stalling.seen).toHaveLength(1); // only the running job talks to the upstream
+    const page = await (await fetch(`${M.url}/admin/upload`, { headers: auth })).text();
+    expect(page).toContain(`${stalling.url}/file.pvmp`);
+    expect(page.match(/<td>queued<form method="post" action="\/admin\/fetch\/[0-9a-f-]+\/cancel"/g)).toHaveLength(2);
+
+    // Cancelling a queued job ends it without waiting for the running one.
+    expect(await cancel(second.id)).toBe(204);
+    expect(await M.runtime.transfers.wait(second.id)).toMatchObject({ state: 'cancelled', bytesDone: 0 });
+    expect(stalling.seen).toHaveLength(1);
+
+    // When the running job ends, the next queued one starts.
+    expect(await cancel(first.id)).toBe(204);
+    expect((await M.runtime.transfers.wait(first.id))?.state).toBe('cancelled');
+    await until('the third job runs', async () => (await poll(third.id)).state === 'running');
+    await until('the third job reaches the upstream', () => Promise.resolve(stalling.seen.length === 2));
+    expect(await cancel(third.id)).toBe(204);
+    expect((await M.runtime.transfers.wait(third.id))?.state).toBe('cancelled');
+    expect(((await snapshot(M)) as { tmpFiles: object }).tmpFiles).toEqual({});
+  });
+});
+
+describe('sync under the outbound guard', () => {
+  it('a loopback upstream is refused unless MIRROR_FETCH_ALLOW opens it (library and CLI)', async () => {
+    const up = await startUpstream(Buffer.alloc(1));
+    const dir = await makeTempDir();
+    const runtime = await openRuntime(testConfig(dir, { fetchAllow: '' }), createLogger('silent'));
+    try {
+      await expect(syncFrom(runtime.ingestDeps, { from: up.url, token: 'gm_x', actor: cliActor })).rejects.toMatchObject({
+        code: 'FETCH_ADDRESS_REFUSED',
+        message: containing('MIRROR_FETCH_ALLOW'),
+      });
+      const env = { ...cliEnv(path.join(dir, 'cli')), MIRROR_FETCH_ALLOW: '' };
+      const res = await runCli(['sync', '--from', up.url, '--token', 'gm_x'], env);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toMatch(/refusing to fetch from 127\.0\.0\.1: it is a loopback address/);
+      expect(up.seen).toEqual([]);
+    } finally {
+      await runtime.close();
+      await up.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads at most MAX_MANIFEST_BYTES of an upstream manifest, declared or streamed, and says so', async () => {
+    let sent = 0;
+    const server = http.createServer((req, res) => {
+      const declared = req.url === '/declared/api/v1/export/manifest';
+      // Streamed: "endless" (256 MiB) unless the reader stops.
+      const size = declared ? MAX_MANIFEST_BYTES + MiB : 256 * MiB;
+      res.writeHead(200, { 'Content-Type': 'application/json', ...(declared ? { 'Content-Length': String(size) } : {}) });
+      if (declared) return void res.end('{'); // the length alone is enough to refuse
+      const chunk = Buffer.alloc(256 * 1024, 0x20);
+      const pump = (): void => {
+        while (sent < size && !res.destroyed) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const B = await openLocal();
+    try {
+      for (const from of [base, `${base}/declared`]) {
+        await expect(syncFrom(B.runtime.ingestDeps, { from, token: 'gm_x', actor: cliActor }), from).rejects.toMatchObject({
+          code: 'SOURCE_FAILED',
+          message: containing(`the manifest of ${from} is larger than ${MAX_MANIFEST_BYTES} bytes`),
+        });
+      }
+      // The streamed one was cut off soon after the cap (socket buffers hold a few MiB more), not read to its end.
+      expect(sent).toBeGreaterThan(MAX_MANIFEST_BYTES);
+      expect(sent).toBeLessThan(MAX_MANIFEST_BYTES + 32 * MiB);
+    } finally {
+      await B.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
     }
   });
 });

@@ -278,6 +278,7 @@ export function cliEnv(dataDir: string): Record<string, string> {
     MIRROR_MIN_FREE_BYTES: '0',
     MIRROR_LOG_LEVEL: 'silent',
     MIRROR_PUBLIC_URL: 'http://mirror.test',
+    MIRROR_FETCH_ALLOW: '127.0.0.0/8',
   };
 }
 

@@ -60,6 +60,7 @@ export function mirrorEnv(dataDir: string, extra: Record<string, string> = {}): 
     MIRROR_MIN_FREE_BYTES: '0',
     MIRROR_PUBLIC_URL: 'http://mirror.test:8080',
     MIRROR_LOG_LEVEL: 'warn',
+    MIRROR_FETCH_ALLOW: '127.0.0.0/8',
     ...extra,
   };
 }

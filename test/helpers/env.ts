@@ -23,8 +23,14 @@ export async function makeTempDir(prefix = 'goldmirror-test-'): Promise<string> 
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
+/** Test peers (upstreams, other mirrors) listen on loopback, which outbound fetches refuse unless opened. */
+export const TEST_FETCH_ALLOW = '127.0.0.0/8';
+
 export function testConfig(dataDir: string, overrides: Record<string, unknown> = {}): Config {
-  return loadConfig({ env: {}, overrides: { dataDir, host: '127.0.0.1', port: 0, minFreeBytes: 0, logLevel: 'silent', ...overrides } });
+  return loadConfig({
+    env: {},
+    overrides: { dataDir, host: '127.0.0.1', port: 0, minFreeBytes: 0, logLevel: 'silent', fetchAllow: TEST_FETCH_ALLOW, ...overrides },
+  });
 }
 
 export interface TestMirror {

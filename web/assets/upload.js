@@ -93,7 +93,8 @@
         status.className = 'upload-status';
         status.innerHTML = '';
         const done = document.createElement('span');
-        text(done, '100% · stored and verified. ');
+        // "Verified" only when a checksum file was compared; otherwise say that nothing was.
+        text(done, checksum.trim() ? '100% · stored and verified. ' : '100% · stored (no checksum file: its SHA-256 was not compared with anything). ');
         const link = document.createElement('a');
         link.href = '/admin/blobs/' + sha;
         text(link, 'SHA-256 ' + sha);

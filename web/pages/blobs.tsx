@@ -158,7 +158,7 @@ export const UploadPage: FC<Common & { jobs: TransferJob[]; fetchValues?: { url:
                 <td>
                   {j.state === 'done' && j.sha256 ? <a href={`/admin/blobs/${j.sha256}`}>stored</a> : j.state}
                   {j.error ? `: ${j.error.message}` : ''}
-                  {j.state === 'running' && (
+                  {(j.state === 'running' || j.state === 'queued') && (
                     <form method="post" action={`/admin/fetch/${j.id}/cancel`} class="inline">
                       <CsrfField token={c.csrf} />{' '}
                       <button type="submit" class="secondary">

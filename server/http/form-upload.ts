@@ -1,0 +1,129 @@
+/**
+ * The no-JavaScript upload: one streamed multipart/form-data request with an
+ * optional `checksum` file part and a `package` file part, in either order.
+ *
+ * Verification, whatever the order of the parts:
+ * 1. checksum part first: its digest is handed to the ingest, which compares
+ *    before anything is committed (the browser's case: the form lists it first);
+ * 2. package part first: the package is hashed while it streams to its temp
+ *    file, and the ingest is held open until the whole form has been read; a
+ *    checksum part that arrived after it is compared then, and a mismatch
+ *    fails the ingest, which removes the temp file: nothing is stored;
+ * 3. the answer says whether a digest was compared, so the page never claims a
+ *    verification that did not happen.
+ */
+import { Readable } from 'node:stream';
+import busboy from 'busboy';
+import { newSha256, parseChecksumText, type Sha256 } from '../../storage/digest.js';
+import { AppError } from '../errors.js';
+import { assertFreeSpace, ingest, type IngestDeps } from '../services/ingest.js';
+
+/** A checksum file is one line; more is not a checksum file. */
+const CHECKSUM_MAX_CHARS = 65536;
+
+export interface FormUploadResult {
+  sha256: string;
+  /** True when a checksum file was given and the package matched it. */
+  checksumCompared: boolean;
+}
+
+export async function receiveFormUpload(deps: IngestDeps, request: Request): Promise<FormUploadResult> {
+  const body = request.body;
+  if (!body) throw new AppError('BAD_REQUEST', 'the upload form arrived empty');
+  // The form is a little larger than the package: a known length is checked before a byte is stored.
+  const declared = Number(request.headers.get('content-length') ?? NaN);
+  if (Number.isSafeInteger(declared) && declared > 0) await assertFreeSpace(deps, declared, 'this upload');
+
+  return new Promise<FormUploadResult>((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({ headers: Object.fromEntries(request.headers), limits: { files: 2, fields: 5, fieldSize: 4096 } });
+    } catch {
+      reject(new AppError('BAD_REQUEST', 'the upload must be sent as multipart/form-data'));
+      return;
+    }
+    let checksumText = '';
+    let packageStarted = false;
+    // busboy emits the package's 'file' event before an earlier checksum stream's 'data' has run: wait for its end.
+    let checksumRead: Promise<void> = Promise.resolve();
+    let job: Promise<FormUploadResult> | null = null;
+    // A client that goes away mid-upload must end the ingest (and free its temp file) at once.
+    const aborted = new AbortController();
+    const formRead = new Promise<void>((done, fail) => {
+      parser.on('close', () => done());
+      aborted.signal.addEventListener('abort', () => fail(aborted.signal.reason as Error), { once: true });
+    });
+    formRead.catch(() => undefined);
+
+    parser.on('file', (name, stream, info) => {
+      if (name === 'checksum') {
+        const read = new Promise<void>((done) => stream.on('end', done).on('error', () => done()));
+        if (!packageStarted) checksumRead = read;
+        stream.on('data', (chunk: Buffer) => {
+          if (checksumText.length < CHECKSUM_MAX_CHARS) checksumText += chunk.toString('utf8');
+        });
+        return;
+      }
+      if (name !== 'package' || !info.filename || job) {
+        stream.resume();
+        return;
+      }
+      packageStarted = true;
+      const fileName = info.filename;
+      job = checksumRead.then(async () => {
+        const given = checksumText.trim() ? parseChecksumText(checksumText, 'the checksum file') : undefined;
+        if (given) {
+          const { blob } = await ingest(deps, { source: stream, fileName, expectedSha256: given, signal: aborted.signal });
+          return { sha256: blob.sha256, checksumCompared: true };
+        }
+        let late: Sha256 | undefined;
+        const source = hashThenCheckLate(stream, formRead, (actual) => {
+          late = checksumText.trim() ? parseChecksumText(checksumText, 'the checksum file') : undefined;
+          if (late && late !== actual) {
+            throw new AppError(
+              'DIGEST_MISMATCH',
+              `the package hashes to sha256 ${actual}, but the checksum file (sent after the package) says ${late}; nothing was stored`,
+              { expected: late, actual },
+            );
+          }
+        });
+        const { blob } = await ingest(deps, { source, fileName, signal: aborted.signal });
+        return { sha256: blob.sha256, checksumCompared: late !== undefined };
+      });
+      job.catch(() => stream.resume());
+    });
+    parser.on('error', (err: Error) => {
+      const bad = new AppError('BAD_REQUEST', `the upload form is malformed: ${err.message}`);
+      aborted.abort(bad);
+      reject(bad);
+    });
+    parser.on('close', () => {
+      if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
+      else job.then(resolve, reject);
+    });
+    const source = Readable.fromWeb(body);
+    source.on('error', (err) => {
+      // pipe() does not pass errors on: stop the parser and the ingest waiting on it.
+      const cut = new AppError('BAD_REQUEST', 'the upload was interrupted; nothing was stored', {}, { cause: err });
+      aborted.abort(cut);
+      parser.destroy(cut);
+      reject(cut);
+    });
+    source.pipe(parser);
+  });
+}
+
+/**
+ * The package bytes, hashed on their way to the store; after the last one it
+ * waits for the rest of the form (a late checksum part) and lets `verify`
+ * throw before the ingest commits, so a mismatch leaves nothing behind.
+ */
+async function* hashThenCheckLate(stream: AsyncIterable<Buffer>, formRead: Promise<void>, verify: (actual: Sha256) => void): AsyncGenerator<Buffer> {
+  const hash = newSha256();
+  for await (const chunk of stream) {
+    hash.update(chunk);
+    yield chunk;
+  }
+  await formRead;
+  verify(hash.digest('hex') as Sha256);
+}
