@@ -155,10 +155,10 @@ export class UploadServer extends Server {
       const early = await this.#headOfCompleteUpload(req, id);
       if (early) return early;
     }
-    if (id === null || req.method !== 'PATCH') return super.handleWeb(req);
+    if (id === null || req.method !== 'PATCH') return labelJsonErrors(await super.handleWeb(req));
     this.#receiving.set(id, (this.#receiving.get(id) ?? 0) + 1);
     try {
-      return await super.handleWeb(req);
+      return await labelJsonErrors(await super.handleWeb(req));
     } finally {
       const left = (this.#receiving.get(id) ?? 1) - 1;
       if (left > 0) this.#receiving.set(id, left);
@@ -257,6 +257,16 @@ export class UploadServer extends Server {
     const cutoff = Date.now() - FINISHED_MEMORY_MS;
     for (const [id, done] of this.#finished) if (done.at < cutoff) this.#finished.delete(id);
   }
+}
+
+/** Our errors reach tus as JSON text ({"error":…}); say so, like every other API answer. */
+async function labelJsonErrors(res: Response): Promise<Response> {
+  if (res.status < 400 || res.headers.has('content-type')) return res;
+  const body = await res.clone().text();
+  if (!body.startsWith('{"error"')) return res;
+  const headers = new Headers(res.headers);
+  headers.set('Content-Type', 'application/json; charset=utf-8');
+  return new Response(body, { status: res.status, headers });
 }
 
 function uploadIdOf(url: string): string | null {
