@@ -602,6 +602,12 @@
       active: () => state !== 'done' && state !== 'failed' && state !== 'cancelled',
       reconnecting: () => state === 'reconnecting',
       resumeNow: () => void go(),
+      /** The network is gone: a request in flight would only stall, so stop it and wait (the mirror keeps what arrived). */
+      pauseOffline() {
+        if (state !== 'uploading' && state !== 'resuming') return;
+        state = 'reconnecting';
+        void upload.abort(false).then(reconnect, reconnect);
+      },
       note(text) {
         ui.notes.textContent = text;
         ui.row.scrollIntoView({ block: 'nearest' });
@@ -682,6 +688,9 @@
     }
   });
 
+  window.addEventListener('offline', () => {
+    for (const job of running.values()) job.pauseOffline();
+  });
   window.addEventListener('online', () => {
     for (const job of running.values()) if (job.reconnecting()) job.resumeNow();
   });
