@@ -444,13 +444,13 @@ async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string
     }
     let checksumText = '';
     let arch: BlobArch | undefined;
-    let archError: unknown;
+    let archError: AppError | undefined;
     parser.on('field', (name, value) => {
       if (name !== 'arch') return;
       try {
         arch = parseBlobArch(value, 'the architecture');
       } catch (err) {
-        archError = err;
+        archError = toAppError(err);
       }
     });
     // Fix: busboy emits the package's 'file' event before the checksum stream's

@@ -111,6 +111,12 @@ export async function updateBlobArch(deps: { db: Db; now?: () => number }, actor
   return getBlobView(deps.db, before.sha256, baseUrl);
 }
 
+/** The architecture of a form upload whose field came after the package part (a known one only; part of the ingest, not audited). */
+export async function recordUploadArch(db: Db, sha256: string, arch: BlobArch | undefined, error?: AppError): Promise<void> {
+  if (error) throw error;
+  if (arch !== undefined && arch !== 'unknown') await setBlobArch(db, toDigest(sha256), arch);
+}
+
 /** One sentence per image slot holding a package marked for the other architecture. */
 export function archMismatchWarnings(slots: Array<{ arch: Arch; label: string; packageName: string | null; packageArch: BlobArch | null }>): string[] {
   const warnings: string[] = [];

@@ -116,7 +116,7 @@
 
   async function storedPackage(sha) {
     try {
-      const res = await fetch('/api/v1/blobs/' + sha, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      const res = await window.fetch('/api/v1/blobs/' + sha, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
       if (res.status === 200) return await res.json();
     } catch {
       // offline or unreachable: the upload itself will still enforce the checksum
@@ -126,7 +126,7 @@
   /** A new session after "sign in again" has a new CSRF token. */
   async function refreshCsrf() {
     try {
-      const res = await fetch('/api/v1/session', { credentials: 'same-origin' });
+      const res = await window.fetch('/api/v1/session', { credentials: 'same-origin' });
       if (res.ok) {
         const body = await res.json();
         if (body && body.csrfToken) headers['X-CSRF-Token'] = body.csrfToken;
@@ -163,7 +163,7 @@
 
   function claimedElsewhere(key) {
     try {
-      const claim = JSON.parse(localStorage.getItem(CLAIM_PREFIX + key) || 'null');
+      const claim = JSON.parse(window.localStorage.getItem(CLAIM_PREFIX + key) || 'null');
       return Boolean(claim && claim.tab !== TAB_ID && Date.now() - claim.at < CLAIM_TTL_MS);
     } catch {
       return false;
@@ -171,20 +171,20 @@
   }
   function claim(key) {
     try {
-      localStorage.setItem(CLAIM_PREFIX + key, JSON.stringify({ tab: TAB_ID, at: Date.now() }));
+      window.localStorage.setItem(CLAIM_PREFIX + key, JSON.stringify({ tab: TAB_ID, at: Date.now() }));
     } catch {
       // storage full or disabled: the server still keeps one upload consistent
     }
   }
   function release(key) {
     try {
-      const current = JSON.parse(localStorage.getItem(CLAIM_PREFIX + key) || 'null');
-      if (current && current.tab === TAB_ID) localStorage.removeItem(CLAIM_PREFIX + key);
+      const current = JSON.parse(window.localStorage.getItem(CLAIM_PREFIX + key) || 'null');
+      if (current && current.tab === TAB_ID) window.localStorage.removeItem(CLAIM_PREFIX + key);
     } catch {
       // nothing to release
     }
   }
-  setInterval(() => {
+  window.setInterval(() => {
     for (const job of running.values()) if (job.active()) claim(job.key);
   }, 2000);
   window.addEventListener('pagehide', () => {
@@ -506,7 +506,7 @@
       },
       onSuccess(payload) {
         state = 'done';
-        clearTimeout(timer);
+        window.clearTimeout(timer);
         release(key);
         dropUnfinishedRow(uploadId);
         ui.bar.value = 100;
@@ -549,7 +549,7 @@
 
     function reconnect() {
       state = 'reconnecting';
-      clearTimeout(timer);
+      window.clearTimeout(timer);
       attempts += 1;
       const delay = Math.min(MAX_RECONNECT_DELAY_MS, 1000 * Math.pow(2, Math.min(attempts, 5)));
       const offline = navigator.onLine === false;
@@ -564,7 +564,7 @@
     }
 
     async function go() {
-      clearTimeout(timer);
+      window.clearTimeout(timer);
       if (state === 'cancelled' || state === 'done' || state === 'failed') return;
       if (state === 'signed-out') await refreshCsrf();
       state = 'resuming';
@@ -580,7 +580,7 @@
         return;
       }
       state = 'cancelled';
-      clearTimeout(timer);
+      window.clearTimeout(timer);
       release(key);
       resume.remove();
       cancel.disabled = true;
