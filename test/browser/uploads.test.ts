@@ -337,6 +337,42 @@ describe('Upload page in Chromium', () => {
     await other.close();
   });
 
+  it('when the session ends mid-upload it says so, and Resume continues after signing in again', async () => {
+    const pkg = await writePackage(tmp, 'Session-arm64.pvmp', 24 * MiB, 'uploads-session');
+    await page.goto(`${proxy.url}/admin/upload`);
+    const before = tusRequests.length;
+    await page.setInputFiles('#files', [pkg.file, pkg.checksumFile]);
+    await page.locator('#picked .picked-row', { hasText: pkg.name }).waitFor();
+    await button(page, 'Upload').click();
+    await expect.poll(() => percentOf(page, pkg.name), { timeout: 60_000 }).toBeGreaterThanOrEqual(10);
+
+    const other = await context.newPage();
+    await other.goto(`${mirror.url}/admin`);
+    await Promise.all([other.waitForURL(`${mirror.url}/admin/login`), button(other, 'Sign out').click()]);
+    // A short network drop makes the upload ask the mirror again, now without a session.
+    await context.setOffline(true);
+    await context.setOffline(false);
+    const row = rowOf(page, pkg.name);
+    await expect.poll(() => row.locator('.upload-status').innerText(), { timeout: 30_000 }).toBe(
+      'Your session has ended. Sign in again (in another tab), then press Resume; the upload continues where it stopped.',
+    );
+    await screenshot(page, 'upload-session-ended');
+
+    await signIn(other, mirror.url, PASSWORD);
+    await other.close();
+    const resumedFrom = tusRequests.length;
+    await row.getByRole('button', { name: 'Resume', exact: true }).click();
+    await row.locator(`a[href="/admin/blobs/${pkg.sha256}"]`).waitFor({ timeout: 90_000 });
+    // The same upload continued from where the mirror stopped (tus drops its URL after a 401; the page keeps it).
+    const firstPatch = tusRequests.slice(before).find((r) => r.method === 'PATCH')!;
+    const patchesAfter = tusRequests.slice(resumedFrom).filter((r) => r.method === 'PATCH');
+    expect(patchesAfter.length).toBeGreaterThan(0);
+    expect(patchesAfter.every((r) => r.url === firstPatch.url)).toBe(true);
+    expect(Number(patchesAfter[0]!.offset)).toBeGreaterThan(2 * MiB);
+    expect(tusRequests.slice(resumedFrom).filter((r) => r.method === 'POST')).toEqual([]);
+    expect(await blobRow(pkg.sha256)).toMatchObject({ arch: 'arm64', size: pkg.size });
+  });
+
   it('lists an unfinished upload from another client and discards it; the page fits a phone', async () => {
     const size = 1_000_000;
     const created = await call(mirror.url, 'POST', '/api/v1/uploads', {

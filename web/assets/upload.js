@@ -464,6 +464,8 @@
     let lastTime = performance.now();
     let rate = 0;
     let uploadId = null;
+    // tus forgets the upload's URL after any 4xx answer to HEAD, a 401 included; a new session must not start over.
+    let knownUrl = null;
 
     const setStatus = (text, className) => {
       ui.status.className = (className || 'muted') + ' upload-status';
@@ -479,6 +481,7 @@
       onShouldRetry: (error) => transient(error) && navigator.onLine !== false,
       removeFingerprintOnSuccess: true,
       onUploadUrlAvailable() {
+        knownUrl = upload.url;
         uploadId = idOf(upload.url);
         const row = uploadId && unfinishedById(uploadId);
         if (row) row.querySelector('.upload-state').textContent = 'uploading in this tab';
@@ -567,6 +570,7 @@
       window.clearTimeout(timer);
       if (state === 'cancelled' || state === 'done' || state === 'failed') return;
       if (state === 'signed-out') await refreshCsrf();
+      if (upload.url === null && knownUrl !== null) upload.url = knownUrl;
       state = 'resuming';
       resume.hidden = true;
       setStatus('Resuming…');
