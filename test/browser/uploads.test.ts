@@ -193,6 +193,25 @@ describe('Upload page in Chromium', () => {
     await screenshot(page, 'upload-refusals');
   });
 
+  it('says in a sentence why the mirror refused an upload (a checksum that does not match), and keeps nothing', async () => {
+    await page.goto(`${mirror.url}/admin/upload`);
+    const expected = sha256Hex(testBytes(10, 'not-these-bytes'));
+    const bad = await writePackage(tmp, 'Mismatch-arm64.pvmp', 1 * MiB, 'uploads-mismatch', expected);
+    await page.setInputFiles('#files', [bad.file, bad.checksumFile]);
+    await page.locator('#picked .picked-row', { hasText: bad.name }).waitFor();
+    await button(page, 'Upload').click();
+    const status = rowOf(page, bad.name).locator('.upload-status.field-error');
+    await status.waitFor({ timeout: 60_000 });
+    const message = await status.innerText();
+    expect(message).toMatch(/^[A-Z].*\.$/);
+    expect(message).toContain(expected);
+    expect(message).toContain(bad.sha256);
+    expect(message).not.toMatch(/\[object|tus:|ProgressEvent|"code"/);
+    expect(await rowOf(page, bad.name).getByRole('button', { name: 'Dismiss' }).isVisible()).toBe(true);
+    expect(await blobRow(bad.sha256)).toBeUndefined();
+    expect(await unfinished()).toEqual([]);
+  });
+
   it('takes files dropped on the drop zone', async () => {
     await page.goto(`${mirror.url}/admin/upload`);
     const data = testBytes(300 * 1024, 'dropped');
