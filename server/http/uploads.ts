@@ -219,6 +219,8 @@ export class UploadServer extends Server {
         finishing: this.#finishing.has(id),
       });
     }
+    // Uploads removed by tus termination or expiry leave no trace here.
+    for (const id of this.#lastDataAt.keys()) if (!ids.includes(id)) this.#lastDataAt.delete(id);
     return uploads.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 

@@ -51,7 +51,13 @@ async function unfinished(): Promise<UnfinishedUpload[]> {
 async function percentOf(p: Page, name: string): Promise<number> {
   return Number((await rowOf(p, name).locator('progress').getAttribute('value')) ?? 0);
 }
+/** tus requests that never got an answer (offline, connection cut). */
+let failedTusRequests = 0;
+
 function watch(p: Page): void {
+  p.on('requestfailed', (req: Request) => {
+    if (req.url().includes('/api/v1/uploads')) failedTusRequests += 1;
+  });
   p.on('request', (req: Request) => {
     if (!req.url().includes('/api/v1/uploads')) return;
     tusRequests.push({ method: req.method(), url: req.url(), offset: req.headers()['upload-offset'], page: p });
@@ -244,6 +250,7 @@ describe('Upload page in Chromium', () => {
     const row = rowOf(page, big.name);
     await expect.poll(() => percentOf(page, big.name), { timeout: 60_000 }).toBeGreaterThanOrEqual(15);
 
+    const failedBefore = failedTusRequests;
     await context.setOffline(true);
     try {
       const offlineAt = Date.now();
@@ -258,6 +265,8 @@ describe('Upload page in Chromium', () => {
       expect(await row.locator('.field-error').count()).toBe(0);
       expect(await percentOf(page, big.name)).toBe(stalledAt);
       expect(stalledAt).toBeLessThan(100);
+      // The running request was cut and at least one attempt failed while offline; the upload kept waiting anyway.
+      expect(failedTusRequests - failedBefore).toBeGreaterThanOrEqual(2);
     } finally {
       await context.setOffline(false);
     }

@@ -568,8 +568,10 @@
 
     async function go() {
       window.clearTimeout(timer);
-      if (state === 'cancelled' || state === 'done' || state === 'failed') return;
+      // Only a waiting upload starts again: the timer, the online event and Resume may all fire.
+      if (state !== 'reconnecting' && state !== 'signed-out') return;
       if (state === 'signed-out') await refreshCsrf();
+      if (state !== 'reconnecting' && state !== 'signed-out') return;
       if (upload.url === null && knownUrl !== null) upload.url = knownUrl;
       state = 'resuming';
       resume.hidden = true;
@@ -609,8 +611,9 @@
       /** The network is gone: a request in flight would only stall, so stop it and wait (the mirror keeps what arrived). */
       pauseOffline() {
         if (state !== 'uploading' && state !== 'resuming') return;
-        state = 'reconnecting';
-        void upload.abort(false).then(reconnect, reconnect);
+        // abort(false) stops the request at once (its promise only matters for termination).
+        void upload.abort(false);
+        reconnect();
       },
       note(text) {
         ui.notes.textContent = text;
