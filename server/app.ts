@@ -14,11 +14,10 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createApi } from './routes/api.js';
 import { createWebApp } from '../web/app.js';
-import { createUploadServer } from './http/uploads.js';
+import { createUploadServer, type UploadServer } from './http/uploads.js';
 import { requestBaseUrl } from './links.js';
 import type { IngestDeps } from './services/ingest.js';
 import type { TransferJobs } from './jobs/transfers.js';
-import type { Server as TusServer } from '@tus/server';
 import { checkHealth } from './services/health.js';
 
 export interface AppDeps {
@@ -31,7 +30,7 @@ export interface AppDeps {
   ingestDeps: IngestDeps;
   transfers: TransferJobs;
   /** The tus server; created here when the caller has none (tests that only need the app). */
-  uploads?: TusServer;
+  uploads?: UploadServer;
 }
 
 /**
@@ -77,7 +76,7 @@ export function createApp(deps: AppDeps): Hono {
     baseUrl: (req) => requestBaseUrl(deps.config, req.url),
   });
   app.route('/api/v1', createApi({ ...deps, uploads }));
-  app.route('/admin', createWebApp(deps));
+  app.route('/admin', createWebApp({ ...deps, uploads }));
   app.get('/', (c) => c.redirect('/admin', 302));
 
   app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));

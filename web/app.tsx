@@ -9,15 +9,16 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie } from 'hono/cookie';
 import type { AppDeps } from '../server/app.js';
+import type { UploadServer } from '../server/http/uploads.js';
 import { AppError, toAppError } from '../server/errors.js';
 import { receiveFormUpload } from '../server/http/form-upload.js';
 import { clientAddress, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../server/http/auth.js';
 import { requestBaseUrl } from '../server/links.js';
 import { listAudit } from '../server/services/audit.js';
 import { changePassword, login, logout } from '../server/services/auth.js';
-import { deleteBlob, getBlobView, listBlobViews } from '../server/services/blobs.js';
+import { archMismatchWarnings, deleteBlob, getBlobView, listBlobViews, updateBlobArch } from '../server/services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../server/services/groups.js';
-import { createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
+import { ARCHES, ARCH_LABELS, createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
 import { integritySummary } from '../server/services/integrity.js';
 import { checkImageLinks, type LinkCheckReport } from '../server/services/link-check.js';
 import { arrivalSocketOf, linkCheckFetch } from '../server/net/outbound.js';
@@ -34,6 +35,7 @@ const require = createRequire(import.meta.url);
 const ASSETS: Record<string, string> = {
   'copy.js': new URL('./assets/copy.js', import.meta.url).pathname,
   'upload.js': new URL('./assets/upload.js', import.meta.url).pathname,
+  'image-form.js': new URL('./assets/image-form.js', import.meta.url).pathname,
   'tus.min.js': require.resolve('tus-js-client/dist/tus.min.js'),
 };
 
@@ -50,6 +52,8 @@ const FLASH: Record<string, string> = {
   'blob-deleted': 'Package deleted.',
   'blob-uploaded': 'Package stored and verified.',
   'blob-uploaded-unchecked': 'Package stored. No checksum file was given, so its SHA-256 was not compared with anything: check it against the one you expect.',
+  'blob-arch-saved': 'Architecture saved.',
+  'upload-discarded': 'Unfinished upload discarded; its bytes are gone.',
   'verify-started': 'Integrity checks started; this page shows their progress.',
   'verify-cancelled': 'Integrity checks cancelled.',
   'password-changed': 'Password changed.',
@@ -65,7 +69,7 @@ function field(form: Record<string, unknown>, name: string): string {
   return typeof value === 'string' ? value : '';
 }
 
-export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
+export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<AuthEnv> {
   const { db } = deps;
   const web = new Hono<AuthEnv>();
   const base = (c: Context) => requestBaseUrl(deps.config, c.req.url);
@@ -200,10 +204,15 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   // Golden images
   web.get('/images', async (c) => c.html(<ImagesPage {...common(c)} images={await listImages(deps, base(c))} />));
   web.get('/images/new', async (c) =>
-    c.html(<ImageFormPage {...common(c)} image={null} values={emptyImageValues()} blobs={await listBlobViews(db, base(c))} />),
+    c.html(<ImageFormPage {...common(c)} image={null} values={prefilledImageValues(c)} blobs={await listBlobViews(db, base(c))} />),
   );
   web.post('/images/new', async (c) => {
-    const values = imageValues(await c.req.parseBody());
+    const form = await c.req.parseBody();
+    const values = imageValues(form);
+    const archWarnings = await unconfirmedArchWarnings(c, form, values);
+    if (archWarnings.length > 0) {
+      return c.html(<ImageFormPage {...common(c)} image={null} values={values} blobs={await listBlobViews(db, base(c))} archWarnings={archWarnings} />, 409);
+    }
     try {
       const image = await createImage(deps, c.get('actor'), imageInput(values), base(c));
       return done(c, `/admin/images/${image.id}`, 'image-created');
@@ -230,7 +239,12 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   web.post('/images/:id/edit', async (c) => {
     const id = parseId(c.req.param('id'), 'image');
     const image = await getImage(deps, id, base(c));
-    const values = imageValues(await c.req.parseBody());
+    const form = await c.req.parseBody();
+    const values = imageValues(form);
+    const archWarnings = await unconfirmedArchWarnings(c, form, values);
+    if (archWarnings.length > 0) {
+      return c.html(<ImageFormPage {...common(c)} image={image} values={values} blobs={await listBlobViews(db, base(c))} archWarnings={archWarnings} />, 409);
+    }
     try {
       await updateImage(deps, c.get('actor'), id, imageInput(values), base(c));
       return done(c, `/admin/images/${id}`, 'image-saved');
@@ -255,6 +269,20 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
       return renderPortal(c, await getImage(deps, id, base(c)), null, e.message, e.status);
     }
   });
+
+  /** A package marked for the other architecture is saved only once the admin ticked "use it anyway". */
+  async function unconfirmedArchWarnings(c: WebContext, form: Record<string, unknown>, values: ImageFormValues): Promise<string[]> {
+    if (form.confirmArch === 'yes') return [];
+    const wanted = ARCHES.map((arch) => values[arch].sha256).filter((sha) => sha !== '');
+    if (wanted.length === 0) return [];
+    const byDigest = new Map((await listBlobViews(db, base(c))).map((b) => [b.sha256, b]));
+    return archMismatchWarnings(
+      ARCHES.map((arch) => {
+        const blob = byDigest.get(values[arch].sha256);
+        return { arch, label: ARCH_LABELS[arch], packageName: blob?.name ?? null, packageArch: blob?.arch ?? null };
+      }),
+    );
+  }
 
   async function renderPortal(c: WebContext, image: ImageView, check: LinkCheckReport | null, error?: string, status: 200 | 400 | 404 | 409 | 422 = 200) {
     const assignable = (await listGroups(deps)).filter((g) => g.imageId === null);
@@ -318,6 +346,11 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
     void deps.checker.check(blob.sha256 as Sha256).catch(() => undefined);
     return done(c, '/admin', 'verify-started');
   });
+  web.post('/blobs/:sha256/arch', async (c) => {
+    const form = await c.req.parseBody();
+    const blob = await updateBlobArch(deps, c.get('actor'), c.req.param('sha256'), field(form, 'arch'), base(c));
+    return done(c, `/admin/blobs/${blob.sha256}`, 'blob-arch-saved');
+  });
   web.post('/blobs/:sha256/delete', async (c) => {
     const form = await c.req.parseBody();
     const blob = await getBlobView(db, c.req.param('sha256'), base(c));
@@ -328,7 +361,28 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
     return done(c, '/admin/blobs', 'blob-deleted');
   });
 
-  web.get('/upload', (c) => c.html(<UploadPage {...common(c)} jobs={deps.transfers.list()} />));
+  const uploadPage = async (c: WebContext, extra: { fetchValues?: { url: string; sha256: string; checksumUrl: string }; error?: string; status?: 200 | 400 | 404 | 409 | 422 | 507 } = {}) =>
+    c.html(
+      <UploadPage
+        {...common(c)}
+        jobs={deps.transfers.list()}
+        unfinished={await deps.uploads.listUnfinished()}
+        nowMs={Date.now()}
+        fetchValues={extra.fetchValues}
+        error={extra.error}
+      />,
+      extra.status ?? 200,
+    );
+  web.get('/upload', (c) => uploadPage(c));
+  web.post('/uploads/:id/discard', async (c) => {
+    try {
+      await deps.uploads.discard(c.req.param('id'));
+    } catch (err) {
+      const e = formError(err);
+      return uploadPage(c, { error: e.message, status: e.status });
+    }
+    return c.redirect('/admin/upload?done=upload-discarded#unfinished', 303);
+  });
   web.post('/fetch', async (c) => {
     const form = await c.req.parseBody();
     const values = { url: field(form, 'url').trim(), sha256: field(form, 'sha256').trim(), checksumUrl: field(form, 'checksumUrl').trim() };
@@ -340,7 +394,7 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
       return c.redirect('/admin/upload?done=fetch-started#pull', 303);
     } catch (err) {
       const e = formError(err);
-      return c.html(<UploadPage {...common(c)} jobs={deps.transfers.list()} fetchValues={values} error={e.message} />, e.status);
+      return uploadPage(c, { fetchValues: values, error: e.message, status: e.status });
     }
   });
   web.post('/fetch/:id/cancel', (c) => {
@@ -355,7 +409,7 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
       const e = formError(err);
       // A full disk keeps its own status (507), like the API and tus answer it.
       const status = toAppError(err).code === 'INSUFFICIENT_STORAGE' ? 507 : e.status;
-      return c.html(<UploadPage user={user(c)} csrf={csrf(c)} jobs={deps.transfers.list()} error={e.message} />, status);
+      return uploadPage(c, { error: e.message, status });
     }
   });
 
@@ -391,6 +445,16 @@ function formError(err: unknown): { message: string; fields: Record<string, stri
   }
   const status = ([400, 404, 409, 422].includes(e.status) ? e.status : 400) as 400 | 404 | 409 | 422;
   return { message: e.message, fields, status };
+}
+
+/** The new-image form opened from "Create a golden image with this package" (?arm64=<sha256> or ?x86_64=<sha256>). */
+function prefilledImageValues(c: Context): ImageFormValues {
+  const values = emptyImageValues();
+  for (const arch of ARCHES) {
+    const sha256 = c.req.query(arch)?.toLowerCase();
+    if (sha256 && /^[0-9a-f]{64}$/.test(sha256)) values[arch] = { enabled: true, sha256 };
+  }
+  return values;
 }
 
 function emptyImageValues(): ImageFormValues {

@@ -53,5 +53,14 @@ button.link { background:none; border:none; color:#dfe7f5; padding:0; text-decor
 .steps li.bad::marker { content:"✗ "; color:var(--bad); }
 progress { width:100%; max-width:36rem; height:1.1rem; }
 .upload-row { border:1px solid var(--line); border-radius:8px; padding:.6rem .9rem; margin:.5rem 0; background:#fff; overflow-wrap:anywhere; }
+.drop-zone { position:relative; border:2px dashed #9aa6b8; border-radius:10px; padding:1.2rem; text-align:center; background:#fbfcfe; max-width:40rem; }
+.drop-zone label.button { display:inline-block; margin:0; font-weight:600; }
+.drop-zone.over { border-color:var(--accent); background:#eef4fd; }
+.drop-zone[hidden], .plain-fields[hidden] { display:none; }
+.visually-hidden { position:absolute !important; left:0; top:0; width:1px !important; height:1px; padding:0 !important; border:0 !important; overflow:hidden; clip:rect(0 0 0 0); white-space:nowrap; }
+.picked-row { display:flex; flex-wrap:wrap; gap:.3rem .8rem; align-items:center; border-bottom:1px solid var(--line); padding:.4rem 0; overflow-wrap:anywhere; }
+.picked-row select { width:auto; }
+.warn { color:var(--warn); }
+.upload-row .actions { margin-top:.4rem; }
 @media (max-width:640px) { th, td { padding:.35rem .4rem; font-size:.9rem; } .hide-narrow { display:none; } .account { margin-left:0; } }
 `;

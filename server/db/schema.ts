@@ -5,6 +5,8 @@
 import type { Generated, Insertable, Selectable, Updateable } from 'kysely';
 
 export type BlobState = 'ok' | 'corrupt' | 'missing';
+/** The architecture a package was stored for (migration 0008); `unknown` when nobody said. */
+export type BlobArch = 'arm64' | 'x86_64' | 'unknown';
 
 export interface BlobsTable {
   sha256: string;
@@ -18,6 +20,7 @@ export interface BlobsTable {
   state_detail: Generated<string | null>;
   /** Last time this content was ingested (again); GC's grace period counts from here. */
   ingested_at: Generated<number | null>;
+  arch: Generated<BlobArch>;
 }
 
 export interface BlobActivityTable {

@@ -15,7 +15,9 @@
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { newSha256, parseChecksumText, type Sha256 } from '../../storage/digest.js';
-import { AppError } from '../errors.js';
+import type { BlobArch } from '../db/schema.js';
+import { AppError, toAppError } from '../errors.js';
+import { assertPackageFileName, parseBlobArch, recordUploadArch } from '../services/blobs.js';
 import { assertFreeSpace, ingest, type IngestDeps } from '../services/ingest.js';
 
 /** A checksum file is one line; more is not a checksum file. */
@@ -43,6 +45,16 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request): Pro
       return;
     }
     let checksumText = '';
+    let arch: BlobArch | undefined;
+    let archError: AppError | undefined;
+    parser.on('field', (name, value) => {
+      if (name !== 'arch') return;
+      try {
+        arch = parseBlobArch(value, 'the architecture');
+      } catch (err) {
+        archError = toAppError(err);
+      }
+    });
     let packageStarted = false;
     // busboy emits the package's 'file' event before an earlier checksum stream's 'data' has run: wait for its end.
     let checksumRead: Promise<void> = Promise.resolve();
@@ -71,9 +83,11 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request): Pro
       packageStarted = true;
       const fileName = info.filename;
       job = checksumRead.then(async () => {
+        if (archError) throw archError;
+        assertPackageFileName(fileName);
         const given = checksumText.trim() ? parseChecksumText(checksumText, 'the checksum file') : undefined;
         if (given) {
-          const { blob } = await ingest(deps, { source: stream, fileName, expectedSha256: given, signal: aborted.signal });
+          const { blob } = await ingest(deps, { source: stream, fileName, expectedSha256: given, arch, signal: aborted.signal });
           return { sha256: blob.sha256, checksumCompared: true };
         }
         let late: Sha256 | undefined;
@@ -87,7 +101,7 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request): Pro
             );
           }
         });
-        const { blob } = await ingest(deps, { source, fileName, signal: aborted.signal });
+        const { blob } = await ingest(deps, { source, fileName, arch, signal: aborted.signal });
         return { sha256: blob.sha256, checksumCompared: late !== undefined };
       });
       job.catch(() => stream.resume());
@@ -99,7 +113,8 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request): Pro
     });
     parser.on('close', () => {
       if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
-      else job.then(resolve, reject);
+      // The architecture field may also come after the package part: recorded once both are in.
+      else job.then((result) => recordUploadArch(deps.db, result.sha256, arch, archError).then(() => result)).then(resolve, reject);
     });
     const source = Readable.fromWeb(body);
     source.on('error', (err) => {

@@ -14,14 +14,18 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { IncomingMessage } from 'node:http';
 import { FileStore } from '@tus/file-store';
-import { Server, type Upload } from '@tus/server';
+import type { Upload } from '@tus/server';
 import type { Hash } from 'node:crypto';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { newSha256, parseChecksumText, type Sha256 } from '../../storage/digest.js';
 import { AppError, errorBody, toAppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
 import type { Logger } from '../log.js';
+import { assertPackageFileName, parseBlobArch } from '../services/blobs.js';
 import { assertFreeSpace, ingestUploadedFile, type IngestDeps } from '../services/ingest.js';
+import { UploadServer, type FinishedUpload, type TusOptions } from './upload-server.js';
+
+export { UploadServer, type UnfinishedUpload } from './upload-server.js';
 
 export const UPLOADS_PATH = '/api/v1/uploads';
 /** Unfinished uploads are dropped after this long without being completed. */
@@ -39,7 +43,7 @@ function tusError(err: AppError): { status_code: number; body: string } {
 type Headroom = () => Promise<number>;
 
 /** FileStore that hashes each PATCH body on its way to disk, while offsets line up, under the free-space guard. */
-class HashingFileStore extends FileStore {
+export class HashingFileStore extends FileStore {
   readonly running = new Map<string, { hash: Hash; offset: number }>();
   readonly #guard: (bytes: number, what: string) => Promise<void>;
   readonly #headroom: Headroom;
@@ -154,7 +158,15 @@ export interface UploadDeps {
   baseUrl(req: Request): string;
 }
 
-export function createUploadServer(deps: UploadDeps): Server {
+/** What a client may say about an upload: a .pvmp name, its checksum file's text, an architecture. */
+function checkPackageMetadata(meta: Record<string, string | null>): void {
+  if (!meta.filename) throw new AppError('VALIDATION_FAILED', 'uploads need a file name (tus metadata "filename")');
+  assertPackageFileName(meta.filename);
+  parseBlobArch(meta.arch, 'the tus metadata "arch"');
+  if (meta.checksum) parseChecksumText(meta.checksum, 'the checksum file');
+}
+
+export function createUploadServer(deps: UploadDeps): UploadServer {
   const datastore = new HashingFileStore(
     { directory: deps.store.layout.uploadsDir, expirationPeriodInMilliseconds: UPLOAD_EXPIRY_MS },
     (bytes, what) => assertFreeSpace(deps.ingestDeps, bytes, what),
@@ -167,17 +179,15 @@ export function createUploadServer(deps: UploadDeps): Server {
     throw { status_code: appError.status, body: JSON.stringify(errorBody(appError)) };
   };
 
-  const tus = new Server({
+  const options: TusOptions = {
     path: UPLOADS_PATH,
-    datastore,
     relativeLocation: true,
     // Never let a client pick the storage name.
     namingFunction: () => crypto.randomUUID().replaceAll('-', ''),
     async onUploadCreate(_req, upload) {
       try {
         const meta = upload.metadata ?? {};
-        if (!meta.filename) throw new AppError('VALIDATION_FAILED', 'uploads need a file name (tus metadata "filename")');
-        if (meta.checksum) parseChecksumText(meta.checksum, 'the checksum file');
+        checkPackageMetadata(meta);
         // A deferred length is checked when it is declared, and every PATCH before it writes.
         if (upload.size !== undefined) await assertFreeSpace(deps.ingestDeps, upload.size, 'this upload');
       } catch (err) {
@@ -186,33 +196,45 @@ export function createUploadServer(deps: UploadDeps): Server {
       return {};
     },
     async onUploadFinish(req, upload: Upload) {
-      const meta = upload.metadata ?? {};
-      const file = upload.storage?.path ?? deps.store.layout.uploadsDir + '/' + upload.id;
       try {
-        const expectedSha256 = meta.checksum ? parseChecksumText(meta.checksum, 'the checksum file') : undefined;
-        const { blob, created } = await ingestUploadedFile(deps.ingestDeps, {
-          file,
-          fileName: meta.filename ?? 'upload.pvmp',
-          knownSha256: datastore.takeDigest(upload.id, upload.size ?? -1),
-          expectedSha256,
-        });
-        deps.log.info({ sha256: blob.sha256, size: blob.size, created }, 'browser upload stored');
+        const done = await tus.finishOnce(req, upload);
         return {
           headers: {
-            'Upload-Sha256': blob.sha256,
-            'Upload-Download-Url': downloadUrl(deps.baseUrl(req), blob.sha256, blob.name),
+            'Upload-Sha256': done.sha256,
+            'Upload-Download-Url': done.url,
             'Access-Control-Expose-Headers': 'Upload-Sha256, Upload-Download-Url',
           },
         };
       } catch (err) {
-        deps.log.warn({ err, upload: upload.id }, 'browser upload rejected');
         return fail(err);
-      } finally {
-        // The data file was adopted or removed by the ingest; drop the upload record either way.
-        await datastore.configstore.delete(upload.id).catch(() => undefined);
-        datastore.running.delete(upload.id);
       }
     },
-  });
+  };
+
+  /** Adopts the finished file into the blob store (checksum and architecture from the metadata). */
+  const finish = async (req: Request, upload: Upload): Promise<FinishedUpload> => {
+    const meta = upload.metadata ?? {};
+    const file = upload.storage?.path ?? deps.store.layout.uploadsDir + '/' + upload.id;
+    try {
+      const expectedSha256 = meta.checksum ? parseChecksumText(meta.checksum, 'the checksum file') : undefined;
+      const { blob, created } = await ingestUploadedFile(deps.ingestDeps, {
+        file,
+        fileName: meta.filename ?? 'upload.pvmp',
+        knownSha256: datastore.takeDigest(upload.id, upload.size ?? -1),
+        expectedSha256,
+        arch: parseBlobArch(meta.arch),
+      });
+      deps.log.info({ sha256: blob.sha256, size: blob.size, created, arch: blob.arch }, 'browser upload stored');
+      return { sha256: blob.sha256, url: downloadUrl(deps.baseUrl(req), blob.sha256, blob.name), size: blob.size, at: Date.now() };
+    } catch (err) {
+      deps.log.warn({ err, upload: upload.id }, 'browser upload rejected');
+      throw err;
+    } finally {
+      // The data file was adopted or removed by the ingest; drop the upload record either way.
+      await datastore.configstore.delete(upload.id).catch(() => undefined);
+      datastore.running.delete(upload.id);
+    }
+  };
+  const tus: UploadServer = new UploadServer({ ...options, datastore }, finish);
   return tus;
 }

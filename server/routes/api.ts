@@ -10,7 +10,7 @@ import { clientAddress, requireAdmin, SESSION_COOKIE, setSessionCookie, type Aut
 import { requestBaseUrl } from '../links.js';
 import { listAudit } from '../services/audit.js';
 import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../services/auth.js';
-import { deleteBlob, getBlobView, listBlobViews } from '../services/blobs.js';
+import { deleteBlob, getBlobView, listBlobViews, updateBlobArch } from '../services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../services/groups.js';
 import { createImage, deleteImage, getImage, listImages, portalValues, updateImage } from '../services/images.js';
 import { checkImageLinks } from '../services/link-check.js';
@@ -20,7 +20,7 @@ import type { IntegrityChecker } from '../jobs/integrity-checker.js';
 import { collectGarbage } from '../services/gc.js';
 import { integritySummary } from '../services/integrity.js';
 import { z } from 'zod';
-import type { Server as TusServer } from '@tus/server';
+import type { UploadServer } from '../http/uploads.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { Readable } from 'node:stream';
 import { buildManifest, exportBundle } from '../bundles/export.js';
@@ -47,7 +47,7 @@ export interface ApiDeps {
   store: BlobStore;
   checker: IntegrityChecker;
   /** The tus server for resumable uploads (bodies stream through, so it sits before the body limit). */
-  uploads: TusServer;
+  uploads: UploadServer;
   ingestDeps: IngestDeps;
   transfers: TransferJobs;
 }
@@ -61,6 +61,8 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   const base = (c: Context): string => requestBaseUrl(deps.config, c.req.url);
 
   const tus = (c: Context) => deps.uploads.handleWeb(c.req.raw);
+  // Unfinished uploads (a plain GET, before tus, which has no listing).
+  api.get('/uploads', requireAdmin(db), async (c) => c.json(await deps.uploads.listUnfinished()));
   api.all('/uploads', requireAdmin(db), tus);
   api.all('/uploads/*', requireAdmin(db), tus);
   // Bundle imports stream their (large) body too.
@@ -126,6 +128,13 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
 
   api.get('/blobs', async (c) => c.json(await listBlobViews(db, base(c))));
   api.get('/blobs/:sha256', async (c) => c.json(await getBlobView(db, c.req.param('sha256'), base(c))));
+  api.patch('/blobs/:sha256', async (c) => {
+    const body = (await jsonBody(c)) as { arch?: unknown } | null;
+    if (typeof body !== 'object' || body === null || !('arch' in body) || Object.keys(body).some((k) => k !== 'arch')) {
+      throw new AppError('VALIDATION_FAILED', 'a package accepts only {"arch": "arm64" | "x86_64" | "unknown"}');
+    }
+    return c.json(await updateBlobArch(deps, c.get('actor'), c.req.param('sha256'), body.arch, base(c)));
+  });
   api.delete('/blobs/:sha256', async (c) => c.json({ deleted: await deleteBlob(deps, c.get('actor'), c.req.param('sha256'), base(c)) }));
 
   api.get('/images', async (c) => c.json(await listImages(deps, base(c))));

@@ -3,18 +3,50 @@ import type { BlobStore } from '../../storage/blob-store.js';
 import { parseSha256, type Sha256 } from '../../storage/digest.js';
 import type { Db } from '../db/open.js';
 import { constraintViolation } from '../db/errors.js';
-import type { BlobRow, BlobState } from '../db/schema.js';
+import type { BlobArch, BlobRow, BlobState } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
-import { deleteBlobRow, findBlob, listBlobs } from '../repos/blobs.js';
+import { deleteBlobRow, findBlob, listBlobs, setBlobArch } from '../repos/blobs.js';
 import { recordAudit, type Actor } from './audit.js';
 import type { Arch } from './images.js';
+
+export const BLOB_ARCHES: readonly BlobArch[] = ['arm64', 'x86_64', 'unknown'];
+export const BLOB_ARCH_LABELS: Record<BlobArch, string> = { arm64: 'Apple silicon', x86_64: 'Intel', unknown: 'architecture not recorded' };
+
+/** Reads an architecture given by an admin (form, API, CLI, tus metadata); empty means unknown. */
+export function parseBlobArch(value: unknown, what = 'arch'): BlobArch {
+  if (value === undefined || value === null || value === '') return 'unknown';
+  if (typeof value === 'string' && (BLOB_ARCHES as readonly string[]).includes(value)) return value as BlobArch;
+  throw new AppError('VALIDATION_FAILED', `${what} must be arm64 (Apple silicon), x86_64 (Intel) or unknown, not ${JSON.stringify(value)}`, {
+    fields: [{ field: 'arch', message: 'arm64, x86_64 or unknown' }],
+  });
+}
+
+/**
+ * Packages are the .pvmp files "Prepare for Transfer" writes; anything else
+ * (most often the .txt checksum file next to it) is refused by name.
+ */
+export function assertPackageFileName(fileName: string): void {
+  const base = fileName.split(/[\\/]/).pop() ?? '';
+  if (/\.pvmp$/i.test(base) && base.length > '.pvmp'.length) return;
+  const shown = base || 'the file';
+  const message = /\.txt$/i.test(base)
+    ? `${shown} is a checksum file, not a package: pick the .pvmp that "Prepare for Transfer" wrote, and ${shown} as its checksum file`
+    : `${shown} is not a package: only .pvmp files (what Control Center's "Prepare for Transfer" writes) can be stored`;
+  throw new AppError(
+    'PACKAGE_NAME_INVALID',
+    message,
+    { fileName: base, fields: [{ field: 'package', message: 'must be a .pvmp file' }] },
+  );
+}
 
 export interface BlobView {
   sha256: string;
   size: number;
   name: string;
   state: BlobState;
+  /** The architecture it was uploaded or imported for. */
+  arch: BlobArch;
   createdAt: string;
   verifiedAt: string | null;
   url: string;
@@ -66,6 +98,35 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
   return view;
 }
 
+/** Records (or corrects) the architecture of a stored package; audited. */
+export async function updateBlobArch(deps: { db: Db; now?: () => number }, actor: Actor, sha256Text: string, archValue: unknown, baseUrl: string): Promise<BlobView> {
+  const before = await getBlobView(deps.db, sha256Text, baseUrl);
+  const arch = parseBlobArch(archValue);
+  if (arch !== before.arch) {
+    await deps.db.transaction().execute(async (trx) => {
+      await setBlobArch(trx, before.sha256 as Sha256, arch);
+      await recordAudit(trx, { actor, action: 'blob.arch', target: `blob:${before.sha256}`, at: (deps.now ?? Date.now)(), details: { from: before.arch, to: arch, name: before.name } });
+    });
+  }
+  return getBlobView(deps.db, before.sha256, baseUrl);
+}
+
+/** The architecture of a form upload whose field came after the package part (a known one only; part of the ingest, not audited). */
+export async function recordUploadArch(db: Db, sha256: string, arch: BlobArch | undefined, error?: AppError): Promise<void> {
+  if (error) throw error;
+  if (arch !== undefined && arch !== 'unknown') await setBlobArch(db, toDigest(sha256), arch);
+}
+
+/** One sentence per image slot holding a package marked for the other architecture. */
+export function archMismatchWarnings(slots: Array<{ arch: Arch; label: string; packageName: string | null; packageArch: BlobArch | null }>): string[] {
+  const warnings: string[] = [];
+  for (const slot of slots) {
+    if (slot.packageArch === null || slot.packageArch === 'unknown' || slot.packageArch === slot.arch) continue;
+    warnings.push(`${slot.label}: the package ${slot.packageName ?? ''} is marked for ${BLOB_ARCH_LABELS[slot.packageArch]}, not ${slot.label}`);
+  }
+  return warnings;
+}
+
 function toDigest(text: string): Sha256 {
   try {
     return parseSha256(text);
@@ -95,6 +156,7 @@ function toView(row: BlobRow, baseUrl: string, usedBy: BlobView['usedBy']): Blob
     size: row.size,
     name: row.name,
     state: row.state,
+    arch: row.arch,
     createdAt: new Date(row.created_at).toISOString(),
     verifiedAt: row.verified_at === null ? null : new Date(row.verified_at).toISOString(),
     url: downloadUrl(baseUrl, row.sha256, row.name),

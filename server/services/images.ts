@@ -5,10 +5,11 @@
  */
 import { z } from 'zod';
 import type { Db } from '../db/open.js';
-import type { BlobState, Flag, ImageRow } from '../db/schema.js';
+import type { BlobArch, BlobState, Flag, ImageRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
 import { recordAudit, type Actor } from './audit.js';
+import { archMismatchWarnings } from './blobs.js';
 import { displayName, findByNameOrId, guardConstraints, parseInput, sha256Field } from './validation.js';
 
 export const ARCHES = ['arm64', 'x86_64'] as const;
@@ -48,6 +49,8 @@ export interface ArchView {
   sha256: string | null;
   size: number | null;
   state: BlobState | null;
+  /** The architecture the package was stored for (null without a package). */
+  packageArch: BlobArch | null;
   /** The portal's Download URL: built from MIRROR_PUBLIC_URL (or the request), ends in .pvmp. */
   url: string | null;
   /** Finished downloads of this architecture's package (all nodes), and the last one's time. */
@@ -62,6 +65,8 @@ export interface ImageView {
   arm64: ArchView;
   x86_64: ArchView;
   groups: Array<{ id: number; name: string; primary: boolean }>;
+  /** Slots holding a package marked for the other architecture (saved anyway: a warning, not an error). */
+  warnings: string[];
   downloads: number;
   lastDownloadAt: string | null;
   createdAt: string;
@@ -249,7 +254,7 @@ async function toViews(db: Db, rows: ImageRow[], baseUrl: string): Promise<Image
   if (rows.length === 0) return [];
   const digests = [...new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null))];
   const blobs = digests.length
-    ? await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'state']).where('sha256', 'in', digests).execute()
+    ? await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'state', 'arch']).where('sha256', 'in', digests).execute()
     : [];
   const blobBySha = new Map(blobs.map((b) => [b.sha256, b]));
   const stats = digests.length
@@ -276,6 +281,7 @@ async function toViews(db: Db, rows: ImageRow[], baseUrl: string): Promise<Image
       sha256: sha,
       size: blob?.size ?? null,
       state: blob?.state ?? null,
+      packageArch: blob?.arch ?? null,
       url: sha && blob ? downloadUrl(baseUrl, sha, blob.name) : null,
       downloads: Number(st?.downloads ?? 0),
       lastDownloadAt: st?.last_download_at ? new Date(st.last_download_at).toISOString() : null,
@@ -295,6 +301,12 @@ async function toViews(db: Db, rows: ImageRow[], baseUrl: string): Promise<Image
     downloads,
     lastDownloadAt,
     groups: groups.filter((g) => g.image_id === row.id).map((g) => ({ id: g.id, name: g.name, primary: g.is_primary === 1 })),
+    warnings: archMismatchWarnings(
+      ARCHES.map((a) => {
+        const sha = a === 'arm64' ? row.arm64_sha256 : row.x86_64_sha256;
+        return { arch: a, label: ARCH_LABELS[a], packageName: (sha && blobBySha.get(sha)?.name) || null, packageArch: a === 'arm64' ? arm64.packageArch : x86_64.packageArch };
+      }),
+    ),
     createdAt: new Date(row.created_at).toISOString(),
     updatedAt: new Date(row.updated_at).toISOString(),
   }));

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { BlobStore, ByteSource } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import type { Db } from '../db/open.js';
-import type { BlobRow } from '../db/schema.js';
+import type { BlobArch, BlobRow } from '../db/schema.js';
 import { recordIngestedBlob } from '../repos/blobs.js';
 import { linkFileName } from '../file-names.js';
 import type { Metrics } from '../metrics.js';
@@ -37,6 +37,8 @@ export interface IngestRequest {
   fileName: string;
   expectedSha256?: Sha256 | undefined;
   expectedSize?: number | undefined;
+  /** The architecture the admin said the package is for (kept when unknown). */
+  arch?: BlobArch | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((bytesWritten: number) => void) | undefined;
 }
@@ -66,7 +68,7 @@ export async function assertFreeSpace(deps: Pick<IngestDeps, 'store' | 'minFreeB
 export async function ingest(deps: IngestDeps, request: IngestRequest): Promise<IngestResult> {
   // A size known up front is checked by the store; of an unknown one, at least refuse when the reserve is already gone.
   if (request.expectedSize === undefined) await assertFreeSpace(deps, 0);
-  return commit(deps, request.fileName, request.expectedSha256, () =>
+  return commit(deps, request, () =>
     deps.store.put(request.source, {
       expectedSha256: request.expectedSha256,
       expectedSize: request.expectedSize,
@@ -83,9 +85,9 @@ export async function ingest(deps: IngestDeps, request: IngestRequest): Promise<
  */
 export async function ingestUploadedFile(
   deps: IngestDeps,
-  upload: { file: string; fileName: string; knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined },
+  upload: { file: string; fileName: string; knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined; arch?: BlobArch | undefined },
 ): Promise<IngestResult> {
-  return commit(deps, upload.fileName, upload.expectedSha256, () =>
+  return commit(deps, upload, () =>
     deps.store.adoptFile(upload.file, { knownSha256: upload.knownSha256, expectedSha256: upload.expectedSha256 }),
   );
 }
@@ -93,8 +95,7 @@ export async function ingestUploadedFile(
 /** Stores through `store`, then records the blob; counts, heartbeats and the optional re-check around it. */
 async function commit(
   deps: IngestDeps,
-  fileName: string,
-  expectedSha256: Sha256 | undefined,
+  { fileName, expectedSha256, arch }: { fileName: string; expectedSha256?: Sha256 | undefined; arch?: BlobArch | undefined },
   store: () => Promise<{ sha256: Sha256; size: number; created: boolean }>,
 ): Promise<IngestResult> {
   const endActivity = expectedSha256 ? deps.activity?.begin(expectedSha256) : undefined;
@@ -106,6 +107,7 @@ async function commit(
       size: put.size,
       name: linkFileName(fileName),
       nowMs: (deps.now ?? Date.now)(),
+      arch,
     });
     result = { blob, created: put.created };
   } catch (err) {

@@ -1,7 +1,35 @@
 import type { FC } from 'hono/jsx';
-import type { BlobView } from '../../server/services/blobs.js';
+import type { BlobArch } from '../../server/db/schema.js';
+import type { UnfinishedUpload } from '../../server/http/uploads.js';
+import { BLOB_ARCH_LABELS, type BlobView } from '../../server/services/blobs.js';
 import type { TransferJob } from '../../server/jobs/transfers.js';
 import { CopyField, CsrfField, formatBytes, formatDate, Layout, StateBadge } from '../layout.js';
+
+/** The architecture choice of the upload form and the package page. */
+const ArchOptions: FC<{ selected: BlobArch }> = ({ selected }) => (
+  <>
+    <option value="arm64" selected={selected === 'arm64'}>
+      Apple silicon (arm64)
+    </option>
+    <option value="x86_64" selected={selected === 'x86_64'}>
+      Intel (x86_64)
+    </option>
+    <option value="unknown" selected={selected === 'unknown'}>
+      Not sure (unknown)
+    </option>
+  </>
+);
+
+const archLabel = (arch: BlobArch) => (arch === 'unknown' ? 'unknown' : BLOB_ARCH_LABELS[arch]);
+
+/** "5 min ago" for people; the exact UTC time goes in the title. */
+function ago(iso: string, nowMs: number): string {
+  const seconds = Math.max(0, Math.round((nowMs - Date.parse(iso)) / 1000));
+  if (seconds < 90) return `${seconds} s ago`;
+  if (seconds < 90 * 60) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 36 * 3600) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} days ago`;
+}
 
 interface Common {
   user: string;
@@ -27,6 +55,7 @@ export const BlobsPage: FC<Common & { blobs: BlobView[] }> = ({ blobs, ...c }) =
               <th scope="col">Package</th>
               <th scope="col">Size</th>
               <th scope="col">State</th>
+              <th scope="col">Architecture</th>
               <th scope="col" class="hide-narrow">
                 Stored
               </th>
@@ -44,6 +73,7 @@ export const BlobsPage: FC<Common & { blobs: BlobView[] }> = ({ blobs, ...c }) =
                 <td>
                   <StateBadge state={b.state} />
                 </td>
+                <td>{b.arch === 'unknown' ? <span class="muted">unknown</span> : archLabel(b.arch)}</td>
                 <td class="hide-narrow">{formatDate(b.createdAt)}</td>
                 <td>{b.usedBy.map((u) => u.imageName).join(', ') || <span class="muted">unused</span>}</td>
               </tr>
@@ -75,6 +105,20 @@ export const BlobPage: FC<Common & { blob: BlobView; downloads: number }> = ({ b
             ))}
       </p>
     </div>
+    <form method="post" action={`/admin/blobs/${blob.sha256}/arch`} class="card stack">
+      <CsrfField token={c.csrf} />
+      <label for="blob-arch">Architecture this package is for</label>
+      <select id="blob-arch" name="arch">
+        <ArchOptions selected={blob.arch} />
+      </select>
+      <p class="muted">The golden image form offers a package in the slot of its architecture, and warns when it is put in the other one.</p>
+      <div class="actions">
+        <button type="submit" class="secondary">
+          Save architecture
+        </button>
+        <CreateImageLinks sha256={blob.sha256} arch={blob.arch} />
+      </div>
+    </form>
     <div class="actions">
       <form method="post" action={`/admin/blobs/${blob.sha256}/verify`} class="inline">
         <CsrfField token={c.csrf} />
@@ -97,21 +141,50 @@ export const BlobPage: FC<Common & { blob: BlobView; downloads: number }> = ({ b
   </Layout>
 );
 
-export const UploadPage: FC<Common & { jobs: TransferJob[]; fetchValues?: { url: string; sha256: string; checksumUrl: string } }> = ({
-  jobs,
-  fetchValues = { url: '', sha256: '', checksumUrl: '' },
-  ...c
-}) => (
+/** "Create a golden image with this package": in the slot of its architecture, or one link per slot when unknown. */
+export const CreateImageLinks: FC<{ sha256: string; arch: BlobArch }> = ({ sha256, arch }) =>
+  arch === 'unknown' ? (
+    <span class="create-image">
+      Create a golden image with this package: <a href={`/admin/images/new?arm64=${sha256}`}>as Apple silicon</a> ·{' '}
+      <a href={`/admin/images/new?x86_64=${sha256}`}>as Intel</a>
+    </span>
+  ) : (
+    <a class="create-image" href={`/admin/images/new?${arch}=${sha256}`}>
+      Create a golden image with this package
+    </a>
+  );
+
+export const UploadPage: FC<
+  Common & { jobs: TransferJob[]; unfinished: UnfinishedUpload[]; nowMs: number; fetchValues?: { url: string; sha256: string; checksumUrl: string } }
+> = ({ jobs, unfinished, nowMs, fetchValues = { url: '', sha256: '', checksumUrl: '' }, ...c }) => (
   <Layout title="Upload packages" user={c.user} csrf={c.csrf} active="/admin/upload" flash={c.flash} error={c.error} scripts={['/admin/assets/tus.min.js', '/admin/assets/upload.js']}>
     <p>
-      Pick the <code>.pvmp</code> that Control Center’s “Prepare for Transfer” wrote and, if you have it, the <code>.txt</code> next to it: its
-      SHA-256 is then enforced. Uploads resume by themselves after a dropped connection; several can run at once.
+      Upload the <code>.pvmp</code> that Control Center’s “Prepare for Transfer” wrote together with the <code>.txt</code> next to it: its SHA-256 is
+      then enforced, and a package this mirror already has is not sent again. Uploads resume after a dropped connection or a reload; several can run
+      at once.
     </p>
     <form id="upload-form" method="post" action={`/admin/upload?_csrf=${encodeURIComponent(c.csrf)}`} enctype="multipart/form-data" class="card stack" data-csrf={c.csrf}>
-      <label for="checksum">Checksum file (.txt, optional)</label>
-      <input id="checksum" name="checksum" type="file" accept=".txt,text/plain" />
-      <label for="package">Package (.pvmp)</label>
-      <input id="package" name="package" type="file" accept=".pvmp" required />
+      <div id="drop-zone" class="drop-zone" hidden>
+        <p>
+          <strong>Drop the package (.pvmp) and its checksum file (.txt) here</strong>, several pairs at once if you like, or
+        </p>
+        <label for="files" class="button secondary">
+          Choose files…
+        </label>
+        <input id="files" type="file" multiple accept=".pvmp,.txt" class="visually-hidden" />
+      </div>
+      <div id="picked" aria-live="polite"></div>
+      {/* Without JavaScript. The server enforces the checksum part and records the architecture whichever order the parts arrive in. */}
+      <div id="plain-fields" class="plain-fields">
+        <label for="package">Package (.pvmp)</label>
+        <input id="package" name="package" type="file" accept=".pvmp" required />
+        <label for="checksum">Checksum file (.txt, optional)</label>
+        <input id="checksum" name="checksum" type="file" accept=".txt,text/plain" />
+        <label for="arch">Architecture</label>
+        <select id="arch" name="arch">
+          <ArchOptions selected="unknown" />
+        </select>
+      </div>
       <div class="actions">
         <button type="submit">Upload</button>
       </div>
@@ -119,6 +192,66 @@ export const UploadPage: FC<Common & { jobs: TransferJob[]; fetchValues?: { url:
     </form>
     <section aria-live="polite" id="uploads"></section>
 
+    <h2 id="unfinished">Unfinished uploads</h2>
+    {unfinished.length === 0 ? (
+      <p class="muted" id="no-unfinished">
+        None: every upload has finished or was cancelled.
+      </p>
+    ) : (
+      <>
+        <p class="muted">
+          To resume one, pick the same file again above (in this browser it continues where it stopped). Unfinished uploads are removed after three
+          days.
+        </p>
+        <div class="table-wrap">
+          <table id="unfinished-uploads">
+            <thead>
+              <tr>
+                <th scope="col">File</th>
+                <th scope="col">Received</th>
+                <th scope="col">Started</th>
+                <th scope="col">State</th>
+                <th scope="col">
+                  <span class="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {unfinished.map((u) => (
+                <tr data-upload-id={u.id} data-name={u.name} data-size={u.size === null ? '' : String(u.size)} data-last-modified={u.lastModified === null ? '' : String(u.lastModified)}>
+                  <td>
+                    {u.name}
+                    <div class="muted">
+                      {archLabel(u.arch)}
+                      {u.hasChecksum ? ' · with checksum file' : ''}
+                    </div>
+                  </td>
+                  <td>
+                    {u.size ? <progress max={u.size} value={u.offset} aria-label={`Received of ${u.name}`}></progress> : null}
+                    <div>
+                      {formatBytes(u.offset)}
+                      {u.size !== null ? ` of ${formatBytes(u.size)} (${Math.floor((u.offset / Math.max(u.size, 1)) * 100)}%)` : ''}
+                    </div>
+                  </td>
+                  <td title={formatDate(u.createdAt)}>{ago(u.createdAt, nowMs)}</td>
+                  <td class="upload-state">
+                    {u.finishing ? 'being stored' : u.receiving ? 'receiving now' : u.lastDataAt ? `paused, last data ${ago(u.lastDataAt, nowMs)}` : 'paused'}
+                  </td>
+                  <td>
+                    <form method="post" action={`/admin/uploads/${u.id}/discard`} class="inline">
+                      <CsrfField token={c.csrf} />
+                      <button type="submit" class="secondary" aria-label={`Discard ${u.name}`}>
+                        Discard
+                      </button>
+                    </form>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      </>
+    )}
     <h2 id="pull">Pull from a URL</h2>
     <p class="muted">
       Download a package from another server (HTTP or HTTPS) straight into this mirror. It resumes after a dropped connection when the server allows

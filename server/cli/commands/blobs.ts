@@ -3,20 +3,23 @@ import { parseChecksumText, parseSha256, type Sha256 } from '../../../storage/di
 import { isStorageError } from '../../../storage/errors.js';
 import { configuredBaseUrl, downloadUrl } from '../../links.js';
 import { listBlobs } from '../../repos/blobs.js';
+import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
 import { parseCommandArgs, type Command } from '../context.js';
 import { CliError, humanBytes, printJson, printLine, table, UsageError } from '../output.js';
 
 export const importCommand: Command = {
   summary: 'store a .pvmp package and print its SHA-256 and download link',
-  usage: 'goldmirror import FILE [--sha256 HEX | --checksum-file TXT] [--json]',
+  usage: 'goldmirror import FILE.pvmp [--arch arm64|x86_64|unknown] [--sha256 HEX | --checksum-file TXT] [--json]',
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, {
       sha256: { type: 'string' },
       'checksum-file': { type: 'string' },
+      arch: { type: 'string' },
       json: { type: 'boolean', default: false },
     });
     if (positionals.length !== 1) throw new UsageError('import takes exactly one FILE');
+    const arch = parseBlobArch(values.arch, '--arch');
     if (values.sha256 !== undefined && values['checksum-file'] !== undefined) {
       throw new UsageError('give either --sha256 or --checksum-file, not both');
     }
@@ -29,13 +32,18 @@ export const importCommand: Command = {
       expected = parseChecksumText(text, `checksum file ${checksumFile}`);
     }
     await assertReadableFile(file);
+    try {
+      assertPackageFileName(file);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
 
     const config = ctx.loadConfig();
     const runtime = await ctx.openRuntime(config);
     try {
       let result;
       try {
-        result = await ingestFile(runtime.ingestDeps, file, { expectedSha256: expected });
+        result = await ingestFile(runtime.ingestDeps, file, { expectedSha256: expected, arch });
       } catch (err) {
         if (isStorageError(err, 'DIGEST_MISMATCH')) {
           throw new CliError(
@@ -49,11 +57,12 @@ export const importCommand: Command = {
       const base = configuredBaseUrl(config);
       const url = downloadUrl(base.url, blob.sha256, blob.name);
       if (values.json) {
-        printJson({ sha256: blob.sha256, size: blob.size, url, name: blob.name, created, verified: expected !== undefined });
+        printJson({ sha256: blob.sha256, size: blob.size, url, name: blob.name, arch: blob.arch, created, verified: expected !== undefined });
       } else {
         printLine(`${created ? 'stored' : 'already stored'}: ${file}`);
         printLine(`sha256: ${blob.sha256}`);
         printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
+        printLine(`arch:   ${blob.arch}${blob.arch === 'unknown' ? ' (give --arch arm64 or --arch x86_64 to record it)' : ''}`);
         printLine(`url:    ${url}`);
         if (base.guessed) {
           process.stderr.write('note: MIRROR_PUBLIC_URL is not set; the link uses this machine\'s host name\n');
@@ -80,6 +89,7 @@ export const listCommand: Command = {
         size: b.size,
         name: b.name,
         state: b.state,
+        arch: b.arch,
         createdAt: new Date(b.created_at).toISOString(),
         url: downloadUrl(base, b.sha256, b.name),
       }));
@@ -87,8 +97,8 @@ export const listCommand: Command = {
       if (blobs.length === 0) return printLine('no packages stored yet; add one with: goldmirror import FILE.pvmp');
       printLine(
         table([
-          ['SHA256', 'SIZE', 'STATE', 'STORED', 'NAME'],
-          ...blobs.map((b) => [b.sha256, humanBytes(b.size), b.state, b.createdAt.slice(0, 19).replace('T', ' '), b.name]),
+          ['SHA256', 'SIZE', 'STATE', 'ARCH', 'STORED', 'NAME'],
+          ...blobs.map((b) => [b.sha256, humanBytes(b.size), b.state, b.arch, b.createdAt.slice(0, 19).replace('T', ' '), b.name]),
         ]),
       );
     } finally {

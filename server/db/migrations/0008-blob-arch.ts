@@ -1,0 +1,15 @@
+import { sql, type Kysely } from 'kysely';
+
+// Frozen in time: never edit a released migration, add a new one.
+// The architecture a package was uploaded or imported for, so the image form
+// can offer it in the right slot. Existing packages were never asked: unknown.
+export async function up(db: Kysely<any>): Promise<void> {
+  await db.schema
+    .alterTable('blobs')
+    .addColumn('arch', 'varchar(16)', (col) => col.notNull().defaultTo('unknown').check(sql`arch in ('arm64', 'x86_64', 'unknown')`))
+    .execute();
+}
+
+export async function down(db: Kysely<any>): Promise<void> {
+  await db.schema.alterTable('blobs').dropColumn('arch').execute();
+}
