@@ -19,7 +19,9 @@ import { requestBaseUrl } from './links.js';
 import type { IngestDeps } from './services/ingest.js';
 import type { TransferJobs } from './jobs/transfers.js';
 import type { Server as TusServer } from '@tus/server';
-import { checkHealth } from './services/health.js';
+import { checkHealth, publicHealth } from './services/health.js';
+import { securityHeaders } from './http/security-headers.js';
+import { STYLE_SOURCE } from '../web/layout.js';
 
 export interface AppDeps {
   config: Config;
@@ -44,6 +46,7 @@ export const PUBLIC_PATHS = new Set(['GET /healthz', 'GET /', 'GET /admin/login'
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
 
+  app.use('*', securityHeaders({ styleSources: [STYLE_SOURCE] }));
   app.use('*', async function logAndTimeRequests(c, next) {
     const started = performance.now();
     const given = c.req.header('x-request-id');
@@ -61,11 +64,12 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   app.get('/healthz', async (c) => {
+    // Status and a reason code only; the details are at GET /api/v1/health (read scope).
     const report = await checkHealth({ ...deps, minFreeBytes: deps.config.minFreeBytes });
-    return c.json({ status: report.ok ? 'ok' : 'unhealthy', ...report }, report.ok ? 200 : 503);
+    return c.json(publicHealth(report), report.ok ? 200 : 503);
   });
 
-  app.get('/metrics', requireAdmin(deps.db), async (c) => {
+  app.get('/metrics', requireAdmin(deps.db, { publicUrl: deps.config.publicUrl }), async (c) => {
     c.header('Content-Type', deps.metrics.registry.contentType);
     return c.body(await deps.metrics.registry.metrics());
   });

@@ -15,6 +15,7 @@ export const errorStatus = {
   BUNDLE_INCOMPLETE: 400,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
+  TOKEN_SCOPE: 403,
   NOT_FOUND: 404,
   BLOB_UNKNOWN: 404,
   METHOD_NOT_ALLOWED: 405,
@@ -37,6 +38,7 @@ export const errorStatus = {
   SOURCE_FAILED: 502,
   BLOB_UNAVAILABLE: 503,
   DATABASE_UNAVAILABLE: 503,
+  AUTH_BUSY: 503,
   INSUFFICIENT_STORAGE: 507,
 } as const satisfies Record<string, number>;
 

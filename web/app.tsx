@@ -12,10 +12,10 @@ import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie } from 'hono/cookie';
 import type { AppDeps } from '../server/app.js';
 import { AppError, toAppError } from '../server/errors.js';
-import { clientAddress, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../server/http/auth.js';
+import { clientAddressReader, CSRF_FIELD, csrfMatches, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../server/http/auth.js';
 import { requestBaseUrl } from '../server/links.js';
 import { listAudit } from '../server/services/audit.js';
-import { changePassword, login, logout } from '../server/services/auth.js';
+import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../server/services/auth.js';
 import { deleteBlob, getBlobView, listBlobViews } from '../server/services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../server/services/groups.js';
 import { createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
@@ -29,6 +29,7 @@ import { BlobPage, BlobsPage, UploadPage } from './pages/blobs.js';
 import { DashboardPage } from './pages/dashboard.js';
 import { GroupEditPage, GroupsPage, type GroupFormValues } from './pages/groups.js';
 import { ImageDeletePage, ImageFormPage, ImagePortalPage, ImagesPage, type ImageFormValues } from './pages/images.js';
+import { TokensPage, type TokenFormValues } from './pages/tokens.js';
 
 /** Fixed set of script files (never a path from the request). */
 const require = createRequire(import.meta.url);
@@ -55,6 +56,7 @@ const FLASH: Record<string, string> = {
   'password-changed': 'Password changed.',
   'fetch-started': 'Download started; its progress is below.',
   'fetch-cancelled': 'Download cancelled; nothing was stored.',
+  'token-revoked': 'API token revoked.',
 };
 
 type WebContext = Context<AuthEnv>;
@@ -74,6 +76,7 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   const flash = (c: Context) => FLASH[c.req.query('done') ?? ''];
   const done = (c: Context, path: string, key: string) => c.redirect(`${path}?done=${key}`, 303);
   const common = (c: WebContext) => ({ user: user(c), csrf: csrf(c), flash: flash(c) });
+  const clientAddress = clientAddressReader(deps.config.trustProxy);
 
   // Forms are small; only the upload form streams a large body (and never buffers it).
   const formLimit = (maxSize: number) =>
@@ -117,10 +120,11 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
       publicUrl: deps.config.publicUrl,
       onUnauthenticated: (c) => c.redirect(`/admin/login?next=${encodeURIComponent(c.req.path)}`, 303),
       formCsrf: async (c) => {
-        if ((c.req.header('content-type') ?? '').startsWith('multipart/form-data')) return c.req.query('_csrf');
         const form = await c.req.parseBody();
         return typeof form._csrf === 'string' ? form._csrf : undefined;
       },
+      // The streamed upload form checks its _csrf field itself, before it reads any file part.
+      csrfCheckedByHandler: (c) => c.req.method === 'POST' && c.req.path === '/admin/upload',
     }),
   );
 
@@ -152,6 +156,28 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
       const e = formError(err);
       return c.html(<AccountPage user={user(c)} csrf={csrf(c)} error={e.message} fieldErrors={e.fields} />, e.status);
     }
+  });
+
+  // API tokens: a new token is shown once in the answer to the form, never in a URL.
+  const tokensPage = async (c: WebContext, values: TokenFormValues, extra: { created?: Awaited<ReturnType<typeof createApiToken>>; error?: ReturnType<typeof formError> } = {}) =>
+    c.html(
+      <TokensPage {...common(c)} tokens={await listApiTokens(db)} values={values} created={extra.created} error={extra.error?.message} fieldErrors={{ name: extra.error?.fields['token name'] ?? '' }} />,
+      extra.error?.status ?? (extra.created ? 201 : 200),
+    );
+  web.get('/tokens', (c) => tokensPage(c, { name: '', scope: 'read' }));
+  web.post('/tokens', async (c) => {
+    const form = await c.req.parseBody();
+    const values = { name: field(form, 'name'), scope: field(form, 'scope') };
+    try {
+      const created = await createApiToken(db, c.get('actor'), values.name, values.scope);
+      return await tokensPage(c, { name: '', scope: values.scope }, { created });
+    } catch (err) {
+      return tokensPage(c, values, { error: formError(err) });
+    }
+  });
+  web.post('/tokens/:name/revoke', async (c) => {
+    await revokeApiToken(db, c.get('actor'), c.req.param('name'));
+    return done(c, '/admin/tokens', 'token-revoked');
   });
 
   web.get('/', async (c) => {
@@ -349,9 +375,10 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   });
   web.post('/upload', async (c) => {
     try {
-      const sha256 = await receiveMultipartUpload(c, deps);
+      const sha256 = await receiveMultipartUpload(c, deps, csrf(c));
       return c.redirect(`/admin/blobs/${sha256}?done=blob-uploaded`, 303);
     } catch (err) {
+      if (toAppError(err).code === 'FORBIDDEN') throw err;
       const e = formError(err);
       return c.html(<UploadPage user={user(c)} csrf={csrf(c)} jobs={deps.transfers.list()} error={e.message} />, e.status);
     }
@@ -375,8 +402,8 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   return web;
 }
 
-/** The no-JavaScript upload: a streamed multipart form (checksum file first, then the package). */
-async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string> {
+/** The no-JavaScript upload: a streamed multipart form (CSRF field, checksum file, then the package). */
+async function receiveMultipartUpload(c: Context, deps: AppDeps, expectedCsrf: string): Promise<string> {
   const body = c.req.raw.body;
   if (!body) throw new AppError('BAD_REQUEST', 'the upload form arrived empty');
   return new Promise<string>((resolve, reject) => {
@@ -395,7 +422,17 @@ async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string
     let job: Promise<string> | null = null;
     // A client that goes away mid-upload must end the ingest (and free its temp file) at once.
     const aborted = new AbortController();
+    let csrfOk = false;
+    const csrfRefused = () => new AppError('FORBIDDEN', 'missing or wrong CSRF token; reload the page and try again');
+    parser.on('field', (name, value) => {
+      if (name === CSRF_FIELD) csrfOk = csrfMatches(expectedCsrf, value);
+    });
     parser.on('file', (name, stream, info) => {
+      if (!csrfOk) {
+        stream.resume();
+        reject(csrfRefused());
+        return;
+      }
       if (name === 'checksum') {
         checksumRead = new Promise<void>((done) => stream.on('end', done).on('error', () => done()));
         stream.on('data', (chunk: Buffer) => {
@@ -418,7 +455,8 @@ async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string
     });
     parser.on('error', (err: Error) => reject(new AppError('BAD_REQUEST', `the upload form is malformed: ${err.message}`)));
     parser.on('close', () => {
-      if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
+      if (!csrfOk) reject(csrfRefused());
+      else if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
       else job.then(resolve, reject);
     });
     const source = Readable.fromWeb(body);

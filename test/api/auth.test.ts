@@ -307,17 +307,17 @@ describe('bootstrapAdmin (what `goldmirror serve` runs at start)', () => {
     try {
       const result = await bootstrapAdmin(m.runtime.db, m.dir, undefined);
       const file = path.join(m.dir, INITIAL_PASSWORD_FILE);
-      expect(result).toEqual({ generatedPassword: anyString(), passwordFile: file, reset: false });
+      expect(result).toEqual({ created: true, generatedPassword: anyString(), passwordFile: file, passwordIgnored: false });
       expect(result.generatedPassword!.length).toBeGreaterThanOrEqual(20);
       const stat = await fs.stat(file);
       expect((stat.mode & 0o777).toString(8)).toBe('600');
-      expect((stat.mode & 0o777) === 0o600).toBe(true);
       expect(await fs.readFile(file, 'utf8')).toBe(`${result.generatedPassword}\n`);
       expect((await signIn(m.url, result.generatedPassword!)).res.status).toBe(200);
 
       // Later starts change nothing: no new password, the file keeps the first one.
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, undefined)).toEqual({ generatedPassword: null, passwordFile: null, reset: false });
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, '')).toEqual({ generatedPassword: null, passwordFile: null, reset: false });
+      const unchanged = { created: false, generatedPassword: null, passwordFile: null, passwordIgnored: false };
+      expect(await bootstrapAdmin(m.runtime.db, m.dir, undefined)).toEqual(unchanged);
+      expect(await bootstrapAdmin(m.runtime.db, m.dir, '')).toEqual(unchanged);
       expect(await fs.readFile(file, 'utf8')).toBe(`${result.generatedPassword}\n`);
       expect(await m.runtime.db.selectFrom('users').select('username').execute()).toEqual([{ username: 'admin' }]);
       const audit = await m.runtime.db.selectFrom('audit_log').select(['actor', 'action', 'target']).where('action', '=', 'user.create').execute();
@@ -327,28 +327,38 @@ describe('bootstrapAdmin (what `goldmirror serve` runs at start)', () => {
     }
   });
 
-  it('MIRROR_ADMIN_PASSWORD creates the admin, and resets it (ending its sessions) when it changes', async () => {
+  it('MIRROR_ADMIN_PASSWORD creates the admin once and never overwrites it (a changed password survives restarts)', async () => {
     const m = await startMirror({ adminPassword: ADMIN_PASSWORD });
     try {
       expect(m.runtime.config.adminPassword).toBe(ADMIN_PASSWORD);
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, m.runtime.config.adminPassword)).toEqual({ generatedPassword: null, passwordFile: null, reset: false });
+      expect(await bootstrapAdmin(m.runtime.db, m.dir, m.runtime.config.adminPassword)).toEqual({
+        created: true,
+        generatedPassword: null,
+        passwordFile: null,
+        passwordIgnored: false,
+      });
       await expect(fs.access(path.join(m.dir, INITIAL_PASSWORD_FILE))).rejects.toMatchObject({ code: 'ENOENT' });
       const session = await mustSignIn(m.url);
 
-      // A restart with the same value keeps everyone signed in.
-      expect((await bootstrapAdmin(m.runtime.db, m.dir, ADMIN_PASSWORD)).reset).toBe(false);
+      // The admin changes the password on the page; other sessions end, this one stays.
+      const other = await mustSignIn(m.url);
+      const changedTo = 'changed on the page';
+      expect((await call(m.url, 'POST', '/api/v1/session/password', { session, json: { currentPassword: ADMIN_PASSWORD, newPassword: changedTo } })).status).toBe(204);
+      expectError(await call(m.url, 'GET', '/api/v1/session', { session: other }), 401, 'UNAUTHORIZED');
+
+      // A restart with the same environment, or with another value, leaves that password and the session alone.
+      for (const env of [ADMIN_PASSWORD, 'yet another admin password']) {
+        expect(await bootstrapAdmin(m.runtime.db, m.dir, env)).toEqual({ created: false, generatedPassword: null, passwordFile: null, passwordIgnored: true });
+      }
       expect((await call(m.url, 'GET', '/api/v1/session', { session })).status).toBe(200);
-
-      const next = 'a new admin password';
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, next)).toEqual({ generatedPassword: null, passwordFile: null, reset: true });
-      expectError(await call(m.url, 'GET', '/api/v1/session', { session }), 401, 'UNAUTHORIZED');
       expect((await signIn(m.url, ADMIN_PASSWORD)).res.status).toBe(401);
-      expect((await signIn(m.url, next)).res.status).toBe(200);
-      const reset = await m.runtime.db.selectFrom('audit_log').select(['actor', 'action']).where('action', '=', 'user.password_reset').execute();
-      expect(reset).toEqual([{ actor: 'system:MIRROR_ADMIN_PASSWORD', action: 'user.password_reset' }]);
+      expect((await signIn(m.url, changedTo)).res.status).toBe(200);
+      expect(await m.runtime.db.selectFrom('audit_log').select('action').where('action', '=', 'user.password_reset').execute()).toEqual([]);
+      const created = await m.runtime.db.selectFrom('audit_log').select(['actor', 'action']).where('action', '=', 'user.create').execute();
+      expect(created).toEqual([{ actor: 'system:MIRROR_ADMIN_PASSWORD', action: 'user.create' }]);
 
+      // A value too short to ever be used is still a configuration error.
       await expect(bootstrapAdmin(m.runtime.db, m.dir, 'too short')).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
-      expect((await signIn(m.url, next)).res.status).toBe(200);
     } finally {
       await m.close();
     }

@@ -107,7 +107,9 @@ export const UploadPage: FC<Common & { jobs: TransferJob[]; fetchValues?: { url:
       Pick the <code>.pvmp</code> that Control Center’s “Prepare for Transfer” wrote and, if you have it, the <code>.txt</code> next to it: its
       SHA-256 is then enforced. Uploads resume by themselves after a dropped connection; several can run at once.
     </p>
-    <form id="upload-form" method="post" action={`/admin/upload?_csrf=${encodeURIComponent(c.csrf)}`} enctype="multipart/form-data" class="card stack" data-csrf={c.csrf}>
+    <form id="upload-form" method="post" action="/admin/upload" enctype="multipart/form-data" class="card stack" data-csrf={c.csrf}>
+      {/* First in the form, so the server reads it before any file part (never in the URL). */}
+      <CsrfField token={c.csrf} />
       <label for="checksum">Checksum file (.txt, optional)</label>
       <input id="checksum" name="checksum" type="file" accept=".txt,text/plain" />
       <label for="package">Package (.pvmp)</label>
