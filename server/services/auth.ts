@@ -12,7 +12,7 @@ import type { Db } from '../db/open.js';
 import { AppError, toAppError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
 import { clearSignInFailures, releaseSignInAttempt, reserveSignInAttempt, throttleKey } from './login-throttle.js';
-import { hashPassword, verifyPassword } from './password-hashing.js';
+import { assertHashingCapacity, hashPassword, verifyPassword } from './password-hashing.js';
 import { parseInput } from './validation.js';
 
 export { hashPassword, verifyPassword } from './password-hashing.js';
@@ -148,6 +148,7 @@ export async function login(db: Db, input: unknown, clientAddress: string, now =
   // network cannot lock the admin out by failing on purpose, yet guessing stays throttled.
   const from = throttleKey(clientAddress);
   const keys = [`ip:${from}`, `user:${username.toLowerCase()}@${from}`];
+  assertHashingCapacity();
   await reserveSignInAttempt(db, keys, now);
   let user;
   let ok: boolean;

@@ -29,13 +29,21 @@ function scrypt(password: string, salt: Buffer, keylen: number, options: ScryptO
   return new Promise((resolve, reject) => scryptCb(password, salt, keylen, options, (err, key) => (err ? reject(err) : resolve(key))));
 }
 
-/** Runs one scrypt through the queue, or throws AUTH_BUSY at once when the queue is full. */
-function queuedScrypt(password: string, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
+/**
+ * Throws AUTH_BUSY when the queue is full. Sign-in calls it before any
+ * database work too, so refusing a burst costs next to nothing.
+ */
+export function assertHashingCapacity(): void {
   if (queue.size >= HASH_QUEUE_LIMIT) {
     throw new AppError('AUTH_BUSY', 'too many password checks are running; try again in a few seconds', {
       retryAfterSeconds: BUSY_RETRY_AFTER_SECONDS,
     });
   }
+}
+
+/** Runs one scrypt through the queue, or throws AUTH_BUSY at once when the queue is full. */
+function queuedScrypt(password: string, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
+  assertHashingCapacity();
   return queue.add(async () => {
     hashesRun += 1;
     return scrypt(password, salt, keylen, options);
