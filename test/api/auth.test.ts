@@ -11,10 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, PUBLIC_PATHS } from '../../server/app.js';
 import { PUBLIC_API_ROUTES } from '../../server/routes/api.js';
 import type { AuditEntry } from '../../server/services/audit.js';
-import { bootstrapAdmin, INITIAL_PASSWORD_FILE } from '../../server/services/auth.js';
+import { bootstrapAdmin, createApiToken, INITIAL_PASSWORD_FILE } from '../../server/services/auth.js';
 import type { GroupView } from '../../server/services/groups.js';
 import type { ImageView } from '../../server/services/images.js';
-import { ADMIN_PASSWORD, anyString, bootstrapTestAdmin, call, errorOf, expectError, issueToken, mustSignIn, signIn, type ApiResult, type Session } from '../helpers/api.js';
+import { ADMIN_PASSWORD, anyString, bootstrapTestAdmin, call, errorOf, expectError, issueToken, matching, mustSignIn, signIn, type ApiResult, type Session } from '../helpers/api.js';
 import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 describe('authentication', () => {
@@ -22,6 +22,8 @@ describe('authentication', () => {
   let sessionA: Session;
   let sessionB: Session;
   let token: string;
+  let readToken: string;
+  let syncToken: string;
 
   beforeAll(async () => {
     m = await startMirror();
@@ -29,6 +31,8 @@ describe('authentication', () => {
     sessionA = await mustSignIn(m.url);
     sessionB = await mustSignIn(m.url);
     token = await issueToken(m, 'auth-test');
+    readToken = (await createApiToken(m.runtime.db, { kind: 'system', name: 'test-setup' }, 'walk-read', 'read')).token;
+    syncToken = (await createApiToken(m.runtime.db, { kind: 'system', name: 'test-setup' }, 'walk-sync', 'sync')).token;
   });
   afterAll(async () => {
     await m?.close();
@@ -75,6 +79,7 @@ describe('authentication', () => {
       'unknown session cookie': { cookie: 'gm_session=forged' },
     };
     const checked: string[] = [];
+    const scopeChecks: Record<string, number> = {};
     for (const entry of candidates) {
       // `all()` routes and `use()` middleware both show up as ALL: try two methods.
       for (const method of entry.method === 'ALL' ? ['GET', 'POST'] : [entry.method]) {
@@ -102,10 +107,37 @@ describe('authentication', () => {
         // (Signing out redirects to the sign-in page too, but never with ?next= as a refusal does.)
         expect(allowed.headers.get('location') ?? '', key).not.toMatch(/^\/admin\/login\?next=/);
         expect(routeNotFound(allowed), key).toBe(false);
+
+        // Token scopes (written out here, not taken from the code): read = GET/HEAD of the API and
+        // /metrics; sync = only the export manifest that `goldmirror sync` reads; admin = everything.
+        const reading = method === 'GET' || method === 'HEAD';
+        const readAllowed = reading && (entry.path.startsWith('/api/v1/') || entry.path === '/metrics');
+        const syncAllowed = reading && entry.path === '/api/v1/export/manifest';
+        for (const [scope, scoped, mayPass] of [['read', readToken, readAllowed], ['sync', syncToken, syncAllowed]] as const) {
+          const res = await call(m.url, method, url, { ...body, token: scoped });
+          const needed = readAllowed ? 'read' : 'admin';
+          if (mayPass) {
+            expect({ route: key, scope, status: res.status }).not.toEqual({ route: key, scope, status: 401 });
+            expect({ route: key, scope, status: res.status }).not.toEqual({ route: key, scope, status: 403 });
+          } else if (entry.path.startsWith('/admin')) {
+            // The console's error page, in HTML, with the same words.
+            expect({ route: key, scope, status: res.status, says: res.text.includes(`needs scope &quot;${needed}&quot;`) }).toEqual({ route: key, scope, status: 403, says: true });
+          } else {
+            const error = expectError(res, 403, 'TOKEN_SCOPE');
+            expect({ route: key, scope, message: error.message }).toEqual({ route: key, scope, message: matching(new RegExp(`has scope "${scope}"; .* needs scope "${needed}"`)) });
+            expect(error).toMatchObject({ tokenScope: scope, requiredScope: needed });
+          }
+          scopeChecks[`${scope} ${mayPass ? 'allowed' : 'refused'}`] = (scopeChecks[`${scope} ${mayPass ? 'allowed' : 'refused'}`] ?? 0) + 1;
+        }
         checked.push(key);
       }
     }
     expect(checked.length).toBeGreaterThanOrEqual(25);
+    // Both outcomes were seen for both scopes (sync is allowed exactly one route).
+    expect(scopeChecks['read allowed']).toBeGreaterThanOrEqual(10);
+    expect(scopeChecks['read refused']).toBeGreaterThanOrEqual(10);
+    expect(scopeChecks['sync allowed']).toBe(1);
+    expect(scopeChecks['sync refused']).toBeGreaterThanOrEqual(20);
     // And the public ones really are public.
     expect((await fetch(`${m.url}/healthz`)).status).toBe(200);
   });
