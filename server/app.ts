@@ -51,8 +51,9 @@ export function createApp(deps: AppDeps): Hono {
     const started = performance.now();
     const given = c.req.header('x-request-id');
     const reqId = given && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
-    c.header('X-Request-Id', reqId);
     await next();
+    // After the handler, so answers it built itself (tus) carry it too.
+    c.header('X-Request-Id', reqId);
     const seconds = (performance.now() - started) / 1000;
     const status = c.res.status;
     deps.metrics.httpDuration.observe({ method: c.req.method, route: c.req.routePath, status: String(status) }, seconds);

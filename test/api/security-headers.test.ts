@@ -98,6 +98,8 @@ describe('protective headers', () => {
     expect(answers.length).toBeGreaterThanOrEqual(29);
     for (const [what, headers] of answers) {
       expectProtected(what, headers);
+      // The same goes for the request id, which tus answers used to lose.
+      expect({ what, requestId: /^[0-9a-f-]{36}$/.test(headers.get('x-request-id') ?? '') }).toEqual({ what, requestId: true });
       expect({ what, cache: headers.get('cache-control') }).toEqual({ what, cache: 'no-store' });
     }
     // The fixed script files may be cached a little (they carry no data), and are protected too.
