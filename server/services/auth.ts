@@ -61,20 +61,20 @@ export async function bootstrapAdmin(db: Db, dataDir: string, password: string |
   if (anyUser) return { created: false, generatedPassword: null, passwordFile: null, passwordIgnored: fromEnv };
   const chosen = fromEnv ? password : newPassword();
   const hash = await hashPassword(chosen);
-  let file: string | null = null;
-  if (!fromEnv) {
-    file = path.join(dataDir, INITIAL_PASSWORD_FILE);
-    await fs.writeFile(file, `${chosen}\n`, { mode: 0o600 });
-    await fs.chmod(file, 0o600);
-  }
-  await db.transaction().execute(async (trx) => {
+  const created = await db.transaction().execute(async (trx) => {
     // Checked again under the write lock: two processes starting at once create one admin.
-    if (await trx.selectFrom('users').select('id').limit(1).executeTakeFirst()) return;
+    if (await trx.selectFrom('users').select('id').limit(1).executeTakeFirst()) return false;
     await trx.insertInto('users').values({ username: ADMIN_USERNAME, password_hash: hash, created_at: now, password_changed_at: now }).execute();
     const actor: Actor = { kind: 'system', name: fromEnv ? 'MIRROR_ADMIN_PASSWORD' : 'first-start' };
     await recordAudit(trx, { actor, action: 'user.create', target: `user:${ADMIN_USERNAME}`, at: now });
+    return true;
   });
-  return { created: true, generatedPassword: fromEnv ? null : chosen, passwordFile: file, passwordIgnored: false };
+  if (!created) return { created: false, generatedPassword: null, passwordFile: null, passwordIgnored: fromEnv };
+  if (fromEnv) return { created: true, generatedPassword: null, passwordFile: null, passwordIgnored: false };
+  const file = path.join(dataDir, INITIAL_PASSWORD_FILE);
+  await fs.writeFile(file, `${chosen}\n`, { mode: 0o600 });
+  await fs.chmod(file, 0o600);
+  return { created: true, generatedPassword: chosen, passwordFile: file, passwordIgnored: false };
 }
 
 export interface PasswordReset {
