@@ -375,7 +375,7 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   });
   web.post('/upload', async (c) => {
     try {
-      const sha256 = await receiveMultipartUpload(c, deps, csrf(c));
+      const sha256 = await receiveMultipartUpload(c, deps, c.get('session')?.csrfToken ?? null);
       return c.redirect(`/admin/blobs/${sha256}?done=blob-uploaded`, 303);
     } catch (err) {
       if (toAppError(err).code === 'FORBIDDEN') throw err;
@@ -402,8 +402,11 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   return web;
 }
 
-/** The no-JavaScript upload: a streamed multipart form (CSRF field, checksum file, then the package). */
-async function receiveMultipartUpload(c: Context, deps: AppDeps, expectedCsrf: string): Promise<string> {
+/**
+ * The no-JavaScript upload: a streamed multipart form (CSRF field, checksum file, then the package).
+ * `expectedCsrf` is the session's token, null for a request with an API token (which needs none).
+ */
+async function receiveMultipartUpload(c: Context, deps: AppDeps, expectedCsrf: string | null): Promise<string> {
   const body = c.req.raw.body;
   if (!body) throw new AppError('BAD_REQUEST', 'the upload form arrived empty');
   return new Promise<string>((resolve, reject) => {
@@ -422,10 +425,10 @@ async function receiveMultipartUpload(c: Context, deps: AppDeps, expectedCsrf: s
     let job: Promise<string> | null = null;
     // A client that goes away mid-upload must end the ingest (and free its temp file) at once.
     const aborted = new AbortController();
-    let csrfOk = false;
+    let csrfOk = expectedCsrf === null;
     const csrfRefused = () => new AppError('FORBIDDEN', 'missing or wrong CSRF token; reload the page and try again');
     parser.on('field', (name, value) => {
-      if (name === CSRF_FIELD) csrfOk = csrfMatches(expectedCsrf, value);
+      if (name === CSRF_FIELD && expectedCsrf !== null) csrfOk = csrfMatches(expectedCsrf, value);
     });
     parser.on('file', (name, stream, info) => {
       if (!csrfOk) {

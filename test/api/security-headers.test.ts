@@ -195,6 +195,14 @@ describe('CSRF tokens', () => {
     expect(ok.status).toBe(303);
     expect(ok.headers.get('location')).toBe(`/admin/blobs/${sha256Hex(data)}?done=blob-uploaded`);
     expect(await m.runtime.db.selectFrom('blobs').select('sha256').execute()).toEqual([{ sha256: sha256Hex(data) }]);
+
+    // An admin API token needs no CSRF token (a browser never sends one on its own).
+    const apiToken = await issueToken(m, 'uploader');
+    const byToken = new FormData();
+    byToken.append('package', new Blob([testBytes(1000, 'token-upload')]), 'token.pvmp');
+    const res = await fetch(`${m.url}/admin/upload`, { method: 'POST', body: byToken, headers: { authorization: `Bearer ${apiToken}` }, redirect: 'manual' });
+    expect(res.status).toBe(303);
+    expect(res.headers.get('location')).toBe(`/admin/blobs/${sha256Hex(testBytes(1000, 'token-upload'))}?done=blob-uploaded`);
   });
 
   it('redirects after form posts never carry the token', async () => {
