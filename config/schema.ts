@@ -2,6 +2,7 @@
  * The one description of goldmirror's settings: names, types, defaults and
  * the MIRROR_* environment variable for each. Loading happens in load.ts.
  */
+import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import { parseCidr, splitList } from './cidr.js';
 
@@ -54,8 +55,22 @@ export const configSchema = z
     syncToken: z.string().default(''),
     /** How often to sync from syncFrom. */
     syncIntervalMs: durationMs.default(60 * 60 * 1000),
-    /** Creates or resets user `admin` at start when set (usually only from the environment). */
+    /** Creates user `admin` at the first start when set (never changes an existing one; usually from the environment). */
     adminPassword: z.string().default(''),
+    /**
+     * Reverse proxies (addresses or CIDRs) whose X-Forwarded-For is believed;
+     * a comma-separated list in the environment. Empty: the socket peer is the client.
+     */
+    trustProxy: z
+      .union([z.string(), z.array(z.string())])
+      .default('')
+      .transform((v, ctx) => {
+        const entries = (typeof v === 'string' ? v.split(',') : v).map((e) => e.trim()).filter((e) => e !== '');
+        for (const entry of entries) {
+          if (!isAddressOrCidr(entry)) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(entry)} is not an IP address or CIDR (e.g. 10.0.0.1, 10.0.0.0/8, fd00::/8)` });
+        }
+        return Object.freeze<string[]>(entries);
+      }),
     /** How long a graceful shutdown waits for running transfers. */
     shutdownTimeoutMs: durationMs.default(30_000),
     /** Addresses (CIDR blocks) that outbound fetches may reach although they are loopback, link-local, unspecified or this mirror's own. */
@@ -108,12 +123,28 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_SYNC_INTERVAL: { key: 'syncIntervalMs', kind: 'duration' },
   MIRROR_FETCH_ALLOW: { key: 'fetchAllow', kind: 'string' },
   MIRROR_FETCH_CONCURRENCY: { key: 'fetchConcurrency', kind: 'int' },
+  MIRROR_TRUST_PROXY: { key: 'trustProxy', kind: 'string' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */
 export const keyKinds: Readonly<Partial<Record<keyof Config, Kind>>> = Object.fromEntries(
   Object.values(envVars).map(({ key, kind }) => [key, kind]),
 );
+
+/** An address or address/prefix that node's BlockList accepts (the same parser that matches it later). */
+function isAddressOrCidr(entry: string): boolean {
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0 || (prefix !== undefined && !/^\d{1,3}$/.test(prefix))) return false;
+  try {
+    const list = new BlockList();
+    if (prefix === undefined) list.addAddress(address, family === 4 ? 'ipv4' : 'ipv6');
+    else list.addSubnet(address, Number(prefix), family === 4 ? 'ipv4' : 'ipv6');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function isHttpUrl(value: string): boolean {
   try {

@@ -18,7 +18,9 @@ import { createUploadServer, type UploadServer } from './http/uploads.js';
 import { requestBaseUrl } from './links.js';
 import type { IngestDeps } from './services/ingest.js';
 import type { TransferJobs } from './jobs/transfers.js';
-import { checkHealth } from './services/health.js';
+import { checkHealth, publicHealth } from './services/health.js';
+import { securityHeaders } from './http/security-headers.js';
+import { STYLE_SOURCE } from '../web/layout.js';
 
 export interface AppDeps {
   config: Config;
@@ -43,12 +45,14 @@ export const PUBLIC_PATHS = new Set(['GET /healthz', 'GET /', 'GET /admin/login'
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
 
+  app.use('*', securityHeaders({ styleSources: [STYLE_SOURCE] }));
   app.use('*', async function logAndTimeRequests(c, next) {
     const started = performance.now();
     const given = c.req.header('x-request-id');
     const reqId = given && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
-    c.header('X-Request-Id', reqId);
     await next();
+    // After the handler, so answers it built itself (tus) carry it too.
+    c.header('X-Request-Id', reqId);
     const seconds = (performance.now() - started) / 1000;
     const status = c.res.status;
     deps.metrics.httpDuration.observe({ method: c.req.method, route: c.req.routePath, status: String(status) }, seconds);
@@ -60,11 +64,12 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   app.get('/healthz', async (c) => {
+    // Status and a reason code only; the details are at GET /api/v1/health (read scope).
     const report = await checkHealth({ ...deps, minFreeBytes: deps.config.minFreeBytes });
-    return c.json({ status: report.ok ? 'ok' : 'unhealthy', ...report }, report.ok ? 200 : 503);
+    return c.json(publicHealth(report), report.ok ? 200 : 503);
   });
 
-  app.get('/metrics', requireAdmin(deps.db), async (c) => {
+  app.get('/metrics', requireAdmin(deps.db, { publicUrl: deps.config.publicUrl }), async (c) => {
     c.header('Content-Type', deps.metrics.registry.contentType);
     return c.body(await deps.metrics.registry.metrics());
   });

@@ -17,6 +17,7 @@ export const errorStatus = {
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   FETCH_ADDRESS_REFUSED: 403,
+  TOKEN_SCOPE: 403,
   NOT_FOUND: 404,
   BLOB_UNKNOWN: 404,
   METHOD_NOT_ALLOWED: 405,
@@ -39,6 +40,7 @@ export const errorStatus = {
   SOURCE_FAILED: 502,
   BLOB_UNAVAILABLE: 503,
   DATABASE_UNAVAILABLE: 503,
+  AUTH_BUSY: 503,
   INSUFFICIENT_STORAGE: 507,
 } as const satisfies Record<string, number>;
 

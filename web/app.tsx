@@ -12,10 +12,10 @@ import type { AppDeps } from '../server/app.js';
 import type { UploadServer } from '../server/http/uploads.js';
 import { AppError, toAppError } from '../server/errors.js';
 import { receiveFormUpload } from '../server/http/form-upload.js';
-import { clientAddress, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../server/http/auth.js';
+import { clientAddressReader, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../server/http/auth.js';
 import { requestBaseUrl } from '../server/links.js';
 import { listAudit } from '../server/services/audit.js';
-import { changePassword, login, logout } from '../server/services/auth.js';
+import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../server/services/auth.js';
 import { archMismatchWarnings, deleteBlob, getBlobView, listBlobViews, updateBlobArch } from '../server/services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../server/services/groups.js';
 import { ARCHES, ARCH_LABELS, createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
@@ -29,6 +29,7 @@ import { BlobPage, BlobsPage, UploadPage } from './pages/blobs.js';
 import { DashboardPage } from './pages/dashboard.js';
 import { GroupEditPage, GroupsPage, type GroupFormValues } from './pages/groups.js';
 import { ImageDeletePage, ImageFormPage, ImagePortalPage, ImagesPage, type ImageFormValues } from './pages/images.js';
+import { TokensPage, type TokenFormValues } from './pages/tokens.js';
 
 /** Fixed set of script files (never a path from the request). */
 const require = createRequire(import.meta.url);
@@ -59,6 +60,7 @@ const FLASH: Record<string, string> = {
   'password-changed': 'Password changed.',
   'fetch-started': 'Download started; its progress is below.',
   'fetch-cancelled': 'Download cancelled; nothing was stored.',
+  'token-revoked': 'API token revoked.',
 };
 
 type WebContext = Context<AuthEnv>;
@@ -78,6 +80,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
   const flash = (c: Context) => FLASH[c.req.query('done') ?? ''];
   const done = (c: Context, path: string, key: string) => c.redirect(`${path}?done=${key}`, 303);
   const common = (c: WebContext) => ({ user: user(c), csrf: csrf(c), flash: flash(c) });
+  const clientAddress = clientAddressReader(deps.config.trustProxy);
 
   // Forms are small; only the upload form streams a large body (and never buffers it).
   const formLimit = (maxSize: number) =>
@@ -121,10 +124,11 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
       publicUrl: deps.config.publicUrl,
       onUnauthenticated: (c) => c.redirect(`/admin/login?next=${encodeURIComponent(c.req.path)}`, 303),
       formCsrf: async (c) => {
-        if ((c.req.header('content-type') ?? '').startsWith('multipart/form-data')) return c.req.query('_csrf');
         const form = await c.req.parseBody();
         return typeof form._csrf === 'string' ? form._csrf : undefined;
       },
+      // The streamed upload form checks its _csrf field itself, before it reads any file part.
+      csrfCheckedByHandler: (c) => c.req.method === 'POST' && c.req.path === '/admin/upload',
     }),
   );
 
@@ -156,6 +160,28 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
       const e = formError(err);
       return c.html(<AccountPage user={user(c)} csrf={csrf(c)} error={e.message} fieldErrors={e.fields} />, e.status);
     }
+  });
+
+  // API tokens: a new token is shown once in the answer to the form, never in a URL.
+  const tokensPage = async (c: WebContext, values: TokenFormValues, extra: { created?: Awaited<ReturnType<typeof createApiToken>>; error?: ReturnType<typeof formError> } = {}) =>
+    c.html(
+      <TokensPage {...common(c)} tokens={await listApiTokens(db)} values={values} created={extra.created} error={extra.error?.message} fieldErrors={{ name: extra.error?.fields['token name'] ?? '' }} />,
+      extra.error?.status ?? (extra.created ? 201 : 200),
+    );
+  web.get('/tokens', (c) => tokensPage(c, { name: '', scope: 'read' }));
+  web.post('/tokens', async (c) => {
+    const form = await c.req.parseBody();
+    const values = { name: field(form, 'name'), scope: field(form, 'scope') };
+    try {
+      const created = await createApiToken(db, c.get('actor'), values.name, values.scope);
+      return await tokensPage(c, { name: '', scope: values.scope }, { created });
+    } catch (err) {
+      return tokensPage(c, values, { error: formError(err) });
+    }
+  });
+  web.post('/tokens/:name/revoke', async (c) => {
+    await revokeApiToken(db, c.get('actor'), c.req.param('name'));
+    return done(c, '/admin/tokens', 'token-revoked');
   });
 
   web.get('/', async (c) => {
@@ -403,9 +429,10 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
   });
   web.post('/upload', async (c) => {
     try {
-      const { sha256, checksumCompared } = await receiveFormUpload(deps.ingestDeps, c.req.raw);
+      const { sha256, checksumCompared } = await receiveFormUpload(deps.ingestDeps, c.req.raw, c.get('session')?.csrfToken ?? null);
       return c.redirect(`/admin/blobs/${sha256}?done=${checksumCompared ? 'blob-uploaded' : 'blob-uploaded-unchecked'}`, 303);
     } catch (err) {
+      if (toAppError(err).code === 'FORBIDDEN') throw err;
       const e = formError(err);
       // A full disk keeps its own status (507), like the API and tus answer it.
       const status = toAppError(err).code === 'INSUFFICIENT_STORAGE' ? 507 : e.status;

@@ -1,7 +1,17 @@
 /** The admin console's page frame: head, navigation, flash messages, and small shared components. */
+import { createHash } from 'node:crypto';
+import { raw } from 'hono/html';
 import type { Child, FC } from 'hono/jsx';
 import { humanBytes } from '../server/cli/output.js';
 import { STYLES } from './styles.js';
+
+/**
+ * The CSP source that allows exactly the one inline stylesheet below. A hash
+ * instead of 'unsafe-inline' (which would also allow injected style
+ * attributes) or a separate file (which the sign-in page, shown before any
+ * session exists, would need as a public route). Pages carry no `style=`.
+ */
+export const STYLE_SOURCE = `'sha256-${createHash('sha256').update(STYLES).digest('base64')}'`;
 
 export interface PageProps {
   title: string;
@@ -29,7 +39,8 @@ export const Layout: FC<PageProps> = (props) => (
       <meta charset="utf-8" />
       <meta name="viewport" content="width=device-width, initial-scale=1" />
       <title>{props.title} · goldmirror</title>
-      <style>{STYLES}</style>
+      {/* raw: escaping would turn `>` selectors into `&gt;` and change the hashed text. */}
+      <style>{raw(STYLES)}</style>
     </head>
     <body>
       <header class="top">

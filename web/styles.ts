@@ -45,6 +45,8 @@ button.danger { background:var(--bad); border-color:var(--bad); }
 button.link { background:none; border:none; color:#dfe7f5; padding:0; text-decoration:underline; }
 .actions { display:flex; flex-wrap:wrap; gap:.5rem; margin-top:1rem; align-items:center; }
 .inline { display:inline; margin:0; }
+.narrow { max-width:26rem; }
+.flush { margin-top:0; }
 .copy { margin:.4rem 0 .8rem; }
 .copy label { font-weight:600; display:block; }
 .copy-row { display:flex; gap:.4rem; max-width:52rem; }

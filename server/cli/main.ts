@@ -8,7 +8,7 @@ import { StorageError } from '../../storage/errors.js';
 import { DatabaseError } from '../db/open.js';
 import { AppError } from '../errors.js';
 import { StartupError } from '../runtime.js';
-import { groupCommand, imageCommand, tokenCommand } from './commands/admin.js';
+import { adminCommand, groupCommand, imageCommand, tokenCommand } from './commands/admin.js';
 import { importCommand, listCommand } from './commands/blobs.js';
 import { doctorCommand, gcCommand, verifyCommand } from './commands/maintenance.js';
 import { exportCommand, fetchCommand, importBundleCommand, syncCommand } from './commands/bundles.js';
@@ -23,6 +23,7 @@ const commands: Record<string, Command> = {
   image: imageCommand,
   group: groupCommand,
   token: tokenCommand,
+  admin: adminCommand,
   verify: verifyCommand,
   gc: gcCommand,
   doctor: doctorCommand,

@@ -80,6 +80,8 @@ export interface ApiTokensTable {
   id: Generated<number>;
   name: string;
   token_hash: string;
+  /** admin | read | sync (see TOKEN_SCOPES); a CHECK keeps it so. */
+  scope: 'admin' | 'read' | 'sync';
   created_at: number;
   last_used_at: number | null;
 }

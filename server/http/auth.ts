@@ -1,13 +1,16 @@
 /**
  * Admin authentication for everything except /d/ and /healthz: a bearer API
- * token, or a session cookie plus a CSRF token on every unsafe method.
+ * token whose scope allows the route, or a session cookie plus a CSRF token
+ * on every unsafe method.
  */
+import { timingSafeEqual } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import { getCookie, setCookie } from 'hono/cookie';
 import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
 import type { Actor } from '../services/audit.js';
-import { authenticateApiToken, authenticateSession, type SessionInfo } from '../services/auth.js';
+import { authenticateApiToken, authenticateSession, scopeAllows, type SessionInfo, type TokenScope } from '../services/auth.js';
+import { clientAddressOf, trustedProxies } from './client-address.js';
 
 export const SESSION_COOKIE = 'gm_session';
 export const CSRF_HEADER = 'x-csrf-token';
@@ -26,18 +29,26 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface RequireAdminOptions {
   /**
+   * MIRROR_PUBLIC_URL: an https one makes renewed cookies Secure, as at
+   * sign-in. Required, so that no route can renew a cookie with other flags.
+   */
+  publicUrl: string;
+  /**
    * Reads the CSRF token of a form post (the web pages); the JSON API sends
    * the X-CSRF-Token header instead.
    */
   formCsrf?: (c: Context) => Promise<string | undefined>;
+  /**
+   * A request that checks its CSRF token itself, from the body it streams
+   * (the no-JavaScript upload form), before it acts on anything else.
+   */
+  csrfCheckedByHandler?: (c: Context) => boolean;
   /** What to do for an unauthenticated request; the API answers 401 JSON, pages redirect to sign-in. */
   onUnauthenticated?: (c: Context) => Response | Promise<Response>;
-  /** MIRROR_PUBLIC_URL: an https one makes renewed cookies Secure, as at sign-in. */
-  publicUrl?: string;
 }
 
 /** The session cookie: HttpOnly, SameSite=Strict, Secure whenever the request or the public URL is HTTPS. */
-export function setSessionCookie(c: Context, token: string, expiresAtMs: number, publicUrl = ''): void {
+export function setSessionCookie(c: Context, token: string, expiresAtMs: number, publicUrl: string): void {
   setCookie(c, SESSION_COOKIE, token, {
     httpOnly: true,
     sameSite: 'Strict',
@@ -47,13 +58,42 @@ export function setSessionCookie(c: Context, token: string, expiresAtMs: number,
   });
 }
 
-export function requireAdmin(db: Db, options: RequireAdminOptions = {}): MiddlewareHandler<AuthEnv> {
+/** Compares a sent CSRF token with the session's in constant time. */
+export function csrfMatches(expected: string, sent: string | undefined): boolean {
+  if (sent === undefined) return false;
+  const a = Buffer.from(expected, 'utf8');
+  const b = Buffer.from(sent, 'utf8');
+  // Only the length can leak, and every CSRF token has the same length.
+  return a.length === b.length && a.length > 0 && timingSafeEqual(a, b);
+}
+
+/**
+ * The scope a bearer token needs for a request: GET/HEAD of the export
+ * manifest (all `goldmirror sync` asks its upstream for) needs `sync`; any
+ * other GET/HEAD of the API or /metrics needs `read`; everything else `admin`.
+ */
+export function requiredScope(method: string, path: string): TokenScope {
+  const reading = method === 'GET' || method === 'HEAD';
+  if (reading && path === '/api/v1/export/manifest') return 'sync';
+  if (reading && (path.startsWith('/api/v1/') || path === '/metrics')) return 'read';
+  return 'admin';
+}
+
+export function requireAdmin(db: Db, options: RequireAdminOptions): MiddlewareHandler<AuthEnv> {
   return async function requireAdminMiddleware(c, next) {
     const authorization = c.req.header('authorization');
     if (authorization !== undefined) {
       const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
       const token = match?.[1] ? await authenticateApiToken(db, match[1]) : null;
       if (!token) throw new AppError('UNAUTHORIZED', 'the API token is invalid or revoked');
+      const needed = requiredScope(c.req.method, c.req.path);
+      if (!scopeAllows(token.scope, needed)) {
+        throw new AppError(
+          'TOKEN_SCOPE',
+          `the API token ${JSON.stringify(token.name)} has scope "${token.scope}"; ${c.req.method} ${c.req.path} needs scope "${needed}"`,
+          { tokenScope: token.scope, requiredScope: needed },
+        );
+      }
       c.set('actor', { kind: 'token', name: token.name });
       c.set('session', null);
       c.set('sessionToken', null);
@@ -65,23 +105,30 @@ export function requireAdmin(db: Db, options: RequireAdminOptions = {}): Middlew
       if (options.onUnauthenticated) return options.onUnauthenticated(c);
       throw new AppError('UNAUTHORIZED', 'sign in first, or send an API token as "Authorization: Bearer …"');
     }
-    if (!SAFE_METHODS.has(c.req.method)) {
+    if (!SAFE_METHODS.has(c.req.method) && !options.csrfCheckedByHandler?.(c)) {
       const sent = c.req.header(CSRF_HEADER) ?? (await options.formCsrf?.(c));
-      if (sent !== session.csrfToken) {
+      if (!csrfMatches(session.csrfToken, sent)) {
         throw new AppError('FORBIDDEN', 'missing or wrong CSRF token; reload the page and try again');
       }
     }
-    // A renewed session must reach the browser too, or its cookie still expires at the old time.
-    if (session.renewed) setSessionCookie(c, cookie, session.expiresAt, options.publicUrl);
     c.set('actor', { kind: 'user', name: session.username });
     c.set('session', session);
     c.set('sessionToken', cookie);
-    return next();
+    await next();
+    // A renewed session must reach the browser, or its cookie still expires at the old time.
+    // Set after the handler, on whatever answer it made: a handler that returns its own
+    // Response (the tus server does) would drop headers set before it ran.
+    if (session.renewed && !setsSessionCookie(c.res)) setSessionCookie(c, cookie, session.expiresAt, options.publicUrl);
   };
 }
 
-/** The client address used for login throttling. */
-export function clientAddress(c: Context): string {
-  const incoming = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming;
-  return incoming?.socket?.remoteAddress ?? 'unknown';
+/** True when the answer already sets or clears the session cookie (sign-out must not be undone). */
+function setsSessionCookie(res: Response): boolean {
+  return res.headers.getSetCookie().some((line) => line.startsWith(`${SESSION_COOKIE}=`));
+}
+
+/** Reads the client address for sign-in throttling, trusting X-Forwarded-For only from the configured proxies. */
+export function clientAddressReader(trustProxy: readonly string[]): (c: Context) => string {
+  const trusted = trustedProxies(trustProxy);
+  return (c) => clientAddressOf(c, trusted);
 }

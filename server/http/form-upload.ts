@@ -17,6 +17,7 @@ import busboy from 'busboy';
 import { newSha256, parseChecksumText, type Sha256 } from '../../storage/digest.js';
 import type { BlobArch } from '../db/schema.js';
 import { AppError, toAppError } from '../errors.js';
+import { CSRF_FIELD, csrfMatches } from './auth.js';
 import { assertPackageFileName, parseBlobArch, recordUploadArch } from '../services/blobs.js';
 import { assertFreeSpace, ingest, type IngestDeps } from '../services/ingest.js';
 
@@ -29,7 +30,11 @@ export interface FormUploadResult {
   checksumCompared: boolean;
 }
 
-export async function receiveFormUpload(deps: IngestDeps, request: Request): Promise<FormUploadResult> {
+/**
+ * `expectedCsrf` is the session's token, checked against the form's first field
+ * before any file part is read; null for a request with an API token (which needs none).
+ */
+export async function receiveFormUpload(deps: IngestDeps, request: Request, expectedCsrf: string | null): Promise<FormUploadResult> {
   const body = request.body;
   if (!body) throw new AppError('BAD_REQUEST', 'the upload form arrived empty');
   // The form is a little larger than the package: a known length is checked before a byte is stored.
@@ -47,7 +52,10 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request): Pro
     let checksumText = '';
     let arch: BlobArch | undefined;
     let archError: AppError | undefined;
+    let csrfOk = expectedCsrf === null;
+    const csrfRefused = () => new AppError('FORBIDDEN', 'missing or wrong CSRF token; reload the page and try again');
     parser.on('field', (name, value) => {
+      if (name === CSRF_FIELD && expectedCsrf !== null) csrfOk = csrfMatches(expectedCsrf, value);
       if (name !== 'arch') return;
       try {
         arch = parseBlobArch(value, 'the architecture');
@@ -68,6 +76,11 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request): Pro
     formRead.catch(() => undefined);
 
     parser.on('file', (name, stream, info) => {
+      if (!csrfOk) {
+        stream.resume();
+        reject(csrfRefused());
+        return;
+      }
       if (name === 'checksum') {
         const read = new Promise<void>((done) => stream.on('end', done).on('error', () => done()));
         if (!packageStarted) checksumRead = read;
@@ -112,7 +125,8 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request): Pro
       reject(bad);
     });
     parser.on('close', () => {
-      if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
+      if (!csrfOk) reject(csrfRefused());
+      else if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
       // The architecture field may also come after the package part: recorded once both are in.
       else job.then((result) => recordUploadArch(deps.db, result.sha256, arch, archError).then(() => result)).then(resolve, reject);
     });

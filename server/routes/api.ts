@@ -6,7 +6,7 @@ import type { BlobStore } from '../../storage/blob-store.js';
 import type { Config } from '../../config/load.js';
 import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
-import { clientAddress, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../http/auth.js';
+import { clientAddressReader, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../http/auth.js';
 import { requestBaseUrl } from '../links.js';
 import { listAudit } from '../services/audit.js';
 import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../services/auth.js';
@@ -19,6 +19,7 @@ import { parseId, parseInput, sha256Field } from '../services/validation.js';
 import type { IntegrityChecker } from '../jobs/integrity-checker.js';
 import { collectGarbage } from '../services/gc.js';
 import { integritySummary } from '../services/integrity.js';
+import { checkHealth } from '../services/health.js';
 import { z } from 'zod';
 import type { UploadServer } from '../http/uploads.js';
 import type { Sha256 } from '../../storage/digest.js';
@@ -32,6 +33,7 @@ const verifySchema = z
   .object({ sha256: sha256Field.optional(), all: z.boolean().optional(), wait: z.boolean().optional() })
   .strict()
   .refine((v) => (v.sha256 === undefined) !== (v.all !== true), { message: 'give either sha256 or all: true' });
+const tokenSchema = z.object({ name: z.string().max(100), scope: z.string().max(20).optional() }).strict();
 const gcSchema = z.object({ dryRun: z.boolean().optional() }).strict();
 const fetchSchema = z
   .object({ url: z.string().url().max(4096), sha256: sha256Field.optional(), checksumUrl: z.string().url().max(4096).optional() })
@@ -59,14 +61,17 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   const { db } = deps;
   const api = new Hono<AuthEnv>();
   const base = (c: Context): string => requestBaseUrl(deps.config, c.req.url);
+  const clientAddress = clientAddressReader(deps.config.trustProxy);
+  // One set of options for every guard, so a renewed cookie always has the sign-in flags.
+  const admin = requireAdmin(db, { publicUrl: deps.config.publicUrl });
 
   const tus = (c: Context) => deps.uploads.handleWeb(c.req.raw);
   // Unfinished uploads (a plain GET, before tus, which has no listing).
-  api.get('/uploads', requireAdmin(db), async (c) => c.json(await deps.uploads.listUnfinished()));
-  api.all('/uploads', requireAdmin(db), tus);
-  api.all('/uploads/*', requireAdmin(db), tus);
+  api.get('/uploads', admin, async (c) => c.json(await deps.uploads.listUnfinished()));
+  api.all('/uploads', admin, tus);
+  api.all('/uploads/*', admin, tus);
   // Bundle imports stream their (large) body too.
-  api.post('/import', requireAdmin(db), async (c) => {
+  api.post('/import', admin, async (c) => {
     const body = c.req.raw.body;
     if (!body) throw new AppError('BAD_REQUEST', 'send the bundle (a tar file) as the request body');
     try {
@@ -105,7 +110,7 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
     return c.json({ username: grant.username, csrfToken: grant.csrfToken, expiresAt: new Date(grant.expiresAt).toISOString() });
   });
 
-  api.use('*', requireAdmin(db, { publicUrl: deps.config.publicUrl }));
+  api.use('*', admin);
 
   api.get('/session', (c) => {
     const session = c.get('session');
@@ -158,12 +163,17 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
 
   api.get('/tokens', async (c) => c.json(await listApiTokens(db)));
   api.post('/tokens', async (c) => {
-    const body = (await jsonBody(c)) as { name?: unknown } | null;
-    return c.json(await createApiToken(db, c.get('actor'), typeof body?.name === 'string' ? body.name : ''), 201);
+    const input = parseInput(tokenSchema, await jsonBody(c), 'token');
+    return c.json(await createApiToken(db, c.get('actor'), input.name, input.scope), 201);
   });
   api.delete('/tokens/:name', async (c) => {
     await revokeApiToken(db, c.get('actor'), c.req.param('name'));
     return c.body(null, 204);
+  });
+
+  api.get('/health', async (c) => {
+    const report = await checkHealth({ ...deps, minFreeBytes: deps.config.minFreeBytes });
+    return c.json({ status: report.ok ? 'ok' : 'unhealthy', ...report }, report.ok ? 200 : 503);
   });
 
   api.get('/verify', async (c) => c.json({ ...deps.checker.status(), ...(await integritySummary(db)) }));

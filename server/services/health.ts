@@ -1,33 +1,60 @@
-/** Readiness as the operator and the container HEALTHCHECK see it. */
+/**
+ * Readiness: a terse verdict for anyone (the container HEALTHCHECK, load
+ * balancers: /healthz) and the full report for admins (GET /api/v1/health),
+ * because free bytes and database error text help an attacker more than a
+ * stranger needs them.
+ */
 import fs from 'node:fs/promises';
 import { sql } from 'kysely';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Db } from '../db/open.js';
 
+/** Why the mirror is unhealthy, as a stable code; the first failing check wins. */
+export type HealthReason = 'DB_UNAVAILABLE' | 'DATA_DIR_UNWRITABLE' | 'DISK_LOW' | 'DISK_UNKNOWN';
+
 export interface HealthReport {
   ok: boolean;
+  reason: HealthReason | null;
   checks: { database: string; dataDir: string; disk: string };
   freeBytes: number | null;
+  minFreeBytes: number;
+}
+
+/** What /healthz may tell a stranger. */
+export interface PublicHealth {
+  status: 'ok' | 'unhealthy';
+  reason: HealthReason | null;
 }
 
 export async function checkHealth(deps: { db: Db; store: BlobStore; minFreeBytes: number }): Promise<HealthReport> {
   const checks = { database: 'ok', dataDir: 'ok', disk: 'ok' };
+  const reasons: HealthReason[] = [];
   let freeBytes: number | null = null;
   try {
     await sql`select 1`.execute(deps.db);
   } catch (err) {
     checks.database = `unreachable: ${(err as Error).message}`;
+    reasons.push('DB_UNAVAILABLE');
   }
   try {
     await fs.access(deps.store.layout.tmpDir, fs.constants.W_OK);
   } catch (err) {
     checks.dataDir = `not writable: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+    reasons.push('DATA_DIR_UNWRITABLE');
   }
   try {
     freeBytes = (await deps.store.diskUsage()).freeBytes;
-    if (freeBytes < deps.minFreeBytes) checks.disk = `low: ${freeBytes} bytes free, minimum ${deps.minFreeBytes}`;
+    if (freeBytes < deps.minFreeBytes) {
+      checks.disk = `low: ${freeBytes} bytes free, minimum ${deps.minFreeBytes}`;
+      reasons.push('DISK_LOW');
+    }
   } catch (err) {
     checks.disk = `unknown: ${(err as Error).message}`;
+    reasons.push('DISK_UNKNOWN');
   }
-  return { ok: Object.values(checks).every((v) => v === 'ok'), checks, freeBytes };
+  return { ok: reasons.length === 0, reason: reasons[0] ?? null, checks, freeBytes, minFreeBytes: deps.minFreeBytes };
+}
+
+export function publicHealth(report: HealthReport): PublicHealth {
+  return { status: report.ok ? 'ok' : 'unhealthy', reason: report.reason };
 }

@@ -383,11 +383,11 @@ describe('JSON API /api/v1', () => {
     it('creates, lists and revokes API tokens; the plaintext is shown once', async () => {
       const created = await api<{ name: string; token: string }>('POST', '/tokens', { json: { name: 'ci-runner' } });
       expect(created.status, created.text).toBe(201);
-      expect(created.body).toEqual({ name: 'ci-runner', token: matching(/^gm_[A-Za-z0-9_-]{40,}$/) });
+      expect(created.body).toEqual({ name: 'ci-runner', scope: 'admin', token: matching(/^gm_[A-Za-z0-9_-]{40,}$/) });
       const ci = created.body.token;
       expect((await call<{ actor: string }>(m.url, 'GET', '/api/v1/session', { token: ci })).body.actor).toBe('token:ci-runner');
       const list = await api<TokenInfo[]>('GET', '/tokens');
-      expect(list.body.find((t) => t.name === 'ci-runner')).toEqual({ name: 'ci-runner', createdAt: anyString(), lastUsedAt: anyString() });
+      expect(list.body.find((t) => t.name === 'ci-runner')).toEqual({ name: 'ci-runner', scope: 'admin', createdAt: anyString(), lastUsedAt: anyString() });
       expect(list.text).not.toContain(ci);
       expectError(await api('POST', '/tokens', { json: { name: 'ci-runner' } }), 409, 'NAME_TAKEN');
       expectError(await api('POST', '/tokens', { json: { name: 'bad name!' } }), 400, 'VALIDATION_FAILED');

@@ -11,10 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, PUBLIC_PATHS } from '../../server/app.js';
 import { PUBLIC_API_ROUTES } from '../../server/routes/api.js';
 import type { AuditEntry } from '../../server/services/audit.js';
-import { bootstrapAdmin, INITIAL_PASSWORD_FILE } from '../../server/services/auth.js';
+import { bootstrapAdmin, createApiToken, INITIAL_PASSWORD_FILE } from '../../server/services/auth.js';
 import type { GroupView } from '../../server/services/groups.js';
 import type { ImageView } from '../../server/services/images.js';
-import { ADMIN_PASSWORD, anyString, bootstrapTestAdmin, call, errorOf, expectError, issueToken, mustSignIn, signIn, type ApiResult, type Session } from '../helpers/api.js';
+import { ADMIN_PASSWORD, anyString, bootstrapTestAdmin, call, errorOf, expectError, issueToken, matching, mustSignIn, signIn, type ApiResult, type Session } from '../helpers/api.js';
 import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 describe('authentication', () => {
@@ -22,6 +22,8 @@ describe('authentication', () => {
   let sessionA: Session;
   let sessionB: Session;
   let token: string;
+  let readToken: string;
+  let syncToken: string;
 
   beforeAll(async () => {
     m = await startMirror();
@@ -29,6 +31,8 @@ describe('authentication', () => {
     sessionA = await mustSignIn(m.url);
     sessionB = await mustSignIn(m.url);
     token = await issueToken(m, 'auth-test');
+    readToken = (await createApiToken(m.runtime.db, { kind: 'system', name: 'test-setup' }, 'walk-read', 'read')).token;
+    syncToken = (await createApiToken(m.runtime.db, { kind: 'system', name: 'test-setup' }, 'walk-sync', 'sync')).token;
   });
   afterAll(async () => {
     await m?.close();
@@ -75,6 +79,7 @@ describe('authentication', () => {
       'unknown session cookie': { cookie: 'gm_session=forged' },
     };
     const checked: string[] = [];
+    const scopeChecks: Record<string, number> = {};
     for (const entry of candidates) {
       // `all()` routes and `use()` middleware both show up as ALL: try two methods.
       for (const method of entry.method === 'ALL' ? ['GET', 'POST'] : [entry.method]) {
@@ -102,10 +107,37 @@ describe('authentication', () => {
         // (Signing out redirects to the sign-in page too, but never with ?next= as a refusal does.)
         expect(allowed.headers.get('location') ?? '', key).not.toMatch(/^\/admin\/login\?next=/);
         expect(routeNotFound(allowed), key).toBe(false);
+
+        // Token scopes (written out here, not taken from the code): read = GET/HEAD of the API and
+        // /metrics; sync = only the export manifest that `goldmirror sync` reads; admin = everything.
+        const reading = method === 'GET' || method === 'HEAD';
+        const readAllowed = reading && (entry.path.startsWith('/api/v1/') || entry.path === '/metrics');
+        const syncAllowed = reading && entry.path === '/api/v1/export/manifest';
+        for (const [scope, scoped, mayPass] of [['read', readToken, readAllowed], ['sync', syncToken, syncAllowed]] as const) {
+          const res = await call(m.url, method, url, { ...body, token: scoped });
+          const needed = readAllowed ? 'read' : 'admin';
+          if (mayPass) {
+            expect({ route: key, scope, status: res.status }).not.toEqual({ route: key, scope, status: 401 });
+            expect({ route: key, scope, status: res.status }).not.toEqual({ route: key, scope, status: 403 });
+          } else if (entry.path.startsWith('/admin')) {
+            // The console's error page, in HTML, with the same words.
+            expect({ route: key, scope, status: res.status, says: res.text.includes(`needs scope &quot;${needed}&quot;`) }).toEqual({ route: key, scope, status: 403, says: true });
+          } else {
+            const error = expectError(res, 403, 'TOKEN_SCOPE');
+            expect({ route: key, scope, message: error.message }).toEqual({ route: key, scope, message: matching(new RegExp(`has scope "${scope}"; .* needs scope "${needed}"`)) });
+            expect(error).toMatchObject({ tokenScope: scope, requiredScope: needed });
+          }
+          scopeChecks[`${scope} ${mayPass ? 'allowed' : 'refused'}`] = (scopeChecks[`${scope} ${mayPass ? 'allowed' : 'refused'}`] ?? 0) + 1;
+        }
         checked.push(key);
       }
     }
     expect(checked.length).toBeGreaterThanOrEqual(25);
+    // Both outcomes were seen for both scopes (sync is allowed exactly one route).
+    expect(scopeChecks['read allowed']).toBeGreaterThanOrEqual(10);
+    expect(scopeChecks['read refused']).toBeGreaterThanOrEqual(10);
+    expect(scopeChecks['sync allowed']).toBe(1);
+    expect(scopeChecks['sync refused']).toBeGreaterThanOrEqual(20);
     // And the public ones really are public.
     expect((await fetch(`${m.url}/healthz`)).status).toBe(200);
   });
@@ -307,17 +339,17 @@ describe('bootstrapAdmin (what `goldmirror serve` runs at start)', () => {
     try {
       const result = await bootstrapAdmin(m.runtime.db, m.dir, undefined);
       const file = path.join(m.dir, INITIAL_PASSWORD_FILE);
-      expect(result).toEqual({ generatedPassword: anyString(), passwordFile: file, reset: false });
+      expect(result).toEqual({ created: true, generatedPassword: anyString(), passwordFile: file, passwordIgnored: false });
       expect(result.generatedPassword!.length).toBeGreaterThanOrEqual(20);
       const stat = await fs.stat(file);
       expect((stat.mode & 0o777).toString(8)).toBe('600');
-      expect((stat.mode & 0o777) === 0o600).toBe(true);
       expect(await fs.readFile(file, 'utf8')).toBe(`${result.generatedPassword}\n`);
       expect((await signIn(m.url, result.generatedPassword!)).res.status).toBe(200);
 
       // Later starts change nothing: no new password, the file keeps the first one.
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, undefined)).toEqual({ generatedPassword: null, passwordFile: null, reset: false });
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, '')).toEqual({ generatedPassword: null, passwordFile: null, reset: false });
+      const unchanged = { created: false, generatedPassword: null, passwordFile: null, passwordIgnored: false };
+      expect(await bootstrapAdmin(m.runtime.db, m.dir, undefined)).toEqual(unchanged);
+      expect(await bootstrapAdmin(m.runtime.db, m.dir, '')).toEqual(unchanged);
       expect(await fs.readFile(file, 'utf8')).toBe(`${result.generatedPassword}\n`);
       expect(await m.runtime.db.selectFrom('users').select('username').execute()).toEqual([{ username: 'admin' }]);
       const audit = await m.runtime.db.selectFrom('audit_log').select(['actor', 'action', 'target']).where('action', '=', 'user.create').execute();
@@ -327,28 +359,38 @@ describe('bootstrapAdmin (what `goldmirror serve` runs at start)', () => {
     }
   });
 
-  it('MIRROR_ADMIN_PASSWORD creates the admin, and resets it (ending its sessions) when it changes', async () => {
+  it('MIRROR_ADMIN_PASSWORD creates the admin once and never overwrites it (a changed password survives restarts)', async () => {
     const m = await startMirror({ adminPassword: ADMIN_PASSWORD });
     try {
       expect(m.runtime.config.adminPassword).toBe(ADMIN_PASSWORD);
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, m.runtime.config.adminPassword)).toEqual({ generatedPassword: null, passwordFile: null, reset: false });
+      expect(await bootstrapAdmin(m.runtime.db, m.dir, m.runtime.config.adminPassword)).toEqual({
+        created: true,
+        generatedPassword: null,
+        passwordFile: null,
+        passwordIgnored: false,
+      });
       await expect(fs.access(path.join(m.dir, INITIAL_PASSWORD_FILE))).rejects.toMatchObject({ code: 'ENOENT' });
       const session = await mustSignIn(m.url);
 
-      // A restart with the same value keeps everyone signed in.
-      expect((await bootstrapAdmin(m.runtime.db, m.dir, ADMIN_PASSWORD)).reset).toBe(false);
+      // The admin changes the password on the page; other sessions end, this one stays.
+      const other = await mustSignIn(m.url);
+      const changedTo = 'changed on the page';
+      expect((await call(m.url, 'POST', '/api/v1/session/password', { session, json: { currentPassword: ADMIN_PASSWORD, newPassword: changedTo } })).status).toBe(204);
+      expectError(await call(m.url, 'GET', '/api/v1/session', { session: other }), 401, 'UNAUTHORIZED');
+
+      // A restart with the same environment, or with another value, leaves that password and the session alone.
+      for (const env of [ADMIN_PASSWORD, 'yet another admin password']) {
+        expect(await bootstrapAdmin(m.runtime.db, m.dir, env)).toEqual({ created: false, generatedPassword: null, passwordFile: null, passwordIgnored: true });
+      }
       expect((await call(m.url, 'GET', '/api/v1/session', { session })).status).toBe(200);
-
-      const next = 'a new admin password';
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, next)).toEqual({ generatedPassword: null, passwordFile: null, reset: true });
-      expectError(await call(m.url, 'GET', '/api/v1/session', { session }), 401, 'UNAUTHORIZED');
       expect((await signIn(m.url, ADMIN_PASSWORD)).res.status).toBe(401);
-      expect((await signIn(m.url, next)).res.status).toBe(200);
-      const reset = await m.runtime.db.selectFrom('audit_log').select(['actor', 'action']).where('action', '=', 'user.password_reset').execute();
-      expect(reset).toEqual([{ actor: 'system:MIRROR_ADMIN_PASSWORD', action: 'user.password_reset' }]);
+      expect((await signIn(m.url, changedTo)).res.status).toBe(200);
+      expect(await m.runtime.db.selectFrom('audit_log').select('action').where('action', '=', 'user.password_reset').execute()).toEqual([]);
+      const created = await m.runtime.db.selectFrom('audit_log').select(['actor', 'action']).where('action', '=', 'user.create').execute();
+      expect(created).toEqual([{ actor: 'system:MIRROR_ADMIN_PASSWORD', action: 'user.create' }]);
 
+      // A value too short to ever be used is still a configuration error.
       await expect(bootstrapAdmin(m.runtime.db, m.dir, 'too short')).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
-      expect((await signIn(m.url, next)).res.status).toBe(200);
     } finally {
       await m.close();
     }

@@ -203,7 +203,8 @@ describe('uploads and package architectures', () => {
   it('the no-JS upload form refuses a .txt as the package and records the architecture field', async () => {
     const multipart = (parts: Array<{ name: string; filename?: string; data: string | Buffer }>) => {
       const boundary = '----goldmirror-test-boundary';
-      const chunks: Buffer[] = [];
+      // The CSRF token comes first, as the page's form sends it (never in the URL).
+      const chunks: Buffer[] = [Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="_csrf"\r\n\r\n${session.csrfToken}\r\n`)];
       for (const p of parts) {
         const disposition = `form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}`;
         chunks.push(Buffer.from(`--${boundary}\r\nContent-Disposition: ${disposition}\r\n${p.filename ? 'Content-Type: application/octet-stream\r\n' : ''}\r\n`));
@@ -214,7 +215,7 @@ describe('uploads and package architectures', () => {
       return { body: Buffer.concat(chunks), type: `multipart/form-data; boundary=${boundary}` };
     };
     const post = (form: { body: Buffer; type: string }) =>
-      call(m.url, 'POST', `/admin/upload?_csrf=${encodeURIComponent(session.csrfToken)}`, { session, csrf: null, raw: form.body, contentType: form.type });
+      call(m.url, 'POST', '/admin/upload', { session, csrf: null, raw: form.body, contentType: form.type });
 
     const before = await m.runtime.db.selectFrom('blobs').select('sha256').execute();
     const refused = await post(multipart([{ name: 'arch', data: 'arm64' }, { name: 'package', filename: 'Win11-arm.txt', data: `${'c'.repeat(64)}  Win11-arm.pvmp\n` }]));

@@ -126,7 +126,7 @@ describe('goldmirror image, group and token commands', () => {
     const res = await cli('token', 'create', 'ci-bot');
     expect(res.code).toBe(0);
     // The notice goes to stderr, so `… | tail -n 1` (or all of stdout) is the token.
-    expect(res.stderr).toBe('created API token ci-bot; it is shown only once:\n');
+    expect(res.stderr).toBe('created API token ci-bot with scope admin; it is shown only once:\n');
     const lines = res.stdout.trimEnd().split('\n');
     const token = lines.at(-1)!;
     expect(token).toMatch(/^gm_[A-Za-z0-9_-]{40,}$/);
@@ -139,7 +139,7 @@ describe('goldmirror image, group and token commands', () => {
     expect((await call<{ actor: string }>(mirror.url, 'GET', '/api/v1/session', { token })).body.actor).toBe('token:ci-bot');
 
     const listed = await json<Array<{ name: string }>>('token', 'list');
-    expect(listed.find((t) => t.name === 'ci-bot')).toEqual({ name: 'ci-bot', createdAt: anyString(), lastUsedAt: anyString() });
+    expect(listed.find((t) => t.name === 'ci-bot')).toEqual({ name: 'ci-bot', scope: 'admin', createdAt: anyString(), lastUsedAt: anyString() });
     expect(JSON.stringify(listed)).not.toContain(token);
 
     expect((await ok('token', 'revoke', 'ci-bot')).stdout).toBe('revoked API token ci-bot\n');

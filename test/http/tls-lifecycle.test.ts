@@ -257,11 +257,13 @@ describe('admin forms: hostile bodies', () => {
       const { hostname, port } = new URL(mirror.url);
       const socket = net.connect(Number(port), hostname);
       await new Promise((r) => socket.once('connect', r));
+      // The CSRF token travels as the form's first field (never in the URL).
       const head =
+        `--${boundary}\r\nContent-Disposition: form-data; name="_csrf"\r\n\r\n${session.csrfToken}\r\n` +
         `--${boundary}\r\nContent-Disposition: form-data; name="package"; filename="cut.pvmp"\r\n` +
         'Content-Type: application/octet-stream\r\n\r\n';
       socket.write(
-        `POST /admin/upload?_csrf=${encodeURIComponent(session.csrfToken)} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
+        `POST /admin/upload HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
           `Cookie: ${session.cookie}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\n` +
           `Content-Length: ${head.length + 64 * 1024 * 1024}\r\n\r\n${head}`,
       );

@@ -3,7 +3,7 @@ import { CsrfField, FieldError, Layout } from '../layout.js';
 
 export const LoginPage: FC<{ next: string; error?: string | undefined; username?: string }> = ({ next, error, username }) => (
   <Layout title="Sign in" user={null} csrf={null} error={error}>
-    <form method="post" action="/admin/login" class="card stack" style="max-width:26rem">
+    <form method="post" action="/admin/login" class="card stack narrow">
       <input type="hidden" name="next" value={next} />
       <label for="username">User name</label>
       <input id="username" name="username" type="text" autocomplete="username" required value={username ?? 'admin'} />
@@ -15,7 +15,7 @@ export const LoginPage: FC<{ next: string; error?: string | undefined; username?
     </form>
     <p class="muted">
       On first start goldmirror prints the password of user <code>admin</code> and saves it in{' '}
-      <code>initial-admin-password</code> in its data directory.
+      <code>initial-admin-password</code> in its data directory. Forgot it? On the server, run <code>goldmirror admin reset-password</code>.
     </p>
   </Layout>
 );
@@ -59,6 +59,12 @@ export const AccountPage: FC<{
       </div>
       <p class="muted">Changing the password signs you out everywhere else.</p>
     </form>
+    <section class="card">
+      <h2>API tokens</h2>
+      <p>
+        Scripts and other mirrors use scoped API tokens instead of a password: <a href="/admin/tokens">manage API tokens</a>.
+      </p>
+    </section>
   </Layout>
 );
 

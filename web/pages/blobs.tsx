@@ -163,7 +163,9 @@ export const UploadPage: FC<
       then enforced, and a package this mirror already has is not sent again. Uploads resume after a dropped connection or a reload; several can run
       at once.
     </p>
-    <form id="upload-form" method="post" action={`/admin/upload?_csrf=${encodeURIComponent(c.csrf)}`} enctype="multipart/form-data" class="card stack" data-csrf={c.csrf}>
+    <form id="upload-form" method="post" action="/admin/upload" enctype="multipart/form-data" class="card stack" data-csrf={c.csrf}>
+      {/* First in the form, so the server reads it before any file part (never in the URL). */}
+      <CsrfField token={c.csrf} />
       <div id="drop-zone" class="drop-zone" hidden>
         <p>
           <strong>Drop the package (.pvmp) and its checksum file (.txt) here</strong>, several pairs at once if you like, or

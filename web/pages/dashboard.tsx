@@ -19,7 +19,7 @@ export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData
   <Layout title="Dashboard" user={user} csrf={csrf} active="/admin" flash={flash}>
     {data.integrity.problems.length > 0 && (
       <section class="alert" role="alert" aria-labelledby="integrity-alert">
-        <h2 id="integrity-alert" style="margin-top:0">
+        <h2 id="integrity-alert" class="flush">
           {data.integrity.problems.length} package(s) failed their integrity check and are withheld from Macs
         </h2>
         <ul>

@@ -1,7 +1,7 @@
-/** CLI for scripts: golden images, groups and API tokens, each with --json. */
+/** CLI for scripts: golden images, groups, API tokens and the admin password, each with --json. */
 import { configuredBaseUrl } from '../../links.js';
 import { cliActor } from '../../services/audit.js';
-import { createApiToken, listApiTokens, revokeApiToken } from '../../services/auth.js';
+import { createApiToken, listApiTokens, resetPassword, revokeApiToken, TOKEN_SCOPES } from '../../services/auth.js';
 import { createGroup, findGroupRef, listGroups, updateGroup, type GroupView } from '../../services/groups.js';
 import { createImage, deleteImage, findImageRef, getImage, listImages, portalValues, type ImageView } from '../../services/images.js';
 import type { Runtime } from '../../runtime.js';
@@ -147,29 +147,79 @@ export const groupCommand: Command = {
   },
 };
 
-const TOKEN_USAGE = 'goldmirror token create NAME | revoke NAME | list [--json]';
+const TOKEN_USAGE = `goldmirror token create NAME [--scope ${TOKEN_SCOPES.join('|')}] | revoke NAME | list [--json]`;
 
 export const tokenCommand: Command = {
-  summary: 'API tokens for automation (Authorization: Bearer …)',
+  summary: 'API tokens for automation (Authorization: Bearer …), each with a scope',
   usage: TOKEN_USAGE,
   async run(ctx) {
     const { name, args } = subcommand(ctx, ['create', 'revoke', 'list'], TOKEN_USAGE);
-    const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean', default: false } });
+    const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean', default: false }, scope: { type: 'string' } });
+    if (values.scope !== undefined && name !== 'create') throw new UsageError('--scope goes with token create');
     return withRuntime(ctx, async (runtime) => {
       if (name === 'list') {
         const tokens = await listApiTokens(runtime.db);
         if (values.json) return printJson(tokens);
-        return printLine(tokens.length ? table([['NAME', 'CREATED', 'LAST USED'], ...tokens.map((t) => [t.name, t.createdAt, t.lastUsedAt ?? 'never'])]) : 'no API tokens');
+        return printLine(
+          tokens.length ? table([['NAME', 'SCOPE', 'CREATED', 'LAST USED'], ...tokens.map((t) => [t.name, t.scope, t.createdAt, t.lastUsedAt ?? 'never'])]) : 'no API tokens',
+        );
       }
       if (positionals.length !== 1) throw new UsageError(`token ${name} takes exactly one NAME`);
       if (name === 'create') {
-        const { token } = await createApiToken(runtime.db, cliActor, positionals[0]!);
+        const created = await createApiToken(runtime.db, cliActor, positionals[0]!, values.scope ?? 'admin');
         // The token alone on the last line, so scripts can take it with `tail -n 1`.
-        process.stderr.write(`created API token ${positionals[0]}; it is shown only once:\n`);
-        return printLine(token);
+        process.stderr.write(`created API token ${created.name} with scope ${created.scope}; it is shown only once:\n`);
+        return printLine(created.token);
       }
       await revokeApiToken(runtime.db, cliActor, positionals[0]!);
       printLine(`revoked API token ${positionals[0]}`);
+    });
+  },
+};
+
+const ADMIN_USAGE = 'goldmirror admin reset-password [--user NAME] [--revoke-tokens] [--stdin] [--json]';
+
+/** Reads the new password from stdin: its first line, at most 4 KiB read. */
+async function readPasswordFromStdin(): Promise<string> {
+  let text = '';
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    text += chunk.toString('utf8');
+    if (text.length > 4096 || text.includes('\n')) break;
+  }
+  return text.split(/\r?\n/)[0] ?? '';
+}
+
+export const adminCommand: Command = {
+  summary: 'reset a forgotten admin password (ends its sessions; optionally revokes every API token)',
+  usage: ADMIN_USAGE,
+  async run(ctx) {
+    subcommand(ctx, ['reset-password'], ADMIN_USAGE);
+    const { values, positionals } = parseCommandArgs(ctx.args.slice(1), {
+      user: { type: 'string' },
+      'revoke-tokens': { type: 'boolean', default: false },
+      stdin: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    });
+    if (positionals.length > 0) throw new UsageError('reset-password takes no arguments (the user goes in --user NAME)');
+    // A password piped in (or --stdin) is used; on a terminal, or with nothing piped, one is generated.
+    const piped = values.stdin || !process.stdin.isTTY ? await readPasswordFromStdin() : '';
+    if (values.stdin && piped === '') throw new UsageError('--stdin: no password on standard input');
+    return withRuntime(ctx, async (runtime) => {
+      const result = await resetPassword(runtime.db, cliActor, {
+        username: values.user,
+        password: piped === '' ? undefined : piped,
+        revokeTokens: values['revoke-tokens'],
+        dataDir: runtime.store.layout.root,
+      });
+      if (values.json) return printJson(result);
+      const summary =
+        `password of user ${result.username} reset; ${result.sessionsEnded} session(s) ended` +
+        (values['revoke-tokens'] ? `; ${result.tokensRevoked} API token(s) revoked` : '') +
+        (result.removedPasswordFile ? `; removed the outdated ${result.removedPasswordFile}` : '');
+      if (result.generatedPassword === null) return printLine(summary);
+      // The password alone on the last line of stdout, as `token create` does with tokens.
+      process.stderr.write(`${summary}. The new password is shown only once:\n`);
+      printLine(result.generatedPassword);
     });
   },
 };

@@ -35,7 +35,9 @@ export const serveCommand: Command = {
           'Sign in and change it, then delete that file.\n\n',
       );
     }
-    if (admin.reset) log.warn('MIRROR_ADMIN_PASSWORD reset the password of user admin and ended its sessions');
+    if (admin.passwordIgnored) {
+      log.info('MIRROR_ADMIN_PASSWORD is set, but an admin exists: its password was left as it is (reset it with `goldmirror admin reset-password`)');
+    }
     const removed = await runtime.store.removeStaleTmpFiles();
     if (removed.length > 0) log.info({ removed }, 'removed temp files left by interrupted ingests');
 

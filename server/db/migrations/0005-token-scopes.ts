@@ -1,0 +1,14 @@
+import { sql, type Kysely } from 'kysely';
+
+// Frozen in time: never edit a released migration, add a new one.
+// API token scopes: tokens made before scopes existed keep full rights (admin).
+export async function up(db: Kysely<any>): Promise<void> {
+  await db.schema
+    .alterTable('api_tokens')
+    .addColumn('scope', 'varchar(10)', (col) => col.notNull().defaultTo('admin').check(sql`scope in ('admin', 'read', 'sync')`))
+    .execute();
+}
+
+export async function down(db: Kysely<any>): Promise<void> {
+  await db.schema.alterTable('api_tokens').dropColumn('scope').execute();
+}

@@ -1,0 +1,112 @@
+import type { FC } from 'hono/jsx';
+import { TOKEN_SCOPES, type ApiTokenView, type TokenScope } from '../../server/services/auth.js';
+import { CopyField, CsrfField, FieldError, formatDate, Layout } from '../layout.js';
+
+interface Common {
+  user: string;
+  csrf: string;
+  flash?: string | undefined;
+  error?: string | undefined;
+}
+
+/** What each scope allows, in the words the README uses. */
+export const SCOPE_HELP: Record<TokenScope, string> = {
+  admin: 'everything, like a signed-in admin',
+  read: 'GET and HEAD of the API, and /metrics',
+  sync: 'only what goldmirror sync reads from this mirror (the export manifest)',
+};
+
+export interface TokenFormValues {
+  name: string;
+  scope: string;
+}
+
+/** API tokens: the list with scope and last use, a create form, and a new token shown once. */
+export const TokensPage: FC<
+  Common & { tokens: ApiTokenView[]; values: TokenFormValues; created?: { name: string; scope: TokenScope; token: string }; fieldErrors?: Record<string, string> }
+> = ({ tokens, values, created, fieldErrors = {}, ...c }) => (
+  <Layout title="API tokens" user={c.user} csrf={c.csrf} flash={c.flash} error={c.error} scripts={created ? ['/admin/assets/copy.js'] : []}>
+    {created && (
+      <section class="card" aria-labelledby="new-token">
+        <h2 id="new-token">
+          Token {created.name} (scope {created.scope})
+        </h2>
+        <p>Copy it now: it is shown only once, and only its hash is kept.</p>
+        <CopyField id="token-value" label="Token" value={created.token} />
+      </section>
+    )}
+    <p class="muted">
+      Scripts and other mirrors send a token as <code>Authorization: Bearer …</code>. Give each the narrowest scope that works: a branch
+      mirror that syncs from this one needs only <code>sync</code>.
+    </p>
+    {tokens.length === 0 ? (
+      <p class="muted">No API tokens.</p>
+    ) : (
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Scope</th>
+              <th scope="col" class="hide-narrow">
+                Created
+              </th>
+              <th scope="col">Last used</th>
+              <th scope="col">
+                <span class="hide-narrow">Revoke</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {tokens.map((t) => (
+              <tr>
+                <td class="mono">{t.name}</td>
+                <td>{t.scope}</td>
+                <td class="hide-narrow">{formatDate(t.createdAt)}</td>
+                <td>{formatDate(t.lastUsedAt)}</td>
+                <td>
+                  <form method="post" action={`/admin/tokens/${encodeURIComponent(t.name)}/revoke`} class="inline">
+                    <CsrfField token={c.csrf} />
+                    <button type="submit" class="secondary" aria-label={`Revoke ${t.name}`}>
+                      Revoke
+                    </button>
+                  </form>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    )}
+    <form method="post" action="/admin/tokens" class="card stack" novalidate>
+      <h2>New token</h2>
+      <CsrfField token={c.csrf} />
+      <label for="token-name">Name</label>
+      <input
+        id="token-name"
+        name="name"
+        type="text"
+        required
+        maxlength={64}
+        value={values.name}
+        aria-invalid={fieldErrors.name ? 'true' : undefined}
+        aria-describedby={fieldErrors.name ? 'token-name-error' : undefined}
+      />
+      <FieldError id="token-name" message={fieldErrors.name} />
+      <fieldset>
+        <legend>Scope</legend>
+        {TOKEN_SCOPES.map((scope) => (
+          <label class="check">
+            <input type="radio" name="scope" value={scope} checked={values.scope === scope} />
+            <span>
+              <strong>{scope}</strong>: {SCOPE_HELP[scope]}
+            </span>
+          </label>
+        ))}
+      </fieldset>
+      <div class="actions">
+        <button type="submit">Create token</button>
+      </div>
+    </form>
+  </Layout>
+);
