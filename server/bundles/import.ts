@@ -15,6 +15,7 @@
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { newSha256, type Sha256 } from '../../storage/digest.js';
+import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
 import { findBlob } from '../repos/blobs.js';
@@ -39,6 +40,13 @@ export interface ImportOptions {
 
 type TarEntry = AsyncIterable<Uint8Array> & { header: tar.Header; resume(): void };
 
+/** A package this import stored for the first time: what a rollback may remove if nobody touched it since. */
+interface StoredHere {
+  sha256: Sha256;
+  ingestedAt: number | null;
+  version: string;
+}
+
 export async function importBundle(deps: IngestDeps, source: Readable, options: ImportOptions): Promise<ImportReport> {
   const { db } = deps;
   const report: ImportReport = {
@@ -47,7 +55,7 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
     images: { created: [], updated: [], unchanged: [] },
     groups: { created: [], updated: [], unchanged: [] },
   };
-  const created: Sha256[] = [];
+  const created: StoredHere[] = [];
   const extract = tar.extract();
   source.on('error', (err) => extract.destroy(err));
   source.pipe(extract);
@@ -92,7 +100,7 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
         continue;
       }
       const result = await ingest(deps, { source: counted, fileName: expected.name || `${sha256}.pvmp`, expectedSha256: sha256, expectedSize: expected.size });
-      if (result.created) created.push(sha256);
+      if (result.created) created.push({ sha256, ingestedAt: result.blob.ingested_at, version: result.version });
       report.blobs.stored.push(sha256);
     }
     if (manifest === null) throw invalid('the archive is empty or not a tar file');
@@ -289,15 +297,26 @@ async function applyManifest(db: Db, manifest: Manifest, actor: Actor): Promise<
   });
 }
 
-async function rollbackBlobs(deps: IngestDeps, created: Sha256[]): Promise<void> {
-  for (const sha256 of created) {
-    const used = await deps.db
-      .selectFrom('images')
-      .select('id')
-      .where((eb) => eb.or([eb('arm64_sha256', '=', sha256), eb('x86_64_sha256', '=', sha256)]))
-      .executeTakeFirst();
-    if (used) continue;
-    await deps.db.deleteFrom('blobs').where('sha256', '=', sha256).execute();
-    await deps.store.delete(sha256);
+/**
+ * Removes the packages this import stored, unless another party has a claim
+ * on one by now: an image uses it, or another ingest of the same content
+ * stored it again meanwhile (a newer ingest time or another file). Each
+ * decision and its unlink are one withBlobLock step, so such an ingest
+ * commits entirely before (and is seen) or after (and stores it afresh).
+ */
+async function rollbackBlobs(deps: IngestDeps, created: StoredHere[]): Promise<void> {
+  for (const blob of created) {
+    await withBlobLock(deps.db, async (trx) => {
+      const row = await trx.selectFrom('blobs').select('ingested_at').where('sha256', '=', blob.sha256).executeTakeFirst();
+      if (!row || row.ingested_at !== blob.ingestedAt || (await deps.store.version(blob.sha256)) !== blob.version) return;
+      const used = await trx
+        .selectFrom('images')
+        .select('id')
+        .where((eb) => eb.or([eb('arm64_sha256', '=', blob.sha256), eb('x86_64_sha256', '=', blob.sha256)]))
+        .executeTakeFirst();
+      if (used) return;
+      await trx.deleteFrom('blobs').where('sha256', '=', blob.sha256).execute();
+      await deps.store.delete(blob.sha256);
+    });
   }
 }

@@ -44,9 +44,10 @@ describe('blob store', () => {
   it('stores whole input under its digest and reads it back', async () => {
     const data = testBytes(3 * 1024 * 1024 + 17);
     const result = await store.put([data]);
-    expect(result).toEqual({ sha256: sha256Hex(data), size: data.length, created: true });
+    expect(result).toEqual({ sha256: sha256Hex(data), size: data.length, created: true, version: expect.any(String) as string });
     const file = path.join(dir, 'blobs', 'sha256', result.sha256.slice(0, 2), result.sha256);
     expect((await fs.readFile(file)).equals(data)).toBe(true);
+    expect(result.version).toBe(await store.version(result.sha256));
     const reader = await store.open(result.sha256);
     const buf = Buffer.alloc(100);
     expect(await reader.read(buf, 100, 1000)).toBe(100);
