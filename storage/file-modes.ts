@@ -18,6 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Layout } from './layout.js';
 
 export const DATA_DIR_MODE = 0o750;
 export const PRIVATE_DIR_MODE = 0o700;
@@ -97,4 +98,35 @@ export async function looseMode(file: string, wanted: number): Promise<LooseMode
 /** `0644`: how modes are written in messages and in chmod. */
 export function formatMode(mode: number): string {
   return `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
+}
+
+/**
+ * Everything in the data dir that is looser than the modes above: the
+ * directories, the database and its -wal/-shm, `privateFiles` (secrets kept
+ * next to them) and every blob file. Missing ones are skipped.
+ */
+export async function looseModes(layout: Layout, privateFiles: string[] = []): Promise<LooseMode[]> {
+  const wanted: Array<[string, number]> = [
+    [layout.root, DATA_DIR_MODE],
+    [path.dirname(layout.blobsDir), DATA_DIR_MODE],
+    [layout.blobsDir, DATA_DIR_MODE],
+    [layout.tmpDir, PRIVATE_DIR_MODE],
+    [layout.uploadsDir, PRIVATE_DIR_MODE],
+    [layout.quarantineDir, PRIVATE_DIR_MODE],
+    [layout.dbFile, FILE_MODE],
+    [`${layout.dbFile}-wal`, FILE_MODE],
+    [`${layout.dbFile}-shm`, FILE_MODE],
+    ...privateFiles.map((file): [string, number] => [file, FILE_MODE]),
+  ];
+  for (const fanout of (await fs.readdir(layout.blobsDir).catch(() => [] as string[])).sort()) {
+    const dir = path.join(layout.blobsDir, fanout);
+    wanted.push([dir, DATA_DIR_MODE]);
+    for (const name of (await fs.readdir(dir).catch(() => [] as string[])).sort()) wanted.push([path.join(dir, name), FILE_MODE]);
+  }
+  const loose: LooseMode[] = [];
+  for (const [file, mode] of wanted) {
+    const found = await looseMode(file, mode);
+    if (found) loose.push(found);
+  }
+  return loose;
 }

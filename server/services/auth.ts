@@ -4,9 +4,9 @@
  * kept in the database rather than one process's memory.
  */
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { writePrivateFile } from '../../storage/file-modes.js';
 import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
@@ -90,8 +90,7 @@ export async function bootstrapAdmin(db: Db, dataDir: string, password: string |
   if (anyUser) return { generatedPassword: null, passwordFile: null, reset: false };
   const generated = randomBytes(18).toString('base64url');
   const file = path.join(dataDir, INITIAL_PASSWORD_FILE);
-  await fs.writeFile(file, `${generated}\n`, { mode: 0o600 });
-  await fs.chmod(file, 0o600);
+  await writePrivateFile(file, `${generated}\n`);
   await db.transaction().execute(async (trx) => {
     await trx.insertInto('users').values({ username: ADMIN_USERNAME, password_hash: await hashPassword(generated), created_at: now, password_changed_at: now }).execute();
     await recordAudit(trx, { actor: { kind: 'system', name: 'first-start' }, action: 'user.create', target: `user:${ADMIN_USERNAME}`, at: now });
