@@ -156,7 +156,8 @@ function parseManifest(text: string): Manifest {
   try {
     manifest = parseInput(manifestSchema, value, 'bundle manifest');
   } catch (err) {
-    throw invalid((err as Error).message);
+    // The API's message and field list (VALIDATION_FAILED), under the bundle's code.
+    throw new AppError('BUNDLE_INVALID', (err as Error).message, err instanceof AppError ? { ...err.details } : {});
   }
   const unique = (names: string[], what: string) => {
     const dup = names.find((n, i) => names.indexOf(n) !== i);
@@ -165,6 +166,14 @@ function parseManifest(text: string): Manifest {
   unique(manifest.images.map((i) => i.name), 'image');
   unique(manifest.groups.map((g) => g.name), 'group');
   unique(manifest.blobs.map((b) => b.sha256), 'package');
+  // The API keeps license keys unique (LICENSE_KEY_TAKEN); within one manifest that is this check (the key itself is not echoed).
+  const keyHolder = new Map<string, string>();
+  for (const group of manifest.groups) {
+    if (group.licenseKey === null) continue;
+    const other = keyHolder.get(group.licenseKey);
+    if (other !== undefined) throw invalid(`the manifest gives groups ${JSON.stringify(other)} and ${JSON.stringify(group.name)} the same license key`);
+    keyHolder.set(group.licenseKey, group.name);
+  }
   if (manifest.groups.filter((g) => g.primary).length > 1) throw invalid('the manifest marks more than one group as primary');
   const listed = new Set(manifest.blobs.map((b) => b.sha256));
   for (const image of manifest.images) {
