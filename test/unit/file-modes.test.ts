@@ -151,6 +151,20 @@ describe('the first admin password', () => {
 });
 
 describe('goldmirror doctor', () => {
+  it('names the first five loose files and counts the rest, so a whole old store stays readable', async () => {
+    const runtime = await open(await tempParent());
+    const files: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      const { blob } = await ingest(runtime.ingestDeps, { source: [testBytes(100 + i, `many-${i}`)], fileName: 'm.pvmp' });
+      files.push(runtime.store.layout.blobFile(blob.sha256 as Sha256));
+    }
+    for (const file of files) await fs.chmod(file, 0o640);
+    const report = await runDoctor(runtime);
+    expect(report.permissions.map((p) => [p.path, p.found, p.wanted])).toEqual([...files].sort().map((f) => [f, '0640', '0600']));
+    expect(report.warnings).toHaveLength(6);
+    expect(report.warnings[5]).toBe(`2 more file(s) or directories in ${runtime.store.layout.root} have looser modes than wanted (see --json)`);
+  });
+
   it('warns about each looser mode, naming the file, the mode found and the mode wanted; exit code stays 0', async () => {
     const parent = await tempParent();
     const dataDir = path.join(parent, 'data');
