@@ -182,6 +182,27 @@ describe('blob store', () => {
     expect((await fs.stat(moved!)).size).toBe(1000);
   });
 
+  it('stage() keeps verified bytes out of sight until commit(); discard() removes them; each happens once', async () => {
+    const data = testBytes(12_345, 'staged');
+    const staged = await store.stage([data], { expectedSha256: sha256Hex(data) as Sha256 });
+    expect({ sha256: staged.sha256, size: staged.size }).toEqual({ sha256: sha256Hex(data), size: data.length });
+    expect(await visibleFiles(store)).toEqual([]);
+    expect(await fs.readdir(path.join(dir, 'tmp'))).toHaveLength(1);
+
+    const put = await staged.commit();
+    expect(put).toEqual({ sha256: staged.sha256, size: data.length, created: true, version: await store.version(staged.sha256) });
+    expect(await visibleFiles(store)).toEqual([staged.sha256]);
+    await staged.discard(); // after a commit: nothing to remove, the blob stays
+    expect(await visibleFiles(store)).toEqual([staged.sha256]);
+    await expect(staged.commit()).rejects.toThrow(/already committed/);
+
+    const other = await store.stage([testBytes(10, 'dropped')]);
+    await other.discard();
+    expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([]);
+    await expect(other.commit()).rejects.toThrow(/already discarded/);
+    expect(await visibleFiles(store)).toEqual([staged.sha256]);
+  });
+
   it('deletes blobs and reports whether one existed', async () => {
     const { sha256 } = await store.put([testBytes(10)]);
     expect(await store.delete(sha256)).toBe(true);
