@@ -225,7 +225,7 @@ export class IntegrityChecker {
     }
     const now = this.#now();
     const readVersion = outcome.kind === 'missing' ? null : outcome.kind === 'unreadable' ? basis.version : outcome.version;
-    const quarantineFile = store.layout.quarantineFile(sha256, now);
+    let quarantined: string | null = null;
     const verdict = await withBlobLock(db, async (trx): Promise<CheckResult> => {
       const row = await trx.selectFrom('blobs').select('ingested_at').where('sha256', '=', sha256).executeTakeFirst();
       if (!row) return 'unknown';
@@ -247,11 +247,18 @@ export class IntegrityChecker {
           return 'corrupt';
         }
         case 'corrupt': {
-          // Withheld (links answer 503 once this commits) and moved aside in one step; the move last, so a failed one rolls back.
+          // Withheld (links answer 503 once this commits) and moved aside in one step. A move that fails
+          // (permissions, I/O) must not undo the withholding: it is logged and audited instead.
           const detail = `content hashes to ${outcome.actual}`;
           await setBlobState(trx, sha256, 'corrupt', { verifiedAtMs: now, detail });
-          await recordAudit(trx, { actor: systemActor, action: 'blob.corrupt', target: `blob:${sha256}`, at: now, details: { detail, quarantined: quarantineFile } });
-          await store.quarantine(sha256, now);
+          const moved = await store.quarantine(sha256, now).then(
+            (file) => ({ file, error: null }),
+            (err: unknown) => ({ file: null, error: err }),
+          );
+          quarantined = moved.file;
+          if (moved.error) log.error({ err: moved.error, sha256 }, 'integrity check: could not move the corrupt blob to quarantine; it stays withheld');
+          const details = { detail, quarantined, ...(moved.error ? { quarantineError: moved.error instanceof Error ? moved.error.message : 'unknown error' } : {}) };
+          await recordAudit(trx, { actor: systemActor, action: 'blob.corrupt', target: `blob:${sha256}`, at: now, details });
           return 'corrupt';
         }
       }
@@ -268,7 +275,7 @@ export class IntegrityChecker {
         break;
       case 'corrupt':
         if (outcome.kind === 'unreadable') log.error({ err: outcome.err, sha256 }, 'integrity check: blob cannot be read; its links answer 503');
-        else log.error({ sha256, quarantined: quarantineFile }, 'integrity check: blob is corrupt; moved to quarantine, links answer 503');
+        else log.error({ sha256, actual: outcome.kind === 'corrupt' ? outcome.actual : null, quarantined }, 'integrity check: blob is corrupt; withheld, links answer 503');
         break;
       default:
         break;
