@@ -26,7 +26,7 @@ COPY --from=build /app/bin ./bin
 COPY --from=build /app/config ./config
 RUN apt-get update && apt-get install -y --no-install-recommends tini \
     && rm -rf /var/lib/apt/lists/* \
-    && mkdir -p /data && chown node:node /data
+    && mkdir -p /data && chown node:node /data && chmod 750 /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080

@@ -5,6 +5,7 @@
 import fs from 'node:fs/promises';
 import { sql } from 'kysely';
 import { openBlobStore, type BlobStore } from '../storage/blob-store.js';
+import { DATA_DIR_MODE, ensureDir } from '../storage/file-modes.js';
 import type { Config } from '../config/load.js';
 import { openDatabase, type Db } from './db/open.js';
 import { IntegrityChecker } from './jobs/integrity-checker.js';
@@ -35,7 +36,8 @@ export class StartupError extends Error {
 
 export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
   try {
-    await fs.mkdir(config.dataDir, { recursive: true });
+    // Created 0750 when missing; a directory the operator made is kept as it is (doctor warns when it is looser).
+    await ensureDir(config.dataDir, DATA_DIR_MODE);
     await fs.access(config.dataDir, fs.constants.W_OK);
   } catch (err) {
     let code = (err as NodeJS.ErrnoException).code;

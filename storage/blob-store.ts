@@ -10,6 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isSha256, newSha256, type Sha256 } from './digest.js';
 import { StorageError } from './errors.js';
+import { createFile, DATA_DIR_MODE, ensureDir, FILE_MODE, PRIVATE_DIR_MODE } from './file-modes.js';
 import { createLayout, tmpFileOwnerPid, type Layout } from './layout.js';
 
 /** Where ingested bytes come from: a stream, or (tests, small data) an array of chunks. Chunks must not be reused after they are yielded. */
@@ -35,6 +36,20 @@ export interface PutOptions {
 export interface PutResult extends BlobInfo {
   /** False when a blob with this digest was already stored (its file is refreshed in place). */
   created: boolean;
+  /** The version (see BlobReader.version) of the file this call put in place. */
+  version: string;
+}
+
+/**
+ * Verified bytes waiting in a temp file, not yet visible under blobs/. Callers
+ * that must make "install the file" atomic with a decision elsewhere (a
+ * database row) call commit() inside that decision's critical section.
+ */
+export interface StagedBlob extends BlobInfo {
+  /** Renames the file into place (replacing an existing copy) and fsyncs the directory. At most once. */
+  commit(): Promise<PutResult>;
+  /** Removes the temp file unless it was committed; safe to call always (e.g. in finally). */
+  discard(): Promise<void>;
 }
 
 /** Random-access reader over one blob; callers own the buffers and must close it. */
@@ -53,9 +68,20 @@ export interface BlobReader {
   close(): Promise<void>;
 }
 
+/**
+ * Files of one digest change only through StagedBlob.commit(), quarantine()
+ * and delete(). The server calls each of them inside a database transaction
+ * together with the decision it acts on (server/db/blob-lock.ts), so
+ * two of them never interleave, in one process or across processes.
+ */
 export interface BlobStore {
   readonly layout: Layout;
+  /** Streams, hashes and checks the content into a temp file (steps 1 to 3 of put()), ready to commit. */
+  stage(source: ByteSource, options?: PutOptions): Promise<StagedBlob>;
+  /** stage() then commit(): for callers with no decision to make atomic with the rename. */
   put(source: ByteSource, options?: PutOptions): Promise<PutResult>;
+  /** adoptFile() up to the rename: hashed, checked, fsynced, made private, ready to commit. */
+  stageFile(file: string, options: { knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined }): Promise<StagedBlob>;
   /**
    * Moves a finished file from inside the data dir (a resumable upload) into
    * the store without copying it: hashed by reading unless `knownSha256` was
@@ -84,12 +110,14 @@ const WRITE_BATCH_BYTES = 1 << 20;
 /** How often an ingest of unknown length re-checks free space while it writes. */
 const FREE_SPACE_CHECK_BYTES = 256 << 20;
 
+/** Opens the store, creating missing directories with the modes of storage/file-modes.ts. */
 export async function openBlobStore(dataDir: string): Promise<BlobStore> {
   const layout = createLayout(dataDir);
-  await fs.mkdir(layout.blobsDir, { recursive: true });
-  await fs.mkdir(layout.tmpDir, { recursive: true });
-  await fs.mkdir(layout.quarantineDir, { recursive: true });
-  await fs.mkdir(layout.uploadsDir, { recursive: true });
+  await ensureDir(layout.root, DATA_DIR_MODE);
+  await ensureDir(layout.blobsDir, DATA_DIR_MODE);
+  await ensureDir(layout.tmpDir, PRIVATE_DIR_MODE);
+  await ensureDir(layout.quarantineDir, PRIVATE_DIR_MODE);
+  await ensureDir(layout.uploadsDir, PRIVATE_DIR_MODE);
   return new FsBlobStore(layout);
 }
 
@@ -103,14 +131,15 @@ class FsBlobStore implements BlobStore {
   /**
    * Ingest algorithm (after cacache and the OCI distribution registry):
    * 1. check free space up front when the size is known;
-   * 2. stream into a fresh temp file in tmp/ (same filesystem as blobs/),
-   *    hashing every chunk exactly once on the way;
-   * 3. check size and digest against what the caller expected;
-   * 4. fsync the file, rename it to its digest path, fsync the directory;
+   * 2. stream into a fresh temp file in tmp/ (same filesystem as blobs/,
+   *    created 0600), hashing every chunk exactly once on the way;
+   * 3. check size and digest against what the caller expected, fsync;
+   * 4. commit: rename it to its digest path, fsync the directory;
    * 5. in every other outcome remove the temp file, so nothing partial is
    *    ever visible under blobs/.
+   * stage() runs steps 1 to 3; the StagedBlob it returns does 4 and 5.
    */
-  async put(source: ByteSource, options: PutOptions = {}): Promise<PutResult> {
+  async stage(source: ByteSource, options: PutOptions = {}): Promise<StagedBlob> {
     const { expectedSha256, expectedSize, minFreeBytes = 0, signal, onProgress } = options;
     if (expectedSha256 !== undefined && !isSha256(expectedSha256)) {
       throw new StorageError('DIGEST_INVALID', `expected digest is not a sha256: ${String(expectedSha256)}`);
@@ -119,9 +148,9 @@ class FsBlobStore implements BlobStore {
     if (expectedSize !== undefined) await this.#assertRoomFor(expectedSize, minFreeBytes);
 
     const tmpFile = this.layout.newTmpFile();
-    const handle = await fs.open(tmpFile, 'wx', 0o644);
+    const handle = await createFile(tmpFile, FILE_MODE);
     let handleOpen = true;
-    let committed = false;
+    let staged = false;
     // The one write that may be in flight; a holder object because the flush closure reassigns it.
     const writing: { inflight: Promise<void> | null } = { inflight: null };
     try {
@@ -192,37 +221,40 @@ class FsBlobStore implements BlobStore {
       await handle.sync();
       await handle.close();
       handleOpen = false;
-
-      const finalFile = this.layout.blobFile(sha256);
-      await fs.mkdir(this.layout.blobDir(sha256), { recursive: true });
-      const existed = await fileExists(finalFile);
-      // Renaming over an existing blob is atomic and replaces it with content
-      // that was just verified, which also repairs a file that rotted.
-      await fs.rename(tmpFile, finalFile);
-      committed = true;
-      await fsyncDir(this.layout.blobDir(sha256));
-      return { sha256, size, created: !existed };
+      staged = true;
+      return this.#staged(tmpFile, sha256, size);
     } catch (err) {
       throw translateIoError(err);
     } finally {
       if (writing.inflight) await writing.inflight.catch(() => undefined);
       if (handleOpen) await handle.close().catch(() => undefined);
-      if (!committed) await fs.rm(tmpFile, { force: true }).catch(() => undefined);
+      if (!staged) await fs.rm(tmpFile, { force: true }).catch(() => undefined);
     }
   }
 
-  async adoptFile(
+  async put(source: ByteSource, options: PutOptions = {}): Promise<PutResult> {
+    const staged = await this.stage(source, options);
+    try {
+      return await staged.commit();
+    } finally {
+      await staged.discard();
+    }
+  }
+
+  async stageFile(
     file: string,
     options: { knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined },
-  ): Promise<PutResult> {
+  ): Promise<StagedBlob> {
     const inside = path.relative(this.layout.root, path.resolve(file));
     if (inside.startsWith('..') || path.isAbsolute(inside)) throw new Error(`refusing to adopt ${file}: not inside the data directory`);
-    let committed = false;
+    let staged = false;
     try {
       const handle = await fs.open(file, 'r+');
       let size: number;
       let sha256: Sha256;
       try {
+        // Whoever wrote it (the tus library) chose its mode; a blob is private.
+        await handle.chmod(FILE_MODE);
         size = (await handle.stat()).size;
         if (options.knownSha256) {
           sha256 = options.knownSha256;
@@ -248,16 +280,51 @@ class FsBlobStore implements BlobStore {
       } finally {
         await handle.close();
       }
-      await fs.mkdir(this.layout.blobDir(sha256), { recursive: true });
-      const finalFile = this.layout.blobFile(sha256);
-      const existed = await fileExists(finalFile);
-      await fs.rename(file, finalFile);
-      committed = true;
-      await fsyncDir(this.layout.blobDir(sha256));
-      return { sha256, size, created: !existed };
+      staged = true;
+      return this.#staged(file, sha256, size);
     } finally {
-      if (!committed) await fs.rm(file, { force: true }).catch(() => undefined);
+      if (!staged) await fs.rm(file, { force: true }).catch(() => undefined);
     }
+  }
+
+  async adoptFile(
+    file: string,
+    options: { knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined },
+  ): Promise<PutResult> {
+    const staged = await this.stageFile(file, options);
+    try {
+      return await staged.commit();
+    } finally {
+      await staged.discard();
+    }
+  }
+
+  /** The commit half of an ingest: `file` holds verified, fsynced content of `sha256`. */
+  #staged(file: string, sha256: Sha256, size: number): StagedBlob {
+    let state: 'staged' | 'committed' | 'discarded' = 'staged';
+    return {
+      sha256,
+      size,
+      commit: async () => {
+        if (state !== 'staged') throw new Error(`staged blob ${sha256} was already ${state}`);
+        const finalFile = this.layout.blobFile(sha256);
+        await ensureDir(this.layout.blobDir(sha256), DATA_DIR_MODE);
+        // A rename keeps inode and mtime, so this is the version of the file once it is in place.
+        const version = fileVersion(await fs.stat(file));
+        const existed = await fileExists(finalFile);
+        // Renaming over an existing blob is atomic and replaces it with content
+        // that was just verified, which also repairs a file that rotted.
+        await fs.rename(file, finalFile);
+        state = 'committed';
+        await fsyncDir(this.layout.blobDir(sha256));
+        return { sha256, size, created: !existed, version };
+      },
+      discard: async () => {
+        if (state !== 'staged') return;
+        state = 'discarded';
+        await fs.rm(file, { force: true }).catch(() => undefined);
+      },
+    };
   }
 
   async open(sha256: Sha256): Promise<BlobReader> {

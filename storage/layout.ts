@@ -14,6 +14,7 @@
  *
  * Every name that ends up in a path comes from a validated digest or from
  * this process; nothing a client or an archive sends is ever used here.
+ * The modes these get are in file-modes.ts.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';

@@ -5,13 +5,15 @@
  * 3. compare the digest with the blob's name;
  * 4. before calling a mismatch 'corrupt', make sure the file was not replaced
  *    meanwhile (a re-ingest that repairs it) → 'replaced' instead.
+ * Verdicts carry the version they are about: whoever acts on one checks it
+ * again, atomically with the action (server/jobs/integrity-checker.ts).
  */
 import type { BlobStore } from './blob-store.js';
 import { newSha256, type Sha256 } from './digest.js';
 import { isStorageError } from './errors.js';
 
 export type VerifyOutcome =
-  | { kind: 'ok'; size: number }
+  | { kind: 'ok'; size: number; version: string }
   | { kind: 'corrupt'; size: number; actual: string; version: string }
   | { kind: 'missing' }
   | { kind: 'replaced' };
@@ -49,7 +51,7 @@ export async function verifyBlob(store: BlobStore, sha256: Sha256, options: Veri
     }
     signal?.throwIfAborted();
     const actual = hash.digest('hex');
-    if (actual === sha256 && position === reader.size) return { kind: 'ok', size: reader.size };
+    if (actual === sha256 && position === reader.size) return { kind: 'ok', size: reader.size, version: reader.version };
     if ((await store.version(sha256)) !== reader.version) return { kind: 'replaced' };
     return { kind: 'corrupt', size: reader.size, actual, version: reader.version };
   } finally {

@@ -15,6 +15,7 @@
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { newSha256, type Sha256 } from '../../storage/digest.js';
+import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
 import { findBlob } from '../repos/blobs.js';
@@ -39,6 +40,13 @@ export interface ImportOptions {
 
 type TarEntry = AsyncIterable<Uint8Array> & { header: tar.Header; resume(): void };
 
+/** A package this import stored for the first time: what a rollback may remove if nobody touched it since. */
+interface StoredHere {
+  sha256: Sha256;
+  ingestedAt: number | null;
+  version: string;
+}
+
 export async function importBundle(deps: IngestDeps, source: Readable, options: ImportOptions): Promise<ImportReport> {
   const { db } = deps;
   const report: ImportReport = {
@@ -47,7 +55,7 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
     images: { created: [], updated: [], unchanged: [] },
     groups: { created: [], updated: [], unchanged: [] },
   };
-  const created: Sha256[] = [];
+  const created: StoredHere[] = [];
   const extract = tar.extract();
   source.on('error', (err) => extract.destroy(err));
   source.pipe(extract);
@@ -92,7 +100,7 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
         continue;
       }
       const result = await ingest(deps, { source: counted, fileName: expected.name || `${sha256}.pvmp`, expectedSha256: sha256, expectedSize: expected.size });
-      if (result.created) created.push(sha256);
+      if (result.created) created.push({ sha256, ingestedAt: result.blob.ingested_at, version: result.version });
       report.blobs.stored.push(sha256);
     }
     if (manifest === null) throw invalid('the archive is empty or not a tar file');
@@ -148,7 +156,8 @@ function parseManifest(text: string): Manifest {
   try {
     manifest = parseInput(manifestSchema, value, 'bundle manifest');
   } catch (err) {
-    throw invalid((err as Error).message);
+    // The API's message and field list (VALIDATION_FAILED), under the bundle's code.
+    throw new AppError('BUNDLE_INVALID', (err as Error).message, err instanceof AppError ? { ...err.details } : {});
   }
   const unique = (names: string[], what: string) => {
     const dup = names.find((n, i) => names.indexOf(n) !== i);
@@ -157,6 +166,14 @@ function parseManifest(text: string): Manifest {
   unique(manifest.images.map((i) => i.name), 'image');
   unique(manifest.groups.map((g) => g.name), 'group');
   unique(manifest.blobs.map((b) => b.sha256), 'package');
+  // The API keeps license keys unique (LICENSE_KEY_TAKEN); within one manifest that is this check (the key itself is not echoed).
+  const keyHolder = new Map<string, string>();
+  for (const group of manifest.groups) {
+    if (group.licenseKey === null) continue;
+    const other = keyHolder.get(group.licenseKey);
+    if (other !== undefined) throw invalid(`the manifest gives groups ${JSON.stringify(other)} and ${JSON.stringify(group.name)} the same license key`);
+    keyHolder.set(group.licenseKey, group.name);
+  }
   if (manifest.groups.filter((g) => g.primary).length > 1) throw invalid('the manifest marks more than one group as primary');
   const listed = new Set(manifest.blobs.map((b) => b.sha256));
   for (const image of manifest.images) {
@@ -289,15 +306,26 @@ async function applyManifest(db: Db, manifest: Manifest, actor: Actor): Promise<
   });
 }
 
-async function rollbackBlobs(deps: IngestDeps, created: Sha256[]): Promise<void> {
-  for (const sha256 of created) {
-    const used = await deps.db
-      .selectFrom('images')
-      .select('id')
-      .where((eb) => eb.or([eb('arm64_sha256', '=', sha256), eb('x86_64_sha256', '=', sha256)]))
-      .executeTakeFirst();
-    if (used) continue;
-    await deps.db.deleteFrom('blobs').where('sha256', '=', sha256).execute();
-    await deps.store.delete(sha256);
+/**
+ * Removes the packages this import stored, unless another party has a claim
+ * on one by now: an image uses it, or another ingest of the same content
+ * stored it again meanwhile (a newer ingest time or another file). Each
+ * decision and its unlink are one withBlobLock step, so such an ingest
+ * commits entirely before (and is seen) or after (and stores it afresh).
+ */
+async function rollbackBlobs(deps: IngestDeps, created: StoredHere[]): Promise<void> {
+  for (const blob of created) {
+    await withBlobLock(deps.db, async (trx) => {
+      const row = await trx.selectFrom('blobs').select('ingested_at').where('sha256', '=', blob.sha256).executeTakeFirst();
+      if (!row || row.ingested_at !== blob.ingestedAt || (await deps.store.version(blob.sha256)) !== blob.version) return;
+      const used = await trx
+        .selectFrom('images')
+        .select('id')
+        .where((eb) => eb.or([eb('arm64_sha256', '=', blob.sha256), eb('x86_64_sha256', '=', blob.sha256)]))
+        .executeTakeFirst();
+      if (used) return;
+      await trx.deleteFrom('blobs').where('sha256', '=', blob.sha256).execute();
+      await deps.store.delete(blob.sha256);
+    });
   }
 }

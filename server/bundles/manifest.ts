@@ -4,7 +4,9 @@
  * groups are identified by name across mirrors (ids are local).
  */
 import { z } from 'zod';
-import { displayName, sha256Field } from '../services/validation.js';
+import { groupFields } from '../services/groups.js';
+import { imageFields } from '../services/images.js';
+import { sha256Field } from '../services/validation.js';
 
 export const BUNDLE_FORMAT = 'goldmirror-bundle';
 export const BUNDLE_VERSION = 1;
@@ -12,20 +14,25 @@ export const MANIFEST_ENTRY = 'manifest.json';
 /** Manifests are small; anything larger is refused before it is parsed. */
 export const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
-const archSchema = z.object({ enabled: z.boolean(), sha256: sha256Field.nullable() }).strict();
+/**
+ * Images and groups are held to exactly the rules the API applies (the same
+ * zod fields, imported, never copied): a bundle cannot bring in a name, a
+ * description or a license key that the API would refuse.
+ */
+const archSchema = imageFields.arm64.required();
 
 export const manifestSchema = z
   .object({
     format: z.literal(BUNDLE_FORMAT),
     version: z.literal(BUNDLE_VERSION),
-    createdAt: z.string(),
+    createdAt: z.string().max(100),
     includesBlobs: z.boolean(),
     images: z
       .array(
         z
           .object({
-            name: displayName(100),
-            description: z.string().max(1000),
+            name: imageFields.name,
+            description: imageFields.description,
             arm64: archSchema,
             x86_64: archSchema,
           })
@@ -36,10 +43,11 @@ export const manifestSchema = z
       .array(
         z
           .object({
-            name: displayName(100),
-            licenseKey: z.string().max(200).nullable(),
-            primary: z.boolean(),
-            image: z.string().max(100).nullable(),
+            name: groupFields.name,
+            licenseKey: groupFields.licenseKey,
+            primary: groupFields.primary,
+            // Refers to an image by name, so it must be one.
+            image: imageFields.name.nullable(),
           })
           .strict(),
       )

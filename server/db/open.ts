@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import SQLite from 'better-sqlite3';
 import { CompiledQuery, Kysely, Migrator, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDialectConfig } from 'kysely';
+import { createFile, FILE_MODE } from '../../storage/file-modes.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -22,11 +23,14 @@ export class DatabaseError extends Error {
 export async function openDatabase(file: string, options: { busyTimeoutMs?: number } = {}): Promise<Db> {
   let sqlite: SQLite.Database;
   try {
+    // It holds password and token hashes: a new database file is created here with mode 0600 whatever the
+    // umask, before SQLite opens it, and SQLite gives its -wal and -shm files the mode of the database file.
+    const created = await createDatabaseFile(file);
     // SQLite treats an empty file as a new database, so a catalog truncated to
     // 0 bytes (interrupted restore, disk full during a copy) would be silently
     // replaced by an empty one, and GC would then collect every package as an
     // orphan. Refuse it instead (found by the fault suite, test/faults/corrupt-db.test.ts).
-    if (fs.statSync(file, { throwIfNoEntry: false })?.size === 0) {
+    if (!created && fs.statSync(file, { throwIfNoEntry: false })?.size === 0) {
       throw new Error('the file is empty (0 bytes), probably truncated; restore it from a backup, or delete it to start with an empty database');
     }
     sqlite = new SQLite(file);
@@ -49,6 +53,18 @@ export async function openDatabase(file: string, options: { busyTimeoutMs?: numb
     throw err;
   }
   return db;
+}
+
+/** Creates `file` empty with mode 0600 unless it exists (or is SQLite's in-memory name); true when created. */
+async function createDatabaseFile(file: string): Promise<boolean> {
+  if (file === ':memory:' || file === '') return false;
+  try {
+    await (await createFile(file, FILE_MODE)).close();
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
 }
 
 /**

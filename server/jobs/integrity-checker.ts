@@ -8,6 +8,7 @@ import PQueue from 'p-queue';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { verifyBlob, type VerifyOutcome } from '../../storage/verify.js';
+import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
 import { createRateLimiter } from '../http/rate-limiter.js';
 import type { Logger } from '../log.js';
@@ -40,6 +41,15 @@ export interface IntegrityCheckerOptions {
   concurrency: number;
   maxBytesPerSec: number;
   now?: () => number;
+}
+
+/** What a check found: the verifier's outcome, or a read error of the disk. */
+type Verdict = VerifyOutcome | { kind: 'unreadable'; err: unknown };
+
+/** The row's last ingest and the file's version when a check started. */
+interface Basis {
+  ingestedAt: number | null;
+  version: string | null;
 }
 
 interface Running {
@@ -157,41 +167,40 @@ export class IntegrityChecker {
 
   async #run(sha256: Sha256, controller: AbortController): Promise<CheckResult> {
     const { db, store, log, metrics } = this.#options;
-    const row = await db.selectFrom('blobs').select(['sha256', 'size']).where('sha256', '=', sha256).executeTakeFirst();
+    const row = await db.selectFrom('blobs').select(['sha256', 'size', 'ingested_at']).where('sha256', '=', sha256).executeTakeFirst();
     if (!row) return 'unknown';
+    // What the verdict will be about: the row's last ingest and the file on disk as the check starts.
+    const basis: Basis = { ingestedAt: row.ingested_at, version: await store.version(sha256) };
     const running: Running = { controller, progress: { bytesDone: 0, totalBytes: row.size, startedAt: this.#now() } };
     this.#running.set(sha256, running);
     let lastBytes = 0;
     try {
-      const outcome = await verifyBlob(store, sha256, {
-        signal: controller.signal,
-        throttle: this.#throttle,
-        onProgress: (done, total) => {
-          running.progress.bytesDone = done;
-          running.progress.totalBytes = total;
-          metrics?.verifyBytes.inc(done - lastBytes);
-          lastBytes = done;
-        },
-      });
-      await this.#record(sha256, outcome);
-      this.onResult?.(sha256);
-      metrics?.verifyRuns.inc({ result: outcome.kind });
-      return outcome.kind;
+      let outcome: Verdict;
+      try {
+        outcome = await verifyBlob(store, sha256, {
+          signal: controller.signal,
+          throttle: this.#throttle,
+          onProgress: (done, total) => {
+            running.progress.bytesDone = done;
+            running.progress.totalBytes = total;
+            metrics?.verifyBytes.inc(done - lastBytes);
+            lastBytes = done;
+          },
+        });
+      } catch (err) {
+        if (controller.signal.aborted || (err as NodeJS.ErrnoException).code !== 'EIO') throw err;
+        // The disk cannot read it back: as unservable as wrong bytes.
+        outcome = { kind: 'unreadable', err };
+      }
+      const result = await this.#record(sha256, outcome, basis);
+      if (result !== 'replaced' && result !== 'unknown') this.onResult?.(sha256);
+      metrics?.verifyRuns.inc({ result });
+      return result;
     } catch (err) {
       if (controller.signal.aborted) {
         metrics?.verifyRuns.inc({ result: 'cancelled' });
         log.info({ sha256 }, 'integrity check cancelled');
         return 'cancelled';
-      }
-      if ((err as NodeJS.ErrnoException).code === 'EIO') {
-        // The disk cannot read it back: as unservable as wrong bytes.
-        const detail = 'read error (EIO) while re-hashing: the disk is failing';
-        await setBlobState(db, sha256, 'corrupt', { verifiedAtMs: this.#now(), detail });
-        this.onResult?.(sha256);
-        await recordAudit(db, { actor: systemActor, action: 'blob.corrupt', target: `blob:${sha256}`, at: this.#now(), details: { detail } });
-        metrics?.verifyRuns.inc({ result: 'corrupt' });
-        log.error({ err, sha256 }, 'integrity check: blob cannot be read; its links answer 503');
-        return 'corrupt';
       }
       metrics?.verifyRuns.inc({ result: 'error' });
       log.error({ err, sha256 }, 'integrity check failed to run');
@@ -201,45 +210,76 @@ export class IntegrityChecker {
     }
   }
 
-  async #record(sha256: Sha256, outcome: VerifyOutcome): Promise<void> {
+  /**
+   * Records a verdict, and quarantines a corrupt file, only while they are
+   * still about the copy that was read: inside withBlobLock the row must show
+   * no ingest since the check began and the file must be the version read.
+   * Otherwise a repair (a re-import of the same content) landed meanwhile,
+   * and acting would withhold or quarantine the good new copy: 'replaced'.
+   */
+  async #record(sha256: Sha256, outcome: Verdict, basis: Basis): Promise<CheckResult> {
     const { db, store, log } = this.#options;
-    const now = this.#now();
-    switch (outcome.kind) {
-      case 'ok':
-        await setBlobState(db, sha256, 'ok', { verifiedAtMs: now });
-        log.info({ sha256, size: outcome.size }, 'integrity check passed');
-        return;
-      case 'replaced':
-        log.info({ sha256 }, 'blob was replaced during its check; the new copy will be checked on schedule');
-        return;
-      case 'missing': {
-        const detail = 'the blob file is missing from the data directory';
-        await setBlobState(db, sha256, 'missing', { verifiedAtMs: now, detail });
-        await recordAudit(db, { actor: systemActor, action: 'blob.missing', target: `blob:${sha256}`, at: now, details: { detail } });
-        log.error({ sha256 }, 'integrity check: blob file is missing; its links now answer 503');
-        return;
-      }
-      case 'corrupt': {
-        // A repair may have landed since the read: then there is nothing to withhold.
-        if ((await store.version(sha256)) !== outcome.version) {
-          log.info({ sha256 }, 'blob was replaced right after a failed check; the new copy will be checked on schedule');
-          return;
-        }
-        // Withhold first (links answer 503 from this moment, caches dropped), then move the bytes aside.
-        const detail = `content hashes to ${outcome.actual}`;
-        await setBlobState(db, sha256, 'corrupt', { verifiedAtMs: now, detail });
-        this.onResult?.(sha256);
-        const quarantined = await store.quarantine(sha256, now);
-        await recordAudit(db, {
-          actor: systemActor,
-          action: 'blob.corrupt',
-          target: `blob:${sha256}`,
-          at: now,
-          details: { detail, quarantined },
-        });
-        log.error({ sha256, actual: outcome.actual, quarantined }, 'integrity check: blob is corrupt; moved to quarantine, links answer 503');
-        return;
-      }
+    if (outcome.kind === 'replaced') {
+      log.info({ sha256 }, 'blob was replaced during its check; the new copy will be checked on schedule');
+      return 'replaced';
     }
+    const now = this.#now();
+    const readVersion = outcome.kind === 'missing' ? null : outcome.kind === 'unreadable' ? basis.version : outcome.version;
+    let quarantined: string | null = null;
+    const verdict = await withBlobLock(db, async (trx): Promise<CheckResult> => {
+      const row = await trx.selectFrom('blobs').select('ingested_at').where('sha256', '=', sha256).executeTakeFirst();
+      if (!row) return 'unknown';
+      if (row.ingested_at !== basis.ingestedAt || (await store.version(sha256)) !== readVersion) return 'replaced';
+      switch (outcome.kind) {
+        case 'ok':
+          await setBlobState(trx, sha256, 'ok', { verifiedAtMs: now });
+          return 'ok';
+        case 'missing': {
+          const detail = 'the blob file is missing from the data directory';
+          await setBlobState(trx, sha256, 'missing', { verifiedAtMs: now, detail });
+          await recordAudit(trx, { actor: systemActor, action: 'blob.missing', target: `blob:${sha256}`, at: now, details: { detail } });
+          return 'missing';
+        }
+        case 'unreadable': {
+          const detail = 'read error (EIO) while re-hashing: the disk is failing';
+          await setBlobState(trx, sha256, 'corrupt', { verifiedAtMs: now, detail });
+          await recordAudit(trx, { actor: systemActor, action: 'blob.corrupt', target: `blob:${sha256}`, at: now, details: { detail } });
+          return 'corrupt';
+        }
+        case 'corrupt': {
+          // Withheld (links answer 503 once this commits) and moved aside in one step. A move that fails
+          // (permissions, I/O) must not undo the withholding: it is logged and audited instead.
+          const detail = `content hashes to ${outcome.actual}`;
+          await setBlobState(trx, sha256, 'corrupt', { verifiedAtMs: now, detail });
+          const moved = await store.quarantine(sha256, now).then(
+            (file) => ({ file, error: null }),
+            (err: unknown) => ({ file: null, error: err }),
+          );
+          quarantined = moved.file;
+          if (moved.error) log.error({ err: moved.error, sha256 }, 'integrity check: could not move the corrupt blob to quarantine; it stays withheld');
+          const details = { detail, quarantined, ...(moved.error ? { quarantineError: moved.error instanceof Error ? moved.error.message : 'unknown error' } : {}) };
+          await recordAudit(trx, { actor: systemActor, action: 'blob.corrupt', target: `blob:${sha256}`, at: now, details });
+          return 'corrupt';
+        }
+      }
+    });
+    switch (verdict) {
+      case 'ok':
+        log.info({ sha256 }, 'integrity check passed');
+        break;
+      case 'replaced':
+        log.info({ sha256 }, 'blob was ingested again during its check; the new copy will be checked on schedule');
+        break;
+      case 'missing':
+        log.error({ sha256 }, 'integrity check: blob file is missing; its links now answer 503');
+        break;
+      case 'corrupt':
+        if (outcome.kind === 'unreadable') log.error({ err: outcome.err, sha256 }, 'integrity check: blob cannot be read; its links answer 503');
+        else log.error({ sha256, actual: outcome.kind === 'corrupt' ? outcome.actual : null, quarantined }, 'integrity check: blob is corrupt; withheld, links answer 503');
+        break;
+      default:
+        break;
+    }
+    return verdict;
   }
 }

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { writePrivateFile } from '../../storage/file-modes.js';
 import type { Db } from '../db/open.js';
 import { AppError, toAppError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
@@ -72,8 +73,7 @@ export async function bootstrapAdmin(db: Db, dataDir: string, password: string |
   if (!created) return { created: false, generatedPassword: null, passwordFile: null, passwordIgnored: fromEnv };
   if (fromEnv) return { created: true, generatedPassword: null, passwordFile: null, passwordIgnored: false };
   const file = path.join(dataDir, INITIAL_PASSWORD_FILE);
-  await fs.writeFile(file, `${chosen}\n`, { mode: 0o600 });
-  await fs.chmod(file, 0o600);
+  await writePrivateFile(file, `${chosen}\n`);
   return { created: true, generatedPassword: chosen, passwordFile: file, passwordIgnored: false };
 }
 

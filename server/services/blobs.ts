@@ -1,6 +1,7 @@
 /** Stored packages as the API and pages show them: with their links and the images that use them. */
 import type { BlobStore } from '../../storage/blob-store.js';
 import { parseSha256, type Sha256 } from '../../storage/digest.js';
+import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
 import { constraintViolation } from '../db/errors.js';
 import type { BlobArch, BlobRow, BlobState } from '../db/schema.js';
@@ -80,8 +81,7 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
   }
   const sha256 = view.sha256 as Sha256;
   const now = (deps.now ?? Date.now)();
-  const version = await deps.store.version(sha256);
-  await deps.db.transaction().execute(async (trx) => {
+  await withBlobLock(deps.db, async (trx) => {
     // The foreign keys get the last word: an image that took the package since the check above.
     try {
       await deleteBlobRow(trx, sha256);
@@ -92,9 +92,10 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
       throw err;
     }
     await recordAudit(trx, { actor, action: 'blob.delete', target: `blob:${sha256}`, at: now, details: { size: view.size, name: view.name } });
+    // In the same step as the row: a re-upload of the same content commits wholly before (and is deleted with
+    // the row the admin chose to delete) or after (and stays, with its own row).
+    await deps.store.delete(sha256);
   });
-  // Unlink only the file we decided on: a re-upload of the same content may have replaced it meanwhile.
-  if ((await deps.store.version(sha256)) === version) await deps.store.delete(sha256);
   return view;
 }
 

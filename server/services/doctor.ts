@@ -8,7 +8,9 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import type { Config } from '../../config/load.js';
 import type { BlobStore } from '../../storage/blob-store.js';
+import { formatMode, looseModes } from '../../storage/file-modes.js';
 import type { Db } from '../db/open.js';
+import { INITIAL_PASSWORD_FILE } from './auth.js';
 
 export interface DoctorReport {
   ok: boolean;
@@ -25,8 +27,15 @@ export interface DoctorReport {
     quarantined: number;
     unfinishedUploads: number;
   };
+  /** Files and directories readable or writable by more than they should be (storage/file-modes.ts). */
+  permissions: Array<{ path: string; found: string; wanted: string }>;
   problems: string[];
+  /** Worth fixing, but the mirror works: they do not make `ok` false. */
+  warnings: string[];
 }
+
+/** Loose blob files are summed up after this many, so a whole store of them stays readable. */
+const NAMED_LOOSE_FILES = 5;
 
 const SECRET_KEYS = new Set(['adminPassword', 'syncToken']);
 
@@ -68,6 +77,14 @@ export async function runDoctor(deps: { config: Config; db: Db; store: BlobStore
   if (wrongSize.length) problems.push(`${wrongSize.length} package file(s) have the wrong size`);
   if (corrupt.length) problems.push(`${corrupt.length} package(s) are marked corrupt or missing; re-import them`);
 
+  const loose = await looseModes(store.layout, [path.join(store.layout.root, INITIAL_PASSWORD_FILE)]);
+  const warnings = loose.slice(0, NAMED_LOOSE_FILES).map(
+    (l) => `${l.path} has mode ${formatMode(l.found)}, looser than ${formatMode(l.wanted)} (fix: chmod ${formatMode(l.wanted).slice(1)} '${l.path}')`,
+  );
+  if (loose.length > NAMED_LOOSE_FILES) {
+    warnings.push(`${loose.length - NAMED_LOOSE_FILES} more file(s) or directories in ${store.layout.root} have looser modes than wanted (see --json)`);
+  }
+
   const countDir = async (dir: string, filter: (name: string) => boolean = () => true) =>
     (await fs.readdir(dir).catch(() => [] as string[])).filter(filter).length;
 
@@ -94,6 +111,8 @@ export async function runDoctor(deps: { config: Config; db: Db; store: BlobStore
       quarantined: await countDir(store.layout.quarantineDir),
       unfinishedUploads: await countDir(store.layout.uploadsDir, (n) => !n.endsWith('.json') && path.extname(n) === ''),
     },
+    permissions: loose.map((l) => ({ path: l.path, found: formatMode(l.found), wanted: formatMode(l.wanted) })),
     problems,
+    warnings,
   };
 }

@@ -8,6 +8,7 @@
 import fs from 'node:fs/promises';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
+import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
 import { activeBlobs } from './activity.js';
 import { recordAudit, type Actor } from './audit.js';
@@ -45,21 +46,20 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
       continue;
     }
     if (!options.dryRun) {
-      const sha256 = row.sha256 as Sha256;
-      const version = await store.version(sha256);
-      const removed = await db.transaction().execute(async (trx) => {
-        // Re-check inside the transaction: an image may have taken it, a download started, or it was just ingested again.
+      // Decision and unlink as one step: an ingest of the same content commits its row and file either before
+      // (then the re-check sees its fresh ingested_at and keeps it) or after (then it lands on a clean slate).
+      const removed = await withBlobLock(db, async (trx) => {
+        // Re-check inside the lock: an image may have taken it, a download started, or it was just ingested again.
         if ((await referencedDigests(trx)).has(row.sha256) || (await activeBlobs(trx, now)).has(row.sha256)) return false;
         const current = await trx.selectFrom('blobs').select(['created_at', 'ingested_at']).where('sha256', '=', row.sha256).executeTakeFirst();
         if (!current || age(current) < options.graceMs) return false;
         await trx.deleteFrom('blobs').where('sha256', '=', row.sha256).execute();
         await trx.deleteFrom('download_stats').where('sha256', '=', row.sha256).execute();
         await recordAudit(trx, { actor, action: 'blob.gc', target: `blob:${row.sha256}`, at: now, details: { size: row.size, name: row.name } });
+        await store.delete(row.sha256 as Sha256);
         return true;
       });
       if (!removed) continue;
-      // An ingest of the same content may have renamed a fresh file into place since: keep that one.
-      if ((await store.version(sha256)) === version) await store.delete(sha256);
     }
     report.removed.push({ sha256: row.sha256, size: row.size, name: row.name, orphanFile: false });
     report.freedBytes += row.size;
@@ -70,9 +70,16 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
     if (known.has(blob.sha256)) continue;
     const st = await fs.stat(store.layout.blobFile(blob.sha256)).catch(() => null);
     if (!st || now - st.mtimeMs < options.graceMs) continue;
-    // A row may have appeared since we listed (an ingest finishing): look again.
-    if (await db.selectFrom('blobs').select('sha256').where('sha256', '=', blob.sha256).executeTakeFirst()) continue;
-    if (!options.dryRun) await store.delete(blob.sha256);
+    // A row may have appeared since we listed (an ingest finishing): look again, and unlink in the same step.
+    const hasRow = async (q: Db) => (await q.selectFrom('blobs').select('sha256').where('sha256', '=', blob.sha256).executeTakeFirst()) !== undefined;
+    const orphan = options.dryRun
+      ? !(await hasRow(db))
+      : await withBlobLock(db, async (trx) => {
+          if (await hasRow(trx)) return false;
+          await store.delete(blob.sha256);
+          return true;
+        });
+    if (!orphan) continue;
     report.removed.push({ sha256: blob.sha256, size: blob.size, name: '', orphanFile: true });
     report.freedBytes += blob.size;
   }

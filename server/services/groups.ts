@@ -19,7 +19,8 @@ const licenseKey = z
   .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces')
   .nullable();
 
-const groupFields = {
+/** The API's rules for each group field; bundle manifests (server/bundles/manifest.ts) are held to the same ones. */
+export const groupFields = {
   name: displayName(100),
   licenseKey,
   primary: z.boolean({ error: 'must be true or false' }),

@@ -28,7 +28,8 @@ const archInput = z
   })
   .strict();
 
-const imageFields = {
+/** The API's rules for each image field; bundle manifests (server/bundles/manifest.ts) are held to the same ones. */
+export const imageFields = {
   name: displayName(100),
   description: z.string({ error: 'must be a string' }).trim().max(1000, 'must be at most 1000 characters'),
   arm64: archInput,

@@ -6,8 +6,9 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { BlobStore, ByteSource } from '../../storage/blob-store.js';
+import type { BlobStore, ByteSource, StagedBlob } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
+import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
 import type { BlobArch, BlobRow } from '../db/schema.js';
 import { recordIngestedBlob } from '../repos/blobs.js';
@@ -46,6 +47,8 @@ export interface IngestRequest {
 export interface IngestResult {
   blob: BlobRow;
   created: boolean;
+  /** The version of the file this ingest put in place (a later ingest of the same content replaces it). */
+  version: string;
 }
 
 /**
@@ -69,7 +72,7 @@ export async function ingest(deps: IngestDeps, request: IngestRequest): Promise<
   // A size known up front is checked by the store; of an unknown one, at least refuse when the reserve is already gone.
   if (request.expectedSize === undefined) await assertFreeSpace(deps, 0);
   return commit(deps, request, () =>
-    deps.store.put(request.source, {
+    deps.store.stage(request.source, {
       expectedSha256: request.expectedSha256,
       expectedSize: request.expectedSize,
       minFreeBytes: deps.minFreeBytes,
@@ -88,28 +91,41 @@ export async function ingestUploadedFile(
   upload: { file: string; fileName: string; knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined; arch?: BlobArch | undefined },
 ): Promise<IngestResult> {
   return commit(deps, upload, () =>
-    deps.store.adoptFile(upload.file, { knownSha256: upload.knownSha256, expectedSha256: upload.expectedSha256 }),
+    deps.store.stageFile(upload.file, { knownSha256: upload.knownSha256, expectedSha256: upload.expectedSha256 }),
   );
 }
 
-/** Stores through `store`, then records the blob; counts, heartbeats and the optional re-check around it. */
+/**
+ * Stages through `stage`, then records the row and renames the file into
+ * place as one step (withBlobLock): a check, GC or rollback deciding about
+ * the same digest sees either both or neither. Counts, heartbeats and the
+ * optional re-check around it.
+ */
 async function commit(
   deps: IngestDeps,
   { fileName, expectedSha256, arch }: { fileName: string; expectedSha256?: Sha256 | undefined; arch?: BlobArch | undefined },
-  store: () => Promise<{ sha256: Sha256; size: number; created: boolean }>,
+  stage: () => Promise<StagedBlob>,
 ): Promise<IngestResult> {
   const endActivity = expectedSha256 ? deps.activity?.begin(expectedSha256) : undefined;
   let result: IngestResult;
   try {
-    const put = await store();
-    const blob = await recordIngestedBlob(deps.db, {
-      sha256: put.sha256,
-      size: put.size,
-      name: linkFileName(fileName),
-      nowMs: (deps.now ?? Date.now)(),
-      arch,
-    });
-    result = { blob, created: put.created };
+    const staged = await stage();
+    try {
+      result = await withBlobLock(deps.db, async (trx) => {
+        const blob = await recordIngestedBlob(trx, {
+          sha256: staged.sha256,
+          size: staged.size,
+          name: linkFileName(fileName),
+          nowMs: (deps.now ?? Date.now)(),
+          arch,
+        });
+        // Last, so a failed rename rolls the row back.
+        const put = await staged.commit();
+        return { blob, created: put.created, version: put.version };
+      });
+    } finally {
+      await staged.discard();
+    }
   } catch (err) {
     deps.metrics?.ingests.inc({ result: 'failed' });
     throw err;

@@ -586,6 +586,16 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
     manifestEntry(patch(structuredClone(full.manifest))),
     ...blobs.map((b) => blobEntry(b.sha256, b.data)),
   ];
+  type Named = Record<string, unknown> & { name: string };
+  const withNamed = (list: 'images' | 'groups', name: string, patch: (item: Named) => void) =>
+    withManifest((m) => {
+      const item = (m[list] as Named[]).find((i) => i.name === name);
+      if (!item) throw new Error(`the exported manifest has no ${list} entry ${name}`);
+      patch(item);
+      return m;
+    });
+  const withGroup = (name: string, patch: (group: Named) => void) => withNamed('groups', name, patch);
+  const withImage = (name: string, patch: (image: Named) => void) => withNamed('images', name, patch);
 
   beforeAll(async () => {
     blobs = full.manifest.blobs.map((b) => ({
@@ -828,6 +838,18 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
       'BUNDLE_INVALID',
       /not listed in the manifest/,
     ],
+    // The manifest is held to the API's own field rules (images and groups services), not to looser copies of them.
+    ['a license key with a space', () => buildTar(withGroup('Engineering', (g) => (g.licenseKey = 'ENG 0001'))), 'BUNDLE_INVALID', /groups\.\d+\.licenseKey: must be printable ASCII without spaces/],
+    ['an empty license key', () => buildTar(withGroup('Engineering', (g) => (g.licenseKey = ''))), 'BUNDLE_INVALID', /groups\.\d+\.licenseKey: must not be empty \(use null for none\)/],
+    ['a license key with a control character', () => buildTar(withGroup('Design', (g) => (g.licenseKey = 'DES-\u0007'))), 'BUNDLE_INVALID', /groups\.\d+\.licenseKey: must be printable ASCII/],
+    ['a license key of 201 characters', () => buildTar(withGroup('Design', (g) => (g.licenseKey = 'K'.repeat(201)))), 'BUNDLE_INVALID', /groups\.\d+\.licenseKey: must be at most 200 characters/],
+    ['two groups with one license key', () => buildTar(withGroup('Interns', (g) => (g.licenseKey = 'ENG-0001-KEY'))), 'BUNDLE_INVALID', /gives groups "\w+" and "\w+" the same license key/],
+    ['a description of 1001 characters', () => buildTar(withImage('Ubuntu', (i) => (i.description = 'd'.repeat(1001)))), 'BUNDLE_INVALID', /images\.\d+\.description: must be at most 1000 characters/],
+    ['an image name of 101 characters', () => buildTar(withImage('Ubuntu', (i) => (i.name = 'U'.repeat(101)))), 'BUNDLE_INVALID', /images\.\d+\.name: must be at most 100 characters/],
+    ['a blank group name', () => buildTar(withGroup('Interns', (g) => (g.name = '   '))), 'BUNDLE_INVALID', /groups\.\d+\.name: must not be empty/],
+    ['a group naming its image with a control character', () => buildTar(withGroup('Design', (g) => (g.image = 'macOS Sonoma\u0000'))), 'BUNDLE_INVALID', /groups\.\d+\.image: must not contain control characters/],
+    ['an architecture switch that is not a boolean', () => buildTar(withImage('Ubuntu', (i) => ((i.x86_64 as Record<string, unknown>).enabled = 'yes'))), 'BUNDLE_INVALID', /images\.\d+\.x86_64\.enabled: must be true or false/],
+    ['an unknown field in an architecture', () => buildTar(withImage('Ubuntu', (i) => ((i.arm64 as Record<string, unknown>).url = 'http://evil'))), 'BUNDLE_INVALID', /images\.\d+\.arm64/],
   ];
 
   it.each(
@@ -849,6 +871,32 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
       code,
       message: matching(message),
     });
+    expect(await snapshot(T)).toEqual(before);
+  });
+
+  it('a manifest refused by the API\'s rules names each bad field, exactly as the API would', async () => {
+    const bad = { Engineering: 'has space', Design: '' };
+    const archive = await buildTar(
+      withManifest((m) => {
+        for (const g of m.groups as Named[]) if (g.name in bad) g.licenseKey = bad[g.name as keyof typeof bad];
+        return m;
+      }),
+    );
+    const before = await snapshot(T);
+    const err = (await importBuffer(T, archive).catch((e: unknown) => e)) as { code: string; details: { fields: unknown[] } };
+    expect(err.code).toBe('BUNDLE_INVALID');
+    // What the groups API answers for the same values, field by field, under the manifest's path.
+    const expected: unknown[] = [];
+    for (const [index, group] of full.manifest.groups.entries()) {
+      if (!(group.name in bad)) continue;
+      const api = (await createGroup({ db: T.runtime.db }, cliActor, { name: 'Probe', licenseKey: bad[group.name as keyof typeof bad] }).catch(
+        (e: unknown) => e,
+      )) as { code: string; details: { fields: Array<{ field: string; message: string }> } };
+      expect(api.code).toBe('VALIDATION_FAILED');
+      expected.push(...api.details.fields.map((f) => ({ field: `groups.${index}.${f.field}`, message: f.message })));
+    }
+    expect(expected.length).toBeGreaterThanOrEqual(2);
+    expect(err.details.fields).toEqual(expected);
     expect(await snapshot(T)).toEqual(before);
   });
 

@@ -75,6 +75,33 @@ describe('integrity checks', () => {
     expect(await mirror.runtime.checker.check(sha as Sha256)).toBe('ok');
   });
 
+  it('a corrupt blob that cannot be moved to quarantine stays withheld, and the audit says why', async () => {
+    const sha = (await putBlob(mirror, testBytes(50_000, 'stuck'))) as Sha256;
+    await flipByte(mirror, sha, 10);
+    // The disk refuses the move (as a read-only quarantine dir or a failing disk would); everything else is real.
+    const store = new Proxy(mirror.runtime.store, {
+      get(target, prop) {
+        if (prop === 'quarantine') return () => Promise.reject(Object.assign(new Error('EACCES: permission denied, rename'), { code: 'EACCES' }));
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const checker = new IntegrityChecker({ db: mirror.runtime.db, store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 0 });
+    try {
+      expect(await checker.check(sha)).toBe('corrupt');
+    } finally {
+      await checker.close();
+    }
+    expect((await findBlob(mirror.runtime.db, sha))?.state).toBe('corrupt');
+    const res = await fetch(`${mirror.url}/d/${sha}/stuck.pvmp`);
+    expect(res.status).toBe(503);
+    await res.arrayBuffer();
+    const audit = await mirror.runtime.db.selectFrom('audit_log').select(['action', 'details']).where('target', '=', `blob:${sha}`).execute();
+    expect(audit.map((a) => [a.action, JSON.parse(a.details ?? '{}') as unknown])).toEqual([
+      ['blob.corrupt', { detail: expect.stringMatching(/^content hashes to /) as string, quarantined: null, quarantineError: 'EACCES: permission denied, rename' }],
+    ]);
+  });
+
   it('reports a blob whose file went missing the same way', async () => {
     const sha = await putBlob(mirror, testBytes(1000, 'gone'));
     await fs.rm(mirror.runtime.store.layout.blobFile(sha as Sha256));

@@ -44,9 +44,10 @@ describe('blob store', () => {
   it('stores whole input under its digest and reads it back', async () => {
     const data = testBytes(3 * 1024 * 1024 + 17);
     const result = await store.put([data]);
-    expect(result).toEqual({ sha256: sha256Hex(data), size: data.length, created: true });
+    expect(result).toEqual({ sha256: sha256Hex(data), size: data.length, created: true, version: expect.any(String) as string });
     const file = path.join(dir, 'blobs', 'sha256', result.sha256.slice(0, 2), result.sha256);
     expect((await fs.readFile(file)).equals(data)).toBe(true);
+    expect(result.version).toBe(await store.version(result.sha256));
     const reader = await store.open(result.sha256);
     const buf = Buffer.alloc(100);
     expect(await reader.read(buf, 100, 1000)).toBe(100);
@@ -179,6 +180,27 @@ describe('blob store', () => {
     expect(await store.stat(sha256)).toBeNull();
     await expect(store.open(sha256)).rejects.toMatchObject({ code: 'BLOB_UNKNOWN' });
     expect((await fs.stat(moved!)).size).toBe(1000);
+  });
+
+  it('stage() keeps verified bytes out of sight until commit(); discard() removes them; each happens once', async () => {
+    const data = testBytes(12_345, 'staged');
+    const staged = await store.stage([data], { expectedSha256: sha256Hex(data) as Sha256 });
+    expect({ sha256: staged.sha256, size: staged.size }).toEqual({ sha256: sha256Hex(data), size: data.length });
+    expect(await visibleFiles(store)).toEqual([]);
+    expect(await fs.readdir(path.join(dir, 'tmp'))).toHaveLength(1);
+
+    const put = await staged.commit();
+    expect(put).toEqual({ sha256: staged.sha256, size: data.length, created: true, version: await store.version(staged.sha256) });
+    expect(await visibleFiles(store)).toEqual([staged.sha256]);
+    await staged.discard(); // after a commit: nothing to remove, the blob stays
+    expect(await visibleFiles(store)).toEqual([staged.sha256]);
+    await expect(staged.commit()).rejects.toThrow(/already committed/);
+
+    const other = await store.stage([testBytes(10, 'dropped')]);
+    await other.discard();
+    expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([]);
+    await expect(other.commit()).rejects.toThrow(/already discarded/);
+    expect(await visibleFiles(store)).toEqual([staged.sha256]);
   });
 
   it('deletes blobs and reports whether one existed', async () => {

@@ -84,6 +84,7 @@ export const doctorCommand: Command = {
           `${report.files.tmpFiles} temp, ${report.files.quarantined} quarantined, ${report.files.unfinishedUploads} unfinished uploads`);
         printLine(`public URL: ${String(report.config.publicUrl) || '(from each request)'}`);
         printLine(report.ok ? 'no problems found' : `problems:\n${report.problems.map((p) => `  - ${p}`).join('\n')}`);
+        if (report.warnings.length > 0) printLine(`warnings:\n${report.warnings.map((w) => `  - ${w}`).join('\n')}`);
       }
       return report.ok ? 0 : 1;
     } finally {
