@@ -1,7 +1,14 @@
 /** The admin console's page frame: head, navigation, flash messages, and small shared components. */
-import type { Child, FC } from 'hono/jsx';
+import { createContext, useContext, type Child, type FC } from 'hono/jsx';
 import { humanBytes } from '../server/cli/output.js';
+import type { PublicAddress } from '../server/services/settings.js';
 import { STYLES } from './styles.js';
+
+/**
+ * The public address in force, provided around every signed-in page (see
+ * web/app.tsx) so the frame can ask for it, or warn about it, on each page.
+ */
+export const PublicAddressContext = createContext<PublicAddress | null>(null);
 
 export interface PageProps {
   title: string;
@@ -21,6 +28,7 @@ const NAV: Array<[string, string]> = [
   ['/admin/groups', 'Groups'],
   ['/admin/blobs', 'Packages'],
   ['/admin/upload', 'Upload'],
+  ['/admin/settings', 'Settings'],
 ];
 
 export const Layout: FC<PageProps> = (props) => (
@@ -62,6 +70,7 @@ export const Layout: FC<PageProps> = (props) => (
         )}
       </header>
       <main>
+        {props.user !== null && <AddressBanner />}
         <h1>{props.title}</h1>
         {props.flash && (
           <p class="flash ok" role="status">
@@ -82,19 +91,59 @@ export const Layout: FC<PageProps> = (props) => (
   </html>
 );
 
+/** Until a public address is set no link is offered; a loopback or localhost one is never shown without this red warning. */
+const AddressBanner: FC = () => {
+  const address = useContext(PublicAddressContext);
+  if (!address) return null;
+  if (address.url === null) {
+    return (
+      <div class="banner bad" role="alert" id="address-banner">
+        <strong>Set the public address first.</strong> Macs download packages from links that start with the address they use to reach this mirror;
+        until it is set, no Download URL is offered. <a href="/admin/settings">Set the public address</a>
+      </div>
+    );
+  }
+  if (address.warnings.length === 0) return null;
+  return (
+    <div class="banner bad" role="alert" id="address-banner">
+      {address.warnings.map((w) => (
+        <p>{w}</p>
+      ))}
+      <a href="/admin/settings">Change the public address</a>
+    </div>
+  );
+};
+
 export const CsrfField: FC<{ token: string | null }> = ({ token }) =>
   token ? <input type="hidden" name="_csrf" value={token} /> : null;
 
-/** A read-only value with a copy button (the button needs JS; the field is selectable without it). */
+/**
+ * A value with a copy button, shown whole: long URLs wrap instead of being cut
+ * off in a field (the button needs JS; without it the text is selectable).
+ */
 export const CopyField: FC<{ id: string; label: string; value: string }> = ({ id, label, value }) => (
   <div class="copy">
-    <label for={id}>{label}</label>
+    <div class="copy-label" id={`${id}-label`}>
+      {label}
+    </div>
     <div class="copy-row">
-      <input id={id} type="text" readonly value={value} class="mono" />
+      <code id={id} class="copy-value" aria-labelledby={`${id}-label`}>
+        {value}
+      </code>
       <button type="button" class="copy-button" data-copy={id} aria-label={`Copy ${label}`}>
         Copy
       </button>
     </div>
+  </div>
+);
+
+/** Where a value cannot be offered yet: the field's label and why, instead of a copyable guess. */
+export const NotReadyField: FC<{ id: string; label: string; reason: Child }> = ({ id, label, reason }) => (
+  <div class="copy">
+    <div class="copy-label">{label}</div>
+    <p class="not-ready" id={id}>
+      <span class="badge bad">not ready</span> {reason}
+    </p>
   </div>
 );
 

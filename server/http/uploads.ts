@@ -91,7 +91,8 @@ export interface UploadDeps {
   ingestDeps: IngestDeps;
   store: BlobStore;
   log: Logger;
-  baseUrl(req: Request): string;
+  /** The public address links start with; null while none is set (then no link is sent). */
+  baseUrl(): Promise<string | null>;
 }
 
 export function createUploadServer(deps: UploadDeps): Server {
@@ -128,7 +129,7 @@ export function createUploadServer(deps: UploadDeps): Server {
       }
       return {};
     },
-    async onUploadFinish(req, upload: Upload) {
+    async onUploadFinish(_req, upload: Upload) {
       const meta = upload.metadata ?? {};
       const file = upload.storage?.path ?? deps.store.layout.uploadsDir + '/' + upload.id;
       try {
@@ -140,10 +141,11 @@ export function createUploadServer(deps: UploadDeps): Server {
           expectedSha256,
         });
         deps.log.info({ sha256: blob.sha256, size: blob.size, created }, 'browser upload stored');
+        const base = await deps.baseUrl();
         return {
           headers: {
             'Upload-Sha256': blob.sha256,
-            'Upload-Download-Url': downloadUrl(deps.baseUrl(req), blob.sha256, blob.name),
+            ...(base === null ? {} : { 'Upload-Download-Url': downloadUrl(base, blob.sha256, blob.name) }),
             'Access-Control-Expose-Headers': 'Upload-Sha256, Upload-Download-Url',
           },
         };
