@@ -97,20 +97,20 @@ const AddressBanner: FC = () => {
   if (!address) return null;
   if (address.url === null) {
     return (
-      <div class="banner bad" role="alert" id="address-banner">
+      <aside class="banner bad" id="address-banner" aria-label="Public address">
         <strong>Set the public address first.</strong> Macs download packages from links that start with the address they use to reach this mirror;
         until it is set, no Download URL is offered. <a href="/admin/settings">Set the public address</a>
-      </div>
+      </aside>
     );
   }
   if (address.warnings.length === 0) return null;
   return (
-    <div class="banner bad" role="alert" id="address-banner">
+    <aside class="banner bad" id="address-banner" aria-label="Public address">
       {address.warnings.map((w) => (
         <p>{w}</p>
       ))}
       <a href="/admin/settings">Change the public address</a>
-    </div>
+    </aside>
   );
 };
 

@@ -155,9 +155,9 @@ describe('public address setting', () => {
     await setAddress('http://127.0.0.1:8080');
     for (const path of ['/admin', '/admin/groups', `/admin/images/${image.id}`]) {
       const html = await page(path);
-      expect(html).toMatch(/<div class="banner bad" role="alert" id="address-banner"><p>Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:8080/);
+      expect(html).toMatch(/<aside class="banner bad" id="address-banner" aria-label="Public address"><p>Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:8080/);
     }
-    expect(await page(`/admin/images/${image.id}`)).toMatch(/<p class="warn-text" role="alert">Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:8080/);
+    expect(await page(`/admin/images/${image.id}`)).toMatch(/<p class="warn-text">Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:8080/);
     // Ordinary LAN addresses and names get no warning.
     for (const address of ['http://192.168.1.20:8080', 'http://10.0.0.5', 'https://mirror.corp.example', 'http://mirror.local:8080', 'http://[fd00::5]']) {
       expect((await setAddress(address)).body.publicUrl.warnings, address).toEqual([]);

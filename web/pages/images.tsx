@@ -257,9 +257,7 @@ const ArchPortalValues: FC<{ arch: Arch; image: ImageView; portal: PortalValues;
             <>
               <CopyField id={`url-${arch}`} label="Download URL" value={a.downloadUrl} />
               {address.warnings.map((w) => (
-                <p class="warn-text" role="alert">
-                  {w}
-                </p>
+                <p class="warn-text">{w}</p>
               ))}
             </>
           ) : (

@@ -41,9 +41,7 @@ export const SettingsPage: FC<Common & { address: PublicAddress; value: string; 
           )}
         </p>
         {address.warnings.map((w) => (
-          <p class="warn-text" role="alert">
-            {w}
-          </p>
+          <p class="warn-text">{w}</p>
         ))}
         {locked ? (
           <p class="muted" id="address-locked">
