@@ -48,7 +48,7 @@ button.link { background:none; border:none; color:#dfe7f5; padding:0; text-decor
 .copy { margin:.4rem 0 .8rem; }
 .copy-label { font-weight:600; display:block; }
 .copy-row { display:flex; gap:.4rem; align-items:flex-start; max-width:60rem; }
-.copy-value { flex:1; min-width:0; display:block; padding:.45rem .55rem; border:1px solid #b8c0cc; border-radius:6px; background:#fff; font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85rem; overflow-wrap:anywhere; word-break:break-all; white-space:pre-wrap; user-select:all; }
+.copy-value { flex:1; min-width:0; display:block; padding:.45rem .55rem; border:1px solid #b8c0cc; border-radius:6px; background:#fff; font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85rem; overflow-wrap:anywhere; white-space:pre-wrap; user-select:all; }
 .copy-row button { flex:none; }
 .not-ready { margin:.2rem 0; }
 .banner { padding:.7rem 1rem; border-radius:8px; margin:.5rem 0 1rem; }
@@ -61,7 +61,8 @@ button.link { background:none; border:none; color:#dfe7f5; padding:0; text-decor
 .help dd { margin:0 0 .2rem 0; }
 .changes table { background:transparent; }
 .changes td.old { color:var(--muted); text-decoration:line-through; }
-.changes td.old, .changes td.new { font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85rem; overflow-wrap:anywhere; word-break:break-all; }
+.changes td.old, .changes td.new { font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85rem; overflow-wrap:anywhere; }
+.card.warned { border-color:#f0b8b3; }
 .pending { background:#fff6e0; border:1px solid #e8c66a; color:#5a3d00; }
 .pending h2, .pending h3 { margin-top:0; }
 .steps li.ok::marker { content:"✓ "; color:var(--ok); }

@@ -33,6 +33,8 @@ let secondImageId: number;
 const dialogs: string[] = [];
 const scriptErrors: string[] = [];
 const screenshots: Array<{ file: string; width: number }> = [];
+/** This file's screenshots; only these are replaced (other browser tests save theirs beside them). */
+const SCREENSHOTS = ['dashboard', 'groups', 'image-portal-checked', 'images', 'login', 'packages', 'phone-image-portal-checked', 'phone-upload-finished', 'upload-finished'];
 
 /** Clicks a submit button and waits for the next page; returns the status of the POST itself (303 for a redirect). */
 async function submit(p: Page, button: Locator): Promise<number> {
@@ -76,7 +78,7 @@ beforeAll(async () => {
   arm = await writePackage(tmp, 'Win11-arm64.pvmp', 3 * MiB, 'browser-arm64');
   intel = await writePackage(tmp, 'Win11-x86_64.pvmp', 3 * MiB, 'browser-x86_64');
   mismatched = await writePackage(tmp, 'tampered.pvmp', 1 * MiB, 'browser-tampered', arm.sha256);
-  await fs.rm(SCREENSHOT_DIR, { recursive: true, force: true });
+  for (const name of SCREENSHOTS) await fs.rm(path.join(SCREENSHOT_DIR, `${name}.png`), { force: true });
   context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
   watch(context);
@@ -437,9 +439,7 @@ describe('admin console in Chromium', () => {
 
   it('saved readable screenshots of the main pages, and no page raised a dialog or a script error', async () => {
     const names = screenshots.map((s) => path.basename(s.file, '.png')).sort();
-    expect(names).toEqual(
-      ['dashboard', 'groups', 'image-portal-checked', 'images', 'login', 'packages', 'phone-image-portal-checked', 'phone-upload-finished', 'upload-finished'].sort(),
-    );
+    expect(names).toEqual([...SCREENSHOTS].sort());
     for (const { file, width } of screenshots) {
       const png = await fs.readFile(file);
       expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), file).toBe(true);

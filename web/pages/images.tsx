@@ -374,9 +374,10 @@ const CheckResult: FC<{ check: LinkCheckReport; portal: PortalValues }> = ({ che
   const warned = check.warnings.length > 0;
   const headline = !check.ok ? 'Some links do not work.' : warned ? 'The links answer on this server, but Macs cannot reach them.' : 'All links work from this server.';
   return (
-    <div class={`card ${check.ok && !warned ? '' : 'alert'}`} id="check-result" role="status">
+    <div class={`card ${!check.ok ? 'alert' : warned ? 'warned' : ''}`} id="check-result" role="status">
+      {/* Steps that passed stay in normal colours; only the headline and the warnings are red when Macs cannot reach the address. */}
       <p>
-        <strong>{headline}</strong> Checked {formatDate(check.checkedAt)}.
+        <strong class={check.ok && warned ? 'warn-text' : undefined}>{headline}</strong> Checked {formatDate(check.checkedAt)}.
       </p>
       {stale && <p class="warn-text">The portal values changed since this check; check again.</p>}
       <p class="muted">{check.note}</p>
