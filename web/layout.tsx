@@ -128,8 +128,8 @@ export const CopyField: FC<{ id: string; label: string; value: string }> = ({ id
     </div>
     <div class="copy-row">
       <code id={id} class="copy-value" aria-labelledby={`${id}-label`}>
-        {/* Line breaks are offered after each slash, so a file name stays in one piece where it fits. */}
-        {value.split('/').map((part, i) => (i === 0 ? part : [<wbr />, `/${part}`]))}
+        {/* Each path segment moves to the next line as a whole (a file name stays in one piece where it fits). */}
+        {value.split(/(?<=[^/]\/)(?!\/)/).map((part, i) => (i === 0 ? part : <span class="seg">{part}</span>))}
       </code>
       <button type="button" class="copy-button" data-copy={id} aria-label={`Copy ${label}`}>
         Copy

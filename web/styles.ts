@@ -49,8 +49,10 @@ button.link { background:none; border:none; color:#dfe7f5; padding:0; text-decor
 .copy-label { font-weight:600; display:block; }
 .copy-row { display:flex; gap:.4rem; align-items:flex-start; max-width:60rem; }
 .copy-value { flex:1; min-width:0; display:block; padding:.45rem .55rem; border:1px solid #b8c0cc; border-radius:6px; background:#fff; font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85rem; overflow-wrap:anywhere; white-space:pre-wrap; user-select:all; }
+.copy-value .seg { display:inline-block; max-width:100%; }
 .copy-row button { flex:none; }
 .not-ready { margin:.2rem 0; }
+main code { overflow-wrap:anywhere; }
 .banner { padding:.7rem 1rem; border-radius:8px; margin:.5rem 0 1rem; }
 .banner p { margin:.2rem 0; }
 .banner.bad { background:#fbe6e4; color:var(--bad); border:1px solid #f0b8b3; }

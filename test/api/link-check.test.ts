@@ -280,7 +280,7 @@ describe('link check: where it runs and what it tells the admin', () => {
     expect(page.text).toContain('The links answer on this server, but Macs cannot reach them.');
     expect(page.text).toContain('made by the goldmirror server itself, not by a Mac');
     expect(page.text).toMatch(/<p class="warn-text">Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:\d+: 127\.0\.0\.1 is a loopback address/);
-    expect(page.text.replace(/<wbr\s*\/?>/g, '')).toContain(`curl -I ${m.url}/d/${sha}/Windows-11-ARM.pvmp`);
+    expect(page.text.replace(/<\/?span( class="seg")?>/g, '')).toContain(`curl -I ${m.url}/d/${sha}/Windows-11-ARM.pvmp`);
     const stored = await m.runtime.db.selectFrom('link_checks').select('checked_at').where('image_id', '=', img.id).executeTakeFirstOrThrow();
     const again = await call(m.url, 'GET', `/admin/images/${img.id}`, { session });
     expect(again.text).toContain('id="check-result"');

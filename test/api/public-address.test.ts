@@ -95,8 +95,8 @@ describe('public address setting', () => {
     expect((await api<BlobView>('GET', `/blobs/${sha}`)).body.url).toBe(url);
     const html = await page(`/admin/images/${image.id}`);
     expect(html).not.toContain('id="address-banner"');
-    // Shown whole (line breaks offered after each slash), with a Copy button.
-    expect(html.replace(/<wbr\s*\/?>/g, '')).toContain(`<code id="url-arm64" class="copy-value" aria-labelledby="url-arm64-label">${url}</code>`);
+    // Shown whole (wrapping between path segments), with a Copy button.
+    expect(html.replace(/<\/?span( class="seg")?>/g, '')).toContain(`<code id="url-arm64" class="copy-value" aria-labelledby="url-arm64-label">${url}</code>`);
     expect(html).toContain('data-copy="url-arm64"');
     const audit = (await api<AuditEntry[]>('GET', '/audit?limit=1')).body[0]!;
     expect(audit).toMatchObject({ action: 'settings.update', actor: 'token:address', details: { publicUrl: { from: null, to: LAN } } });

@@ -371,6 +371,14 @@ export const PortalChangeBox: FC<{ image: { id: number; name: string }; change: 
 /** The last link check (shown on GET after the check's POST redirected here). */
 const CheckResult: FC<{ check: LinkCheckReport; portal: PortalValues }> = ({ check, portal }) => {
   const stale = Object.entries(check.architectures).some(([arch, r]) => r.url !== portal.architectures[arch as Arch]?.downloadUrl);
+  if (stale) {
+    // A check of other links says nothing about these: do not show its verdict next to them.
+    return (
+      <p class="card muted" id="check-result">
+        The last check ({formatDate(check.checkedAt)}) was of links that have changed since; check again.
+      </p>
+    );
+  }
   const warned = check.warnings.length > 0;
   const headline = !check.ok ? 'Some links do not work.' : warned ? 'The links answer on this server, but Macs cannot reach them.' : 'All links work from this server.';
   return (
@@ -379,7 +387,6 @@ const CheckResult: FC<{ check: LinkCheckReport; portal: PortalValues }> = ({ che
       <p>
         <strong class={check.ok && warned ? 'warn-text' : undefined}>{headline}</strong> Checked {formatDate(check.checkedAt)}.
       </p>
-      {stale && <p class="warn-text">The portal values changed since this check; check again.</p>}
       <p class="muted">{check.note}</p>
       {check.warnings.map((w) => (
         <p class="warn-text">{w}</p>
