@@ -70,13 +70,20 @@ async function docsShot(target: Locator, name: string): Promise<void> {
   await target.screenshot({ path: path.join(DOCS_DIR, `${name}.png`) });
 }
 
+/**
+ * Runs `body` (an expression over `els`, the elements matching `selector`)
+ * in the page; a string, since this project's TypeScript has no DOM types.
+ */
+function inPage<T>(p: Page, selector: string, body: string): Promise<T> {
+  return p.evaluate<T>(`(() => { const els = [...document.querySelectorAll(${JSON.stringify(selector)})]; return ${body}; })()`);
+}
+
 /** The element shows its whole text: nothing cut off to the side or hidden in a scroll area. */
-async function expectWhollyVisible(l: Locator, label: string): Promise<void> {
-  const box = await l.evaluate<{ scrollWidth: number; clientWidth: number; right: number; viewport: number }, unknown>(
-    // A string body: this project's TypeScript has no DOM types.
-    new Function('el', 'return { scrollWidth: el.scrollWidth, clientWidth: el.clientWidth, right: el.getBoundingClientRect().right, viewport: window.innerWidth };') as (
-      el: unknown,
-    ) => { scrollWidth: number; clientWidth: number; right: number; viewport: number },
+async function expectWhollyVisible(p: Page, selector: string, label: string): Promise<void> {
+  const box = await inPage<{ scrollWidth: number; clientWidth: number; right: number; viewport: number }>(
+    p,
+    selector,
+    '({ scrollWidth: els[0].scrollWidth, clientWidth: els[0].clientWidth, right: els[0].getBoundingClientRect().right, viewport: window.innerWidth })',
   );
   expect(box.scrollWidth, `${label} is cut off`).toBeLessThanOrEqual(box.clientWidth + 1);
   expect(box.right, `${label} sticks out`).toBeLessThanOrEqual(box.viewport + 1);
@@ -162,7 +169,7 @@ describe('the link an admin pastes (Chromium)', () => {
     expect(await text(page.locator('#address-current'))).toContain(`In use: ${base}`);
     const warning = `Macs cannot reach this mirror at ${base}: 127.0.0.1 is a loopback address`;
     expect(await text(page.locator('#address-banner'))).toContain(warning);
-    const red = await page.locator('main .warn-text').first().evaluate<string, unknown>(new Function('el', 'return getComputedStyle(el).color;') as (el: unknown) => string);
+    const red = await inPage<string>(page, 'main .warn-text', 'getComputedStyle(els[0]).color');
     expect(red).toBe('rgb(179, 38, 30)');
     await shot(page, 'settings-loopback');
     for (const route of ['/admin', '/admin/groups', '/admin/blobs']) {
@@ -179,7 +186,7 @@ describe('the link an admin pastes (Chromium)', () => {
     for (const arch of ['arm64', 'x86_64'] as const) {
       const field = page.locator(`#url-${arch}`);
       expect(await text(field)).toBe(expected[arch]);
-      await expectWhollyVisible(field, `Download URL ${arch}`);
+      await expectWhollyVisible(page, `#url-${arch}`, `Download URL ${arch}`);
       expect(await text(page.locator(`section[aria-labelledby="h-${arch}"] .warn-text`))).toContain('127.0.0.1 is a loopback address');
       for (const [id, value] of [[`url-${arch}`, expected[arch]], [`sha-${arch}`, arch === 'arm64' ? v1 : intel]] as const) {
         await page.evaluate(`navigator.clipboard.writeText('something else')`);
@@ -223,9 +230,7 @@ describe('the link an admin pastes (Chromium)', () => {
     expect(await flash(page)).toBe('Golden image saved.');
     const box = page.locator(`[data-pending-image="${imageId}"]`);
     expect(await text(box.locator('h2'))).toBe('Portal values changed — update the portal');
-    const rows = await box.locator('tbody tr').evaluateAll<string[][], unknown>(
-      new Function('rows', 'return rows.map((r) => [...r.children].map((c) => c.innerText.trim()));') as (rows: unknown) => string[][],
-    );
+    const rows = await inPage<string[][]>(page, `[data-pending-image="${imageId}"] tbody tr`, 'els.map((r) => [...r.children].map((c) => c.innerText.trim()))');
     expect(rows).toEqual([
       ['Apple silicon: Download URL', url(base, v1, 'Win11-arm-2025-10.pvmp'), url(base, v2, 'Win11-arm-2025-11.pvmp')],
       ['Apple silicon: SHA-256', v1, v2],
@@ -295,7 +300,7 @@ describe('the link an admin pastes (Chromium)', () => {
         await expectNoHorizontalOverflow(p, route);
       }
       await p.goto(`${base}/admin/images/${imageId}`);
-      for (const id of ['url-arm64', 'url-x86_64', 'sha-arm64']) await expectWhollyVisible(p.locator(`#${id}`), `${id} at phone width`);
+      for (const id of ['url-arm64', 'url-x86_64', 'sha-arm64']) await expectWhollyVisible(p, `#${id}`, `${id} at phone width`);
       await shot(p, 'phone-values-changed');
     } finally {
       await phone.close();
