@@ -4,17 +4,24 @@
  * the grace period has passed since then, and nobody downloaded it within
  * the grace period; the grace period never counts from the upload. Real
  * SQLite and files; the services' and GC's clocks are given explicitly
- * (times relative to now), downloads are real HTTP requests.
+ * (times relative to now), downloads are real HTTP requests, and the
+ * scheduled GC runs on the scheduler's fake Clock.
  */
+import fs from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Sha256 } from '../../storage/digest.js';
+import type { Clock } from '../../server/jobs/scheduler.js';
+import { createLogger } from '../../server/log.js';
+import { openRuntime } from '../../server/runtime.js';
+import { startServer } from '../../server/serve.js';
+import { ingest } from '../../server/services/ingest.js';
 import { cliActor } from '../../server/services/audit.js';
 import { getBlobView, listBlobViews } from '../../server/services/blobs.js';
 import { collectGarbage } from '../../server/services/gc.js';
 import { createImage, deleteImage, updateImage } from '../../server/services/images.js';
 import { confirmPortalValues } from '../../server/services/portal-changes.js';
 import { bootstrapTestAdmin, call, mustSignIn } from '../helpers/api.js';
-import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import { makeTempDir, putBlob, startMirror, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
 
 const HOUR = 3_600_000;
 const GRACE = 24 * HOUR;
@@ -167,5 +174,58 @@ describe('retired packages', () => {
     const after = (await call(mirror.url, 'GET', `/admin/blobs/${old}`, { session })).text;
     const until = new Date(t0 - 1 * HOUR + GRACE).toISOString().slice(0, 16).replace('T', ' ');
     expect(after).toContain(`kept until at least ${until} UTC (24 h after the portal update and after the last download)`);
+  });
+});
+
+describe('scheduled garbage collection on a fake clock', () => {
+  it('keeps a retired package while the portal points at it, and removes it a grace period after the portal update', async () => {
+    const dir = await makeTempDir();
+    const config = testConfig(dir, { gcIntervalMs: HOUR, gcGraceMs: GRACE, verifyIntervalMs: 0 });
+    const runtime = await openRuntime(config, createLogger('silent'));
+    let now = Date.now();
+    const timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
+    const clock: Clock = {
+      now: () => now,
+      setTimeout(fn, ms) {
+        const timer = { at: now + ms, fn, cancelled: false };
+        timers.push(timer);
+        return { cancel: () => void (timer.cancelled = true) };
+      },
+    };
+    /** Moves the fake clock on, firing the timers that fall due (each scheduled GC run). */
+    const advance = async (ms: number) => {
+      now += ms;
+      for (const t of timers.splice(0).filter((t) => !t.cancelled)) {
+        if (t.at <= now) t.fn();
+        else timers.push(t);
+      }
+      // Let the run finish: it reschedules itself when done.
+      await expect.poll(() => timers.length, { timeout: 10_000 }).toBeGreaterThan(1);
+    };
+    const server = await startServer(runtime, { clock });
+    try {
+      const deps = { db: runtime.db, now: () => now };
+      const old = (await ingest(runtime.ingestDeps, { source: [testBytes(2000, 'sched-old')], fileName: 'old.pvmp' })).blob.sha256;
+      const next = (await ingest(runtime.ingestDeps, { source: [testBytes(2001, 'sched-next')], fileName: 'next.pvmp' })).blob.sha256;
+      await runtime.db.updateTable('blobs').set({ created_at: now - 100 * HOUR, ingested_at: now - 100 * HOUR }).execute();
+      const img = await createImage(deps, cliActor, { name: 'Scheduled', arm64: { enabled: true, sha256: old } }, BASE);
+      await updateImage(deps, cliActor, img.id, { arm64: { sha256: next } }, BASE);
+      const stored = async () => (await runtime.store.stat(old as Sha256)) !== null;
+
+      await advance(2 * GRACE); // a scheduled run two grace periods later: still held by the portal
+      expect(await stored()).toBe(true);
+      await confirmPortalValues(deps, cliActor, img.id, BASE, undefined);
+      await advance(GRACE - 2 * HOUR);
+      expect(await stored()).toBe(true);
+      await advance(3 * HOUR);
+      expect(await stored()).toBe(false);
+      expect((await runtime.db.selectFrom('audit_log').select(['actor', 'target']).where('action', '=', 'blob.gc').execute())).toEqual([
+        { actor: 'system:goldmirror', target: `blob:${old}` },
+      ]);
+    } finally {
+      await server.close(1000);
+      await runtime.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
