@@ -72,13 +72,14 @@ function hostKind(host: string): 'localhost' | 'loopback' | 'link-local' | 'unsp
     const [a, b] = host.split('.').map(Number);
     if (a === 127) return 'loopback';
     if (a === 169 && b === 254) return 'link-local';
-    if (a === 0) return 'unspecified';
+    // 0/8 "this network", 224/4 multicast, 240/4 reserved and broadcast: nothing a Mac can open a connection to.
+    if (a === 0 || a! >= 224) return 'unspecified';
     return null;
   }
   if (net.isIPv6(host)) {
     const v6 = host.toLowerCase();
     if (v6 === '::1') return 'loopback';
-    if (v6 === '::') return 'unspecified';
+    if (v6 === '::' || v6.startsWith('ff')) return 'unspecified';
     if (/^fe[89ab][0-9a-f]?:/.test(v6)) return 'link-local';
     // IPv4-mapped (::ffff:127.0.0.1, written by URL as ::ffff:7f00:1).
     const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);

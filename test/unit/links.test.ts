@@ -52,6 +52,9 @@ describe('addressWarnings', () => {
       'http://[fe80::1]',
       'http://0.0.0.0',
       'http://[::]',
+      'http://224.0.0.1',
+      'http://255.255.255.255',
+      'http://[ff02::1]',
     ]) {
       expect(addressWarnings(url), url).toHaveLength(1);
       expect(addressWarnings(url)[0]).toMatch(/^Macs cannot reach this mirror at /);
