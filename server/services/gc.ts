@@ -65,6 +65,8 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
         if ((await referencedDigests(trx)).has(row.sha256) || (await activeBlobs(trx, now)).has(row.sha256)) return false;
         const current = await trx.selectFrom('blobs').select(['created_at', 'ingested_at']).where('sha256', '=', row.sha256).executeTakeFirst();
         if (!current || age(current) < options.graceMs) return false;
+        // A writer that does not record retirements (a bundle import) may have moved an image off it since.
+        await syncBlobUsage(trx, now);
         if (retiredHold((await loadRetirements(trx, row.sha256)).get(row.sha256), now, options.graceMs)) return false;
         await trx.deleteFrom('blobs').where('sha256', '=', row.sha256).execute();
         await trx.deleteFrom('download_stats').where('sha256', '=', row.sha256).execute();
