@@ -16,7 +16,7 @@ export const configSchema = z
     dataDir: z.string().min(1).default('./data'),
     /**
      * Base URL written into download links (scheme, host, optional port and
-     * path prefix). Empty: taken from each request's Host header.
+     * path prefix). Wins over the address stored on the Settings page; empty: that one.
      */
     publicUrl: z
       .string()

@@ -15,7 +15,7 @@ import type { Metrics } from './metrics.js';
 import { createApi } from './routes/api.js';
 import { createWebApp } from '../web/app.js';
 import { createUploadServer, type UploadServer } from './http/uploads.js';
-import { requestBaseUrl } from './links.js';
+import { resolvePublicAddress } from './services/settings.js';
 import type { IngestDeps } from './services/ingest.js';
 import type { TransferJobs } from './jobs/transfers.js';
 import { checkHealth, publicHealth } from './services/health.js';
@@ -78,7 +78,7 @@ export function createApp(deps: AppDeps): Hono {
     ingestDeps: deps.ingestDeps,
     store: deps.store,
     log: deps.log,
-    baseUrl: (req) => requestBaseUrl(deps.config, req.url),
+    baseUrl: async () => (await resolvePublicAddress(deps)).url,
   });
   app.route('/api/v1', createApi({ ...deps, uploads }));
   app.route('/admin', createWebApp({ ...deps, uploads }));

@@ -15,7 +15,7 @@ import { createDownloadObserver } from './http/download-observer.js';
 import { createBlobLookup } from './http/blob-lookup.js';
 import { createOpenBlobCache } from './http/open-blobs.js';
 import { createUploadServer } from './http/uploads.js';
-import { requestBaseUrl } from './links.js';
+import { resolvePublicAddress } from './services/settings.js';
 import { createDownloadHandler, DOWNLOAD_PREFIX } from './http/downloads.js';
 import { createRateLimiter } from './http/rate-limiter.js';
 import { every, systemClock, type Clock } from './jobs/scheduler.js';
@@ -43,7 +43,7 @@ const UPLOAD_CLEANUP_MS = 6 * 60 * 60 * 1000;
 export async function startServer(runtime: Runtime, options: { clock?: Clock } = {}): Promise<ServerHandle> {
   const { config, log, db, store, metrics, checker } = runtime;
   const clock = options.clock ?? systemClock;
-  const uploads = createUploadServer({ ingestDeps: runtime.ingestDeps, store, log, baseUrl: (req) => requestBaseUrl(config, req.url) });
+  const uploads = createUploadServer({ ingestDeps: runtime.ingestDeps, store, log, baseUrl: async () => (await resolvePublicAddress({ db, config })).url });
   const app = createApp({ config, db, store, log, metrics, checker, ingestDeps: runtime.ingestDeps, transfers: runtime.transfers, uploads });
   const dropExpiredUploads = async (): Promise<void> => {
     const dropped = await uploads.cleanUpExpiredUploads();

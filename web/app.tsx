@@ -13,7 +13,6 @@ import type { UploadServer } from '../server/http/uploads.js';
 import { AppError, toAppError } from '../server/errors.js';
 import { receiveFormUpload } from '../server/http/form-upload.js';
 import { clientAddressReader, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../server/http/auth.js';
-import { requestBaseUrl } from '../server/links.js';
 import { listAudit } from '../server/services/audit.js';
 import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../server/services/auth.js';
 import { archMismatchWarnings, deleteBlob, getBlobView, listBlobViews, updateBlobArch } from '../server/services/blobs.js';
@@ -21,7 +20,11 @@ import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../
 import { ARCHES, ARCH_LABELS, createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
 import { integritySummary } from '../server/services/integrity.js';
 import { checkImageLinks, type LinkCheckReport } from '../server/services/link-check.js';
-import { arrivalSocketOf, linkCheckFetch } from '../server/net/outbound.js';
+import { lastLinkCheck, saveLinkCheck } from '../server/services/link-check-results.js';
+import { confirmPortalValues } from '../server/services/portal-changes.js';
+import { resolvePublicAddress, updateSettings, type PublicAddress } from '../server/services/settings.js';
+import { PublicAddressContext } from './layout.js';
+import { SettingsPage } from './pages/settings.js';
 import { parseId } from '../server/services/validation.js';
 import { parseSha256, type Sha256 } from '../storage/digest.js';
 import { AccountPage, ErrorPage, LoginPage } from './pages/auth.js';
@@ -61,6 +64,10 @@ const FLASH: Record<string, string> = {
   'fetch-started': 'Download started; its progress is below.',
   'fetch-cancelled': 'Download cancelled; nothing was stored.',
   'token-revoked': 'API token revoked.',
+  'links-checked': 'Links checked; the result is below.',
+  'portal-confirmed': 'Marked as entered in the portal.',
+  'settings-saved': 'Public address saved.',
+  'settings-cleared': 'Public address cleared: no Download URL is offered until one is set.',
 };
 
 type WebContext = Context<AuthEnv>;
@@ -74,7 +81,11 @@ function field(form: Record<string, unknown>, name: string): string {
 export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<AuthEnv> {
   const { db } = deps;
   const web = new Hono<AuthEnv>();
-  const base = (c: Context) => requestBaseUrl(deps.config, c.req.url);
+  // The public address, resolved once per request by providePublicAddress below; never the request's Host.
+  const addresses = new WeakMap<Request, PublicAddress>();
+  const addressOf = (c: Context): PublicAddress =>
+    addresses.get(c.req.raw) ?? { url: null, source: 'unset', stored: null, updatedAt: null, updatedBy: null, warnings: [] };
+  const base = (c: Context) => addressOf(c).url;
   const user = (c: WebContext) => c.get('session')?.username ?? c.get('actor').name;
   const csrf = (c: WebContext) => c.get('session')?.csrfToken ?? '';
   const flash = (c: Context) => FLASH[c.req.query('done') ?? ''];
@@ -131,6 +142,16 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
       csrfCheckedByHandler: (c) => c.req.method === 'POST' && c.req.path === '/admin/upload',
     }),
   );
+
+  // Every signed-in page's frame asks for a missing public address, or warns about an unreachable one.
+  web.use('*', async function providePublicAddress(c, next) {
+    const address = await resolvePublicAddress(deps);
+    addresses.set(c.req.raw, address);
+    const html = c.html;
+    c.html = ((body: unknown, ...rest: unknown[]) =>
+      (html as (...args: unknown[]) => unknown)(<PublicAddressContext.Provider value={address}>{body as string}</PublicAddressContext.Provider>, ...rest)) as typeof c.html;
+    await next();
+  });
 
   web.get('/assets/:name', async (c) => {
     const file = ASSETS[c.req.param('name')];
@@ -213,6 +234,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
             images: [...new Set(byBlob.get(s.sha256)?.usedBy.map((u) => u.imageName) ?? [])],
           })),
           recentChanges,
+          pendingPortal: images.flatMap((i) => (i.portalChange ? [{ id: i.id, name: i.name, change: i.portalChange }] : [])),
         }}
       />,
     );
@@ -247,10 +269,28 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
       return c.html(<ImageFormPage {...common(c)} image={null} values={values} blobs={await listBlobViews(db, base(c))} error={e.message} fieldErrors={e.fields} />, e.status);
     }
   });
-  web.get('/images/:id', async (c) => renderPortal(c, await getImage(deps, parseId(c.req.param('id'), 'image'), base(c)), null));
+  web.get('/images/:id', async (c) => {
+    const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
+    return renderPortal(c, image, await lastLinkCheck(db, image.id));
+  });
+  // Post/redirect/get: the result is stored and shown by the GET, so a reload does not check again.
   web.post('/images/:id/check', async (c) => {
     const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
-    return renderPortal(c, image, await checkImageLinks(deps.store, image, Date.now(), linkCheckFetch(deps.config.publicUrl, arrivalSocketOf(c.env))));
+    await saveLinkCheck(db, image.id, await checkImageLinks(deps.store, image, addressOf(c)));
+    return c.redirect(`/admin/images/${image.id}?done=links-checked#check`, 303);
+  });
+  web.post('/images/:id/portal/confirm', async (c) => {
+    const id = parseId(c.req.param('id'), 'image');
+    const form = await c.req.parseBody();
+    const back = field(form, 'back') === '/admin' ? '/admin' : `/admin/images/${id}`;
+    try {
+      await confirmPortalValues(deps, c.get('actor'), id, base(c), field(form, 'fingerprint') || undefined);
+      return done(c, back, 'portal-confirmed');
+    } catch (err) {
+      const e = formError(err);
+      const image = await getImage(deps, id, base(c));
+      return renderPortal(c, image, await lastLinkCheck(db, id), e.message, e.status);
+    }
   });
   web.get('/images/:id/edit', async (c) => {
     const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
@@ -312,8 +352,27 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
 
   async function renderPortal(c: WebContext, image: ImageView, check: LinkCheckReport | null, error?: string, status: 200 | 400 | 404 | 409 | 422 = 200) {
     const assignable = (await listGroups(deps)).filter((g) => g.imageId === null);
-    return c.html(<ImagePortalPage {...common(c)} image={image} check={check} assignable={assignable} error={error} />, status);
+    return c.html(<ImagePortalPage {...common(c)} image={image} address={addressOf(c)} check={check} assignable={assignable} error={error} />, status);
   }
+
+  // Settings: the public address Macs use (MIRROR_PUBLIC_URL wins when set).
+  const settingsPage = (c: WebContext, value: string, error?: { message: string; fields: Record<string, string>; status: 400 | 404 | 409 | 422 }) =>
+    c.html(
+      <SettingsPage {...common(c)} address={addressOf(c)} value={value} seenAt={new URL(c.req.url).origin} error={error?.message} fieldError={error?.fields.publicUrl} />,
+      error?.status ?? 200,
+    );
+  web.get('/settings', (c) => settingsPage(c, addressOf(c).stored ?? ''));
+  web.post('/settings', async (c) => {
+    const form = await c.req.parseBody();
+    const clear = field(form, 'action') === 'clear';
+    const value = field(form, 'publicUrl');
+    try {
+      await updateSettings(deps, c.get('actor'), { publicUrl: clear ? null : value });
+      return done(c, '/admin/settings', clear ? 'settings-cleared' : 'settings-saved');
+    } catch (err) {
+      return settingsPage(c, value, formError(err));
+    }
+  });
 
   // Groups
   const groupsPage = async (c: WebContext, values: GroupFormValues, error?: { message: string; fields: Record<string, string>; status: 400 | 404 | 409 | 422 }) =>
@@ -361,11 +420,11 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
   });
 
   // Packages
-  web.get('/blobs', async (c) => c.html(<BlobsPage {...common(c)} blobs={await listBlobViews(db, base(c))} />));
+  web.get('/blobs', async (c) => c.html(<BlobsPage {...common(c)} blobs={await listBlobViews(db, base(c))} graceMs={deps.config.gcGraceMs} />));
   web.get('/blobs/:sha256', async (c) => {
     const blob = await getBlobView(db, c.req.param('sha256'), base(c));
     const stats = await db.selectFrom('download_stats').select('downloads').where('sha256', '=', blob.sha256).executeTakeFirst();
-    return c.html(<BlobPage {...common(c)} blob={blob} downloads={Number(stats?.downloads ?? 0)} />);
+    return c.html(<BlobPage {...common(c)} blob={blob} downloads={Number(stats?.downloads ?? 0)} graceMs={deps.config.gcGraceMs} />);
   });
   web.post('/blobs/:sha256/verify', async (c) => {
     const blob = await getBlobView(db, c.req.param('sha256'), base(c));
@@ -381,7 +440,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
     const form = await c.req.parseBody();
     const blob = await getBlobView(db, c.req.param('sha256'), base(c));
     if (form.confirm !== 'yes') {
-      return c.html(<BlobPage {...common(c)} blob={blob} downloads={0} error="Tick the box to confirm the deletion." />, 400);
+      return c.html(<BlobPage {...common(c)} blob={blob} downloads={0} graceMs={deps.config.gcGraceMs} error="Tick the box to confirm the deletion." />, 400);
     }
     await deleteBlob(deps, c.get('actor'), blob.sha256, base(c));
     return done(c, '/admin/blobs', 'blob-deleted');

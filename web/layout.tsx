@@ -1,8 +1,9 @@
 /** The admin console's page frame: head, navigation, flash messages, and small shared components. */
 import { createHash } from 'node:crypto';
 import { raw } from 'hono/html';
-import type { Child, FC } from 'hono/jsx';
+import { createContext, useContext, type Child, type FC } from 'hono/jsx';
 import { humanBytes } from '../server/cli/output.js';
+import type { PublicAddress } from '../server/services/settings.js';
 import { STYLES } from './styles.js';
 
 /**
@@ -12,6 +13,12 @@ import { STYLES } from './styles.js';
  * session exists, would need as a public route). Pages carry no `style=`.
  */
 export const STYLE_SOURCE = `'sha256-${createHash('sha256').update(STYLES).digest('base64')}'`;
+
+/**
+ * The public address in force, provided around every signed-in page (see
+ * web/app.tsx) so the frame can ask for it, or warn about it, on each page.
+ */
+export const PublicAddressContext = createContext<PublicAddress | null>(null);
 
 export interface PageProps {
   title: string;
@@ -31,6 +38,7 @@ const NAV: Array<[string, string]> = [
   ['/admin/groups', 'Groups'],
   ['/admin/blobs', 'Packages'],
   ['/admin/upload', 'Upload'],
+  ['/admin/settings', 'Settings'],
 ];
 
 export const Layout: FC<PageProps> = (props) => (
@@ -73,6 +81,7 @@ export const Layout: FC<PageProps> = (props) => (
         )}
       </header>
       <main>
+        {props.user !== null && <AddressBanner />}
         <h1>{props.title}</h1>
         {props.flash && (
           <p class="flash ok" role="status">
@@ -93,19 +102,60 @@ export const Layout: FC<PageProps> = (props) => (
   </html>
 );
 
+/** Until a public address is set no link is offered; a loopback or localhost one is never shown without this red warning. */
+const AddressBanner: FC = () => {
+  const address = useContext(PublicAddressContext);
+  if (!address) return null;
+  if (address.url === null) {
+    return (
+      <aside class="banner bad" id="address-banner" aria-label="Public address">
+        <strong>Set the public address first.</strong> Macs download packages from links that start with the address they use to reach this mirror;
+        until it is set, no Download URL is offered. <a href="/admin/settings">Set the public address</a>
+      </aside>
+    );
+  }
+  if (address.warnings.length === 0) return null;
+  return (
+    <aside class="banner bad" id="address-banner" aria-label="Public address">
+      {address.warnings.map((w) => (
+        <p>{w}</p>
+      ))}
+      <a href="/admin/settings">Change the public address</a>
+    </aside>
+  );
+};
+
 export const CsrfField: FC<{ token: string | null }> = ({ token }) =>
   token ? <input type="hidden" name="_csrf" value={token} /> : null;
 
-/** A read-only value with a copy button (the button needs JS; the field is selectable without it). */
+/**
+ * A value with a copy button, shown whole: long URLs wrap instead of being cut
+ * off in a field (the button needs JS; without it the text is selectable).
+ */
 export const CopyField: FC<{ id: string; label: string; value: string }> = ({ id, label, value }) => (
   <div class="copy">
-    <label for={id}>{label}</label>
+    <div class="copy-label" id={`${id}-label`}>
+      {label}
+    </div>
     <div class="copy-row">
-      <input id={id} type="text" readonly value={value} class="mono" />
+      <code id={id} class="copy-value" aria-labelledby={`${id}-label`}>
+        {/* Each path segment moves to the next line as a whole (a file name stays in one piece where it fits). */}
+        {value.split(/(?<=[^/]\/)(?!\/)/).map((part, i) => (i === 0 ? part : <span class="seg">{part}</span>))}
+      </code>
       <button type="button" class="copy-button" data-copy={id} aria-label={`Copy ${label}`}>
         Copy
       </button>
     </div>
+  </div>
+);
+
+/** Where a value cannot be offered yet: the field's label and why, instead of a copyable guess. */
+export const NotReadyField: FC<{ id: string; label: string; reason: Child }> = ({ id, label, reason }) => (
+  <div class="copy">
+    <div class="copy-label">{label}</div>
+    <p class="not-ready" id={id}>
+      <span class="badge bad">not ready</span> {reason}
+    </p>
   </div>
 );
 

@@ -48,9 +48,27 @@ button.link { background:none; border:none; color:#dfe7f5; padding:0; text-decor
 .narrow { max-width:26rem; }
 .flush { margin-top:0; }
 .copy { margin:.4rem 0 .8rem; }
-.copy label { font-weight:600; display:block; }
-.copy-row { display:flex; gap:.4rem; max-width:52rem; }
-.copy-row input { max-width:none; flex:1; }
+.copy-label { font-weight:600; display:block; }
+.copy-row { display:flex; gap:.4rem; align-items:flex-start; max-width:60rem; }
+.copy-value { flex:1; min-width:0; display:block; padding:.45rem .55rem; border:1px solid #b8c0cc; border-radius:6px; background:#fff; font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85rem; overflow-wrap:anywhere; white-space:pre-wrap; user-select:all; }
+.copy-value .seg { display:inline-block; max-width:100%; }
+.copy-row button { flex:none; }
+.not-ready { margin:.2rem 0; }
+main code { overflow-wrap:anywhere; }
+.banner { padding:.7rem 1rem; border-radius:8px; margin:.5rem 0 1rem; }
+.banner p { margin:.2rem 0; }
+.banner.bad { background:#fbe6e4; color:var(--bad); border:1px solid #f0b8b3; }
+.banner.bad a { color:var(--bad); font-weight:600; }
+.warn-text { color:var(--bad); font-weight:600; }
+.help { border-left:4px solid var(--accent); }
+.help dt { font-weight:600; margin-top:.5rem; }
+.help dd { margin:0 0 .2rem 0; }
+.changes table { background:transparent; }
+.changes td.old { color:var(--muted); text-decoration:line-through; }
+.changes td.old, .changes td.new { font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85rem; overflow-wrap:anywhere; }
+.card.warned { border-color:#f0b8b3; }
+.pending { background:#fff6e0; border:1px solid #e8c66a; color:#5a3d00; }
+.pending h2, .pending h3 { margin-top:0; }
 .steps li.ok::marker { content:"✓ "; color:var(--ok); }
 .steps li.bad::marker { content:"✗ "; color:var(--bad); }
 progress { width:100%; max-width:36rem; height:1.1rem; }

@@ -13,6 +13,7 @@ import { importCommand, listCommand } from './commands/blobs.js';
 import { doctorCommand, gcCommand, verifyCommand } from './commands/maintenance.js';
 import { exportCommand, fetchCommand, importBundleCommand, syncCommand } from './commands/bundles.js';
 import { serveCommand } from './commands/serve.js';
+import { settingsCommand } from './commands/settings.js';
 import { createContext, type Command } from './context.js';
 import { CliError, UsageError } from './output.js';
 
@@ -31,6 +32,7 @@ const commands: Record<string, Command> = {
   'import-bundle': importBundleCommand,
   fetch: fetchCommand,
   sync: syncCommand,
+  settings: settingsCommand,
 };
 
 function usage(): string {

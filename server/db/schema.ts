@@ -103,6 +103,43 @@ export interface AuditLogTable {
   details: string;
 }
 
+/** Settings changed at run time (key → text value). */
+export interface SettingsTable {
+  key: string;
+  value: string;
+  updated_at: number;
+  updated_by: string;
+}
+
+/** Per image, the portal values last confirmed as entered in the Management Portal. */
+export interface PortalConfirmedTable {
+  image_id: number;
+  /** The public address the confirmed URLs were built from; null while not known. */
+  public_url: string | null;
+  arm64_enabled: Flag;
+  arm64_sha256: string | null;
+  x86_64_enabled: Flag;
+  x86_64_sha256: string | null;
+  confirmed_at: number;
+  confirmed_by: string;
+  /** When the image's values first differed from these; null when they do not. */
+  changed_at: Generated<number | null>;
+}
+
+/** Packages an image has used: when the last image stopped (retired) and the portal stopped (released). */
+export interface BlobUsageTable {
+  sha256: string;
+  retired_at: Generated<number | null>;
+  released_at: Generated<number | null>;
+}
+
+/** The last link check of an image, as JSON. */
+export interface LinkChecksTable {
+  image_id: number;
+  checked_at: number;
+  report: string;
+}
+
 export interface Database {
   blobs: BlobsTable;
   images: ImagesTable;
@@ -114,6 +151,10 @@ export interface Database {
   audit_log: AuditLogTable;
   blob_activity: BlobActivityTable;
   download_stats: DownloadStatsTable;
+  settings: SettingsTable;
+  portal_confirmed: PortalConfirmedTable;
+  blob_usage: BlobUsageTable;
+  link_checks: LinkChecksTable;
 }
 
 export type BlobRow = Selectable<BlobsTable>;
@@ -123,3 +164,4 @@ export type ImageRow = Selectable<ImagesTable>;
 export type GroupRow = Selectable<GroupsTable>;
 export type UserRow = Selectable<UsersTable>;
 export type AuditRow = Selectable<AuditLogTable>;
+export type PortalConfirmedRow = Selectable<PortalConfirmedTable>;

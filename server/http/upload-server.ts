@@ -33,7 +33,8 @@ export type TusOptions = Omit<ConstructorParameters<typeof Server>[0], 'datastor
 
 export interface FinishedUpload {
   sha256: string;
-  url: string;
+  /** Null while no public address is set. */
+  url: string | null;
   size: number;
   at: number;
 }
@@ -202,7 +203,7 @@ function finishedHead(done: FinishedUpload): Response {
       'Upload-Offset': String(done.size),
       'Upload-Length': String(done.size),
       'Upload-Sha256': done.sha256,
-      'Upload-Download-Url': done.url,
+      ...(done.url === null ? {} : { 'Upload-Download-Url': done.url }),
       'Access-Control-Expose-Headers': 'Upload-Offset, Upload-Length, Upload-Sha256, Upload-Download-Url',
     },
   });

@@ -155,7 +155,8 @@ export interface UploadDeps {
   ingestDeps: IngestDeps;
   store: BlobStore;
   log: Logger;
-  baseUrl(req: Request): string;
+  /** The public address links start with; null while none is set (then no link is sent). */
+  baseUrl(): Promise<string | null>;
 }
 
 /** What a client may say about an upload: a .pvmp name, its checksum file's text, an architecture. */
@@ -201,7 +202,7 @@ export function createUploadServer(deps: UploadDeps): UploadServer {
         return {
           headers: {
             'Upload-Sha256': done.sha256,
-            'Upload-Download-Url': done.url,
+            ...(done.url === null ? {} : { 'Upload-Download-Url': done.url }),
             'Access-Control-Expose-Headers': 'Upload-Sha256, Upload-Download-Url',
           },
         };
@@ -225,7 +226,9 @@ export function createUploadServer(deps: UploadDeps): UploadServer {
         arch: parseBlobArch(meta.arch),
       });
       deps.log.info({ sha256: blob.sha256, size: blob.size, created, arch: blob.arch }, 'browser upload stored');
-      return { sha256: blob.sha256, url: downloadUrl(deps.baseUrl(req), blob.sha256, blob.name), size: blob.size, at: Date.now() };
+      // No public address yet: the upload is stored all the same, and its link is simply not offered.
+      const base = await deps.baseUrl();
+      return { sha256: blob.sha256, url: base === null ? null : downloadUrl(base, blob.sha256, blob.name), size: blob.size, at: Date.now() };
     } catch (err) {
       deps.log.warn({ err, upload: upload.id }, 'browser upload rejected');
       throw err;

@@ -128,40 +128,8 @@ export function createOutboundFetch(policy: OutboundPolicy): OutboundFetch {
     });
 }
 
-/**
- * For the link check without MIRROR_PUBLIC_URL: every request goes to the
- * socket address the admin's request arrived on (this mirror's own listener),
- * whatever host the link names; the link's host still travels as Host and
- * as the TLS server name, so the mirror answers exactly as it would a Mac.
- */
-export function createPinnedFetch(connectTo: { address: string; port: number }): OutboundFetch {
-  return (url, init = {}) => followRedirects(url, { ...init, redirect: 'manual' }, () => Promise.resolve({ connectTo }));
-}
-
-/**
- * The link check's HTTP. It exists to fetch this mirror itself, so the
- * address guard (which refuses the mirror's own addresses) does not apply;
- * instead it may only ever reach the mirror: MIRROR_PUBLIC_URL as the operator
- * configured it (global fetch, no redirects followed), and without one the
- * socket address the admin's request arrived on (never the client-chosen Host).
- */
-export function linkCheckFetch(
-  publicUrl: string,
-  arrivedOn: { localAddress?: string | undefined; localPort?: number | undefined } | undefined,
-): (url: string, init: OutboundInit) => Promise<Response> {
-  if (publicUrl) return (url, init) => fetch(url, init);
-  if (arrivedOn?.localAddress && arrivedOn.localPort) return createPinnedFetch({ address: arrivedOn.localAddress, port: arrivedOn.localPort });
-  return () => Promise.reject(new Error('without MIRROR_PUBLIC_URL the link check only runs on a request received over the network'));
-}
-
-/** The socket a request came in on, from @hono/node-server's bindings (absent for in-memory requests). */
-export function arrivalSocketOf(env: unknown): { localAddress?: string | undefined; localPort?: number | undefined } | undefined {
-  return (env as { incoming?: { socket?: { localAddress?: string; localPort?: number } } } | undefined)?.incoming?.socket;
-}
-
 interface HopOptions {
   lookup?: net.LookupFunction;
-  connectTo?: { address: string; port: number };
 }
 
 async function followRedirects(start: string | URL, init: OutboundInit, prepare: (url: URL) => Promise<HopOptions>): Promise<Response> {
@@ -201,19 +169,12 @@ function requestOnce(url: URL, method: string, headers: Record<string, string>, 
   const secure = url.protocol === 'https:';
   const options: https.RequestOptions = {
     method,
-    headers: hop.connectTo ? { ...headers, Host: url.host } : headers,
+    headers,
     // A fresh connection per request: every connect passes the lookup check again.
     agent: false,
     timeout: init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
   };
   if (hop.lookup) options.lookup = hop.lookup;
-  if (hop.connectTo) {
-    options.host = hop.connectTo.address;
-    options.port = hop.connectTo.port;
-    options.path = `${url.pathname}${url.search}`;
-    const name = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    if (secure && !net.isIP(name)) options.servername = name;
-  }
   return new Promise<Response>((resolve, reject) => {
     let response: http.IncomingMessage | null = null;
     // Aborting rejects with the signal's reason, as fetch does, before or during the body.
@@ -222,7 +183,7 @@ function requestOnce(url: URL, method: string, headers: Record<string, string>, 
       else req.destroy(signal?.reason as Error);
     };
     const done = (): void => signal?.removeEventListener('abort', onAbort);
-    const req = hop.connectTo ? (secure ? https : http).request(options) : (secure ? https : http).request(url, options);
+    const req = (secure ? https : http).request(url, options);
     req.on('timeout', () => req.destroy(Object.assign(new Error(`no data for ${(options.timeout ?? 0) / 1000} s`), { code: 'ETIMEDOUT' })));
     req.on('error', (err) => {
       done();

@@ -7,14 +7,15 @@ import type { Config } from '../../config/load.js';
 import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
 import { clientAddressReader, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../http/auth.js';
-import { requestBaseUrl } from '../links.js';
 import { listAudit } from '../services/audit.js';
 import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../services/auth.js';
 import { deleteBlob, getBlobView, listBlobViews, updateBlobArch } from '../services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../services/groups.js';
 import { createImage, deleteImage, getImage, listImages, portalValues, updateImage } from '../services/images.js';
 import { checkImageLinks } from '../services/link-check.js';
-import { arrivalSocketOf, linkCheckFetch } from '../net/outbound.js';
+import { saveLinkCheck } from '../services/link-check-results.js';
+import { confirmPortalValues } from '../services/portal-changes.js';
+import { resolvePublicAddress, updateSettings } from '../services/settings.js';
 import { parseId, parseInput, sha256Field } from '../services/validation.js';
 import type { IntegrityChecker } from '../jobs/integrity-checker.js';
 import { collectGarbage } from '../services/gc.js';
@@ -35,6 +36,7 @@ const verifySchema = z
   .refine((v) => (v.sha256 === undefined) !== (v.all !== true), { message: 'give either sha256 or all: true' });
 const tokenSchema = z.object({ name: z.string().max(100), scope: z.string().max(20).optional() }).strict();
 const gcSchema = z.object({ dryRun: z.boolean().optional() }).strict();
+const confirmSchema = z.object({ fingerprint: z.string().max(64).optional() }).strict();
 const fetchSchema = z
   .object({ url: z.string().url().max(4096), sha256: sha256Field.optional(), checksumUrl: z.string().url().max(4096).optional() })
   .strict();
@@ -60,7 +62,8 @@ export const PUBLIC_API_ROUTES = new Set(['POST /api/v1/session']);
 export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   const { db } = deps;
   const api = new Hono<AuthEnv>();
-  const base = (c: Context): string => requestBaseUrl(deps.config, c.req.url);
+  // Links start with the configured public address, never with this request's Host.
+  const base = async (): Promise<string | null> => (await resolvePublicAddress(deps)).url;
   const clientAddress = clientAddressReader(deps.config.trustProxy);
   // One set of options for every guard, so a renewed cookie always has the sign-in flags.
   const admin = requireAdmin(db, { publicUrl: deps.config.publicUrl });
@@ -131,29 +134,47 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
     return c.body(null, 204);
   });
 
-  api.get('/blobs', async (c) => c.json(await listBlobViews(db, base(c))));
-  api.get('/blobs/:sha256', async (c) => c.json(await getBlobView(db, c.req.param('sha256'), base(c))));
+  api.get('/blobs', async (c) => c.json(await listBlobViews(db, await base())));
+  api.get('/blobs/:sha256', async (c) => c.json(await getBlobView(db, c.req.param('sha256'), await base())));
   api.patch('/blobs/:sha256', async (c) => {
     const body = (await jsonBody(c)) as { arch?: unknown } | null;
     if (typeof body !== 'object' || body === null || !('arch' in body) || Object.keys(body).some((k) => k !== 'arch')) {
       throw new AppError('VALIDATION_FAILED', 'a package accepts only {"arch": "arm64" | "x86_64" | "unknown"}');
     }
-    return c.json(await updateBlobArch(deps, c.get('actor'), c.req.param('sha256'), body.arch, base(c)));
+    return c.json(await updateBlobArch(deps, c.get('actor'), c.req.param('sha256'), body.arch, await base()));
   });
-  api.delete('/blobs/:sha256', async (c) => c.json({ deleted: await deleteBlob(deps, c.get('actor'), c.req.param('sha256'), base(c)) }));
+  api.delete('/blobs/:sha256', async (c) => c.json({ deleted: await deleteBlob(deps, c.get('actor'), c.req.param('sha256'), await base()) }));
 
-  api.get('/images', async (c) => c.json(await listImages(deps, base(c))));
-  api.post('/images', async (c) => c.json(await createImage(deps, c.get('actor'), await jsonBody(c), base(c)), 201));
-  api.get('/images/:id', async (c) => c.json(await getImage(deps, parseId(c.req.param('id'), 'image'), base(c))));
+  api.get('/images', async (c) => c.json(await listImages(deps, await base())));
+  api.post('/images', async (c) => c.json(await createImage(deps, c.get('actor'), await jsonBody(c), await base()), 201));
+  api.get('/images/:id', async (c) => c.json(await getImage(deps, parseId(c.req.param('id'), 'image'), await base())));
   api.patch('/images/:id', async (c) =>
-    c.json(await updateImage(deps, c.get('actor'), parseId(c.req.param('id'), 'image'), await jsonBody(c), base(c))),
+    c.json(await updateImage(deps, c.get('actor'), parseId(c.req.param('id'), 'image'), await jsonBody(c), await base())),
   );
-  api.delete('/images/:id', async (c) => c.json(await deleteImage(deps, c.get('actor'), parseId(c.req.param('id'), 'image'), base(c))));
-  api.get('/images/:id/portal', async (c) => c.json(portalValues(await getImage(deps, parseId(c.req.param('id'), 'image'), base(c)))));
-  api.post('/images/:id/check', async (c) => {
-    const view = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
-    return c.json(await checkImageLinks(deps.store, view, Date.now(), linkCheckFetch(deps.config.publicUrl, arrivalSocketOf(c.env))));
+  api.delete('/images/:id', async (c) => c.json(await deleteImage(deps, c.get('actor'), parseId(c.req.param('id'), 'image'), await base())));
+  api.get('/images/:id/portal', async (c) => {
+    const address = await resolvePublicAddress(deps);
+    return c.json(portalValues(await getImage(deps, parseId(c.req.param('id'), 'image'), address.url), address));
   });
+  api.post('/images/:id/portal/confirm', async (c) => {
+    const id = parseId(c.req.param('id'), 'image');
+    // The body is optional: a bare POST confirms whatever is pending now.
+    const bare = c.req.header('content-type') === undefined && (c.req.header('content-length') ?? '0') === '0';
+    const input = parseInput(confirmSchema, bare ? {} : await jsonBody(c), 'confirmation');
+    const address = await resolvePublicAddress(deps);
+    await confirmPortalValues(deps, c.get('actor'), id, address.url, input.fingerprint);
+    return c.json(portalValues(await getImage(deps, id, address.url), address));
+  });
+  api.post('/images/:id/check', async (c) => {
+    const address = await resolvePublicAddress(deps);
+    const view = await getImage(deps, parseId(c.req.param('id'), 'image'), address.url);
+    const report = await checkImageLinks(deps.store, view, address);
+    await saveLinkCheck(db, view.id, report);
+    return c.json(report);
+  });
+
+  api.get('/settings', async (c) => c.json({ publicUrl: await resolvePublicAddress(deps) }));
+  api.patch('/settings', async (c) => c.json({ publicUrl: await updateSettings(deps, c.get('actor'), await jsonBody(c)) }));
 
   api.get('/groups', async (c) => c.json(await listGroups(deps)));
   api.post('/groups', async (c) => c.json(await createGroup(deps, c.get('actor'), await jsonBody(c)), 201));
@@ -180,7 +201,7 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   api.post('/verify', async (c) => {
     const input = parseInput(verifySchema, await jsonBody(c), 'verify request');
     if (input.sha256 !== undefined) {
-      await getBlobView(db, input.sha256, base(c));
+      await getBlobView(db, input.sha256, await base());
       const result = deps.checker.check(input.sha256 as Sha256);
       if (input.wait) return c.json({ results: { [input.sha256]: await result } });
       void result.catch(() => undefined);

@@ -10,6 +10,7 @@ import { downloadUrl } from '../links.js';
 import { deleteBlobRow, findBlob, listBlobs, setBlobArch } from '../repos/blobs.js';
 import { recordAudit, type Actor } from './audit.js';
 import type { Arch } from './images.js';
+import { loadRetirements, type Retirement } from './portal-changes.js';
 
 export const BLOB_ARCHES: readonly BlobArch[] = ['arm64', 'x86_64', 'unknown'];
 export const BLOB_ARCH_LABELS: Record<BlobArch, string> = { arm64: 'Apple silicon', x86_64: 'Intel', unknown: 'architecture not recorded' };
@@ -50,28 +51,40 @@ export interface BlobView {
   arch: BlobArch;
   createdAt: string;
   verifiedAt: string | null;
-  url: string;
+  /** null while no public address is set. */
+  url: string | null;
   usedBy: Array<{ imageId: number; imageName: string; arch: Arch }>;
+  /** Set when no image uses it any more but one did: GC keeps it while the portal may still send Macs here. */
+  retired: RetiredView | null;
 }
 
-export async function listBlobViews(db: Db, baseUrl: string): Promise<BlobView[]> {
+export interface RetiredView {
+  since: string;
+  /** When no confirmed portal value pointed here any more; null while the images in heldBy await a portal update. */
+  portalUpdatedAt: string | null;
+  heldBy: Retirement['heldBy'];
+  lastDownloadAt: string | null;
+}
+
+export async function listBlobViews(db: Db, baseUrl: string | null): Promise<BlobView[]> {
   const rows = await listBlobs(db);
   const usage = await usageOf(db, null);
-  return rows.map((r) => toView(r, baseUrl, usage.get(r.sha256) ?? []));
+  const retired = await loadRetirements(db);
+  return rows.map((r) => toView(r, baseUrl, usage.get(r.sha256) ?? [], retired.get(r.sha256)));
 }
 
-export async function getBlobView(db: Db, sha256Text: string, baseUrl: string): Promise<BlobView> {
+export async function getBlobView(db: Db, sha256Text: string, baseUrl: string | null): Promise<BlobView> {
   const sha256 = toDigest(sha256Text);
   const row = await findBlob(db, sha256);
   if (!row) throw new AppError('BLOB_UNKNOWN', `no package with sha256 ${sha256} is stored`);
-  return toView(row, baseUrl, (await usageOf(db, sha256)).get(sha256) ?? []);
+  return toView(row, baseUrl, (await usageOf(db, sha256)).get(sha256) ?? [], (await loadRetirements(db, sha256)).get(sha256));
 }
 
 /**
  * Deletes a package no image uses: the row first (so links stop at once and
  * the schema's foreign keys get the last word), then the file.
  */
-export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => number }, actor: Actor, sha256Text: string, baseUrl: string): Promise<BlobView> {
+export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => number }, actor: Actor, sha256Text: string, baseUrl: string | null): Promise<BlobView> {
   const view = await getBlobView(deps.db, sha256Text, baseUrl);
   if (view.usedBy.length > 0) {
     const names = [...new Set(view.usedBy.map((u) => u.imageName))].map((n) => JSON.stringify(n)).join(', ');
@@ -100,7 +113,7 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
 }
 
 /** Records (or corrects) the architecture of a stored package; audited. */
-export async function updateBlobArch(deps: { db: Db; now?: () => number }, actor: Actor, sha256Text: string, archValue: unknown, baseUrl: string): Promise<BlobView> {
+export async function updateBlobArch(deps: { db: Db; now?: () => number }, actor: Actor, sha256Text: string, archValue: unknown, baseUrl: string | null): Promise<BlobView> {
   const before = await getBlobView(deps.db, sha256Text, baseUrl);
   const arch = parseBlobArch(archValue);
   if (arch !== before.arch) {
@@ -151,7 +164,8 @@ async function usageOf(db: Db, only: Sha256 | null): Promise<Map<string, BlobVie
   return usage;
 }
 
-function toView(row: BlobRow, baseUrl: string, usedBy: BlobView['usedBy']): BlobView {
+function toView(row: BlobRow, baseUrl: string | null, usedBy: BlobView['usedBy'], retirement: Retirement | undefined): BlobView {
+  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
   return {
     sha256: row.sha256,
     size: row.size,
@@ -160,7 +174,11 @@ function toView(row: BlobRow, baseUrl: string, usedBy: BlobView['usedBy']): Blob
     arch: row.arch,
     createdAt: new Date(row.created_at).toISOString(),
     verifiedAt: row.verified_at === null ? null : new Date(row.verified_at).toISOString(),
-    url: downloadUrl(baseUrl, row.sha256, row.name),
+    url: baseUrl === null ? null : downloadUrl(baseUrl, row.sha256, row.name),
     usedBy,
+    retired:
+      usedBy.length === 0 && retirement
+        ? { since: iso(retirement.retiredAt)!, portalUpdatedAt: iso(retirement.releasedAt), heldBy: retirement.heldBy, lastDownloadAt: iso(retirement.lastDownloadAt) }
+        : null,
   };
 }

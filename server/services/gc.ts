@@ -2,6 +2,9 @@
  * Garbage collection: removes packages no golden image references, never
  * one younger than the grace period and never one with a transfer running
  * (heartbeats in the database, so this holds across processes and nodes).
+ * A retired package (one an image used) is kept until the portal was marked
+ * updated, the grace period has passed since, and nobody downloaded it
+ * within the grace period (portal-changes.ts, retiredHold).
  * Files with no database row (an ingest that crashed between rename and
  * insert) are removed after the same grace period.
  */
@@ -12,6 +15,7 @@ import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
 import { activeBlobs } from './activity.js';
 import { recordAudit, type Actor } from './audit.js';
+import { loadRetirements, retiredHold, syncBlobUsage } from './portal-changes.js';
 
 export interface GcOptions {
   dryRun: boolean;
@@ -23,13 +27,17 @@ export interface GcReport {
   dryRun: boolean;
   removed: Array<{ sha256: string; size: number; name: string; orphanFile: boolean }>;
   freedBytes: number;
-  kept: Array<{ sha256: string; reason: 'grace' | 'in-use' }>;
+  /** portal: retired, and an image's portal values still point at it; downloaded: within the grace period. */
+  kept: Array<{ sha256: string; reason: 'grace' | 'in-use' | 'portal' | 'downloaded' }>;
 }
 
 export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: Actor, options: GcOptions): Promise<GcReport> {
   const { db, store } = deps;
   const now = options.now ?? Date.now();
   const report: GcReport = { dryRun: options.dryRun, removed: [], freedBytes: 0, kept: [] };
+  // Records retirements a writer did not (e.g. a bundle import): their grace period starts now at the latest.
+  await syncBlobUsage(db, now);
+  const retirements = await loadRetirements(db);
   const referenced = await referencedDigests(db);
   const rows = await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'created_at', 'ingested_at']).execute();
   const age = (r: { created_at: number; ingested_at: number | null }) => now - Math.max(r.created_at, r.ingested_at ?? 0);
@@ -39,6 +47,11 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
     if (referenced.has(row.sha256)) continue;
     if (age(row) < options.graceMs) {
       report.kept.push({ sha256: row.sha256, reason: 'grace' });
+      continue;
+    }
+    const hold = retiredHold(retirements.get(row.sha256), now, options.graceMs);
+    if (hold) {
+      report.kept.push({ sha256: row.sha256, reason: hold });
       continue;
     }
     if (active.has(row.sha256)) {
@@ -53,6 +66,9 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
         if ((await referencedDigests(trx)).has(row.sha256) || (await activeBlobs(trx, now)).has(row.sha256)) return false;
         const current = await trx.selectFrom('blobs').select(['created_at', 'ingested_at']).where('sha256', '=', row.sha256).executeTakeFirst();
         if (!current || age(current) < options.graceMs) return false;
+        // A writer that does not record retirements (a bundle import) may have moved an image off it since.
+        await syncBlobUsage(trx, now);
+        if (retiredHold((await loadRetirements(trx, row.sha256)).get(row.sha256), now, options.graceMs)) return false;
         await trx.deleteFrom('blobs').where('sha256', '=', row.sha256).execute();
         await trx.deleteFrom('download_stats').where('sha256', '=', row.sha256).execute();
         await recordAudit(trx, { actor, action: 'blob.gc', target: `blob:${row.sha256}`, at: now, details: { size: row.size, name: row.name } });

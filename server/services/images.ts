@@ -8,8 +8,10 @@ import type { Db } from '../db/open.js';
 import type { BlobArch, BlobState, Flag, ImageRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
-import { recordAudit, type Actor } from './audit.js';
+import { actorLabel, recordAudit, type Actor } from './audit.js';
 import { archMismatchWarnings } from './blobs.js';
+import { loadPortalChanges, recordBaseline, refreshChangedAt, syncBlobUsage, type PortalChange } from './portal-changes.js';
+import { PUBLIC_ADDRESS_MISSING, type PublicAddress } from './settings.js';
 import { displayName, findByNameOrId, guardConstraints, parseInput, sha256Field } from './validation.js';
 
 export const ARCHES = ['arm64', 'x86_64'] as const;
@@ -52,7 +54,7 @@ export interface ArchView {
   state: BlobState | null;
   /** The architecture the package was stored for (null without a package). */
   packageArch: BlobArch | null;
-  /** The portal's Download URL: built from MIRROR_PUBLIC_URL (or the request), ends in .pvmp. */
+  /** The portal's Download URL: built from the public address, ends in .pvmp; null while no address is set. */
   url: string | null;
   /** Finished downloads of this architecture's package (all nodes), and the last one's time. */
   downloads: number;
@@ -68,19 +70,21 @@ export interface ImageView {
   groups: Array<{ id: number; name: string; primary: boolean }>;
   /** Slots holding a package marked for the other architecture (saved anyway: a warning, not an error). */
   warnings: string[];
+  /** Set while the portal holds older values than these, until the admin marks it updated. */
+  portalChange: PortalChange | null;
   downloads: number;
   lastDownloadAt: string | null;
   createdAt: string;
   updatedAt: string;
 }
 
-export async function listImages(deps: ServiceDeps, baseUrl: string): Promise<ImageView[]> {
+export async function listImages(deps: ServiceDeps, baseUrl: string | null): Promise<ImageView[]> {
   const rows = await deps.db.selectFrom('images').selectAll().orderBy('name').execute();
-  return toViews(deps.db, rows, baseUrl);
+  return toViews(deps, rows, baseUrl);
 }
 
-export async function getImage(deps: ServiceDeps, id: number, baseUrl: string): Promise<ImageView> {
-  const [view] = await toViews(deps.db, [await requireImage(deps.db, id)], baseUrl);
+export async function getImage(deps: ServiceDeps, id: number, baseUrl: string | null): Promise<ImageView> {
+  const [view] = await toViews(deps, [await requireImage(deps.db, id)], baseUrl);
   return view!;
 }
 
@@ -89,7 +93,7 @@ export function findImageRef(deps: ServiceDeps, ref: string): Promise<ImageRow> 
   return findByNameOrId(deps.db, 'images', ref, 'golden image');
 }
 
-export async function createImage(deps: ServiceDeps, actor: Actor, input: unknown, baseUrl: string): Promise<ImageView> {
+export async function createImage(deps: ServiceDeps, actor: Actor, input: unknown, baseUrl: string | null): Promise<ImageView> {
   const data = parseInput(createSchema, input, 'image');
   const now = (deps.now ?? Date.now)();
   const arm64 = resolveArch('arm64', data.arm64, { enabled: 0, sha256: null });
@@ -114,12 +118,15 @@ export async function createImage(deps: ServiceDeps, actor: Actor, input: unknow
         .executeTakeFirstOrThrow(),
     );
     await recordAudit(trx, { actor, action: 'image.create', target: `image:${inserted.id}`, at: now, details: { ...data } });
+    // What the portal gets for a new image is not a change to it.
+    await recordBaseline(trx, await requireImage(trx, inserted.id), baseUrl, actorLabel(actor), now);
+    await syncBlobUsage(trx, now);
     return inserted.id;
   });
   return getImage(deps, id, baseUrl);
 }
 
-export async function updateImage(deps: ServiceDeps, actor: Actor, id: number, patch: unknown, baseUrl: string): Promise<ImageView> {
+export async function updateImage(deps: ServiceDeps, actor: Actor, id: number, patch: unknown, baseUrl: string | null): Promise<ImageView> {
   const data = parseInput(patchSchema, patch, 'image');
   const now = (deps.now ?? Date.now)();
   await deps.db.transaction().execute(async (trx) => {
@@ -128,6 +135,8 @@ export async function updateImage(deps: ServiceDeps, actor: Actor, id: number, p
     const x86_64 = resolveArch('x86_64', data.x86_64, { enabled: current.x86_64_enabled, sha256: current.x86_64_sha256 });
     if (data.name !== undefined) await assertNameFree(trx, data.name, id);
     await assertBlobsStored(trx, [arm64, x86_64]);
+    // An image with no record yet (from a bundle): the values before this change are what the portal holds.
+    await recordBaseline(trx, current, baseUrl, 'system:goldmirror', now);
     await guard(() =>
       trx
         .updateTable('images')
@@ -144,6 +153,8 @@ export async function updateImage(deps: ServiceDeps, actor: Actor, id: number, p
         .execute(),
     );
     await recordAudit(trx, { actor, action: 'image.update', target: `image:${id}`, at: now, details: { ...data } });
+    await refreshChangedAt(trx, baseUrl, now, [id]);
+    await syncBlobUsage(trx, now);
   });
   return getImage(deps, id, baseUrl);
 }
@@ -154,7 +165,7 @@ export interface DeletedImage {
   groupsLeftWithoutImage: Array<{ id: number; name: string }>;
 }
 
-export async function deleteImage(deps: ServiceDeps, actor: Actor, id: number, baseUrl: string): Promise<DeletedImage> {
+export async function deleteImage(deps: ServiceDeps, actor: Actor, id: number, baseUrl: string | null): Promise<DeletedImage> {
   const view = await getImage(deps, id, baseUrl);
   const now = (deps.now ?? Date.now)();
   await deps.db.transaction().execute(async (trx) => {
@@ -169,6 +180,8 @@ export async function deleteImage(deps: ServiceDeps, actor: Actor, id: number, b
       at: now,
       details: { name: view.name, groups: view.groups.map((g) => g.name) },
     });
+    // Its packages retire now; deleting the image counts as taking it out of the portal.
+    await syncBlobUsage(trx, now);
   });
   return { deleted: view, groupsLeftWithoutImage: view.groups.map(({ id: gid, name }) => ({ id: gid, name })) };
 }
@@ -180,12 +193,18 @@ export interface PortalValues {
   architectures: Record<Arch, { label: string; enabled: boolean; downloadUrl: string | null; sha256: string | null; size: number | null }>;
   groups: string[];
   primaryLicenseKey: boolean;
-  /** False when no architecture is enabled, or an enabled one's package is not servable. */
+  /** False when no architecture is enabled, no public address is set, or an enabled package is not servable. */
   ready: boolean;
   problems: string[];
+  /** Why Macs cannot use these links although they are offered (a loopback or localhost address): shown in red. */
+  warnings: string[];
+  /** The address the Download URLs start with, and where it is set. */
+  publicAddress: { url: string | null; source: PublicAddress['source'] };
+  /** Set while the portal holds older values (`previous`), until the admin marks it updated. */
+  pendingChange: PortalChange | null;
 }
 
-export function portalValues(view: ImageView): PortalValues {
+export function portalValues(view: ImageView, address: PublicAddress): PortalValues {
   const problems: string[] = [];
   const architectures = {} as PortalValues['architectures'];
   for (const arch of ARCHES) {
@@ -193,6 +212,7 @@ export function portalValues(view: ImageView): PortalValues {
     architectures[arch] = { label: a.label, enabled: a.enabled, downloadUrl: a.enabled ? a.url : null, sha256: a.enabled ? a.sha256 : null, size: a.enabled ? a.size : null };
     if (a.enabled && a.state !== 'ok') problems.push(`${a.label}: the package is ${a.state ?? 'missing'} and cannot be served`);
   }
+  if (address.url === null && ARCHES.some((arch) => view[arch].enabled)) problems.push(PUBLIC_ADDRESS_MISSING);
   if (!ARCHES.some((arch) => view[arch].enabled)) problems.push('no architecture is enabled');
   return {
     name: view.name,
@@ -202,6 +222,9 @@ export function portalValues(view: ImageView): PortalValues {
     primaryLicenseKey: view.groups.some((g) => g.primary),
     ready: problems.length === 0,
     problems,
+    warnings: address.warnings,
+    publicAddress: { url: address.url, source: address.source },
+    pendingChange: view.portalChange,
   };
 }
 
@@ -251,8 +274,10 @@ function guard<T>(fn: () => Promise<T>): Promise<T> {
   return guardConstraints(fn, () => new AppError('NAME_TAKEN', 'a golden image with that name already exists'));
 }
 
-async function toViews(db: Db, rows: ImageRow[], baseUrl: string): Promise<ImageView[]> {
+async function toViews(deps: ServiceDeps, rows: ImageRow[], baseUrl: string | null): Promise<ImageView[]> {
   if (rows.length === 0) return [];
+  const { db } = deps;
+  const changes = await loadPortalChanges(db, rows, baseUrl, (deps.now ?? Date.now)());
   const digests = [...new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null))];
   const blobs = digests.length
     ? await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'state', 'arch']).where('sha256', 'in', digests).execute()
@@ -283,7 +308,7 @@ async function toViews(db: Db, rows: ImageRow[], baseUrl: string): Promise<Image
       size: blob?.size ?? null,
       state: blob?.state ?? null,
       packageArch: blob?.arch ?? null,
-      url: sha && blob ? downloadUrl(baseUrl, sha, blob.name) : null,
+      url: sha && blob && baseUrl !== null ? downloadUrl(baseUrl, sha, blob.name) : null,
       downloads: Number(st?.downloads ?? 0),
       lastDownloadAt: st?.last_download_at ? new Date(st.last_download_at).toISOString() : null,
     };
@@ -308,6 +333,7 @@ async function toViews(db: Db, rows: ImageRow[], baseUrl: string): Promise<Image
         return { arch: a, label: ARCH_LABELS[a], packageName: (sha && blobBySha.get(sha)?.name) || null, packageArch: a === 'arm64' ? arm64.packageArch : x86_64.packageArch };
       }),
     ),
+    portalChange: changes.get(row.id) ?? null,
     createdAt: new Date(row.created_at).toISOString(),
     updatedAt: new Date(row.updated_at).toISOString(),
   }));

@@ -1,13 +1,17 @@
 /**
- * "Verify the link works", as a Mac would: through the public URL, a HEAD
- * and ranged GETs, checking status, size, range support and that sampled
- * bytes hash the same as the stored package's bytes at the same offsets.
+ * "Verify the link works", as a Mac would: through the configured public
+ * address (never the Host of the admin's request), a HEAD and ranged GETs,
+ * checking status, size, range support and that sampled bytes hash the same
+ * as the stored package's bytes at the same offsets. It runs on the server,
+ * so it also says when the address is one no Mac can reach, and gives the
+ * `curl -I` line that confirms the link from a Mac.
  */
 import { createHash } from 'node:crypto';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { ARCHES, type Arch, type ImageView } from './images.js';
-import { LINK_CHECK_USER_AGENT, readCapped } from '../links.js';
+import { curlCommand, LINK_CHECK_USER_AGENT, readCapped } from '../links.js';
+import { PUBLIC_ADDRESS_MISSING, type PublicAddress } from './settings.js';
 
 const SAMPLE_BYTES = 64 * 1024;
 
@@ -24,32 +28,69 @@ export interface ArchCheck {
   url: string | null;
   ok: boolean;
   steps: CheckStep[];
+  /** One line to run in Terminal on a Mac to confirm the link from there (null without a URL). */
+  curl: string | null;
 }
 
+/** Said with every report: a pass proves the server answers at the address, not that Macs can reach it. */
+export const CHECKED_FROM_SERVER =
+  'These requests were made by the goldmirror server itself, not by a Mac: a pass shows that the mirror answers at this address, not that every Mac can reach it.';
+
 export interface LinkCheckReport {
+  /** Every step of every enabled architecture passed (from the server; see warnings). */
   ok: boolean;
   checkedAt: string;
+  /** Always "server": where the requests came from. */
+  checkedFrom: 'server';
+  note: string;
+  /** The public address the links start with (null while none is set). */
+  publicUrl: string | null;
+  /** Why Macs cannot use these links even where the steps pass (loopback, link-local, localhost): shown in red. */
+  warnings: string[];
   /** Only enabled architectures are checked. */
   architectures: Partial<Record<Arch, ArchCheck>>;
 }
 
-/** How the check reaches a link: global fetch, or one pinned to this mirror (server/net/outbound.ts, linkCheckFetch). */
+/**
+ * How the check reaches a link (global fetch; tests may pass their own). The
+ * check exists to fetch this mirror through its public address, so the outbound
+ * guard does not apply: it only ever fetches links built from that address.
+ */
 export type LinkFetch = (url: string, init: { method?: 'HEAD'; headers: Record<string, string>; redirect: 'manual'; signal: AbortSignal }) => Promise<Response>;
 
-export async function checkImageLinks(store: BlobStore, view: ImageView, now = Date.now(), request: LinkFetch = fetch): Promise<LinkCheckReport> {
+/** Checks the links of `view`, whose URLs must have been built from `address`. */
+export async function checkImageLinks(
+  store: BlobStore,
+  view: ImageView,
+  address: PublicAddress,
+  now = Date.now(),
+  request: LinkFetch = fetch,
+): Promise<LinkCheckReport> {
   const architectures: LinkCheckReport['architectures'] = {};
   for (const arch of ARCHES) {
     const a = view[arch];
     if (!a.enabled) continue;
-    architectures[arch] = await checkArch(store, a.label, a.url, a.sha256, a.size, request);
+    architectures[arch] = address.url === null ? addressMissing(a.label) : await checkArch(store, a.label, a.url, a.sha256, a.size, request);
   }
   const results = Object.values(architectures);
-  return { ok: results.length > 0 && results.every((r) => r.ok), checkedAt: new Date(now).toISOString(), architectures };
+  return {
+    ok: results.length > 0 && results.every((r) => r.ok),
+    checkedAt: new Date(now).toISOString(),
+    checkedFrom: 'server',
+    note: CHECKED_FROM_SERVER,
+    publicUrl: address.url,
+    warnings: address.warnings,
+    architectures,
+  };
+}
+
+function addressMissing(label: string): ArchCheck {
+  return { label, url: null, ok: false, steps: [{ name: 'public address', ok: false, detail: PUBLIC_ADDRESS_MISSING }], curl: null };
 }
 
 async function checkArch(store: BlobStore, label: string, url: string | null, sha256: string | null, size: number | null, request: LinkFetch): Promise<ArchCheck> {
   const steps: CheckStep[] = [];
-  const done = (): ArchCheck => ({ label, url, ok: steps.length > 0 && steps.every((s) => s.ok), steps });
+  const done = (): ArchCheck => ({ label, url, ok: steps.length > 0 && steps.every((s) => s.ok), steps, curl: url === null ? null : curlCommand(url) });
   if (url === null || sha256 === null || size === null) {
     steps.push({ name: 'package', ok: false, detail: 'the package is not stored on this mirror' });
     return done();
@@ -64,7 +105,7 @@ async function checkArch(store: BlobStore, label: string, url: string | null, sh
   }
   steps.push({ name: 'reachable', ok: true, detail: `answered HTTP ${head.status}` });
   if (head.status >= 300 && head.status < 400) {
-    steps.push({ name: 'status', ok: false, detail: `redirects to ${head.headers.get('location') ?? '?'}; set MIRROR_PUBLIC_URL to the address Macs use` });
+    steps.push({ name: 'status', ok: false, detail: `redirects to ${head.headers.get('location') ?? '?'}; set the public address (Settings, or MIRROR_PUBLIC_URL) to the one Macs use` });
     return done();
   }
   steps.push({ name: 'status', ok: head.status === 200, detail: head.status === 200 ? '200 OK' : `expected 200, got ${head.status}` });

@@ -13,6 +13,8 @@ import type { BlobView } from '../../server/services/blobs.js';
 import type { GroupView } from '../../server/services/groups.js';
 import type { DeletedImage, ImageView, PortalValues } from '../../server/services/images.js';
 import type { IntegritySummary } from '../../server/services/integrity.js';
+import { systemActor } from '../../server/services/audit.js';
+import { updateSettings } from '../../server/services/settings.js';
 import { anyNumber, anyString, call, expectError, issueToken, like, matching, rawRequest, type ApiResult, type CallOptions, type ErrorBody } from '../helpers/api.js';
 import { putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
@@ -47,6 +49,8 @@ describe('JSON API /api/v1', () => {
 
   beforeAll(async () => {
     m = await startMirror();
+    // The public address Macs would use (public-address.test.ts covers the mirror without one).
+    await updateSettings(m.runtime, systemActor, { publicUrl: m.url });
     token = await issueToken(m, 'api-test');
     armData = testBytes(256 * 1024 + 5, 'api-arm');
     x86Data = testBytes(128 * 1024 + 7, 'api-x86');
@@ -58,7 +62,7 @@ describe('JSON API /api/v1', () => {
   });
 
   describe('images', () => {
-    it('creates an image with per-arch size and a working .pvmp URL from the request host', async () => {
+    it('creates an image with per-arch size and a working .pvmp URL from the public address', async () => {
       const created = await api<ImageView>('POST', '/images', {
         json: { name: '  Windows 11 Golden ', description: 'for new hires', arm64: { enabled: true, sha256: arm.toUpperCase() }, x86_64: { enabled: true, sha256: x86 } },
       });
@@ -81,10 +85,10 @@ describe('JSON API /api/v1', () => {
       expect(list.status).toBe(200);
       expect(list.body.find((i) => i.id === img.id)).toEqual(img);
 
-      // Without MIRROR_PUBLIC_URL the links follow the host the request was sent to.
+      // The links never follow the host a request was sent to.
       const viaName = await rawRequest(m.url, { method: 'GET', path: `/api/v1/images/${img.id}`, headers: { host: 'goldmirror.lan:9999', authorization: `Bearer ${token}` }, chunks: [] });
       expect(viaName.status).toBe(200);
-      expect((JSON.parse(viaName.body) as ImageView).arm64.url).toBe(`http://goldmirror.lan:9999/d/${arm}/Windows-11-ARM.pvmp`);
+      expect((JSON.parse(viaName.body) as ImageView).arm64.url).toBe(`${m.url}/d/${arm}/Windows-11-ARM.pvmp`);
     });
 
     it('builds URLs from MIRROR_PUBLIC_URL when it is set, whatever host the request used', async () => {
@@ -328,6 +332,10 @@ describe('JSON API /api/v1', () => {
         primaryLicenseKey: true,
         ready: true,
         problems: [],
+        // The test mirror's address is a loopback one: offered, but never without this warning.
+        warnings: [`Macs cannot reach this mirror at ${m.url}: 127.0.0.1 is a loopback address: it always means the computer it is used on. Set the public address to a name or address every Mac can reach.`],
+        publicAddress: { url: m.url, source: 'database' },
+        pendingChange: null,
       });
       const empty = await createImage({ name: 'Nothing enabled' });
       const notReady = (await api('GET', `/images/${empty.id}/portal`)).body;

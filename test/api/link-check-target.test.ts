@@ -1,8 +1,8 @@
 /**
  * Where the link check connects. It fetches the mirror itself, so it may
- * only ever reach the mirror: MIRROR_PUBLIC_URL when set, and without one the
- * socket the admin's request arrived on, never the host a client put in its
- * Host header. A decoy server stands where a forged Host points.
+ * only ever reach the public address the admin set (Settings, or
+ * MIRROR_PUBLIC_URL), never the host a client put in its Host header.
+ * A decoy server stands where a forged Host points.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -48,32 +48,50 @@ describe('the link check only ever reaches this mirror', () => {
     return request(`${m.url}${path}`, { method: 'POST', headers: { Host: decoyHost, Authorization: `Bearer ${token}`, 'Content-Length': 0 } });
   }
 
-  describe('without MIRROR_PUBLIC_URL', () => {
+  describe('with the address stored in Settings', () => {
     let m: TestMirror;
     let token: string;
     beforeAll(async () => {
-      m = await startMirror();
+      m = await startMirror({ publicUrl: '' });
       token = await issueToken(m, 'lc-target');
     });
     afterAll(async () => {
       await m?.close();
     });
 
-    it('checks the link as the client sees it, but connects to the socket the request came in on, not the Host', async () => {
+    it('without an address it connects nowhere and says the address is missing', async () => {
+      const id = await imageWith(m, token, 'No address');
+      decoyHits.length = 0;
+      const res = await checkWithHost(m, `/api/v1/images/${id}/check`, token);
+      expect(res.status, res.body).toBe(200);
+      const report = JSON.parse(res.body) as LinkCheckReport;
+      expect(report.ok).toBe(false);
+      expect(report.architectures.arm64!.url).toBeNull();
+      expect(report.architectures.arm64!.steps.map((s) => s.name)).toEqual(['public address']);
+      expect(decoyHits).toEqual([]);
+    });
+
+    it('checks the stored address, whatever Host the request carries (API and page)', async () => {
+      const set = await fetch(`${m.url}/api/v1/settings`, {
+        method: 'PATCH',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ publicUrl: m.url }),
+      });
+      expect(set.status, await set.text()).toBe(200);
       const id = await imageWith(m, token, 'Forged host');
       decoyHits.length = 0;
       const res = await checkWithHost(m, `/api/v1/images/${id}/check`, token);
       expect(res.status, res.body).toBe(200);
       const report = JSON.parse(res.body) as LinkCheckReport;
       const arm = report.architectures.arm64!;
-      expect(arm.url!.startsWith(`http://${decoyHost}/d/`)).toBe(true);
+      expect(arm.url!.startsWith(`${m.url}/d/`)).toBe(true);
       expect(arm.steps.every((s) => s.ok), JSON.stringify(arm.steps)).toBe(true);
       expect(report.ok).toBe(true);
       expect(decoyHits).toEqual([]);
 
-      // The admin page's check goes the same way.
+      // The admin page's check goes the same way (it answers with a redirect to the result).
       const page = await checkWithHost(m, `/admin/images/${id}/check`, token);
-      expect(page.status).toBe(200);
+      expect(page.status).toBe(303);
       expect(decoyHits).toEqual([]);
     });
   });

@@ -1,14 +1,19 @@
 /**
  * POST /api/v1/images/:id/check: the server fetches its own Download URLs
  * the way a Mac would (HEAD, then ranged GETs), against the real listening
- * server, and compares sampled bytes with the stored package.
+ * server, and compares sampled bytes with the stored package. The URLs come
+ * from the configured public address, never from the request's Host; the
+ * report says it ran on the server, warns about addresses Macs cannot
+ * reach, and gives the `curl -I` line to run on a Mac.
  */
 import fs from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sha256 } from '../../storage/digest.js';
 import type { ImageView } from '../../server/services/images.js';
 import type { LinkCheckReport } from '../../server/services/link-check.js';
-import { call, closedPort, containing, expectError, issueToken } from '../helpers/api.js';
+import { systemActor } from '../../server/services/audit.js';
+import { PUBLIC_ADDRESS_MISSING, updateSettings } from '../../server/services/settings.js';
+import { bootstrapTestAdmin, call, closedPort, containing, expectError, issueToken, mustSignIn, rawRequest } from '../helpers/api.js';
 import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 
@@ -52,6 +57,7 @@ describe('link check', () => {
 
   beforeAll(async () => {
     m = await startMirror();
+    await updateSettings(m.runtime, systemActor, { publicUrl: m.url });
     token = await issueToken(m, 'link-check');
     arm = await putBlob(m, testBytes(ARM_SIZE, 'lc-arm'), 'Windows 11 (ARM).pvmp');
     x86 = await putBlob(m, testBytes(X86_SIZE, 'lc-x86'), 'Windows 11.pvmp');
@@ -183,5 +189,102 @@ describe('link check', () => {
   it('answers 404 for an unknown image and 401 without credentials', async () => {
     expectError(await call(m.url, 'POST', '/api/v1/images/424242/check', { token }), 404, 'NOT_FOUND');
     expectError(await call(m.url, 'POST', '/api/v1/images/1/check'), 401, 'UNAUTHORIZED');
+  });
+});
+
+describe('link check: where it runs and what it tells the admin', () => {
+  let m: TestMirror;
+  let token: string;
+  let sha: string;
+
+  beforeAll(async () => {
+    m = await startMirror();
+    token = await issueToken(m, 'lc-address');
+    sha = await putBlob(m, testBytes(ARM_SIZE, 'lc-address'), 'Windows 11 (ARM).pvmp');
+  });
+  afterAll(async () => {
+    await m?.close();
+  });
+
+  const setAddress = (publicUrl: string | null) => updateSettings(m.runtime, systemActor, { publicUrl });
+
+  it('checks nothing while no public address is set, and says what is missing', async () => {
+    await setAddress(null);
+    const img = await createImage(m, token, { name: 'No address', arm64: { enabled: true, sha256: sha } });
+    expect(img.arm64.url).toBeNull();
+    const report = await check(m, token, img.id);
+    expect(report).toMatchObject({ ok: false, checkedFrom: 'server', publicUrl: null, warnings: [] });
+    expect(report.architectures.arm64).toEqual({
+      label: 'Apple silicon',
+      url: null,
+      ok: false,
+      steps: [{ name: 'public address', ok: false, detail: PUBLIC_ADDRESS_MISSING }],
+      curl: null,
+    });
+  });
+
+  it('says it ran from the server, warns in its result that a loopback address is unreachable for Macs, and prints curl -I', async () => {
+    await setAddress(m.url);
+    const img = await createImage(m, token, { name: 'Loopback', arm64: { enabled: true, sha256: sha } });
+    const report = await check(m, token, img.id);
+    // Every step passes (the server reaches itself) …
+    expect(report.ok).toBe(true);
+    expect(report.architectures.arm64!.steps.every((s) => s.ok)).toBe(true);
+    // … but the result says where it ran and that Macs cannot use this address.
+    expect(report.checkedFrom).toBe('server');
+    expect(report.note).toMatch(/made by the goldmirror server itself, not by a Mac/);
+    expect(report.publicUrl).toBe(m.url);
+    expect(report.warnings).toEqual([containing(`Macs cannot reach this mirror at ${m.url}: 127.0.0.1 is a loopback address`)]);
+    const url = `${m.url}/d/${sha}/Windows-11-ARM.pvmp`;
+    expect(report.architectures.arm64!.url).toBe(url);
+    expect(report.architectures.arm64!.curl).toBe(`curl -I ${url}`);
+  });
+
+  it('uses the configured public address, never the Host the admin’s request was sent to', async () => {
+    await setAddress(m.url);
+    const img = await createImage(m, token, { name: 'Host header', arm64: { enabled: true, sha256: sha } });
+    // A Host where nothing listens: a check built from it would be refused.
+    const res = await rawRequest(m.url, {
+      method: 'POST',
+      path: `/api/v1/images/${img.id}/check`,
+      headers: { host: `127.0.0.2:${await closedPort()}`, authorization: `Bearer ${token}`, 'content-length': 0 },
+      chunks: [],
+    });
+    expect(res.status, res.body).toBe(200);
+    const report = JSON.parse(res.body) as LinkCheckReport;
+    expect(report.ok).toBe(true);
+    expect(report.architectures.arm64!.url).toBe(`${m.url}/d/${sha}/Windows-11-ARM.pvmp`);
+  });
+
+  it('shows the result on a GET page after the form’s POST redirects (post/redirect/get), in red for a loopback address', async () => {
+    await setAddress(m.url);
+    await bootstrapTestAdmin(m);
+    const session = await mustSignIn(m.url);
+    const img = await createImage(m, token, { name: 'Checked in the page', arm64: { enabled: true, sha256: sha } });
+    const before = await call(m.url, 'GET', `/admin/images/${img.id}`, { session });
+    expect(before.text).not.toContain('id="check-result"');
+
+    const posted = await call(m.url, 'POST', `/admin/images/${img.id}/check`, {
+      session,
+      csrf: null,
+      raw: `_csrf=${encodeURIComponent(session.csrfToken)}`,
+      contentType: 'application/x-www-form-urlencoded',
+    });
+    expect(posted.status, posted.text).toBe(303);
+    expect(posted.headers.get('location')).toBe(`/admin/images/${img.id}?done=links-checked#check`);
+
+    // The GET shows it, and shows it again on reload without checking again.
+    const page = await call(m.url, 'GET', `/admin/images/${img.id}?done=links-checked`, { session });
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('id="check-result"');
+    expect(page.text).toContain('The links answer on this server, but Macs cannot reach them.');
+    expect(page.text).toContain('made by the goldmirror server itself, not by a Mac');
+    expect(page.text).toMatch(/<p class="warn-text">Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:\d+: 127\.0\.0\.1 is a loopback address/);
+    expect(page.text.replace(/<\/?span( class="seg")?>/g, '')).toContain(`curl -I ${m.url}/d/${sha}/Windows-11-ARM.pvmp`);
+    const stored = await m.runtime.db.selectFrom('link_checks').select('checked_at').where('image_id', '=', img.id).executeTakeFirstOrThrow();
+    const again = await call(m.url, 'GET', `/admin/images/${img.id}`, { session });
+    expect(again.text).toContain('id="check-result"');
+    const after = await m.runtime.db.selectFrom('link_checks').select('checked_at').where('image_id', '=', img.id).executeTakeFirstOrThrow();
+    expect(after.checked_at).toBe(stored.checked_at);
   });
 });

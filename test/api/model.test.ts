@@ -1,13 +1,23 @@
 /**
- * The portal model's rules as the schema itself enforces them (migration
- * 0002), straight on the real SQLite file: the services check first, but a
- * concurrent writer or a future code path must still hit these walls.
+ * The portal model's rules as the schema itself enforces them (migrations
+ * 0002 and 0006), straight on the real SQLite file: the services check first,
+ * but a concurrent writer or a future code path must still hit these walls.
  */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect, type Migration } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { constraintViolation, type ConstraintKind } from '../../server/db/errors.js';
-import type { Db } from '../../server/db/open.js';
+import * as m0001 from '../../server/db/migrations/0001-blobs.js';
+import * as m0002 from '../../server/db/migrations/0002-portal-model.js';
+import * as m0003 from '../../server/db/migrations/0003-activity.js';
+import * as m0004 from '../../server/db/migrations/0004-ingested-at.js';
+import { openDatabase, type Db } from '../../server/db/open.js';
+import type { Database } from '../../server/db/schema.js';
+import { getImage } from '../../server/services/images.js';
 import { anyNumber, containing } from '../helpers/api.js';
-import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import { makeTempDir, putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 async function violation(op: Promise<unknown>): Promise<{ kind: ConstraintKind; detail: string } | 'no error'> {
   try {
@@ -159,5 +169,68 @@ describe('portal model schema', () => {
     });
     await db.deleteFrom('users').where('id', '=', user.id).execute();
     expect(await db.selectFrom('sessions').select('token_hash').where('user_id', '=', user.id).execute()).toEqual([]);
+  });
+
+  it('keeps one portal record and one link check per image, and drops both with the image (ON DELETE CASCADE)', async () => {
+    const image = await insertImage({ name: 'with records', arm64_enabled: 1, arm64_sha256: blobA });
+    const record = { image_id: image.id, public_url: null, arm64_enabled: 1 as const, arm64_sha256: blobA, x86_64_enabled: 0 as const, x86_64_sha256: null, confirmed_at: now, confirmed_by: 'test' };
+    await db.insertInto('portal_confirmed').values(record).execute();
+    expect(await violation(db.insertInto('portal_confirmed').values(record).execute())).toMatchObject({ kind: 'unique' });
+    expect(await violation(db.insertInto('portal_confirmed').values({ ...record, image_id: 999_999 }).execute())).toMatchObject({ kind: 'foreign_key' });
+    const other = await insertImage({ name: 'flag check' });
+    expect(await violation(db.insertInto('portal_confirmed').values({ ...record, image_id: other.id, arm64_enabled: 2 as 1 }).execute())).toMatchObject({ kind: 'check' });
+    await db.insertInto('link_checks').values({ image_id: image.id, checked_at: now, report: '{}' }).execute();
+    await db.deleteFrom('images').where('id', '=', image.id).execute();
+    expect(await db.selectFrom('portal_confirmed').select('image_id').where('image_id', '=', image.id).execute()).toEqual([]);
+    expect(await db.selectFrom('link_checks').select('image_id').where('image_id', '=', image.id).execute()).toEqual([]);
+  });
+
+  it('records usage only of stored packages, and forgets it with the package row (ON DELETE CASCADE)', async () => {
+    expect(await violation(db.insertInto('blob_usage').values({ sha256: 'e'.repeat(64) }).execute())).toMatchObject({ kind: 'foreign_key' });
+    const gone = await putBlob(mirror, testBytes(1024, 'model-usage'), 'usage.pvmp');
+    await db.insertInto('blob_usage').values({ sha256: gone, retired_at: now, released_at: now }).execute();
+    await db.deleteFrom('blobs').where('sha256', '=', gone).execute();
+    // A later upload of the same content starts with no retirement history.
+    expect(await db.selectFrom('blob_usage').select('sha256').where('sha256', '=', gone).execute()).toEqual([]);
+  });
+
+  it('keeps one value per setting key', async () => {
+    await db.insertInto('settings').values({ key: 'model-test', value: 'a', updated_at: now, updated_by: 'test' }).execute();
+    expect(await violation(db.insertInto('settings').values({ key: 'model-test', value: 'b', updated_at: now, updated_by: 'test' }).execute())).toMatchObject({
+      kind: 'unique',
+    });
+  });
+});
+
+describe('migration 0006 on a database from before it', () => {
+  it('takes the images’ current values as what the portal holds (nothing pending after the upgrade) and records their packages as used', async () => {
+    const dir = await makeTempDir();
+    const file = path.join(dir, 'goldmirror.db');
+    const old = new Kysely<Database>({ dialect: new SqliteDialect({ database: new SQLite(file) }) });
+    const before: Record<string, Migration> = { '0001-blobs': m0001, '0002-portal-model': m0002, '0003-activity': m0003, '0004-ingested-at': m0004 };
+    const migrated = await new Migrator({ db: old as Kysely<unknown>, provider: { getMigrations: () => Promise.resolve(before) } }).migrateToLatest();
+    expect(migrated.error).toBeUndefined();
+    const sha = 'a'.repeat(64);
+    await old.insertInto('blobs').values({ sha256: sha, size: 1, name: 'a.pvmp', created_at: 1, state: 'ok', verified_at: 1 }).execute();
+    await old
+      .insertInto('images')
+      .values({ name: 'Before', description: '', arm64_enabled: 1, arm64_sha256: sha, x86_64_enabled: 0, x86_64_sha256: null, created_at: 1, updated_at: 1 })
+      .execute();
+    await old.destroy();
+
+    const db = await openDatabase(file);
+    try {
+      const record = await db.selectFrom('portal_confirmed').selectAll().executeTakeFirstOrThrow();
+      expect(record).toMatchObject({ public_url: null, arm64_enabled: 1, arm64_sha256: sha, x86_64_enabled: 0, changed_at: null, confirmed_by: 'system:upgrade' });
+      expect(await db.selectFrom('blob_usage').selectAll().execute()).toEqual([{ sha256: sha, retired_at: null, released_at: null }]);
+      // The address in force is adopted on first use, without showing a change.
+      const view = await getImage({ db }, record.image_id, 'http://mirror.lan:8080');
+      expect(view.portalChange).toBeNull();
+      expect((await db.selectFrom('portal_confirmed').select('public_url').executeTakeFirstOrThrow()).public_url).toBe('http://mirror.lan:8080');
+      expect((await getImage({ db }, record.image_id, 'http://other.lan:8080')).portalChange?.changes.map((c) => c.field)).toEqual(['downloadUrl']);
+    } finally {
+      await db.destroy();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -79,7 +79,7 @@ describe('API token scopes', () => {
     expect(created.status).toBe(201);
     expect(created.headers.get('location')).toBeNull();
     expect(created.headers.get('cache-control')).toBe('no-store');
-    const value = /id="token-value" type="text" readonly="" value="(gm_[A-Za-z0-9_-]+)"/.exec(created.text)?.[1];
+    const value = /id="token-value" class="copy-value"[^>]*>(gm_[A-Za-z0-9_-]+)</.exec(created.text)?.[1];
     expect(value).toBeDefined();
     expect((await call(m.url, 'GET', '/api/v1/images', { token: value })).status).toBe(200);
     expectError(await call(m.url, 'DELETE', '/api/v1/images/1', { token: value }), 403, 'TOKEN_SCOPE');

@@ -1,12 +1,14 @@
-// Copy buttons: copy the value of the input named by data-copy, and say so.
+// Copy buttons: copy the value shown in the element named by data-copy, and say so.
 document.addEventListener('click', async (event) => {
   const button = event.target.closest('[data-copy]');
   if (!button) return;
-  const input = document.getElementById(button.dataset.copy);
-  if (!input) return;
-  input.select();
+  const field = document.getElementById(button.dataset.copy);
+  if (!field) return;
+  const value = 'value' in field ? field.value : field.textContent.trim();
+  if ('select' in field) field.select();
+  else window.getSelection().selectAllChildren(field);
   try {
-    await navigator.clipboard.writeText(input.value);
+    await navigator.clipboard.writeText(value);
   } catch {
     // Older browsers or insecure origins: fall back to the selection.
     document.execCommand('copy');

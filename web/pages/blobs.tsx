@@ -3,7 +3,7 @@ import type { BlobArch } from '../../server/db/schema.js';
 import type { UnfinishedUpload } from '../../server/http/uploads.js';
 import { BLOB_ARCH_LABELS, type BlobView } from '../../server/services/blobs.js';
 import type { TransferJob } from '../../server/jobs/transfers.js';
-import { CopyField, CsrfField, formatBytes, formatDate, Layout, StateBadge } from '../layout.js';
+import { CopyField, CsrfField, formatBytes, formatDate, Layout, NotReadyField, StateBadge } from '../layout.js';
 
 /** The architecture choice of the upload form and the package page. */
 const ArchOptions: FC<{ selected: BlobArch }> = ({ selected }) => (
@@ -38,7 +38,38 @@ interface Common {
   error?: string | undefined;
 }
 
-export const BlobsPage: FC<Common & { blobs: BlobView[] }> = ({ blobs, ...c }) => (
+/**
+ * "Retired": no image uses the package any more, but the portal may still send
+ * Macs here; garbage collection keeps it until the portal was marked updated,
+ * the grace period has passed since, and nobody downloaded it within it.
+ */
+const Retired: FC<{ retired: NonNullable<BlobView['retired']>; graceMs: number }> = ({ retired, graceMs }) => {
+  const hours = Math.round(graceMs / 3_600_000);
+  const grace = hours >= 1 ? `${hours} h` : `${Math.round(graceMs / 60_000)} min`;
+  const keptUntil =
+    retired.portalUpdatedAt === null ? null : Math.max(Date.parse(retired.portalUpdatedAt), retired.lastDownloadAt ? Date.parse(retired.lastDownloadAt) : 0) + graceMs;
+  return (
+    <span class="retired">
+      <span class="badge bad">retired</span> since {formatDate(retired.since)}:{' '}
+      {keptUntil === null ? (
+        <>
+          the portal still sends Macs here until you update it for{' '}
+          {retired.heldBy.map((h, i) => (
+            <>
+              {i > 0 ? ', ' : ''}
+              <a href={`/admin/images/${h.imageId}`}>{h.imageName}</a>
+            </>
+          ))}
+          ; kept until then
+        </>
+      ) : (
+        <>kept until at least {formatDate(new Date(keptUntil).toISOString())} ({grace} after the portal update and after the last download)</>
+      )}
+    </span>
+  );
+};
+
+export const BlobsPage: FC<Common & { blobs: BlobView[]; graceMs: number }> = ({ blobs, graceMs, ...c }) => (
   <Layout title="Packages" user={c.user} csrf={c.csrf} active="/admin/blobs" flash={c.flash} error={c.error}>
     <p>
       <a class="button" href="/admin/upload">
@@ -75,7 +106,10 @@ export const BlobsPage: FC<Common & { blobs: BlobView[] }> = ({ blobs, ...c }) =
                 </td>
                 <td>{b.arch === 'unknown' ? <span class="muted">unknown</span> : archLabel(b.arch)}</td>
                 <td class="hide-narrow">{formatDate(b.createdAt)}</td>
-                <td>{b.usedBy.map((u) => u.imageName).join(', ') || <span class="muted">unused</span>}</td>
+                <td>
+                  {b.usedBy.map((u) => u.imageName).join(', ') ||
+                    (b.retired ? <Retired retired={b.retired} graceMs={graceMs} /> : <span class="muted">unused</span>)}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -85,10 +119,22 @@ export const BlobsPage: FC<Common & { blobs: BlobView[] }> = ({ blobs, ...c }) =
   </Layout>
 );
 
-export const BlobPage: FC<Common & { blob: BlobView; downloads: number }> = ({ blob, downloads, ...c }) => (
+export const BlobPage: FC<Common & { blob: BlobView; downloads: number; graceMs: number }> = ({ blob, downloads, graceMs, ...c }) => (
   <Layout title={blob.name} user={c.user} csrf={c.csrf} active="/admin/blobs" flash={c.flash} error={c.error} scripts={['/admin/assets/copy.js']}>
     <div class="card">
-      <CopyField id="blob-url" label="Download URL" value={blob.url} />
+      {blob.url ? (
+        <CopyField id="blob-url" label="Download URL" value={blob.url} />
+      ) : (
+        <NotReadyField
+          id="blob-url"
+          label="Download URL"
+          reason={
+            <>
+              no public address is set. <a href="/admin/settings">Set the public address</a>.
+            </>
+          }
+        />
+      )}
       <CopyField id="blob-sha" label="SHA-256" value={blob.sha256} />
       <p>
         {formatBytes(blob.size)} ({blob.size} bytes) · <StateBadge state={blob.state} /> · stored {formatDate(blob.createdAt)} · last verified{' '}
@@ -97,7 +143,9 @@ export const BlobPage: FC<Common & { blob: BlobView; downloads: number }> = ({ b
       <p>
         Used by:{' '}
         {blob.usedBy.length === 0
-          ? 'no golden image'
+          ? blob.retired
+            ? <Retired retired={blob.retired} graceMs={graceMs} />
+            : 'no golden image'
           : blob.usedBy.map((u) => (
               <>
                 <a href={`/admin/images/${u.imageId}`}>{u.imageName}</a> ({u.arch === 'arm64' ? 'Apple silicon' : 'Intel'}){' '}

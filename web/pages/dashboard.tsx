@@ -2,7 +2,9 @@ import type { FC } from 'hono/jsx';
 import type { CheckerStatus } from '../../server/jobs/integrity-checker.js';
 import type { AuditEntry } from '../../server/services/audit.js';
 import type { IntegritySummary } from '../../server/services/integrity.js';
+import type { PortalChange } from '../../server/services/portal-changes.js';
 import { CsrfField, formatBytes, formatDate, Layout } from '../layout.js';
+import { PortalChangeBox } from './images.js';
 
 export interface DashboardData {
   disk: { freeBytes: number; totalBytes: number; blobBytes: number };
@@ -13,6 +15,8 @@ export interface DashboardData {
   checks: CheckerStatus;
   recentDownloads: Array<{ sha256: string; name: string; downloads: number; lastDownloadAt: string | null; images: string[] }>;
   recentChanges: AuditEntry[];
+  /** Images whose portal values changed and still wait for the admin to update the portal. */
+  pendingPortal: Array<{ id: number; name: string; change: PortalChange }>;
 }
 
 export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData; flash?: string | undefined }> = ({ user, csrf, data, flash }) => (
@@ -34,6 +38,14 @@ export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData
             </li>
           ))}
         </ul>
+      </section>
+    )}
+    {data.pendingPortal.length > 0 && (
+      <section aria-labelledby="pending-portal">
+        <h2 id="pending-portal">{data.pendingPortal.length} golden image(s) need a portal update</h2>
+        {data.pendingPortal.map((p) => (
+          <PortalChangeBox image={p} change={p.change} csrf={csrf} back="/admin" heading="h3" />
+        ))}
       </section>
     )}
     <div class="grid">

@@ -1,9 +1,11 @@
 import type { FC } from 'hono/jsx';
 import type { BlobView } from '../../server/services/blobs.js';
 import type { GroupView } from '../../server/services/groups.js';
-import { ARCHES, ARCH_LABELS, portalValues, type Arch, type ImageView } from '../../server/services/images.js';
+import { ARCHES, ARCH_LABELS, portalValues, type Arch, type ImageView, type PortalValues } from '../../server/services/images.js';
 import type { LinkCheckReport } from '../../server/services/link-check.js';
-import { CopyField, CsrfField, FieldError, formatBytes, formatDate, Layout, StateBadge } from '../layout.js';
+import type { PortalChange, PortalFieldChange } from '../../server/services/portal-changes.js';
+import type { PublicAddress } from '../../server/services/settings.js';
+import { CopyField, CsrfField, FieldError, formatBytes, formatDate, Layout, NotReadyField, StateBadge } from '../layout.js';
 
 interface Common {
   user: string;
@@ -191,14 +193,15 @@ const ArchFieldset: FC<{ arch: Arch; value: { enabled: boolean; sha256: string }
 };
 
 export const ImagePortalPage: FC<
-  Common & { image: ImageView; check: LinkCheckReport | null; assignable: GroupView[] }
-> = ({ image, check, assignable, ...c }) => {
-  const portal = portalValues(image);
+  Common & { image: ImageView; address: PublicAddress; check: LinkCheckReport | null; assignable: GroupView[] }
+> = ({ image, address, check, assignable, ...c }) => {
+  const portal = portalValues(image, address);
   return (
     <Layout title={image.name} user={c.user} csrf={c.csrf} active="/admin/images" flash={c.flash} error={c.error} scripts={['/admin/assets/copy.js']}>
       {image.description && <p>{image.description}</p>}
+      {image.portalChange && <PortalChangeBox image={image} change={image.portalChange} csrf={c.csrf} back={`/admin/images/${image.id}`} />}
       {!portal.ready && (
-        <div class="alert" role="alert">
+        <div class="alert" role="alert" id="not-ready">
           Not ready for the portal: {portal.problems.join('; ')}.
         </div>
       )}
@@ -208,55 +211,22 @@ export const ImagePortalPage: FC<
         <CopyField id="portal-name" label="Name" value={image.name} />
         {image.description && <CopyField id="portal-description" label="Description" value={image.description} />}
       </div>
-      {ARCHES.map((arch) => {
-        const a = portal.architectures[arch];
-        return (
-          <section class="card" aria-labelledby={`h-${arch}`}>
-            <h3 id={`h-${arch}`}>
-              {a.label}: {a.enabled ? 'Enable for ' + a.label + ' ✓' : 'not enabled'}
-            </h3>
-            {a.enabled && a.downloadUrl && a.sha256 ? (
-              <>
-                <CopyField id={`url-${arch}`} label="Download URL" value={a.downloadUrl} />
-                <CopyField id={`sha-${arch}`} label="SHA-256" value={a.sha256} />
-                <p class="muted">
-                  {formatBytes(a.size)} · <StateBadge state={image[arch].state} /> · {image[arch].downloads} downloads, last{' '}
-                  {formatDate(image[arch].lastDownloadAt)}
-                </p>
-              </>
-            ) : (
-              <p class="muted">Leave “Enable for {a.label}” off in the portal.</p>
-            )}
-          </section>
-        );
-      })}
+      {ARCHES.map((arch) => (
+        <ArchPortalValues arch={arch} image={image} portal={portal} address={address} />
+      ))}
+      <PortalHelp />
 
-      <h2>Check links</h2>
+      <h2 id="check">Check links</h2>
+      <p class="muted">
+        The check runs on the goldmirror server, not on a Mac: it fetches each Download URL (a HEAD and three ranged GETs) and compares sampled bytes
+        with the stored package. It proves the mirror answers at this address, not that every Mac can reach it; for that, run the{' '}
+        <code>curl -I</code> line it prints in Terminal on a Mac.
+      </p>
       <form method="post" action={`/admin/images/${image.id}/check`} class="inline">
         <CsrfField token={c.csrf} />
         <button type="submit">Check links as a Mac would</button>
       </form>
-      {check && (
-        <div class={`card ${check.ok ? '' : 'alert'}`} id="check-result" role="status">
-          <p>
-            <strong>{check.ok ? 'All links work.' : 'Some links do not work.'}</strong> Checked {formatDate(check.checkedAt)}.
-          </p>
-          {Object.entries(check.architectures).map(([, result]) => (
-            <div>
-              <h3>
-                {result.label}: {result.ok ? 'ok' : 'failed'}
-              </h3>
-              <ul class="steps">
-                {result.steps.map((s) => (
-                  <li class={s.ok ? 'ok' : 'bad'}>
-                    {s.name}: {s.detail}
-                  </li>
-                ))}
-              </ul>
-            </div>
-          ))}
-        </div>
-      )}
+      {check && <CheckResult check={check} portal={portal} />}
 
       <h2>Groups</h2>
       <p class="muted">Each group gets at most one golden image; only groups without one can be assigned.</p>
@@ -313,7 +283,10 @@ export const ImagePortalPage: FC<
 export const ImageDeletePage: FC<Common & { image: ImageView }> = ({ image, ...c }) => (
   <Layout title={`Delete ${image.name}?`} user={c.user} csrf={c.csrf} active="/admin/images">
     <div class="card">
-      <p>Deleting a golden image cannot be undone. The packages stay stored until garbage collection removes them.</p>
+      <p>
+        Deleting a golden image cannot be undone. Delete it in the portal too. Its packages become “retired”: garbage collection keeps them for the
+        grace period (MIRROR_GC_GRACE) after this and after their last download, in case a Mac still fetches them.
+      </p>
       {image.groups.length > 0 ? (
         <p>
           <strong>These groups will be left without a golden image:</strong> {image.groups.map((g) => g.name).join(', ')}.
@@ -331,3 +304,173 @@ export const ImageDeletePage: FC<Common & { image: ImageView }> = ({ image, ...c
     </div>
   </Layout>
 );
+
+/** One architecture of the portal form: "Apple silicon — enabled", then its Download URL and SHA-256. */
+const ArchPortalValues: FC<{ arch: Arch; image: ImageView; portal: PortalValues; address: PublicAddress }> = ({ arch, image, portal, address }) => {
+  const a = portal.architectures[arch];
+  return (
+    <section class="card" aria-labelledby={`h-${arch}`}>
+      <h3 id={`h-${arch}`}>
+        {a.label} — {a.enabled ? 'enabled' : 'not enabled'}
+      </h3>
+      {!a.enabled ? (
+        <p class="muted">Leave “Enable for {a.label}” off in the portal.</p>
+      ) : (
+        <>
+          <p class="muted">Tick “Enable for {a.label}” in the portal.</p>
+          {a.downloadUrl ? (
+            <>
+              <CopyField id={`url-${arch}`} label="Download URL" value={a.downloadUrl} />
+              {address.warnings.map((w) => (
+                <p class="warn-text">{w}</p>
+              ))}
+            </>
+          ) : (
+            <NotReadyField
+              id={`url-${arch}`}
+              label="Download URL"
+              reason={
+                address.url === null ? (
+                  <>
+                    no public address is set, so there is no link Macs could use yet. <a href="/admin/settings">Set the public address</a>.
+                  </>
+                ) : (
+                  'the package is not stored on this mirror.'
+                )
+              }
+            />
+          )}
+          {a.sha256 && <CopyField id={`sha-${arch}`} label="SHA-256" value={a.sha256} />}
+          <p class="muted">
+            {formatBytes(a.size)} · <StateBadge state={image[arch].state} /> · {image[arch].downloads} downloads, last {formatDate(image[arch].lastDownloadAt)}
+          </p>
+        </>
+      )}
+    </section>
+  );
+};
+
+/** What each field of the portal's form expects, and how a Mac uses the link. */
+const PortalHelp: FC = () => (
+  <aside class="card help" aria-labelledby="portal-help">
+    <h3 id="portal-help">What goes where in the portal</h3>
+    <dl>
+      <dt>Name, Description</dt>
+      <dd>Shown to the users of the groups you assign; the description is optional.</dd>
+      <dt>Enable for Apple silicon / Intel</dt>
+      <dd>Tick an architecture only when it has a package here; Macs of the other kind are then offered nothing.</dd>
+      <dt>Download URL</dt>
+      <dd>
+        The direct link to the <code>.pvmp</code> on this mirror. It must start with an address every Mac can reach (set under{' '}
+        <a href="/admin/settings">Settings</a>) and needs no sign-in.
+      </dd>
+      <dt>SHA-256</dt>
+      <dd>The package’s 64-digit checksum (the one in the <code>.txt</code> that “Prepare for Transfer” wrote); the download is checked against it.</dd>
+    </dl>
+    <p class="muted">
+      How a Mac fetches it: when a user of an assigned group creates a virtual machine, Parallels Desktop on that Mac downloads the package from the
+      Download URL with plain HTTP(S) requests (resuming with ranges after an interruption) and checks it against the SHA-256 before unpacking it.
+    </p>
+  </aside>
+);
+
+const fieldLabel: Record<PortalFieldChange['field'], string> = { enabled: 'Enable', downloadUrl: 'Download URL', sha256: 'SHA-256' };
+
+function shown(value: PortalFieldChange['from']): string {
+  if (value === true) return 'on';
+  if (value === false) return 'off';
+  return value ?? 'not ready';
+}
+
+/** "Portal values changed — update the portal": old and new side by side, and the button that marks it done. */
+export const PortalChangeBox: FC<{ image: { id: number; name: string }; change: PortalChange; csrf: string; back: string; heading?: 'h2' | 'h3' }> = ({
+  image,
+  change,
+  csrf,
+  back,
+  heading = 'h2',
+}) => {
+  const Heading = heading;
+  return (
+    <section class="card pending changes" aria-labelledby={`change-${image.id}`} data-pending-image={String(image.id)}>
+      <Heading id={`change-${image.id}`}>
+        Portal values changed — update the portal{heading === 'h3' ? `: ${image.name}` : ''}
+      </Heading>
+      <p>
+        {change.since ? `Since ${formatDate(change.since)}, t` : 'T'}he portal needs other values than those last confirmed on {formatDate(change.confirmedAt)}. Until
+        you copy the new values into the portal, Macs keep getting the old ones, and the old packages are kept.
+      </p>
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">Field</th>
+              <th scope="col">In the portal now</th>
+              <th scope="col">New value</th>
+            </tr>
+          </thead>
+          <tbody>
+            {change.changes.map((ch) => (
+              <tr>
+                <th scope="row">
+                  {ch.label}: {fieldLabel[ch.field]}
+                </th>
+                <td class="old">{shown(ch.from)}</td>
+                <td class="new">{shown(ch.to)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <form method="post" action={`/admin/images/${image.id}/portal/confirm`} class="actions">
+        <CsrfField token={csrf} />
+        <input type="hidden" name="fingerprint" value={change.fingerprint} />
+        <input type="hidden" name="back" value={back} />
+        <button type="submit">I updated the portal</button>
+        {heading === 'h3' && <a href={`/admin/images/${image.id}`}>Open {image.name}</a>}
+      </form>
+    </section>
+  );
+};
+
+/** The last link check (shown on GET after the check's POST redirected here). */
+const CheckResult: FC<{ check: LinkCheckReport; portal: PortalValues }> = ({ check, portal }) => {
+  const stale = Object.entries(check.architectures).some(([arch, r]) => r.url !== portal.architectures[arch as Arch]?.downloadUrl);
+  if (stale) {
+    // A check of other links says nothing about these: do not show its verdict next to them.
+    return (
+      <p class="card muted" id="check-result">
+        The last check ({formatDate(check.checkedAt)}) was of links that have changed since; check again.
+      </p>
+    );
+  }
+  const warned = check.warnings.length > 0;
+  const headline = !check.ok ? 'Some links do not work.' : warned ? 'The links answer on this server, but Macs cannot reach them.' : 'All links work from this server.';
+  return (
+    <div class={`card ${!check.ok ? 'alert' : warned ? 'warned' : ''}`} id="check-result" role="status">
+      {/* Steps that passed stay in normal colours; only the headline and the warnings are red when Macs cannot reach the address. */}
+      <p>
+        <strong class={check.ok && warned ? 'warn-text' : undefined}>{headline}</strong> Checked {formatDate(check.checkedAt)}.
+      </p>
+      <p class="muted">{check.note}</p>
+      {check.warnings.map((w) => (
+        <p class="warn-text">{w}</p>
+      ))}
+      {Object.entries(check.architectures).map(([arch, result]) => (
+        <div>
+          <h3>
+            {result.label}: {result.ok ? 'ok' : 'failed'}
+          </h3>
+          <ul class="steps">
+            {result.steps.map((s) => (
+              <li class={s.ok ? 'ok' : 'bad'}>
+                {s.name}: {s.detail}
+              </li>
+            ))}
+          </ul>
+          {result.curl && <CopyField id={`curl-${arch}`} label="Confirm on a Mac (Terminal)" value={result.curl} />}
+        </div>
+      ))}
+    </div>
+  );
+};

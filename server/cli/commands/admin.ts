@@ -1,18 +1,24 @@
 /** CLI for scripts: golden images, groups, API tokens and the admin password, each with --json. */
-import { configuredBaseUrl } from '../../links.js';
 import { cliActor } from '../../services/audit.js';
 import { createApiToken, listApiTokens, resetPassword, revokeApiToken, TOKEN_SCOPES } from '../../services/auth.js';
 import { createGroup, findGroupRef, listGroups, updateGroup, type GroupView } from '../../services/groups.js';
 import { createImage, deleteImage, findImageRef, getImage, listImages, portalValues, type ImageView } from '../../services/images.js';
+import { confirmPortalValues } from '../../services/portal-changes.js';
 import type { Runtime } from '../../runtime.js';
+import type { PublicAddress } from '../../services/settings.js';
+import { cliPublicAddress, NOT_READY } from '../public-address.js';
 import { parseCommandArgs, type Command, type CommandContext } from '../context.js';
 import { printJson, printLine, table, UsageError } from '../output.js';
 
-async function withRuntime<T>(ctx: CommandContext, fn: (runtime: Runtime, baseUrl: string) => Promise<T>): Promise<T> {
+async function withRuntime<T>(ctx: CommandContext, fn: (runtime: Runtime, address: PublicAddress) => Promise<T>, links = false): Promise<T> {
   const config = ctx.loadConfig();
   const runtime = await ctx.openRuntime(config);
   try {
-    return await fn(runtime, configuredBaseUrl(config).url);
+    // Only commands that print links resolve (and comment on) the public address.
+    const address: PublicAddress = links
+      ? await cliPublicAddress(runtime)
+      : { url: null, source: 'unset', stored: null, updatedAt: null, updatedBy: null, warnings: [] };
+    return await fn(runtime, address);
   } finally {
     await runtime.close();
   }
@@ -24,38 +30,44 @@ function subcommand(ctx: CommandContext, names: string[], usage: string): { name
   return { name, args };
 }
 
-function printImage(view: ImageView): void {
-  const portal = portalValues(view);
+function printImage(view: ImageView, address: PublicAddress): void {
+  const portal = portalValues(view, address);
   printLine(`golden image ${view.id}: ${view.name}`);
   if (view.description) printLine(`description: ${view.description}`);
   for (const [, a] of Object.entries(portal.architectures)) {
     printLine(`${a.label}: ${a.enabled ? 'enabled' : 'disabled'}`);
     if (a.enabled) {
-      printLine(`  Download URL: ${a.downloadUrl ?? '-'}`);
+      printLine(`  Download URL: ${a.downloadUrl ?? (address.url === null ? NOT_READY : '-')}`);
       printLine(`  SHA-256:      ${a.sha256 ?? '-'}`);
     }
   }
   printLine(`groups: ${view.groups.map((g) => (g.primary ? `${g.name} (primary license key)` : g.name)).join(', ') || 'none'}`);
   for (const problem of portal.problems) printLine(`warning: ${problem}`);
+  if (portal.pendingChange) {
+    printLine('portal values changed — update the portal, then: goldmirror image portal-updated ' + String(view.id));
+    for (const ch of portal.pendingChange.changes) printLine(`  ${ch.label} ${ch.field}: ${String(ch.from ?? '-')} → ${String(ch.to ?? '-')}`);
+  }
 }
 
 const IMAGE_USAGE =
   'goldmirror image create NAME [--description TEXT] [--arm64 SHA256] [--x86_64 SHA256] [--json]\n' +
-  '       goldmirror image list|show NAME_OR_ID|delete NAME_OR_ID [--json]';
+  '       goldmirror image list|show NAME_OR_ID|delete NAME_OR_ID [--json]\n' +
+  '       goldmirror image portal-updated NAME_OR_ID [--json]   (after copying changed values into the portal)';
 
 export const imageCommand: Command = {
-  summary: 'manage golden images (create, list, show, delete)',
+  summary: 'manage golden images (create, list, show, delete, portal-updated)',
   usage: IMAGE_USAGE,
   async run(ctx) {
-    const { name, args } = subcommand(ctx, ['create', 'list', 'show', 'delete'], IMAGE_USAGE);
+    const { name, args } = subcommand(ctx, ['create', 'list', 'show', 'delete', 'portal-updated'], IMAGE_USAGE);
     const { values, positionals } = parseCommandArgs(args, {
       json: { type: 'boolean', default: false },
       description: { type: 'string' },
       arm64: { type: 'string' },
       x86_64: { type: 'string' },
     });
-    return withRuntime(ctx, async (runtime, baseUrl) => {
+    return withRuntime(ctx, async (runtime, address) => {
       const deps = { db: runtime.db };
+      const baseUrl = address.url;
       if (name === 'list') {
         if (positionals.length) throw new UsageError('image list takes no arguments');
         const images = await listImages(deps, baseUrl);
@@ -79,12 +91,18 @@ export const imageCommand: Command = {
       if (name === 'create') {
         const arch = (sha: string | undefined) => (sha === undefined ? undefined : { enabled: true, sha256: sha });
         const view = await createImage(deps, cliActor, { name: ref, description: values.description, arm64: arch(values.arm64), x86_64: arch(values.x86_64) }, baseUrl);
-        return values.json ? printJson(view) : printImage(view);
+        return values.json ? printJson(view) : printImage(view, address);
       }
       const row = await findImageRef(deps, ref);
       if (name === 'show') {
         const view = await getImage(deps, row.id, baseUrl);
-        return values.json ? printJson({ ...view, portal: portalValues(view) }) : printImage(view);
+        return values.json ? printJson({ ...view, portal: portalValues(view, address) }) : printImage(view, address);
+      }
+      if (name === 'portal-updated') {
+        const changed = await confirmPortalValues(deps, cliActor, row.id, baseUrl, undefined);
+        const view = await getImage(deps, row.id, baseUrl);
+        if (values.json) return printJson(portalValues(view, address));
+        return printLine(changed ? `marked the portal values of ${view.name} as updated` : `nothing to do: the portal values of ${view.name} had not changed`);
       }
       const result = await deleteImage(deps, cliActor, row.id, baseUrl);
       if (values.json) return printJson(result);
@@ -92,7 +110,7 @@ export const imageCommand: Command = {
       if (result.groupsLeftWithoutImage.length) {
         printLine(`these groups now have no golden image: ${result.groupsLeftWithoutImage.map((g) => g.name).join(', ')}`);
       }
-    });
+    }, true);
   },
 };
 

@@ -1,12 +1,13 @@
 import fs from 'node:fs/promises';
 import { parseChecksumText, parseSha256, type Sha256 } from '../../../storage/digest.js';
 import { isStorageError } from '../../../storage/errors.js';
-import { configuredBaseUrl, downloadUrl } from '../../links.js';
+import { downloadUrl } from '../../links.js';
 import { listBlobs } from '../../repos/blobs.js';
 import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
 import { parseCommandArgs, type Command } from '../context.js';
 import { CliError, humanBytes, printJson, printLine, table, UsageError } from '../output.js';
+import { cliPublicAddress, NOT_READY } from '../public-address.js';
 
 export const importCommand: Command = {
   summary: 'store a .pvmp package and print its SHA-256 and download link',
@@ -54,8 +55,8 @@ export const importCommand: Command = {
         throw err;
       }
       const { blob, created } = result;
-      const base = configuredBaseUrl(config);
-      const url = downloadUrl(base.url, blob.sha256, blob.name);
+      const base = (await cliPublicAddress(runtime)).url;
+      const url = base === null ? null : downloadUrl(base, blob.sha256, blob.name);
       if (values.json) {
         printJson({ sha256: blob.sha256, size: blob.size, url, name: blob.name, arch: blob.arch, created, verified: expected !== undefined });
       } else {
@@ -63,10 +64,7 @@ export const importCommand: Command = {
         printLine(`sha256: ${blob.sha256}`);
         printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
         printLine(`arch:   ${blob.arch}${blob.arch === 'unknown' ? ' (give --arch arm64 or --arch x86_64 to record it)' : ''}`);
-        printLine(`url:    ${url}`);
-        if (base.guessed) {
-          process.stderr.write('note: MIRROR_PUBLIC_URL is not set; the link uses this machine\'s host name\n');
-        }
+        printLine(`url:    ${url ?? NOT_READY}`);
       }
     } finally {
       await runtime.close();
@@ -83,7 +81,8 @@ export const listCommand: Command = {
     const config = ctx.loadConfig();
     const runtime = await ctx.openRuntime(config);
     try {
-      const base = configuredBaseUrl(config).url;
+      // The table has no links; only --json prints them (and the note about the address).
+      const base = values.json ? (await cliPublicAddress(runtime)).url : null;
       const blobs = (await listBlobs(runtime.db)).map((b) => ({
         sha256: b.sha256,
         size: b.size,
@@ -91,7 +90,7 @@ export const listCommand: Command = {
         state: b.state,
         arch: b.arch,
         createdAt: new Date(b.created_at).toISOString(),
-        url: downloadUrl(base, b.sha256, b.name),
+        url: base === null ? null : downloadUrl(base, b.sha256, b.name),
       }));
       if (values.json) return printJson(blobs);
       if (blobs.length === 0) return printLine('no packages stored yet; add one with: goldmirror import FILE.pvmp');

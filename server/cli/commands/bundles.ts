@@ -6,7 +6,8 @@ import { buildManifest, exportBundle } from '../../bundles/export.js';
 import { fetchIntoStore } from '../../bundles/fetch.js';
 import { importBundle, type ImportReport } from '../../bundles/import.js';
 import { syncFrom } from '../../bundles/sync.js';
-import { configuredBaseUrl, downloadUrl } from '../../links.js';
+import { downloadUrl } from '../../links.js';
+import { cliPublicAddress, NOT_READY } from '../public-address.js';
 import { cliActor } from '../../services/audit.js';
 import { parseSha256 } from '../../../storage/digest.js';
 import { parseCommandArgs, type Command } from '../context.js';
@@ -134,12 +135,13 @@ export const fetchCommand: Command = {
         checksumUrl: values['checksum-url'],
         onProgress: progressPrinter('downloading'),
       });
-      const url = downloadUrl(configuredBaseUrl(config).url, blob.sha256, blob.name);
+      const base = (await cliPublicAddress(runtime)).url;
+      const url = base === null ? null : downloadUrl(base, blob.sha256, blob.name);
       if (values.json) return printJson({ sha256: blob.sha256, size: blob.size, url, name: blob.name, created });
       printLine(`${created ? 'stored' : 'already stored'}: ${positionals[0]}`);
       printLine(`sha256: ${blob.sha256}`);
       printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
-      printLine(`url:    ${url}`);
+      printLine(`url:    ${url ?? NOT_READY}`);
     } finally {
       await runtime.close();
     }

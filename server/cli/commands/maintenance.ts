@@ -5,6 +5,7 @@ import { findBlob } from '../../repos/blobs.js';
 import { cliActor } from '../../services/audit.js';
 import { collectGarbage } from '../../services/gc.js';
 import { runDoctor } from '../../services/doctor.js';
+import { resolvePublicAddress } from '../../services/settings.js';
 import { parseCommandArgs, type Command } from '../context.js';
 import { CliError, humanBytes, printJson, printLine, UsageError } from '../output.js';
 
@@ -41,6 +42,13 @@ export const verifyCommand: Command = {
   },
 };
 
+const KEPT_BECAUSE = {
+  grace: 'within the grace period',
+  'in-use': 'a transfer is running',
+  portal: 'retired, but the portal still sends Macs here: update the portal and mark it updated on the image page',
+  downloaded: 'retired, but downloaded within the grace period',
+} as const;
+
 export const gcCommand: Command = {
   summary: 'remove packages no golden image uses (older than the grace period, not in use)',
   usage: 'goldmirror gc [--dry-run] [--json]',
@@ -56,7 +64,7 @@ export const gcCommand: Command = {
       if (values.json) return printJson(report);
       const verb = report.dryRun ? 'would remove' : 'removed';
       for (const r of report.removed) printLine(`${verb} ${r.sha256}  ${humanBytes(r.size)}${r.orphanFile ? '  (file without a database row)' : `  ${r.name}`}`);
-      for (const k of report.kept) printLine(`kept ${k.sha256}  (${k.reason === 'grace' ? 'younger than the grace period' : 'a transfer is running'})`);
+      for (const k of report.kept) printLine(`kept ${k.sha256}  (${KEPT_BECAUSE[k.reason]})`);
       printLine(`${verb} ${report.removed.length} package(s), ${humanBytes(report.freedBytes)}`);
     } finally {
       await runtime.close();
@@ -82,7 +90,9 @@ export const doctorCommand: Command = {
         printLine(`disk:      ${humanBytes(report.disk.freeBytes)} free of ${humanBytes(report.disk.totalBytes)} (minimum ${humanBytes(report.disk.minFreeBytes)})`);
         printLine(`files:     ${report.files.orphaned.length} orphaned, ${report.files.missing.length} missing, ${report.files.wrongSize.length} wrong size, ` +
           `${report.files.tmpFiles} temp, ${report.files.quarantined} quarantined, ${report.files.unfinishedUploads} unfinished uploads`);
-        printLine(`public URL: ${String(report.config.publicUrl) || '(from each request)'}`);
+        const address = await resolvePublicAddress(runtime);
+        printLine(`public address: ${address.url ?? 'NOT SET (no download link is offered; goldmirror settings public-url URL)'}${address.source === 'config' ? ' (MIRROR_PUBLIC_URL)' : ''}`);
+        for (const warning of address.warnings) printLine(`           warning: ${warning}`);
         printLine(report.ok ? 'no problems found' : `problems:\n${report.problems.map((p) => `  - ${p}`).join('\n')}`);
         if (report.warnings.length > 0) printLine(`warnings:\n${report.warnings.map((w) => `  - ${w}`).join('\n')}`);
       }

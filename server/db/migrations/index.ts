@@ -4,6 +4,7 @@ import * as m0002 from './0002-portal-model.js';
 import * as m0003 from './0003-activity.js';
 import * as m0004 from './0004-ingested-at.js';
 import * as m0005 from './0005-token-scopes.js';
+import * as m0006 from './0006-portal-state.js';
 import * as m0008 from './0008-blob-arch.js';
 
 /** Static list (no directory scanning): the build and the bundle see exactly these. */
@@ -13,6 +14,7 @@ const migrations: Record<string, Migration> = {
   '0003-activity': m0003,
   '0004-ingested-at': m0004,
   '0005-token-scopes': m0005,
+  '0006-portal-state': m0006,
   '0008-blob-arch': m0008,
 };
 
