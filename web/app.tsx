@@ -18,6 +18,7 @@ import { listAudit } from '../server/services/audit.js';
 import { changePassword, login, logout } from '../server/services/auth.js';
 import { deleteBlob, getBlobView, listBlobViews } from '../server/services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../server/services/groups.js';
+import { applyGroupsCsv, exportGroupsCsv, readGroupsCsv, type CsvProblem, type GroupCsvRow } from '../server/services/groups-csv.js';
 import { createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
 import { ingest } from '../server/services/ingest.js';
 import { integritySummary } from '../server/services/integrity.js';
@@ -27,7 +28,7 @@ import { parseChecksumText, parseSha256, type Sha256 } from '../storage/digest.j
 import { AccountPage, ErrorPage, LoginPage } from './pages/auth.js';
 import { BlobPage, BlobsPage, UploadPage } from './pages/blobs.js';
 import { DashboardPage } from './pages/dashboard.js';
-import { GroupEditPage, GroupsPage, type GroupFormValues } from './pages/groups.js';
+import { GroupDeletePage, GroupEditPage, GroupsPage, GroupUnassignPage, type GroupFormValues } from './pages/groups.js';
 import { ImageDeletePage, ImageFormPage, ImagePortalPage, ImagesPage, type ImageFormValues } from './pages/images.js';
 
 /** Fixed set of script files (never a path from the request). */
@@ -257,17 +258,51 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   });
 
   async function renderPortal(c: WebContext, image: ImageView, check: LinkCheckReport | null, error?: string, status: 200 | 400 | 404 | 409 | 422 = 200) {
-    const assignable = (await listGroups(deps)).filter((g) => g.imageId === null);
-    return c.html(<ImagePortalPage {...common(c)} image={image} check={check} assignable={assignable} error={error} />, status);
+    const groups = await listGroups(deps);
+    const assignable = groups.filter((g) => g.imageId === null);
+    return c.html(<ImagePortalPage {...common(c)} image={image} check={check} assignable={assignable} groupCount={groups.length} error={error} />, status);
   }
 
   // Groups
-  const groupsPage = async (c: WebContext, values: GroupFormValues, error?: { message: string; fields: Record<string, string>; status: 400 | 404 | 409 | 422 }) =>
+  const groupsPage = async (
+    c: WebContext,
+    values: GroupFormValues,
+    error?: { message: string; fields: Record<string, string>; status: 400 | 404 | 409 | 422 | 413; csvProblems?: CsvProblem[] | undefined },
+    flashText?: string,
+  ) =>
     c.html(
-      <GroupsPage {...common(c)} groups={await listGroups(deps)} images={await listImages(deps, base(c))} values={values} error={error?.message} fieldErrors={error?.fields} />,
+      <GroupsPage
+        {...common(c)}
+        flash={flashText ?? flash(c)}
+        groups={await listGroups(deps)}
+        images={await listImages(deps, base(c))}
+        values={values}
+        error={error?.message}
+        fieldErrors={error?.fields}
+        csvProblems={error?.csvProblems}
+      />,
       error?.status ?? 200,
     );
-  web.get('/groups', (c) => groupsPage(c, { name: '', licenseKey: '', primary: false, imageId: '' }));
+  web.get('/groups', (c) => groupsPage(c, { name: '', licenseKey: '', primary: false, imageId: '' }, undefined, importFlash(c)));
+  web.get('/groups.csv', async (c) => {
+    c.header('Content-Type', 'text/csv; charset=utf-8; header=present');
+    c.header('Content-Disposition', `attachment; filename="goldmirror-groups-${new Date().toISOString().slice(0, 10)}.csv"`);
+    return c.body(await exportGroupsCsv(deps));
+  });
+  web.post('/groups/import', async (c) => {
+    try {
+      const { rows, dryRun } = await receiveGroupsCsv(c);
+      const report = await applyGroupsCsv(deps, c.get('actor'), rows, { dryRun });
+      const counts = `created=${report.created.length}&updated=${report.updated.length}&unchanged=${report.unchanged.length}`;
+      return c.redirect(`/admin/groups?done=${dryRun ? 'groups-checked' : 'groups-imported'}&${counts}`, 303);
+    } catch (err) {
+      const e = formError(err);
+      const problems = toAppError(err).details.problems as CsvProblem[] | undefined;
+      if (problems) c.header('Connection', 'close');
+      const message = problems ? `Nothing was imported: the file has ${problems.length === 1 ? 'a problem' : `${problems.length} problems`} (listed below).` : e.message;
+      return groupsPage(c, { name: '', licenseKey: '', primary: false, imageId: '' }, { message, fields: {}, status: e.status, csvProblems: problems });
+    }
+  });
   web.post('/groups', async (c) => {
     const values = groupValues(await c.req.parseBody());
     try {
@@ -294,15 +329,26 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
       return c.html(<GroupEditPage {...common(c)} group={group} images={await listImages(deps, base(c))} values={values} error={e.message} fieldErrors={e.fields} />, e.status);
     }
   });
+  // Removing an assignment and deleting a group ask first (a GET page), as deleting an image does;
+  // a post without the page's confirm=yes (an old form, another page's Remove button) is sent there.
+  web.get('/groups/:id/unassign', async (c) => {
+    const group = await getGroup(deps, parseId(c.req.param('id'), 'group'));
+    return c.html(<GroupUnassignPage {...common(c)} group={group} back={safeBack(c.req.query('back'), group.id)} />);
+  });
   web.post('/groups/:id/unassign', async (c) => {
     const id = parseId(c.req.param('id'), 'group');
     const form = await c.req.parseBody();
+    const back = safeBack(field(form, 'back'), id);
+    if (form.confirm !== 'yes') return c.redirect(`/admin/groups/${id}/unassign?back=${encodeURIComponent(back)}`, 303);
     await updateGroup(deps, c.get('actor'), id, { imageId: null });
-    const back = field(form, 'back');
-    return done(c, /^\/admin\/images\/\d+$/.test(back) ? back : '/admin/groups', 'group-unassigned');
+    return done(c, back, 'group-unassigned');
   });
+  web.get('/groups/:id/delete', async (c) => c.html(<GroupDeletePage {...common(c)} group={await getGroup(deps, parseId(c.req.param('id'), 'group'))} />));
   web.post('/groups/:id/delete', async (c) => {
-    await deleteGroup(deps, c.get('actor'), parseId(c.req.param('id'), 'group'));
+    const id = parseId(c.req.param('id'), 'group');
+    const form = await c.req.parseBody();
+    if (form.confirm !== 'yes') return c.redirect(`/admin/groups/${id}/delete`, 303);
+    await deleteGroup(deps, c.get('actor'), id);
     return done(c, '/admin/groups', 'group-deleted');
   });
 
@@ -430,6 +476,54 @@ async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string
       reject(cut);
     });
     source.pipe(parser);
+  });
+}
+
+/** Where a confirmation leads back to: the image page or the group's own page, nothing else. */
+function safeBack(back: string | undefined, groupId: number): string {
+  return back && /^\/admin\/(images|groups)\/\d+$/.test(back) ? back : `/admin/groups/${groupId}`;
+}
+
+/** The flash after a CSV import (post/redirect/get): built from counts only, never from request text. */
+function importFlash(c: Context): string | undefined {
+  const kind = c.req.query('done');
+  if (kind !== 'groups-imported' && kind !== 'groups-checked') return undefined;
+  const n = (key: string) => Number(/^\d{1,6}$/.test(c.req.query(key) ?? '') ? c.req.query(key) : 0);
+  const [created, updated, unchanged] = [n('created'), n('updated'), n('unchanged')];
+  return kind === 'groups-checked'
+    ? `The file is fine: importing it would create ${created}, update ${updated} and leave ${unchanged} group(s) unchanged. Nothing was changed.`
+    : `Groups imported: ${created} created, ${updated} updated, ${unchanged} unchanged.`;
+}
+
+/** The CSV import form: the file is streamed into the reader (capped there), never buffered whole. */
+async function receiveGroupsCsv(c: Context): Promise<{ rows: GroupCsvRow[]; dryRun: boolean }> {
+  const body = c.req.raw.body;
+  if (!body) throw new AppError('BAD_REQUEST', 'the import form arrived empty');
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({ headers: Object.fromEntries(c.req.raw.headers), limits: { files: 1, fields: 5, fieldSize: 1024 } });
+    } catch {
+      reject(new AppError('BAD_REQUEST', 'the import must be sent as multipart/form-data'));
+      return;
+    }
+    let dryRun = false;
+    let rows: Promise<GroupCsvRow[]> | null = null;
+    parser.on('field', (name, value) => {
+      if (name === 'dryRun') dryRun = value === 'on';
+    });
+    parser.on('file', (name, stream) => {
+      if (name !== 'file' || rows) return void stream.resume();
+      rows = readGroupsCsv(stream);
+      // A reader that stopped early (a bad line) must not stall the form: drain the rest.
+      rows.catch(() => stream.resume());
+    });
+    parser.on('error', (err: Error) => reject(new AppError('BAD_REQUEST', `the import form is malformed: ${err.message}`)));
+    parser.on('close', () => {
+      if (!rows) reject(new AppError('VALIDATION_FAILED', 'pick a CSV file to import', { fields: [{ field: 'file', message: 'required' }] }));
+      else rows.then((r) => resolve({ rows: r, dryRun }), reject);
+    });
+    Readable.fromWeb(body).on('error', (err) => parser.destroy(err)).pipe(parser);
   });
 }
 

@@ -98,6 +98,27 @@ export interface AuditLogTable {
   details: string;
 }
 
+/** One download body served (see migration 0007 and services/download-log.ts). */
+export interface DownloadLogTable {
+  id: Generated<number>;
+  started_at: number;
+  finished_at: number;
+  duration_ms: number;
+  sha256: string;
+  image_id: number | null;
+  image_name: string | null;
+  arch: string | null;
+  client: string;
+  user_agent: string;
+  status: number;
+  first_byte: number | null;
+  bytes_planned: number;
+  bytes_sent: number;
+  size: number;
+  result: 'complete' | 'resumed' | 'aborted';
+  covers_end: Flag;
+}
+
 export interface Database {
   blobs: BlobsTable;
   images: ImagesTable;
@@ -109,6 +130,7 @@ export interface Database {
   audit_log: AuditLogTable;
   blob_activity: BlobActivityTable;
   download_stats: DownloadStatsTable;
+  download_log: DownloadLogTable;
 }
 
 export type BlobRow = Selectable<BlobsTable>;
@@ -118,3 +140,5 @@ export type ImageRow = Selectable<ImagesTable>;
 export type GroupRow = Selectable<GroupsTable>;
 export type UserRow = Selectable<UsersTable>;
 export type AuditRow = Selectable<AuditLogTable>;
+export type DownloadLogRow = Selectable<DownloadLogTable>;
+export type NewDownloadLogRow = Insertable<DownloadLogTable>;

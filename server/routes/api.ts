@@ -12,6 +12,7 @@ import { listAudit } from '../services/audit.js';
 import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../services/auth.js';
 import { deleteBlob, getBlobView, listBlobViews } from '../services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../services/groups.js';
+import { applyGroupsCsv, exportGroupsCsv, readGroupsCsv } from '../services/groups-csv.js';
 import { createImage, deleteImage, getImage, listImages, portalValues, updateImage } from '../services/images.js';
 import { checkImageLinks } from '../services/link-check.js';
 import { parseId, parseInput, sha256Field } from '../services/validation.js';
@@ -141,6 +142,25 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   });
 
   api.get('/groups', async (c) => c.json(await listGroups(deps)));
+  api.get('/groups.csv', async (c) => {
+    c.header('Content-Type', 'text/csv; charset=utf-8; header=present');
+    c.header('Content-Disposition', `attachment; filename="goldmirror-groups-${new Date().toISOString().slice(0, 10)}.csv"`);
+    return c.body(await exportGroupsCsv(deps));
+  });
+  api.post('/groups.csv', async (c) => {
+    const type = c.req.header('content-type') ?? '';
+    if (!/^(text\/csv|text\/plain|application\/csv)\b/i.test(type)) {
+      throw new AppError('BAD_REQUEST', 'send the CSV file as the request body with Content-Type: text/csv');
+    }
+    try {
+      const rows = await readGroupsCsv(Readable.fromWeb(c.req.raw.body ?? new ReadableStream()) as AsyncIterable<Uint8Array>);
+      return c.json(await applyGroupsCsv(deps, c.get('actor'), rows, { dryRun: c.req.query('dryRun') === 'true' }));
+    } catch (err) {
+      // The reader may stop before the end of the body; a keep-alive client must not reuse this socket.
+      c.header('Connection', 'close');
+      throw err;
+    }
+  });
   api.post('/groups', async (c) => c.json(await createGroup(deps, c.get('actor'), await jsonBody(c)), 201));
   api.get('/groups/:id', async (c) => c.json(await getGroup(deps, parseId(c.req.param('id'), 'group'))));
   api.patch('/groups/:id', async (c) => c.json(await updateGroup(deps, c.get('actor'), parseId(c.req.param('id'), 'group'), await jsonBody(c))));

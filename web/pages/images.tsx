@@ -126,8 +126,8 @@ const ArchFieldset: FC<{ arch: Arch; value: { enabled: boolean; sha256: string }
 };
 
 export const ImagePortalPage: FC<
-  Common & { image: ImageView; check: LinkCheckReport | null; assignable: GroupView[] }
-> = ({ image, check, assignable, ...c }) => {
+  Common & { image: ImageView; check: LinkCheckReport | null; assignable: GroupView[]; groupCount?: number }
+> = ({ image, check, assignable, groupCount, ...c }) => {
   const portal = portalValues(image);
   return (
     <Layout title={image.name} user={c.user} csrf={c.csrf} active="/admin/images" flash={c.flash} error={c.error} scripts={['/admin/assets/copy.js']}>
@@ -227,6 +227,10 @@ export const ImagePortalPage: FC<
             <button type="submit">Assign</button>
           </div>
         </form>
+      ) : groupCount === 0 ? (
+        <p class="muted">
+          No groups yet. <a href="/admin/groups">Create a group</a> to assign this image to it.
+        </p>
       ) : (
         <p class="muted">
           Every group already has a golden image. <a href="/admin/groups">Create a group</a>.

@@ -3,6 +3,7 @@ import * as m0001 from './0001-blobs.js';
 import * as m0002 from './0002-portal-model.js';
 import * as m0003 from './0003-activity.js';
 import * as m0004 from './0004-ingested-at.js';
+import * as m0007 from './0007-group-names-nocase-download-log.js';
 
 /** Static list (no directory scanning): the build and the bundle see exactly these. */
 const migrations: Record<string, Migration> = {
@@ -10,6 +11,7 @@ const migrations: Record<string, Migration> = {
   '0002-portal-model': m0002,
   '0003-activity': m0003,
   '0004-ingested-at': m0004,
+  '0007-group-names-nocase-download-log': m0007,
 };
 
 export const migrationProvider: MigrationProvider = {
