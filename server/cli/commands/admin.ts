@@ -131,7 +131,8 @@ export const groupCommand: Command = {
         const file = positionals[0];
         if (file === undefined || file === '-') return void process.stdout.write(csv);
         await writeFile(file, csv);
-        return void process.stderr.write(`wrote ${csv.split('\r\n').length - 2} groups to ${file}\n`);
+        const count = csv.split('\r\n').length - 2;
+        return void process.stderr.write(`wrote ${count} group${count === 1 ? '' : 's'} to ${file}\n`);
       }
       if (name === 'import') {
         if (positionals.length !== 1) throw new UsageError('group import takes exactly one FILE.csv (- for standard input)');
