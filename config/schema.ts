@@ -57,6 +57,8 @@ export const configSchema = z
     adminPassword: z.string().default(''),
     /** How long a graceful shutdown waits for running transfers. */
     shutdownTimeoutMs: durationMs.default(30_000),
+    /** Rows of the download log older than this are pruned (hourly); 0 = keep them all. */
+    downloadLogRetentionMs: durationMs.default(90 * 24 * 60 * 60 * 1000),
   })
   .strict()
   .refine((c) => c.syncFrom === '' || c.syncToken !== '', { message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM', path: ['syncToken'] })
@@ -90,6 +92,7 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_SYNC_FROM: { key: 'syncFrom', kind: 'string' },
   MIRROR_SYNC_TOKEN: { key: 'syncToken', kind: 'string' },
   MIRROR_SYNC_INTERVAL: { key: 'syncIntervalMs', kind: 'duration' },
+  MIRROR_DOWNLOAD_LOG_RETENTION: { key: 'downloadLogRetentionMs', kind: 'duration' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */

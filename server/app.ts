@@ -20,6 +20,7 @@ import type { IngestDeps } from './services/ingest.js';
 import type { TransferJobs } from './jobs/transfers.js';
 import type { Server as TusServer } from '@tus/server';
 import { checkHealth } from './services/health.js';
+import type { ActivityTracker } from './services/activity.js';
 
 export interface AppDeps {
   config: Config;
@@ -32,6 +33,8 @@ export interface AppDeps {
   transfers: TransferJobs;
   /** The tus server; created here when the caller has none (tests that only need the app). */
   uploads?: TusServer;
+  /** Downloads in progress and the batched download log (absent: the pages show only what is written). */
+  activity?: ActivityTracker;
 }
 
 /**

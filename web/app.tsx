@@ -28,6 +28,8 @@ import { parseChecksumText, parseSha256, type Sha256 } from '../storage/digest.j
 import { AccountPage, ErrorPage, LoginPage } from './pages/auth.js';
 import { BlobPage, BlobsPage, UploadPage } from './pages/blobs.js';
 import { DashboardPage } from './pages/dashboard.js';
+import { DownloadsPage, FinishedTable, InProgressTable } from './pages/downloads.js';
+import { downloadCharts, downloadFilterChoices, listDownloads, parseDownloadFilter, type DownloadFilter } from '../server/services/download-log.js';
 import { GroupDeletePage, GroupEditPage, GroupsPage, GroupUnassignPage, type GroupFormValues } from './pages/groups.js';
 import { ImageDeletePage, ImageFormPage, ImagePortalPage, ImagesPage, type ImageFormValues } from './pages/images.js';
 
@@ -36,6 +38,7 @@ const require = createRequire(import.meta.url);
 const ASSETS: Record<string, string> = {
   'copy.js': new URL('./assets/copy.js', import.meta.url).pathname,
   'upload.js': new URL('./assets/upload.js', import.meta.url).pathname,
+  'live.js': new URL('./assets/live.js', import.meta.url).pathname,
   'tus.min.js': require.resolve('tus-js-client/dist/tus.min.js'),
 };
 
@@ -156,13 +159,14 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   });
 
   web.get('/', async (c) => {
-    const [usage, blobs, images, groups, integrity, recentChanges] = await Promise.all([
+    const [usage, blobs, images, groups, integrity, recentChanges, charts] = await Promise.all([
       deps.store.diskUsage(),
       listBlobViews(db, base(c)),
       listImages(deps, base(c)),
       listGroups(deps),
       integritySummary(db),
       listAudit(db, { limit: 10 }),
+      downloadCharts(db, deps.activity),
     ]);
     const stats = await db.selectFrom('download_stats').selectAll().where('last_download_at', 'is not', null).orderBy('last_download_at', 'desc').limit(10).execute();
     const byBlob = new Map(blobs.map((b) => [b.sha256, b]));
@@ -184,6 +188,7 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
             images: [...new Set(byBlob.get(s.sha256)?.usedBy.map((u) => u.imageName) ?? [])],
           })),
           recentChanges,
+          charts,
         }}
       />,
     );
@@ -352,6 +357,32 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
     return done(c, '/admin/groups', 'group-deleted');
   });
 
+  // Downloads: the page, and its two tables alone for live.js.
+  web.get('/downloads', async (c) => {
+    const query = c.req.query();
+    let filter: DownloadFilter = {};
+    let error: string | undefined;
+    try {
+      filter = parseDownloadFilter(query);
+    } catch (err) {
+      error = formError(err).message;
+    }
+    // One after the other: the listing first writes pending rows, which the choices then see.
+    const page = await listDownloads(db, deps.activity, filter);
+    const choices = await downloadFilterChoices(db);
+    const retention = deps.config.downloadLogRetentionMs > 0 ? formatRetention(deps.config.downloadLogRetentionMs) : 'ever (never pruned)';
+    return c.html(<DownloadsPage {...common(c)} error={error} filter={filter} page={page} choices={choices} retention={retention} />, error ? 400 : 200);
+  });
+  web.get('/downloads/live', async (c) => {
+    const { part, ...query } = c.req.query();
+    const filter = parseDownloadFilter(query);
+    const page = await listDownloads(db, deps.activity, filter);
+    c.header('Cache-Control', 'no-store');
+    if (part === 'active') return c.html(<InProgressTable rows={page.inProgress} />);
+    const filtered = filter.image !== undefined || filter.arch !== undefined || !!filter.client || filter.result !== undefined;
+    return c.html(<FinishedTable rows={page.downloads} filtered={filtered} />);
+  });
+
   // Packages
   web.get('/blobs', async (c) => c.html(<BlobsPage {...common(c)} blobs={await listBlobViews(db, base(c))} />));
   web.get('/blobs/:sha256', async (c) => {
@@ -477,6 +508,14 @@ async function receiveMultipartUpload(c: Context, deps: AppDeps): Promise<string
     });
     source.pipe(parser);
   });
+}
+
+/** A retention period for people: whole days, else hours. */
+function formatRetention(ms: number): string {
+  const days = ms / 86_400_000;
+  if (Number.isInteger(days)) return `${days} day${days === 1 ? '' : 's'}`;
+  const hours = Math.round(ms / 3_600_000);
+  return `${hours} hour${hours === 1 ? '' : 's'}`;
 }
 
 /** Where a confirmation leads back to: the image page or the group's own page, nothing else. */

@@ -21,6 +21,8 @@ const NAV: Array<[string, string]> = [
   ['/admin/groups', 'Groups'],
   ['/admin/blobs', 'Packages'],
   ['/admin/upload', 'Upload'],
+  ['/admin/downloads', 'Downloads'],
+  ['/admin/history', 'History'],
 ];
 
 export const Layout: FC<PageProps> = (props) => (

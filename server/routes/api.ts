@@ -27,6 +27,8 @@ import { buildManifest, exportBundle } from '../bundles/export.js';
 import { importBundle } from '../bundles/import.js';
 import type { IngestDeps } from '../services/ingest.js';
 import type { TransferJobs } from '../jobs/transfers.js';
+import type { ActivityTracker } from '../services/activity.js';
+import { listDownloads, parseDownloadFilter } from '../services/download-log.js';
 
 const verifySchema = z
   .object({ sha256: sha256Field.optional(), all: z.boolean().optional(), wait: z.boolean().optional() })
@@ -50,6 +52,8 @@ export interface ApiDeps {
   uploads: TusServer;
   ingestDeps: IngestDeps;
   transfers: TransferJobs;
+  /** Downloads in progress on this node and the batched download log. */
+  activity?: ActivityTracker | undefined;
 }
 
 /** Routes that answer without an admin; the auth test walks every other route. */
@@ -225,6 +229,8 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
     if (!deps.transfers.cancel(c.req.param('id'))) throw new AppError('NOT_FOUND', 'no running fetch job with that id');
     return c.body(null, 204);
   });
+
+  api.get('/downloads', async (c) => c.json(await listDownloads(db, deps.activity, parseDownloadFilter(c.req.query()))));
 
   api.get('/audit', async (c) => {
     const limit = Number(c.req.query('limit') ?? 50);

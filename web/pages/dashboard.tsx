@@ -2,7 +2,9 @@ import type { FC } from 'hono/jsx';
 import type { CheckerStatus } from '../../server/jobs/integrity-checker.js';
 import type { AuditEntry } from '../../server/services/audit.js';
 import type { IntegritySummary } from '../../server/services/integrity.js';
+import type { DownloadCharts } from '../../server/services/download-log.js';
 import { CsrfField, formatBytes, formatDate, Layout } from '../layout.js';
+import { DownloadChartsSection } from './charts.js';
 
 export interface DashboardData {
   disk: { freeBytes: number; totalBytes: number; blobBytes: number };
@@ -13,6 +15,8 @@ export interface DashboardData {
   checks: CheckerStatus;
   recentDownloads: Array<{ sha256: string; name: string; downloads: number; lastDownloadAt: string | null; images: string[] }>;
   recentChanges: AuditEntry[];
+  /** Bytes per hour and downloads per day, last week (absent: no chart). */
+  charts?: DownloadCharts;
 }
 
 export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData; flash?: string | undefined }> = ({ user, csrf, data, flash }) => (
@@ -57,6 +61,8 @@ export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData
         <div class="muted">{data.groupCount} groups</div>
       </div>
     </div>
+
+    {data.charts && <DownloadChartsSection charts={data.charts} />}
 
     <h2>Integrity checks</h2>
     <div class="card">
