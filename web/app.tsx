@@ -14,7 +14,7 @@ import type { AppDeps } from '../server/app.js';
 import { AppError, toAppError } from '../server/errors.js';
 import { clientAddress, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../server/http/auth.js';
 import { requestBaseUrl } from '../server/links.js';
-import { listAudit } from '../server/services/audit.js';
+import { historyActors, listHistory, type HistoryQuery } from '../server/services/history.js';
 import { changePassword, login, logout } from '../server/services/auth.js';
 import { deleteBlob, getBlobView, listBlobViews } from '../server/services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../server/services/groups.js';
@@ -29,6 +29,7 @@ import { AccountPage, ErrorPage, LoginPage } from './pages/auth.js';
 import { BlobPage, BlobsPage, UploadPage } from './pages/blobs.js';
 import { DashboardPage } from './pages/dashboard.js';
 import { DownloadsPage, FinishedTable, InProgressTable } from './pages/downloads.js';
+import { HistoryPage } from './pages/history.js';
 import { downloadCharts, downloadFilterChoices, listDownloads, parseDownloadFilter, type DownloadFilter } from '../server/services/download-log.js';
 import { GroupDeletePage, GroupEditPage, GroupsPage, GroupUnassignPage, type GroupFormValues } from './pages/groups.js';
 import { ImageDeletePage, ImageFormPage, ImagePortalPage, ImagesPage, type ImageFormValues } from './pages/images.js';
@@ -165,7 +166,7 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
       listImages(deps, base(c)),
       listGroups(deps),
       integritySummary(db),
-      listAudit(db, { limit: 10 }),
+      listHistory(db, { limit: 10 }).then((h) => h.entries),
       downloadCharts(db, deps.activity),
     ]);
     const stats = await db.selectFrom('download_stats').selectAll().where('last_download_at', 'is not', null).orderBy('last_download_at', 'desc').limit(10).execute();
@@ -381,6 +382,21 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
     if (part === 'active') return c.html(<InProgressTable rows={page.inProgress} />);
     const filtered = filter.image !== undefined || filter.arch !== undefined || !!filter.client || filter.result !== undefined;
     return c.html(<FinishedTable rows={page.downloads} filtered={filtered} />);
+  });
+
+  // History: the audit log in sentences.
+  web.get('/history', async (c) => {
+    const before = c.req.query('before');
+    const query: HistoryQuery = {
+      limit: 50,
+      beforeId: before && /^\d{1,15}$/.test(before) ? Number(before) : undefined,
+      actor: c.req.query('actor') || undefined,
+      action: c.req.query('action') || undefined,
+      text: (c.req.query('q') ?? '').slice(0, 200).trim() || undefined,
+      signIns: c.req.query('logins') === '1',
+    };
+    const [{ entries, nextBefore }, actors] = await Promise.all([listHistory(db, query), historyActors(db)]);
+    return c.html(<HistoryPage {...common(c)} query={query} entries={entries} nextBefore={nextBefore} actors={actors} />);
   });
 
   // Packages

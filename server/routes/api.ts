@@ -8,7 +8,7 @@ import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
 import { clientAddress, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../http/auth.js';
 import { requestBaseUrl } from '../links.js';
-import { listAudit } from '../services/audit.js';
+import { listHistory } from '../services/history.js';
 import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../services/auth.js';
 import { deleteBlob, getBlobView, listBlobViews } from '../services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../services/groups.js';
@@ -235,7 +235,17 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   api.get('/audit', async (c) => {
     const limit = Number(c.req.query('limit') ?? 50);
     const before = Number(c.req.query('before'));
-    return c.json(await listAudit(db, { limit: Number.isFinite(limit) ? limit : 50, beforeId: Number.isFinite(before) ? before : undefined }));
+    const { entries, nextBefore } = await listHistory(db, {
+      limit: Number.isFinite(limit) ? limit : 50,
+      beforeId: Number.isFinite(before) ? before : undefined,
+      actor: c.req.query('actor') || undefined,
+      action: c.req.query('action') || undefined,
+      text: c.req.query('q') || undefined,
+      // The API lists sign-ins unless told not to; the history page hides them unless told to show them.
+      signIns: c.req.query('logins') !== 'false',
+    });
+    if (nextBefore !== null) c.header('X-Next-Before', String(nextBefore));
+    return c.json(entries.map(({ parts: _parts, ...entry }) => entry));
   });
 
   return api;

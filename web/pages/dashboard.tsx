@@ -1,10 +1,11 @@
 import type { FC } from 'hono/jsx';
 import type { CheckerStatus } from '../../server/jobs/integrity-checker.js';
-import type { AuditEntry } from '../../server/services/audit.js';
+import type { HistoryEntry } from '../../server/services/history.js';
 import type { IntegritySummary } from '../../server/services/integrity.js';
 import type { DownloadCharts } from '../../server/services/download-log.js';
 import { CsrfField, formatBytes, formatDate, Layout } from '../layout.js';
 import { DownloadChartsSection } from './charts.js';
+import { HistoryList } from './history.js';
 
 export interface DashboardData {
   disk: { freeBytes: number; totalBytes: number; blobBytes: number };
@@ -14,7 +15,8 @@ export interface DashboardData {
   integrity: IntegritySummary;
   checks: CheckerStatus;
   recentDownloads: Array<{ sha256: string; name: string; downloads: number; lastDownloadAt: string | null; images: string[] }>;
-  recentChanges: AuditEntry[];
+  /** Newest changes as sentences (sign-ins left out). */
+  recentChanges: HistoryEntry[];
   /** Bytes per hour and downloads per day, last week (absent: no chart). */
   charts?: DownloadCharts;
 }
@@ -130,30 +132,10 @@ export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData
     {data.recentChanges.length === 0 ? (
       <p class="muted">Nothing changed yet.</p>
     ) : (
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">When</th>
-              <th scope="col">Who</th>
-              <th scope="col">What</th>
-              <th scope="col" class="hide-narrow">
-                Target
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {data.recentChanges.map((a) => (
-              <tr>
-                <td>{formatDate(a.at)}</td>
-                <td>{a.actor}</td>
-                <td>{a.action}</td>
-                <td class="hide-narrow mono">{a.target}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <HistoryList entries={data.recentChanges} />
     )}
+    <p>
+      <a href="/admin/history">Full history →</a>
+    </p>
   </Layout>
 );
