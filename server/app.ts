@@ -9,6 +9,7 @@ import type { Config } from '../config/load.js';
 import type { Db } from './db/open.js';
 import { errorBody, toAppError } from './errors.js';
 import { requireAdmin } from './http/auth.js';
+import { redirectTrailingSlash } from './http/trailing-slash.js';
 import type { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -62,6 +63,8 @@ export function createApp(deps: AppDeps): Hono {
       'request',
     );
   });
+
+  app.use('*', redirectTrailingSlash());
 
   app.get('/healthz', async (c) => {
     const report = await checkHealth({ ...deps, minFreeBytes: deps.config.minFreeBytes });
