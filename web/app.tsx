@@ -18,7 +18,7 @@ import { historyActors, listHistory, type HistoryQuery } from '../server/service
 import { changePassword, login, logout } from '../server/services/auth.js';
 import { deleteBlob, getBlobView, listBlobViews } from '../server/services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../server/services/groups.js';
-import { applyGroupsCsv, exportGroupsCsv, readGroupsCsv, type CsvProblem, type GroupCsvRow } from '../server/services/groups-csv.js';
+import { applyGroupsCsv, exportGroupsCsv, readGroupsCsv, type CsvProblem, type GroupCsvFile } from '../server/services/groups-csv.js';
 import { createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
 import { ingest } from '../server/services/ingest.js';
 import { integritySummary } from '../server/services/integrity.js';
@@ -297,8 +297,8 @@ export function createWebApp(deps: AppDeps): Hono<AuthEnv> {
   });
   web.post('/groups/import', async (c) => {
     try {
-      const { rows, dryRun } = await receiveGroupsCsv(c);
-      const report = await applyGroupsCsv(deps, c.get('actor'), rows, { dryRun });
+      const { file, dryRun } = await receiveGroupsCsv(c);
+      const report = await applyGroupsCsv(deps, c.get('actor'), file, { dryRun });
       const counts = `created=${report.created.length}&updated=${report.updated.length}&unchanged=${report.unchanged.length}`;
       return c.redirect(`/admin/groups?done=${dryRun ? 'groups-checked' : 'groups-imported'}&${counts}`, 303);
     } catch (err) {
@@ -551,7 +551,7 @@ function importFlash(c: Context): string | undefined {
 }
 
 /** The CSV import form: the file is streamed into the reader (capped there), never buffered whole. */
-async function receiveGroupsCsv(c: Context): Promise<{ rows: GroupCsvRow[]; dryRun: boolean }> {
+async function receiveGroupsCsv(c: Context): Promise<{ file: GroupCsvFile; dryRun: boolean }> {
   const body = c.req.raw.body;
   if (!body) throw new AppError('BAD_REQUEST', 'the import form arrived empty');
   return new Promise((resolve, reject) => {
@@ -563,7 +563,7 @@ async function receiveGroupsCsv(c: Context): Promise<{ rows: GroupCsvRow[]; dryR
       return;
     }
     let dryRun = false;
-    let rows: Promise<GroupCsvRow[]> | null = null;
+    let rows: Promise<GroupCsvFile> | null = null;
     parser.on('field', (name, value) => {
       if (name === 'dryRun') dryRun = value === 'on';
     });
@@ -576,7 +576,7 @@ async function receiveGroupsCsv(c: Context): Promise<{ rows: GroupCsvRow[]; dryR
     parser.on('error', (err: Error) => reject(new AppError('BAD_REQUEST', `the import form is malformed: ${err.message}`)));
     parser.on('close', () => {
       if (!rows) reject(new AppError('VALIDATION_FAILED', 'pick a CSV file to import', { fields: [{ field: 'file', message: 'required' }] }));
-      else rows.then((r) => resolve({ rows: r, dryRun }), reject);
+      else rows.then((file) => resolve({ file, dryRun }), reject);
     });
     Readable.fromWeb(body).on('error', (err) => parser.destroy(err)).pipe(parser);
   });

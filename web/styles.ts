@@ -37,6 +37,7 @@ h2 { font-size:1.15rem; margin:1.6rem 0 .6rem; }
 .muted { color:var(--muted); }
 .empty { color:var(--muted); background:var(--card); border:1px dashed var(--line); border-radius:8px; padding:.8rem 1rem; }
 .mono { font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85rem; overflow-wrap:anywhere; }
+.nowrap { white-space:nowrap; }
 .visually-hidden { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); white-space:nowrap; }
 table { width:100%; border-collapse:collapse; background:var(--card); }
 th, td { text-align:left; padding:.45rem .6rem; border-bottom:1px solid var(--line); vertical-align:top; }
@@ -89,7 +90,8 @@ svg.chart { display:block; width:100%; height:auto; }
 .chart-bar:hover { fill:var(--fg); }
 .chart-rule line, line.chart-axis { stroke:var(--chart-rule); stroke-width:1; }
 line.chart-axis { stroke:var(--muted); }
-.chart-label { fill:var(--muted); font-size:11px; font-family:system-ui,sans-serif; }
+.chart-label { fill:var(--muted); font-size:12px; font-family:system-ui,sans-serif; }
+.chart-empty { font-size:14px; }
 details summary { cursor:pointer; color:var(--accent); margin:.2rem 0 .6rem; }
 @media (max-width:640px) { th, td { padding:.35rem .4rem; font-size:.9rem; } .hide-narrow { display:none; } .account { margin-left:0; } }
 `;

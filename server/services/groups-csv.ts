@@ -37,6 +37,12 @@ export interface GroupCsvRow {
   image?: string | null;
 }
 
+/** A file as read: its good rows, and the problems of the other lines (reported with the mirror's conflicts). */
+export interface GroupCsvFile {
+  rows: GroupCsvRow[];
+  problems: CsvProblem[];
+}
+
 export interface GroupCsvReport {
   dryRun: boolean;
   created: string[];
@@ -57,8 +63,12 @@ export async function exportGroupsCsv(deps: ServiceDeps): Promise<string> {
   return out;
 }
 
-/** Reads and checks the file's lines (syntax and each field) without looking at the mirror; throws CSV_INVALID listing every problem. */
-export async function readGroupsCsv(source: AsyncIterable<Uint8Array | string>, limits: CsvLimits = GROUP_CSV_LIMITS): Promise<GroupCsvRow[]> {
+/**
+ * Reads and checks the file's lines (syntax and each field) without looking
+ * at the mirror. A bad header or a file over the caps throws at once; other
+ * problems are collected for applyGroupsCsv to report together with conflicts.
+ */
+export async function readGroupsCsv(source: AsyncIterable<Uint8Array | string>, limits: CsvLimits = GROUP_CSV_LIMITS): Promise<GroupCsvFile> {
   const problems = new Problems();
   const rows: GroupCsvRow[] = [];
   let columns: Column[] | null = null;
@@ -87,22 +97,23 @@ export async function readGroupsCsv(source: AsyncIterable<Uint8Array | string>, 
     problems.add({ line: err.line, message: err.message });
   }
   if (columns === null && problems.list.length === 0) problems.add({ line: 1, message: `the file is empty; the first line must be the header ${GROUP_CSV_COLUMNS.join(',')}` });
-  problems.throwIfAny('CSV_INVALID');
-  return rows;
+  return { rows, problems: problems.list };
 }
 
 /**
  * Makes the mirror's groups match the rows: creates missing ones, updates
  * changed ones (a name that differs only in case takes the file's spelling).
  * Like the API, a group that has a golden image is not given another one
- * (clear its image first); those and taken license keys or primary flags
- * answer CSV_CONFLICT listing every line. Dry run: the report only.
+ * (clear its image first). Every problem of the file and every conflict with
+ * the mirror (a second image, a taken license key or primary flag) is listed
+ * in one error: CSV_INVALID when a line itself is wrong, else CSV_CONFLICT.
+ * Dry run: the report only.
  */
-export async function applyGroupsCsv(deps: ServiceDeps, actor: Actor, rows: GroupCsvRow[], options: { dryRun?: boolean } = {}): Promise<GroupCsvReport> {
+export async function applyGroupsCsv(deps: ServiceDeps, actor: Actor, file: GroupCsvFile, options: { dryRun?: boolean } = {}): Promise<GroupCsvReport> {
   const now = (deps.now ?? Date.now)();
   const dryRun = options.dryRun ?? false;
   return deps.db.transaction().execute(async (trx) => {
-    const plan = await planImport(trx, rows);
+    const plan = await planImport(trx, file);
     const report: GroupCsvReport = { dryRun, created: [], updated: [], unchanged: [] };
     for (const step of plan) report[step.kind].push(step.row.name);
     if (dryRun) return report;
@@ -120,7 +131,7 @@ export async function applyGroupsCsv(deps: ServiceDeps, actor: Actor, rows: Grou
         await recordAudit(trx, { actor, action: 'group.create', target: `group:${id}`, at: now, details: { ...details, name: step.row.name, licenseKey: step.next.licenseKey, primary: step.next.primary, imageId: step.next.imageId } });
       } else {
         await trx.updateTable('groups').set(values).where('id', '=', step.current.id).execute();
-        await recordAudit(trx, { actor, action: 'group.update', target: `group:${step.current.id}`, at: now, details: { ...details, ...step.changes, previousName: step.current.name, previousImageName: step.previousImageName } });
+        await recordAudit(trx, { actor, action: 'group.update', target: `group:${step.current.id}`, at: now, details: { ...details, ...step.changes, previousName: step.current.name, previousImageId: step.current.image_id, previousImageName: step.previousImageName } });
       }
     }
     return report;
@@ -138,7 +149,7 @@ interface Final {
   imageName: string | null;
 }
 
-async function planImport(db: Db, rows: GroupCsvRow[]): Promise<Step[]> {
+async function planImport(db: Db, { rows, problems: fileProblems }: GroupCsvFile): Promise<Step[]> {
   const groups = await db.selectFrom('groups').selectAll().execute();
   const images = await db.selectFrom('images').select(['id', 'name']).execute();
   const groupByKey = new Map(groups.map((g) => [foldCase(g.name), g]));
@@ -212,7 +223,8 @@ async function planImport(db: Db, rows: GroupCsvRow[]): Promise<Step[]> {
       else primary = { name: row.name, line: row.line };
     }
   }
-  problems.throwIfAny('CSV_CONFLICT');
+  for (const p of fileProblems) problems.add(p);
+  problems.throwIfAny(fileProblems.length ? 'CSV_INVALID' : 'CSV_CONFLICT');
   return steps;
 }
 

@@ -137,7 +137,7 @@ export async function updateGroup(deps: ServiceDeps, actor: Actor, id: number, p
       action: 'group.update',
       target: `group:${id}`,
       at: now,
-      details: { ...data, groupName: next.name, previousName: current.name, imageName, previousImageName },
+      details: { ...data, groupName: next.name, previousName: current.name, imageName, previousImageId: current.image_id, previousImageName },
     });
   });
   return getGroup(deps, id);

@@ -135,6 +135,7 @@ async function lookUpNames(db: Db, entries: AuditEntry[]): Promise<Names> {
     if (kind === 'blob') blobs.add(id);
     const d = details(e);
     if (typeof d.imageId === 'number') imageIds.add(d.imageId);
+    if (typeof d.previousImageId === 'number') imageIds.add(d.previousImageId);
     for (const arch of ARCHES) {
       const a = d[arch] as { sha256?: unknown } | undefined;
       if (a && typeof a.sha256 === 'string') blobs.add(a.sha256);
@@ -206,7 +207,7 @@ function sentence(entry: AuditEntry, names: Names): SentencePart[] {
         t(' created group '),
         g,
         ...(imageId !== null ? [t(' → '), image(imageId, str(d.imageName))] : []),
-        ...(d.primary === true ? [t(' (primary license key)')] : []),
+        ...(d.primary === true ? [t(', with the primary license key')] : []),
         ...fromCsv,
       ];
     }
@@ -251,7 +252,11 @@ function groupChanges(d: Record<string, unknown>, g: SentencePart, image: (id: n
   if (typeof d.name === 'string' && previous !== null && previous !== d.name) clauses.push([t(`renamed group ${quote(previous)} to `), g]);
   if ('imageId' in d) {
     if (typeof d.imageId === 'number') clauses.push([t('assigned '), g, t(' → '), image(d.imageId, str(d.imageName))]);
-    else clauses.push(str(d.previousImageName) ? [t('removed '), t(str(d.previousImageName)!), t(' from '), g] : [t('removed the golden image from '), g]);
+    else {
+      const previousId = typeof d.previousImageId === 'number' ? d.previousImageId : null;
+      const previous = str(d.previousImageName) ?? (previousId !== null ? image(previousId, null).text : null);
+      clauses.push(previous !== null ? [t('removed '), image(previousId, previous), t(' from '), g] : [t('removed the golden image from '), g]);
+    }
   }
   if ('licenseKey' in d) clauses.push(d.licenseKey === null ? [t('removed the license key of '), g] : [t('set the license key of '), g]);
   if (d.primary === true) clauses.push([t('made '), g, t(' the primary license key group')]);

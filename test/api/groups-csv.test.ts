@@ -145,6 +145,13 @@ describe('groups as CSV', () => {
       { line: 7, column: 'name', message: 'group "GOOD" is already on line 2 (names are compared regardless of case)' },
     ] satisfies Problem[]);
     expect(await state()).toEqual(before);
+    // Problems of the lines and conflicts with the mirror come in one answer.
+    const both = expectError(await importCsv('name,primary,image\r\nA,perhaps,\r\nB,no,Nope\r\n'), 400, 'CSV_INVALID');
+    expect(both.problems).toEqual([
+      { line: 2, column: 'primary', message: '"perhaps" is neither yes nor no' },
+      { line: 3, column: 'image', message: 'no golden image named "Nope"' },
+    ] satisfies Problem[]);
+    expect(await state()).toEqual(before);
   });
 
   it('refuses broken CSV and a wrong header with the line, and unknown images with a suggestion', async () => {

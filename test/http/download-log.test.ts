@@ -161,7 +161,7 @@ describe('download log', () => {
       expect(page.status).toBe(200);
       expect(page.text).toContain('<script src="/admin/assets/live.js" defer="">');
       expect(page.text).toContain('data-live="/admin/downloads/live?part=active"');
-      expect(page.text).toMatch(/<td class="mono">127\.0\.0\.7<\/td>/);
+      expect(page.text).toMatch(/<td class="mono nowrap">127\.0\.0\.7<\/td>/);
       const fragment = await call(m.url, 'GET', '/admin/downloads/live?part=active', { session });
       expect(fragment.text).not.toContain('<html');
       expect(fragment.text).toContain('127.0.0.7');

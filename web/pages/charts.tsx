@@ -19,9 +19,9 @@ export interface Bar {
   tick?: string;
 }
 
-const WIDTH = 720;
-const HEIGHT = 170;
-const PAD = { left: 64, right: 8, top: 10, bottom: 26 };
+const WIDTH = 480;
+const HEIGHT = 190;
+const PAD = { left: 62, right: 10, top: 12, bottom: 28 };
 
 export const BarChart: FC<{ id: string; title: string; description: string; bars: Bar[]; formatAxis: (n: number) => string }> = ({ id, title, description, bars, formatAxis }) => {
   const max = niceCeiling(Math.max(0, ...bars.map((b) => b.value)));
@@ -30,11 +30,12 @@ export const BarChart: FC<{ id: string; title: string; description: string; bars
   const step = plotW / Math.max(1, bars.length);
   const gap = step > 6 ? Math.min(6, step * 0.2) : step > 2 ? 0.5 : 0;
   const y = (v: number) => PAD.top + plotH - (max > 0 ? (v / max) * plotH : 0);
+  const labels = tickLabels(bars, step);
   return (
     <svg class="chart" viewBox={`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-labelledby={`${id}-title ${id}-desc`} id={id} preserveAspectRatio="xMidYMid meet">
       <title id={`${id}-title`}>{title}</title>
       <desc id={`${id}-desc`}>{description}</desc>
-      {[0, 0.5, 1].map((f) => (
+      {(max > 0 ? [0, 0.5, 1] : [0]).map((f) => (
         <g class="chart-rule">
           <line x1={PAD.left} x2={WIDTH - PAD.right} y1={y(max * f)} y2={y(max * f)} />
           <text class="chart-label" x={PAD.left - 6} y={y(max * f) + 4} text-anchor="end">
@@ -55,15 +56,22 @@ export const BarChart: FC<{ id: string; title: string; description: string; bars
             {b.tick !== undefined && (
               <>
                 <line class="chart-axis" x1={fixed(x)} x2={fixed(x)} y1={PAD.top + plotH} y2={PAD.top + plotH + 4} />
-                <text class="chart-label" x={fixed(x + (bars.length <= 31 ? step / 2 : 2))} y={HEIGHT - 8} text-anchor={bars.length <= 31 ? 'middle' : 'start'}>
-                  {b.tick}
-                </text>
+                {labels.has(i) && (
+                  <text class="chart-label" x={fixed(labels.get(i)!)} y={HEIGHT - 8} text-anchor="middle">
+                    {b.tick}
+                  </text>
+                )}
               </>
             )}
           </g>
         );
       })}
       <line class="chart-axis" x1={PAD.left} x2={WIDTH - PAD.right} y1={PAD.top + plotH} y2={PAD.top + plotH} />
+      {max === 0 && (
+        <text class="chart-label chart-empty" x={PAD.left + plotW / 2} y={PAD.top + plotH / 2} text-anchor="middle">
+          nothing yet
+        </text>
+      )}
     </svg>
   );
 };
@@ -149,6 +157,24 @@ export const DownloadChartsSection: FC<{ charts: DownloadCharts }> = ({ charts }
     </section>
   );
 };
+
+/** Room a tick label needs (a short day name at 12px). */
+const LABEL_PX = 44;
+
+/**
+ * Where each tick's label goes (bar index → centre x): centred in the span up
+ * to the next tick (one bar when every bar has a tick), and left out when that
+ * span is too narrow for it, so labels never overlap or leave the chart.
+ */
+function tickLabels(bars: Bar[], step: number): Map<number, number> {
+  const ticks = bars.flatMap((b, i) => (b.tick !== undefined ? [i] : []));
+  const out = new Map<number, number>();
+  ticks.forEach((i, k) => {
+    const span = ((ticks[k + 1] ?? bars.length) - i) * step;
+    if (span >= LABEL_PX || bars.length <= 31) out.set(i, PAD.left + i * step + span / 2);
+  });
+  return out;
+}
 
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 

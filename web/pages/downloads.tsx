@@ -142,7 +142,7 @@ export const InProgressTable: FC<{ rows: DownloadInProgress[] }> = ({ rows }) =>
                 {formatTime(d.startedAt)}
                 <div class="muted">{formatDuration(d.elapsedMs)}</div>
               </td>
-              <td class="mono">{d.client}</td>
+              <td class="mono nowrap">{d.client}</td>
               <td>
                 <ImageCell image={d.image} archLabel={d.archLabel} sha256={d.sha256} />
               </td>
@@ -153,7 +153,7 @@ export const InProgressTable: FC<{ rows: DownloadInProgress[] }> = ({ rows }) =>
                   {d.firstByte !== null && d.firstByte > 0 ? `, from byte ${d.firstByte.toLocaleString('en-US')}` : ''}
                 </div>
               </td>
-              <td>{formatBytes(d.bytesPerSec)}/s</td>
+              <td class="nowrap">{formatBytes(d.bytesPerSec)}/s</td>
               <td class="hide-narrow ua" title={d.userAgent}>
                 {d.userAgent || '–'}
               </td>
@@ -189,7 +189,7 @@ export const FinishedTable: FC<{ rows: DownloadEntry[]; filtered: boolean }> = (
           {rows.map((d) => (
             <tr>
               <td>{formatTime(d.startedAt)}</td>
-              <td class="mono">
+              <td class="mono nowrap">
                 <a href={`/admin/downloads?client=${encodeURIComponent(d.client)}`} title={`Only downloads to ${d.client}`}>
                   {d.client}
                 </a>
@@ -198,7 +198,7 @@ export const FinishedTable: FC<{ rows: DownloadEntry[]; filtered: boolean }> = (
                 <ImageCell image={d.image} archLabel={d.archLabel} sha256={d.sha256} />
               </td>
               <td>
-                {formatBytes(d.bytesSent)}
+                <span class="nowrap">{formatBytes(d.bytesSent)}</span>
                 {(d.firstByte !== 0 || d.bytesPlanned !== d.size) && (
                   <div class="muted">
                     {d.firstByte === null ? 'several ranges' : `from byte ${d.firstByte.toLocaleString('en-US')}`} of {formatBytes(d.size)}
@@ -208,8 +208,8 @@ export const FinishedTable: FC<{ rows: DownloadEntry[]; filtered: boolean }> = (
               <td>
                 <span class={`badge ${d.result === 'complete' ? 'ok' : d.result === 'aborted' ? 'bad' : 'neutral'}`}>{RESULT_LABELS[d.result]}</span>
               </td>
-              <td>{formatDuration(d.durationMs)}</td>
-              <td>{formatBytes(d.bytesPerSec)}/s</td>
+              <td class="nowrap">{formatDuration(d.durationMs)}</td>
+              <td class="nowrap">{formatBytes(d.bytesPerSec)}/s</td>
               <td class="hide-narrow ua" title={d.userAgent}>
                 {d.userAgent || '–'}
               </td>
