@@ -170,7 +170,7 @@ describe('day-to-day admin work in Chromium', () => {
 
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export groups as CSV' }).click()]);
     expect(download.suggestedFilename()).toMatch(/^goldmirror-groups-\d{4}-\d\d-\d\d\.csv$/);
-    const csv = await fs.readFile((await download.path())!, 'utf8');
+    const csv = await fs.readFile(await download.path(), 'utf8');
     expect(csv).toBe('\uFEFFname,license_key,primary,image\r\nDesign,KEY-D,no,\r\nSales,,no,Windows 11 Corporate\r\nSupport,,yes,Windows 11 Corporate\r\n');
   });
 
