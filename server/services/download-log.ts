@@ -96,6 +96,8 @@ export interface DownloadLogPage {
   downloads: DownloadEntry[];
   /** Pass as `before` for the next (older) page; null on the last one. */
   nextBefore: number | null;
+  /** Download bodies this server did not log since it started (over the rate cap, or a stuck database). */
+  notLogged: number;
 }
 
 /** The newest log rows matching the filter, and this node's downloads in progress (filtered alike). */
@@ -122,6 +124,7 @@ export async function listDownloads(db: Db, activity: ActivityTracker | undefine
     inProgress: live.map((d) => toInProgress(d, nowMs)),
     downloads: page.map(toEntry),
     nextBefore: rows.length > limit ? (page.at(-1)?.id ?? null) : null,
+    notLogged: activity?.unloggedDownloads() ?? 0,
   };
 }
 

@@ -11,7 +11,7 @@ import { createLogger } from '../../server/log.js';
 import { openRuntime } from '../../server/runtime.js';
 import { startServer } from '../../server/serve.js';
 import type { Clock } from '../../server/jobs/scheduler.js';
-import { createActivityTracker } from '../../server/services/activity.js';
+import { createActivityTracker, LOG_BURST_ROWS, LOG_ROWS_PER_SEC } from '../../server/services/activity.js';
 import { downloadCharts, pruneDownloadLog, type DownloadLogPage } from '../../server/services/download-log.js';
 import type { ImageView } from '../../server/services/images.js';
 import { LINK_CHECK_USER_AGENT } from '../../server/links.js';
@@ -109,6 +109,7 @@ describe('download log', () => {
     expect(whole.durationMs).toBe(Date.parse(whole.finishedAt) - Date.parse(whole.startedAt));
     expect(whole.bytesPerSec).toBeGreaterThan(0);
     expect(res.body.inProgress).toEqual([]);
+    expect(res.body.notLogged).toBe(0);
   });
 
   it('records an aborted download with the bytes that got out', async () => {
@@ -276,6 +277,29 @@ describe('download log writes and retention', () => {
       expect(await count()).toBe(0);
       await tracker.flush();
       expect(await count()).toBe(3);
+      await tracker.close();
+    } finally {
+      await m.close();
+    }
+  });
+
+  it('logs at most a burst and then LOG_ROWS_PER_SEC rows a second, and counts the rest', async () => {
+    const m = await startMirror();
+    try {
+      let now = 1_000_000;
+      const tracker = createActivityTracker(m.runtime.db, createLogger('silent'), () => now);
+      const finishOne = () =>
+        tracker
+          .downloadStarted({ startedAt: now, sha256: 'c'.repeat(64), imageId: null, imageName: null, arch: null, client: '10.6.6.6', userAgent: 'flood', status: 206, firstByte: 0, bytesPlanned: 1, size: 10, progress: () => 0 })
+          .finish({ bytesSent: 1, complete: true, coversEnd: false });
+      for (let i = 0; i < LOG_BURST_ROWS + 500; i += 1) finishOne();
+      expect(tracker.unloggedDownloads()).toBe(500);
+      now += 2_000; // two seconds refill 2 × LOG_ROWS_PER_SEC
+      for (let i = 0; i < 3 * LOG_ROWS_PER_SEC; i += 1) finishOne();
+      expect(tracker.unloggedDownloads()).toBe(500 + LOG_ROWS_PER_SEC);
+      await tracker.flush();
+      const rows = Number((await m.runtime.db.selectFrom('download_log').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+      expect(rows).toBe(LOG_BURST_ROWS + 2 * LOG_ROWS_PER_SEC);
       await tracker.close();
     } finally {
       await m.close();

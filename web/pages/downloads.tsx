@@ -6,6 +6,7 @@
 import type { FC } from 'hono/jsx';
 import type { DownloadEntry, DownloadFilter, DownloadInProgress, DownloadLogPage } from '../../server/services/download-log.js';
 import { DOWNLOAD_RESULTS, RESULT_LABELS } from '../../server/services/download-log.js';
+import { LOG_ROWS_PER_SEC } from '../../server/services/activity.js';
 import { ARCH_LABELS, ARCHES } from '../../server/services/images.js';
 import { formatBytes, Layout } from '../layout.js';
 
@@ -47,6 +48,12 @@ export const DownloadsPage: FC<Common & { filter: DownloadFilter; page: Download
         Every download body this mirror served: a whole package, a resumed piece (a Range request) or one that was cut short. Kept for{' '}
         {retention}. goldmirror’s own link checks are not listed.
       </p>
+      {page.notLogged > 0 && (
+        <p class="flash bad" role="status">
+          {page.notLogged.toLocaleString('en-US')} download bodies since the server started were not logged: more than{' '}
+          {LOG_ROWS_PER_SEC} a second arrived (many tiny Range requests), or the database could not keep up.
+        </p>
+      )}
       <form method="get" action="/admin/downloads" class="card filters" role="search" aria-label="Filter downloads">
         <div>
           <label for="f-image">Golden image</label>
