@@ -102,7 +102,7 @@ export function createDownloadObserver(deps: {
 function logEntry(activity: ActivityTracker, start: DownloadStart, l: Labels, req: IncomingMessage, res: ServerResponse) {
   const userAgent = headerText(req.headers['user-agent']);
   if (userAgent === LINK_CHECK_USER_AGENT) return null;
-  const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(String(res.getHeader('content-range') ?? ''));
+  const range = start.status === 206 ? /^bytes (\d+)-\d+\/(\d+)$/.exec(String(res.getHeader('content-range') ?? '')) : null;
   const size = start.size ?? (range ? Number(range[2]) : start.bytes);
   // Bytes on the socket before this body (keep-alive): progress counts from here.
   const socket = res.socket;

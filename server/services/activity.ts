@@ -175,40 +175,34 @@ export function createActivityTracker(db: Db, log: Logger, now: () => number = D
         finish({ bytesSent, complete, coversEnd }) {
           if (!live.delete(id)) return;
           const finishedAt = now();
-          const rest = start;
-          const result = !complete ? 'aborted' : start.status === 200 || (start.firstByte === 0 && start.bytesPlanned === start.size) ? 'complete' : 'resumed';
-          const row: NewDownloadLogRow = {
-            started_at: rest.startedAt,
-            finished_at: finishedAt,
-            duration_ms: Math.max(0, finishedAt - rest.startedAt),
-            sha256: rest.sha256,
-            image_id: rest.imageId,
-            image_name: rest.imageName,
-            arch: rest.arch,
-            client: rest.client,
-            user_agent: rest.userAgent,
-            status: rest.status,
-            first_byte: rest.firstByte,
-            bytes_planned: rest.bytesPlanned,
-            bytes_sent: bytesSent,
-            size: rest.size,
-            result,
-            covers_end: complete && coversEnd ? 1 : 0,
-          };
+          // The rate cap first, so a flood of tiny ranges costs no more than this.
           logTokens = Math.min(LOG_BURST_ROWS, logTokens + ((finishedAt - logTokensAt) * LOG_ROWS_PER_SEC) / 1000);
           logTokensAt = finishedAt;
-          if (logTokens < 1) {
+          if (logTokens < 1 || (pendingLog.length > 0 && pendingLog.length + unwrittenLog >= LOG_MAX_PENDING)) {
             unlogged += 1;
             droppedLog += 1;
             return;
           }
           logTokens -= 1;
-          if (pendingLog.length > 0 && pendingLog.length + unwrittenLog >= LOG_MAX_PENDING) {
-            unlogged += 1;
-            droppedLog += 1;
-            return;
-          }
-          pendingLog.push(row);
+          const result = !complete ? 'aborted' : start.status === 200 || (start.firstByte === 0 && start.bytesPlanned === start.size) ? 'complete' : 'resumed';
+          pendingLog.push({
+            started_at: start.startedAt,
+            finished_at: finishedAt,
+            duration_ms: Math.max(0, finishedAt - start.startedAt),
+            sha256: start.sha256,
+            image_id: start.imageId,
+            image_name: start.imageName,
+            arch: start.arch,
+            client: start.client,
+            user_agent: start.userAgent,
+            status: start.status,
+            first_byte: start.firstByte,
+            bytes_planned: start.bytesPlanned,
+            bytes_sent: bytesSent,
+            size: start.size,
+            result,
+            covers_end: complete && coversEnd ? 1 : 0,
+          });
           if (pendingLog.length >= LOG_BATCH_ROWS) flushLog();
         },
       };
