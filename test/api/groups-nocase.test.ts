@@ -15,7 +15,10 @@ import * as m0004 from '../../server/db/migrations/0004-ingested-at.js';
 import { openDatabase } from '../../server/db/open.js';
 import type { Database } from '../../server/db/schema.js';
 import type { GroupView } from '../../server/services/groups.js';
-import { findGroupRef } from '../../server/services/groups.js';
+import { createGroup, findGroupRef } from '../../server/services/groups.js';
+import { cliActor } from '../../server/services/audit.js';
+import { buildManifest, exportBundle } from '../../server/bundles/export.js';
+import { importBundle } from '../../server/bundles/import.js';
 import { call, expectError, issueToken } from '../helpers/api.js';
 import { makeTempDir, startMirror, type TestMirror } from '../helpers/env.js';
 
@@ -73,6 +76,27 @@ describe('group names are unique regardless of case', () => {
   it('finds a group by any spelling of its name for the CLI', async () => {
     const row = await findGroupRef({ db: m.runtime.db }, 'design');
     expect(row.name).toBe('Design');
+  });
+});
+
+describe('bundle import and case-only differences', () => {
+  it('refuses a bundle whose group differs only in case from a group here (BUNDLE_CONFLICT), changing nothing', async () => {
+    const a = await startMirror();
+    const b = await startMirror();
+    try {
+      await createGroup({ db: a.runtime.db }, cliActor, { name: 'sales' });
+      await createGroup({ db: b.runtime.db }, cliActor, { name: 'Sales', licenseKey: 'KEEP' });
+      const manifest = await buildManifest(a.runtime.db, { images: [], includeBlobs: false });
+      const before = await b.runtime.db.selectFrom('groups').selectAll().execute();
+      await expect(importBundle(b.runtime.ingestDeps, exportBundle(a.runtime.store, manifest), { dryRun: false, actor: cliActor })).rejects.toMatchObject({
+        code: 'BUNDLE_CONFLICT',
+        message: expect.stringContaining('group "sales" differs only in case from group "Sales" here') as string,
+      });
+      expect(await b.runtime.db.selectFrom('groups').selectAll().execute()).toEqual(before);
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });
 
