@@ -88,6 +88,8 @@ export const configSchema = z
       }),
     /** Pulls from a URL (API and admin page) running at once; the rest wait as "queued". */
     fetchConcurrency: z.number().int().min(1).max(16).default(2),
+    /** Rows of the download log older than this are pruned (hourly); 0 = keep them all. */
+    downloadLogRetentionMs: durationMs.default(90 * 24 * 60 * 60 * 1000),
   })
   .strict()
   .refine((c) => c.syncFrom === '' || c.syncToken !== '', { message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM', path: ['syncToken'] })
@@ -124,6 +126,7 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_FETCH_ALLOW: { key: 'fetchAllow', kind: 'string' },
   MIRROR_FETCH_CONCURRENCY: { key: 'fetchConcurrency', kind: 'int' },
   MIRROR_TRUST_PROXY: { key: 'trustProxy', kind: 'string' },
+  MIRROR_DOWNLOAD_LOG_RETENTION: { key: 'downloadLogRetentionMs', kind: 'duration' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */

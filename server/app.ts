@@ -9,6 +9,7 @@ import type { Config } from '../config/load.js';
 import type { Db } from './db/open.js';
 import { errorBody, toAppError } from './errors.js';
 import { requireAdmin } from './http/auth.js';
+import { redirectTrailingSlash } from './http/trailing-slash.js';
 import type { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -21,6 +22,7 @@ import type { TransferJobs } from './jobs/transfers.js';
 import { checkHealth, publicHealth } from './services/health.js';
 import { securityHeaders } from './http/security-headers.js';
 import { STYLE_SOURCE } from '../web/layout.js';
+import type { ActivityTracker } from './services/activity.js';
 
 export interface AppDeps {
   config: Config;
@@ -33,6 +35,8 @@ export interface AppDeps {
   transfers: TransferJobs;
   /** The tus server; created here when the caller has none (tests that only need the app). */
   uploads?: UploadServer;
+  /** Downloads in progress and the batched download log (absent: the pages show only what is written). */
+  activity?: ActivityTracker;
 }
 
 /**
@@ -62,6 +66,8 @@ export function createApp(deps: AppDeps): Hono {
       'request',
     );
   });
+
+  app.use('*', redirectTrailingSlash());
 
   app.get('/healthz', async (c) => {
     // Status and a reason code only; the details are at GET /api/v1/health (read scope).

@@ -22,6 +22,7 @@ import { every, systemClock, type Clock } from './jobs/scheduler.js';
 import { queueDueChecks } from './jobs/verify-schedule.js';
 import { systemActor } from './services/audit.js';
 import { collectGarbage } from './services/gc.js';
+import { pruneDownloadLog } from './services/download-log.js';
 import { syncFrom } from './bundles/sync.js';
 import { StartupError, type Runtime } from './runtime.js';
 
@@ -39,12 +40,14 @@ export interface ServerHandle {
 const VERIFY_TICK_MS = 60_000;
 /** How often unfinished uploads past their expiry are removed. */
 const UPLOAD_CLEANUP_MS = 6 * 60 * 60 * 1000;
+/** How often download log rows past MIRROR_DOWNLOAD_LOG_RETENTION are removed. */
+const DOWNLOAD_LOG_PRUNE_MS = 60 * 60 * 1000;
 
 export async function startServer(runtime: Runtime, options: { clock?: Clock } = {}): Promise<ServerHandle> {
   const { config, log, db, store, metrics, checker } = runtime;
   const clock = options.clock ?? systemClock;
   const uploads = createUploadServer({ ingestDeps: runtime.ingestDeps, store, log, baseUrl: async () => (await resolvePublicAddress({ db, config })).url });
-  const app = createApp({ config, db, store, log, metrics, checker, ingestDeps: runtime.ingestDeps, transfers: runtime.transfers, uploads });
+  const app = createApp({ config, db, store, log, metrics, checker, ingestDeps: runtime.ingestDeps, transfers: runtime.transfers, uploads, activity: runtime.activity });
   const dropExpiredUploads = async (): Promise<void> => {
     const dropped = await uploads.cleanUpExpiredUploads();
     if (dropped > 0) log.info({ dropped }, 'removed unfinished uploads past their expiry');
@@ -115,6 +118,12 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
         }, (err) => log.error({ err }, 'scheduled gc failed'))
       : null,
     every(clock, UPLOAD_CLEANUP_MS, dropExpiredUploads, (err) => log.warn({ err }, 'could not clean expired uploads')),
+    config.downloadLogRetentionMs > 0
+      ? every(clock, DOWNLOAD_LOG_PRUNE_MS, async () => {
+          const removed = await pruneDownloadLog(db, config.downloadLogRetentionMs, clock.now());
+          if (removed > 0) log.info({ removed }, 'pruned download log rows past their retention');
+        }, (err) => log.warn({ err }, 'could not prune the download log'))
+      : null,
     config.syncFrom && config.syncIntervalMs > 0
       ? every(clock, config.syncIntervalMs, async (signal) => {
           const report = await syncFrom(runtime.ingestDeps, { from: config.syncFrom, token: config.syncToken, actor: systemActor, signal });

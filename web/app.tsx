@@ -5,6 +5,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
+import busboy from 'busboy';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie } from 'hono/cookie';
@@ -12,11 +14,12 @@ import type { AppDeps } from '../server/app.js';
 import type { UploadServer } from '../server/http/uploads.js';
 import { AppError, toAppError } from '../server/errors.js';
 import { receiveFormUpload } from '../server/http/form-upload.js';
-import { clientAddressReader, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../server/http/auth.js';
-import { listAudit } from '../server/services/audit.js';
+import { clientAddressReader, requireAdmin, SESSION_COOKIE, setSessionCookie, streamedFormCsrf, type AuthEnv } from '../server/http/auth.js';
+import { historyActors, listHistory, type HistoryQuery } from '../server/services/history.js';
 import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../server/services/auth.js';
 import { archMismatchWarnings, deleteBlob, getBlobView, listBlobViews, updateBlobArch } from '../server/services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../server/services/groups.js';
+import { applyGroupsCsv, exportGroupsCsv, readGroupsCsv, type CsvProblem, type GroupCsvFile } from '../server/services/groups-csv.js';
 import { ARCHES, ARCH_LABELS, createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
 import { integritySummary } from '../server/services/integrity.js';
 import { checkImageLinks, type LinkCheckReport } from '../server/services/link-check.js';
@@ -30,7 +33,10 @@ import { parseSha256, type Sha256 } from '../storage/digest.js';
 import { AccountPage, ErrorPage, LoginPage } from './pages/auth.js';
 import { BlobPage, BlobsPage, UploadPage } from './pages/blobs.js';
 import { DashboardPage } from './pages/dashboard.js';
-import { GroupEditPage, GroupsPage, type GroupFormValues } from './pages/groups.js';
+import { DownloadsPage, FinishedTable, InProgressTable } from './pages/downloads.js';
+import { HistoryPage } from './pages/history.js';
+import { downloadCharts, downloadFilterChoices, listDownloads, parseDownloadFilter, type DownloadFilter } from '../server/services/download-log.js';
+import { GroupDeletePage, GroupEditPage, GroupsPage, GroupUnassignPage, type GroupFormValues } from './pages/groups.js';
 import { ImageDeletePage, ImageFormPage, ImagePortalPage, ImagesPage, type ImageFormValues } from './pages/images.js';
 import { TokensPage, type TokenFormValues } from './pages/tokens.js';
 
@@ -40,6 +46,7 @@ const ASSETS: Record<string, string> = {
   'copy.js': new URL('./assets/copy.js', import.meta.url).pathname,
   'upload.js': new URL('./assets/upload.js', import.meta.url).pathname,
   'image-form.js': new URL('./assets/image-form.js', import.meta.url).pathname,
+  'live.js': new URL('./assets/live.js', import.meta.url).pathname,
   'tus.min.js': require.resolve('tus-js-client/dist/tus.min.js'),
 };
 
@@ -138,8 +145,8 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
         const form = await c.req.parseBody();
         return typeof form._csrf === 'string' ? form._csrf : undefined;
       },
-      // The streamed upload form checks its _csrf field itself, before it reads any file part.
-      csrfCheckedByHandler: (c) => c.req.method === 'POST' && c.req.path === '/admin/upload',
+      // The streamed forms (upload, CSV import) check their _csrf field themselves, before any file part.
+      csrfCheckedByHandler: (c) => c.req.method === 'POST' && (c.req.path === '/admin/upload' || c.req.path === '/admin/groups/import'),
     }),
   );
 
@@ -206,13 +213,14 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
   });
 
   web.get('/', async (c) => {
-    const [usage, blobs, images, groups, integrity, recentChanges] = await Promise.all([
+    const [usage, blobs, images, groups, integrity, recentChanges, charts] = await Promise.all([
       deps.store.diskUsage(),
       listBlobViews(db, base(c)),
       listImages(deps, base(c)),
       listGroups(deps),
       integritySummary(db),
-      listAudit(db, { limit: 10 }),
+      listHistory(db, { limit: 10 }).then((h) => h.entries),
+      downloadCharts(db, deps.activity),
     ]);
     const stats = await db.selectFrom('download_stats').selectAll().where('last_download_at', 'is not', null).orderBy('last_download_at', 'desc').limit(10).execute();
     const byBlob = new Map(blobs.map((b) => [b.sha256, b]));
@@ -235,6 +243,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
           })),
           recentChanges,
           pendingPortal: images.flatMap((i) => (i.portalChange ? [{ id: i.id, name: i.name, change: i.portalChange }] : [])),
+          charts,
         }}
       />,
     );
@@ -351,8 +360,9 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
   }
 
   async function renderPortal(c: WebContext, image: ImageView, check: LinkCheckReport | null, error?: string, status: 200 | 400 | 404 | 409 | 422 = 200) {
-    const assignable = (await listGroups(deps)).filter((g) => g.imageId === null);
-    return c.html(<ImagePortalPage {...common(c)} image={image} address={addressOf(c)} check={check} assignable={assignable} error={error} />, status);
+    const groups = await listGroups(deps);
+    const assignable = groups.filter((g) => g.imageId === null);
+    return c.html(<ImagePortalPage {...common(c)} image={image} address={addressOf(c)} check={check} assignable={assignable} groupCount={groups.length} error={error} />, status);
   }
 
   // Settings: the public address Macs use (MIRROR_PUBLIC_URL wins when set).
@@ -375,12 +385,45 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
   });
 
   // Groups
-  const groupsPage = async (c: WebContext, values: GroupFormValues, error?: { message: string; fields: Record<string, string>; status: 400 | 404 | 409 | 422 }) =>
+  const groupsPage = async (
+    c: WebContext,
+    values: GroupFormValues,
+    error?: { message: string; fields: Record<string, string>; status: 400 | 404 | 409 | 422 | 413; csvProblems?: CsvProblem[] | undefined },
+    flashText?: string,
+  ) =>
     c.html(
-      <GroupsPage {...common(c)} groups={await listGroups(deps)} images={await listImages(deps, base(c))} values={values} error={error?.message} fieldErrors={error?.fields} />,
+      <GroupsPage
+        {...common(c)}
+        flash={flashText ?? flash(c)}
+        groups={await listGroups(deps)}
+        images={await listImages(deps, base(c))}
+        values={values}
+        error={error?.message}
+        fieldErrors={error?.fields}
+        csvProblems={error?.csvProblems}
+      />,
       error?.status ?? 200,
     );
-  web.get('/groups', (c) => groupsPage(c, { name: '', licenseKey: '', primary: false, imageId: '' }));
+  web.get('/groups', (c) => groupsPage(c, { name: '', licenseKey: '', primary: false, imageId: '' }, undefined, importFlash(c)));
+  web.get('/groups.csv', async (c) => {
+    c.header('Content-Type', 'text/csv; charset=utf-8; header=present');
+    c.header('Content-Disposition', `attachment; filename="goldmirror-groups-${new Date().toISOString().slice(0, 10)}.csv"`);
+    return c.body(await exportGroupsCsv(deps));
+  });
+  web.post('/groups/import', async (c) => {
+    try {
+      const { file, dryRun } = await receiveGroupsCsv(c, c.get('session')?.csrfToken ?? null);
+      const report = await applyGroupsCsv(deps, c.get('actor'), file, { dryRun });
+      const counts = `created=${report.created.length}&updated=${report.updated.length}&unchanged=${report.unchanged.length}`;
+      return c.redirect(`/admin/groups?done=${dryRun ? 'groups-checked' : 'groups-imported'}&${counts}`, 303);
+    } catch (err) {
+      const e = formError(err);
+      const problems = toAppError(err).details.problems as CsvProblem[] | undefined;
+      if (problems) c.header('Connection', 'close');
+      const message = problems ? `Nothing was imported: the file has ${problems.length === 1 ? 'a problem' : `${problems.length} problems`} (listed below).` : e.message;
+      return groupsPage(c, { name: '', licenseKey: '', primary: false, imageId: '' }, { message, fields: {}, status: e.status, csvProblems: problems });
+    }
+  });
   web.post('/groups', async (c) => {
     const values = groupValues(await c.req.parseBody());
     try {
@@ -407,16 +450,68 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
       return c.html(<GroupEditPage {...common(c)} group={group} images={await listImages(deps, base(c))} values={values} error={e.message} fieldErrors={e.fields} />, e.status);
     }
   });
+  // Removing an assignment and deleting a group ask first (a GET page), as deleting an image does;
+  // a post without the page's confirm=yes (an old form, another page's Remove button) is sent there.
+  web.get('/groups/:id/unassign', async (c) => {
+    const group = await getGroup(deps, parseId(c.req.param('id'), 'group'));
+    return c.html(<GroupUnassignPage {...common(c)} group={group} back={safeBack(c.req.query('back'), group.id)} />);
+  });
   web.post('/groups/:id/unassign', async (c) => {
     const id = parseId(c.req.param('id'), 'group');
     const form = await c.req.parseBody();
+    const back = safeBack(field(form, 'back'), id);
+    if (form.confirm !== 'yes') return c.redirect(`/admin/groups/${id}/unassign?back=${encodeURIComponent(back)}`, 303);
     await updateGroup(deps, c.get('actor'), id, { imageId: null });
-    const back = field(form, 'back');
-    return done(c, /^\/admin\/images\/\d+$/.test(back) ? back : '/admin/groups', 'group-unassigned');
+    return done(c, back, 'group-unassigned');
   });
+  web.get('/groups/:id/delete', async (c) => c.html(<GroupDeletePage {...common(c)} group={await getGroup(deps, parseId(c.req.param('id'), 'group'))} />));
   web.post('/groups/:id/delete', async (c) => {
-    await deleteGroup(deps, c.get('actor'), parseId(c.req.param('id'), 'group'));
+    const id = parseId(c.req.param('id'), 'group');
+    const form = await c.req.parseBody();
+    if (form.confirm !== 'yes') return c.redirect(`/admin/groups/${id}/delete`, 303);
+    await deleteGroup(deps, c.get('actor'), id);
     return done(c, '/admin/groups', 'group-deleted');
+  });
+
+  // Downloads: the page, and its two tables alone for live.js.
+  web.get('/downloads', async (c) => {
+    const query = c.req.query();
+    let filter: DownloadFilter = {};
+    let error: string | undefined;
+    try {
+      filter = parseDownloadFilter(query);
+    } catch (err) {
+      error = formError(err).message;
+    }
+    // One after the other: the listing first writes pending rows, which the choices then see.
+    const page = await listDownloads(db, deps.activity, filter);
+    const choices = await downloadFilterChoices(db);
+    const retention = deps.config.downloadLogRetentionMs > 0 ? formatRetention(deps.config.downloadLogRetentionMs) : 'ever (never pruned)';
+    return c.html(<DownloadsPage {...common(c)} error={error} filter={filter} page={page} choices={choices} retention={retention} />, error ? 400 : 200);
+  });
+  web.get('/downloads/live', async (c) => {
+    const { part, ...query } = c.req.query();
+    const filter = parseDownloadFilter(query);
+    const page = await listDownloads(db, deps.activity, filter);
+    c.header('Cache-Control', 'no-store');
+    if (part === 'active') return c.html(<InProgressTable rows={page.inProgress} />);
+    const filtered = filter.image !== undefined || filter.arch !== undefined || !!filter.client || filter.result !== undefined;
+    return c.html(<FinishedTable rows={page.downloads} filtered={filtered} />);
+  });
+
+  // History: the audit log in sentences.
+  web.get('/history', async (c) => {
+    const before = c.req.query('before');
+    const query: HistoryQuery = {
+      limit: 50,
+      beforeId: before && /^\d{1,15}$/.test(before) ? Number(before) : undefined,
+      actor: c.req.query('actor') || undefined,
+      action: c.req.query('action') || undefined,
+      text: (c.req.query('q') ?? '').slice(0, 200).trim() || undefined,
+      signIns: c.req.query('logins') === '1',
+    };
+    const [{ entries, nextBefore }, actors] = await Promise.all([listHistory(db, query), historyActors(db)]);
+    return c.html(<HistoryPage {...common(c)} query={query} entries={entries} nextBefore={nextBefore} actors={actors} />);
   });
 
   // Packages
@@ -515,6 +610,69 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
     return c.html(<ErrorPage status={e.status} message={message} user={who} csrf={token} />, e.status as 500);
   });
   return web;
+}
+
+/** A retention period for people: whole days, else hours. */
+function formatRetention(ms: number): string {
+  const days = ms / 86_400_000;
+  if (Number.isInteger(days)) return `${days} day${days === 1 ? '' : 's'}`;
+  const hours = Math.round(ms / 3_600_000);
+  return `${hours} hour${hours === 1 ? '' : 's'}`;
+}
+
+/** Where a confirmation leads back to: the image page or the group's own page, nothing else. */
+function safeBack(back: string | undefined, groupId: number): string {
+  return back && /^\/admin\/(images|groups)\/\d+$/.test(back) ? back : `/admin/groups/${groupId}`;
+}
+
+/** The flash after a CSV import (post/redirect/get): built from counts only, never from request text. */
+function importFlash(c: Context): string | undefined {
+  const kind = c.req.query('done');
+  if (kind !== 'groups-imported' && kind !== 'groups-checked') return undefined;
+  const n = (key: string) => Number(/^\d{1,6}$/.test(c.req.query(key) ?? '') ? c.req.query(key) : 0);
+  const [created, updated, unchanged] = [n('created'), n('updated'), n('unchanged')];
+  return kind === 'groups-checked'
+    ? `The file is fine: importing it would create ${created}, update ${updated} and leave ${unchanged} group(s) unchanged. Nothing was changed.`
+    : `Groups imported: ${created} created, ${updated} updated, ${unchanged} unchanged.`;
+}
+
+/** The CSV import form: the file is streamed into the reader (capped there), never buffered whole. */
+async function receiveGroupsCsv(c: Context, expectedCsrf: string | null): Promise<{ file: GroupCsvFile; dryRun: boolean }> {
+  const body = c.req.raw.body;
+  if (!body) throw new AppError('BAD_REQUEST', 'the import form arrived empty');
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({ headers: Object.fromEntries(c.req.raw.headers), limits: { files: 1, fields: 5, fieldSize: 1024 } });
+    } catch {
+      reject(new AppError('BAD_REQUEST', 'the import must be sent as multipart/form-data'));
+      return;
+    }
+    let dryRun = false;
+    let rows: Promise<GroupCsvFile> | null = null;
+    const csrf = streamedFormCsrf(expectedCsrf);
+    parser.on('field', (name, value) => {
+      csrf.field(name, value);
+      if (name === 'dryRun') dryRun = value === 'on';
+    });
+    parser.on('file', (name, stream) => {
+      if (!csrf.ok()) {
+        stream.resume();
+        return void reject(csrf.refusal());
+      }
+      if (name !== 'file' || rows) return void stream.resume();
+      rows = readGroupsCsv(stream);
+      // A reader that stopped early (a bad line) must not stall the form: drain the rest.
+      rows.catch(() => stream.resume());
+    });
+    parser.on('error', (err: Error) => reject(new AppError('BAD_REQUEST', `the import form is malformed: ${err.message}`)));
+    parser.on('close', () => {
+      if (!csrf.ok()) reject(csrf.refusal());
+      else if (!rows) reject(new AppError('VALIDATION_FAILED', 'pick a CSV file to import', { fields: [{ field: 'file', message: 'required' }] }));
+      else rows.then((file) => resolve({ file, dryRun }), reject);
+    });
+    Readable.fromWeb(body).on('error', (err) => parser.destroy(err)).pipe(parser);
+  });
 }
 
 function safeNext(next: string | undefined): string {

@@ -38,6 +38,8 @@ const NAV: Array<[string, string]> = [
   ['/admin/groups', 'Groups'],
   ['/admin/blobs', 'Packages'],
   ['/admin/upload', 'Upload'],
+  ['/admin/downloads', 'Downloads'],
+  ['/admin/history', 'History'],
   ['/admin/settings', 'Settings'],
 ];
 

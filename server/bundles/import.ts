@@ -242,6 +242,9 @@ async function planChanges(db: Db, manifest: Manifest): Promise<Plan> {
   for (const group of manifest.groups) {
     if (group.image !== null && !known.has(group.image)) conflicts.push(`group ${JSON.stringify(group.name)} uses image ${JSON.stringify(group.image)}, which is neither in the bundle nor here`);
     const local = groupByName.get(group.name);
+    // Group names are unique regardless of (ASCII) case (migration 0007).
+    const caseTwin = local ? undefined : groups.find((g) => g.name.replace(/[A-Z]/g, (ch) => ch.toLowerCase()) === group.name.replace(/[A-Z]/g, (ch) => ch.toLowerCase()));
+    if (caseTwin) conflicts.push(`group ${JSON.stringify(group.name)} differs only in case from group ${JSON.stringify(caseTwin.name)} here, and group names are unique regardless of case; rename one of them`);
     const localImage = local?.image_id != null ? imageNameById.get(local.image_id) : null;
     if (local && localImage && group.image !== null && localImage !== group.image) {
       conflicts.push(`group ${JSON.stringify(group.name)} already has golden image ${JSON.stringify(localImage)} here; the bundle would give it a second one, ${JSON.stringify(group.image)}`);

@@ -140,6 +140,27 @@ export interface LinkChecksTable {
   report: string;
 }
 
+/** One download body served (see migration 0007 and services/download-log.ts). */
+export interface DownloadLogTable {
+  id: Generated<number>;
+  started_at: number;
+  finished_at: number;
+  duration_ms: number;
+  sha256: string;
+  image_id: number | null;
+  image_name: string | null;
+  arch: string | null;
+  client: string;
+  user_agent: string;
+  status: number;
+  first_byte: number | null;
+  bytes_planned: number;
+  bytes_sent: number;
+  size: number;
+  result: 'complete' | 'resumed' | 'aborted';
+  covers_end: Flag;
+}
+
 export interface Database {
   blobs: BlobsTable;
   images: ImagesTable;
@@ -155,6 +176,7 @@ export interface Database {
   portal_confirmed: PortalConfirmedTable;
   blob_usage: BlobUsageTable;
   link_checks: LinkChecksTable;
+  download_log: DownloadLogTable;
 }
 
 export type BlobRow = Selectable<BlobsTable>;
@@ -165,3 +187,5 @@ export type GroupRow = Selectable<GroupsTable>;
 export type UserRow = Selectable<UsersTable>;
 export type AuditRow = Selectable<AuditLogTable>;
 export type PortalConfirmedRow = Selectable<PortalConfirmedTable>;
+export type DownloadLogRow = Selectable<DownloadLogTable>;
+export type NewDownloadLogRow = Insertable<DownloadLogTable>;

@@ -58,6 +58,24 @@ export function setSessionCookie(c: Context, token: string, expiresAtMs: number,
   });
 }
 
+const CSRF_REFUSED = 'missing or wrong CSRF token; reload the page and try again';
+
+/**
+ * CSRF for a streamed multipart form whose handler reads the body itself
+ * (uploads, CSV import): the `_csrf` field must arrive before any file part,
+ * as the pages send it. `expected` is null for a request with an API token.
+ */
+export function streamedFormCsrf(expected: string | null): { field(name: string, value: string): void; ok(): boolean; refusal(): AppError } {
+  let ok = expected === null;
+  return {
+    field(name, value) {
+      if (name === CSRF_FIELD && expected !== null) ok = csrfMatches(expected, value);
+    },
+    ok: () => ok,
+    refusal: () => new AppError('FORBIDDEN', CSRF_REFUSED),
+  };
+}
+
 /** Compares a sent CSRF token with the session's in constant time. */
 export function csrfMatches(expected: string, sent: string | undefined): boolean {
   if (sent === undefined) return false;
@@ -108,7 +126,7 @@ export function requireAdmin(db: Db, options: RequireAdminOptions): MiddlewareHa
     if (!SAFE_METHODS.has(c.req.method) && !options.csrfCheckedByHandler?.(c)) {
       const sent = c.req.header(CSRF_HEADER) ?? (await options.formCsrf?.(c));
       if (!csrfMatches(session.csrfToken, sent)) {
-        throw new AppError('FORBIDDEN', 'missing or wrong CSRF token; reload the page and try again');
+        throw new AppError('FORBIDDEN', CSRF_REFUSED);
       }
     }
     c.set('actor', { kind: 'user', name: session.username });

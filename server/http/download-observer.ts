@@ -1,20 +1,28 @@
 /**
- * Turns download events into metrics, transfer heartbeats, download counts
+ * Turns download events into metrics, transfer heartbeats, download counts,
+ * the download log (who downloaded what, batched by the activity tracker)
  * and log lines that name the golden image and architecture. The digest →
  * (image, arch) map is cached briefly so the hot path never waits on the database.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Db } from '../db/open.js';
+import { LINK_CHECK_USER_AGENT } from '../links.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ActivityTracker } from '../services/activity.js';
 import type { DownloadFinish, DownloadStart } from './downloads.js';
 
 const LABEL_TTL_MS = 10_000;
+/** User agents longer than this are cut (the column holds 300). */
+const MAX_USER_AGENT_CHARS = 300;
 
 interface Labels {
   image: string;
   arch: string;
+  imageId: number | null;
 }
+
+const NO_LABELS: Labels = { image: '', arch: '', imageId: null };
 
 export function createDownloadObserver(deps: {
   db: Db;
@@ -31,15 +39,15 @@ export function createDownloadObserver(deps: {
     if (loading || Date.now() - loadedAt < LABEL_TTL_MS) return;
     loading = db
       .selectFrom('images')
-      .select(['name', 'arm64_sha256', 'x86_64_sha256'])
+      .select(['id', 'name', 'arm64_sha256', 'x86_64_sha256'])
       .orderBy('name')
       .execute()
       .then((rows) => {
         const next = new Map<string, Labels>();
         for (const row of rows) {
           // A package used by several images is labelled with the first by name.
-          if (row.arm64_sha256 && !next.has(row.arm64_sha256)) next.set(row.arm64_sha256, { image: row.name, arch: 'arm64' });
-          if (row.x86_64_sha256 && !next.has(row.x86_64_sha256)) next.set(row.x86_64_sha256, { image: row.name, arch: 'x86_64' });
+          if (row.arm64_sha256 && !next.has(row.arm64_sha256)) next.set(row.arm64_sha256, { image: row.name, arch: 'arm64', imageId: row.id });
+          if (row.x86_64_sha256 && !next.has(row.x86_64_sha256)) next.set(row.x86_64_sha256, { image: row.name, arch: 'x86_64', imageId: row.id });
         }
         labels = next;
         loadedAt = Date.now();
@@ -52,18 +60,21 @@ export function createDownloadObserver(deps: {
 
   const observe = function observeDownload(start: DownloadStart): DownloadFinish {
     refresh();
-    const l = labels.get(start.sha256) ?? { image: '', arch: '' };
-    metrics.downloadsStarted.inc(l);
+    const l = labels.get(start.sha256) ?? NO_LABELS;
+    const metricLabels = { image: l.image, arch: l.arch };
+    metrics.downloadsStarted.inc(metricLabels);
     metrics.activeDownloads.inc();
     const endActivity = activity.begin(start.sha256);
     const startedAt = performance.now();
+    const logged = start.request && start.response ? logEntry(activity, start, l, start.request, start.response) : null;
     return ({ bytes, complete }) => {
       endActivity();
       metrics.activeDownloads.dec();
-      metrics.downloadBytes.inc(l, bytes);
-      if (complete) metrics.downloadsCompleted.inc(l);
-      else metrics.downloadsAborted.inc(l);
+      metrics.downloadBytes.inc(metricLabels, bytes);
+      if (complete) metrics.downloadsCompleted.inc(metricLabels);
+      else metrics.downloadsAborted.inc(metricLabels);
       if (complete && start.coversEnd) activity.downloaded(start.sha256, bytes);
+      logged?.finish({ bytesSent: bytes, complete, coversEnd: start.coversEnd });
       const fields = {
         sha256: start.sha256,
         image: l.image,
@@ -85,4 +96,42 @@ export function createDownloadObserver(deps: {
       return loading ?? Promise.resolve();
     },
   };
+}
+
+/** Shows the download as in progress and logs it when it ends; goldmirror's own link checks are not logged. */
+function logEntry(activity: ActivityTracker, start: DownloadStart, l: Labels, req: IncomingMessage, res: ServerResponse) {
+  const userAgent = headerText(req.headers['user-agent']);
+  if (userAgent === LINK_CHECK_USER_AGENT) return null;
+  const range = start.status === 206 ? /^bytes (\d+)-\d+\/(\d+)$/.exec(String(res.getHeader('content-range') ?? '')) : null;
+  const size = start.size ?? (range ? Number(range[2]) : start.bytes);
+  // Bytes on the socket before this body (keep-alive): progress counts from here.
+  const socket = res.socket;
+  const before = socket?.bytesWritten ?? 0;
+  return activity.downloadStarted({
+    startedAt: Date.now(),
+    sha256: start.sha256,
+    imageId: l.imageId,
+    imageName: l.image || null,
+    arch: l.arch || null,
+    client: clientAddress(req),
+    userAgent: userAgent.slice(0, MAX_USER_AGENT_CHARS),
+    status: start.status,
+    // A multipart answer (several ranges) has no single first byte.
+    firstByte: start.status === 200 ? 0 : range ? Number(range[1]) : null,
+    bytesPlanned: start.bytes,
+    size,
+    progress: () => (socket ? socket.bytesWritten - before : 0),
+  });
+}
+
+/** The peer's address as people write it (an IPv4 client on a dual-stack socket without the ::ffff: prefix). */
+function clientAddress(req: IncomingMessage): string {
+  const address = req.socket.remoteAddress ?? 'unknown';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+function headerText(value: string | string[] | undefined): string {
+  const text = Array.isArray(value) ? value.join(', ') : (value ?? '');
+  // eslint-disable-next-line no-control-regex -- control characters never belong in a stored user agent
+  return text.replace(/[\u0000-\u001f\u007f]/g, ' ').trim();
 }

@@ -50,6 +50,10 @@ export interface DownloadStart {
    * goldmirror's own link check.
    */
   coversEnd: boolean;
+  /** The package's size, and the exchange itself (client address, user agent, progress) for the download log. */
+  size?: number;
+  request?: IncomingMessage;
+  response?: ServerResponse;
 }
 
 /** Called when the body ends: all bytes sent (`complete`), or cut short. */
@@ -181,7 +185,7 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
     }
     const coversEnd =
       req.headers['user-agent'] !== LINK_CHECK_USER_AGENT && (size === 0 || plan.parts.some((p) => p.range !== null && p.range.end === size - 1));
-    const finish = deps.observe?.({ sha256: target.sha256, status: plan.status, bytes: plan.length, coversEnd });
+    const finish = deps.observe?.({ sha256: target.sha256, status: plan.status, bytes: plan.length, coversEnd, size, request: req, response: res });
     let outcome = { sent: 0, complete: false };
     try {
       outcome = await sendParts(reader, res, plan.parts, deps.limiter, deps.pool ?? defaultPool);

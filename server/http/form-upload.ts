@@ -17,7 +17,7 @@ import busboy from 'busboy';
 import { newSha256, parseChecksumText, type Sha256 } from '../../storage/digest.js';
 import type { BlobArch } from '../db/schema.js';
 import { AppError, toAppError } from '../errors.js';
-import { CSRF_FIELD, csrfMatches } from './auth.js';
+import { streamedFormCsrf } from './auth.js';
 import { assertPackageFileName, parseBlobArch, recordUploadArch } from '../services/blobs.js';
 import { assertFreeSpace, ingest, type IngestDeps } from '../services/ingest.js';
 
@@ -52,10 +52,9 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request, expe
     let checksumText = '';
     let arch: BlobArch | undefined;
     let archError: AppError | undefined;
-    let csrfOk = expectedCsrf === null;
-    const csrfRefused = () => new AppError('FORBIDDEN', 'missing or wrong CSRF token; reload the page and try again');
+    const csrf = streamedFormCsrf(expectedCsrf);
     parser.on('field', (name, value) => {
-      if (name === CSRF_FIELD && expectedCsrf !== null) csrfOk = csrfMatches(expectedCsrf, value);
+      csrf.field(name, value);
       if (name !== 'arch') return;
       try {
         arch = parseBlobArch(value, 'the architecture');
@@ -76,9 +75,9 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request, expe
     formRead.catch(() => undefined);
 
     parser.on('file', (name, stream, info) => {
-      if (!csrfOk) {
+      if (!csrf.ok()) {
         stream.resume();
-        reject(csrfRefused());
+        reject(csrf.refusal());
         return;
       }
       if (name === 'checksum') {
@@ -125,7 +124,7 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request, expe
       reject(bad);
     });
     parser.on('close', () => {
-      if (!csrfOk) reject(csrfRefused());
+      if (!csrf.ok()) reject(csrf.refusal());
       else if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
       // The architecture field may also come after the package part: recorded once both are in.
       else job.then((result) => recordUploadArch(deps.db, result.sha256, arch, archError).then(() => result)).then(resolve, reject);

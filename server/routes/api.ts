@@ -7,10 +7,11 @@ import type { Config } from '../../config/load.js';
 import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
 import { clientAddressReader, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../http/auth.js';
-import { listAudit } from '../services/audit.js';
+import { listHistory } from '../services/history.js';
 import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../services/auth.js';
 import { deleteBlob, getBlobView, listBlobViews, updateBlobArch } from '../services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../services/groups.js';
+import { applyGroupsCsv, exportGroupsCsv, readGroupsCsv } from '../services/groups-csv.js';
 import { createImage, deleteImage, getImage, listImages, portalValues, updateImage } from '../services/images.js';
 import { checkImageLinks } from '../services/link-check.js';
 import { saveLinkCheck } from '../services/link-check-results.js';
@@ -29,6 +30,8 @@ import { buildManifest, exportBundle } from '../bundles/export.js';
 import { importBundle } from '../bundles/import.js';
 import type { IngestDeps } from '../services/ingest.js';
 import type { TransferJobs } from '../jobs/transfers.js';
+import type { ActivityTracker } from '../services/activity.js';
+import { listDownloads, parseDownloadFilter } from '../services/download-log.js';
 
 const verifySchema = z
   .object({ sha256: sha256Field.optional(), all: z.boolean().optional(), wait: z.boolean().optional() })
@@ -54,6 +57,8 @@ export interface ApiDeps {
   uploads: UploadServer;
   ingestDeps: IngestDeps;
   transfers: TransferJobs;
+  /** Downloads in progress on this node and the batched download log. */
+  activity?: ActivityTracker | undefined;
 }
 
 /** Routes that answer without an admin; the auth test walks every other route. */
@@ -177,6 +182,25 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   api.patch('/settings', async (c) => c.json({ publicUrl: await updateSettings(deps, c.get('actor'), await jsonBody(c)) }));
 
   api.get('/groups', async (c) => c.json(await listGroups(deps)));
+  api.get('/groups.csv', async (c) => {
+    c.header('Content-Type', 'text/csv; charset=utf-8; header=present');
+    c.header('Content-Disposition', `attachment; filename="goldmirror-groups-${new Date().toISOString().slice(0, 10)}.csv"`);
+    return c.body(await exportGroupsCsv(deps));
+  });
+  api.post('/groups.csv', async (c) => {
+    const type = c.req.header('content-type') ?? '';
+    if (!/^(text\/csv|text\/plain|application\/csv)\b/i.test(type)) {
+      throw new AppError('BAD_REQUEST', 'send the CSV file as the request body with Content-Type: text/csv');
+    }
+    try {
+      const rows = await readGroupsCsv(Readable.fromWeb(c.req.raw.body ?? new ReadableStream()) as AsyncIterable<Uint8Array>);
+      return c.json(await applyGroupsCsv(deps, c.get('actor'), rows, { dryRun: c.req.query('dryRun') === 'true' }));
+    } catch (err) {
+      // The reader may stop before the end of the body; a keep-alive client must not reuse this socket.
+      c.header('Connection', 'close');
+      throw err;
+    }
+  });
   api.post('/groups', async (c) => c.json(await createGroup(deps, c.get('actor'), await jsonBody(c)), 201));
   api.get('/groups/:id', async (c) => c.json(await getGroup(deps, parseId(c.req.param('id'), 'group'))));
   api.patch('/groups/:id', async (c) => c.json(await updateGroup(deps, c.get('actor'), parseId(c.req.param('id'), 'group'), await jsonBody(c))));
@@ -247,10 +271,22 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
     return c.body(null, 204);
   });
 
+  api.get('/downloads', async (c) => c.json(await listDownloads(db, deps.activity, parseDownloadFilter(c.req.query()))));
+
   api.get('/audit', async (c) => {
     const limit = Number(c.req.query('limit') ?? 50);
     const before = Number(c.req.query('before'));
-    return c.json(await listAudit(db, { limit: Number.isFinite(limit) ? limit : 50, beforeId: Number.isFinite(before) ? before : undefined }));
+    const { entries, nextBefore } = await listHistory(db, {
+      limit: Number.isFinite(limit) ? limit : 50,
+      beforeId: Number.isFinite(before) ? before : undefined,
+      actor: c.req.query('actor') || undefined,
+      action: c.req.query('action') || undefined,
+      text: c.req.query('q') || undefined,
+      // The API lists sign-ins unless told not to; the history page hides them unless told to show them.
+      signIns: c.req.query('logins') !== 'false',
+    });
+    if (nextBefore !== null) c.header('X-Next-Before', String(nextBefore));
+    return c.json(entries.map(({ parts: _parts, ...entry }) => entry));
   });
 
   return api;

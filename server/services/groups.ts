@@ -1,17 +1,21 @@
 /**
  * User groups (sublicenses) and the primary license key. Each group has at
  * most one golden image; like the portal, a group that already has one must
- * be cleared (imageId: null) before it can get another.
+ * be cleared (imageId: null) before it can get another. Names are unique
+ * regardless of (ASCII) case: the unique index on lower(name) enforces it.
  */
+import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/open.js';
 import type { GroupRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
 import type { ServiceDeps } from './images.js';
-import { displayName, findByNameOrId, guardConstraints, parseInput } from './validation.js';
+import { displayName, guardConstraints, parseInput } from './validation.js';
 
-const licenseKey = z
+export const groupName = displayName(100);
+
+export const licenseKey = z
   .string({ error: 'must be a string or null' })
   .trim()
   .min(1, 'must not be empty (use null for none)')
@@ -21,7 +25,7 @@ const licenseKey = z
 
 /** The API's rules for each group field; bundle manifests (server/bundles/manifest.ts) are held to the same ones. */
 export const groupFields = {
-  name: displayName(100),
+  name: groupName,
   licenseKey,
   primary: z.boolean({ error: 'must be true or false' }),
   imageId: z.number({ error: 'must be an image id or null' }).int().positive().nullable(),
@@ -52,30 +56,47 @@ export async function getGroup(deps: ServiceDeps, id: number): Promise<GroupView
   return view!;
 }
 
-export function findGroupRef(deps: ServiceDeps, ref: string): Promise<GroupRow> {
-  return findByNameOrId(deps.db, 'groups', ref, 'group');
+/** The group a person means: its exact name, else the name in any case (names are unique that way), else its id. */
+export async function findGroupRef(deps: ServiceDeps, ref: string): Promise<GroupRow> {
+  const exact = await deps.db.selectFrom('groups').selectAll().where('name', '=', ref).executeTakeFirst();
+  if (exact) return exact;
+  const anyCase = await findGroupByName(deps.db, ref);
+  if (anyCase) return anyCase;
+  if (/^\d+$/.test(ref)) {
+    const byId = await deps.db.selectFrom('groups').selectAll().where('id', '=', Number(ref)).executeTakeFirst();
+    if (byId) return byId;
+  }
+  throw new AppError('NOT_FOUND', `no group named or numbered ${JSON.stringify(ref)}`);
+}
+
+/** The group whose name equals `name` regardless of case, compared by the database exactly as its unique index does. */
+export function findGroupByName(db: Db, name: string): Promise<GroupRow | undefined> {
+  return db.selectFrom('groups').selectAll().where(sql`lower(name)`, '=', sql`lower(${name})`).executeTakeFirst();
 }
 
 export async function createGroup(deps: ServiceDeps, actor: Actor, input: unknown): Promise<GroupView> {
   const data = parseInput(createSchema, input, 'group');
   const now = (deps.now ?? Date.now)();
   const id = await deps.db.transaction().execute(async (trx) => {
-    await assertRules(trx, null, { name: data.name, licenseKey: data.licenseKey ?? null, primary: data.primary ?? false, imageId: data.imageId ?? null });
-    const row = await guard(() =>
-      trx
-        .insertInto('groups')
-        .values({
-          name: data.name,
-          license_key: data.licenseKey ?? null,
-          is_primary: data.primary ? 1 : 0,
-          image_id: data.imageId ?? null,
-          created_at: now,
-          updated_at: now,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow(),
+    const next = { name: data.name, licenseKey: data.licenseKey ?? null, primary: data.primary ?? false, imageId: data.imageId ?? null };
+    const imageName = await assertRules(trx, null, next);
+    const row = await guard(
+      () =>
+        trx
+          .insertInto('groups')
+          .values({
+            name: next.name,
+            license_key: next.licenseKey,
+            is_primary: next.primary ? 1 : 0,
+            image_id: next.imageId,
+            created_at: now,
+            updated_at: now,
+          })
+          .returning('id')
+          .executeTakeFirstOrThrow(),
+      next.name,
     );
-    await recordAudit(trx, { actor, action: 'group.create', target: `group:${row.id}`, at: now, details: { ...data } });
+    await recordAudit(trx, { actor, action: 'group.create', target: `group:${row.id}`, at: now, details: { ...data, imageName } });
     return row.id;
   });
   return getGroup(deps, id);
@@ -92,24 +113,33 @@ export async function updateGroup(deps: ServiceDeps, actor: Actor, id: number, p
       primary: data.primary === undefined ? current.is_primary === 1 : data.primary,
       imageId: data.imageId === undefined ? current.image_id : data.imageId,
     };
+    const previousImageName = current.image_id === null ? null : await imageNameOf(trx, current.image_id);
     if (current.image_id !== null && next.imageId !== null && next.imageId !== current.image_id) {
-      const currentImage = await trx.selectFrom('images').select('name').where('id', '=', current.image_id).executeTakeFirst();
       throw new AppError(
         'GROUP_HAS_IMAGE',
-        `group ${JSON.stringify(current.name)} already has the golden image ${JSON.stringify(currentImage?.name ?? current.image_id)}; ` +
+        `group ${JSON.stringify(current.name)} already has the golden image ${JSON.stringify(previousImageName ?? current.image_id)}; ` +
           'a group can have only one, so remove that image from the group first',
         { groupId: id, imageId: current.image_id },
       );
     }
-    await assertRules(trx, id, next);
-    await guard(() =>
-      trx
-        .updateTable('groups')
-        .set({ name: next.name, license_key: next.licenseKey, is_primary: next.primary ? 1 : 0, image_id: next.imageId, updated_at: now })
-        .where('id', '=', id)
-        .execute(),
+    const imageName = await assertRules(trx, id, next);
+    await guard(
+      () =>
+        trx
+          .updateTable('groups')
+          .set({ name: next.name, license_key: next.licenseKey, is_primary: next.primary ? 1 : 0, image_id: next.imageId, updated_at: now })
+          .where('id', '=', id)
+          .execute(),
+      next.name,
     );
-    await recordAudit(trx, { actor, action: 'group.update', target: `group:${id}`, at: now, details: { ...data } });
+    // Names as they were at the time, so the history reads as sentences even after renames and deletions.
+    await recordAudit(trx, {
+      actor,
+      action: 'group.update',
+      target: `group:${id}`,
+      at: now,
+      details: { ...data, groupName: next.name, previousName: current.name, imageName, previousImageId: current.image_id, previousImageName },
+    });
   });
   return getGroup(deps, id);
 }
@@ -119,21 +149,22 @@ export async function deleteGroup(deps: ServiceDeps, actor: Actor, id: number): 
   const now = (deps.now ?? Date.now)();
   await deps.db.transaction().execute(async (trx) => {
     await trx.deleteFrom('groups').where('id', '=', id).execute();
-    await recordAudit(trx, { actor, action: 'group.delete', target: `group:${id}`, at: now, details: { name: view.name } });
+    await recordAudit(trx, { actor, action: 'group.delete', target: `group:${id}`, at: now, details: { name: view.name, imageName: view.image?.name ?? null } });
   });
   return view;
 }
 
+/** Checks the rules the schema enforces, with messages people can act on; returns the image's name. */
 async function assertRules(
   db: Db,
   id: number | null,
   next: { name: string; licenseKey: string | null; primary: boolean; imageId: number | null },
-): Promise<void> {
+): Promise<string | null> {
   const others = (q: ReturnType<typeof selectGroups>) => (id === null ? q : q.where('id', '!=', id));
   const selectGroups = () => db.selectFrom('groups').select(['id', 'name']);
-  if (await others(selectGroups().where('name', '=', next.name)).executeTakeFirst()) {
-    throw new AppError('NAME_TAKEN', `a group named ${JSON.stringify(next.name)} already exists`);
-  }
+  // The database compares, so this check and the unique index on lower(name) can never disagree.
+  const sameName = await others(selectGroups().where(sql`lower(name)`, '=', sql`lower(${next.name})`)).executeTakeFirst();
+  if (sameName) throw nameTaken(next.name, sameName.name);
   if (next.licenseKey !== null && (await others(selectGroups().where('license_key', '=', next.licenseKey)).executeTakeFirst())) {
     throw new AppError('LICENSE_KEY_TAKEN', 'another group already has that license key');
   }
@@ -143,9 +174,16 @@ async function assertRules(
       throw new AppError('PRIMARY_TAKEN', `the primary license key is already held by group ${JSON.stringify(holder.name)}; clear it there first`);
     }
   }
-  if (next.imageId !== null && !(await db.selectFrom('images').select('id').where('id', '=', next.imageId).executeTakeFirst())) {
+  if (next.imageId === null) return null;
+  const imageName = await imageNameOf(db, next.imageId);
+  if (imageName === null) {
     throw new AppError('VALIDATION_FAILED', `no golden image with id ${next.imageId}`, { fields: [{ field: 'imageId', message: 'unknown image' }] });
   }
+  return imageName;
+}
+
+async function imageNameOf(db: Db, id: number): Promise<string | null> {
+  return (await db.selectFrom('images').select('name').where('id', '=', id).executeTakeFirst())?.name ?? null;
 }
 
 async function requireGroup(db: Db, id: number): Promise<GroupRow> {
@@ -154,11 +192,18 @@ async function requireGroup(db: Db, id: number): Promise<GroupRow> {
   return row;
 }
 
-/** Which of the group's unique columns the violation names. */
-function guard<T>(fn: () => Promise<T>): Promise<T> {
+/** The one wording of a taken name, whether the check or the unique index caught it. */
+export function nameTaken(requested: string, existing: string): AppError {
+  const hint = existing === requested ? '' : ' (group names are compared regardless of case)';
+  return new AppError('NAME_TAKEN', `a group named ${JSON.stringify(existing)} already exists${hint}`);
+}
+
+/** Which of the group's unique columns the violation names (a concurrent writer got there between check and write). */
+function guard<T>(fn: () => Promise<T>, name: string): Promise<T> {
   return guardConstraints(fn, (detail) => {
-    const what = detail.includes('is_primary') ? 'PRIMARY_TAKEN' : detail.includes('license_key') ? 'LICENSE_KEY_TAKEN' : 'NAME_TAKEN';
-    return new AppError(what, 'another group already holds that value');
+    if (detail.includes('is_primary')) return new AppError('PRIMARY_TAKEN', 'another group already holds the primary license key');
+    if (detail.includes('license_key')) return new AppError('LICENSE_KEY_TAKEN', 'another group already has that license key');
+    return nameTaken(name, name);
   });
 }
 

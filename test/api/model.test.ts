@@ -86,7 +86,9 @@ describe('portal model schema', () => {
 
   it('keeps group names and license keys unique, but allows many groups without a key', async () => {
     await insertGroup({ name: 'Sales', license_key: 'KEY-1' });
-    expect(await violation(insertGroup({ name: 'Sales' }))).toMatchObject({ kind: 'unique', detail: containing('groups.name') });
+    // Since migration 0007 the index on lower(name) catches an exact duplicate first.
+    expect(await violation(insertGroup({ name: 'Sales' }))).toMatchObject({ kind: 'unique', detail: containing('groups_name_nocase') });
+    expect(await violation(insertGroup({ name: 'SALES' }))).toMatchObject({ kind: 'unique', detail: containing('groups_name_nocase') });
     expect(await violation(insertGroup({ name: 'Marketing', license_key: 'KEY-1' }))).toMatchObject({
       kind: 'unique',
       detail: containing('groups.license_key'),

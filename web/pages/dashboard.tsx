@@ -1,10 +1,13 @@
 import type { FC } from 'hono/jsx';
 import type { CheckerStatus } from '../../server/jobs/integrity-checker.js';
-import type { AuditEntry } from '../../server/services/audit.js';
+import type { HistoryEntry } from '../../server/services/history.js';
 import type { IntegritySummary } from '../../server/services/integrity.js';
 import type { PortalChange } from '../../server/services/portal-changes.js';
 import { CsrfField, formatBytes, formatDate, Layout } from '../layout.js';
 import { PortalChangeBox } from './images.js';
+import type { DownloadCharts } from '../../server/services/download-log.js';
+import { DownloadChartsSection } from './charts.js';
+import { HistoryList } from './history.js';
 
 export interface DashboardData {
   disk: { freeBytes: number; totalBytes: number; blobBytes: number };
@@ -14,7 +17,10 @@ export interface DashboardData {
   integrity: IntegritySummary;
   checks: CheckerStatus;
   recentDownloads: Array<{ sha256: string; name: string; downloads: number; lastDownloadAt: string | null; images: string[] }>;
-  recentChanges: AuditEntry[];
+  /** Newest changes as sentences (sign-ins left out). */
+  recentChanges: HistoryEntry[];
+  /** Bytes per hour and downloads per day, last week (absent: no chart). */
+  charts?: DownloadCharts;
   /** Images whose portal values changed and still wait for the admin to update the portal. */
   pendingPortal: Array<{ id: number; name: string; change: PortalChange }>;
 }
@@ -69,6 +75,8 @@ export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData
         <div class="muted">{data.groupCount} groups</div>
       </div>
     </div>
+
+    {data.charts && <DownloadChartsSection charts={data.charts} />}
 
     <h2>Integrity checks</h2>
     <div class="card">
@@ -136,30 +144,10 @@ export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData
     {data.recentChanges.length === 0 ? (
       <p class="muted">Nothing changed yet.</p>
     ) : (
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">When</th>
-              <th scope="col">Who</th>
-              <th scope="col">What</th>
-              <th scope="col" class="hide-narrow">
-                Target
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {data.recentChanges.map((a) => (
-              <tr>
-                <td>{formatDate(a.at)}</td>
-                <td>{a.actor}</td>
-                <td>{a.action}</td>
-                <td class="hide-narrow mono">{a.target}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <HistoryList entries={data.recentChanges} />
     )}
+    <p>
+      <a href="/admin/history">Full history →</a>
+    </p>
   </Layout>
 );

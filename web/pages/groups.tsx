@@ -1,5 +1,6 @@
 import type { FC } from 'hono/jsx';
 import type { GroupView } from '../../server/services/groups.js';
+import type { CsvProblem } from '../../server/services/groups-csv.js';
 import type { ImageView } from '../../server/services/images.js';
 import { CsrfField, FieldError, Layout } from '../layout.js';
 
@@ -17,20 +18,16 @@ export interface GroupFormValues {
   imageId: string;
 }
 
-export const GroupsPage: FC<Common & { groups: GroupView[]; images: ImageView[]; values: GroupFormValues; fieldErrors?: Record<string, string> }> = ({
-  groups,
-  images,
-  values,
-  fieldErrors = {},
-  ...c
-}) => (
+export const GroupsPage: FC<
+  Common & { groups: GroupView[]; images: ImageView[]; values: GroupFormValues; fieldErrors?: Record<string, string>; csvProblems?: CsvProblem[] | undefined }
+> = ({ groups, images, values, fieldErrors = {}, csvProblems, ...c }) => (
   <Layout title="Groups" user={c.user} csrf={c.csrf} active="/admin/groups" flash={c.flash} error={c.error}>
     <p class="muted">
       User groups (sublicenses) as in the Parallels Management Portal. Each group gets at most one golden image; the group marked
-      “primary license key” stands for everyone activated with the primary key.
+      “primary license key” stands for everyone activated with the primary key. Names are unique regardless of case.
     </p>
     {groups.length === 0 ? (
-      <p class="muted">No groups yet.</p>
+      <p class="empty">No groups yet. Create the first one below, or import them from a CSV file.</p>
     ) : (
       <div class="table-wrap">
         <table>
@@ -61,7 +58,60 @@ export const GroupsPage: FC<Common & { groups: GroupView[]; images: ImageView[];
     )}
     <h2>New group</h2>
     <GroupForm action="/admin/groups" csrf={c.csrf} values={values} images={images} fieldErrors={fieldErrors} submit="Create group" />
+    <GroupsCsvSection csrf={c.csrf} hasGroups={groups.length > 0} problems={csvProblems} />
   </Layout>
+);
+
+/** Export and import as CSV: the import form posts the file as a streamed multipart body (CSRF token in the query, like uploads). */
+const GroupsCsvSection: FC<{ csrf: string; hasGroups: boolean; problems: CsvProblem[] | undefined }> = ({ csrf, hasGroups, problems }) => (
+  <section aria-labelledby="csv-heading">
+    <h2 id="csv-heading">Export and import (CSV)</h2>
+    <p class="muted">
+      Columns <code>name,license_key,primary,image</code> (image by its name; primary <code>yes</code> or <code>no</code>). An import
+      creates the groups that are missing and updates the others to match the file; groups not in the file stay as they are. It
+      changes nothing unless every line is right.
+    </p>
+    {problems && problems.length > 0 && (
+      <div class="alert" role="alert" id="csv-problems">
+        <p>
+          <strong>Nothing was imported.</strong> Fix these lines and import the file again:
+        </p>
+        <ul>
+          {problems.map((p) => (
+            <li>
+              Line {p.line}
+              {p.column ? ` (${p.column})` : ''}: {p.message}
+            </li>
+          ))}
+        </ul>
+      </div>
+    )}
+    <div class="card">
+      {hasGroups ? (
+        <p>
+          <a class="button secondary" href="/admin/groups.csv" download>
+            Export groups as CSV
+          </a>
+        </p>
+      ) : (
+        <p class="muted">Nothing to export yet.</p>
+      )}
+      <form method="post" action="/admin/groups/import" enctype="multipart/form-data" class="stack">
+        {/* First in the form, so the server reads it before the file (never in the URL). */}
+        <CsrfField token={csrf} />
+        <label class="check" for="csv-dry-run">
+          <input id="csv-dry-run" name="dryRun" type="checkbox" value="on" /> Only check the file (change nothing)
+        </label>
+        <label for="csv-file">CSV file</label>
+        <input id="csv-file" name="file" type="file" accept=".csv,text/csv" required />
+        <div class="actions">
+          <button type="submit" class="secondary">
+            Import groups
+          </button>
+        </div>
+      </form>
+    </div>
+  </section>
 );
 
 export const GroupEditPage: FC<Common & { group: GroupView; images: ImageView[]; values: GroupFormValues; fieldErrors?: Record<string, string> }> = ({
@@ -73,12 +123,76 @@ export const GroupEditPage: FC<Common & { group: GroupView; images: ImageView[];
 }) => (
   <Layout title={`Group ${group.name}`} user={c.user} csrf={c.csrf} active="/admin/groups" flash={c.flash} error={c.error}>
     <GroupForm action={`/admin/groups/${group.id}`} csrf={c.csrf} values={values} images={images} fieldErrors={fieldErrors} submit="Save changes" />
-    <form method="post" action={`/admin/groups/${group.id}/delete`} class="actions">
-      <CsrfField token={c.csrf} />
-      <button type="submit" class="danger">
-        Delete group {group.name}
-      </button>
-    </form>
+    <div class="actions">
+      {group.image && (
+        <a class="button secondary" href={`/admin/groups/${group.id}/unassign?back=${encodeURIComponent(`/admin/groups/${group.id}`)}`}>
+          Remove golden image…
+        </a>
+      )}
+      <a class="button danger" href={`/admin/groups/${group.id}/delete`}>
+        Delete group…
+      </a>
+    </div>
+  </Layout>
+);
+
+/** Asks before a group goes (like deleting a golden image): names what it had and what is left to do in the portal. */
+export const GroupDeletePage: FC<Common & { group: GroupView }> = ({ group, ...c }) => (
+  <Layout title={`Delete group ${group.name}?`} user={c.user} csrf={c.csrf} active="/admin/groups" error={c.error}>
+    <div class="card">
+      <p>Deleting a group cannot be undone.</p>
+      <ul>
+        <li>
+          {group.image ? (
+            <>
+              Its golden image <a href={`/admin/images/${group.image.id}`}>{group.image.name}</a> stays; only this group’s assignment goes.
+            </>
+          ) : (
+            'It has no golden image.'
+          )}
+        </li>
+        {group.primary && <li>It holds the primary license key; no group will have it afterwards.</li>}
+        {group.licenseKey && <li>Its license key is forgotten here.</li>}
+        <li>Delete the group in the Parallels Management Portal too.</li>
+      </ul>
+      <form method="post" action={`/admin/groups/${group.id}/delete`} class="actions">
+        <CsrfField token={c.csrf} />
+        <input type="hidden" name="confirm" value="yes" />
+        <button type="submit" class="danger">
+          Delete group {group.name}
+        </button>
+        <a href={`/admin/groups/${group.id}`}>Cancel</a>
+      </form>
+    </div>
+  </Layout>
+);
+
+/** Asks before a group loses its golden image; `back` is where both answers lead. */
+export const GroupUnassignPage: FC<Common & { group: GroupView; back: string }> = ({ group, back, ...c }) => (
+  <Layout title={`Remove ${group.image?.name ?? 'the golden image'} from ${group.name}?`} user={c.user} csrf={c.csrf} active="/admin/groups" error={c.error}>
+    <div class="card">
+      {group.image ? (
+        <>
+          <p>
+            Group <strong>{group.name}</strong> will have no golden image. Macs in this group keep what they have; make the same change in
+            the Management Portal so that they are not offered <strong>{group.image.name}</strong> any more.
+          </p>
+          <form method="post" action={`/admin/groups/${group.id}/unassign`} class="actions">
+            <CsrfField token={c.csrf} />
+            <input type="hidden" name="confirm" value="yes" />
+            <input type="hidden" name="back" value={back} />
+            <button type="submit" class="danger">
+              Remove {group.image.name} from {group.name}
+            </button>
+            <a href={back}>Cancel</a>
+          </form>
+        </>
+      ) : (
+        <p>
+          Group {group.name} has no golden image. <a href={back}>Back</a>
+        </p>
+      )}
+    </div>
   </Layout>
 );
 

@@ -193,8 +193,8 @@ const ArchFieldset: FC<{ arch: Arch; value: { enabled: boolean; sha256: string }
 };
 
 export const ImagePortalPage: FC<
-  Common & { image: ImageView; address: PublicAddress; check: LinkCheckReport | null; assignable: GroupView[] }
-> = ({ image, address, check, assignable, ...c }) => {
+  Common & { image: ImageView; address: PublicAddress; check: LinkCheckReport | null; assignable: GroupView[]; groupCount?: number }
+> = ({ image, address, check, assignable, groupCount, ...c }) => {
   const portal = portalValues(image, address);
   return (
     <Layout title={image.name} user={c.user} csrf={c.csrf} active="/admin/images" flash={c.flash} error={c.error} scripts={['/admin/assets/copy.js']}>
@@ -262,6 +262,10 @@ export const ImagePortalPage: FC<
             <button type="submit">Assign</button>
           </div>
         </form>
+      ) : groupCount === 0 ? (
+        <p class="muted">
+          No groups yet. <a href="/admin/groups">Create a group</a> to assign this image to it.
+        </p>
       ) : (
         <p class="muted">
           Every group already has a golden image. <a href="/admin/groups">Create a group</a>.

@@ -1,7 +1,10 @@
 /** CLI for scripts: golden images, groups, API tokens and the admin password, each with --json. */
+import { createReadStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { cliActor } from '../../services/audit.js';
 import { createApiToken, listApiTokens, resetPassword, revokeApiToken, TOKEN_SCOPES } from '../../services/auth.js';
 import { createGroup, findGroupRef, listGroups, updateGroup, type GroupView } from '../../services/groups.js';
+import { applyGroupsCsv, exportGroupsCsv, readGroupsCsv } from '../../services/groups-csv.js';
 import { createImage, deleteImage, findImageRef, getImage, listImages, portalValues, type ImageView } from '../../services/images.js';
 import { confirmPortalValues } from '../../services/portal-changes.js';
 import type { Runtime } from '../../runtime.js';
@@ -117,26 +120,50 @@ export const imageCommand: Command = {
 const GROUP_USAGE =
   'goldmirror group create NAME [--license-key KEY] [--primary] [--image NAME_OR_ID] [--json]\n' +
   '       goldmirror group list [--json]\n' +
-  '       goldmirror group assign GROUP IMAGE_NAME_OR_ID|--none [--json]';
+  '       goldmirror group assign GROUP IMAGE_NAME_OR_ID|--none [--json]\n' +
+  '       goldmirror group export [FILE.csv|-]\n' +
+  '       goldmirror group import FILE.csv|- [--dry-run] [--json]';
 
 function groupLine(g: GroupView): string[] {
   return [String(g.id), g.name, g.primary ? 'yes' : '', g.licenseKey ?? '', g.image?.name ?? '-'];
 }
 
 export const groupCommand: Command = {
-  summary: 'manage user groups (create, list, assign an image)',
+  summary: 'manage user groups (create, list, assign an image, CSV export and import)',
   usage: GROUP_USAGE,
   async run(ctx) {
-    const { name, args } = subcommand(ctx, ['create', 'list', 'assign'], GROUP_USAGE);
+    const { name, args } = subcommand(ctx, ['create', 'list', 'assign', 'export', 'import'], GROUP_USAGE);
     const { values, positionals } = parseCommandArgs(args, {
       json: { type: 'boolean', default: false },
       'license-key': { type: 'string' },
       primary: { type: 'boolean', default: false },
       image: { type: 'string' },
       none: { type: 'boolean', default: false },
+      'dry-run': { type: 'boolean', default: false },
     });
     return withRuntime(ctx, async (runtime) => {
       const deps = { db: runtime.db };
+      if (name === 'export') {
+        if (positionals.length > 1) throw new UsageError('group export takes at most one FILE (- or none: standard output)');
+        const csv = await exportGroupsCsv(deps);
+        const file = positionals[0];
+        if (file === undefined || file === '-') return void process.stdout.write(csv);
+        await writeFile(file, csv);
+        const count = csv.split('\r\n').length - 2;
+        return void process.stderr.write(`wrote ${count} group${count === 1 ? '' : 's'} to ${file}\n`);
+      }
+      if (name === 'import') {
+        if (positionals.length !== 1) throw new UsageError('group import takes exactly one FILE.csv (- for standard input)');
+        const file = positionals[0]!;
+        const source = file === '-' ? process.stdin : createReadStream(file);
+        const report = await applyGroupsCsv(deps, cliActor, await readGroupsCsv(source as AsyncIterable<Buffer>), { dryRun: values['dry-run'] });
+        if (values.json) return printJson(report);
+        const list = (names: string[]) => (names.length ? `: ${names.join(', ')}` : '');
+        printLine(`${report.dryRun ? 'would create' : 'created'} ${report.created.length}${list(report.created)}`);
+        printLine(`${report.dryRun ? 'would update' : 'updated'} ${report.updated.length}${list(report.updated)}`);
+        printLine(`unchanged ${report.unchanged.length}`);
+        return;
+      }
       if (name === 'list') {
         const groups = await listGroups(deps);
         if (values.json) return printJson(groups);

@@ -5,6 +5,7 @@ import * as m0003 from './0003-activity.js';
 import * as m0004 from './0004-ingested-at.js';
 import * as m0005 from './0005-token-scopes.js';
 import * as m0006 from './0006-portal-state.js';
+import * as m0007 from './0007-group-names-nocase-download-log.js';
 import * as m0008 from './0008-blob-arch.js';
 
 /** Static list (no directory scanning): the build and the bundle see exactly these. */
@@ -15,6 +16,7 @@ const migrations: Record<string, Migration> = {
   '0004-ingested-at': m0004,
   '0005-token-scopes': m0005,
   '0006-portal-state': m0006,
+  '0007-group-names-nocase-download-log': m0007,
   '0008-blob-arch': m0008,
 };
 

@@ -1,0 +1,253 @@
+/**
+ * The download log: who downloaded what, when, how much and how it ended;
+ * this node's downloads in progress; the dashboard's hourly and daily
+ * figures; and pruning past the retention period. Rows are written in
+ * batches by the activity tracker, never on the download's own path.
+ */
+import { sql } from 'kysely';
+import { z } from 'zod';
+import type { Db } from '../db/open.js';
+import type { DownloadLogRow } from '../db/schema.js';
+import type { ActivityTracker, LiveDownload } from './activity.js';
+import { ARCH_LABELS, ARCHES, type Arch } from './images.js';
+import { parseInput } from './validation.js';
+
+export const DOWNLOAD_RESULTS = ['complete', 'resumed', 'aborted'] as const;
+export type DownloadResult = (typeof DOWNLOAD_RESULTS)[number];
+export const RESULT_LABELS: Record<DownloadResult, string> = { complete: 'complete', resumed: 'resumed piece', aborted: 'aborted' };
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+const PRUNE_BATCH_ROWS = 5_000;
+
+/** Query-string filters of the page and the API; empty strings mean "any". */
+const filterSchema = z
+  .object({
+    image: z
+      .string()
+      .regex(/^\d{1,15}$/, 'must be an image id')
+      .transform(Number)
+      .optional(),
+    arch: z.enum(ARCHES, { error: `must be ${ARCHES.join(' or ')}` }).optional(),
+    client: z.string().trim().max(64, 'must be at most 64 characters').optional(),
+    result: z.enum(DOWNLOAD_RESULTS, { error: `must be ${DOWNLOAD_RESULTS.join(', ')}` }).optional(),
+    before: z
+      .string()
+      .regex(/^\d{1,15}$/, 'must be a download id')
+      .transform(Number)
+      .optional(),
+    limit: z
+      .string()
+      .regex(/^\d{1,4}$/, 'must be a number from 1 to 500')
+      .transform(Number)
+      .refine((n) => n >= 1 && n <= 500, 'must be a number from 1 to 500')
+      .optional(),
+  })
+  .strict();
+
+export type DownloadFilter = z.output<typeof filterSchema>;
+
+/** Reads filters from query parameters (unknown ones are refused by name; empty ones ignored). */
+export function parseDownloadFilter(query: Record<string, string>): DownloadFilter {
+  const present = Object.fromEntries(Object.entries(query).filter(([, v]) => v.trim() !== ''));
+  return parseInput(filterSchema, present, 'filter');
+}
+
+export interface DownloadEntry {
+  id: number;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  client: string;
+  userAgent: string;
+  sha256: string;
+  image: { id: number | null; name: string } | null;
+  arch: Arch | null;
+  archLabel: string | null;
+  status: number;
+  firstByte: number | null;
+  bytesPlanned: number;
+  bytesSent: number;
+  size: number;
+  result: DownloadResult;
+  /** The body carried the file's last byte in full: counted as a finished download (as in the per-package counters). */
+  countsAsDownload: boolean;
+  bytesPerSec: number;
+}
+
+export interface DownloadInProgress {
+  startedAt: string;
+  elapsedMs: number;
+  client: string;
+  userAgent: string;
+  sha256: string;
+  image: { id: number | null; name: string } | null;
+  arch: Arch | null;
+  archLabel: string | null;
+  firstByte: number | null;
+  bytesPlanned: number;
+  bytesSent: number;
+  size: number;
+  bytesPerSec: number;
+}
+
+export interface DownloadLogPage {
+  inProgress: DownloadInProgress[];
+  downloads: DownloadEntry[];
+  /** Pass as `before` for the next (older) page; null on the last one. */
+  nextBefore: number | null;
+  /** Download bodies this server did not log since it started (over the rate cap, or a stuck database). */
+  notLogged: number;
+}
+
+/** The newest log rows matching the filter, and this node's downloads in progress (filtered alike). */
+export async function listDownloads(db: Db, activity: ActivityTracker | undefined, filter: DownloadFilter, nowMs = Date.now()): Promise<DownloadLogPage> {
+  // Rows of downloads that ended a moment ago may still wait in the batch: write them first.
+  await activity?.flush();
+  const limit = filter.limit ?? 100;
+  let query = db.selectFrom('download_log').selectAll().orderBy('id', 'desc').limit(limit + 1);
+  if (filter.image !== undefined) query = query.where('image_id', '=', filter.image);
+  if (filter.arch !== undefined) query = query.where('arch', '=', filter.arch);
+  if (filter.client) query = query.where('client', '=', filter.client);
+  if (filter.result !== undefined) query = query.where('result', '=', filter.result);
+  if (filter.before !== undefined) query = query.where('id', '<', filter.before);
+  const rows = await query.execute();
+  const page = rows.slice(0, limit);
+  const live = (activity?.liveDownloads() ?? []).filter(
+    (d) =>
+      (filter.image === undefined || d.imageId === filter.image) &&
+      (filter.arch === undefined || d.arch === filter.arch) &&
+      (!filter.client || d.client === filter.client) &&
+      filter.result === undefined,
+  );
+  return {
+    inProgress: live.map((d) => toInProgress(d, nowMs)),
+    downloads: page.map(toEntry),
+    nextBefore: rows.length > limit ? (page.at(-1)?.id ?? null) : null,
+    notLogged: activity?.unloggedDownloads() ?? 0,
+  };
+}
+
+/** The page's filter choices: today's images plus deleted ones still in the log, and the clients seen. */
+export async function downloadFilterChoices(db: Db): Promise<{ images: Array<{ id: number; name: string }>; clients: string[] }> {
+  const current = await db.selectFrom('images').select(['id', 'name']).execute();
+  const logged = await db
+    .selectFrom('download_log')
+    .select(['image_id', sql<string>`max(image_name)`.as('name')])
+    .where('image_id', 'is not', null)
+    .groupBy('image_id')
+    .execute();
+  const byId = new Map(logged.map((i) => [i.image_id!, `${i.name} (deleted)`]));
+  for (const image of current) byId.set(image.id, image.name);
+  const clients = await db.selectFrom('download_log').select('client').distinct().orderBy('client').limit(500).execute();
+  return {
+    images: [...byId].map(([id, name]) => ({ id, name })).sort((a, b) => a.name.localeCompare(b.name)),
+    clients: clients.map((c) => c.client),
+  };
+}
+
+export interface DownloadCharts {
+  /** 168 hours ending with the current one (UTC): bytes sent by bodies that ended in that hour. */
+  hourlyBytes: Array<{ start: string; bytes: number }>;
+  /** 7 days ending today (UTC): finished downloads (bodies that delivered the file's last byte). */
+  dailyDownloads: Array<{ day: string; downloads: number }>;
+}
+
+export async function downloadCharts(db: Db, activity: ActivityTracker | undefined, nowMs = Date.now()): Promise<DownloadCharts> {
+  await activity?.flush();
+  const firstHour = Math.floor(nowMs / HOUR_MS) - 167;
+  const firstDay = Math.floor(nowMs / DAY_MS) - 6;
+  const from = Math.min(firstHour * HOUR_MS, firstDay * DAY_MS);
+  // Integer division with literal divisors (a bound JS number would be a REAL here): the same buckets on SQLite and PostgreSQL.
+  const hours = await db
+    .selectFrom('download_log')
+    .select([sql<number>`finished_at / ${sql.lit(HOUR_MS)}`.as('hour'), sql<number>`sum(bytes_sent)`.as('bytes')])
+    .where('finished_at', '>=', from)
+    .groupBy(sql`finished_at / ${sql.lit(HOUR_MS)}`)
+    .execute();
+  const days = await db
+    .selectFrom('download_log')
+    .select([sql<number>`finished_at / ${sql.lit(DAY_MS)}`.as('day'), sql<number>`count(*)`.as('downloads')])
+    .where('finished_at', '>=', from)
+    .where('covers_end', '=', 1)
+    .groupBy(sql`finished_at / ${sql.lit(DAY_MS)}`)
+    .execute();
+  const bytesByHour = new Map(hours.map((h) => [Number(h.hour), Number(h.bytes)]));
+  const downloadsByDay = new Map(days.map((d) => [Number(d.day), Number(d.downloads)]));
+  return {
+    hourlyBytes: Array.from({ length: 168 }, (_, i) => ({
+      start: new Date((firstHour + i) * HOUR_MS).toISOString(),
+      bytes: bytesByHour.get(firstHour + i) ?? 0,
+    })),
+    dailyDownloads: Array.from({ length: 7 }, (_, i) => ({
+      day: new Date((firstDay + i) * DAY_MS).toISOString().slice(0, 10),
+      downloads: downloadsByDay.get(firstDay + i) ?? 0,
+    })),
+  };
+}
+
+/** Deletes rows that ended before `nowMs - retentionMs`, in small batches so downloads and the API never wait long; 0 keeps everything. */
+export async function pruneDownloadLog(db: Db, retentionMs: number, nowMs = Date.now()): Promise<number> {
+  if (retentionMs <= 0) return 0;
+  const cutoff = nowMs - retentionMs;
+  let removed = 0;
+  for (;;) {
+    const batch = db.selectFrom('download_log').select('id').where('finished_at', '<', cutoff).orderBy('id').limit(PRUNE_BATCH_ROWS);
+    const result = await db.deleteFrom('download_log').where('id', 'in', batch).executeTakeFirst();
+    const n = Number(result.numDeletedRows);
+    removed += n;
+    if (n < PRUNE_BATCH_ROWS) return removed;
+  }
+}
+
+function archOf(value: string | null): Arch | null {
+  return value === 'arm64' || value === 'x86_64' ? value : null;
+}
+
+function rate(bytes: number, ms: number): number {
+  return ms > 0 ? Math.round((bytes * 1000) / ms) : bytes;
+}
+
+function toEntry(row: DownloadLogRow): DownloadEntry {
+  const arch = archOf(row.arch);
+  return {
+    id: row.id,
+    startedAt: new Date(row.started_at).toISOString(),
+    finishedAt: new Date(row.finished_at).toISOString(),
+    durationMs: Number(row.duration_ms),
+    client: row.client,
+    userAgent: row.user_agent,
+    sha256: row.sha256,
+    image: row.image_name !== null ? { id: row.image_id, name: row.image_name } : null,
+    arch,
+    archLabel: arch ? ARCH_LABELS[arch] : null,
+    status: row.status,
+    firstByte: row.first_byte === null ? null : Number(row.first_byte),
+    bytesPlanned: Number(row.bytes_planned),
+    bytesSent: Number(row.bytes_sent),
+    size: Number(row.size),
+    result: row.result,
+    countsAsDownload: row.covers_end === 1,
+    bytesPerSec: rate(Number(row.bytes_sent), Number(row.duration_ms)),
+  };
+}
+
+function toInProgress(d: LiveDownload, nowMs: number): DownloadInProgress {
+  const arch = archOf(d.arch);
+  const elapsedMs = Math.max(0, nowMs - d.startedAt);
+  return {
+    startedAt: new Date(d.startedAt).toISOString(),
+    elapsedMs,
+    client: d.client,
+    userAgent: d.userAgent,
+    sha256: d.sha256,
+    image: d.imageName !== null ? { id: d.imageId, name: d.imageName } : null,
+    arch,
+    archLabel: arch ? ARCH_LABELS[arch] : null,
+    firstByte: d.firstByte,
+    bytesPlanned: d.bytesPlanned,
+    bytesSent: d.bytesSent,
+    size: d.size,
+    bytesPerSec: rate(d.bytesSent, elapsedMs),
+  };
+}
