@@ -20,6 +20,7 @@ import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
 import { findBlob } from '../repos/blobs.js';
 import { recordAudit, type Actor } from '../services/audit.js';
+import { syncBlobUsage } from '../services/portal-changes.js';
 import { ingest, type IngestDeps } from '../services/ingest.js';
 import { parseInput } from '../services/validation.js';
 import { BLOB_ENTRY, MANIFEST_ENTRY, MAX_MANIFEST_BYTES, BUNDLE_FORMAT, BUNDLE_VERSION, manifestSchema, type Manifest } from './manifest.js';
@@ -297,6 +298,8 @@ async function applyManifest(db: Db, manifest: Manifest, actor: Actor): Promise<
       if (existing) await trx.updateTable('groups').set(values).where('id', '=', existing.id).execute();
       else await trx.insertInto('groups').values({ ...values, name: group.name, created_at: now }).execute();
     }
+    // Retirements start now, in the same transaction, so GC never meets a replaced package it knows nothing about.
+    if (changedImages.size > 0) await syncBlobUsage(trx, now);
     if (changedImages.size + changedGroups.size > 0) {
       await recordAudit(trx, {
         actor,

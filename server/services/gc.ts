@@ -15,7 +15,7 @@ import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
 import { activeBlobs } from './activity.js';
 import { recordAudit, type Actor } from './audit.js';
-import { loadRetirements, retiredHold, syncBlobUsage } from './portal-changes.js';
+import { loadRetirements, portalHeldDigests, retiredHold, syncBlobUsage } from './portal-changes.js';
 
 export interface GcOptions {
   dryRun: boolean;
@@ -39,6 +39,8 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
   await syncBlobUsage(db, now);
   const retirements = await loadRetirements(db);
   const referenced = await referencedDigests(db);
+  // Whatever the retirement records say, a package the portal still sends Macs to is never removed.
+  const portalHeld = await portalHeldDigests(db);
   const rows = await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'created_at', 'ingested_at']).execute();
   const age = (r: { created_at: number; ingested_at: number | null }) => now - Math.max(r.created_at, r.ingested_at ?? 0);
   const active = await activeBlobs(db, now);
@@ -49,7 +51,7 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
       report.kept.push({ sha256: row.sha256, reason: 'grace' });
       continue;
     }
-    const hold = retiredHold(retirements.get(row.sha256), now, options.graceMs);
+    const hold = portalHeld.has(row.sha256) ? 'portal' : retiredHold(retirements.get(row.sha256), now, options.graceMs);
     if (hold) {
       report.kept.push({ sha256: row.sha256, reason: hold });
       continue;

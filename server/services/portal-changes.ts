@@ -264,10 +264,15 @@ export async function syncBlobUsage(db: Db, now: number): Promise<void> {
   const images = await db.selectFrom('images').select(['arm64_sha256', 'x86_64_sha256']).execute();
   const used = new Set(images.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null));
   const held = await portalHeldDigests(db);
-  const rows = await db.selectFrom('blob_usage').selectAll().execute();
+  let rows = await db.selectFrom('blob_usage').selectAll().execute();
   const known = new Set(rows.map((r) => r.sha256));
-  for (const sha256 of used) {
-    if (!known.has(sha256)) await db.insertInto('blob_usage').values({ sha256 }).onConflict((oc) => oc.column('sha256').doNothing()).execute();
+  // Every stored package an image or the portal points at gets a row, even one that a writer which
+  // does not call this (a bundle import or sync) brought in and replaced before anything else ran.
+  const missing = [...new Set([...used, ...held])].filter((sha256) => !known.has(sha256));
+  if (missing.length > 0) {
+    const stored = await db.selectFrom('blobs').select('sha256').where('sha256', 'in', missing).execute();
+    for (const { sha256 } of stored) await db.insertInto('blob_usage').values({ sha256 }).onConflict((oc) => oc.column('sha256').doNothing()).execute();
+    if (stored.length > 0) rows = await db.selectFrom('blob_usage').selectAll().execute();
   }
   for (const row of rows) {
     let retired: number | null = null;
@@ -283,7 +288,7 @@ export async function syncBlobUsage(db: Db, now: number): Promise<void> {
 }
 
 /** Digests that some image's confirmed portal values still send Macs to. */
-async function portalHeldDigests(db: Db): Promise<Set<string>> {
+export async function portalHeldDigests(db: Db): Promise<Set<string>> {
   const rows = await db.selectFrom('portal_confirmed').select(['arm64_enabled', 'arm64_sha256', 'x86_64_enabled', 'x86_64_sha256']).execute();
   const held = new Set<string>();
   for (const r of rows) {

@@ -8,6 +8,7 @@
  * scheduled GC runs on the scheduler's fake Clock.
  */
 import fs from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Sha256 } from '../../storage/digest.js';
 import type { Clock } from '../../server/jobs/scheduler.js';
@@ -18,10 +19,12 @@ import { ingest } from '../../server/services/ingest.js';
 import { cliActor } from '../../server/services/audit.js';
 import { getBlobView, listBlobViews } from '../../server/services/blobs.js';
 import { collectGarbage } from '../../server/services/gc.js';
-import { createImage, deleteImage, updateImage } from '../../server/services/images.js';
+import { createImage, deleteImage, listImages, updateImage } from '../../server/services/images.js';
+import { importBundle } from '../../server/bundles/import.js';
 import { confirmPortalValues } from '../../server/services/portal-changes.js';
 import { bootstrapTestAdmin, call, mustSignIn } from '../helpers/api.js';
 import { makeTempDir, putBlob, startMirror, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
+import { exportToBuffer, openLocal, store } from '../bundles/helpers.js';
 
 const HOUR = 3_600_000;
 const GRACE = 24 * HOUR;
@@ -226,6 +229,40 @@ describe('scheduled garbage collection on a fake clock', () => {
       await server.close(1000);
       await runtime.close();
       await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('retired packages that arrive by bundle import or sync', () => {
+  it('keeps the package the portal still points at after an import replaced it, and starts its retirement then', async () => {
+    const source = await openLocal();
+    const target = await openLocal();
+    try {
+      const first = await store(source, testBytes(5000, 'bundle-first'), 'Win-first.pvmp');
+      const image = await createImage(source.runtime, cliActor, { name: 'Win', arm64: { enabled: true, sha256: first } }, BASE);
+      const importInto = async (tarBytes: Buffer) =>
+        importBundle(target.runtime.ingestDeps, Readable.from([tarBytes]), { dryRun: false, actor: cliActor });
+      await importInto((await exportToBuffer(source, { includeBlobs: true })).tar);
+      // The admin opens the images page: the portal now holds the first package.
+      expect((await listImages(target.runtime, BASE)).map((i) => i.portalChange)).toEqual([null]);
+
+      const second = await store(source, testBytes(5000, 'bundle-second'), 'Win-second.pvmp');
+      await updateImage(source.runtime, cliActor, image.id, { arm64: { sha256: second } }, BASE);
+      const importedAt = Date.now();
+      await importInto((await exportToBuffer(source, { includeBlobs: true })).tar);
+      // Both packages look ancient, so only the portal rule can keep the first one.
+      await target.runtime.db.updateTable('blobs').set({ created_at: 0, ingested_at: 0 }).execute();
+
+      const report = await collectGarbage(target.runtime, cliActor, { dryRun: false, graceMs: GRACE });
+      expect(report.removed).toEqual([]);
+      expect(report.kept).toEqual([{ sha256: first, reason: 'portal' }]);
+      expect(await target.runtime.store.stat(first as Sha256)).not.toBeNull();
+      const usage = await target.runtime.db.selectFrom('blob_usage').selectAll().where('sha256', '=', first).executeTakeFirstOrThrow();
+      expect(usage.released_at).toBeNull();
+      expect(usage.retired_at).toBeGreaterThanOrEqual(importedAt);
+    } finally {
+      await source.close();
+      await target.close();
     }
   });
 });
