@@ -2,12 +2,24 @@
  * The one description of goldmirror's settings: names, types, defaults and
  * the MIRROR_* environment variable for each. Loading happens in load.ts.
  */
-import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import { parseCidr, splitList } from './cidr.js';
 
 const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const durationMs = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+/** Addresses and CIDR blocks ("10.0.0.5, fd00::/8"), each checked by the parser that matches them later. */
+const cidrList = z
+  .union([z.string(), z.array(z.string())])
+  .default('')
+  .transform((v, ctx) => {
+    const cidrs: string[] = [];
+    for (const entry of splitList(v)) {
+      const cidr = parseCidr(entry);
+      if (typeof cidr === 'string') ctx.issues.push({ code: 'custom', message: cidr, input: v });
+      else cidrs.push(cidr.text);
+    }
+    return Object.freeze(cidrs);
+  });
 
 export const configSchema = z
   .object({
@@ -61,31 +73,11 @@ export const configSchema = z
      * Reverse proxies (addresses or CIDRs) whose X-Forwarded-For is believed;
      * a comma-separated list in the environment. Empty: the socket peer is the client.
      */
-    trustProxy: z
-      .union([z.string(), z.array(z.string())])
-      .default('')
-      .transform((v, ctx) => {
-        const entries = (typeof v === 'string' ? v.split(',') : v).map((e) => e.trim()).filter((e) => e !== '');
-        for (const entry of entries) {
-          if (!isAddressOrCidr(entry)) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(entry)} is not an IP address or CIDR (e.g. 10.0.0.1, 10.0.0.0/8, fd00::/8)` });
-        }
-        return Object.freeze<string[]>(entries);
-      }),
+    trustProxy: cidrList,
     /** How long a graceful shutdown waits for running transfers. */
     shutdownTimeoutMs: durationMs.default(30_000),
     /** Addresses (CIDR blocks) that outbound fetches may reach although they are loopback, link-local, unspecified or this mirror's own. */
-    fetchAllow: z
-      .union([z.string(), z.array(z.string())])
-      .default('')
-      .transform((v, ctx) => {
-        const cidrs: string[] = [];
-        for (const entry of splitList(v)) {
-          const cidr = parseCidr(entry);
-          if (typeof cidr === 'string') ctx.issues.push({ code: 'custom', message: cidr, input: v });
-          else cidrs.push(cidr.text);
-        }
-        return cidrs;
-      }),
+    fetchAllow: cidrList,
     /** Pulls from a URL (API and admin page) running at once; the rest wait as "queued". */
     fetchConcurrency: z.number().int().min(1).max(16).default(2),
     /** Rows of the download log older than this are pruned (hourly); 0 = keep them all. */
@@ -133,21 +125,6 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
 export const keyKinds: Readonly<Partial<Record<keyof Config, Kind>>> = Object.fromEntries(
   Object.values(envVars).map(({ key, kind }) => [key, kind]),
 );
-
-/** An address or address/prefix that node's BlockList accepts (the same parser that matches it later). */
-function isAddressOrCidr(entry: string): boolean {
-  const [address = '', prefix, ...rest] = entry.split('/');
-  const family = isIP(address);
-  if (family === 0 || rest.length > 0 || (prefix !== undefined && !/^\d{1,3}$/.test(prefix))) return false;
-  try {
-    const list = new BlockList();
-    if (prefix === undefined) list.addAddress(address, family === 4 ? 'ipv4' : 'ipv6');
-    else list.addSubnet(address, Number(prefix), family === 4 ? 'ipv4' : 'ipv6');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function isHttpUrl(value: string): boolean {
   try {

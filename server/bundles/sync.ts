@@ -13,12 +13,12 @@ import type { IngestDeps } from '../services/ingest.js';
 import { exportBundle } from './export.js';
 import { fetchIntoStore, outboundOf } from './fetch.js';
 import { importBundle, type ImportReport } from './import.js';
-import { manifestSchema, type Manifest } from './manifest.js';
+import { manifestSchema, MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
 import { downloadUrl, readCapped } from '../links.js';
 import { parseInput } from '../services/validation.js';
 
-/** A manifest of thousands of images and groups is well under 1 MiB; more is not a goldmirror answering. */
-export const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
+// The same cap as a bundle's manifest: thousands of images and groups are well under 1 MiB.
+export { MAX_MANIFEST_BYTES };
 
 export interface SyncOptions {
   from: string;

@@ -5,7 +5,8 @@
  * write anything into that header, so only entries added by trusted proxies
  * (the right-hand end) are believed. Matching uses node's BlockList.
  */
-import { BlockList, isIP, isIPv4 } from 'node:net';
+import { isIP } from 'node:net';
+import { blockListOf } from '../../config/cidr.js';
 import type { Context } from 'hono';
 
 /** A set of trusted proxy addresses and CIDRs. */
@@ -15,13 +16,7 @@ export interface TrustedProxies {
 
 /** Builds the matcher from validated config entries (`10.0.0.1`, `10.0.0.0/8`, `fd00::/8`). */
 export function trustedProxies(entries: readonly string[]): TrustedProxies {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [address = '', prefix] = entry.split('/');
-    const family = isIPv4(address) ? 'ipv4' : 'ipv6';
-    if (prefix === undefined) list.addAddress(address, family);
-    else list.addSubnet(address, Number(prefix), family);
-  }
+  const list = blockListOf(entries);
   return {
     has(address) {
       const family = isIP(address);

@@ -40,12 +40,6 @@ export interface AuditEntry {
   details: unknown;
 }
 
-export async function listAudit(db: Db, options: { limit?: number; beforeId?: number } = {}): Promise<AuditEntry[]> {
-  let query = db.selectFrom('audit_log').selectAll().orderBy('id', 'desc').limit(Math.min(Math.max(options.limit ?? 50, 1), 500));
-  if (options.beforeId !== undefined) query = query.where('id', '<', options.beforeId);
-  return (await query.execute()).map(toAuditEntry);
-}
-
 /** A stored row with its details parsed (text that is not JSON stays text). */
 export function toAuditEntry(row: AuditRow): AuditEntry {
   let details: unknown;

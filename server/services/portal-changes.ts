@@ -355,9 +355,3 @@ export function retiredHold(retirement: Retirement | undefined, now: number, gra
   if (retirement.lastDownloadAt !== null && now - retirement.lastDownloadAt < graceMs) return 'downloaded';
   return null;
 }
-
-/** When GC may remove a retired package at the earliest (null while the portal still points at it). */
-export function retiredUntil(retirement: Retirement, graceMs: number): number | null {
-  if (retirement.releasedAt === null) return null;
-  return Math.max(retirement.releasedAt, retirement.lastDownloadAt ?? 0) + graceMs;
-}

@@ -60,9 +60,9 @@ describe('throttleKey', () => {
 describe('MIRROR_TRUST_PROXY', () => {
   const load = (env: Record<string, string>) => loadConfig({ env });
 
-  it('reads a comma-separated list from the environment and a list from the config file', () => {
-    expect(load({ MIRROR_TRUST_PROXY: ' 10.0.0.1, 192.168.0.0/16 ,fd00::/8,' }).trustProxy).toEqual(['10.0.0.1', '192.168.0.0/16', 'fd00::/8']);
-    expect(loadConfig({ env: {}, overrides: { trustProxy: ['127.0.0.1'] } }).trustProxy).toEqual(['127.0.0.1']);
+  it('reads a list from the environment and from the config file, each entry normalised to a CIDR block', () => {
+    expect(load({ MIRROR_TRUST_PROXY: ' 10.0.0.1, 192.168.0.0/16 ,fd00::/8,' }).trustProxy).toEqual(['10.0.0.1/32', '192.168.0.0/16', 'fd00::/8']);
+    expect(loadConfig({ env: {}, overrides: { trustProxy: ['127.0.0.1'] } }).trustProxy).toEqual(['127.0.0.1/32']);
     expect(load({}).trustProxy).toEqual([]);
   });
 
