@@ -2,14 +2,16 @@
  * The no-JavaScript upload: one streamed multipart/form-data request with an
  * optional `checksum` file part and a `package` file part, in either order.
  *
- * Verification, whatever the order of the parts:
- * 1. checksum part first: its digest is handed to the ingest, which compares
- *    before anything is committed (the browser's case: the form lists it first);
- * 2. package part first: the package is hashed while it streams to its temp
- *    file, and the ingest is held open until the whole form has been read; a
- *    checksum part that arrived after it is compared then, and a mismatch
- *    fails the ingest, which removes the temp file: nothing is stored;
- * 3. the answer says whether a digest was compared, so the page never claims a
+ * Verification, whatever the order of the parts (the page sends the CSRF
+ * field, then the package, then the checksum file and the architecture):
+ * 1. the ingest is held open until the whole form has been read, so every
+ *    field that came after the package is known before anything is committed;
+ * 2. checksum part first: its digest is handed to the ingest, which compares;
+ * 3. package part first: the package is hashed while it streams to its temp
+ *    file, and a checksum part that arrived after it is compared at the end;
+ * 4. a mismatch, or a bad architecture field after the package, fails the
+ *    ingest, which removes the temp file: nothing is stored;
+ * 5. the answer says whether a digest was compared, so the page never claims a
  *    verification that did not happen.
  */
 import { Readable } from 'node:stream';
@@ -98,12 +100,10 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request, expe
         if (archError) throw archError;
         assertPackageFileName(fileName);
         const given = checksumText.trim() ? parseChecksumText(checksumText, 'the checksum file') : undefined;
-        if (given) {
-          const { blob } = await ingest(deps, { source: stream, fileName, expectedSha256: given, arch, signal: aborted.signal });
-          return { sha256: blob.sha256, checksumCompared: true };
-        }
         let late: Sha256 | undefined;
-        const source = hashThenCheckLate(stream, formRead, (actual) => {
+        const source = untilFormRead(stream, formRead, given === undefined, (actual) => {
+          if (archError) throw archError;
+          if (given || actual === null) return;
           late = checksumText.trim() ? parseChecksumText(checksumText, 'the checksum file') : undefined;
           if (late && late !== actual) {
             throw new AppError(
@@ -113,8 +113,8 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request, expe
             );
           }
         });
-        const { blob } = await ingest(deps, { source, fileName, arch, signal: aborted.signal });
-        return { sha256: blob.sha256, checksumCompared: late !== undefined };
+        const { blob } = await ingest(deps, { source, fileName, expectedSha256: given, arch, signal: aborted.signal });
+        return { sha256: blob.sha256, checksumCompared: given !== undefined || late !== undefined };
       });
       job.catch(() => stream.resume());
     });
@@ -142,16 +142,22 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request, expe
 }
 
 /**
- * The package bytes, hashed on their way to the store; after the last one it
- * waits for the rest of the form (a late checksum part) and lets `verify`
- * throw before the ingest commits, so a mismatch leaves nothing behind.
+ * The package bytes on their way to the store (hashed when no checksum came
+ * before them); after the last one it waits for the rest of the form and lets
+ * `verify` throw before the ingest commits, so a late mismatch or a bad late
+ * field leaves nothing behind.
  */
-async function* hashThenCheckLate(stream: AsyncIterable<Buffer>, formRead: Promise<void>, verify: (actual: Sha256) => void): AsyncGenerator<Buffer> {
-  const hash = newSha256();
+async function* untilFormRead(
+  stream: AsyncIterable<Buffer>,
+  formRead: Promise<void>,
+  hash: boolean,
+  verify: (actual: Sha256 | null) => void,
+): AsyncGenerator<Buffer> {
+  const digest = hash ? newSha256() : null;
   for await (const chunk of stream) {
-    hash.update(chunk);
+    digest?.update(chunk);
     yield chunk;
   }
   await formRead;
-  verify(hash.digest('hex') as Sha256);
+  verify(digest ? (digest.digest('hex') as Sha256) : null);
 }

@@ -233,6 +233,13 @@ describe('uploads and package architectures', () => {
     const badArch = await post(multipart([{ name: 'arch', data: 'mips' }, { name: 'package', filename: 'Other.pvmp', data: testBytes(1000, 'bad-arch') }]));
     expect(badArch.status).toBe(400);
     expect(badArch.text).toContain('the architecture must be arm64 (Apple silicon), x86_64 (Intel) or unknown');
+    // A bad architecture after the package part is refused before anything is committed.
+    const lateBytes = testBytes(1000, 'late-bad-arch');
+    const lateBadArch = await post(multipart([{ name: 'package', filename: 'Late.pvmp', data: lateBytes }, { name: 'arch', data: 'mips' }]));
+    expect(lateBadArch.status).toBe(400);
+    expect(lateBadArch.text).toContain('the architecture must be arm64 (Apple silicon), x86_64 (Intel) or unknown');
+    const late = await m.runtime.db.selectFrom('blobs').select('sha256').where('sha256', '=', sha256Hex(lateBytes)).executeTakeFirst();
+    expect(late).toBeUndefined();
   });
 
   describe('image slots and package architectures', () => {
