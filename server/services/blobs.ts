@@ -10,7 +10,7 @@ import { downloadUrl } from '../links.js';
 import { deleteBlobRow, findBlob, listBlobs, setBlobArch } from '../repos/blobs.js';
 import { recordAudit, type Actor } from './audit.js';
 import type { Arch } from './images.js';
-import { loadRetirements, type Retirement } from './portal-changes.js';
+import { loadRetirements, type Retirement, portalHeldDigests } from './portal-changes.js';
 
 export const BLOB_ARCHES: readonly BlobArch[] = ['arm64', 'x86_64', 'unknown'];
 export const BLOB_ARCH_LABELS: Record<BlobArch, string> = { arm64: 'Apple silicon', x86_64: 'Intel', unknown: 'architecture not recorded' };
@@ -93,8 +93,17 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
     });
   }
   const sha256 = view.sha256 as Sha256;
+  const portalHeld = () =>
+    new AppError(
+      'BLOB_IN_USE',
+      `the portal still sends Macs to this package for golden image ${(view.retired?.heldBy ?? []).map((h) => JSON.stringify(h.imageName)).join(', ') || '(see its page)'}; ` +
+        'copy the new values into the portal and mark it updated first',
+      { heldBy: view.retired?.heldBy ?? [] },
+    );
+  if (view.retired && view.retired.heldBy.length > 0) throw portalHeld();
   const now = (deps.now ?? Date.now)();
   await withBlobLock(deps.db, async (trx) => {
+    if ((await portalHeldDigests(trx)).has(sha256)) throw portalHeld();
     // The foreign keys get the last word: an image that took the package since the check above.
     try {
       await deleteBlobRow(trx, sha256);

@@ -17,7 +17,8 @@ import { openRuntime } from '../../server/runtime.js';
 import { startServer } from '../../server/serve.js';
 import { ingest } from '../../server/services/ingest.js';
 import { cliActor } from '../../server/services/audit.js';
-import { getBlobView, listBlobViews } from '../../server/services/blobs.js';
+import { deleteBlob, getBlobView, listBlobViews } from '../../server/services/blobs.js';
+import type { AppError } from '../../server/errors.js';
 import { collectGarbage } from '../../server/services/gc.js';
 import { createImage, deleteImage, listImages, updateImage } from '../../server/services/images.js';
 import { importBundle } from '../../server/bundles/import.js';
@@ -81,6 +82,22 @@ describe('retired packages', () => {
     expect(second.removed.map((r) => r.sha256)).toEqual([old]);
     expect(await exists(old)).toBe(false);
     expect(await exists(next)).toBe(true);
+  });
+
+  it('refuses a manual delete of a retired package the portal still points at, until the portal is marked updated', async () => {
+    const old = await oldPackage('delete-held-old');
+    const next = await oldPackage('delete-held-next');
+    const id = await switched('Held', old, next, -5 * HOUR);
+    const refused = await deleteBlob(mirror.runtime, cliActor, old, BASE).then(
+      () => null,
+      (err: unknown) => err as AppError,
+    );
+    expect(refused?.code).toBe('BLOB_IN_USE');
+    expect(refused?.message).toContain('the portal still sends Macs to this package for golden image "Held"');
+    expect(await exists(old)).toBe(true);
+    await confirmPortalValues(at(0), cliActor, id, BASE, undefined);
+    await deleteBlob(mirror.runtime, cliActor, old, BASE);
+    expect(await exists(old)).toBe(false);
   });
 
   it('counts the grace period from when the package stopped being used, never from its upload', async () => {
