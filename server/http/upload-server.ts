@@ -78,8 +78,16 @@ export class UploadServer extends Server {
       const left = (this.#receiving.get(id) ?? 1) - 1;
       if (left > 0) this.#receiving.set(id, left);
       else this.#receiving.delete(id);
-      this.#lastDataAt.set(id, Date.now());
+      // Only for uploads still waiting for bytes: ids a client made up, or finished ones, must not pile up here.
+      if (!this.#finishing.has(id) && !this.#finished.has(id) && (await this.#exists(id))) this.#lastDataAt.set(id, Date.now());
     }
+  }
+
+  async #exists(id: string): Promise<boolean> {
+    return this.store.getUpload(id).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** Runs the store step once per upload, whoever asks (the last PATCH, or a HEAD after a crash). */
