@@ -37,6 +37,7 @@ export const errorStatus = {
   SOURCE_FAILED: 502,
   BLOB_UNAVAILABLE: 503,
   DATABASE_UNAVAILABLE: 503,
+  TOO_MANY_DOWNLOADS: 503,
   INSUFFICIENT_STORAGE: 507,
 } as const satisfies Record<string, number>;
 

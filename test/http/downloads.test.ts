@@ -225,8 +225,8 @@ describe('download links: routes and RFC 9110 semantics', () => {
       expect(r.body.equals(data)).toBe(true);
     });
 
-    it('the file name is cosmetic; any safe name (and a query string) serves the same bytes', async () => {
-      for (const name of ['x', 'Another%20Name.pvmp', 'name.with.dots', '.hidden', '...', '%C3%BCml%C3%A4ut.pvmp', 'a'.repeat(255)]) {
+    it('the file name is cosmetic; any safe name ending in .pvmp (and a query string) serves the same bytes', async () => {
+      for (const name of ['x.pvmp', 'Another%20Name.pvmp', 'name.with.dots.pvmp', '.hidden.pvmp', '....pvmp', '%C3%BCml%C3%A4ut.pvmp', `${'a'.repeat(250)}.pvmp`, 'UPPER.PVMP', 'Mixed.PvMp']) {
         const r = await request(mirror.url, `/d/${sha}/${name}?utm=1&x=/../..`);
         expect(r.status, name).toBe(200);
         expect(r.body.equals(data)).toBe(true);
@@ -384,6 +384,30 @@ describe('download links: routes and RFC 9110 semantics', () => {
         expect(r.body.includes('top secret'), p).toBe(false);
         expect(r.headers['content-disposition'], p).toBeUndefined();
       }
+    });
+
+    it('a name that does not end in .pvmp or .pvmp.sha256 is 404: a link never offers the package as another kind of file', async () => {
+      const names = ['Invoice.exe', 'x', 'pkg', 'pkg.pvmp.exe', 'pkg.pvmpx', 'pkg.pvm', 'pkg.sha256', '.pvmp', '.pvmp.sha256', 'pkg.pvmp.sha256.sha256', 'pkg.pvmp%20', 'pkg.pvmp.', 'pkg.dmg', 'index.html'];
+      for (const name of names) {
+        for (const method of ['GET', 'HEAD']) {
+          const r = await request(mirror.url, `/d/${sha}/${name}`, { method });
+          expect(r.status, `${method} ${name}`).toBe(404);
+          expect(r.headers['content-disposition'], name).toBeUndefined();
+          expect(r.headers['content-length'], name).not.toBe(String(SIZE));
+          if (method === 'GET') expect(errorCode(r), name).toBe('NOT_FOUND');
+          expect(r.body.includes(data.subarray(0, 64)), name).toBe(false);
+        }
+      }
+    });
+
+    it('the .pvmp and .sha256 endings are matched in any letter case', async () => {
+      const upper = await request(mirror.url, `/d/${sha}/PKG.PVMP`);
+      expect(upper.status).toBe(200);
+      expect(upper.headers['content-disposition']).toBe('attachment; filename="PKG.PVMP"');
+      expect(upper.body.equals(data)).toBe(true);
+      const checksum = await request(mirror.url, `/d/${sha}/PKG.PVMP.SHA256`);
+      expect(checksum.status).toBe(200);
+      expect(checksum.body.toString('utf8')).toBe(`${sha}  PKG.PVMP\n`);
     });
 
     it('specific codes for the typical mistakes', async () => {
