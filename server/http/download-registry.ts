@@ -62,8 +62,7 @@ export function createDownloadRegistry(caps: DownloadCaps, onCountChange?: (coun
           if (ended) return;
           ended = true;
           const set = byDigest.get(sha256);
-          set?.delete(entry);
-          if (set?.size === 0) byDigest.delete(sha256);
+          if (set?.delete(entry) && set.size === 0) byDigest.delete(sha256);
           if (!takesSlot) return;
           const left = (perClient.get(client) ?? 1) - 1;
           if (left > 0) perClient.set(client, left);
@@ -76,9 +75,10 @@ export function createDownloadRegistry(caps: DownloadCaps, onCountChange?: (coun
     cut(sha256) {
       const cuts = byDigest.get(sha256);
       if (!cuts) return 0;
-      const all = [...cuts];
-      for (const cut of all) cut();
-      return all.length;
+      // Each download is cut once, even if the verdict is reported twice before it has ended.
+      byDigest.delete(sha256);
+      for (const cut of cuts) cut();
+      return cuts.size;
     },
     get counted() {
       return counted;
