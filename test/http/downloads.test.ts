@@ -922,6 +922,39 @@ describe('download links: streaming', () => {
     expect((await fetch(`${mirror.url}/healthz`)).status).toBe(200);
   });
 
+  it('pipelined requests on one connection get their whole answers, in order', async () => {
+    const size = 3 * MiB + 12345;
+    const digest = await ingestStream(mirror, size, 'pipelined');
+    const expected = testBytes(size, 'pipelined');
+    const { hostname, port } = new URL(mirror.url);
+    const path1 = `/d/${digest}/one.pvmp`;
+    const head = (extra: string) => `GET ${path1} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n${extra}\r\n`;
+    // Three requests in one write: the second and third answers wait for the first to finish.
+    const raw = await rawExchange(
+      mirror.url,
+      head('') + head(`Range: bytes=100-${2 * MiB}\r\n`) + head('Range: bytes=0-0,-2\r\nConnection: close\r\n'),
+    );
+    let at = 0;
+    const next = (): { status: number; body: Buffer; headers: string } => {
+      const end = raw.indexOf('\r\n\r\n', at);
+      const headers = raw.subarray(at, end).toString('latin1');
+      const length = Number(/\r\ncontent-length: (\d+)/i.exec(headers)?.[1]);
+      const body = raw.subarray(end + 4, end + 4 + length);
+      at = end + 4 + length;
+      return { status: Number(headers.slice(9, 12)), body, headers };
+    };
+    const first = next();
+    expect(first.status).toBe(200);
+    expect(first.body.equals(expected)).toBe(true);
+    const second = next();
+    expect(second.status).toBe(206);
+    expect(second.body.equals(expected.subarray(100, 2 * MiB + 1))).toBe(true);
+    const third = next();
+    expect(third.status).toBe(206);
+    expect(third.headers).toMatch(/multipart\/byteranges/);
+    expect(at).toBe(raw.length);
+  });
+
   it('a client that reads nothing does not make the server buffer the blob (backpressure)', async () => {
     const size = 256 * MiB;
     const digest = await ingestStream(mirror, size, 'backpressure');
