@@ -10,6 +10,12 @@ export type DownloadRefusal = { scope: 'total' | 'client'; limit: number };
 export interface ActiveDownload {
   /** Call once when the response is over (complete or not); frees its slot. */
   end(): void;
+  /**
+   * Records that this download was cut off by other means (it noticed its
+   * blob failing a check itself); false if cut() got to it first. Either way
+   * it is counted once.
+   */
+  markCut(): boolean;
 }
 
 export interface DownloadRegistry {
@@ -37,7 +43,7 @@ export function isRefusal(value: ActiveDownload | DownloadRefusal): value is Dow
 }
 
 export function createDownloadRegistry(caps: DownloadCaps, onCountChange?: (counted: number) => void): DownloadRegistry {
-  const byDigest = new Map<string, Set<() => void>>();
+  const byDigest = new Map<string, Set<{ cut: () => void; done: boolean }>>();
   const perClient = new Map<string, number>();
   let counted = 0;
 
@@ -53,8 +59,7 @@ export function createDownloadRegistry(caps: DownloadCaps, onCountChange?: (coun
       }
       let cuts = byDigest.get(sha256);
       if (!cuts) byDigest.set(sha256, (cuts = new Set()));
-      // A wrapper per download, so two downloads sharing one cut function stay two entries.
-      const entry = (): void => cut();
+      const entry = { cut, done: false };
       cuts.add(entry);
       let ended = false;
       return {
@@ -70,15 +75,25 @@ export function createDownloadRegistry(caps: DownloadCaps, onCountChange?: (coun
           counted -= 1;
           onCountChange?.(counted);
         },
+        markCut() {
+          if (entry.done) return false;
+          entry.done = true;
+          return true;
+        },
       };
     },
     cut(sha256) {
       const cuts = byDigest.get(sha256);
       if (!cuts) return 0;
       // Each download is cut once, even if the verdict is reported twice before it has ended.
-      byDigest.delete(sha256);
-      for (const cut of cuts) cut();
-      return cuts.size;
+      let count = 0;
+      for (const entry of cuts) {
+        if (entry.done) continue;
+        entry.done = true;
+        entry.cut();
+        count += 1;
+      }
+      return count;
     },
     get counted() {
       return counted;

@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import type { BlobReader } from '../../storage/blob-store.js';
 import { BufferPool } from './buffer-pool.js';
 import { clientAddress } from './client-address.js';
-import { isRefusal, type DownloadRefusal, type DownloadRegistry } from './download-registry.js';
+import { isRefusal, type ActiveDownload, type DownloadRefusal, type DownloadRegistry } from './download-registry.js';
 import { LINK_CHECK_USER_AGENT } from '../links.js';
 import type { LeasedReader } from './open-blobs.js';
 import { formatChecksumLine, type Sha256 } from '../../storage/digest.js';
@@ -191,7 +191,7 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
     return sendError(res, unavailable(target.sha256, 'corrupt'));
   }
 
-  let active: { end(): void } | null = null;
+  let active: ActiveDownload | null = null;
   try {
     const plan = planBody(decision.kind === 'partial' ? decision.ranges : null, size);
     if (method === 'GET' && plan.length > INLINE_MAX_BYTES && deps.registry) {
@@ -228,7 +228,7 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
       active?.end();
       finish?.({ bytes: outcome.sent, complete: outcome.complete });
     }
-    if (outcome.withdrawn) deps.onWithdrawn?.(target.sha256);
+    if (outcome.withdrawn && (active?.markCut() ?? true)) deps.onWithdrawn?.(target.sha256);
     // A client that went away frees the file at once; finished ones leave it open for reuse.
     lease.release(!outcome.complete);
   } finally {

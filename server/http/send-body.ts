@@ -16,6 +16,7 @@
  *    PARK_MS returns both buffers and it starts over as unknown.
  */
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { BlobReader } from '../../storage/blob-store.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { ByteRange } from './range.js';
@@ -32,6 +33,9 @@ export const STALL_TIMEOUT_MS = 120_000;
 const TIMEOUT_REFRESH_MS = 1000;
 /** How often a long download asks whether its blob is still servable (a check in another process). */
 const REVALIDATE_MS = 1000;
+
+/** Keep-alive connections whose last body kept up: the next response on them starts as keeping up. */
+const keepingUpSockets = new WeakSet<Socket>();
 
 /** One piece of a body: bytes in memory (multipart headers) or an inclusive range of the blob. */
 export type BodySegment = { bytes: Buffer } | { range: ByteRange };
@@ -75,6 +79,8 @@ class BodySender {
   readonly #options: SendBodyOptions;
   #sink: SocketSink | null = null;
   #keepingUp = false;
+  #parkTimer: NodeJS.Timeout | null = null;
+  #onLate: (() => void) | null = null;
   #prefetch: Prefetch | null = null;
   #sent = 0;
   #timeoutArmedAt = 0;
@@ -99,7 +105,11 @@ class BodySender {
       if (err instanceof ConnectionGone) return { sent: this.#sent, complete: false, withdrawn: this.#withdrawn };
       throw err;
     } finally {
+      if (this.#parkTimer) clearTimeout(this.#parkTimer);
       this.#dropPrefetch();
+      const socket = this.#res.socket;
+      if (socket && this.#keepingUp) keepingUpSockets.add(socket);
+      else if (socket) keepingUpSockets.delete(socket);
     }
   }
 
@@ -121,6 +131,7 @@ class BodySender {
     const socket = res.socket;
     if (!socket || socket.destroyed || this.#options.signal.aborted) throw new ConnectionGone();
     this.#armTimeout();
+    this.#keepingUp = keepingUpSockets.has(socket);
     return createSocketSink(socket);
   }
 
@@ -194,20 +205,19 @@ class BodySender {
     const started = performance.now();
     let parked = false;
     if (this.#keepingUp) {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<'late'>((resolve) => {
-        timer = setTimeout(() => resolve('late'), PARK_MS);
-      });
-      const first = await Promise.race([wake.writable, late]);
-      clearTimeout(timer);
-      if (first === 'late') {
+      // One timer per transfer, re-armed for each wait; firing after the wait ended does nothing.
+      this.#onLate = () => {
         parked = true;
         this.#keepingUp = false;
         this.#dropPrefetch();
         park();
-      }
+      };
+      if (this.#parkTimer) this.#parkTimer.refresh();
+      else this.#parkTimer = setTimeout(() => this.#onLate?.(), PARK_MS);
     }
-    if (!(await wake.writable)) throw new ConnectionGone();
+    const writable = await wake.writable;
+    this.#onLate = null;
+    if (!writable) throw new ConnectionGone();
     if (!parked && performance.now() - started <= PARK_MS) this.#keepingUp = true;
     this.#sent += wake.bytes;
     this.#armTimeout();

@@ -146,7 +146,7 @@ describe('download caps set to 0', () => {
 
   it('mean no cap', async () => {
     mirror = await startMirror({ maxDownloads: 0, maxDownloadsPerClient: 0 });
-    const { blob } = await ingest(mirror.runtime.ingestDeps, { source: testStream(4 * MiB, 'uncapped'), fileName: 'u.pvmp' });
+    const { blob } = await ingest(mirror.runtime.ingestDeps, { source: testStream(24 * MiB, 'uncapped'), fileName: 'u.pvmp' });
     const link = `/d/${blob.sha256}/u.pvmp`;
     const sockets: net.Socket[] = [];
     try {

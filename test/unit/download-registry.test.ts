@@ -5,7 +5,7 @@ import { createDownloadRegistry, isRefusal, type ActiveDownload } from '../../se
 import type { IncomingMessage } from 'node:http';
 
 describe('download registry', () => {
-  const begin = (registry: ReturnType<typeof createDownloadRegistry>, client: string, counted = true, sha256 = 'a', cut = () => undefined) =>
+  const begin = (registry: ReturnType<typeof createDownloadRegistry>, client: string, counted = true, sha256 = 'a', cut: () => unknown = () => undefined) =>
     registry.begin({ sha256, client, counted, cut });
 
   it('counts slots in total and per client, refuses beyond each cap, and frees a slot once', () => {
@@ -49,6 +49,17 @@ describe('download registry', () => {
     expect(isRefusal(later)).toBe(false);
     // 'other' and 'later' hold slots; 'one' gave its back.
     expect(registry.counted).toBe(2);
+  });
+  it('a download that noticed the failed check itself is counted once, whichever comes first', () => {
+    const registry = createDownloadRegistry({ maxDownloads: 0, maxDownloadsPerClient: 0 });
+    let cuts = 0;
+    const first = begin(registry, 'A', true, 'z', () => (cuts += 1)) as ActiveDownload;
+    expect(first.markCut()).toBe(true);
+    expect(registry.cut('z')).toBe(0);
+    const second = begin(registry, 'A', true, 'z', () => (cuts += 1)) as ActiveDownload;
+    expect(registry.cut('z')).toBe(1);
+    expect(second.markCut()).toBe(false);
+    expect(cuts).toBe(1);
   });
 });
 
