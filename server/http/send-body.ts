@@ -78,6 +78,7 @@ class BodySender {
   readonly #reader: BlobReader;
   readonly #options: SendBodyOptions;
   #sink: SocketSink | null = null;
+  #socket: Socket | null = null;
   #keepingUp = false;
   #parkTimer: NodeJS.Timeout | null = null;
   #onLate: (() => void) | null = null;
@@ -107,7 +108,7 @@ class BodySender {
     } finally {
       if (this.#parkTimer) clearTimeout(this.#parkTimer);
       this.#dropPrefetch();
-      const socket = this.#res.socket;
+      const socket = this.#socket;
       if (socket && this.#keepingUp) keepingUpSockets.add(socket);
       else if (socket) keepingUpSockets.delete(socket);
     }
@@ -131,6 +132,7 @@ class BodySender {
     const socket = res.socket;
     if (!socket || socket.destroyed || this.#options.signal.aborted) throw new ConnectionGone();
     this.#armTimeout();
+    this.#socket = socket;
     this.#keepingUp = keepingUpSockets.has(socket);
     return createSocketSink(socket);
   }
@@ -146,12 +148,16 @@ class BodySender {
   async #sendRange(start: number, end: number): Promise<void> {
     const { pool, limiter, signal } = this.#options;
     let position = start;
+    // Bytes read again after a client gave its buffer back were paid for the first time.
+    let chargedUntil = start;
     while (position < end) {
       if (signal.aborted) throw new ConnectionGone();
       await this.#revalidate();
       const chunk = (await this.#takePrefetch(position)) ?? (await this.#read(position, end));
       if (this.#keepingUp) this.#startPrefetch(position + chunk.length, end);
-      if (limiter) await limiter.take(chunk.length, signal).catch(() => undefined);
+      const unpaid = position + chunk.length - chargedUntil;
+      if (limiter && unpaid > 0) await limiter.take(unpaid, signal).catch(() => undefined);
+      chargedUntil = Math.max(chargedUntil, position + chunk.length);
       let offset = 0;
       let held = true;
       try {
