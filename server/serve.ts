@@ -58,6 +58,7 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
   const lookup = createBlobLookup((sha256) => findBlob(db, sha256));
   const openBlobs = createOpenBlobCache(store);
   const downloads = createDownloadRegistry(config, (used) => metrics.downloadSlotsUsed.set(used));
+  const refusalLog = throttledRefusalLog(log);
   metrics.downloadSlotsMax.set(config.maxDownloads);
   const cutDownloads = (sha256: string, why: string): void => {
     const cut = downloads.cut(sha256);
@@ -94,7 +95,7 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
     clientOf: clientAddress,
     onRefused: (refusal) => {
       metrics.downloadsRefused.inc({ scope: refusal.scope });
-      log.warn({ scope: refusal.scope, limit: refusal.limit }, 'download refused: too many downloads');
+      refusalLog.note(refusal);
     },
     onWithdrawn: (sha256) => {
       metrics.downloadsCut.inc();
@@ -172,6 +173,22 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
         }),
       ]);
       await openBlobs.close();
+    },
+  };
+}
+
+/** A refusal flood (a rollout morning, a misbehaving client) logs one line per 10 s with the count, not one per request. */
+function throttledRefusalLog(log: Runtime['log']): { note: (refusal: { scope: string; limit: number }) => void } {
+  let since = 0;
+  let lastAt = -Infinity;
+  return {
+    note(refusal) {
+      since += 1;
+      const now = performance.now();
+      if (now - lastAt < 10_000) return;
+      log.warn({ scope: refusal.scope, limit: refusal.limit, refused: since }, 'downloads refused: too many downloads (MIRROR_MAX_DOWNLOADS, MIRROR_MAX_DOWNLOADS_PER_CLIENT)');
+      since = 0;
+      lastAt = now;
     },
   };
 }
