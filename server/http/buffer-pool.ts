@@ -68,3 +68,68 @@ export class BufferPool {
     return this.#created - this.#free.length;
   }
 }
+
+/** What a caller takes buffers from: the pool itself or a share of it. */
+export interface BufferSource {
+  tryAcquire(): Buffer | null;
+  acquire(signal?: AbortSignal): Promise<Buffer>;
+  release(buffer: Buffer): void;
+}
+
+/**
+ * At most `maxBuffers` of a pool's buffers for one kind of caller, so one kind
+ * (downloads to clients not yet known to read) cannot take the whole pool,
+ * and a crowd of them touches only a few buffers.
+ */
+export class BufferShare implements BufferSource {
+  readonly #pool: BufferPool;
+  readonly #max: number;
+  readonly #waiters: Array<() => void> = [];
+  #used = 0;
+
+  constructor(pool: BufferPool, maxBuffers: number) {
+    if (!Number.isInteger(maxBuffers) || maxBuffers < 1) throw new TypeError(`BufferShare: maxBuffers must be a whole number >= 1, got ${String(maxBuffers)}`);
+    this.#pool = pool;
+    this.#max = maxBuffers;
+  }
+
+  tryAcquire(): Buffer | null {
+    if (this.#used >= this.#max) return null;
+    const buffer = this.#pool.tryAcquire();
+    if (buffer) this.#used += 1;
+    return buffer;
+  }
+
+  async acquire(signal?: AbortSignal): Promise<Buffer> {
+    while (this.#used >= this.#max) {
+      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
+      await new Promise<void>((resolve) => {
+        const onAbort = (): void => {
+          const i = this.#waiters.indexOf(wake);
+          if (i >= 0) this.#waiters.splice(i, 1);
+          resolve();
+        };
+        const wake = (): void => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        this.#waiters.push(wake);
+      });
+    }
+    this.#used += 1;
+    try {
+      return await this.#pool.acquire(signal);
+    } catch (err) {
+      this.#used -= 1;
+      this.#waiters.shift()?.();
+      throw err;
+    }
+  }
+
+  release(buffer: Buffer): void {
+    this.#used -= 1;
+    this.#pool.release(buffer);
+    this.#waiters.shift()?.();
+  }
+}

@@ -10,15 +10,16 @@
  *    read promptly gives its buffer back at once (the unsent rest is read again
  *    from the page cache later), so a client that never reads holds only that
  *    small copy.
- * 3. A client that was writable again within PARK_MS is "keeping up": it keeps
- *    its chunk across such short waits and reads the next chunk ahead, which
- *    is what keeps a single fast download close to sendfile. A wait longer than
- *    PARK_MS returns both buffers and it starts over as unknown.
+ * 3. A client that has taken KEEP_UP_BYTES without a wait longer than PARK_MS
+ *    is "keeping up": it keeps its chunk across short waits and reads the next
+ *    chunk ahead, which is what keeps a single fast download close to
+ *    sendfile. A wait longer than PARK_MS returns both buffers and it starts
+ *    over as unknown. Unknown clients draw from a small share of the pool.
  */
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { BlobReader } from '../../storage/blob-store.js';
-import type { BufferPool } from './buffer-pool.js';
+import type { BufferSource } from './buffer-pool.js';
 import type { ByteRange } from './range.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { ConnectionGone, createSocketSink, type SocketSink } from './socket-sink.js';
@@ -34,14 +35,22 @@ const TIMEOUT_REFRESH_MS = 1000;
 /** How often a long download asks whether its blob is still servable (a check in another process). */
 const REVALIDATE_MS = 1000;
 
-/** Keep-alive connections whose last body kept up: the next response on them starts as keeping up. */
-const keepingUpSockets = new WeakSet<Socket>();
+/**
+ * Bytes a client must take without a long wait before it counts as keeping
+ * up: more than the kernel buffers of a client that never reads can absorb
+ * (up to about 4 MiB on Linux loopback, measured), so such a client never
+ * gets there however promptly its first waits end.
+ */
+const KEEP_UP_BYTES = 16 * 1024 * 1024;
+/** What a keep-alive connection has shown so far, carried to its next response. */
+const promptBytesBySocket = new WeakMap<Socket, number>();
 
 /** One piece of a body: bytes in memory (multipart headers) or an inclusive range of the blob. */
 export type BodySegment = { bytes: Buffer } | { range: ByteRange };
 
 export interface SendBodyOptions {
-  pool: BufferPool;
+  /** Read buffers for clients keeping up, and the smaller share clients not (yet) known to read may use. */
+  buffers: { keepingUp: BufferSource; unknown: BufferSource };
   limiter: RateLimiter | null;
   /** Aborts the transfer (the connection closed, or the download was cut). */
   signal: AbortSignal;
@@ -59,6 +68,7 @@ export interface SendOutcome {
 
 interface Chunk {
   buffer: Buffer;
+  source: BufferSource;
   position: number;
   length: number;
 }
@@ -79,7 +89,8 @@ class BodySender {
   readonly #options: SendBodyOptions;
   #sink: SocketSink | null = null;
   #socket: Socket | null = null;
-  #keepingUp = false;
+  /** Bytes taken since the start (of the connection) or the last long wait. */
+  #promptBytes = 0;
   #parkTimer: NodeJS.Timeout | null = null;
   #onLate: (() => void) | null = null;
   #prefetch: Prefetch | null = null;
@@ -109,8 +120,7 @@ class BodySender {
       if (this.#parkTimer) clearTimeout(this.#parkTimer);
       this.#dropPrefetch();
       const socket = this.#socket;
-      if (socket && this.#keepingUp) keepingUpSockets.add(socket);
-      else if (socket) keepingUpSockets.delete(socket);
+      if (socket) promptBytesBySocket.set(socket, this.#promptBytes);
     }
   }
 
@@ -133,7 +143,7 @@ class BodySender {
     if (!socket || socket.destroyed || this.#options.signal.aborted) throw new ConnectionGone();
     this.#armTimeout();
     this.#socket = socket;
-    this.#keepingUp = keepingUpSockets.has(socket);
+    this.#promptBytes = promptBytesBySocket.get(socket) ?? 0;
     return createSocketSink(socket);
   }
 
@@ -146,7 +156,7 @@ class BodySender {
   }
 
   async #sendRange(start: number, end: number): Promise<void> {
-    const { pool, limiter, signal } = this.#options;
+    const { limiter, signal } = this.#options;
     let position = start;
     // Bytes read again after a client gave its buffer back were paid for the first time.
     let chargedUntil = start;
@@ -154,7 +164,7 @@ class BodySender {
       if (signal.aborted) throw new ConnectionGone();
       await this.#revalidate();
       const chunk = (await this.#takePrefetch(position)) ?? (await this.#read(position, end));
-      if (this.#keepingUp) this.#startPrefetch(position + chunk.length, end);
+      if (this.#keepingUp()) this.#startPrefetch(position + chunk.length, end);
       const unpaid = position + chunk.length - chargedUntil;
       if (limiter && unpaid > 0) await limiter.take(unpaid, signal).catch(() => undefined);
       chargedUntil = Math.max(chargedUntil, position + chunk.length);
@@ -168,28 +178,34 @@ class BodySender {
           // The kernel is full. A client not known to keep up gives the buffer back
           // while it waits; one keeping up keeps it, unless the wait turns out long.
           const wake = this.#queueWakePiece(chunk.buffer, offset, chunk.length - offset);
-          if (!this.#keepingUp) {
+          if (!this.#keepingUp()) {
             held = false;
-            pool.release(chunk.buffer);
+            chunk.source.release(chunk.buffer);
           }
           offset += await this.#awaitWritable(wake, () => {
             if (!held) return;
             held = false;
-            pool.release(chunk.buffer);
+            chunk.source.release(chunk.buffer);
           });
           if (!held) break;
         }
       } finally {
-        if (held) pool.release(chunk.buffer);
+        if (held) chunk.source.release(chunk.buffer);
       }
       position += offset;
     }
+  }
+
+  /** Keeps read buffers across short waits and reads ahead: the client has shown it reads. */
+  #keepingUp(): boolean {
+    return this.#promptBytes >= KEEP_UP_BYTES;
   }
 
   #trySend(source: Buffer, offset: number, length: number): number {
     const took = this.#sink!.trySend(source, offset, length);
     if (took > 0) {
       this.#sent += took;
+      this.#promptBytes += took;
       this.#armTimeout();
     }
     return took;
@@ -210,11 +226,11 @@ class BodySender {
   async #awaitWritable(wake: { bytes: number; writable: Promise<boolean> }, park: () => void): Promise<number> {
     const started = performance.now();
     let parked = false;
-    if (this.#keepingUp) {
+    if (this.#keepingUp()) {
       // One timer per transfer, re-armed for each wait; firing after the wait ended does nothing.
       this.#onLate = () => {
         parked = true;
-        this.#keepingUp = false;
+        this.#promptBytes = 0;
         this.#dropPrefetch();
         park();
       };
@@ -224,15 +240,17 @@ class BodySender {
     const writable = await wake.writable;
     this.#onLate = null;
     if (!writable) throw new ConnectionGone();
-    if (!parked && performance.now() - started <= PARK_MS) this.#keepingUp = true;
+    if (parked || performance.now() - started > PARK_MS) this.#promptBytes = 0;
+    else this.#promptBytes += wake.bytes;
     this.#sent += wake.bytes;
     this.#armTimeout();
     return wake.bytes;
   }
 
   async #read(position: number, end: number): Promise<Chunk> {
-    const { pool, signal } = this.#options;
-    const buffer = await pool.acquire(signal).catch(() => {
+    const { buffers, signal } = this.#options;
+    const source = this.#keepingUp() ? buffers.keepingUp : buffers.unknown;
+    const buffer = await source.acquire(signal).catch(() => {
       throw new ConnectionGone();
     });
     const length = Math.min(buffer.length, end - position);
@@ -240,20 +258,21 @@ class BodySender {
       const got = await readFully(this.#reader, buffer, length, position);
       if (got !== length) throw new Error(`blob ended early at byte ${position + got} of ${this.#reader.size}`);
     } catch (err) {
-      pool.release(buffer);
+      source.release(buffer);
       throw err;
     }
-    return { buffer, position, length };
+    return { buffer, source, position, length };
   }
 
   #startPrefetch(position: number, end: number): void {
     if (this.#prefetch || position >= end) return;
-    const buffer = this.#options.pool.tryAcquire();
+    const source = this.#options.buffers.keepingUp;
+    const buffer = source.tryAcquire();
     if (!buffer) return;
     const length = Math.min(buffer.length, end - position);
     // A failed read-ahead is read again (and reported) the ordinary way.
     const done = readFully(this.#reader, buffer, length, position).catch(() => -1);
-    this.#prefetch = { buffer, position, length, done };
+    this.#prefetch = { buffer, source, position, length, done };
   }
 
   async #takePrefetch(position: number): Promise<Chunk | null> {
@@ -262,7 +281,7 @@ class BodySender {
     this.#prefetch = null;
     const got = await prefetch.done;
     if (prefetch.position === position && got === prefetch.length) return prefetch;
-    this.#options.pool.release(prefetch.buffer);
+    prefetch.source.release(prefetch.buffer);
     return null;
   }
 
@@ -270,7 +289,7 @@ class BodySender {
     const prefetch = this.#prefetch;
     this.#prefetch = null;
     // The read may still be writing into the buffer: recycle it once it is done.
-    if (prefetch) void prefetch.done.then(() => this.#options.pool.release(prefetch.buffer));
+    if (prefetch) void prefetch.done.then(() => prefetch.source.release(prefetch.buffer));
   }
 
   #armTimeout(): void {
