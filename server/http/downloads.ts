@@ -338,9 +338,9 @@ async function sendParts(
   deps: DownloadDeps,
   sha256: Sha256,
 ): Promise<{ sent: number; complete: boolean; withdrawn: boolean }> {
-  armStallTimeout(res);
   const [only] = plan.parts;
   if (plan.parts.length === 1 && only?.range && !only.prefix && !deps.limiter && plan.length <= INLINE_MAX_BYTES) {
+    armStallTimeout(res);
     const body = Buffer.allocUnsafe(plan.length);
     const got = reader.readSync(body, plan.length, only.range.start);
     if (got !== plan.length) throw new Error(`blob ended early at byte ${only.range.start + got} of ${reader.size}`);
@@ -354,24 +354,17 @@ async function sendParts(
     });
     return { sent: sent ? got : 0, complete: sent, withdrawn: false };
   }
+  // sendBody arms the stall timeout itself (and re-arms it: its writes bypass node's idle timer).
   const segments: BodySegment[] = [];
   for (const part of plan.parts) {
     if (part.prefix) segments.push({ bytes: part.prefix });
     if (part.range) segments.push({ range: part.range });
   }
-  const abort = new AbortController();
-  const onClose = (): void => abort.abort();
-  res.once('close', onClose);
-  try {
-    return await sendBody(res, reader, segments, {
-      buffers: buffersOf(deps.pool ?? defaultPool),
-      limiter: deps.limiter,
-      signal: abort.signal,
-      stillServable: async () => (await deps.findBlob(sha256))?.state === 'ok',
-    });
-  } finally {
-    res.off('close', onClose);
-  }
+  return sendBody(res, reader, segments, {
+    buffers: buffersOf(deps.pool ?? defaultPool),
+    limiter: deps.limiter,
+    stillServable: async () => (await deps.findBlob(sha256))?.state === 'ok',
+  });
 }
 
 /**

@@ -52,8 +52,6 @@ export interface SendBodyOptions {
   /** Read buffers for clients keeping up, and the smaller share clients not (yet) known to read may use. */
   buffers: { keepingUp: BufferSource; unknown: BufferSource };
   limiter: RateLimiter | null;
-  /** Aborts the transfer (the connection closed, or the download was cut). */
-  signal: AbortSignal;
   /** Asked now and then: false stops the transfer (its blob failed a check elsewhere). */
   stillServable?: (() => Promise<boolean>) | undefined;
 }
@@ -98,6 +96,9 @@ class BodySender {
   #timeoutArmedAt = 0;
   #checkedAt = performance.now();
   #withdrawn = false;
+  /** Made only when something must be able to stop waiting (a buffer, the rate limit): most bodies never need one. */
+  #abort: AbortController | null = null;
+  #onClose: (() => void) | null = null;
 
   constructor(res: ServerResponse, reader: BlobReader, options: SendBodyOptions) {
     this.#res = res;
@@ -121,6 +122,7 @@ class BodySender {
       this.#dropPrefetch();
       const socket = this.#socket;
       if (socket) promptBytesBySocket.set(socket, this.#promptBytes);
+      if (this.#onClose) this.#res.off('close', this.#onClose);
     }
   }
 
@@ -140,7 +142,7 @@ class BodySender {
       });
     }
     const socket = res.socket;
-    if (!socket || socket.destroyed || this.#options.signal.aborted) throw new ConnectionGone();
+    if (!socket || socket.destroyed || res.destroyed) throw new ConnectionGone();
     this.#armTimeout();
     this.#socket = socket;
     this.#promptBytes = promptBytesBySocket.get(socket) ?? 0;
@@ -156,23 +158,23 @@ class BodySender {
   }
 
   async #sendRange(start: number, end: number): Promise<void> {
-    const { limiter, signal } = this.#options;
+    const { limiter } = this.#options;
     let position = start;
     // Bytes read again after a client gave its buffer back were paid for the first time.
     let chargedUntil = start;
     while (position < end) {
-      if (signal.aborted) throw new ConnectionGone();
+      if (this.#closed()) throw new ConnectionGone();
       await this.#revalidate();
       const chunk = (await this.#takePrefetch(position)) ?? (await this.#read(position, end));
       if (this.#keepingUp()) this.#startPrefetch(position + chunk.length, end);
       const unpaid = position + chunk.length - chargedUntil;
-      if (limiter && unpaid > 0) await limiter.take(unpaid, signal).catch(() => undefined);
+      if (limiter && unpaid > 0) await limiter.take(unpaid, this.#abortSignal()).catch(() => undefined);
       chargedUntil = Math.max(chargedUntil, position + chunk.length);
       let offset = 0;
       let held = true;
       try {
         while (offset < chunk.length) {
-          if (signal.aborted) throw new ConnectionGone();
+          if (this.#closed()) throw new ConnectionGone();
           offset += this.#trySend(chunk.buffer, offset, chunk.length - offset);
           if (offset === chunk.length) break;
           // The kernel is full. A client not known to keep up gives the buffer back
@@ -248,11 +250,13 @@ class BodySender {
   }
 
   async #read(position: number, end: number): Promise<Chunk> {
-    const { buffers, signal } = this.#options;
+    const { buffers } = this.#options;
     const source = this.#keepingUp() ? buffers.keepingUp : buffers.unknown;
-    const buffer = await source.acquire(signal).catch(() => {
-      throw new ConnectionGone();
-    });
+    const buffer =
+      source.tryAcquire() ??
+      (await source.acquire(this.#abortSignal()).catch(() => {
+        throw new ConnectionGone();
+      }));
     const length = Math.min(buffer.length, end - position);
     try {
       const got = await readFully(this.#reader, buffer, length, position);
@@ -290,6 +294,21 @@ class BodySender {
     this.#prefetch = null;
     // The read may still be writing into the buffer: recycle it once it is done.
     if (prefetch) void prefetch.done.then(() => prefetch.source.release(prefetch.buffer));
+  }
+
+  #closed(): boolean {
+    return this.#res.destroyed || this.#socket?.destroyed === true;
+  }
+
+  #abortSignal(): AbortSignal {
+    if (!this.#abort) {
+      const abort = new AbortController();
+      this.#abort = abort;
+      this.#onClose = () => abort.abort();
+      this.#res.once('close', this.#onClose);
+      if (this.#closed()) abort.abort();
+    }
+    return this.#abort.signal;
   }
 
   #armTimeout(): void {
