@@ -42,6 +42,10 @@ export const configSchema = z
     httpPort: z.number().int().min(0).max(65535).default(0),
     /** Cap on the total download rate in bytes per second; 0 = unlimited. */
     maxBytesPerSec: byteCount.default(0),
+    /** Downloads of more than 1 MiB streaming at once; more are refused with 503 and Retry-After. 0 = no cap. */
+    maxDownloads: z.number().int().nonnegative().max(1_000_000).default(1024),
+    /** The same per client address. 0 = no cap. */
+    maxDownloadsPerClient: z.number().int().nonnegative().max(1_000_000).default(16),
     /** Ingests that would leave fewer free bytes than this are refused up front. */
     minFreeBytes: byteCount.default(1024 * 1024 * 1024),
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
@@ -99,6 +103,8 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_DATA_DIR: { key: 'dataDir', kind: 'string' },
   MIRROR_PUBLIC_URL: { key: 'publicUrl', kind: 'string' },
   MIRROR_MAX_BYTES_PER_SEC: { key: 'maxBytesPerSec', kind: 'bytes' },
+  MIRROR_MAX_DOWNLOADS: { key: 'maxDownloads', kind: 'int' },
+  MIRROR_MAX_DOWNLOADS_PER_CLIENT: { key: 'maxDownloadsPerClient', kind: 'int' },
   MIRROR_MIN_FREE_BYTES: { key: 'minFreeBytes', kind: 'bytes' },
   MIRROR_LOG_LEVEL: { key: 'logLevel', kind: 'string' },
   MIRROR_SHUTDOWN_TIMEOUT: { key: 'shutdownTimeoutMs', kind: 'duration' },

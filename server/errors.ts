@@ -44,6 +44,7 @@ export const errorStatus = {
   BLOB_UNAVAILABLE: 503,
   DATABASE_UNAVAILABLE: 503,
   AUTH_BUSY: 503,
+  TOO_MANY_DOWNLOADS: 503,
   INSUFFICIENT_STORAGE: 507,
 } as const satisfies Record<string, number>;
 

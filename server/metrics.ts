@@ -12,6 +12,10 @@ export interface Metrics {
   downloadsAborted: Counter<'image' | 'arch'>;
   downloadBytes: Counter<'image' | 'arch'>;
   activeDownloads: Gauge;
+  downloadSlotsUsed: Gauge;
+  downloadSlotsMax: Gauge;
+  downloadsRefused: Counter<'scope'>;
+  downloadsCut: Counter;
   ingests: Counter<'result'>;
   ingestBytes: Counter;
   verifyRuns: Counter<'result'>;
@@ -38,6 +42,15 @@ export function createMetrics(sources: MetricsSources): Metrics {
     downloadsAborted: new Counter({ name: 'goldmirror_downloads_aborted_total', help: 'Download responses cut short (client gone, timeout).', labelNames: labels, registers: [registry] }),
     downloadBytes: new Counter({ name: 'goldmirror_download_bytes_total', help: 'Body bytes sent on download links.', labelNames: labels, registers: [registry] }),
     activeDownloads: new Gauge({ name: 'goldmirror_active_downloads', help: 'Download responses in progress.', registers: [registry] }),
+    downloadSlotsUsed: new Gauge({ name: 'goldmirror_download_slots_used', help: 'Downloads of more than 1 MiB in progress: what MIRROR_MAX_DOWNLOADS caps.', registers: [registry] }),
+    downloadSlotsMax: new Gauge({ name: 'goldmirror_download_slots_max', help: 'MIRROR_MAX_DOWNLOADS (0 = no cap).', registers: [registry] }),
+    downloadsRefused: new Counter({
+      name: 'goldmirror_downloads_refused_total',
+      help: 'Downloads refused with 503 TOO_MANY_DOWNLOADS, by the cap that was full (total, client).',
+      labelNames: ['scope'],
+      registers: [registry],
+    }),
+    downloadsCut: new Counter({ name: 'goldmirror_downloads_cut_total', help: 'Downloads cut off while streaming because their package failed an integrity check.', registers: [registry] }),
     ingests: new Counter({ name: 'goldmirror_ingests_total', help: 'Ingests by result (stored, duplicate, failed).', labelNames: ['result'], registers: [registry] }),
     ingestBytes: new Counter({ name: 'goldmirror_ingest_bytes_total', help: 'Bytes committed by ingests.', registers: [registry] }),
     verifyRuns: new Counter({ name: 'goldmirror_verify_runs_total', help: 'Integrity checks by result (ok, corrupt, missing, cancelled, error).', labelNames: ['result'], registers: [registry] }),

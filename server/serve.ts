@@ -17,6 +17,9 @@ import { createOpenBlobCache } from './http/open-blobs.js';
 import { createUploadServer } from './http/uploads.js';
 import { resolvePublicAddress } from './services/settings.js';
 import { createDownloadHandler, DOWNLOAD_PREFIX } from './http/downloads.js';
+import { createDownloadRegistry } from './http/download-registry.js';
+import { clientAddressOfRequest, trustedProxies } from './http/client-address.js';
+import type { Sha256 } from '../storage/digest.js';
 import { createRateLimiter } from './http/rate-limiter.js';
 import { every, systemClock, type Clock } from './jobs/scheduler.js';
 import { queueDueChecks } from './jobs/verify-schedule.js';
@@ -54,11 +57,32 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
   };
   await dropExpiredUploads().catch((err: unknown) => log.warn({ err }, 'could not clean expired uploads'));
   const honoListener = getRequestListener(app.fetch);
-  const observer = createDownloadObserver({ db, log, metrics, activity: runtime.activity });
+  // Behind a trusted reverse proxy the caps and the download log see each Mac, not the proxy.
+  const trusted = trustedProxies(config.trustProxy);
+  const clientOf = (req: http.IncomingMessage): string => clientAddressOfRequest(req, trusted);
+  const observer = createDownloadObserver({ db, log, metrics, activity: runtime.activity, clientOf });
   const lookup = createBlobLookup((sha256) => findBlob(db, sha256));
   const openBlobs = createOpenBlobCache(store);
-  // A verdict of this node's checker reaches its links at once (others: within the lookup TTL).
-  checker.onResult = (sha256) => lookup.invalidate(sha256);
+  const downloads = createDownloadRegistry(config, (used) => metrics.downloadSlotsUsed.set(used));
+  const refusalLog = throttledRefusalLog(log);
+  metrics.downloadSlotsMax.set(config.maxDownloads);
+  const cutDownloads = (sha256: string, why: string): void => {
+    const cut = downloads.cut(sha256);
+    if (cut === 0) return;
+    metrics.downloadsCut.inc(cut);
+    log.error({ sha256, cut }, `cut off downloads in progress: ${why}`);
+  };
+  // A verdict of this node's checker reaches its links at once (others: within the lookup TTL),
+  // and a bad one cuts off the downloads already streaming that blob.
+  checker.onResult = (sha256) => {
+    lookup.invalidate(sha256);
+    lookup
+      .find(sha256 as Sha256)
+      .then((row) => {
+        if (row?.state !== 'ok') cutDownloads(sha256, `the package is ${row?.state ?? 'gone'}`);
+      })
+      .catch((err: unknown) => log.error({ err, sha256 }, 'could not read a package state after its check'));
+  };
   const handleDownload = createDownloadHandler({
     findBlob: async (sha256) => {
       await observer.labelsReady();
@@ -73,6 +97,16 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
       void checker.check(sha256).catch((err: unknown) => log.error({ err, sha256 }, 'check after a refused download failed'));
     },
     limiter: createRateLimiter(config.maxBytesPerSec),
+    registry: downloads,
+    clientOf,
+    onRefused: (refusal) => {
+      metrics.downloadsRefused.inc({ scope: refusal.scope });
+      refusalLog.note(refusal);
+    },
+    onWithdrawn: (sha256) => {
+      metrics.downloadsCut.inc();
+      log.error({ sha256 }, 'cut off a download in progress: the package is no longer servable');
+    },
     observe: observer.observe,
     onError: (err) => log.error({ err }, 'download failed'),
   });
@@ -151,6 +185,22 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
         }),
       ]);
       await openBlobs.close();
+    },
+  };
+}
+
+/** A refusal flood (a rollout morning, a misbehaving client) logs one line per 10 s with the count, not one per request. */
+function throttledRefusalLog(log: Runtime['log']): { note: (refusal: { scope: string; limit: number }) => void } {
+  let since = 0;
+  let lastAt = -Infinity;
+  return {
+    note(refusal) {
+      since += 1;
+      const now = performance.now();
+      if (now - lastAt < 10_000) return;
+      log.warn({ scope: refusal.scope, limit: refusal.limit, refused: since }, 'downloads refused: too many downloads (MIRROR_MAX_DOWNLOADS, MIRROR_MAX_DOWNLOADS_PER_CLIENT)');
+      since = 0;
+      lastAt = now;
     },
   };
 }

@@ -1,10 +1,12 @@
 /**
- * Who the client is, for sign-in throttling: the socket peer, unless that
+ * Who the client is, for sign-in throttling, per-client download caps and
+ * the download log; the one place that decides it: the socket peer, unless that
  * peer is a configured reverse proxy (MIRROR_TRUST_PROXY), in which case
  * X-Forwarded-For is walked right to left past trusted hops. A client can
  * write anything into that header, so only entries added by trusted proxies
  * (the right-hand end) are believed. Matching uses node's BlockList.
  */
+import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import { blockListOf } from '../../config/cidr.js';
 import type { Context } from 'hono';
@@ -60,3 +62,20 @@ export function clientAddressOf(c: Context, trusted: TrustedProxies): string {
   const incoming = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming;
   return resolveClientAddress(incoming?.socket?.remoteAddress ?? '', c.req.header('x-forwarded-for'), trusted);
 }
+
+/**
+ * The client address of a plain node:http request (the download links), by
+ * the same rule. IPv6 addresses stay whole here (the Macs of one office LAN
+ * usually share a /64; only sign-in throttling groups by /64).
+ */
+export function clientAddressOfRequest(req: IncomingMessage, trusted: TrustedProxies): string {
+  const forwarded = req.headers['x-forwarded-for'];
+  return resolveClientAddress(req.socket.remoteAddress ?? '', Array.isArray(forwarded) ? forwarded.join(',') : forwarded, trusted);
+}
+
+/** The socket peer alone (no trusted proxies). */
+export function clientAddress(req: IncomingMessage): string {
+  return clientAddressOfRequest(req, NO_PROXIES);
+}
+
+const NO_PROXIES: TrustedProxies = { has: () => false };

@@ -4,6 +4,7 @@
  * and log lines that name the golden image and architecture. The digest →
  * (image, arch) map is cached briefly so the hot path never waits on the database.
  */
+import { clientAddress } from './client-address.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Db } from '../db/open.js';
 import { LINK_CHECK_USER_AGENT } from '../links.js';
@@ -29,8 +30,11 @@ export function createDownloadObserver(deps: {
   log: Logger;
   metrics: Metrics;
   activity: ActivityTracker;
+  /** Who a request comes from (server/http/client-address.ts; trusted proxies included). */
+  clientOf?: (req: IncomingMessage) => string;
 }): { observe: (start: DownloadStart) => DownloadFinish; labelsReady: () => Promise<void> } {
   const { db, log, metrics, activity } = deps;
+  const clientOf = deps.clientOf ?? clientAddress;
   let labels = new Map<string, Labels>();
   let loadedAt = -Infinity;
   let loading: Promise<void> | null = null;
@@ -66,7 +70,7 @@ export function createDownloadObserver(deps: {
     metrics.activeDownloads.inc();
     const endActivity = activity.begin(start.sha256);
     const startedAt = performance.now();
-    const logged = start.request && start.response ? logEntry(activity, start, l, start.request, start.response) : null;
+    const logged = start.request && start.response ? logEntry(activity, start, l, start.request, start.response, clientOf) : null;
     return ({ bytes, complete }) => {
       endActivity();
       metrics.activeDownloads.dec();
@@ -99,7 +103,7 @@ export function createDownloadObserver(deps: {
 }
 
 /** Shows the download as in progress and logs it when it ends; goldmirror's own link checks are not logged. */
-function logEntry(activity: ActivityTracker, start: DownloadStart, l: Labels, req: IncomingMessage, res: ServerResponse) {
+function logEntry(activity: ActivityTracker, start: DownloadStart, l: Labels, req: IncomingMessage, res: ServerResponse, clientOf: (req: IncomingMessage) => string) {
   const userAgent = headerText(req.headers['user-agent']);
   if (userAgent === LINK_CHECK_USER_AGENT) return null;
   const range = start.status === 206 ? /^bytes (\d+)-\d+\/(\d+)$/.exec(String(res.getHeader('content-range') ?? '')) : null;
@@ -113,7 +117,7 @@ function logEntry(activity: ActivityTracker, start: DownloadStart, l: Labels, re
     imageId: l.imageId,
     imageName: l.image || null,
     arch: l.arch || null,
-    client: clientAddress(req),
+    client: clientOf(req),
     userAgent: userAgent.slice(0, MAX_USER_AGENT_CHARS),
     status: start.status,
     // A multipart answer (several ranges) has no single first byte.
@@ -122,12 +126,6 @@ function logEntry(activity: ActivityTracker, start: DownloadStart, l: Labels, re
     size,
     progress: () => (socket ? socket.bytesWritten - before : 0),
   });
-}
-
-/** The peer's address as people write it (an IPv4 client on a dual-stack socket without the ::ffff: prefix). */
-function clientAddress(req: IncomingMessage): string {
-  const address = req.socket.remoteAddress ?? 'unknown';
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
 function headerText(value: string | string[] | undefined): string {

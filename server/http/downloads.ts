@@ -7,12 +7,18 @@
  * Choices, documented in the README:
  * - several ranges → `multipart/byteranges` (up to MAX_RANGES; more → 200);
  * - a Range on HEAD is evaluated like on GET, so HEAD shows exactly the headers GET would;
- * - the name segment is cosmetic; `<name>.sha256` answers the `shasum -c` line.
+ * - the name segment is cosmetic but must end in `.pvmp` (any case), or
+ *   `.pvmp.sha256` for the `shasum -c` line; anything else is 404, so a link
+ *   can never offer the package under another kind of name (`Invoice.exe`);
+ * - bodies over LONG_DOWNLOAD_BYTES count against the download caps; beyond
+ *   them the answer is 503 with Retry-After, before any header of a 200.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { BlobReader } from '../../storage/blob-store.js';
-import { BufferPool } from './buffer-pool.js';
+import { BufferPool, BufferShare } from './buffer-pool.js';
+import { clientAddress } from './client-address.js';
+import { isRefusal, type ActiveDownload, type DownloadRefusal, type DownloadRegistry } from './download-registry.js';
 import { LINK_CHECK_USER_AGENT } from '../links.js';
 import type { LeasedReader } from './open-blobs.js';
 import { formatChecksumLine, type Sha256 } from '../../storage/digest.js';
@@ -21,6 +27,7 @@ import type { BlobRow } from '../db/schema.js';
 import { AppError, errorBody, errorStatus } from '../errors.js';
 import { isSafeRequestedName } from '../file-names.js';
 import type { RateLimiter } from './rate-limiter.js';
+import { sendBody, STALL_TIMEOUT_MS, type BodySegment } from './send-body.js';
 import {
   evaluatePreconditions,
   evaluateRange,
@@ -32,10 +39,25 @@ export const DOWNLOAD_PREFIX = '/d/';
 
 /** Read size: large reads are what make Node close to sendfile here (see README, Performance). */
 const CHUNK_BYTES = 1 << 20;
-/** Ranges up to this size are read with one blocking read (page cache: microseconds; cheaper than the thread pool). */
-const SYNC_READ_MAX_BYTES = 64 * 1024;
-/** A client that accepts no bytes for this long is dropped, freeing its file handle and buffers. */
-const STALL_TIMEOUT_MS = 120_000;
+/**
+ * Read buffers in existence at most, for all downloads of the process: the
+ * pool's share of RSS stays 32 MiB however many clients connect (downloads
+ * beyond it take turns; each holds a buffer only while it reads or sends).
+ * 32 lets 16 parallel downloads each read one chunk ahead (16 buffers: about
+ * 20% less throughput in the bench).
+ */
+const POOL_BUFFERS = 32;
+/**
+ * Of those, what downloads to clients not yet known to read may hold at once:
+ * a thousand clients connecting at once then touch 8 MiB of buffers, not 32.
+ */
+const UNKNOWN_CLIENT_BUFFERS = 8;
+/** Single ranges up to this size are read with one blocking read (page cache: microseconds; cheaper than the thread pool) and sent whole. */
+const INLINE_MAX_BYTES = 64 * 1024;
+/** Bodies larger than this are "long downloads": they count against the download caps. */
+export const LONG_DOWNLOAD_BYTES = 1 << 20;
+/** Seconds a refused client is asked to wait before trying again. */
+const RETRY_AFTER_SECONDS = 30;
 const CACHE_CONTROL = 'public, max-age=31536000, immutable';
 
 /** What a download observer learns when a body starts streaming. */
@@ -70,6 +92,14 @@ export interface DownloadDeps {
   /** Read buffers shared by all responses (CHUNK_BYTES each). */
   pool?: BufferPool | undefined;
   limiter: RateLimiter | null;
+  /** Active downloads: the caps, and cutting off the downloads of a blob that failed a check. */
+  registry?: DownloadRegistry | undefined;
+  /** The client a download counts against (default: the socket peer address). */
+  clientOf?: ((req: IncomingMessage) => string) | undefined;
+  /** Told when a download is refused by a cap. */
+  onRefused?: ((refusal: DownloadRefusal) => void) | undefined;
+  /** Told when a streaming download is cut off because its blob is no longer servable. */
+  onWithdrawn?: ((sha256: Sha256) => void) | undefined;
   /** Metrics, heartbeats and logs: told when each body starts and how it ended. */
   observe?: ((start: DownloadStart) => DownloadFinish) | undefined;
   onError?: ((err: unknown) => void) | undefined;
@@ -172,8 +202,22 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
     return sendError(res, unavailable(target.sha256, 'corrupt'));
   }
 
+  let active: ActiveDownload | null = null;
   try {
     const plan = planBody(decision.kind === 'partial' ? decision.ranges : null, size);
+    if (method === 'GET' && plan.length > INLINE_MAX_BYTES && deps.registry) {
+      const admitted = deps.registry.begin({
+        sha256: target.sha256,
+        client: (deps.clientOf ?? clientAddress)(req),
+        counted: plan.length > LONG_DOWNLOAD_BYTES,
+        cut: () => res.destroy(),
+      });
+      if (isRefusal(admitted)) {
+        deps.onRefused?.(admitted);
+        return sendRefusal(res, admitted);
+      }
+      active = admitted;
+    }
     res.setHeader('Content-Disposition', contentDisposition(target.name));
     res.setHeader('Content-Length', plan.length);
     if (plan.contentRange) res.setHeader('Content-Range', plan.contentRange);
@@ -186,22 +230,35 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
     const coversEnd =
       req.headers['user-agent'] !== LINK_CHECK_USER_AGENT && (size === 0 || plan.parts.some((p) => p.range !== null && p.range.end === size - 1));
     const finish = deps.observe?.({ sha256: target.sha256, status: plan.status, bytes: plan.length, coversEnd, size, request: req, response: res });
-    let outcome = { sent: 0, complete: false };
+    let outcome = { sent: 0, complete: false, withdrawn: false };
     try {
-      outcome = await sendParts(reader, res, plan.parts, deps.limiter, deps.pool ?? defaultPool);
+      outcome = await sendParts(reader, res, plan, deps, target.sha256);
     } finally {
       // Also on a read error, so gauges and heartbeats never leak.
       if (!outcome.complete) res.destroy();
+      active?.end();
       finish?.({ bytes: outcome.sent, complete: outcome.complete });
     }
+    if (outcome.withdrawn && (active?.markCut() ?? true)) deps.onWithdrawn?.(target.sha256);
     // A client that went away frees the file at once; finished ones leave it open for reuse.
     lease.release(!outcome.complete);
   } finally {
+    active?.end();
     lease.release();
   }
 }
 
-const defaultPool = new BufferPool(CHUNK_BYTES, 32);
+const defaultPool = new BufferPool(CHUNK_BYTES, POOL_BUFFERS);
+const buffersByPool = new WeakMap<BufferPool, { keepingUp: BufferPool; unknown: BufferShare }>();
+
+function buffersOf(pool: BufferPool): { keepingUp: BufferPool; unknown: BufferShare } {
+  let buffers = buffersByPool.get(pool);
+  if (!buffers) buffersByPool.set(pool, (buffers = { keepingUp: pool, unknown: new BufferShare(pool, Math.min(UNKNOWN_CLIENT_BUFFERS, pool.maxBuffers)) }));
+  return buffers;
+}
+
+/** `<something>.pvmp` or `<something>.pvmp.sha256`, in any letter case (names are pasted by hand). */
+const PACKAGE_NAME = /^(.+\.pvmp)(\.sha256)?$/i;
 
 function parseTarget(url: string): Target | AppError {
   const q = url.indexOf('?');
@@ -222,8 +279,9 @@ function parseTarget(url: string): Target | AppError {
     return new AppError('NAME_INVALID', 'the file name in the link is not valid percent-encoding');
   }
   if (!isSafeRequestedName(name)) return new AppError('NAME_INVALID', 'the file name in the link must be one plain path segment');
-  const checksum = name.length > '.sha256'.length && name.endsWith('.sha256');
-  return { sha256: digest as Sha256, name: checksum ? name.slice(0, -'.sha256'.length) : name, checksum };
+  const named = PACKAGE_NAME.exec(name);
+  if (!named?.[1]) return new AppError('NOT_FOUND', 'download links end in .pvmp (the package) or .pvmp.sha256 (its checksum line)');
+  return { sha256: digest as Sha256, name: named[1], checksum: named[2] !== undefined };
 }
 
 interface BodyPart {
@@ -273,105 +331,43 @@ function whole(size: number): BodyPart {
 }
 
 /**
- * Streams the planned parts with two reusable buffers: while one chunk is
- * being handed to the socket the next is read from disk. A buffer is reused
- * only after its write completed, which is also the backpressure: a slow
- * client holds at most two chunks of memory.
+ * Sends the planned body. A small single range is read with one blocking read
+ * into its own buffer and sent whole; everything else goes through sendBody,
+ * which holds read buffers only while they are read and handed to the kernel.
  */
 async function sendParts(
   reader: BlobReader,
   res: ServerResponse,
-  parts: BodyPart[],
-  limiter: RateLimiter | null,
-  pool: BufferPool,
-): Promise<{ sent: number; complete: boolean }> {
-  armStallTimeout(res);
-  const [only] = parts;
-  // Small single range (the 1-byte probes, 1 MiB windows): one read, one end().
-  if (parts.length === 1 && only?.range && !only.prefix && !limiter && only.range.end - only.range.start < pool.bufferBytes) {
-    const buffer = pool.acquire();
-    const want = only.range.end - only.range.start + 1;
-    const got = want <= SYNC_READ_MAX_BYTES ? reader.readSync(buffer, want, only.range.start) : await readFully(reader, buffer, want, only.range.start);
-    if (got !== want) throw new Error(`blob ended early at byte ${only.range.start + got} of ${reader.size}`);
+  plan: BodyPlan,
+  deps: DownloadDeps,
+  sha256: Sha256,
+): Promise<{ sent: number; complete: boolean; withdrawn: boolean }> {
+  const [only] = plan.parts;
+  if (plan.parts.length === 1 && only?.range && !only.prefix && !deps.limiter && plan.length <= INLINE_MAX_BYTES) {
+    armStallTimeout(res);
+    const body = Buffer.allocUnsafe(plan.length);
+    const got = reader.readSync(body, plan.length, only.range.start);
+    if (got !== plan.length) throw new Error(`blob ended early at byte ${only.range.start + got} of ${reader.size}`);
     const sent = await new Promise<boolean>((resolve) => {
       const onClose = (): void => resolve(false);
       res.once('close', onClose);
-      res.end(buffer.subarray(0, got), () => {
+      res.end(body, () => {
         res.off('close', onClose);
         resolve(true);
       });
     });
-    // Back to the pool only once the socket is done with it.
-    if (sent) pool.release(buffer);
-    return { sent: sent ? got : 0, complete: sent };
+    return { sent: sent ? got : 0, complete: sent, withdrawn: false };
   }
-
-  const abort = new AbortController();
-  const onClose = (): void => abort.abort();
-  res.once('close', onClose);
-  const buffers = [pool.acquire(), pool.acquire()];
-  const pending: Array<Promise<boolean> | null> = [null, null];
-  let sent = 0;
-  let turn = 0;
-  let complete = false;
-  try {
-    for (const part of parts) {
-      if (part.prefix) {
-        if (!(await write(res, part.prefix))) return { sent, complete: false };
-        sent += part.prefix.length;
-      }
-      if (!part.range) continue;
-      let position = part.range.start;
-      const end = part.range.end + 1;
-      while (position < end) {
-        if (abort.signal.aborted) return { sent, complete: false };
-        const buffer = buffers[turn]!;
-        const previous = pending[turn];
-        if (previous && !(await previous)) return { sent, complete: false };
-        const want = Math.min(buffer.length, end - position);
-        const got = await reader.read(buffer, want, position);
-        if (got <= 0) throw new Error(`blob ended early at byte ${position} of ${reader.size}`);
-        if (limiter) await limiter.take(got, abort.signal).catch(() => undefined);
-        if (abort.signal.aborted) return { sent, complete: false };
-        pending[turn] = write(res, got === buffer.length ? buffer : buffer.subarray(0, got));
-        sent += got;
-        position += got;
-        turn ^= 1;
-      }
-    }
-    const flushed = await Promise.all(pending.map((p) => p ?? Promise.resolve(true)));
-    complete = flushed.every(Boolean) && (await end(res));
-    return { sent, complete };
-  } finally {
-    res.off('close', onClose);
-    // Wait for in-flight writes before the caller closes the file; recycle the
-    // buffers only when every write finished (a torn-down socket keeps them).
-    const settled = await Promise.all(pending.map((p) => p ?? Promise.resolve(true)));
-    if (complete || settled.every(Boolean)) for (const buffer of buffers) pool.release(buffer);
+  // sendBody arms the stall timeout itself (and re-arms it: its writes bypass node's idle timer).
+  const segments: BodySegment[] = [];
+  for (const part of plan.parts) {
+    if (part.prefix) segments.push({ bytes: part.prefix });
+    if (part.range) segments.push({ range: part.range });
   }
-}
-
-/** Reads until `length` bytes are in `target` or the file ends; resolves to the count read. */
-async function readFully(reader: BlobReader, target: Buffer, length: number, position: number): Promise<number> {
-  let done = 0;
-  while (done < length) {
-    const got = await reader.read(done === 0 ? target : target.subarray(done), length - done, position + done);
-    if (got <= 0) break;
-    done += got;
-  }
-  return done;
-}
-
-/** Ends the response; resolves true once everything is flushed, false if the connection closed first. */
-function end(res: ServerResponse): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (res.destroyed) return resolve(false);
-    const onClose = (): void => resolve(false);
-    res.once('close', onClose);
-    res.end(() => {
-      res.off('close', onClose);
-      resolve(true);
-    });
+  return sendBody(res, reader, segments, {
+    buffers: buffersOf(deps.pool ?? defaultPool),
+    limiter: deps.limiter,
+    stillServable: async () => (await deps.findBlob(sha256))?.state === 'ok',
   });
 }
 
@@ -382,19 +378,6 @@ function end(res: ServerResponse): Promise<boolean> {
  */
 function armStallTimeout(res: ServerResponse): void {
   res.socket?.setTimeout(STALL_TIMEOUT_MS);
-}
-
-/** Resolves true once the chunk is handed to the kernel, false if the connection closed first. */
-function write(res: ServerResponse, chunk: Buffer): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (res.destroyed) return resolve(false);
-    const onClose = (): void => resolve(false);
-    res.once('close', onClose);
-    res.write(chunk, (err) => {
-      res.off('close', onClose);
-      resolve(!err);
-    });
-  });
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {
@@ -428,4 +411,14 @@ function sendError(res: ServerResponse, err: AppError): void {
     'Cache-Control': 'no-store',
   });
   res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/** 503 with Retry-After: a refused download never starts, so the client never mistakes it for a short file. */
+function sendRefusal(res: ServerResponse, refusal: DownloadRefusal): void {
+  res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+  const message =
+    refusal.scope === 'total'
+      ? `this mirror is serving its maximum of ${refusal.limit} downloads; try again in ${RETRY_AFTER_SECONDS} s`
+      : `this client already has ${refusal.limit} downloads running; try again in ${RETRY_AFTER_SECONDS} s`;
+  sendError(res, new AppError('TOO_MANY_DOWNLOADS', message, { scope: refusal.scope, limit: refusal.limit }));
 }

@@ -64,7 +64,15 @@ async function main() {
   fs.closeSync(fd);
 
   const port = await freePort();
-  const env = { MIRROR_DATA_DIR: dataDir, MIRROR_HOST: '127.0.0.1', MIRROR_PORT: String(port), MIRROR_MIN_FREE_BYTES: '0', MIRROR_LOG_LEVEL: 'warn' };
+  // Every client is 127.0.0.1: the per-client download cap (16) would refuse most of them.
+  const env = {
+    MIRROR_DATA_DIR: dataDir,
+    MIRROR_HOST: '127.0.0.1',
+    MIRROR_PORT: String(port),
+    MIRROR_MIN_FREE_BYTES: '0',
+    MIRROR_LOG_LEVEL: 'warn',
+    MIRROR_MAX_DOWNLOADS_PER_CLIENT: '0',
+  };
   const cli = (argv) => run(process.execPath, ['bin/goldmirror.js', ...argv], env);
   const { sha256 } = JSON.parse(await cli(['import', file, '--json']));
   const token = (await cli(['token', 'create', 'load'])).trim().split('\n').pop();

@@ -4,7 +4,7 @@
 #
 #   npm run bench                      full run (~5-7 min on 2 cores, 1 GiB file)
 #   npm run bench -- --quick           fewer repetitions, shorter wrk runs (~2-3 min)
-#   npm run bench -- --phases ab       only some phases (a b c d)
+#   npm run bench -- --phases ab       only some phases (a b c d e)
 #   npm run bench -- --serve-only 600  start both servers, check them, print their URLs
 #                                      and PIDs (also in work/serve.env), keep them up for
 #                                      600 s (or until this script is stopped), then clean up
@@ -14,9 +14,11 @@
 #   (b) N parallel full downloads, aggregate MB/s, server peak RSS, server CPU s/GB
 #   (c) random 1 MiB Range windows, req/s (wrk -c16)
 #   (d) Range: bytes=0-0, req/s (wrk -c64)
+#   (e) stalled clients: BENCH_STALL_CLIENTS (1000) connections that request the whole
+#       file and never read; server RSS before and after (lib/stalled.mjs, bounded to 60 s)
 #
 # Environment: BENCH_SIZE_MIB (1024), BENCH_SEED, BENCH_RUNS, BENCH_ROUNDS,
-# BENCH_DURATION, BENCH_CONCURRENCY (16), BENCH_WORK_DIR (test/bench/work),
+# BENCH_DURATION, BENCH_CONCURRENCY (16), BENCH_STALL_CLIENTS (1000), BENCH_WORK_DIR (test/bench/work),
 # BENCH_RESULTS_DIR (test/bench/results), BENCH_KEEP_RUN=1 (keep the run dir),
 # BENCH_GOLDMIRROR_ROOT (another goldmirror checkout/build to measure, e.g. an experiment),
 # BENCH_WAIT_QUIET (30: seconds to wait for other CPU load to stop before measuring).
@@ -37,11 +39,11 @@ usage() {
 }
 
 # ------------------------------------------------------------------ options
-MODE=full PHASES=abcd SERVE_ONLY=""
+MODE=full PHASES=abcde SERVE_ONLY=""
 while (($#)); do
   case $1 in
     --quick) MODE=quick; shift ;;
-    --phases) [[ ${2:-} =~ ^[abcd]+$ ]] || usage; PHASES=$2; shift 2 ;;
+    --phases) [[ ${2:-} =~ ^[abcde]+$ ]] || usage; PHASES=$2; shift 2 ;;
     --serve-only) [[ ${2:-} =~ ^[0-9]+$ ]] || usage; SERVE_ONLY=$2; shift 2 ;;
     -h|--help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
@@ -57,11 +59,13 @@ RUNS=${BENCH_RUNS:-$RUNS}
 ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
 DURATION=${BENCH_DURATION:-$DURATION}
 CONC=${BENCH_CONCURRENCY:-16}
+STALL_CLIENTS=${BENCH_STALL_CLIENTS:-1000}
+if [[ $MODE == quick ]]; then STALL_ROUNDS=1; else STALL_ROUNDS=2; fi
 RANGE_BYTES=1048576 RANGE_CONNS=16 SMALL_CONNS=64
 THREADS=$(nproc)
 MAX_TIME=300 # seconds, any single curl
 
-for v in SIZE_MIB RUNS ROUNDS DURATION CONC; do
+for v in SIZE_MIB RUNS ROUNDS DURATION CONC STALL_CLIENTS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v must be a positive integer (got '${!v}')" >&2; exit 2; }
 done
 [[ $SEED =~ ^[A-Za-z0-9._-]+$ ]] || { echo "BENCH_SEED: letters, digits, . _ - only" >&2; exit 2; }
@@ -298,6 +302,7 @@ write_params() {
 {"mode":"$MODE","started_at":"$STARTED_AT","phases":"$PHASES","file_bytes":$FILE_BYTES,"sha256":"$SHA",
  "seed":"$SEED","file_name":"$NAME","runs":$RUNS,"rounds":$ROUNDS,"duration":$DURATION,"concurrency":$CONC,
  "range_bytes":$RANGE_BYTES,"range_conns":$RANGE_CONNS,"small_conns":$SMALL_CONNS,"threads":$THREADS,
+ "stall_clients":$STALL_CLIENTS,"stall_rounds":$STALL_ROUNDS,
  "goldmirror_url":"$GM_URL","nginx_url":"$NG_URL","goldmirror_root":"$GM_ROOT",
  "git_rev":"$GIT_REV","git_dirty_files":$GIT_DIRTY,"dist_stale":$([[ -n $STALE ]] && echo true || echo false)}
 EOF
@@ -406,9 +411,19 @@ run_wrk() { # PHASE TARGET REP ORDER CONNS SCRIPT [SCRIPT ARGS...]
 phase_c() { run_wrk c "$1" "$2" "$3" "$RANGE_CONNS" wrk-window.lua "$FILE_BYTES" "$RANGE_BYTES" $((4242 + $2)); }
 phase_d() { run_wrk d "$1" "$2" "$3" "$SMALL_CONNS" wrk-first-byte.lua; }
 
-for phase in a b c d; do
+# (e) STALL_CLIENTS clients that never read: what they cost each server in RSS
+phase_e() { # TARGET REP ORDER
+  local json
+  node "$LIB/stalled.mjs" "$(url_of "$1")" "$(pid_of "$1")" "$STALL_CLIENTS" "$RUN_DIR/stalled.json" || die "(e) $1: stalled-clients run failed"
+  json=$(cat "$RUN_DIR/stalled.json")
+  printf '{"phase":"e","target":"%s","rep":%d,"order":%d,"stalled":%s}\n' "$1" "$2" "$3" "$json" >>"$SAMPLES"
+  log "(e) pair $(($2 + 1)) $1: $(jnum "$json" streaming) of $STALL_CLIENTS streaming, RSS $(jnum "$json" rss_before_kib) -> $(jnum "$json" rss_after_kib) KiB"
+  sleep 2 # let the server notice the closed connections before anything else runs
+}
+
+for phase in a b c d e; do
   [[ $PHASES == *$phase* ]] || continue
-  if [[ $phase == a ]]; then reps=$RUNS; else reps=$ROUNDS; fi
+  if [[ $phase == a ]]; then reps=$RUNS; elif [[ $phase == e ]]; then reps=$STALL_ROUNDS; else reps=$ROUNDS; fi
   log "phase ($phase): $reps pairs"
   extra "machine CPU busy while the bench is idle, before phase ($phase) (cores of $THREADS; should be ~0)" "$(node "$LIB/proc.mjs" busy 1000)"
   for ((rep = 0; rep < reps; rep++)); do

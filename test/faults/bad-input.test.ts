@@ -554,8 +554,10 @@ describe('bad input against a running server', () => {
     let moved = 0;
     const auth = { Authorization: `Bearer ${token}` };
     try {
-      const download = async (): Promise<void> => {
-        const res = await downloadSha256(`${mirror.url}/d/${bigSha}/big.pvmp`, {}, new http.Agent({ keepAlive: false }));
+      const download = async (_: unknown, i: number): Promise<void> => {
+        // Eight loopback client addresses: 120 downloads from one address would exceed the per-client cap (16).
+        const agent = new http.Agent({ keepAlive: false, localAddress: `127.0.0.${2 + (i % 8)}` });
+        const res = await downloadSha256(`${mirror.url}/d/${bigSha}/big.pvmp`, {}, agent);
         expect(res).toEqual({ status: 200, sha256: bigSha, bytes: bigSize });
         moved += res.bytes;
       };

@@ -225,8 +225,8 @@ describe('download links: routes and RFC 9110 semantics', () => {
       expect(r.body.equals(data)).toBe(true);
     });
 
-    it('the file name is cosmetic; any safe name (and a query string) serves the same bytes', async () => {
-      for (const name of ['x', 'Another%20Name.pvmp', 'name.with.dots', '.hidden', '...', '%C3%BCml%C3%A4ut.pvmp', 'a'.repeat(255)]) {
+    it('the file name is cosmetic; any safe name ending in .pvmp (and a query string) serves the same bytes', async () => {
+      for (const name of ['x.pvmp', 'Another%20Name.pvmp', 'name.with.dots.pvmp', '.hidden.pvmp', '....pvmp', '%C3%BCml%C3%A4ut.pvmp', `${'a'.repeat(250)}.pvmp`, 'UPPER.PVMP', 'Mixed.PvMp']) {
         const r = await request(mirror.url, `/d/${sha}/${name}?utm=1&x=/../..`);
         expect(r.status, name).toBe(200);
         expect(r.body.equals(data)).toBe(true);
@@ -384,6 +384,30 @@ describe('download links: routes and RFC 9110 semantics', () => {
         expect(r.body.includes('top secret'), p).toBe(false);
         expect(r.headers['content-disposition'], p).toBeUndefined();
       }
+    });
+
+    it('a name that does not end in .pvmp or .pvmp.sha256 is 404: a link never offers the package as another kind of file', async () => {
+      const names = ['Invoice.exe', 'x', 'pkg', 'pkg.pvmp.exe', 'pkg.pvmpx', 'pkg.pvm', 'pkg.sha256', '.pvmp', '.pvmp.sha256', 'pkg.pvmp.sha256.sha256', 'pkg.pvmp%20', 'pkg.pvmp.', 'pkg.dmg', 'index.html'];
+      for (const name of names) {
+        for (const method of ['GET', 'HEAD']) {
+          const r = await request(mirror.url, `/d/${sha}/${name}`, { method });
+          expect(r.status, `${method} ${name}`).toBe(404);
+          expect(r.headers['content-disposition'], name).toBeUndefined();
+          expect(r.headers['content-length'], name).not.toBe(String(SIZE));
+          if (method === 'GET') expect(errorCode(r), name).toBe('NOT_FOUND');
+          expect(r.body.includes(data.subarray(0, 64)), name).toBe(false);
+        }
+      }
+    });
+
+    it('the .pvmp and .sha256 endings are matched in any letter case', async () => {
+      const upper = await request(mirror.url, `/d/${sha}/PKG.PVMP`);
+      expect(upper.status).toBe(200);
+      expect(upper.headers['content-disposition']).toBe('attachment; filename="PKG.PVMP"');
+      expect(upper.body.equals(data)).toBe(true);
+      const checksum = await request(mirror.url, `/d/${sha}/PKG.PVMP.SHA256`);
+      expect(checksum.status).toBe(200);
+      expect(checksum.body.toString('utf8')).toBe(`${sha}  PKG.PVMP\n`);
     });
 
     it('specific codes for the typical mistakes', async () => {
@@ -736,7 +760,8 @@ describe('download links: routes and RFC 9110 semantics', () => {
 describe('download links: streaming', () => {
   let mirror: TestMirror;
   beforeAll(async () => {
-    mirror = await startMirror();
+    // Every client here is 127.0.0.1 and some tests run 18 downloads at once: no per-client cap (download-caps.test.ts covers it).
+    mirror = await startMirror({ maxDownloadsPerClient: 0 });
   });
   afterAll(async () => {
     await mirror?.close();
@@ -896,6 +921,39 @@ describe('download links: streaming', () => {
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) hash.update(chunk);
     expect(hash.digest('hex')).toBe(digest);
     expect((await fetch(`${mirror.url}/healthz`)).status).toBe(200);
+  });
+
+  it('pipelined requests on one connection get their whole answers, in order', async () => {
+    const size = 3 * MiB + 12345;
+    const digest = await ingestStream(mirror, size, 'pipelined');
+    const expected = testBytes(size, 'pipelined');
+    const { hostname, port } = new URL(mirror.url);
+    const path1 = `/d/${digest}/one.pvmp`;
+    const head = (extra: string) => `GET ${path1} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n${extra}\r\n`;
+    // Three requests in one write: the second and third answers wait for the first to finish.
+    const raw = await rawExchange(
+      mirror.url,
+      head('') + head(`Range: bytes=100-${2 * MiB}\r\n`) + head('Range: bytes=0-0,-2\r\nConnection: close\r\n'),
+    );
+    let at = 0;
+    const next = (): { status: number; body: Buffer; headers: string } => {
+      const end = raw.indexOf('\r\n\r\n', at);
+      const headers = raw.subarray(at, end).toString('latin1');
+      const length = Number(/\r\ncontent-length: (\d+)/i.exec(headers)?.[1]);
+      const body = raw.subarray(end + 4, end + 4 + length);
+      at = end + 4 + length;
+      return { status: Number(headers.slice(9, 12)), body, headers };
+    };
+    const first = next();
+    expect(first.status).toBe(200);
+    expect(first.body.equals(expected)).toBe(true);
+    const second = next();
+    expect(second.status).toBe(206);
+    expect(second.body.equals(expected.subarray(100, 2 * MiB + 1))).toBe(true);
+    const third = next();
+    expect(third.status).toBe(206);
+    expect(third.headers).toMatch(/multipart\/byteranges/);
+    expect(at).toBe(raw.length);
   });
 
   it('a client that reads nothing does not make the server buffer the blob (backpressure)', async () => {

@@ -42,6 +42,15 @@ function derive(s) {
     d.cpu_s_per_gb = s.cpu_s / (s.bytes / 1e9);
     if (s.peak_rss_kib !== undefined) d.peak_rss_mib = s.peak_rss_kib / 1024;
     d.errors = 0;
+  } else if (s.phase === 'e') {
+    const st = s.stalled;
+    d.clients = st.clients;
+    d.streaming = st.streaming;
+    d.rss_before_mib = st.rss_before_kib / 1024;
+    d.rss_after_mib = st.rss_after_kib / 1024;
+    d.added_rss_mib = (st.rss_after_kib - st.rss_before_kib) / 1024;
+    d.added_kib_per_client = (st.rss_after_kib - st.rss_before_kib) / st.clients;
+    d.errors = st.clients - st.streaming;
   } else if (s.wrk) {
     const w = s.wrk;
     const seconds = w.duration_us / 1e6;
@@ -119,12 +128,19 @@ const METRICS = {
     { key: 'lat_p99_ms', label: 'latency p99', unit: 'ms', better: 'lower' },
     { key: 'cpu_ms_per_req', label: 'server CPU', unit: 'ms/req', better: 'lower' },
   ],
+  e: [
+    { key: 'added_rss_mib', label: 'RSS added by stalled clients', unit: 'MiB', better: 'lower' },
+    { key: 'rss_after_mib', label: 'server RSS with them', unit: 'MiB', better: 'lower' },
+    { key: 'added_kib_per_client', label: 'RSS added per client', unit: 'KiB', better: 'lower' },
+    { key: 'streaming', label: 'clients being streamed to', unit: 'connections', better: 'higher' },
+  ],
 };
 const PHASE_TITLES = {
   a: '(a) one full download (curl)',
   b: `(b) ${params.concurrency} parallel full downloads (curl)`,
   c: `(c) random ${params.range_bytes}-byte Range windows (wrk -c${params.range_conns}, ${params.duration}s)`,
   d: `(d) 1-byte Range: bytes=0-0 (wrk -c${params.small_conns}, ${params.duration}s)`,
+  e: `(e) ${params.stall_clients} clients that request the whole file and never read (RSS of the server's process tree)`,
 };
 
 const phases = {};
@@ -173,6 +189,7 @@ const T = [
   { id: 'small', text: '1-byte ranges req/s, paired ratio ≥ 0.3', phase: 'd', key: 'rps', kind: 'ratio_min', limit: 0.3 },
   { id: 'rss', text: `goldmirror peak RSS during ${params.concurrency} parallel ≤ 120 MiB (max over rounds)`, phase: 'b', key: 'peak_rss_mib', kind: 'abs_max', limit: 120 },
   { id: 'cpu', text: 'goldmirror CPU s/GB during parallel ≤ 1.5× nginx (paired ratio)', phase: 'b', key: 'cpu_s_per_gb', kind: 'ratio_max', limit: 1.5 },
+  { id: 'stalled', text: `goldmirror RSS added by ${params.stall_clients} stalled clients ≤ 64 MiB (max over rounds)`, phase: 'e', key: 'added_rss_mib', kind: 'abs_max', limit: 64 },
 ];
 const targets = T.map((t) => {
   const m = phases[t.phase]?.metrics[t.key];
@@ -208,7 +225,7 @@ const result = {
 };
 
 const fmt = (x, digits = 1) => (x === null || x === undefined ? '–' : Number(x).toFixed(digits));
-const digitsFor = (unit) => (unit === 'ms/req' ? 3 : unit === 's/GB' ? 3 : unit === 'ms' ? 2 : 1);
+const digitsFor = (unit) => (unit === 'ms/req' ? 3 : unit === 's/GB' ? 3 : unit === 'ms' ? 2 : unit === 'connections' ? 0 : 1);
 const lines = [];
 lines.push(`# goldmirror vs nginx — ${params.mode} benchmark`, '');
 lines.push(
@@ -226,7 +243,7 @@ lines.push(
   `- file: ${params.file_bytes} bytes (${(params.file_bytes / 2 ** 20).toFixed(0)} MiB), AES-256-CTR keystream, seed \`${params.seed}\`, sha256 \`${params.sha256}\``,
   `- goldmirror: \`node bin/goldmirror.js serve\` (log level warn), commit ${params.git_rev}${params.git_dirty_files ? ` + ${params.git_dirty_files} uncommitted server files` : ''}${params.dist_stale ? ' (**dist/ older than the sources**)' : ''}, link \`/d/<sha256>/${params.file_name}\``,
   '- nginx: private instance, sendfile on, tcp_nopush on, access_log off, worker_processes auto, same file on disk',
-  `- (a) ${params.runs} pairs; (b) ${params.rounds} pairs × ${params.concurrency} curls; (c) ${params.rounds} pairs × ${params.duration}s wrk -t${params.threads} -c${params.range_conns}; (d) ${params.rounds} pairs × ${params.duration}s wrk -t${params.threads} -c${params.small_conns}`,
+  `- (a) ${params.runs} pairs; (b) ${params.rounds} pairs × ${params.concurrency} curls; (c) ${params.rounds} pairs × ${params.duration}s wrk -t${params.threads} -c${params.range_conns}; (d) ${params.rounds} pairs × ${params.duration}s wrk -t${params.threads} -c${params.small_conns}; (e) ${params.stall_rounds} pair(s) × ${params.stall_clients} connections that never read (16 per loopback source address, default caps)`,
   '- warm page cache (the file is read in full by both servers before measuring); client and servers share the cores',
   '- "machine CPU busy while the bench is idle" (Other observations) shows other work on the machine, which widens the ranges',
   '',
