@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BufferPool } from '../../server/http/buffer-pool.js';
-import { clientAddress } from '../../server/http/client-address.js';
+import { clientAddress, clientAddressOfRequest, trustedProxies } from '../../server/http/client-address.js';
 import { createDownloadRegistry, isRefusal, type ActiveDownload } from '../../server/http/download-registry.js';
 import type { IncomingMessage } from 'node:http';
 
@@ -64,13 +64,24 @@ describe('download registry', () => {
 });
 
 describe('client address', () => {
-  const req = (remoteAddress: string | undefined) => ({ socket: { remoteAddress } }) as unknown as IncomingMessage;
+  const req = (remoteAddress: string | undefined, forwardedFor?: string) =>
+    ({ socket: { remoteAddress }, headers: forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor } }) as unknown as IncomingMessage;
   it('is the socket peer, with IPv4-mapped IPv6 written as IPv4 and IPv6 kept whole', () => {
     expect(clientAddress(req('192.168.1.20'))).toBe('192.168.1.20');
     expect(clientAddress(req('::ffff:192.168.1.20'))).toBe('192.168.1.20');
     expect(clientAddress(req('2001:db8::1'))).toBe('2001:db8::1');
     expect(clientAddress(req('2001:db8::2'))).not.toBe(clientAddress(req('2001:db8::1')));
-    expect(clientAddress(req(undefined))).toBe('');
+    expect(clientAddress(req(undefined))).toBe('unknown');
+    // Without trusted proxies, X-Forwarded-For is anybody's word and is ignored.
+    expect(clientAddress(req('192.168.1.20', '10.9.9.9'))).toBe('192.168.1.20');
+  });
+
+  it('is the Mac behind a trusted reverse proxy, so per-client caps and the download log see each one', () => {
+    const trusted = trustedProxies(['10.0.0.2/32']);
+    expect(clientAddressOfRequest(req('10.0.0.2', '192.168.1.20'), trusted)).toBe('192.168.1.20');
+    expect(clientAddressOfRequest(req('10.0.0.2', '192.168.1.21'), trusted)).toBe('192.168.1.21');
+    // A peer that is not a trusted proxy counts as itself, whatever it claims.
+    expect(clientAddressOfRequest(req('192.168.1.30', '192.168.1.20'), trusted)).toBe('192.168.1.30');
   });
 });
 
