@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BufferPool } from '../../server/http/buffer-pool.js';
+import { BufferPool, BufferShare } from '../../server/http/buffer-pool.js';
 import { clientAddress, clientAddressOfRequest, trustedProxies } from '../../server/http/client-address.js';
 import { createDownloadRegistry, isRefusal, type ActiveDownload } from '../../server/http/download-registry.js';
 import type { IncomingMessage } from 'node:http';
@@ -118,3 +118,41 @@ describe('buffer pool', () => {
     expect(() => new BufferPool(1024, 0.5)).toThrow(/maxBuffers/);
   });
 });
+
+describe('buffer share', () => {
+  it('lets one kind of caller hold at most its share of the pool; the rest of the pool stays available', async () => {
+    const pool = new BufferPool(1024, 4);
+    const share = new BufferShare(pool, 2);
+    const a = share.tryAcquire()!;
+    const b = await share.acquire();
+    expect(share.tryAcquire()).toBeNull();
+    let third: Buffer | null = null;
+    const waiting = share.acquire().then((buf) => (third = buf));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(third).toBeNull();
+    // Others still get the other half of the pool.
+    expect(pool.tryAcquire()).not.toBeNull();
+    expect(pool.tryAcquire()).not.toBeNull();
+    expect(pool.tryAcquire()).toBeNull();
+    share.release(a);
+    await waiting;
+    expect(third).toBe(a);
+    share.release(b);
+    share.release(third!);
+    expect(pool.inUse).toBe(2);
+  });
+
+  it('an aborted wait gives up its turn', async () => {
+    const pool = new BufferPool(1024, 4);
+    const share = new BufferShare(pool, 1);
+    const a = share.tryAcquire()!;
+    const controller = new AbortController();
+    const first = share.acquire(controller.signal);
+    const second = share.acquire();
+    controller.abort(new Error('gone'));
+    await expect(first).rejects.toThrow('gone');
+    share.release(a);
+    expect(await second).toBe(a);
+  });
+});
+
