@@ -91,6 +91,7 @@ export function createSocketSink(socket: Socket): SocketSink {
       // Bytes queued the ordinary way (headers, a wake-up piece) go first.
       if (socket.writableLength > 0) return 0;
       try {
+        // libuv keeps every TCP socket non-blocking: this returns at once with what fit (or EAGAIN).
         return writeSync(fd, source, offset, length);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
