@@ -117,20 +117,24 @@ function fingerprintOf(values: Record<ArchKey, PortalArchValues>): string {
   return createHash('sha256').update(JSON.stringify(ARCH_KEYS.map((a) => [a, values[a].enabled, values[a].sha256, values[a].downloadUrl]))).digest('hex').slice(0, 16);
 }
 
+/** The image's portal values as the ones the portal holds, confirmed by `by` at `now`. */
+function confirmedValues(row: ImageRow, baseUrl: string | null, by: string, now: number) {
+  return {
+    public_url: baseUrl,
+    arm64_enabled: row.arm64_enabled,
+    arm64_sha256: row.arm64_sha256,
+    x86_64_enabled: row.x86_64_enabled,
+    x86_64_sha256: row.x86_64_sha256,
+    confirmed_at: now,
+    confirmed_by: by,
+  };
+}
+
 /** Records the image's current values as what the portal holds (a new image, or one that had no record). */
 export async function recordBaseline(db: Db, row: ImageRow, baseUrl: string | null, actor: string, now: number): Promise<void> {
   await db
     .insertInto('portal_confirmed')
-    .values({
-      image_id: row.id,
-      public_url: baseUrl,
-      arm64_enabled: row.arm64_enabled,
-      arm64_sha256: row.arm64_sha256,
-      x86_64_enabled: row.x86_64_enabled,
-      x86_64_sha256: row.x86_64_sha256,
-      confirmed_at: now,
-      confirmed_by: actor,
-    })
+    .values({ image_id: row.id, ...confirmedValues(row, baseUrl, actor, now) })
     .onConflict((oc) => oc.column('image_id').doNothing())
     .execute();
 }
@@ -229,16 +233,7 @@ export async function confirmPortalValues(
     }
     await trx
       .updateTable('portal_confirmed')
-      .set({
-        public_url: baseUrl,
-        arm64_enabled: row.arm64_enabled,
-        arm64_sha256: row.arm64_sha256,
-        x86_64_enabled: row.x86_64_enabled,
-        x86_64_sha256: row.x86_64_sha256,
-        confirmed_at: now,
-        confirmed_by: actorLabel(actor),
-        changed_at: null,
-      })
+      .set({ ...confirmedValues(row, baseUrl, actorLabel(actor), now), changed_at: null })
       .where('image_id', '=', imageId)
       .execute();
     await recordAudit(trx, {
