@@ -1,7 +1,7 @@
 /**
  * Content-addressed blob store on a local filesystem.
  *
- * The interface is deliberately small (put / open / stat / delete / list, plus
+ * The interface is deliberately small (put / open / stat / detach / list, plus
  * quarantine and temp clean-up) so that an object-storage backend can stand
  * behind it later. It knows files and digests only: no database, no HTTP.
  */
@@ -11,7 +11,7 @@ import path from 'node:path';
 import { isSha256, newSha256, type Sha256 } from './digest.js';
 import { StorageError } from './errors.js';
 import { createFile, DATA_DIR_MODE, ensureDir, FILE_MODE, PRIVATE_DIR_MODE } from './file-modes.js';
-import { createLayout, tmpFileOwnerPid, type Layout } from './layout.js';
+import { createLayout, parseDetachedFile, tmpFileOwnerPid, type Layout } from './layout.js';
 
 /** Where ingested bytes come from: a stream, or (tests, small data) an array of chunks. Chunks must not be reused after they are yielded. */
 export type ByteSource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
@@ -31,6 +31,11 @@ export interface PutOptions {
   signal?: AbortSignal | undefined;
   /** Called after each batch reaches the disk with the total bytes written so far. */
   onProgress?: ((bytesWritten: number) => void) | undefined;
+}
+
+/** A blob moved out of sight by detach(); discard() removes it for good. */
+export interface DetachedBlob {
+  discard(): Promise<void>;
 }
 
 export interface PutResult extends BlobInfo {
@@ -70,7 +75,7 @@ export interface BlobReader {
 
 /**
  * Files of one digest change only through StagedBlob.commit(), quarantine()
- * and delete(). The server calls each of them inside a database transaction
+ * and detach(). The server calls each of them inside a database transaction
  * together with the decision it acts on (server/db/blob-lock.ts), so
  * two of them never interleave, in one process or across processes.
  */
@@ -95,7 +100,10 @@ export interface BlobStore {
   version(sha256: Sha256): Promise<string | null>;
   /** The same, blocking: one metadata lookup, for the download hot path. */
   versionSync(sha256: Sha256): string | null;
-  delete(sha256: Sha256): Promise<boolean>;
+  /** Moves the blob's file out of blobs/ until the caller's row change commits; see the implementation. */
+  detach(sha256: Sha256): Promise<DetachedBlob | null>;
+  /** Puts back or removes what detach() left when its process died before discard(). */
+  recoverDetached(hasRow: (sha256: Sha256) => Promise<boolean>): Promise<{ restored: Sha256[]; removed: Sha256[] }>;
   list(): AsyncIterable<BlobInfo>;
   /** Moves a blob's file aside (not deleted); resolves to its new path, or null when it was missing. */
   quarantine(sha256: Sha256, atMs: number): Promise<string | null>;
@@ -379,14 +387,45 @@ class FsBlobStore implements BlobStore {
     }
   }
 
-  async delete(sha256: Sha256): Promise<boolean> {
+  /**
+   * The first half of a delete, for use inside the transaction that removes
+   * the blob's row: moves the file out of blobs/ into tmp/ (one rename), so a
+   * crash before the commit leaves a row and a file that recoverDetached()
+   * puts back. Call discard() on the result once the transaction committed.
+   * Null when there was no file.
+   */
+  async detach(sha256: Sha256): Promise<DetachedBlob | null> {
+    const target = this.layout.detachedFile(sha256);
     try {
-      await fs.unlink(this.layout.blobFile(sha256));
-      return true;
+      await fs.rename(this.layout.blobFile(sha256), target);
     } catch (err) {
-      if (isErrno(err, 'ENOENT')) return false;
+      if (isErrno(err, 'ENOENT')) return null;
       throw err;
     }
+    return { discard: () => fs.rm(target, { force: true }) };
+  }
+
+  /**
+   * Finishes the deletes of dead processes: a detached file whose row still
+   * exists (the process died before its transaction committed) goes back
+   * into blobs/, any other is removed. Returns what was restored and removed.
+   */
+  async recoverDetached(hasRow: (sha256: Sha256) => Promise<boolean>): Promise<{ restored: Sha256[]; removed: Sha256[] }> {
+    const result = { restored: [] as Sha256[], removed: [] as Sha256[] };
+    for (const name of await fs.readdir(this.layout.tmpDir)) {
+      const detached = parseDetachedFile(name);
+      if (!detached || isLiveWriter(detached.pid)) continue;
+      const file = path.join(this.layout.tmpDir, name);
+      if ((await hasRow(detached.sha256)) && !(await this.stat(detached.sha256))) {
+        await ensureDir(this.layout.blobDir(detached.sha256), DATA_DIR_MODE);
+        await fs.rename(file, this.layout.blobFile(detached.sha256));
+        result.restored.push(detached.sha256);
+      } else {
+        await fs.rm(file, { force: true });
+        result.removed.push(detached.sha256);
+      }
+    }
+    return result;
   }
 
   async *list(): AsyncIterable<BlobInfo> {

@@ -7,6 +7,8 @@
  *                                   fanned out by the first two hex digits
  *     tmp/ingest-<pid>-<rand>.part  ingests in progress; same filesystem as
  *                                   blobs/ so the final rename is atomic
+ *     tmp/delete-<pid>-<digest>     a blob moved out of blobs/ by a delete whose
+ *                                   row change has not committed yet
  *     quarantine/<digest>-<time>    blobs that failed verification, kept for
  *                                   inspection, never served
  *     uploads/<id>, <id>.json       resumable browser uploads in progress (tus);
@@ -22,6 +24,7 @@ import { isSha256, type Sha256 } from './digest.js';
 
 const TMP_PREFIX = 'ingest-';
 const TMP_SUFFIX = '.part';
+const DETACHED_PREFIX = 'delete-';
 
 export interface Layout {
   readonly root: string;
@@ -33,6 +36,7 @@ export interface Layout {
   blobDir(sha256: Sha256): string;
   blobFile(sha256: Sha256): string;
   newTmpFile(): string;
+  detachedFile(sha256: Sha256): string;
   quarantineFile(sha256: Sha256, atMs: number): string;
 }
 
@@ -64,6 +68,10 @@ export function createLayout(dataDir: string): Layout {
     newTmpFile() {
       return path.join(tmpDir, `${TMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}${TMP_SUFFIX}`);
     },
+    detachedFile(sha256: Sha256) {
+      assertDigest(sha256);
+      return path.join(tmpDir, `${DETACHED_PREFIX}${process.pid}-${sha256}`);
+    },
     quarantineFile(sha256: Sha256, atMs: number) {
       assertDigest(sha256);
       return path.join(quarantineDir, `${sha256}-${atMs}`);
@@ -75,4 +83,11 @@ export function createLayout(dataDir: string): Layout {
 export function tmpFileOwnerPid(fileName: string): number | null {
   const match = /^ingest-(\d+)-[0-9a-f]+\.part$/.exec(fileName);
   return match?.[1] ? Number(match[1]) : null;
+}
+
+/** The deleting process and the digest of a detached blob's file name, or null when the name is not one. */
+export function parseDetachedFile(fileName: string): { pid: number; sha256: Sha256 } | null {
+  const match = /^delete-(\d+)-([0-9a-f]{64})$/.exec(fileName);
+  if (!match?.[1] || !match[2] || !isSha256(match[2])) return null;
+  return { pid: Number(match[1]), sha256: match[2] };
 }

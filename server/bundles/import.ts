@@ -321,17 +321,18 @@ async function applyManifest(db: Db, manifest: Manifest, actor: Actor): Promise<
  */
 async function rollbackBlobs(deps: IngestDeps, created: StoredHere[]): Promise<void> {
   for (const blob of created) {
-    await withBlobLock(deps.db, async (trx) => {
+    const detached = await withBlobLock(deps.db, async (trx) => {
       const row = await trx.selectFrom('blobs').select('ingested_at').where('sha256', '=', blob.sha256).executeTakeFirst();
-      if (!row || row.ingested_at !== blob.ingestedAt || (await deps.store.version(blob.sha256)) !== blob.version) return;
+      if (!row || row.ingested_at !== blob.ingestedAt || (await deps.store.version(blob.sha256)) !== blob.version) return null;
       const used = await trx
         .selectFrom('images')
         .select('id')
         .where((eb) => eb.or([eb('arm64_sha256', '=', blob.sha256), eb('x86_64_sha256', '=', blob.sha256)]))
         .executeTakeFirst();
-      if (used) return;
+      if (used) return null;
       await trx.deleteFrom('blobs').where('sha256', '=', blob.sha256).execute();
-      await deps.store.delete(blob.sha256);
+      return deps.store.detach(blob.sha256);
     });
+    await detached?.discard();
   }
 }

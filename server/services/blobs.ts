@@ -102,7 +102,7 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
     );
   if (view.retired && view.retired.heldBy.length > 0) throw portalHeld();
   const now = (deps.now ?? Date.now)();
-  await withBlobLock(deps.db, async (trx) => {
+  const detached = await withBlobLock(deps.db, async (trx) => {
     if ((await portalHeldDigests(trx)).has(sha256)) throw portalHeld();
     // The foreign keys get the last word: an image that took the package since the check above.
     try {
@@ -116,8 +116,9 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
     await recordAudit(trx, { actor, action: 'blob.delete', target: `blob:${sha256}`, at: now, details: { size: view.size, name: view.name } });
     // In the same step as the row: a re-upload of the same content commits wholly before (and is deleted with
     // the row the admin chose to delete) or after (and stays, with its own row).
-    await deps.store.delete(sha256);
+    return deps.store.detach(sha256);
   });
+  await detached?.discard();
   return view;
 }
 

@@ -35,6 +35,8 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
   const { db, store } = deps;
   const now = options.now ?? Date.now();
   const report: GcReport = { dryRun: options.dryRun, removed: [], freedBytes: 0, kept: [] };
+  // Deletes that an earlier run (or a killed process) left half done: finish or undo them first.
+  if (!options.dryRun) await recoverInterruptedDeletes(deps);
   // Records retirements a writer did not (e.g. a bundle import): their grace period starts now at the latest.
   await syncBlobUsage(db, now);
   const retirements = await loadRetirements(db);
@@ -74,10 +76,10 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
         await trx.deleteFrom('blobs').where('sha256', '=', row.sha256).execute();
         await trx.deleteFrom('download_stats').where('sha256', '=', row.sha256).execute();
         await recordAudit(trx, { actor, action: 'blob.gc', target: `blob:${row.sha256}`, at: now, details: { size: row.size, name: row.name } });
-        await store.delete(row.sha256 as Sha256);
-        return true;
+        return { detached: await store.detach(row.sha256 as Sha256) };
       });
       if (!removed) continue;
+      await removed.detached?.discard();
     }
     report.removed.push({ sha256: row.sha256, size: row.size, name: row.name, orphanFile: false });
     report.freedBytes += row.size;
@@ -92,12 +94,9 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
     const hasRow = async (q: Db) => (await q.selectFrom('blobs').select('sha256').where('sha256', '=', blob.sha256).executeTakeFirst()) !== undefined;
     const orphan = options.dryRun
       ? !(await hasRow(db))
-      : await withBlobLock(db, async (trx) => {
-          if (await hasRow(trx)) return false;
-          await store.delete(blob.sha256);
-          return true;
-        });
+      : await withBlobLock(db, async (trx) => (await hasRow(trx)) ? false : { detached: await store.detach(blob.sha256) });
     if (!orphan) continue;
+    if (orphan !== true) await orphan.detached?.discard();
     report.removed.push({ sha256: blob.sha256, size: blob.size, name: '', orphanFile: true });
     report.freedBytes += blob.size;
   }
@@ -107,4 +106,12 @@ export async function collectGarbage(deps: { db: Db; store: BlobStore }, actor: 
 async function referencedDigests(db: Db): Promise<Set<string>> {
   const rows = await db.selectFrom('images').select(['arm64_sha256', 'x86_64_sha256']).execute();
   return new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null));
+}
+
+/**
+ * Puts back blob files whose delete never committed (the deleting process
+ * died inside its transaction) and removes the ones whose row is gone.
+ */
+export async function recoverInterruptedDeletes(deps: { db: Db; store: BlobStore }): Promise<{ restored: Sha256[]; removed: Sha256[] }> {
+  return deps.store.recoverDetached(async (sha256) => (await deps.db.selectFrom('blobs').select('sha256').where('sha256', '=', sha256).executeTakeFirst()) !== undefined);
 }

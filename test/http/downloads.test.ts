@@ -1005,7 +1005,7 @@ describe('download links: streaming', () => {
       expect(hash.digest('hex')).toBe(digest);
     } finally {
       mirror.server.server.off('connection', onConnection);
-      await mirror.runtime.store.delete(digest);
+      await (await mirror.runtime.store.detach(digest))?.discard();
     }
   });
 });

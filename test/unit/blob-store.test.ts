@@ -203,10 +203,38 @@ describe('blob store', () => {
     expect(await visibleFiles(store)).toEqual([staged.sha256]);
   });
 
-  it('deletes blobs and reports whether one existed', async () => {
+  it('detaches a blob out of sight, and discard() removes it for good', async () => {
     const { sha256 } = await store.put([testBytes(10)]);
-    expect(await store.delete(sha256)).toBe(true);
-    expect(await store.delete(sha256)).toBe(false);
+    const detached = await store.detach(sha256);
+    expect(detached).not.toBeNull();
+    expect(await store.stat(sha256)).toBeNull();
+    expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([`delete-${process.pid}-${sha256}`]);
+    expect(await store.detach(sha256)).toBeNull();
+    await detached!.discard();
+    expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([]);
+  });
+
+  it('recoverDetached() puts back a dead process\'s delete whose row survived and removes the others', async () => {
+    const dead = spawn(process.execPath, ['-e', '0']);
+    await new Promise((r) => dead.on('exit', r));
+    const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);
+    try {
+      const kept = await store.put([testBytes(100, 'row survived')]);
+      const gone = await store.put([testBytes(100, 'row deleted')]);
+      const busy = await store.put([testBytes(100, 'still deleting')]);
+      const tmp = path.join(dir, 'tmp');
+      const blobFile = (sha: string) => path.join(dir, 'blobs', 'sha256', sha.slice(0, 2), sha);
+      await fs.rename(blobFile(kept.sha256), path.join(tmp, `delete-${dead.pid}-${kept.sha256}`));
+      await fs.rename(blobFile(gone.sha256), path.join(tmp, `delete-${dead.pid}-${gone.sha256}`));
+      await fs.rename(blobFile(busy.sha256), path.join(tmp, `delete-${live.pid}-${busy.sha256}`));
+      const result = await store.recoverDetached(async (sha) => sha !== gone.sha256);
+      expect(result).toEqual({ restored: [kept.sha256], removed: [gone.sha256] });
+      expect((await store.stat(kept.sha256))?.size).toBe(100);
+      expect(await store.stat(gone.sha256)).toBeNull();
+      expect(await fs.readdir(tmp)).toEqual([`delete-${live.pid}-${busy.sha256}`]);
+    } finally {
+      live.kill();
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 import { parseBytes } from '../../../config/units.js';
 import { startServer } from '../../serve.js';
 import { bootstrapAdmin } from '../../services/auth.js';
+import { recoverInterruptedDeletes } from '../../services/gc.js';
 import { parseCommandArgs, type Command } from '../context.js';
 import { UsageError } from '../output.js';
 
@@ -40,6 +41,8 @@ export const serveCommand: Command = {
     }
     const removed = await runtime.store.removeStaleTmpFiles();
     if (removed.length > 0) log.info({ removed }, 'removed temp files left by interrupted ingests');
+    const deletes = await recoverInterruptedDeletes(runtime);
+    if (deletes.restored.length + deletes.removed.length > 0) log.info(deletes, 'finished deletes left by interrupted processes');
 
     const handle = await startServer(runtime).catch(async (err: unknown) => {
       await runtime.close();
