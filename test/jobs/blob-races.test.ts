@@ -1,6 +1,6 @@
 /**
  * Narrow races between decisions that end in a file operation on one digest
- * (a check quarantining a corrupt copy, GC or a bundle rollback unlinking one)
+ * (a check quarantining a corrupt copy, GC or a bundle rollback moving one aside to delete it)
  * and an ingest of the same content (a repair) committing meanwhile. Each test
  * forces the bad interleaving: the real store is wrapped so that one file
  * operation waits until the test lets it go, and the test runs the competing
@@ -36,7 +36,7 @@ import { blobEntry, buildTar, headerOffset, manifestEntry } from '../bundles/hel
  * For 'open', the stop comes after the real open failed (a check that just
  * found the file missing), before the failure reaches the caller.
  */
-function pausing(store: BlobStore, method: 'quarantine' | 'delete' | 'open') {
+function pausing(store: BlobStore, method: 'quarantine' | 'detach' | 'open') {
   let arrive!: () => void;
   let release!: () => void;
   let stagedNow!: () => void;
@@ -191,12 +191,12 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
 });
 
 describe('GC racing an ingest of the same content', () => {
-  it('an ingest landing between GC\'s decision and its unlink keeps its file under its row', async () => {
+  it('an ingest landing between GC\'s decision and its move aside keeps its file under its row', async () => {
     const data = testBytes(100_000, 'gc-vs-ingest');
     const sha = await stored(data);
-    const paused = pausing(runtime.store, 'delete');
+    const paused = pausing(runtime.store, 'detach');
     try {
-      // Unreferenced and past a zero grace period: GC removes it, and stops just before the unlink.
+      // Unreferenced and past a zero grace period: GC removes it, and stops just before it moves the file aside.
       const gc = collectGarbage({ db: runtime.db, store: paused.store }, cliActor, { dryRun: false, graceMs: 0 });
       await paused.arrived;
       const again = ingest(depsWith(paused.store), { source: [data], fileName: 'again.pvmp' });
@@ -262,15 +262,15 @@ describe('a failed bundle import rolling back, racing an ingest of the same cont
     expect(await findBlob(runtime.db, ySha as Sha256)).toBeUndefined();
   });
 
-  it('an ingest of X landing between the rollback\'s decision and its unlink keeps its file under its row', async () => {
-    const paused = pausing(runtime.store, 'delete');
+  it('an ingest of X landing between the rollback\'s decision and its move aside keeps its file under its row', async () => {
+    const paused = pausing(runtime.store, 'detach');
     try {
       const run = importBundle(depsWith(paused.store), new PassThrough().end(await tamperedBundle()), { dryRun: false, actor: cliActor });
       const failed = run.then(
         () => null,
         (err: unknown) => err,
       );
-      await paused.arrived; // the rollback decided X is its own to remove, and is about to unlink it
+      await paused.arrived; // the rollback decided X is its own to remove, and is about to move it aside
       const again = ingest(depsWith(paused.store), { source: [X], fileName: 'x-by-admin.pvmp' });
       await settledOrStaged(again, paused.staged);
       paused.release();
