@@ -1,6 +1,6 @@
 /**
- * The one coded error and the register of its codes (after distribution's errcode) live here, importing nothing, so
- * that storage/ and config/ can throw it and stay leaves that know of HTTP only the numbers in this table.
+ * The one coded error and the register of its codes (after distribution's errcode) sit in this module, which imports
+ * nothing, so that storage/ and config/ can throw AppError and stay leaves that know of HTTP only this table's numbers.
  */
 
 /** What one code means everywhere: the API's status, the CLI's exit code and the message used when none is given. */
@@ -14,10 +14,11 @@ export interface ErrorDescriptor {
   readonly expose: boolean;
 }
 
+type Exit = ErrorDescriptor['exitCode'];
 /** A code clients see: its status, a default message, and the CLI exit code. */
-const shown = (status: number, message: string, exitCode: 1 | 2 = 1): ErrorDescriptor => ({ status, exitCode, message, expose: true });
-/** A code for the process itself (CLI, startup, internals): never shown to an HTTP client. */
-const hidden = (message: string, exitCode: 1 | 2 = 1): ErrorDescriptor => ({ status: 500, exitCode, message, expose: false });
+const shown = (status: number, message: string, exitCode: Exit = 1) => ({ status, exitCode, message, expose: true });
+/** A code for the process itself (CLI, startup, internals): never shown to an HTTP client, so answered as a 500. */
+const hidden = (message: string, exitCode: Exit = 1) => ({ status: 500, exitCode, message, expose: false });
 
 export const errorRegistry = {
   BAD_REQUEST: shown(400, 'the request is malformed'),
@@ -76,10 +77,15 @@ interface KnownDetails {
   CSV_SYNTAX: { line: number; tooLarge: boolean };
 }
 
-export type ErrorDetails<C extends ErrorCode> = [C] extends [keyof KnownDetails] ? KnownDetails[C] : Record<string, unknown>;
+export type ErrorDetails<C extends ErrorCode> = [C] extends [keyof KnownDetails]
+  ? KnownDetails[C]
+  : Record<string, unknown>;
 
 /** An AppError known to carry code `C`, with that code's details. */
-export type AppErrorOf<C extends ErrorCode> = AppError & { readonly code: C; readonly details: Readonly<ErrorDetails<C>> };
+export type AppErrorOf<C extends ErrorCode> = AppError & {
+  readonly code: C;
+  readonly details: Readonly<ErrorDetails<C>>;
+};
 
 /** The error everything throws: a registered code, a message for people, and details that the API adds to its body. */
 export class AppError extends Error {
@@ -97,7 +103,7 @@ export class AppError extends Error {
     return errorRegistry[this.code].status;
   }
 
-  get exitCode(): 1 | 2 {
+  get exitCode(): Exit {
     return errorRegistry[this.code].exitCode;
   }
 }
@@ -120,5 +126,7 @@ export function errorBody(err: AppError): { error: { code: ErrorCode; message: s
 }
 
 function isBareInternal(err: AppError): boolean {
-  return err.code === 'INTERNAL' && err.message === errorRegistry.INTERNAL.message && Object.keys(err.details).length === 0;
+  return (
+    err.code === 'INTERNAL' && err.message === errorRegistry.INTERNAL.message && Object.keys(err.details).length === 0
+  );
 }
