@@ -1,24 +1,16 @@
 /**
  * Loads settings once: schema defaults < JSON file (`--config PATH` or
  * MIRROR_CONFIG; comments allowed) < MIRROR_* environment variables.
- * Every problem is collected and reported together; the result is frozen.
+ * Every problem is collected and reported together (CONFIG_INVALID, the list in
+ * its details); the result is frozen.
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import { AppError } from '../server/errors.js';
 import { configSchema, envVars, keyKinds, type Config } from './schema.js';
 import { parseBoolean, parseBytes, parseDuration, parseInteger } from './units.js';
 
 export type { Config } from './schema.js';
-
-export class ConfigError extends Error {
-  readonly problems: readonly string[];
-
-  constructor(problems: string[]) {
-    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-    this.problems = problems;
-  }
-}
 
 export interface LoadOptions {
   /** Path from --config; falls back to env.MIRROR_CONFIG. */
@@ -65,7 +57,9 @@ export function loadConfig(options: LoadOptions = {}): Config {
       problems.push(`${origin.get(key) ?? key}: ${issue.message}`);
     }
   }
-  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+  if (problems.length > 0 || !result.success) {
+    throw new AppError('CONFIG_INVALID', `invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`, { problems });
+  }
   return Object.freeze(result.data);
 }
 

@@ -5,6 +5,7 @@
  * with caps on bytes, records and field length; output cells that a
  * spreadsheet would run as a formula are neutralised with a leading '.
  */
+import { AppError } from './errors.js';
 
 export interface CsvRecord {
   /** Line of the file (1-based) on which the record starts. */
@@ -18,16 +19,9 @@ export interface CsvLimits {
   maxFieldChars: number;
 }
 
-/** Why the input is not CSV this reader accepts; `line` is where the problem is. */
-export class CsvSyntaxError extends Error {
-  constructor(
-    readonly line: number,
-    message: string,
-    readonly tooLarge = false,
-  ) {
-    super(message);
-    this.name = 'CsvSyntaxError';
-  }
+/** Why the input is not CSV this reader accepts (CSV_SYNTAX); `line` is where the problem is, `tooLarge` a cap was hit. */
+function syntaxError(line: number, message: string, tooLarge = false): AppError {
+  return new AppError('CSV_SYNTAX', message, { line, tooLarge });
 }
 
 /** Where the reader is; 'quote-in-quoted': a quote inside a quoted field, the first of a doubled pair or the closing one. */
@@ -35,7 +29,7 @@ type State = 'field-start' | 'unquoted' | 'quoted' | 'quote-in-quoted';
 
 /**
  * Yields the records of `source` one by one (blank lines are skipped), never
- * holding more than one record; throws CsvSyntaxError at the first problem.
+ * holding more than one record; throws CSV_SYNTAX at the first problem.
  * A UTF-8 byte order mark at the start is dropped; invalid UTF-8 is refused.
  */
 export async function* parseCsv(source: AsyncIterable<Uint8Array | string>, limits: CsvLimits): AsyncGenerator<CsvRecord> {
@@ -61,7 +55,7 @@ export async function* parseCsv(source: AsyncIterable<Uint8Array | string>, limi
     state = 'field-start';
     if (record) {
       records += 1;
-      if (records > limits.maxRecords) throw new CsvSyntaxError(record.line, `the file has more than ${limits.maxRecords} records`, true);
+      if (records > limits.maxRecords) throw syntaxError(record.line, `the file has more than ${limits.maxRecords} records`, true);
     }
     return record;
   };
@@ -89,17 +83,17 @@ export async function* parseCsv(source: AsyncIterable<Uint8Array | string>, limi
         recordLine = line;
         if (record) yield record;
       } else if (state === 'quote-in-quoted') {
-        throw new CsvSyntaxError(line, 'a quoted field must end at a comma or the end of the line; to put a quote inside a field, double it ("")');
+        throw syntaxError(line, 'a quoted field must end at a comma or the end of the line; to put a quote inside a field, double it ("")');
       } else if (ch === '"') {
         if (state !== 'field-start') {
-          throw new CsvSyntaxError(line, 'a quote (") inside a field that does not start with one; enclose the whole field in quotes and double the quote');
+          throw syntaxError(line, 'a quote (") inside a field that does not start with one; enclose the whole field in quotes and double the quote');
         }
         state = 'quoted';
       } else {
         field += ch;
         state = 'unquoted';
       }
-      if (field.length > limits.maxFieldChars) throw new CsvSyntaxError(line, `a field is longer than ${limits.maxFieldChars} characters`);
+      if (field.length > limits.maxFieldChars) throw syntaxError(line, `a field is longer than ${limits.maxFieldChars} characters`);
     }
   }
 
@@ -107,17 +101,17 @@ export async function* parseCsv(source: AsyncIterable<Uint8Array | string>, limi
     for await (const chunk of source) {
       const data = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
       bytes += data.byteLength;
-      if (bytes > limits.maxBytes) throw new CsvSyntaxError(line, `the file is larger than ${limits.maxBytes} bytes`, true);
+      if (bytes > limits.maxBytes) throw syntaxError(line, `the file is larger than ${limits.maxBytes} bytes`, true);
       yield* consume(decoder.decode(data, { stream: true }));
     }
     yield* consume(decoder.decode());
   } catch (err) {
     if (err instanceof TypeError && /encoded data was not valid/i.test(err.message)) {
-      throw new CsvSyntaxError(line, 'the file is not UTF-8 text (save it as "CSV UTF-8")');
+      throw syntaxError(line, 'the file is not UTF-8 text (save it as "CSV UTF-8")');
     }
     throw err;
   }
-  if (state === 'quoted') throw new CsvSyntaxError(recordLine, 'a quoted field is never closed (a missing ")');
+  if (state === 'quoted') throw syntaxError(recordLine, 'a quoted field is never closed (a missing ")');
   const last = takeRecord();
   if (last) yield last;
 }

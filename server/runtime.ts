@@ -8,6 +8,7 @@ import { openBlobStore, type BlobStore } from '../storage/blob-store.js';
 import { DATA_DIR_MODE, ensureDir } from '../storage/file-modes.js';
 import type { Config } from '../config/load.js';
 import { openDatabase, type Db } from './db/open.js';
+import { AppError } from './errors.js';
 import { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -30,10 +31,6 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-export class StartupError extends Error {
-  readonly code = 'STARTUP_FAILED';
-}
-
 export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
   try {
     // Created 0750 when missing; a directory the operator made is kept as it is (doctor warns when it is looser).
@@ -45,7 +42,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     // filesystem (EROFS) or similar; a plain mkdir of the last segment names it
     // (found by the fault suite, test/faults/readonly-dir.test.ts).
     if (code === 'ENOENT') code = await fs.mkdir(config.dataDir).then(() => code, (e: NodeJS.ErrnoException) => e.code ?? code);
-    throw new StartupError(`data directory ${config.dataDir} is not writable (${code ?? String(err)})`, {
+    throw new AppError('STARTUP_FAILED', `data directory ${config.dataDir} is not writable (${code ?? String(err)})`, {}, {
       cause: err,
     });
   }

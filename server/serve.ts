@@ -27,7 +27,8 @@ import { systemActor } from './services/audit.js';
 import { collectGarbage } from './services/gc.js';
 import { pruneDownloadLog } from './services/download-log.js';
 import { syncFrom } from './bundles/sync.js';
-import { StartupError, type Runtime } from './runtime.js';
+import { AppError } from './errors.js';
+import type { Runtime } from './runtime.js';
 
 export interface ServerHandle {
   readonly server: http.Server;
@@ -237,14 +238,14 @@ async function readTlsFiles(certFile: string, keyFile: string): Promise<{ cert: 
     try {
       return await readFile(file);
     } catch (err) {
-      throw new StartupError(`cannot read the TLS ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      throw new AppError('STARTUP_FAILED', `cannot read the TLS ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
     }
   };
   const tls = { cert: await read(certFile, 'certificate'), key: await read(keyFile, 'key') };
   try {
     createSecureContext(tls);
   } catch (err) {
-    throw new StartupError(`the TLS certificate and key are not usable: ${(err as Error).message}`);
+    throw new AppError('STARTUP_FAILED', `the TLS certificate and key are not usable: ${(err as Error).message}`);
   }
   return tls;
 }

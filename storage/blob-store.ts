@@ -9,7 +9,7 @@ import { constants as fsConstants, readSync, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isSha256, newSha256, type Sha256 } from './digest.js';
-import { StorageError } from './errors.js';
+import { AppError } from '../server/errors.js';
 import { createFile, DATA_DIR_MODE, ensureDir, FILE_MODE, PRIVATE_DIR_MODE } from './file-modes.js';
 import { createLayout, parseDetachedFile, tmpFileOwnerPid, type Layout } from './layout.js';
 
@@ -150,7 +150,7 @@ class FsBlobStore implements BlobStore {
   async stage(source: ByteSource, options: PutOptions = {}): Promise<StagedBlob> {
     const { expectedSha256, expectedSize, minFreeBytes = 0, signal, onProgress } = options;
     if (expectedSha256 !== undefined && !isSha256(expectedSha256)) {
-      throw new StorageError('DIGEST_INVALID', `expected digest is not a sha256: ${String(expectedSha256)}`);
+      throw new AppError('DIGEST_INVALID', `expected digest is not a sha256: ${String(expectedSha256)}`);
     }
     signal?.throwIfAborted();
     if (expectedSize !== undefined) await this.#assertRoomFor(expectedSize, minFreeBytes);
@@ -192,7 +192,7 @@ class FsBlobStore implements BlobStore {
         hash.update(chunk);
         size += chunk.byteLength;
         if (expectedSize !== undefined && size > expectedSize) {
-          throw new StorageError('SIZE_MISMATCH', `content is longer than the expected ${expectedSize} bytes`, {
+          throw new AppError('SIZE_MISMATCH', `content is longer than the expected ${expectedSize} bytes`, {
             expected: expectedSize,
           });
         }
@@ -212,7 +212,7 @@ class FsBlobStore implements BlobStore {
       writing.inflight = null;
 
       if (expectedSize !== undefined && size !== expectedSize) {
-        throw new StorageError(
+        throw new AppError(
           'SIZE_MISMATCH',
           `content ended after ${size} bytes, expected ${expectedSize}`,
           { expected: expectedSize, actual: size },
@@ -220,7 +220,7 @@ class FsBlobStore implements BlobStore {
       }
       const sha256 = hash.digest('hex') as Sha256;
       if (expectedSha256 !== undefined && sha256 !== expectedSha256) {
-        throw new StorageError(
+        throw new AppError(
           'DIGEST_MISMATCH',
           `content hashes to sha256 ${sha256}, but ${expectedSha256} was expected; nothing was stored`,
           { expected: expectedSha256, actual: sha256 },
@@ -278,7 +278,7 @@ class FsBlobStore implements BlobStore {
           sha256 = hash.digest('hex') as Sha256;
         }
         if (options.expectedSha256 !== undefined && sha256 !== options.expectedSha256) {
-          throw new StorageError(
+          throw new AppError(
             'DIGEST_MISMATCH',
             `content hashes to sha256 ${sha256}, but ${options.expectedSha256} was expected; nothing was stored`,
             { expected: options.expectedSha256, actual: sha256 },
@@ -478,7 +478,7 @@ class FsBlobStore implements BlobStore {
   async #assertRoomFor(bytes: number, minFreeBytes: number): Promise<void> {
     const { freeBytes } = await this.diskUsage();
     if (freeBytes - bytes < minFreeBytes) {
-      throw new StorageError(
+      throw new AppError(
         'INSUFFICIENT_STORAGE',
         `not enough disk space: storing ${bytes} bytes would leave ${Math.max(0, freeBytes - bytes)} bytes free, ` +
           `the configured minimum is ${minFreeBytes}`,
@@ -541,13 +541,13 @@ async function fileExists(file: string): Promise<boolean> {
   }
 }
 
-function blobUnknown(sha256: Sha256): StorageError {
-  return new StorageError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
+function blobUnknown(sha256: Sha256): AppError {
+  return new AppError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
 }
 
 function translateIoError(err: unknown): unknown {
   if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) {
-    return new StorageError('INSUFFICIENT_STORAGE', 'the disk filled up during the ingest; nothing was stored', {}, { cause: err });
+    return new AppError('INSUFFICIENT_STORAGE', 'the disk filled up during the ingest; nothing was stored', {}, { cause: err });
   }
   return err;
 }

@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { StorageError } from './errors.js';
+import { AppError } from '../server/errors.js';
 
 /** A lowercase, 64-hex-digit SHA-256 digest. */
 export type Sha256 = string & { readonly __brand: 'sha256' };
@@ -16,7 +16,7 @@ export function isSha256(value: string): value is Sha256 {
 export function parseSha256(value: string, what = 'sha256'): Sha256 {
   const lower = value.trim().toLowerCase();
   if (!isSha256(lower)) {
-    throw new StorageError('DIGEST_INVALID', `${what} must be 64 hexadecimal digits, got ${JSON.stringify(truncate(value))}`, {
+    throw new AppError('DIGEST_INVALID', `${what} must be 64 hexadecimal digits, got ${JSON.stringify(truncate(value))}`, {
       value: truncate(value),
     });
   }
@@ -33,7 +33,7 @@ export function parseSha256(value: string, what = 'sha256'): Sha256 {
 export function parseChecksumText(text: string, source = 'checksum file'): Sha256 {
   const match = SHA256_TOKEN.exec(text.replace(/^\uFEFF/, ''));
   if (!match?.[1]) {
-    throw new StorageError('CHECKSUM_FILE_INVALID', `${source} holds no SHA-256 (a run of 64 hexadecimal digits)`);
+    throw new AppError('CHECKSUM_FILE_INVALID', `${source} holds no SHA-256 (a run of 64 hexadecimal digits)`);
   }
   return match[1].toLowerCase() as Sha256;
 }

@@ -10,7 +10,7 @@
  */
 import type { BlobStore } from './blob-store.js';
 import { newSha256, type Sha256 } from './digest.js';
-import { isStorageError } from './errors.js';
+import { isError } from '../server/errors.js';
 
 export type VerifyOutcome =
   | { kind: 'ok'; size: number; version: string }
@@ -32,7 +32,7 @@ export async function verifyBlob(store: BlobStore, sha256: Sha256, options: Veri
   try {
     reader = await store.open(sha256);
   } catch (err) {
-    if (isStorageError(err, 'BLOB_UNKNOWN')) return { kind: 'missing' };
+    if (isError(err, 'BLOB_UNKNOWN')) return { kind: 'missing' };
     throw err;
   }
   try {

@@ -124,8 +124,6 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
     await rollbackBlobs(deps, created);
     if (err instanceof AppError) throw err;
     const message = (err as Error).message;
-    if ((err as { code?: string }).code === 'DIGEST_MISMATCH' || (err as { code?: string }).code === 'SIZE_MISMATCH') throw err;
-    if ((err as { code?: string }).code === 'INSUFFICIENT_STORAGE') throw err;
     throw invalid(`the archive is damaged or truncated (${message})`);
   }
 }

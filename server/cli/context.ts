@@ -3,7 +3,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig, type Config } from '../../config/load.js';
 import { createLogger } from '../log.js';
 import { openRuntime, type Runtime } from '../runtime.js';
-import { UsageError } from './output.js';
+import { AppError } from '../errors.js';
 
 export interface GlobalOptions {
   config?: string | undefined;
@@ -41,7 +41,7 @@ export function createContext(args: string[], globals: GlobalOptions, env: NodeJ
   };
 }
 
-/** parseArgs with goldmirror's conventions: strict, and usage errors as UsageError. */
+/** parseArgs with goldmirror's conventions: strict, and usage errors as USAGE AppErrors. */
 export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(
   args: string[],
   options: T,
@@ -50,6 +50,6 @@ export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options'
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new AppError('USAGE', (err as Error).message);
   }
 }

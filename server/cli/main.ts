@@ -1,13 +1,10 @@
 /**
  * `goldmirror` command line. Exit codes: 0 success, 1 the operation failed
- * (e.g. checksum mismatch), 2 bad usage or configuration.
+ * (e.g. checksum mismatch), 2 bad usage or configuration; each AppError code
+ * names its own in server/errors.ts.
  */
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../../config/load.js';
-import { StorageError } from '../../storage/errors.js';
-import { DatabaseError } from '../db/open.js';
-import { AppError } from '../errors.js';
-import { StartupError } from '../runtime.js';
+import { isError } from '../errors.js';
 import { adminCommand, groupCommand, imageCommand, tokenCommand } from './commands/admin.js';
 import { importCommand, listCommand } from './commands/blobs.js';
 import { doctorCommand, gcCommand, verifyCommand } from './commands/maintenance.js';
@@ -15,7 +12,6 @@ import { exportCommand, fetchCommand, importBundleCommand, syncCommand } from '.
 import { serveCommand } from './commands/serve.js';
 import { settingsCommand } from './commands/settings.js';
 import { createContext, type Command } from './context.js';
-import { CliError, UsageError } from './output.js';
 
 const commands: Record<string, Command> = {
   serve: serveCommand,
@@ -104,13 +100,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     const ctx = createContext(commandArgs, { config: globals.config, dataDir: globals['data-dir'] }, env);
     return (await command.run(ctx)) ?? 0;
   } catch (err) {
-    if (err instanceof UsageError) return fail(`error: ${err.message}\nusage: ${command.usage}`, 2);
-    if (err instanceof ConfigError) return fail(`error: ${err.message}`, 2);
-    if (err instanceof CliError) return fail(`error: ${err.message}`, err.exitCode);
-    if (err instanceof AppError) return fail(`error: ${err.message}`, err.code === 'VALIDATION_FAILED' ? 2 : 1);
-    if (err instanceof StorageError || err instanceof DatabaseError || err instanceof StartupError) {
-      return fail(`error: ${err.message}`, 1);
-    }
+    if (isError(err, 'USAGE')) return fail(`error: ${err.message}\nusage: ${command.usage}`, err.exitCode);
+    if (isError(err)) return fail(`error: ${err.message}`, err.exitCode);
     if (isErrnoException(err)) return fail(`error: ${err.message}`, 1);
     return fail(`error: unexpected failure: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, 1);
   }

@@ -1,18 +1,5 @@
 /** How CLI commands talk: results on stdout, one clear line per problem on stderr. */
 
-export class UsageError extends Error {
-  readonly code = 'USAGE';
-}
-
-/** A failure the user caused or can fix; printed without a stack trace. */
-export class CliError extends Error {
-  readonly exitCode: number;
-  constructor(message: string, exitCode = 1) {
-    super(message);
-    this.exitCode = exitCode;
-  }
-}
-
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }

@@ -7,18 +7,11 @@ import fs from 'node:fs';
 import SQLite from 'better-sqlite3';
 import { CompiledQuery, Kysely, Migrator, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDialectConfig } from 'kysely';
 import { createFile, FILE_MODE } from '../../storage/file-modes.js';
+import { AppError } from '../errors.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
-
-export class DatabaseError extends Error {
-  readonly code = 'DATABASE_UNAVAILABLE';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'DatabaseError';
-  }
-}
 
 export async function openDatabase(file: string, options: { busyTimeoutMs?: number } = {}): Promise<Db> {
   let sqlite: SQLite.Database;
@@ -43,7 +36,7 @@ export async function openDatabase(file: string, options: { busyTimeoutMs?: numb
     const check = sqlite.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw new Error(`integrity check failed: ${String(check)}`);
   } catch (err) {
-    throw new DatabaseError(`cannot open database ${file}: ${(err as Error).message}`, { cause: err });
+    throw new AppError('DATABASE_UNAVAILABLE', `cannot open database ${file}: ${(err as Error).message}`, {}, { cause: err });
   }
   const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
   try {
@@ -97,6 +90,8 @@ async function migrate(db: Db): Promise<void> {
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new DatabaseError(`database migration ${failed} failed: ${(error as Error).message}`, { cause: error });
+    throw new AppError('DATABASE_UNAVAILABLE', `database migration ${failed} failed: ${(error as Error).message}`, {}, {
+      cause: error,
+    });
   }
 }

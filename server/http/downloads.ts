@@ -22,9 +22,8 @@ import { isRefusal, type ActiveDownload, type DownloadRefusal, type DownloadRegi
 import { LINK_CHECK_USER_AGENT } from '../links.js';
 import type { LeasedReader } from './open-blobs.js';
 import { formatChecksumLine, type Sha256 } from '../../storage/digest.js';
-import { isStorageError } from '../../storage/errors.js';
 import type { BlobRow } from '../db/schema.js';
-import { AppError, errorBody, errorStatus } from '../errors.js';
+import { AppError, errorBody, isError } from '../errors.js';
 import { isSafeRequestedName } from '../file-names.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { sendBody, STALL_TIMEOUT_MS, type BodySegment } from './send-body.js';
@@ -83,7 +82,7 @@ export type DownloadFinish = (outcome: { bytes: number; complete: boolean }) => 
 
 export interface DownloadDeps {
   findBlob(sha256: Sha256): Promise<Pick<BlobRow, 'size' | 'created_at' | 'state'> | undefined>;
-  /** Opens (or reuses) the blob's file; throws StorageError BLOB_UNKNOWN when it is gone. */
+  /** Opens (or reuses) the blob's file; throws BLOB_UNKNOWN when it is gone. */
   openBlob(sha256: Sha256): Promise<LeasedReader>;
   /** Told when a registered, 'ok' package cannot be served (file gone or the wrong size). */
   onUnavailable?: ((sha256: Sha256, reason: 'missing' | 'wrong size') => void) | undefined;
@@ -186,7 +185,7 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
   try {
     lease = await deps.openBlob(target.sha256);
   } catch (err) {
-    if (!isStorageError(err, 'BLOB_UNKNOWN')) throw err;
+    if (!isError(err, 'BLOB_UNKNOWN')) throw err;
     // The cached row may be stale (deleted or collected a moment ago): ask the database again.
     deps.forget?.(target.sha256);
     if (!(await deps.findBlob(target.sha256))) {
@@ -405,7 +404,7 @@ function sendError(res: ServerResponse, err: AppError): void {
   const body = JSON.stringify(errorBody(err));
   res.removeHeader('Content-Disposition');
   res.removeHeader('Accept-Ranges');
-  res.writeHead(errorStatus[err.code], {
+  res.writeHead(err.status, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
     'Cache-Control': 'no-store',

@@ -7,7 +7,7 @@
  */
 import type { BlobReader, BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
-import { StorageError } from '../../storage/errors.js';
+import { AppError } from '../errors.js';
 
 export interface LeasedReader {
   reader: BlobReader;
@@ -74,7 +74,7 @@ export function createOpenBlobCache(store: BlobStore, options: { idleMs?: number
         const current = store.versionSync(sha256);
         if (current === cached.reader.version && !cached.stale) return lease(sha256, cached);
         closeEntry(sha256, cached);
-        if (current === null) throw new StorageError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
+        if (current === null) throw new AppError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
       }
       const reader = await store.open(sha256);
       // Another request may have opened it meanwhile: keep one, close the other.

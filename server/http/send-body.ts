@@ -22,7 +22,8 @@ import type { BlobReader } from '../../storage/blob-store.js';
 import type { BufferSource } from './buffer-pool.js';
 import type { ByteRange } from './range.js';
 import type { RateLimiter } from './rate-limiter.js';
-import { ConnectionGone, createSocketSink, type SocketSink } from './socket-sink.js';
+import { AppError, isError } from '../errors.js';
+import { createSocketSink, type SocketSink } from './socket-sink.js';
 
 /** Bytes queued to wait for writability: all that a client who stopped reading pins. */
 const WAKE_PIECE_BYTES = 2048;
@@ -115,7 +116,7 @@ class BodySender {
       }
       return { sent: this.#sent, complete: await endResponse(this.#res), withdrawn: false };
     } catch (err) {
-      if (err instanceof ConnectionGone) return { sent: this.#sent, complete: false, withdrawn: this.#withdrawn };
+      if (isError(err, 'CONNECTION_GONE')) return { sent: this.#sent, complete: false, withdrawn: this.#withdrawn };
       throw err;
     } finally {
       if (this.#parkTimer) clearTimeout(this.#parkTimer);
@@ -142,7 +143,7 @@ class BodySender {
       });
     }
     const socket = res.socket;
-    if (!socket || socket.destroyed || res.destroyed) throw new ConnectionGone();
+    if (!socket || socket.destroyed || res.destroyed) throw new AppError('CONNECTION_GONE');
     this.#armTimeout();
     this.#socket = socket;
     this.#promptBytes = promptBytesBySocket.get(socket) ?? 0;
@@ -163,7 +164,7 @@ class BodySender {
     // Bytes read again after a client gave its buffer back were paid for the first time.
     let chargedUntil = start;
     while (position < end) {
-      if (this.#closed()) throw new ConnectionGone();
+      if (this.#closed()) throw new AppError('CONNECTION_GONE');
       await this.#revalidate();
       const chunk = (await this.#takePrefetch(position)) ?? (await this.#read(position, end));
       if (this.#keepingUp()) this.#startPrefetch(position + chunk.length, end);
@@ -174,7 +175,7 @@ class BodySender {
       let held = true;
       try {
         while (offset < chunk.length) {
-          if (this.#closed()) throw new ConnectionGone();
+          if (this.#closed()) throw new AppError('CONNECTION_GONE');
           offset += this.#trySend(chunk.buffer, offset, chunk.length - offset);
           if (offset === chunk.length) break;
           // The kernel is full. A client not known to keep up gives the buffer back
@@ -241,7 +242,7 @@ class BodySender {
     }
     const writable = await wake.writable;
     this.#onLate = null;
-    if (!writable) throw new ConnectionGone();
+    if (!writable) throw new AppError('CONNECTION_GONE');
     if (parked || performance.now() - started > PARK_MS) this.#promptBytes = 0;
     else this.#promptBytes += wake.bytes;
     this.#sent += wake.bytes;
@@ -255,7 +256,7 @@ class BodySender {
     const buffer =
       source.tryAcquire() ??
       (await source.acquire(this.#abortSignal()).catch(() => {
-        throw new ConnectionGone();
+        throw new AppError('CONNECTION_GONE');
       }));
     const length = Math.min(buffer.length, end - position);
     try {
@@ -326,7 +327,7 @@ class BodySender {
     if (!servable) {
       this.#withdrawn = true;
       this.#res.destroy();
-      throw new ConnectionGone();
+      throw new AppError('CONNECTION_GONE');
     }
   }
 }

@@ -17,23 +17,16 @@
 import { writeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { AppError } from '../errors.js';
 
 /** Bytes per write on sockets without a descriptor (one TLS record). */
 const COPY_PIECE_BYTES = 16 * 1024;
-
-/** Thrown when the connection is gone (closed, reset, destroyed). */
-export class ConnectionGone extends Error {
-  constructor(cause?: unknown) {
-    super('the connection closed', { cause });
-    this.name = 'ConnectionGone';
-  }
-}
 
 export interface SocketSink {
   /**
    * Hands up to `length` bytes of `source` from `offset` to the socket without
    * keeping a reference to `source`; returns how many it took (0: full for now).
-   * Throws ConnectionGone.
+   * Throws CONNECTION_GONE when the connection is gone (closed, reset, destroyed).
    */
   trySend(source: Buffer, offset: number, length: number): number;
   /**
@@ -70,7 +63,7 @@ export function createSocketSink(socket: Socket): SocketSink {
   if (fd === null || !handle) {
     return {
       trySend(source, offset, length) {
-        if (socket.destroyed) throw new ConnectionGone();
+        if (socket.destroyed) throw new AppError('CONNECTION_GONE');
         if (socket.writableLength > 0) return 0;
         const n = Math.min(length, COPY_PIECE_BYTES);
         const piece = Buffer.allocUnsafeSlow(n);
@@ -87,7 +80,7 @@ export function createSocketSink(socket: Socket): SocketSink {
       // A destroyed socket's descriptor number may already belong to another
       // file: check on every call (nothing can close it between this check and
       // the write, both run in this one synchronous call on the main thread).
-      if (socket.destroyed || handleOf(socket) !== handle) throw new ConnectionGone();
+      if (socket.destroyed || handleOf(socket) !== handle) throw new AppError('CONNECTION_GONE');
       // Bytes queued the ordinary way (headers, a wake-up piece) go first.
       if (socket.writableLength > 0) return 0;
       try {
@@ -97,7 +90,7 @@ export function createSocketSink(socket: Socket): SocketSink {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return 0;
         socket.destroy();
-        throw new ConnectionGone(err);
+        throw new AppError('CONNECTION_GONE', 'the connection closed', {}, { cause: err });
       }
     },
     sendAndWait,

@@ -18,7 +18,7 @@ import type { Upload } from '@tus/server';
 import type { Hash } from 'node:crypto';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { newSha256, parseChecksumText, type Sha256 } from '../../storage/digest.js';
-import { AppError, errorBody, toAppError } from '../errors.js';
+import { AppError, errorBody, isError, toAppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
 import type { Logger } from '../log.js';
 import { assertPackageFileName, parseBlobArch } from '../services/blobs.js';
@@ -127,7 +127,7 @@ export class HashingFileStore extends FileStore {
       // Some hashed bytes may not have reached the file.
       this.running.delete(id);
       const code = (err as NodeJS.ErrnoException).code;
-      if (err instanceof AppError && err.code === 'INSUFFICIENT_STORAGE') {
+      if (isError(err, 'INSUFFICIENT_STORAGE')) {
         await this.remove(id).catch(() => undefined);
         // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
         throw tusError(err);

@@ -8,8 +8,8 @@
  */
 import type { Db } from '../db/open.js';
 import type { GroupRow } from '../db/schema.js';
-import { csvRow, CsvSyntaxError, parseCsv, restoreFormula, type CsvLimits } from '../csv.js';
-import { AppError } from '../errors.js';
+import { csvRow, parseCsv, restoreFormula, type CsvLimits } from '../csv.js';
+import { AppError, isError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
 import { groupName, licenseKey } from './groups.js';
 import type { ServiceDeps } from './images.js';
@@ -92,9 +92,9 @@ export async function readGroupsCsv(source: AsyncIterable<Uint8Array | string>, 
       rows.push(row);
     }
   } catch (err) {
-    if (!(err instanceof CsvSyntaxError)) throw err;
-    if (err.tooLarge) throw new AppError('PAYLOAD_TOO_LARGE', `line ${err.line}: ${err.message}; nothing was changed`);
-    problems.add({ line: err.line, message: err.message });
+    if (!isError(err, 'CSV_SYNTAX')) throw err;
+    if (err.details.tooLarge) throw new AppError('PAYLOAD_TOO_LARGE', `line ${err.details.line}: ${err.message}; nothing was changed`);
+    problems.add({ line: err.details.line, message: err.message });
   }
   if (columns === null && problems.list.length === 0) problems.add({ line: 1, message: `the file is empty; the first line must be the header ${GROUP_CSV_COLUMNS.join(',')}` });
   return { rows, problems: problems.list };

@@ -160,7 +160,7 @@ export async function ingestFile(
   const handle = await fs.open(file, 'r');
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EISDIR' });
+    if (!st.isFile()) throw new AppError('FILE_UNREADABLE', `${file} is not a regular file`);
     const source = createReadStream('', { fd: handle, highWaterMark: READ_CHUNK_BYTES, autoClose: false });
     return await ingest(deps, { ...options, source, fileName: path.basename(file), expectedSize: st.size });
   } finally {

@@ -10,7 +10,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../config/load.js';
+import { loadConfig } from '../../config/load.js';
+import { isError } from '../../server/errors.js';
 import { fetchIntoStore } from '../../server/bundles/fetch.js';
 import { createLogger } from '../../server/log.js';
 import { createAddressCheck, createOutboundFetch } from '../../server/net/outbound.js';
@@ -179,7 +180,7 @@ describe('MIRROR_FETCH_ALLOW and MIRROR_FETCH_CONCURRENCY settings', () => {
     try {
       loadConfig({ env: { MIRROR_FETCH_ALLOW: '10.0.0.0/33, localhost', MIRROR_FETCH_CONCURRENCY: '0' } });
     } catch (err) {
-      problems = (err as ConfigError).problems;
+      if (isError(err, 'CONFIG_INVALID')) problems = err.details.problems;
     }
     expect(problems).toEqual([
       'MIRROR_FETCH_ALLOW: "10.0.0.0/33" has an invalid prefix length (0 to 32 for IPv4)',

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openBlobStore, type BlobStore } from '../../storage/blob-store.js';
 import { parseChecksumText, parseSha256, type Sha256 } from '../../storage/digest.js';
-import { StorageError } from '../../storage/errors.js';
+import { AppError, isError } from '../../server/errors.js';
 import { makeTempDir, sha256Hex, testBytes, testStream } from '../helpers/env.js';
 
 async function* slices(data: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
@@ -87,11 +87,10 @@ describe('blob store', () => {
     const data = testBytes(500_000);
     const wrong = sha256Hex(Buffer.from('something else')) as Sha256;
     const err = await store.put([data], { expectedSha256: wrong }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(StorageError);
-    expect((err as StorageError).code).toBe('DIGEST_MISMATCH');
-    expect((err as StorageError).details).toEqual({ expected: wrong, actual: sha256Hex(data) });
-    expect((err as StorageError).message).toContain(wrong);
-    expect((err as StorageError).message).toContain(sha256Hex(data));
+    expect(isError(err, 'DIGEST_MISMATCH')).toBe(true);
+    expect((err as AppError).details).toEqual({ expected: wrong, actual: sha256Hex(data) });
+    expect((err as AppError).message).toContain(wrong);
+    expect((err as AppError).message).toContain(sha256Hex(data));
     expect(await visibleFiles(store)).toEqual([]);
     expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([]);
   });
@@ -104,9 +103,9 @@ describe('blob store', () => {
 
   it('rejects a short stream (fewer bytes than announced)', async () => {
     const data = testBytes(10_000);
-    const err = (await store.put([data.subarray(0, 9_999)], { expectedSize: 10_000 }).catch((e: unknown) => e)) as StorageError;
+    const err = (await store.put([data.subarray(0, 9_999)], { expectedSize: 10_000 }).catch((e: unknown) => e)) as AppError;
     expect(err.code).toBe('SIZE_MISMATCH');
-    const longer = (await store.put([data], { expectedSize: 9_000 }).catch((e: unknown) => e)) as StorageError;
+    const longer = (await store.put([data], { expectedSize: 9_000 }).catch((e: unknown) => e)) as AppError;
     expect(longer.code).toBe('SIZE_MISMATCH');
     expect(await visibleFiles(store)).toEqual([]);
     expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([]);
@@ -134,7 +133,7 @@ describe('blob store', () => {
     const { freeBytes } = await store.diskUsage();
     const err = (await store
       .put([Buffer.from('x')], { expectedSize: 1, minFreeBytes: freeBytes + 1 })
-      .catch((e: unknown) => e)) as StorageError;
+      .catch((e: unknown) => e)) as AppError;
     expect(err.code).toBe('INSUFFICIENT_STORAGE');
     expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([]);
   });
@@ -260,6 +259,6 @@ describe('digests and checksum files', () => {
   it('parses digests given on the command line', () => {
     expect(parseSha256(` ${hex} `)).toBe(hex.toLowerCase());
     expect(() => parseSha256('xyz')).toThrow(/64 hexadecimal digits/);
-    expect(() => parseSha256(`${hex}00`)).toThrow(StorageError);
+    expect(() => parseSha256(`${hex}00`)).toThrow(AppError);
   });
 });

@@ -1,7 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../config/load.js';
+import { loadConfig } from '../../config/load.js';
+import { isError } from '../../server/errors.js';
 import { parseBytes, parseDuration } from '../../config/units.js';
 import { makeTempDir } from '../helpers/env.js';
 
@@ -24,10 +25,10 @@ describe('config', () => {
     try {
       fn();
     } catch (err) {
-      if (err instanceof ConfigError) return err.problems;
+      if (isError(err, 'CONFIG_INVALID')) return err.details.problems;
       throw err;
     }
-    throw new Error('expected a ConfigError');
+    throw new Error('expected a CONFIG_INVALID error');
   }
 
   it('has the documented defaults', () => {

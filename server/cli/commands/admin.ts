@@ -1,6 +1,7 @@
 /** CLI for scripts: golden images, groups, API tokens and the admin password, each with --json. */
 import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { AppError } from '../../errors.js';
 import { cliActor } from '../../services/audit.js';
 import { createApiToken, listApiTokens, resetPassword, revokeApiToken, TOKEN_SCOPES } from '../../services/auth.js';
 import { createGroup, findGroupRef, listGroups, updateGroup, type GroupView } from '../../services/groups.js';
@@ -11,7 +12,7 @@ import type { Runtime } from '../../runtime.js';
 import type { PublicAddress } from '../../services/settings.js';
 import { cliPublicAddress, NOT_READY } from '../public-address.js';
 import { parseCommandArgs, type Command, type CommandContext } from '../context.js';
-import { printJson, printLine, table, UsageError } from '../output.js';
+import { printJson, printLine, table } from '../output.js';
 
 async function withRuntime<T>(ctx: CommandContext, fn: (runtime: Runtime, address: PublicAddress) => Promise<T>, links = false): Promise<T> {
   const config = ctx.loadConfig();
@@ -29,7 +30,7 @@ async function withRuntime<T>(ctx: CommandContext, fn: (runtime: Runtime, addres
 
 function subcommand(ctx: CommandContext, names: string[], usage: string): { name: string; args: string[] } {
   const [name, ...args] = ctx.args;
-  if (!name || !names.includes(name)) throw new UsageError(`expected one of: ${names.join(', ')}\nusage: ${usage}`);
+  if (!name || !names.includes(name)) throw new AppError('USAGE', `expected one of: ${names.join(', ')}\nusage: ${usage}`);
   return { name, args };
 }
 
@@ -72,7 +73,7 @@ export const imageCommand: Command = {
       const deps = { db: runtime.db };
       const baseUrl = address.url;
       if (name === 'list') {
-        if (positionals.length) throw new UsageError('image list takes no arguments');
+        if (positionals.length) throw new AppError('USAGE', 'image list takes no arguments');
         const images = await listImages(deps, baseUrl);
         if (values.json) return printJson(images);
         if (!images.length) return printLine('no golden images yet; create one with: goldmirror image create NAME --arm64 SHA256');
@@ -89,7 +90,7 @@ export const imageCommand: Command = {
           ]),
         );
       }
-      if (positionals.length !== 1) throw new UsageError(`image ${name} takes exactly one NAME${name === 'create' ? '' : '_OR_ID'}`);
+      if (positionals.length !== 1) throw new AppError('USAGE', `image ${name} takes exactly one NAME${name === 'create' ? '' : '_OR_ID'}`);
       const ref = positionals[0]!;
       if (name === 'create') {
         const arch = (sha: string | undefined) => (sha === undefined ? undefined : { enabled: true, sha256: sha });
@@ -144,7 +145,7 @@ export const groupCommand: Command = {
     return withRuntime(ctx, async (runtime) => {
       const deps = { db: runtime.db };
       if (name === 'export') {
-        if (positionals.length > 1) throw new UsageError('group export takes at most one FILE (- or none: standard output)');
+        if (positionals.length > 1) throw new AppError('USAGE', 'group export takes at most one FILE (- or none: standard output)');
         const csv = await exportGroupsCsv(deps);
         const file = positionals[0];
         if (file === undefined || file === '-') return void process.stdout.write(csv);
@@ -153,7 +154,7 @@ export const groupCommand: Command = {
         return void process.stderr.write(`wrote ${count} group${count === 1 ? '' : 's'} to ${file}\n`);
       }
       if (name === 'import') {
-        if (positionals.length !== 1) throw new UsageError('group import takes exactly one FILE.csv (- for standard input)');
+        if (positionals.length !== 1) throw new AppError('USAGE', 'group import takes exactly one FILE.csv (- for standard input)');
         const file = positionals[0]!;
         const source = file === '-' ? process.stdin : createReadStream(file);
         const report = await applyGroupsCsv(deps, cliActor, await readGroupsCsv(source as AsyncIterable<Buffer>), { dryRun: values['dry-run'] });
@@ -171,7 +172,7 @@ export const groupCommand: Command = {
         return printLine(table([['ID', 'NAME', 'PRIMARY', 'LICENSE KEY', 'IMAGE'], ...groups.map(groupLine)]));
       }
       if (name === 'create') {
-        if (positionals.length !== 1) throw new UsageError('group create takes exactly one NAME');
+        if (positionals.length !== 1) throw new AppError('USAGE', 'group create takes exactly one NAME');
         const imageId = values.image !== undefined ? (await findImageRef(deps, values.image)).id : undefined;
         const view = await createGroup(deps, cliActor, {
           name: positionals[0],
@@ -182,7 +183,7 @@ export const groupCommand: Command = {
         return values.json ? printJson(view) : printLine(`created group ${view.id}: ${view.name}${view.image ? ` → ${view.image.name}` : ''}`);
       }
       const expected = values.none ? 1 : 2;
-      if (positionals.length !== expected) throw new UsageError('usage: group assign GROUP IMAGE, or group assign GROUP --none');
+      if (positionals.length !== expected) throw new AppError('USAGE', 'usage: group assign GROUP IMAGE, or group assign GROUP --none');
       const group = await findGroupRef(deps, positionals[0]!);
       const imageId = values.none ? null : (await findImageRef(deps, positionals[1]!)).id;
       const view = await updateGroup(deps, cliActor, group.id, { imageId });
@@ -200,7 +201,7 @@ export const tokenCommand: Command = {
   async run(ctx) {
     const { name, args } = subcommand(ctx, ['create', 'revoke', 'list'], TOKEN_USAGE);
     const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean', default: false }, scope: { type: 'string' } });
-    if (values.scope !== undefined && name !== 'create') throw new UsageError('--scope goes with token create');
+    if (values.scope !== undefined && name !== 'create') throw new AppError('USAGE', '--scope goes with token create');
     return withRuntime(ctx, async (runtime) => {
       if (name === 'list') {
         const tokens = await listApiTokens(runtime.db);
@@ -209,7 +210,7 @@ export const tokenCommand: Command = {
           tokens.length ? table([['NAME', 'SCOPE', 'CREATED', 'LAST USED'], ...tokens.map((t) => [t.name, t.scope, t.createdAt, t.lastUsedAt ?? 'never'])]) : 'no API tokens',
         );
       }
-      if (positionals.length !== 1) throw new UsageError(`token ${name} takes exactly one NAME`);
+      if (positionals.length !== 1) throw new AppError('USAGE', `token ${name} takes exactly one NAME`);
       if (name === 'create') {
         const created = await createApiToken(runtime.db, cliActor, positionals[0]!, values.scope ?? 'admin');
         // The token alone on the last line, so scripts can take it with `tail -n 1`.
@@ -245,10 +246,10 @@ export const adminCommand: Command = {
       stdin: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     });
-    if (positionals.length > 0) throw new UsageError('reset-password takes no arguments (the user goes in --user NAME)');
+    if (positionals.length > 0) throw new AppError('USAGE', 'reset-password takes no arguments (the user goes in --user NAME)');
     // A password piped in (or --stdin) is used; on a terminal, or with nothing piped, one is generated.
     const piped = values.stdin || !process.stdin.isTTY ? await readPasswordFromStdin() : '';
-    if (values.stdin && piped === '') throw new UsageError('--stdin: no password on standard input');
+    if (values.stdin && piped === '') throw new AppError('USAGE', '--stdin: no password on standard input');
     return withRuntime(ctx, async (runtime) => {
       const result = await resetPassword(runtime.db, cliActor, {
         username: values.user,

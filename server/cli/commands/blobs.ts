@@ -1,12 +1,12 @@
 import fs from 'node:fs/promises';
 import { parseChecksumText, parseSha256, type Sha256 } from '../../../storage/digest.js';
-import { isStorageError } from '../../../storage/errors.js';
+import { AppError, isError } from '../../errors.js';
 import { downloadUrl } from '../../links.js';
 import { listBlobs } from '../../repos/blobs.js';
 import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
 import { parseCommandArgs, type Command } from '../context.js';
-import { CliError, humanBytes, printJson, printLine, table, UsageError } from '../output.js';
+import { humanBytes, printJson, printLine, table } from '../output.js';
 import { cliPublicAddress, NOT_READY } from '../public-address.js';
 
 export const importCommand: Command = {
@@ -19,10 +19,10 @@ export const importCommand: Command = {
       arch: { type: 'string' },
       json: { type: 'boolean', default: false },
     });
-    if (positionals.length !== 1) throw new UsageError('import takes exactly one FILE');
+    if (positionals.length !== 1) throw new AppError('USAGE', 'import takes exactly one FILE');
     const arch = parseBlobArch(values.arch, '--arch');
     if (values.sha256 !== undefined && values['checksum-file'] !== undefined) {
-      throw new UsageError('give either --sha256 or --checksum-file, not both');
+      throw new AppError('USAGE', 'give either --sha256 or --checksum-file, not both');
     }
     const file = positionals[0]!;
     let expected: Sha256 | undefined;
@@ -36,7 +36,7 @@ export const importCommand: Command = {
     try {
       assertPackageFileName(file);
     } catch (err) {
-      throw new UsageError((err as Error).message);
+      throw new AppError('USAGE', (err as Error).message);
     }
 
     const config = ctx.loadConfig();
@@ -46,10 +46,13 @@ export const importCommand: Command = {
       try {
         result = await ingestFile(runtime.ingestDeps, file, { expectedSha256: expected, arch });
       } catch (err) {
-        if (isStorageError(err, 'DIGEST_MISMATCH')) {
-          throw new CliError(
+        if (isError(err, 'DIGEST_MISMATCH')) {
+          throw new AppError(
+            'DIGEST_MISMATCH',
             `checksum mismatch for ${file}: expected sha256 ${String(err.details.expected)}, ` +
               `but the file hashes to ${String(err.details.actual)}; nothing was stored`,
+            { ...err.details },
+            { cause: err },
           );
         }
         throw err;
@@ -77,7 +80,7 @@ export const listCommand: Command = {
   usage: 'goldmirror list [--json]',
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean', default: false } });
-    if (positionals.length > 0) throw new UsageError('list takes no arguments');
+    if (positionals.length > 0) throw new AppError('USAGE', 'list takes no arguments');
     const config = ctx.loadConfig();
     const runtime = await ctx.openRuntime(config);
     try {
@@ -112,14 +115,14 @@ async function readSmallText(file: string): Promise<string> {
   try {
     handle = await fs.open(file, 'r');
   } catch (err) {
-    throw new CliError(`cannot read checksum file ${file}: ${describeErrno(err)}`);
+    throw new AppError('FILE_UNREADABLE', `cannot read checksum file ${file}: ${describeErrno(err)}`);
   }
   try {
     const buffer = Buffer.alloc(64 * 1024);
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
     return buffer.subarray(0, bytesRead).toString('utf8');
   } catch (err) {
-    throw new CliError(`cannot read checksum file ${file}: ${describeErrno(err)}`);
+    throw new AppError('FILE_UNREADABLE', `cannot read checksum file ${file}: ${describeErrno(err)}`);
   } finally {
     await handle.close();
   }
@@ -128,11 +131,11 @@ async function readSmallText(file: string): Promise<string> {
 async function assertReadableFile(file: string): Promise<void> {
   try {
     const st = await fs.stat(file);
-    if (!st.isFile()) throw new CliError(`${file} is not a regular file`);
+    if (!st.isFile()) throw new AppError('FILE_UNREADABLE', `${file} is not a regular file`);
     await fs.access(file, fs.constants.R_OK);
   } catch (err) {
-    if (err instanceof CliError) throw err;
-    throw new CliError(`cannot read ${file}: ${describeErrno(err)}`);
+    if (isError(err, 'FILE_UNREADABLE')) throw err;
+    throw new AppError('FILE_UNREADABLE', `cannot read ${file}: ${describeErrno(err)}`);
   }
 }
 

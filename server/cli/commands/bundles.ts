@@ -6,12 +6,13 @@ import { buildManifest, exportBundle } from '../../bundles/export.js';
 import { fetchIntoStore } from '../../bundles/fetch.js';
 import { importBundle, type ImportReport } from '../../bundles/import.js';
 import { syncFrom } from '../../bundles/sync.js';
+import { AppError } from '../../errors.js';
 import { downloadUrl } from '../../links.js';
 import { cliPublicAddress, NOT_READY } from '../public-address.js';
 import { cliActor } from '../../services/audit.js';
 import { parseSha256 } from '../../../storage/digest.js';
 import { parseCommandArgs, type Command } from '../context.js';
-import { CliError, humanBytes, printJson, printLine, UsageError } from '../output.js';
+import { humanBytes, printJson, printLine } from '../output.js';
 import { describeErrno } from './blobs.js';
 
 /** Progress on stderr, at most a few times a second, only to a terminal. */
@@ -36,7 +37,7 @@ export const exportCommand: Command = {
       image: { type: 'string', multiple: true },
       'no-blobs': { type: 'boolean', default: false },
     });
-    if (positionals.length !== 1) throw new UsageError('export takes exactly one OUT path (or - for stdout)');
+    if (positionals.length !== 1) throw new AppError('USAGE', 'export takes exactly one OUT path (or - for stdout)');
     const out = positionals[0]!;
     const runtime = await ctx.openRuntime();
     try {
@@ -91,13 +92,13 @@ export const importBundleCommand: Command = {
       'dry-run': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     });
-    if (positionals.length !== 1) throw new UsageError('import-bundle takes exactly one IN path (or - for stdin)');
+    if (positionals.length !== 1) throw new AppError('USAGE', 'import-bundle takes exactly one IN path (or - for stdin)');
     const input = positionals[0]!;
     if (input !== '-') {
       const st = await fs.stat(input).catch((err: unknown) => {
-        throw new CliError(`cannot read ${input}: ${describeErrno(err)}`);
+        throw new AppError('FILE_UNREADABLE', `cannot read ${input}: ${describeErrno(err)}`);
       });
-      if (!st.isFile()) throw new CliError(`${input} is not a regular file`);
+      if (!st.isFile()) throw new AppError('FILE_UNREADABLE', `${input} is not a regular file`);
     }
     const runtime = await ctx.openRuntime();
     try {
@@ -124,8 +125,8 @@ export const fetchCommand: Command = {
       'checksum-url': { type: 'string' },
       json: { type: 'boolean', default: false },
     });
-    if (positionals.length !== 1) throw new UsageError('fetch takes exactly one URL');
-    if (values.sha256 !== undefined && values['checksum-url'] !== undefined) throw new UsageError('give either --sha256 or --checksum-url, not both');
+    if (positionals.length !== 1) throw new AppError('USAGE', 'fetch takes exactly one URL');
+    if (values.sha256 !== undefined && values['checksum-url'] !== undefined) throw new AppError('USAGE', 'give either --sha256 or --checksum-url, not both');
     const expected = values.sha256 !== undefined ? parseSha256(values.sha256, '--sha256') : undefined;
     const config = ctx.loadConfig();
     const runtime = await ctx.openRuntime(config);
@@ -157,11 +158,11 @@ export const syncCommand: Command = {
       token: { type: 'string' },
       json: { type: 'boolean', default: false },
     });
-    if (positionals.length > 0) throw new UsageError('sync takes no positional arguments');
+    if (positionals.length > 0) throw new AppError('USAGE', 'sync takes no positional arguments');
     const config = ctx.loadConfig();
     const from = values.from ?? config.syncFrom;
     const token = values.token ?? (config.syncToken || ctx.env.MIRROR_SYNC_TOKEN);
-    if (!from || !token) throw new UsageError('sync needs --from URL and --token TOKEN (or MIRROR_SYNC_FROM and MIRROR_SYNC_TOKEN)');
+    if (!from || !token) throw new AppError('USAGE', 'sync needs --from URL and --token TOKEN (or MIRROR_SYNC_FROM and MIRROR_SYNC_TOKEN)');
     const runtime = await ctx.openRuntime(config);
     try {
       const report = await syncFrom(runtime.ingestDeps, {

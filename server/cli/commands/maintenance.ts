@@ -1,5 +1,6 @@
 /** Integrity checks and garbage collection from the command line. */
 import { parseSha256 } from '../../../storage/digest.js';
+import { AppError } from '../../errors.js';
 import type { CheckResult } from '../../jobs/integrity-checker.js';
 import { findBlob } from '../../repos/blobs.js';
 import { cliActor } from '../../services/audit.js';
@@ -7,7 +8,7 @@ import { collectGarbage } from '../../services/gc.js';
 import { runDoctor } from '../../services/doctor.js';
 import { resolvePublicAddress } from '../../services/settings.js';
 import { parseCommandArgs, type Command } from '../context.js';
-import { CliError, humanBytes, printJson, printLine, UsageError } from '../output.js';
+import { humanBytes, printJson, printLine } from '../output.js';
 
 export const verifyCommand: Command = {
   summary: 're-hash stored packages now (one, or all); a corrupt one is quarantined at once',
@@ -17,7 +18,7 @@ export const verifyCommand: Command = {
       all: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     });
-    if (values.all === positionals.length > 0 || positionals.length > 1) throw new UsageError('give one SHA256, or --all');
+    if (values.all === positionals.length > 0 || positionals.length > 1) throw new AppError('USAGE', 'give one SHA256, or --all');
     const runtime = await ctx.openRuntime();
     try {
       let results: Record<string, CheckResult>;
@@ -25,7 +26,7 @@ export const verifyCommand: Command = {
         results = await runtime.checker.checkAll();
       } else {
         const sha256 = parseSha256(positionals[0]!, 'SHA256');
-        if (!(await findBlob(runtime.db, sha256))) throw new CliError(`no package with sha256 ${sha256} is stored`);
+        if (!(await findBlob(runtime.db, sha256))) throw new AppError('BLOB_UNKNOWN', `no package with sha256 ${sha256} is stored`, { sha256 });
         results = { [sha256]: await runtime.checker.check(sha256) };
       }
       if (values.json) printJson(results);
@@ -57,7 +58,7 @@ export const gcCommand: Command = {
       'dry-run': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     });
-    if (positionals.length > 0) throw new UsageError('gc takes no arguments');
+    if (positionals.length > 0) throw new AppError('USAGE', 'gc takes no arguments');
     const runtime = await ctx.openRuntime();
     try {
       const report = await collectGarbage(runtime, cliActor, { dryRun: values['dry-run'], graceMs: runtime.config.gcGraceMs });
@@ -77,7 +78,7 @@ export const doctorCommand: Command = {
   usage: 'goldmirror doctor [--json]',
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean', default: false } });
-    if (positionals.length > 0) throw new UsageError('doctor takes no arguments');
+    if (positionals.length > 0) throw new AppError('USAGE', 'doctor takes no arguments');
     const runtime = await ctx.openRuntime();
     try {
       const report = await runDoctor(runtime);

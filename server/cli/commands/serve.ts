@@ -1,9 +1,9 @@
 import { parseBytes } from '../../../config/units.js';
+import { AppError } from '../../errors.js';
 import { startServer } from '../../serve.js';
 import { bootstrapAdmin } from '../../services/auth.js';
 import { recoverInterruptedDeletes } from '../../services/gc.js';
 import { parseCommandArgs, type Command } from '../context.js';
-import { UsageError } from '../output.js';
 
 export const serveCommand: Command = {
   summary: 'run the mirror (what npm start runs)',
@@ -14,7 +14,7 @@ export const serveCommand: Command = {
       port: { type: 'string' },
       'bandwidth-limit': { type: 'string' },
     });
-    if (positionals.length > 0) throw new UsageError('serve takes no arguments');
+    if (positionals.length > 0) throw new AppError('USAGE', 'serve takes no arguments');
     const overrides: Record<string, unknown> = {};
     if (values.host !== undefined) overrides.host = values.host;
     if (values.port !== undefined) overrides.port = /^\d+$/.test(values.port) ? Number(values.port) : values.port;

@@ -1,8 +1,9 @@
 /** `goldmirror settings`: the public address Macs use, the same setting the admin page shows. */
+import { AppError } from '../../errors.js';
 import { cliActor } from '../../services/audit.js';
 import { resolvePublicAddress, updateSettings, type PublicAddress } from '../../services/settings.js';
 import { parseCommandArgs, type Command } from '../context.js';
-import { printJson, printLine, UsageError } from '../output.js';
+import { printJson, printLine } from '../output.js';
 import { red } from '../public-address.js';
 
 const USAGE = 'goldmirror settings [--json]\n       goldmirror settings public-url URL | --clear [--json]';
@@ -22,11 +23,11 @@ export const settingsCommand: Command = {
       clear: { type: 'boolean', default: false },
     });
     const [what, url, ...rest] = positionals;
-    if (what !== undefined && what !== 'public-url') throw new UsageError(`unknown setting ${JSON.stringify(what)}`);
+    if (what !== undefined && what !== 'public-url') throw new AppError('USAGE', `unknown setting ${JSON.stringify(what)}`);
     if (rest.length > 0 || (what === 'public-url' && (url === undefined) === !values.clear)) {
-      throw new UsageError('give the public address, e.g. settings public-url http://mirror.example.lan:8080, or --clear');
+      throw new AppError('USAGE', 'give the public address, e.g. settings public-url http://mirror.example.lan:8080, or --clear');
     }
-    if (what === undefined && values.clear) throw new UsageError('--clear goes with public-url');
+    if (what === undefined && values.clear) throw new AppError('USAGE', '--clear goes with public-url');
     const config = ctx.loadConfig();
     const runtime = await ctx.openRuntime(config);
     try {
