@@ -6,9 +6,14 @@
  * today's rows; an id nobody can name any more stays an id.
  */
 import type { Db } from '../db/open.js';
+import { listAuditActors, listAuditRows } from '../db/repos/audit.js';
+import { blobNames } from '../db/repos/blobs.js';
+import { listGroupNames } from '../db/repos/groups.js';
+import { listImageNames } from '../db/repos/images.js';
 import { humanBytes } from '../cli/output.js';
-import { ARCH_LABELS, ARCHES } from './images.js';
+import { ARCH_LABELS, ARCHES } from './arches.js';
 import { toAuditEntry, type AuditEntry } from './audit.js';
+import type { ServiceDeps } from './deps.js';
 
 /** A piece of a sentence: plain text, or text linking to the thing it names. */
 export interface SentencePart {
@@ -50,7 +55,8 @@ export interface HistoryQuery {
 const MAX_SCANNED = 5_000;
 const SCAN_BATCH = 200;
 
-export async function listHistory(db: Db, query: HistoryQuery = {}): Promise<{ entries: HistoryEntry[]; nextBefore: number | null }> {
+export async function listHistory(deps: Pick<ServiceDeps, 'db'>, query: HistoryQuery = {}): Promise<{ entries: HistoryEntry[]; nextBefore: number | null }> {
+  const { db } = deps;
   const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
   const words = (query.text ?? '').toLowerCase().split(/\s+/).filter(Boolean);
   const kind = query.action && query.action in ACTION_KINDS ? ACTION_KINDS[query.action as ActionKind] : null;
@@ -59,18 +65,19 @@ export async function listHistory(db: Db, query: HistoryQuery = {}): Promise<{ e
   let before = query.beforeId;
   let scanned = 0;
   for (;;) {
-    let q = db.selectFrom('audit_log').selectAll().orderBy('id', 'desc').limit(words.length ? SCAN_BATCH : limit + 1);
-    if (before !== undefined) q = q.where('id', '<', before);
-    if (query.actor) q = q.where('actor', '=', query.actor);
-    if (kind) q = q.where('action', 'like', `${kind.prefix}%`);
-    else if (query.action) q = q.where('action', '=', query.action);
-    if (!showSignIns) q = q.where('action', 'not like', 'session.%');
-    const rows = await q.execute();
+    const rows = await listAuditRows(db, {
+      limit: words.length ? SCAN_BATCH : limit + 1,
+      beforeId: before,
+      actor: query.actor,
+      actionPrefix: kind?.prefix,
+      action: query.action,
+      excludePrefix: showSignIns ? undefined : 'session.',
+    });
     if (!words.length) {
       const page = rows.slice(0, limit);
-      return { entries: await describeAudit(db, page.map(toAuditEntry)), nextBefore: rows.length > limit ? (page.at(-1)?.id ?? null) : null };
+      return { entries: await describeAudit(deps, page.map(toAuditEntry)), nextBefore: rows.length > limit ? (page.at(-1)?.id ?? null) : null };
     }
-    const described = await describeAudit(db, rows.map(toAuditEntry));
+    const described = await describeAudit(deps, rows.map(toAuditEntry));
     for (const entry of described) {
       before = entry.id;
       scanned += 1;
@@ -84,13 +91,13 @@ export async function listHistory(db: Db, query: HistoryQuery = {}): Promise<{ e
 }
 
 /** Actors that appear in the log, for the filter. */
-export async function historyActors(db: Db): Promise<string[]> {
-  return (await db.selectFrom('audit_log').select('actor').distinct().orderBy('actor').limit(200).execute()).map((r) => r.actor);
+export async function historyActors(deps: Pick<ServiceDeps, 'db'>): Promise<string[]> {
+  return listAuditActors(deps.db, 200);
 }
 
 /** Sentences for entries, looking up the names the entries did not record in three queries. */
-export async function describeAudit(db: Db, entries: AuditEntry[]): Promise<HistoryEntry[]> {
-  const names = await lookUpNames(db, entries);
+export async function describeAudit(deps: Pick<ServiceDeps, 'db'>, entries: AuditEntry[]): Promise<HistoryEntry[]> {
+  const names = await lookUpNames(deps.db, entries);
   return entries.map((entry) => {
     const parts = sentence(entry, names);
     return { ...entry, parts, sentence: parts.map((p) => p.text).join('') };
@@ -141,15 +148,15 @@ async function lookUpNames(db: Db, entries: AuditEntry[]): Promise<Names> {
       if (a && typeof a.sha256 === 'string') blobs.add(a.sha256);
     }
   }
-  const [images, groups, blobRows] = await Promise.all([
-    imageIds.size ? db.selectFrom('images').select(['id', 'name']).where('id', 'in', [...imageIds]).execute() : [],
-    groupIds.size ? db.selectFrom('groups').select(['id', 'name']).where('id', 'in', [...groupIds]).execute() : [],
-    blobs.size ? db.selectFrom('blobs').select(['sha256', 'name']).where('sha256', 'in', [...blobs]).execute() : [],
+  const [images, groups, blobsByDigest] = await Promise.all([
+    listImageNames(db, [...imageIds]),
+    listGroupNames(db, [...groupIds]),
+    blobNames(db, [...blobs]),
   ]);
   return {
     images: new Map(images.map((i) => [i.id, i.name])),
     groups: new Map(groups.map((g) => [g.id, g.name])),
-    blobs: new Map(blobRows.map((b) => [b.sha256, b.name])),
+    blobs: blobsByDigest,
   };
 }
 
