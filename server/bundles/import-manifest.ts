@@ -56,10 +56,6 @@ export function parseManifest(text: string): Manifest {
   return manifest;
 }
 
-function referenced(manifest: Manifest): string[] {
-  return [...new Set(manifest.images.flatMap((i) => [i.arm64.sha256, i.x86_64.sha256]).filter((d): d is string => d !== null))];
-}
-
 /** Every package some image of the manifest points at. */
 export function referencedDigests(manifest: Manifest): string[] {
   return [...new Set(manifest.images.flatMap((i) => [i.arm64.sha256, i.x86_64.sha256]).filter((d): d is string => d !== null))];

@@ -5,7 +5,6 @@
  * the download links read, so a check run anywhere takes effect everywhere.
  */
 import PQueue from 'p-queue';
-import type { BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { verifyBlob, type VerifyOutcome } from '../../storage/verify.js';
 import { withBlobLock } from '../db/blob-lock.js';
