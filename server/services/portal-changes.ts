@@ -1,12 +1,13 @@
 /**
- * Portal values that went stale, and packages that are retired.
+ * Portal values that went stale.
  *
  * Per golden image the database keeps the values last confirmed as entered
  * in the Management Portal. While the image's current values differ (a
  * package, an enable switch or the public address changed), the change is
  * pending: shown with old and new values until the admin marks the portal
  * updated. What this means for packages no image uses any more is in
- * blob-usage.ts (retired and released packages).
+ * blob-usage.ts (retired and released packages). The steps that take a
+ * `db` and a `now` run inside the caller's transaction, at the caller's time.
  */
 import { createHash } from 'node:crypto';
 import type { Db } from '../db/open.js';
