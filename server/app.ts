@@ -29,6 +29,7 @@ export interface AppDeps {
   db: Db;
   store: BlobStore;
   log: Logger;
+  clock: import('./services/deps.js').Clock;
   metrics: Metrics;
   checker: IntegrityChecker;
   ingestDeps: IngestDeps;
@@ -75,7 +76,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(publicHealth(report), report.ok ? 200 : 503);
   });
 
-  app.get('/metrics', requireAdmin(deps.db, { publicUrl: deps.config.publicUrl }), async (c) => {
+  app.get('/metrics', requireAdmin(deps, { publicUrl: deps.config.publicUrl }), async (c) => {
     c.header('Content-Type', deps.metrics.registry.contentType);
     return c.body(await deps.metrics.registry.metrics());
   });

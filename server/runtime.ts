@@ -3,16 +3,17 @@
  * config → data dir → blob store → database (migrated) → services and jobs.
  */
 import fs from 'node:fs/promises';
-import { sql } from 'kysely';
 import { openBlobStore, type BlobStore } from '../storage/blob-store.js';
 import { DATA_DIR_MODE, ensureDir } from '../storage/file-modes.js';
 import type { Config } from '../config/load.js';
 import { openDatabase, type Db } from './db/open.js';
+import { countBlobsNotOk, totalBlobBytes } from './db/repos/blobs.js';
 import { AppError } from './errors.js';
 import { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createActivityTracker, type ActivityTracker } from './services/activity.js';
+import { systemClock, type Clock } from './services/deps.js';
 import type { IngestDeps } from './services/ingest.js';
 import { TransferJobs } from './jobs/transfers.js';
 import { createOutboundFetch } from './net/outbound.js';
@@ -22,6 +23,7 @@ export interface Runtime {
   db: Db;
   store: BlobStore;
   log: Logger;
+  clock: Clock;
   metrics: Metrics;
   activity: ActivityTracker;
   checker: IntegrityChecker;
@@ -31,7 +33,9 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
+/** `clock` replaces the system clock (tests that move time). */
+export async function openRuntime(config: Config, log: Logger, options: { clock?: Clock } = {}): Promise<Runtime> {
+  const clock = options.clock ?? systemClock;
   try {
     // Created 0750 when missing; a directory the operator made is kept as it is (doctor warns when it is looser).
     await ensureDir(config.dataDir, DATA_DIR_MODE);
@@ -49,21 +53,18 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   const store = await openBlobStore(config.dataDir);
   const db = await openDatabase(store.layout.dbFile);
   const metrics = createMetrics({
-    corruptBlobs: async () => {
-      const row = await db.selectFrom('blobs').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '!=', 'ok').executeTakeFirst();
-      return Number(row?.n ?? 0);
-    },
+    corruptBlobs: () => countBlobsNotOk(db),
     disk: async () => {
       const usage = await store.diskUsage();
-      const blobs = await db.selectFrom('blobs').select(sql<number>`coalesce(sum(size), 0)`.as('bytes')).executeTakeFirst();
-      return { freeBytes: usage.freeBytes, usedBytes: usage.totalBytes - usage.freeBytes, blobBytes: Number(blobs?.bytes ?? 0) };
+      return { freeBytes: usage.freeBytes, usedBytes: usage.totalBytes - usage.freeBytes, blobBytes: await totalBlobBytes(db) };
     },
   });
-  const activity = createActivityTracker(db, log);
+  const activity = createActivityTracker({ db, log, clock });
   const checker = new IntegrityChecker({
     db,
     store,
     log,
+    clock,
     metrics,
     concurrency: config.verifyConcurrency,
     maxBytesPerSec: config.verifyMaxBytesPerSec,
@@ -71,6 +72,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
   const ingestDeps: IngestDeps = {
     db,
     store,
+    clock,
     minFreeBytes: config.minFreeBytes,
     metrics,
     activity,
@@ -83,6 +85,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     db,
     store,
     log,
+    clock,
     metrics,
     activity,
     checker,

@@ -10,7 +10,7 @@ import { createSecureContext } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
-import { findBlob } from './repos/blobs.js';
+import { findBlob } from './db/repos/blobs.js';
 import { createDownloadObserver } from './http/download-observer.js';
 import { createBlobLookup } from './http/blob-lookup.js';
 import { createOpenBlobCache } from './http/open-blobs.js';
@@ -21,7 +21,8 @@ import { createDownloadRegistry } from './http/download-registry.js';
 import { clientAddressOfRequest, trustedProxies } from './http/client-address.js';
 import type { Sha256 } from '../storage/digest.js';
 import { createRateLimiter } from './http/rate-limiter.js';
-import { every, systemClock, type Clock } from './jobs/scheduler.js';
+import { every } from './jobs/scheduler.js';
+import type { Clock } from './services/deps.js';
 import { queueDueChecks } from './jobs/verify-schedule.js';
 import { systemActor } from './services/audit.js';
 import { collectGarbage } from './services/gc.js';
@@ -49,9 +50,9 @@ const DOWNLOAD_LOG_PRUNE_MS = 60 * 60 * 1000;
 
 export async function startServer(runtime: Runtime, options: { clock?: Clock } = {}): Promise<ServerHandle> {
   const { config, log, db, store, metrics, checker } = runtime;
-  const clock = options.clock ?? systemClock;
+  const clock = options.clock ?? runtime.clock;
   const uploads = createUploadServer({ ingestDeps: runtime.ingestDeps, store, log, baseUrl: async () => (await resolvePublicAddress({ db, config })).url });
-  const app = createApp({ config, db, store, log, metrics, checker, ingestDeps: runtime.ingestDeps, transfers: runtime.transfers, uploads, activity: runtime.activity });
+  const app = createApp({ config, db, store, log, clock, metrics, checker, ingestDeps: runtime.ingestDeps, transfers: runtime.transfers, uploads, activity: runtime.activity });
   const dropExpiredUploads = async (): Promise<void> => {
     const dropped = await uploads.cleanUpExpiredUploads();
     if (dropped > 0) log.info({ dropped }, 'removed unfinished uploads past their expiry');
@@ -61,7 +62,7 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
   // Behind a trusted reverse proxy the caps and the download log see each Mac, not the proxy.
   const trusted = trustedProxies(config.trustProxy);
   const clientOf = (req: http.IncomingMessage): string => clientAddressOfRequest(req, trusted);
-  const observer = createDownloadObserver({ db, log, metrics, activity: runtime.activity, clientOf });
+  const observer = createDownloadObserver({ db, log, clock, metrics, activity: runtime.activity, clientOf });
   const lookup = createBlobLookup((sha256) => findBlob(db, sha256));
   const openBlobs = createOpenBlobCache(store);
   const downloads = createDownloadRegistry(config, (used) => metrics.downloadSlotsUsed.set(used));
@@ -143,19 +144,19 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
   const jobs = [
     config.verifyIntervalMs > 0
       ? every(clock, Math.min(VERIFY_TICK_MS, config.verifyIntervalMs), async () => {
-          await queueDueChecks(db, checker, clock.now(), config.verifyIntervalMs);
+          await queueDueChecks({ db, clock }, checker, config.verifyIntervalMs);
         }, (err) => log.error({ err }, 'verify scheduler failed'))
       : null,
     config.gcIntervalMs > 0
       ? every(clock, config.gcIntervalMs, async () => {
-          const report = await collectGarbage({ db, store }, systemActor, { dryRun: false, graceMs: config.gcGraceMs, now: clock.now() });
+          const report = await collectGarbage({ db, store, clock }, systemActor, { dryRun: false, graceMs: config.gcGraceMs });
           if (report.removed.length > 0) log.info({ removed: report.removed.length, freedBytes: report.freedBytes }, 'scheduled gc');
         }, (err) => log.error({ err }, 'scheduled gc failed'))
       : null,
     every(clock, UPLOAD_CLEANUP_MS, dropExpiredUploads, (err) => log.warn({ err }, 'could not clean expired uploads')),
     config.downloadLogRetentionMs > 0
       ? every(clock, DOWNLOAD_LOG_PRUNE_MS, async () => {
-          const removed = await pruneDownloadLog(db, config.downloadLogRetentionMs, clock.now());
+          const removed = await pruneDownloadLog({ db, clock }, config.downloadLogRetentionMs);
           if (removed > 0) log.info({ removed }, 'pruned download log rows past their retention');
         }, (err) => log.warn({ err }, 'could not prune the download log'))
       : null,

@@ -17,7 +17,7 @@ import { receiveFormUpload } from '../server/http/form-upload.js';
 import { clientAddressReader, requireAdmin, SESSION_COOKIE, setSessionCookie, streamedFormCsrf, type AuthEnv } from '../server/http/auth.js';
 import { historyActors, listHistory, type HistoryQuery } from '../server/services/history.js';
 import { changePassword, createApiToken, listApiTokens, login, logout, revokeApiToken } from '../server/services/auth.js';
-import { archMismatchWarnings, deleteBlob, getBlobView, listBlobViews, updateBlobArch } from '../server/services/blobs.js';
+import { archMismatchWarnings, deleteBlob, downloadCountOf, getBlobView, listBlobViews, recentDownloads, updateBlobArch } from '../server/services/blobs.js';
 import { createGroup, deleteGroup, getGroup, listGroups, updateGroup } from '../server/services/groups.js';
 import { applyGroupsCsv, exportGroupsCsv, readGroupsCsv, type CsvProblem, type GroupCsvFile } from '../server/services/groups-csv.js';
 import { ARCHES, ARCH_LABELS, createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../server/services/images.js';
@@ -86,7 +86,6 @@ function field(form: Record<string, unknown>, name: string): string {
 }
 
 export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<AuthEnv> {
-  const { db } = deps;
   const web = new Hono<AuthEnv>();
   // The public address, resolved once per request by providePublicAddress below; never the request's Host.
   const addresses = new WeakMap<Request, PublicAddress>();
@@ -123,7 +122,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
     const next = safeNext(field(form, 'next'));
     const username = field(form, 'username');
     try {
-      const grant = await login(db, { username, password: field(form, 'password') }, clientAddress(c));
+      const grant = await login(deps, { username, password: field(form, 'password') }, clientAddress(c));
       setSessionCookie(c, grant.token, grant.expiresAt, deps.config.publicUrl);
       return c.redirect(next, 303);
     } catch (err) {
@@ -138,7 +137,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
 
   web.use(
     '*',
-    requireAdmin(db, {
+    requireAdmin(deps, {
       publicUrl: deps.config.publicUrl,
       onUnauthenticated: (c) => c.redirect(`/admin/login?next=${encodeURIComponent(c.req.path)}`, 303),
       formCsrf: async (c) => {
@@ -170,7 +169,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
 
   web.post('/logout', async (c) => {
     const token = c.get('sessionToken');
-    if (token) await logout(db, token);
+    if (token) await logout(deps, token);
     deleteCookie(c, SESSION_COOKIE, { path: '/' });
     return c.redirect('/admin/login', 303);
   });
@@ -182,7 +181,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
     if (!session || !token) throw new AppError('FORBIDDEN', 'sign in with a password to change it');
     const form = await c.req.parseBody();
     try {
-      await changePassword(db, session, token, { currentPassword: field(form, 'currentPassword'), newPassword: field(form, 'newPassword') });
+      await changePassword(deps, session, token, { currentPassword: field(form, 'currentPassword'), newPassword: field(form, 'newPassword') });
       return done(c, '/admin/account', 'password-changed');
     } catch (err) {
       const e = formError(err);
@@ -193,7 +192,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
   // API tokens: a new token is shown once in the answer to the form, never in a URL.
   const tokensPage = async (c: WebContext, values: TokenFormValues, extra: { created?: Awaited<ReturnType<typeof createApiToken>>; error?: ReturnType<typeof formError> } = {}) =>
     c.html(
-      <TokensPage {...common(c)} tokens={await listApiTokens(db)} values={values} created={extra.created} error={extra.error?.message} fieldErrors={{ name: extra.error?.fields['token name'] ?? '' }} />,
+      <TokensPage {...common(c)} tokens={await listApiTokens(deps)} values={values} created={extra.created} error={extra.error?.message} fieldErrors={{ name: extra.error?.fields['token name'] ?? '' }} />,
       extra.error?.status ?? (extra.created ? 201 : 200),
     );
   web.get('/tokens', (c) => tokensPage(c, { name: '', scope: 'read' }));
@@ -201,28 +200,28 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
     const form = await c.req.parseBody();
     const values = { name: field(form, 'name'), scope: field(form, 'scope') };
     try {
-      const created = await createApiToken(db, c.get('actor'), values.name, values.scope);
+      const created = await createApiToken(deps, c.get('actor'), values.name, values.scope);
       return await tokensPage(c, { name: '', scope: values.scope }, { created });
     } catch (err) {
       return tokensPage(c, values, { error: formError(err) });
     }
   });
   web.post('/tokens/:name/revoke', async (c) => {
-    await revokeApiToken(db, c.get('actor'), c.req.param('name'));
+    await revokeApiToken(deps, c.get('actor'), c.req.param('name'));
     return done(c, '/admin/tokens', 'token-revoked');
   });
 
   web.get('/', async (c) => {
     const [usage, blobs, images, groups, integrity, recentChanges, charts] = await Promise.all([
       deps.store.diskUsage(),
-      listBlobViews(db, base(c)),
+      listBlobViews(deps, base(c)),
       listImages(deps, base(c)),
       listGroups(deps),
-      integritySummary(db),
-      listHistory(db, { limit: 10 }).then((h) => h.entries),
-      downloadCharts(db, deps.activity),
+      integritySummary(deps),
+      listHistory(deps, { limit: 10 }).then((h) => h.entries),
+      downloadCharts(deps),
     ]);
-    const stats = await db.selectFrom('download_stats').selectAll().where('last_download_at', 'is not', null).orderBy('last_download_at', 'desc').limit(10).execute();
+    const stats = await recentDownloads(deps, 10);
     const byBlob = new Map(blobs.map((b) => [b.sha256, b]));
     return c.html(
       <DashboardPage
@@ -237,8 +236,8 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
           recentDownloads: stats.map((s) => ({
             sha256: s.sha256,
             name: byBlob.get(s.sha256)?.name ?? s.sha256.slice(0, 12),
-            downloads: Number(s.downloads),
-            lastDownloadAt: s.last_download_at ? new Date(s.last_download_at).toISOString() : null,
+            downloads: s.downloads,
+            lastDownloadAt: s.lastDownloadAt,
             images: [...new Set(byBlob.get(s.sha256)?.usedBy.map((u) => u.imageName) ?? [])],
           })),
           recentChanges,
@@ -261,31 +260,31 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
   // Golden images
   web.get('/images', async (c) => c.html(<ImagesPage {...common(c)} images={await listImages(deps, base(c))} />));
   web.get('/images/new', async (c) =>
-    c.html(<ImageFormPage {...common(c)} image={null} values={prefilledImageValues(c)} blobs={await listBlobViews(db, base(c))} />),
+    c.html(<ImageFormPage {...common(c)} image={null} values={prefilledImageValues(c)} blobs={await listBlobViews(deps, base(c))} />),
   );
   web.post('/images/new', async (c) => {
     const form = await c.req.parseBody();
     const values = imageValues(form);
     const archWarnings = await unconfirmedArchWarnings(c, form, values);
     if (archWarnings.length > 0) {
-      return c.html(<ImageFormPage {...common(c)} image={null} values={values} blobs={await listBlobViews(db, base(c))} archWarnings={archWarnings} />, 409);
+      return c.html(<ImageFormPage {...common(c)} image={null} values={values} blobs={await listBlobViews(deps, base(c))} archWarnings={archWarnings} />, 409);
     }
     try {
       const image = await createImage(deps, c.get('actor'), imageInput(values), base(c));
       return done(c, `/admin/images/${image.id}`, 'image-created');
     } catch (err) {
       const e = formError(err);
-      return c.html(<ImageFormPage {...common(c)} image={null} values={values} blobs={await listBlobViews(db, base(c))} error={e.message} fieldErrors={e.fields} />, e.status);
+      return c.html(<ImageFormPage {...common(c)} image={null} values={values} blobs={await listBlobViews(deps, base(c))} error={e.message} fieldErrors={e.fields} />, e.status);
     }
   });
   web.get('/images/:id', async (c) => {
     const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
-    return renderPortal(c, image, await lastLinkCheck(db, image.id));
+    return renderPortal(c, image, await lastLinkCheck(deps, image.id));
   });
   // Post/redirect/get: the result is stored and shown by the GET, so a reload does not check again.
   web.post('/images/:id/check', async (c) => {
     const image = await getImage(deps, parseId(c.req.param('id'), 'image'), base(c));
-    await saveLinkCheck(db, image.id, await checkImageLinks(deps.store, image, addressOf(c)));
+    await saveLinkCheck(deps, image.id, await checkImageLinks(deps, image, addressOf(c)));
     return c.redirect(`/admin/images/${image.id}?done=links-checked#check`, 303);
   });
   web.post('/images/:id/portal/confirm', async (c) => {
@@ -298,7 +297,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
     } catch (err) {
       const e = formError(err);
       const image = await getImage(deps, id, base(c));
-      return renderPortal(c, image, await lastLinkCheck(db, id), e.message, e.status);
+      return renderPortal(c, image, await lastLinkCheck(deps, id), e.message, e.status);
     }
   });
   web.get('/images/:id/edit', async (c) => {
@@ -309,7 +308,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
       arm64: { enabled: image.arm64.enabled, sha256: image.arm64.sha256 ?? '' },
       x86_64: { enabled: image.x86_64.enabled, sha256: image.x86_64.sha256 ?? '' },
     };
-    return c.html(<ImageFormPage {...common(c)} image={image} values={values} blobs={await listBlobViews(db, base(c))} />);
+    return c.html(<ImageFormPage {...common(c)} image={image} values={values} blobs={await listBlobViews(deps, base(c))} />);
   });
   web.post('/images/:id/edit', async (c) => {
     const id = parseId(c.req.param('id'), 'image');
@@ -318,14 +317,14 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
     const values = imageValues(form);
     const archWarnings = await unconfirmedArchWarnings(c, form, values);
     if (archWarnings.length > 0) {
-      return c.html(<ImageFormPage {...common(c)} image={image} values={values} blobs={await listBlobViews(db, base(c))} archWarnings={archWarnings} />, 409);
+      return c.html(<ImageFormPage {...common(c)} image={image} values={values} blobs={await listBlobViews(deps, base(c))} archWarnings={archWarnings} />, 409);
     }
     try {
       await updateImage(deps, c.get('actor'), id, imageInput(values), base(c));
       return done(c, `/admin/images/${id}`, 'image-saved');
     } catch (err) {
       const e = formError(err);
-      return c.html(<ImageFormPage {...common(c)} image={image} values={values} blobs={await listBlobViews(db, base(c))} error={e.message} fieldErrors={e.fields} />, e.status);
+      return c.html(<ImageFormPage {...common(c)} image={image} values={values} blobs={await listBlobViews(deps, base(c))} error={e.message} fieldErrors={e.fields} />, e.status);
     }
   });
   web.get('/images/:id/delete', async (c) => c.html(<ImageDeletePage {...common(c)} image={await getImage(deps, parseId(c.req.param('id'), 'image'), base(c))} />));
@@ -350,7 +349,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
     if (form.confirmArch === 'yes') return [];
     const wanted = ARCHES.map((arch) => values[arch].sha256).filter((sha) => sha !== '');
     if (wanted.length === 0) return [];
-    const byDigest = new Map((await listBlobViews(db, base(c))).map((b) => [b.sha256, b]));
+    const byDigest = new Map((await listBlobViews(deps, base(c))).map((b) => [b.sha256, b]));
     return archMismatchWarnings(
       ARCHES.map((arch) => {
         const blob = byDigest.get(values[arch].sha256);
@@ -484,15 +483,15 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
       error = formError(err).message;
     }
     // One after the other: the listing first writes pending rows, which the choices then see.
-    const page = await listDownloads(db, deps.activity, filter);
-    const choices = await downloadFilterChoices(db);
+    const page = await listDownloads(deps, filter);
+    const choices = await downloadFilterChoices(deps);
     const retention = deps.config.downloadLogRetentionMs > 0 ? formatRetention(deps.config.downloadLogRetentionMs) : 'ever (never pruned)';
     return c.html(<DownloadsPage {...common(c)} error={error} filter={filter} page={page} choices={choices} retention={retention} />, error ? 400 : 200);
   });
   web.get('/downloads/live', async (c) => {
     const { part, ...query } = c.req.query();
     const filter = parseDownloadFilter(query);
-    const page = await listDownloads(db, deps.activity, filter);
+    const page = await listDownloads(deps, filter);
     c.header('Cache-Control', 'no-store');
     if (part === 'active') return c.html(<InProgressTable rows={page.inProgress} />);
     const filtered = filter.image !== undefined || filter.arch !== undefined || !!filter.client || filter.result !== undefined;
@@ -510,19 +509,18 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
       text: (c.req.query('q') ?? '').slice(0, 200).trim() || undefined,
       signIns: c.req.query('logins') === '1',
     };
-    const [{ entries, nextBefore }, actors] = await Promise.all([listHistory(db, query), historyActors(db)]);
+    const [{ entries, nextBefore }, actors] = await Promise.all([listHistory(deps, query), historyActors(deps)]);
     return c.html(<HistoryPage {...common(c)} query={query} entries={entries} nextBefore={nextBefore} actors={actors} />);
   });
 
   // Packages
-  web.get('/blobs', async (c) => c.html(<BlobsPage {...common(c)} blobs={await listBlobViews(db, base(c))} graceMs={deps.config.gcGraceMs} />));
+  web.get('/blobs', async (c) => c.html(<BlobsPage {...common(c)} blobs={await listBlobViews(deps, base(c))} graceMs={deps.config.gcGraceMs} />));
   web.get('/blobs/:sha256', async (c) => {
-    const blob = await getBlobView(db, c.req.param('sha256'), base(c));
-    const stats = await db.selectFrom('download_stats').select('downloads').where('sha256', '=', blob.sha256).executeTakeFirst();
-    return c.html(<BlobPage {...common(c)} blob={blob} downloads={Number(stats?.downloads ?? 0)} graceMs={deps.config.gcGraceMs} />);
+    const blob = await getBlobView(deps, c.req.param('sha256'), base(c));
+    return c.html(<BlobPage {...common(c)} blob={blob} downloads={await downloadCountOf(deps, blob.sha256)} graceMs={deps.config.gcGraceMs} />);
   });
   web.post('/blobs/:sha256/verify', async (c) => {
-    const blob = await getBlobView(db, c.req.param('sha256'), base(c));
+    const blob = await getBlobView(deps, c.req.param('sha256'), base(c));
     void deps.checker.check(blob.sha256 as Sha256).catch(() => undefined);
     return done(c, '/admin', 'verify-started');
   });
@@ -533,7 +531,7 @@ export function createWebApp(deps: AppDeps & { uploads: UploadServer }): Hono<Au
   });
   web.post('/blobs/:sha256/delete', async (c) => {
     const form = await c.req.parseBody();
-    const blob = await getBlobView(db, c.req.param('sha256'), base(c));
+    const blob = await getBlobView(deps, c.req.param('sha256'), base(c));
     if (form.confirm !== 'yes') {
       return c.html(<BlobPage {...common(c)} blob={blob} downloads={0} graceMs={deps.config.gcGraceMs} error="Tick the box to confirm the deletion." />, 400);
     }

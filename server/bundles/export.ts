@@ -8,8 +8,11 @@ import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { newSha256, type Sha256 } from '../../storage/digest.js';
-import type { Db } from '../db/open.js';
+import { findBlobsByDigests } from '../db/repos/blobs.js';
+import { listGroupRows } from '../db/repos/groups.js';
+import { listImageRows } from '../db/repos/images.js';
 import { AppError } from '../errors.js';
+import type { DbDeps } from '../services/deps.js';
 import { findImageRef } from '../services/images.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, blobEntryName, MANIFEST_ENTRY, type Manifest } from './manifest.js';
 
@@ -17,24 +20,25 @@ export interface ExportOptions {
   /** Image names or ids; empty = everything. */
   images?: string[];
   includeBlobs: boolean;
-  now?: number;
 }
 
-export async function buildManifest(db: Db, options: ExportOptions): Promise<Manifest> {
-  let rows = await db.selectFrom('images').selectAll().orderBy('name').execute();
+/** The manifest of the chosen images (all by default), their groups and packages, dated by the deps' clock. */
+export async function buildManifest(deps: DbDeps, options: ExportOptions): Promise<Manifest> {
+  const { db } = deps;
+  let rows = await listImageRows(db);
   if (options.images && options.images.length > 0) {
     const wanted = new Set<number>();
-    for (const ref of options.images) wanted.add((await findImageRef({ db }, ref)).id);
+    for (const ref of options.images) wanted.add((await findImageRef(deps, ref)).id);
     rows = rows.filter((r) => wanted.has(r.id));
   }
   const imageIds = new Set(rows.map((r) => r.id));
   const names = new Map(rows.map((r) => [r.id, r.name]));
   const everything = !options.images || options.images.length === 0;
-  const groups = (await db.selectFrom('groups').selectAll().orderBy('name').execute()).filter(
+  const groups = (await listGroupRows(db, { byName: true })).filter(
     (g) => everything || (g.image_id !== null && imageIds.has(g.image_id)),
   );
   const digests = [...new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null))].sort();
-  const blobs = digests.length ? await db.selectFrom('blobs').selectAll().where('sha256', 'in', digests).orderBy('sha256').execute() : [];
+  const blobs = await findBlobsByDigests(db, digests);
   const unavailable = blobs.filter((b) => b.state !== 'ok');
   if (options.includeBlobs && unavailable.length > 0) {
     throw new AppError('BLOB_UNAVAILABLE', `cannot export: package ${unavailable[0]!.sha256} is ${unavailable[0]!.state}; re-import it first`);
@@ -42,7 +46,7 @@ export async function buildManifest(db: Db, options: ExportOptions): Promise<Man
   return {
     format: BUNDLE_FORMAT,
     version: BUNDLE_VERSION,
-    createdAt: new Date(options.now ?? Date.now()).toISOString(),
+    createdAt: new Date(deps.clock.now()).toISOString(),
     includesBlobs: options.includeBlobs,
     images: rows.map((r) => ({
       name: r.name,

@@ -7,7 +7,7 @@
  */
 import type { Sha256 } from '../../storage/digest.js';
 import { AppError } from '../errors.js';
-import { findBlob } from '../repos/blobs.js';
+import { findBlob } from '../db/repos/blobs.js';
 import type { Actor } from '../services/audit.js';
 import type { IngestDeps } from '../services/ingest.js';
 import { exportBundle } from './export.js';

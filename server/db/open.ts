@@ -5,9 +5,10 @@
  */
 import fs from 'node:fs';
 import SQLite from 'better-sqlite3';
-import { CompiledQuery, Kysely, Migrator, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDialectConfig } from 'kysely';
+import { Kysely, Migrator } from 'kysely';
 import { createFile, FILE_MODE } from '../../storage/file-modes.js';
 import { AppError } from '../errors.js';
+import { ImmediateSqliteDialect, tuneSqliteConnection } from './dialect.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -27,14 +28,8 @@ export async function openDatabase(file: string, options: { busyTimeoutMs?: numb
       throw new Error('the file is empty (0 bytes), probably truncated; restore it from a backup, or delete it to start with an empty database');
     }
     sqlite = new SQLite(file);
-    sqlite.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 10_000)}`);
-    sqlite.pragma('journal_mode = WAL');
-    // NORMAL is durable across application crashes in WAL mode; a power cut
-    // can lose the last transactions but never corrupts the file.
-    sqlite.pragma('synchronous = NORMAL');
-    sqlite.pragma('foreign_keys = ON');
-    const check = sqlite.pragma('quick_check', { simple: true });
-    if (check !== 'ok') throw new Error(`integrity check failed: ${String(check)}`);
+    const check = tuneSqliteConnection(sqlite, options.busyTimeoutMs ?? 10_000);
+    if (check !== 'ok') throw new Error(`integrity check failed: ${check}`);
   } catch (err) {
     throw new AppError('DATABASE_UNAVAILABLE', `cannot open database ${file}: ${(err as Error).message}`, {}, { cause: err });
   }
@@ -57,31 +52,6 @@ async function createDatabaseFile(file: string): Promise<boolean> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw err;
-  }
-}
-
-/**
- * Transactions start with BEGIN IMMEDIATE, taking the write lock up front.
- * Kysely's plain BEGIN is deferred: a transaction that reads and then writes
- * must upgrade its lock, and when another process committed in between SQLite
- * fails that upgrade at once with "database is locked" (SQLITE_BUSY_SNAPSHOT)
- * without consulting the busy timeout. Found by the fault suite
- * (test/faults/sqlite-busy.test.ts: 20 concurrent `group create` runs).
- */
-class ImmediateSqliteDriver extends SqliteDriver {
-  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
-  }
-}
-
-class ImmediateSqliteDialect extends SqliteDialect {
-  readonly #config: SqliteDialectConfig;
-  constructor(config: SqliteDialectConfig) {
-    super(config);
-    this.#config = config;
-  }
-  override createDriver(): Driver {
-    return new ImmediateSqliteDriver(this.#config);
   }
 }
 

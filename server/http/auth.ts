@@ -6,9 +6,9 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import { getCookie, setCookie } from 'hono/cookie';
-import type { Db } from '../db/open.js';
 import { AppError } from '../errors.js';
 import type { Actor } from '../services/audit.js';
+import type { DbDeps } from '../services/deps.js';
 import { authenticateApiToken, authenticateSession, scopeAllows, type SessionInfo, type TokenScope } from '../services/auth.js';
 import { clientAddressOf, trustedProxies } from './client-address.js';
 
@@ -97,12 +97,12 @@ export function requiredScope(method: string, path: string): TokenScope {
   return 'admin';
 }
 
-export function requireAdmin(db: Db, options: RequireAdminOptions): MiddlewareHandler<AuthEnv> {
+export function requireAdmin(deps: DbDeps, options: RequireAdminOptions): MiddlewareHandler<AuthEnv> {
   return async function requireAdminMiddleware(c, next) {
     const authorization = c.req.header('authorization');
     if (authorization !== undefined) {
       const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-      const token = match?.[1] ? await authenticateApiToken(db, match[1]) : null;
+      const token = match?.[1] ? await authenticateApiToken(deps, match[1]) : null;
       if (!token) throw new AppError('UNAUTHORIZED', 'the API token is invalid or revoked');
       const needed = requiredScope(c.req.method, c.req.path);
       if (!scopeAllows(token.scope, needed)) {
@@ -118,7 +118,7 @@ export function requireAdmin(db: Db, options: RequireAdminOptions): MiddlewareHa
       return next();
     }
     const cookie = getCookie(c, SESSION_COOKIE);
-    const session = cookie ? await authenticateSession(db, cookie) : null;
+    const session = cookie ? await authenticateSession(deps, cookie) : null;
     if (!session || !cookie) {
       if (options.onUnauthenticated) return options.onUnauthenticated(c);
       throw new AppError('UNAUTHORIZED', 'sign in first, or send an API token as "Authorization: Bearer …"');

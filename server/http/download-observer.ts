@@ -6,55 +6,39 @@
  */
 import { clientAddress } from './client-address.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Db } from '../db/open.js';
 import { LINK_CHECK_USER_AGENT } from '../links.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
 import type { ActivityTracker } from '../services/activity.js';
+import type { ServiceDeps } from '../services/deps.js';
+import { downloadLabels, type DownloadLabels } from '../services/download-labels.js';
 import type { DownloadFinish, DownloadStart } from './downloads.js';
 
 const LABEL_TTL_MS = 10_000;
 /** User agents longer than this are cut (the column holds 300). */
 const MAX_USER_AGENT_CHARS = 300;
 
-interface Labels {
-  image: string;
-  arch: string;
-  imageId: number | null;
-}
+type Labels = DownloadLabels;
 
 const NO_LABELS: Labels = { image: '', arch: '', imageId: null };
 
-export function createDownloadObserver(deps: {
-  db: Db;
-  log: Logger;
-  metrics: Metrics;
-  activity: ActivityTracker;
-  /** Who a request comes from (server/http/client-address.ts; trusted proxies included). */
-  clientOf?: (req: IncomingMessage) => string;
-}): { observe: (start: DownloadStart) => DownloadFinish; labelsReady: () => Promise<void> } {
-  const { db, log, metrics, activity } = deps;
+export function createDownloadObserver(
+  deps: Pick<ServiceDeps, 'db' | 'log' | 'metrics' | 'clock'> & {
+    activity: ActivityTracker;
+    /** Who a request comes from (server/http/client-address.ts; trusted proxies included). */
+    clientOf?: (req: IncomingMessage) => string;
+  },
+): { observe: (start: DownloadStart) => DownloadFinish; labelsReady: () => Promise<void> } {
+  const { log, metrics, activity, clock } = deps;
   const clientOf = deps.clientOf ?? clientAddress;
   let labels = new Map<string, Labels>();
   let loadedAt = -Infinity;
   let loading: Promise<void> | null = null;
 
   const refresh = (): void => {
-    if (loading || Date.now() - loadedAt < LABEL_TTL_MS) return;
-    loading = db
-      .selectFrom('images')
-      .select(['id', 'name', 'arm64_sha256', 'x86_64_sha256'])
-      .orderBy('name')
-      .execute()
-      .then((rows) => {
-        const next = new Map<string, Labels>();
-        for (const row of rows) {
-          // A package used by several images is labelled with the first by name.
-          if (row.arm64_sha256 && !next.has(row.arm64_sha256)) next.set(row.arm64_sha256, { image: row.name, arch: 'arm64', imageId: row.id });
-          if (row.x86_64_sha256 && !next.has(row.x86_64_sha256)) next.set(row.x86_64_sha256, { image: row.name, arch: 'x86_64', imageId: row.id });
-        }
+    if (loading || clock.now() - loadedAt < LABEL_TTL_MS) return;
+    loading = downloadLabels(deps)
+      .then((next) => {
         labels = next;
-        loadedAt = Date.now();
+        loadedAt = clock.now();
       })
       .catch((err: unknown) => log.warn({ err }, 'could not load image names for download metrics'))
       .finally(() => {
@@ -70,7 +54,7 @@ export function createDownloadObserver(deps: {
     metrics.activeDownloads.inc();
     const endActivity = activity.begin(start.sha256);
     const startedAt = performance.now();
-    const logged = start.request && start.response ? logEntry(activity, start, l, start.request, start.response, clientOf) : null;
+    const logged = start.request && start.response ? logEntry(activity, start, l, start.request, start.response, clientOf, clock.now()) : null;
     return ({ bytes, complete }) => {
       endActivity();
       metrics.activeDownloads.dec();
@@ -103,7 +87,15 @@ export function createDownloadObserver(deps: {
 }
 
 /** Shows the download as in progress and logs it when it ends; goldmirror's own link checks are not logged. */
-function logEntry(activity: ActivityTracker, start: DownloadStart, l: Labels, req: IncomingMessage, res: ServerResponse, clientOf: (req: IncomingMessage) => string) {
+function logEntry(
+  activity: ActivityTracker,
+  start: DownloadStart,
+  l: Labels,
+  req: IncomingMessage,
+  res: ServerResponse,
+  clientOf: (req: IncomingMessage) => string,
+  startedAt: number,
+) {
   const userAgent = headerText(req.headers['user-agent']);
   if (userAgent === LINK_CHECK_USER_AGENT) return null;
   const range = start.status === 206 ? /^bytes (\d+)-\d+\/(\d+)$/.exec(String(res.getHeader('content-range') ?? '')) : null;
@@ -112,7 +104,7 @@ function logEntry(activity: ActivityTracker, start: DownloadStart, l: Labels, re
   const socket = res.socket;
   const before = socket?.bytesWritten ?? 0;
   return activity.downloadStarted({
-    startedAt: Date.now(),
+    startedAt,
     sha256: start.sha256,
     imageId: l.imageId,
     imageName: l.image || null,

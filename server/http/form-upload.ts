@@ -127,7 +127,7 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request, expe
       if (!csrf.ok()) reject(csrf.refusal());
       else if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
       // The architecture field may also come after the package part: recorded once both are in.
-      else job.then((result) => recordUploadArch(deps.db, result.sha256, arch, archError).then(() => result)).then(resolve, reject);
+      else job.then((result) => recordUploadArch(deps, result.sha256, arch, archError).then(() => result)).then(resolve, reject);
     });
     const source = Readable.fromWeb(body);
     source.on('error', (err) => {

@@ -5,16 +5,14 @@
  * the download links read, so a check run anywhere takes effect everywhere.
  */
 import PQueue from 'p-queue';
-import type { BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { verifyBlob, type VerifyOutcome } from '../../storage/verify.js';
 import { withBlobLock } from '../db/blob-lock.js';
-import type { Db } from '../db/open.js';
+import { findBlob, listDigestsByVerifiedAt, setBlobState } from '../db/repos/blobs.js';
 import { createRateLimiter } from '../http/rate-limiter.js';
-import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { setBlobState } from '../repos/blobs.js';
 import { recordAudit, systemActor } from '../services/audit.js';
+import type { ServiceDeps } from '../services/deps.js';
 
 export type CheckResult = VerifyOutcome['kind'] | 'cancelled' | 'unknown';
 
@@ -33,14 +31,10 @@ export interface CheckerStatus {
   maxBytesPerSec: number;
 }
 
-export interface IntegrityCheckerOptions {
-  db: Db;
-  store: BlobStore;
-  log: Logger;
+export interface IntegrityCheckerOptions extends Pick<ServiceDeps, 'db' | 'store' | 'log' | 'clock'> {
   metrics?: Metrics | undefined;
   concurrency: number;
   maxBytesPerSec: number;
-  now?: () => number;
 }
 
 /** What a check found: the verifier's outcome, or a read error of the disk. */
@@ -112,8 +106,8 @@ export class IntegrityChecker {
 
   /** Queues every stored blob; resolves when all of them have been checked. */
   async checkAll(): Promise<Record<string, CheckResult>> {
-    const rows = await this.#options.db.selectFrom('blobs').select('sha256').orderBy('verified_at').execute();
-    const results = await Promise.all(rows.map(async (r) => [r.sha256, await this.check(r.sha256 as Sha256)] as const));
+    const digests = await listDigestsByVerifiedAt(this.#options.db);
+    const results = await Promise.all(digests.map(async (sha256) => [sha256, await this.check(sha256 as Sha256)] as const));
     return Object.fromEntries(results);
   }
 
@@ -162,12 +156,12 @@ export class IntegrityChecker {
   }
 
   #now(): number {
-    return (this.#options.now ?? Date.now)();
+    return this.#options.clock.now();
   }
 
   async #run(sha256: Sha256, controller: AbortController): Promise<CheckResult> {
     const { db, store, log, metrics } = this.#options;
-    const row = await db.selectFrom('blobs').select(['sha256', 'size', 'ingested_at']).where('sha256', '=', sha256).executeTakeFirst();
+    const row = await findBlob(db, sha256);
     if (!row) return 'unknown';
     // What the verdict will be about: the row's last ingest and the file on disk as the check starts.
     const basis: Basis = { ingestedAt: row.ingested_at, version: await store.version(sha256) };
@@ -227,7 +221,7 @@ export class IntegrityChecker {
     const readVersion = outcome.kind === 'missing' ? null : outcome.kind === 'unreadable' ? basis.version : outcome.version;
     let quarantined: string | null = null;
     const verdict = await withBlobLock(db, async (trx): Promise<CheckResult> => {
-      const row = await trx.selectFrom('blobs').select('ingested_at').where('sha256', '=', sha256).executeTakeFirst();
+      const row = await findBlob(trx, sha256);
       if (!row) return 'unknown';
       if (row.ingested_at !== basis.ingestedAt || (await store.version(sha256)) !== readVersion) return 'replaced';
       switch (outcome.kind) {

@@ -3,19 +3,7 @@
  * every tick (what is due), never from a timetable held in memory, so a
  * restart or a second node picks up exactly where things stand.
  */
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): { cancel(): void };
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout(fn, ms) {
-    const timer = setTimeout(fn, ms);
-    timer.unref();
-    return { cancel: () => clearTimeout(timer) };
-  },
-};
+import type { Clock } from '../services/deps.js';
 
 /**
  * Runs `tick` every `everyMs` (first run after `everyMs`), one run at a time,

@@ -52,7 +52,7 @@ export class TransferJobs {
       state: 'queued',
       bytesDone: 0,
       totalBytes: null,
-      startedAt: new Date().toISOString(),
+      startedAt: new Date(this.#deps.clock.now()).toISOString(),
       finishedAt: null,
       sha256: null,
       error: null,
@@ -83,7 +83,7 @@ export class TransferJobs {
         if (job.state === 'failed') this.#log.warn({ err, url }, 'fetch failed');
       },
     ).finally(() => {
-      job.finishedAt = new Date().toISOString();
+      job.finishedAt = new Date(this.#deps.clock.now()).toISOString();
       this.#prune();
     });
     this.#jobs.set(job.id, { job, controller, dequeue, done });

@@ -5,19 +5,15 @@
  * together. Corrupt and missing blobs are not re-checked: re-importing is the cure.
  */
 import type { Sha256 } from '../../storage/digest.js';
-import type { Db } from '../db/open.js';
+import { listVerifyCandidates } from '../db/repos/blobs.js';
+import type { DbDeps } from '../services/deps.js';
 import type { IntegrityChecker } from './integrity-checker.js';
 
-export async function dueForVerification(db: Db, nowMs: number, intervalMs: number, limit: number): Promise<Sha256[]> {
-  // Coarse filter in SQL (portable), exact per-blob offset in code.
-  const rows = await db
-    .selectFrom('blobs')
-    .select(['sha256', 'verified_at', 'created_at'])
-    .where('state', '=', 'ok')
-    .where((eb) => eb.or([eb('verified_at', 'is', null), eb('verified_at', '<=', nowMs - Math.floor(intervalMs * 0.9))]))
-    .orderBy('verified_at')
-    .limit(limit * 4)
-    .execute();
+/** Up to `limit` blobs due now (by the deps' clock), least recently verified first. */
+export async function dueForVerification(deps: DbDeps, intervalMs: number, limit: number): Promise<Sha256[]> {
+  const nowMs = deps.clock.now();
+  // Coarse filter in the query, exact per-blob offset in code.
+  const rows = await listVerifyCandidates(deps.db, nowMs - Math.floor(intervalMs * 0.9), limit * 4);
   return rows
     .filter((r) => (r.verified_at ?? r.created_at - intervalMs) + dueAfter(r.sha256, intervalMs) <= nowMs)
     .slice(0, limit)
@@ -31,11 +27,11 @@ export function dueAfter(sha256: string, intervalMs: number): number {
 }
 
 /** One scheduler step: queue due blobs, keeping at most `concurrency` checks waiting. */
-export async function queueDueChecks(db: Db, checker: IntegrityChecker, nowMs: number, intervalMs: number): Promise<Sha256[]> {
+export async function queueDueChecks(deps: DbDeps, checker: IntegrityChecker, intervalMs: number): Promise<Sha256[]> {
   const status = checker.status();
   const room = Math.max(0, status.concurrency * 2 - status.running.length - status.queued.length);
   if (room === 0) return [];
-  const due = (await dueForVerification(db, nowMs, intervalMs, room + status.running.length + status.queued.length)).filter(
+  const due = (await dueForVerification(deps, intervalMs, room + status.running.length + status.queued.length)).filter(
     (sha) => !checker.isBusyWith(sha),
   );
   const queued = due.slice(0, room);

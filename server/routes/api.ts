@@ -5,6 +5,7 @@ import { deleteCookie } from 'hono/cookie';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Config } from '../../config/load.js';
 import type { Db } from '../db/open.js';
+import type { Clock } from '../services/deps.js';
 import { AppError } from '../errors.js';
 import { clientAddressReader, requireAdmin, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../http/auth.js';
 import { listHistory } from '../services/history.js';
@@ -52,6 +53,7 @@ export interface ApiDeps {
   config: Config;
   db: Db;
   store: BlobStore;
+  clock: Clock;
   checker: IntegrityChecker;
   /** The tus server for resumable uploads (bodies stream through, so it sits before the body limit). */
   uploads: UploadServer;
@@ -65,13 +67,12 @@ export interface ApiDeps {
 export const PUBLIC_API_ROUTES = new Set(['POST /api/v1/session']);
 
 export function createApi(deps: ApiDeps): Hono<AuthEnv> {
-  const { db } = deps;
   const api = new Hono<AuthEnv>();
   // Links start with the configured public address, never with this request's Host.
   const base = async (): Promise<string | null> => (await resolvePublicAddress(deps)).url;
   const clientAddress = clientAddressReader(deps.config.trustProxy);
   // One set of options for every guard, so a renewed cookie always has the sign-in flags.
-  const admin = requireAdmin(db, { publicUrl: deps.config.publicUrl });
+  const admin = requireAdmin(deps, { publicUrl: deps.config.publicUrl });
 
   const tus = (c: Context) => deps.uploads.handleWeb(c.req.raw);
   // Unfinished uploads (a plain GET, before tus, which has no listing).
@@ -113,7 +114,7 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   );
 
   api.post('/session', async (c) => {
-    const grant = await login(db, await jsonBody(c), clientAddress(c));
+    const grant = await login(deps, await jsonBody(c), clientAddress(c));
     setSessionCookie(c, grant.token, grant.expiresAt, deps.config.publicUrl);
     return c.json({ username: grant.username, csrfToken: grant.csrfToken, expiresAt: new Date(grant.expiresAt).toISOString() });
   });
@@ -127,7 +128,7 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   });
   api.delete('/session', async (c) => {
     const token = c.get('sessionToken');
-    if (token) await logout(db, token);
+    if (token) await logout(deps, token);
     deleteCookie(c, SESSION_COOKIE, { path: '/' });
     return c.body(null, 204);
   });
@@ -135,12 +136,12 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
     const session = c.get('session');
     const token = c.get('sessionToken');
     if (!session || !token) throw new AppError('FORBIDDEN', 'passwords are changed by a signed-in user, not with an API token');
-    await changePassword(db, session, token, await jsonBody(c));
+    await changePassword(deps, session, token, await jsonBody(c));
     return c.body(null, 204);
   });
 
-  api.get('/blobs', async (c) => c.json(await listBlobViews(db, await base())));
-  api.get('/blobs/:sha256', async (c) => c.json(await getBlobView(db, c.req.param('sha256'), await base())));
+  api.get('/blobs', async (c) => c.json(await listBlobViews(deps, await base())));
+  api.get('/blobs/:sha256', async (c) => c.json(await getBlobView(deps, c.req.param('sha256'), await base())));
   api.patch('/blobs/:sha256', async (c) => {
     const body = (await jsonBody(c)) as { arch?: unknown } | null;
     if (typeof body !== 'object' || body === null || !('arch' in body) || Object.keys(body).some((k) => k !== 'arch')) {
@@ -173,8 +174,8 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   api.post('/images/:id/check', async (c) => {
     const address = await resolvePublicAddress(deps);
     const view = await getImage(deps, parseId(c.req.param('id'), 'image'), address.url);
-    const report = await checkImageLinks(deps.store, view, address);
-    await saveLinkCheck(db, view.id, report);
+    const report = await checkImageLinks(deps, view, address);
+    await saveLinkCheck(deps, view.id, report);
     return c.json(report);
   });
 
@@ -206,13 +207,13 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
   api.patch('/groups/:id', async (c) => c.json(await updateGroup(deps, c.get('actor'), parseId(c.req.param('id'), 'group'), await jsonBody(c))));
   api.delete('/groups/:id', async (c) => c.json({ deleted: await deleteGroup(deps, c.get('actor'), parseId(c.req.param('id'), 'group')) }));
 
-  api.get('/tokens', async (c) => c.json(await listApiTokens(db)));
+  api.get('/tokens', async (c) => c.json(await listApiTokens(deps)));
   api.post('/tokens', async (c) => {
     const input = parseInput(tokenSchema, await jsonBody(c), 'token');
-    return c.json(await createApiToken(db, c.get('actor'), input.name, input.scope), 201);
+    return c.json(await createApiToken(deps, c.get('actor'), input.name, input.scope), 201);
   });
   api.delete('/tokens/:name', async (c) => {
-    await revokeApiToken(db, c.get('actor'), c.req.param('name'));
+    await revokeApiToken(deps, c.get('actor'), c.req.param('name'));
     return c.body(null, 204);
   });
 
@@ -221,11 +222,11 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
     return c.json({ status: report.ok ? 'ok' : 'unhealthy', ...report }, report.ok ? 200 : 503);
   });
 
-  api.get('/verify', async (c) => c.json({ ...deps.checker.status(), ...(await integritySummary(db)) }));
+  api.get('/verify', async (c) => c.json({ ...deps.checker.status(), ...(await integritySummary(deps)) }));
   api.post('/verify', async (c) => {
     const input = parseInput(verifySchema, await jsonBody(c), 'verify request');
     if (input.sha256 !== undefined) {
-      await getBlobView(db, input.sha256, await base());
+      await getBlobView(deps, input.sha256, await base());
       const result = deps.checker.check(input.sha256 as Sha256);
       if (input.wait) return c.json({ results: { [input.sha256]: await result } });
       void result.catch(() => undefined);
@@ -246,9 +247,9 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
     return c.json(await collectGarbage(deps, c.get('actor'), { dryRun: input.dryRun ?? false, graceMs: deps.config.gcGraceMs }));
   });
 
-  api.get('/export/manifest', async (c) => c.json(await buildManifest(db, exportOptions(c))));
+  api.get('/export/manifest', async (c) => c.json(await buildManifest(deps, exportOptions(c))));
   api.get('/export', async (c) => {
-    const manifest = await buildManifest(db, exportOptions(c));
+    const manifest = await buildManifest(deps, exportOptions(c));
     const stream = exportBundle(deps.store, manifest);
     c.header('Content-Type', 'application/x-tar');
     c.header('Content-Disposition', `attachment; filename="goldmirror-${manifest.createdAt.slice(0, 10)}.tar"`);
@@ -271,12 +272,12 @@ export function createApi(deps: ApiDeps): Hono<AuthEnv> {
     return c.body(null, 204);
   });
 
-  api.get('/downloads', async (c) => c.json(await listDownloads(db, deps.activity, parseDownloadFilter(c.req.query()))));
+  api.get('/downloads', async (c) => c.json(await listDownloads(deps, parseDownloadFilter(c.req.query()))));
 
   api.get('/audit', async (c) => {
     const limit = Number(c.req.query('limit') ?? 50);
     const before = Number(c.req.query('before'));
-    const { entries, nextBefore } = await listHistory(db, {
+    const { entries, nextBefore } = await listHistory(deps, {
       limit: Number.isFinite(limit) ? limit : 50,
       beforeId: Number.isFinite(before) ? before : undefined,
       actor: c.req.query('actor') || undefined,

@@ -5,10 +5,12 @@
  * - the download log (one row per body served), batched, and this node's downloads in progress.
  * Writes are coalesced so the download hot path never waits for the database.
  */
-import { sql } from 'kysely';
 import type { Db } from '../db/open.js';
+import { activeSince, saveHeartbeat } from '../db/repos/blob-activity.js';
+import { insertDownloadLogRows } from '../db/repos/download-log.js';
+import { addDownloadStats } from '../db/repos/download-stats.js';
 import type { NewDownloadLogRow } from '../db/schema.js';
-import type { Logger } from '../log.js';
+import type { ServiceDeps } from './deps.js';
 
 /** A heartbeat is rewritten at most this often per blob. */
 export const HEARTBEAT_MS = 15_000;
@@ -19,8 +21,6 @@ const STATS_FLUSH_MS = 5_000;
 const LOG_BATCH_ROWS = 500;
 /** Rows held while the database cannot take them (a stuck disk); beyond this new rows are dropped and counted. */
 const LOG_MAX_PENDING = 10_000;
-/** Rows per INSERT statement. */
-const LOG_ROWS_PER_INSERT = 200;
 /**
  * Rows logged per second at most, after a burst: a client firing thousands of
  * tiny Range requests must not fill the disk or slow the dashboard. Real fleets
@@ -68,7 +68,9 @@ export interface ActivityTracker {
   close(): Promise<void>;
 }
 
-export function createActivityTracker(db: Db, log: Logger, now: () => number = Date.now): ActivityTracker {
+export function createActivityTracker(deps: Pick<ServiceDeps, 'db' | 'log' | 'clock'>): ActivityTracker {
+  const { db, log, clock } = deps;
+  const now = (): number => clock.now();
   const active = new Map<string, number>();
   const lastBeat = new Map<string, number>();
   const pendingStats = new Map<string, { downloads: number; bytes: number; last: number }>();
@@ -92,11 +94,7 @@ export function createActivityTracker(db: Db, log: Logger, now: () => number = D
     if (t - (lastBeat.get(sha256) ?? 0) < HEARTBEAT_MS) return;
     lastBeat.set(sha256, t);
     enqueue(async () => {
-      await db
-        .insertInto('blob_activity')
-        .values({ sha256, last_active_at: t })
-        .onConflict((oc) => oc.column('sha256').doUpdateSet({ last_active_at: t }))
-        .execute();
+      await saveHeartbeat(db, sha256, t);
     });
   };
 
@@ -105,19 +103,7 @@ export function createActivityTracker(db: Db, log: Logger, now: () => number = D
     const batch = [...pendingStats];
     pendingStats.clear();
     enqueue(async () => {
-      for (const [sha256, s] of batch) {
-        await db
-          .insertInto('download_stats')
-          .values({ sha256, downloads: s.downloads, bytes_sent: s.bytes, last_download_at: s.last })
-          .onConflict((oc) =>
-            oc.column('sha256').doUpdateSet({
-              downloads: sql`download_stats.downloads + ${s.downloads}`,
-              bytes_sent: sql`download_stats.bytes_sent + ${s.bytes}`,
-              last_download_at: s.last,
-            }),
-          )
-          .execute();
-      }
+      for (const [sha256, s] of batch) await addDownloadStats(db, sha256, { downloads: s.downloads, bytes: s.bytes, lastAt: s.last });
     });
   };
 
@@ -132,9 +118,7 @@ export function createActivityTracker(db: Db, log: Logger, now: () => number = D
     unwrittenLog += batch.length;
     enqueue(async () => {
       try {
-        for (let i = 0; i < batch.length; i += LOG_ROWS_PER_INSERT) {
-          await db.insertInto('download_log').values(batch.slice(i, i + LOG_ROWS_PER_INSERT)).execute();
-        }
+        await insertDownloadLogRows(db, batch);
       } finally {
         unwrittenLog -= batch.length;
       }
@@ -228,7 +212,6 @@ export function createActivityTracker(db: Db, log: Logger, now: () => number = D
 }
 
 /** Blobs with a transfer heartbeat younger than the activity window. */
-export async function activeBlobs(db: Db, nowMs: number): Promise<Set<string>> {
-  const rows = await db.selectFrom('blob_activity').select('sha256').where('last_active_at', '>', nowMs - ACTIVITY_WINDOW_MS).execute();
-  return new Set(rows.map((r) => r.sha256));
+export function activeBlobs(db: Db, nowMs: number): Promise<Set<string>> {
+  return activeSince(db, nowMs - ACTIVITY_WINDOW_MS);
 }

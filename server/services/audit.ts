@@ -1,5 +1,6 @@
 /** The audit log: who changed what, written in the same transaction as the change. */
 import type { Db } from '../db/open.js';
+import { insertAuditRow } from '../db/repos/audit.js';
 import type { AuditRow } from '../db/schema.js';
 
 /** Who is acting: a signed-in admin, an API token, the local CLI, or the server itself. */
@@ -19,16 +20,13 @@ export async function recordAudit(
   db: Db,
   entry: { actor: Actor; action: string; target: string; details?: Record<string, unknown>; at: number },
 ): Promise<void> {
-  await db
-    .insertInto('audit_log')
-    .values({
-      at: entry.at,
-      actor: actorLabel(entry.actor),
-      action: entry.action,
-      target: entry.target,
-      details: JSON.stringify(entry.details ?? {}),
-    })
-    .execute();
+  await insertAuditRow(db, {
+    at: entry.at,
+    actor: actorLabel(entry.actor),
+    action: entry.action,
+    target: entry.target,
+    details: JSON.stringify(entry.details ?? {}),
+  });
 }
 
 export interface AuditEntry {

@@ -1,16 +1,18 @@
 /** Stored packages as the API and pages show them: with their links and the images that use them. */
-import type { BlobStore } from '../../storage/blob-store.js';
 import { parseSha256, type Sha256 } from '../../storage/digest.js';
 import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
 import { constraintViolation } from '../db/errors.js';
+import { deleteBlobRow, findBlob, listBlobs, setBlobArch } from '../db/repos/blobs.js';
+import { downloadStatsOf, recentlyDownloaded } from '../db/repos/download-stats.js';
+import { imagesUsing } from '../db/repos/images.js';
 import type { BlobArch, BlobRow, BlobState } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
-import { deleteBlobRow, findBlob, listBlobs, setBlobArch } from '../repos/blobs.js';
+import type { Arch } from './arches.js';
 import { recordAudit, type Actor } from './audit.js';
-import type { Arch } from './images.js';
-import { loadRetirements, type Retirement, portalHeldDigests } from './portal-changes.js';
+import { loadRetirements, type Retirement, portalHeldDigests } from './blob-usage.js';
+import type { DbDeps, ServiceDeps } from './deps.js';
 
 export const BLOB_ARCHES: readonly BlobArch[] = ['arm64', 'x86_64', 'unknown'];
 export const BLOB_ARCH_LABELS: Record<BlobArch, string> = { arm64: 'Apple silicon', x86_64: 'Intel', unknown: 'architecture not recorded' };
@@ -66,14 +68,16 @@ export interface RetiredView {
   lastDownloadAt: string | null;
 }
 
-export async function listBlobViews(db: Db, baseUrl: string | null): Promise<BlobView[]> {
+export async function listBlobViews(deps: Pick<ServiceDeps, 'db'>, baseUrl: string | null): Promise<BlobView[]> {
+  const { db } = deps;
   const rows = await listBlobs(db);
   const usage = await usageOf(db, null);
   const retired = await loadRetirements(db);
   return rows.map((r) => toView(r, baseUrl, usage.get(r.sha256) ?? [], retired.get(r.sha256)));
 }
 
-export async function getBlobView(db: Db, sha256Text: string, baseUrl: string | null): Promise<BlobView> {
+export async function getBlobView(deps: Pick<ServiceDeps, 'db'>, sha256Text: string, baseUrl: string | null): Promise<BlobView> {
+  const { db } = deps;
   const sha256 = toDigest(sha256Text);
   const row = await findBlob(db, sha256);
   if (!row) throw new AppError('BLOB_UNKNOWN', `no package with sha256 ${sha256} is stored`);
@@ -84,8 +88,8 @@ export async function getBlobView(db: Db, sha256Text: string, baseUrl: string | 
  * Deletes a package no image uses: the row first (so links stop at once and
  * the schema's foreign keys get the last word), then the file.
  */
-export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => number }, actor: Actor, sha256Text: string, baseUrl: string | null): Promise<BlobView> {
-  const view = await getBlobView(deps.db, sha256Text, baseUrl);
+export async function deleteBlob(deps: Pick<ServiceDeps, 'db' | 'store' | 'clock'>, actor: Actor, sha256Text: string, baseUrl: string | null): Promise<BlobView> {
+  const view = await getBlobView(deps, sha256Text, baseUrl);
   if (view.usedBy.length > 0) {
     const names = [...new Set(view.usedBy.map((u) => u.imageName))].map((n) => JSON.stringify(n)).join(', ');
     throw new AppError('BLOB_IN_USE', `the package is used by golden image ${names}; change or delete the image first`, {
@@ -101,7 +105,7 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
       { heldBy: view.retired?.heldBy ?? [] },
     );
   if (view.retired && view.retired.heldBy.length > 0) throw portalHeld();
-  const now = (deps.now ?? Date.now)();
+  const now = deps.clock.now();
   const detached = await withBlobLock(deps.db, async (trx) => {
     if ((await portalHeldDigests(trx)).has(sha256)) throw portalHeld();
     // The foreign keys get the last word: an image that took the package since the check above.
@@ -123,22 +127,22 @@ export async function deleteBlob(deps: { db: Db; store: BlobStore; now?: () => n
 }
 
 /** Records (or corrects) the architecture of a stored package; audited. */
-export async function updateBlobArch(deps: { db: Db; now?: () => number }, actor: Actor, sha256Text: string, archValue: unknown, baseUrl: string | null): Promise<BlobView> {
-  const before = await getBlobView(deps.db, sha256Text, baseUrl);
+export async function updateBlobArch(deps: DbDeps, actor: Actor, sha256Text: string, archValue: unknown, baseUrl: string | null): Promise<BlobView> {
+  const before = await getBlobView(deps, sha256Text, baseUrl);
   const arch = parseBlobArch(archValue);
   if (arch !== before.arch) {
     await deps.db.transaction().execute(async (trx) => {
       await setBlobArch(trx, before.sha256 as Sha256, arch);
-      await recordAudit(trx, { actor, action: 'blob.arch', target: `blob:${before.sha256}`, at: (deps.now ?? Date.now)(), details: { from: before.arch, to: arch, name: before.name } });
+      await recordAudit(trx, { actor, action: 'blob.arch', target: `blob:${before.sha256}`, at: deps.clock.now(), details: { from: before.arch, to: arch, name: before.name } });
     });
   }
-  return getBlobView(deps.db, before.sha256, baseUrl);
+  return getBlobView(deps, before.sha256, baseUrl);
 }
 
 /** The architecture of a form upload whose field came after the package part (a known one only; part of the ingest, not audited). */
-export async function recordUploadArch(db: Db, sha256: string, arch: BlobArch | undefined, error?: AppError): Promise<void> {
+export async function recordUploadArch(deps: Pick<ServiceDeps, 'db'>, sha256: string, arch: BlobArch | undefined, error?: AppError): Promise<void> {
   if (error) throw error;
-  if (arch !== undefined && arch !== 'unknown') await setBlobArch(db, toDigest(sha256), arch);
+  if (arch !== undefined && arch !== 'unknown') await setBlobArch(deps.db, toDigest(sha256), arch);
 }
 
 /** One sentence per image slot holding a package marked for the other architecture. */
@@ -161,9 +165,7 @@ function toDigest(text: string): Sha256 {
 
 async function usageOf(db: Db, only: Sha256 | null): Promise<Map<string, BlobView['usedBy']>> {
   const usage = new Map<string, BlobView['usedBy']>();
-  let query = db.selectFrom('images').select(['id', 'name', 'arm64_sha256', 'x86_64_sha256']);
-  if (only) query = query.where((eb) => eb.or([eb('arm64_sha256', '=', only), eb('x86_64_sha256', '=', only)]));
-  for (const image of await query.execute()) {
+  for (const image of await imagesUsing(db, only === null ? null : [only])) {
     for (const [arch, sha] of [['arm64', image.arm64_sha256], ['x86_64', image.x86_64_sha256]] as const) {
       if (!sha) continue;
       const list = usage.get(sha) ?? [];
@@ -191,4 +193,25 @@ function toView(row: BlobRow, baseUrl: string | null, usedBy: BlobView['usedBy']
         ? { since: iso(retirement.retiredAt)!, portalUpdatedAt: iso(retirement.releasedAt), heldBy: retirement.heldBy, lastDownloadAt: iso(retirement.lastDownloadAt) }
         : null,
   };
+}
+
+/** Finished downloads of one package (all nodes). */
+export async function downloadCountOf(deps: Pick<ServiceDeps, 'db'>, sha256: string): Promise<number> {
+  const [stats] = await downloadStatsOf(deps.db, [sha256]);
+  return Number(stats?.downloads ?? 0);
+}
+
+export interface RecentDownload {
+  sha256: string;
+  downloads: number;
+  lastDownloadAt: string | null;
+}
+
+/** The packages downloaded last (all nodes), newest first. */
+export async function recentDownloads(deps: Pick<ServiceDeps, 'db'>, limit: number): Promise<RecentDownload[]> {
+  return (await recentlyDownloaded(deps.db, limit)).map((s) => ({
+    sha256: s.sha256,
+    downloads: Number(s.downloads),
+    lastDownloadAt: s.last_download_at ? new Date(s.last_download_at).toISOString() : null,
+  }));
 }

@@ -5,12 +5,12 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { sql } from 'kysely';
-import type { Config } from '../../config/load.js';
-import type { BlobStore } from '../../storage/blob-store.js';
 import { formatMode, looseModes } from '../../storage/file-modes.js';
-import type { Db } from '../db/open.js';
-import { INITIAL_PASSWORD_FILE } from './auth.js';
+import { quickCheck } from '../db/dialect.js';
+import { listBlobsByDigest } from '../db/repos/blobs.js';
+import { appliedMigrations, countRows } from '../db/repos/database.js';
+import { INITIAL_PASSWORD_FILE } from './auth/credentials.js';
+import type { ServiceDeps } from './deps.js';
 
 export interface DoctorReport {
   ok: boolean;
@@ -39,7 +39,7 @@ const NAMED_LOOSE_FILES = 5;
 
 const SECRET_KEYS = new Set(['adminPassword', 'syncToken']);
 
-export async function runDoctor(deps: { config: Config; db: Db; store: BlobStore }): Promise<DoctorReport> {
+export async function runDoctor(deps: Pick<ServiceDeps, 'config' | 'db' | 'store'>): Promise<DoctorReport> {
   const { config, db, store } = deps;
   const problems: string[] = [];
   const redacted = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, SECRET_KEYS.has(k) && v ? '(set)' : v]));
@@ -52,17 +52,16 @@ export async function runDoctor(deps: { config: Config; db: Db; store: BlobStore
     problems.push(`the data directory ${store.layout.root} is not writable`);
   }
 
-  const integrity = String((await sql<{ quick_check: string }>`pragma quick_check`.execute(db)).rows[0]?.quick_check ?? 'unknown');
+  const integrity = await quickCheck(db);
   if (integrity !== 'ok') problems.push(`database integrity check: ${integrity}`);
-  const migrations = (await db.selectFrom('kysely_migration' as never).select('name' as never).execute()).map((r) => String((r as { name: string }).name));
-  const count = async (table: 'blobs' | 'images' | 'groups' | 'users') =>
-    Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst())?.n ?? 0);
+  const migrations = await appliedMigrations(db);
+  const count = (table: 'blobs' | 'images' | 'groups' | 'users') => countRows(db, table);
 
   const usage = await store.diskUsage();
   const diskOk = usage.freeBytes >= config.minFreeBytes;
   if (!diskOk) problems.push(`only ${usage.freeBytes} bytes free, below the minimum of ${config.minFreeBytes}`);
 
-  const rows = await db.selectFrom('blobs').select(['sha256', 'size', 'state']).execute();
+  const rows = await listBlobsByDigest(db);
   const bySha = new Map(rows.map((r) => [r.sha256, r]));
   const onDisk = new Map<string, number>();
   for await (const blob of store.list()) onDisk.set(blob.sha256, blob.size);

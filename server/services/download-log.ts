@@ -4,12 +4,13 @@
  * figures; and pruning past the retention period. Rows are written in
  * batches by the activity tracker, never on the download's own path.
  */
-import { sql } from 'kysely';
 import { z } from 'zod';
-import type { Db } from '../db/open.js';
+import { bucketTotals, deleteDownloadLogBefore, listDownloadLogRows, loggedClients, loggedImages } from '../db/repos/download-log.js';
+import { listImageNames } from '../db/repos/images.js';
 import type { DownloadLogRow } from '../db/schema.js';
-import type { ActivityTracker, LiveDownload } from './activity.js';
-import { ARCH_LABELS, ARCHES, type Arch } from './images.js';
+import type { LiveDownload } from './activity.js';
+import { ARCH_LABELS, ARCHES, type Arch } from './arches.js';
+import type { DbDeps, ServiceDeps } from './deps.js';
 import { parseInput } from './validation.js';
 
 export const DOWNLOAD_RESULTS = ['complete', 'resumed', 'aborted'] as const;
@@ -100,18 +101,24 @@ export interface DownloadLogPage {
   notLogged: number;
 }
 
+/** The database, the time, and this node's downloads in progress (absent: only what is written shows). */
+export type DownloadLogDeps = DbDeps & Pick<ServiceDeps, 'activity'>;
+
 /** The newest log rows matching the filter, and this node's downloads in progress (filtered alike). */
-export async function listDownloads(db: Db, activity: ActivityTracker | undefined, filter: DownloadFilter, nowMs = Date.now()): Promise<DownloadLogPage> {
+export async function listDownloads(deps: DownloadLogDeps, filter: DownloadFilter): Promise<DownloadLogPage> {
+  const { activity } = deps;
   // Rows of downloads that ended a moment ago may still wait in the batch: write them first.
   await activity?.flush();
+  const nowMs = deps.clock.now();
   const limit = filter.limit ?? 100;
-  let query = db.selectFrom('download_log').selectAll().orderBy('id', 'desc').limit(limit + 1);
-  if (filter.image !== undefined) query = query.where('image_id', '=', filter.image);
-  if (filter.arch !== undefined) query = query.where('arch', '=', filter.arch);
-  if (filter.client) query = query.where('client', '=', filter.client);
-  if (filter.result !== undefined) query = query.where('result', '=', filter.result);
-  if (filter.before !== undefined) query = query.where('id', '<', filter.before);
-  const rows = await query.execute();
+  const rows = await listDownloadLogRows(deps.db, {
+    limit: limit + 1,
+    imageId: filter.image,
+    arch: filter.arch,
+    client: filter.client,
+    result: filter.result,
+    beforeId: filter.before,
+  });
   const page = rows.slice(0, limit);
   const live = (activity?.liveDownloads() ?? []).filter(
     (d) =>
@@ -129,20 +136,15 @@ export async function listDownloads(db: Db, activity: ActivityTracker | undefine
 }
 
 /** The page's filter choices: today's images plus deleted ones still in the log, and the clients seen. */
-export async function downloadFilterChoices(db: Db): Promise<{ images: Array<{ id: number; name: string }>; clients: string[] }> {
-  const current = await db.selectFrom('images').select(['id', 'name']).execute();
-  const logged = await db
-    .selectFrom('download_log')
-    .select(['image_id', sql<string>`max(image_name)`.as('name')])
-    .where('image_id', 'is not', null)
-    .groupBy('image_id')
-    .execute();
-  const byId = new Map(logged.map((i) => [i.image_id!, `${i.name} (deleted)`]));
+export async function downloadFilterChoices(deps: Pick<ServiceDeps, 'db'>): Promise<{ images: Array<{ id: number; name: string }>; clients: string[] }> {
+  const current = await listImageNames(deps.db);
+  const logged = await loggedImages(deps.db);
+  const byId = new Map(logged.map((i) => [i.id, `${i.name} (deleted)`]));
   for (const image of current) byId.set(image.id, image.name);
-  const clients = await db.selectFrom('download_log').select('client').distinct().orderBy('client').limit(500).execute();
+  const clients = await loggedClients(deps.db, 500);
   return {
     images: [...byId].map(([id, name]) => ({ id, name })).sort((a, b) => a.name.localeCompare(b.name)),
-    clients: clients.map((c) => c.client),
+    clients,
   };
 }
 
@@ -153,27 +155,14 @@ export interface DownloadCharts {
   dailyDownloads: Array<{ day: string; downloads: number }>;
 }
 
-export async function downloadCharts(db: Db, activity: ActivityTracker | undefined, nowMs = Date.now()): Promise<DownloadCharts> {
-  await activity?.flush();
+export async function downloadCharts(deps: DownloadLogDeps): Promise<DownloadCharts> {
+  await deps.activity?.flush();
+  const nowMs = deps.clock.now();
   const firstHour = Math.floor(nowMs / HOUR_MS) - 167;
   const firstDay = Math.floor(nowMs / DAY_MS) - 6;
   const from = Math.min(firstHour * HOUR_MS, firstDay * DAY_MS);
-  // Integer division with literal divisors (a bound JS number would be a REAL here): the same buckets on SQLite and PostgreSQL.
-  const hours = await db
-    .selectFrom('download_log')
-    .select([sql<number>`finished_at / ${sql.lit(HOUR_MS)}`.as('hour'), sql<number>`sum(bytes_sent)`.as('bytes')])
-    .where('finished_at', '>=', from)
-    .groupBy(sql`finished_at / ${sql.lit(HOUR_MS)}`)
-    .execute();
-  const days = await db
-    .selectFrom('download_log')
-    .select([sql<number>`finished_at / ${sql.lit(DAY_MS)}`.as('day'), sql<number>`count(*)`.as('downloads')])
-    .where('finished_at', '>=', from)
-    .where('covers_end', '=', 1)
-    .groupBy(sql`finished_at / ${sql.lit(DAY_MS)}`)
-    .execute();
-  const bytesByHour = new Map(hours.map((h) => [Number(h.hour), Number(h.bytes)]));
-  const downloadsByDay = new Map(days.map((d) => [Number(d.day), Number(d.downloads)]));
+  const bytesByHour = await bucketTotals(deps.db, HOUR_MS, from, 'bytes');
+  const downloadsByDay = await bucketTotals(deps.db, DAY_MS, from, 'finishedDownloads');
   return {
     hourlyBytes: Array.from({ length: 168 }, (_, i) => ({
       start: new Date((firstHour + i) * HOUR_MS).toISOString(),
@@ -186,15 +175,13 @@ export async function downloadCharts(db: Db, activity: ActivityTracker | undefin
   };
 }
 
-/** Deletes rows that ended before `nowMs - retentionMs`, in small batches so downloads and the API never wait long; 0 keeps everything. */
-export async function pruneDownloadLog(db: Db, retentionMs: number, nowMs = Date.now()): Promise<number> {
+/** Deletes rows that ended before now minus `retentionMs`, in small batches so downloads and the API never wait long; 0 keeps everything. */
+export async function pruneDownloadLog(deps: DbDeps, retentionMs: number): Promise<number> {
   if (retentionMs <= 0) return 0;
-  const cutoff = nowMs - retentionMs;
+  const cutoff = deps.clock.now() - retentionMs;
   let removed = 0;
   for (;;) {
-    const batch = db.selectFrom('download_log').select('id').where('finished_at', '<', cutoff).orderBy('id').limit(PRUNE_BATCH_ROWS);
-    const result = await db.deleteFrom('download_log').where('id', 'in', batch).executeTakeFirst();
-    const n = Number(result.numDeletedRows);
+    const n = await deleteDownloadLogBefore(deps.db, cutoff, PRUNE_BATCH_ROWS);
     removed += n;
     if (n < PRUNE_BATCH_ROWS) return removed;
   }

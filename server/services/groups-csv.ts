@@ -7,12 +7,14 @@
  * transaction. Groups not in the file are left as they are.
  */
 import type { Db } from '../db/open.js';
+import { insertGroup, listGroupRows, listGroupsWithImageName, updateGroupRow } from '../db/repos/groups.js';
+import { listImageNames } from '../db/repos/images.js';
 import type { GroupRow } from '../db/schema.js';
 import { csvRow, parseCsv, restoreFormula, type CsvLimits } from '../csv.js';
 import { AppError, isError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
 import { groupName, licenseKey } from './groups.js';
-import type { ServiceDeps } from './images.js';
+import type { DbDeps } from './deps.js';
 
 export const GROUP_CSV_COLUMNS = ['name', 'license_key', 'primary', 'image'] as const;
 type Column = (typeof GROUP_CSV_COLUMNS)[number];
@@ -51,13 +53,8 @@ export interface GroupCsvReport {
 }
 
 /** The export: a UTF-8 byte order mark (so Excel reads accents right), a header, one line per group by name. */
-export async function exportGroupsCsv(deps: ServiceDeps): Promise<string> {
-  const rows = await deps.db
-    .selectFrom('groups')
-    .leftJoin('images', 'images.id', 'groups.image_id')
-    .select(['groups.name as name', 'groups.license_key as licenseKey', 'groups.is_primary as primary', 'images.name as image'])
-    .orderBy('groups.name')
-    .execute();
+export async function exportGroupsCsv(deps: Pick<DbDeps, 'db'>): Promise<string> {
+  const rows = await listGroupsWithImageName(deps.db);
   let out = `\uFEFF${csvRow([...GROUP_CSV_COLUMNS])}`;
   for (const r of rows) out += csvRow([r.name, r.licenseKey ?? '', r.primary === 1 ? 'yes' : 'no', r.image ?? '']);
   return out;
@@ -109,8 +106,8 @@ export async function readGroupsCsv(source: AsyncIterable<Uint8Array | string>, 
  * in one error: CSV_INVALID when a line itself is wrong, else CSV_CONFLICT.
  * Dry run: the report only.
  */
-export async function applyGroupsCsv(deps: ServiceDeps, actor: Actor, file: GroupCsvFile, options: { dryRun?: boolean } = {}): Promise<GroupCsvReport> {
-  const now = (deps.now ?? Date.now)();
+export async function applyGroupsCsv(deps: DbDeps, actor: Actor, file: GroupCsvFile, options: { dryRun?: boolean } = {}): Promise<GroupCsvReport> {
+  const now = deps.clock.now();
   const dryRun = options.dryRun ?? false;
   return deps.db.transaction().execute(async (trx) => {
     const plan = await planImport(trx, file);
@@ -120,17 +117,17 @@ export async function applyGroupsCsv(deps: ServiceDeps, actor: Actor, file: Grou
     // Release license keys and primary flags that move first: the unique indexes check every statement.
     for (const step of plan) {
       if (step.kind !== 'updated') continue;
-      await trx.updateTable('groups').set({ license_key: null, is_primary: 0 }).where('id', '=', step.current.id).execute();
+      await updateGroupRow(trx, step.current.id, { license_key: null, is_primary: 0 });
     }
     for (const step of plan) {
       if (step.kind === 'unchanged') continue;
       const values = { name: step.row.name, license_key: step.next.licenseKey, is_primary: step.next.primary ? (1 as const) : (0 as const), image_id: step.next.imageId, updated_at: now };
       const details = { source: 'csv', line: step.row.line, groupName: step.row.name, imageName: step.next.imageName };
       if (step.kind === 'created') {
-        const { id } = await trx.insertInto('groups').values({ ...values, created_at: now }).returning('id').executeTakeFirstOrThrow();
+        const id = await insertGroup(trx, { ...values, created_at: now });
         await recordAudit(trx, { actor, action: 'group.create', target: `group:${id}`, at: now, details: { ...details, name: step.row.name, licenseKey: step.next.licenseKey, primary: step.next.primary, imageId: step.next.imageId } });
       } else {
-        await trx.updateTable('groups').set(values).where('id', '=', step.current.id).execute();
+        await updateGroupRow(trx, step.current.id, values);
         await recordAudit(trx, { actor, action: 'group.update', target: `group:${step.current.id}`, at: now, details: { ...details, ...step.changes, previousName: step.current.name, previousImageId: step.current.image_id, previousImageName: step.previousImageName } });
       }
     }
@@ -150,8 +147,8 @@ interface Final {
 }
 
 async function planImport(db: Db, { rows, problems: fileProblems }: GroupCsvFile): Promise<Step[]> {
-  const groups = await db.selectFrom('groups').selectAll().execute();
-  const images = await db.selectFrom('images').select(['id', 'name']).execute();
+  const groups = await listGroupRows(db);
+  const images = await listImageNames(db);
   const groupByKey = new Map(groups.map((g) => [foldCase(g.name), g]));
   const imageByName = new Map(images.map((i) => [i.name, i]));
   const imageNameById = new Map(images.map((i) => [i.id, i.name]));

@@ -4,13 +4,24 @@
  * be cleared (imageId: null) before it can get another. Names are unique
  * regardless of (ASCII) case: the unique index on lower(name) enforces it.
  */
-import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/open.js';
+import {
+  deleteGroupRow,
+  findGroupByExactName,
+  findGroupByFoldedName,
+  findGroupWithLicenseKey,
+  findPrimaryGroup,
+  getGroupById,
+  insertGroup,
+  listGroupRows,
+  updateGroupRow,
+} from '../db/repos/groups.js';
+import { imageNameById, listImageNames } from '../db/repos/images.js';
 import type { GroupRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
-import type { ServiceDeps } from './images.js';
+import type { DbDeps } from './deps.js';
 import { displayName, guardConstraints, parseInput } from './validation.js';
 
 export const groupName = displayName(100);
@@ -47,64 +58,55 @@ export interface GroupView {
   updatedAt: string;
 }
 
-export async function listGroups(deps: ServiceDeps): Promise<GroupView[]> {
-  return toViews(deps.db, await deps.db.selectFrom('groups').selectAll().orderBy('name').execute());
+export async function listGroups(deps: Pick<DbDeps, 'db'>): Promise<GroupView[]> {
+  return toViews(deps.db, await listGroupRows(deps.db, { byName: true }));
 }
 
-export async function getGroup(deps: ServiceDeps, id: number): Promise<GroupView> {
+export async function getGroup(deps: Pick<DbDeps, 'db'>, id: number): Promise<GroupView> {
   const [view] = await toViews(deps.db, [await requireGroup(deps.db, id)]);
   return view!;
 }
 
 /** The group a person means: its exact name, else the name in any case (names are unique that way), else its id. */
-export async function findGroupRef(deps: ServiceDeps, ref: string): Promise<GroupRow> {
-  const exact = await deps.db.selectFrom('groups').selectAll().where('name', '=', ref).executeTakeFirst();
+export async function findGroupRef(deps: Pick<DbDeps, 'db'>, ref: string): Promise<GroupRow> {
+  const exact = await findGroupByExactName(deps.db, ref);
   if (exact) return exact;
-  const anyCase = await findGroupByName(deps.db, ref);
+  const anyCase = await findGroupByFoldedName(deps.db, ref);
   if (anyCase) return anyCase;
   if (/^\d+$/.test(ref)) {
-    const byId = await deps.db.selectFrom('groups').selectAll().where('id', '=', Number(ref)).executeTakeFirst();
+    const byId = await getGroupById(deps.db, Number(ref));
     if (byId) return byId;
   }
   throw new AppError('NOT_FOUND', `no group named or numbered ${JSON.stringify(ref)}`);
 }
 
-/** The group whose name equals `name` regardless of case, compared by the database exactly as its unique index does. */
-export function findGroupByName(db: Db, name: string): Promise<GroupRow | undefined> {
-  return db.selectFrom('groups').selectAll().where(sql`lower(name)`, '=', sql`lower(${name})`).executeTakeFirst();
-}
-
-export async function createGroup(deps: ServiceDeps, actor: Actor, input: unknown): Promise<GroupView> {
+export async function createGroup(deps: DbDeps, actor: Actor, input: unknown): Promise<GroupView> {
   const data = parseInput(createSchema, input, 'group');
-  const now = (deps.now ?? Date.now)();
+  const now = deps.clock.now();
   const id = await deps.db.transaction().execute(async (trx) => {
     const next = { name: data.name, licenseKey: data.licenseKey ?? null, primary: data.primary ?? false, imageId: data.imageId ?? null };
     const imageName = await assertRules(trx, null, next);
-    const row = await guard(
+    const id = await guard(
       () =>
-        trx
-          .insertInto('groups')
-          .values({
-            name: next.name,
-            license_key: next.licenseKey,
-            is_primary: next.primary ? 1 : 0,
-            image_id: next.imageId,
-            created_at: now,
-            updated_at: now,
-          })
-          .returning('id')
-          .executeTakeFirstOrThrow(),
+        insertGroup(trx, {
+          name: next.name,
+          license_key: next.licenseKey,
+          is_primary: next.primary ? 1 : 0,
+          image_id: next.imageId,
+          created_at: now,
+          updated_at: now,
+        }),
       next.name,
     );
-    await recordAudit(trx, { actor, action: 'group.create', target: `group:${row.id}`, at: now, details: { ...data, imageName } });
-    return row.id;
+    await recordAudit(trx, { actor, action: 'group.create', target: `group:${id}`, at: now, details: { ...data, imageName } });
+    return id;
   });
   return getGroup(deps, id);
 }
 
-export async function updateGroup(deps: ServiceDeps, actor: Actor, id: number, patch: unknown): Promise<GroupView> {
+export async function updateGroup(deps: DbDeps, actor: Actor, id: number, patch: unknown): Promise<GroupView> {
   const data = parseInput(patchSchema, patch, 'group');
-  const now = (deps.now ?? Date.now)();
+  const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
     const current = await requireGroup(trx, id);
     const next = {
@@ -113,7 +115,7 @@ export async function updateGroup(deps: ServiceDeps, actor: Actor, id: number, p
       primary: data.primary === undefined ? current.is_primary === 1 : data.primary,
       imageId: data.imageId === undefined ? current.image_id : data.imageId,
     };
-    const previousImageName = current.image_id === null ? null : await imageNameOf(trx, current.image_id);
+    const previousImageName = current.image_id === null ? null : await imageNameById(trx, current.image_id);
     if (current.image_id !== null && next.imageId !== null && next.imageId !== current.image_id) {
       throw new AppError(
         'GROUP_HAS_IMAGE',
@@ -124,12 +126,7 @@ export async function updateGroup(deps: ServiceDeps, actor: Actor, id: number, p
     }
     const imageName = await assertRules(trx, id, next);
     await guard(
-      () =>
-        trx
-          .updateTable('groups')
-          .set({ name: next.name, license_key: next.licenseKey, is_primary: next.primary ? 1 : 0, image_id: next.imageId, updated_at: now })
-          .where('id', '=', id)
-          .execute(),
+      () => updateGroupRow(trx, id, { name: next.name, license_key: next.licenseKey, is_primary: next.primary ? 1 : 0, image_id: next.imageId, updated_at: now }),
       next.name,
     );
     // Names as they were at the time, so the history reads as sentences even after renames and deletions.
@@ -144,11 +141,11 @@ export async function updateGroup(deps: ServiceDeps, actor: Actor, id: number, p
   return getGroup(deps, id);
 }
 
-export async function deleteGroup(deps: ServiceDeps, actor: Actor, id: number): Promise<GroupView> {
+export async function deleteGroup(deps: DbDeps, actor: Actor, id: number): Promise<GroupView> {
   const view = await getGroup(deps, id);
-  const now = (deps.now ?? Date.now)();
+  const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
-    await trx.deleteFrom('groups').where('id', '=', id).execute();
+    await deleteGroupRow(trx, id);
     await recordAudit(trx, { actor, action: 'group.delete', target: `group:${id}`, at: now, details: { name: view.name, imageName: view.image?.name ?? null } });
   });
   return view;
@@ -160,34 +157,28 @@ async function assertRules(
   id: number | null,
   next: { name: string; licenseKey: string | null; primary: boolean; imageId: number | null },
 ): Promise<string | null> {
-  const others = (q: ReturnType<typeof selectGroups>) => (id === null ? q : q.where('id', '!=', id));
-  const selectGroups = () => db.selectFrom('groups').select(['id', 'name']);
-  // The database compares, so this check and the unique index on lower(name) can never disagree.
-  const sameName = await others(selectGroups().where(sql`lower(name)`, '=', sql`lower(${next.name})`)).executeTakeFirst();
+  // The database compares, so this check and the unique index on folded names can never disagree.
+  const sameName = await findGroupByFoldedName(db, next.name, id);
   if (sameName) throw nameTaken(next.name, sameName.name);
-  if (next.licenseKey !== null && (await others(selectGroups().where('license_key', '=', next.licenseKey)).executeTakeFirst())) {
+  if (next.licenseKey !== null && (await findGroupWithLicenseKey(db, next.licenseKey, id))) {
     throw new AppError('LICENSE_KEY_TAKEN', 'another group already has that license key');
   }
   if (next.primary) {
-    const holder = await others(selectGroups().where('is_primary', '=', 1)).executeTakeFirst();
+    const holder = await findPrimaryGroup(db, id);
     if (holder) {
       throw new AppError('PRIMARY_TAKEN', `the primary license key is already held by group ${JSON.stringify(holder.name)}; clear it there first`);
     }
   }
   if (next.imageId === null) return null;
-  const imageName = await imageNameOf(db, next.imageId);
+  const imageName = await imageNameById(db, next.imageId);
   if (imageName === null) {
     throw new AppError('VALIDATION_FAILED', `no golden image with id ${next.imageId}`, { fields: [{ field: 'imageId', message: 'unknown image' }] });
   }
   return imageName;
 }
 
-async function imageNameOf(db: Db, id: number): Promise<string | null> {
-  return (await db.selectFrom('images').select('name').where('id', '=', id).executeTakeFirst())?.name ?? null;
-}
-
 async function requireGroup(db: Db, id: number): Promise<GroupRow> {
-  const row = await db.selectFrom('groups').selectAll().where('id', '=', id).executeTakeFirst();
+  const row = await getGroupById(db, id);
   if (!row) throw new AppError('NOT_FOUND', `no group with id ${id}`);
   return row;
 }
@@ -209,7 +200,7 @@ function guard<T>(fn: () => Promise<T>, name: string): Promise<T> {
 
 async function toViews(db: Db, rows: GroupRow[]): Promise<GroupView[]> {
   const imageIds = [...new Set(rows.map((r) => r.image_id).filter((v): v is number => v !== null))];
-  const images = imageIds.length ? await db.selectFrom('images').select(['id', 'name']).where('id', 'in', imageIds).execute() : [];
+  const images = await listImageNames(db, imageIds);
   const byId = new Map(images.map((i) => [i.id, i]));
   return rows.map((r) => ({
     id: r.id,

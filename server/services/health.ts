@@ -5,9 +5,8 @@
  * stranger needs them.
  */
 import fs from 'node:fs/promises';
-import { sql } from 'kysely';
-import type { BlobStore } from '../../storage/blob-store.js';
-import type { Db } from '../db/open.js';
+import { pingDatabase } from '../db/repos/database.js';
+import type { ServiceDeps } from './deps.js';
 
 /** Why the mirror is unhealthy, as a stable code; the first failing check wins. */
 export type HealthReason = 'DB_UNAVAILABLE' | 'DATA_DIR_UNWRITABLE' | 'DISK_LOW' | 'DISK_UNKNOWN';
@@ -26,12 +25,12 @@ export interface PublicHealth {
   reason: HealthReason | null;
 }
 
-export async function checkHealth(deps: { db: Db; store: BlobStore; minFreeBytes: number }): Promise<HealthReport> {
+export async function checkHealth(deps: Pick<ServiceDeps, 'db' | 'store'> & { minFreeBytes: number }): Promise<HealthReport> {
   const checks = { database: 'ok', dataDir: 'ok', disk: 'ok' };
   const reasons: HealthReason[] = [];
   let freeBytes: number | null = null;
   try {
-    await sql`select 1`.execute(deps.db);
+    await pingDatabase(deps.db);
   } catch (err) {
     checks.database = `unreachable: ${(err as Error).message}`;
     reasons.push('DB_UNAVAILABLE');

@@ -5,23 +5,22 @@
  */
 import { z } from 'zod';
 import type { Db } from '../db/open.js';
-import type { BlobArch, BlobState, Flag, ImageRow } from '../db/schema.js';
+import { blobExists } from '../db/repos/blobs.js';
+import { clearImageFromGroups } from '../db/repos/groups.js';
+import { deleteImageRow, findImageByName, getImageById, imageNameTaken, insertImage, listImageRows, updateImageRow } from '../db/repos/images.js';
+import type { Flag, ImageRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
-import { downloadUrl } from '../links.js';
+import { ARCHES, type Arch } from './arches.js';
 import { actorLabel, recordAudit, type Actor } from './audit.js';
-import { archMismatchWarnings } from './blobs.js';
-import { loadPortalChanges, recordBaseline, refreshChangedAt, syncBlobUsage, type PortalChange } from './portal-changes.js';
+import { syncBlobUsage } from './blob-usage.js';
+import type { DbDeps } from './deps.js';
+import { toImageViews, type ImageView } from './image-views.js';
+import { recordBaseline, refreshChangedAt, type PortalChange } from './portal-changes.js';
 import { PUBLIC_ADDRESS_MISSING, type PublicAddress } from './settings.js';
-import { displayName, findByNameOrId, guardConstraints, parseInput, sha256Field } from './validation.js';
+import { displayName, guardConstraints, parseInput, sha256Field } from './validation.js';
 
-export const ARCHES = ['arm64', 'x86_64'] as const;
-export type Arch = (typeof ARCHES)[number];
-export const ARCH_LABELS: Record<Arch, string> = { arm64: 'Apple silicon', x86_64: 'Intel' };
-
-export interface ServiceDeps {
-  db: Db;
-  now?: () => number;
-}
+export { ARCHES, ARCH_LABELS, type Arch } from './arches.js';
+export type { ArchView, ImageView } from './image-views.js';
 
 const archInput = z
   .object({
@@ -46,89 +45,54 @@ const patchSchema = z.object(imageFields).partial().strict();
 export type ImageInput = z.input<typeof createSchema>;
 export type ImagePatch = z.input<typeof patchSchema>;
 
-export interface ArchView {
-  label: string;
-  enabled: boolean;
-  sha256: string | null;
-  size: number | null;
-  state: BlobState | null;
-  /** The architecture the package was stored for (null without a package). */
-  packageArch: BlobArch | null;
-  /** The portal's Download URL: built from the public address, ends in .pvmp; null while no address is set. */
-  url: string | null;
-  /** Finished downloads of this architecture's package (all nodes), and the last one's time. */
-  downloads: number;
-  lastDownloadAt: string | null;
+export async function listImages(deps: DbDeps, baseUrl: string | null): Promise<ImageView[]> {
+  return toImageViews(deps, await listImageRows(deps.db), baseUrl);
 }
 
-export interface ImageView {
-  id: number;
-  name: string;
-  description: string;
-  arm64: ArchView;
-  x86_64: ArchView;
-  groups: Array<{ id: number; name: string; primary: boolean }>;
-  /** Slots holding a package marked for the other architecture (saved anyway: a warning, not an error). */
-  warnings: string[];
-  /** Set while the portal holds older values than these, until the admin marks it updated. */
-  portalChange: PortalChange | null;
-  downloads: number;
-  lastDownloadAt: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
-
-export async function listImages(deps: ServiceDeps, baseUrl: string | null): Promise<ImageView[]> {
-  const rows = await deps.db.selectFrom('images').selectAll().orderBy('name').execute();
-  return toViews(deps, rows, baseUrl);
-}
-
-export async function getImage(deps: ServiceDeps, id: number, baseUrl: string | null): Promise<ImageView> {
-  const [view] = await toViews(deps, [await requireImage(deps.db, id)], baseUrl);
+export async function getImage(deps: DbDeps, id: number, baseUrl: string | null): Promise<ImageView> {
+  const [view] = await toImageViews(deps, [await requireImage(deps.db, id)], baseUrl);
   return view!;
 }
 
-/** Finds an image by exact name or numeric id (for the CLI). */
-export function findImageRef(deps: ServiceDeps, ref: string): Promise<ImageRow> {
-  return findByNameOrId(deps.db, 'images', ref, 'golden image');
+/** Finds an image by exact name, else by numeric id (how the CLI lets admins refer to one). */
+export async function findImageRef(deps: Pick<DbDeps, 'db'>, ref: string): Promise<ImageRow> {
+  const found = (await findImageByName(deps.db, ref)) ?? (/^\d+$/.test(ref) ? await getImageById(deps.db, Number(ref)) : undefined);
+  if (!found) throw new AppError('NOT_FOUND', `no golden image named or numbered ${JSON.stringify(ref)}`);
+  return found;
 }
 
-export async function createImage(deps: ServiceDeps, actor: Actor, input: unknown, baseUrl: string | null): Promise<ImageView> {
+export async function createImage(deps: DbDeps, actor: Actor, input: unknown, baseUrl: string | null): Promise<ImageView> {
   const data = parseInput(createSchema, input, 'image');
-  const now = (deps.now ?? Date.now)();
+  const now = deps.clock.now();
   const arm64 = resolveArch('arm64', data.arm64, { enabled: 0, sha256: null });
   const x86_64 = resolveArch('x86_64', data.x86_64, { enabled: 0, sha256: null });
   const id = await deps.db.transaction().execute(async (trx) => {
     await assertNameFree(trx, data.name, null);
     await assertBlobsStored(trx, [arm64, x86_64]);
     const inserted = await guard(() =>
-      trx
-        .insertInto('images')
-        .values({
-          name: data.name,
-          description: data.description ?? '',
-          arm64_enabled: arm64.enabled,
-          arm64_sha256: arm64.sha256,
-          x86_64_enabled: x86_64.enabled,
-          x86_64_sha256: x86_64.sha256,
-          created_at: now,
-          updated_at: now,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow(),
+      insertImage(trx, {
+        name: data.name,
+        description: data.description ?? '',
+        arm64_enabled: arm64.enabled,
+        arm64_sha256: arm64.sha256,
+        x86_64_enabled: x86_64.enabled,
+        x86_64_sha256: x86_64.sha256,
+        created_at: now,
+        updated_at: now,
+      }),
     );
-    await recordAudit(trx, { actor, action: 'image.create', target: `image:${inserted.id}`, at: now, details: { ...data } });
+    await recordAudit(trx, { actor, action: 'image.create', target: `image:${inserted}`, at: now, details: { ...data } });
     // What the portal gets for a new image is not a change to it.
-    await recordBaseline(trx, await requireImage(trx, inserted.id), baseUrl, actorLabel(actor), now);
+    await recordBaseline(trx, await requireImage(trx, inserted), baseUrl, actorLabel(actor), now);
     await syncBlobUsage(trx, now);
-    return inserted.id;
+    return inserted;
   });
   return getImage(deps, id, baseUrl);
 }
 
-export async function updateImage(deps: ServiceDeps, actor: Actor, id: number, patch: unknown, baseUrl: string | null): Promise<ImageView> {
+export async function updateImage(deps: DbDeps, actor: Actor, id: number, patch: unknown, baseUrl: string | null): Promise<ImageView> {
   const data = parseInput(patchSchema, patch, 'image');
-  const now = (deps.now ?? Date.now)();
+  const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
     const current = await requireImage(trx, id);
     const arm64 = resolveArch('arm64', data.arm64, { enabled: current.arm64_enabled, sha256: current.arm64_sha256 });
@@ -138,19 +102,15 @@ export async function updateImage(deps: ServiceDeps, actor: Actor, id: number, p
     // An image with no record yet (from a bundle): the values before this change are what the portal holds.
     await recordBaseline(trx, current, baseUrl, 'system:goldmirror', now);
     await guard(() =>
-      trx
-        .updateTable('images')
-        .set({
-          ...(data.name !== undefined ? { name: data.name } : {}),
-          ...(data.description !== undefined ? { description: data.description } : {}),
-          arm64_enabled: arm64.enabled,
-          arm64_sha256: arm64.sha256,
-          x86_64_enabled: x86_64.enabled,
-          x86_64_sha256: x86_64.sha256,
-          updated_at: now,
-        })
-        .where('id', '=', id)
-        .execute(),
+      updateImageRow(trx, id, {
+        ...(data.name !== undefined ? { name: data.name } : {}),
+        ...(data.description !== undefined ? { description: data.description } : {}),
+        arm64_enabled: arm64.enabled,
+        arm64_sha256: arm64.sha256,
+        x86_64_enabled: x86_64.enabled,
+        x86_64_sha256: x86_64.sha256,
+        updated_at: now,
+      }),
     );
     await recordAudit(trx, { actor, action: 'image.update', target: `image:${id}`, at: now, details: { ...data } });
     await refreshChangedAt(trx, baseUrl, now, [id]);
@@ -165,14 +125,14 @@ export interface DeletedImage {
   groupsLeftWithoutImage: Array<{ id: number; name: string }>;
 }
 
-export async function deleteImage(deps: ServiceDeps, actor: Actor, id: number, baseUrl: string | null): Promise<DeletedImage> {
+export async function deleteImage(deps: DbDeps, actor: Actor, id: number, baseUrl: string | null): Promise<DeletedImage> {
   const view = await getImage(deps, id, baseUrl);
-  const now = (deps.now ?? Date.now)();
+  const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
     await requireImage(trx, id);
     // Explicit, rather than relying on ON DELETE SET NULL alone, so the audit names the groups.
-    await trx.updateTable('groups').set({ image_id: null, updated_at: now }).where('image_id', '=', id).execute();
-    await trx.deleteFrom('images').where('id', '=', id).execute();
+    await clearImageFromGroups(trx, id, now);
+    await deleteImageRow(trx, id);
     await recordAudit(trx, {
       actor,
       action: 'image.delete',
@@ -248,8 +208,7 @@ function resolveArch(arch: Arch, input: { enabled?: boolean | undefined; sha256?
 async function assertBlobsStored(db: Db, arches: ArchState[]): Promise<void> {
   for (const a of arches) {
     if (a.sha256 === null) continue;
-    const blob = await db.selectFrom('blobs').select('sha256').where('sha256', '=', a.sha256).executeTakeFirst();
-    if (!blob) {
+    if (!(await blobExists(db, a.sha256))) {
       throw new AppError('BLOB_NOT_STORED', `${a.arch}: no package with sha256 ${a.sha256} is stored; import or upload it first`, {
         fields: [{ field: `${a.arch}.sha256`, message: 'not stored on this mirror' }],
       });
@@ -258,13 +217,11 @@ async function assertBlobsStored(db: Db, arches: ArchState[]): Promise<void> {
 }
 
 async function assertNameFree(db: Db, name: string, exceptId: number | null): Promise<void> {
-  let query = db.selectFrom('images').select('id').where('name', '=', name);
-  if (exceptId !== null) query = query.where('id', '!=', exceptId);
-  if (await query.executeTakeFirst()) throw new AppError('NAME_TAKEN', `a golden image named ${JSON.stringify(name)} already exists`);
+  if (await imageNameTaken(db, name, exceptId)) throw new AppError('NAME_TAKEN', `a golden image named ${JSON.stringify(name)} already exists`);
 }
 
 async function requireImage(db: Db, id: number): Promise<ImageRow> {
-  const row = await db.selectFrom('images').selectAll().where('id', '=', id).executeTakeFirst();
+  const row = await getImageById(db, id);
   if (!row) throw new AppError('NOT_FOUND', `no golden image with id ${id}`);
   return row;
 }
@@ -272,69 +229,4 @@ async function requireImage(db: Db, id: number): Promise<ImageRow> {
 /** A unique violation here can only be the image name. */
 function guard<T>(fn: () => Promise<T>): Promise<T> {
   return guardConstraints(fn, () => new AppError('NAME_TAKEN', 'a golden image with that name already exists'));
-}
-
-async function toViews(deps: ServiceDeps, rows: ImageRow[], baseUrl: string | null): Promise<ImageView[]> {
-  if (rows.length === 0) return [];
-  const { db } = deps;
-  const changes = await loadPortalChanges(db, rows, baseUrl, (deps.now ?? Date.now)());
-  const digests = [...new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null))];
-  const blobs = digests.length
-    ? await db.selectFrom('blobs').select(['sha256', 'size', 'name', 'state', 'arch']).where('sha256', 'in', digests).execute()
-    : [];
-  const blobBySha = new Map(blobs.map((b) => [b.sha256, b]));
-  const stats = digests.length
-    ? await db.selectFrom('download_stats').select(['sha256', 'downloads', 'last_download_at']).where('sha256', 'in', digests).execute()
-    : [];
-  const statsBySha = new Map(stats.map((st) => [st.sha256, st]));
-  const groups = await db
-    .selectFrom('groups')
-    .select(['id', 'name', 'is_primary', 'image_id'])
-    .where(
-      'image_id',
-      'in',
-      rows.map((r) => r.id),
-    )
-    .orderBy('name')
-    .execute();
-  const arch = (row: ImageRow, a: Arch): ArchView => {
-    const sha = a === 'arm64' ? row.arm64_sha256 : row.x86_64_sha256;
-    const blob = sha ? blobBySha.get(sha) : undefined;
-    const st = sha ? statsBySha.get(sha) : undefined;
-    return {
-      label: ARCH_LABELS[a],
-      enabled: (a === 'arm64' ? row.arm64_enabled : row.x86_64_enabled) === 1,
-      sha256: sha,
-      size: blob?.size ?? null,
-      state: blob?.state ?? null,
-      packageArch: blob?.arch ?? null,
-      url: sha && blob && baseUrl !== null ? downloadUrl(baseUrl, sha, blob.name) : null,
-      downloads: Number(st?.downloads ?? 0),
-      lastDownloadAt: st?.last_download_at ? new Date(st.last_download_at).toISOString() : null,
-    };
-  };
-  return rows.map((row) => {
-    const arm64 = arch(row, 'arm64');
-    const x86_64 = arch(row, 'x86_64');
-    const last = [arm64.lastDownloadAt, x86_64.lastDownloadAt].filter((v): v is string => v !== null).sort().at(-1) ?? null;
-    return { row, arm64, x86_64, downloads: arm64.downloads + x86_64.downloads, lastDownloadAt: last };
-  }).map(({ row, arm64, x86_64, downloads, lastDownloadAt }) => ({
-    id: row.id,
-    name: row.name,
-    description: row.description,
-    arm64,
-    x86_64,
-    downloads,
-    lastDownloadAt,
-    groups: groups.filter((g) => g.image_id === row.id).map((g) => ({ id: g.id, name: g.name, primary: g.is_primary === 1 })),
-    warnings: archMismatchWarnings(
-      ARCHES.map((a) => {
-        const sha = a === 'arm64' ? row.arm64_sha256 : row.x86_64_sha256;
-        return { arch: a, label: ARCH_LABELS[a], packageName: (sha && blobBySha.get(sha)?.name) || null, packageArch: a === 'arm64' ? arm64.packageArch : x86_64.packageArch };
-      }),
-    ),
-    portalChange: changes.get(row.id) ?? null,
-    createdAt: new Date(row.created_at).toISOString(),
-    updatedAt: new Date(row.updated_at).toISOString(),
-  }));
 }

@@ -6,23 +6,20 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { BlobStore, ByteSource, StagedBlob } from '../../storage/blob-store.js';
+import type { ByteSource, StagedBlob } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { withBlobLock } from '../db/blob-lock.js';
-import type { Db } from '../db/open.js';
+import { recordIngestedBlob } from '../db/repos/blobs.js';
 import type { BlobArch, BlobRow } from '../db/schema.js';
-import { recordIngestedBlob } from '../repos/blobs.js';
 import { linkFileName } from '../file-names.js';
 import type { Metrics } from '../metrics.js';
 import { AppError } from '../errors.js';
 import type { OutboundFetch } from '../net/outbound.js';
 import type { ActivityTracker } from './activity.js';
+import type { ServiceDeps } from './deps.js';
 
-export interface IngestDeps {
-  db: Db;
-  store: BlobStore;
+export interface IngestDeps extends Pick<ServiceDeps, 'db' | 'store' | 'clock'> {
   minFreeBytes: number;
-  now?: () => number;
   metrics?: Metrics | undefined;
   /** Heartbeats for the expected digest while it streams, so GC leaves a re-ingest alone. */
   activity?: ActivityTracker | undefined;
@@ -116,7 +113,7 @@ async function commit(
           sha256: staged.sha256,
           size: staged.size,
           name: linkFileName(fileName),
-          nowMs: (deps.now ?? Date.now)(),
+          nowMs: deps.clock.now(),
           arch,
         });
         // Last, so a failed rename rolls the row back.

@@ -1,5 +1,8 @@
 /** What the dashboard's integrity panel shows: blob states and the images and groups a bad blob affects. */
-import type { Db } from '../db/open.js';
+import { countBlobsByState, listBlobsNotOk } from '../db/repos/blobs.js';
+import { listGroupsOfImages } from '../db/repos/groups.js';
+import { imagesUsing } from '../db/repos/images.js';
+import type { ServiceDeps } from './deps.js';
 
 export interface IntegritySummary {
   blobs: { ok: number; corrupt: number; missing: number };
@@ -13,21 +16,19 @@ export interface IntegritySummary {
   }>;
 }
 
-export async function integritySummary(db: Db): Promise<IntegritySummary> {
-  const counts = await db.selectFrom('blobs').select(['state', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('state').execute();
-  const blobs = { ok: 0, corrupt: 0, missing: 0 };
-  for (const row of counts) blobs[row.state] = Number(row.n);
-  const bad = await db.selectFrom('blobs').select(['sha256', 'state', 'state_detail', 'verified_at']).where('state', '!=', 'ok').execute();
+export async function integritySummary(deps: Pick<ServiceDeps, 'db'>): Promise<IntegritySummary> {
+  const { db } = deps;
+  const blobs = await countBlobsByState(db);
+  const bad = await listBlobsNotOk(db);
   if (bad.length === 0) return { blobs, problems: [] };
-  const digests = bad.map((b) => b.sha256);
-  const images = await db
-    .selectFrom('images')
-    .select(['id', 'name', 'arm64_sha256', 'x86_64_sha256'])
-    .where((eb) => eb.or([eb('arm64_sha256', 'in', digests), eb('x86_64_sha256', 'in', digests)]))
-    .execute();
-  const groups = images.length
-    ? await db.selectFrom('groups').select(['name', 'image_id']).where('image_id', 'in', images.map((i) => i.id)).orderBy('name').execute()
-    : [];
+  const images = await imagesUsing(
+    db,
+    bad.map((b) => b.sha256),
+  );
+  const groups = await listGroupsOfImages(
+    db,
+    images.map((i) => i.id),
+  );
   return {
     blobs,
     problems: bad.map((b) => {

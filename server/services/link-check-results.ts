@@ -3,24 +3,20 @@
  * can show it on a plain GET after the check's POST redirects (and reload it
  * safely), on whichever node answers.
  */
-import type { Db } from '../db/open.js';
+import { linkCheckReportOf, saveLinkCheckRow } from '../db/repos/link-checks.js';
+import type { ServiceDeps } from './deps.js';
 import type { LinkCheckReport } from './link-check.js';
 
-export async function saveLinkCheck(db: Db, imageId: number, report: LinkCheckReport): Promise<void> {
-  const row = { image_id: imageId, checked_at: Date.parse(report.checkedAt), report: JSON.stringify(report) };
-  await db
-    .insertInto('link_checks')
-    .values(row)
-    .onConflict((oc) => oc.column('image_id').doUpdateSet({ checked_at: row.checked_at, report: row.report }))
-    .execute();
+export async function saveLinkCheck(deps: Pick<ServiceDeps, 'db'>, imageId: number, report: LinkCheckReport): Promise<void> {
+  await saveLinkCheckRow(deps.db, { image_id: imageId, checked_at: Date.parse(report.checkedAt), report: JSON.stringify(report) });
 }
 
 /** The image's last check, or null when none ran (or it is unreadable). */
-export async function lastLinkCheck(db: Db, imageId: number): Promise<LinkCheckReport | null> {
-  const row = await db.selectFrom('link_checks').select('report').where('image_id', '=', imageId).executeTakeFirst();
-  if (!row) return null;
+export async function lastLinkCheck(deps: Pick<ServiceDeps, 'db'>, imageId: number): Promise<LinkCheckReport | null> {
+  const report = await linkCheckReportOf(deps.db, imageId);
+  if (report === null) return null;
   try {
-    return JSON.parse(row.report) as LinkCheckReport;
+    return JSON.parse(report) as LinkCheckReport;
   } catch {
     return null;
   }

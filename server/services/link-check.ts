@@ -9,7 +9,9 @@
 import { createHash } from 'node:crypto';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
-import { ARCHES, type Arch, type ImageView } from './images.js';
+import { ARCHES, type Arch } from './arches.js';
+import type { ServiceDeps } from './deps.js';
+import type { ImageView } from './image-views.js';
 import { curlCommand, LINK_CHECK_USER_AGENT, readCapped } from '../links.js';
 import { PUBLIC_ADDRESS_MISSING, type PublicAddress } from './settings.js';
 
@@ -60,12 +62,13 @@ export type LinkFetch = (url: string, init: { method?: 'HEAD'; headers: Record<s
 
 /** Checks the links of `view`, whose URLs must have been built from `address`. */
 export async function checkImageLinks(
-  store: BlobStore,
+  deps: Pick<ServiceDeps, 'store' | 'clock'>,
   view: ImageView,
   address: PublicAddress,
-  now = Date.now(),
   request: LinkFetch = fetch,
 ): Promise<LinkCheckReport> {
+  const { store } = deps;
+  const startedAt = deps.clock.now();
   const architectures: LinkCheckReport['architectures'] = {};
   for (const arch of ARCHES) {
     const a = view[arch];
@@ -75,7 +78,7 @@ export async function checkImageLinks(
   const results = Object.values(architectures);
   return {
     ok: results.length > 0 && results.every((r) => r.ok),
-    checkedAt: new Date(now).toISOString(),
+    checkedAt: new Date(startedAt).toISOString(),
     checkedFrom: 'server',
     note: CHECKED_FROM_SERVER,
     publicUrl: address.url,

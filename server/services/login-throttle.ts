@@ -7,8 +7,9 @@
  * the rest, without any of those extra guesses reaching scrypt.
  */
 import { isIPv6 } from 'node:net';
-import type { Db } from '../db/open.js';
+import { deleteLoginFailures, getLoginFailure, listLoginFailures, saveLoginFailure } from '../db/repos/login-failures.js';
 import { AppError } from '../errors.js';
+import type { DbDeps, ServiceDeps } from './deps.js';
 
 const FAILURE_WINDOW_MS = 15 * 60 * 1000;
 /** Wrong passwords allowed per key within the window before the first lock. */
@@ -21,9 +22,10 @@ const MAX_LOCK_MS = 15 * 60 * 1000;
  * retryAfterSeconds) when any key is locked. The attempt that uses up the
  * allowance sets the lock, doubling from 30 s to 15 min with each further one.
  */
-export async function reserveSignInAttempt(db: Db, keys: readonly string[], now: number): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    const rows = await trx.selectFrom('login_failures').selectAll().where('key', 'in', keys).execute();
+export async function reserveSignInAttempt(deps: DbDeps, keys: readonly string[]): Promise<void> {
+  const now = deps.clock.now();
+  await deps.db.transaction().execute(async (trx) => {
+    const rows = await listLoginFailures(trx, keys);
     const lockedUntil = Math.max(0, ...rows.map((r) => r.locked_until));
     if (lockedUntil > now) {
       throw new AppError('TOO_MANY_REQUESTS', 'too many failed sign-ins; wait before trying again', {
@@ -37,32 +39,28 @@ export async function reserveSignInAttempt(db: Db, keys: readonly string[], now:
       const firstFailureAt = fresh ? now : row.first_failure_at;
       const over = failures - FREE_FAILURES;
       const locked = over >= 0 ? now + Math.min(MAX_LOCK_MS, BASE_LOCK_MS * 2 ** over) : 0;
-      await trx
-        .insertInto('login_failures')
-        .values({ key, failures, first_failure_at: firstFailureAt, locked_until: locked })
-        .onConflict((oc) => oc.column('key').doUpdateSet({ failures, first_failure_at: firstFailureAt, locked_until: locked }))
-        .execute();
+      await saveLoginFailure(trx, { key, failures, first_failure_at: firstFailureAt, locked_until: locked });
     }
   });
 }
 
 /** Gives a reservation back when the password was never checked (the hashing queue was full). */
-export async function releaseSignInAttempt(db: Db, keys: readonly string[]): Promise<void> {
-  await db.transaction().execute(async (trx) => {
+export async function releaseSignInAttempt(deps: Pick<ServiceDeps, 'db'>, keys: readonly string[]): Promise<void> {
+  await deps.db.transaction().execute(async (trx) => {
     for (const key of keys) {
-      const row = await trx.selectFrom('login_failures').selectAll().where('key', '=', key).executeTakeFirst();
+      const row = await getLoginFailure(trx, key);
       if (!row) continue;
       const failures = Math.max(0, row.failures - 1);
       // Below the allowance again: the lock this reservation set no longer applies.
       const locked = failures < FREE_FAILURES ? 0 : row.locked_until;
-      await trx.updateTable('login_failures').set({ failures, locked_until: locked }).where('key', '=', key).execute();
+      await saveLoginFailure(trx, { ...row, failures, locked_until: locked });
     }
   });
 }
 
 /** A successful sign-in clears the record of its keys. */
-export async function clearSignInFailures(db: Db, keys: readonly string[]): Promise<void> {
-  await db.deleteFrom('login_failures').where('key', 'in', keys).execute();
+export async function clearSignInFailures(deps: Pick<ServiceDeps, 'db'>, keys: readonly string[]): Promise<void> {
+  await deleteLoginFailures(deps.db, keys);
 }
 
 /**

@@ -5,11 +5,12 @@
  * with. MIRROR_PUBLIC_URL (or publicUrl in the config file) wins when given.
  */
 import { z } from 'zod';
-import type { Db } from '../db/open.js';
+import { deleteSetting, getSetting, saveSetting } from '../db/repos/settings.js';
 import { AppError } from '../errors.js';
 import { addressWarnings, parsePublicUrl } from '../links.js';
 import { actorLabel, recordAudit, type Actor } from './audit.js';
 import { adoptPublicAddress, refreshChangedAt } from './portal-changes.js';
+import type { ServiceDeps } from './deps.js';
 import { parseInput } from './validation.js';
 
 const PUBLIC_URL_KEY = 'public_url';
@@ -31,15 +32,12 @@ export interface PublicAddress {
   warnings: string[];
 }
 
-export interface SettingsDeps {
-  db: Db;
-  config: { readonly publicUrl: string };
-  now?: () => number;
-}
+/** Only the configured public address is read from the config (so callers may pass a part of it). */
+export type SettingsDeps = Pick<ServiceDeps, 'db'> & { config: { readonly publicUrl: string } };
 
 /** The public address in force: the configuration's, else the stored one, else none. */
 export async function resolvePublicAddress(deps: SettingsDeps): Promise<PublicAddress> {
-  const row = await deps.db.selectFrom('settings').selectAll().where('key', '=', PUBLIC_URL_KEY).executeTakeFirst();
+  const row = await getSetting(deps.db, PUBLIC_URL_KEY);
   const stored = row?.value ?? null;
   const url = deps.config.publicUrl || stored;
   return {
@@ -59,7 +57,7 @@ const settingsPatch = z.object({ publicUrl: z.string({ error: 'must be a URL str
  * SETTING_LOCKED while the configuration sets it, since that value wins.
  * Every image whose links change shows a pending portal update.
  */
-export async function updateSettings(deps: SettingsDeps, actor: Actor, input: unknown): Promise<PublicAddress> {
+export async function updateSettings(deps: SettingsDeps & Pick<ServiceDeps, 'clock'>, actor: Actor, input: unknown): Promise<PublicAddress> {
   const data = parseInput(settingsPatch, input, 'settings');
   if (deps.config.publicUrl) {
     throw new AppError(
@@ -68,19 +66,15 @@ export async function updateSettings(deps: SettingsDeps, actor: Actor, input: un
     );
   }
   const next = data.publicUrl === null ? null : parsePublicUrl(data.publicUrl);
-  const now = (deps.now ?? Date.now)();
+  const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
-    const previous = (await trx.selectFrom('settings').select('value').where('key', '=', PUBLIC_URL_KEY).executeTakeFirst())?.value ?? null;
+    const previous = (await getSetting(trx, PUBLIC_URL_KEY))?.value ?? null;
     if (previous === next) return;
     await adoptPublicAddress(trx, previous);
     if (next === null) {
-      await trx.deleteFrom('settings').where('key', '=', PUBLIC_URL_KEY).execute();
+      await deleteSetting(trx, PUBLIC_URL_KEY);
     } else {
-      await trx
-        .insertInto('settings')
-        .values({ key: PUBLIC_URL_KEY, value: next, updated_at: now, updated_by: actorLabel(actor) })
-        .onConflict((oc) => oc.column('key').doUpdateSet({ value: next, updated_at: now, updated_by: actorLabel(actor) }))
-        .execute();
+      await saveSetting(trx, { key: PUBLIC_URL_KEY, value: next, updated_at: now, updated_by: actorLabel(actor) });
     }
     await refreshChangedAt(trx, next, now);
     await recordAudit(trx, { actor, action: 'settings.update', target: 'settings:publicUrl', at: now, details: { publicUrl: { from: previous, to: next } } });

@@ -1,8 +1,5 @@
 /** Turns zod failures into one VALIDATION_FAILED error that names every bad field. */
-import type { Kysely, Selectable } from 'kysely';
 import { z } from 'zod';
-import type { Db } from '../db/open.js';
-import type { Database } from '../db/schema.js';
 import { constraintViolation } from '../db/errors.js';
 import { AppError } from '../errors.js';
 
@@ -41,23 +38,6 @@ export const sha256Field = z
 export function parseId(text: string, what: string): number {
   if (!/^[1-9]\d{0,15}$/.test(text)) throw new AppError('NOT_FOUND', `no ${what} with id ${JSON.stringify(text)}`);
   return Number(text);
-}
-
-/**
- * Finds a row of `images` or `groups` by exact name, else by numeric id (how
- * the CLI lets admins refer to them).
- */
-export async function findByNameOrId<T extends 'images' | 'groups'>(db: Db, table: T, ref: string, what: string): Promise<Selectable<Database[T]>> {
-  // Both tables have `id` and `name`; kysely cannot see that through a generic table name.
-  const rows = db as unknown as Kysely<{ named: { id: number; name: string } }>;
-  const from = table as unknown as 'named';
-  const byName = await rows.selectFrom(from).selectAll().where('name', '=', ref).executeTakeFirst();
-  if (byName) return byName as unknown as Selectable<Database[T]>;
-  if (/^\d+$/.test(ref)) {
-    const byId = await rows.selectFrom(from).selectAll().where('id', '=', Number(ref)).executeTakeFirst();
-    if (byId) return byId as unknown as Selectable<Database[T]>;
-  }
-  throw new AppError('NOT_FOUND', `no ${what} named or numbered ${JSON.stringify(ref)}`);
 }
 
 /**

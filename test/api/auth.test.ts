@@ -31,8 +31,8 @@ describe('authentication', () => {
     sessionA = await mustSignIn(m.url);
     sessionB = await mustSignIn(m.url);
     token = await issueToken(m, 'auth-test');
-    readToken = (await createApiToken(m.runtime.db, { kind: 'system', name: 'test-setup' }, 'walk-read', 'read')).token;
-    syncToken = (await createApiToken(m.runtime.db, { kind: 'system', name: 'test-setup' }, 'walk-sync', 'sync')).token;
+    readToken = (await createApiToken(m.runtime, { kind: 'system', name: 'test-setup' }, 'walk-read', 'read')).token;
+    syncToken = (await createApiToken(m.runtime, { kind: 'system', name: 'test-setup' }, 'walk-sync', 'sync')).token;
   });
   afterAll(async () => {
     await m?.close();
@@ -337,7 +337,7 @@ describe('bootstrapAdmin (what `goldmirror serve` runs at start)', () => {
   it('first start without MIRROR_ADMIN_PASSWORD writes a generated password to a 0600 file', async () => {
     const m = await startMirror();
     try {
-      const result = await bootstrapAdmin(m.runtime.db, m.dir, undefined);
+      const result = await bootstrapAdmin(m.runtime, m.dir, undefined);
       const file = path.join(m.dir, INITIAL_PASSWORD_FILE);
       expect(result).toEqual({ created: true, generatedPassword: anyString(), passwordFile: file, passwordIgnored: false });
       expect(result.generatedPassword!.length).toBeGreaterThanOrEqual(20);
@@ -348,8 +348,8 @@ describe('bootstrapAdmin (what `goldmirror serve` runs at start)', () => {
 
       // Later starts change nothing: no new password, the file keeps the first one.
       const unchanged = { created: false, generatedPassword: null, passwordFile: null, passwordIgnored: false };
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, undefined)).toEqual(unchanged);
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, '')).toEqual(unchanged);
+      expect(await bootstrapAdmin(m.runtime, m.dir, undefined)).toEqual(unchanged);
+      expect(await bootstrapAdmin(m.runtime, m.dir, '')).toEqual(unchanged);
       expect(await fs.readFile(file, 'utf8')).toBe(`${result.generatedPassword}\n`);
       expect(await m.runtime.db.selectFrom('users').select('username').execute()).toEqual([{ username: 'admin' }]);
       const audit = await m.runtime.db.selectFrom('audit_log').select(['actor', 'action', 'target']).where('action', '=', 'user.create').execute();
@@ -363,7 +363,7 @@ describe('bootstrapAdmin (what `goldmirror serve` runs at start)', () => {
     const m = await startMirror({ adminPassword: ADMIN_PASSWORD });
     try {
       expect(m.runtime.config.adminPassword).toBe(ADMIN_PASSWORD);
-      expect(await bootstrapAdmin(m.runtime.db, m.dir, m.runtime.config.adminPassword)).toEqual({
+      expect(await bootstrapAdmin(m.runtime, m.dir, m.runtime.config.adminPassword)).toEqual({
         created: true,
         generatedPassword: null,
         passwordFile: null,
@@ -380,7 +380,7 @@ describe('bootstrapAdmin (what `goldmirror serve` runs at start)', () => {
 
       // A restart with the same environment, or with another value, leaves that password and the session alone.
       for (const env of [ADMIN_PASSWORD, 'yet another admin password']) {
-        expect(await bootstrapAdmin(m.runtime.db, m.dir, env)).toEqual({ created: false, generatedPassword: null, passwordFile: null, passwordIgnored: true });
+        expect(await bootstrapAdmin(m.runtime, m.dir, env)).toEqual({ created: false, generatedPassword: null, passwordFile: null, passwordIgnored: true });
       }
       expect((await call(m.url, 'GET', '/api/v1/session', { session })).status).toBe(200);
       expect((await signIn(m.url, ADMIN_PASSWORD)).res.status).toBe(401);
@@ -390,7 +390,7 @@ describe('bootstrapAdmin (what `goldmirror serve` runs at start)', () => {
       expect(created).toEqual([{ actor: 'system:MIRROR_ADMIN_PASSWORD', action: 'user.create' }]);
 
       // A value too short to ever be used is still a configuration error.
-      await expect(bootstrapAdmin(m.runtime.db, m.dir, 'too short')).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+      await expect(bootstrapAdmin(m.runtime, m.dir, 'too short')).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
     } finally {
       await m.close();
     }

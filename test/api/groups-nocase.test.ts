@@ -74,7 +74,7 @@ describe('group names are unique regardless of case', () => {
   });
 
   it('finds a group by any spelling of its name for the CLI', async () => {
-    const row = await findGroupRef({ db: m.runtime.db }, 'design');
+    const row = await findGroupRef(m.runtime, 'design');
     expect(row.name).toBe('Design');
   });
 });
@@ -84,9 +84,9 @@ describe('bundle import and case-only differences', () => {
     const a = await startMirror();
     const b = await startMirror();
     try {
-      await createGroup({ db: a.runtime.db }, cliActor, { name: 'sales' });
-      await createGroup({ db: b.runtime.db }, cliActor, { name: 'Sales', licenseKey: 'KEEP' });
-      const manifest = await buildManifest(a.runtime.db, { images: [], includeBlobs: false });
+      await createGroup(a.runtime, cliActor, { name: 'sales' });
+      await createGroup(b.runtime, cliActor, { name: 'Sales', licenseKey: 'KEEP' });
+      const manifest = await buildManifest(a.runtime, { images: [], includeBlobs: false });
       const before = await b.runtime.db.selectFrom('groups').selectAll().execute();
       await expect(importBundle(b.runtime.ingestDeps, exportBundle(a.runtime.store, manifest), { dryRun: false, actor: cliActor })).rejects.toMatchObject({
         code: 'BUNDLE_CONFLICT',

@@ -36,8 +36,8 @@ describe('health', () => {
 
   it('GET /api/v1/health gives the details to admins and read tokens, not to strangers or sync tokens', async () => {
     expectError(await call(low.url, 'GET', '/api/v1/health'), 401, 'UNAUTHORIZED');
-    const read = (await createApiToken(low.runtime.db, cliActor, 'monitor', 'read')).token;
-    const sync = (await createApiToken(low.runtime.db, cliActor, 'branch', 'sync')).token;
+    const read = (await createApiToken(low.runtime, cliActor, 'monitor', 'read')).token;
+    const sync = (await createApiToken(low.runtime, cliActor, 'branch', 'sync')).token;
     expectError(await call(low.url, 'GET', '/api/v1/health', { token: sync }), 403, 'TOKEN_SCOPE');
 
     const detail = await call<Record<string, unknown>>(low.url, 'GET', '/api/v1/health', { token: read });
@@ -50,7 +50,7 @@ describe('health', () => {
       freeBytes: anyNumber(),
       minFreeBytes: Number.MAX_SAFE_INTEGER,
     });
-    const admin = (await createApiToken(ok.runtime.db, cliActor, 'monitor', 'read')).token;
+    const admin = (await createApiToken(ok.runtime, cliActor, 'monitor', 'read')).token;
     const fine = await call<{ status: string; freeBytes: number }>(ok.url, 'GET', '/api/v1/health', { token: admin });
     expect(fine.status).toBe(200);
     expect(fine.body).toMatchObject({ status: 'ok', reason: null, checks: { database: 'ok', dataDir: 'ok', disk: 'ok' } });

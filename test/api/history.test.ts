@@ -147,7 +147,7 @@ describe('readable history', () => {
       await insert('settings.change', 'settings', {}),
     ];
     const rows = await db.selectFrom('audit_log').selectAll().where('id', 'in', ids).orderBy('id').execute();
-    const described = await describeAudit(db, rows.map(toAuditEntry));
+    const described = await describeAudit({ db }, rows.map(toAuditEntry));
     expect(described.map((e) => e.sentence)).toEqual([
       'root (command line) assigned Sales EMEA → Windows 11 Corporate',
       'root (command line) changed golden image golden image #999: Apple silicon package → Win11-arm.pvmp',
@@ -161,7 +161,7 @@ describe('readable history', () => {
       .insertInto('audit_log')
       .values(Array.from({ length: 450 }, () => ({ at: now, actor: 'system:goldmirror', action: 'token.create', target: 'token:filler', details: '{}' })))
       .execute();
-    const found = await listHistory(db, { text: 'left without', limit: 5 });
+    const found = await listHistory({ db }, { text: 'left without', limit: 5 });
     expect(found.entries.map((e) => e.sentence)).toEqual(['root (command line) deleted golden image Old image; groups left without an image: A, B']);
   });
 });

@@ -15,6 +15,7 @@ import * as m0003 from '../../server/db/migrations/0003-activity.js';
 import * as m0004 from '../../server/db/migrations/0004-ingested-at.js';
 import { openDatabase, type Db } from '../../server/db/open.js';
 import type { Database } from '../../server/db/schema.js';
+import { systemClock } from '../../server/services/deps.js';
 import { getImage } from '../../server/services/images.js';
 import { anyNumber, containing } from '../helpers/api.js';
 import { makeTempDir, putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
@@ -226,10 +227,10 @@ describe('migration 0006 on a database from before it', () => {
       expect(record).toMatchObject({ public_url: null, arm64_enabled: 1, arm64_sha256: sha, x86_64_enabled: 0, changed_at: null, confirmed_by: 'system:upgrade' });
       expect(await db.selectFrom('blob_usage').selectAll().execute()).toEqual([{ sha256: sha, retired_at: null, released_at: null }]);
       // The address in force is adopted on first use, without showing a change.
-      const view = await getImage({ db }, record.image_id, 'http://mirror.lan:8080');
+      const view = await getImage({ db, clock: systemClock }, record.image_id, 'http://mirror.lan:8080');
       expect(view.portalChange).toBeNull();
       expect((await db.selectFrom('portal_confirmed').select('public_url').executeTakeFirstOrThrow()).public_url).toBe('http://mirror.lan:8080');
-      expect((await getImage({ db }, record.image_id, 'http://other.lan:8080')).portalChange?.changes.map((c) => c.field)).toEqual(['downloadUrl']);
+      expect((await getImage({ db, clock: systemClock }, record.image_id, 'http://other.lan:8080')).portalChange?.changes.map((c) => c.field)).toEqual(['downloadUrl']);
     } finally {
       await db.destroy();
       await fs.rm(dir, { recursive: true, force: true });

@@ -54,7 +54,7 @@ describe('API token scopes', () => {
   });
 
   it('records and shows each token’s scope and last use (API and web page)', async () => {
-    const { token } = await createApiToken(m.runtime.db, cliActor, 'metrics-scraper', 'read');
+    const { token } = await createApiToken(m.runtime, cliActor, 'metrics-scraper', 'read');
     const before = (await call<ApiTokenView[]>(m.url, 'GET', '/api/v1/tokens', { session })).body.find((t) => t.name === 'metrics-scraper');
     expect(before).toEqual({ name: 'metrics-scraper', scope: 'read', createdAt: anyString(), lastUsedAt: null });
     const usedAt = Date.now();
@@ -62,7 +62,7 @@ describe('API token scopes', () => {
     const after = (await call<ApiTokenView[]>(m.url, 'GET', '/api/v1/tokens', { session })).body.find((t) => t.name === 'metrics-scraper');
     expect(Date.parse(after!.lastUsedAt!)).toBeGreaterThanOrEqual(usedAt - 1000);
     // A refused request is a use too: it shows someone holds the token.
-    const { token: syncOnly } = await createApiToken(m.runtime.db, cliActor, 'branch-x', 'sync');
+    const { token: syncOnly } = await createApiToken(m.runtime, cliActor, 'branch-x', 'sync');
     expectError(await call(m.url, 'GET', '/api/v1/images', { token: syncOnly }), 403, 'TOKEN_SCOPE');
     expect((await call<ApiTokenView[]>(m.url, 'GET', '/api/v1/tokens', { session })).body.find((t) => t.name === 'branch-x')?.lastUsedAt).not.toBeNull();
 
@@ -108,8 +108,8 @@ describe('a sync-scoped token', () => {
     const branch = await startMirror();
     try {
       const sha = await putBlob(hq, testBytes(100_000, 'scoped-sync'), 'Win11.pvmp');
-      await createImage({ db: hq.runtime.db }, cliActor, { name: 'Windows 11', arm64: { enabled: true, sha256: sha } }, 'http://x');
-      const { token } = await createApiToken(hq.runtime.db, cliActor, 'branch-office', 'sync');
+      await createImage(hq.runtime, cliActor, { name: 'Windows 11', arm64: { enabled: true, sha256: sha } }, 'http://x');
+      const { token } = await createApiToken(hq.runtime, cliActor, 'branch-office', 'sync');
 
       const report = await syncFrom(branch.runtime.ingestDeps, { from: hq.url, token, actor: cliActor });
       expect(report.fetched).toEqual([sha]);

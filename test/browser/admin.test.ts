@@ -71,7 +71,7 @@ beforeAll(async () => {
   browser = await launchChromium();
   mirror = await startMirror();
   base = mirror.url;
-  await bootstrapAdmin(mirror.runtime.db, mirror.runtime.store.layout.root, PASSWORD);
+  await bootstrapAdmin(mirror.runtime, mirror.runtime.store.layout.root, PASSWORD);
   // Links need a public address; this one (loopback) is fine for a browser on the same machine.
   await updateSettings(mirror.runtime, systemActor, { publicUrl: base });
   tmp = await makeTempDir('goldmirror-browser-');

@@ -29,7 +29,7 @@ const scriptErrors: string[] = [];
 beforeAll(async () => {
   browser = await launchChromium();
   mirror = await startMirror();
-  await bootstrapAdmin(mirror.runtime.db, mirror.runtime.store.layout.root, PASSWORD);
+  await bootstrapAdmin(mirror.runtime, mirror.runtime.store.layout.root, PASSWORD);
   tmp = await makeTempDir('goldmirror-csp-');
   context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: mirror.url });
@@ -74,8 +74,8 @@ describe('admin console under the Content-Security-Policy', () => {
 
   it('signs in and shows every page styled, with no CSP violation', async () => {
     const sha = await putBlob(mirror, testBytes(200_000, 'csp-pages'), 'Csp.pvmp');
-    const image = await createImage({ db: mirror.runtime.db }, cliActor, { name: 'CSP image', arm64: { enabled: true, sha256: sha } }, mirror.url);
-    const group = await createGroup({ db: mirror.runtime.db }, cliActor, { name: 'CSP group', imageId: image.id });
+    const image = await createImage(mirror.runtime, cliActor, { name: 'CSP image', arm64: { enabled: true, sha256: sha } }, mirror.url);
+    const group = await createGroup(mirror.runtime, cliActor, { name: 'CSP group', imageId: image.id });
 
     await page.goto(`${mirror.url}/admin/login`);
     await expectStyled(page, 'login');

@@ -93,11 +93,11 @@ beforeAll(async () => {
   // A download cap keeps one download running long enough to be seen live.
   mirror = await startMirror({ maxBytesPerSec: 2 * MiB });
   base = mirror.url;
-  await bootstrapAdmin(mirror.runtime.db, mirror.runtime.store.layout.root, PASSWORD);
+  await bootstrapAdmin(mirror.runtime, mirror.runtime.store.layout.root, PASSWORD);
   tmp = await makeTempDir('goldmirror-day-');
   const arm = await putBlob(mirror, testBytes(1 * MiB, 'day-arm'), 'Win11-arm.pvmp');
   bigSha = await putBlob(mirror, testBytes(40 * MiB, 'day-big'), 'Win11-big.pvmp');
-  imageId = (await createImage({ db: mirror.runtime.db }, { kind: 'user', name: 'admin' }, { name: 'Windows 11 Corporate', arm64: { enabled: true, sha256: arm }, x86_64: { enabled: true, sha256: bigSha } }, base)).id;
+  imageId = (await createImage(mirror.runtime, { kind: 'user', name: 'admin' }, { name: 'Windows 11 Corporate', arm64: { enabled: true, sha256: arm }, x86_64: { enabled: true, sha256: bigSha } }, base)).id;
   context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
   context.on('weberror', (err) => scriptErrors.push(String(err.error())));
   page = await context.newPage();

@@ -93,7 +93,7 @@ beforeAll(async () => {
   browser = await launchChromium();
   mirror = await startMirror();
   base = mirror.url;
-  await bootstrapAdmin(mirror.runtime.db, mirror.runtime.store.layout.root, PASSWORD);
+  await bootstrapAdmin(mirror.runtime, mirror.runtime.store.layout.root, PASSWORD);
   // Packages arrive by the ordinary ingest path (the upload page has its own browser test).
   v1 = await putBlob(mirror, testBytes(512 * 1024 + 3, 'pv-arm-v1'), 'Win11-arm-2025-10.pvmp');
   v2 = await putBlob(mirror, testBytes(512 * 1024 + 5, 'pv-arm-v2'), 'Win11-arm-2025-11.pvmp');

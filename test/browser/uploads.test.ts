@@ -67,8 +67,8 @@ function watch(p: Page): void {
 beforeAll(async () => {
   browser = await launchChromium();
   mirror = await startMirror();
-  await bootstrapAdmin(mirror.runtime.db, mirror.runtime.store.layout.root, PASSWORD);
-  token = (await createApiToken(mirror.runtime.db, { kind: 'system', name: 'test' }, 'upload-browser-test')).token;
+  await bootstrapAdmin(mirror.runtime, mirror.runtime.store.layout.root, PASSWORD);
+  token = (await createApiToken(mirror.runtime, { kind: 'system', name: 'test' }, 'upload-browser-test')).token;
   proxy = await startThrottleProxy(mirror.url, UPLOAD_RATE);
   tmp = await makeTempDir('goldmirror-browser-uploads-');
   arm = await writePackage(tmp, 'Win11-arm.pvmp', 2 * MiB, 'uploads-arm');

@@ -81,7 +81,7 @@ let full: { manifest: Manifest; tar: Buffer };
 beforeAll(async () => {
   A = await startMirror();
   seedA = await seed(A, 'A');
-  tokenA = (await createApiToken(A.runtime.db, cliActor, 'export-test')).token;
+  tokenA = (await createApiToken(A.runtime, cliActor, 'export-test')).token;
   full = await exportToBuffer(A, { includeBlobs: true });
 });
 afterAll(async () => {
@@ -313,7 +313,7 @@ describe('round trip between two mirrors', () => {
   it('API: GET /api/v1/export streamed straight into POST /api/v1/import of another mirror', async () => {
     const B = await startMirror();
     try {
-      const tokenB = (await createApiToken(B.runtime.db, cliActor, 'importer')).token;
+      const tokenB = (await createApiToken(B.runtime, cliActor, 'importer')).token;
       const unauth = await fetch(`${A.url}/api/v1/export`);
       expect(unauth.status).toBe(401);
       await unauth.body?.cancel();
@@ -462,7 +462,7 @@ describe('filters: no packages, one image, stdout', () => {
       includeBlobs: true,
     });
     const id = (await A.runtime.db.selectFrom('images').select('id').where('name', '=', 'Windows 11').executeTakeFirstOrThrow()).id;
-    const byId = await buildManifest(A.runtime.db, {
+    const byId = await buildManifest(A.runtime, {
       images: [String(id)],
       includeBlobs: true,
     });
@@ -493,7 +493,7 @@ describe('filters: no packages, one image, stdout', () => {
       await T.close();
     }
     await expect(
-      buildManifest(A.runtime.db, {
+      buildManifest(A.runtime, {
         images: ['No Such Image'],
         includeBlobs: true,
       }),
@@ -531,7 +531,7 @@ describe('filters: no packages, one image, stdout', () => {
       bytes[12_345] = bytes[12_345]! ^ 0xff;
       await fs.writeFile(file, bytes);
       // The database still says ok: only the re-hash on the way out can notice.
-      await expect(collect(exportBundle(S.runtime.store, await buildManifest(S.runtime.db, { includeBlobs: true })))).rejects.toMatchObject({
+      await expect(collect(exportBundle(S.runtime.store, await buildManifest(S.runtime, { includeBlobs: true })))).rejects.toMatchObject({
         code: 'BLOB_UNAVAILABLE',
       });
       const out = path.join(work, 'out.tar');
@@ -605,8 +605,8 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
     // The target already has some state of its own, and one of the bundle's packages (unused here).
     T = await openLocal();
     const own = await store(T, testBytes(9_999, 'own'), 'own.pvmp');
-    const image = await createImage({ db: T.runtime.db }, cliActor, { name: 'Existing', arm64: { enabled: true, sha256: own } }, 'http://x');
-    await createGroup({ db: T.runtime.db }, cliActor, {
+    const image = await createImage(T.runtime, cliActor, { name: 'Existing', arm64: { enabled: true, sha256: own } }, 'http://x');
+    await createGroup(T.runtime, cliActor, {
       name: 'Ops',
       licenseKey: 'OPS-KEY',
       imageId: image.id,
@@ -889,7 +889,7 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
     const expected: unknown[] = [];
     for (const [index, group] of full.manifest.groups.entries()) {
       if (!(group.name in bad)) continue;
-      const api = (await createGroup({ db: T.runtime.db }, cliActor, { name: 'Probe', licenseKey: bad[group.name as keyof typeof bad] }).catch(
+      const api = (await createGroup(T.runtime, cliActor, { name: 'Probe', licenseKey: bad[group.name as keyof typeof bad] }).catch(
         (e: unknown) => e,
       )) as { code: string; details: { fields: Array<{ field: string; message: string }> } };
       expect(api.code).toBe('VALIDATION_FAILED');
@@ -931,7 +931,7 @@ describe('conflicts: nothing changes, not even a package', () => {
   async function mirrorWith(setup: (m: LocalMirror, own: string, imageId: number) => Promise<void>): Promise<LocalMirror> {
     const m = await openLocal();
     const own = await store(m, testBytes(4_321, 'other'), 'other.pvmp');
-    const image = await createImage({ db: m.runtime.db }, cliActor, { name: 'Other', arm64: { enabled: true, sha256: own } }, 'http://x');
+    const image = await createImage(m.runtime, cliActor, { name: 'Other', arm64: { enabled: true, sha256: own } }, 'http://x');
     await setup(m, own, image.id);
     return m;
   }
@@ -940,7 +940,7 @@ describe('conflicts: nothing changes, not even a package', () => {
     [
       'a group that already has a different image',
       (m: LocalMirror, _o: string, id: number) =>
-        createGroup({ db: m.runtime.db }, cliActor, {
+        createGroup(m.runtime, cliActor, {
           name: 'Engineering',
           imageId: id,
         }),
@@ -949,7 +949,7 @@ describe('conflicts: nothing changes, not even a package', () => {
     [
       'the primary license key held by another group',
       (m: LocalMirror) =>
-        createGroup({ db: m.runtime.db }, cliActor, {
+        createGroup(m.runtime, cliActor, {
           name: 'HQ',
           primary: true,
         }),
@@ -958,7 +958,7 @@ describe('conflicts: nothing changes, not even a package', () => {
     [
       'a license key held by another group',
       (m: LocalMirror) =>
-        createGroup({ db: m.runtime.db }, cliActor, {
+        createGroup(m.runtime, cliActor, {
           name: 'Copycat',
           licenseKey: 'DES-0002-KEY',
         }),
@@ -987,10 +987,10 @@ describe('conflicts: nothing changes, not even a package', () => {
   it('API: POST /api/v1/import answers 409 BUNDLE_CONFLICT and 422 DIGEST_MISMATCH with nothing changed', async () => {
     const B = await startMirror();
     try {
-      const token = (await createApiToken(B.runtime.db, cliActor, 'importer')).token;
+      const token = (await createApiToken(B.runtime, cliActor, 'importer')).token;
       const own = await store(B, testBytes(4_321, 'other'), 'other.pvmp');
-      const image = await createImage({ db: B.runtime.db }, cliActor, { name: 'Other', arm64: { enabled: true, sha256: own } }, 'http://x');
-      await createGroup({ db: B.runtime.db }, cliActor, {
+      const image = await createImage(B.runtime, cliActor, { name: 'Other', arm64: { enabled: true, sha256: own } }, 'http://x');
+      await createGroup(B.runtime, cliActor, {
         name: 'Engineering',
         imageId: image.id,
       });

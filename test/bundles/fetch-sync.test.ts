@@ -306,7 +306,7 @@ describe('fetch as an API job and from the CLI', () => {
   beforeAll(async () => {
     M = await startMirror();
     auth = {
-      Authorization: `Bearer ${(await createApiToken(M.runtime.db, cliActor, 'fetcher')).token}`,
+      Authorization: `Bearer ${(await createApiToken(M.runtime, cliActor, 'fetcher')).token}`,
     };
     up = await startUpstream(data);
   });
@@ -455,7 +455,7 @@ describe('sync between two mirrors', () => {
   beforeAll(async () => {
     A = await startMirror();
     seedA = await seed(A, 'sync');
-    token = (await createApiToken(A.runtime.db, cliActor, 'branch-office')).token;
+    token = (await createApiToken(A.runtime, cliActor, 'branch-office')).token;
   });
   afterAll(async () => {
     await A?.close();
@@ -468,8 +468,8 @@ describe('sync between two mirrors', () => {
     const data = testBytes(300_001, tag);
     const sha = await store(A, data, `${tag}.pvmp`);
     seedA.bytes.set(sha, data);
-    const image = await createImage({ db: A.runtime.db }, cliActor, { name: `New ${tag}`, arm64: { enabled: true, sha256: sha } }, 'http://x');
-    await createGroup({ db: A.runtime.db }, cliActor, {
+    const image = await createImage(A.runtime, cliActor, { name: `New ${tag}`, arm64: { enabled: true, sha256: sha } }, 'http://x');
+    await createGroup(A.runtime, cliActor, {
       name: `Team ${tag}`,
       licenseKey: `KEY-${tag}`,
       imageId: image.id,
@@ -561,8 +561,8 @@ describe('sync between two mirrors', () => {
     const B = await openLocal();
     try {
       const own = await store(B, testBytes(2_222, 'local'), 'local.pvmp');
-      const image = await createImage({ db: B.runtime.db }, cliActor, { name: 'Local', arm64: { enabled: true, sha256: own } }, 'http://x');
-      await createGroup({ db: B.runtime.db }, cliActor, { name: 'Engineering', imageId: image.id });
+      const image = await createImage(B.runtime, cliActor, { name: 'Local', arm64: { enabled: true, sha256: own } }, 'http://x');
+      await createGroup(B.runtime, cliActor, { name: 'Engineering', imageId: image.id });
       const before = (await snapshot(B)) as { images: unknown; groups: unknown; audit: number };
       await expect(syncFrom(B.runtime.ingestDeps, { from: A.url, token, actor: cliActor })).rejects.toMatchObject({
         code: 'BUNDLE_CONFLICT',
@@ -619,7 +619,7 @@ describe('pull jobs wait their turn (MIRROR_FETCH_CONCURRENCY)', () => {
   let stalling: Upstream;
   beforeAll(async () => {
     M = await startMirror({ fetchConcurrency: 1 });
-    auth = { Authorization: `Bearer ${(await createApiToken(M.runtime.db, cliActor, 'queue')).token}` };
+    auth = { Authorization: `Bearer ${(await createApiToken(M.runtime, cliActor, 'queue')).token}` };
     stalling = await startUpstream(data, { stallAfter: MiB });
   });
   afterAll(async () => {

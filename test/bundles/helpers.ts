@@ -89,7 +89,7 @@ export async function seed(
   const winX86 = await put(sizes.winX86, 'Windows 11 Intel.pvmp');
   const mac = await put(sizes.mac, 'macOS Sonoma.pvmp');
   const linux = await put(sizes.linux, 'Ubuntu 24.04.pvmp');
-  const deps = { db: m.runtime.db };
+  const deps = m.runtime;
   const win = await createImage(
     deps,
     cliActor,
@@ -193,7 +193,7 @@ export async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer
 }
 
 export async function exportToBuffer(m: HasRuntime, options: ExportOptions): Promise<{ manifest: Manifest; tar: Buffer }> {
-  const manifest = await buildManifest(m.runtime.db, options);
+  const manifest = await buildManifest(m.runtime, options);
   return {
     manifest,
     tar: await collect(exportBundle(m.runtime.store, manifest)),

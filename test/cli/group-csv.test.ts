@@ -15,7 +15,7 @@ describe('goldmirror group export and import', () => {
   beforeAll(async () => {
     mirror = await startMirror();
     env = { MIRROR_DATA_DIR: mirror.dir, MIRROR_MIN_FREE_BYTES: '0', USER: 'csv-tester' };
-    await createGroup({ db: mirror.runtime.db }, { kind: 'system', name: 'test' }, { name: 'Sales', licenseKey: 'K-1', primary: true });
+    await createGroup(mirror.runtime, { kind: 'system', name: 'test' }, { name: 'Sales', licenseKey: 'K-1', primary: true });
   });
   afterAll(async () => {
     await mirror?.close();

@@ -178,7 +178,7 @@ describe('bad input against a running server', () => {
   beforeAll(async () => {
     mirror = await startMirror();
     port = Number(new URL(mirror.url).port);
-    token = (await createApiToken(mirror.runtime.db, systemActor, 'faults')).token;
+    token = (await createApiToken(mirror.runtime, systemActor, 'faults')).token;
     sha = await putBlob(mirror, data, 'fuzz.pvmp');
   });
   afterAll(async () => {

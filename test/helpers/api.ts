@@ -13,12 +13,12 @@ export const ADMIN_PASSWORD = 'correct horse battery';
 
 /** Creates user admin the way `goldmirror serve` does at start (one scrypt hash). */
 export async function bootstrapTestAdmin(mirror: TestMirror, password = ADMIN_PASSWORD): Promise<void> {
-  await bootstrapAdmin(mirror.runtime.db, mirror.dir, password);
+  await bootstrapAdmin(mirror.runtime, mirror.dir, password);
 }
 
 /** An API token created straight through the service (no sign-in, no scrypt). */
 export async function issueToken(mirror: TestMirror, name: string): Promise<string> {
-  const { token } = await createApiToken(mirror.runtime.db, { kind: 'system', name: 'test-setup' }, name);
+  const { token } = await createApiToken(mirror.runtime, { kind: 'system', name: 'test-setup' }, name);
   return token;
 }
 

@@ -8,7 +8,7 @@ import { realpathSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setBlobState } from '../../server/repos/blobs.js';
+import { setBlobState } from '../../server/db/repos/blobs.js';
 import { ingest } from '../../server/services/ingest.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { startMirror, testStream, type TestMirror } from '../helpers/env.js';

@@ -10,12 +10,13 @@ import { loadConfig } from '../../config/load.js';
 import { createLogger } from '../../server/log.js';
 import { openRuntime } from '../../server/runtime.js';
 import { startServer } from '../../server/serve.js';
-import type { Clock } from '../../server/jobs/scheduler.js';
+import type { Clock } from '../../server/services/deps.js';
 import { createActivityTracker, LOG_BURST_ROWS, LOG_ROWS_PER_SEC } from '../../server/services/activity.js';
 import { downloadCharts, pruneDownloadLog, type DownloadLogPage } from '../../server/services/download-log.js';
 import type { ImageView } from '../../server/services/images.js';
 import { LINK_CHECK_USER_AGENT } from '../../server/links.js';
 import { bootstrapTestAdmin, call, expectError, issueToken, mustSignIn, type Session } from '../helpers/api.js';
+import { fakeClock } from '../helpers/clock.js';
 import { makeTempDir, putBlob, startMirror, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
 
 const MiB = 1024 * 1024;
@@ -247,7 +248,7 @@ describe('download log', () => {
         row('2026-11-19T00:00:00Z', 9, 1),
       ])
       .execute();
-    const charts = await downloadCharts(db, undefined, now);
+    const charts = await downloadCharts({ db, clock: fakeClock(now) });
     expect(charts.hourlyBytes).toHaveLength(168);
     expect(charts.hourlyBytes[0]).toEqual({ start: '2026-11-18T11:00:00.000Z', bytes: 3 });
     expect(charts.hourlyBytes[167]).toEqual({ start: '2026-11-25T10:00:00.000Z', bytes: 150 });
@@ -269,7 +270,7 @@ describe('download log writes and retention', () => {
   it('writes rows in batches, off the download path: nothing until the flush, then all of them', async () => {
     const m = await startMirror();
     try {
-      const tracker = createActivityTracker(m.runtime.db, createLogger('silent'));
+      const tracker = createActivityTracker(m.runtime);
       const base = { sha256: 'a'.repeat(64), imageId: null, imageName: null, arch: null, client: '10.0.0.9', userAgent: 'x', status: 200, firstByte: 0, bytesPlanned: 10, size: 10, progress: () => 0 };
       for (let i = 0; i < 3; i += 1) tracker.downloadStarted({ ...base, startedAt: Date.now() }).finish({ bytesSent: 10, complete: true, coversEnd: true });
       expect(tracker.liveDownloads()).toEqual([]);
@@ -286,15 +287,15 @@ describe('download log writes and retention', () => {
   it('logs at most a burst and then LOG_ROWS_PER_SEC rows a second, and counts the rest', async () => {
     const m = await startMirror();
     try {
-      let now = 1_000_000;
-      const tracker = createActivityTracker(m.runtime.db, createLogger('silent'), () => now);
+      const clock = fakeClock(1_000_000);
+      const tracker = createActivityTracker({ ...m.runtime, clock });
       const finishOne = () =>
         tracker
-          .downloadStarted({ startedAt: now, sha256: 'c'.repeat(64), imageId: null, imageName: null, arch: null, client: '10.6.6.6', userAgent: 'flood', status: 206, firstByte: 0, bytesPlanned: 1, size: 10, progress: () => 0 })
+          .downloadStarted({ startedAt: clock.now(), sha256: 'c'.repeat(64), imageId: null, imageName: null, arch: null, client: '10.6.6.6', userAgent: 'flood', status: 206, firstByte: 0, bytesPlanned: 1, size: 10, progress: () => 0 })
           .finish({ bytesSent: 1, complete: true, coversEnd: false });
       for (let i = 0; i < LOG_BURST_ROWS + 500; i += 1) finishOne();
       expect(tracker.unloggedDownloads()).toBe(500);
-      now += 2_000; // two seconds refill 2 × LOG_ROWS_PER_SEC
+      clock.advance(2_000); // two seconds refill 2 × LOG_ROWS_PER_SEC
       for (let i = 0; i < 3 * LOG_ROWS_PER_SEC; i += 1) finishOne();
       expect(tracker.unloggedDownloads()).toBe(500 + LOG_ROWS_PER_SEC);
       await tracker.flush();
@@ -352,8 +353,9 @@ describe('download log writes and retention', () => {
       });
       expect(left).toBe(1000);
       // Retention 0 keeps everything.
-      expect(await pruneDownloadLog(runtime.db, 0, now + 1e12)).toBe(0);
-      expect(await pruneDownloadLog(runtime.db, 1, now + 1e12)).toBe(1000);
+      const later = { db: runtime.db, clock: fakeClock(now + 1e12) };
+      expect(await pruneDownloadLog(later, 0)).toBe(0);
+      expect(await pruneDownloadLog(later, 1)).toBe(1000);
     } finally {
       await server.close(1000);
       await runtime.close();

@@ -20,7 +20,7 @@ import { BUNDLE_FORMAT, BUNDLE_VERSION, type Manifest } from '../../server/bundl
 import { withBlobLock } from '../../server/db/blob-lock.js';
 import { IntegrityChecker } from '../../server/jobs/integrity-checker.js';
 import { createLogger } from '../../server/log.js';
-import { findBlob } from '../../server/repos/blobs.js';
+import { findBlob } from '../../server/db/repos/blobs.js';
 import { openRuntime, type Runtime } from '../../server/runtime.js';
 import { cliActor } from '../../server/services/audit.js';
 import { collectGarbage } from '../../server/services/gc.js';
@@ -129,7 +129,7 @@ afterEach(async () => {
   await fs.rm(dir, { recursive: true, force: true });
 });
 
-const depsWith = (store: BlobStore): IngestDeps => ({ db: runtime.db, store, minFreeBytes: 0 });
+const depsWith = (store: BlobStore): IngestDeps => ({ db: runtime.db, store, clock: runtime.clock, minFreeBytes: 0 });
 
 async function stored(data: Buffer, fileName = 'race.pvmp'): Promise<Sha256> {
   return (await ingest(depsWith(runtime.store), { source: [data], fileName })).blob.sha256 as Sha256;
@@ -143,7 +143,7 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
     await flipByte(blobFile, 123_456);
 
     const paused = pausing(runtime.store, 'quarantine');
-    const checker = new IntegrityChecker({ db: runtime.db, store: paused.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 0 });
+    const checker = new IntegrityChecker({ db: runtime.db, clock: runtime.clock, store: paused.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 0 });
     try {
       const check = checker.check(sha);
       await paused.arrived; // the check read the corrupt copy and is about to move it aside
@@ -172,7 +172,7 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
     await fs.rm(runtime.store.layout.blobFile(sha));
 
     const paused = pausing(runtime.store, 'open');
-    const checker = new IntegrityChecker({ db: runtime.db, store: paused.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 0 });
+    const checker = new IntegrityChecker({ db: runtime.db, clock: runtime.clock, store: paused.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 0 });
     try {
       const check = checker.check(sha);
       await paused.arrived; // the check found no file and is about to record 'missing'
@@ -197,7 +197,7 @@ describe('GC racing an ingest of the same content', () => {
     const paused = pausing(runtime.store, 'detach');
     try {
       // Unreferenced and past a zero grace period: GC removes it, and stops just before it moves the file aside.
-      const gc = collectGarbage({ db: runtime.db, store: paused.store }, cliActor, { dryRun: false, graceMs: 0 });
+      const gc = collectGarbage({ db: runtime.db, clock: runtime.clock, store: paused.store }, cliActor, { dryRun: false, graceMs: 0 });
       await paused.arrived;
       const again = ingest(depsWith(paused.store), { source: [data], fileName: 'again.pvmp' });
       await settledOrStaged(again, paused.staged);

@@ -3,15 +3,14 @@
  * image stopped using is kept until the admin marked the portal updated,
  * the grace period has passed since then, and nobody downloaded it within
  * the grace period; the grace period never counts from the upload. Real
- * SQLite and files; the services' and GC's clocks are given explicitly
- * (times relative to now), downloads are real HTTP requests, and the
- * scheduled GC runs on the scheduler's fake Clock.
+ * SQLite and files; the services and GC are given fake clocks (times
+ * relative to now), downloads are real HTTP requests, and the scheduled GC
+ * runs on a fake clock injected into the runtime.
  */
 import fs from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Sha256 } from '../../storage/digest.js';
-import type { Clock } from '../../server/jobs/scheduler.js';
 import { createLogger } from '../../server/log.js';
 import { openRuntime } from '../../server/runtime.js';
 import { startServer } from '../../server/serve.js';
@@ -24,6 +23,7 @@ import { createImage, deleteImage, listImages, updateImage } from '../../server/
 import { importBundle } from '../../server/bundles/import.js';
 import { confirmPortalValues } from '../../server/services/portal-changes.js';
 import { bootstrapTestAdmin, call, mustSignIn } from '../helpers/api.js';
+import { fakeClock } from '../helpers/clock.js';
 import { makeTempDir, putBlob, startMirror, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
 import { exportToBuffer, openLocal, store } from '../bundles/helpers.js';
 
@@ -35,8 +35,8 @@ describe('retired packages', () => {
   let mirror: TestMirror;
   let t0: number;
   /** The services as of a moment relative to t0. */
-  const at = (offsetMs: number) => ({ db: mirror.runtime.db, now: () => t0 + offsetMs });
-  const gc = (offsetMs: number, dryRun = false) => collectGarbage(mirror.runtime, cliActor, { dryRun, graceMs: GRACE, now: t0 + offsetMs });
+  const at = (offsetMs: number) => ({ ...mirror.runtime, clock: fakeClock(t0 + offsetMs) });
+  const gc = (offsetMs: number, dryRun = false) => collectGarbage(at(offsetMs), cliActor, { dryRun, graceMs: GRACE });
   const exists = async (sha: string) => (await mirror.runtime.store.stat(sha as Sha256)) !== null;
   /** A package uploaded long ago (so the upload-age rule alone would collect it). */
   const oldPackage = async (seed: string) => {
@@ -68,7 +68,7 @@ describe('retired packages', () => {
     expect(report.removed).toEqual([]);
     expect(report.kept).toEqual([{ sha256: old, reason: 'portal' }]);
     expect(await exists(old)).toBe(true);
-    expect((await getBlobView(mirror.runtime.db, old, BASE)).retired).toEqual({
+    expect((await getBlobView(mirror.runtime, old, BASE)).retired).toEqual({
       since: new Date(t0 - 50 * HOUR).toISOString(),
       portalUpdatedAt: null,
       heldBy: [{ imageId: id, imageName: 'Win 11' }],
@@ -77,7 +77,7 @@ describe('retired packages', () => {
 
     // Marked updated 30 h ago: the grace period has passed since, nobody downloaded it.
     expect(await confirmPortalValues(at(-30 * HOUR), cliActor, id, BASE, undefined)).toBe(true);
-    expect((await getBlobView(mirror.runtime.db, old, BASE)).retired).toMatchObject({ portalUpdatedAt: new Date(t0 - 30 * HOUR).toISOString(), heldBy: [] });
+    expect((await getBlobView(mirror.runtime, old, BASE)).retired).toMatchObject({ portalUpdatedAt: new Date(t0 - 30 * HOUR).toISOString(), heldBy: [] });
     const second = await gc(0);
     expect(second.removed.map((r) => r.sha256)).toEqual([old]);
     expect(await exists(old)).toBe(false);
@@ -128,7 +128,7 @@ describe('retired packages', () => {
 
     expect((await gc(0)).kept).toEqual([{ sha256: old, reason: 'downloaded' }]);
     expect(await exists(old)).toBe(true);
-    const retired = (await getBlobView(mirror.runtime.db, old, BASE)).retired!;
+    const retired = (await getBlobView(mirror.runtime, old, BASE)).retired!;
     expect(Date.parse(retired.lastDownloadAt!)).toBeGreaterThanOrEqual(t0 - 1000);
     // A grace period after that download, with none since, it goes.
     expect((await gc(GRACE + 60 * 60_000)).removed.map((r) => r.sha256)).toEqual([old]);
@@ -166,7 +166,7 @@ describe('retired packages', () => {
     const next = await oldPackage('reused-next');
     const id = await switched('Win 11', old, next, -50 * HOUR);
     await updateImage(at(-40 * HOUR), cliActor, id, { arm64: { sha256: old } }, BASE);
-    expect((await getBlobView(mirror.runtime.db, old, BASE)).retired).toBeNull();
+    expect((await getBlobView(mirror.runtime, old, BASE)).retired).toBeNull();
     const report = await gc(0);
     // `next` was used for ten hours while the portal kept the old values (the switch was undone, so the
     // pending change went away with nothing to mark): released when it retired, 40 h ago, never downloaded.
@@ -180,7 +180,7 @@ describe('retired packages', () => {
     const next = await oldPackage('page-next');
     const unused = await oldPackage('page-unused');
     const id = await switched('Page image', old, next, -2 * HOUR);
-    const views = await listBlobViews(mirror.runtime.db, BASE);
+    const views = await listBlobViews(mirror.runtime, BASE);
     expect(views.find((v) => v.sha256 === unused)!.retired).toBeNull();
     expect(views.find((v) => v.sha256 === next)!.retired).toBeNull();
     await bootstrapTestAdmin(mirror);
@@ -201,33 +201,20 @@ describe('scheduled garbage collection on a fake clock', () => {
   it('keeps a retired package while the portal points at it, and removes it a grace period after the portal update', async () => {
     const dir = await makeTempDir();
     const config = testConfig(dir, { gcIntervalMs: HOUR, gcGraceMs: GRACE, verifyIntervalMs: 0 });
-    const runtime = await openRuntime(config, createLogger('silent'));
-    let now = Date.now();
-    const timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
-    const clock: Clock = {
-      now: () => now,
-      setTimeout(fn, ms) {
-        const timer = { at: now + ms, fn, cancelled: false };
-        timers.push(timer);
-        return { cancel: () => void (timer.cancelled = true) };
-      },
-    };
+    const clock = fakeClock(Date.now());
+    const runtime = await openRuntime(config, createLogger('silent'), { clock });
     /** Moves the fake clock on, firing the timers that fall due (each scheduled GC run). */
     const advance = async (ms: number) => {
-      now += ms;
-      for (const t of timers.splice(0).filter((t) => !t.cancelled)) {
-        if (t.at <= now) t.fn();
-        else timers.push(t);
-      }
+      clock.advance(ms);
       // Let the run finish: it reschedules itself when done.
-      await expect.poll(() => timers.length, { timeout: 10_000 }).toBeGreaterThan(1);
+      await expect.poll(() => clock.pending().length, { timeout: 10_000 }).toBeGreaterThan(1);
     };
-    const server = await startServer(runtime, { clock });
+    const server = await startServer(runtime);
     try {
-      const deps = { db: runtime.db, now: () => now };
+      const deps = runtime;
       const old = (await ingest(runtime.ingestDeps, { source: [testBytes(2000, 'sched-old')], fileName: 'old.pvmp' })).blob.sha256;
       const next = (await ingest(runtime.ingestDeps, { source: [testBytes(2001, 'sched-next')], fileName: 'next.pvmp' })).blob.sha256;
-      await runtime.db.updateTable('blobs').set({ created_at: now - 100 * HOUR, ingested_at: now - 100 * HOUR }).execute();
+      await runtime.db.updateTable('blobs').set({ created_at: clock.now() - 100 * HOUR, ingested_at: clock.now() - 100 * HOUR }).execute();
       const img = await createImage(deps, cliActor, { name: 'Scheduled', arm64: { enabled: true, sha256: old } }, BASE);
       await updateImage(deps, cliActor, img.id, { arm64: { sha256: next } }, BASE);
       const stored = async () => (await runtime.store.stat(old as Sha256)) !== null;

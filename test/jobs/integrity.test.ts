@@ -4,13 +4,14 @@ import type { Sha256 } from '../../storage/digest.js';
 import { createLogger } from '../../server/log.js';
 import { IntegrityChecker } from '../../server/jobs/integrity-checker.js';
 import { dueAfter, queueDueChecks } from '../../server/jobs/verify-schedule.js';
-import { every, type Clock } from '../../server/jobs/scheduler.js';
-import { findBlob } from '../../server/repos/blobs.js';
+import { every } from '../../server/jobs/scheduler.js';
+import { findBlob } from '../../server/db/repos/blobs.js';
 import { ingest } from '../../server/services/ingest.js';
 import { integritySummary } from '../../server/services/integrity.js';
 import { createImage } from '../../server/services/images.js';
 import { createGroup } from '../../server/services/groups.js';
 import { cliActor } from '../../server/services/audit.js';
+import { fakeClock } from '../helpers/clock.js';
 import { putBlob, sha256Hex, startMirror, testBytes, testStream, type TestMirror } from '../helpers/env.js';
 
 async function flipByte(mirror: TestMirror, sha256: string, offset: number): Promise<void> {
@@ -60,7 +61,7 @@ describe('integrity checks', () => {
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('BLOB_UNAVAILABLE');
 
-    const summary = await integritySummary(mirror.runtime.db);
+    const summary = await integritySummary(mirror.runtime);
     expect(summary.blobs).toEqual({ ok: 0, corrupt: 1, missing: 0 });
     expect(summary.problems[0]).toMatchObject({ sha256: sha, state: 'corrupt', images: [{ name: 'Win 11', arch: 'arm64' }], groups: ['Engineering'] });
 
@@ -86,7 +87,7 @@ describe('integrity checks', () => {
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
     });
-    const checker = new IntegrityChecker({ db: mirror.runtime.db, store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 0 });
+    const checker = new IntegrityChecker({ db: mirror.runtime.db, clock: mirror.runtime.clock, store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 0 });
     try {
       expect(await checker.check(sha)).toBe('corrupt');
     } finally {
@@ -117,6 +118,7 @@ describe('integrity checks', () => {
       db: mirror.runtime.db,
       store: mirror.runtime.store,
       log: createLogger('silent'),
+      clock: mirror.runtime.clock,
       concurrency: 1,
       maxBytesPerSec: 16 << 20,
     });
@@ -137,7 +139,7 @@ describe('integrity checks', () => {
 
   it('shuts down cleanly with checks queued and running', async () => {
     const shas = [await putBlob(mirror, testBytes(4 << 20, 'a')), await putBlob(mirror, testBytes(4 << 20, 'b'))];
-    const checker = new IntegrityChecker({ db: mirror.runtime.db, store: mirror.runtime.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 1 << 20 });
+    const checker = new IntegrityChecker({ db: mirror.runtime.db, clock: mirror.runtime.clock, store: mirror.runtime.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 1 << 20 });
     const results = shas.map((s) => checker.check(s as Sha256));
     await checker.close();
     expect(await Promise.all(results)).toEqual(['cancelled', 'cancelled']);
@@ -146,7 +148,7 @@ describe('integrity checks', () => {
 
   it('caps the read rate', async () => {
     const sha = await putBlob(mirror, testBytes(3 << 20, 'rate'));
-    const checker = new IntegrityChecker({ db: mirror.runtime.db, store: mirror.runtime.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 2 << 20 });
+    const checker = new IntegrityChecker({ db: mirror.runtime.db, clock: mirror.runtime.clock, store: mirror.runtime.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 2 << 20 });
     const started = performance.now();
     expect(await checker.check(sha as Sha256)).toBe('ok');
     // 3 MiB at 2 MiB/s with a 250 ms burst allowance: at least ~1.2 s.
@@ -156,7 +158,7 @@ describe('integrity checks', () => {
 
   it('rejects a bad concurrency setting by name', () => {
     expect(
-      () => new IntegrityChecker({ db: mirror.runtime.db, store: mirror.runtime.store, log: createLogger('silent'), concurrency: 0, maxBytesPerSec: 0 }),
+      () => new IntegrityChecker({ db: mirror.runtime.db, clock: mirror.runtime.clock, store: mirror.runtime.store, log: createLogger('silent'), concurrency: 0, maxBytesPerSec: 0 }),
     ).toThrow(/concurrency must be a whole number >= 1, got 0 \(number\)/);
   });
 });
@@ -177,23 +179,29 @@ describe('verify schedule (fake clock)', () => {
     const shas: string[] = [];
     for (let i = 0; i < 6; i += 1) shas.push(await putBlob(mirror, testBytes(10_000, `sched-${i}`)));
     await mirror.runtime.db.updateTable('blobs').set({ verified_at: t0 }).execute();
-    let now = t0;
+    const clock = fakeClock(t0);
     const checker = new IntegrityChecker({
       db: mirror.runtime.db,
       store: mirror.runtime.store,
       log: createLogger('silent'),
+      clock,
       concurrency: 4,
       maxBytesPerSec: 0,
-      now: () => now,
     });
+    const deps = { db: mirror.runtime.db, clock };
+    /** One scheduler tick at `at`. */
+    const tick = (at: number) => {
+      clock.set(at);
+      return queueDueChecks(deps, checker, week);
+    };
     const drain = async (): Promise<void> => {
       while (checker.status().running.length + checker.status().queued.length > 0) await new Promise((r) => setTimeout(r, 5));
     };
 
-    expect(await queueDueChecks(mirror.runtime.db, checker, t0 + 0.8 * week, week)).toEqual([]);
+    expect(await tick(t0 + 0.8 * week)).toEqual([]);
     const seen = new Map<string, number>();
-    for (now = t0 + 0.8 * week; now <= t0 + 1.05 * week; now += day / 4) {
-      for (const sha of await queueDueChecks(mirror.runtime.db, checker, now, week)) {
+    for (let now = t0 + 0.8 * week; now <= t0 + 1.05 * week; now += day / 4) {
+      for (const sha of await tick(now)) {
         expect(seen.has(sha)).toBe(false);
         seen.set(sha, now);
       }
@@ -207,35 +215,21 @@ describe('verify schedule (fake clock)', () => {
     // Not all on the same tick.
     expect(new Set(seen.values()).size).toBeGreaterThan(1);
     // The checks recorded the fake time, so nothing is due again right after.
-    expect(await queueDueChecks(mirror.runtime.db, checker, t0 + 1.06 * week, week)).toEqual([]);
+    expect(await tick(t0 + 1.06 * week)).toEqual([]);
     await checker.close();
   });
 
   it('runs ticks from a fake clock until stopped', async () => {
-    let now = 0;
-    const timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
-    const clock: Clock = {
-      now: () => now,
-      setTimeout(fn, ms) {
-        const t = { at: now + ms, fn, cancelled: false };
-        timers.push(t);
-        return { cancel: () => (t.cancelled = true) };
-      },
-    };
+    const clock = fakeClock(0);
     const ticks: number[] = [];
-    const job = every(clock, 1000, async () => void ticks.push(now), () => undefined);
+    const job = every(clock, 1000, async () => void ticks.push(clock.now()), () => undefined);
     for (let i = 0; i < 3; i += 1) {
-      now += 1000;
-      const due = timers.filter((t) => !t.cancelled && t.at <= now);
-      for (const t of due) {
-        t.cancelled = true;
-        t.fn();
-      }
+      clock.advance(1000);
       await new Promise((r) => setImmediate(r));
     }
     await job.stop();
     expect(ticks).toEqual([1000, 2000, 3000]);
-    expect(timers.filter((t) => !t.cancelled)).toHaveLength(0);
+    expect(clock.pending()).toHaveLength(0);
   });
 });
 

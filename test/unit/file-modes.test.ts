@@ -65,7 +65,7 @@ describe('a fresh data dir', () => {
       await fs.writeFile(uploaded, testBytes(5000, 'uploaded'));
       await fs.chmod(uploaded, 0o644);
       const adopted = await ingestUploadedFile(runtime.ingestDeps, { file: uploaded, fileName: 'uploaded.pvmp' });
-      const admin = await bootstrapAdmin(runtime.db, layout.root, undefined);
+      const admin = await bootstrapAdmin(runtime, layout.root, undefined);
       expect(admin.passwordFile).toBe(path.join(layout.root, INITIAL_PASSWORD_FILE));
 
       expect(sawTmp).toEqual(['600']);
@@ -137,7 +137,7 @@ describe('the first admin password', () => {
     // Someone who could read the old file keeps it open across the start.
     const spy = await fs.open(file, 'r');
     try {
-      const admin = await bootstrapAdmin(runtime.db, runtime.store.layout.root, undefined);
+      const admin = await bootstrapAdmin(runtime, runtime.store.layout.root, undefined);
       expect(await modeOf(file)).toBe('600');
       expect(await fs.readFile(file, 'utf8')).toBe(`${admin.generatedPassword}\n`);
       // What that reader sees is still the old content: the secret was never written into the file it holds.

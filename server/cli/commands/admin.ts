@@ -70,7 +70,7 @@ export const imageCommand: Command = {
       x86_64: { type: 'string' },
     });
     return withRuntime(ctx, async (runtime, address) => {
-      const deps = { db: runtime.db };
+      const deps = runtime;
       const baseUrl = address.url;
       if (name === 'list') {
         if (positionals.length) throw new AppError('USAGE', 'image list takes no arguments');
@@ -143,7 +143,7 @@ export const groupCommand: Command = {
       'dry-run': { type: 'boolean', default: false },
     });
     return withRuntime(ctx, async (runtime) => {
-      const deps = { db: runtime.db };
+      const deps = runtime;
       if (name === 'export') {
         if (positionals.length > 1) throw new AppError('USAGE', 'group export takes at most one FILE (- or none: standard output)');
         const csv = await exportGroupsCsv(deps);
@@ -204,7 +204,7 @@ export const tokenCommand: Command = {
     if (values.scope !== undefined && name !== 'create') throw new AppError('USAGE', '--scope goes with token create');
     return withRuntime(ctx, async (runtime) => {
       if (name === 'list') {
-        const tokens = await listApiTokens(runtime.db);
+        const tokens = await listApiTokens(runtime);
         if (values.json) return printJson(tokens);
         return printLine(
           tokens.length ? table([['NAME', 'SCOPE', 'CREATED', 'LAST USED'], ...tokens.map((t) => [t.name, t.scope, t.createdAt, t.lastUsedAt ?? 'never'])]) : 'no API tokens',
@@ -212,12 +212,12 @@ export const tokenCommand: Command = {
       }
       if (positionals.length !== 1) throw new AppError('USAGE', `token ${name} takes exactly one NAME`);
       if (name === 'create') {
-        const created = await createApiToken(runtime.db, cliActor, positionals[0]!, values.scope ?? 'admin');
+        const created = await createApiToken(runtime, cliActor, positionals[0]!, values.scope ?? 'admin');
         // The token alone on the last line, so scripts can take it with `tail -n 1`.
         process.stderr.write(`created API token ${created.name} with scope ${created.scope}; it is shown only once:\n`);
         return printLine(created.token);
       }
-      await revokeApiToken(runtime.db, cliActor, positionals[0]!);
+      await revokeApiToken(runtime, cliActor, positionals[0]!);
       printLine(`revoked API token ${positionals[0]}`);
     });
   },
@@ -251,7 +251,7 @@ export const adminCommand: Command = {
     const piped = values.stdin || !process.stdin.isTTY ? await readPasswordFromStdin() : '';
     if (values.stdin && piped === '') throw new AppError('USAGE', '--stdin: no password on standard input');
     return withRuntime(ctx, async (runtime) => {
-      const result = await resetPassword(runtime.db, cliActor, {
+      const result = await resetPassword(runtime, cliActor, {
         username: values.user,
         password: piped === '' ? undefined : piped,
         revokeTokens: values['revoke-tokens'],

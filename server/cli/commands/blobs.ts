@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import { parseChecksumText, parseSha256, type Sha256 } from '../../../storage/digest.js';
 import { AppError, isError } from '../../errors.js';
 import { downloadUrl } from '../../links.js';
-import { listBlobs } from '../../repos/blobs.js';
+import { listBlobs } from '../../db/repos/blobs.js';
 import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
 import { parseCommandArgs, type Command } from '../context.js';

@@ -41,7 +41,7 @@ export const exportCommand: Command = {
     const out = positionals[0]!;
     const runtime = await ctx.openRuntime();
     try {
-      const manifest = await buildManifest(runtime.db, { images: values.image ?? [], includeBlobs: !values['no-blobs'] });
+      const manifest = await buildManifest(runtime, { images: values.image ?? [], includeBlobs: !values['no-blobs'] });
       const stream = exportBundle(runtime.store, manifest);
       if (out === '-') {
         await pipeline(stream, process.stdout);

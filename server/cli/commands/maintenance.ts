@@ -2,7 +2,7 @@
 import { parseSha256 } from '../../../storage/digest.js';
 import { AppError } from '../../errors.js';
 import type { CheckResult } from '../../jobs/integrity-checker.js';
-import { findBlob } from '../../repos/blobs.js';
+import { findBlob } from '../../db/repos/blobs.js';
 import { cliActor } from '../../services/audit.js';
 import { collectGarbage } from '../../services/gc.js';
 import { runDoctor } from '../../services/doctor.js';

@@ -24,7 +24,7 @@ export const serveCommand: Command = {
     const config = ctx.loadConfig(overrides);
     const runtime = await ctx.openRuntime(config, { verbose: true });
     const { log } = runtime;
-    const admin = await bootstrapAdmin(runtime.db, runtime.store.layout.root, config.adminPassword || undefined).catch(async (err: unknown) => {
+    const admin = await bootstrapAdmin(runtime, runtime.store.layout.root, config.adminPassword || undefined).catch(async (err: unknown) => {
       await runtime.close();
       throw err;
     });
