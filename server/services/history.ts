@@ -6,7 +6,7 @@
  * today's rows; an id nobody can name any more stays an id.
  */
 import type { Db } from '../db/open.js';
-import { humanBytes } from '../cli/output.js';
+import { humanBytes } from '../format.js';
 import { ARCH_LABELS, ARCHES } from './images.js';
 import { toAuditEntry, type AuditEntry } from './audit.js';
 

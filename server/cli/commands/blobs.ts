@@ -6,7 +6,8 @@ import { listBlobs } from '../../repos/blobs.js';
 import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
 import { parseCommandArgs, type Command } from '../context.js';
-import { CliError, humanBytes, printJson, printLine, table, UsageError } from '../output.js';
+import { humanBytes } from '../../format.js';
+import { CliError, printJson, printLine, table, UsageError } from '../output.js';
 import { cliPublicAddress, NOT_READY } from '../public-address.js';
 
 export const importCommand: Command = {

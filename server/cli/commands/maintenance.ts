@@ -7,7 +7,8 @@ import { collectGarbage } from '../../services/gc.js';
 import { runDoctor } from '../../services/doctor.js';
 import { resolvePublicAddress } from '../../services/settings.js';
 import { parseCommandArgs, type Command } from '../context.js';
-import { CliError, humanBytes, printJson, printLine, UsageError } from '../output.js';
+import { humanBytes } from '../../format.js';
+import { CliError, printJson, printLine, UsageError } from '../output.js';
 
 export const verifyCommand: Command = {
   summary: 're-hash stored packages now (one, or all); a corrupt one is quarantined at once',
