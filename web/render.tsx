@@ -18,7 +18,7 @@ export interface PageMeta {
   scripts?: string[];
   /** A problem with what was sent, shown above the page. */
   error?: string | undefined;
-  /** Replaces the fixed message chosen by ?done=; null shows none. */
+  /** Replaces the fixed message chosen by ?done=; null shows none (forms, confirmations, errors). */
   flash?: string | null | undefined;
 }
 

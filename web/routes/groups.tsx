@@ -96,6 +96,7 @@ export function groupRoutes(deps: WebDeps): Hono<WebEnv> {
     return c.render(<GroupUnassignPage group={group} back={safeBack(c.req.query('back'), group.id)} />, {
       title: `Remove ${group.image?.name ?? 'the golden image'} from ${group.name}?`,
       active,
+      flash: null,
     });
   });
   app.post('/groups/:id/unassign', async (c) => {
@@ -108,7 +109,7 @@ export function groupRoutes(deps: WebDeps): Hono<WebEnv> {
   });
   app.get('/groups/:id/delete', async (c) => {
     const group = await getGroup(deps, parseId(c.req.param('id'), 'group'));
-    return c.render(<GroupDeletePage group={group} />, { title: `Delete group ${group.name}?`, active });
+    return c.render(<GroupDeletePage group={group} />, { title: `Delete group ${group.name}?`, active, flash: null });
   });
   app.post('/groups/:id/delete', async (c) => {
     const id = parseId(c.req.param('id'), 'group');

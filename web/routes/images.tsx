@@ -24,7 +24,7 @@ export function imageRoutes(deps: WebDeps): Hono<WebEnv> {
     c.status(extra.archWarnings ? 409 : (extra.error?.status ?? 200));
     return c.render(
       <ImageFormPage image={image} values={values} blobs={await listBlobViews(db, baseOf(c))} fieldErrors={extra.error?.fields} archWarnings={extra.archWarnings} />,
-      { title: image ? `Edit ${image.name}` : 'New golden image', active, error: extra.error?.message, scripts: ['/admin/assets/image-form.js'] },
+      { title: image ? `Edit ${image.name}` : 'New golden image', active, error: extra.error?.message, flash: null, scripts: ['/admin/assets/image-form.js'] },
     );
   };
 
@@ -110,7 +110,7 @@ export function imageRoutes(deps: WebDeps): Hono<WebEnv> {
   });
   app.get('/:id/delete', async (c) => {
     const image = await getImage(deps, parseId(c.req.param('id'), 'image'), baseOf(c));
-    return c.render(<ImageDeletePage image={image} />, { title: `Delete ${image.name}?`, active });
+    return c.render(<ImageDeletePage image={image} />, { title: `Delete ${image.name}?`, active, flash: null });
   });
   app.post('/:id/delete', async (c) => {
     await deleteImage(deps, c.get('actor'), parseId(c.req.param('id'), 'image'), baseOf(c));
