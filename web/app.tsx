@@ -75,9 +75,14 @@ export function createWebApp(deps: WebDeps): Hono<WebEnv> {
   web.onError((err, c) => {
     const e = toAppError(err);
     if (e.code === 'INTERNAL') deps.log.error({ err }, 'admin page failed');
-    const message = e.code === 'INTERNAL' ? 'The server could not complete this request; the details are in its log.' : e.message;
+    const message =
+      e.code === 'INTERNAL' ? 'The server could not complete this request; the details are in its log.' : e.message;
     c.status(e.status as 500);
-    return c.render(<ErrorPage />, { title: e.status === 404 ? 'Not found' : 'Something went wrong', error: message, flash: null });
+    return c.render(<ErrorPage />, {
+      title: e.status === 404 ? 'Not found' : 'Something went wrong',
+      error: message,
+      flash: null,
+    });
   });
   return web;
 }

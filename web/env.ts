@@ -16,7 +16,14 @@ export type WebEnv = {
 
 export type WebContext = Context<WebEnv>;
 
-const UNSET: PublicAddress = { url: null, source: 'unset', stored: null, updatedAt: null, updatedBy: null, warnings: [] };
+const UNSET: PublicAddress = {
+  url: null,
+  source: 'unset',
+  stored: null,
+  updatedAt: null,
+  updatedBy: null,
+  warnings: [],
+};
 
 /** The public address in force for this request (unset before sign-in). */
 export function addressOf(c: WebContext): PublicAddress {

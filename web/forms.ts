@@ -104,14 +104,29 @@ export function imageInput(v: ImageFormValues): Record<string, unknown> {
   };
 }
 
-export const EMPTY_GROUP_VALUES: Readonly<GroupFormValues> = Object.freeze({ name: '', licenseKey: '', primary: false, imageId: '' });
+export const EMPTY_GROUP_VALUES: Readonly<GroupFormValues> = Object.freeze({
+  name: '',
+  licenseKey: '',
+  primary: false,
+  imageId: '',
+});
 
 export function groupViewValues(group: GroupView): GroupFormValues {
-  return { name: group.name, licenseKey: group.licenseKey ?? '', primary: group.primary, imageId: group.imageId === null ? '' : String(group.imageId) };
+  return {
+    name: group.name,
+    licenseKey: group.licenseKey ?? '',
+    primary: group.primary,
+    imageId: group.imageId === null ? '' : String(group.imageId),
+  };
 }
 
 export function groupValues(form: ParsedForm): GroupFormValues {
-  return { name: field(form, 'name'), licenseKey: field(form, 'licenseKey'), primary: form.primary === 'on', imageId: field(form, 'imageId') };
+  return {
+    name: field(form, 'name'),
+    licenseKey: field(form, 'licenseKey'),
+    primary: form.primary === 'on',
+    imageId: field(form, 'imageId'),
+  };
 }
 
 export function groupInput(v: GroupFormValues): Record<string, unknown> {
@@ -124,13 +139,19 @@ export function groupInput(v: GroupFormValues): Record<string, unknown> {
 }
 
 /** The CSV import form: the file is streamed into the reader (capped there), never buffered whole. */
-export async function receiveGroupsCsv(c: Context, expectedCsrf: string | null): Promise<{ file: GroupCsvFile; dryRun: boolean }> {
+export async function receiveGroupsCsv(
+  c: Context,
+  expectedCsrf: string | null,
+): Promise<{ file: GroupCsvFile; dryRun: boolean }> {
   const body = c.req.raw.body;
   if (!body) throw new AppError('BAD_REQUEST', 'the import form arrived empty');
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
-      parser = busboy({ headers: Object.fromEntries(c.req.raw.headers), limits: { files: 1, fields: 5, fieldSize: 1024 } });
+      parser = busboy({
+        headers: Object.fromEntries(c.req.raw.headers),
+        limits: { files: 1, fields: 5, fieldSize: 1024 },
+      });
     } catch {
       reject(new AppError('BAD_REQUEST', 'the import must be sent as multipart/form-data'));
       return;
@@ -152,12 +173,21 @@ export async function receiveGroupsCsv(c: Context, expectedCsrf: string | null):
       // A reader that stopped early (a bad line) must not stall the form: drain the rest.
       rows.catch(() => stream.resume());
     });
-    parser.on('error', (err: Error) => reject(new AppError('BAD_REQUEST', `the import form is malformed: ${err.message}`)));
+    parser.on('error', (err: Error) =>
+      reject(new AppError('BAD_REQUEST', `the import form is malformed: ${err.message}`)),
+    );
     parser.on('close', () => {
       if (!csrf.ok()) reject(csrf.refusal());
-      else if (!rows) reject(new AppError('VALIDATION_FAILED', 'pick a CSV file to import', { fields: [{ field: 'file', message: 'required' }] }));
+      else if (!rows)
+        reject(
+          new AppError('VALIDATION_FAILED', 'pick a CSV file to import', {
+            fields: [{ field: 'file', message: 'required' }],
+          }),
+        );
       else rows.then((file) => resolve({ file, dryRun }), reject);
     });
-    Readable.fromWeb(body).on('error', (err) => parser.destroy(err)).pipe(parser);
+    Readable.fromWeb(body)
+      .on('error', (err) => parser.destroy(err))
+      .pipe(parser);
   });
 }

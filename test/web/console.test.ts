@@ -28,7 +28,11 @@ describe('admin console frame (in memory)', () => {
     return { status: res.status, location: res.headers.get('location'), html: await res.text() };
   };
   const post = (path: string, fields: Record<string, string>) =>
-    page(path, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields).toString() });
+    page(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(fields).toString(),
+    });
 
   beforeAll(async () => {
     dir = await makeTempDir();
@@ -90,7 +94,9 @@ describe('admin console frame (in memory)', () => {
   });
 
   it('shows the fixed flash of a known ?done= key and nothing for any other text', async () => {
-    expect((await page('/admin/images?done=image-saved')).html).toContain('<p class="flash ok" role="status">Golden image saved.</p>');
+    expect((await page('/admin/images?done=image-saved')).html).toContain(
+      '<p class="flash ok" role="status">Golden image saved.</p>',
+    );
     const forged = await page('/admin/images?done=%3Cb%3Ehi%3C%2Fb%3E');
     expect(forged.html).not.toContain('class="flash ok"');
     expect(forged.html).not.toContain('<b>hi</b>');
@@ -100,7 +106,11 @@ describe('admin console frame (in memory)', () => {
 
   it('asks for the public address on every signed-in page until one is set', async () => {
     expect((await page('/admin/blobs')).html).toContain('<strong>Set the public address first.</strong>');
-    const saved = await post('/admin/settings', { _csrf: csrf, publicUrl: 'http://mirror.example.lan:8080', action: 'save' });
+    const saved = await post('/admin/settings', {
+      _csrf: csrf,
+      publicUrl: 'http://mirror.example.lan:8080',
+      action: 'save',
+    });
     expect(saved.status).toBe(303);
     expect(saved.location).toBe('/admin/settings?done=settings-saved');
     const after = await page('/admin/blobs');

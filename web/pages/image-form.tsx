@@ -11,9 +11,13 @@ export interface ImageFormValues {
   x86_64: { enabled: boolean; sha256: string };
 }
 
-export const ImageFormPage: FC<
-  { image: ImageView | null; values: ImageFormValues; blobs: BlobView[]; fieldErrors?: Record<string, string>; archWarnings?: string[] }
-> = ({ image, values, blobs, fieldErrors = {}, archWarnings = [] }) => {
+export const ImageFormPage: FC<{
+  image: ImageView | null;
+  values: ImageFormValues;
+  blobs: BlobView[];
+  fieldErrors?: Record<string, string>;
+  archWarnings?: string[];
+}> = ({ image, values, blobs, fieldErrors = {}, archWarnings = [] }) => {
   const action = image ? `/admin/images/${image.id}/edit` : '/admin/images/new';
   const invalid = (field: string) => (fieldErrors[field] ? 'true' : undefined);
   const described = (field: string) => (fieldErrors[field] ? `${field.replace('.', '-')}-error` : undefined);
@@ -32,12 +36,22 @@ export const ImageFormPage: FC<
               ))}
             </ul>
             <label class="check" for="confirm-arch">
-              <input id="confirm-arch" type="checkbox" name="confirmArch" value="yes" /> The packages are right; use them anyway
+              <input id="confirm-arch" type="checkbox" name="confirmArch" value="yes" /> The packages are right; use
+              them anyway
             </label>
           </div>
         )}
         <label for="name">Name (shown to users)</label>
-        <input id="name" name="name" type="text" required maxlength={100} value={values.name} aria-invalid={invalid('name')} aria-describedby={described('name')} />
+        <input
+          id="name"
+          name="name"
+          type="text"
+          required
+          maxlength={100}
+          value={values.name}
+          aria-invalid={invalid('name')}
+          aria-describedby={described('name')}
+        />
         <FieldError id="name" message={fieldErrors.name} />
         <label for="description">Description (optional, shown to users)</label>
         <textarea id="description" name="description" rows={3} maxlength={1000} aria-invalid={invalid('description')}>
@@ -45,7 +59,12 @@ export const ImageFormPage: FC<
         </textarea>
         <FieldError id="description" message={fieldErrors.description} />
         {ARCHES.map((arch) => (
-          <ArchFieldset arch={arch} value={values[arch]} blobs={blobs} error={fieldErrors[`${arch}.sha256`] ?? fieldErrors[arch]} />
+          <ArchFieldset
+            arch={arch}
+            value={values[arch]}
+            blobs={blobs}
+            error={fieldErrors[`${arch}.sha256`] ?? fieldErrors[arch]}
+          />
         ))}
         <div class="actions">
           <button type="submit">{image ? 'Save changes' : 'Create golden image'}</button>
@@ -67,12 +86,12 @@ const PackageOption: FC<{ blob: BlobView; selected: boolean }> = ({ blob, select
  * architecture, then those whose architecture was never recorded; a package
  * marked for the other one appears only when it is already the choice, with a warning.
  */
-const ArchFieldset: FC<{ arch: Arch; value: { enabled: boolean; sha256: string }; blobs: BlobView[]; error: string | undefined }> = ({
-  arch,
-  value,
-  blobs,
-  error,
-}) => {
+const ArchFieldset: FC<{
+  arch: Arch;
+  value: { enabled: boolean; sha256: string };
+  blobs: BlobView[];
+  error: string | undefined;
+}> = ({ arch, value, blobs, error }) => {
   const selected = blobs.find((b) => b.sha256 === value.sha256);
   const marked = blobs.filter((b) => b.arch === arch);
   const unmarked = blobs.filter((b) => b.arch === 'unknown');
@@ -82,8 +101,8 @@ const ArchFieldset: FC<{ arch: Arch; value: { enabled: boolean; sha256: string }
     <fieldset data-slot={arch}>
       <legend>{ARCH_LABELS[arch]}</legend>
       <label class="check" for={`${arch}-enabled`}>
-        <input id={`${arch}-enabled`} name={`${arch}.enabled`} type="checkbox" value="on" checked={value.enabled} /> Enable for{' '}
-        {ARCH_LABELS[arch]}
+        <input id={`${arch}-enabled`} name={`${arch}.enabled`} type="checkbox" value="on" checked={value.enabled} />{' '}
+        Enable for {ARCH_LABELS[arch]}
       </label>
       <label for={`${arch}-sha256`}>Package</label>
       <select
@@ -115,7 +134,13 @@ const ArchFieldset: FC<{ arch: Arch; value: { enabled: boolean; sha256: string }
         )}
       </select>
       <FieldError id={`${arch}-sha256`} message={error} />
-      <p class="field-error warn" id={`${arch}-arch-warning`} data-other={other} data-label={ARCH_LABELS[arch]} hidden={!wrong}>
+      <p
+        class="field-error warn"
+        id={`${arch}-arch-warning`}
+        data-other={other}
+        data-label={ARCH_LABELS[arch]}
+        hidden={!wrong}
+      >
         {wrong ? `This package is marked for ${other}, not ${ARCH_LABELS[arch]}.` : ''}
       </p>
       {selected && (

@@ -7,14 +7,20 @@ import type { PublicAddress } from '../../server/services/settings.js';
 import { CopyField, CsrfField, formatBytes, formatDate, NotReadyField, StateBadge } from '../layout.js';
 import { PortalChangeBox } from './portal-change.js';
 
-export const ImagePortalPage: FC<
-  { image: ImageView; address: PublicAddress; check: LinkCheckReport | null; assignable: GroupView[]; groupCount?: number }
-> = ({ image, address, check, assignable, groupCount }) => {
+export const ImagePortalPage: FC<{
+  image: ImageView;
+  address: PublicAddress;
+  check: LinkCheckReport | null;
+  assignable: GroupView[];
+  groupCount?: number;
+}> = ({ image, address, check, assignable, groupCount }) => {
   const portal = portalValues(image, address);
   return (
     <>
       {image.description && <p>{image.description}</p>}
-      {image.portalChange && <PortalChangeBox image={image} change={image.portalChange} back={`/admin/images/${image.id}`} />}
+      {image.portalChange && (
+        <PortalChangeBox image={image} change={image.portalChange} back={`/admin/images/${image.id}`} />
+      )}
       {!portal.ready && (
         <div class="alert" role="alert" id="not-ready">
           Not ready for the portal: {portal.problems.join('; ')}.
@@ -33,9 +39,9 @@ export const ImagePortalPage: FC<
 
       <h2 id="check">Check links</h2>
       <p class="muted">
-        The check runs on the goldmirror server, not on a Mac: it fetches each Download URL (a HEAD and three ranged GETs) and compares sampled bytes
-        with the stored package. It proves the mirror answers at this address, not that every Mac can reach it; for that, run the{' '}
-        <code>curl -I</code> line it prints in Terminal on a Mac.
+        The check runs on the goldmirror server, not on a Mac: it fetches each Download URL (a HEAD and three ranged
+        GETs) and compares sampled bytes with the stored package. It proves the mirror answers at this address, not that
+        every Mac can reach it; for that, run the <code>curl -I</code> line it prints in Terminal on a Mac.
       </p>
       <form method="post" action={`/admin/images/${image.id}/check`} class="inline">
         <CsrfField />
@@ -70,7 +76,10 @@ export const ImagePortalPage: FC<
           <label for="assign-group">Assign to group</label>
           <select id="assign-group" name="groupId">
             {assignable.map((g) => (
-              <option value={String(g.id)}>{g.name}{g.primary ? ' (primary license key)' : ''}</option>
+              <option value={String(g.id)}>
+                {g.name}
+                {g.primary ? ' (primary license key)' : ''}
+              </option>
             ))}
           </select>
           <div class="actions">
@@ -100,7 +109,12 @@ export const ImagePortalPage: FC<
 };
 
 /** One architecture of the portal form: "Apple silicon — enabled", then its Download URL and SHA-256. */
-const ArchPortalValues: FC<{ arch: Arch; image: ImageView; portal: PortalValues; address: PublicAddress }> = ({ arch, image, portal, address }) => {
+const ArchPortalValues: FC<{ arch: Arch; image: ImageView; portal: PortalValues; address: PublicAddress }> = ({
+  arch,
+  image,
+  portal,
+  address,
+}) => {
   const a = portal.architectures[arch];
   return (
     <section class="card" aria-labelledby={`h-${arch}`}>
@@ -126,7 +140,8 @@ const ArchPortalValues: FC<{ arch: Arch; image: ImageView; portal: PortalValues;
               reason={
                 address.url === null ? (
                   <>
-                    no public address is set, so there is no link Macs could use yet. <a href="/admin/settings">Set the public address</a>.
+                    no public address is set, so there is no link Macs could use yet.{' '}
+                    <a href="/admin/settings">Set the public address</a>.
                   </>
                 ) : (
                   'the package is not stored on this mirror.'
@@ -136,7 +151,8 @@ const ArchPortalValues: FC<{ arch: Arch; image: ImageView; portal: PortalValues;
           )}
           {a.sha256 && <CopyField id={`sha-${arch}`} label="SHA-256" value={a.sha256} />}
           <p class="muted">
-            {formatBytes(a.size)} · <StateBadge state={image[arch].state} /> · {image[arch].downloads} downloads, last {formatDate(image[arch].lastDownloadAt)}
+            {formatBytes(a.size)} · <StateBadge state={image[arch].state} /> · {image[arch].downloads} downloads, last{' '}
+            {formatDate(image[arch].lastDownloadAt)}
           </p>
         </>
       )}
@@ -155,22 +171,28 @@ const PortalHelp: FC = () => (
       <dd>Tick an architecture only when it has a package here; Macs of the other kind are then offered nothing.</dd>
       <dt>Download URL</dt>
       <dd>
-        The direct link to the <code>.pvmp</code> on this mirror. It must start with an address every Mac can reach (set under{' '}
-        <a href="/admin/settings">Settings</a>) and needs no sign-in.
+        The direct link to the <code>.pvmp</code> on this mirror. It must start with an address every Mac can reach (set
+        under <a href="/admin/settings">Settings</a>) and needs no sign-in.
       </dd>
       <dt>SHA-256</dt>
-      <dd>The package’s 64-digit checksum (the one in the <code>.txt</code> that “Prepare for Transfer” wrote); the download is checked against it.</dd>
+      <dd>
+        The package’s 64-digit checksum (the one in the <code>.txt</code> that “Prepare for Transfer” wrote); the
+        download is checked against it.
+      </dd>
     </dl>
     <p class="muted">
-      How a Mac fetches it: when a user of an assigned group creates a virtual machine, Parallels Desktop on that Mac downloads the package from the
-      Download URL with plain HTTP(S) requests (resuming with ranges after an interruption) and checks it against the SHA-256 before unpacking it.
+      How a Mac fetches it: when a user of an assigned group creates a virtual machine, Parallels Desktop on that Mac
+      downloads the package from the Download URL with plain HTTP(S) requests (resuming with ranges after an
+      interruption) and checks it against the SHA-256 before unpacking it.
     </p>
   </aside>
 );
 
 /** The last link check (shown on GET after the check's POST redirected here). */
 const CheckResult: FC<{ check: LinkCheckReport; portal: PortalValues }> = ({ check, portal }) => {
-  const stale = Object.entries(check.architectures).some(([arch, r]) => r.url !== portal.architectures[arch as Arch]?.downloadUrl);
+  const stale = Object.entries(check.architectures).some(
+    ([arch, r]) => r.url !== portal.architectures[arch as Arch]?.downloadUrl,
+  );
   if (stale) {
     // A check of other links says nothing about these: do not show its verdict next to them.
     return (
@@ -180,12 +202,17 @@ const CheckResult: FC<{ check: LinkCheckReport; portal: PortalValues }> = ({ che
     );
   }
   const warned = check.warnings.length > 0;
-  const headline = !check.ok ? 'Some links do not work.' : warned ? 'The links answer on this server, but Macs cannot reach them.' : 'All links work from this server.';
+  const headline = !check.ok
+    ? 'Some links do not work.'
+    : warned
+      ? 'The links answer on this server, but Macs cannot reach them.'
+      : 'All links work from this server.';
   return (
     <div class={`card ${!check.ok ? 'alert' : warned ? 'warned' : ''}`} id="check-result" role="status">
       {/* Steps that passed stay in normal colours; only the headline and the warnings are red when Macs cannot reach the address. */}
       <p>
-        <strong class={check.ok && warned ? 'warn-text' : undefined}>{headline}</strong> Checked {formatDate(check.checkedAt)}.
+        <strong class={check.ok && warned ? 'warn-text' : undefined}>{headline}</strong> Checked{' '}
+        {formatDate(check.checkedAt)}.
       </p>
       <p class="muted">{check.note}</p>
       {check.warnings.map((w) => (

@@ -3,7 +3,11 @@ import type { FC } from 'hono/jsx';
 import type { PortalChange, PortalFieldChange } from '../../server/services/portal-changes.js';
 import { CsrfField, formatDate } from '../layout.js';
 
-const fieldLabel: Record<PortalFieldChange['field'], string> = { enabled: 'Enable', downloadUrl: 'Download URL', sha256: 'SHA-256' };
+const fieldLabel: Record<PortalFieldChange['field'], string> = {
+  enabled: 'Enable',
+  downloadUrl: 'Download URL',
+  sha256: 'SHA-256',
+};
 
 function shown(value: PortalFieldChange['from']): string {
   if (value === true) return 'on';
@@ -12,12 +16,12 @@ function shown(value: PortalFieldChange['from']): string {
 }
 
 /** "Portal values changed — update the portal": old and new side by side, and the button that marks it done. */
-export const PortalChangeBox: FC<{ image: { id: number; name: string }; change: PortalChange; back: string; heading?: 'h2' | 'h3' }> = ({
-  image,
-  change,
-  back,
-  heading = 'h2',
-}) => {
+export const PortalChangeBox: FC<{
+  image: { id: number; name: string };
+  change: PortalChange;
+  back: string;
+  heading?: 'h2' | 'h3';
+}> = ({ image, change, back, heading = 'h2' }) => {
   const Heading = heading;
   return (
     <section class="card pending changes" aria-labelledby={`change-${image.id}`} data-pending-image={String(image.id)}>
@@ -25,8 +29,9 @@ export const PortalChangeBox: FC<{ image: { id: number; name: string }; change: 
         Portal values changed — update the portal{heading === 'h3' ? `: ${image.name}` : ''}
       </Heading>
       <p>
-        {change.since ? `Since ${formatDate(change.since)}, t` : 'T'}he portal needs other values than those last confirmed on {formatDate(change.confirmedAt)}. Until
-        you copy the new values into the portal, Macs keep getting the old ones, and the old packages are kept.
+        {change.since ? `Since ${formatDate(change.since)}, t` : 'T'}he portal needs other values than those last
+        confirmed on {formatDate(change.confirmedAt)}. Until you copy the new values into the portal, Macs keep getting
+        the old ones, and the old packages are kept.
       </p>
       <div class="table-wrap">
         <table>

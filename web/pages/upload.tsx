@@ -18,21 +18,32 @@ function ago(iso: string, nowMs: number): string {
   return `${Math.round(seconds / 86400)} days ago`;
 }
 
-export const UploadPage: FC<
-  { jobs: TransferJob[]; unfinished: UnfinishedUpload[]; nowMs: number; fetchValues?: { url: string; sha256: string; checksumUrl: string } }
-> = ({ jobs, unfinished, nowMs, fetchValues = { url: '', sha256: '', checksumUrl: '' } }) => (
+export const UploadPage: FC<{
+  jobs: TransferJob[];
+  unfinished: UnfinishedUpload[];
+  nowMs: number;
+  fetchValues?: { url: string; sha256: string; checksumUrl: string };
+}> = ({ jobs, unfinished, nowMs, fetchValues = { url: '', sha256: '', checksumUrl: '' } }) => (
   <>
     <p>
-      Upload the <code>.pvmp</code> that Control Center’s “Prepare for Transfer” wrote together with the <code>.txt</code> next to it: its SHA-256 is
-      then enforced, and a package this mirror already has is not sent again. Uploads resume after a dropped connection or a reload; several can run
-      at once.
+      Upload the <code>.pvmp</code> that Control Center’s “Prepare for Transfer” wrote together with the{' '}
+      <code>.txt</code> next to it: its SHA-256 is then enforced, and a package this mirror already has is not sent
+      again. Uploads resume after a dropped connection or a reload; several can run at once.
     </p>
-    <form id="upload-form" method="post" action="/admin/upload" enctype="multipart/form-data" class="card stack" data-csrf={useCsrfToken()}>
+    <form
+      id="upload-form"
+      method="post"
+      action="/admin/upload"
+      enctype="multipart/form-data"
+      class="card stack"
+      data-csrf={useCsrfToken()}
+    >
       {/* First in the form, so the server reads it before any file part (never in the URL). */}
       <CsrfField />
       <div id="drop-zone" class="drop-zone" hidden>
         <p>
-          <strong>Drop the package (.pvmp) and its checksum file (.txt) here</strong>, several pairs at once if you like, or
+          <strong>Drop the package (.pvmp) and its checksum file (.txt) here</strong>, several pairs at once if you
+          like, or
         </p>
         <label for="files" class="button secondary">
           Choose files…
@@ -54,7 +65,9 @@ export const UploadPage: FC<
       <div class="actions">
         <button type="submit">Upload</button>
       </div>
-      <p class="muted" id="upload-hint">Without JavaScript the upload still works, without a progress bar and without resuming.</p>
+      <p class="muted" id="upload-hint">
+        Without JavaScript the upload still works, without a progress bar and without resuming.
+      </p>
     </form>
     <section aria-live="polite" id="uploads"></section>
 
@@ -74,8 +87,8 @@ const UnfinishedUploads: FC<{ unfinished: UnfinishedUpload[]; nowMs: number }> =
     ) : (
       <>
         <p class="muted">
-          To resume one, pick the same file again above (in this browser it continues where it stopped). Unfinished uploads are removed after three
-          days.
+          To resume one, pick the same file again above (in this browser it continues where it stopped). Unfinished
+          uploads are removed after three days.
         </p>
         <div class="table-wrap">
           <table id="unfinished-uploads">
@@ -92,7 +105,12 @@ const UnfinishedUploads: FC<{ unfinished: UnfinishedUpload[]; nowMs: number }> =
             </thead>
             <tbody>
               {unfinished.map((u) => (
-                <tr data-upload-id={u.id} data-name={u.name} data-size={u.size === null ? '' : String(u.size)} data-last-modified={u.lastModified === null ? '' : String(u.lastModified)}>
+                <tr
+                  data-upload-id={u.id}
+                  data-name={u.name}
+                  data-size={u.size === null ? '' : String(u.size)}
+                  data-last-modified={u.lastModified === null ? '' : String(u.lastModified)}
+                >
                   <td>
                     {u.name}
                     <div class="muted">
@@ -101,15 +119,25 @@ const UnfinishedUploads: FC<{ unfinished: UnfinishedUpload[]; nowMs: number }> =
                     </div>
                   </td>
                   <td>
-                    {u.size ? <progress max={u.size} value={u.offset} aria-label={`Received of ${u.name}`}></progress> : null}
+                    {u.size ? (
+                      <progress max={u.size} value={u.offset} aria-label={`Received of ${u.name}`}></progress>
+                    ) : null}
                     <div>
                       {formatBytes(u.offset)}
-                      {u.size !== null ? ` of ${formatBytes(u.size)} (${Math.floor((u.offset / Math.max(u.size, 1)) * 100)}%)` : ''}
+                      {u.size !== null
+                        ? ` of ${formatBytes(u.size)} (${Math.floor((u.offset / Math.max(u.size, 1)) * 100)}%)`
+                        : ''}
                     </div>
                   </td>
                   <td title={formatDate(u.createdAt)}>{ago(u.createdAt, nowMs)}</td>
                   <td class="upload-state">
-                    {u.finishing ? 'being stored' : u.receiving ? 'receiving now' : u.lastDataAt ? `paused, last data ${ago(u.lastDataAt, nowMs)}` : 'paused'}
+                    {u.finishing
+                      ? 'being stored'
+                      : u.receiving
+                        ? 'receiving now'
+                        : u.lastDataAt
+                          ? `paused, last data ${ago(u.lastDataAt, nowMs)}`
+                          : 'paused'}
                   </td>
                   <td>
                     <form method="post" action={`/admin/uploads/${u.id}/discard`} class="inline">
@@ -130,17 +158,28 @@ const UnfinishedUploads: FC<{ unfinished: UnfinishedUpload[]; nowMs: number }> =
 );
 
 /** The form that starts a download from another server, and the downloads running or done. */
-const PullFromUrl: FC<{ jobs: TransferJob[]; values: { url: string; sha256: string; checksumUrl: string } }> = ({ jobs, values }) => (
+const PullFromUrl: FC<{ jobs: TransferJob[]; values: { url: string; sha256: string; checksumUrl: string } }> = ({
+  jobs,
+  values,
+}) => (
   <>
     <h2 id="pull">Pull from a URL</h2>
     <p class="muted">
-      Download a package from another server (HTTP or HTTPS) straight into this mirror. It resumes after a dropped connection when the server allows
-      it, and is stored only once its SHA-256 checks out.
+      Download a package from another server (HTTP or HTTPS) straight into this mirror. It resumes after a dropped
+      connection when the server allows it, and is stored only once its SHA-256 checks out.
     </p>
     <form method="post" action="/admin/fetch" class="card stack">
       <CsrfField />
       <label for="fetch-url">Package URL</label>
-      <input id="fetch-url" name="url" type="text" inputmode="url" required value={values.url} placeholder="https://hq-mirror.example/…/Win11.pvmp" />
+      <input
+        id="fetch-url"
+        name="url"
+        type="text"
+        inputmode="url"
+        required
+        value={values.url}
+        placeholder="https://hq-mirror.example/…/Win11.pvmp"
+      />
       <label for="fetch-sha">SHA-256 (optional)</label>
       <input id="fetch-sha" name="sha256" type="text" class="mono" value={values.sha256} />
       <label for="fetch-checksum">or the URL of its checksum file (optional)</label>
@@ -164,7 +203,13 @@ const PullFromUrl: FC<{ jobs: TransferJob[]; values: { url: string; sha256: stri
               <tr>
                 <td class="mono">{j.url}</td>
                 <td>
-                  {j.totalBytes ? <progress max={j.totalBytes} value={j.bytesDone} aria-label={`Download progress of ${j.url}`}></progress> : null}{' '}
+                  {j.totalBytes ? (
+                    <progress
+                      max={j.totalBytes}
+                      value={j.bytesDone}
+                      aria-label={`Download progress of ${j.url}`}
+                    ></progress>
+                  ) : null}{' '}
                   {formatBytes(j.bytesDone)}
                   {j.totalBytes ? ` of ${formatBytes(j.totalBytes)}` : ''}
                 </td>

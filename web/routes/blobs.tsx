@@ -12,15 +12,27 @@ export function blobRoutes(deps: WebDeps): Hono<WebEnv> {
   const { db } = deps;
   const app = new Hono<WebEnv>();
 
-  app.get('/', async (c) => c.render(<BlobsPage blobs={await listBlobViews(db, baseOf(c))} graceMs={deps.config.gcGraceMs} />, { title: 'Packages', active }));
+  app.get('/', async (c) =>
+    c.render(<BlobsPage blobs={await listBlobViews(db, baseOf(c))} graceMs={deps.config.gcGraceMs} />, {
+      title: 'Packages',
+      active,
+    }),
+  );
   app.get('/:sha256', async (c) => {
     const blob = await getBlobView(db, c.req.param('sha256'), baseOf(c));
-    const stats = await db.selectFrom('download_stats').select('downloads').where('sha256', '=', blob.sha256).executeTakeFirst();
-    return c.render(<BlobPage blob={blob} downloads={Number(stats?.downloads ?? 0)} graceMs={deps.config.gcGraceMs} />, {
-      title: blob.name,
-      active,
-      scripts: ['/admin/assets/copy.js'],
-    });
+    const stats = await db
+      .selectFrom('download_stats')
+      .select('downloads')
+      .where('sha256', '=', blob.sha256)
+      .executeTakeFirst();
+    return c.render(
+      <BlobPage blob={blob} downloads={Number(stats?.downloads ?? 0)} graceMs={deps.config.gcGraceMs} />,
+      {
+        title: blob.name,
+        active,
+        scripts: ['/admin/assets/copy.js'],
+      },
+    );
   });
   app.post('/:sha256/verify', async (c) => {
     const blob = await getBlobView(db, c.req.param('sha256'), baseOf(c));

@@ -23,7 +23,13 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
       listHistory(db, { limit: 10 }).then((h) => h.entries),
       downloadCharts(db, deps.activity),
     ]);
-    const stats = await db.selectFrom('download_stats').selectAll().where('last_download_at', 'is not', null).orderBy('last_download_at', 'desc').limit(10).execute();
+    const stats = await db
+      .selectFrom('download_stats')
+      .selectAll()
+      .where('last_download_at', 'is not', null)
+      .orderBy('last_download_at', 'desc')
+      .limit(10)
+      .execute();
     const byBlob = new Map(blobs.map((b) => [b.sha256, b]));
     return c.render(
       <DashboardPage
@@ -42,7 +48,9 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
             images: [...new Set(byBlob.get(s.sha256)?.usedBy.map((u) => u.imageName) ?? [])],
           })),
           recentChanges,
-          pendingPortal: images.flatMap((i) => (i.portalChange ? [{ id: i.id, name: i.name, change: i.portalChange }] : [])),
+          pendingPortal: images.flatMap((i) =>
+            i.portalChange ? [{ id: i.id, name: i.name, change: i.portalChange }] : [],
+          ),
           charts,
         }}
       />,

@@ -1,7 +1,12 @@
 /** Downloads: the page, and its two tables alone for live.js. */
 import { Hono } from 'hono';
 import { humanPeriod } from '../../server/format.js';
-import { downloadFilterChoices, listDownloads, parseDownloadFilter, type DownloadFilter } from '../../server/services/download-log.js';
+import {
+  downloadFilterChoices,
+  listDownloads,
+  parseDownloadFilter,
+  type DownloadFilter,
+} from '../../server/services/download-log.js';
 import type { WebDeps, WebEnv } from '../env.js';
 import { formError } from '../forms.js';
 import { DownloadsPage, FinishedTable, InProgressTable } from '../pages/downloads.js';
@@ -19,7 +24,8 @@ export function downloadRoutes(deps: WebDeps): Hono<WebEnv> {
     // One after the other: the listing first writes pending rows, which the choices then see.
     const page = await listDownloads(deps.db, deps.activity, filter);
     const choices = await downloadFilterChoices(deps.db);
-    const retention = deps.config.downloadLogRetentionMs > 0 ? humanPeriod(deps.config.downloadLogRetentionMs) : 'ever (never pruned)';
+    const retention =
+      deps.config.downloadLogRetentionMs > 0 ? humanPeriod(deps.config.downloadLogRetentionMs) : 'ever (never pruned)';
     c.status(error ? 400 : 200);
     return c.render(<DownloadsPage filter={filter} page={page} choices={choices} retention={retention} />, {
       title: 'Downloads',
@@ -34,7 +40,8 @@ export function downloadRoutes(deps: WebDeps): Hono<WebEnv> {
     const page = await listDownloads(deps.db, deps.activity, filter);
     c.header('Cache-Control', 'no-store');
     if (part === 'active') return c.html(<InProgressTable rows={page.inProgress} />);
-    const filtered = filter.image !== undefined || filter.arch !== undefined || !!filter.client || filter.result !== undefined;
+    const filtered =
+      filter.image !== undefined || filter.arch !== undefined || !!filter.client || filter.result !== undefined;
     return c.html(<FinishedTable rows={page.downloads} filtered={filtered} />);
   });
   return app;

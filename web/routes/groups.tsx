@@ -5,13 +5,36 @@
  */
 import { Hono, type Context } from 'hono';
 import { toAppError } from '../../server/errors.js';
-import { createGroup, deleteGroup, getGroup, listGroups, updateGroup, type GroupView } from '../../server/services/groups.js';
+import {
+  createGroup,
+  deleteGroup,
+  getGroup,
+  listGroups,
+  updateGroup,
+  type GroupView,
+} from '../../server/services/groups.js';
 import { applyGroupsCsv, exportGroupsCsv, type CsvProblem } from '../../server/services/groups-csv.js';
 import { listImages } from '../../server/services/images.js';
 import { parseId } from '../../server/services/validation.js';
 import { baseOf, csrfOf, done, type WebContext, type WebDeps, type WebEnv } from '../env.js';
-import { EMPTY_GROUP_VALUES, field, formError, groupInput, groupValues, groupViewValues, receiveGroupsCsv, safeBack, type FormError } from '../forms.js';
-import { GroupDeletePage, GroupEditPage, GroupsPage, GroupUnassignPage, type GroupFormValues } from '../pages/groups.js';
+import {
+  EMPTY_GROUP_VALUES,
+  field,
+  formError,
+  groupInput,
+  groupValues,
+  groupViewValues,
+  receiveGroupsCsv,
+  safeBack,
+  type FormError,
+} from '../forms.js';
+import {
+  GroupDeletePage,
+  GroupEditPage,
+  GroupsPage,
+  GroupUnassignPage,
+  type GroupFormValues,
+} from '../pages/groups.js';
 
 const active = '/admin/groups';
 
@@ -29,26 +52,47 @@ function importFlash(c: Context): string | undefined {
 export function groupRoutes(deps: WebDeps): Hono<WebEnv> {
   const app = new Hono<WebEnv>();
 
-  const listPage = async (c: WebContext, values: GroupFormValues, error?: FormError & { csvProblems?: CsvProblem[] | undefined }) => {
+  const listPage = async (
+    c: WebContext,
+    values: GroupFormValues,
+    error?: FormError & { csvProblems?: CsvProblem[] | undefined },
+  ) => {
     c.status(error?.status ?? 200);
     return c.render(
-      <GroupsPage groups={await listGroups(deps)} images={await listImages(deps, baseOf(c))} values={values} fieldErrors={error?.fields} csvProblems={error?.csvProblems} />,
+      <GroupsPage
+        groups={await listGroups(deps)}
+        images={await listImages(deps, baseOf(c))}
+        values={values}
+        fieldErrors={error?.fields}
+        csvProblems={error?.csvProblems}
+      />,
       { title: 'Groups', active, error: error?.message, flash: importFlash(c) },
     );
   };
   const editPage = async (c: WebContext, group: GroupView, values: GroupFormValues, error?: FormError) => {
     c.status(error?.status ?? 200);
-    return c.render(<GroupEditPage group={group} images={await listImages(deps, baseOf(c))} values={values} fieldErrors={error?.fields} />, {
-      title: `Group ${group.name}`,
-      active,
-      error: error?.message,
-    });
+    return c.render(
+      <GroupEditPage
+        group={group}
+        images={await listImages(deps, baseOf(c))}
+        values={values}
+        fieldErrors={error?.fields}
+      />,
+      {
+        title: `Group ${group.name}`,
+        active,
+        error: error?.message,
+      },
+    );
   };
 
   app.get('/groups', (c) => listPage(c, { ...EMPTY_GROUP_VALUES }));
   app.get('/groups.csv', async (c) => {
     c.header('Content-Type', 'text/csv; charset=utf-8; header=present');
-    c.header('Content-Disposition', `attachment; filename="goldmirror-groups-${new Date().toISOString().slice(0, 10)}.csv"`);
+    c.header(
+      'Content-Disposition',
+      `attachment; filename="goldmirror-groups-${new Date().toISOString().slice(0, 10)}.csv"`,
+    );
     return c.body(await exportGroupsCsv(deps));
   });
   app.post('/groups/import', async (c) => {
@@ -61,7 +105,9 @@ export function groupRoutes(deps: WebDeps): Hono<WebEnv> {
       const e = formError(err);
       const problems = toAppError(err).details.problems as CsvProblem[] | undefined;
       if (problems) c.header('Connection', 'close');
-      const message = problems ? `Nothing was imported: the file has ${problems.length === 1 ? 'a problem' : `${problems.length} problems`} (listed below).` : e.message;
+      const message = problems
+        ? `Nothing was imported: the file has ${problems.length === 1 ? 'a problem' : `${problems.length} problems`} (listed below).`
+        : e.message;
       return listPage(c, { ...EMPTY_GROUP_VALUES }, { message, fields: {}, status: e.status, csvProblems: problems });
     }
   });

@@ -17,7 +17,10 @@ export function historyRoutes(deps: WebDeps): Hono<WebEnv> {
       signIns: c.req.query('logins') === '1',
     };
     const [{ entries, nextBefore }, actors] = await Promise.all([listHistory(deps.db, query), historyActors(deps.db)]);
-    return c.render(<HistoryPage query={query} entries={entries} nextBefore={nextBefore} actors={actors} />, { title: 'History', active: '/admin/history' });
+    return c.render(<HistoryPage query={query} entries={entries} nextBefore={nextBefore} actors={actors} />, {
+      title: 'History',
+      active: '/admin/history',
+    });
   });
   return app;
 }

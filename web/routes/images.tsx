@@ -2,13 +2,31 @@
 import { Hono } from 'hono';
 import { archMismatchWarnings, listBlobViews } from '../../server/services/blobs.js';
 import { listGroups, updateGroup } from '../../server/services/groups.js';
-import { ARCHES, ARCH_LABELS, createImage, deleteImage, getImage, listImages, updateImage, type ImageView } from '../../server/services/images.js';
+import {
+  ARCHES,
+  ARCH_LABELS,
+  createImage,
+  deleteImage,
+  getImage,
+  listImages,
+  updateImage,
+  type ImageView,
+} from '../../server/services/images.js';
 import { checkImageLinks, type LinkCheckReport } from '../../server/services/link-check.js';
 import { lastLinkCheck, saveLinkCheck } from '../../server/services/link-check-results.js';
 import { confirmPortalValues } from '../../server/services/portal-changes.js';
 import { parseId } from '../../server/services/validation.js';
 import { addressOf, baseOf, done, type WebContext, type WebDeps, type WebEnv } from '../env.js';
-import { field, formError, imageInput, imageValues, imageViewValues, prefilledImageValues, type FormError, type ParsedForm } from '../forms.js';
+import {
+  field,
+  formError,
+  imageInput,
+  imageValues,
+  imageViewValues,
+  prefilledImageValues,
+  type FormError,
+  type ParsedForm,
+} from '../forms.js';
 import { ImageFormPage, type ImageFormValues } from '../pages/image-form.js';
 import { ImagePortalPage } from '../pages/image-portal.js';
 import { ImageDeletePage, ImagesPage } from '../pages/images.js';
@@ -20,16 +38,37 @@ export function imageRoutes(deps: WebDeps): Hono<WebEnv> {
   const app = new Hono<WebEnv>();
 
   /** The new or edit form, again with what was sent, its problems, or the architecture warnings to confirm. */
-  const formPage = async (c: WebContext, image: ImageView | null, values: ImageFormValues, extra: { error?: FormError; archWarnings?: string[] } = {}) => {
+  const formPage = async (
+    c: WebContext,
+    image: ImageView | null,
+    values: ImageFormValues,
+    extra: { error?: FormError; archWarnings?: string[] } = {},
+  ) => {
     c.status(extra.archWarnings ? 409 : (extra.error?.status ?? 200));
     return c.render(
-      <ImageFormPage image={image} values={values} blobs={await listBlobViews(db, baseOf(c))} fieldErrors={extra.error?.fields} archWarnings={extra.archWarnings} />,
-      { title: image ? `Edit ${image.name}` : 'New golden image', active, error: extra.error?.message, flash: null, scripts: ['/admin/assets/image-form.js'] },
+      <ImageFormPage
+        image={image}
+        values={values}
+        blobs={await listBlobViews(db, baseOf(c))}
+        fieldErrors={extra.error?.fields}
+        archWarnings={extra.archWarnings}
+      />,
+      {
+        title: image ? `Edit ${image.name}` : 'New golden image',
+        active,
+        error: extra.error?.message,
+        flash: null,
+        scripts: ['/admin/assets/image-form.js'],
+      },
     );
   };
 
   /** A package marked for the other architecture is saved only once the admin ticked "use it anyway". */
-  const unconfirmedArchWarnings = async (c: WebContext, form: ParsedForm, values: ImageFormValues): Promise<string[]> => {
+  const unconfirmedArchWarnings = async (
+    c: WebContext,
+    form: ParsedForm,
+    values: ImageFormValues,
+  ): Promise<string[]> => {
     if (form.confirmArch === 'yes') return [];
     const wanted = ARCHES.map((arch) => values[arch].sha256).filter((sha) => sha !== '');
     if (wanted.length === 0) return [];
@@ -46,15 +85,26 @@ export function imageRoutes(deps: WebDeps): Hono<WebEnv> {
     const groups = await listGroups(deps);
     const assignable = groups.filter((g) => g.imageId === null);
     c.status(error?.status ?? 200);
-    return c.render(<ImagePortalPage image={image} address={addressOf(c)} check={check} assignable={assignable} groupCount={groups.length} />, {
-      title: image.name,
-      active,
-      error: error?.message,
-      scripts: ['/admin/assets/copy.js'],
-    });
+    return c.render(
+      <ImagePortalPage
+        image={image}
+        address={addressOf(c)}
+        check={check}
+        assignable={assignable}
+        groupCount={groups.length}
+      />,
+      {
+        title: image.name,
+        active,
+        error: error?.message,
+        scripts: ['/admin/assets/copy.js'],
+      },
+    );
   };
 
-  app.get('/', async (c) => c.render(<ImagesPage images={await listImages(deps, baseOf(c))} />, { title: 'Golden images', active }));
+  app.get('/', async (c) =>
+    c.render(<ImagesPage images={await listImages(deps, baseOf(c))} />, { title: 'Golden images', active }),
+  );
   app.get('/new', (c) => formPage(c, null, prefilledImageValues(c)));
   app.post('/new', async (c) => {
     const form = await c.req.parseBody();

@@ -28,7 +28,8 @@ export function signInRoutes(deps: WebDeps): Hono<WebEnv> {
       if (e.code === 'INTERNAL') throw err;
       const retry = e.details.retryAfterSeconds;
       if (typeof retry === 'number') c.header('Retry-After', String(retry));
-      const message = e.code === 'TOO_MANY_REQUESTS' && typeof retry === 'number' ? `${e.message} (about ${retry} s)` : e.message;
+      const message =
+        e.code === 'TOO_MANY_REQUESTS' && typeof retry === 'number' ? `${e.message} (about ${retry} s)` : e.message;
       c.status(e.status as 401);
       return c.render(<LoginPage next={next} username={username} />, { title, error: message });
     }
@@ -54,7 +55,10 @@ export function accountRoutes(deps: WebDeps): Hono<WebEnv> {
     if (!session || !token) throw new AppError('FORBIDDEN', 'sign in with a password to change it');
     const form = await c.req.parseBody();
     try {
-      await changePassword(deps.db, session, token, { currentPassword: field(form, 'currentPassword'), newPassword: field(form, 'newPassword') });
+      await changePassword(deps.db, session, token, {
+        currentPassword: field(form, 'currentPassword'),
+        newPassword: field(form, 'newPassword'),
+      });
       return done(c, '/admin/account', 'password-changed');
     } catch (err) {
       const e = formError(err);

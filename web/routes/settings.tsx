@@ -11,7 +11,12 @@ export function settingsRoutes(deps: WebDeps): Hono<WebEnv> {
   const page = (c: WebContext, value: string, error?: FormError) => {
     c.status(error?.status ?? 200);
     return c.render(
-      <SettingsPage address={addressOf(c)} value={value} seenAt={new URL(c.req.url).origin} fieldError={error?.fields.publicUrl} />,
+      <SettingsPage
+        address={addressOf(c)}
+        value={value}
+        seenAt={new URL(c.req.url).origin}
+        fieldError={error?.fields.publicUrl}
+      />,
       { title: 'Settings', active: '/admin/settings', error: error?.message },
     );
   };

@@ -8,10 +8,19 @@ import { TokensPage, type TokenFormValues } from '../pages/tokens.js';
 export function tokenRoutes(deps: WebDeps): Hono<WebEnv> {
   const app = new Hono<WebEnv>();
 
-  const page = async (c: WebContext, values: TokenFormValues, extra: { created?: Awaited<ReturnType<typeof createApiToken>>; error?: FormError } = {}) => {
+  const page = async (
+    c: WebContext,
+    values: TokenFormValues,
+    extra: { created?: Awaited<ReturnType<typeof createApiToken>>; error?: FormError } = {},
+  ) => {
     c.status(extra.error?.status ?? (extra.created ? 201 : 200));
     return c.render(
-      <TokensPage tokens={await listApiTokens(deps.db)} values={values} created={extra.created} fieldErrors={{ name: extra.error?.fields['token name'] ?? '' }} />,
+      <TokensPage
+        tokens={await listApiTokens(deps.db)}
+        values={values}
+        created={extra.created}
+        fieldErrors={{ name: extra.error?.fields['token name'] ?? '' }}
+      />,
       { title: 'API tokens', error: extra.error?.message, scripts: extra.created ? ['/admin/assets/copy.js'] : [] },
     );
   };

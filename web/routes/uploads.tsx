@@ -16,11 +16,28 @@ const HTTP_URL = /^https?:\/\/\S+$/i;
 export function uploadRoutes(deps: WebDeps): Hono<WebEnv> {
   const app = new Hono<WebEnv>();
 
-  const page = async (c: WebContext, extra: { fetchValues?: { url: string; sha256: string; checksumUrl: string }; error?: string; status?: FormError['status'] | 507 } = {}) => {
+  const page = async (
+    c: WebContext,
+    extra: {
+      fetchValues?: { url: string; sha256: string; checksumUrl: string };
+      error?: string;
+      status?: FormError['status'] | 507;
+    } = {},
+  ) => {
     c.status(extra.status ?? 200);
     return c.render(
-      <UploadPage jobs={deps.transfers.list()} unfinished={await deps.uploads.listUnfinished()} nowMs={Date.now()} fetchValues={extra.fetchValues} />,
-      { title: 'Upload packages', active: '/admin/upload', error: extra.error, scripts: ['/admin/assets/tus.min.js', '/admin/assets/upload.js'] },
+      <UploadPage
+        jobs={deps.transfers.list()}
+        unfinished={await deps.uploads.listUnfinished()}
+        nowMs={Date.now()}
+        fetchValues={extra.fetchValues}
+      />,
+      {
+        title: 'Upload packages',
+        active: '/admin/upload',
+        error: extra.error,
+        scripts: ['/admin/assets/tus.min.js', '/admin/assets/upload.js'],
+      },
     );
   };
 
@@ -28,7 +45,10 @@ export function uploadRoutes(deps: WebDeps): Hono<WebEnv> {
   app.post('/upload', async (c) => {
     try {
       const { sha256, checksumCompared } = await receiveFormUpload(deps.ingestDeps, c.req.raw, csrfOf(c));
-      return c.redirect(`/admin/blobs/${sha256}?done=${checksumCompared ? 'blob-uploaded' : 'blob-uploaded-unchecked'}`, 303);
+      return c.redirect(
+        `/admin/blobs/${sha256}?done=${checksumCompared ? 'blob-uploaded' : 'blob-uploaded-unchecked'}`,
+        303,
+      );
     } catch (err) {
       if (toAppError(err).code === 'FORBIDDEN') throw err;
       const e = formError(err);
@@ -48,10 +68,16 @@ export function uploadRoutes(deps: WebDeps): Hono<WebEnv> {
   });
   app.post('/fetch', async (c) => {
     const form = await c.req.parseBody();
-    const values = { url: field(form, 'url').trim(), sha256: field(form, 'sha256').trim(), checksumUrl: field(form, 'checksumUrl').trim() };
+    const values = {
+      url: field(form, 'url').trim(),
+      sha256: field(form, 'sha256').trim(),
+      checksumUrl: field(form, 'checksumUrl').trim(),
+    };
     try {
-      if (!HTTP_URL.test(values.url)) throw new AppError('VALIDATION_FAILED', 'enter the http:// or https:// URL of the package');
-      if (values.checksumUrl && !HTTP_URL.test(values.checksumUrl)) throw new AppError('VALIDATION_FAILED', 'the checksum file URL must start with http:// or https://');
+      if (!HTTP_URL.test(values.url))
+        throw new AppError('VALIDATION_FAILED', 'enter the http:// or https:// URL of the package');
+      if (values.checksumUrl && !HTTP_URL.test(values.checksumUrl))
+        throw new AppError('VALIDATION_FAILED', 'the checksum file URL must start with http:// or https://');
       const expected = values.sha256 ? parseSha256(values.sha256, 'the SHA-256') : undefined;
       deps.transfers.startFetch(values.url, { expectedSha256: expected, checksumUrl: values.checksumUrl || undefined });
       return c.redirect('/admin/upload?done=fetch-started#pull', 303);
