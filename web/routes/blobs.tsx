@@ -20,11 +20,7 @@ export function blobRoutes(deps: WebDeps): Hono<WebEnv> {
   );
   app.get('/:sha256', async (c) => {
     const blob = await getBlobView(db, c.req.param('sha256'), baseOf(c));
-    const stats = await db
-      .selectFrom('download_stats')
-      .select('downloads')
-      .where('sha256', '=', blob.sha256)
-      .executeTakeFirst();
+    const stats = await db.selectFrom('download_stats').select('downloads').where('sha256', '=', blob.sha256).executeTakeFirst();
     return c.render(
       <BlobPage blob={blob} downloads={Number(stats?.downloads ?? 0)} graceMs={deps.config.gcGraceMs} />,
       {

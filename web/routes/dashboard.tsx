@@ -23,13 +23,7 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
       listHistory(db, { limit: 10 }).then((h) => h.entries),
       downloadCharts(db, deps.activity),
     ]);
-    const stats = await db
-      .selectFrom('download_stats')
-      .selectAll()
-      .where('last_download_at', 'is not', null)
-      .orderBy('last_download_at', 'desc')
-      .limit(10)
-      .execute();
+    const stats = await db.selectFrom('download_stats').selectAll().where('last_download_at', 'is not', null).orderBy('last_download_at', 'desc').limit(10).execute();
     const byBlob = new Map(blobs.map((b) => [b.sha256, b]));
     return c.render(
       <DashboardPage
