@@ -4,41 +4,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
-import type { BlobStore } from '../storage/blob-store.js';
-import type { Config } from '../config/load.js';
-import type { Db } from './db/open.js';
 import { errorBody, toAppError } from './errors.js';
 import { requireAdmin } from './http/auth.js';
 import { redirectTrailingSlash } from './http/trailing-slash.js';
-import type { IntegrityChecker } from './jobs/integrity-checker.js';
-import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
 import { createApi } from './routes/api.js';
 import { createWebApp } from '../web/app.js';
-import { createUploadServer, type UploadServer } from './http/uploads.js';
-import { resolvePublicAddress } from './services/settings.js';
-import type { IngestDeps } from './services/ingest.js';
-import type { TransferJobs } from './jobs/transfers.js';
+import type { AppDeps } from './app-deps.js';
 import { checkHealth, publicHealth } from './services/health.js';
 import { securityHeaders } from './http/security-headers.js';
 import { STYLE_SOURCE } from '../web/layout.js';
-import type { ActivityTracker } from './services/activity.js';
 
-export interface AppDeps {
-  config: Config;
-  db: Db;
-  store: BlobStore;
-  log: Logger;
-  clock: import('./services/deps.js').Clock;
-  metrics: Metrics;
-  checker: IntegrityChecker;
-  ingestDeps: IngestDeps;
-  transfers: TransferJobs;
-  /** The tus server; created here when the caller has none (tests that only need the app). */
-  uploads?: UploadServer;
-  /** Downloads in progress and the batched download log (absent: the pages show only what is written). */
-  activity?: ActivityTracker;
-}
+export type { AppDeps } from './app-deps.js';
 
 /**
  * Paths anyone may reach; everything else needs an admin (the auth test walks
@@ -81,14 +57,8 @@ export function createApp(deps: AppDeps): Hono {
     return c.body(await deps.metrics.registry.metrics());
   });
 
-  const uploads = deps.uploads ?? createUploadServer({
-    ingestDeps: deps.ingestDeps,
-    store: deps.store,
-    log: deps.log,
-    baseUrl: async () => (await resolvePublicAddress(deps)).url,
-  });
-  app.route('/api/v1', createApi({ ...deps, uploads }));
-  app.route('/admin', createWebApp({ ...deps, uploads }));
+  app.route('/api/v1', createApi(deps));
+  app.route('/admin', createWebApp(deps));
   app.get('/', (c) => c.redirect('/admin', 302));
 
   app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));

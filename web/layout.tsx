@@ -1,9 +1,11 @@
 /** The admin console's page frame: head, navigation, flash messages, and small shared components. */
 import { createHash } from 'node:crypto';
 import { raw } from 'hono/html';
-import { createContext, useContext, type Child, type FC } from 'hono/jsx';
-import { humanBytes } from '../server/cli/output.js';
+import type { Child, FC } from 'hono/jsx';
+import { useRequestContext } from 'hono/jsx-renderer';
+import { humanBytes } from '../server/format.js';
 import type { PublicAddress } from '../server/services/settings.js';
+import { csrfOf, type WebEnv } from './env.js';
 import { STYLES } from './styles.js';
 
 /**
@@ -14,21 +16,16 @@ import { STYLES } from './styles.js';
  */
 export const STYLE_SOURCE = `'sha256-${createHash('sha256').update(STYLES).digest('base64')}'`;
 
-/**
- * The public address in force, provided around every signed-in page (see
- * web/app.tsx) so the frame can ask for it, or warn about it, on each page.
- */
-export const PublicAddressContext = createContext<PublicAddress | null>(null);
-
-export interface PageProps {
+export interface FrameProps {
   title: string;
   /** Signed-in user; null on the sign-in page. */
   user: string | null;
-  csrf: string | null;
-  active?: string;
+  /** The public address in force, so the frame can ask for it, or warn about it, on each signed-in page. */
+  address?: PublicAddress | undefined;
+  active?: string | undefined;
   flash?: string | undefined;
   error?: string | undefined;
-  scripts?: string[];
+  scripts?: string[] | undefined;
   children?: Child;
 }
 
@@ -43,7 +40,8 @@ const NAV: Array<[string, string]> = [
   ['/admin/settings', 'Settings'],
 ];
 
-export const Layout: FC<PageProps> = (props) => (
+/** The whole document around a page; filled in by the renderer in render.tsx, never called by a page. */
+export const Frame: FC<FrameProps> = (props) => (
   <html lang="en">
     <head>
       <meta charset="utf-8" />
@@ -74,7 +72,7 @@ export const Layout: FC<PageProps> = (props) => (
           <div class="account">
             <a href="/admin/account">{props.user}</a>
             <form method="post" action="/admin/logout">
-              <CsrfField token={props.csrf} />
+              <CsrfField />
               <button type="submit" class="link">
                 Sign out
               </button>
@@ -83,7 +81,7 @@ export const Layout: FC<PageProps> = (props) => (
         )}
       </header>
       <main>
-        {props.user !== null && <AddressBanner />}
+        {props.user !== null && props.address && <AddressBanner address={props.address} />}
         <h1>{props.title}</h1>
         {props.flash && (
           <p class="flash ok" role="status">
@@ -105,9 +103,7 @@ export const Layout: FC<PageProps> = (props) => (
 );
 
 /** Until a public address is set no link is offered; a loopback or localhost one is never shown without this red warning. */
-const AddressBanner: FC = () => {
-  const address = useContext(PublicAddressContext);
-  if (!address) return null;
+const AddressBanner: FC<{ address: PublicAddress }> = ({ address }) => {
   if (address.url === null) {
     return (
       <aside class="banner bad" id="address-banner" aria-label="Public address">
@@ -127,8 +123,16 @@ const AddressBanner: FC = () => {
   );
 };
 
-export const CsrfField: FC<{ token: string | null }> = ({ token }) =>
-  token ? <input type="hidden" name="_csrf" value={token} /> : null;
+/** The session's CSRF token for attributes (data-csrf); '' for API tokens. Only inside a page given to c.render(). */
+export function useCsrfToken(): string {
+  return csrfOf(useRequestContext<WebEnv>()) ?? '';
+}
+
+/** The hidden _csrf field every signed-in form carries (nothing for API tokens, which need none). */
+export const CsrfField: FC = () => {
+  const token = useCsrfToken();
+  return token ? <input type="hidden" name="_csrf" value={token} /> : null;
+};
 
 /**
  * A value with a copy button, shown whole: long URLs wrap instead of being cut

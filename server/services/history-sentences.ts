@@ -1,5 +1,5 @@
 /** The sentence an audit entry reads as, with links to the things it names that still exist. */
-import { humanBytes } from '../cli/output.js';
+import { humanBytes } from '../format.js';
 import { ARCH_LABELS, ARCHES } from './arches.js';
 import type { AuditEntry } from './audit.js';
 

@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, PUBLIC_PATHS } from '../../server/app.js';
+import { createUploadServer } from '../../server/http/uploads.js';
 import { PUBLIC_API_ROUTES } from '../../server/routes/api.js';
 import type { AuditEntry } from '../../server/services/audit.js';
 import { bootstrapAdmin, createApiToken, INITIAL_PASSWORD_FILE } from '../../server/services/auth.js';
@@ -39,7 +40,9 @@ describe('authentication', () => {
   });
 
   it('refuses every route except /healthz, /d/ links and the public ones without valid credentials', async () => {
-    const app = createApp(m.runtime);
+    // Only its route table is read; the requests below go to the running server.
+    const { ingestDeps, store, log } = m.runtime;
+    const app = createApp({ ...m.runtime, uploads: createUploadServer({ ingestDeps, store, log, baseUrl: async () => null }) });
     const entries = [...new Map(app.routes.map((r) => [`${r.method} ${r.path}`, { method: r.method, path: r.path }])).values()];
     const isPublic = (method: string, routePath: string): boolean =>
       routePath.startsWith('/d/') ||

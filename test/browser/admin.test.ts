@@ -91,7 +91,8 @@ afterAll(async () => {
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
 });
 
-describe('admin console in Chromium', () => {
+// Sequential: the tests share one page and one mirror, and each starts where the one before left off.
+describe.sequential('admin console in Chromium', () => {
   it('signs in (a wrong password gets a friendly error), lands on the dashboard, and signs out', async () => {
     await page.goto(`${base}/admin`);
     expect(page.url()).toBe(`${base}/admin/login?next=%2Fadmin`);

@@ -57,7 +57,8 @@ async function expectStyled(p: Page, where: string): Promise<void> {
   expect({ where, header }).toEqual({ where, header: 'rgb(23, 32, 46)' });
 }
 
-describe('admin console under the Content-Security-Policy', () => {
+// Sequential: the tests share one page and one mirror, and each starts where the one before left off.
+describe.sequential('admin console under the Content-Security-Policy', () => {
   it('proves the policy is enforced: an injected inline script is blocked and reported', async () => {
     await page.goto(`${mirror.url}/admin/login`);
     const csp = (await page.request.get(`${mirror.url}/admin/login`)).headers()['content-security-policy'];

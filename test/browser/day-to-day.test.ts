@@ -110,7 +110,8 @@ afterAll(async () => {
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
 });
 
-describe('day-to-day admin work in Chromium', () => {
+// Sequential: the tests share one page and one mirror, and each starts where the one before left off.
+describe.sequential('day-to-day admin work in Chromium', () => {
   it('redirects /admin/ and other trailing slashes to the page instead of a JSON 404', async () => {
     for (const [from, to, title] of [
       ['/admin/', '/admin', 'Dashboard'],

@@ -114,7 +114,8 @@ afterAll(async () => {
   await mirror?.close();
 });
 
-describe('the link an admin pastes (Chromium)', () => {
+// Sequential: the tests share one page and one mirror, and each starts where the one before left off.
+describe.sequential('the link an admin pastes (Chromium)', () => {
   it('asks for the public address on every page, and offers no URL until it is set', async () => {
     for (const route of ['/admin', '/admin/images', '/admin/groups', '/admin/blobs', '/admin/upload']) {
       await page.goto(`${base}${route}`);

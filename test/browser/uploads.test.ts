@@ -97,7 +97,8 @@ afterAll(async () => {
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
 });
 
-describe('Upload page in Chromium', () => {
+// Sequential: the tests share one page and one mirror, and each starts where the one before left off.
+describe.sequential('Upload page in Chromium', () => {
   it('takes .pvmp and .txt files together, pairs them by name, guesses the architecture, and uploads both', async () => {
     await page.goto(`${mirror.url}/admin/upload`);
     expect(await page.locator('#drop-zone').isVisible()).toBe(true);

@@ -1,8 +1,9 @@
 import type { FC } from 'hono/jsx';
-import { CsrfField, FieldError, Layout } from '../layout.js';
+import { CsrfField, FieldError } from '../layout.js';
 
-export const LoginPage: FC<{ next: string; error?: string | undefined; username?: string }> = ({ next, error, username }) => (
-  <Layout title="Sign in" user={null} csrf={null} error={error}>
+/** The sign-in form; the frame shows no navigation until a session exists. */
+export const LoginPage: FC<{ next: string; username?: string }> = ({ next, username }) => (
+  <>
     <form method="post" action="/admin/login" class="card stack narrow">
       <input type="hidden" name="next" value={next} />
       <label for="username">User name</label>
@@ -17,20 +18,14 @@ export const LoginPage: FC<{ next: string; error?: string | undefined; username?
       On first start goldmirror prints the password of user <code>admin</code> and saves it in{' '}
       <code>initial-admin-password</code> in its data directory. Forgot it? On the server, run <code>goldmirror admin reset-password</code>.
     </p>
-  </Layout>
+  </>
 );
 
-export const AccountPage: FC<{
-  user: string;
-  csrf: string;
-  flash?: string | undefined;
-  error?: string | undefined;
-  fieldErrors?: Record<string, string>;
-}> = ({ user, csrf, flash, error, fieldErrors = {} }) => (
-  <Layout title="Your account" user={user} csrf={csrf} flash={flash} error={error}>
+export const AccountPage: FC<{ fieldErrors?: Record<string, string> }> = ({ fieldErrors = {} }) => (
+  <>
     <form method="post" action="/admin/account/password" class="card stack">
       <h2>Change password</h2>
-      <CsrfField token={csrf} />
+      <CsrfField />
       <label for="currentPassword">Current password</label>
       <input
         id="currentPassword"
@@ -65,13 +60,12 @@ export const AccountPage: FC<{
         Scripts and other mirrors use scoped API tokens instead of a password: <a href="/admin/tokens">manage API tokens</a>.
       </p>
     </section>
-  </Layout>
+  </>
 );
 
-export const ErrorPage: FC<{ status: number; message: string; user: string | null; csrf: string | null }> = (p) => (
-  <Layout title={p.status === 404 ? 'Not found' : 'Something went wrong'} user={p.user} csrf={p.csrf} error={p.message}>
-    <p>
-      <a href="/admin">Back to the dashboard</a>
-    </p>
-  </Layout>
+/** Under the error the frame shows: the way back. */
+export const ErrorPage: FC = () => (
+  <p>
+    <a href="/admin">Back to the dashboard</a>
+  </p>
 );

@@ -3,8 +3,8 @@ import type { CheckerStatus } from '../../server/jobs/integrity-checker.js';
 import type { HistoryEntry } from '../../server/services/history.js';
 import type { IntegritySummary } from '../../server/services/integrity.js';
 import type { PortalChange } from '../../server/services/portal-changes.js';
-import { CsrfField, formatBytes, formatDate, Layout } from '../layout.js';
-import { PortalChangeBox } from './images.js';
+import { CsrfField, formatBytes, formatDate } from '../layout.js';
+import { PortalChangeBox } from './portal-change.js';
 import type { DownloadCharts } from '../../server/services/download-log.js';
 import { DownloadChartsSection } from './charts.js';
 import { HistoryList } from './history.js';
@@ -25,8 +25,8 @@ export interface DashboardData {
   pendingPortal: Array<{ id: number; name: string; change: PortalChange }>;
 }
 
-export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData; flash?: string | undefined }> = ({ user, csrf, data, flash }) => (
-  <Layout title="Dashboard" user={user} csrf={csrf} active="/admin" flash={flash}>
+export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
+  <>
     {data.integrity.problems.length > 0 && (
       <section class="alert" role="alert" aria-labelledby="integrity-alert">
         <h2 id="integrity-alert" class="flush">
@@ -50,7 +50,7 @@ export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData
       <section aria-labelledby="pending-portal">
         <h2 id="pending-portal">{data.pendingPortal.length} golden image(s) need a portal update</h2>
         {data.pendingPortal.map((p) => (
-          <PortalChangeBox image={p} change={p.change} csrf={csrf} back="/admin" heading="h3" />
+          <PortalChangeBox image={p} change={p.change} back="/admin" heading="h3" />
         ))}
       </section>
     )}
@@ -96,14 +96,14 @@ export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData
       )}
       <div class="actions">
         <form method="post" action="/admin/verify" class="inline">
-          <CsrfField token={csrf} />
+          <CsrfField />
           <button type="submit" class="secondary">
             Verify all packages now
           </button>
         </form>
         {data.checks.running.length + data.checks.queued.length > 0 && (
           <form method="post" action="/admin/verify/cancel" class="inline">
-            <CsrfField token={csrf} />
+            <CsrfField />
             <button type="submit" class="secondary">
               Cancel checks
             </button>
@@ -149,5 +149,5 @@ export const DashboardPage: FC<{ user: string; csrf: string; data: DashboardData
     <p>
       <a href="/admin/history">Full history →</a>
     </p>
-  </Layout>
+  </>
 );

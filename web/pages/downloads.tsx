@@ -8,14 +8,7 @@ import type { DownloadEntry, DownloadFilter, DownloadInProgress, DownloadLogPage
 import { DOWNLOAD_RESULTS, RESULT_LABELS } from '../../server/services/download-log.js';
 import { LOG_ROWS_PER_SEC } from '../../server/services/activity.js';
 import { ARCH_LABELS, ARCHES } from '../../server/services/images.js';
-import { formatBytes, Layout } from '../layout.js';
-
-interface Common {
-  user: string;
-  csrf: string;
-  flash?: string | undefined;
-  error?: string | undefined;
-}
+import { formatBytes } from '../layout.js';
 
 export interface DownloadChoices {
   images: Array<{ id: number; name: string }>;
@@ -34,16 +27,15 @@ export function filterQuery(filter: DownloadFilter, extra: Record<string, string
   return text ? `?${text}` : '';
 }
 
-export const DownloadsPage: FC<Common & { filter: DownloadFilter; page: DownloadLogPage; choices: DownloadChoices; retention: string }> = ({
+export const DownloadsPage: FC<{ filter: DownloadFilter; page: DownloadLogPage; choices: DownloadChoices; retention: string }> = ({
   filter,
   page,
   choices,
   retention,
-  ...c
 }) => {
   const filtered = filter.image !== undefined || filter.arch !== undefined || !!filter.client || filter.result !== undefined;
   return (
-    <Layout title="Downloads" user={c.user} csrf={c.csrf} active="/admin/downloads" flash={c.flash} error={c.error} scripts={['/admin/assets/live.js']}>
+    <>
       <p class="muted">
         Every download body this mirror served: a whole package, a resumed piece (a Range request) or one that was cut short. Kept for{' '}
         {retention}. goldmirror’s own link checks are not listed.
@@ -119,7 +111,7 @@ export const DownloadsPage: FC<Common & { filter: DownloadFilter; page: Download
           <a href={`/admin/downloads${filterQuery(filter, { before: String(page.nextBefore) })}`}>Older downloads →</a>
         </p>
       )}
-    </Layout>
+    </>
   );
 };
 

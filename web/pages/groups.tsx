@@ -2,14 +2,7 @@ import type { FC } from 'hono/jsx';
 import type { GroupView } from '../../server/services/groups.js';
 import type { CsvProblem } from '../../server/services/groups-csv.js';
 import type { ImageView } from '../../server/services/images.js';
-import { CsrfField, FieldError, Layout } from '../layout.js';
-
-interface Common {
-  user: string;
-  csrf: string;
-  flash?: string | undefined;
-  error?: string | undefined;
-}
+import { CsrfField, FieldError } from '../layout.js';
 
 export interface GroupFormValues {
   name: string;
@@ -19,9 +12,9 @@ export interface GroupFormValues {
 }
 
 export const GroupsPage: FC<
-  Common & { groups: GroupView[]; images: ImageView[]; values: GroupFormValues; fieldErrors?: Record<string, string>; csvProblems?: CsvProblem[] | undefined }
-> = ({ groups, images, values, fieldErrors = {}, csvProblems, ...c }) => (
-  <Layout title="Groups" user={c.user} csrf={c.csrf} active="/admin/groups" flash={c.flash} error={c.error}>
+  { groups: GroupView[]; images: ImageView[]; values: GroupFormValues; fieldErrors?: Record<string, string>; csvProblems?: CsvProblem[] | undefined }
+> = ({ groups, images, values, fieldErrors = {}, csvProblems }) => (
+  <>
     <p class="muted">
       User groups (sublicenses) as in the Parallels Management Portal. Each group gets at most one golden image; the group marked
       “primary license key” stands for everyone activated with the primary key. Names are unique regardless of case.
@@ -57,13 +50,13 @@ export const GroupsPage: FC<
       </div>
     )}
     <h2>New group</h2>
-    <GroupForm action="/admin/groups" csrf={c.csrf} values={values} images={images} fieldErrors={fieldErrors} submit="Create group" />
-    <GroupsCsvSection csrf={c.csrf} hasGroups={groups.length > 0} problems={csvProblems} />
-  </Layout>
+    <GroupForm action="/admin/groups" values={values} images={images} fieldErrors={fieldErrors} submit="Create group" />
+    <GroupsCsvSection hasGroups={groups.length > 0} problems={csvProblems} />
+  </>
 );
 
 /** Export and import as CSV: the import form posts the file as a streamed multipart body (CSRF token in the query, like uploads). */
-const GroupsCsvSection: FC<{ csrf: string; hasGroups: boolean; problems: CsvProblem[] | undefined }> = ({ csrf, hasGroups, problems }) => (
+const GroupsCsvSection: FC<{ hasGroups: boolean; problems: CsvProblem[] | undefined }> = ({ hasGroups, problems }) => (
   <section aria-labelledby="csv-heading">
     <h2 id="csv-heading">Export and import (CSV)</h2>
     <p class="muted">
@@ -98,7 +91,7 @@ const GroupsCsvSection: FC<{ csrf: string; hasGroups: boolean; problems: CsvProb
       )}
       <form method="post" action="/admin/groups/import" enctype="multipart/form-data" class="stack">
         {/* First in the form, so the server reads it before the file (never in the URL). */}
-        <CsrfField token={csrf} />
+        <CsrfField />
         <label class="check" for="csv-dry-run">
           <input id="csv-dry-run" name="dryRun" type="checkbox" value="on" /> Only check the file (change nothing)
         </label>
@@ -114,15 +107,14 @@ const GroupsCsvSection: FC<{ csrf: string; hasGroups: boolean; problems: CsvProb
   </section>
 );
 
-export const GroupEditPage: FC<Common & { group: GroupView; images: ImageView[]; values: GroupFormValues; fieldErrors?: Record<string, string> }> = ({
+export const GroupEditPage: FC<{ group: GroupView; images: ImageView[]; values: GroupFormValues; fieldErrors?: Record<string, string> }> = ({
   group,
   images,
   values,
-  fieldErrors = {},
-  ...c
+  fieldErrors = {}
 }) => (
-  <Layout title={`Group ${group.name}`} user={c.user} csrf={c.csrf} active="/admin/groups" flash={c.flash} error={c.error}>
-    <GroupForm action={`/admin/groups/${group.id}`} csrf={c.csrf} values={values} images={images} fieldErrors={fieldErrors} submit="Save changes" />
+  <>
+    <GroupForm action={`/admin/groups/${group.id}`} values={values} images={images} fieldErrors={fieldErrors} submit="Save changes" />
     <div class="actions">
       {group.image && (
         <a class="button secondary" href={`/admin/groups/${group.id}/unassign?back=${encodeURIComponent(`/admin/groups/${group.id}`)}`}>
@@ -133,12 +125,12 @@ export const GroupEditPage: FC<Common & { group: GroupView; images: ImageView[];
         Delete group…
       </a>
     </div>
-  </Layout>
+  </>
 );
 
 /** Asks before a group goes (like deleting a golden image): names what it had and what is left to do in the portal. */
-export const GroupDeletePage: FC<Common & { group: GroupView }> = ({ group, ...c }) => (
-  <Layout title={`Delete group ${group.name}?`} user={c.user} csrf={c.csrf} active="/admin/groups" error={c.error}>
+export const GroupDeletePage: FC<{ group: GroupView }> = ({ group }) => (
+  <>
     <div class="card">
       <p>Deleting a group cannot be undone.</p>
       <ul>
@@ -156,7 +148,7 @@ export const GroupDeletePage: FC<Common & { group: GroupView }> = ({ group, ...c
         <li>Delete the group in the Parallels Management Portal too.</li>
       </ul>
       <form method="post" action={`/admin/groups/${group.id}/delete`} class="actions">
-        <CsrfField token={c.csrf} />
+        <CsrfField />
         <input type="hidden" name="confirm" value="yes" />
         <button type="submit" class="danger">
           Delete group {group.name}
@@ -164,12 +156,12 @@ export const GroupDeletePage: FC<Common & { group: GroupView }> = ({ group, ...c
         <a href={`/admin/groups/${group.id}`}>Cancel</a>
       </form>
     </div>
-  </Layout>
+  </>
 );
 
 /** Asks before a group loses its golden image; `back` is where both answers lead. */
-export const GroupUnassignPage: FC<Common & { group: GroupView; back: string }> = ({ group, back, ...c }) => (
-  <Layout title={`Remove ${group.image?.name ?? 'the golden image'} from ${group.name}?`} user={c.user} csrf={c.csrf} active="/admin/groups" error={c.error}>
+export const GroupUnassignPage: FC<{ group: GroupView; back: string }> = ({ group, back }) => (
+  <>
     <div class="card">
       {group.image ? (
         <>
@@ -178,7 +170,7 @@ export const GroupUnassignPage: FC<Common & { group: GroupView; back: string }> 
             the Management Portal so that they are not offered <strong>{group.image.name}</strong> any more.
           </p>
           <form method="post" action={`/admin/groups/${group.id}/unassign`} class="actions">
-            <CsrfField token={c.csrf} />
+            <CsrfField />
             <input type="hidden" name="confirm" value="yes" />
             <input type="hidden" name="back" value={back} />
             <button type="submit" class="danger">
@@ -193,19 +185,18 @@ export const GroupUnassignPage: FC<Common & { group: GroupView; back: string }> 
         </p>
       )}
     </div>
-  </Layout>
+  </>
 );
 
 const GroupForm: FC<{
   action: string;
-  csrf: string;
   values: GroupFormValues;
   images: ImageView[];
   fieldErrors: Record<string, string>;
   submit: string;
-}> = ({ action, csrf, values, images, fieldErrors, submit }) => (
+}> = ({ action, values, images, fieldErrors, submit }) => (
   <form method="post" action={action} class="card stack" novalidate>
-    <CsrfField token={csrf} />
+    <CsrfField />
     <label for="group-name">Name</label>
     <input id="group-name" name="name" type="text" required maxlength={100} value={values.name} aria-invalid={fieldErrors.name ? 'true' : undefined} aria-describedby={fieldErrors.name ? 'group-name-error' : undefined} />
     <FieldError id="group-name" message={fieldErrors.name} />

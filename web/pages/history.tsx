@@ -1,14 +1,7 @@
 /** History: the audit log in sentences, newest first, with filters; sign-ins only when asked for. */
 import type { FC } from 'hono/jsx';
 import { ACTION_KINDS, actorName, type HistoryEntry, type HistoryQuery, type SentencePart } from '../../server/services/history.js';
-import { formatDate, Layout } from '../layout.js';
-
-interface Common {
-  user: string;
-  csrf: string;
-  flash?: string | undefined;
-  error?: string | undefined;
-}
+import { formatDate } from '../layout.js';
 
 /** One sentence with its links. */
 export const Sentence: FC<{ parts: SentencePart[] }> = ({ parts }) => (
@@ -37,16 +30,15 @@ export function historyQueryString(q: HistoryQuery, extra: Record<string, string
   return text ? `?${text}` : '';
 }
 
-export const HistoryPage: FC<Common & { query: HistoryQuery; entries: HistoryEntry[]; nextBefore: number | null; actors: string[] }> = ({
+export const HistoryPage: FC<{ query: HistoryQuery; entries: HistoryEntry[]; nextBefore: number | null; actors: string[] }> = ({
   query,
   entries,
   nextBefore,
   actors,
-  ...c
 }) => {
   const filtered = !!(query.actor || query.action || query.text);
   return (
-    <Layout title="History" user={c.user} csrf={c.csrf} active="/admin/history" flash={c.flash} error={c.error}>
+    <>
       <p class="muted">Every change to this mirror, who made it and when (times in UTC), newest first.</p>
       <form method="get" action="/admin/history" class="card filters" role="search" aria-label="Filter the history">
         <div>
@@ -95,6 +87,6 @@ export const HistoryPage: FC<Common & { query: HistoryQuery; entries: HistoryEnt
           <a href={`/admin/history${historyQueryString(query, { before: String(nextBefore) })}`}>Older entries →</a>
         </p>
       )}
-    </Layout>
+    </>
   );
 };

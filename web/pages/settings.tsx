@@ -1,25 +1,17 @@
 import type { FC } from 'hono/jsx';
 import type { PublicAddress } from '../../server/services/settings.js';
-import { CsrfField, FieldError, formatDate, Layout } from '../layout.js';
-
-interface Common {
-  user: string;
-  csrf: string;
-  flash?: string | undefined;
-  error?: string | undefined;
-}
+import { CsrfField, FieldError, formatDate } from '../layout.js';
 
 /** The public address Macs use: shown, editable, and locked (with the reason) while the configuration sets it. */
-export const SettingsPage: FC<Common & { address: PublicAddress; value: string; seenAt: string; fieldError?: string | undefined }> = ({
+export const SettingsPage: FC<{ address: PublicAddress; value: string; seenAt: string; fieldError?: string | undefined }> = ({
   address,
   value,
   seenAt,
   fieldError,
-  ...c
 }) => {
   const locked = address.source === 'config';
   return (
-    <Layout title="Settings" user={c.user} csrf={c.csrf} active="/admin/settings" flash={c.flash} error={c.error}>
+    <>
       <section class="card" aria-labelledby="public-address">
         <h2 id="public-address">Public address</h2>
         <p>
@@ -51,7 +43,7 @@ export const SettingsPage: FC<Common & { address: PublicAddress; value: string; 
           </p>
         ) : (
           <form method="post" action="/admin/settings" class="stack" novalidate>
-            <CsrfField token={c.csrf} />
+            <CsrfField />
             <label for="publicUrl">Public address</label>
             <input
               id="publicUrl"
@@ -83,6 +75,6 @@ export const SettingsPage: FC<Common & { address: PublicAddress; value: string; 
           </form>
         )}
       </section>
-    </Layout>
+    </>
   );
 };

@@ -1,13 +1,6 @@
 import type { FC } from 'hono/jsx';
 import { TOKEN_SCOPES, type ApiTokenView, type TokenScope } from '../../server/services/auth.js';
-import { CopyField, CsrfField, FieldError, formatDate, Layout } from '../layout.js';
-
-interface Common {
-  user: string;
-  csrf: string;
-  flash?: string | undefined;
-  error?: string | undefined;
-}
+import { CopyField, CsrfField, FieldError, formatDate } from '../layout.js';
 
 /** What each scope allows, in the words the README uses. */
 export const SCOPE_HELP: Record<TokenScope, string> = {
@@ -23,9 +16,9 @@ export interface TokenFormValues {
 
 /** API tokens: the list with scope and last use, a create form, and a new token shown once. */
 export const TokensPage: FC<
-  Common & { tokens: ApiTokenView[]; values: TokenFormValues; created?: { name: string; scope: TokenScope; token: string }; fieldErrors?: Record<string, string> }
-> = ({ tokens, values, created, fieldErrors = {}, ...c }) => (
-  <Layout title="API tokens" user={c.user} csrf={c.csrf} flash={c.flash} error={c.error} scripts={created ? ['/admin/assets/copy.js'] : []}>
+  { tokens: ApiTokenView[]; values: TokenFormValues; created?: { name: string; scope: TokenScope; token: string }; fieldErrors?: Record<string, string> }
+> = ({ tokens, values, created, fieldErrors = {} }) => (
+  <>
     {created && (
       <section class="card" aria-labelledby="new-token">
         <h2 id="new-token">
@@ -66,7 +59,7 @@ export const TokensPage: FC<
                 <td>{formatDate(t.lastUsedAt)}</td>
                 <td>
                   <form method="post" action={`/admin/tokens/${encodeURIComponent(t.name)}/revoke`} class="inline">
-                    <CsrfField token={c.csrf} />
+                    <CsrfField />
                     <button type="submit" class="secondary" aria-label={`Revoke ${t.name}`}>
                       Revoke
                     </button>
@@ -80,7 +73,7 @@ export const TokensPage: FC<
     )}
     <form method="post" action="/admin/tokens" class="card stack" novalidate>
       <h2>New token</h2>
-      <CsrfField token={c.csrf} />
+      <CsrfField />
       <label for="token-name">Name</label>
       <input
         id="token-name"
@@ -108,5 +101,5 @@ export const TokensPage: FC<
         <button type="submit">Create token</button>
       </div>
     </form>
-  </Layout>
+  </>
 );

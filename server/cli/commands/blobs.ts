@@ -6,7 +6,8 @@ import { listBlobs } from '../../db/repos/blobs.js';
 import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
 import { parseCommandArgs, type Command } from '../context.js';
-import { humanBytes, printJson, printLine, table } from '../output.js';
+import { humanBytes } from '../../format.js';
+import { printJson, printLine, table } from '../output.js';
 import { cliPublicAddress, NOT_READY } from '../public-address.js';
 
 export const importCommand: Command = {

@@ -12,7 +12,8 @@ import { cliPublicAddress, NOT_READY } from '../public-address.js';
 import { cliActor } from '../../services/audit.js';
 import { parseSha256 } from '../../../storage/digest.js';
 import { parseCommandArgs, type Command } from '../context.js';
-import { humanBytes, printJson, printLine } from '../output.js';
+import { humanBytes } from '../../format.js';
+import { printJson, printLine } from '../output.js';
 import { describeErrno } from './blobs.js';
 
 /** Progress on stderr, at most a few times a second, only to a terminal. */

@@ -8,7 +8,8 @@ import { collectGarbage } from '../../services/gc.js';
 import { runDoctor } from '../../services/doctor.js';
 import { resolvePublicAddress } from '../../services/settings.js';
 import { parseCommandArgs, type Command } from '../context.js';
-import { humanBytes, printJson, printLine } from '../output.js';
+import { humanBytes } from '../../format.js';
+import { printJson, printLine } from '../output.js';
 
 export const verifyCommand: Command = {
   summary: 're-hash stored packages now (one, or all); a corrupt one is quarantined at once',

@@ -1,0 +1,193 @@
+/**
+ * Reading the admin forms: text fields, the values a form is re-shown with,
+ * the service input built from them, errors mapped onto fields, the body
+ * limit, and the streamed CSV import form. Every form works without JavaScript.
+ */
+import { Readable } from 'node:stream';
+import busboy from 'busboy';
+import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { AppError, toAppError } from '../server/errors.js';
+import { streamedFormCsrf } from '../server/http/auth.js';
+import { readGroupsCsv, type GroupCsvFile } from '../server/services/groups-csv.js';
+import { ARCHES, type ImageView } from '../server/services/images.js';
+import type { GroupView } from '../server/services/groups.js';
+import type { GroupFormValues } from './pages/groups.js';
+import type { ImageFormValues } from './pages/image-form.js';
+
+export type ParsedForm = Record<string, unknown>;
+
+/** A text field of a parsed form ('' when absent or a file). */
+export function field(form: ParsedForm, name: string): string {
+  const value = form[name];
+  return typeof value === 'string' ? value : '';
+}
+
+/** A refused form: the message above it, one message per field, and the status to answer with. */
+export interface FormError {
+  message: string;
+  fields: Record<string, string>;
+  status: 400 | 404 | 409 | 422;
+}
+
+/** A known error as shown on the form; anything else is rethrown for the error page. */
+export function formError(err: unknown): FormError {
+  const e = toAppError(err);
+  if (e.code === 'INTERNAL') throw err;
+  const fields: Record<string, string> = {};
+  const list = e.details.fields;
+  if (Array.isArray(list)) {
+    for (const f of list as Array<{ field: string; message: string }>) fields[f.field] ??= f.message;
+  }
+  const status = ([400, 404, 409, 422].includes(e.status) ? e.status : 400) as FormError['status'];
+  return { message: e.message, fields, status };
+}
+
+/** Forms are small: a larger body is refused before it is read. */
+export function formLimit(maxSize: number) {
+  return bodyLimit({
+    maxSize,
+    onError: () => {
+      throw new AppError('PAYLOAD_TOO_LARGE', `this form accepts at most ${maxSize / 1024} KiB`);
+    },
+  });
+}
+
+/** Where sign-in leads: a page of the console, nothing else. */
+export function safeNext(next: string | undefined): string {
+  return next && /^\/admin(\/[A-Za-z0-9/_-]*)?$/.test(next) && !next.includes('//') ? next : '/admin';
+}
+
+/** Where a confirmation leads back to: the image page or the group's own page, nothing else. */
+export function safeBack(back: string | undefined, groupId: number): string {
+  return back && /^\/admin\/(images|groups)\/\d+$/.test(back) ? back : `/admin/groups/${groupId}`;
+}
+
+export function emptyImageValues(): ImageFormValues {
+  return { name: '', description: '', arm64: { enabled: false, sha256: '' }, x86_64: { enabled: false, sha256: '' } };
+}
+
+/** The new-image form opened from "Create a golden image with this package" (?arm64=<sha256> or ?x86_64=<sha256>). */
+export function prefilledImageValues(c: Context): ImageFormValues {
+  const values = emptyImageValues();
+  for (const arch of ARCHES) {
+    const sha256 = c.req.query(arch)?.toLowerCase();
+    if (sha256 && /^[0-9a-f]{64}$/.test(sha256)) values[arch] = { enabled: true, sha256 };
+  }
+  return values;
+}
+
+export function imageViewValues(image: ImageView): ImageFormValues {
+  return {
+    name: image.name,
+    description: image.description,
+    arm64: { enabled: image.arm64.enabled, sha256: image.arm64.sha256 ?? '' },
+    x86_64: { enabled: image.x86_64.enabled, sha256: image.x86_64.sha256 ?? '' },
+  };
+}
+
+export function imageValues(form: ParsedForm): ImageFormValues {
+  return {
+    name: field(form, 'name'),
+    description: field(form, 'description'),
+    arm64: { enabled: form['arm64.enabled'] === 'on', sha256: field(form, 'arm64.sha256') },
+    x86_64: { enabled: form['x86_64.enabled'] === 'on', sha256: field(form, 'x86_64.sha256') },
+  };
+}
+
+export function imageInput(v: ImageFormValues): Record<string, unknown> {
+  return {
+    name: v.name,
+    description: v.description,
+    arm64: { enabled: v.arm64.enabled, sha256: v.arm64.sha256 || null },
+    x86_64: { enabled: v.x86_64.enabled, sha256: v.x86_64.sha256 || null },
+  };
+}
+
+export const EMPTY_GROUP_VALUES: Readonly<GroupFormValues> = Object.freeze({
+  name: '',
+  licenseKey: '',
+  primary: false,
+  imageId: '',
+});
+
+export function groupViewValues(group: GroupView): GroupFormValues {
+  return {
+    name: group.name,
+    licenseKey: group.licenseKey ?? '',
+    primary: group.primary,
+    imageId: group.imageId === null ? '' : String(group.imageId),
+  };
+}
+
+export function groupValues(form: ParsedForm): GroupFormValues {
+  return {
+    name: field(form, 'name'),
+    licenseKey: field(form, 'licenseKey'),
+    primary: form.primary === 'on',
+    imageId: field(form, 'imageId'),
+  };
+}
+
+export function groupInput(v: GroupFormValues): Record<string, unknown> {
+  return {
+    name: v.name,
+    licenseKey: v.licenseKey.trim() === '' ? null : v.licenseKey,
+    primary: v.primary,
+    imageId: v.imageId === '' ? null : Number(v.imageId),
+  };
+}
+
+/** The CSV import form: the file is streamed into the reader (capped there), never buffered whole. */
+export async function receiveGroupsCsv(
+  c: Context,
+  expectedCsrf: string | null,
+): Promise<{ file: GroupCsvFile; dryRun: boolean }> {
+  const body = c.req.raw.body;
+  if (!body) throw new AppError('BAD_REQUEST', 'the import form arrived empty');
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({
+        headers: Object.fromEntries(c.req.raw.headers),
+        limits: { files: 1, fields: 5, fieldSize: 1024 },
+      });
+    } catch {
+      reject(new AppError('BAD_REQUEST', 'the import must be sent as multipart/form-data'));
+      return;
+    }
+    let dryRun = false;
+    let rows: Promise<GroupCsvFile> | null = null;
+    const csrf = streamedFormCsrf(expectedCsrf);
+    parser.on('field', (name, value) => {
+      csrf.field(name, value);
+      if (name === 'dryRun') dryRun = value === 'on';
+    });
+    parser.on('file', (name, stream) => {
+      if (!csrf.ok()) {
+        stream.resume();
+        return void reject(csrf.refusal());
+      }
+      if (name !== 'file' || rows) return void stream.resume();
+      rows = readGroupsCsv(stream);
+      // A reader that stopped early (a bad line) must not stall the form: drain the rest.
+      rows.catch(() => stream.resume());
+    });
+    parser.on('error', (err: Error) =>
+      reject(new AppError('BAD_REQUEST', `the import form is malformed: ${err.message}`)),
+    );
+    parser.on('close', () => {
+      if (!csrf.ok()) reject(csrf.refusal());
+      else if (!rows)
+        reject(
+          new AppError('VALIDATION_FAILED', 'pick a CSV file to import', {
+            fields: [{ field: 'file', message: 'required' }],
+          }),
+        );
+      else rows.then((file) => resolve({ file, dryRun }), reject);
+    });
+    Readable.fromWeb(body)
+      .on('error', (err) => parser.destroy(err))
+      .pipe(parser);
+  });
+}

@@ -1,0 +1,82 @@
+/**
+ * The page renderer: every admin page is given to `c.render(page, meta)` and
+ * framed here with what all pages share (the signed-in user, the CSRF token,
+ * the flash message of ?done=, the public-address banner), read from the
+ * request context instead of passed along by each route.
+ */
+import type { Context } from 'hono';
+import { jsxRenderer } from 'hono/jsx-renderer';
+import type { PublicAddress } from '../server/services/settings.js';
+import { userOf, type WebContext } from './env.js';
+import { Frame } from './layout.js';
+
+/** What a route tells the frame about its page. */
+export interface PageMeta {
+  title: string;
+  /** The navigation entry to mark as current. */
+  active?: string;
+  scripts?: string[];
+  /** A problem with what was sent, shown above the page. */
+  error?: string | undefined;
+  /** Replaces the fixed message chosen by ?done=; null shows none (forms, confirmations, errors). */
+  flash?: string | null | undefined;
+}
+
+declare module 'hono' {
+  interface ContextRenderer {
+    (content: string | Promise<string>, meta: PageMeta): Response | Promise<Response>;
+  }
+}
+
+/** Flash messages by key, so a link cannot put arbitrary text on the page. */
+const FLASH: Record<string, string> = {
+  'image-created': 'Golden image created.',
+  'image-saved': 'Golden image saved.',
+  'image-deleted': 'Golden image deleted.',
+  'group-created': 'Group created.',
+  'group-saved': 'Group saved.',
+  'group-deleted': 'Group deleted.',
+  'group-assigned': 'Group assigned.',
+  'group-unassigned': 'Group no longer has a golden image.',
+  'blob-deleted': 'Package deleted.',
+  'blob-uploaded': 'Package stored and verified.',
+  'blob-uploaded-unchecked':
+    'Package stored. No checksum file was given, so its SHA-256 was not compared with anything: check it against the one you expect.',
+  'blob-arch-saved': 'Architecture saved.',
+  'upload-discarded': 'Unfinished upload discarded; its bytes are gone.',
+  'verify-started': 'Integrity checks started; this page shows their progress.',
+  'verify-cancelled': 'Integrity checks cancelled.',
+  'password-changed': 'Password changed.',
+  'fetch-started': 'Download started; its progress is below.',
+  'fetch-cancelled': 'Download cancelled; nothing was stored.',
+  'token-revoked': 'API token revoked.',
+  'links-checked': 'Links checked; the result is below.',
+  'portal-confirmed': 'Marked as entered in the portal.',
+  'settings-saved': 'Public address saved.',
+  'settings-cleared': 'Public address cleared: no Download URL is offered until one is set.',
+};
+
+function flashOf(c: Context, meta: PageMeta): string | undefined {
+  if (meta.flash !== undefined) return meta.flash ?? undefined;
+  return FLASH[c.req.query('done') ?? ''];
+}
+
+/** The middleware that makes `c.render()` frame a page; no DOCTYPE, as the pages have always been served. */
+export function pageRenderer() {
+  return jsxRenderer(
+    (props, c) => (
+      <Frame
+        title={props.title}
+        user={userOf(c as WebContext)}
+        address={(c as WebContext).get('publicAddress') as PublicAddress | undefined}
+        active={props.active}
+        flash={flashOf(c, props)}
+        error={props.error}
+        scripts={props.scripts}
+      >
+        {props.children}
+      </Frame>
+    ),
+    { docType: false },
+  );
+}
