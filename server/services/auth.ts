@@ -128,7 +128,7 @@ async function verifyPasswordOf(db: Db, userId: number, password: string): Promi
   return row ? verifyPassword(row.password_hash, password) : false;
 }
 
-const loginSchema = z.object({ username: z.string().max(100), password: z.string().max(1000) }).strict();
+export const loginSchema = z.object({ username: z.string().max(100), password: z.string().max(1000) }).strict();
 
 export interface SessionGrant {
   token: string;
@@ -203,7 +203,7 @@ export async function logout(db: Db, token: string): Promise<void> {
   await db.deleteFrom('sessions').where('token_hash', '=', sha256Hex(token)).execute();
 }
 
-const passwordChangeSchema = z
+export const passwordChangeSchema = z
   .object({
     currentPassword: z.string().max(1000),
     newPassword: z.string().min(MIN_PASSWORD_LENGTH, `must be at least ${MIN_PASSWORD_LENGTH} characters`).max(1000),
