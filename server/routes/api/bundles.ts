@@ -10,7 +10,8 @@ import { manifestSchema } from '../../bundles/manifest.js';
 import { apiApp, errors, json, queryText, type ApiApp, type ApiDeps } from './shared.js';
 
 const tags = ['Bundles'];
-const Manifest = manifestSchema.openapi('BundleManifest');
+// Created before zod gains .openapi() (the services load first), so it goes in as it is.
+const Manifest = manifestSchema;
 const tar = z.string().openapi({ format: 'binary', description: 'A tar file: manifest.json, then blobs/sha256/<hex> for each package' });
 
 const exportQuery = z.object({
