@@ -79,7 +79,11 @@ export function createApi(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   api.route('/fetch', transfersApi(deps));
   api.route('/', historyApi(deps));
 
-  api.openAPIRegistry.registerComponent('securitySchemes', 'apiToken', { type: 'http', scheme: 'bearer', description: 'An API token (`goldmirror token create`)' });
+  api.openAPIRegistry.registerComponent('securitySchemes', 'apiToken', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An API token (`goldmirror token create`)',
+  });
   api.openAPIRegistry.registerComponent('securitySchemes', 'session', {
     type: 'apiKey',
     in: 'cookie',
@@ -88,6 +92,9 @@ export function createApi(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   });
   // Built once, on first request: by then every route above is registered.
   let document: ReturnType<typeof api.getOpenAPI31Document> | undefined;
-  api.route('/', referenceApi(() => (document ??= api.getOpenAPI31Document(DOCUMENT))));
+  api.route(
+    '/',
+    referenceApi(() => (document ??= api.getOpenAPI31Document(DOCUMENT))),
+  );
   return api;
 }

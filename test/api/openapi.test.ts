@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../server/app.js';
 import { createApiToken } from '../../server/services/auth.js';
 import { bootstrapTestAdmin, issueToken } from '../helpers/api.js';
-import { startMirror, type TestMirror } from '../helpers/env.js';
+import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 interface Operation {
   summary?: string;
@@ -29,7 +29,11 @@ describe('OpenAPI document', () => {
   let readToken: string;
   let doc: Document;
 
-  const request = (method: string, path: string, init: { token?: string; body?: string; type?: string } = {}): Promise<Response> => {
+  const request = (
+    method: string,
+    path: string,
+    init: { token?: string; body?: string; type?: string } = {},
+  ): Promise<Response> => {
     const headers: Record<string, string> = {};
     if (init.token) headers.authorization = `Bearer ${init.token}`;
     if (init.type) headers['content-type'] = init.type;
@@ -41,7 +45,8 @@ describe('OpenAPI document', () => {
     await bootstrapTestAdmin(m);
     app = createApp(m.runtime);
     token = await issueToken(m, 'openapi');
-    readToken = (await createApiToken(m.runtime.db, { kind: 'system', name: 'test-setup' }, 'openapi-read', 'read')).token;
+    readToken = (await createApiToken(m.runtime.db, { kind: 'system', name: 'test-setup' }, 'openapi-read', 'read'))
+      .token;
     const res = await request('GET', '/api/v1/openapi.json', { token: readToken });
     expect(res.status).toBe(200);
     doc = (await res.json()) as Document;
@@ -51,7 +56,11 @@ describe('OpenAPI document', () => {
   });
 
   it('needs credentials like the rest of the API', async () => {
-    for (const headers of [{}, { authorization: `Bearer gm_${'A'.repeat(43)}` }, { cookie: 'gm_session=forged' }]) {
+    for (const headers of [
+      {},
+      { authorization: `Bearer gm_${'A'.repeat(43)}` },
+      { cookie: 'gm_session=forged' },
+    ] as Array<Record<string, string>>) {
       const res = await app.request('/api/v1/openapi.json', { headers });
       expect(res.status).toBe(401);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
@@ -60,7 +69,7 @@ describe('OpenAPI document', () => {
 
   it('is a valid OpenAPI 3.1 document', async () => {
     const validator = new Validator();
-    const result = await validator.validate(structuredClone(doc) as object);
+    const result = await validator.validate(structuredClone(doc) as unknown as Parameters<Validator['validate']>[0]);
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
     expect(validator.version).toBe('3.1');
@@ -72,9 +81,11 @@ describe('OpenAPI document', () => {
   it('names every /api/v1 route of the app with its method, and nothing the app does not serve', () => {
     const documented = new Set<string>();
     for (const [path, item] of Object.entries(doc.paths)) {
-      for (const method of Object.keys(item)) if (HTTP_METHODS.includes(method)) documented.add(`${method.toUpperCase()} ${path}`);
+      for (const method of Object.keys(item))
+        if (HTTP_METHODS.includes(method)) documented.add(`${method.toUpperCase()} ${path}`);
     }
-    const toDocPath = (routePath: string): string => routePath.slice('/api/v1'.length).replace(/:(\w+)(\{[^}]*\})?/g, '{$1}');
+    const toDocPath = (routePath: string): string =>
+      routePath.slice('/api/v1'.length).replace(/:(\w+)(\{[^}]*\})?/g, '{$1}');
     const served = new Set<string>();
     const servedAnyMethod = new Set<string>();
     let walked = 0;
@@ -87,44 +98,139 @@ describe('OpenAPI document', () => {
       if (route.method === 'ALL') {
         // The tus server answers several methods behind one all() route: at least one must be documented.
         servedAnyMethod.add(path);
-        expect({ route: `${route.method} ${route.path}`, documented: Object.keys(doc.paths[path] ?? {}).some((k) => HTTP_METHODS.includes(k)) }).toEqual({
+        expect({
+          route: `${route.method} ${route.path}`,
+          documented: Object.keys(doc.paths[path] ?? {}).some((k) => HTTP_METHODS.includes(k)),
+        }).toEqual({
           route: `${route.method} ${route.path}`,
           documented: true,
         });
         continue;
       }
       served.add(`${route.method} ${path}`);
-      expect({ route: `${route.method} ${route.path}`, documented: documented.has(`${route.method} ${path}`) }).toEqual({
-        route: `${route.method} ${route.path}`,
-        documented: true,
-      });
+      expect({ route: `${route.method} ${route.path}`, documented: documented.has(`${route.method} ${path}`) }).toEqual(
+        {
+          route: `${route.method} ${route.path}`,
+          documented: true,
+        },
+      );
     }
     // The walk must see the real table, not an empty or partial one.
     expect(walked).toBeGreaterThanOrEqual(45);
-    for (const known of ['GET /images/{id}', 'POST /images/{id}/portal/confirm', 'DELETE /tokens/{name}', 'POST /groups.csv', 'GET /export/manifest', 'POST /session']) {
+    for (const known of [
+      'GET /images/{id}',
+      'POST /images/{id}/portal/confirm',
+      'DELETE /tokens/{name}',
+      'POST /groups.csv',
+      'GET /export/manifest',
+      'POST /session',
+    ]) {
       expect(served).toContain(known);
     }
     for (const operation of documented) {
       const [method = '', path = ''] = operation.split(' ');
-      const real = served.has(operation) || servedAnyMethod.has(path) || (method === 'HEAD' && served.has(`GET ${path}`));
+      const real =
+        served.has(operation) || servedAnyMethod.has(path) || (method === 'HEAD' && served.has(`GET ${path}`));
       expect({ operation, real }).toEqual({ operation, real: true });
     }
   });
 
-  it('every operation has a summary and a tag, and a request body only where one is read', () => {
+  it('every operation has a summary and a tag; sign-in alone needs no credentials', () => {
     for (const [path, item] of Object.entries(doc.paths)) {
       for (const [method, operation] of Object.entries(item)) {
         if (!HTTP_METHODS.includes(method)) continue;
         const op = operation as Operation & { tags?: string[] };
-        expect({ operation: `${method} ${path}`, summary: typeof op.summary, tagged: (op.tags ?? []).length > 0 }).toEqual({
+        expect({
+          operation: `${method} ${path}`,
+          summary: typeof op.summary,
+          tagged: (op.tags ?? []).length > 0,
+        }).toEqual({
           operation: `${method} ${path}`,
           summary: 'string',
           tagged: true,
         });
       }
     }
-    expect(doc.paths['/images']?.post).toMatchObject({ requestBody: { content: { 'application/json': { schema: { type: 'object' } } } } });
+    expect(doc.paths['/images']?.post).toMatchObject({
+      requestBody: { content: { 'application/json': { schema: { type: 'object' } } } },
+    });
     expect(doc.paths['/session']?.post).toMatchObject({ security: [] });
+  });
+
+  it('documents every field the answers carry (sampled from real answers)', async () => {
+    type Schema = {
+      $ref?: string;
+      type?: string | string[];
+      properties?: Record<string, Schema>;
+      items?: Schema;
+      anyOf?: Schema[];
+      additionalProperties?: unknown;
+    };
+    const components = (doc as unknown as { components: { schemas: Record<string, Schema> } }).components.schemas;
+    const resolve = (schema: Schema): Schema =>
+      schema.$ref ? resolve(components[schema.$ref.split('/').pop() ?? ''] ?? {}) : schema;
+    const undocumented: string[] = [];
+    const walk = (value: unknown, schema: Schema, at: string): void => {
+      const s = resolve(schema);
+      if (s.anyOf) {
+        const fits = s.anyOf
+          .map(resolve)
+          .find((option) => (value === null ? option.type === 'null' : option.type !== 'null'));
+        if (fits) walk(value, fits, at);
+        return;
+      }
+      if (Array.isArray(value)) value.forEach((item, i) => walk(item, s.items ?? {}, `${at}[${i}]`));
+      else if (value !== null && typeof value === 'object' && s.properties) {
+        for (const [key, child] of Object.entries(value)) {
+          const property = s.properties[key];
+          if (property) walk(child, property, `${at}.${key}`);
+          else if (s.additionalProperties === undefined || s.additionalProperties === false)
+            undocumented.push(`${at}.${key}`);
+        }
+      }
+    };
+    const sha = await putBlob(m, testBytes(4096, 'openapi-fields'), 'Fields.pvmp');
+    const made = await request('POST', '/api/v1/images', {
+      token,
+      type: 'application/json',
+      body: JSON.stringify({ name: 'Fields', arm64: { enabled: true, sha256: sha } }),
+    });
+    const image = (await made.json()) as { id: number };
+    await request('POST', '/api/v1/groups', {
+      token,
+      type: 'application/json',
+      body: JSON.stringify({ name: 'Fields group', imageId: image.id }),
+    });
+    const samples = [
+      '/images',
+      `/images/${image.id}`,
+      `/images/${image.id}/portal`,
+      '/groups',
+      '/blobs',
+      `/blobs/${sha}`,
+      '/settings',
+      '/tokens',
+      '/verify',
+      '/health',
+      '/downloads',
+      '/audit',
+      '/session',
+      '/fetch',
+      '/uploads',
+      '/export/manifest',
+    ];
+    for (const path of samples) {
+      const res = await request('GET', `/api/v1${path}`, { token });
+      expect({ path, status: res.status }).toEqual({ path, status: 200 });
+      const docPath = path.replace(/\/\d+(?=\/|$)/, '/{id}').replace(sha, '{sha256}');
+      const schema = (
+        doc.paths[docPath]?.get as
+          { responses: Record<string, { content: Record<string, { schema: Schema }> }> } | undefined
+      )?.responses['200']?.content['application/json']?.schema;
+      expect({ path, documented: schema !== undefined }).toEqual({ path, documented: true });
+      walk(await res.json(), schema ?? {}, path);
+    }
+    expect(undocumented).toEqual([]);
   });
 
   describe('checking requests answers as the services do', () => {
@@ -134,19 +240,47 @@ describe('OpenAPI document', () => {
     };
 
     it('a body that breaks the schema: VALIDATION_FAILED naming each field', async () => {
-      const res = await request('POST', '/api/v1/images', { token, type: 'application/json', body: JSON.stringify({ name: '', colour: 'red' }) });
-      expect(await errorOf(res)).toEqual({ status: 400, code: 'VALIDATION_FAILED', message: 'invalid image: name: must not be empty; image: Unrecognized key: "colour"' });
-      const groups = await request('PATCH', '/api/v1/groups/1', { token, type: 'application/json', body: JSON.stringify({ primary: 'yes' }) });
-      expect(await errorOf(groups)).toEqual({ status: 400, code: 'VALIDATION_FAILED', message: 'invalid group: primary: must be true or false' });
+      const res = await request('POST', '/api/v1/images', {
+        token,
+        type: 'application/json',
+        body: JSON.stringify({ name: '', colour: 'red' }),
+      });
+      expect(await errorOf(res)).toEqual({
+        status: 400,
+        code: 'VALIDATION_FAILED',
+        message: 'invalid image: name: must not be empty; image: Unrecognized key: "colour"',
+      });
+      const groups = await request('PATCH', '/api/v1/groups/1', {
+        token,
+        type: 'application/json',
+        body: JSON.stringify({ primary: 'yes' }),
+      });
+      expect(await errorOf(groups)).toEqual({
+        status: 400,
+        code: 'VALIDATION_FAILED',
+        message: 'invalid group: primary: must be true or false',
+      });
       const verify = await request('POST', '/api/v1/verify', { token, type: 'application/json', body: '{}' });
-      expect(await errorOf(verify)).toEqual({ status: 400, code: 'VALIDATION_FAILED', message: 'invalid verify request: verify request: give either sha256 or all: true' });
+      expect(await errorOf(verify)).toEqual({
+        status: 400,
+        code: 'VALIDATION_FAILED',
+        message: 'invalid verify request: verify request: give either sha256 or all: true',
+      });
     });
 
     it('a body that is not JSON: BAD_REQUEST, never the validator’s own answer', async () => {
       const typed = await request('POST', '/api/v1/groups', { token, type: 'text/plain', body: '{"name":"x"}' });
-      expect(await errorOf(typed)).toEqual({ status: 400, code: 'BAD_REQUEST', message: 'send the request body as JSON (Content-Type: application/json)' });
+      expect(await errorOf(typed)).toEqual({
+        status: 400,
+        code: 'BAD_REQUEST',
+        message: 'send the request body as JSON (Content-Type: application/json)',
+      });
       const broken = await request('POST', '/api/v1/groups', { token, type: 'application/json', body: '{"name":' });
-      expect(await errorOf(broken)).toEqual({ status: 400, code: 'BAD_REQUEST', message: 'the request body is not valid JSON' });
+      expect(await errorOf(broken)).toEqual({
+        status: 400,
+        code: 'BAD_REQUEST',
+        message: 'the request body is not valid JSON',
+      });
       const untyped = await request('POST', '/api/v1/gc', { token, body: '{}' });
       expect((await errorOf(untyped)).code).toBe('BAD_REQUEST');
     });
@@ -159,7 +293,11 @@ describe('OpenAPI document', () => {
     });
 
     it('a bare confirmation POST still counts as an empty body', async () => {
-      const image = await request('POST', '/api/v1/images', { token, type: 'application/json', body: JSON.stringify({ name: 'OpenAPI bare confirm' }) });
+      const image = await request('POST', '/api/v1/images', {
+        token,
+        type: 'application/json',
+        body: JSON.stringify({ name: 'OpenAPI bare confirm' }),
+      });
       const { id } = (await image.json()) as { id: number };
       const res = await request('POST', `/api/v1/images/${id}/portal/confirm`, { token });
       expect(res.status).toBe(200);

@@ -61,18 +61,26 @@ describe('API reference page', () => {
 
     // Swagger UI renders an operation summary per route once it has loaded the document.
     await page.waitForSelector('.opblock-summary-path', { timeout: 20_000 });
-    await expect.poll(() => page.locator('.opblock-summary-description', { hasText: 'Create an image' }).count()).toBe(1);
+    await expect
+      .poll(() => page.locator('.opblock-summary-description', { hasText: 'Create an image' }).count())
+      .toBe(1);
     const paths = await page.locator('.opblock-summary-path').allTextContents();
-    expect(paths.map((p) => p.replace(/\u200b/g, ''))).toEqual(expect.arrayContaining(['/images/{id}', '/groups.csv', '/openapi.json']));
+    expect(paths.map((p) => p.replace(/\u200b/g, ''))).toEqual(
+      expect.arrayContaining(['/images/{id}', '/groups.csv', '/openapi.json']),
+    );
     expect(paths.length).toBeGreaterThanOrEqual(45);
     await expect.poll(() => page.locator('.info .title', { hasText: 'goldmirror API' }).count()).toBe(1);
     // The vendored stylesheet is in effect: a GET operation's block is tinted (Swagger UI's blue).
-    const tint = await page.evaluate<string>(`getComputedStyle(document.querySelector('.opblock.opblock-get')).backgroundColor`);
+    const tint = await page.evaluate<string>(
+      `getComputedStyle(document.querySelector('.opblock.opblock-get')).backgroundColor`,
+    );
     expect(tint).not.toBe('rgba(0, 0, 0, 0)');
 
     // Opening an operation shows its documented fields.
     await page.locator('.opblock-summary-description', { hasText: 'Create an image' }).click();
-    await page.waitForSelector('.opblock.is-open .opblock-section-request-body, .opblock.is-open .body-param', { timeout: 10_000 });
+    await page.waitForSelector('.opblock.is-open .opblock-section-request-body, .opblock.is-open .body-param', {
+      timeout: 10_000,
+    });
     await screenshot(page, 'api-reference');
 
     expect(violations).toEqual([]);

@@ -12,7 +12,9 @@ import { apiApp, errors, json, queryText, type ApiApp, type ApiDeps } from './sh
 const tags = ['Bundles'];
 // Created before zod gains .openapi() (the services load first), so it goes in as it is.
 const Manifest = manifestSchema;
-const tar = z.string().openapi({ format: 'binary', description: 'A tar file: manifest.json, then blobs/sha256/<hex> for each package' });
+const tar = z
+  .string()
+  .openapi({ format: 'binary', description: 'A tar file: manifest.json, then blobs/sha256/<hex> for each package' });
 
 const exportQuery = z.object({
   image: z
@@ -42,7 +44,10 @@ const download = createRoute({
   tags,
   summary: 'Download a bundle',
   request: { query: exportQuery },
-  responses: { 200: { description: 'The bundle, streamed', content: { 'application/x-tar': { schema: tar } } }, ...errors },
+  responses: {
+    200: { description: 'The bundle, streamed', content: { 'application/x-tar': { schema: tar } } },
+    ...errors,
+  },
 });
 
 const names = z.array(z.string());
@@ -51,7 +56,8 @@ const upload = createRoute({
   path: '/',
   tags,
   summary: 'Import a bundle',
-  description: 'Every package is verified against its SHA-256 before anything is written; a failure leaves nothing behind.',
+  description:
+    'Every package is verified against its SHA-256 before anything is written; a failure leaves nothing behind.',
   request: {
     query: z.object({ dryRun: queryText('`true`: report what would change, change nothing') }),
     body: { required: true, content: { 'application/x-tar': { schema: tar } } },
@@ -92,7 +98,10 @@ export function importApi(deps: ApiDeps, admin: MiddlewareHandler<AuthEnv>): Api
     const body = c.req.raw.body;
     if (!body) throw new AppError('BAD_REQUEST', 'send the bundle (a tar file) as the request body');
     try {
-      const report = await importBundle(deps.ingestDeps, Readable.fromWeb(body), { dryRun: c.req.valid('query').dryRun === 'true', actor: c.get('actor') });
+      const report = await importBundle(deps.ingestDeps, Readable.fromWeb(body), {
+        dryRun: c.req.valid('query').dryRun === 'true',
+        actor: c.get('actor'),
+      });
       return c.json(report, 200);
     } catch (err) {
       // A failed import stops reading its (possibly huge) body and tears the request stream down;

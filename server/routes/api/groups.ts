@@ -2,15 +2,40 @@
 import { Readable } from 'node:stream';
 import { createRoute, z } from '@hono/zod-openapi';
 import { AppError } from '../../errors.js';
-import { createGroup, createSchema, deleteGroup, getGroup, listGroups, patchSchema, updateGroup } from '../../services/groups.js';
+import {
+  createGroup,
+  createSchema,
+  deleteGroup,
+  getGroup,
+  listGroups,
+  patchSchema,
+  updateGroup,
+} from '../../services/groups.js';
 import { applyGroupsCsv, exportGroupsCsv, GROUP_CSV_COLUMNS, readGroupsCsv } from '../../services/groups-csv.js';
 import { GroupView } from './schemas.js';
-import { apiApp, errors, idParam, json, jsonOnly, jsonRequest, queryText, rejectAs, type ApiApp, type ApiDeps } from './shared.js';
+import {
+  apiApp,
+  errors,
+  idParam,
+  json,
+  jsonOnly,
+  jsonRequest,
+  queryText,
+  rejectAs,
+  type ApiApp,
+  type ApiDeps,
+} from './shared.js';
 
 const tags = ['Groups'];
 const params = idParam('group');
 
-const list = createRoute({ method: 'get', path: '/', tags, summary: 'List groups', responses: { 200: json(z.array(GroupView), 'Every group'), ...errors } });
+const list = createRoute({
+  method: 'get',
+  path: '/',
+  tags,
+  summary: 'List groups',
+  responses: { 200: json(z.array(GroupView), 'Every group'), ...errors },
+});
 
 const create = createRoute({
   method: 'post',
@@ -22,7 +47,14 @@ const create = createRoute({
   responses: { 201: json(GroupView, 'Created'), ...errors },
 });
 
-const read = createRoute({ method: 'get', path: '/{id}', tags, summary: 'Get a group', request: { params }, responses: { 200: json(GroupView, 'The group'), ...errors } });
+const read = createRoute({
+  method: 'get',
+  path: '/{id}',
+  tags,
+  summary: 'Get a group',
+  request: { params },
+  responses: { 200: json(GroupView, 'The group'), ...errors },
+});
 
 const update = createRoute({
   method: 'patch',
@@ -46,10 +78,20 @@ const remove = createRoute({
 export function groupsApi(deps: ApiDeps): ApiApp {
   const app = apiApp();
   app.openapi(list, async (c) => c.json(await listGroups(deps), 200));
-  app.openapi(create, async (c) => c.json(await createGroup(deps, c.get('actor'), c.req.valid('json')), 201), rejectAs('group'));
+  app.openapi(
+    create,
+    async (c) => c.json(await createGroup(deps, c.get('actor'), c.req.valid('json')), 201),
+    rejectAs('group'),
+  );
   app.openapi(read, async (c) => c.json(await getGroup(deps, c.req.valid('param').id), 200));
-  app.openapi(update, async (c) => c.json(await updateGroup(deps, c.get('actor'), c.req.valid('param').id, c.req.valid('json')), 200), rejectAs('group'));
-  app.openapi(remove, async (c) => c.json({ deleted: await deleteGroup(deps, c.get('actor'), c.req.valid('param').id) }, 200));
+  app.openapi(
+    update,
+    async (c) => c.json(await updateGroup(deps, c.get('actor'), c.req.valid('param').id, c.req.valid('json')), 200),
+    rejectAs('group'),
+  );
+  app.openapi(remove, async (c) =>
+    c.json({ deleted: await deleteGroup(deps, c.get('actor'), c.req.valid('param').id) }, 200),
+  );
   return app;
 }
 
@@ -61,7 +103,10 @@ const exportCsv = createRoute({
   path: '/',
   tags: csvTags,
   summary: 'Download the groups as CSV',
-  responses: { 200: { description: 'A CSV file with a header line', content: { 'text/csv': { schema: csvText } } }, ...errors },
+  responses: {
+    200: { description: 'A CSV file with a header line', content: { 'text/csv': { schema: csvText } } },
+    ...errors,
+  },
 });
 
 const importCsv = createRoute({
@@ -69,14 +114,20 @@ const importCsv = createRoute({
   path: '/',
   tags: csvTags,
   summary: 'Create and update groups from a CSV file',
-  description: 'Send the file as the body with `Content-Type: text/csv`. Every row is checked before anything is written.',
+  description:
+    'Send the file as the body with `Content-Type: text/csv`. Every row is checked before anything is written.',
   request: {
     query: z.object({ dryRun: queryText('`true`: report what would change, change nothing') }),
     body: { required: true, content: { 'text/csv': { schema: csvText } } },
   },
   responses: {
     200: json(
-      z.object({ dryRun: z.boolean(), created: z.array(z.string()), updated: z.array(z.string()), unchanged: z.array(z.string()) }),
+      z.object({
+        dryRun: z.boolean(),
+        created: z.array(z.string()),
+        updated: z.array(z.string()),
+        unchanged: z.array(z.string()),
+      }),
       'The names of the groups created, updated and left as they were',
     ),
     ...errors,
@@ -88,7 +139,10 @@ export function groupsCsvApi(deps: ApiDeps): ApiApp {
   const app = apiApp();
   app.openapi(exportCsv, async (c) => {
     c.header('Content-Type', 'text/csv; charset=utf-8; header=present');
-    c.header('Content-Disposition', `attachment; filename="goldmirror-groups-${new Date().toISOString().slice(0, 10)}.csv"`);
+    c.header(
+      'Content-Disposition',
+      `attachment; filename="goldmirror-groups-${new Date().toISOString().slice(0, 10)}.csv"`,
+    );
     return c.body(await exportGroupsCsv(deps), 200);
   });
   app.openapi(importCsv, async (c) => {
@@ -97,8 +151,13 @@ export function groupsCsvApi(deps: ApiDeps): ApiApp {
       throw new AppError('BAD_REQUEST', 'send the CSV file as the request body with Content-Type: text/csv');
     }
     try {
-      const rows = await readGroupsCsv(Readable.fromWeb(c.req.raw.body ?? new ReadableStream()) as AsyncIterable<Uint8Array>);
-      return c.json(await applyGroupsCsv(deps, c.get('actor'), rows, { dryRun: c.req.valid('query').dryRun === 'true' }), 200);
+      const rows = await readGroupsCsv(
+        Readable.fromWeb(c.req.raw.body ?? new ReadableStream()) as AsyncIterable<Uint8Array>,
+      );
+      return c.json(
+        await applyGroupsCsv(deps, c.get('actor'), rows, { dryRun: c.req.valid('query').dryRun === 'true' }),
+        200,
+      );
     } catch (err) {
       // The reader may stop before the end of the body; a keep-alive client must not reuse this socket.
       c.header('Connection', 'close');

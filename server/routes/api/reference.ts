@@ -74,7 +74,10 @@ const documentRoute = createRoute({
   path: '/openapi.json',
   tags,
   summary: 'This document',
-  responses: { 200: json(z.looseObject({ openapi: z.literal('3.1.0') }), 'The OpenAPI 3.1 document of the API'), ...errors },
+  responses: {
+    200: json(z.looseObject({ openapi: z.literal('3.1.0') }), 'The OpenAPI 3.1 document of the API'),
+    ...errors,
+  },
 });
 
 const page = createRoute({
@@ -91,7 +94,13 @@ const asset = createRoute({
   tags,
   summary: 'A file of the reference page',
   request: { params: textParam('name', `One of ${Object.keys(ASSETS).join(', ')}`) },
-  responses: { 200: { description: 'The file', content: { 'text/css': { schema: z.string() }, 'text/javascript': { schema: z.string() } } }, ...errors },
+  responses: {
+    200: {
+      description: 'The file',
+      content: { 'text/css': { schema: z.string() }, 'text/javascript': { schema: z.string() } },
+    },
+    ...errors,
+  },
 });
 
 /** `document` builds the whole API's document (this app is mounted into it). */

@@ -19,9 +19,15 @@ export const ErrorBody = z
   .object({
     error: z.looseObject({ code: z.string().openapi({ example: 'VALIDATION_FAILED' }), message: z.string() }),
   })
-  .openapi('Error', { description: 'Every failure: a stable code, a sentence, and sometimes details (e.g. `fields`).' });
+  .openapi('Error', {
+    description: 'Every failure: a stable code, a sentence, and sometimes details (e.g. `fields`).',
+  });
 
-const PortalArchValues = z.object({ enabled: z.boolean(), downloadUrl: z.string().nullable(), sha256: z.string().nullable() });
+const PortalArchValues = z.object({
+  enabled: z.boolean(),
+  downloadUrl: z.string().nullable(),
+  sha256: z.string().nullable(),
+});
 
 export const PortalChange = z
   .object({
@@ -41,7 +47,9 @@ export const PortalChange = z
       }),
     ),
   })
-  .openapi('PortalChange', { description: 'Set while the portal holds older values, until an admin marks it updated.' });
+  .openapi('PortalChange', {
+    description: 'Set while the portal holds older values, until an admin marks it updated.',
+  });
 
 const ArchView = z.object({
   label: z.string(),
@@ -88,7 +96,13 @@ export const PortalValues = z
     name: z.string(),
     description: z.string(),
     architectures: bothArches(
-      z.object({ label: z.string(), enabled: z.boolean(), downloadUrl: z.string().nullable(), sha256: sha256.nullable(), size: z.number().int().nullable() }),
+      z.object({
+        label: z.string(),
+        enabled: z.boolean(),
+        downloadUrl: z.string().nullable(),
+        sha256: sha256.nullable(),
+        size: z.number().int().nullable(),
+      }),
     ),
     groups: z.array(z.string()),
     primaryLicenseKey: z.boolean(),

@@ -4,14 +4,22 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie } from 'hono/cookie';
 import { AppError } from '../../errors.js';
 import { clientAddressReader, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../../http/auth.js';
-import { changePassword, loginSchema, login, logout, passwordChangeSchema, type SessionInfo } from '../../services/auth.js';
+import {
+  changePassword,
+  loginSchema,
+  login,
+  logout,
+  passwordChangeSchema,
+  type SessionInfo,
+} from '../../services/auth.js';
 import { apiApp, errors, json, jsonOnly, jsonRequest, rejectAs, type ApiApp, type ApiDeps } from './shared.js';
 
 /** The signed-in user of this request; an API token has none. */
 function signedInUser(c: Context<AuthEnv>): { session: SessionInfo; token: string } {
   const session = c.get('session');
   const token = c.get('sessionToken');
-  if (!session || !token) throw new AppError('FORBIDDEN', 'passwords are changed by a signed-in user, not with an API token');
+  if (!session || !token)
+    throw new AppError('FORBIDDEN', 'passwords are changed by a signed-in user, not with an API token');
   return { session, token };
 }
 
@@ -28,7 +36,8 @@ const signIn = createRoute({
   path: '/',
   tags,
   summary: 'Sign in',
-  description: 'Sets the HttpOnly session cookie; send the returned `csrfToken` as `X-CSRF-Token` on every unsafe request.',
+  description:
+    'Sets the HttpOnly session cookie; send the returned `csrfToken` as `X-CSRF-Token` on every unsafe request.',
   security: [],
   middleware: [jsonOnly()] as const,
   request: { body: jsonRequest(loginSchema, 'User name and password') },
@@ -56,7 +65,13 @@ const whoAmI = createRoute({
   },
 });
 
-const signOut = createRoute({ method: 'delete', path: '/', tags, summary: 'Sign out', responses: { 204: { description: 'Signed out; the cookie is cleared' }, ...errors } });
+const signOut = createRoute({
+  method: 'delete',
+  path: '/',
+  tags,
+  summary: 'Sign out',
+  responses: { 204: { description: 'Signed out; the cookie is cleared' }, ...errors },
+});
 
 const newPassword = createRoute({
   method: 'post',
@@ -78,7 +93,10 @@ export function sessionApi(deps: ApiDeps, admin: MiddlewareHandler<AuthEnv>): Ap
     async (c) => {
       const grant = await login(deps.db, c.req.valid('json'), clientAddress(c));
       setSessionCookie(c, grant.token, grant.expiresAt, deps.config.publicUrl);
-      return c.json({ username: grant.username, csrfToken: grant.csrfToken, expiresAt: new Date(grant.expiresAt).toISOString() }, 200);
+      return c.json(
+        { username: grant.username, csrfToken: grant.csrfToken, expiresAt: new Date(grant.expiresAt).toISOString() },
+        200,
+      );
     },
     rejectAs('login'),
   );
@@ -86,7 +104,14 @@ export function sessionApi(deps: ApiDeps, admin: MiddlewareHandler<AuthEnv>): Ap
   app.openapi(whoAmI, (c) => {
     const session = c.get('session');
     const actor = c.get('actor');
-    return c.json({ actor: `${actor.kind}:${actor.name}`, username: session?.username ?? null, csrfToken: session?.csrfToken ?? null }, 200);
+    return c.json(
+      {
+        actor: `${actor.kind}:${actor.name}`,
+        username: session?.username ?? null,
+        csrfToken: session?.csrfToken ?? null,
+      },
+      200,
+    );
   });
   app.openapi(signOut, async (c) => {
     const token = c.get('sessionToken');

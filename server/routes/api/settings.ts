@@ -7,7 +7,13 @@ import { apiApp, errors, json, jsonOnly, jsonRequest, rejectAs, type ApiApp, typ
 const tags = ['Settings'];
 const Settings = z.object({ publicUrl: PublicAddress });
 
-const read = createRoute({ method: 'get', path: '/', tags, summary: 'Read the settings', responses: { 200: json(Settings, 'The public address'), ...errors } });
+const read = createRoute({
+  method: 'get',
+  path: '/',
+  tags,
+  summary: 'Read the settings',
+  responses: { 200: json(Settings, 'The public address'), ...errors },
+});
 
 const update = createRoute({
   method: 'patch',
@@ -23,6 +29,10 @@ const update = createRoute({
 export function settingsApi(deps: ApiDeps): ApiApp {
   const app = apiApp();
   app.openapi(read, async (c) => c.json({ publicUrl: await resolvePublicAddress(deps) }, 200));
-  app.openapi(update, async (c) => c.json({ publicUrl: await updateSettings(deps, c.get('actor'), c.req.valid('json')) }, 200), rejectAs('settings'));
+  app.openapi(
+    update,
+    async (c) => c.json({ publicUrl: await updateSettings(deps, c.get('actor'), c.req.valid('json')) }, 200),
+    rejectAs('settings'),
+  );
   return app;
 }

@@ -74,7 +74,7 @@ export function textParam<N extends string>(name: N, description: string) {
 /** A query parameter given once; repeated, the first one counts (as hono's `c.req.query()` reads it). */
 export function queryText(description: string) {
   return z
-    .preprocess((v) => (Array.isArray(v) ? v[0] : v), z.string().optional())
+    .preprocess((v: unknown) => (Array.isArray(v) ? (v as unknown[])[0] : v), z.string().optional())
     .openapi({ description, type: 'string' });
 }
 
@@ -120,7 +120,9 @@ export function json<S extends z.ZodType>(schema: S, description: string) {
 }
 
 /** Listed on every operation: the one error shape (its status says which). */
-export const errors = { default: json(ErrorBody, 'An error; the status and `error.code` say which (see docs/api.md)') } as const;
+export const errors = {
+  default: json(ErrorBody, 'An error; the status and `error.code` say which (see docs/api.md)'),
+} as const;
 
 /** Links start with the configured public address, never with this request's Host. */
 export async function publicBase(deps: ApiDeps): Promise<string | null> {

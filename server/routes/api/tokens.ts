@@ -2,17 +2,37 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { createApiToken, listApiTokens, revokeApiToken, TOKEN_SCOPES } from '../../services/auth.js';
 import { ApiTokenView } from './schemas.js';
-import { apiApp, errors, json, jsonOnly, jsonRequest, rejectAs, textParam, type ApiApp, type ApiDeps } from './shared.js';
+import {
+  apiApp,
+  errors,
+  json,
+  jsonOnly,
+  jsonRequest,
+  rejectAs,
+  textParam,
+  type ApiApp,
+  type ApiDeps,
+} from './shared.js';
 
 const tags = ['Tokens'];
 const tokenRequest = z
   .object({
     name: z.string().max(100).openapi({ description: '1-64 letters, digits, dot, dash or underscore' }),
-    scope: z.string().max(20).optional().openapi({ description: `One of ${TOKEN_SCOPES.join(', ')} (default admin)` }),
+    scope: z
+      .string()
+      .max(20)
+      .optional()
+      .openapi({ description: `One of ${TOKEN_SCOPES.join(', ')} (default admin)` }),
   })
   .strict();
 
-const list = createRoute({ method: 'get', path: '/', tags, summary: 'List API tokens', responses: { 200: json(z.array(ApiTokenView), 'Every token (never its secret)'), ...errors } });
+const list = createRoute({
+  method: 'get',
+  path: '/',
+  tags,
+  summary: 'List API tokens',
+  responses: { 200: json(z.array(ApiTokenView), 'Every token (never its secret)'), ...errors },
+});
 
 const create = createRoute({
   method: 'post',
@@ -22,7 +42,14 @@ const create = createRoute({
   middleware: [jsonOnly()],
   request: { body: jsonRequest(tokenRequest, 'Name and scope') },
   responses: {
-    201: json(z.object({ name: z.string(), scope: z.enum(TOKEN_SCOPES), token: z.string().openapi({ description: 'The secret, shown only now' }) }), 'Created'),
+    201: json(
+      z.object({
+        name: z.string(),
+        scope: z.enum(TOKEN_SCOPES),
+        token: z.string().openapi({ description: 'The secret, shown only now' }),
+      }),
+      'Created',
+    ),
     ...errors,
   },
 });

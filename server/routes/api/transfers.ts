@@ -4,7 +4,17 @@ import type { Sha256 } from '../../../storage/digest.js';
 import { AppError } from '../../errors.js';
 import { sha256Field } from '../../services/validation.js';
 import { TransferJob } from './schemas.js';
-import { apiApp, errors, json, jsonOnly, jsonRequest, rejectAs, textParam, type ApiApp, type ApiDeps } from './shared.js';
+import {
+  apiApp,
+  errors,
+  json,
+  jsonOnly,
+  jsonRequest,
+  rejectAs,
+  textParam,
+  type ApiApp,
+  type ApiDeps,
+} from './shared.js';
 
 const tags = ['Fetch'];
 const params = textParam('id', 'The job id');
@@ -12,11 +22,22 @@ const fetchSchema = z
   .object({
     url: z.string().url().max(4096).openapi({ description: 'An http(s) URL of the .pvmp' }),
     sha256: sha256Field.optional(),
-    checksumUrl: z.string().url().max(4096).optional().openapi({ description: 'A `shasum -a 256` file to check against' }),
+    checksumUrl: z
+      .string()
+      .url()
+      .max(4096)
+      .optional()
+      .openapi({ description: 'A `shasum -a 256` file to check against' }),
   })
   .strict();
 
-const list = createRoute({ method: 'get', path: '/', tags, summary: 'List fetch jobs', responses: { 200: json(z.array(TransferJob), 'Running and recent jobs'), ...errors } });
+const list = createRoute({
+  method: 'get',
+  path: '/',
+  tags,
+  summary: 'List fetch jobs',
+  responses: { 200: json(z.array(TransferJob), 'Running and recent jobs'), ...errors },
+});
 
 const start = createRoute({
   method: 'post',
@@ -28,7 +49,14 @@ const start = createRoute({
   responses: { 202: json(TransferJob, 'Queued'), ...errors },
 });
 
-const read = createRoute({ method: 'get', path: '/{id}', tags, summary: 'Get a fetch job', request: { params }, responses: { 200: json(TransferJob, 'The job'), ...errors } });
+const read = createRoute({
+  method: 'get',
+  path: '/{id}',
+  tags,
+  summary: 'Get a fetch job',
+  request: { params },
+  responses: { 200: json(TransferJob, 'The job'), ...errors },
+});
 
 const cancel = createRoute({
   method: 'delete',
@@ -47,7 +75,10 @@ export function transfersApi(deps: ApiDeps): ApiApp {
     start,
     (c) => {
       const input = c.req.valid('json');
-      const job = deps.transfers.startFetch(input.url, { expectedSha256: input.sha256 as Sha256 | undefined, checksumUrl: input.checksumUrl });
+      const job = deps.transfers.startFetch(input.url, {
+        expectedSha256: input.sha256 as Sha256 | undefined,
+        checksumUrl: input.checksumUrl,
+      });
       return c.json(job, 202);
     },
     rejectAs('fetch request'),
@@ -58,7 +89,8 @@ export function transfersApi(deps: ApiDeps): ApiApp {
     return c.json(job, 200);
   });
   app.openapi(cancel, (c) => {
-    if (!deps.transfers.cancel(c.req.valid('param').id)) throw new AppError('NOT_FOUND', 'no running fetch job with that id');
+    if (!deps.transfers.cancel(c.req.valid('param').id))
+      throw new AppError('NOT_FOUND', 'no running fetch job with that id');
     return c.body(null, 204);
   });
   return app;

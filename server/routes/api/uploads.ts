@@ -38,8 +38,15 @@ const unfinished = createRoute({
 });
 
 const tusAnswer = { description: 'The tus server\'s answer (headers per the tus protocol; errors as `{"error": …}`)' };
-const uploadId = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, description: 'The upload id from the Location of its creation' }) });
-const offsetStream = { required: true, content: { 'application/offset+octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } };
+const uploadId = z.object({
+  id: z
+    .string()
+    .openapi({ param: { name: 'id', in: 'path' }, description: 'The upload id from the Location of its creation' }),
+});
+const offsetStream = {
+  required: true,
+  content: { 'application/offset+octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
+};
 
 /** The tus operations, for the document (one `all()` route serves them). */
 const tusOperations = [
@@ -48,10 +55,18 @@ const tusOperations = [
     path: '/',
     tags,
     summary: 'Create an upload (tus)',
-    description: '`Upload-Length` (or `Upload-Defer-Length: 1`) and `Upload-Metadata` with `filename`, optionally `arch` and `checksum`.',
+    description:
+      '`Upload-Length` (or `Upload-Defer-Length: 1`) and `Upload-Metadata` with `filename`, optionally `arch` and `checksum`.',
     responses: { 201: tusAnswer, ...errors },
   }),
-  createRoute({ method: 'head', path: '/{id}', tags, summary: 'Offset of an upload (tus)', request: { params: uploadId }, responses: { 200: tusAnswer, ...errors } }),
+  createRoute({
+    method: 'head',
+    path: '/{id}',
+    tags,
+    summary: 'Offset of an upload (tus)',
+    request: { params: uploadId },
+    responses: { 200: tusAnswer, ...errors },
+  }),
   createRoute({
     method: 'patch',
     path: '/{id}',
@@ -60,7 +75,14 @@ const tusOperations = [
     request: { params: uploadId, body: offsetStream },
     responses: { 204: tusAnswer, ...errors },
   }),
-  createRoute({ method: 'delete', path: '/{id}', tags, summary: 'Abandon an upload (tus)', request: { params: uploadId }, responses: { 204: tusAnswer, ...errors } }),
+  createRoute({
+    method: 'delete',
+    path: '/{id}',
+    tags,
+    summary: 'Abandon an upload (tus)',
+    request: { params: uploadId },
+    responses: { 204: tusAnswer, ...errors },
+  }),
   createRoute({ method: 'options', path: '/', tags, summary: 'tus capabilities', responses: { 204: tusAnswer } }),
 ];
 

@@ -4,21 +4,43 @@ import type { Sha256 } from '../../../storage/digest.js';
 import { getBlobView } from '../../services/blobs.js';
 import { integritySummary } from '../../services/integrity.js';
 import { sha256Field } from '../../services/validation.js';
-import { apiApp, errors, json, jsonOnly, jsonRequest, publicBase, queryText, rejectAs, type ApiApp, type ApiDeps } from './shared.js';
+import {
+  apiApp,
+  errors,
+  json,
+  jsonOnly,
+  jsonRequest,
+  publicBase,
+  queryText,
+  rejectAs,
+  type ApiApp,
+  type ApiDeps,
+} from './shared.js';
 
 const tags = ['Integrity'];
 const verifySchema = z
   .object({
     sha256: sha256Field.optional(),
     all: z.boolean().optional(),
-    wait: z.boolean().optional().openapi({ description: 'true: answer when done, with the results; otherwise 202 at once' }),
+    wait: z
+      .boolean()
+      .optional()
+      .openapi({ description: 'true: answer when done, with the results; otherwise 202 at once' }),
   })
   .strict()
   .refine((v) => (v.sha256 === undefined) !== (v.all !== true), { message: 'give either sha256 or all: true' });
 
 const verdict = z.enum(['ok', 'corrupt', 'missing', 'replaced', 'cancelled', 'unknown']);
 const Status = z.object({
-  running: z.array(z.object({ sha256: z.string(), bytesDone: z.number(), totalBytes: z.number(), startedAt: z.string(), bytesPerSec: z.number() })),
+  running: z.array(
+    z.object({
+      sha256: z.string(),
+      bytesDone: z.number(),
+      totalBytes: z.number(),
+      startedAt: z.string(),
+      bytesPerSec: z.number(),
+    }),
+  ),
   queued: z.array(z.string()),
   concurrency: z.number().int(),
   maxBytesPerSec: z.number(),
@@ -35,7 +57,13 @@ const Status = z.object({
   ),
 });
 
-const status = createRoute({ method: 'get', path: '/', tags, summary: 'Checks running and queued, and packages in trouble', responses: { 200: json(Status, 'The state'), ...errors } });
+const status = createRoute({
+  method: 'get',
+  path: '/',
+  tags,
+  summary: 'Checks running and queued, and packages in trouble',
+  responses: { 200: json(Status, 'The state'), ...errors },
+});
 
 const start = createRoute({
   method: 'post',
