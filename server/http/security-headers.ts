@@ -8,6 +8,8 @@ import type { MiddlewareHandler } from 'hono';
 export interface SecurityHeaderOptions {
   /** CSP source expressions of the inline stylesheets the pages carry (`'sha256-…'`). */
   styleSources: readonly string[];
+  /** CSP source expressions for images; `'self'` unless given. */
+  imageSources?: readonly string[];
 }
 
 /**
@@ -20,7 +22,7 @@ export function contentSecurityPolicy(options: SecurityHeaderOptions): string {
     "default-src 'none'",
     "script-src 'self'",
     `style-src ${options.styleSources.join(' ') || "'none'"}`,
-    "img-src 'self'",
+    `img-src ${(options.imageSources ?? ["'self'"]).join(' ')}`,
     "connect-src 'self'",
     "form-action 'self'",
     "base-uri 'none'",
@@ -33,7 +35,8 @@ export function securityHeaders(options: SecurityHeaderOptions): MiddlewareHandl
   return async function securityHeadersMiddleware(c, next) {
     await next();
     // Set after the handler, so answers a handler built itself (tus, errors) get them too.
-    c.header('Content-Security-Policy', csp);
+    // A page that carries other files (the API reference's vendored stylesheet) sends its own policy.
+    if (!c.res.headers.has('Content-Security-Policy')) c.header('Content-Security-Policy', csp);
     c.header('X-Frame-Options', 'DENY');
     c.header('Referrer-Policy', 'same-origin');
     c.header('X-Content-Type-Options', 'nosniff');

@@ -42,10 +42,10 @@ export const groupFields = {
   imageId: z.number({ error: 'must be an image id or null' }).int().positive().nullable(),
 };
 
-const createSchema = z
+export const createSchema = z
   .object({ ...groupFields, licenseKey: licenseKey.optional(), primary: groupFields.primary.optional(), imageId: groupFields.imageId.optional() })
   .strict();
-const patchSchema = z.object(groupFields).partial().strict();
+export const patchSchema = z.object(groupFields).partial().strict();
 
 export interface GroupView {
   id: number;

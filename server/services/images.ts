@@ -37,10 +37,10 @@ export const imageFields = {
   x86_64: archInput,
 };
 
-const createSchema = z
+export const createSchema = z
   .object({ ...imageFields, description: imageFields.description.optional(), arm64: archInput.optional(), x86_64: archInput.optional() })
   .strict();
-const patchSchema = z.object(imageFields).partial().strict();
+export const patchSchema = z.object(imageFields).partial().strict();
 
 export type ImageInput = z.input<typeof createSchema>;
 export type ImagePatch = z.input<typeof patchSchema>;

@@ -50,7 +50,7 @@ export async function resolvePublicAddress(deps: SettingsDeps): Promise<PublicAd
   };
 }
 
-const settingsPatch = z.object({ publicUrl: z.string({ error: 'must be a URL string, or null to clear it' }).nullable() }).strict();
+export const settingsPatch = z.object({ publicUrl: z.string({ error: 'must be a URL string, or null to clear it' }).nullable() }).strict();
 
 /**
  * Sets (or, with null, clears) the stored public address. Refused with

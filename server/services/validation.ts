@@ -6,11 +6,16 @@ import { AppError } from '../errors.js';
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
+  throw validationFailed(result.error, what);
+}
+
+/** The VALIDATION_FAILED error for a zod failure (the API's request validation answers with the same one). */
+export function validationFailed(error: z.ZodError, what: string): AppError {
+  const problems = error.issues.map((issue) => {
     const field = issue.path.length > 0 ? issue.path.join('.') : what;
     return { field, message: issue.message };
   });
-  throw new AppError(
+  return new AppError(
     'VALIDATION_FAILED',
     `invalid ${what}: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`,
     { fields: problems },

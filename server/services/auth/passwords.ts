@@ -59,7 +59,7 @@ export async function resetPassword(
   return { username: user.username, generatedPassword: options.password === undefined ? chosen : null, ...result, removedPasswordFile };
 }
 
-const passwordChangeSchema = z
+export const passwordChangeSchema = z
   .object({
     currentPassword: z.string().max(1000),
     newPassword: z.string().min(MIN_PASSWORD_LENGTH, `must be at least ${MIN_PASSWORD_LENGTH} characters`).max(1000),

@@ -16,7 +16,7 @@ import { newSecret, sha256Hex } from './credentials.js';
 
 const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
 
-const loginSchema = z.object({ username: z.string().max(100), password: z.string().max(1000) }).strict();
+export const loginSchema = z.object({ username: z.string().max(100), password: z.string().max(1000) }).strict();
 
 export interface SessionGrant {
   token: string;

@@ -1,0 +1,114 @@
+/** Moving images between mirrors: a bundle is a tar of a manifest and, unless left out, the packages. */
+import { Readable } from 'node:stream';
+import { createRoute, z } from '@hono/zod-openapi';
+import type { MiddlewareHandler } from 'hono';
+import { AppError } from '../../errors.js';
+import type { AuthEnv } from '../../http/auth.js';
+import { buildManifest, exportBundle } from '../../bundles/export.js';
+import { importBundle } from '../../bundles/import.js';
+import { manifestSchema } from '../../bundles/manifest.js';
+import { apiApp, errors, json, queryText, type ApiApp, type ApiDeps } from './shared.js';
+
+const tags = ['Bundles'];
+// Created before zod gains .openapi() (the services load first), so it goes in as it is.
+const Manifest = manifestSchema;
+const tar = z
+  .string()
+  .openapi({ format: 'binary', description: 'A tar file: manifest.json, then blobs/sha256/<hex> for each package' });
+
+const exportQuery = z.object({
+  image: z
+    .union([z.string(), z.array(z.string())])
+    .optional()
+    .openapi({ description: 'An image id to include (repeat for several); none: every image' }),
+  blobs: queryText('`false`: the manifest only, without packages'),
+});
+
+function exportOptions(query: z.output<typeof exportQuery>): { images: string[]; includeBlobs: boolean } {
+  return { images: query.image === undefined ? [] : [query.image].flat(), includeBlobs: query.blobs !== 'false' };
+}
+
+const manifest = createRoute({
+  method: 'get',
+  path: '/manifest',
+  tags,
+  summary: 'The manifest an export would carry',
+  description: 'All `goldmirror sync` reads from its upstream (a `sync` token may read it).',
+  request: { query: exportQuery },
+  responses: { 200: json(Manifest, 'Images, groups and packages'), ...errors },
+});
+
+const download = createRoute({
+  method: 'get',
+  path: '/',
+  tags,
+  summary: 'Download a bundle',
+  request: { query: exportQuery },
+  responses: {
+    200: { description: 'The bundle, streamed', content: { 'application/x-tar': { schema: tar } } },
+    ...errors,
+  },
+});
+
+const names = z.array(z.string());
+const upload = createRoute({
+  method: 'post',
+  path: '/',
+  tags,
+  summary: 'Import a bundle',
+  description:
+    'Every package is verified against its SHA-256 before anything is written; a failure leaves nothing behind.',
+  request: {
+    query: z.object({ dryRun: queryText('`true`: report what would change, change nothing') }),
+    body: { required: true, content: { 'application/x-tar': { schema: tar } } },
+  },
+  responses: {
+    200: json(
+      z.object({
+        dryRun: z.boolean(),
+        blobs: z.object({ stored: names, alreadyPresent: names, verified: names }),
+        images: z.object({ created: names, updated: names, unchanged: names }),
+        groups: z.object({ created: names, updated: names, unchanged: names }),
+      }),
+      'What was (or would be) stored, created and updated',
+    ),
+    ...errors,
+  },
+});
+
+/** Mounted at /export. */
+export function exportApi(deps: ApiDeps): ApiApp {
+  const app = apiApp();
+  app.openapi(manifest, async (c) => c.json(await buildManifest(deps, exportOptions(c.req.valid('query'))), 200));
+  app.openapi(download, async (c) => {
+    const built = await buildManifest(deps, exportOptions(c.req.valid('query')));
+    const stream = exportBundle(deps.store, built);
+    c.header('Content-Type', 'application/x-tar');
+    c.header('Content-Disposition', `attachment; filename="goldmirror-${built.createdAt.slice(0, 10)}.tar"`);
+    return c.body(Readable.toWeb(stream) as ReadableStream, 200);
+  });
+  return app;
+}
+
+/** Mounted at /import, before the body limit: a bundle may be gigabytes. */
+export function importApi(deps: ApiDeps, admin: MiddlewareHandler<AuthEnv>): ApiApp {
+  const app = apiApp();
+  app.use('*', admin);
+  app.openapi(upload, async (c) => {
+    const body = c.req.raw.body;
+    if (!body) throw new AppError('BAD_REQUEST', 'send the bundle (a tar file) as the request body');
+    try {
+      const report = await importBundle(deps.ingestDeps, Readable.fromWeb(body), {
+        dryRun: c.req.valid('query').dryRun === 'true',
+        actor: c.get('actor'),
+      });
+      return c.json(report, 200);
+    } catch (err) {
+      // A failed import stops reading its (possibly huge) body and tears the request stream down;
+      // without this the answer claims keep-alive and the client's next request on it fails.
+      c.header('Connection', 'close');
+      throw err;
+    }
+  });
+  return app;
+}

@@ -1,0 +1,33 @@
+/** The detailed health report (the public /healthz says only ok or a reason code). */
+import { createRoute, z } from '@hono/zod-openapi';
+import { checkHealth } from '../../services/health.js';
+import { apiApp, errors, json, type ApiApp, type ApiDeps } from './shared.js';
+
+const Health = z
+  .object({
+    status: z.enum(['ok', 'unhealthy']),
+    ok: z.boolean(),
+    reason: z.enum(['DB_UNAVAILABLE', 'DATA_DIR_UNWRITABLE', 'DISK_LOW', 'DISK_UNKNOWN']).nullable(),
+    checks: z.object({ database: z.string(), dataDir: z.string(), disk: z.string() }),
+    freeBytes: z.number().nullable(),
+    minFreeBytes: z.number(),
+  })
+  .openapi('Health');
+
+const read = createRoute({
+  method: 'get',
+  path: '/',
+  tags: ['Health'],
+  summary: 'Health in detail',
+  responses: { 200: json(Health, 'Healthy'), 503: json(Health, 'Unhealthy: `reason` says why'), ...errors },
+});
+
+export function healthApi(deps: ApiDeps): ApiApp {
+  const app = apiApp();
+  app.openapi(read, async (c) => {
+    const report = await checkHealth({ ...deps, minFreeBytes: deps.config.minFreeBytes });
+    const body = { status: report.ok ? ('ok' as const) : ('unhealthy' as const), ...report };
+    return report.ok ? c.json(body, 200) : c.json(body, 503);
+  });
+  return app;
+}

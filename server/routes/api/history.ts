@@ -1,0 +1,89 @@
+/** What happened: the download log and the audit trail, newest first, a page at a time. */
+import { createRoute, z } from '@hono/zod-openapi';
+import { listDownloads, parseDownloadFilter } from '../../services/download-log.js';
+import { listHistory } from '../../services/history.js';
+import { DownloadLogPage } from './schemas.js';
+import { apiApp, errors, json, queryText, type ApiApp, type ApiDeps } from './shared.js';
+
+const downloads = createRoute({
+  method: 'get',
+  path: '/downloads',
+  tags: ['History'],
+  summary: 'The download log, and downloads in progress',
+  description: 'Unknown filters are refused by name; empty ones are ignored.',
+  request: {
+    query: z.object({
+      image: queryText('An image id'),
+      arch: queryText('arm64 or x86_64'),
+      client: queryText("The Mac's address"),
+      result: queryText('complete, resumed or aborted'),
+      before: queryText('`nextBefore` of the previous page'),
+      limit: queryText('1 to 500'),
+    }),
+  },
+  responses: { 200: json(DownloadLogPage, 'A page of the log'), ...errors },
+});
+
+const audit = createRoute({
+  method: 'get',
+  path: '/audit',
+  tags: ['History'],
+  summary: 'The audit trail',
+  description: 'The header `X-Next-Before` carries `before` for the next (older) page.',
+  request: {
+    query: z.object({
+      limit: queryText('Entries per page (default 50)'),
+      before: queryText('The `X-Next-Before` of the previous page'),
+      actor: queryText('Exactly as stored, e.g. `user:admin`, `token:ci`'),
+      action: queryText('A kind of action or one exact action (`group.update`)'),
+      q: queryText('Words that must all appear'),
+      logins: queryText('`false`: leave out sign-ins'),
+    }),
+  },
+  responses: {
+    200: json(
+      z.array(
+        z.object({
+          id: z.number().int(),
+          at: z.string(),
+          actor: z.string(),
+          action: z.string(),
+          target: z.string(),
+          details: z.unknown(),
+          sentence: z.string().openapi({ description: 'The entry as one sentence' }),
+        }),
+      ),
+      'A page of entries',
+    ),
+    ...errors,
+  },
+});
+
+/** Mounted at the API's root: /downloads and /audit. */
+export function historyApi(deps: ApiDeps): ApiApp {
+  const app = apiApp();
+  // The filters are the service's to check (it names the bad one), from the query as given.
+  app.openapi(downloads, async (c) =>
+    c.json(await listDownloads(deps, parseDownloadFilter(c.req.query())), 200),
+  );
+  app.openapi(audit, async (c) => {
+    const query = c.req.valid('query');
+    const limit = Number(query.limit ?? 50);
+    const before = Number(query.before);
+    const { entries, nextBefore } = await listHistory(deps, {
+      limit: Number.isFinite(limit) ? limit : 50,
+      beforeId: Number.isFinite(before) ? before : undefined,
+      actor: query.actor || undefined,
+      action: query.action || undefined,
+      text: query.q || undefined,
+      // The API lists sign-ins unless told not to; the history page hides them unless told to show them.
+      signIns: query.logins !== 'false',
+    });
+    if (nextBefore !== null) c.header('X-Next-Before', String(nextBefore));
+    return c.json(
+      entries.map(({ parts: _parts, ...entry }) => entry),
+      200,
+    );
+  });
+  return app;
+}

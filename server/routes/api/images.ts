@@ -1,0 +1,178 @@
+/** Golden images: their packages per architecture, the values for the Parallels portal, and the link check. */
+import { createRoute, z } from '@hono/zod-openapi';
+import {
+  createImage,
+  createSchema,
+  deleteImage,
+  getImage,
+  listImages,
+  patchSchema,
+  portalValues,
+  updateImage,
+} from '../../services/images.js';
+import { checkImageLinks } from '../../services/link-check.js';
+import { saveLinkCheck } from '../../services/link-check-results.js';
+import { confirmPortalValues } from '../../services/portal-changes.js';
+import { resolvePublicAddress } from '../../services/settings.js';
+import { ImageView, LinkCheckReport, PortalValues } from './schemas.js';
+import {
+  apiApp,
+  errors,
+  idParam,
+  json,
+  jsonOnly,
+  jsonRequest,
+  publicBase,
+  rejectAs,
+  type ApiApp,
+  type ApiDeps,
+} from './shared.js';
+
+const tags = ['Images'];
+const params = idParam('image');
+const confirmSchema = z
+  .object({
+    fingerprint: z
+      .string()
+      .max(64)
+      .optional()
+      .openapi({ description: "The pending change's fingerprint; refused if the values changed since" }),
+  })
+  .strict();
+
+const list = createRoute({
+  method: 'get',
+  path: '/',
+  tags,
+  summary: 'List images',
+  responses: { 200: json(z.array(ImageView), 'Every image'), ...errors },
+});
+
+const create = createRoute({
+  method: 'post',
+  path: '/',
+  tags,
+  summary: 'Create an image',
+  middleware: [jsonOnly()],
+  request: { body: jsonRequest(createSchema, 'Name, description and the package of each architecture') },
+  responses: { 201: json(ImageView, 'Created'), ...errors },
+});
+
+const read = createRoute({
+  method: 'get',
+  path: '/{id}',
+  tags,
+  summary: 'Get an image',
+  request: { params },
+  responses: { 200: json(ImageView, 'The image'), ...errors },
+});
+
+const update = createRoute({
+  method: 'patch',
+  path: '/{id}',
+  tags,
+  summary: 'Change an image',
+  description: 'Only the fields sent change. A changed Download URL or SHA-256 shows a pending portal update.',
+  middleware: [jsonOnly({ params })],
+  request: { params, body: jsonRequest(patchSchema, 'The fields to change') },
+  responses: { 200: json(ImageView, 'The changed image'), ...errors },
+});
+
+const remove = createRoute({
+  method: 'delete',
+  path: '/{id}',
+  tags,
+  summary: 'Delete an image',
+  request: { params },
+  responses: {
+    200: json(
+      z.object({
+        deleted: ImageView,
+        groupsLeftWithoutImage: z.array(z.object({ id: z.number().int(), name: z.string() })),
+      }),
+      'The deleted image, and the groups that now have none (give them another in the portal)',
+    ),
+    ...errors,
+  },
+});
+
+const portal = createRoute({
+  method: 'get',
+  path: '/{id}/portal',
+  tags,
+  summary: 'Values for the Parallels portal',
+  request: { params },
+  responses: { 200: json(PortalValues, 'What to enter in the portal'), ...errors },
+});
+
+const confirm = createRoute({
+  method: 'post',
+  path: '/{id}/portal/confirm',
+  tags,
+  summary: 'Mark the portal updated',
+  description: 'The body is optional: a bare POST confirms whatever is pending now.',
+  middleware: [jsonOnly({ params, optional: true })],
+  request: {
+    params,
+    body: {
+      description: 'The fingerprint of the change entered',
+      required: false,
+      content: { 'application/json': { schema: confirmSchema } },
+    },
+  },
+  responses: { 200: json(PortalValues, 'The portal values, nothing pending'), ...errors },
+});
+
+const check = createRoute({
+  method: 'post',
+  path: '/{id}/check',
+  tags,
+  summary: 'Check the download links from the server',
+  request: { params },
+  responses: { 200: json(LinkCheckReport, 'Each step of each enabled architecture'), ...errors },
+});
+
+export function imagesApi(deps: ApiDeps): ApiApp {
+  const app = apiApp();
+  app.openapi(list, async (c) => c.json(await listImages(deps, await publicBase(deps)), 200));
+  app.openapi(
+    create,
+    async (c) => c.json(await createImage(deps, c.get('actor'), c.req.valid('json'), await publicBase(deps)), 201),
+    rejectAs('image'),
+  );
+  app.openapi(read, async (c) => c.json(await getImage(deps, c.req.valid('param').id, await publicBase(deps)), 200));
+  app.openapi(
+    update,
+    async (c) =>
+      c.json(
+        await updateImage(deps, c.get('actor'), c.req.valid('param').id, c.req.valid('json'), await publicBase(deps)),
+        200,
+      ),
+    rejectAs('image'),
+  );
+  app.openapi(remove, async (c) =>
+    c.json(await deleteImage(deps, c.get('actor'), c.req.valid('param').id, await publicBase(deps)), 200),
+  );
+  app.openapi(portal, async (c) => {
+    const address = await resolvePublicAddress(deps);
+    return c.json(portalValues(await getImage(deps, c.req.valid('param').id, address.url), address), 200);
+  });
+  app.openapi(
+    confirm,
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const address = await resolvePublicAddress(deps);
+      await confirmPortalValues(deps, c.get('actor'), id, address.url, c.req.valid('json').fingerprint);
+      return c.json(portalValues(await getImage(deps, id, address.url), address), 200);
+    },
+    rejectAs('confirmation'),
+  );
+  app.openapi(check, async (c) => {
+    const address = await resolvePublicAddress(deps);
+    const view = await getImage(deps, c.req.valid('param').id, address.url);
+    const report = await checkImageLinks(deps, view, address);
+    await saveLinkCheck(deps, view.id, report);
+    return c.json(report, 200);
+  });
+  return app;
+}

@@ -1,0 +1,132 @@
+/** Signing in and out with a session cookie, and changing the signed-in user's password. */
+import { createRoute, z } from '@hono/zod-openapi';
+import type { Context, MiddlewareHandler } from 'hono';
+import { deleteCookie } from 'hono/cookie';
+import { AppError } from '../../errors.js';
+import { clientAddressReader, SESSION_COOKIE, setSessionCookie, type AuthEnv } from '../../http/auth.js';
+import {
+  changePassword,
+  loginSchema,
+  login,
+  logout,
+  passwordChangeSchema,
+  type SessionInfo,
+} from '../../services/auth.js';
+import { apiApp, errors, json, jsonOnly, jsonRequest, rejectAs, type ApiApp, type ApiDeps } from './shared.js';
+
+/** The signed-in user of this request; an API token has none. */
+function signedInUser(c: Context<AuthEnv>): { session: SessionInfo; token: string } {
+  const session = c.get('session');
+  const token = c.get('sessionToken');
+  if (!session || !token)
+    throw new AppError('FORBIDDEN', 'passwords are changed by a signed-in user, not with an API token');
+  return { session, token };
+}
+
+/** Refuses an API token before its body is read or checked. */
+const sessionUserOnly: MiddlewareHandler<AuthEnv> = async function sessionUserOnly(c, next) {
+  signedInUser(c);
+  await next();
+};
+
+const tags = ['Session'];
+
+const signIn = createRoute({
+  method: 'post',
+  path: '/',
+  tags,
+  summary: 'Sign in',
+  description:
+    'Sets the HttpOnly session cookie; send the returned `csrfToken` as `X-CSRF-Token` on every unsafe request.',
+  security: [],
+  middleware: [jsonOnly()] as const,
+  request: { body: jsonRequest(loginSchema, 'User name and password') },
+  responses: {
+    200: json(z.object({ username: z.string(), csrfToken: z.string(), expiresAt: z.string() }), 'Signed in'),
+    ...errors,
+  },
+});
+
+const whoAmI = createRoute({
+  method: 'get',
+  path: '/',
+  tags,
+  summary: 'Who is asking',
+  responses: {
+    200: json(
+      z.object({
+        actor: z.string().openapi({ example: 'user:admin' }),
+        username: z.string().nullable(),
+        csrfToken: z.string().nullable(),
+      }),
+      'The actor; username and CSRF token are null for an API token',
+    ),
+    ...errors,
+  },
+});
+
+const signOut = createRoute({
+  method: 'delete',
+  path: '/',
+  tags,
+  summary: 'Sign out',
+  responses: { 204: { description: 'Signed out; the cookie is cleared' }, ...errors },
+});
+
+const newPassword = createRoute({
+  method: 'post',
+  path: '/password',
+  tags,
+  summary: "Change the signed-in user's password",
+  description: 'Ends every other session of that user. Refused with an API token.',
+  middleware: [sessionUserOnly, jsonOnly()] as const,
+  request: { body: jsonRequest(passwordChangeSchema, 'The current and the new password') },
+  responses: { 204: { description: 'Changed' }, ...errors },
+});
+
+/** `admin` guards everything here except signing in. */
+export function sessionApi(deps: ApiDeps, admin: MiddlewareHandler<AuthEnv>): ApiApp {
+  const clientAddress = clientAddressReader(deps.config.trustProxy);
+  const app = apiApp();
+  app.openapi(
+    signIn,
+    async (c) => {
+      const grant = await login(deps, c.req.valid('json'), clientAddress(c));
+      setSessionCookie(c, grant.token, grant.expiresAt, deps.config.publicUrl);
+      return c.json(
+        { username: grant.username, csrfToken: grant.csrfToken, expiresAt: new Date(grant.expiresAt).toISOString() },
+        200,
+      );
+    },
+    rejectAs('login'),
+  );
+  app.use('*', admin);
+  app.openapi(whoAmI, (c) => {
+    const session = c.get('session');
+    const actor = c.get('actor');
+    return c.json(
+      {
+        actor: `${actor.kind}:${actor.name}`,
+        username: session?.username ?? null,
+        csrfToken: session?.csrfToken ?? null,
+      },
+      200,
+    );
+  });
+  app.openapi(signOut, async (c) => {
+    const token = c.get('sessionToken');
+    if (token) await logout(deps, token);
+    deleteCookie(c, SESSION_COOKIE, { path: '/' });
+    return c.body(null, 204);
+  });
+  app.openapi(
+    newPassword,
+    async (c) => {
+      const { session, token } = signedInUser(c);
+      await changePassword(deps, session, token, c.req.valid('json'));
+      return c.body(null, 204);
+    },
+    rejectAs('password change'),
+  );
+  return app;
+}

@@ -1,0 +1,97 @@
+/** Fetch jobs: the mirror downloads a package from a URL itself (checked against a SHA-256 or a checksum file). */
+import { createRoute, z } from '@hono/zod-openapi';
+import type { Sha256 } from '../../../storage/digest.js';
+import { AppError } from '../../errors.js';
+import { sha256Field } from '../../services/validation.js';
+import { TransferJob } from './schemas.js';
+import {
+  apiApp,
+  errors,
+  json,
+  jsonOnly,
+  jsonRequest,
+  rejectAs,
+  textParam,
+  type ApiApp,
+  type ApiDeps,
+} from './shared.js';
+
+const tags = ['Fetch'];
+const params = textParam('id', 'The job id');
+const fetchSchema = z
+  .object({
+    url: z.string().url().max(4096).openapi({ description: 'An http(s) URL of the .pvmp' }),
+    sha256: sha256Field.optional(),
+    checksumUrl: z
+      .string()
+      .url()
+      .max(4096)
+      .optional()
+      .openapi({ description: 'A `shasum -a 256` file to check against' }),
+  })
+  .strict();
+
+const list = createRoute({
+  method: 'get',
+  path: '/',
+  tags,
+  summary: 'List fetch jobs',
+  responses: { 200: json(z.array(TransferJob), 'Running and recent jobs'), ...errors },
+});
+
+const start = createRoute({
+  method: 'post',
+  path: '/',
+  tags,
+  summary: 'Start a fetch job',
+  middleware: [jsonOnly()],
+  request: { body: jsonRequest(fetchSchema, 'What to fetch') },
+  responses: { 202: json(TransferJob, 'Queued'), ...errors },
+});
+
+const read = createRoute({
+  method: 'get',
+  path: '/{id}',
+  tags,
+  summary: 'Get a fetch job',
+  request: { params },
+  responses: { 200: json(TransferJob, 'The job'), ...errors },
+});
+
+const cancel = createRoute({
+  method: 'delete',
+  path: '/{id}',
+  tags,
+  summary: 'Cancel a running fetch job',
+  request: { params },
+  responses: { 204: { description: 'Cancelled' }, ...errors },
+});
+
+/** Mounted at /fetch. */
+export function transfersApi(deps: ApiDeps): ApiApp {
+  const app = apiApp();
+  app.openapi(list, (c) => c.json(deps.transfers.list(), 200));
+  app.openapi(
+    start,
+    (c) => {
+      const input = c.req.valid('json');
+      const job = deps.transfers.startFetch(input.url, {
+        expectedSha256: input.sha256 as Sha256 | undefined,
+        checksumUrl: input.checksumUrl,
+      });
+      return c.json(job, 202);
+    },
+    rejectAs('fetch request'),
+  );
+  app.openapi(read, (c) => {
+    const job = deps.transfers.get(c.req.valid('param').id);
+    if (!job) throw new AppError('NOT_FOUND', 'no such fetch job');
+    return c.json(job, 200);
+  });
+  app.openapi(cancel, (c) => {
+    if (!deps.transfers.cancel(c.req.valid('param').id))
+      throw new AppError('NOT_FOUND', 'no running fetch job with that id');
+    return c.body(null, 204);
+  });
+  return app;
+}
