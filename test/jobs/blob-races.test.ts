@@ -36,7 +36,7 @@ import { blobEntry, buildTar, headerOffset, manifestEntry } from '../bundles/hel
  * For 'open', the stop comes after the real open failed (a check that just
  * found the file missing), before the failure reaches the caller.
  */
-function pausing(store: BlobStore, method: 'quarantine' | 'delete' | 'open') {
+function pausing(store: BlobStore, method: 'quarantine' | 'detach' | 'open') {
   let arrive!: () => void;
   let release!: () => void;
   let stagedNow!: () => void;
@@ -194,7 +194,7 @@ describe('GC racing an ingest of the same content', () => {
   it('an ingest landing between GC\'s decision and its unlink keeps its file under its row', async () => {
     const data = testBytes(100_000, 'gc-vs-ingest');
     const sha = await stored(data);
-    const paused = pausing(runtime.store, 'delete');
+    const paused = pausing(runtime.store, 'detach');
     try {
       // Unreferenced and past a zero grace period: GC removes it, and stops just before the unlink.
       const gc = collectGarbage({ db: runtime.db, store: paused.store }, cliActor, { dryRun: false, graceMs: 0 });
@@ -263,7 +263,7 @@ describe('a failed bundle import rolling back, racing an ingest of the same cont
   });
 
   it('an ingest of X landing between the rollback\'s decision and its unlink keeps its file under its row', async () => {
-    const paused = pausing(runtime.store, 'delete');
+    const paused = pausing(runtime.store, 'detach');
     try {
       const run = importBundle(depsWith(paused.store), new PassThrough().end(await tamperedBundle()), { dryRun: false, actor: cliActor });
       const failed = run.then(
