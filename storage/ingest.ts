@@ -75,7 +75,8 @@ export async function stageStream(layout: Layout, source: ByteSource, options: P
  */
 export async function stageFile(layout: Layout, file: string, options: AdoptOptions): Promise<StagedBlob> {
   const inside = path.relative(layout.root, path.resolve(file));
-  if (inside.startsWith('..') || path.isAbsolute(inside)) throw new Error(`refusing to adopt ${file}: not inside the data directory`);
+  if (inside.startsWith('..') || path.isAbsolute(inside))
+    throw new Error(`refusing to adopt ${file}: not inside the data directory`);
   let handedOver = false;
   try {
     const handle = await fs.open(file, 'r+');
@@ -112,7 +113,11 @@ export async function commitStaged(staged: StagedBlob): Promise<PutResult> {
  * and replaces it with content that was just verified, which also repairs a
  * file that rotted.
  */
-export async function commitFile(layout: Layout, file: string, sha256: Sha256): Promise<{ created: boolean; version: string }> {
+export async function commitFile(
+  layout: Layout,
+  file: string,
+  sha256: Sha256,
+): Promise<{ created: boolean; version: string }> {
   const finalFile = layout.blobFile(sha256);
   await ensureDir(layout.blobDir(sha256), DATA_DIR_MODE);
   // A rename keeps inode and mtime, so this is the version of the file once it is in place.
@@ -143,7 +148,10 @@ function stagedBlob(layout: Layout, file: string, { sha256, size }: Content): St
 }
 
 /** Step 3's check: the content is what the caller said it would be, or nothing is stored. */
-function validateContent(content: Content, expected: { expectedSize?: number | undefined; expectedSha256?: Sha256 | undefined }): void {
+function validateContent(
+  content: Content,
+  expected: { expectedSize?: number | undefined; expectedSha256?: Sha256 | undefined },
+): void {
   const { expectedSize, expectedSha256 } = expected;
   if (expectedSize !== undefined && content.size !== expectedSize) {
     throw new StorageError('SIZE_MISMATCH', `content ended after ${content.size} bytes, expected ${expectedSize}`, {
@@ -166,7 +174,12 @@ function validateContent(content: Content, expected: { expectedSize?: number | u
  * hashed, so hashing (main thread) and writing (thread pool) overlap; none is
  * in flight when this returns or throws.
  */
-async function writeHashed(layout: Layout, handle: fs.FileHandle, source: ByteSource, options: PutOptions): Promise<Content> {
+async function writeHashed(
+  layout: Layout,
+  handle: fs.FileHandle,
+  source: ByteSource,
+  options: PutOptions,
+): Promise<Content> {
   const { expectedSize, minFreeBytes = 0, signal, onProgress } = options;
   const hash = newSha256();
   let size = 0;
@@ -225,7 +238,7 @@ async function writeHashed(layout: Layout, handle: fs.FileHandle, source: ByteSo
 async function hashFile(handle: fs.FileHandle, size: number): Promise<Sha256> {
   const hash = newSha256();
   const buffer = Buffer.allocUnsafe(1 << 20);
-  for (let position = 0; position < size; ) {
+  for (let position = 0; position < size;) {
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
     if (bytesRead === 0) break;
     hash.update(buffer.subarray(0, bytesRead));
@@ -263,7 +276,12 @@ async function assertRoomFor(layout: Layout, bytes: number, minFreeBytes: number
 
 function translateIoError(err: unknown): unknown {
   if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) {
-    return new StorageError('INSUFFICIENT_STORAGE', 'the disk filled up during the ingest; nothing was stored', {}, { cause: err });
+    return new StorageError(
+      'INSUFFICIENT_STORAGE',
+      'the disk filled up during the ingest; nothing was stored',
+      {},
+      { cause: err },
+    );
   }
   return err;
 }

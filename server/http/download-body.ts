@@ -91,8 +91,17 @@ export async function streamDownload(
       return;
     }
     const coversEnd =
-      req.headers['user-agent'] !== LINK_CHECK_USER_AGENT && (size === 0 || plan.parts.some((p) => p.range !== null && p.range.end === size - 1));
-    const finish = deps.observe?.({ sha256: target.sha256, status: plan.status, bytes: plan.length, coversEnd, size, request: req, response: res });
+      req.headers['user-agent'] !== LINK_CHECK_USER_AGENT &&
+      (size === 0 || plan.parts.some((p) => p.range !== null && p.range.end === size - 1));
+    const finish = deps.observe?.({
+      sha256: target.sha256,
+      status: plan.status,
+      bytes: plan.length,
+      coversEnd,
+      size,
+      request: req,
+      response: res,
+    });
     let outcome = { sent: 0, complete: false, withdrawn: false };
     try {
       outcome = await sendParts(lease.reader, res, plan, deps, target.sha256);
@@ -116,13 +125,26 @@ const buffersByPool = new WeakMap<BufferPool, { keepingUp: BufferPool; unknown: 
 
 function buffersOf(pool: BufferPool): { keepingUp: BufferPool; unknown: BufferShare } {
   let buffers = buffersByPool.get(pool);
-  if (!buffers) buffersByPool.set(pool, (buffers = { keepingUp: pool, unknown: new BufferShare(pool, Math.min(UNKNOWN_CLIENT_BUFFERS, pool.maxBuffers)) }));
+  if (!buffers)
+    buffersByPool.set(
+      pool,
+      (buffers = {
+        keepingUp: pool,
+        unknown: new BufferShare(pool, Math.min(UNKNOWN_CLIENT_BUFFERS, pool.maxBuffers)),
+      }),
+    );
   return buffers;
 }
 
 function planBody(ranges: ByteRange[] | null, size: number): BodyPlan {
   if (ranges === null) {
-    return { status: 200, length: size, contentType: 'application/octet-stream', contentRange: null, parts: [whole(size)] };
+    return {
+      status: 200,
+      length: size,
+      contentType: 'application/octet-stream',
+      contentRange: null,
+      parts: [whole(size)],
+    };
   }
   const [first] = ranges;
   if (ranges.length === 1 && first) {
@@ -144,7 +166,10 @@ function planBody(ranges: ByteRange[] | null, size: number): BodyPlan {
     range,
   }));
   parts.push({ prefix: Buffer.from(`\r\n--${boundary}--\r\n`), range: null });
-  const length = parts.reduce((n, p) => n + (p.prefix?.length ?? 0) + (p.range ? p.range.end - p.range.start + 1 : 0), 0);
+  const length = parts.reduce(
+    (n, p) => n + (p.prefix?.length ?? 0) + (p.range ? p.range.end - p.range.start + 1 : 0),
+    0,
+  );
   return { status: 206, length, contentType: `multipart/byteranges; boundary=${boundary}`, contentRange: null, parts };
 }
 
@@ -158,7 +183,13 @@ function whole(size: number): BodyPart {
  * which holds read buffers only while they are read and handed to the kernel.
  * Not async: the large-body path hands back sendBody's promise without another frame.
  */
-function sendParts(reader: BlobReader, res: ServerResponse, plan: BodyPlan, deps: DownloadDeps, sha256: Sha256): Promise<SendOutcome> {
+function sendParts(
+  reader: BlobReader,
+  res: ServerResponse,
+  plan: BodyPlan,
+  deps: DownloadDeps,
+  sha256: Sha256,
+): Promise<SendOutcome> {
   const [only] = plan.parts;
   if (plan.parts.length === 1 && only?.range && !only.prefix && !deps.limiter && plan.length <= INLINE_MAX_BYTES) {
     armStallTimeout(res);

@@ -54,7 +54,10 @@ export function evaluateConditionals(
   const decision = evaluateRange(headerValue(req.headers.range), size);
   if (decision.kind === 'unsatisfiable') {
     res.setHeader('Content-Range', `bytes */${size}`);
-    sendError(res, new AppError('RANGE_NOT_SATISFIABLE', `no requested range lies within the ${size} bytes of this package`));
+    sendError(
+      res,
+      new AppError('RANGE_NOT_SATISFIABLE', `no requested range lies within the ${size} bytes of this package`),
+    );
     return false;
   }
   return decision.kind === 'partial' ? decision.ranges : null;

@@ -37,9 +37,11 @@ export function parseTarget(url: string): Target | AppError {
   } catch {
     return new AppError('NAME_INVALID', 'the file name in the link is not valid percent-encoding');
   }
-  if (!isSafeRequestedName(name)) return new AppError('NAME_INVALID', 'the file name in the link must be one plain path segment');
+  if (!isSafeRequestedName(name))
+    return new AppError('NAME_INVALID', 'the file name in the link must be one plain path segment');
   const named = PACKAGE_NAME.exec(name);
-  if (!named?.[1]) return new AppError('NOT_FOUND', 'download links end in .pvmp (the package) or .pvmp.sha256 (its checksum line)');
+  if (!named?.[1])
+    return new AppError('NOT_FOUND', 'download links end in .pvmp (the package) or .pvmp.sha256 (its checksum line)');
   return { sha256: digest as Sha256, name: named[1], checksum: named[2] !== undefined };
 }
 
@@ -47,5 +49,7 @@ export function parseTarget(url: string): Target | AppError {
 export function contentDisposition(name: string): string {
   const ascii = name.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
   const encoded = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-  return ascii === name ? `attachment; filename="${name}"` : `attachment; filename="${ascii}"; filename*=UTF-8''${encoded}`;
+  return ascii === name
+    ? `attachment; filename="${name}"`
+    : `attachment; filename="${ascii}"; filename*=UTF-8''${encoded}`;
 }

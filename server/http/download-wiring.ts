@@ -58,7 +58,9 @@ export function createDownloadRoute(runtime: Runtime, clientOf: (req: IncomingMe
     // state (and the dashboard) says so, instead of waiting for its next scheduled check.
     onUnavailable: (sha256, reason) => {
       log.error({ sha256, reason }, 'download refused: the package file is not servable; checking it now');
-      void checker.check(sha256).catch((err: unknown) => log.error({ err, sha256 }, 'check after a refused download failed'));
+      void checker
+        .check(sha256)
+        .catch((err: unknown) => log.error({ err, sha256 }, 'check after a refused download failed'));
     },
     limiter: createRateLimiter(config.maxBytesPerSec),
     registry: downloads,
@@ -92,7 +94,10 @@ function throttledRefusalLog(log: Runtime['log']): { note: (refusal: { scope: st
       since += 1;
       const now = performance.now();
       if (now - lastAt < 10_000) return;
-      log.warn({ scope: refusal.scope, limit: refusal.limit, refused: since }, 'downloads refused: too many downloads (MIRROR_MAX_DOWNLOADS, MIRROR_MAX_DOWNLOADS_PER_CLIENT)');
+      log.warn(
+        { scope: refusal.scope, limit: refusal.limit, refused: since },
+        'downloads refused: too many downloads (MIRROR_MAX_DOWNLOADS, MIRROR_MAX_DOWNLOADS_PER_CLIENT)',
+      );
       since = 0;
       lastAt = now;
     },

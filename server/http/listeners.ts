@@ -41,7 +41,9 @@ export async function readTlsFiles(certFile: string, keyFile: string): Promise<{
     try {
       return await readFile(file);
     } catch (err) {
-      throw new StartupError(`cannot read the TLS ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      throw new StartupError(
+        `cannot read the TLS ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      );
     }
   };
   const tls = { cert: await read(certFile, 'certificate'), key: await read(keyFile, 'key') };
@@ -61,7 +63,9 @@ export function createPlainServer(config: Config, httpsPort: number, listener: h
   return http.createServer((req, res) => {
     if (req.url?.startsWith(DOWNLOAD_PREFIX) || req.url === '/healthz') return listener(req, res);
     const host = (req.headers.host ?? 'localhost').replace(/:\d+$/, '');
-    const target = config.publicUrl.startsWith('https:') ? `${config.publicUrl}${req.url ?? '/'}` : `https://${host}:${httpsPort}${req.url ?? '/'}`;
+    const target = config.publicUrl.startsWith('https:')
+      ? `${config.publicUrl}${req.url ?? '/'}`
+      : `https://${host}:${httpsPort}${req.url ?? '/'}`;
     // no-store: the target comes from the request's Host, which a shared cache must not keep.
     res.writeHead(308, { Location: target, 'Content-Length': 0, 'Cache-Control': 'no-store' });
     res.end();

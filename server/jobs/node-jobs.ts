@@ -19,32 +19,74 @@ const UPLOAD_CLEANUP_MS = 6 * 60 * 60 * 1000;
 const DOWNLOAD_LOG_PRUNE_MS = 60 * 60 * 1000;
 
 /** Starts the jobs on `clock`; the result stops them all, aborting a running one. */
-export function startNodeJobs(runtime: Runtime, clock: Clock, dropExpiredUploads: () => Promise<void>): { stop(): Promise<void> } {
+export function startNodeJobs(
+  runtime: Runtime,
+  clock: Clock,
+  dropExpiredUploads: () => Promise<void>,
+): { stop(): Promise<void> } {
   const { config, db, store, log, checker } = runtime;
   const jobs = [
     config.verifyIntervalMs > 0
-      ? every(clock, Math.min(VERIFY_TICK_MS, config.verifyIntervalMs), async () => {
-          await queueDueChecks(db, checker, clock.now(), config.verifyIntervalMs);
-        }, (err) => log.error({ err }, 'verify scheduler failed'))
+      ? every(
+          clock,
+          Math.min(VERIFY_TICK_MS, config.verifyIntervalMs),
+          async () => {
+            await queueDueChecks(db, checker, clock.now(), config.verifyIntervalMs);
+          },
+          (err) => log.error({ err }, 'verify scheduler failed'),
+        )
       : null,
     config.gcIntervalMs > 0
-      ? every(clock, config.gcIntervalMs, async () => {
-          const report = await collectGarbage({ db, store }, systemActor, { dryRun: false, graceMs: config.gcGraceMs, now: clock.now() });
-          if (report.removed.length > 0) log.info({ removed: report.removed.length, freedBytes: report.freedBytes }, 'scheduled gc');
-        }, (err) => log.error({ err }, 'scheduled gc failed'))
+      ? every(
+          clock,
+          config.gcIntervalMs,
+          async () => {
+            const report = await collectGarbage({ db, store }, systemActor, {
+              dryRun: false,
+              graceMs: config.gcGraceMs,
+              now: clock.now(),
+            });
+            if (report.removed.length > 0)
+              log.info({ removed: report.removed.length, freedBytes: report.freedBytes }, 'scheduled gc');
+          },
+          (err) => log.error({ err }, 'scheduled gc failed'),
+        )
       : null,
     every(clock, UPLOAD_CLEANUP_MS, dropExpiredUploads, (err) => log.warn({ err }, 'could not clean expired uploads')),
     config.downloadLogRetentionMs > 0
-      ? every(clock, DOWNLOAD_LOG_PRUNE_MS, async () => {
-          const removed = await pruneDownloadLog(db, config.downloadLogRetentionMs, clock.now());
-          if (removed > 0) log.info({ removed }, 'pruned download log rows past their retention');
-        }, (err) => log.warn({ err }, 'could not prune the download log'))
+      ? every(
+          clock,
+          DOWNLOAD_LOG_PRUNE_MS,
+          async () => {
+            const removed = await pruneDownloadLog(db, config.downloadLogRetentionMs, clock.now());
+            if (removed > 0) log.info({ removed }, 'pruned download log rows past their retention');
+          },
+          (err) => log.warn({ err }, 'could not prune the download log'),
+        )
       : null,
     config.syncFrom && config.syncIntervalMs > 0
-      ? every(clock, config.syncIntervalMs, async (signal) => {
-          const report = await syncFrom(runtime.ingestDeps, { from: config.syncFrom, token: config.syncToken, actor: systemActor, signal });
-          log.info({ from: report.from, fetched: report.fetched.length, images: report.import.images, groups: report.import.groups }, 'sync finished');
-        }, (err) => log.error({ err, from: config.syncFrom }, 'scheduled sync failed'))
+      ? every(
+          clock,
+          config.syncIntervalMs,
+          async (signal) => {
+            const report = await syncFrom(runtime.ingestDeps, {
+              from: config.syncFrom,
+              token: config.syncToken,
+              actor: systemActor,
+              signal,
+            });
+            log.info(
+              {
+                from: report.from,
+                fetched: report.fetched.length,
+                images: report.import.images,
+                groups: report.import.groups,
+              },
+              'sync finished',
+            );
+          },
+          (err) => log.error({ err, from: config.syncFrom }, 'scheduled sync failed'),
+        )
       : null,
   ];
   return {

@@ -91,7 +91,7 @@ afterAll(async () => {
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
 });
 
-describe('admin console in Chromium', () => {
+describe.sequential('admin console in Chromium', () => {
   it('signs in (a wrong password gets a friendly error), lands on the dashboard, and signs out', async () => {
     await page.goto(`${base}/admin`);
     expect(page.url()).toBe(`${base}/admin/login?next=%2Fadmin`);

@@ -57,7 +57,7 @@ async function expectStyled(p: Page, where: string): Promise<void> {
   expect({ where, header }).toEqual({ where, header: 'rgb(23, 32, 46)' });
 }
 
-describe('admin console under the Content-Security-Policy', () => {
+describe.sequential('admin console under the Content-Security-Policy', () => {
   it('proves the policy is enforced: an injected inline script is blocked and reported', async () => {
     await page.goto(`${mirror.url}/admin/login`);
     const csp = (await page.request.get(`${mirror.url}/admin/login`)).headers()['content-security-policy'];

@@ -110,7 +110,7 @@ afterAll(async () => {
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
 });
 
-describe('day-to-day admin work in Chromium', () => {
+describe.sequential('day-to-day admin work in Chromium', () => {
   it('redirects /admin/ and other trailing slashes to the page instead of a JSON 404', async () => {
     for (const [from, to, title] of [
       ['/admin/', '/admin', 'Dashboard'],

@@ -114,7 +114,7 @@ afterAll(async () => {
   await mirror?.close();
 });
 
-describe('the link an admin pastes (Chromium)', () => {
+describe.sequential('the link an admin pastes (Chromium)', () => {
   it('asks for the public address on every page, and offers no URL until it is set', async () => {
     for (const route of ['/admin', '/admin/images', '/admin/groups', '/admin/blobs', '/admin/upload']) {
       await page.goto(`${base}${route}`);

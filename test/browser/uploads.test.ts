@@ -97,7 +97,7 @@ afterAll(async () => {
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
 });
 
-describe('Upload page in Chromium', () => {
+describe.sequential('Upload page in Chromium', () => {
   it('takes .pvmp and .txt files together, pairs them by name, guesses the architecture, and uploads both', async () => {
     await page.goto(`${mirror.url}/admin/upload`);
     expect(await page.locator('#drop-zone').isVisible()).toBe(true);

@@ -12,6 +12,7 @@ import { createImage } from '../../server/services/images.js';
 import { createGroup } from '../../server/services/groups.js';
 import { cliActor } from '../../server/services/audit.js';
 import { putBlob, sha256Hex, startMirror, testBytes, testStream, type TestMirror } from '../helpers/env.js';
+import { waitFor } from '../helpers/wait.js';
 
 async function flipByte(mirror: TestMirror, sha256: string, offset: number): Promise<void> {
   const file = mirror.runtime.store.layout.blobFile(sha256 as Sha256);
@@ -187,7 +188,7 @@ describe('verify schedule (fake clock)', () => {
       now: () => now,
     });
     const drain = async (): Promise<void> => {
-      while (checker.status().running.length + checker.status().queued.length > 0) await new Promise((r) => setTimeout(r, 5));
+      await waitFor(() => checker.status().running.length + checker.status().queued.length === 0, { what: 'the checker to drain', intervalMs: 5 });
     };
 
     expect(await queueDueChecks(mirror.runtime.db, checker, t0 + 0.8 * week, week)).toEqual([]);
