@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # Build: compile TypeScript and the better-sqlite3 addon with the full toolchain.
-FROM node:20-bookworm AS build
+# Node 24 (the current LTS; package.json "engines" allows 20, 22 and 24): the
+# addon is built here for Node 24's ABI, so the run stage must be the same major.
+FROM node:24-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
@@ -12,8 +14,8 @@ COPY web ./web
 COPY bin ./bin
 RUN npm run build && npm prune --omit=dev
 
-# Run: slim image, same Node major as package.json "engines", non-root.
-FROM node:20-bookworm-slim
+# Run: slim image, same Node major as the build stage (the addon's ABI), non-root.
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     MIRROR_HOST=0.0.0.0 \
     MIRROR_PORT=8080 \

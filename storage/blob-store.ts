@@ -4,14 +4,20 @@
  * The interface is deliberately small (put / open / stat / detach / list, plus
  * quarantine and temp clean-up) so that an object-storage backend can stand
  * behind it later. It knows files and digests only: no database, no HTTP.
+ * The steps live beside it: ingest.ts (stage, validate, commitFile),
+ * reading.ts (open, stat, version), maintenance.ts (detach, list, quarantine,
+ * temp clean-up).
  */
-import { constants as fsConstants, readSync, statSync } from 'node:fs';
-import fs from 'node:fs/promises';
-import path from 'node:path';
-import { isSha256, newSha256, type Sha256 } from './digest.js';
-import { AppError } from '../server/errors.js';
-import { createFile, DATA_DIR_MODE, ensureDir, FILE_MODE, PRIVATE_DIR_MODE } from './file-modes.js';
-import { createLayout, parseDetachedFile, tmpFileOwnerPid, type Layout } from './layout.js';
+import type { Sha256 } from './digest.js';
+import { DATA_DIR_MODE, ensureDir, PRIVATE_DIR_MODE } from './file-modes.js';
+import { diskUsage, isErrno } from './fs-utils.js';
+import { commitStaged, stageFile, stageStream, type AdoptOptions } from './ingest.js';
+import { createLayout, type Layout } from './layout.js';
+import { detachBlob, listBlobs, quarantineBlob, recoverDetached, removeStaleTmpFiles } from './maintenance.js';
+import { blobVersion, blobVersionSync, openBlob, statBlob } from './reading.js';
+
+export { isErrno };
+export type { AdoptOptions };
 
 /** Where ingested bytes come from: a stream, or (tests, small data) an array of chunks. Chunks must not be reused after they are yielded. */
 export type ByteSource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
@@ -86,14 +92,14 @@ export interface BlobStore {
   /** stage() then commit(): for callers with no decision to make atomic with the rename. */
   put(source: ByteSource, options?: PutOptions): Promise<PutResult>;
   /** adoptFile() up to the rename: hashed, checked, fsynced, made private, ready to commit. */
-  stageFile(file: string, options: { knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined }): Promise<StagedBlob>;
+  stageFile(file: string, options: AdoptOptions): Promise<StagedBlob>;
   /**
    * Moves a finished file from inside the data dir (a resumable upload) into
    * the store without copying it: hashed by reading unless `knownSha256` was
    * computed while it streamed in, checked against `expectedSha256`, fsynced,
    * renamed. On any failure the file is removed: nothing partial survives.
    */
-  adoptFile(file: string, options: { knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined }): Promise<PutResult>;
+  adoptFile(file: string, options: AdoptOptions): Promise<PutResult>;
   open(sha256: Sha256): Promise<BlobReader>;
   stat(sha256: Sha256): Promise<BlobInfo | null>;
   /** The current version of the blob's file (see BlobReader.version), or null when it is missing. */
@@ -113,11 +119,6 @@ export interface BlobStore {
   diskUsage(): Promise<{ freeBytes: number; totalBytes: number }>;
 }
 
-/** Bytes gathered before one write to disk: large writes are far cheaper than many small ones. */
-const WRITE_BATCH_BYTES = 1 << 20;
-/** How often an ingest of unknown length re-checks free space while it writes. */
-const FREE_SPACE_CHECK_BYTES = 256 << 20;
-
 /** Opens the store, creating missing directories with the modes of storage/file-modes.ts. */
 export async function openBlobStore(dataDir: string): Promise<BlobStore> {
   const layout = createLayout(dataDir);
@@ -126,432 +127,26 @@ export async function openBlobStore(dataDir: string): Promise<BlobStore> {
   await ensureDir(layout.tmpDir, PRIVATE_DIR_MODE);
   await ensureDir(layout.quarantineDir, PRIVATE_DIR_MODE);
   await ensureDir(layout.uploadsDir, PRIVATE_DIR_MODE);
-  return new FsBlobStore(layout);
+  return fsBlobStore(layout);
 }
 
-class FsBlobStore implements BlobStore {
-  readonly layout: Layout;
-
-  constructor(layout: Layout) {
-    this.layout = layout;
-  }
-
-  /**
-   * Ingest algorithm (after cacache and the OCI distribution registry):
-   * 1. check free space up front when the size is known;
-   * 2. stream into a fresh temp file in tmp/ (same filesystem as blobs/,
-   *    created 0600), hashing every chunk exactly once on the way;
-   * 3. check size and digest against what the caller expected, fsync;
-   * 4. commit: rename it to its digest path, fsync the directory;
-   * 5. in every other outcome remove the temp file, so nothing partial is
-   *    ever visible under blobs/.
-   * stage() runs steps 1 to 3; the StagedBlob it returns does 4 and 5.
-   */
-  async stage(source: ByteSource, options: PutOptions = {}): Promise<StagedBlob> {
-    const { expectedSha256, expectedSize, minFreeBytes = 0, signal, onProgress } = options;
-    if (expectedSha256 !== undefined && !isSha256(expectedSha256)) {
-      throw new AppError('DIGEST_INVALID', `expected digest is not a sha256: ${String(expectedSha256)}`);
-    }
-    signal?.throwIfAborted();
-    if (expectedSize !== undefined) await this.#assertRoomFor(expectedSize, minFreeBytes);
-
-    const tmpFile = this.layout.newTmpFile();
-    const handle = await createFile(tmpFile, FILE_MODE);
-    let handleOpen = true;
-    let staged = false;
-    // The one write that may be in flight; a holder object because the flush closure reassigns it.
-    const writing: { inflight: Promise<void> | null } = { inflight: null };
-    try {
-      const hash = newSha256();
-      let size = 0;
-      let written = 0;
-      let batch: Uint8Array[] = [];
-      let batchBytes = 0;
-      let nextSpaceCheck = FREE_SPACE_CHECK_BYTES;
-      // One write may be in flight while the next batch is gathered and hashed,
-      // so hashing (main thread) and writing (thread pool) overlap.
-      const flush = async (): Promise<void> => {
-        if (writing.inflight) await writing.inflight;
-        const buffers = batch;
-        const bytes = batchBytes;
-        batch = [];
-        batchBytes = 0;
-        const inflight = writeFully(handle, buffers, written).then(() => {
-          written += bytes;
-          onProgress?.(written);
-        });
-        // Its failure is thrown where it is awaited (next flush or the end). Until then it must count as
-        // handled: a write failing (ENOSPC) while the loop waits on a slow source was an unhandled
-        // rejection that killed the process and left the temp file behind (test/faults/disk-full.test.ts).
-        inflight.catch(() => undefined);
-        writing.inflight = inflight;
-      };
-      for await (const chunk of source) {
-        signal?.throwIfAborted();
-        if (chunk.byteLength === 0) continue;
-        hash.update(chunk);
-        size += chunk.byteLength;
-        if (expectedSize !== undefined && size > expectedSize) {
-          throw new AppError('SIZE_MISMATCH', `content is longer than the expected ${expectedSize} bytes`, {
-            expected: expectedSize,
-          });
-        }
-        batch.push(chunk);
-        batchBytes += chunk.byteLength;
-        if (batchBytes >= WRITE_BATCH_BYTES) {
-          await flush();
-          if (expectedSize === undefined && minFreeBytes > 0 && size >= nextSpaceCheck) {
-            nextSpaceCheck = size + FREE_SPACE_CHECK_BYTES;
-            await this.#assertRoomFor(0, minFreeBytes);
-          }
-        }
-      }
-      signal?.throwIfAborted();
-      if (batchBytes > 0) await flush();
-      if (writing.inflight) await writing.inflight;
-      writing.inflight = null;
-
-      if (expectedSize !== undefined && size !== expectedSize) {
-        throw new AppError(
-          'SIZE_MISMATCH',
-          `content ended after ${size} bytes, expected ${expectedSize}`,
-          { expected: expectedSize, actual: size },
-        );
-      }
-      const sha256 = hash.digest('hex') as Sha256;
-      if (expectedSha256 !== undefined && sha256 !== expectedSha256) {
-        throw new AppError(
-          'DIGEST_MISMATCH',
-          `content hashes to sha256 ${sha256}, but ${expectedSha256} was expected; nothing was stored`,
-          { expected: expectedSha256, actual: sha256 },
-        );
-      }
-      await handle.sync();
-      await handle.close();
-      handleOpen = false;
-      staged = true;
-      return this.#staged(tmpFile, sha256, size);
-    } catch (err) {
-      throw translateIoError(err);
-    } finally {
-      if (writing.inflight) await writing.inflight.catch(() => undefined);
-      if (handleOpen) await handle.close().catch(() => undefined);
-      if (!staged) await fs.rm(tmpFile, { force: true }).catch(() => undefined);
-    }
-  }
-
-  async put(source: ByteSource, options: PutOptions = {}): Promise<PutResult> {
-    const staged = await this.stage(source, options);
-    try {
-      return await staged.commit();
-    } finally {
-      await staged.discard();
-    }
-  }
-
-  async stageFile(
-    file: string,
-    options: { knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined },
-  ): Promise<StagedBlob> {
-    const inside = path.relative(this.layout.root, path.resolve(file));
-    if (inside.startsWith('..') || path.isAbsolute(inside)) throw new Error(`refusing to adopt ${file}: not inside the data directory`);
-    let staged = false;
-    try {
-      const handle = await fs.open(file, 'r+');
-      let size: number;
-      let sha256: Sha256;
-      try {
-        // Whoever wrote it (the tus library) chose its mode; a blob is private.
-        await handle.chmod(FILE_MODE);
-        size = (await handle.stat()).size;
-        if (options.knownSha256) {
-          sha256 = options.knownSha256;
-        } else {
-          const hash = newSha256();
-          const buffer = Buffer.allocUnsafe(1 << 20);
-          for (let position = 0; position < size; ) {
-            const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
-            if (bytesRead === 0) break;
-            hash.update(buffer.subarray(0, bytesRead));
-            position += bytesRead;
-          }
-          sha256 = hash.digest('hex') as Sha256;
-        }
-        if (options.expectedSha256 !== undefined && sha256 !== options.expectedSha256) {
-          throw new AppError(
-            'DIGEST_MISMATCH',
-            `content hashes to sha256 ${sha256}, but ${options.expectedSha256} was expected; nothing was stored`,
-            { expected: options.expectedSha256, actual: sha256 },
-          );
-        }
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      staged = true;
-      return this.#staged(file, sha256, size);
-    } finally {
-      if (!staged) await fs.rm(file, { force: true }).catch(() => undefined);
-    }
-  }
-
-  async adoptFile(
-    file: string,
-    options: { knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined },
-  ): Promise<PutResult> {
-    const staged = await this.stageFile(file, options);
-    try {
-      return await staged.commit();
-    } finally {
-      await staged.discard();
-    }
-  }
-
-  /** The commit half of an ingest: `file` holds verified, fsynced content of `sha256`. */
-  #staged(file: string, sha256: Sha256, size: number): StagedBlob {
-    let state: 'staged' | 'committed' | 'discarded' = 'staged';
-    return {
-      sha256,
-      size,
-      commit: async () => {
-        if (state !== 'staged') throw new Error(`staged blob ${sha256} was already ${state}`);
-        const finalFile = this.layout.blobFile(sha256);
-        await ensureDir(this.layout.blobDir(sha256), DATA_DIR_MODE);
-        // A rename keeps inode and mtime, so this is the version of the file once it is in place.
-        const version = fileVersion(await fs.stat(file));
-        const existed = await fileExists(finalFile);
-        // Renaming over an existing blob is atomic and replaces it with content
-        // that was just verified, which also repairs a file that rotted.
-        await fs.rename(file, finalFile);
-        state = 'committed';
-        await fsyncDir(this.layout.blobDir(sha256));
-        return { sha256, size, created: !existed, version };
-      },
-      discard: async () => {
-        if (state !== 'staged') return;
-        state = 'discarded';
-        await fs.rm(file, { force: true }).catch(() => undefined);
-      },
-    };
-  }
-
-  async open(sha256: Sha256): Promise<BlobReader> {
-    let handle: fs.FileHandle;
-    try {
-      handle = await fs.open(this.layout.blobFile(sha256), fsConstants.O_RDONLY);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) throw blobUnknown(sha256);
-      throw err;
-    }
-    try {
-      const st = await handle.stat();
-      const size = st.size;
-      return {
-        size,
-        version: fileVersion(st),
-        read: async (target, length, position) => (await handle.read(target, 0, length, position)).bytesRead,
-        readSync: (target, length, position) => readSync(handle.fd, target, 0, length, position),
-        close: () => handle.close(),
-      };
-    } catch (err) {
-      await handle.close().catch(() => undefined);
-      throw err;
-    }
-  }
-
-  async stat(sha256: Sha256): Promise<BlobInfo | null> {
-    try {
-      const st = await fs.stat(this.layout.blobFile(sha256));
-      return { sha256, size: st.size };
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return null;
-      throw err;
-    }
-  }
-
-  async version(sha256: Sha256): Promise<string | null> {
-    try {
-      return fileVersion(await fs.stat(this.layout.blobFile(sha256)));
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return null;
-      throw err;
-    }
-  }
-
-  versionSync(sha256: Sha256): string | null {
-    try {
-      return fileVersion(statSync(this.layout.blobFile(sha256)));
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return null;
-      throw err;
-    }
-  }
-
-  /**
-   * The first half of a delete, for use inside the transaction that removes
-   * the blob's row: moves the file out of blobs/ into tmp/ (one rename), so a
-   * crash before the commit leaves a row and a file that recoverDetached()
-   * puts back. Call discard() on the result once the transaction committed.
-   * Null when there was no file.
-   */
-  async detach(sha256: Sha256): Promise<DetachedBlob | null> {
-    const target = this.layout.detachedFile(sha256);
-    try {
-      await fs.rename(this.layout.blobFile(sha256), target);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return null;
-      throw err;
-    }
-    return { discard: () => fs.rm(target, { force: true }) };
-  }
-
-  /**
-   * Finishes the deletes of dead processes: a detached file whose row still
-   * exists (the process died before its transaction committed) goes back
-   * into blobs/, any other is removed. Returns what was restored and removed.
-   */
-  async recoverDetached(hasRow: (sha256: Sha256) => Promise<boolean>): Promise<{ restored: Sha256[]; removed: Sha256[] }> {
-    const result = { restored: [] as Sha256[], removed: [] as Sha256[] };
-    for (const name of await fs.readdir(this.layout.tmpDir)) {
-      const detached = parseDetachedFile(name);
-      if (!detached || isLiveWriter(detached.pid)) continue;
-      const file = path.join(this.layout.tmpDir, name);
-      if ((await hasRow(detached.sha256)) && !(await this.stat(detached.sha256))) {
-        await ensureDir(this.layout.blobDir(detached.sha256), DATA_DIR_MODE);
-        await fs.rename(file, this.layout.blobFile(detached.sha256));
-        result.restored.push(detached.sha256);
-      } else {
-        await fs.rm(file, { force: true });
-        result.removed.push(detached.sha256);
-      }
-    }
-    return result;
-  }
-
-  async *list(): AsyncIterable<BlobInfo> {
-    for (const fanout of (await fs.readdir(this.layout.blobsDir)).sort()) {
-      if (!/^[0-9a-f]{2}$/.test(fanout)) continue;
-      const dir = path.join(this.layout.blobsDir, fanout);
-      let names: string[];
-      try {
-        names = await fs.readdir(dir);
-      } catch (err) {
-        if (isErrno(err, 'ENOTDIR') || isErrno(err, 'ENOENT')) continue;
-        throw err;
-      }
-      for (const name of names.sort()) {
-        if (!isSha256(name) || !name.startsWith(fanout)) continue;
-        const info = await this.stat(name);
-        if (info) yield info;
-      }
-    }
-  }
-
-  async quarantine(sha256: Sha256, atMs: number): Promise<string | null> {
-    const target = this.layout.quarantineFile(sha256, atMs);
-    try {
-      await fs.rename(this.layout.blobFile(sha256), target);
-      return target;
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return null;
-      throw err;
-    }
-  }
-
-  async removeStaleTmpFiles(): Promise<string[]> {
-    const removed: string[] = [];
-    for (const name of await fs.readdir(this.layout.tmpDir)) {
-      const pid = tmpFileOwnerPid(name);
-      if (pid === null || isLiveWriter(pid)) continue;
-      const file = path.join(this.layout.tmpDir, name);
-      await fs.rm(file, { force: true });
-      removed.push(file);
-    }
-    return removed;
-  }
-
-  async diskUsage(): Promise<{ freeBytes: number; totalBytes: number }> {
-    const st = await fs.statfs(this.layout.blobsDir);
-    return { freeBytes: st.bavail * st.bsize, totalBytes: st.blocks * st.bsize };
-  }
-
-  async #assertRoomFor(bytes: number, minFreeBytes: number): Promise<void> {
-    const { freeBytes } = await this.diskUsage();
-    if (freeBytes - bytes < minFreeBytes) {
-      throw new AppError(
-        'INSUFFICIENT_STORAGE',
-        `not enough disk space: storing ${bytes} bytes would leave ${Math.max(0, freeBytes - bytes)} bytes free, ` +
-          `the configured minimum is ${minFreeBytes}`,
-        { needed: bytes, freeBytes, minFreeBytes },
-      );
-    }
-  }
-}
-
-/**
- * A temp file belongs to a live writer when its PID is alive and is not this
- * process: clean-up runs before this process starts any ingest, so a file
- * with our own PID was left by an earlier process that had the same PID
- * (common in containers, where the server is always PID 1 or 7).
- */
-function isLiveWriter(pid: number): boolean {
-  if (pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isErrno(err, 'EPERM');
-  }
-}
-
-function fileVersion(st: { ino: number; mtimeMs: number; size: number }): string {
-  return `${st.ino}:${st.mtimeMs}:${st.size}`;
-}
-
-async function writeFully(handle: fs.FileHandle, buffers: Uint8Array[], position: number): Promise<void> {
-  const total = buffers.reduce((n, b) => n + b.byteLength, 0);
-  let done = (await handle.writev(buffers, position)).bytesWritten;
-  if (done === total) return;
-  // Short writes are rare on files, but possible (e.g. a disk filling up).
-  const rest = Buffer.concat(buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))).subarray(done);
-  let offset = 0;
-  while (offset < rest.length) {
-    const { bytesWritten } = await handle.write(rest, offset, rest.length - offset, position + done);
-    if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'ENOSPC' });
-    offset += bytesWritten;
-    done += bytesWritten;
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, fsConstants.O_RDONLY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function fileExists(file: string): Promise<boolean> {
-  try {
-    await fs.access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function blobUnknown(sha256: Sha256): AppError {
-  return new AppError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
-}
-
-function translateIoError(err: unknown): unknown {
-  if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) {
-    return new AppError('INSUFFICIENT_STORAGE', 'the disk filled up during the ingest; nothing was stored', {}, { cause: err });
-  }
-  return err;
-}
-
-export function isErrno(err: unknown, code: string): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+/** Not frozen: tests wrap it in a Proxy that swaps single methods for failing ones. */
+function fsBlobStore(layout: Layout): BlobStore {
+  return {
+    layout,
+    stage: (source: ByteSource, options?: PutOptions) => stageStream(layout, source, options),
+    put: async (source: ByteSource, options?: PutOptions) => commitStaged(await stageStream(layout, source, options)),
+    stageFile: (file: string, options: AdoptOptions) => stageFile(layout, file, options),
+    adoptFile: async (file: string, options: AdoptOptions) => commitStaged(await stageFile(layout, file, options)),
+    open: (sha256: Sha256) => openBlob(layout, sha256),
+    stat: (sha256: Sha256) => statBlob(layout, sha256),
+    version: (sha256: Sha256) => blobVersion(layout, sha256),
+    versionSync: (sha256: Sha256) => blobVersionSync(layout, sha256),
+    detach: (sha256: Sha256) => detachBlob(layout, sha256),
+    recoverDetached: (hasRow: (sha256: Sha256) => Promise<boolean>) => recoverDetached(layout, hasRow),
+    list: () => listBlobs(layout),
+    quarantine: (sha256: Sha256, atMs: number) => quarantineBlob(layout, sha256, atMs),
+    removeStaleTmpFiles: () => removeStaleTmpFiles(layout),
+    diskUsage: () => diskUsage(layout.blobsDir),
+  };
 }

@@ -22,6 +22,7 @@ import { createImage } from '../../server/services/images.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { runCli } from '../helpers/cli.js';
 import { makeTempDir, startMirror, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
+import { waitForValue } from '../helpers/wait.js';
 import { cliEnv, containing, logical, matching, openLocal, seed, sha256Hex, snapshot, store, type LocalMirror, type Seed } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -324,17 +325,18 @@ describe('fetch as an API job and from the CLI', () => {
     expect(res.status).toBe(202);
     let job = (await res.json()) as TransferJob;
     expect(job.state).toBe('running');
-    const deadline = Date.now() + 30_000;
-    while (job.state === 'running') {
-      if (Date.now() > deadline) throw new Error('fetch job did not finish');
-      await new Promise((r) => setTimeout(r, 50));
-      const poll = await fetch(`${M.url}/api/v1/fetch/${job.id}`, {
-        headers: auth,
-      });
-      expect(poll.status).toBe(200);
-      job = (await poll.json()) as TransferJob;
-    }
-    return job;
+    return waitForValue(
+      async () => {
+        if (job.state !== 'running') return job;
+        const poll = await fetch(`${M.url}/api/v1/fetch/${job.id}`, {
+          headers: auth,
+        });
+        expect(poll.status).toBe(200);
+        job = (await poll.json()) as TransferJob;
+        return undefined;
+      },
+      { what: 'the fetch job to finish', timeoutMs: 30_000, intervalMs: 50 },
+    );
   }
 
   it('POST /api/v1/fetch → poll GET /api/v1/fetch/:id until done → the package is stored and served', async () => {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCli, spawnCli, waitForOk } from '../helpers/cli.js';
 import { freePort, makeTempDir, sha256Hex, testBytes } from '../helpers/env.js';
+import { waitForValue } from '../helpers/wait.js';
 
 describe('goldmirror CLI', () => {
   let dir: string;
@@ -123,12 +124,13 @@ describe('crash during an import', () => {
       const importer = spawnCli(['import', big], env);
       const exited = new Promise((r) => importer.on('exit', r));
       const tmpDir = path.join(dir, 'data', 'tmp');
-      const deadline = Date.now() + 20_000;
-      let partial: string[] = [];
-      while (partial.length === 0 && Date.now() < deadline) {
-        partial = await fs.readdir(tmpDir).catch(() => []);
-        if (partial.length === 0) await new Promise((r) => setTimeout(r, 5));
-      }
+      const partial = await waitForValue(
+        async () => {
+          const names = await fs.readdir(tmpDir).catch(() => []);
+          return names.length > 0 ? names : undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 5 },
+      ).catch(() => [] as string[]);
       importer.kill('SIGKILL');
       await exited;
       expect(partial).toHaveLength(1);

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemActor } from '../../server/services/audit.js';
 import { createApiToken } from '../../server/services/auth.js';
 import { putBlob, sha256Hex, startMirror, testBytes, testStream, type TestMirror } from '../helpers/env.js';
+import { waitFor } from '../helpers/wait.js';
 import { downloadSha256, listDir, request, sleep, tusCreate, tusPatchHeaders } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -518,8 +519,7 @@ describe('bad input against a running server', () => {
       // Meanwhile the server serves everyone else.
       await sleep(1000);
       await expectAlive();
-      const deadline = Date.now() + 15_000;
-      while (sockets.some((s) => s.closedAfterMs === null) && Date.now() < deadline) await sleep(100);
+      await waitFor(() => sockets.every((s) => s.closedAfterMs !== null), { timeoutMs: 15_000, intervalMs: 100 }).catch(() => undefined);
       for (const s of sockets) {
         expect(s.closedAfterMs, 'a slowloris socket was never closed').not.toBeNull();
         expect(s.closedAfterMs!).toBeGreaterThanOrEqual(1500);

@@ -13,6 +13,7 @@ import { openRuntime } from '../../server/runtime.js';
 import { ingest } from '../../server/services/ingest.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
 import { makeTempDir, sha256Hex, testBytes, testConfig, testStream } from '../helpers/env.js';
+import { waitFor } from '../helpers/wait.js';
 import {
   checkConsistency,
   createToken,
@@ -33,13 +34,8 @@ import {
 
 const MiB = 1024 * 1024;
 
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, everyMs = 10): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
+/** Crash tests poll the disk and the database closely: states between two writes are short. */
+const POLL = { timeoutMs: 30_000, intervalMs: 10 };
 
 /** testStream(size, seed) from byte `offset` on, in chunks of `chunk` bytes, pausing `pauseMs` between them. */
 async function* slowStream(size: number, seed: string, offset: number, chunk: number, pauseMs: number): AsyncGenerator<Buffer> {
@@ -90,7 +86,7 @@ describe('kill -9 of the server and of CLI writers', () => {
       (r) => r,
       (err: Error) => err,
     );
-    await waitFor('part of the upload on disk', async () => ((await fs.stat(uploadFile).catch(() => null))?.size ?? 0) >= 4 * MiB);
+    await waitFor(async () => ((await fs.stat(uploadFile).catch(() => null))?.size ?? 0) >= 4 * MiB, { what: 'part of the upload on disk', ...POLL });
     await kill9(server.child);
     const cut = await patch;
     expect(cut, 'the PATCH must not have completed').toBeInstanceOf(Error);
@@ -141,7 +137,7 @@ describe('kill -9 of the server and of CLI writers', () => {
     const importer = track(spawnCli(['import', big], env));
     const tmpDir = path.join(dataDir, 'tmp');
     let partFile = '';
-    await waitFor('a temp file of the import', async () => {
+    await waitFor(async () => {
       if (importer.exitCode !== null) throw new Error('the import finished before it could be killed');
       for (const name of await listDir(tmpDir)) {
         const st = await fs.stat(path.join(tmpDir, name)).catch(() => null);
@@ -151,7 +147,7 @@ describe('kill -9 of the server and of CLI writers', () => {
         }
       }
       return false;
-    });
+    }, { what: 'a temp file of the import', ...POLL });
     // Both the writer and the server die at once.
     await Promise.all([kill9(importer), kill9(server.child)]);
     expect(partFile).toMatch(new RegExp(`^ingest-${importer.pid}-[0-9a-f]+\\.part$`));
@@ -234,7 +230,7 @@ describe('kill -9 of the server and of CLI writers', () => {
       }
     };
     const writers = [0, 1, 2, 3].map(writer);
-    await waitFor('some acknowledged writes', () => acked.size >= 80, 30_000);
+    await waitFor(() => acked.size >= 80, { what: 'some acknowledged writes', ...POLL, timeoutMs: 30_000 });
     await kill9(server.child);
     await Promise.all(writers);
     agent.destroy();
@@ -300,16 +296,11 @@ describe('kill -9 of the server and of CLI writers', () => {
     try {
       expect(rowCount.get()!.n).toBe(count);
       const gc = track(spawnCli(['gc'], gcEnv));
-      await waitFor(
-        'gc to be half-way',
-        () => {
+      await waitFor(() => {
           if (gc.exitCode !== null) throw new Error('gc finished before it could be killed');
           const n = rowCount.get()!.n;
           return n <= count - 50 && n > 0;
-        },
-        60_000,
-        2,
-      );
+        }, { what: 'gc to be half-way', ...POLL, timeoutMs: 60_000 });
       await Promise.all([kill9(gc), kill9(server.child)]);
       killedAt = rowCount.get()!.n;
     } finally {

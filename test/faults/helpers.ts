@@ -15,10 +15,14 @@ import { pipeline } from 'node:stream/promises';
 import SQLite from 'better-sqlite3';
 import { expect } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli.js';
-import { testStream } from '../helpers/env.js';
-import { freePort } from '../helpers/env.js';
+import { freePort, testStream } from '../helpers/env.js';
+import { httpRequest, type HttpReply } from '../helpers/http.js';
+import { waitFor } from '../helpers/wait.js';
 
 export { freePort };
+/** The shared raw HTTP client (test/helpers/http.ts) under the names the fault tests use. */
+export const request = httpRequest;
+export type RawResponse = HttpReply;
 
 /** Every child a fault test starts; killAllChildren() in afterEach/afterAll ends them by pid. */
 const children = new Set<ChildProcess>();
@@ -86,21 +90,22 @@ export async function startServe(env: Record<string, string>, timeoutMs = 30_000
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  const healthy = async (): Promise<boolean> => {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`goldmirror serve exited early (${child.exitCode ?? child.signalCode}): ${stderr}`);
     }
     try {
       const res = await fetch(`${url}/healthz`);
       await res.arrayBuffer();
-      if (res.status === 200) break;
+      return res.status === 200;
     } catch {
-      // not listening yet
+      return false; // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`goldmirror serve did not become healthy within ${timeoutMs} ms: ${stderr}`);
-    await sleep(100);
-  }
+  };
+  await waitFor(healthy, { what: 'goldmirror serve to become healthy', timeoutMs, intervalMs: 100 }).catch((err: unknown) => {
+    if (child.exitCode !== null || child.signalCode !== null) throw err;
+    throw new Error(`goldmirror serve did not become healthy within ${timeoutMs} ms: ${stderr}`);
+  });
   return { child, url, output: () => ({ stdout, stderr }) };
 }
 
@@ -176,60 +181,6 @@ export function tusMetadata(fields: Record<string, string>): string {
   return Object.entries(fields)
     .map(([k, v]) => `${k} ${Buffer.from(v).toString('base64')}`)
     .join(',');
-}
-
-export interface RawResponse {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  /** The body as UTF-8 text (JSON, error pages). */
-  body: string;
-  /** The body's exact bytes (downloads). */
-  bytes: Buffer;
-  /** Whether the request went over a kept-alive socket. */
-  reused: boolean;
-}
-
-/** One request with an optional streamed body; resolves with the whole (small) answer. */
-export function request(
-  url: string,
-  options: {
-    method?: string;
-    headers?: Record<string, string | number>;
-    body?: Buffer | string | AsyncIterable<Uint8Array>;
-    agent?: http.Agent | false;
-  } = {},
-): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      {
-        method: options.method ?? 'GET',
-        headers: options.headers,
-        agent: options.agent,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('end', () => {
-          const bytes = Buffer.concat(chunks);
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: bytes.toString('utf8'), bytes, reused: req.reusedSocket });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    const body = options.body;
-    if (body === undefined) req.end();
-    else if (typeof body === 'string' || Buffer.isBuffer(body)) req.end(body);
-    else {
-      const source = Readable.from(body);
-      source.on('error', (err) => req.destroy(err));
-      // A dead server must not leave the body generator running.
-      req.on('error', () => source.destroy());
-      req.on('close', () => source.destroy());
-      source.pipe(req);
-    }
-  });
 }
 
 /** POST /api/v1/uploads; resolves with the absolute upload URL (or the failed response). */

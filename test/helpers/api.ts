@@ -3,11 +3,11 @@
  * sign-in over HTTP, and one fetch wrapper that returns status, headers and
  * the parsed body. Everything goes through the real server and database.
  */
-import http from 'node:http';
 import net from 'node:net';
 import { expect } from 'vitest';
 import { bootstrapAdmin, createApiToken } from '../../server/services/auth.js';
 import type { TestMirror } from './env.js';
+import { httpRequest } from './http.js';
 
 export const ADMIN_PASSWORD = 'correct horse battery';
 
@@ -133,29 +133,12 @@ export async function closedPort(): Promise<number> {
  * be: it reports a socket error instead of the answer when the server
  * answers (413) before the upload has ended; node:http reads the answer.
  */
-export function rawRequest(
+export async function rawRequest(
   baseUrl: string,
   options: { method: string; path: string; headers: Record<string, string | number>; chunks: Array<string | Buffer> },
 ): Promise<{ status: number; body: string }> {
-  const url = new URL(baseUrl);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: url.hostname, port: url.port, path: options.path, method: options.method, headers: options.headers, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    let next = 0;
-    const pump = (): void => {
-      while (next < options.chunks.length) {
-        const chunk = options.chunks[next]!;
-        next += 1;
-        if (!req.write(chunk)) return void req.once('drain', pump);
-      }
-      req.end();
-    };
-    pump();
-  });
+  const { status, body } = await httpRequest(`${baseUrl}${options.path}`, { method: options.method, headers: options.headers, body: options.chunks });
+  return { status, body };
 }
 
 /*

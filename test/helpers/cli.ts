@@ -1,6 +1,7 @@
 /** Runs the real CLI (TypeScript sources through tsx) as a child process. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { waitFor } from './wait.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '../..');
 const entry = path.join(repoRoot, 'server/cli/run.ts');
@@ -37,15 +38,12 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): Chil
 
 /** Polls until `url` answers 200, or fails after timeoutMs. */
 export async function waitForOk(url: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  const ok = async (): Promise<boolean> => {
     try {
-      const res = await fetch(url);
-      if (res.status === 200) return;
+      return (await fetch(url)).status === 200;
     } catch {
-      // not listening yet
+      return false; // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  };
+  await waitFor(ok, { what: `${url} to answer 200`, timeoutMs, intervalMs: 100 });
 }

@@ -5,35 +5,20 @@
  * is not a long download (HEAD, the .sha256 line, small ranges) is never refused.
  * Clients use several loopback source addresses (127.0.0.2, …) to be different clients.
  */
-import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingest } from '../../server/services/ingest.js';
 import { startMirror, testStream, type TestMirror } from '../helpers/env.js';
+import { httpRequest, type HttpReply } from '../helpers/http.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
+type Reply = HttpReply;
 
 function get(mirror: TestMirror, urlPath: string, options: { from?: string; method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
   const { port } = new URL(mirror.url);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, path: urlPath, method: options.method ?? 'GET', headers: options.headers, localAddress: options.from ?? '127.0.0.1', agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+  return httpRequest(`http://127.0.0.1:${port}${urlPath}`, { method: options.method, headers: options.headers, localAddress: options.from ?? '127.0.0.1' });
 }
 
 /** A client that sends a GET and never reads; resolves once the server counts its download. */
@@ -56,22 +41,14 @@ async function refused(mirror: TestMirror, scope: 'total' | 'client'): Promise<n
   return (await mirror.runtime.metrics.downloadsRefused.get()).values.find((v) => v.labels.scope === scope)?.value ?? 0;
 }
 
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 function expectRefusal(reply: Reply, scope: 'total' | 'client', limit: number): void {
   expect(reply.status).toBe(503);
   expect(reply.headers['retry-after']).toMatch(/^[1-9]\d*$/);
   expect(reply.headers['content-type']).toMatch(/^application\/json/);
   expect(reply.headers['cache-control']).toBe('no-store');
   expect(reply.headers['content-disposition']).toBeUndefined();
-  expect(reply.headers['content-length']).toBe(String(reply.body.length));
-  const { error } = JSON.parse(reply.body.toString('utf8')) as { error: { code: string; message: string; scope: string; limit: number } };
+  expect(reply.headers['content-length']).toBe(String(reply.bytes.length));
+  const { error } = JSON.parse(reply.bytes.toString('utf8')) as { error: { code: string; message: string; scope: string; limit: number } };
   expect(error).toMatchObject({ code: 'TOO_MANY_DOWNLOADS', scope, limit });
   expect(error.message).toMatch(/try again/);
 }
@@ -116,7 +93,7 @@ describe('download caps', () => {
     expect(checksum.status).toBe(200);
     const window = await get(mirror, link, { from: '127.0.0.3', headers: { Range: `bytes=${MiB}-${2 * MiB - 1}` } });
     expect(window.status).toBe(206);
-    expect(window.body.length).toBe(MiB);
+    expect(window.bytes.length).toBe(MiB);
     expect(await slotsUsed(mirror)).toBe(3);
 
     // A client that goes away frees its slot at once.
@@ -124,7 +101,7 @@ describe('download caps', () => {
     await waitFor(async () => (await slotsUsed(mirror)) === 2);
     const full = await get(mirror, link, { from: '127.0.0.3' });
     expect(full.status).toBe(200);
-    expect(full.body.length).toBe(32 * MiB);
+    expect(full.bytes.length).toBe(32 * MiB);
     // ...and so does a finished download.
     expect(await slotsUsed(mirror)).toBe(2);
   });

@@ -12,6 +12,7 @@ import { setBlobState } from '../../server/db/repos/blobs.js';
 import { ingest } from '../../server/services/ingest.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { startMirror, testStream, type TestMirror } from '../helpers/env.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 96 * MiB;
@@ -66,14 +67,6 @@ function slowDownload(mirror: TestMirror, urlPath: string): Promise<SlowDownload
     });
     req.on('error', (err) => reject(err));
   });
-}
-
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 async function corruptOnDisk(mirror: TestMirror, sha256: Sha256): Promise<void> {

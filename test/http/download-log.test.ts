@@ -18,6 +18,7 @@ import { LINK_CHECK_USER_AGENT } from '../../server/links.js';
 import { bootstrapTestAdmin, call, expectError, issueToken, mustSignIn, type Session } from '../helpers/api.js';
 import { fakeClock } from '../helpers/clock.js';
 import { makeTempDir, putBlob, startMirror, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
+import { waitFor, waitForValue } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const UA = 'Parallels Desktop/26.1 (Macintosh; test)';
@@ -52,15 +53,8 @@ function startDownload(base: string, urlPath: string, from?: string): Promise<{ 
   });
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Download-log rows are written on the request's close; a loaded machine may take a while. */
+const SLOW = { timeoutMs: 20_000, intervalMs: 50 };
 
 describe('download log', () => {
   let m: TestMirror;
@@ -118,7 +112,7 @@ describe('download log', () => {
     const big = await putBlob(m, testBytes(48 * MiB, 'log-big'), 'Big.pvmp');
     const { cut } = await startDownload(m.url, link(big, 'Big.pvmp'), '127.0.0.4');
     cut();
-    const row = await until('the aborted row', async () => (await api<DownloadLogPage>('GET', '/downloads?client=127.0.0.4')).body.downloads[0]);
+    const row = await waitForValue(async () => (await api<DownloadLogPage>('GET', '/downloads?client=127.0.0.4')).body.downloads[0], { what: 'the aborted row', ...SLOW });
     expect(row).toMatchObject({ client: '127.0.0.4', result: 'aborted', status: 200, bytesPlanned: 48 * MiB, countsAsDownload: false, image: null });
     expect(row.bytesSent).toBeGreaterThan(0);
     expect(row.bytesSent).toBeLessThan(48 * MiB);
@@ -153,7 +147,7 @@ describe('download log', () => {
     const big = await putBlob(m, testBytes(48 * MiB, 'log-live'), 'Live.pvmp');
     const running = await startDownload(m.url, link(big, 'Live.pvmp'), '127.0.0.7');
     try {
-      const live = await until('the download in progress', async () => (await api<DownloadLogPage>('GET', '/downloads')).body.inProgress.find((d) => d.client === '127.0.0.7'));
+      const live = await waitForValue(async () => (await api<DownloadLogPage>('GET', '/downloads')).body.inProgress.find((d) => d.client === '127.0.0.7'), { what: 'the download in progress', ...SLOW });
       expect(live).toMatchObject({ client: '127.0.0.7', userAgent: UA, sha256: big, bytesPlanned: 48 * MiB, size: 48 * MiB, firstByte: 0 });
       expect(live.bytesSent).toBeGreaterThan(0);
       expect(live.bytesSent).toBeLessThanOrEqual(48 * MiB);
@@ -173,7 +167,7 @@ describe('download log', () => {
       running.cut();
     }
     // Once it ends it leaves the live list and is logged.
-    await until('the end of the download', async () => ((await api<DownloadLogPage>('GET', '/downloads')).body.inProgress.length === 0 ? true : undefined));
+    await waitFor(async () => (await api<DownloadLogPage>('GET', '/downloads')).body.inProgress.length === 0, { what: 'the end of the download', ...SLOW });
     const finished = await call(m.url, 'GET', '/admin/downloads/live?part=finished', { session });
     expect(finished.text).toContain('127.0.0.7');
     expect(finished.text).toContain('aborted');
@@ -347,10 +341,10 @@ describe('download log writes and retention', () => {
       now += 3_600_000;
       timers.splice(timers.indexOf(prune!), 1);
       prune!.fn();
-      const left = await until('the prune job', async () => {
+      const left = await waitForValue(async () => {
         const n = Number((await runtime.db.selectFrom('download_log').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
         return n === 1000 ? n : undefined;
-      });
+      }, { what: 'the prune job', ...SLOW });
       expect(left).toBe(1000);
       // Retention 0 keeps everything.
       const later = { db: runtime.db, clock: fakeClock(now + 1e12) };

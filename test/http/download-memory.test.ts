@@ -15,6 +15,7 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingest } from '../../server/services/ingest.js';
 import { makeTempDir, startMirror, testStream, type TestMirror } from '../helpers/env.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const CLIENTS = 100;
@@ -22,13 +23,8 @@ const SIZE = 24 * MiB;
 /** The read pool (16 MiB, fixed) plus 64 KiB per client; before, it was 2 MiB per client (200 MiB here). */
 const MAX_BUFFER_GROWTH = 16 * MiB + CLIENTS * 64 * 1024;
 
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** Hundreds of sockets on a shared machine settle slowly; the memory settle check compares polls 25 ms apart. */
+const WAIT = { timeoutMs: 20_000, intervalMs: 25 };
 
 type Connect = () => Promise<net.Socket>;
 
@@ -72,7 +68,7 @@ async function stallMany(mirror: TestMirror, connect: Connect, urlPath: string):
     socket.write(`GET ${urlPath} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
     sockets.push(socket);
   }
-  await waitFor(async () => (await slotsUsed(mirror)) === CLIENTS);
+  await waitFor(async () => (await slotsUsed(mirror)) === CLIENTS, WAIT);
   // Let every transfer run into its full socket and settle.
   let last = -1;
   await waitFor(() => {
@@ -80,7 +76,7 @@ async function stallMany(mirror: TestMirror, connect: Connect, urlPath: string):
     const settled = Math.abs(now - last) < MiB;
     last = now;
     return settled;
-  });
+  }, WAIT);
   await new Promise((r) => setTimeout(r, 500));
   const growth = process.memoryUsage().arrayBuffers - before;
   console.info(`${CLIENTS} stalled clients: buffer memory +${(growth / MiB).toFixed(1)} MiB`);
@@ -125,7 +121,7 @@ describe('buffer memory of clients that stop reading', () => {
     } finally {
       for (const s of sockets) s.destroy();
     }
-    await waitFor(async () => (await slotsUsed(plain)) === 0);
+    await waitFor(async () => (await slotsUsed(plain)) === 0, WAIT);
   });
 
   it('TLS: the same bound through the TLS stream, and the same bytes', async () => {
@@ -143,6 +139,6 @@ describe('buffer memory of clients that stop reading', () => {
     } finally {
       for (const s of sockets) s.destroy();
     }
-    await waitFor(async () => (await slotsUsed(secure)) === 0);
+    await waitFor(async () => (await slotsUsed(secure)) === 0, WAIT);
   });
 });

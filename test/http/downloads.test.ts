@@ -14,45 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingest } from '../../server/services/ingest.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { putBlob, sha256Hex, startMirror, testBytes, testStream, type TestMirror } from '../helpers/env.js';
+import { httpRequest, type HttpReply } from '../helpers/http.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 
-interface Reply {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-}
-
-/** One request on a fresh connection, path sent exactly as given (no normalisation). */
-function request(base: string, urlPath: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
-  const { hostname, port } = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: hostname,
-        port,
-        path: urlPath,
-        method: options.method ?? 'GET',
-        headers: options.headers,
-        agent: false,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks),
-          }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
+type Reply = HttpReply;
 
 /** Writes `head` verbatim on a raw socket and returns every byte the server sends until it closes. */
 function rawExchange(base: string, head: string): Promise<Buffer> {
@@ -68,7 +35,7 @@ function rawExchange(base: string, head: string): Promise<Buffer> {
 
 function errorCode(reply: Reply): string {
   expect(reply.headers['content-type']).toMatch(/^application\/json/);
-  const parsed = JSON.parse(reply.body.toString('utf8')) as {
+  const parsed = JSON.parse(reply.bytes.toString('utf8')) as {
     error?: { code?: string; message?: string };
   };
   expect(typeof parsed.error?.message).toBe('string');
@@ -136,14 +103,6 @@ function fdCount(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 async function ingestStream(mirror: TestMirror, size: number, seed: string): Promise<Sha256> {
   const { blob } = await ingest(mirror.runtime.ingestDeps, {
     source: testStream(size, seed),
@@ -152,11 +111,11 @@ async function ingestStream(mirror: TestMirror, size: number, seed: string): Pro
   return blob.sha256 as Sha256;
 }
 
-async function fetchBytes(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer; headers: Headers }> {
+async function fetchBytes(url: string, headers: Record<string, string> = {}): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
   const res = await fetch(url, { headers });
   return {
     status: res.status,
-    body: Buffer.from(await res.arrayBuffer()),
+    bytes: Buffer.from(await res.arrayBuffer()),
     headers: res.headers,
   };
 }
@@ -187,10 +146,10 @@ describe('download links: routes and RFC 9110 semantics', () => {
 
   describe('GET and HEAD of a stored blob', () => {
     it('GET answers 200 with the exact bytes and the documented headers', async () => {
-      const r = await request(mirror.url, link);
+      const r = await httpRequest(mirror.url + link);
       expect(r.status).toBe(200);
-      expect(sha256Hex(r.body)).toBe(sha);
-      expect(r.body.equals(data)).toBe(true);
+      expect(sha256Hex(r.bytes)).toBe(sha);
+      expect(r.bytes.equals(data)).toBe(true);
       expect(r.headers['accept-ranges']).toBe('bytes');
       expect(r.headers['content-length']).toBe(String(SIZE));
       expect(r.headers.etag).toBe(etag);
@@ -205,10 +164,10 @@ describe('download links: routes and RFC 9110 semantics', () => {
     });
 
     it('Last-Modified is the first-ingest time and stays put; a re-ingest changes neither it nor the ETag', async () => {
-      const a = await request(mirror.url, link, { method: 'HEAD' });
+      const a = await httpRequest(mirror.url + link, { method: 'HEAD' });
       expect(a.headers['last-modified']).toBe(lastModified);
       await putBlob(mirror, data, 'again.pvmp');
-      const b = await request(mirror.url, `/d/${sha}/other-name.pvmp`, {
+      const b = await httpRequest(mirror.url + `/d/${sha}/other-name.pvmp`, {
         method: 'HEAD',
       });
       expect(b.headers['last-modified']).toBe(lastModified);
@@ -216,36 +175,36 @@ describe('download links: routes and RFC 9110 semantics', () => {
     });
 
     it('never compresses, even when the client asks for gzip', async () => {
-      const r = await request(mirror.url, link, {
+      const r = await httpRequest(mirror.url + link, {
         headers: { 'Accept-Encoding': 'gzip, deflate, br' },
       });
       expect(r.status).toBe(200);
       expect(r.headers['content-encoding']).toBeUndefined();
       expect(r.headers['content-length']).toBe(String(SIZE));
-      expect(r.body.equals(data)).toBe(true);
+      expect(r.bytes.equals(data)).toBe(true);
     });
 
     it('the file name is cosmetic; any safe name ending in .pvmp (and a query string) serves the same bytes', async () => {
       for (const name of ['x.pvmp', 'Another%20Name.pvmp', 'name.with.dots.pvmp', '.hidden.pvmp', '....pvmp', '%C3%BCml%C3%A4ut.pvmp', `${'a'.repeat(250)}.pvmp`, 'UPPER.PVMP', 'Mixed.PvMp']) {
-        const r = await request(mirror.url, `/d/${sha}/${name}?utm=1&x=/../..`);
+        const r = await httpRequest(mirror.url + `/d/${sha}/${name}?utm=1&x=/../..`);
         expect(r.status, name).toBe(200);
-        expect(r.body.equals(data)).toBe(true);
+        expect(r.bytes.equals(data)).toBe(true);
       }
     });
 
     it('accepts the digest in upper case (users paste it)', async () => {
-      const r = await request(mirror.url, `/d/${sha.toUpperCase()}/pkg.pvmp`);
+      const r = await httpRequest(mirror.url + `/d/${sha.toUpperCase()}/pkg.pvmp`);
       expect(r.status).toBe(200);
       expect(r.headers.etag).toBe(etag);
-      expect(r.body.equals(data)).toBe(true);
+      expect(r.bytes.equals(data)).toBe(true);
     });
 
     it('Content-Disposition carries the requested name, with an RFC 8187 form when it is not plain ASCII', async () => {
-      const umlaut = await request(mirror.url, `/d/${sha}/Gr%C3%BC%C3%9Fe%20Mac.pvmp`, { method: 'HEAD' });
+      const umlaut = await httpRequest(mirror.url + `/d/${sha}/Gr%C3%BC%C3%9Fe%20Mac.pvmp`, { method: 'HEAD' });
       expect(umlaut.headers['content-disposition']).toBe(
         `attachment; filename="Gr__e Mac.pvmp"; filename*=UTF-8''Gr%C3%BC%C3%9Fe%20Mac.pvmp`,
       );
-      const quote = await request(mirror.url, `/d/${sha}/a%22b.pvmp`, {
+      const quote = await httpRequest(mirror.url + `/d/${sha}/a%22b.pvmp`, {
         method: 'HEAD',
       });
       expect(quote.status).toBe(200);
@@ -280,37 +239,37 @@ describe('download links: routes and RFC 9110 semantics', () => {
         { path: '/d/nothex/x' },
       ];
       for (const c of cases) {
-        const get = await request(mirror.url, c.path, { headers: c.headers });
-        const head = await request(mirror.url, c.path, {
+        const get = await httpRequest(mirror.url + c.path, { headers: c.headers });
+        const head = await httpRequest(mirror.url + c.path, {
           method: 'HEAD',
           headers: c.headers,
         });
         const label = `${c.path} ${JSON.stringify(c.headers ?? {})}`;
         expect(head.status, label).toBe(get.status);
         expect(comparableHeaders(head.headers), label).toEqual(comparableHeaders(get.headers));
-        expect(head.body.length, label).toBe(0);
+        expect(head.bytes.length, label).toBe(0);
       }
     });
   });
 
   describe('checksum lines', () => {
     it('<name>.sha256 answers the shasum -c line as text/plain', async () => {
-      const r = await request(mirror.url, `${link}.sha256`);
+      const r = await httpRequest(mirror.url + `${link}.sha256`);
       expect(r.status).toBe(200);
       expect(r.headers['content-type']).toMatch(/^text\/plain/);
-      expect(r.body.toString('utf8')).toBe(`${sha}  pkg.pvmp\n`);
-      expect(r.headers['content-length']).toBe(String(r.body.length));
+      expect(r.bytes.toString('utf8')).toBe(`${sha}  pkg.pvmp\n`);
+      expect(r.headers['content-length']).toBe(String(r.bytes.length));
       expect(r.headers['content-disposition']).toBeUndefined();
     });
 
     it('names the requested (decoded) file, whatever it is', async () => {
-      const r = await request(mirror.url, `/d/${sha}/My%20Image%20%C3%A9.pvmp.sha256`);
+      const r = await httpRequest(mirror.url + `/d/${sha}/My%20Image%20%C3%A9.pvmp.sha256`);
       expect(r.status).toBe(200);
-      expect(r.body.toString('utf8')).toBe(`${sha}  My Image é.pvmp\n`);
+      expect(r.bytes.toString('utf8')).toBe(`${sha}  My Image é.pvmp\n`);
     });
 
     it('an unknown digest is 404 for the checksum too', async () => {
-      const r = await request(mirror.url, `/d/${'1'.repeat(64)}/x.pvmp.sha256`);
+      const r = await httpRequest(mirror.url + `/d/${'1'.repeat(64)}/x.pvmp.sha256`);
       expect(r.status).toBe(404);
       expect(errorCode(r)).toBe('BLOB_UNKNOWN');
     });
@@ -318,7 +277,7 @@ describe('download links: routes and RFC 9110 semantics', () => {
 
   describe('errors and hostile paths', () => {
     it('unknown digest → 404 BLOB_UNKNOWN as JSON', async () => {
-      const r = await request(mirror.url, `/d/${'f'.repeat(64)}/pkg.pvmp`);
+      const r = await httpRequest(mirror.url + `/d/${'f'.repeat(64)}/pkg.pvmp`);
       expect(r.status).toBe(404);
       expect(errorCode(r)).toBe('BLOB_UNKNOWN');
       expect(r.headers['content-disposition']).toBeUndefined();
@@ -327,7 +286,7 @@ describe('download links: routes and RFC 9110 semantics', () => {
     });
 
     it.each(['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])('%s → 405 with Allow: GET, HEAD', async (method) => {
-      const r = await request(mirror.url, link, { method });
+      const r = await httpRequest(mirror.url + link, { method });
       expect(r.status).toBe(405);
       expect(r.headers.allow).toBe('GET, HEAD');
       expect(errorCode(r)).toBe('METHOD_NOT_ALLOWED');
@@ -335,7 +294,7 @@ describe('download links: routes and RFC 9110 semantics', () => {
 
     it('malformed digests → 400 DIGEST_INVALID', async () => {
       for (const digest of [sha.slice(1), `${sha}0`, 'g'.repeat(64), '..', '%2e%2e', `${sha.slice(0, 62)}%2F`, `${sha.slice(0, 63)}%00`]) {
-        const r = await request(mirror.url, `/d/${digest}/pkg.pvmp`);
+        const r = await httpRequest(mirror.url + `/d/${digest}/pkg.pvmp`);
         expect(r.status, digest).toBe(400);
         expect(errorCode(r), digest).toBe('DIGEST_INVALID');
       }
@@ -378,10 +337,10 @@ describe('download links: routes and RFC 9110 semantics', () => {
         `/d/${sha}%2Fpkg.pvmp`,
       ];
       for (const p of hostile) {
-        const r = await request(mirror.url, p);
+        const r = await httpRequest(mirror.url + p);
         expect([400, 404], p).toContain(r.status);
         expect(errorCode(r), p).toMatch(/^(NOT_FOUND|DIGEST_INVALID|NAME_INVALID)$/);
-        expect(r.body.includes('top secret'), p).toBe(false);
+        expect(r.bytes.includes('top secret'), p).toBe(false);
         expect(r.headers['content-disposition'], p).toBeUndefined();
       }
     });
@@ -390,32 +349,32 @@ describe('download links: routes and RFC 9110 semantics', () => {
       const names = ['Invoice.exe', 'x', 'pkg', 'pkg.pvmp.exe', 'pkg.pvmpx', 'pkg.pvm', 'pkg.sha256', '.pvmp', '.pvmp.sha256', 'pkg.pvmp.sha256.sha256', 'pkg.pvmp%20', 'pkg.pvmp.', 'pkg.dmg', 'index.html'];
       for (const name of names) {
         for (const method of ['GET', 'HEAD']) {
-          const r = await request(mirror.url, `/d/${sha}/${name}`, { method });
+          const r = await httpRequest(mirror.url + `/d/${sha}/${name}`, { method });
           expect(r.status, `${method} ${name}`).toBe(404);
           expect(r.headers['content-disposition'], name).toBeUndefined();
           expect(r.headers['content-length'], name).not.toBe(String(SIZE));
           if (method === 'GET') expect(errorCode(r), name).toBe('NOT_FOUND');
-          expect(r.body.includes(data.subarray(0, 64)), name).toBe(false);
+          expect(r.bytes.includes(data.subarray(0, 64)), name).toBe(false);
         }
       }
     });
 
     it('the .pvmp and .sha256 endings are matched in any letter case', async () => {
-      const upper = await request(mirror.url, `/d/${sha}/PKG.PVMP`);
+      const upper = await httpRequest(mirror.url + `/d/${sha}/PKG.PVMP`);
       expect(upper.status).toBe(200);
       expect(upper.headers['content-disposition']).toBe('attachment; filename="PKG.PVMP"');
-      expect(upper.body.equals(data)).toBe(true);
-      const checksum = await request(mirror.url, `/d/${sha}/PKG.PVMP.SHA256`);
+      expect(upper.bytes.equals(data)).toBe(true);
+      const checksum = await httpRequest(mirror.url + `/d/${sha}/PKG.PVMP.SHA256`);
       expect(checksum.status).toBe(200);
-      expect(checksum.body.toString('utf8')).toBe(`${sha}  PKG.PVMP\n`);
+      expect(checksum.bytes.toString('utf8')).toBe(`${sha}  PKG.PVMP\n`);
     });
 
     it('specific codes for the typical mistakes', async () => {
-      expect((await request(mirror.url, `/d/${sha}/..`)).status).toBe(400);
-      expect(errorCode(await request(mirror.url, `/d/${sha}/a%2Fb`))).toBe('NAME_INVALID');
-      expect(errorCode(await request(mirror.url, `/d/${sha}/%E0%A4%A`))).toBe('NAME_INVALID');
-      expect(errorCode(await request(mirror.url, `/d/${sha}/${'a'.repeat(256)}`))).toBe('NAME_INVALID');
-      const notFound = await request(mirror.url, `/d/${sha}`);
+      expect((await httpRequest(mirror.url + `/d/${sha}/..`)).status).toBe(400);
+      expect(errorCode(await httpRequest(mirror.url + `/d/${sha}/a%2Fb`))).toBe('NAME_INVALID');
+      expect(errorCode(await httpRequest(mirror.url + `/d/${sha}/%E0%A4%A`))).toBe('NAME_INVALID');
+      expect(errorCode(await httpRequest(mirror.url + `/d/${sha}/${'a'.repeat(256)}`))).toBe('NAME_INVALID');
+      const notFound = await httpRequest(mirror.url + `/d/${sha}`);
       expect(notFound.status).toBe(404);
       expect(errorCode(notFound)).toBe('NOT_FOUND');
     });
@@ -442,14 +401,14 @@ describe('download links: routes and RFC 9110 semantics', () => {
       [`bytes=99990-${SIZE * 10}`, 99990, SIZE - 1],
       ['bytes=5-10,', 5, 10],
     ])('%s → 206 %i-%i', async (range, start, end) => {
-      const r = await request(mirror.url, link, { headers: { Range: range } });
+      const r = await httpRequest(mirror.url + link, { headers: { Range: range } });
       expect(r.status).toBe(206);
       expect(r.headers['content-range']).toBe(`bytes ${start}-${end}/${SIZE}`);
       expect(r.headers['content-length']).toBe(String(end - start + 1));
       expect(r.headers['content-type']).toBe('application/octet-stream');
       expect(r.headers.etag).toBe(etag);
       expect(r.headers['accept-ranges']).toBe('bytes');
-      expect(r.body.equals(data.subarray(start, end + 1))).toBe(true);
+      expect(r.bytes.equals(data.subarray(start, end + 1))).toBe(true);
     });
 
     it('several ranges → multipart/byteranges with a correct part per range', async () => {
@@ -460,7 +419,7 @@ describe('download links: routes and RFC 9110 semantics', () => {
         [40_000, 40_000],
         [100, 50_000],
       ];
-      const r = await request(mirror.url, link, {
+      const r = await httpRequest(mirror.url + link, {
         headers: { Range: `bytes=0-9, 500-599,-10,40000-40000,100-50000` },
       });
       expect(r.status).toBe(206);
@@ -468,8 +427,8 @@ describe('download links: routes and RFC 9110 semantics', () => {
       const type = r.headers['content-type'] ?? '';
       const boundary = /^multipart\/byteranges;\s*boundary=("?)([^";]+)\1$/.exec(type)?.[2];
       expect(boundary, type).toBeDefined();
-      expect(r.headers['content-length']).toBe(String(r.body.length));
-      const { parts, epilogue } = parseMultipart(r.body, boundary!);
+      expect(r.headers['content-length']).toBe(String(r.bytes.length));
+      const { parts, epilogue } = parseMultipart(r.bytes, boundary!);
       expect(epilogue.trim()).toBe('');
       expect(parts).toHaveLength(wanted.length);
       parts.forEach((part, i) => {
@@ -481,18 +440,18 @@ describe('download links: routes and RFC 9110 semantics', () => {
     });
 
     it('a multi-range request where only one range is satisfiable still answers a correct 206', async () => {
-      const r = await request(mirror.url, link, {
+      const r = await httpRequest(mirror.url + link, {
         headers: { Range: `bytes=${SIZE}-,10-19,${SIZE + 5}-${SIZE + 9}` },
       });
       expect(r.status).toBe(206);
       expect(r.headers['content-range']).toBe(`bytes 10-19/${SIZE}`);
-      expect(r.body.equals(data.subarray(10, 20))).toBe(true);
+      expect(r.bytes.equals(data.subarray(10, 20))).toBe(true);
     });
 
     it.each([`bytes=${SIZE}-`, `bytes=${SIZE}-${SIZE + 100}`, 'bytes=-0', `bytes=${SIZE * 2}-,${SIZE}-`, 'bytes=99999999999999999999-'])(
       'unsatisfiable %s → 416 with Content-Range: bytes */SIZE',
       async (range) => {
-        const r = await request(mirror.url, link, {
+        const r = await httpRequest(mirror.url + link, {
           headers: { Range: range },
         });
         expect(r.status).toBe(416);
@@ -504,23 +463,23 @@ describe('download links: routes and RFC 9110 semantics', () => {
     it.each(['bytes=10-5', 'bytes=abc', 'bytes=', 'items=0-10', 'bytes=0-10,junk', '0-10', 'bytes=1-2-3', 'bytes 0-10'])(
       'syntactically invalid %j → ignored, 200 with everything',
       async (range) => {
-        const r = await request(mirror.url, link, {
+        const r = await httpRequest(mirror.url + link, {
           headers: { Range: range },
         });
         expect(r.status).toBe(200);
         expect(r.headers['content-range']).toBeUndefined();
         expect(r.headers['content-length']).toBe(String(SIZE));
-        expect(r.body.equals(data)).toBe(true);
+        expect(r.bytes.equals(data)).toBe(true);
       },
     );
 
     it('more than 64 ranges → the whole 200', async () => {
       const specs = Array.from({ length: 65 }, (_, i) => `${i * 100}-${i * 100 + 9}`).join(',');
-      const r = await request(mirror.url, link, {
+      const r = await httpRequest(mirror.url + link, {
         headers: { Range: `bytes=${specs}` },
       });
       expect(r.status).toBe(200);
-      expect(r.body.equals(data)).toBe(true);
+      expect(r.bytes.equals(data)).toBe(true);
     });
   });
 
@@ -529,12 +488,12 @@ describe('download links: routes and RFC 9110 semantics', () => {
     const after = (): string => new Date(Date.parse(lastModified) + 60_000).toUTCString();
 
     it('If-Range with the matching ETag → 206', async () => {
-      const r = await request(mirror.url, link, {
+      const r = await httpRequest(mirror.url + link, {
         headers: { Range: 'bytes=100-199', 'If-Range': etag },
       });
       expect(r.status).toBe(206);
       expect(r.headers['content-range']).toBe(`bytes 100-199/${SIZE}`);
-      expect(r.body.equals(data.subarray(100, 200))).toBe(true);
+      expect(r.bytes.equals(data.subarray(100, 200))).toBe(true);
     });
 
     it.each([
@@ -543,68 +502,68 @@ describe('download links: routes and RFC 9110 semantics', () => {
       ['a later date', after],
       ['garbage', (): string => 'not-a-validator'],
     ])('If-Range with %s → 200 with everything', async (_label, value) => {
-      const r = await request(mirror.url, link, {
+      const r = await httpRequest(mirror.url + link, {
         headers: { Range: 'bytes=100-199', 'If-Range': value() },
       });
       expect(r.status).toBe(200);
       expect(r.headers['content-range']).toBeUndefined();
-      expect(r.body.equals(data)).toBe(true);
+      expect(r.bytes.equals(data)).toBe(true);
     });
 
     it('If-Range with the exact Last-Modified date → 206, an earlier date → 200', async () => {
-      const exact = await request(mirror.url, link, {
+      const exact = await httpRequest(mirror.url + link, {
         headers: { Range: 'bytes=-10', 'If-Range': lastModified },
       });
       expect(exact.status).toBe(206);
-      expect(exact.body.equals(data.subarray(SIZE - 10))).toBe(true);
-      const earlier = await request(mirror.url, link, {
+      expect(exact.bytes.equals(data.subarray(SIZE - 10))).toBe(true);
+      const earlier = await httpRequest(mirror.url + link, {
         headers: { Range: 'bytes=-10', 'If-Range': before() },
       });
       expect(earlier.status).toBe(200);
-      expect(earlier.body.length).toBe(SIZE);
+      expect(earlier.bytes.length).toBe(SIZE);
     });
 
     it('If-None-Match matching (or *) → 304 without a body, keeping the validators', async () => {
       for (const value of [etag, `W/${etag}`, '*', `"other", ${etag}`]) {
-        const r = await request(mirror.url, link, {
+        const r = await httpRequest(mirror.url + link, {
           headers: { 'If-None-Match': value },
         });
         expect(r.status, value).toBe(304);
-        expect(r.body.length).toBe(0);
+        expect(r.bytes.length).toBe(0);
         expect(r.headers.etag).toBe(etag);
         expect(r.headers['last-modified']).toBe(lastModified);
         expect(r.headers['cache-control']).toMatch(/immutable/);
       }
-      const miss = await request(mirror.url, link, {
+      const miss = await httpRequest(mirror.url + link, {
         headers: { 'If-None-Match': '"other"' },
       });
       expect(miss.status).toBe(200);
-      expect(miss.body.equals(data)).toBe(true);
+      expect(miss.bytes.equals(data)).toBe(true);
     });
 
     it('If-Modified-Since at or after Last-Modified → 304, before → 200, unparseable → 200', async () => {
       expect(
         (
-          await request(mirror.url, link, {
+          await httpRequest(mirror.url + link, {
             headers: { 'If-Modified-Since': lastModified },
           })
         ).status,
       ).toBe(304);
       expect(
         (
-          await request(mirror.url, link, {
+          await httpRequest(mirror.url + link, {
             headers: { 'If-Modified-Since': after() },
           })
         ).status,
       ).toBe(304);
-      const old = await request(mirror.url, link, {
+      const old = await httpRequest(mirror.url + link, {
         headers: { 'If-Modified-Since': before() },
       });
       expect(old.status).toBe(200);
-      expect(old.body.equals(data)).toBe(true);
+      expect(old.bytes.equals(data)).toBe(true);
       expect(
         (
-          await request(mirror.url, link, {
+          await httpRequest(mirror.url + link, {
             headers: { 'If-Modified-Since': 'garbage' },
           })
         ).status,
@@ -612,19 +571,19 @@ describe('download links: routes and RFC 9110 semantics', () => {
     });
 
     it('If-None-Match takes precedence over If-Modified-Since', async () => {
-      const r = await request(mirror.url, link, {
+      const r = await httpRequest(mirror.url + link, {
         headers: { 'If-None-Match': '"other"', 'If-Modified-Since': after() },
       });
       expect(r.status).toBe(200);
-      expect(r.body.equals(data)).toBe(true);
-      const m = await request(mirror.url, link, {
+      expect(r.bytes.equals(data)).toBe(true);
+      const m = await httpRequest(mirror.url + link, {
         headers: { 'If-None-Match': etag, 'If-Modified-Since': before() },
       });
       expect(m.status).toBe(304);
     });
 
     it('a 304 wins over a Range', async () => {
-      const r = await request(mirror.url, link, {
+      const r = await httpRequest(mirror.url + link, {
         headers: { 'If-None-Match': etag, Range: 'bytes=0-9' },
       });
       expect(r.status).toBe(304);
@@ -632,15 +591,15 @@ describe('download links: routes and RFC 9110 semantics', () => {
 
     it('If-Match mismatch (or weak) → 412; a match or * → 200', async () => {
       for (const value of ['"other"', `W/${etag}`]) {
-        const r = await request(mirror.url, link, {
+        const r = await httpRequest(mirror.url + link, {
           headers: { 'If-Match': value },
         });
         expect(r.status, value).toBe(412);
         expect(errorCode(r)).toBe('PRECONDITION_FAILED');
-        expect(r.body.includes(data.subarray(0, 32))).toBe(false);
+        expect(r.bytes.includes(data.subarray(0, 32))).toBe(false);
       }
       for (const value of [etag, '*']) {
-        const r = await request(mirror.url, link, {
+        const r = await httpRequest(mirror.url + link, {
           headers: { 'If-Match': value, Range: 'bytes=0-9' },
         });
         expect(r.status, value).toBe(206);
@@ -650,14 +609,14 @@ describe('download links: routes and RFC 9110 semantics', () => {
     it('If-Unmodified-Since before Last-Modified → 412, at it → 200', async () => {
       expect(
         (
-          await request(mirror.url, link, {
+          await httpRequest(mirror.url + link, {
             headers: { 'If-Unmodified-Since': before() },
           })
         ).status,
       ).toBe(412);
       expect(
         (
-          await request(mirror.url, link, {
+          await httpRequest(mirror.url + link, {
             headers: { 'If-Unmodified-Since': lastModified },
           })
         ).status,
@@ -673,12 +632,12 @@ describe('download links: routes and RFC 9110 semantics', () => {
 
     it('GET → 200 with Content-Length 0', async () => {
       expect(empty).toBe(sha256Hex(Buffer.alloc(0)));
-      const r = await request(mirror.url, `/d/${empty}/empty.pvmp`);
+      const r = await httpRequest(mirror.url + `/d/${empty}/empty.pvmp`);
       expect(r.status).toBe(200);
       expect(r.headers['content-length']).toBe('0');
       expect(r.headers.etag).toBe(`"${empty}"`);
-      expect(r.body.length).toBe(0);
-      const head = await request(mirror.url, `/d/${empty}/empty.pvmp`, {
+      expect(r.bytes.length).toBe(0);
+      const head = await httpRequest(mirror.url + `/d/${empty}/empty.pvmp`, {
         method: 'HEAD',
       });
       expect(head.status).toBe(200);
@@ -686,7 +645,7 @@ describe('download links: routes and RFC 9110 semantics', () => {
     });
 
     it.each(['bytes=0-', 'bytes=0-0', 'bytes=-1', 'bytes=0-10,20-30'])('Range %s → 416 bytes */0', async (range) => {
-      const r = await request(mirror.url, `/d/${empty}/empty.pvmp`, {
+      const r = await httpRequest(mirror.url + `/d/${empty}/empty.pvmp`, {
         headers: { Range: range },
       });
       expect(r.status).toBe(416);
@@ -704,25 +663,25 @@ describe('download links: routes and RFC 9110 semantics', () => {
         ['HEAD', {}],
         ['GET', { Range: 'bytes=0-9' }],
       ] as const) {
-        const r = await request(mirror.url, `/d/${digest}/c.pvmp`, {
+        const r = await httpRequest(mirror.url + `/d/${digest}/c.pvmp`, {
           method,
           headers,
         });
         expect(r.status, `${method} ${JSON.stringify(headers)}`).toBe(503);
         if (method === 'GET') {
           expect(errorCode(r)).toBe('BLOB_UNAVAILABLE');
-          expect(r.body.includes(bytes.subarray(0, 32))).toBe(false);
+          expect(r.bytes.includes(bytes.subarray(0, 32))).toBe(false);
         }
         expect(r.headers['content-disposition']).toBeUndefined();
         expect(r.headers['cache-control']).toBe('no-store');
       }
       await mirror.runtime.db.updateTable('blobs').set({ state: 'missing' }).where('sha256', '=', digest).execute();
-      expect((await request(mirror.url, `/d/${digest}/c.pvmp`)).status).toBe(503);
+      expect((await httpRequest(mirror.url + `/d/${digest}/c.pvmp`)).status).toBe(503);
       // Once marked ok again (re-imported), it is served.
       await mirror.runtime.db.updateTable('blobs').set({ state: 'ok' }).where('sha256', '=', digest).execute();
-      const ok = await request(mirror.url, `/d/${digest}/c.pvmp`);
+      const ok = await httpRequest(mirror.url + `/d/${digest}/c.pvmp`);
       expect(ok.status).toBe(200);
-      expect(ok.body.equals(bytes)).toBe(true);
+      expect(ok.bytes.equals(bytes)).toBe(true);
     });
 
     it('a blob file deleted behind the database → 503, never a truncated 200 (GET, HEAD, ranges)', async () => {
@@ -736,7 +695,7 @@ describe('download links: routes and RFC 9110 semantics', () => {
         ['HEAD', { Range: 'bytes=0-9' }],
         ['GET', { Range: 'bytes=0-9,20-29' }],
       ] as const) {
-        const r = await request(mirror.url, `/d/${digest}/gone.pvmp`, {
+        const r = await httpRequest(mirror.url + `/d/${digest}/gone.pvmp`, {
           method,
           headers,
         });
@@ -750,7 +709,7 @@ describe('download links: routes and RFC 9110 semantics', () => {
       const digest = (await putBlob(mirror, bytes, 't.pvmp')) as Sha256;
       await fs.truncate(mirror.runtime.store.layout.blobFile(digest), 1234);
       for (const method of ['GET', 'HEAD']) {
-        const r = await request(mirror.url, `/d/${digest}/t.pvmp`, { method });
+        const r = await httpRequest(mirror.url + `/d/${digest}/t.pvmp`, { method });
         expect(r.status, method).toBe(503);
       }
     });
@@ -805,7 +764,7 @@ describe('download links: streaming', () => {
     });
     expect(rest.status).toBe(206);
     expect(rest.headers.get('content-range')).toBe(`bytes ${first.length}-${size - 1}/${size}`);
-    expect(sha256Hex(Buffer.concat([first, rest.body]))).toBe(digest);
+    expect(sha256Hex(Buffer.concat([first, rest.bytes]))).toBe(digest);
   });
 
   it('8 parallel ranged requests reassemble to the right digest; one multi-range request across read chunks is exact', async () => {
@@ -821,8 +780,8 @@ describe('download links: streaming', () => {
         const r = await fetchBytes(url, { Range: `bytes=${start}-${end}` });
         expect(r.status).toBe(206);
         expect(r.headers.get('content-range')).toBe(`bytes ${start}-${end}/${size}`);
-        expect(r.body.length).toBe(end - start + 1);
-        return r.body;
+        expect(r.bytes.length).toBe(end - start + 1);
+        return r.bytes;
       }),
     );
     expect(sha256Hex(Buffer.concat(pieces))).toBe(digest);
@@ -834,13 +793,13 @@ describe('download links: streaming', () => {
       [3 * MiB - 1, 5 * MiB + 1],
       [size - 3, size - 1],
     ];
-    const r = await request(mirror.url, `/d/${digest}/p.pvmp`, {
+    const r = await httpRequest(mirror.url + `/d/${digest}/p.pvmp`, {
       headers: { Range: `bytes=0-1500000,${3 * MiB - 1}-${5 * MiB + 1},-3` },
     });
     expect(r.status).toBe(206);
-    expect(r.headers['content-length']).toBe(String(r.body.length));
+    expect(r.headers['content-length']).toBe(String(r.bytes.length));
     const boundary = /boundary=([^;]+)$/.exec(r.headers['content-type'] ?? '')?.[1] ?? '';
-    const { parts } = parseMultipart(r.body, boundary);
+    const { parts } = parseMultipart(r.bytes, boundary);
     expect(parts.map((p) => p.headers['content-range'])).toEqual(wanted.map(([a, b]) => `bytes ${a}-${b}/${size}`));
     parts.forEach((p, i) => expect(p.data.equals(whole.subarray(wanted[i]![0], wanted[i]![1] + 1)), `part ${i}`).toBe(true));
   });
@@ -936,20 +895,20 @@ describe('download links: streaming', () => {
       head('') + head(`Range: bytes=100-${2 * MiB}\r\n`) + head('Range: bytes=0-0,-2\r\nConnection: close\r\n'),
     );
     let at = 0;
-    const next = (): { status: number; body: Buffer; headers: string } => {
+    const next = (): { status: number; bytes: Buffer; headers: string } => {
       const end = raw.indexOf('\r\n\r\n', at);
       const headers = raw.subarray(at, end).toString('latin1');
       const length = Number(/\r\ncontent-length: (\d+)/i.exec(headers)?.[1]);
       const body = raw.subarray(end + 4, end + 4 + length);
       at = end + 4 + length;
-      return { status: Number(headers.slice(9, 12)), body, headers };
+      return { status: Number(headers.slice(9, 12)), bytes: body, headers };
     };
     const first = next();
     expect(first.status).toBe(200);
-    expect(first.body.equals(expected)).toBe(true);
+    expect(first.bytes.equals(expected)).toBe(true);
     const second = next();
     expect(second.status).toBe(206);
-    expect(second.body.equals(expected.subarray(100, 2 * MiB + 1))).toBe(true);
+    expect(second.bytes.equals(expected.subarray(100, 2 * MiB + 1))).toBe(true);
     const third = next();
     expect(third.status).toBe(206);
     expect(third.headers).toMatch(/multipart\/byteranges/);
@@ -986,7 +945,7 @@ describe('download links: streaming', () => {
         const settled = now === last && now > 0;
         last = now;
         return settled;
-      }, 10_000).catch(() => undefined);
+      }, { timeoutMs: 10_000 }).catch(() => undefined);
       await new Promise((r) => setTimeout(r, 500));
       const memDuring = process.memoryUsage();
       expect(socket.bytesWritten).toBeGreaterThan(0);
@@ -1027,8 +986,8 @@ describe('download links: bandwidth limit', () => {
     const started = performance.now();
     const [ra, rb] = await Promise.all([fetchBytes(`${mirror.url}/d/${da}/a.pvmp`), fetchBytes(`${mirror.url}/d/${db}/b.pvmp`)]);
     const elapsedMs = performance.now() - started;
-    expect(ra.body.equals(a)).toBe(true);
-    expect(rb.body.equals(b)).toBe(true);
+    expect(ra.bytes.equals(a)).toBe(true);
+    expect(rb.bytes.equals(b)).toBe(true);
     // 2 MiB at 1 MiB/s is 2 s; allow for the limiter's short burst allowance and timer slack.
     expect(elapsedMs).toBeGreaterThanOrEqual(1400);
   });

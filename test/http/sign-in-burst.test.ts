@@ -11,6 +11,7 @@ import { FREE_FAILURES } from '../../server/services/login-throttle.js';
 import { HASH_CONCURRENCY, HASH_QUEUE_LIMIT, hashingState } from '../../server/services/password-hashing.js';
 import { ADMIN_PASSWORD, bootstrapTestAdmin } from '../helpers/api.js';
 import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import { waitFor } from '../helpers/wait.js';
 
 interface Answer {
   status: number;
@@ -116,14 +117,6 @@ function tally(answers: Array<{ status: number }>): Record<number, number> {
   return counts;
 }
 
-async function until(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
-
 describe('sign-in bursts', () => {
   let m: TestMirror;
   let link: string;
@@ -186,7 +179,7 @@ describe('sign-in bursts', () => {
     // A refused-as-busy attempt was never checked, so it does not count against its address.
     const counted = await m.runtime.db.selectFrom('login_failures').select('failures').where('key', '=', `ip:${busy[0]!.address}`).executeTakeFirst();
     expect(counted?.failures ?? 0).toBe(0);
-    await until(async () => hashingState().running + hashingState().waiting === 0, 'the hashing queue to drain');
+    await waitFor(() => hashingState().running + hashingState().waiting === 0, { what: 'the hashing queue to drain', intervalMs: 0 });
   });
 });
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, spawnCli, waitForOk } from '../helpers/cli.js';
 import { freePort, makeTempDir, testStream } from '../helpers/env.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const CLIENTS = 1000;
@@ -95,11 +96,11 @@ describe('a thousand clients that never read', () => {
         if (i % 100 === 99) await sleep(10);
       }
       // Every one of them is a download in progress (nothing refused), not a connection still queued.
-      const deadline = Date.now() + 60_000;
-      while ((await metric('goldmirror_active_downloads')) < CLIENTS) {
-        if (Date.now() > deadline) throw new Error(`only ${await metric('goldmirror_active_downloads')} downloads started`);
-        await sleep(200);
-      }
+      await waitFor(async () => (await metric('goldmirror_active_downloads')) >= CLIENTS, {
+        what: `all ${CLIENTS} downloads to start`,
+        timeoutMs: 60_000,
+        intervalMs: 200,
+      });
       expect(await metric('goldmirror_download_slots_used')).toBe(CLIENTS);
       expect(await metric('goldmirror_downloads_refused_total')).toBe(0);
       // Let the server settle (reads in flight finish, buffers go back), then take the highest of a few samples.

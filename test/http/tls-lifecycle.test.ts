@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrapTestAdmin, call, mustSignIn } from '../helpers/api.js';
 import { freePort, makeTempDir, putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import { waitFor } from '../helpers/wait.js';
 
 interface Answer {
   status: number;
@@ -161,12 +162,9 @@ describe('graceful shutdown', () => {
       expect(elapsed).toBeGreaterThanOrEqual(400);
       expect(elapsed).toBeLessThan(5_000);
       // The server lets go of the download (no leaked gauge) right after...
-      let active = 1;
-      for (let i = 0; i < 100 && active !== 0; i += 1) {
-        active = (await mirror.runtime.metrics.activeDownloads.get()).values[0]?.value ?? 0;
-        if (active !== 0) await new Promise((r) => setTimeout(r, 20));
-      }
-      expect(active).toBe(0);
+      const active = async (): Promise<number> => (await mirror.runtime.metrics.activeDownloads.get()).values[0]?.value ?? 0;
+      await waitFor(async () => (await active()) === 0, { timeoutMs: 2_000 }).catch(() => undefined);
+      expect(await active()).toBe(0);
       // ...and the client, reading what had been buffered, sees a cut transfer.
       let received = 0;
       await new Promise<void>((resolve) => {

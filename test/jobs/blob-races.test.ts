@@ -27,6 +27,7 @@ import { collectGarbage } from '../../server/services/gc.js';
 import { ingest, type IngestDeps } from '../../server/services/ingest.js';
 import { spawnCli } from '../helpers/cli.js';
 import { makeTempDir, sha256Hex, testBytes, testConfig } from '../helpers/env.js';
+import { waitFor } from '../helpers/wait.js';
 import { blobEntry, buildTar, headerOffset, manifestEntry } from '../bundles/helpers.js';
 
 /**
@@ -246,7 +247,7 @@ describe('a failed bundle import rolling back, racing an ingest of the same cont
     const run = importBundle(depsWith(runtime.store), source, { dryRun: false, actor: cliActor });
     // Everything up to Y's entry: the import stores X, then waits for more.
     source.write(archive.subarray(0, headerOffset(archive, `blobs/sha256/${ySha}`)));
-    for (let i = 0; i < 1000 && !(await findBlob(runtime.db, xSha as Sha256)); i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(async () => (await findBlob(runtime.db, xSha as Sha256)) !== undefined, { intervalMs: 10 }).catch(() => undefined);
     expect(await findBlob(runtime.db, xSha as Sha256), 'the import stored X').toBeDefined();
 
     // Meanwhile an admin imports the same package; it reports success.
@@ -328,7 +329,7 @@ describe('across processes', () => {
         }
         return false;
       };
-      for (let i = 0; i < 3000 && !exitedEarly && !(await stagedInTmp()); i++) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(async () => exitedEarly || (await stagedInTmp()), { timeoutMs: 30_000, intervalMs: 10 }).catch(() => undefined);
       // Give it ample time to finish its fsync and reach the lock: a process without the lock would have renamed by now.
       await new Promise((r) => setTimeout(r, 500));
       expect(exitedEarly, `the other process ended while the lock was held: ${stderr}`).toBe(false);

@@ -13,6 +13,7 @@ import { createGroup } from '../../server/services/groups.js';
 import { cliActor } from '../../server/services/audit.js';
 import { fakeClock } from '../helpers/clock.js';
 import { putBlob, sha256Hex, startMirror, testBytes, testStream, type TestMirror } from '../helpers/env.js';
+import { waitFor } from '../helpers/wait.js';
 
 async function flipByte(mirror: TestMirror, sha256: string, offset: number): Promise<void> {
   const file = mirror.runtime.store.layout.blobFile(sha256 as Sha256);
@@ -195,7 +196,7 @@ describe('verify schedule (fake clock)', () => {
       return queueDueChecks(deps, checker, week);
     };
     const drain = async (): Promise<void> => {
-      while (checker.status().running.length + checker.status().queued.length > 0) await new Promise((r) => setTimeout(r, 5));
+      await waitFor(() => checker.status().running.length + checker.status().queued.length === 0, { what: 'the checker to drain', intervalMs: 5 });
     };
 
     expect(await tick(t0 + 0.8 * week)).toEqual([]);

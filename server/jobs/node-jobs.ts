@@ -1,0 +1,97 @@
+/**
+ * The scheduled jobs a serving node runs: due integrity checks, garbage
+ * collection, expired uploads, download-log retention and the sync from an
+ * upstream mirror. Each is off when its interval is 0.
+ */
+import { syncFrom } from '../bundles/sync.js';
+import type { Runtime } from '../runtime.js';
+import { systemActor } from '../services/audit.js';
+import { pruneDownloadLog } from '../services/download-log.js';
+import { collectGarbage } from '../services/gc.js';
+import type { Clock } from '../services/deps.js';
+import { every } from './scheduler.js';
+import { queueDueChecks } from './verify-schedule.js';
+
+/** How often the verify scheduler looks for due blobs. */
+const VERIFY_TICK_MS = 60_000;
+/** How often unfinished uploads past their expiry are removed. */
+const UPLOAD_CLEANUP_MS = 6 * 60 * 60 * 1000;
+/** How often download log rows past MIRROR_DOWNLOAD_LOG_RETENTION are removed. */
+const DOWNLOAD_LOG_PRUNE_MS = 60 * 60 * 1000;
+
+/** Starts the jobs on `clock`; the result stops them all, aborting a running one. */
+export function startNodeJobs(
+  runtime: Runtime,
+  clock: Clock,
+  dropExpiredUploads: () => Promise<void>,
+): { stop(): Promise<void> } {
+  const { config, db, store, log, checker } = runtime;
+  const jobs = [
+    config.verifyIntervalMs > 0
+      ? every(
+          clock,
+          Math.min(VERIFY_TICK_MS, config.verifyIntervalMs),
+          async () => {
+            await queueDueChecks({ db, clock }, checker, config.verifyIntervalMs);
+          },
+          (err) => log.error({ err }, 'verify scheduler failed'),
+        )
+      : null,
+    config.gcIntervalMs > 0
+      ? every(
+          clock,
+          config.gcIntervalMs,
+          async () => {
+            const report = await collectGarbage({ db, store, clock }, systemActor, {
+              dryRun: false,
+              graceMs: config.gcGraceMs,
+            });
+            if (report.removed.length > 0)
+              log.info({ removed: report.removed.length, freedBytes: report.freedBytes }, 'scheduled gc');
+          },
+          (err) => log.error({ err }, 'scheduled gc failed'),
+        )
+      : null,
+    every(clock, UPLOAD_CLEANUP_MS, dropExpiredUploads, (err) => log.warn({ err }, 'could not clean expired uploads')),
+    config.downloadLogRetentionMs > 0
+      ? every(
+          clock,
+          DOWNLOAD_LOG_PRUNE_MS,
+          async () => {
+            const removed = await pruneDownloadLog({ db, clock }, config.downloadLogRetentionMs);
+            if (removed > 0) log.info({ removed }, 'pruned download log rows past their retention');
+          },
+          (err) => log.warn({ err }, 'could not prune the download log'),
+        )
+      : null,
+    config.syncFrom && config.syncIntervalMs > 0
+      ? every(
+          clock,
+          config.syncIntervalMs,
+          async (signal) => {
+            const report = await syncFrom(runtime.ingestDeps, {
+              from: config.syncFrom,
+              token: config.syncToken,
+              actor: systemActor,
+              signal,
+            });
+            log.info(
+              {
+                from: report.from,
+                fetched: report.fetched.length,
+                images: report.import.images,
+                groups: report.import.groups,
+              },
+              'sync finished',
+            );
+          },
+          (err) => log.error({ err, from: config.syncFrom }, 'scheduled sync failed'),
+        )
+      : null,
+  ];
+  return {
+    async stop() {
+      await Promise.all(jobs.map((j) => (j ? j.stop() : Promise.resolve())));
+    },
+  };
+}
