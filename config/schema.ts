@@ -88,9 +88,18 @@ export const configSchema = z
     downloadLogRetentionMs: durationMs.default(90 * 24 * 60 * 60 * 1000),
   })
   .strict()
-  .refine((c) => c.syncFrom === '' || c.syncToken !== '', { message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM', path: ['syncToken'] })
-  .refine((c) => (c.tlsCert === '') === (c.tlsKey === ''), { message: 'MIRROR_TLS_CERT and MIRROR_TLS_KEY go together', path: ['tlsKey'] })
-  .refine((c) => c.httpPort === 0 || c.tlsCert !== '', { message: 'MIRROR_HTTP_PORT is only for a plain-HTTP listener beside TLS', path: ['httpPort'] });
+  .refine((c) => c.syncFrom === '' || c.syncToken !== '', {
+    message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM',
+    path: ['syncToken'],
+  })
+  .refine((c) => (c.tlsCert === '') === (c.tlsKey === ''), {
+    message: 'MIRROR_TLS_CERT and MIRROR_TLS_KEY go together',
+    path: ['tlsKey'],
+  })
+  .refine((c) => c.httpPort === 0 || c.tlsCert !== '', {
+    message: 'MIRROR_HTTP_PORT is only for a plain-HTTP listener beside TLS',
+    path: ['httpPort'],
+  });
 
 export type Config = Readonly<z.output<typeof configSchema>>;
 

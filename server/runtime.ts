@@ -45,10 +45,19 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
     // Node's recursive mkdir reports ENOENT when the real cause is a read-only
     // filesystem (EROFS) or similar; a plain mkdir of the last segment names it
     // (found by the fault suite, test/faults/readonly-dir.test.ts).
-    if (code === 'ENOENT') code = await fs.mkdir(config.dataDir).then(() => code, (e: NodeJS.ErrnoException) => e.code ?? code);
-    throw new AppError('STARTUP_FAILED', `data directory ${config.dataDir} is not writable (${code ?? String(err)})`, {}, {
-      cause: err,
-    });
+    if (code === 'ENOENT')
+      code = await fs.mkdir(config.dataDir).then(
+        () => code,
+        (e: NodeJS.ErrnoException) => e.code ?? code,
+      );
+    throw new AppError(
+      'STARTUP_FAILED',
+      `data directory ${config.dataDir} is not writable (${code ?? String(err)})`,
+      {},
+      {
+        cause: err,
+      },
+    );
   }
   const store = await openBlobStore(config.dataDir);
   const db = await openDatabase(store.layout.dbFile);
@@ -56,7 +65,11 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
     corruptBlobs: () => countBlobsNotOk(db),
     disk: async () => {
       const usage = await store.diskUsage();
-      return { freeBytes: usage.freeBytes, usedBytes: usage.totalBytes - usage.freeBytes, blobBytes: await totalBlobBytes(db) };
+      return {
+        freeBytes: usage.freeBytes,
+        usedBytes: usage.totalBytes - usage.freeBytes,
+        blobBytes: await totalBlobBytes(db),
+      };
     },
   });
   const activity = createActivityTracker({ db, log, clock });

@@ -35,7 +35,8 @@ export function createContext(args: string[], globals: GlobalOptions, env: NodeJ
     loadConfig: load,
     async openRuntime(config = load(), options = {}) {
       // One-shot commands log warnings only: their output is the result.
-      const level = options.verbose || config.logLevel === 'silent' || config.logLevel === 'error' ? config.logLevel : 'warn';
+      const level =
+        options.verbose || config.logLevel === 'silent' || config.logLevel === 'error' ? config.logLevel : 'warn';
       return openRuntime(config, createLogger(level));
     },
   };

@@ -121,7 +121,10 @@ async function packageVersion(): Promise<string> {
   // server/cli/ in a source checkout, dist/server/cli/ when built.
   for (const rel of ['../../package.json', '../../../package.json']) {
     try {
-      const pkg = JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      const pkg = JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
       if (pkg.name === 'goldmirror' && pkg.version) return pkg.version;
     } catch {
       // try the next location

@@ -11,7 +11,10 @@ import { PUBLIC_ADDRESS_MISSING, resolvePublicAddress, type PublicAddress } from
 export const NOT_READY = '(not ready: no public address is set)';
 
 /** Resolves the address and writes a note (missing) or a red warning (loopback…) to stderr. */
-export async function cliPublicAddress(deps: { db: Db; config: { readonly publicUrl: string } }): Promise<PublicAddress> {
+export async function cliPublicAddress(deps: {
+  db: Db;
+  config: { readonly publicUrl: string };
+}): Promise<PublicAddress> {
   const address = await resolvePublicAddress(deps);
   if (address.url === null) process.stderr.write(`goldmirror: note: ${PUBLIC_ADDRESS_MISSING}\n`);
   for (const warning of address.warnings) process.stderr.write(red(`goldmirror: warning: ${warning}`) + '\n');

@@ -5,7 +5,13 @@
  * batches by the activity tracker, never on the download's own path.
  */
 import { z } from 'zod';
-import { bucketTotals, deleteDownloadLogBefore, listDownloadLogRows, loggedClients, loggedImages } from '../db/repos/download-log.js';
+import {
+  bucketTotals,
+  deleteDownloadLogBefore,
+  listDownloadLogRows,
+  loggedClients,
+  loggedImages,
+} from '../db/repos/download-log.js';
 import { listImageNames } from '../db/repos/images.js';
 import type { DownloadLogRow } from '../db/schema.js';
 import type { LiveDownload } from './activity.js';
@@ -15,7 +21,11 @@ import { parseInput } from './validation.js';
 
 export const DOWNLOAD_RESULTS = ['complete', 'resumed', 'aborted'] as const;
 export type DownloadResult = (typeof DOWNLOAD_RESULTS)[number];
-export const RESULT_LABELS: Record<DownloadResult, string> = { complete: 'complete', resumed: 'resumed piece', aborted: 'aborted' };
+export const RESULT_LABELS: Record<DownloadResult, string> = {
+  complete: 'complete',
+  resumed: 'resumed piece',
+  aborted: 'aborted',
+};
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
@@ -136,7 +146,9 @@ export async function listDownloads(deps: DownloadLogDeps, filter: DownloadFilte
 }
 
 /** The page's filter choices: today's images plus deleted ones still in the log, and the clients seen. */
-export async function downloadFilterChoices(deps: Pick<ServiceDeps, 'db'>): Promise<{ images: Array<{ id: number; name: string }>; clients: string[] }> {
+export async function downloadFilterChoices(
+  deps: Pick<ServiceDeps, 'db'>,
+): Promise<{ images: Array<{ id: number; name: string }>; clients: string[] }> {
   const current = await listImageNames(deps.db);
   const logged = await loggedImages(deps.db);
   const byId = new Map(logged.map((i) => [i.id, `${i.name} (deleted)`]));

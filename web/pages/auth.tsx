@@ -16,7 +16,8 @@ export const LoginPage: FC<{ next: string; username?: string }> = ({ next, usern
     </form>
     <p class="muted">
       On first start goldmirror prints the password of user <code>admin</code> and saves it in{' '}
-      <code>initial-admin-password</code> in its data directory. Forgot it? On the server, run <code>goldmirror admin reset-password</code>.
+      <code>initial-admin-password</code> in its data directory. Forgot it? On the server, run{' '}
+      <code>goldmirror admin reset-password</code>.
     </p>
   </>
 );
@@ -57,7 +58,8 @@ export const AccountPage: FC<{ fieldErrors?: Record<string, string> }> = ({ fiel
     <section class="card">
       <h2>API tokens</h2>
       <p>
-        Scripts and other mirrors use scoped API tokens instead of a password: <a href="/admin/tokens">manage API tokens</a>.
+        Scripts and other mirrors use scoped API tokens instead of a password:{' '}
+        <a href="/admin/tokens">manage API tokens</a>.
       </p>
     </section>
   </>

@@ -30,7 +30,10 @@ const Retired: FC<{ retired: NonNullable<BlobView['retired']>; graceMs: number }
   const hours = Math.round(graceMs / 3_600_000);
   const grace = hours >= 1 ? `${hours} h` : `${Math.round(graceMs / 60_000)} min`;
   const keptUntil =
-    retired.portalUpdatedAt === null ? null : Math.max(Date.parse(retired.portalUpdatedAt), retired.lastDownloadAt ? Date.parse(retired.lastDownloadAt) : 0) + graceMs;
+    retired.portalUpdatedAt === null
+      ? null
+      : Math.max(Date.parse(retired.portalUpdatedAt), retired.lastDownloadAt ? Date.parse(retired.lastDownloadAt) : 0) +
+        graceMs;
   return (
     <span class="retired">
       <span class="badge bad">retired</span> since {formatDate(retired.since)}:{' '}
@@ -46,7 +49,10 @@ const Retired: FC<{ retired: NonNullable<BlobView['retired']>; graceMs: number }
           ; kept until then
         </>
       ) : (
-        <>kept until at least {formatDate(new Date(keptUntil).toISOString())} ({grace} after the portal update and after the last download)</>
+        <>
+          kept until at least {formatDate(new Date(keptUntil).toISOString())} ({grace} after the portal update and after
+          the last download)
+        </>
       )}
     </span>
   );
@@ -120,20 +126,25 @@ export const BlobPage: FC<{ blob: BlobView; downloads: number; graceMs: number }
       )}
       <CopyField id="blob-sha" label="SHA-256" value={blob.sha256} />
       <p>
-        {formatBytes(blob.size)} ({blob.size} bytes) · <StateBadge state={blob.state} /> · stored {formatDate(blob.createdAt)} · last verified{' '}
-        {formatDate(blob.verifiedAt)} · {downloads} finished downloads
+        {formatBytes(blob.size)} ({blob.size} bytes) · <StateBadge state={blob.state} /> · stored{' '}
+        {formatDate(blob.createdAt)} · last verified {formatDate(blob.verifiedAt)} · {downloads} finished downloads
       </p>
       <p>
         Used by:{' '}
-        {blob.usedBy.length === 0
-          ? blob.retired
-            ? <Retired retired={blob.retired} graceMs={graceMs} />
-            : 'no golden image'
-          : blob.usedBy.map((u) => (
-              <>
-                <a href={`/admin/images/${u.imageId}`}>{u.imageName}</a> ({u.arch === 'arm64' ? 'Apple silicon' : 'Intel'}){' '}
-              </>
-            ))}
+        {blob.usedBy.length === 0 ? (
+          blob.retired ? (
+            <Retired retired={blob.retired} graceMs={graceMs} />
+          ) : (
+            'no golden image'
+          )
+        ) : (
+          blob.usedBy.map((u) => (
+            <>
+              <a href={`/admin/images/${u.imageId}`}>{u.imageName}</a> ({u.arch === 'arm64' ? 'Apple silicon' : 'Intel'}
+              ){' '}
+            </>
+          ))
+        )}
       </p>
     </div>
     <form method="post" action={`/admin/blobs/${blob.sha256}/arch`} class="card stack">
@@ -142,7 +153,10 @@ export const BlobPage: FC<{ blob: BlobView; downloads: number; graceMs: number }
       <select id="blob-arch" name="arch">
         <ArchOptions selected={blob.arch} />
       </select>
-      <p class="muted">The golden image form offers a package in the slot of its architecture, and warns when it is put in the other one.</p>
+      <p class="muted">
+        The golden image form offers a package in the slot of its architecture, and warns when it is put in the other
+        one.
+      </p>
       <div class="actions">
         <button type="submit" class="secondary">
           Save architecture
@@ -161,7 +175,8 @@ export const BlobPage: FC<{ blob: BlobView; downloads: number; graceMs: number }
         <form method="post" action={`/admin/blobs/${blob.sha256}/delete`} class="inline">
           <CsrfField />
           <label class="check" for="confirm-delete">
-            <input id="confirm-delete" type="checkbox" name="confirm" value="yes" required /> I want to delete this package
+            <input id="confirm-delete" type="checkbox" name="confirm" value="yes" required /> I want to delete this
+            package
           </label>
           <button type="submit" class="danger">
             Delete package

@@ -16,7 +16,13 @@ export interface DashboardData {
   groupCount: number;
   integrity: IntegritySummary;
   checks: CheckerStatus;
-  recentDownloads: Array<{ sha256: string; name: string; downloads: number; lastDownloadAt: string | null; images: string[] }>;
+  recentDownloads: Array<{
+    sha256: string;
+    name: string;
+    downloads: number;
+    lastDownloadAt: string | null;
+    images: string[];
+  }>;
   /** Newest changes as sentences (sign-ins left out). */
   recentChanges: HistoryEntry[];
   /** Bytes per hour and downloads per day, last week (absent: no chart). */
@@ -66,7 +72,8 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
         <div class="muted">Packages</div>
         <div class="stat">{data.blobCount}</div>
         <div class="muted">
-          {data.integrity.blobs.ok} verified, {data.integrity.blobs.corrupt} corrupt, {data.integrity.blobs.missing} missing
+          {data.integrity.blobs.ok} verified, {data.integrity.blobs.corrupt} corrupt, {data.integrity.blobs.missing}{' '}
+          missing
         </div>
       </div>
       <div class="card">
@@ -87,8 +94,8 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
           {data.checks.running.map((r) => (
             <li>
               <span class="mono">{r.sha256.slice(0, 16)}…</span>{' '}
-              <progress max={r.totalBytes} value={r.bytesDone} aria-label="Check progress"></progress> {formatBytes(r.bytesDone)} of{' '}
-              {formatBytes(r.totalBytes)} at {formatBytes(r.bytesPerSec)}/s
+              <progress max={r.totalBytes} value={r.bytesDone} aria-label="Check progress"></progress>{' '}
+              {formatBytes(r.bytesDone)} of {formatBytes(r.totalBytes)} at {formatBytes(r.bytesPerSec)}/s
             </li>
           ))}
           {data.checks.queued.length > 0 && <li>{data.checks.queued.length} waiting</li>}

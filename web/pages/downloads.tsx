@@ -4,7 +4,12 @@
  * (no client framework; without JavaScript the Refresh link does the same).
  */
 import type { FC } from 'hono/jsx';
-import type { DownloadEntry, DownloadFilter, DownloadInProgress, DownloadLogPage } from '../../server/services/download-log.js';
+import type {
+  DownloadEntry,
+  DownloadFilter,
+  DownloadInProgress,
+  DownloadLogPage,
+} from '../../server/services/download-log.js';
 import { DOWNLOAD_RESULTS, RESULT_LABELS } from '../../server/services/download-log.js';
 import { LOG_ROWS_PER_SEC } from '../../server/services/activity.js';
 import { ARCH_LABELS, ARCHES } from '../../server/services/images.js';
@@ -27,18 +32,19 @@ export function filterQuery(filter: DownloadFilter, extra: Record<string, string
   return text ? `?${text}` : '';
 }
 
-export const DownloadsPage: FC<{ filter: DownloadFilter; page: DownloadLogPage; choices: DownloadChoices; retention: string }> = ({
-  filter,
-  page,
-  choices,
-  retention,
-}) => {
-  const filtered = filter.image !== undefined || filter.arch !== undefined || !!filter.client || filter.result !== undefined;
+export const DownloadsPage: FC<{
+  filter: DownloadFilter;
+  page: DownloadLogPage;
+  choices: DownloadChoices;
+  retention: string;
+}> = ({ filter, page, choices, retention }) => {
+  const filtered =
+    filter.image !== undefined || filter.arch !== undefined || !!filter.client || filter.result !== undefined;
   return (
     <>
       <p class="muted">
-        Every download body this mirror served: a whole package, a resumed piece (a Range request) or one that was cut short. Kept for{' '}
-        {retention}. goldmirror’s own link checks are not listed.
+        Every download body this mirror served: a whole package, a resumed piece (a Range request) or one that was cut
+        short. Kept for {retention}. goldmirror’s own link checks are not listed.
       </p>
       {page.notLogged > 0 && (
         <p class="flash bad" role="status">
@@ -71,7 +77,15 @@ export const DownloadsPage: FC<{ filter: DownloadFilter; page: DownloadLogPage; 
         </div>
         <div>
           <label for="f-client">Client address</label>
-          <input id="f-client" name="client" type="text" list="f-clients" value={filter.client ?? ''} maxlength={64} class="mono" />
+          <input
+            id="f-client"
+            name="client"
+            type="text"
+            list="f-clients"
+            value={filter.client ?? ''}
+            maxlength={64}
+            class="mono"
+          />
           <datalist id="f-clients">
             {choices.clients.map((cl) => (
               <option value={cl}></option>
@@ -96,14 +110,22 @@ export const DownloadsPage: FC<{ filter: DownloadFilter; page: DownloadLogPage; 
       </form>
 
       <h2>
-        In progress <span class="muted live-note">(updates by itself; <a href={`/admin/downloads${filterQuery(filter)}`}>refresh</a>)</span>
+        In progress{' '}
+        <span class="muted live-note">
+          (updates by itself; <a href={`/admin/downloads${filterQuery(filter)}`}>refresh</a>)
+        </span>
       </h2>
       <div id="in-progress" data-live={`/admin/downloads/live${filterQuery(filter, { part: 'active' })}`}>
         <InProgressTable rows={page.inProgress} />
       </div>
 
       <h2>Finished and cut short</h2>
-      <div id="finished" data-live={filter.before === undefined ? `/admin/downloads/live${filterQuery(filter, { part: 'finished' })}` : undefined}>
+      <div
+        id="finished"
+        data-live={
+          filter.before === undefined ? `/admin/downloads/live${filterQuery(filter, { part: 'finished' })}` : undefined
+        }
+      >
         <FinishedTable rows={page.downloads} filtered={filtered} />
       </div>
       {page.nextBefore !== null && (
@@ -146,7 +168,11 @@ export const InProgressTable: FC<{ rows: DownloadInProgress[] }> = ({ rows }) =>
                 <ImageCell image={d.image} archLabel={d.archLabel} sha256={d.sha256} />
               </td>
               <td>
-                <progress max={d.bytesPlanned} value={d.bytesSent} aria-label={`Progress of the download to ${d.client}`}></progress>
+                <progress
+                  max={d.bytesPlanned}
+                  value={d.bytesSent}
+                  aria-label={`Progress of the download to ${d.client}`}
+                ></progress>
                 <div class="muted">
                   {formatBytes(d.bytesSent)} of {formatBytes(d.bytesPlanned)}
                   {d.firstByte !== null && d.firstByte > 0 ? `, from byte ${d.firstByte.toLocaleString('en-US')}` : ''}
@@ -165,7 +191,11 @@ export const InProgressTable: FC<{ rows: DownloadInProgress[] }> = ({ rows }) =>
 
 export const FinishedTable: FC<{ rows: DownloadEntry[]; filtered: boolean }> = ({ rows, filtered }) =>
   rows.length === 0 ? (
-    <p class="empty">{filtered ? 'No download matches these filters.' : 'No downloads yet. Macs show up here once they fetch a package link.'}</p>
+    <p class="empty">
+      {filtered
+        ? 'No download matches these filters.'
+        : 'No downloads yet. Macs show up here once they fetch a package link.'}
+    </p>
   ) : (
     <div class="table-wrap">
       <table>
@@ -189,7 +219,10 @@ export const FinishedTable: FC<{ rows: DownloadEntry[]; filtered: boolean }> = (
             <tr>
               <td>{formatTime(d.startedAt)}</td>
               <td class="mono nowrap">
-                <a href={`/admin/downloads?client=${encodeURIComponent(d.client)}`} title={`Only downloads to ${d.client}`}>
+                <a
+                  href={`/admin/downloads?client=${encodeURIComponent(d.client)}`}
+                  title={`Only downloads to ${d.client}`}
+                >
                   {d.client}
                 </a>
               </td>
@@ -200,12 +233,15 @@ export const FinishedTable: FC<{ rows: DownloadEntry[]; filtered: boolean }> = (
                 <span class="nowrap">{formatBytes(d.bytesSent)}</span>
                 {(d.firstByte !== 0 || d.bytesPlanned !== d.size) && (
                   <div class="muted">
-                    {d.firstByte === null ? 'several ranges' : `from byte ${d.firstByte.toLocaleString('en-US')}`} of {formatBytes(d.size)}
+                    {d.firstByte === null ? 'several ranges' : `from byte ${d.firstByte.toLocaleString('en-US')}`} of{' '}
+                    {formatBytes(d.size)}
                   </div>
                 )}
               </td>
               <td>
-                <span class={`badge ${d.result === 'complete' ? 'ok' : d.result === 'aborted' ? 'bad' : 'neutral'}`}>{RESULT_LABELS[d.result]}</span>
+                <span class={`badge ${d.result === 'complete' ? 'ok' : d.result === 'aborted' ? 'bad' : 'neutral'}`}>
+                  {RESULT_LABELS[d.result]}
+                </span>
               </td>
               <td class="nowrap">{formatDuration(d.durationMs)}</td>
               <td class="nowrap">{formatBytes(d.bytesPerSec)}/s</td>
@@ -219,9 +255,21 @@ export const FinishedTable: FC<{ rows: DownloadEntry[]; filtered: boolean }> = (
     </div>
   );
 
-const ImageCell: FC<{ image: { id: number | null; name: string } | null; archLabel: string | null; sha256: string }> = ({ image, archLabel, sha256 }) => (
+const ImageCell: FC<{
+  image: { id: number | null; name: string } | null;
+  archLabel: string | null;
+  sha256: string;
+}> = ({ image, archLabel, sha256 }) => (
   <>
-    {image ? image.id !== null ? <a href={`/admin/images/${image.id}`}>{image.name}</a> : image.name : <a href={`/admin/blobs/${sha256}`}>package {sha256.slice(0, 12)}…</a>}
+    {image ? (
+      image.id !== null ? (
+        <a href={`/admin/images/${image.id}`}>{image.name}</a>
+      ) : (
+        image.name
+      )
+    ) : (
+      <a href={`/admin/blobs/${sha256}`}>package {sha256.slice(0, 12)}…</a>
+    )}
     {archLabel && <div class="muted">{archLabel}</div>}
   </>
 );

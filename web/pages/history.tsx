@@ -1,6 +1,12 @@
 /** History: the audit log in sentences, newest first, with filters; sign-ins only when asked for. */
 import type { FC } from 'hono/jsx';
-import { ACTION_KINDS, actorName, type HistoryEntry, type HistoryQuery, type SentencePart } from '../../server/services/history.js';
+import {
+  ACTION_KINDS,
+  actorName,
+  type HistoryEntry,
+  type HistoryQuery,
+  type SentencePart,
+} from '../../server/services/history.js';
 import { formatDate } from '../layout.js';
 
 /** One sentence with its links. */
@@ -30,12 +36,12 @@ export function historyQueryString(q: HistoryQuery, extra: Record<string, string
   return text ? `?${text}` : '';
 }
 
-export const HistoryPage: FC<{ query: HistoryQuery; entries: HistoryEntry[]; nextBefore: number | null; actors: string[] }> = ({
-  query,
-  entries,
-  nextBefore,
-  actors,
-}) => {
+export const HistoryPage: FC<{
+  query: HistoryQuery;
+  entries: HistoryEntry[];
+  nextBefore: number | null;
+  actors: string[];
+}> = ({ query, entries, nextBefore, actors }) => {
   const filtered = !!(query.actor || query.action || query.text);
   return (
     <>
@@ -69,7 +75,8 @@ export const HistoryPage: FC<{ query: HistoryQuery; entries: HistoryEntry[]; nex
         </div>
         <div>
           <label class="check" for="h-logins">
-            <input id="h-logins" name="logins" type="checkbox" value="1" checked={query.signIns === true} /> Show sign-ins
+            <input id="h-logins" name="logins" type="checkbox" value="1" checked={query.signIns === true} /> Show
+            sign-ins
           </label>
         </div>
         <div class="actions">

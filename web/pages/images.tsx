@@ -50,12 +50,14 @@ export const ImageDeletePage: FC<{ image: ImageView }> = ({ image }) => (
   <>
     <div class="card">
       <p>
-        Deleting a golden image cannot be undone. Delete it in the portal too. Its packages become “retired”: garbage collection keeps them for the
-        grace period (MIRROR_GC_GRACE) after this and after their last download, in case a Mac still fetches them.
+        Deleting a golden image cannot be undone. Delete it in the portal too. Its packages become “retired”: garbage
+        collection keeps them for the grace period (MIRROR_GC_GRACE) after this and after their last download, in case a
+        Mac still fetches them.
       </p>
       {image.groups.length > 0 ? (
         <p>
-          <strong>These groups will be left without a golden image:</strong> {image.groups.map((g) => g.name).join(', ')}.
+          <strong>These groups will be left without a golden image:</strong>{' '}
+          {image.groups.map((g) => g.name).join(', ')}.
         </p>
       ) : (
         <p>No group uses this image.</p>

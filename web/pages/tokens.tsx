@@ -15,9 +15,12 @@ export interface TokenFormValues {
 }
 
 /** API tokens: the list with scope and last use, a create form, and a new token shown once. */
-export const TokensPage: FC<
-  { tokens: ApiTokenView[]; values: TokenFormValues; created?: { name: string; scope: TokenScope; token: string }; fieldErrors?: Record<string, string> }
-> = ({ tokens, values, created, fieldErrors = {} }) => (
+export const TokensPage: FC<{
+  tokens: ApiTokenView[];
+  values: TokenFormValues;
+  created?: { name: string; scope: TokenScope; token: string };
+  fieldErrors?: Record<string, string>;
+}> = ({ tokens, values, created, fieldErrors = {} }) => (
   <>
     {created && (
       <section class="card" aria-labelledby="new-token">
@@ -29,8 +32,8 @@ export const TokensPage: FC<
       </section>
     )}
     <p class="muted">
-      Scripts and other mirrors send a token as <code>Authorization: Bearer …</code>. Give each the narrowest scope that works: a branch
-      mirror that syncs from this one needs only <code>sync</code>.
+      Scripts and other mirrors send a token as <code>Authorization: Bearer …</code>. Give each the narrowest scope that
+      works: a branch mirror that syncs from this one needs only <code>sync</code>.
     </p>
     {tokens.length === 0 ? (
       <p class="muted">No API tokens.</p>

@@ -62,12 +62,22 @@ export const importCommand: Command = {
       const base = (await cliPublicAddress(runtime)).url;
       const url = base === null ? null : downloadUrl(base, blob.sha256, blob.name);
       if (values.json) {
-        printJson({ sha256: blob.sha256, size: blob.size, url, name: blob.name, arch: blob.arch, created, verified: expected !== undefined });
+        printJson({
+          sha256: blob.sha256,
+          size: blob.size,
+          url,
+          name: blob.name,
+          arch: blob.arch,
+          created,
+          verified: expected !== undefined,
+        });
       } else {
         printLine(`${created ? 'stored' : 'already stored'}: ${file}`);
         printLine(`sha256: ${blob.sha256}`);
         printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
-        printLine(`arch:   ${blob.arch}${blob.arch === 'unknown' ? ' (give --arch arm64 or --arch x86_64 to record it)' : ''}`);
+        printLine(
+          `arch:   ${blob.arch}${blob.arch === 'unknown' ? ' (give --arch arm64 or --arch x86_64 to record it)' : ''}`,
+        );
         printLine(`url:    ${url ?? NOT_READY}`);
       }
     } finally {
@@ -101,7 +111,14 @@ export const listCommand: Command = {
       printLine(
         table([
           ['SHA256', 'SIZE', 'STATE', 'ARCH', 'STORED', 'NAME'],
-          ...blobs.map((b) => [b.sha256, humanBytes(b.size), b.state, b.arch, b.createdAt.slice(0, 19).replace('T', ' '), b.name]),
+          ...blobs.map((b) => [
+            b.sha256,
+            humanBytes(b.size),
+            b.state,
+            b.arch,
+            b.createdAt.slice(0, 19).replace('T', ' '),
+            b.name,
+          ]),
         ]),
       );
     } finally {

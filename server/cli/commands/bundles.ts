@@ -80,7 +80,13 @@ function printImportReport(report: ImportReport): void {
   line(`${verb} update images`.trim(), report.images.updated);
   line(`${verb} create groups`.trim(), report.groups.created);
   line(`${verb} update groups`.trim(), report.groups.updated);
-  if (report.images.created.length + report.images.updated.length + report.groups.created.length + report.groups.updated.length === 0) {
+  if (
+    report.images.created.length +
+      report.images.updated.length +
+      report.groups.created.length +
+      report.groups.updated.length ===
+    0
+  ) {
     printLine('images and groups: no changes');
   }
 }
@@ -93,7 +99,8 @@ export const importBundleCommand: Command = {
       'dry-run': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     });
-    if (positionals.length !== 1) throw new AppError('USAGE', 'import-bundle takes exactly one IN path (or - for stdin)');
+    if (positionals.length !== 1)
+      throw new AppError('USAGE', 'import-bundle takes exactly one IN path (or - for stdin)');
     const input = positionals[0]!;
     if (input !== '-') {
       const st = await fs.stat(input).catch((err: unknown) => {
@@ -127,7 +134,8 @@ export const fetchCommand: Command = {
       json: { type: 'boolean', default: false },
     });
     if (positionals.length !== 1) throw new AppError('USAGE', 'fetch takes exactly one URL');
-    if (values.sha256 !== undefined && values['checksum-url'] !== undefined) throw new AppError('USAGE', 'give either --sha256 or --checksum-url, not both');
+    if (values.sha256 !== undefined && values['checksum-url'] !== undefined)
+      throw new AppError('USAGE', 'give either --sha256 or --checksum-url, not both');
     const expected = values.sha256 !== undefined ? parseSha256(values.sha256, '--sha256') : undefined;
     const config = ctx.loadConfig();
     const runtime = await ctx.openRuntime(config);
@@ -163,7 +171,11 @@ export const syncCommand: Command = {
     const config = ctx.loadConfig();
     const from = values.from ?? config.syncFrom;
     const token = values.token ?? (config.syncToken || ctx.env.MIRROR_SYNC_TOKEN);
-    if (!from || !token) throw new AppError('USAGE', 'sync needs --from URL and --token TOKEN (or MIRROR_SYNC_FROM and MIRROR_SYNC_TOKEN)');
+    if (!from || !token)
+      throw new AppError(
+        'USAGE',
+        'sync needs --from URL and --token TOKEN (or MIRROR_SYNC_FROM and MIRROR_SYNC_TOKEN)',
+      );
     const runtime = await ctx.openRuntime(config);
     try {
       const report = await syncFrom(runtime.ingestDeps, {
@@ -180,4 +192,3 @@ export const syncCommand: Command = {
     }
   },
 };
-

@@ -5,7 +5,12 @@ import { sql, type Kysely } from 'kysely';
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .alterTable('api_tokens')
-    .addColumn('scope', 'varchar(10)', (col) => col.notNull().defaultTo('admin').check(sql`scope in ('admin', 'read', 'sync')`))
+    .addColumn('scope', 'varchar(10)', (col) =>
+      col
+        .notNull()
+        .defaultTo('admin')
+        .check(sql`scope in ('admin', 'read', 'sync')`),
+    )
     .execute();
 }
 

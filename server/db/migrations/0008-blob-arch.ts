@@ -6,7 +6,12 @@ import { sql, type Kysely } from 'kysely';
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .alterTable('blobs')
-    .addColumn('arch', 'varchar(16)', (col) => col.notNull().defaultTo('unknown').check(sql`arch in ('arm64', 'x86_64', 'unknown')`))
+    .addColumn('arch', 'varchar(16)', (col) =>
+      col
+        .notNull()
+        .defaultTo('unknown')
+        .check(sql`arch in ('arm64', 'x86_64', 'unknown')`),
+    )
     .execute();
 }
 
