@@ -15,7 +15,9 @@ type Snapshot = Record<string, { added: string[]; removed: string[] }>;
 
 function schemaOf(sqlite: SQLite.Database): string[] {
   const rows = sqlite
-    .prepare("select type, name, tbl_name, sql from sqlite_master where tbl_name not like 'kysely_%' order by type, name")
+    .prepare(
+      "select type, name, tbl_name, sql from sqlite_master where tbl_name not like 'kysely_%' order by type, name",
+    )
     .all() as Array<{ type: string; name: string; tbl_name: string; sql: string | null }>;
   return rows.map((r) => `${r.type} ${r.name} on ${r.tbl_name}: ${r.sql ?? '(implicit)'}`);
 }
@@ -39,12 +41,12 @@ async function takeSnapshot(): Promise<Snapshot> {
     };
     for (const name of names) {
       const { error } = await migrator.migrateTo(name);
-      if (error) throw error;
+      if (error) throw error as Error;
       record(`up ${name}`);
     }
     for (const name of [...names].reverse()) {
       const { error } = await migrator.migrateDown();
-      if (error) throw error;
+      if (error) throw error as Error;
       record(`down ${name}`);
     }
     return snapshot;
