@@ -2,6 +2,7 @@
 import type { FC } from 'hono/jsx';
 import type { BlobArch } from '../../server/db/schema.js';
 import { BLOB_ARCH_LABELS, type BlobView } from '../../server/services/blobs.js';
+import { DataTable, PostButton } from '../components.js';
 import { CopyField, CsrfField, formatBytes, formatDate, NotReadyField, StateBadge } from '../layout.js';
 
 /** The architecture choice of the upload form and the package page. */
@@ -65,46 +66,44 @@ export const BlobsPage: FC<{ blobs: BlobView[]; graceMs: number }> = ({ blobs, g
         Upload packages
       </a>
     </p>
-    {blobs.length === 0 ? (
-      <p class="muted">No packages stored yet.</p>
-    ) : (
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Package</th>
-              <th scope="col">Size</th>
-              <th scope="col">State</th>
-              <th scope="col">Architecture</th>
-              <th scope="col" class="hide-narrow">
-                Stored
-              </th>
-              <th scope="col">Used by</th>
-            </tr>
-          </thead>
-          <tbody>
-            {blobs.map((b) => (
-              <tr>
-                <td>
-                  <a href={`/admin/blobs/${b.sha256}`}>{b.name}</a>
-                  <div class="mono muted">{b.sha256.slice(0, 16)}…</div>
-                </td>
-                <td>{formatBytes(b.size)}</td>
-                <td>
-                  <StateBadge state={b.state} />
-                </td>
-                <td>{b.arch === 'unknown' ? <span class="muted">unknown</span> : archLabel(b.arch)}</td>
-                <td class="hide-narrow">{formatDate(b.createdAt)}</td>
-                <td>
-                  {b.usedBy.map((u) => u.imageName).join(', ') ||
-                    (b.retired ? <Retired retired={b.retired} graceMs={graceMs} /> : <span class="muted">unused</span>)}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
-    )}
+    <DataTable
+      rows={blobs}
+      empty={<p class="muted">No packages stored yet.</p>}
+      columns={[
+        {
+          head: 'Package',
+          cell: (b) => (
+            <td>
+              <a href={`/admin/blobs/${b.sha256}`}>{b.name}</a>
+              <div class="mono muted">{b.sha256.slice(0, 16)}…</div>
+            </td>
+          ),
+        },
+        { head: 'Size', cell: (b) => <td>{formatBytes(b.size)}</td> },
+        {
+          head: 'State',
+          cell: (b) => (
+            <td>
+              <StateBadge state={b.state} />
+            </td>
+          ),
+        },
+        {
+          head: 'Architecture',
+          cell: (b) => <td>{b.arch === 'unknown' ? <span class="muted">unknown</span> : archLabel(b.arch)}</td>,
+        },
+        { head: 'Stored', narrow: true, cell: (b) => <td class="hide-narrow">{formatDate(b.createdAt)}</td> },
+        {
+          head: 'Used by',
+          cell: (b) => (
+            <td>
+              {b.usedBy.map((u) => u.imageName).join(', ') ||
+                (b.retired ? <Retired retired={b.retired} graceMs={graceMs} /> : <span class="muted">unused</span>)}
+            </td>
+          ),
+        },
+      ]}
+    />
   </>
 );
 
@@ -165,12 +164,7 @@ export const BlobPage: FC<{ blob: BlobView; downloads: number; graceMs: number }
       </div>
     </form>
     <div class="actions">
-      <form method="post" action={`/admin/blobs/${blob.sha256}/verify`} class="inline">
-        <CsrfField />
-        <button type="submit" class="secondary">
-          Verify now
-        </button>
-      </form>
+      <PostButton action={`/admin/blobs/${blob.sha256}/verify`}>Verify now</PostButton>
       {blob.usedBy.length === 0 && (
         <form method="post" action={`/admin/blobs/${blob.sha256}/delete`} class="inline">
           <CsrfField />

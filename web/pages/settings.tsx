@@ -1,6 +1,7 @@
 import type { FC } from 'hono/jsx';
 import type { PublicAddress } from '../../server/services/settings.js';
-import { CsrfField, FieldError, formatDate } from '../layout.js';
+import { Field } from '../components.js';
+import { CsrfField, formatDate } from '../layout.js';
 
 /** The public address Macs use: shown, editable, and locked (with the reason) while the configuration sets it. */
 export const SettingsPage: FC<{
@@ -45,19 +46,16 @@ export const SettingsPage: FC<{
         ) : (
           <form method="post" action="/admin/settings" class="stack" novalidate>
             <CsrfField />
-            <label for="publicUrl">Public address</label>
-            <input
+            <Field
               id="publicUrl"
-              name="publicUrl"
-              type="text"
+              label="Public address"
               inputmode="url"
               autocomplete="url"
               placeholder="http://mirror.example.lan:8080"
               value={value}
-              aria-invalid={fieldError ? 'true' : undefined}
-              aria-describedby={fieldError ? 'publicUrl-error publicUrl-hint' : 'publicUrl-hint'}
+              error={fieldError}
+              hint="publicUrl-hint"
             />
-            <FieldError id="publicUrl" message={fieldError} />
             <p class="muted" id="publicUrl-hint">
               This browser reached goldmirror at <code>{seenAt}</code>. If Macs use the same address, enter it; Macs
               often need another one (the server’s DNS name on the LAN, for instance). Changing the address changes
