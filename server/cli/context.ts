@@ -17,6 +17,8 @@ export interface CommandContext {
   loadConfig(overrides?: Record<string, unknown>): Config;
   /** Opens store and database; the caller must close() it. Commands log warnings only unless `verbose`. */
   openRuntime(config?: Config, options?: { verbose?: boolean }): Promise<Runtime>;
+  /** Runs `fn` with a runtime opened for it (with `config`, else the loaded one) and closes it after, whatever happens. */
+  withRuntime<T>(fn: (runtime: Runtime) => Promise<T>, config?: Config): Promise<T>;
 }
 
 export interface Command {
@@ -28,19 +30,31 @@ export interface Command {
 export function createContext(args: string[], globals: GlobalOptions, env: NodeJS.ProcessEnv): CommandContext {
   const load = (overrides: Record<string, unknown> = {}): Config =>
     loadConfig({ configPath: globals.config, env, overrides: { dataDir: globals.dataDir, ...overrides } });
+  const open = (config = load(), options: { verbose?: boolean } = {}): Promise<Runtime> => {
+    // One-shot commands log warnings only: their output is the result.
+    const level =
+      options.verbose || config.logLevel === 'silent' || config.logLevel === 'error' ? config.logLevel : 'warn';
+    return openRuntime(config, createLogger(level));
+  };
   return {
     args,
     globals,
     env,
     loadConfig: load,
-    async openRuntime(config = load(), options = {}) {
-      // One-shot commands log warnings only: their output is the result.
-      const level =
-        options.verbose || config.logLevel === 'silent' || config.logLevel === 'error' ? config.logLevel : 'warn';
-      return openRuntime(config, createLogger(level));
+    openRuntime: open,
+    async withRuntime(fn, config) {
+      const runtime = await open(config);
+      try {
+        return await fn(runtime);
+      } finally {
+        await runtime.close();
+      }
     },
   };
 }
+
+/** The --json flag most commands take. */
+export const JSON_FLAG = { json: { type: 'boolean', default: false } } as const;
 
 /** parseArgs with goldmirror's conventions: strict, and usage errors as USAGE AppErrors. */
 export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(

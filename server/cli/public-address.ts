@@ -5,6 +5,7 @@
  * it, the CLI says so on stderr.
  */
 import type { Db } from '../db/open.js';
+import { downloadUrl } from '../links.js';
 import { PUBLIC_ADDRESS_MISSING, resolvePublicAddress, type PublicAddress } from '../services/settings.js';
 
 /** Printed in place of a link while no public address is set. */
@@ -19,6 +20,15 @@ export async function cliPublicAddress(deps: {
   if (address.url === null) process.stderr.write(`goldmirror: note: ${PUBLIC_ADDRESS_MISSING}\n`);
   for (const warning of address.warnings) process.stderr.write(red(`goldmirror: warning: ${warning}`) + '\n');
   return address;
+}
+
+/** The Download URL of a package, null (with the note on stderr) while no public address is set. */
+export async function cliDownloadUrl(
+  deps: Parameters<typeof cliPublicAddress>[0],
+  blob: { sha256: string; name: string },
+): Promise<string | null> {
+  const base = (await cliPublicAddress(deps)).url;
+  return base === null ? null : downloadUrl(base, blob.sha256, blob.name);
 }
 
 /** Red on a terminal that wants colour, plain text otherwise (pipes, logs, NO_COLOR). */

@@ -16,29 +16,10 @@ import {
   type ImageView,
 } from '../../services/images.js';
 import { confirmPortalValues } from '../../services/portal-changes.js';
-import type { Runtime } from '../../runtime.js';
 import type { PublicAddress } from '../../services/settings.js';
 import { cliPublicAddress, NOT_READY } from '../public-address.js';
-import { parseCommandArgs, type Command, type CommandContext } from '../context.js';
+import { JSON_FLAG, parseCommandArgs, type Command, type CommandContext } from '../context.js';
 import { printJson, printLine, table } from '../output.js';
-
-async function withRuntime<T>(
-  ctx: CommandContext,
-  fn: (runtime: Runtime, address: PublicAddress) => Promise<T>,
-  links = false,
-): Promise<T> {
-  const config = ctx.loadConfig();
-  const runtime = await ctx.openRuntime(config);
-  try {
-    // Only commands that print links resolve (and comment on) the public address.
-    const address: PublicAddress = links
-      ? await cliPublicAddress(runtime)
-      : { url: null, source: 'unset', stored: null, updatedAt: null, updatedBy: null, warnings: [] };
-    return await fn(runtime, address);
-  } finally {
-    await runtime.close();
-  }
-}
 
 function subcommand(ctx: CommandContext, names: string[], usage: string): { name: string; args: string[] } {
   const [name, ...args] = ctx.args;
@@ -80,74 +61,72 @@ export const imageCommand: Command = {
   async run(ctx) {
     const { name, args } = subcommand(ctx, ['create', 'list', 'show', 'delete', 'portal-updated'], IMAGE_USAGE);
     const { values, positionals } = parseCommandArgs(args, {
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
       description: { type: 'string' },
       arm64: { type: 'string' },
       x86_64: { type: 'string' },
     });
-    return withRuntime(
-      ctx,
-      async (runtime, address) => {
-        const deps = runtime;
-        const baseUrl = address.url;
-        if (name === 'list') {
-          if (positionals.length) throw new AppError('USAGE', 'image list takes no arguments');
-          const images = await listImages(deps, baseUrl);
-          if (values.json) return printJson(images);
-          if (!images.length)
-            return printLine('no golden images yet; create one with: goldmirror image create NAME --arm64 SHA256');
-          return printLine(
-            table([
-              ['ID', 'NAME', 'APPLE SILICON', 'INTEL', 'GROUPS'],
-              ...images.map((i) => [
-                String(i.id),
-                i.name,
-                i.arm64.enabled ? (i.arm64.sha256 ?? '').slice(0, 12) : '-',
-                i.x86_64.enabled ? (i.x86_64.sha256 ?? '').slice(0, 12) : '-',
-                i.groups.map((g) => g.name).join(', '),
-              ]),
+    // Only this command prints links, so only it resolves (and comments on) the public address.
+    return ctx.withRuntime(async (runtime) => {
+      const address = await cliPublicAddress(runtime);
+      const deps = runtime;
+      const baseUrl = address.url;
+      if (name === 'list') {
+        if (positionals.length) throw new AppError('USAGE', 'image list takes no arguments');
+        const images = await listImages(deps, baseUrl);
+        if (values.json) return printJson(images);
+        if (!images.length)
+          return printLine('no golden images yet; create one with: goldmirror image create NAME --arm64 SHA256');
+        return printLine(
+          table([
+            ['ID', 'NAME', 'APPLE SILICON', 'INTEL', 'GROUPS'],
+            ...images.map((i) => [
+              String(i.id),
+              i.name,
+              i.arm64.enabled ? (i.arm64.sha256 ?? '').slice(0, 12) : '-',
+              i.x86_64.enabled ? (i.x86_64.sha256 ?? '').slice(0, 12) : '-',
+              i.groups.map((g) => g.name).join(', '),
             ]),
-          );
-        }
-        if (positionals.length !== 1)
-          throw new AppError('USAGE', `image ${name} takes exactly one NAME${name === 'create' ? '' : '_OR_ID'}`);
-        const ref = positionals[0]!;
-        if (name === 'create') {
-          const arch = (sha: string | undefined) => (sha === undefined ? undefined : { enabled: true, sha256: sha });
-          const view = await createImage(
-            deps,
-            cliActor,
-            { name: ref, description: values.description, arm64: arch(values.arm64), x86_64: arch(values.x86_64) },
-            baseUrl,
-          );
-          return values.json ? printJson(view) : printImage(view, address);
-        }
-        const row = await findImageRef(deps, ref);
-        if (name === 'show') {
-          const view = await getImage(deps, row.id, baseUrl);
-          return values.json ? printJson({ ...view, portal: portalValues(view, address) }) : printImage(view, address);
-        }
-        if (name === 'portal-updated') {
-          const changed = await confirmPortalValues(deps, cliActor, row.id, baseUrl, undefined);
-          const view = await getImage(deps, row.id, baseUrl);
-          if (values.json) return printJson(portalValues(view, address));
-          return printLine(
-            changed
-              ? `marked the portal values of ${view.name} as updated`
-              : `nothing to do: the portal values of ${view.name} had not changed`,
-          );
-        }
-        const result = await deleteImage(deps, cliActor, row.id, baseUrl);
-        if (values.json) return printJson(result);
-        printLine(`deleted golden image ${result.deleted.name}`);
-        if (result.groupsLeftWithoutImage.length) {
-          printLine(
-            `these groups now have no golden image: ${result.groupsLeftWithoutImage.map((g) => g.name).join(', ')}`,
-          );
-        }
-      },
-      true,
-    );
+          ]),
+        );
+      }
+      if (positionals.length !== 1)
+        throw new AppError('USAGE', `image ${name} takes exactly one NAME${name === 'create' ? '' : '_OR_ID'}`);
+      const ref = positionals[0]!;
+      if (name === 'create') {
+        const arch = (sha: string | undefined) => (sha === undefined ? undefined : { enabled: true, sha256: sha });
+        const view = await createImage(
+          deps,
+          cliActor,
+          { name: ref, description: values.description, arm64: arch(values.arm64), x86_64: arch(values.x86_64) },
+          baseUrl,
+        );
+        return values.json ? printJson(view) : printImage(view, address);
+      }
+      const row = await findImageRef(deps, ref);
+      if (name === 'show') {
+        const view = await getImage(deps, row.id, baseUrl);
+        return values.json ? printJson({ ...view, portal: portalValues(view, address) }) : printImage(view, address);
+      }
+      if (name === 'portal-updated') {
+        const changed = await confirmPortalValues(deps, cliActor, row.id, baseUrl, undefined);
+        const view = await getImage(deps, row.id, baseUrl);
+        if (values.json) return printJson(portalValues(view, address));
+        return printLine(
+          changed
+            ? `marked the portal values of ${view.name} as updated`
+            : `nothing to do: the portal values of ${view.name} had not changed`,
+        );
+      }
+      const result = await deleteImage(deps, cliActor, row.id, baseUrl);
+      if (values.json) return printJson(result);
+      printLine(`deleted golden image ${result.deleted.name}`);
+      if (result.groupsLeftWithoutImage.length) {
+        printLine(
+          `these groups now have no golden image: ${result.groupsLeftWithoutImage.map((g) => g.name).join(', ')}`,
+        );
+      }
+    });
   },
 };
 
@@ -168,14 +147,14 @@ export const groupCommand: Command = {
   async run(ctx) {
     const { name, args } = subcommand(ctx, ['create', 'list', 'assign', 'export', 'import'], GROUP_USAGE);
     const { values, positionals } = parseCommandArgs(args, {
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
       'license-key': { type: 'string' },
       primary: { type: 'boolean', default: false },
       image: { type: 'string' },
       none: { type: 'boolean', default: false },
       'dry-run': { type: 'boolean', default: false },
     });
-    return withRuntime(ctx, async (runtime) => {
+    return ctx.withRuntime(async (runtime) => {
       const deps = runtime;
       if (name === 'export') {
         if (positionals.length > 1)
@@ -241,11 +220,11 @@ export const tokenCommand: Command = {
   async run(ctx) {
     const { name, args } = subcommand(ctx, ['create', 'revoke', 'list'], TOKEN_USAGE);
     const { values, positionals } = parseCommandArgs(args, {
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
       scope: { type: 'string' },
     });
     if (values.scope !== undefined && name !== 'create') throw new AppError('USAGE', '--scope goes with token create');
-    return withRuntime(ctx, async (runtime) => {
+    return ctx.withRuntime(async (runtime) => {
       if (name === 'list') {
         const tokens = await listApiTokens(runtime);
         if (values.json) return printJson(tokens);
@@ -292,14 +271,14 @@ export const adminCommand: Command = {
       user: { type: 'string' },
       'revoke-tokens': { type: 'boolean', default: false },
       stdin: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
     });
     if (positionals.length > 0)
       throw new AppError('USAGE', 'reset-password takes no arguments (the user goes in --user NAME)');
     // A password piped in (or --stdin) is used; on a terminal, or with nothing piped, one is generated.
     const piped = values.stdin || !process.stdin.isTTY ? await readPasswordFromStdin() : '';
     if (values.stdin && piped === '') throw new AppError('USAGE', '--stdin: no password on standard input');
-    return withRuntime(ctx, async (runtime) => {
+    return ctx.withRuntime(async (runtime) => {
       const result = await resetPassword(runtime, cliActor, {
         username: values.user,
         password: piped === '' ? undefined : piped,

@@ -5,10 +5,10 @@ import { downloadUrl } from '../../links.js';
 import { listBlobs } from '../../db/repos/blobs.js';
 import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
-import { parseCommandArgs, type Command } from '../context.js';
+import { JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine, table } from '../output.js';
-import { cliPublicAddress, NOT_READY } from '../public-address.js';
+import { cliDownloadUrl, cliPublicAddress, NOT_READY } from '../public-address.js';
 
 export const importCommand: Command = {
   summary: 'store a .pvmp package and print its SHA-256 and download link',
@@ -18,7 +18,7 @@ export const importCommand: Command = {
       sha256: { type: 'string' },
       'checksum-file': { type: 'string' },
       arch: { type: 'string' },
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
     });
     if (positionals.length !== 1) throw new AppError('USAGE', 'import takes exactly one FILE');
     const arch = parseBlobArch(values.arch, '--arch');
@@ -40,14 +40,10 @@ export const importCommand: Command = {
       throw new AppError('USAGE', (err as Error).message);
     }
 
-    const config = ctx.loadConfig();
-    const runtime = await ctx.openRuntime(config);
-    try {
-      let result;
-      try {
-        result = await ingestFile(runtime.ingestDeps, file, { expectedSha256: expected, arch });
-      } catch (err) {
-        if (isError(err, 'DIGEST_MISMATCH')) {
+    await ctx.withRuntime(async (runtime) => {
+      const { blob, created } = await ingestFile(runtime.ingestDeps, file, { expectedSha256: expected, arch }).catch(
+        (err: unknown) => {
+          if (!isError(err, 'DIGEST_MISMATCH')) throw err;
           throw new AppError(
             'DIGEST_MISMATCH',
             `checksum mismatch for ${file}: expected sha256 ${String(err.details.expected)}, ` +
@@ -55,34 +51,27 @@ export const importCommand: Command = {
             { ...err.details },
             { cause: err },
           );
-        }
-        throw err;
-      }
-      const { blob, created } = result;
-      const base = (await cliPublicAddress(runtime)).url;
-      const url = base === null ? null : downloadUrl(base, blob.sha256, blob.name);
+        },
+      );
+      const url = await cliDownloadUrl(runtime, blob);
       if (values.json) {
-        printJson({
+        const verified = expected !== undefined;
+        return printJson({
           sha256: blob.sha256,
           size: blob.size,
           url,
           name: blob.name,
           arch: blob.arch,
           created,
-          verified: expected !== undefined,
+          verified,
         });
-      } else {
-        printLine(`${created ? 'stored' : 'already stored'}: ${file}`);
-        printLine(`sha256: ${blob.sha256}`);
-        printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
-        printLine(
-          `arch:   ${blob.arch}${blob.arch === 'unknown' ? ' (give --arch arm64 or --arch x86_64 to record it)' : ''}`,
-        );
-        printLine(`url:    ${url ?? NOT_READY}`);
       }
-    } finally {
-      await runtime.close();
-    }
+      printStored(file, blob, created);
+      printLine(
+        `arch:   ${blob.arch}${blob.arch === 'unknown' ? ' (give --arch arm64 or --arch x86_64 to record it)' : ''}`,
+      );
+      printLine(`url:    ${url ?? NOT_READY}`);
+    });
   },
 };
 
@@ -90,11 +79,9 @@ export const listCommand: Command = {
   summary: 'list stored packages',
   usage: 'goldmirror list [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean', default: false } });
+    const { values, positionals } = parseCommandArgs(ctx.args, JSON_FLAG);
     if (positionals.length > 0) throw new AppError('USAGE', 'list takes no arguments');
-    const config = ctx.loadConfig();
-    const runtime = await ctx.openRuntime(config);
-    try {
+    return ctx.withRuntime(async (runtime) => {
       // The table has no links; only --json prints them (and the note about the address).
       const base = values.json ? (await cliPublicAddress(runtime)).url : null;
       const blobs = (await listBlobs(runtime.db)).map((b) => ({
@@ -121,11 +108,16 @@ export const listCommand: Command = {
           ]),
         ]),
       );
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
+
+/** The first lines import and fetch print about the package they stored. */
+export function printStored(source: string, blob: { sha256: string; size: number }, created: boolean): void {
+  printLine(`${created ? 'stored' : 'already stored'}: ${source}`);
+  printLine(`sha256: ${blob.sha256}`);
+  printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
+}
 
 /** Checksum files are a line of text; anything large is not one. */
 async function readSmallText(file: string): Promise<string> {

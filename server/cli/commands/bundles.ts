@@ -7,14 +7,13 @@ import { fetchIntoStore } from '../../bundles/fetch.js';
 import { importBundle, type ImportReport } from '../../bundles/import.js';
 import { syncFrom } from '../../bundles/sync.js';
 import { AppError } from '../../errors.js';
-import { downloadUrl } from '../../links.js';
-import { cliPublicAddress, NOT_READY } from '../public-address.js';
+import { cliDownloadUrl, NOT_READY } from '../public-address.js';
 import { cliActor } from '../../services/audit.js';
 import { parseSha256 } from '../../../storage/digest.js';
-import { parseCommandArgs, type Command } from '../context.js';
+import { JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine } from '../output.js';
-import { describeErrno } from './blobs.js';
+import { describeErrno, printStored } from './blobs.js';
 
 /** Progress on stderr, at most a few times a second, only to a terminal. */
 function progressPrinter(label: string): (done: number, total: number | null) => void {
@@ -40,8 +39,7 @@ export const exportCommand: Command = {
     });
     if (positionals.length !== 1) throw new AppError('USAGE', 'export takes exactly one OUT path (or - for stdout)');
     const out = positionals[0]!;
-    const runtime = await ctx.openRuntime();
-    try {
+    return ctx.withRuntime(async (runtime) => {
       const manifest = await buildManifest(runtime, { images: values.image ?? [], includeBlobs: !values['no-blobs'] });
       const stream = exportBundle(runtime.store, manifest);
       if (out === '-') {
@@ -62,9 +60,7 @@ export const exportCommand: Command = {
             `${manifest.includesBlobs ? `${manifest.blobs.length} package(s) (${humanBytes(bytes)})` : 'no packages'} to ${out}\n`,
         );
       }
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
 
@@ -97,7 +93,7 @@ export const importBundleCommand: Command = {
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, {
       'dry-run': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
     });
     if (positionals.length !== 1)
       throw new AppError('USAGE', 'import-bundle takes exactly one IN path (or - for stdin)');
@@ -108,8 +104,7 @@ export const importBundleCommand: Command = {
       });
       if (!st.isFile()) throw new AppError('FILE_UNREADABLE', `${input} is not a regular file`);
     }
-    const runtime = await ctx.openRuntime();
-    try {
+    return ctx.withRuntime(async (runtime) => {
       const source = input === '-' ? process.stdin : createReadStream(input, { highWaterMark: 1 << 20 });
       const report = await importBundle(runtime.ingestDeps, source, {
         dryRun: values['dry-run'],
@@ -118,9 +113,7 @@ export const importBundleCommand: Command = {
       });
       if (values.json) printJson(report);
       else printImportReport(report);
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
 
@@ -131,30 +124,23 @@ export const fetchCommand: Command = {
     const { values, positionals } = parseCommandArgs(ctx.args, {
       sha256: { type: 'string' },
       'checksum-url': { type: 'string' },
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
     });
     if (positionals.length !== 1) throw new AppError('USAGE', 'fetch takes exactly one URL');
     if (values.sha256 !== undefined && values['checksum-url'] !== undefined)
       throw new AppError('USAGE', 'give either --sha256 or --checksum-url, not both');
     const expected = values.sha256 !== undefined ? parseSha256(values.sha256, '--sha256') : undefined;
-    const config = ctx.loadConfig();
-    const runtime = await ctx.openRuntime(config);
-    try {
+    return ctx.withRuntime(async (runtime) => {
       const { blob, created } = await fetchIntoStore(runtime.ingestDeps, positionals[0]!, {
         expectedSha256: expected,
         checksumUrl: values['checksum-url'],
         onProgress: progressPrinter('downloading'),
       });
-      const base = (await cliPublicAddress(runtime)).url;
-      const url = base === null ? null : downloadUrl(base, blob.sha256, blob.name);
+      const url = await cliDownloadUrl(runtime, blob);
       if (values.json) return printJson({ sha256: blob.sha256, size: blob.size, url, name: blob.name, created });
-      printLine(`${created ? 'stored' : 'already stored'}: ${positionals[0]}`);
-      printLine(`sha256: ${blob.sha256}`);
-      printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
+      printStored(positionals[0]!, blob, created);
       printLine(`url:    ${url ?? NOT_READY}`);
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
 
@@ -165,7 +151,7 @@ export const syncCommand: Command = {
     const { values, positionals } = parseCommandArgs(ctx.args, {
       from: { type: 'string' },
       token: { type: 'string' },
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
     });
     if (positionals.length > 0) throw new AppError('USAGE', 'sync takes no positional arguments');
     const config = ctx.loadConfig();
@@ -176,8 +162,7 @@ export const syncCommand: Command = {
         'USAGE',
         'sync needs --from URL and --token TOKEN (or MIRROR_SYNC_FROM and MIRROR_SYNC_TOKEN)',
       );
-    const runtime = await ctx.openRuntime(config);
-    try {
+    return ctx.withRuntime(async (runtime) => {
       const report = await syncFrom(runtime.ingestDeps, {
         from,
         token,
@@ -187,8 +172,6 @@ export const syncCommand: Command = {
       if (values.json) return printJson(report);
       printLine(`synced from ${report.from}: ${report.fetched.length} package(s) downloaded`);
       printImportReport(report.import);
-    } finally {
-      await runtime.close();
-    }
+    }, config);
   },
 };

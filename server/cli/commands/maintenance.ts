@@ -7,7 +7,7 @@ import { cliActor } from '../../services/audit.js';
 import { collectGarbage } from '../../services/gc.js';
 import { runDoctor } from '../../services/doctor.js';
 import { resolvePublicAddress } from '../../services/settings.js';
-import { parseCommandArgs, type Command } from '../context.js';
+import { JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine } from '../output.js';
 
@@ -17,12 +17,11 @@ export const verifyCommand: Command = {
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, {
       all: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
     });
     if (values.all === positionals.length > 0 || positionals.length > 1)
       throw new AppError('USAGE', 'give one SHA256, or --all');
-    const runtime = await ctx.openRuntime();
-    try {
+    return ctx.withRuntime(async (runtime) => {
       let results: Record<string, CheckResult>;
       if (values.all) {
         results = await runtime.checker.checkAll();
@@ -43,9 +42,7 @@ export const verifyCommand: Command = {
           `goldmirror: ${bad} package(s) failed verification; their links answer 503 until re-imported\n`,
         );
       return bad > 0 ? 1 : 0;
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
 
@@ -62,11 +59,10 @@ export const gcCommand: Command = {
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, {
       'dry-run': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
     });
     if (positionals.length > 0) throw new AppError('USAGE', 'gc takes no arguments');
-    const runtime = await ctx.openRuntime();
-    try {
+    return ctx.withRuntime(async (runtime) => {
       const report = await collectGarbage(runtime, cliActor, {
         dryRun: values['dry-run'],
         graceMs: runtime.config.gcGraceMs,
@@ -79,9 +75,7 @@ export const gcCommand: Command = {
         );
       for (const k of report.kept) printLine(`kept ${k.sha256}  (${KEPT_BECAUSE[k.reason]})`);
       printLine(`${verb} ${report.removed.length} package(s), ${humanBytes(report.freedBytes)}`);
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
 
@@ -89,10 +83,9 @@ export const doctorCommand: Command = {
   summary: 'check config, data dir, database, free space and files against the database',
   usage: 'goldmirror doctor [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean', default: false } });
+    const { values, positionals } = parseCommandArgs(ctx.args, JSON_FLAG);
     if (positionals.length > 0) throw new AppError('USAGE', 'doctor takes no arguments');
-    const runtime = await ctx.openRuntime();
-    try {
+    return ctx.withRuntime(async (runtime) => {
       const report = await runDoctor(runtime);
       if (values.json) {
         printJson(report);
@@ -120,8 +113,6 @@ export const doctorCommand: Command = {
         if (report.warnings.length > 0) printLine(`warnings:\n${report.warnings.map((w) => `  - ${w}`).join('\n')}`);
       }
       return report.ok ? 0 : 1;
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };

@@ -2,7 +2,7 @@
 import { AppError } from '../../errors.js';
 import { cliActor } from '../../services/audit.js';
 import { resolvePublicAddress, updateSettings, type PublicAddress } from '../../services/settings.js';
-import { parseCommandArgs, type Command } from '../context.js';
+import { JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
 import { printJson, printLine } from '../output.js';
 import { red } from '../public-address.js';
 
@@ -21,7 +21,7 @@ export const settingsCommand: Command = {
   usage: USAGE,
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, {
-      json: { type: 'boolean', default: false },
+      ...JSON_FLAG,
       clear: { type: 'boolean', default: false },
     });
     const [what, url, ...rest] = positionals;
@@ -34,9 +34,7 @@ export const settingsCommand: Command = {
       );
     }
     if (what === undefined && values.clear) throw new AppError('USAGE', '--clear goes with public-url');
-    const config = ctx.loadConfig();
-    const runtime = await ctx.openRuntime(config);
-    try {
+    return ctx.withRuntime(async (runtime) => {
       const address =
         what === undefined
           ? await resolvePublicAddress(runtime)
@@ -44,8 +42,6 @@ export const settingsCommand: Command = {
       if (values.json) return printJson({ publicUrl: address });
       printLine(describe(address));
       for (const warning of address.warnings) process.stderr.write(red(`goldmirror: warning: ${warning}`) + '\n');
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
