@@ -3,32 +3,24 @@
  * config → data dir → blob store → database (migrated) → services and jobs.
  */
 import fs from 'node:fs/promises';
-import { openBlobStore, type BlobStore } from '../storage/blob-store.js';
+import { openBlobStore } from '../storage/blob-store.js';
 import { DATA_DIR_MODE, ensureDir } from '../storage/file-modes.js';
 import type { Config } from '../config/load.js';
-import { openDatabase, type Db } from './db/open.js';
+import type { CoreDeps } from './app-deps.js';
+import { openDatabase } from './db/open.js';
 import { countBlobsNotOk, totalBlobBytes } from './db/repos/blobs.js';
 import { AppError } from './errors.js';
 import { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { createMetrics } from './metrics.js';
 import { createActivityTracker, type ActivityTracker } from './services/activity.js';
 import { systemClock, type Clock } from './services/deps.js';
 import type { IngestDeps } from './services/ingest.js';
 import { TransferJobs } from './jobs/transfers.js';
 import { createOutboundFetch } from './net/outbound.js';
 
-export interface Runtime {
-  config: Config;
-  db: Db;
-  store: BlobStore;
-  log: Logger;
-  clock: Clock;
-  metrics: Metrics;
+export interface Runtime extends CoreDeps {
   activity: ActivityTracker;
-  checker: IntegrityChecker;
-  ingestDeps: IngestDeps;
-  transfers: TransferJobs;
   /** Stops checks, flushes activity, closes the database. */
   close(): Promise<void>;
 }
