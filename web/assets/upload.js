@@ -214,24 +214,10 @@
           continue;
         }
         if (staged.some((item) => item.file && fileKey(item.file) === fileKey(file))) continue;
-        let item = staged.find((i) => !i.file && i.checksumFile && stem(i.checksumFile.name) === stem(file.name));
-        if (!item) {
-          item = newItem();
-          item.arch = guessArch(file.name);
-          item.archGuessed = item.arch !== 'unknown';
-        }
-        item.file = file;
-        touched.add(item);
+        touched.add(stageInto(file, 'file', 'checksumFile'));
       } else if (type === 'checksum') {
-        let item = staged.find((i) => i.file && !i.checksumFile && stem(i.file.name) === stem(file.name));
-        if (!item) {
-          // Its package may already be uploading in this tab: the checksum then arrived too late for it.
-          item = newItem();
-          item.arch = guessArch(file.name);
-          item.archGuessed = item.arch !== 'unknown';
-        }
-        item.checksumFile = file;
-        touched.add(item);
+        // Its package may already be uploading in this tab: the checksum then arrived too late for it.
+        touched.add(stageInto(file, 'checksumFile', 'file'));
       } else {
         const item = newItem();
         item.other = file;
@@ -240,6 +226,18 @@
     }
     for (const item of touched) item.checked = check(item);
     renderStaged();
+  }
+
+  /** Puts a package or checksum file in `slot` of the item whose `partner` has the same name stem, or of a new one. */
+  function stageInto(file, slot, partner) {
+    let item = staged.find((i) => !i[slot] && i[partner] && stem(i[partner].name) === stem(file.name));
+    if (!item) {
+      item = newItem();
+      item.arch = guessArch(file.name);
+      item.archGuessed = item.arch !== 'unknown';
+    }
+    item[slot] = file;
+    return item;
   }
 
   function newItem() {
