@@ -53,8 +53,11 @@ export function createContext(args: string[], globals: GlobalOptions, env: NodeJ
   };
 }
 
+/** An option that takes a value, and one that is a flag (false unless given), for parseCommandArgs. */
+export const STRING = { type: 'string' } as const;
+export const FLAG = { type: 'boolean', default: false } as const;
 /** The --json flag most commands take. */
-export const JSON_FLAG = { json: { type: 'boolean', default: false } } as const;
+export const JSON_FLAG = { json: FLAG } as const;
 
 /** parseArgs with goldmirror's conventions: strict, and usage errors as USAGE AppErrors. */
 export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(

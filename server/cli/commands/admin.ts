@@ -18,7 +18,7 @@ import {
 import { confirmPortalValues } from '../../services/portal-changes.js';
 import type { PublicAddress } from '../../services/settings.js';
 import { cliPublicAddress, NOT_READY } from '../public-address.js';
-import { JSON_FLAG, parseCommandArgs, type Command, type CommandContext } from '../context.js';
+import { FLAG, JSON_FLAG, STRING, parseCommandArgs, type Command, type CommandContext } from '../context.js';
 import { printJson, printLine, table } from '../output.js';
 
 function subcommand(ctx: CommandContext, names: string[], usage: string): { name: string; args: string[] } {
@@ -62,9 +62,9 @@ export const imageCommand: Command = {
     const { name, args } = subcommand(ctx, ['create', 'list', 'show', 'delete', 'portal-updated'], IMAGE_USAGE);
     const { values, positionals } = parseCommandArgs(args, {
       ...JSON_FLAG,
-      description: { type: 'string' },
-      arm64: { type: 'string' },
-      x86_64: { type: 'string' },
+      description: STRING,
+      arm64: STRING,
+      x86_64: STRING,
     });
     // Only this command prints links, so only it resolves (and comments on) the public address.
     return ctx.withRuntime(async (runtime) => {
@@ -148,11 +148,11 @@ export const groupCommand: Command = {
     const { name, args } = subcommand(ctx, ['create', 'list', 'assign', 'export', 'import'], GROUP_USAGE);
     const { values, positionals } = parseCommandArgs(args, {
       ...JSON_FLAG,
-      'license-key': { type: 'string' },
-      primary: { type: 'boolean', default: false },
-      image: { type: 'string' },
-      none: { type: 'boolean', default: false },
-      'dry-run': { type: 'boolean', default: false },
+      'license-key': STRING,
+      primary: FLAG,
+      image: STRING,
+      none: FLAG,
+      'dry-run': FLAG,
     });
     return ctx.withRuntime(async (runtime) => {
       const deps = runtime;
@@ -219,10 +219,7 @@ export const tokenCommand: Command = {
   usage: TOKEN_USAGE,
   async run(ctx) {
     const { name, args } = subcommand(ctx, ['create', 'revoke', 'list'], TOKEN_USAGE);
-    const { values, positionals } = parseCommandArgs(args, {
-      ...JSON_FLAG,
-      scope: { type: 'string' },
-    });
+    const { values, positionals } = parseCommandArgs(args, { ...JSON_FLAG, scope: STRING });
     if (values.scope !== undefined && name !== 'create') throw new AppError('USAGE', '--scope goes with token create');
     return ctx.withRuntime(async (runtime) => {
       if (name === 'list') {
@@ -268,9 +265,9 @@ export const adminCommand: Command = {
   async run(ctx) {
     subcommand(ctx, ['reset-password'], ADMIN_USAGE);
     const { values, positionals } = parseCommandArgs(ctx.args.slice(1), {
-      user: { type: 'string' },
-      'revoke-tokens': { type: 'boolean', default: false },
-      stdin: { type: 'boolean', default: false },
+      user: STRING,
+      'revoke-tokens': FLAG,
+      stdin: FLAG,
       ...JSON_FLAG,
     });
     if (positionals.length > 0)

@@ -5,7 +5,7 @@ import { downloadUrl } from '../../links.js';
 import { listBlobs } from '../../db/repos/blobs.js';
 import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
-import { JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
+import { JSON_FLAG, STRING, parseCommandArgs, type Command } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine, table } from '../output.js';
 import { cliDownloadUrl, cliPublicAddress, NOT_READY } from '../public-address.js';
@@ -15,9 +15,9 @@ export const importCommand: Command = {
   usage: 'goldmirror import FILE.pvmp [--arch arm64|x86_64|unknown] [--sha256 HEX | --checksum-file TXT] [--json]',
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, {
-      sha256: { type: 'string' },
-      'checksum-file': { type: 'string' },
-      arch: { type: 'string' },
+      sha256: STRING,
+      'checksum-file': STRING,
+      arch: STRING,
       ...JSON_FLAG,
     });
     if (positionals.length !== 1) throw new AppError('USAGE', 'import takes exactly one FILE');

@@ -10,7 +10,7 @@ import { AppError } from '../../errors.js';
 import { cliDownloadUrl, NOT_READY } from '../public-address.js';
 import { cliActor } from '../../services/audit.js';
 import { parseSha256 } from '../../../storage/digest.js';
-import { JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
+import { FLAG, JSON_FLAG, STRING, parseCommandArgs, type Command } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine } from '../output.js';
 import { describeErrno, printStored } from './blobs.js';
@@ -35,7 +35,7 @@ export const exportCommand: Command = {
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, {
       image: { type: 'string', multiple: true },
-      'no-blobs': { type: 'boolean', default: false },
+      'no-blobs': FLAG,
     });
     if (positionals.length !== 1) throw new AppError('USAGE', 'export takes exactly one OUT path (or - for stdout)');
     const out = positionals[0]!;
@@ -91,10 +91,7 @@ export const importBundleCommand: Command = {
   summary: 'read a tar bundle (- for stdin): verify every package, then apply images and groups',
   usage: 'goldmirror import-bundle IN.tar|- [--dry-run] [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      'dry-run': { type: 'boolean', default: false },
-      ...JSON_FLAG,
-    });
+    const { values, positionals } = parseCommandArgs(ctx.args, { 'dry-run': FLAG, ...JSON_FLAG });
     if (positionals.length !== 1)
       throw new AppError('USAGE', 'import-bundle takes exactly one IN path (or - for stdin)');
     const input = positionals[0]!;
@@ -122,8 +119,8 @@ export const fetchCommand: Command = {
   usage: 'goldmirror fetch URL [--sha256 HEX | --checksum-url URL] [--json]',
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, {
-      sha256: { type: 'string' },
-      'checksum-url': { type: 'string' },
+      sha256: STRING,
+      'checksum-url': STRING,
       ...JSON_FLAG,
     });
     if (positionals.length !== 1) throw new AppError('USAGE', 'fetch takes exactly one URL');
@@ -148,11 +145,7 @@ export const syncCommand: Command = {
   summary: "copy another goldmirror's images, groups and missing packages (resumable, idempotent)",
   usage: 'goldmirror sync --from URL --token TOKEN [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      from: { type: 'string' },
-      token: { type: 'string' },
-      ...JSON_FLAG,
-    });
+    const { values, positionals } = parseCommandArgs(ctx.args, { from: STRING, token: STRING, ...JSON_FLAG });
     if (positionals.length > 0) throw new AppError('USAGE', 'sync takes no positional arguments');
     const config = ctx.loadConfig();
     const from = values.from ?? config.syncFrom;

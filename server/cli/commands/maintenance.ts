@@ -7,7 +7,7 @@ import { cliActor } from '../../services/audit.js';
 import { collectGarbage } from '../../services/gc.js';
 import { runDoctor } from '../../services/doctor.js';
 import { resolvePublicAddress } from '../../services/settings.js';
-import { JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
+import { FLAG, JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine } from '../output.js';
 
@@ -15,10 +15,7 @@ export const verifyCommand: Command = {
   summary: 're-hash stored packages now (one, or all); a corrupt one is quarantined at once',
   usage: 'goldmirror verify SHA256 | --all [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      all: { type: 'boolean', default: false },
-      ...JSON_FLAG,
-    });
+    const { values, positionals } = parseCommandArgs(ctx.args, { all: FLAG, ...JSON_FLAG });
     if (values.all === positionals.length > 0 || positionals.length > 1)
       throw new AppError('USAGE', 'give one SHA256, or --all');
     return ctx.withRuntime(async (runtime) => {
@@ -57,10 +54,7 @@ export const gcCommand: Command = {
   summary: 'remove packages no golden image uses (older than the grace period, not in use)',
   usage: 'goldmirror gc [--dry-run] [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      'dry-run': { type: 'boolean', default: false },
-      ...JSON_FLAG,
-    });
+    const { values, positionals } = parseCommandArgs(ctx.args, { 'dry-run': FLAG, ...JSON_FLAG });
     if (positionals.length > 0) throw new AppError('USAGE', 'gc takes no arguments');
     return ctx.withRuntime(async (runtime) => {
       const report = await collectGarbage(runtime, cliActor, {

@@ -3,16 +3,16 @@ import { AppError } from '../../errors.js';
 import { startServer } from '../../serve.js';
 import { bootstrapAdmin } from '../../services/auth.js';
 import { recoverInterruptedDeletes } from '../../services/gc.js';
-import { parseCommandArgs, type Command } from '../context.js';
+import { STRING, parseCommandArgs, type Command } from '../context.js';
 
 export const serveCommand: Command = {
   summary: 'run the mirror (what npm start runs)',
   usage: 'goldmirror serve [--host HOST] [--port PORT] [--bandwidth-limit BYTES_PER_SEC]',
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(ctx.args, {
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'bandwidth-limit': { type: 'string' },
+      host: STRING,
+      port: STRING,
+      'bandwidth-limit': STRING,
     });
     if (positionals.length > 0) throw new AppError('USAGE', 'serve takes no arguments');
     const overrides: Record<string, unknown> = {};

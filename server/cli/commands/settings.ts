@@ -2,7 +2,7 @@
 import { AppError } from '../../errors.js';
 import { cliActor } from '../../services/audit.js';
 import { resolvePublicAddress, updateSettings, type PublicAddress } from '../../services/settings.js';
-import { JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
+import { FLAG, JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
 import { printJson, printLine } from '../output.js';
 import { red } from '../public-address.js';
 
@@ -20,10 +20,7 @@ export const settingsCommand: Command = {
   summary: 'show or set the public address Macs use (every Download URL starts with it)',
   usage: USAGE,
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      ...JSON_FLAG,
-      clear: { type: 'boolean', default: false },
-    });
+    const { values, positionals } = parseCommandArgs(ctx.args, { ...JSON_FLAG, clear: FLAG });
     const [what, url, ...rest] = positionals;
     if (what !== undefined && what !== 'public-url')
       throw new AppError('USAGE', `unknown setting ${JSON.stringify(what)}`);
