@@ -59,15 +59,21 @@ export const FLAG = { type: 'boolean', default: false } as const;
 /** The --json flag most commands take. */
 export const JSON_FLAG = { json: FLAG } as const;
 
-/** parseArgs with goldmirror's conventions: strict, and usage errors as USAGE AppErrors. */
+/** How many positional arguments a command takes, and the usage error when it gets another number. */
+export type Arity = [count: number, message: string];
+
+/** parseArgs with goldmirror's conventions: strict, and usage errors (options, or positionals against `arity`) as USAGE AppErrors. */
 export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(
   args: string[],
   options: T,
-  allowPositionals = true,
-): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: boolean; strict: true }>> {
+  arity?: Arity,
+): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>> {
+  let parsed;
   try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (err) {
     throw new AppError('USAGE', (err as Error).message);
   }
+  if (arity && parsed.positionals.length !== arity[0]) throw new AppError('USAGE', arity[1]);
+  return parsed;
 }

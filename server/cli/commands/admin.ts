@@ -264,14 +264,11 @@ export const adminCommand: Command = {
   usage: ADMIN_USAGE,
   async run(ctx) {
     subcommand(ctx, ['reset-password'], ADMIN_USAGE);
-    const { values, positionals } = parseCommandArgs(ctx.args.slice(1), {
-      user: STRING,
-      'revoke-tokens': FLAG,
-      stdin: FLAG,
-      ...JSON_FLAG,
-    });
-    if (positionals.length > 0)
-      throw new AppError('USAGE', 'reset-password takes no arguments (the user goes in --user NAME)');
+    const { values } = parseCommandArgs(
+      ctx.args.slice(1),
+      { user: STRING, 'revoke-tokens': FLAG, stdin: FLAG, ...JSON_FLAG },
+      [0, 'reset-password takes no arguments (the user goes in --user NAME)'],
+    );
     // A password piped in (or --stdin) is used; on a terminal, or with nothing piped, one is generated.
     const piped = values.stdin || !process.stdin.isTTY ? await readPasswordFromStdin() : '';
     if (values.stdin && piped === '') throw new AppError('USAGE', '--stdin: no password on standard input');

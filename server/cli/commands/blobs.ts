@@ -14,13 +14,11 @@ export const importCommand: Command = {
   summary: 'store a .pvmp package and print its SHA-256 and download link',
   usage: 'goldmirror import FILE.pvmp [--arch arm64|x86_64|unknown] [--sha256 HEX | --checksum-file TXT] [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      sha256: STRING,
-      'checksum-file': STRING,
-      arch: STRING,
-      ...JSON_FLAG,
-    });
-    if (positionals.length !== 1) throw new AppError('USAGE', 'import takes exactly one FILE');
+    const { values, positionals } = parseCommandArgs(
+      ctx.args,
+      { sha256: STRING, 'checksum-file': STRING, arch: STRING, ...JSON_FLAG },
+      [1, 'import takes exactly one FILE'],
+    );
     const arch = parseBlobArch(values.arch, '--arch');
     if (values.sha256 !== undefined && values['checksum-file'] !== undefined) {
       throw new AppError('USAGE', 'give either --sha256 or --checksum-file, not both');
@@ -79,8 +77,7 @@ export const listCommand: Command = {
   summary: 'list stored packages',
   usage: 'goldmirror list [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, JSON_FLAG);
-    if (positionals.length > 0) throw new AppError('USAGE', 'list takes no arguments');
+    const { values } = parseCommandArgs(ctx.args, JSON_FLAG, [0, 'list takes no arguments']);
     return ctx.withRuntime(async (runtime) => {
       // The table has no links; only --json prints them (and the note about the address).
       const base = values.json ? (await cliPublicAddress(runtime)).url : null;

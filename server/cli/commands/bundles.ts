@@ -33,11 +33,11 @@ export const exportCommand: Command = {
   summary: 'write images, groups and their packages to a tar bundle (- for stdout)',
   usage: 'goldmirror export OUT.tar|- [--image NAME_OR_ID ...] [--no-blobs]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      image: { type: 'string', multiple: true },
-      'no-blobs': FLAG,
-    });
-    if (positionals.length !== 1) throw new AppError('USAGE', 'export takes exactly one OUT path (or - for stdout)');
+    const { values, positionals } = parseCommandArgs(
+      ctx.args,
+      { image: { type: 'string', multiple: true }, 'no-blobs': FLAG },
+      [1, 'export takes exactly one OUT path (or - for stdout)'],
+    );
     const out = positionals[0]!;
     return ctx.withRuntime(async (runtime) => {
       const manifest = await buildManifest(runtime, { images: values.image ?? [], includeBlobs: !values['no-blobs'] });
@@ -91,9 +91,10 @@ export const importBundleCommand: Command = {
   summary: 'read a tar bundle (- for stdin): verify every package, then apply images and groups',
   usage: 'goldmirror import-bundle IN.tar|- [--dry-run] [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, { 'dry-run': FLAG, ...JSON_FLAG });
-    if (positionals.length !== 1)
-      throw new AppError('USAGE', 'import-bundle takes exactly one IN path (or - for stdin)');
+    const { values, positionals } = parseCommandArgs(ctx.args, { 'dry-run': FLAG, ...JSON_FLAG }, [
+      1,
+      'import-bundle takes exactly one IN path (or - for stdin)',
+    ]);
     const input = positionals[0]!;
     if (input !== '-') {
       const st = await fs.stat(input).catch((err: unknown) => {
@@ -118,12 +119,11 @@ export const fetchCommand: Command = {
   summary: 'download a .pvmp from an HTTP(S) URL into the store (resumes, verifies)',
   usage: 'goldmirror fetch URL [--sha256 HEX | --checksum-url URL] [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      sha256: STRING,
-      'checksum-url': STRING,
-      ...JSON_FLAG,
-    });
-    if (positionals.length !== 1) throw new AppError('USAGE', 'fetch takes exactly one URL');
+    const { values, positionals } = parseCommandArgs(
+      ctx.args,
+      { sha256: STRING, 'checksum-url': STRING, ...JSON_FLAG },
+      [1, 'fetch takes exactly one URL'],
+    );
     if (values.sha256 !== undefined && values['checksum-url'] !== undefined)
       throw new AppError('USAGE', 'give either --sha256 or --checksum-url, not both');
     const expected = values.sha256 !== undefined ? parseSha256(values.sha256, '--sha256') : undefined;
@@ -145,8 +145,10 @@ export const syncCommand: Command = {
   summary: "copy another goldmirror's images, groups and missing packages (resumable, idempotent)",
   usage: 'goldmirror sync --from URL --token TOKEN [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, { from: STRING, token: STRING, ...JSON_FLAG });
-    if (positionals.length > 0) throw new AppError('USAGE', 'sync takes no positional arguments');
+    const { values } = parseCommandArgs(ctx.args, { from: STRING, token: STRING, ...JSON_FLAG }, [
+      0,
+      'sync takes no positional arguments',
+    ]);
     const config = ctx.loadConfig();
     const from = values.from ?? config.syncFrom;
     const token = values.token ?? (config.syncToken || ctx.env.MIRROR_SYNC_TOKEN);

@@ -54,8 +54,7 @@ export const gcCommand: Command = {
   summary: 'remove packages no golden image uses (older than the grace period, not in use)',
   usage: 'goldmirror gc [--dry-run] [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, { 'dry-run': FLAG, ...JSON_FLAG });
-    if (positionals.length > 0) throw new AppError('USAGE', 'gc takes no arguments');
+    const { values } = parseCommandArgs(ctx.args, { 'dry-run': FLAG, ...JSON_FLAG }, [0, 'gc takes no arguments']);
     return ctx.withRuntime(async (runtime) => {
       const report = await collectGarbage(runtime, cliActor, {
         dryRun: values['dry-run'],
@@ -77,8 +76,7 @@ export const doctorCommand: Command = {
   summary: 'check config, data dir, database, free space and files against the database',
   usage: 'goldmirror doctor [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, JSON_FLAG);
-    if (positionals.length > 0) throw new AppError('USAGE', 'doctor takes no arguments');
+    const { values } = parseCommandArgs(ctx.args, JSON_FLAG, [0, 'doctor takes no arguments']);
     return ctx.withRuntime(async (runtime) => {
       const report = await runDoctor(runtime);
       if (values.json) {

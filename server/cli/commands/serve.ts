@@ -1,5 +1,4 @@
 import { parseBytes } from '../../../config/units.js';
-import { AppError } from '../../errors.js';
 import { startServer } from '../../serve.js';
 import { bootstrapAdmin } from '../../services/auth.js';
 import { recoverInterruptedDeletes } from '../../services/gc.js';
@@ -9,12 +8,10 @@ export const serveCommand: Command = {
   summary: 'run the mirror (what npm start runs)',
   usage: 'goldmirror serve [--host HOST] [--port PORT] [--bandwidth-limit BYTES_PER_SEC]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      host: STRING,
-      port: STRING,
-      'bandwidth-limit': STRING,
-    });
-    if (positionals.length > 0) throw new AppError('USAGE', 'serve takes no arguments');
+    const { values } = parseCommandArgs(ctx.args, { host: STRING, port: STRING, 'bandwidth-limit': STRING }, [
+      0,
+      'serve takes no arguments',
+    ]);
     const overrides: Record<string, unknown> = {};
     if (values.host !== undefined) overrides.host = values.host;
     if (values.port !== undefined) overrides.port = /^\d+$/.test(values.port) ? Number(values.port) : values.port;
