@@ -36,17 +36,15 @@ export async function recordIngestedBlob(
       ...known,
     })
     .onConflict((oc) =>
-      oc
-        .column('sha256')
-        .doUpdateSet({
-          size: blob.size,
-          name: blob.name,
-          state: 'ok',
-          state_detail: null,
-          verified_at: blob.nowMs,
-          ingested_at: blob.nowMs,
-          ...known,
-        }),
+      oc.column('sha256').doUpdateSet({
+        size: blob.size,
+        name: blob.name,
+        state: 'ok',
+        state_detail: null,
+        verified_at: blob.nowMs,
+        ingested_at: blob.nowMs,
+        ...known,
+      }),
     )
     .execute();
   const row = await findBlob(db, blob.sha256);
