@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { flag } from './columns.js';
 
 // Frozen in time: never edit a released migration, add a new one.
 //
@@ -40,12 +41,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('size', 'bigint', (col) => col.notNull())
     .addColumn('result', 'varchar(16)', (col) => col.notNull().check(sql`result in ('complete', 'resumed', 'aborted')`))
     // 1 when the body carried the file's last byte in full: it counts as a finished download.
-    .addColumn('covers_end', 'integer', (col) =>
-      col
-        .notNull()
-        .defaultTo(0)
-        .check(sql`covers_end in (0, 1)`),
-    )
+    .addColumn('covers_end', 'integer', flag('covers_end'))
     .execute();
   await db.schema.createIndex('download_log_finished_at').on('download_log').column('finished_at').execute();
   await db.schema.createIndex('download_log_image_id').on('download_log').columns(['image_id', 'id']).execute();
