@@ -58,7 +58,9 @@ export function loadConfig(options: LoadOptions = {}): Config {
     }
   }
   if (problems.length > 0 || !result.success) {
-    throw new AppError('CONFIG_INVALID', `invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`, { problems });
+    throw new AppError('CONFIG_INVALID', `invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`, {
+      problems,
+    });
   }
   return Object.freeze(result.data);
 }

@@ -21,6 +21,13 @@ const cidrList = z
     return Object.freeze(cidrs);
   });
 
+/** An absolute http(s) base URL without its trailing slashes, or '' for none. */
+const optionalBaseUrl = z
+  .string()
+  .default('')
+  .refine((v) => v === '' || isHttpUrl(v), { message: 'must be an absolute http:// or https:// URL' })
+  .transform((v) => v.replace(/\/+$/, ''));
+
 export const configSchema = z
   .object({
     host: z.string().min(1).default('0.0.0.0'),
@@ -30,11 +37,7 @@ export const configSchema = z
      * Base URL written into download links (scheme, host, optional port and
      * path prefix). Wins over the address stored on the Settings page; empty: that one.
      */
-    publicUrl: z
-      .string()
-      .default('')
-      .refine((v) => v === '' || isHttpUrl(v), { message: 'must be an absolute http:// or https:// URL' })
-      .transform((v) => v.replace(/\/+$/, '')),
+    publicUrl: optionalBaseUrl,
     /** PEM certificate and key: serve HTTPS directly. Both or neither. */
     tlsCert: z.string().default(''),
     tlsKey: z.string().default(''),
@@ -62,11 +65,7 @@ export const configSchema = z
     /** Blobs younger than this are never collected. */
     gcGraceMs: durationMs.default(24 * 60 * 60 * 1000),
     /** Another goldmirror to follow (its base URL); empty = no sync. */
-    syncFrom: z
-      .string()
-      .default('')
-      .refine((v) => v === '' || isHttpUrl(v), { message: 'must be an absolute http:// or https:// URL' })
-      .transform((v) => v.replace(/\/+$/, '')),
+    syncFrom: optionalBaseUrl,
     /** API token of the mirror in syncFrom. */
     syncToken: z.string().default(''),
     /** How often to sync from syncFrom. */
@@ -88,9 +87,18 @@ export const configSchema = z
     downloadLogRetentionMs: durationMs.default(90 * 24 * 60 * 60 * 1000),
   })
   .strict()
-  .refine((c) => c.syncFrom === '' || c.syncToken !== '', { message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM', path: ['syncToken'] })
-  .refine((c) => (c.tlsCert === '') === (c.tlsKey === ''), { message: 'MIRROR_TLS_CERT and MIRROR_TLS_KEY go together', path: ['tlsKey'] })
-  .refine((c) => c.httpPort === 0 || c.tlsCert !== '', { message: 'MIRROR_HTTP_PORT is only for a plain-HTTP listener beside TLS', path: ['httpPort'] });
+  .refine((c) => c.syncFrom === '' || c.syncToken !== '', {
+    message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM',
+    path: ['syncToken'],
+  })
+  .refine((c) => (c.tlsCert === '') === (c.tlsKey === ''), {
+    message: 'MIRROR_TLS_CERT and MIRROR_TLS_KEY go together',
+    path: ['tlsKey'],
+  })
+  .refine((c) => c.httpPort === 0 || c.tlsCert !== '', {
+    message: 'MIRROR_HTTP_PORT is only for a plain-HTTP listener beside TLS',
+    path: ['httpPort'],
+  });
 
 export type Config = Readonly<z.output<typeof configSchema>>;
 

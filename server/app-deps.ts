@@ -11,7 +11,8 @@ import type { ActivityTracker } from './services/activity.js';
 import type { Clock } from './services/deps.js';
 import type { IngestDeps } from './services/ingest.js';
 
-export interface AppDeps {
+/** What every process opens (server/runtime.ts), and the app and the CLI use. */
+export interface CoreDeps {
   config: Config;
   db: Db;
   store: BlobStore;
@@ -21,6 +22,9 @@ export interface AppDeps {
   checker: IntegrityChecker;
   ingestDeps: IngestDeps;
   transfers: TransferJobs;
+}
+
+export interface AppDeps extends CoreDeps {
   /** The tus server; its owner (serve, or a test) also runs its expiry sweep. */
   uploads: UploadServer;
   /** Downloads in progress and the batched download log (absent: the pages show only what is written). */

@@ -3,32 +3,24 @@
  * config → data dir → blob store → database (migrated) → services and jobs.
  */
 import fs from 'node:fs/promises';
-import { openBlobStore, type BlobStore } from '../storage/blob-store.js';
+import { openBlobStore } from '../storage/blob-store.js';
 import { DATA_DIR_MODE, ensureDir } from '../storage/file-modes.js';
 import type { Config } from '../config/load.js';
-import { openDatabase, type Db } from './db/open.js';
+import type { CoreDeps } from './app-deps.js';
+import { openDatabase } from './db/open.js';
 import { countBlobsNotOk, totalBlobBytes } from './db/repos/blobs.js';
 import { AppError } from './errors.js';
 import { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { createMetrics } from './metrics.js';
 import { createActivityTracker, type ActivityTracker } from './services/activity.js';
 import { systemClock, type Clock } from './services/deps.js';
 import type { IngestDeps } from './services/ingest.js';
 import { TransferJobs } from './jobs/transfers.js';
 import { createOutboundFetch } from './net/outbound.js';
 
-export interface Runtime {
-  config: Config;
-  db: Db;
-  store: BlobStore;
-  log: Logger;
-  clock: Clock;
-  metrics: Metrics;
+export interface Runtime extends CoreDeps {
   activity: ActivityTracker;
-  checker: IntegrityChecker;
-  ingestDeps: IngestDeps;
-  transfers: TransferJobs;
   /** Stops checks, flushes activity, closes the database. */
   close(): Promise<void>;
 }
@@ -45,10 +37,19 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
     // Node's recursive mkdir reports ENOENT when the real cause is a read-only
     // filesystem (EROFS) or similar; a plain mkdir of the last segment names it
     // (found by the fault suite, test/faults/readonly-dir.test.ts).
-    if (code === 'ENOENT') code = await fs.mkdir(config.dataDir).then(() => code, (e: NodeJS.ErrnoException) => e.code ?? code);
-    throw new AppError('STARTUP_FAILED', `data directory ${config.dataDir} is not writable (${code ?? String(err)})`, {}, {
-      cause: err,
-    });
+    if (code === 'ENOENT')
+      code = await fs.mkdir(config.dataDir).then(
+        () => code,
+        (e: NodeJS.ErrnoException) => e.code ?? code,
+      );
+    throw new AppError(
+      'STARTUP_FAILED',
+      `data directory ${config.dataDir} is not writable (${code ?? String(err)})`,
+      {},
+      {
+        cause: err,
+      },
+    );
   }
   const store = await openBlobStore(config.dataDir);
   const db = await openDatabase(store.layout.dbFile);
@@ -56,7 +57,11 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
     corruptBlobs: () => countBlobsNotOk(db),
     disk: async () => {
       const usage = await store.diskUsage();
-      return { freeBytes: usage.freeBytes, usedBytes: usage.totalBytes - usage.freeBytes, blobBytes: await totalBlobBytes(db) };
+      return {
+        freeBytes: usage.freeBytes,
+        usedBytes: usage.totalBytes - usage.freeBytes,
+        blobBytes: await totalBlobBytes(db),
+      };
     },
   });
   const activity = createActivityTracker({ db, log, clock });

@@ -107,8 +107,9 @@ const AddressBanner: FC<{ address: PublicAddress }> = ({ address }) => {
   if (address.url === null) {
     return (
       <aside class="banner bad" id="address-banner" aria-label="Public address">
-        <strong>Set the public address first.</strong> Macs download packages from links that start with the address they use to reach this mirror;
-        until it is set, no Download URL is offered. <a href="/admin/settings">Set the public address</a>
+        <strong>Set the public address first.</strong> Macs download packages from links that start with the address
+        they use to reach this mirror; until it is set, no Download URL is offered.{' '}
+        <a href="/admin/settings">Set the public address</a>
       </aside>
     );
   }

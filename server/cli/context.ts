@@ -17,6 +17,8 @@ export interface CommandContext {
   loadConfig(overrides?: Record<string, unknown>): Config;
   /** Opens store and database; the caller must close() it. Commands log warnings only unless `verbose`. */
   openRuntime(config?: Config, options?: { verbose?: boolean }): Promise<Runtime>;
+  /** Runs `fn` with a runtime opened for it (with `config`, else the loaded one) and closes it after, whatever happens. */
+  withRuntime<T>(fn: (runtime: Runtime) => Promise<T>, config?: Config): Promise<T>;
 }
 
 export interface Command {
@@ -28,28 +30,50 @@ export interface Command {
 export function createContext(args: string[], globals: GlobalOptions, env: NodeJS.ProcessEnv): CommandContext {
   const load = (overrides: Record<string, unknown> = {}): Config =>
     loadConfig({ configPath: globals.config, env, overrides: { dataDir: globals.dataDir, ...overrides } });
+  const open = (config = load(), options: { verbose?: boolean } = {}): Promise<Runtime> => {
+    // One-shot commands log warnings only: their output is the result.
+    const level =
+      options.verbose || config.logLevel === 'silent' || config.logLevel === 'error' ? config.logLevel : 'warn';
+    return openRuntime(config, createLogger(level));
+  };
   return {
     args,
     globals,
     env,
     loadConfig: load,
-    async openRuntime(config = load(), options = {}) {
-      // One-shot commands log warnings only: their output is the result.
-      const level = options.verbose || config.logLevel === 'silent' || config.logLevel === 'error' ? config.logLevel : 'warn';
-      return openRuntime(config, createLogger(level));
+    openRuntime: open,
+    async withRuntime(fn, config) {
+      const runtime = await open(config);
+      try {
+        return await fn(runtime);
+      } finally {
+        await runtime.close();
+      }
     },
   };
 }
 
-/** parseArgs with goldmirror's conventions: strict, and usage errors as USAGE AppErrors. */
+/** An option that takes a value, and one that is a flag (false unless given), for parseCommandArgs. */
+export const STRING = { type: 'string' } as const;
+export const FLAG = { type: 'boolean', default: false } as const;
+/** The --json flag most commands take. */
+export const JSON_FLAG = { json: FLAG } as const;
+
+/** How many positional arguments a command takes, and the usage error when it gets another number. */
+export type Arity = [count: number, message: string];
+
+/** parseArgs with goldmirror's conventions: strict, and usage errors (options, or positionals against `arity`) as USAGE AppErrors. */
 export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(
   args: string[],
   options: T,
-  allowPositionals = true,
-): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: boolean; strict: true }>> {
+  arity?: Arity,
+): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>> {
+  let parsed;
   try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (err) {
     throw new AppError('USAGE', (err as Error).message);
   }
+  if (arity && parsed.positionals.length !== arity[0]) throw new AppError('USAGE', arity[1]);
+  return parsed;
 }

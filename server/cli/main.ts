@@ -43,21 +43,18 @@ function usage(): string {
   ].join('\n');
 }
 
+/** Options that go before the command name. */
+const GLOBAL_OPTIONS = {
+  config: { type: 'string' },
+  'data-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string' },
-        'data-dir': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-      },
-      allowPositionals: true,
-      strict: false,
-      tokens: true,
-    });
+    parsed = parseArgs({ args: argv, options: GLOBAL_OPTIONS, allowPositionals: true, strict: false, tokens: true });
   } catch (err) {
     return fail(`error: ${(err as Error).message}`, 2);
   }
@@ -67,16 +64,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const commandArgs = commandToken ? argv.slice(commandToken.index + 1) : [];
   let globals;
   try {
-    globals = parseArgs({
-      args: globalArgs,
-      options: {
-        config: { type: 'string' },
-        'data-dir': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-      },
-      strict: true,
-    }).values;
+    globals = parseArgs({ args: globalArgs, options: GLOBAL_OPTIONS, strict: true }).values;
   } catch (err) {
     return fail(`error: ${(err as Error).message}\n${usage()}`, 2);
   }
@@ -121,7 +109,10 @@ async function packageVersion(): Promise<string> {
   // server/cli/ in a source checkout, dist/server/cli/ when built.
   for (const rel of ['../../package.json', '../../../package.json']) {
     try {
-      const pkg = JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      const pkg = JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
       if (pkg.name === 'goldmirror' && pkg.version) return pkg.version;
     } catch {
       // try the next location

@@ -25,13 +25,20 @@ export async function openDatabase(file: string, options: { busyTimeoutMs?: numb
     // replaced by an empty one, and GC would then collect every package as an
     // orphan. Refuse it instead (found by the fault suite, test/faults/corrupt-db.test.ts).
     if (!created && fs.statSync(file, { throwIfNoEntry: false })?.size === 0) {
-      throw new Error('the file is empty (0 bytes), probably truncated; restore it from a backup, or delete it to start with an empty database');
+      throw new Error(
+        'the file is empty (0 bytes), probably truncated; restore it from a backup, or delete it to start with an empty database',
+      );
     }
     sqlite = new SQLite(file);
     const check = tuneSqliteConnection(sqlite, options.busyTimeoutMs ?? 10_000);
     if (check !== 'ok') throw new Error(`integrity check failed: ${check}`);
   } catch (err) {
-    throw new AppError('DATABASE_UNAVAILABLE', `cannot open database ${file}: ${(err as Error).message}`, {}, { cause: err });
+    throw new AppError(
+      'DATABASE_UNAVAILABLE',
+      `cannot open database ${file}: ${(err as Error).message}`,
+      {},
+      { cause: err },
+    );
   }
   const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
   try {
@@ -60,8 +67,13 @@ async function migrate(db: Db): Promise<void> {
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new AppError('DATABASE_UNAVAILABLE', `database migration ${failed} failed: ${(error as Error).message}`, {}, {
-      cause: error,
-    });
+    throw new AppError(
+      'DATABASE_UNAVAILABLE',
+      `database migration ${failed} failed: ${(error as Error).message}`,
+      {},
+      {
+        cause: error,
+      },
+    );
   }
 }

@@ -5,7 +5,13 @@
  * batches by the activity tracker, never on the download's own path.
  */
 import { z } from 'zod';
-import { bucketTotals, deleteDownloadLogBefore, listDownloadLogRows, loggedClients, loggedImages } from '../db/repos/download-log.js';
+import {
+  bucketTotals,
+  deleteDownloadLogBefore,
+  listDownloadLogRows,
+  loggedClients,
+  loggedImages,
+} from '../db/repos/download-log.js';
 import { listImageNames } from '../db/repos/images.js';
 import type { DownloadLogRow } from '../db/schema.js';
 import type { LiveDownload } from './activity.js';
@@ -15,7 +21,11 @@ import { parseInput } from './validation.js';
 
 export const DOWNLOAD_RESULTS = ['complete', 'resumed', 'aborted'] as const;
 export type DownloadResult = (typeof DOWNLOAD_RESULTS)[number];
-export const RESULT_LABELS: Record<DownloadResult, string> = { complete: 'complete', resumed: 'resumed piece', aborted: 'aborted' };
+export const RESULT_LABELS: Record<DownloadResult, string> = {
+  complete: 'complete',
+  resumed: 'resumed piece',
+  aborted: 'aborted',
+};
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
@@ -54,42 +64,34 @@ export function parseDownloadFilter(query: Record<string, string>): DownloadFilt
   return parseInput(filterSchema, present, 'filter');
 }
 
-export interface DownloadEntry {
-  id: number;
+/** What a logged download and one in progress both show: who fetched which package, and how much of it. */
+interface DownloadFacts {
   startedAt: string;
-  finishedAt: string;
-  durationMs: number;
   client: string;
   userAgent: string;
   sha256: string;
   image: { id: number | null; name: string } | null;
   arch: Arch | null;
   archLabel: string | null;
-  status: number;
   firstByte: number | null;
   bytesPlanned: number;
   bytesSent: number;
   size: number;
-  result: DownloadResult;
-  /** The body carried the file's last byte in full: counted as a finished download (as in the per-package counters). */
-  countsAsDownload: boolean;
   bytesPerSec: number;
 }
 
-export interface DownloadInProgress {
-  startedAt: string;
+export interface DownloadEntry extends DownloadFacts {
+  id: number;
+  finishedAt: string;
+  durationMs: number;
+  status: number;
+  result: DownloadResult;
+  /** The body carried the file's last byte in full: counted as a finished download (as in the per-package counters). */
+  countsAsDownload: boolean;
+}
+
+export interface DownloadInProgress extends DownloadFacts {
   elapsedMs: number;
-  client: string;
-  userAgent: string;
-  sha256: string;
-  image: { id: number | null; name: string } | null;
-  arch: Arch | null;
-  archLabel: string | null;
-  firstByte: number | null;
-  bytesPlanned: number;
-  bytesSent: number;
-  size: number;
-  bytesPerSec: number;
 }
 
 export interface DownloadLogPage {
@@ -136,7 +138,9 @@ export async function listDownloads(deps: DownloadLogDeps, filter: DownloadFilte
 }
 
 /** The page's filter choices: today's images plus deleted ones still in the log, and the clients seen. */
-export async function downloadFilterChoices(deps: Pick<ServiceDeps, 'db'>): Promise<{ images: Array<{ id: number; name: string }>; clients: string[] }> {
+export async function downloadFilterChoices(
+  deps: Pick<ServiceDeps, 'db'>,
+): Promise<{ images: Array<{ id: number; name: string }>; clients: string[] }> {
   const current = await listImageNames(deps.db);
   const logged = await loggedImages(deps.db);
   const byId = new Map(logged.map((i) => [i.id, `${i.name} (deleted)`]));
@@ -195,19 +199,34 @@ function rate(bytes: number, ms: number): number {
   return ms > 0 ? Math.round((bytes * 1000) / ms) : bytes;
 }
 
+/** Who downloaded what: the part a logged download and one in progress show alike. */
+function clientAndPackage(d: {
+  client: string;
+  userAgent: string;
+  sha256: string;
+  imageId: number | null;
+  imageName: string | null;
+  arch: string | null;
+}) {
+  const arch = archOf(d.arch);
+  return {
+    client: d.client,
+    userAgent: d.userAgent,
+    sha256: d.sha256,
+    image: d.imageName !== null ? { id: d.imageId, name: d.imageName } : null,
+    arch,
+    archLabel: arch ? ARCH_LABELS[arch] : null,
+  };
+}
+
 function toEntry(row: DownloadLogRow): DownloadEntry {
-  const arch = archOf(row.arch);
+  const { user_agent: userAgent, image_id: imageId, image_name: imageName } = row;
   return {
     id: row.id,
     startedAt: new Date(row.started_at).toISOString(),
     finishedAt: new Date(row.finished_at).toISOString(),
     durationMs: Number(row.duration_ms),
-    client: row.client,
-    userAgent: row.user_agent,
-    sha256: row.sha256,
-    image: row.image_name !== null ? { id: row.image_id, name: row.image_name } : null,
-    arch,
-    archLabel: arch ? ARCH_LABELS[arch] : null,
+    ...clientAndPackage({ ...row, userAgent, imageId, imageName }),
     status: row.status,
     firstByte: row.first_byte === null ? null : Number(row.first_byte),
     bytesPlanned: Number(row.bytes_planned),
@@ -220,17 +239,11 @@ function toEntry(row: DownloadLogRow): DownloadEntry {
 }
 
 function toInProgress(d: LiveDownload, nowMs: number): DownloadInProgress {
-  const arch = archOf(d.arch);
   const elapsedMs = Math.max(0, nowMs - d.startedAt);
   return {
     startedAt: new Date(d.startedAt).toISOString(),
     elapsedMs,
-    client: d.client,
-    userAgent: d.userAgent,
-    sha256: d.sha256,
-    image: d.imageName !== null ? { id: d.imageId, name: d.imageName } : null,
-    arch,
-    archLabel: arch ? ARCH_LABELS[arch] : null,
+    ...clientAndPackage(d),
     firstByte: d.firstByte,
     bytesPlanned: d.bytesPlanned,
     bytesSent: d.bytesSent,

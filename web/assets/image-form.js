@@ -13,7 +13,9 @@
       const arch = option ? option.dataset.arch : undefined;
       const wrong = select.value !== '' && arch !== undefined && arch !== 'unknown' && arch !== slot;
       warning.hidden = !wrong;
-      warning.textContent = wrong ? 'This package is marked for ' + warning.dataset.other + ', not ' + warning.dataset.label + '.' : '';
+      warning.textContent = wrong
+        ? 'This package is marked for ' + warning.dataset.other + ', not ' + warning.dataset.label + '.'
+        : '';
     });
   }
 })();

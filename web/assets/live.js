@@ -9,7 +9,10 @@
 
   async function refresh(region) {
     try {
-      const res = await window.fetch(region.dataset.live, { credentials: 'same-origin', headers: { Accept: 'text/html' } });
+      const res = await window.fetch(region.dataset.live, {
+        credentials: 'same-origin',
+        headers: { Accept: 'text/html' },
+      });
       // A redirect means the session ended (sign-in page): stop rather than paste that page in.
       if (res.redirected || !res.ok) {
         if (res.redirected || res.status === 401 || res.status === 403) stopped = true;

@@ -93,7 +93,9 @@
   function guessArch(name) {
     const lower = name.toLowerCase().replace(/\.(pvmp|txt)$/, '');
     const tokens = lower.split(/[^a-z0-9]+/);
-    const arm = tokens.some((t) => ['arm', 'arm64', 'aarch64', 'applesilicon', 'silicon', 'm1', 'm2', 'm3', 'm4'].indexOf(t) >= 0);
+    const arm = tokens.some(
+      (t) => ['arm', 'arm64', 'aarch64', 'applesilicon', 'silicon', 'm1', 'm2', 'm3', 'm4'].indexOf(t) >= 0,
+    );
     const intel = /x86[-_]?64/.test(lower) || tokens.some((t) => ['x86', 'x64', 'amd64', 'intel'].indexOf(t) >= 0);
     return arm === intel ? 'unknown' : arm ? 'arm64' : 'x86_64';
   }
@@ -107,7 +109,12 @@
     if (arch === 'arm64' || arch === 'x86_64') {
       span.append(link(arch, 'Create a golden image with this package'));
     } else {
-      span.append('Create a golden image with this package: ', link('arm64', 'as Apple silicon'), ' · ', link('x86_64', 'as Intel'));
+      span.append(
+        'Create a golden image with this package: ',
+        link('arm64', 'as Apple silicon'),
+        ' · ',
+        link('x86_64', 'as Intel'),
+      );
     }
     return span;
   }
@@ -116,7 +123,10 @@
 
   async function storedPackage(sha) {
     try {
-      const res = await window.fetch('/api/v1/blobs/' + sha, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      const res = await window.fetch('/api/v1/blobs/' + sha, {
+        credentials: 'same-origin',
+        headers: { Accept: 'application/json' },
+      });
       if (res.status === 200) return await res.json();
     } catch {
       // offline or unreachable: the upload itself will still enforce the checksum
@@ -204,24 +214,10 @@
           continue;
         }
         if (staged.some((item) => item.file && fileKey(item.file) === fileKey(file))) continue;
-        let item = staged.find((i) => !i.file && i.checksumFile && stem(i.checksumFile.name) === stem(file.name));
-        if (!item) {
-          item = newItem();
-          item.arch = guessArch(file.name);
-          item.archGuessed = item.arch !== 'unknown';
-        }
-        item.file = file;
-        touched.add(item);
+        touched.add(stageInto(file, 'file', 'checksumFile'));
       } else if (type === 'checksum') {
-        let item = staged.find((i) => i.file && !i.checksumFile && stem(i.file.name) === stem(file.name));
-        if (!item) {
-          // Its package may already be uploading in this tab: the checksum then arrived too late for it.
-          item = newItem();
-          item.arch = guessArch(file.name);
-          item.archGuessed = item.arch !== 'unknown';
-        }
-        item.checksumFile = file;
-        touched.add(item);
+        // Its package may already be uploading in this tab: the checksum then arrived too late for it.
+        touched.add(stageInto(file, 'checksumFile', 'file'));
       } else {
         const item = newItem();
         item.other = file;
@@ -232,8 +228,32 @@
     renderStaged();
   }
 
+  /** Puts a package or checksum file in `slot` of the item whose `partner` has the same name stem, or of a new one. */
+  function stageInto(file, slot, partner) {
+    let item = staged.find((i) => !i[slot] && i[partner] && stem(i[partner].name) === stem(file.name));
+    if (!item) {
+      item = newItem();
+      item.arch = guessArch(file.name);
+      item.archGuessed = item.arch !== 'unknown';
+    }
+    item[slot] = file;
+    return item;
+  }
+
   function newItem() {
-    const item = { file: null, checksumFile: null, other: null, checksumText: '', sha: null, stored: null, arch: 'unknown', archGuessed: false, problem: '', resumeRow: null, checked: null };
+    const item = {
+      file: null,
+      checksumFile: null,
+      other: null,
+      checksumText: '',
+      sha: null,
+      stored: null,
+      arch: 'unknown',
+      archGuessed: false,
+      problem: '',
+      resumeRow: null,
+      checked: null,
+    };
     staged.push(item);
     return item;
   }
@@ -248,12 +268,14 @@
       return;
     }
     if (item.file && claimedElsewhere(fileKey(item.file))) {
-      item.problem = item.file.name + ' is already uploading in another tab or window of this browser; it continues there.';
+      item.problem =
+        item.file.name + ' is already uploading in another tab or window of this browser; it continues there.';
       return;
     }
     if (item.checksumFile) {
       if (item.checksumFile.size > 64 * 1024) {
-        item.problem = item.checksumFile.name + ' is too large to be a checksum file (' + bytes(item.checksumFile.size) + ').';
+        item.problem =
+          item.checksumFile.name + ' is too large to be a checksum file (' + bytes(item.checksumFile.size) + ').';
         return;
       }
       try {
@@ -264,15 +286,27 @@
       }
       item.sha = digestIn(item.checksumText);
       if (!item.sha) {
-        item.problem = item.checksumFile.name + ' has no SHA-256 in it (64 hexadecimal digits); it is not the checksum file of a package.';
+        item.problem =
+          item.checksumFile.name +
+          ' has no SHA-256 in it (64 hexadecimal digits); it is not the checksum file of a package.';
         return;
       }
       const stored = await storedPackage(item.sha);
       if (stored) {
         if (item.file && item.file.size !== stored.size) {
           item.problem =
-            item.checksumFile.name + ' names SHA-256 ' + item.sha + ', which is ' + stored.name + ' (' + bytes(stored.size) + ') on this mirror, but ' +
-            item.file.name + ' is ' + bytes(item.file.size) + ': the checksum file does not belong to this package. Nothing was uploaded.';
+            item.checksumFile.name +
+            ' names SHA-256 ' +
+            item.sha +
+            ', which is ' +
+            stored.name +
+            ' (' +
+            bytes(stored.size) +
+            ') on this mirror, but ' +
+            item.file.name +
+            ' is ' +
+            bytes(item.file.size) +
+            ': the checksum file does not belong to this package. Nothing was uploaded.';
           return;
         }
         item.stored = stored;
@@ -286,7 +320,11 @@
         return;
       }
       const row = unfinishedFor(item.file);
-      if (row && row.querySelector('.upload-state') && /receiving now/.test(row.querySelector('.upload-state').textContent)) {
+      if (
+        row &&
+        row.querySelector('.upload-state') &&
+        /receiving now/.test(row.querySelector('.upload-state').textContent)
+      ) {
         item.problem = item.file.name + ' is receiving data right now from another browser; it continues there.';
         return;
       }
@@ -303,12 +341,17 @@
       row.append(title);
       if (item.file) row.append(el('span', 'muted', bytes(item.file.size)));
       if (item.file && item.checksumFile) row.append(el('span', 'muted', 'with ' + item.checksumFile.name));
-      if (item.file && !item.checksumFile) row.append(el('span', 'muted', 'no checksum file: the SHA-256 is computed but not compared'));
+      if (item.file && !item.checksumFile)
+        row.append(el('span', 'muted', 'no checksum file: the SHA-256 is computed but not compared'));
       if (item.file) {
         const label = el('label', '', 'Architecture ');
         const select = el('select');
         select.setAttribute('aria-label', 'Architecture of ' + item.file.name);
-        for (const [value, text] of [['arm64', 'Apple silicon (arm64)'], ['x86_64', 'Intel (x86_64)'], ['unknown', 'Not sure (unknown)']]) {
+        for (const [value, text] of [
+          ['arm64', 'Apple silicon (arm64)'],
+          ['x86_64', 'Intel (x86_64)'],
+          ['unknown', 'Not sure (unknown)'],
+        ]) {
           const option = el('option', '', text);
           option.value = value;
           option.selected = value === item.arch;
@@ -353,7 +396,8 @@
       show();
       if (item.checked) void item.checked.then(show);
     }
-    if (staged.length > 0) picked.append(el('p', 'muted', 'Check the architecture of each package, then press Upload.'));
+    if (staged.length > 0)
+      picked.append(el('p', 'muted', 'Check the architecture of each package, then press Upload.'));
   }
 
   // --- running uploads --------------------------------------------------------
@@ -381,10 +425,12 @@
       } catch {
         // not JSON
       }
-      if (status === 404 || status === 410) return 'The mirror no longer has this upload (it was discarded or expired). Pick the file again to start over.';
+      if (status === 404 || status === 410)
+        return 'The mirror no longer has this upload (it was discarded or expired). Pick the file again to start over.';
       if (status === 413) return 'The mirror does not accept a file this large.';
       if (status === 507) return 'The mirror’s disk is full; nothing was stored.';
-      if (status >= 500) return 'The mirror could not take the upload (HTTP ' + status + '); the details are in its log.';
+      if (status >= 500)
+        return 'The mirror could not take the upload (HTTP ' + status + '); the details are in its log.';
       return 'The mirror refused the upload (HTTP ' + status + ').';
     }
     const message = error && error.message ? String(error.message) : '';
@@ -399,12 +445,23 @@
     if (item.stored) return storedRow(item);
     if (!item.file) {
       const want = item.checksumFile.name.replace(/\.txt$/i, '.pvmp');
-      return failedRow(item, item.checksumFile.name + ' is a checksum file, not a package: add ' + want + ', the package it belongs to, and upload both together.');
+      return failedRow(
+        item,
+        item.checksumFile.name +
+          ' is a checksum file, not a package: add ' +
+          want +
+          ', the package it belongs to, and upload both together.',
+      );
     }
     const key = fileKey(item.file);
     const existing = running.get(key);
-    if (existing && existing.active()) return existing.note(item.file.name + ' is already uploading here; this pick joins that upload.');
-    if (claimedElsewhere(key)) return failedRow(item, item.file.name + ' is already uploading in another tab or window of this browser; it continues there.');
+    if (existing && existing.active())
+      return existing.note(item.file.name + ' is already uploading here; this pick joins that upload.');
+    if (claimedElsewhere(key))
+      return failedRow(
+        item,
+        item.file.name + ' is already uploading in another tab or window of this browser; it continues there.',
+      );
     const job = createJob(item);
     running.set(key, job);
     await job.begin();
@@ -450,7 +507,15 @@
   function createJob(item) {
     const file = item.file;
     const key = fileKey(file);
-    const ui = uploadRow(file.name + ' (' + bytes(file.size) + ')' + (item.checksumFile ? ', checked against ' + item.checksumFile.name : '') + ' · ' + ARCH_LABELS[item.arch]);
+    const ui = uploadRow(
+      file.name +
+        ' (' +
+        bytes(file.size) +
+        ')' +
+        (item.checksumFile ? ', checked against ' + item.checksumFile.name : '') +
+        ' · ' +
+        ARCH_LABELS[item.arch],
+    );
     ui.bar.setAttribute('aria-label', 'Upload progress of ' + file.name);
     const cancel = button('Cancel');
     const resume = button('Resume', '');
@@ -474,7 +539,12 @@
     const upload = new tus.Upload(file, {
       endpoint: ENDPOINT,
       headers: headers,
-      metadata: { filename: file.name, checksum: item.checksumText || '', arch: item.arch, lastModified: String(file.lastModified) },
+      metadata: {
+        filename: file.name,
+        checksum: item.checksumText || '',
+        arch: item.arch,
+        lastModified: String(file.lastModified),
+      },
       chunkSize: CHUNK_BYTES,
       retryDelays: [0, 1000, 3000, 5000],
       // While offline tus would burn its retries in a second; the reconnect loop below waits for the network instead.
@@ -505,7 +575,14 @@
           setStatus('100% · all bytes sent; the mirror is checking the SHA-256…');
           return;
         }
-        setStatus(Math.floor(percent) + '% · ' + bytes(sent) + ' of ' + bytes(total) + (rate > 0 ? ' · ' + bytes(rate) + '/s · ' + duration((total - sent) / rate) + ' left' : ''));
+        setStatus(
+          Math.floor(percent) +
+            '% · ' +
+            bytes(sent) +
+            ' of ' +
+            bytes(total) +
+            (rate > 0 ? ' · ' + bytes(rate) + '/s · ' + duration((total - sent) / rate) + ' left' : ''),
+        );
       },
       onSuccess(payload) {
         state = 'done';
@@ -522,21 +599,30 @@
           // Never a link to a digest nobody named.
           const packages = el('a', '', 'Packages');
           packages.href = '/admin/blobs';
-          ui.status.append('100% · all bytes arrived, but the mirror did not say which package it stored; see ', packages, '.');
+          ui.status.append(
+            '100% · all bytes arrived, but the mirror did not say which package it stored; see ',
+            packages,
+            '.',
+          );
           return;
         }
         finished.set(key, { sha256: sha, name: file.name, size: file.size, arch: item.arch });
         const link = el('a', '', 'SHA-256 ' + sha);
         link.href = '/admin/blobs/' + sha;
         // "Verified" only when a checksum file was compared; otherwise say that nothing was.
-        const verdict = item.checksumText.trim() ? '100% · stored and verified. ' : '100% · stored (no checksum file: its SHA-256 was not compared with anything). ';
+        const verdict = item.checksumText.trim()
+          ? '100% · stored and verified. '
+          : '100% · stored (no checksum file: its SHA-256 was not compared with anything). ';
         ui.status.append(el('span', '', verdict), link, ' · ', createImageLinks(sha, item.arch));
       },
       onError(error) {
         if (state === 'cancelled') return;
         if (sessionEnded(error)) {
           state = 'signed-out';
-          setStatus('Your session has ended. Sign in again (in another tab), then press Resume; the upload continues where it stopped.', 'field-error');
+          setStatus(
+            'Your session has ended. Sign in again (in another tab), then press Resume; the upload continues where it stopped.',
+            'field-error',
+          );
           resume.hidden = false;
           return;
         }
@@ -593,16 +679,23 @@
       resume.remove();
       cancel.disabled = true;
       setStatus('Cancelling…');
-      upload.abort(true).then(
-        () => {
-          dropUnfinishedRow(uploadId);
-          setStatus('Cancelled; nothing was stored.');
-        },
-        () => setStatus('Cancelled here, but the mirror could not be told; discard the unfinished upload below when it is reachable again.', 'warn'),
-      ).finally(() => {
-        cancel.disabled = false;
-        cancel.textContent = 'Dismiss';
-      });
+      upload
+        .abort(true)
+        .then(
+          () => {
+            dropUnfinishedRow(uploadId);
+            setStatus('Cancelled; nothing was stored.');
+          },
+          () =>
+            setStatus(
+              'Cancelled here, but the mirror could not be told; discard the unfinished upload below when it is reachable again.',
+              'warn',
+            ),
+        )
+        .finally(() => {
+          cancel.disabled = false;
+          cancel.textContent = 'Dismiss';
+        });
     });
 
     return {
@@ -648,7 +741,8 @@
   plain.hidden = true;
   plainPackage.required = false;
   form.noValidate = true;
-  hint.textContent = 'You can start another upload while one is running. If the page is closed or reloaded, pick the same file again: the upload continues where it stopped.';
+  hint.textContent =
+    'You can start another upload while one is running. If the page is closed or reloaded, pick the same file again: the upload continues where it stopped.';
 
   picker.addEventListener('change', () => {
     addFiles(picker.files);

@@ -1,22 +1,22 @@
 import type { FC } from 'hono/jsx';
-import { CsrfField, FieldError } from '../layout.js';
+import { Field } from '../components.js';
+import { CsrfField } from '../layout.js';
 
 /** The sign-in form; the frame shows no navigation until a session exists. */
 export const LoginPage: FC<{ next: string; username?: string }> = ({ next, username }) => (
   <>
     <form method="post" action="/admin/login" class="card stack narrow">
       <input type="hidden" name="next" value={next} />
-      <label for="username">User name</label>
-      <input id="username" name="username" type="text" autocomplete="username" required value={username ?? 'admin'} />
-      <label for="password">Password</label>
-      <input id="password" name="password" type="password" autocomplete="current-password" required autofocus />
+      <Field id="username" label="User name" autocomplete="username" required value={username ?? 'admin'} />
+      <Field id="password" label="Password" type="password" autocomplete="current-password" required autofocus />
       <div class="actions">
         <button type="submit">Sign in</button>
       </div>
     </form>
     <p class="muted">
       On first start goldmirror prints the password of user <code>admin</code> and saves it in{' '}
-      <code>initial-admin-password</code> in its data directory. Forgot it? On the server, run <code>goldmirror admin reset-password</code>.
+      <code>initial-admin-password</code> in its data directory. Forgot it? On the server, run{' '}
+      <code>goldmirror admin reset-password</code>.
     </p>
   </>
 );
@@ -26,29 +26,23 @@ export const AccountPage: FC<{ fieldErrors?: Record<string, string> }> = ({ fiel
     <form method="post" action="/admin/account/password" class="card stack">
       <h2>Change password</h2>
       <CsrfField />
-      <label for="currentPassword">Current password</label>
-      <input
+      <Field
         id="currentPassword"
-        name="currentPassword"
+        label="Current password"
         type="password"
         autocomplete="current-password"
         required
-        aria-invalid={fieldErrors.currentPassword ? 'true' : undefined}
-        aria-describedby={fieldErrors.currentPassword ? 'currentPassword-error' : undefined}
+        error={fieldErrors.currentPassword}
       />
-      <FieldError id="currentPassword" message={fieldErrors.currentPassword} />
-      <label for="newPassword">New password (at least 10 characters)</label>
-      <input
+      <Field
         id="newPassword"
-        name="newPassword"
+        label="New password (at least 10 characters)"
         type="password"
         autocomplete="new-password"
         required
         minlength={10}
-        aria-invalid={fieldErrors.newPassword ? 'true' : undefined}
-        aria-describedby={fieldErrors.newPassword ? 'newPassword-error' : undefined}
+        error={fieldErrors.newPassword}
       />
-      <FieldError id="newPassword" message={fieldErrors.newPassword} />
       <div class="actions">
         <button type="submit">Change password</button>
       </div>
@@ -57,7 +51,8 @@ export const AccountPage: FC<{ fieldErrors?: Record<string, string> }> = ({ fiel
     <section class="card">
       <h2>API tokens</h2>
       <p>
-        Scripts and other mirrors use scoped API tokens instead of a password: <a href="/admin/tokens">manage API tokens</a>.
+        Scripts and other mirrors use scoped API tokens instead of a password:{' '}
+        <a href="/admin/tokens">manage API tokens</a>.
       </p>
     </section>
   </>

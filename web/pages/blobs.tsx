@@ -2,6 +2,7 @@
 import type { FC } from 'hono/jsx';
 import type { BlobArch } from '../../server/db/schema.js';
 import { BLOB_ARCH_LABELS, type BlobView } from '../../server/services/blobs.js';
+import { DataTable, PostButton } from '../components.js';
 import { CopyField, CsrfField, formatBytes, formatDate, NotReadyField, StateBadge } from '../layout.js';
 
 /** The architecture choice of the upload form and the package page. */
@@ -30,7 +31,10 @@ const Retired: FC<{ retired: NonNullable<BlobView['retired']>; graceMs: number }
   const hours = Math.round(graceMs / 3_600_000);
   const grace = hours >= 1 ? `${hours} h` : `${Math.round(graceMs / 60_000)} min`;
   const keptUntil =
-    retired.portalUpdatedAt === null ? null : Math.max(Date.parse(retired.portalUpdatedAt), retired.lastDownloadAt ? Date.parse(retired.lastDownloadAt) : 0) + graceMs;
+    retired.portalUpdatedAt === null
+      ? null
+      : Math.max(Date.parse(retired.portalUpdatedAt), retired.lastDownloadAt ? Date.parse(retired.lastDownloadAt) : 0) +
+        graceMs;
   return (
     <span class="retired">
       <span class="badge bad">retired</span> since {formatDate(retired.since)}:{' '}
@@ -46,7 +50,10 @@ const Retired: FC<{ retired: NonNullable<BlobView['retired']>; graceMs: number }
           ; kept until then
         </>
       ) : (
-        <>kept until at least {formatDate(new Date(keptUntil).toISOString())} ({grace} after the portal update and after the last download)</>
+        <>
+          kept until at least {formatDate(new Date(keptUntil).toISOString())} ({grace} after the portal update and after
+          the last download)
+        </>
       )}
     </span>
   );
@@ -59,46 +66,44 @@ export const BlobsPage: FC<{ blobs: BlobView[]; graceMs: number }> = ({ blobs, g
         Upload packages
       </a>
     </p>
-    {blobs.length === 0 ? (
-      <p class="muted">No packages stored yet.</p>
-    ) : (
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Package</th>
-              <th scope="col">Size</th>
-              <th scope="col">State</th>
-              <th scope="col">Architecture</th>
-              <th scope="col" class="hide-narrow">
-                Stored
-              </th>
-              <th scope="col">Used by</th>
-            </tr>
-          </thead>
-          <tbody>
-            {blobs.map((b) => (
-              <tr>
-                <td>
-                  <a href={`/admin/blobs/${b.sha256}`}>{b.name}</a>
-                  <div class="mono muted">{b.sha256.slice(0, 16)}…</div>
-                </td>
-                <td>{formatBytes(b.size)}</td>
-                <td>
-                  <StateBadge state={b.state} />
-                </td>
-                <td>{b.arch === 'unknown' ? <span class="muted">unknown</span> : archLabel(b.arch)}</td>
-                <td class="hide-narrow">{formatDate(b.createdAt)}</td>
-                <td>
-                  {b.usedBy.map((u) => u.imageName).join(', ') ||
-                    (b.retired ? <Retired retired={b.retired} graceMs={graceMs} /> : <span class="muted">unused</span>)}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
-    )}
+    <DataTable
+      rows={blobs}
+      empty={<p class="muted">No packages stored yet.</p>}
+      columns={[
+        {
+          head: 'Package',
+          cell: (b) => (
+            <td>
+              <a href={`/admin/blobs/${b.sha256}`}>{b.name}</a>
+              <div class="mono muted">{b.sha256.slice(0, 16)}…</div>
+            </td>
+          ),
+        },
+        { head: 'Size', cell: (b) => <td>{formatBytes(b.size)}</td> },
+        {
+          head: 'State',
+          cell: (b) => (
+            <td>
+              <StateBadge state={b.state} />
+            </td>
+          ),
+        },
+        {
+          head: 'Architecture',
+          cell: (b) => <td>{b.arch === 'unknown' ? <span class="muted">unknown</span> : archLabel(b.arch)}</td>,
+        },
+        { head: 'Stored', narrow: true, cell: (b) => <td class="hide-narrow">{formatDate(b.createdAt)}</td> },
+        {
+          head: 'Used by',
+          cell: (b) => (
+            <td>
+              {b.usedBy.map((u) => u.imageName).join(', ') ||
+                (b.retired ? <Retired retired={b.retired} graceMs={graceMs} /> : <span class="muted">unused</span>)}
+            </td>
+          ),
+        },
+      ]}
+    />
   </>
 );
 
@@ -120,20 +125,25 @@ export const BlobPage: FC<{ blob: BlobView; downloads: number; graceMs: number }
       )}
       <CopyField id="blob-sha" label="SHA-256" value={blob.sha256} />
       <p>
-        {formatBytes(blob.size)} ({blob.size} bytes) · <StateBadge state={blob.state} /> · stored {formatDate(blob.createdAt)} · last verified{' '}
-        {formatDate(blob.verifiedAt)} · {downloads} finished downloads
+        {formatBytes(blob.size)} ({blob.size} bytes) · <StateBadge state={blob.state} /> · stored{' '}
+        {formatDate(blob.createdAt)} · last verified {formatDate(blob.verifiedAt)} · {downloads} finished downloads
       </p>
       <p>
         Used by:{' '}
-        {blob.usedBy.length === 0
-          ? blob.retired
-            ? <Retired retired={blob.retired} graceMs={graceMs} />
-            : 'no golden image'
-          : blob.usedBy.map((u) => (
-              <>
-                <a href={`/admin/images/${u.imageId}`}>{u.imageName}</a> ({u.arch === 'arm64' ? 'Apple silicon' : 'Intel'}){' '}
-              </>
-            ))}
+        {blob.usedBy.length === 0 ? (
+          blob.retired ? (
+            <Retired retired={blob.retired} graceMs={graceMs} />
+          ) : (
+            'no golden image'
+          )
+        ) : (
+          blob.usedBy.map((u) => (
+            <>
+              <a href={`/admin/images/${u.imageId}`}>{u.imageName}</a> ({u.arch === 'arm64' ? 'Apple silicon' : 'Intel'}
+              ){' '}
+            </>
+          ))
+        )}
       </p>
     </div>
     <form method="post" action={`/admin/blobs/${blob.sha256}/arch`} class="card stack">
@@ -142,7 +152,10 @@ export const BlobPage: FC<{ blob: BlobView; downloads: number; graceMs: number }
       <select id="blob-arch" name="arch">
         <ArchOptions selected={blob.arch} />
       </select>
-      <p class="muted">The golden image form offers a package in the slot of its architecture, and warns when it is put in the other one.</p>
+      <p class="muted">
+        The golden image form offers a package in the slot of its architecture, and warns when it is put in the other
+        one.
+      </p>
       <div class="actions">
         <button type="submit" class="secondary">
           Save architecture
@@ -151,17 +164,13 @@ export const BlobPage: FC<{ blob: BlobView; downloads: number; graceMs: number }
       </div>
     </form>
     <div class="actions">
-      <form method="post" action={`/admin/blobs/${blob.sha256}/verify`} class="inline">
-        <CsrfField />
-        <button type="submit" class="secondary">
-          Verify now
-        </button>
-      </form>
+      <PostButton action={`/admin/blobs/${blob.sha256}/verify`}>Verify now</PostButton>
       {blob.usedBy.length === 0 && (
         <form method="post" action={`/admin/blobs/${blob.sha256}/delete`} class="inline">
           <CsrfField />
           <label class="check" for="confirm-delete">
-            <input id="confirm-delete" type="checkbox" name="confirm" value="yes" required /> I want to delete this package
+            <input id="confirm-delete" type="checkbox" name="confirm" value="yes" required /> I want to delete this
+            package
           </label>
           <button type="submit" class="danger">
             Delete package

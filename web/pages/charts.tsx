@@ -23,7 +23,13 @@ const WIDTH = 480;
 const HEIGHT = 190;
 const PAD = { left: 62, right: 10, top: 12, bottom: 28 };
 
-export const BarChart: FC<{ id: string; title: string; description: string; bars: Bar[]; formatAxis: (n: number) => string }> = ({ id, title, description, bars, formatAxis }) => {
+export const BarChart: FC<{
+  id: string;
+  title: string;
+  description: string;
+  bars: Bar[];
+  formatAxis: (n: number) => string;
+}> = ({ id, title, description, bars, formatAxis }) => {
   const max = niceCeiling(Math.max(0, ...bars.map((b) => b.value)));
   const plotW = WIDTH - PAD.left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;
@@ -32,7 +38,14 @@ export const BarChart: FC<{ id: string; title: string; description: string; bars
   const y = (v: number) => PAD.top + plotH - (max > 0 ? (v / max) * plotH : 0);
   const labels = tickLabels(bars, step);
   return (
-    <svg class="chart" viewBox={`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-labelledby={`${id}-title ${id}-desc`} id={id} preserveAspectRatio="xMidYMid meet">
+    <svg
+      class="chart"
+      viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
+      role="img"
+      aria-labelledby={`${id}-title ${id}-desc`}
+      id={id}
+      preserveAspectRatio="xMidYMid meet"
+    >
       <title id={`${id}-title`}>{title}</title>
       <desc id={`${id}-desc`}>{description}</desc>
       {(max > 0 ? [0, 0.5, 1] : [0]).map((f) => (
@@ -49,7 +62,13 @@ export const BarChart: FC<{ id: string; title: string; description: string; bars
         return (
           <g>
             {b.value > 0 && (
-              <rect class="chart-bar" x={fixed(x + gap / 2)} y={fixed(top)} width={fixed(Math.max(0.5, step - gap))} height={fixed(PAD.top + plotH - top)}>
+              <rect
+                class="chart-bar"
+                x={fixed(x + gap / 2)}
+                y={fixed(top)}
+                width={fixed(Math.max(0.5, step - gap))}
+                height={fixed(PAD.top + plotH - top)}
+              >
                 <title>{`${b.label}: ${b.valueText}`}</title>
               </rect>
             )}

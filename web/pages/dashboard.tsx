@@ -1,9 +1,10 @@
-import type { FC } from 'hono/jsx';
+import type { Child, FC } from 'hono/jsx';
 import type { CheckerStatus } from '../../server/jobs/integrity-checker.js';
 import type { HistoryEntry } from '../../server/services/history.js';
 import type { IntegritySummary } from '../../server/services/integrity.js';
 import type { PortalChange } from '../../server/services/portal-changes.js';
-import { CsrfField, formatBytes, formatDate } from '../layout.js';
+import { DataTable, PostButton } from '../components.js';
+import { formatBytes, formatDate } from '../layout.js';
 import { PortalChangeBox } from './portal-change.js';
 import type { DownloadCharts } from '../../server/services/download-log.js';
 import { DownloadChartsSection } from './charts.js';
@@ -16,7 +17,13 @@ export interface DashboardData {
   groupCount: number;
   integrity: IntegritySummary;
   checks: CheckerStatus;
-  recentDownloads: Array<{ sha256: string; name: string; downloads: number; lastDownloadAt: string | null; images: string[] }>;
+  recentDownloads: Array<{
+    sha256: string;
+    name: string;
+    downloads: number;
+    lastDownloadAt: string | null;
+    images: string[];
+  }>;
   /** Newest changes as sentences (sign-ins left out). */
   recentChanges: HistoryEntry[];
   /** Bytes per hour and downloads per day, last week (absent: no chart). */
@@ -55,25 +62,16 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
       </section>
     )}
     <div class="grid">
-      <div class="card">
-        <div class="muted">Disk free</div>
-        <div class="stat">{formatBytes(data.disk.freeBytes)}</div>
-        <div class="muted">
-          of {formatBytes(data.disk.totalBytes)}; packages use {formatBytes(data.disk.blobBytes)}
-        </div>
-      </div>
-      <div class="card">
-        <div class="muted">Packages</div>
-        <div class="stat">{data.blobCount}</div>
-        <div class="muted">
-          {data.integrity.blobs.ok} verified, {data.integrity.blobs.corrupt} corrupt, {data.integrity.blobs.missing} missing
-        </div>
-      </div>
-      <div class="card">
-        <div class="muted">Golden images</div>
-        <div class="stat">{data.imageCount}</div>
-        <div class="muted">{data.groupCount} groups</div>
-      </div>
+      <StatCard label="Disk free" value={formatBytes(data.disk.freeBytes)}>
+        of {formatBytes(data.disk.totalBytes)}; packages use {formatBytes(data.disk.blobBytes)}
+      </StatCard>
+      <StatCard label="Packages" value={data.blobCount}>
+        {data.integrity.blobs.ok} verified, {data.integrity.blobs.corrupt} corrupt, {data.integrity.blobs.missing}{' '}
+        missing
+      </StatCard>
+      <StatCard label="Golden images" value={data.imageCount}>
+        {data.groupCount} groups
+      </StatCard>
     </div>
 
     {data.charts && <DownloadChartsSection charts={data.charts} />}
@@ -87,58 +85,32 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
           {data.checks.running.map((r) => (
             <li>
               <span class="mono">{r.sha256.slice(0, 16)}…</span>{' '}
-              <progress max={r.totalBytes} value={r.bytesDone} aria-label="Check progress"></progress> {formatBytes(r.bytesDone)} of{' '}
-              {formatBytes(r.totalBytes)} at {formatBytes(r.bytesPerSec)}/s
+              <progress max={r.totalBytes} value={r.bytesDone} aria-label="Check progress"></progress>{' '}
+              {formatBytes(r.bytesDone)} of {formatBytes(r.totalBytes)} at {formatBytes(r.bytesPerSec)}/s
             </li>
           ))}
           {data.checks.queued.length > 0 && <li>{data.checks.queued.length} waiting</li>}
         </ul>
       )}
       <div class="actions">
-        <form method="post" action="/admin/verify" class="inline">
-          <CsrfField />
-          <button type="submit" class="secondary">
-            Verify all packages now
-          </button>
-        </form>
+        <PostButton action="/admin/verify">Verify all packages now</PostButton>
         {data.checks.running.length + data.checks.queued.length > 0 && (
-          <form method="post" action="/admin/verify/cancel" class="inline">
-            <CsrfField />
-            <button type="submit" class="secondary">
-              Cancel checks
-            </button>
-          </form>
+          <PostButton action="/admin/verify/cancel">Cancel checks</PostButton>
         )}
       </div>
     </div>
 
     <h2>Recent downloads</h2>
-    {data.recentDownloads.length === 0 ? (
-      <p class="muted">No finished downloads yet.</p>
-    ) : (
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Package</th>
-              <th scope="col">Golden image</th>
-              <th scope="col">Downloads</th>
-              <th scope="col">Last</th>
-            </tr>
-          </thead>
-          <tbody>
-            {data.recentDownloads.map((d) => (
-              <tr>
-                <td>{d.name}</td>
-                <td>{d.images.join(', ') || '–'}</td>
-                <td>{d.downloads}</td>
-                <td>{formatDate(d.lastDownloadAt)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
-    )}
+    <DataTable
+      rows={data.recentDownloads}
+      empty={<p class="muted">No finished downloads yet.</p>}
+      columns={[
+        { head: 'Package', cell: (d) => <td>{d.name}</td> },
+        { head: 'Golden image', cell: (d) => <td>{d.images.join(', ') || '–'}</td> },
+        { head: 'Downloads', cell: (d) => <td>{d.downloads}</td> },
+        { head: 'Last', cell: (d) => <td>{formatDate(d.lastDownloadAt)}</td> },
+      ]}
+    />
 
     <h2>Recent changes</h2>
     {data.recentChanges.length === 0 ? (
@@ -150,4 +122,13 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
       <a href="/admin/history">Full history →</a>
     </p>
   </>
+);
+
+/** One figure of the dashboard, with what it means underneath. */
+const StatCard: FC<{ label: string; value: Child; children: Child }> = ({ label, value, children }) => (
+  <div class="card">
+    <div class="muted">{label}</div>
+    <div class="stat">{value}</div>
+    <div class="muted">{children}</div>
+  </div>
 );

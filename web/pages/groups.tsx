@@ -2,6 +2,7 @@ import type { FC } from 'hono/jsx';
 import type { GroupView } from '../../server/services/groups.js';
 import type { CsvProblem } from '../../server/services/groups-csv.js';
 import type { ImageView } from '../../server/services/images.js';
+import { ConfirmForm, DataTable, LinkCell, describedBy, Field } from '../components.js';
 import { CsrfField, FieldError } from '../layout.js';
 
 export interface GroupFormValues {
@@ -11,44 +12,36 @@ export interface GroupFormValues {
   imageId: string;
 }
 
-export const GroupsPage: FC<
-  { groups: GroupView[]; images: ImageView[]; values: GroupFormValues; fieldErrors?: Record<string, string>; csvProblems?: CsvProblem[] | undefined }
-> = ({ groups, images, values, fieldErrors = {}, csvProblems }) => (
+export const GroupsPage: FC<{
+  groups: GroupView[];
+  images: ImageView[];
+  values: GroupFormValues;
+  fieldErrors?: Record<string, string>;
+  csvProblems?: CsvProblem[] | undefined;
+}> = ({ groups, images, values, fieldErrors = {}, csvProblems }) => (
   <>
     <p class="muted">
-      User groups (sublicenses) as in the Parallels Management Portal. Each group gets at most one golden image; the group marked
-      “primary license key” stands for everyone activated with the primary key. Names are unique regardless of case.
+      User groups (sublicenses) as in the Parallels Management Portal. Each group gets at most one golden image; the
+      group marked “primary license key” stands for everyone activated with the primary key. Names are unique regardless
+      of case.
     </p>
-    {groups.length === 0 ? (
-      <p class="empty">No groups yet. Create the first one below, or import them from a CSV file.</p>
-    ) : (
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Golden image</th>
-              <th scope="col" class="hide-narrow">
-                License key
-              </th>
-              <th scope="col">Primary</th>
-            </tr>
-          </thead>
-          <tbody>
-            {groups.map((g) => (
-              <tr>
-                <td>
-                  <a href={`/admin/groups/${g.id}`}>{g.name}</a>
-                </td>
-                <td>{g.image ? <a href={`/admin/images/${g.image.id}`}>{g.image.name}</a> : <span class="muted">none</span>}</td>
-                <td class="hide-narrow mono">{g.licenseKey ?? ''}</td>
-                <td>{g.primary ? 'yes' : ''}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
-    )}
+    <DataTable
+      rows={groups}
+      empty={<p class="empty">No groups yet. Create the first one below, or import them from a CSV file.</p>}
+      columns={[
+        { head: 'Name', cell: (g) => <LinkCell href={`/admin/groups/${g.id}`}>{g.name}</LinkCell> },
+        {
+          head: 'Golden image',
+          cell: (g) => (
+            <td>
+              {g.image ? <a href={`/admin/images/${g.image.id}`}>{g.image.name}</a> : <span class="muted">none</span>}
+            </td>
+          ),
+        },
+        { head: 'License key', narrow: true, cell: (g) => <td class="hide-narrow mono">{g.licenseKey ?? ''}</td> },
+        { head: 'Primary', cell: (g) => <td>{g.primary ? 'yes' : ''}</td> },
+      ]}
+    />
     <h2>New group</h2>
     <GroupForm action="/admin/groups" values={values} images={images} fieldErrors={fieldErrors} submit="Create group" />
     <GroupsCsvSection hasGroups={groups.length > 0} problems={csvProblems} />
@@ -60,9 +53,9 @@ const GroupsCsvSection: FC<{ hasGroups: boolean; problems: CsvProblem[] | undefi
   <section aria-labelledby="csv-heading">
     <h2 id="csv-heading">Export and import (CSV)</h2>
     <p class="muted">
-      Columns <code>name,license_key,primary,image</code> (image by its name; primary <code>yes</code> or <code>no</code>). An import
-      creates the groups that are missing and updates the others to match the file; groups not in the file stay as they are. It
-      changes nothing unless every line is right.
+      Columns <code>name,license_key,primary,image</code> (image by its name; primary <code>yes</code> or{' '}
+      <code>no</code>). An import creates the groups that are missing and updates the others to match the file; groups
+      not in the file stay as they are. It changes nothing unless every line is right.
     </p>
     {problems && problems.length > 0 && (
       <div class="alert" role="alert" id="csv-problems">
@@ -107,17 +100,26 @@ const GroupsCsvSection: FC<{ hasGroups: boolean; problems: CsvProblem[] | undefi
   </section>
 );
 
-export const GroupEditPage: FC<{ group: GroupView; images: ImageView[]; values: GroupFormValues; fieldErrors?: Record<string, string> }> = ({
-  group,
-  images,
-  values,
-  fieldErrors = {}
-}) => (
+export const GroupEditPage: FC<{
+  group: GroupView;
+  images: ImageView[];
+  values: GroupFormValues;
+  fieldErrors?: Record<string, string>;
+}> = ({ group, images, values, fieldErrors = {} }) => (
   <>
-    <GroupForm action={`/admin/groups/${group.id}`} values={values} images={images} fieldErrors={fieldErrors} submit="Save changes" />
+    <GroupForm
+      action={`/admin/groups/${group.id}`}
+      values={values}
+      images={images}
+      fieldErrors={fieldErrors}
+      submit="Save changes"
+    />
     <div class="actions">
       {group.image && (
-        <a class="button secondary" href={`/admin/groups/${group.id}/unassign?back=${encodeURIComponent(`/admin/groups/${group.id}`)}`}>
+        <a
+          class="button secondary"
+          href={`/admin/groups/${group.id}/unassign?back=${encodeURIComponent(`/admin/groups/${group.id}`)}`}
+        >
           Remove golden image…
         </a>
       )}
@@ -137,7 +139,8 @@ export const GroupDeletePage: FC<{ group: GroupView }> = ({ group }) => (
         <li>
           {group.image ? (
             <>
-              Its golden image <a href={`/admin/images/${group.image.id}`}>{group.image.name}</a> stays; only this group’s assignment goes.
+              Its golden image <a href={`/admin/images/${group.image.id}`}>{group.image.name}</a> stays; only this
+              group’s assignment goes.
             </>
           ) : (
             'It has no golden image.'
@@ -147,14 +150,13 @@ export const GroupDeletePage: FC<{ group: GroupView }> = ({ group }) => (
         {group.licenseKey && <li>Its license key is forgotten here.</li>}
         <li>Delete the group in the Parallels Management Portal too.</li>
       </ul>
-      <form method="post" action={`/admin/groups/${group.id}/delete`} class="actions">
-        <CsrfField />
-        <input type="hidden" name="confirm" value="yes" />
-        <button type="submit" class="danger">
-          Delete group {group.name}
-        </button>
-        <a href={`/admin/groups/${group.id}`}>Cancel</a>
-      </form>
+      <ConfirmForm
+        action={`/admin/groups/${group.id}/delete`}
+        hidden={{ confirm: 'yes' }}
+        cancel={`/admin/groups/${group.id}`}
+      >
+        Delete group {group.name}
+      </ConfirmForm>
     </div>
   </>
 );
@@ -166,18 +168,13 @@ export const GroupUnassignPage: FC<{ group: GroupView; back: string }> = ({ grou
       {group.image ? (
         <>
           <p>
-            Group <strong>{group.name}</strong> will have no golden image. Macs in this group keep what they have; make the same change in
-            the Management Portal so that they are not offered <strong>{group.image.name}</strong> any more.
+            Group <strong>{group.name}</strong> will have no golden image. Macs in this group keep what they have; make
+            the same change in the Management Portal so that they are not offered <strong>{group.image.name}</strong>{' '}
+            any more.
           </p>
-          <form method="post" action={`/admin/groups/${group.id}/unassign`} class="actions">
-            <CsrfField />
-            <input type="hidden" name="confirm" value="yes" />
-            <input type="hidden" name="back" value={back} />
-            <button type="submit" class="danger">
-              Remove {group.image.name} from {group.name}
-            </button>
-            <a href={back}>Cancel</a>
-          </form>
+          <ConfirmForm action={`/admin/groups/${group.id}/unassign`} hidden={{ confirm: 'yes', back }} cancel={back}>
+            Remove {group.image.name} from {group.name}
+          </ConfirmForm>
         </>
       ) : (
         <p>
@@ -197,18 +194,31 @@ const GroupForm: FC<{
 }> = ({ action, values, images, fieldErrors, submit }) => (
   <form method="post" action={action} class="card stack" novalidate>
     <CsrfField />
-    <label for="group-name">Name</label>
-    <input id="group-name" name="name" type="text" required maxlength={100} value={values.name} aria-invalid={fieldErrors.name ? 'true' : undefined} aria-describedby={fieldErrors.name ? 'group-name-error' : undefined} />
-    <FieldError id="group-name" message={fieldErrors.name} />
-    <label for="group-license">License key (optional)</label>
-    <input id="group-license" name="licenseKey" type="text" maxlength={200} value={values.licenseKey} class="mono" aria-invalid={fieldErrors.licenseKey ? 'true' : undefined} aria-describedby={fieldErrors.licenseKey ? 'group-license-error' : undefined} />
-    <FieldError id="group-license" message={fieldErrors.licenseKey} />
+    <Field
+      id="group-name"
+      label="Name"
+      name="name"
+      required
+      maxlength={100}
+      value={values.name}
+      error={fieldErrors.name}
+    />
+    <Field
+      id="group-license"
+      label="License key (optional)"
+      name="licenseKey"
+      maxlength={200}
+      value={values.licenseKey}
+      class="mono"
+      error={fieldErrors.licenseKey}
+    />
     <label class="check" for="group-primary">
-      <input id="group-primary" name="primary" type="checkbox" value="on" checked={values.primary} /> Primary license key (at most one group)
+      <input id="group-primary" name="primary" type="checkbox" value="on" checked={values.primary} /> Primary license
+      key (at most one group)
     </label>
     <FieldError id="group-primary" message={fieldErrors.primary} />
     <label for="group-image">Golden image</label>
-    <select id="group-image" name="imageId" aria-invalid={fieldErrors.imageId ? 'true' : undefined} aria-describedby={fieldErrors.imageId ? 'group-image-error' : undefined}>
+    <select id="group-image" name="imageId" {...describedBy('group-image', fieldErrors.imageId)}>
       <option value="">— none —</option>
       {images.map((i) => (
         <option value={String(i.id)} selected={String(i.id) === values.imageId}>

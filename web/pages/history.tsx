@@ -1,6 +1,13 @@
 /** History: the audit log in sentences, newest first, with filters; sign-ins only when asked for. */
 import type { FC } from 'hono/jsx';
-import { ACTION_KINDS, actorName, type HistoryEntry, type HistoryQuery, type SentencePart } from '../../server/services/history.js';
+import {
+  ACTION_KINDS,
+  actorName,
+  type HistoryEntry,
+  type HistoryQuery,
+  type SentencePart,
+} from '../../server/services/history.js';
+import { type Choice, FilterSelect } from '../components.js';
 import { formatDate } from '../layout.js';
 
 /** One sentence with its links. */
@@ -30,46 +37,36 @@ export function historyQueryString(q: HistoryQuery, extra: Record<string, string
   return text ? `?${text}` : '';
 }
 
-export const HistoryPage: FC<{ query: HistoryQuery; entries: HistoryEntry[]; nextBefore: number | null; actors: string[] }> = ({
-  query,
-  entries,
-  nextBefore,
-  actors,
-}) => {
+export const HistoryPage: FC<{
+  query: HistoryQuery;
+  entries: HistoryEntry[];
+  nextBefore: number | null;
+  actors: string[];
+}> = ({ query, entries, nextBefore, actors }) => {
   const filtered = !!(query.actor || query.action || query.text);
+  const who = actors.map((a): Choice => [a, actorName(a)]);
+  const what = Object.entries(ACTION_KINDS).map(([key, kind]): Choice => [key, kind.label]);
   return (
     <>
       <p class="muted">Every change to this mirror, who made it and when (times in UTC), newest first.</p>
       <form method="get" action="/admin/history" class="card filters" role="search" aria-label="Filter the history">
-        <div>
-          <label for="h-actor">Who</label>
-          <select id="h-actor" name="actor">
-            <option value="">anyone</option>
-            {actors.map((a) => (
-              <option value={a} selected={query.actor === a}>
-                {actorName(a)}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div>
-          <label for="h-action">What</label>
-          <select id="h-action" name="action">
-            <option value="">any change</option>
-            {Object.entries(ACTION_KINDS).map(([key, kind]) => (
-              <option value={key} selected={query.action === key}>
-                {kind.label}
-              </option>
-            ))}
-          </select>
-        </div>
+        <FilterSelect id="h-actor" name="actor" label="Who" any="anyone" choices={who} selected={query.actor} />
+        <FilterSelect
+          id="h-action"
+          name="action"
+          label="What"
+          any="any change"
+          choices={what}
+          selected={query.action}
+        />
         <div>
           <label for="h-text">Text</label>
           <input id="h-text" name="q" type="search" value={query.text ?? ''} maxlength={200} placeholder="e.g. Sales" />
         </div>
         <div>
           <label class="check" for="h-logins">
-            <input id="h-logins" name="logins" type="checkbox" value="1" checked={query.signIns === true} /> Show sign-ins
+            <input id="h-logins" name="logins" type="checkbox" value="1" checked={query.signIns === true} /> Show
+            sign-ins
           </label>
         </div>
         <div class="actions">

@@ -1,6 +1,7 @@
 import type { FC } from 'hono/jsx';
 import { TOKEN_SCOPES, type ApiTokenView, type TokenScope } from '../../server/services/auth.js';
-import { CopyField, CsrfField, FieldError, formatDate } from '../layout.js';
+import { DataTable, Field, PostButton } from '../components.js';
+import { CopyField, CsrfField, formatDate } from '../layout.js';
 
 /** What each scope allows, in the words the README uses. */
 export const SCOPE_HELP: Record<TokenScope, string> = {
@@ -15,9 +16,12 @@ export interface TokenFormValues {
 }
 
 /** API tokens: the list with scope and last use, a create form, and a new token shown once. */
-export const TokensPage: FC<
-  { tokens: ApiTokenView[]; values: TokenFormValues; created?: { name: string; scope: TokenScope; token: string }; fieldErrors?: Record<string, string> }
-> = ({ tokens, values, created, fieldErrors = {} }) => (
+export const TokensPage: FC<{
+  tokens: ApiTokenView[];
+  values: TokenFormValues;
+  created?: { name: string; scope: TokenScope; token: string };
+  fieldErrors?: Record<string, string>;
+}> = ({ tokens, values, created, fieldErrors = {} }) => (
   <>
     {created && (
       <section class="card" aria-labelledby="new-token">
@@ -29,63 +33,41 @@ export const TokensPage: FC<
       </section>
     )}
     <p class="muted">
-      Scripts and other mirrors send a token as <code>Authorization: Bearer …</code>. Give each the narrowest scope that works: a branch
-      mirror that syncs from this one needs only <code>sync</code>.
+      Scripts and other mirrors send a token as <code>Authorization: Bearer …</code>. Give each the narrowest scope that
+      works: a branch mirror that syncs from this one needs only <code>sync</code>.
     </p>
-    {tokens.length === 0 ? (
-      <p class="muted">No API tokens.</p>
-    ) : (
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Scope</th>
-              <th scope="col" class="hide-narrow">
-                Created
-              </th>
-              <th scope="col">Last used</th>
-              <th scope="col">
-                <span class="hide-narrow">Revoke</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {tokens.map((t) => (
-              <tr>
-                <td class="mono">{t.name}</td>
-                <td>{t.scope}</td>
-                <td class="hide-narrow">{formatDate(t.createdAt)}</td>
-                <td>{formatDate(t.lastUsedAt)}</td>
-                <td>
-                  <form method="post" action={`/admin/tokens/${encodeURIComponent(t.name)}/revoke`} class="inline">
-                    <CsrfField />
-                    <button type="submit" class="secondary" aria-label={`Revoke ${t.name}`}>
-                      Revoke
-                    </button>
-                  </form>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
-    )}
+    <DataTable
+      rows={tokens}
+      empty={<p class="muted">No API tokens.</p>}
+      columns={[
+        { head: 'Name', cell: (t) => <td class="mono">{t.name}</td> },
+        { head: 'Scope', cell: (t) => <td>{t.scope}</td> },
+        { head: 'Created', narrow: true, cell: (t) => <td class="hide-narrow">{formatDate(t.createdAt)}</td> },
+        { head: 'Last used', cell: (t) => <td>{formatDate(t.lastUsedAt)}</td> },
+        {
+          head: <span class="hide-narrow">Revoke</span>,
+          cell: (t) => (
+            <td>
+              <PostButton action={`/admin/tokens/${encodeURIComponent(t.name)}/revoke`} label={`Revoke ${t.name}`}>
+                Revoke
+              </PostButton>
+            </td>
+          ),
+        },
+      ]}
+    />
     <form method="post" action="/admin/tokens" class="card stack" novalidate>
       <h2>New token</h2>
       <CsrfField />
-      <label for="token-name">Name</label>
-      <input
+      <Field
         id="token-name"
+        label="Name"
         name="name"
-        type="text"
         required
         maxlength={64}
         value={values.name}
-        aria-invalid={fieldErrors.name ? 'true' : undefined}
-        aria-describedby={fieldErrors.name ? 'token-name-error' : undefined}
+        error={fieldErrors.name}
       />
-      <FieldError id="token-name" message={fieldErrors.name} />
       <fieldset>
         <legend>Scope</legend>
         {TOKEN_SCOPES.map((scope) => (

@@ -6,6 +6,7 @@
 import type { FC } from 'hono/jsx';
 import type { UnfinishedUpload } from '../../server/http/uploads.js';
 import type { TransferJob } from '../../server/jobs/transfers.js';
+import { DataTable, Field, PostButton } from '../components.js';
 import { CsrfField, formatBytes, formatDate, useCsrfToken } from '../layout.js';
 import { ArchOptions, archLabel } from './blobs.js';
 
@@ -53,10 +54,8 @@ export const UploadPage: FC<{
       <div id="picked" aria-live="polite"></div>
       {/* Without JavaScript. The server enforces the checksum part and records the architecture whichever order the parts arrive in. */}
       <div id="plain-fields" class="plain-fields">
-        <label for="package">Package (.pvmp)</label>
-        <input id="package" name="package" type="file" accept=".pvmp" required />
-        <label for="checksum">Checksum file (.txt, optional)</label>
-        <input id="checksum" name="checksum" type="file" accept=".txt,text/plain" />
+        <Field id="package" label="Package (.pvmp)" type="file" accept=".pvmp" required />
+        <Field id="checksum" label="Checksum file (.txt, optional)" type="file" accept=".txt,text/plain" />
         <label for="arch">Architecture</label>
         <select id="arch" name="arch">
           <ArchOptions selected="unknown" />
@@ -90,72 +89,68 @@ const UnfinishedUploads: FC<{ unfinished: UnfinishedUpload[]; nowMs: number }> =
           To resume one, pick the same file again above (in this browser it continues where it stopped). Unfinished
           uploads are removed after three days.
         </p>
-        <div class="table-wrap">
-          <table id="unfinished-uploads">
-            <thead>
-              <tr>
-                <th scope="col">File</th>
-                <th scope="col">Received</th>
-                <th scope="col">Started</th>
-                <th scope="col">State</th>
-                <th scope="col">
-                  <span class="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {unfinished.map((u) => (
-                <tr
-                  data-upload-id={u.id}
-                  data-name={u.name}
-                  data-size={u.size === null ? '' : String(u.size)}
-                  data-last-modified={u.lastModified === null ? '' : String(u.lastModified)}
-                >
-                  <td>
-                    {u.name}
-                    <div class="muted">
-                      {archLabel(u.arch)}
-                      {u.hasChecksum ? ' · with checksum file' : ''}
-                    </div>
-                  </td>
-                  <td>
-                    {u.size ? (
-                      <progress max={u.size} value={u.offset} aria-label={`Received of ${u.name}`}></progress>
-                    ) : null}
-                    <div>
-                      {formatBytes(u.offset)}
-                      {u.size !== null
-                        ? ` of ${formatBytes(u.size)} (${Math.floor((u.offset / Math.max(u.size, 1)) * 100)}%)`
-                        : ''}
-                    </div>
-                  </td>
-                  <td title={formatDate(u.createdAt)}>{ago(u.createdAt, nowMs)}</td>
-                  <td class="upload-state">
-                    {u.finishing
-                      ? 'being stored'
-                      : u.receiving
-                        ? 'receiving now'
-                        : u.lastDataAt
-                          ? `paused, last data ${ago(u.lastDataAt, nowMs)}`
-                          : 'paused'}
-                  </td>
-                  <td>
-                    <form method="post" action={`/admin/uploads/${u.id}/discard`} class="inline">
-                      <CsrfField />
-                      <button type="submit" class="secondary" aria-label={`Discard ${u.name}`}>
-                        Discard
-                      </button>
-                    </form>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          id="unfinished-uploads"
+          rows={unfinished}
+          rowAttrs={(u) => ({
+            'data-upload-id': u.id,
+            'data-name': u.name,
+            'data-size': u.size === null ? '' : String(u.size),
+            'data-last-modified': u.lastModified === null ? '' : String(u.lastModified),
+          })}
+          columns={[
+            {
+              head: 'File',
+              cell: (u) => (
+                <td>
+                  {u.name}
+                  <div class="muted">
+                    {archLabel(u.arch)}
+                    {u.hasChecksum ? ' · with checksum file' : ''}
+                  </div>
+                </td>
+              ),
+            },
+            {
+              head: 'Received',
+              cell: (u) => (
+                <td>
+                  {u.size ? (
+                    <progress max={u.size} value={u.offset} aria-label={`Received of ${u.name}`}></progress>
+                  ) : null}
+                  <div>
+                    {formatBytes(u.offset)}
+                    {u.size !== null
+                      ? ` of ${formatBytes(u.size)} (${Math.floor((u.offset / Math.max(u.size, 1)) * 100)}%)`
+                      : ''}
+                  </div>
+                </td>
+              ),
+            },
+            { head: 'Started', cell: (u) => <td title={formatDate(u.createdAt)}>{ago(u.createdAt, nowMs)}</td> },
+            { head: 'State', cell: (u) => <td class="upload-state">{uploadState(u, nowMs)}</td> },
+            {
+              head: <span class="visually-hidden">Actions</span>,
+              cell: (u) => (
+                <td>
+                  <PostButton action={`/admin/uploads/${u.id}/discard`} label={`Discard ${u.name}`}>
+                    Discard
+                  </PostButton>
+                </td>
+              ),
+            },
+          ]}
+        />
       </>
     )}
   </>
 );
+
+function uploadState(u: UnfinishedUpload, nowMs: number): string {
+  if (u.finishing) return 'being stored';
+  if (u.receiving) return 'receiving now';
+  return u.lastDataAt ? `paused, last data ${ago(u.lastDataAt, nowMs)}` : 'paused';
+}
 
 /** The form that starts a download from another server, and the downloads running or done. */
 const PullFromUrl: FC<{ jobs: TransferJob[]; values: { url: string; sha256: string; checksumUrl: string } }> = ({
@@ -170,69 +165,70 @@ const PullFromUrl: FC<{ jobs: TransferJob[]; values: { url: string; sha256: stri
     </p>
     <form method="post" action="/admin/fetch" class="card stack">
       <CsrfField />
-      <label for="fetch-url">Package URL</label>
-      <input
+      <Field
         id="fetch-url"
+        label="Package URL"
         name="url"
-        type="text"
         inputmode="url"
         required
         value={values.url}
         placeholder="https://hq-mirror.example/…/Win11.pvmp"
       />
-      <label for="fetch-sha">SHA-256 (optional)</label>
-      <input id="fetch-sha" name="sha256" type="text" class="mono" value={values.sha256} />
-      <label for="fetch-checksum">or the URL of its checksum file (optional)</label>
-      <input id="fetch-checksum" name="checksumUrl" type="text" inputmode="url" value={values.checksumUrl} />
+      <Field id="fetch-sha" label="SHA-256 (optional)" name="sha256" class="mono" value={values.sha256} />
+      <Field
+        id="fetch-checksum"
+        label="or the URL of its checksum file (optional)"
+        name="checksumUrl"
+        inputmode="url"
+        value={values.checksumUrl}
+      />
       <div class="actions">
         <button type="submit">Start download</button>
       </div>
     </form>
-    {jobs.length > 0 && (
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">URL</th>
-              <th scope="col">Progress</th>
-              <th scope="col">State</th>
-            </tr>
-          </thead>
-          <tbody>
-            {jobs.map((j) => (
-              <tr>
-                <td class="mono">{j.url}</td>
-                <td>
-                  {j.totalBytes ? (
-                    <progress
-                      max={j.totalBytes}
-                      value={j.bytesDone}
-                      aria-label={`Download progress of ${j.url}`}
-                    ></progress>
-                  ) : null}{' '}
-                  {formatBytes(j.bytesDone)}
-                  {j.totalBytes ? ` of ${formatBytes(j.totalBytes)}` : ''}
-                </td>
-                <td>
-                  {j.state === 'done' && j.sha256 ? <a href={`/admin/blobs/${j.sha256}`}>stored</a> : j.state}
-                  {j.error ? `: ${j.error.message}` : ''}
-                  {(j.state === 'running' || j.state === 'queued') && (
-                    <form method="post" action={`/admin/fetch/${j.id}/cancel`} class="inline">
-                      <CsrfField />{' '}
-                      <button type="submit" class="secondary">
-                        Cancel
-                      </button>
-                    </form>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+    <DataTable
+      rows={jobs}
+      columns={[
+        { head: 'URL', cell: (j) => <td class="mono">{j.url}</td> },
+        {
+          head: 'Progress',
+          cell: (j) => (
+            <td>
+              {j.totalBytes ? (
+                <progress
+                  max={j.totalBytes}
+                  value={j.bytesDone}
+                  aria-label={`Download progress of ${j.url}`}
+                ></progress>
+              ) : null}{' '}
+              {formatBytes(j.bytesDone)}
+              {j.totalBytes ? ` of ${formatBytes(j.totalBytes)}` : ''}
+            </td>
+          ),
+        },
+        {
+          head: 'State',
+          cell: (j) => (
+            <td>
+              {j.state === 'done' && j.sha256 ? <a href={`/admin/blobs/${j.sha256}`}>stored</a> : j.state}
+              {j.error ? `: ${j.error.message}` : ''}
+              {(j.state === 'running' || j.state === 'queued') && (
+                <form method="post" action={`/admin/fetch/${j.id}/cancel`} class="inline">
+                  <CsrfField />{' '}
+                  <button type="submit" class="secondary">
+                    Cancel
+                  </button>
+                </form>
+              )}
+            </td>
+          ),
+        },
+      ]}
+      after={
         <p class="muted">
           <a href="/admin/upload#pull">Refresh</a> to update the progress.
         </p>
-      </div>
-    )}
+      }
+    />
   </>
 );

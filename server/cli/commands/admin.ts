@@ -6,31 +6,25 @@ import { cliActor } from '../../services/audit.js';
 import { createApiToken, listApiTokens, resetPassword, revokeApiToken, TOKEN_SCOPES } from '../../services/auth.js';
 import { createGroup, findGroupRef, listGroups, updateGroup, type GroupView } from '../../services/groups.js';
 import { applyGroupsCsv, exportGroupsCsv, readGroupsCsv } from '../../services/groups-csv.js';
-import { createImage, deleteImage, findImageRef, getImage, listImages, portalValues, type ImageView } from '../../services/images.js';
+import {
+  createImage,
+  deleteImage,
+  findImageRef,
+  getImage,
+  listImages,
+  portalValues,
+  type ImageView,
+} from '../../services/images.js';
 import { confirmPortalValues } from '../../services/portal-changes.js';
-import type { Runtime } from '../../runtime.js';
 import type { PublicAddress } from '../../services/settings.js';
 import { cliPublicAddress, NOT_READY } from '../public-address.js';
-import { parseCommandArgs, type Command, type CommandContext } from '../context.js';
+import { FLAG, JSON_FLAG, STRING, parseCommandArgs, type Command, type CommandContext } from '../context.js';
 import { printJson, printLine, table } from '../output.js';
-
-async function withRuntime<T>(ctx: CommandContext, fn: (runtime: Runtime, address: PublicAddress) => Promise<T>, links = false): Promise<T> {
-  const config = ctx.loadConfig();
-  const runtime = await ctx.openRuntime(config);
-  try {
-    // Only commands that print links resolve (and comment on) the public address.
-    const address: PublicAddress = links
-      ? await cliPublicAddress(runtime)
-      : { url: null, source: 'unset', stored: null, updatedAt: null, updatedBy: null, warnings: [] };
-    return await fn(runtime, address);
-  } finally {
-    await runtime.close();
-  }
-}
 
 function subcommand(ctx: CommandContext, names: string[], usage: string): { name: string; args: string[] } {
   const [name, ...args] = ctx.args;
-  if (!name || !names.includes(name)) throw new AppError('USAGE', `expected one of: ${names.join(', ')}\nusage: ${usage}`);
+  if (!name || !names.includes(name))
+    throw new AppError('USAGE', `expected one of: ${names.join(', ')}\nusage: ${usage}`);
   return { name, args };
 }
 
@@ -45,11 +39,14 @@ function printImage(view: ImageView, address: PublicAddress): void {
       printLine(`  SHA-256:      ${a.sha256 ?? '-'}`);
     }
   }
-  printLine(`groups: ${view.groups.map((g) => (g.primary ? `${g.name} (primary license key)` : g.name)).join(', ') || 'none'}`);
+  printLine(
+    `groups: ${view.groups.map((g) => (g.primary ? `${g.name} (primary license key)` : g.name)).join(', ') || 'none'}`,
+  );
   for (const problem of portal.problems) printLine(`warning: ${problem}`);
   if (portal.pendingChange) {
     printLine('portal values changed — update the portal, then: goldmirror image portal-updated ' + String(view.id));
-    for (const ch of portal.pendingChange.changes) printLine(`  ${ch.label} ${ch.field}: ${String(ch.from ?? '-')} → ${String(ch.to ?? '-')}`);
+    for (const ch of portal.pendingChange.changes)
+      printLine(`  ${ch.label} ${ch.field}: ${String(ch.from ?? '-')} → ${String(ch.to ?? '-')}`);
   }
 }
 
@@ -64,19 +61,22 @@ export const imageCommand: Command = {
   async run(ctx) {
     const { name, args } = subcommand(ctx, ['create', 'list', 'show', 'delete', 'portal-updated'], IMAGE_USAGE);
     const { values, positionals } = parseCommandArgs(args, {
-      json: { type: 'boolean', default: false },
-      description: { type: 'string' },
-      arm64: { type: 'string' },
-      x86_64: { type: 'string' },
+      ...JSON_FLAG,
+      description: STRING,
+      arm64: STRING,
+      x86_64: STRING,
     });
-    return withRuntime(ctx, async (runtime, address) => {
+    // Only this command prints links, so only it resolves (and comments on) the public address.
+    return ctx.withRuntime(async (runtime) => {
+      const address = await cliPublicAddress(runtime);
       const deps = runtime;
       const baseUrl = address.url;
       if (name === 'list') {
         if (positionals.length) throw new AppError('USAGE', 'image list takes no arguments');
         const images = await listImages(deps, baseUrl);
         if (values.json) return printJson(images);
-        if (!images.length) return printLine('no golden images yet; create one with: goldmirror image create NAME --arm64 SHA256');
+        if (!images.length)
+          return printLine('no golden images yet; create one with: goldmirror image create NAME --arm64 SHA256');
         return printLine(
           table([
             ['ID', 'NAME', 'APPLE SILICON', 'INTEL', 'GROUPS'],
@@ -90,11 +90,17 @@ export const imageCommand: Command = {
           ]),
         );
       }
-      if (positionals.length !== 1) throw new AppError('USAGE', `image ${name} takes exactly one NAME${name === 'create' ? '' : '_OR_ID'}`);
+      if (positionals.length !== 1)
+        throw new AppError('USAGE', `image ${name} takes exactly one NAME${name === 'create' ? '' : '_OR_ID'}`);
       const ref = positionals[0]!;
       if (name === 'create') {
         const arch = (sha: string | undefined) => (sha === undefined ? undefined : { enabled: true, sha256: sha });
-        const view = await createImage(deps, cliActor, { name: ref, description: values.description, arm64: arch(values.arm64), x86_64: arch(values.x86_64) }, baseUrl);
+        const view = await createImage(
+          deps,
+          cliActor,
+          { name: ref, description: values.description, arm64: arch(values.arm64), x86_64: arch(values.x86_64) },
+          baseUrl,
+        );
         return values.json ? printJson(view) : printImage(view, address);
       }
       const row = await findImageRef(deps, ref);
@@ -106,15 +112,21 @@ export const imageCommand: Command = {
         const changed = await confirmPortalValues(deps, cliActor, row.id, baseUrl, undefined);
         const view = await getImage(deps, row.id, baseUrl);
         if (values.json) return printJson(portalValues(view, address));
-        return printLine(changed ? `marked the portal values of ${view.name} as updated` : `nothing to do: the portal values of ${view.name} had not changed`);
+        return printLine(
+          changed
+            ? `marked the portal values of ${view.name} as updated`
+            : `nothing to do: the portal values of ${view.name} had not changed`,
+        );
       }
       const result = await deleteImage(deps, cliActor, row.id, baseUrl);
       if (values.json) return printJson(result);
       printLine(`deleted golden image ${result.deleted.name}`);
       if (result.groupsLeftWithoutImage.length) {
-        printLine(`these groups now have no golden image: ${result.groupsLeftWithoutImage.map((g) => g.name).join(', ')}`);
+        printLine(
+          `these groups now have no golden image: ${result.groupsLeftWithoutImage.map((g) => g.name).join(', ')}`,
+        );
       }
-    }, true);
+    });
   },
 };
 
@@ -135,17 +147,18 @@ export const groupCommand: Command = {
   async run(ctx) {
     const { name, args } = subcommand(ctx, ['create', 'list', 'assign', 'export', 'import'], GROUP_USAGE);
     const { values, positionals } = parseCommandArgs(args, {
-      json: { type: 'boolean', default: false },
-      'license-key': { type: 'string' },
-      primary: { type: 'boolean', default: false },
-      image: { type: 'string' },
-      none: { type: 'boolean', default: false },
-      'dry-run': { type: 'boolean', default: false },
+      ...JSON_FLAG,
+      'license-key': STRING,
+      primary: FLAG,
+      image: STRING,
+      none: FLAG,
+      'dry-run': FLAG,
     });
-    return withRuntime(ctx, async (runtime) => {
+    return ctx.withRuntime(async (runtime) => {
       const deps = runtime;
       if (name === 'export') {
-        if (positionals.length > 1) throw new AppError('USAGE', 'group export takes at most one FILE (- or none: standard output)');
+        if (positionals.length > 1)
+          throw new AppError('USAGE', 'group export takes at most one FILE (- or none: standard output)');
         const csv = await exportGroupsCsv(deps);
         const file = positionals[0];
         if (file === undefined || file === '-') return void process.stdout.write(csv);
@@ -154,10 +167,13 @@ export const groupCommand: Command = {
         return void process.stderr.write(`wrote ${count} group${count === 1 ? '' : 's'} to ${file}\n`);
       }
       if (name === 'import') {
-        if (positionals.length !== 1) throw new AppError('USAGE', 'group import takes exactly one FILE.csv (- for standard input)');
+        if (positionals.length !== 1)
+          throw new AppError('USAGE', 'group import takes exactly one FILE.csv (- for standard input)');
         const file = positionals[0]!;
         const source = file === '-' ? process.stdin : createReadStream(file);
-        const report = await applyGroupsCsv(deps, cliActor, await readGroupsCsv(source as AsyncIterable<Buffer>), { dryRun: values['dry-run'] });
+        const report = await applyGroupsCsv(deps, cliActor, await readGroupsCsv(source as AsyncIterable<Buffer>), {
+          dryRun: values['dry-run'],
+        });
         if (values.json) return printJson(report);
         const list = (names: string[]) => (names.length ? `: ${names.join(', ')}` : '');
         printLine(`${report.dryRun ? 'would create' : 'created'} ${report.created.length}${list(report.created)}`);
@@ -180,10 +196,13 @@ export const groupCommand: Command = {
           primary: values.primary,
           imageId,
         });
-        return values.json ? printJson(view) : printLine(`created group ${view.id}: ${view.name}${view.image ? ` → ${view.image.name}` : ''}`);
+        return values.json
+          ? printJson(view)
+          : printLine(`created group ${view.id}: ${view.name}${view.image ? ` → ${view.image.name}` : ''}`);
       }
       const expected = values.none ? 1 : 2;
-      if (positionals.length !== expected) throw new AppError('USAGE', 'usage: group assign GROUP IMAGE, or group assign GROUP --none');
+      if (positionals.length !== expected)
+        throw new AppError('USAGE', 'usage: group assign GROUP IMAGE, or group assign GROUP --none');
       const group = await findGroupRef(deps, positionals[0]!);
       const imageId = values.none ? null : (await findImageRef(deps, positionals[1]!)).id;
       const view = await updateGroup(deps, cliActor, group.id, { imageId });
@@ -200,14 +219,19 @@ export const tokenCommand: Command = {
   usage: TOKEN_USAGE,
   async run(ctx) {
     const { name, args } = subcommand(ctx, ['create', 'revoke', 'list'], TOKEN_USAGE);
-    const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean', default: false }, scope: { type: 'string' } });
+    const { values, positionals } = parseCommandArgs(args, { ...JSON_FLAG, scope: STRING });
     if (values.scope !== undefined && name !== 'create') throw new AppError('USAGE', '--scope goes with token create');
-    return withRuntime(ctx, async (runtime) => {
+    return ctx.withRuntime(async (runtime) => {
       if (name === 'list') {
         const tokens = await listApiTokens(runtime);
         if (values.json) return printJson(tokens);
         return printLine(
-          tokens.length ? table([['NAME', 'SCOPE', 'CREATED', 'LAST USED'], ...tokens.map((t) => [t.name, t.scope, t.createdAt, t.lastUsedAt ?? 'never'])]) : 'no API tokens',
+          tokens.length
+            ? table([
+                ['NAME', 'SCOPE', 'CREATED', 'LAST USED'],
+                ...tokens.map((t) => [t.name, t.scope, t.createdAt, t.lastUsedAt ?? 'never']),
+              ])
+            : 'no API tokens',
         );
       }
       if (positionals.length !== 1) throw new AppError('USAGE', `token ${name} takes exactly one NAME`);
@@ -240,17 +264,15 @@ export const adminCommand: Command = {
   usage: ADMIN_USAGE,
   async run(ctx) {
     subcommand(ctx, ['reset-password'], ADMIN_USAGE);
-    const { values, positionals } = parseCommandArgs(ctx.args.slice(1), {
-      user: { type: 'string' },
-      'revoke-tokens': { type: 'boolean', default: false },
-      stdin: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-    });
-    if (positionals.length > 0) throw new AppError('USAGE', 'reset-password takes no arguments (the user goes in --user NAME)');
+    const { values } = parseCommandArgs(
+      ctx.args.slice(1),
+      { user: STRING, 'revoke-tokens': FLAG, stdin: FLAG, ...JSON_FLAG },
+      [0, 'reset-password takes no arguments (the user goes in --user NAME)'],
+    );
     // A password piped in (or --stdin) is used; on a terminal, or with nothing piped, one is generated.
     const piped = values.stdin || !process.stdin.isTTY ? await readPasswordFromStdin() : '';
     if (values.stdin && piped === '') throw new AppError('USAGE', '--stdin: no password on standard input');
-    return withRuntime(ctx, async (runtime) => {
+    return ctx.withRuntime(async (runtime) => {
       const result = await resetPassword(runtime, cliActor, {
         username: values.user,
         password: piped === '' ? undefined : piped,

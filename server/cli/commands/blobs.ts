@@ -5,22 +5,20 @@ import { downloadUrl } from '../../links.js';
 import { listBlobs } from '../../db/repos/blobs.js';
 import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
-import { parseCommandArgs, type Command } from '../context.js';
+import { JSON_FLAG, STRING, parseCommandArgs, type Command } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine, table } from '../output.js';
-import { cliPublicAddress, NOT_READY } from '../public-address.js';
+import { cliDownloadUrl, cliPublicAddress, NOT_READY } from '../public-address.js';
 
 export const importCommand: Command = {
   summary: 'store a .pvmp package and print its SHA-256 and download link',
   usage: 'goldmirror import FILE.pvmp [--arch arm64|x86_64|unknown] [--sha256 HEX | --checksum-file TXT] [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      sha256: { type: 'string' },
-      'checksum-file': { type: 'string' },
-      arch: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    });
-    if (positionals.length !== 1) throw new AppError('USAGE', 'import takes exactly one FILE');
+    const { values, positionals } = parseCommandArgs(
+      ctx.args,
+      { sha256: STRING, 'checksum-file': STRING, arch: STRING, ...JSON_FLAG },
+      [1, 'import takes exactly one FILE'],
+    );
     const arch = parseBlobArch(values.arch, '--arch');
     if (values.sha256 !== undefined && values['checksum-file'] !== undefined) {
       throw new AppError('USAGE', 'give either --sha256 or --checksum-file, not both');
@@ -40,14 +38,10 @@ export const importCommand: Command = {
       throw new AppError('USAGE', (err as Error).message);
     }
 
-    const config = ctx.loadConfig();
-    const runtime = await ctx.openRuntime(config);
-    try {
-      let result;
-      try {
-        result = await ingestFile(runtime.ingestDeps, file, { expectedSha256: expected, arch });
-      } catch (err) {
-        if (isError(err, 'DIGEST_MISMATCH')) {
+    await ctx.withRuntime(async (runtime) => {
+      const { blob, created } = await ingestFile(runtime.ingestDeps, file, { expectedSha256: expected, arch }).catch(
+        (err: unknown) => {
+          if (!isError(err, 'DIGEST_MISMATCH')) throw err;
           throw new AppError(
             'DIGEST_MISMATCH',
             `checksum mismatch for ${file}: expected sha256 ${String(err.details.expected)}, ` +
@@ -55,24 +49,27 @@ export const importCommand: Command = {
             { ...err.details },
             { cause: err },
           );
-        }
-        throw err;
-      }
-      const { blob, created } = result;
-      const base = (await cliPublicAddress(runtime)).url;
-      const url = base === null ? null : downloadUrl(base, blob.sha256, blob.name);
+        },
+      );
+      const url = await cliDownloadUrl(runtime, blob);
       if (values.json) {
-        printJson({ sha256: blob.sha256, size: blob.size, url, name: blob.name, arch: blob.arch, created, verified: expected !== undefined });
-      } else {
-        printLine(`${created ? 'stored' : 'already stored'}: ${file}`);
-        printLine(`sha256: ${blob.sha256}`);
-        printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
-        printLine(`arch:   ${blob.arch}${blob.arch === 'unknown' ? ' (give --arch arm64 or --arch x86_64 to record it)' : ''}`);
-        printLine(`url:    ${url ?? NOT_READY}`);
+        const verified = expected !== undefined;
+        return printJson({
+          sha256: blob.sha256,
+          size: blob.size,
+          url,
+          name: blob.name,
+          arch: blob.arch,
+          created,
+          verified,
+        });
       }
-    } finally {
-      await runtime.close();
-    }
+      printStored(file, blob, created);
+      printLine(
+        `arch:   ${blob.arch}${blob.arch === 'unknown' ? ' (give --arch arm64 or --arch x86_64 to record it)' : ''}`,
+      );
+      printLine(`url:    ${url ?? NOT_READY}`);
+    });
   },
 };
 
@@ -80,11 +77,8 @@ export const listCommand: Command = {
   summary: 'list stored packages',
   usage: 'goldmirror list [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean', default: false } });
-    if (positionals.length > 0) throw new AppError('USAGE', 'list takes no arguments');
-    const config = ctx.loadConfig();
-    const runtime = await ctx.openRuntime(config);
-    try {
+    const { values } = parseCommandArgs(ctx.args, JSON_FLAG, [0, 'list takes no arguments']);
+    return ctx.withRuntime(async (runtime) => {
       // The table has no links; only --json prints them (and the note about the address).
       const base = values.json ? (await cliPublicAddress(runtime)).url : null;
       const blobs = (await listBlobs(runtime.db)).map((b) => ({
@@ -101,14 +95,26 @@ export const listCommand: Command = {
       printLine(
         table([
           ['SHA256', 'SIZE', 'STATE', 'ARCH', 'STORED', 'NAME'],
-          ...blobs.map((b) => [b.sha256, humanBytes(b.size), b.state, b.arch, b.createdAt.slice(0, 19).replace('T', ' '), b.name]),
+          ...blobs.map((b) => [
+            b.sha256,
+            humanBytes(b.size),
+            b.state,
+            b.arch,
+            b.createdAt.slice(0, 19).replace('T', ' '),
+            b.name,
+          ]),
         ]),
       );
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
+
+/** The first lines import and fetch print about the package they stored. */
+export function printStored(source: string, blob: { sha256: string; size: number }, created: boolean): void {
+  printLine(`${created ? 'stored' : 'already stored'}: ${source}`);
+  printLine(`sha256: ${blob.sha256}`);
+  printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
+}
 
 /** Checksum files are a line of text; anything large is not one. */
 async function readSmallText(file: string): Promise<string> {

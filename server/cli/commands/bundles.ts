@@ -7,14 +7,13 @@ import { fetchIntoStore } from '../../bundles/fetch.js';
 import { importBundle, type ImportReport } from '../../bundles/import.js';
 import { syncFrom } from '../../bundles/sync.js';
 import { AppError } from '../../errors.js';
-import { downloadUrl } from '../../links.js';
-import { cliPublicAddress, NOT_READY } from '../public-address.js';
+import { cliDownloadUrl, NOT_READY } from '../public-address.js';
 import { cliActor } from '../../services/audit.js';
 import { parseSha256 } from '../../../storage/digest.js';
-import { parseCommandArgs, type Command } from '../context.js';
+import { FLAG, JSON_FLAG, STRING, parseCommandArgs, type Command } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine } from '../output.js';
-import { describeErrno } from './blobs.js';
+import { describeErrno, printStored } from './blobs.js';
 
 /** Progress on stderr, at most a few times a second, only to a terminal. */
 function progressPrinter(label: string): (done: number, total: number | null) => void {
@@ -34,14 +33,13 @@ export const exportCommand: Command = {
   summary: 'write images, groups and their packages to a tar bundle (- for stdout)',
   usage: 'goldmirror export OUT.tar|- [--image NAME_OR_ID ...] [--no-blobs]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      image: { type: 'string', multiple: true },
-      'no-blobs': { type: 'boolean', default: false },
-    });
-    if (positionals.length !== 1) throw new AppError('USAGE', 'export takes exactly one OUT path (or - for stdout)');
+    const { values, positionals } = parseCommandArgs(
+      ctx.args,
+      { image: { type: 'string', multiple: true }, 'no-blobs': FLAG },
+      [1, 'export takes exactly one OUT path (or - for stdout)'],
+    );
     const out = positionals[0]!;
-    const runtime = await ctx.openRuntime();
-    try {
+    return ctx.withRuntime(async (runtime) => {
       const manifest = await buildManifest(runtime, { images: values.image ?? [], includeBlobs: !values['no-blobs'] });
       const stream = exportBundle(runtime.store, manifest);
       if (out === '-') {
@@ -62,9 +60,7 @@ export const exportCommand: Command = {
             `${manifest.includesBlobs ? `${manifest.blobs.length} package(s) (${humanBytes(bytes)})` : 'no packages'} to ${out}\n`,
         );
       }
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
 
@@ -80,7 +76,13 @@ function printImportReport(report: ImportReport): void {
   line(`${verb} update images`.trim(), report.images.updated);
   line(`${verb} create groups`.trim(), report.groups.created);
   line(`${verb} update groups`.trim(), report.groups.updated);
-  if (report.images.created.length + report.images.updated.length + report.groups.created.length + report.groups.updated.length === 0) {
+  if (
+    report.images.created.length +
+      report.images.updated.length +
+      report.groups.created.length +
+      report.groups.updated.length ===
+    0
+  ) {
     printLine('images and groups: no changes');
   }
 }
@@ -89,11 +91,10 @@ export const importBundleCommand: Command = {
   summary: 'read a tar bundle (- for stdin): verify every package, then apply images and groups',
   usage: 'goldmirror import-bundle IN.tar|- [--dry-run] [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      'dry-run': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-    });
-    if (positionals.length !== 1) throw new AppError('USAGE', 'import-bundle takes exactly one IN path (or - for stdin)');
+    const { values, positionals } = parseCommandArgs(ctx.args, { 'dry-run': FLAG, ...JSON_FLAG }, [
+      1,
+      'import-bundle takes exactly one IN path (or - for stdin)',
+    ]);
     const input = positionals[0]!;
     if (input !== '-') {
       const st = await fs.stat(input).catch((err: unknown) => {
@@ -101,8 +102,7 @@ export const importBundleCommand: Command = {
       });
       if (!st.isFile()) throw new AppError('FILE_UNREADABLE', `${input} is not a regular file`);
     }
-    const runtime = await ctx.openRuntime();
-    try {
+    return ctx.withRuntime(async (runtime) => {
       const source = input === '-' ? process.stdin : createReadStream(input, { highWaterMark: 1 << 20 });
       const report = await importBundle(runtime.ingestDeps, source, {
         dryRun: values['dry-run'],
@@ -111,9 +111,7 @@ export const importBundleCommand: Command = {
       });
       if (values.json) printJson(report);
       else printImportReport(report);
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
 
@@ -121,32 +119,25 @@ export const fetchCommand: Command = {
   summary: 'download a .pvmp from an HTTP(S) URL into the store (resumes, verifies)',
   usage: 'goldmirror fetch URL [--sha256 HEX | --checksum-url URL] [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      sha256: { type: 'string' },
-      'checksum-url': { type: 'string' },
-      json: { type: 'boolean', default: false },
-    });
-    if (positionals.length !== 1) throw new AppError('USAGE', 'fetch takes exactly one URL');
-    if (values.sha256 !== undefined && values['checksum-url'] !== undefined) throw new AppError('USAGE', 'give either --sha256 or --checksum-url, not both');
+    const { values, positionals } = parseCommandArgs(
+      ctx.args,
+      { sha256: STRING, 'checksum-url': STRING, ...JSON_FLAG },
+      [1, 'fetch takes exactly one URL'],
+    );
+    if (values.sha256 !== undefined && values['checksum-url'] !== undefined)
+      throw new AppError('USAGE', 'give either --sha256 or --checksum-url, not both');
     const expected = values.sha256 !== undefined ? parseSha256(values.sha256, '--sha256') : undefined;
-    const config = ctx.loadConfig();
-    const runtime = await ctx.openRuntime(config);
-    try {
+    return ctx.withRuntime(async (runtime) => {
       const { blob, created } = await fetchIntoStore(runtime.ingestDeps, positionals[0]!, {
         expectedSha256: expected,
         checksumUrl: values['checksum-url'],
         onProgress: progressPrinter('downloading'),
       });
-      const base = (await cliPublicAddress(runtime)).url;
-      const url = base === null ? null : downloadUrl(base, blob.sha256, blob.name);
+      const url = await cliDownloadUrl(runtime, blob);
       if (values.json) return printJson({ sha256: blob.sha256, size: blob.size, url, name: blob.name, created });
-      printLine(`${created ? 'stored' : 'already stored'}: ${positionals[0]}`);
-      printLine(`sha256: ${blob.sha256}`);
-      printLine(`size:   ${blob.size} bytes (${humanBytes(blob.size)})`);
+      printStored(positionals[0]!, blob, created);
       printLine(`url:    ${url ?? NOT_READY}`);
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
 
@@ -154,18 +145,19 @@ export const syncCommand: Command = {
   summary: "copy another goldmirror's images, groups and missing packages (resumable, idempotent)",
   usage: 'goldmirror sync --from URL --token TOKEN [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      from: { type: 'string' },
-      token: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    });
-    if (positionals.length > 0) throw new AppError('USAGE', 'sync takes no positional arguments');
+    const { values } = parseCommandArgs(ctx.args, { from: STRING, token: STRING, ...JSON_FLAG }, [
+      0,
+      'sync takes no positional arguments',
+    ]);
     const config = ctx.loadConfig();
     const from = values.from ?? config.syncFrom;
     const token = values.token ?? (config.syncToken || ctx.env.MIRROR_SYNC_TOKEN);
-    if (!from || !token) throw new AppError('USAGE', 'sync needs --from URL and --token TOKEN (or MIRROR_SYNC_FROM and MIRROR_SYNC_TOKEN)');
-    const runtime = await ctx.openRuntime(config);
-    try {
+    if (!from || !token)
+      throw new AppError(
+        'USAGE',
+        'sync needs --from URL and --token TOKEN (or MIRROR_SYNC_FROM and MIRROR_SYNC_TOKEN)',
+      );
+    return ctx.withRuntime(async (runtime) => {
       const report = await syncFrom(runtime.ingestDeps, {
         from,
         token,
@@ -175,9 +167,6 @@ export const syncCommand: Command = {
       if (values.json) return printJson(report);
       printLine(`synced from ${report.from}: ${report.fetched.length} package(s) downloaded`);
       printImportReport(report.import);
-    } finally {
-      await runtime.close();
-    }
+    }, config);
   },
 };
-

@@ -7,7 +7,7 @@ import { cliActor } from '../../services/audit.js';
 import { collectGarbage } from '../../services/gc.js';
 import { runDoctor } from '../../services/doctor.js';
 import { resolvePublicAddress } from '../../services/settings.js';
-import { parseCommandArgs, type Command } from '../context.js';
+import { FLAG, JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine } from '../output.js';
 
@@ -15,19 +15,17 @@ export const verifyCommand: Command = {
   summary: 're-hash stored packages now (one, or all); a corrupt one is quarantined at once',
   usage: 'goldmirror verify SHA256 | --all [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      all: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-    });
-    if (values.all === positionals.length > 0 || positionals.length > 1) throw new AppError('USAGE', 'give one SHA256, or --all');
-    const runtime = await ctx.openRuntime();
-    try {
+    const { values, positionals } = parseCommandArgs(ctx.args, { all: FLAG, ...JSON_FLAG });
+    if (values.all === positionals.length > 0 || positionals.length > 1)
+      throw new AppError('USAGE', 'give one SHA256, or --all');
+    return ctx.withRuntime(async (runtime) => {
       let results: Record<string, CheckResult>;
       if (values.all) {
         results = await runtime.checker.checkAll();
       } else {
         const sha256 = parseSha256(positionals[0]!, 'SHA256');
-        if (!(await findBlob(runtime.db, sha256))) throw new AppError('BLOB_UNKNOWN', `no package with sha256 ${sha256} is stored`, { sha256 });
+        if (!(await findBlob(runtime.db, sha256)))
+          throw new AppError('BLOB_UNKNOWN', `no package with sha256 ${sha256} is stored`, { sha256 });
         results = { [sha256]: await runtime.checker.check(sha256) };
       }
       if (values.json) printJson(results);
@@ -36,11 +34,12 @@ export const verifyCommand: Command = {
         for (const [sha256, result] of Object.entries(results)) printLine(`${sha256}  ${result}`);
       }
       const bad = Object.values(results).filter((r) => r === 'corrupt' || r === 'missing').length;
-      if (bad > 0 && !values.json) process.stderr.write(`goldmirror: ${bad} package(s) failed verification; their links answer 503 until re-imported\n`);
+      if (bad > 0 && !values.json)
+        process.stderr.write(
+          `goldmirror: ${bad} package(s) failed verification; their links answer 503 until re-imported\n`,
+        );
       return bad > 0 ? 1 : 0;
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
 
@@ -55,22 +54,21 @@ export const gcCommand: Command = {
   summary: 'remove packages no golden image uses (older than the grace period, not in use)',
   usage: 'goldmirror gc [--dry-run] [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      'dry-run': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-    });
-    if (positionals.length > 0) throw new AppError('USAGE', 'gc takes no arguments');
-    const runtime = await ctx.openRuntime();
-    try {
-      const report = await collectGarbage(runtime, cliActor, { dryRun: values['dry-run'], graceMs: runtime.config.gcGraceMs });
+    const { values } = parseCommandArgs(ctx.args, { 'dry-run': FLAG, ...JSON_FLAG }, [0, 'gc takes no arguments']);
+    return ctx.withRuntime(async (runtime) => {
+      const report = await collectGarbage(runtime, cliActor, {
+        dryRun: values['dry-run'],
+        graceMs: runtime.config.gcGraceMs,
+      });
       if (values.json) return printJson(report);
       const verb = report.dryRun ? 'would remove' : 'removed';
-      for (const r of report.removed) printLine(`${verb} ${r.sha256}  ${humanBytes(r.size)}${r.orphanFile ? '  (file without a database row)' : `  ${r.name}`}`);
+      for (const r of report.removed)
+        printLine(
+          `${verb} ${r.sha256}  ${humanBytes(r.size)}${r.orphanFile ? '  (file without a database row)' : `  ${r.name}`}`,
+        );
       for (const k of report.kept) printLine(`kept ${k.sha256}  (${KEPT_BECAUSE[k.reason]})`);
       printLine(`${verb} ${report.removed.length} package(s), ${humanBytes(report.freedBytes)}`);
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };
 
@@ -78,29 +76,35 @@ export const doctorCommand: Command = {
   summary: 'check config, data dir, database, free space and files against the database',
   usage: 'goldmirror doctor [--json]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, { json: { type: 'boolean', default: false } });
-    if (positionals.length > 0) throw new AppError('USAGE', 'doctor takes no arguments');
-    const runtime = await ctx.openRuntime();
-    try {
+    const { values } = parseCommandArgs(ctx.args, JSON_FLAG, [0, 'doctor takes no arguments']);
+    return ctx.withRuntime(async (runtime) => {
       const report = await runDoctor(runtime);
       if (values.json) {
         printJson(report);
       } else {
         printLine(`data dir:  ${report.dataDir.path} (${report.dataDir.writable ? 'writable' : 'NOT writable'})`);
-        printLine(`database:  ${report.database.file}: ${report.database.integrity}, ${report.database.migrations.length} migrations`);
-        printLine(`           ${report.database.blobs} packages, ${report.database.images} images, ${report.database.groups} groups, ${report.database.users} users`);
-        printLine(`disk:      ${humanBytes(report.disk.freeBytes)} free of ${humanBytes(report.disk.totalBytes)} (minimum ${humanBytes(report.disk.minFreeBytes)})`);
-        printLine(`files:     ${report.files.orphaned.length} orphaned, ${report.files.missing.length} missing, ${report.files.wrongSize.length} wrong size, ` +
-          `${report.files.tmpFiles} temp, ${report.files.quarantined} quarantined, ${report.files.unfinishedUploads} unfinished uploads`);
+        printLine(
+          `database:  ${report.database.file}: ${report.database.integrity}, ${report.database.migrations.length} migrations`,
+        );
+        printLine(
+          `           ${report.database.blobs} packages, ${report.database.images} images, ${report.database.groups} groups, ${report.database.users} users`,
+        );
+        printLine(
+          `disk:      ${humanBytes(report.disk.freeBytes)} free of ${humanBytes(report.disk.totalBytes)} (minimum ${humanBytes(report.disk.minFreeBytes)})`,
+        );
+        printLine(
+          `files:     ${report.files.orphaned.length} orphaned, ${report.files.missing.length} missing, ${report.files.wrongSize.length} wrong size, ` +
+            `${report.files.tmpFiles} temp, ${report.files.quarantined} quarantined, ${report.files.unfinishedUploads} unfinished uploads`,
+        );
         const address = await resolvePublicAddress(runtime);
-        printLine(`public address: ${address.url ?? 'NOT SET (no download link is offered; goldmirror settings public-url URL)'}${address.source === 'config' ? ' (MIRROR_PUBLIC_URL)' : ''}`);
+        printLine(
+          `public address: ${address.url ?? 'NOT SET (no download link is offered; goldmirror settings public-url URL)'}${address.source === 'config' ? ' (MIRROR_PUBLIC_URL)' : ''}`,
+        );
         for (const warning of address.warnings) printLine(`           warning: ${warning}`);
         printLine(report.ok ? 'no problems found' : `problems:\n${report.problems.map((p) => `  - ${p}`).join('\n')}`);
         if (report.warnings.length > 0) printLine(`warnings:\n${report.warnings.map((w) => `  - ${w}`).join('\n')}`);
       }
       return report.ok ? 0 : 1;
-    } finally {
-      await runtime.close();
-    }
+    });
   },
 };

@@ -1,20 +1,17 @@
 import { parseBytes } from '../../../config/units.js';
-import { AppError } from '../../errors.js';
 import { startServer } from '../../serve.js';
 import { bootstrapAdmin } from '../../services/auth.js';
 import { recoverInterruptedDeletes } from '../../services/gc.js';
-import { parseCommandArgs, type Command } from '../context.js';
+import { STRING, parseCommandArgs, type Command } from '../context.js';
 
 export const serveCommand: Command = {
   summary: 'run the mirror (what npm start runs)',
   usage: 'goldmirror serve [--host HOST] [--port PORT] [--bandwidth-limit BYTES_PER_SEC]',
   async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, {
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'bandwidth-limit': { type: 'string' },
-    });
-    if (positionals.length > 0) throw new AppError('USAGE', 'serve takes no arguments');
+    const { values } = parseCommandArgs(ctx.args, { host: STRING, port: STRING, 'bandwidth-limit': STRING }, [
+      0,
+      'serve takes no arguments',
+    ]);
     const overrides: Record<string, unknown> = {};
     if (values.host !== undefined) overrides.host = values.host;
     if (values.port !== undefined) overrides.port = /^\d+$/.test(values.port) ? Number(values.port) : values.port;
@@ -24,10 +21,12 @@ export const serveCommand: Command = {
     const config = ctx.loadConfig(overrides);
     const runtime = await ctx.openRuntime(config, { verbose: true });
     const { log } = runtime;
-    const admin = await bootstrapAdmin(runtime, runtime.store.layout.root, config.adminPassword || undefined).catch(async (err: unknown) => {
-      await runtime.close();
-      throw err;
-    });
+    const admin = await bootstrapAdmin(runtime, runtime.store.layout.root, config.adminPassword || undefined).catch(
+      async (err: unknown) => {
+        await runtime.close();
+        throw err;
+      },
+    );
     if (admin.generatedPassword) {
       // Printed once, on stdout (logs may be shipped elsewhere); also kept in a 0600 file.
       process.stdout.write(
@@ -37,18 +36,24 @@ export const serveCommand: Command = {
       );
     }
     if (admin.passwordIgnored) {
-      log.info('MIRROR_ADMIN_PASSWORD is set, but an admin exists: its password was left as it is (reset it with `goldmirror admin reset-password`)');
+      log.info(
+        'MIRROR_ADMIN_PASSWORD is set, but an admin exists: its password was left as it is (reset it with `goldmirror admin reset-password`)',
+      );
     }
     const removed = await runtime.store.removeStaleTmpFiles();
     if (removed.length > 0) log.info({ removed }, 'removed temp files left by interrupted ingests');
     const deletes = await recoverInterruptedDeletes(runtime);
-    if (deletes.restored.length + deletes.removed.length > 0) log.info(deletes, 'finished deletes left by interrupted processes');
+    if (deletes.restored.length + deletes.removed.length > 0)
+      log.info(deletes, 'finished deletes left by interrupted processes');
 
     const handle = await startServer(runtime).catch(async (err: unknown) => {
       await runtime.close();
       throw err;
     });
-    log.info({ url: handle.url, host: config.host, port: config.port, dataDir: runtime.store.layout.root }, 'goldmirror listening');
+    log.info(
+      { url: handle.url, host: config.host, port: config.port, dataDir: runtime.store.layout.root },
+      'goldmirror listening',
+    );
 
     await new Promise<void>((resolve) => {
       const stop = (signal: NodeJS.Signals): void => {

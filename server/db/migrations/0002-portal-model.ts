@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { flag } from './columns.js';
 
 // Frozen in time: never edit a released migration, add a new one.
 // Booleans are 0/1 integers with CHECKs so the same schema works on
@@ -9,9 +10,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('id', 'integer', (col) => col.primaryKey().autoIncrement())
     .addColumn('name', 'varchar(200)', (col) => col.notNull().unique())
     .addColumn('description', 'text', (col) => col.notNull().defaultTo(''))
-    .addColumn('arm64_enabled', 'integer', (col) => col.notNull().defaultTo(0).check(sql`arm64_enabled in (0, 1)`))
+    .addColumn('arm64_enabled', 'integer', flag('arm64_enabled'))
     .addColumn('arm64_sha256', 'varchar(64)', (col) => col.references('blobs.sha256').onDelete('restrict'))
-    .addColumn('x86_64_enabled', 'integer', (col) => col.notNull().defaultTo(0).check(sql`x86_64_enabled in (0, 1)`))
+    .addColumn('x86_64_enabled', 'integer', flag('x86_64_enabled'))
     .addColumn('x86_64_sha256', 'varchar(64)', (col) => col.references('blobs.sha256').onDelete('restrict'))
     .addColumn('created_at', 'bigint', (col) => col.notNull())
     .addColumn('updated_at', 'bigint', (col) => col.notNull())
@@ -27,14 +28,20 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('id', 'integer', (col) => col.primaryKey().autoIncrement())
     .addColumn('name', 'varchar(200)', (col) => col.notNull().unique())
     .addColumn('license_key', 'varchar(200)', (col) => col.unique())
-    .addColumn('is_primary', 'integer', (col) => col.notNull().defaultTo(0).check(sql`is_primary in (0, 1)`))
+    .addColumn('is_primary', 'integer', flag('is_primary'))
     // A single column: a group can have at most one golden image by construction.
     .addColumn('image_id', 'integer', (col) => col.references('images.id').onDelete('set null'))
     .addColumn('created_at', 'bigint', (col) => col.notNull())
     .addColumn('updated_at', 'bigint', (col) => col.notNull())
     .execute();
   // At most one group holds the primary flag (a partial unique index: SQLite and PostgreSQL both have them).
-  await db.schema.createIndex('groups_single_primary').on('groups').column('is_primary').unique().where(sql.ref('is_primary'), '=', 1).execute();
+  await db.schema
+    .createIndex('groups_single_primary')
+    .on('groups')
+    .column('is_primary')
+    .unique()
+    .where(sql.ref('is_primary'), '=', 1)
+    .execute();
   await db.schema.createIndex('groups_image_id').on('groups').column('image_id').execute();
 
   await db.schema

@@ -50,7 +50,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   // Existing images: their current values are what the portal holds (the address is adopted on first use).
   const now = Date.now();
   await sql`insert into portal_confirmed (image_id, public_url, arm64_enabled, arm64_sha256, x86_64_enabled, x86_64_sha256, confirmed_at, confirmed_by)
-            select id, null, arm64_enabled, arm64_sha256, x86_64_enabled, x86_64_sha256, ${now}, 'system:upgrade' from images`.execute(db);
+            select id, null, arm64_enabled, arm64_sha256, x86_64_enabled, x86_64_sha256, ${now}, 'system:upgrade' from images`.execute(
+    db,
+  );
   await sql`insert into blob_usage (sha256)
             select arm64_sha256 from images where arm64_sha256 is not null
             union select x86_64_sha256 from images where x86_64_sha256 is not null`.execute(db);

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { flag } from './columns.js';
 
 // Frozen in time: never edit a released migration, add a new one.
 //
@@ -13,7 +14,12 @@ import { sql, type Kysely } from 'kysely';
 // 2. download_log: one row per download body served, for the Downloads page.
 export async function up(db: Kysely<any>): Promise<void> {
   await renameCaseDuplicates(db, Date.now());
-  await db.schema.createIndex('groups_name_nocase').on('groups').unique().expression(sql`lower(name)`).execute();
+  await db.schema
+    .createIndex('groups_name_nocase')
+    .on('groups')
+    .unique()
+    .expression(sql`lower(name)`)
+    .execute();
 
   await db.schema
     .createTable('download_log')
@@ -35,7 +41,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('size', 'bigint', (col) => col.notNull())
     .addColumn('result', 'varchar(16)', (col) => col.notNull().check(sql`result in ('complete', 'resumed', 'aborted')`))
     // 1 when the body carried the file's last byte in full: it counts as a finished download.
-    .addColumn('covers_end', 'integer', (col) => col.notNull().defaultTo(0).check(sql`covers_end in (0, 1)`))
+    .addColumn('covers_end', 'integer', flag('covers_end'))
     .execute();
   await db.schema.createIndex('download_log_finished_at').on('download_log').column('finished_at').execute();
   await db.schema.createIndex('download_log_image_id').on('download_log').columns(['image_id', 'id']).execute();
@@ -51,7 +57,10 @@ export async function down(db: Kysely<any>): Promise<void> {
 const asciiLower = (s: string): string => s.replace(/[A-Z]/g, (ch) => ch.toLowerCase());
 
 async function renameCaseDuplicates(db: Kysely<any>, now: number): Promise<void> {
-  const rows = (await db.selectFrom('groups').select(['id', 'name']).orderBy('id').execute()) as Array<{ id: number; name: string }>;
+  const rows = (await db.selectFrom('groups').select(['id', 'name']).orderBy('id').execute()) as Array<{
+    id: number;
+    name: string;
+  }>;
   const taken = new Set(rows.map((r) => asciiLower(r.name)));
   const keptBy = new Map<string, string>();
   for (const row of rows) {
@@ -86,7 +95,10 @@ async function renameCaseDuplicates(db: Kysely<any>, now: number): Promise<void>
 function freeName(name: string, taken: Set<string>): string {
   for (let n = 2; ; n += 1) {
     const suffix = ` (${n})`;
-    const candidate = `${Array.from(name).slice(0, 100 - suffix.length).join('').trimEnd()}${suffix}`;
+    const candidate = `${Array.from(name)
+      .slice(0, 100 - suffix.length)
+      .join('')
+      .trimEnd()}${suffix}`;
     if (!taken.has(asciiLower(candidate))) return candidate;
   }
 }

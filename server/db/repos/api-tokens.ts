@@ -9,10 +9,19 @@ export async function tokenNameTaken(db: Db, name: string): Promise<boolean> {
   return (await db.selectFrom('api_tokens').select('id').where('name', '=', name).executeTakeFirst()) !== undefined;
 }
 
-export async function insertApiToken(db: Db, token: { name: string; scope: ApiTokenRow['scope']; tokenHash: string; createdAt: number }): Promise<void> {
+export async function insertApiToken(
+  db: Db,
+  token: { name: string; scope: ApiTokenRow['scope']; tokenHash: string; createdAt: number },
+): Promise<void> {
   await db
     .insertInto('api_tokens')
-    .values({ name: token.name, scope: token.scope, token_hash: token.tokenHash, created_at: token.createdAt, last_used_at: null })
+    .values({
+      name: token.name,
+      scope: token.scope,
+      token_hash: token.tokenHash,
+      created_at: token.createdAt,
+      last_used_at: null,
+    })
     .execute();
 }
 
@@ -26,12 +35,21 @@ export async function deleteAllApiTokens(db: Db): Promise<number> {
   return Number((await db.deleteFrom('api_tokens').executeTakeFirst()).numDeletedRows);
 }
 
-export function listApiTokenRows(db: Db): Promise<Array<Pick<ApiTokenRow, 'name' | 'scope' | 'created_at' | 'last_used_at'>>> {
+export function listApiTokenRows(
+  db: Db,
+): Promise<Array<Pick<ApiTokenRow, 'name' | 'scope' | 'created_at' | 'last_used_at'>>> {
   return db.selectFrom('api_tokens').select(['name', 'scope', 'created_at', 'last_used_at']).orderBy('name').execute();
 }
 
-export function findApiTokenByHash(db: Db, tokenHash: string): Promise<Pick<ApiTokenRow, 'id' | 'name' | 'scope' | 'last_used_at'> | undefined> {
-  return db.selectFrom('api_tokens').select(['id', 'name', 'scope', 'last_used_at']).where('token_hash', '=', tokenHash).executeTakeFirst();
+export function findApiTokenByHash(
+  db: Db,
+  tokenHash: string,
+): Promise<Pick<ApiTokenRow, 'id' | 'name' | 'scope' | 'last_used_at'> | undefined> {
+  return db
+    .selectFrom('api_tokens')
+    .select(['id', 'name', 'scope', 'last_used_at'])
+    .where('token_hash', '=', tokenHash)
+    .executeTakeFirst();
 }
 
 export async function setApiTokenLastUsed(db: Db, id: number, at: number): Promise<void> {

@@ -31,5 +31,7 @@ export function listAuditRows(db: Db, filter: AuditFilter): Promise<AuditRow[]> 
 
 /** Distinct actors, alphabetically, at most `limit`. */
 export async function listAuditActors(db: Db, limit: number): Promise<string[]> {
-  return (await db.selectFrom('audit_log').select('actor').distinct().orderBy('actor').limit(limit).execute()).map((r) => r.actor);
+  return (await db.selectFrom('audit_log').select('actor').distinct().orderBy('actor').limit(limit).execute()).map(
+    (r) => r.actor,
+  );
 }

@@ -1,12 +1,9 @@
 /** The `blob_activity` table: a heartbeat per package while a transfer of it runs (on any node). */
 import type { Db } from '../open.js';
+import { upsertRow } from './upsert.js';
 
 export async function saveHeartbeat(db: Db, sha256: string, at: number): Promise<void> {
-  await db
-    .insertInto('blob_activity')
-    .values({ sha256, last_active_at: at })
-    .onConflict((oc) => oc.column('sha256').doUpdateSet({ last_active_at: at }))
-    .execute();
+  await upsertRow(db, 'blob_activity', 'sha256', { sha256, last_active_at: at });
 }
 
 /** Digests with a heartbeat after `since`. */

@@ -17,8 +17,16 @@ export async function insertBlobUsageIfMissing(db: Db, sha256: string): Promise<
     .execute();
 }
 
-export async function setBlobUsage(db: Db, sha256: string, times: { retiredAt: number | null; releasedAt: number | null }): Promise<void> {
-  await db.updateTable('blob_usage').set({ retired_at: times.retiredAt, released_at: times.releasedAt }).where('sha256', '=', sha256).execute();
+export async function setBlobUsage(
+  db: Db,
+  sha256: string,
+  times: { retiredAt: number | null; releasedAt: number | null },
+): Promise<void> {
+  await db
+    .updateTable('blob_usage')
+    .set({ retired_at: times.retiredAt, released_at: times.releasedAt })
+    .where('sha256', '=', sha256)
+    .execute();
 }
 
 export interface RetiredBlobRow {
@@ -35,7 +43,13 @@ export async function listRetiredBlobs(db: Db, sha256?: string): Promise<Retired
     .selectFrom('blob_usage')
     .leftJoin('download_stats', 'download_stats.sha256', 'blob_usage.sha256')
     .leftJoin('blob_activity', 'blob_activity.sha256', 'blob_usage.sha256')
-    .select(['blob_usage.sha256', 'blob_usage.retired_at', 'blob_usage.released_at', 'download_stats.last_download_at', 'blob_activity.last_active_at'])
+    .select([
+      'blob_usage.sha256',
+      'blob_usage.retired_at',
+      'blob_usage.released_at',
+      'download_stats.last_download_at',
+      'blob_activity.last_active_at',
+    ])
     .where('blob_usage.retired_at', 'is not', null);
   if (sha256 !== undefined) query = query.where('blob_usage.sha256', '=', sha256);
   const rows = await query.execute();

@@ -25,9 +25,26 @@ export async function recordIngestedBlob(
   const known = blob.arch !== undefined && blob.arch !== 'unknown' ? { arch: blob.arch } : {};
   await db
     .insertInto('blobs')
-    .values({ sha256: blob.sha256, size: blob.size, name: blob.name, created_at: blob.nowMs, ingested_at: blob.nowMs, state: 'ok', verified_at: blob.nowMs, ...known })
+    .values({
+      sha256: blob.sha256,
+      size: blob.size,
+      name: blob.name,
+      created_at: blob.nowMs,
+      ingested_at: blob.nowMs,
+      state: 'ok',
+      verified_at: blob.nowMs,
+      ...known,
+    })
     .onConflict((oc) =>
-      oc.column('sha256').doUpdateSet({ size: blob.size, name: blob.name, state: 'ok', state_detail: null, verified_at: blob.nowMs, ingested_at: blob.nowMs, ...known }),
+      oc.column('sha256').doUpdateSet({
+        size: blob.size,
+        name: blob.name,
+        state: 'ok',
+        state_detail: null,
+        verified_at: blob.nowMs,
+        ingested_at: blob.nowMs,
+        ...known,
+      }),
     )
     .execute();
   const row = await findBlob(db, blob.sha256);
@@ -106,25 +123,42 @@ export function listVerifyCandidates(
 }
 
 export async function countBlobsNotOk(db: Db): Promise<number> {
-  const row = await db.selectFrom('blobs').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '!=', 'ok').executeTakeFirst();
+  const row = await db
+    .selectFrom('blobs')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('state', '!=', 'ok')
+    .executeTakeFirst();
   return Number(row?.n ?? 0);
 }
 
 export async function totalBlobBytes(db: Db): Promise<number> {
-  const row = await db.selectFrom('blobs').select(sql<number>`coalesce(sum(size), 0)`.as('bytes')).executeTakeFirst();
+  const row = await db
+    .selectFrom('blobs')
+    .select(sql<number>`coalesce(sum(size), 0)`.as('bytes'))
+    .executeTakeFirst();
   return Number(row?.bytes ?? 0);
 }
 
 /** How many blobs are in each state. */
 export async function countBlobsByState(db: Db): Promise<Record<BlobState, number>> {
-  const rows = await db.selectFrom('blobs').select(['state', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('state').execute();
+  const rows = await db
+    .selectFrom('blobs')
+    .select(['state', (eb) => eb.fn.countAll<number>().as('n')])
+    .groupBy('state')
+    .execute();
   const counts = { ok: 0, corrupt: 0, missing: 0 };
   for (const row of rows) counts[row.state] = Number(row.n);
   return counts;
 }
 
-export function listBlobsNotOk(db: Db): Promise<Array<Pick<BlobRow, 'sha256' | 'state' | 'state_detail' | 'verified_at'>>> {
-  return db.selectFrom('blobs').select(['sha256', 'state', 'state_detail', 'verified_at']).where('state', '!=', 'ok').execute();
+export function listBlobsNotOk(
+  db: Db,
+): Promise<Array<Pick<BlobRow, 'sha256' | 'state' | 'state_detail' | 'verified_at'>>> {
+  return db
+    .selectFrom('blobs')
+    .select(['sha256', 'state', 'state_detail', 'verified_at'])
+    .where('state', '!=', 'ok')
+    .execute();
 }
 
 /** Every row, by digest. */

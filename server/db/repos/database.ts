@@ -14,5 +14,12 @@ export async function appliedMigrations(db: Db): Promise<string[]> {
 }
 
 export async function countRows(db: Db, table: 'blobs' | 'images' | 'groups' | 'users'): Promise<number> {
-  return Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst())?.n ?? 0);
+  return Number(
+    (
+      await db
+        .selectFrom(table)
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .executeTakeFirst()
+    )?.n ?? 0,
+  );
 }

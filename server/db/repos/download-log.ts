@@ -8,7 +8,10 @@ const ROWS_PER_INSERT = 200;
 
 export async function insertDownloadLogRows(db: Db, rows: readonly NewDownloadLogRow[]): Promise<void> {
   for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-    await db.insertInto('download_log').values(rows.slice(i, i + ROWS_PER_INSERT)).execute();
+    await db
+      .insertInto('download_log')
+      .values(rows.slice(i, i + ROWS_PER_INSERT))
+      .execute();
   }
 }
 
@@ -44,7 +47,9 @@ export async function loggedImages(db: Db): Promise<Array<{ id: number; name: st
 }
 
 export async function loggedClients(db: Db, limit: number): Promise<string[]> {
-  return (await db.selectFrom('download_log').select('client').distinct().orderBy('client').limit(limit).execute()).map((c) => c.client);
+  return (await db.selectFrom('download_log').select('client').distinct().orderBy('client').limit(limit).execute()).map(
+    (c) => c.client,
+  );
 }
 
 /**
@@ -62,7 +67,10 @@ export async function bucketTotals(
   const bucket = sql<number>`finished_at / ${sql.lit(bucketMs)}`;
   let query = db
     .selectFrom('download_log')
-    .select([bucket.as('bucket'), (what === 'bytes' ? sql<number>`sum(bytes_sent)` : sql<number>`count(*)`).as('total')])
+    .select([
+      bucket.as('bucket'),
+      (what === 'bytes' ? sql<number>`sum(bytes_sent)` : sql<number>`count(*)`).as('total'),
+    ])
     .where('finished_at', '>=', from)
     .groupBy(bucket);
   if (what === 'finishedDownloads') query = query.where('covers_end', '=', 1);
@@ -72,6 +80,11 @@ export async function bucketTotals(
 
 /** Deletes up to `batchRows` of the oldest rows that finished before `cutoff`; returns how many. */
 export async function deleteDownloadLogBefore(db: Db, cutoff: number, batchRows: number): Promise<number> {
-  const batch = db.selectFrom('download_log').select('id').where('finished_at', '<', cutoff).orderBy('id').limit(batchRows);
+  const batch = db
+    .selectFrom('download_log')
+    .select('id')
+    .where('finished_at', '<', cutoff)
+    .orderBy('id')
+    .limit(batchRows);
   return Number((await db.deleteFrom('download_log').where('id', 'in', batch).executeTakeFirst()).numDeletedRows);
 }

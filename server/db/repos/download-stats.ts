@@ -6,7 +6,11 @@ import type { DownloadStatsTable } from '../schema.js';
 export type DownloadStatsRow = Selectable<DownloadStatsTable>;
 
 /** Adds a batch of finished downloads to a package's counters. */
-export async function addDownloadStats(db: Db, sha256: string, add: { downloads: number; bytes: number; lastAt: number }): Promise<void> {
+export async function addDownloadStats(
+  db: Db,
+  sha256: string,
+  add: { downloads: number; bytes: number; lastAt: number },
+): Promise<void> {
   await db
     .insertInto('download_stats')
     .values({ sha256, downloads: add.downloads, bytes_sent: add.bytes, last_download_at: add.lastAt })
@@ -27,7 +31,13 @@ export function downloadStatsOf(db: Db, digests: readonly string[]): Promise<Dow
 
 /** The packages downloaded last, newest first. */
 export function recentlyDownloaded(db: Db, limit: number): Promise<DownloadStatsRow[]> {
-  return db.selectFrom('download_stats').selectAll().where('last_download_at', 'is not', null).orderBy('last_download_at', 'desc').limit(limit).execute();
+  return db
+    .selectFrom('download_stats')
+    .selectAll()
+    .where('last_download_at', 'is not', null)
+    .orderBy('last_download_at', 'desc')
+    .limit(limit)
+    .execute();
 }
 
 export async function deleteDownloadStats(db: Db, sha256: string): Promise<void> {

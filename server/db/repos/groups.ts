@@ -16,14 +16,22 @@ export function findGroupByExactName(db: Db, name: string): Promise<GroupRow | u
 }
 
 /** The group whose name equals `name` regardless of case, compared exactly as the unique index does. */
-export function findGroupByFoldedName(db: Db, name: string, exceptId: number | null = null): Promise<GroupRow | undefined> {
+export function findGroupByFoldedName(
+  db: Db,
+  name: string,
+  exceptId: number | null = null,
+): Promise<GroupRow | undefined> {
   let query = db.selectFrom('groups').selectAll().where(foldedColumn('name'), '=', foldedValue(name));
   if (exceptId !== null) query = query.where('id', '!=', exceptId);
   return query.executeTakeFirst();
 }
 
 /** Another group (not `exceptId`) holding this license key. */
-export function findGroupWithLicenseKey(db: Db, licenseKey: string, exceptId: number | null): Promise<GroupRow | undefined> {
+export function findGroupWithLicenseKey(
+  db: Db,
+  licenseKey: string,
+  exceptId: number | null,
+): Promise<GroupRow | undefined> {
   let query = db.selectFrom('groups').selectAll().where('license_key', '=', licenseKey);
   if (exceptId !== null) query = query.where('id', '!=', exceptId);
   return query.executeTakeFirst();
@@ -60,7 +68,12 @@ export function listGroupsWithImageName(
   return db
     .selectFrom('groups')
     .leftJoin('images', 'images.id', 'groups.image_id')
-    .select(['groups.name as name', 'groups.license_key as licenseKey', 'groups.is_primary as primary', 'images.name as image'])
+    .select([
+      'groups.name as name',
+      'groups.license_key as licenseKey',
+      'groups.is_primary as primary',
+      'images.name as image',
+    ])
     .orderBy('groups.name')
     .execute();
 }
@@ -79,5 +92,9 @@ export async function deleteGroupRow(db: Db, id: number): Promise<void> {
 
 /** Takes an image away from every group that has it. */
 export async function clearImageFromGroups(db: Db, imageId: number, updatedAt: number): Promise<void> {
-  await db.updateTable('groups').set({ image_id: null, updated_at: updatedAt }).where('image_id', '=', imageId).execute();
+  await db
+    .updateTable('groups')
+    .set({ image_id: null, updated_at: updatedAt })
+    .where('image_id', '=', imageId)
+    .execute();
 }

@@ -47,10 +47,15 @@ export async function imageDigests(db: Db): Promise<Set<string>> {
 export type ImageDigests = Pick<ImageRow, 'id' | 'name' | 'arm64_sha256' | 'x86_64_sha256'>;
 
 /** Images using any of `digests` in either slot; every image when `digests` is null. Ordered by name when asked. */
-export function imagesUsing(db: Db, digests: readonly string[] | null, options: { byName?: boolean } = {}): Promise<ImageDigests[]> {
+export function imagesUsing(
+  db: Db,
+  digests: readonly string[] | null,
+  options: { byName?: boolean } = {},
+): Promise<ImageDigests[]> {
   if (digests !== null && digests.length === 0) return Promise.resolve([]);
   let query = db.selectFrom('images').select(['id', 'name', 'arm64_sha256', 'x86_64_sha256']);
-  if (digests !== null) query = query.where((eb) => eb.or([eb('arm64_sha256', 'in', digests), eb('x86_64_sha256', 'in', digests)]));
+  if (digests !== null)
+    query = query.where((eb) => eb.or([eb('arm64_sha256', 'in', digests), eb('x86_64_sha256', 'in', digests)]));
   if (options.byName) query = query.orderBy('name');
   return query.execute();
 }

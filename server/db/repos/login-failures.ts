@@ -2,6 +2,7 @@
 import type { Selectable } from 'kysely';
 import type { Db } from '../open.js';
 import type { LoginFailuresTable } from '../schema.js';
+import { upsertRow } from './upsert.js';
 
 export type LoginFailureRow = Selectable<LoginFailuresTable>;
 
@@ -15,12 +16,8 @@ export function getLoginFailure(db: Db, key: string): Promise<LoginFailureRow | 
 
 /** Writes the whole record of one key. */
 export async function saveLoginFailure(db: Db, row: LoginFailureRow): Promise<void> {
-  const values = { failures: row.failures, first_failure_at: row.first_failure_at, locked_until: row.locked_until };
-  await db
-    .insertInto('login_failures')
-    .values({ key: row.key, ...values })
-    .onConflict((oc) => oc.column('key').doUpdateSet(values))
-    .execute();
+  const { key, failures, first_failure_at, locked_until } = row;
+  await upsertRow(db, 'login_failures', 'key', { key, failures, first_failure_at, locked_until });
 }
 
 export async function deleteLoginFailures(db: Db, keys: readonly string[]): Promise<void> {

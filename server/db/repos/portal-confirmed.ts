@@ -62,7 +62,10 @@ export function listConfirmedWithCurrent(db: Db, imageIds?: readonly number[]): 
   return query.execute();
 }
 
-export type ConfirmedSlots = Pick<PortalConfirmedRow, 'arm64_enabled' | 'arm64_sha256' | 'x86_64_enabled' | 'x86_64_sha256'>;
+export type ConfirmedSlots = Pick<
+  PortalConfirmedRow,
+  'arm64_enabled' | 'arm64_sha256' | 'x86_64_enabled' | 'x86_64_sha256'
+>;
 
 /** The confirmed slots of every image, with the image's id and name, by image name. */
 export function listConfirmedSlots(db: Db): Promise<Array<ConfirmedSlots & { imageId: number; imageName: string }>> {

@@ -32,7 +32,15 @@ export async function findSessionWithUser(db: Db, tokenHash: string): Promise<Se
     .select(['sessions.token_hash', 'sessions.csrf_token', 'sessions.expires_at', 'users.id', 'users.username'])
     .where('sessions.token_hash', '=', tokenHash)
     .executeTakeFirst();
-  return row && { tokenHash: row.token_hash, csrfToken: row.csrf_token, expiresAt: row.expires_at, userId: row.id, username: row.username };
+  return (
+    row && {
+      tokenHash: row.token_hash,
+      csrfToken: row.csrf_token,
+      expiresAt: row.expires_at,
+      userId: row.id,
+      username: row.username,
+    }
+  );
 }
 
 export async function setSessionExpiry(db: Db, tokenHash: string, expiresAt: number): Promise<void> {

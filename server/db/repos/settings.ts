@@ -2,6 +2,7 @@
 import type { Selectable } from 'kysely';
 import type { Db } from '../open.js';
 import type { SettingsTable } from '../schema.js';
+import { upsertRow } from './upsert.js';
 
 export type SettingRow = Selectable<SettingsTable>;
 
@@ -10,12 +11,8 @@ export function getSetting(db: Db, key: string): Promise<SettingRow | undefined>
 }
 
 export async function saveSetting(db: Db, row: SettingRow): Promise<void> {
-  const values = { value: row.value, updated_at: row.updated_at, updated_by: row.updated_by };
-  await db
-    .insertInto('settings')
-    .values({ key: row.key, ...values })
-    .onConflict((oc) => oc.column('key').doUpdateSet(values))
-    .execute();
+  const { key, value, updated_at, updated_by } = row;
+  await upsertRow(db, 'settings', 'key', { key, value, updated_at, updated_by });
 }
 
 export async function deleteSetting(db: Db, key: string): Promise<void> {

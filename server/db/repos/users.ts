@@ -11,16 +11,28 @@ export function findUserByName(db: Db, username: string): Promise<UserRow | unde
 }
 
 export async function passwordHashOf(db: Db, userId: number): Promise<string | null> {
-  return (await db.selectFrom('users').select('password_hash').where('id', '=', userId).executeTakeFirst())?.password_hash ?? null;
+  return (
+    (await db.selectFrom('users').select('password_hash').where('id', '=', userId).executeTakeFirst())?.password_hash ??
+    null
+  );
 }
 
 export async function insertUser(db: Db, user: { username: string; passwordHash: string; at: number }): Promise<void> {
   await db
     .insertInto('users')
-    .values({ username: user.username, password_hash: user.passwordHash, created_at: user.at, password_changed_at: user.at })
+    .values({
+      username: user.username,
+      password_hash: user.passwordHash,
+      created_at: user.at,
+      password_changed_at: user.at,
+    })
     .execute();
 }
 
 export async function setPasswordHash(db: Db, userId: number, passwordHash: string, at: number): Promise<void> {
-  await db.updateTable('users').set({ password_hash: passwordHash, password_changed_at: at }).where('id', '=', userId).execute();
+  await db
+    .updateTable('users')
+    .set({ password_hash: passwordHash, password_changed_at: at })
+    .where('id', '=', userId)
+    .execute();
 }
