@@ -36,10 +36,20 @@ export function createApp(deps: AppDeps): Hono {
     c.header('X-Request-Id', reqId);
     const seconds = (performance.now() - started) / 1000;
     const status = c.res.status;
-    deps.metrics.httpDuration.observe({ method: c.req.method, route: c.req.routePath, status: String(status) }, seconds);
+    deps.metrics.httpDuration.observe(
+      { method: c.req.method, route: c.req.routePath, status: String(status) },
+      seconds,
+    );
     const length = c.res.headers.get('content-length');
     deps.log[status >= 500 ? 'error' : 'info'](
-      { reqId, method: c.req.method, path: c.req.path, status, bytes: length === null ? undefined : Number(length), durationMs: Math.round(seconds * 1000) },
+      {
+        reqId,
+        method: c.req.method,
+        path: c.req.path,
+        status,
+        bytes: length === null ? undefined : Number(length),
+        durationMs: Math.round(seconds * 1000),
+      },
       'request',
     );
   });
@@ -61,7 +71,9 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/admin', createWebApp(deps));
   app.get('/', (c) => c.redirect('/admin', 302));
 
-  app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+  app.notFound((c) =>
+    c.json({ error: { code: 'NOT_FOUND', message: `no route for ${c.req.method} ${c.req.path}` } }, 404),
+  );
   app.onError((err, c) => {
     const appError = toAppError(err);
     if (appError.code === 'INTERNAL') deps.log.error({ err }, 'unhandled error');

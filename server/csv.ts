@@ -32,7 +32,10 @@ type State = 'field-start' | 'unquoted' | 'quoted' | 'quote-in-quoted';
  * holding more than one record; throws CSV_SYNTAX at the first problem.
  * A UTF-8 byte order mark at the start is dropped; invalid UTF-8 is refused.
  */
-export async function* parseCsv(source: AsyncIterable<Uint8Array | string>, limits: CsvLimits): AsyncGenerator<CsvRecord> {
+export async function* parseCsv(
+  source: AsyncIterable<Uint8Array | string>,
+  limits: CsvLimits,
+): AsyncGenerator<CsvRecord> {
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
   let state = 'field-start' as State;
   let line = 1;
@@ -55,7 +58,8 @@ export async function* parseCsv(source: AsyncIterable<Uint8Array | string>, limi
     state = 'field-start';
     if (record) {
       records += 1;
-      if (records > limits.maxRecords) throw syntaxError(record.line, `the file has more than ${limits.maxRecords} records`, true);
+      if (records > limits.maxRecords)
+        throw syntaxError(record.line, `the file has more than ${limits.maxRecords} records`, true);
     }
     return record;
   };
@@ -83,17 +87,24 @@ export async function* parseCsv(source: AsyncIterable<Uint8Array | string>, limi
         recordLine = line;
         if (record) yield record;
       } else if (state === 'quote-in-quoted') {
-        throw syntaxError(line, 'a quoted field must end at a comma or the end of the line; to put a quote inside a field, double it ("")');
+        throw syntaxError(
+          line,
+          'a quoted field must end at a comma or the end of the line; to put a quote inside a field, double it ("")',
+        );
       } else if (ch === '"') {
         if (state !== 'field-start') {
-          throw syntaxError(line, 'a quote (") inside a field that does not start with one; enclose the whole field in quotes and double the quote');
+          throw syntaxError(
+            line,
+            'a quote (") inside a field that does not start with one; enclose the whole field in quotes and double the quote',
+          );
         }
         state = 'quoted';
       } else {
         field += ch;
         state = 'unquoted';
       }
-      if (field.length > limits.maxFieldChars) throw syntaxError(line, `a field is longer than ${limits.maxFieldChars} characters`);
+      if (field.length > limits.maxFieldChars)
+        throw syntaxError(line, `a field is longer than ${limits.maxFieldChars} characters`);
     }
   }
 

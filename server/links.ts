@@ -32,7 +32,8 @@ export function parsePublicUrl(text: string, field = 'publicUrl'): string {
   } catch {
     return fail('must be an absolute URL starting with http:// or https://, e.g. http://mirror.example.lan:8080');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(`must start with http:// or https://, not ${url.protocol}//`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    fail(`must start with http:// or https://, not ${url.protocol}//`);
   if (!url.hostname) fail('must name a host');
   if (url.username || url.password) fail('must not contain a user name or password: Macs download without signing in');
   if (url.search || value.includes('?')) fail('must not contain a query (?…)');
@@ -63,7 +64,9 @@ export function addressWarnings(baseUrl: string): string[] {
     'link-local': `${host} is a link-local address: it is not routed and can change`,
     unspecified: `${host} is not an address a Mac can connect to`,
   }[kind];
-  return [`Macs cannot reach this mirror at ${baseUrl}: ${what}. Set the public address to a name or address every Mac can reach.`];
+  return [
+    `Macs cannot reach this mirror at ${baseUrl}: ${what}. Set the public address to a name or address every Mac can reach.`,
+  ];
 }
 
 function hostKind(host: string): 'localhost' | 'loopback' | 'link-local' | 'unspecified' | null {

@@ -32,29 +32,86 @@ export function createMetrics(sources: MetricsSources): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'goldmirror_process_' });
   const labels = ['image', 'arch'] as const;
-  const disk = async (pick: (d: Awaited<ReturnType<MetricsSources['disk']>>) => number, gauge: Gauge): Promise<void> => {
+  const disk = async (
+    pick: (d: Awaited<ReturnType<MetricsSources['disk']>>) => number,
+    gauge: Gauge,
+  ): Promise<void> => {
     gauge.set(pick(await sources.disk()));
   };
   return {
     registry,
-    downloadsStarted: new Counter({ name: 'goldmirror_downloads_started_total', help: 'Download responses started (GET with a body).', labelNames: labels, registers: [registry] }),
-    downloadsCompleted: new Counter({ name: 'goldmirror_downloads_completed_total', help: 'Download responses sent completely.', labelNames: labels, registers: [registry] }),
-    downloadsAborted: new Counter({ name: 'goldmirror_downloads_aborted_total', help: 'Download responses cut short (client gone, timeout).', labelNames: labels, registers: [registry] }),
-    downloadBytes: new Counter({ name: 'goldmirror_download_bytes_total', help: 'Body bytes sent on download links.', labelNames: labels, registers: [registry] }),
-    activeDownloads: new Gauge({ name: 'goldmirror_active_downloads', help: 'Download responses in progress.', registers: [registry] }),
-    downloadSlotsUsed: new Gauge({ name: 'goldmirror_download_slots_used', help: 'Downloads of more than 1 MiB in progress: what MIRROR_MAX_DOWNLOADS caps.', registers: [registry] }),
-    downloadSlotsMax: new Gauge({ name: 'goldmirror_download_slots_max', help: 'MIRROR_MAX_DOWNLOADS (0 = no cap).', registers: [registry] }),
+    downloadsStarted: new Counter({
+      name: 'goldmirror_downloads_started_total',
+      help: 'Download responses started (GET with a body).',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    downloadsCompleted: new Counter({
+      name: 'goldmirror_downloads_completed_total',
+      help: 'Download responses sent completely.',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    downloadsAborted: new Counter({
+      name: 'goldmirror_downloads_aborted_total',
+      help: 'Download responses cut short (client gone, timeout).',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    downloadBytes: new Counter({
+      name: 'goldmirror_download_bytes_total',
+      help: 'Body bytes sent on download links.',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    activeDownloads: new Gauge({
+      name: 'goldmirror_active_downloads',
+      help: 'Download responses in progress.',
+      registers: [registry],
+    }),
+    downloadSlotsUsed: new Gauge({
+      name: 'goldmirror_download_slots_used',
+      help: 'Downloads of more than 1 MiB in progress: what MIRROR_MAX_DOWNLOADS caps.',
+      registers: [registry],
+    }),
+    downloadSlotsMax: new Gauge({
+      name: 'goldmirror_download_slots_max',
+      help: 'MIRROR_MAX_DOWNLOADS (0 = no cap).',
+      registers: [registry],
+    }),
     downloadsRefused: new Counter({
       name: 'goldmirror_downloads_refused_total',
       help: 'Downloads refused with 503 TOO_MANY_DOWNLOADS, by the cap that was full (total, client).',
       labelNames: ['scope'],
       registers: [registry],
     }),
-    downloadsCut: new Counter({ name: 'goldmirror_downloads_cut_total', help: 'Downloads cut off while streaming because their package failed an integrity check.', registers: [registry] }),
-    ingests: new Counter({ name: 'goldmirror_ingests_total', help: 'Ingests by result (stored, duplicate, failed).', labelNames: ['result'], registers: [registry] }),
-    ingestBytes: new Counter({ name: 'goldmirror_ingest_bytes_total', help: 'Bytes committed by ingests.', registers: [registry] }),
-    verifyRuns: new Counter({ name: 'goldmirror_verify_runs_total', help: 'Integrity checks by result (ok, corrupt, missing, cancelled, error).', labelNames: ['result'], registers: [registry] }),
-    verifyBytes: new Counter({ name: 'goldmirror_verify_bytes_total', help: 'Bytes re-hashed by integrity checks.', registers: [registry] }),
+    downloadsCut: new Counter({
+      name: 'goldmirror_downloads_cut_total',
+      help: 'Downloads cut off while streaming because their package failed an integrity check.',
+      registers: [registry],
+    }),
+    ingests: new Counter({
+      name: 'goldmirror_ingests_total',
+      help: 'Ingests by result (stored, duplicate, failed).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    ingestBytes: new Counter({
+      name: 'goldmirror_ingest_bytes_total',
+      help: 'Bytes committed by ingests.',
+      registers: [registry],
+    }),
+    verifyRuns: new Counter({
+      name: 'goldmirror_verify_runs_total',
+      help: 'Integrity checks by result (ok, corrupt, missing, cancelled, error).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    verifyBytes: new Counter({
+      name: 'goldmirror_verify_bytes_total',
+      help: 'Bytes re-hashed by integrity checks.',
+      registers: [registry],
+    }),
     httpDuration: new Histogram({
       name: 'goldmirror_http_request_duration_seconds',
       help: 'Time to answer API, page, metrics and health requests (download links are counted by the download metrics).',

@@ -33,8 +33,25 @@ export interface ServerHandle {
 export async function startServer(runtime: Runtime, options: { clock?: Clock } = {}): Promise<ServerHandle> {
   const { config, log, db, store, metrics, checker } = runtime;
   const clock = options.clock ?? runtime.clock;
-  const uploads = createUploadServer({ ingestDeps: runtime.ingestDeps, store, log, baseUrl: async () => (await resolvePublicAddress({ db, config })).url });
-  const app = createApp({ config, db, store, log, clock, metrics, checker, ingestDeps: runtime.ingestDeps, transfers: runtime.transfers, uploads, activity: runtime.activity });
+  const uploads = createUploadServer({
+    ingestDeps: runtime.ingestDeps,
+    store,
+    log,
+    baseUrl: async () => (await resolvePublicAddress({ db, config })).url,
+  });
+  const app = createApp({
+    config,
+    db,
+    store,
+    log,
+    clock,
+    metrics,
+    checker,
+    ingestDeps: runtime.ingestDeps,
+    transfers: runtime.transfers,
+    uploads,
+    activity: runtime.activity,
+  });
   const dropExpiredUploads = async (): Promise<void> => {
     const dropped = await uploads.cleanUpExpiredUploads();
     if (dropped > 0) log.info({ dropped }, 'removed unfinished uploads past their expiry');

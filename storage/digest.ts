@@ -16,9 +16,13 @@ export function isSha256(value: string): value is Sha256 {
 export function parseSha256(value: string, what = 'sha256'): Sha256 {
   const lower = value.trim().toLowerCase();
   if (!isSha256(lower)) {
-    throw new AppError('DIGEST_INVALID', `${what} must be 64 hexadecimal digits, got ${JSON.stringify(truncate(value))}`, {
-      value: truncate(value),
-    });
+    throw new AppError(
+      'DIGEST_INVALID',
+      `${what} must be 64 hexadecimal digits, got ${JSON.stringify(truncate(value))}`,
+      {
+        value: truncate(value),
+      },
+    );
   }
   return lower;
 }

@@ -121,7 +121,8 @@ export async function looseModes(layout: Layout, privateFiles: string[] = []): P
   for (const fanout of (await fs.readdir(layout.blobsDir).catch(() => [] as string[])).sort()) {
     const dir = path.join(layout.blobsDir, fanout);
     wanted.push([dir, DATA_DIR_MODE]);
-    for (const name of (await fs.readdir(dir).catch(() => [] as string[])).sort()) wanted.push([path.join(dir, name), FILE_MODE]);
+    for (const name of (await fs.readdir(dir).catch(() => [] as string[])).sort())
+      wanted.push([path.join(dir, name), FILE_MODE]);
   }
   const loose: LooseMode[] = [];
   for (const [file, mode] of wanted) {

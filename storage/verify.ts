@@ -26,7 +26,11 @@ export interface VerifyOptions {
   chunkBytes?: number;
 }
 
-export async function verifyBlob(store: BlobStore, sha256: Sha256, options: VerifyOptions = {}): Promise<VerifyOutcome> {
+export async function verifyBlob(
+  store: BlobStore,
+  sha256: Sha256,
+  options: VerifyOptions = {},
+): Promise<VerifyOutcome> {
   const { signal, throttle, onProgress, chunkBytes = 1 << 20 } = options;
   let reader;
   try {
@@ -51,7 +55,8 @@ export async function verifyBlob(store: BlobStore, sha256: Sha256, options: Veri
     }
     signal?.throwIfAborted();
     const actual = hash.digest('hex');
-    if (actual === sha256 && position === reader.size) return { kind: 'ok', size: reader.size, version: reader.version };
+    if (actual === sha256 && position === reader.size)
+      return { kind: 'ok', size: reader.size, version: reader.version };
     if ((await store.version(sha256)) !== reader.version) return { kind: 'replaced' };
     return { kind: 'corrupt', size: reader.size, actual, version: reader.version };
   } finally {

@@ -37,11 +37,16 @@ export async function buildManifest(deps: DbDeps, options: ExportOptions): Promi
   const groups = (await listGroupRows(db, { byName: true })).filter(
     (g) => everything || (g.image_id !== null && imageIds.has(g.image_id)),
   );
-  const digests = [...new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null))].sort();
+  const digests = [
+    ...new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null)),
+  ].sort();
   const blobs = await findBlobsByDigests(db, digests);
   const unavailable = blobs.filter((b) => b.state !== 'ok');
   if (options.includeBlobs && unavailable.length > 0) {
-    throw new AppError('BLOB_UNAVAILABLE', `cannot export: package ${unavailable[0]!.sha256} is ${unavailable[0]!.state}; re-import it first`);
+    throw new AppError(
+      'BLOB_UNAVAILABLE',
+      `cannot export: package ${unavailable[0]!.sha256} is ${unavailable[0]!.state}; re-import it first`,
+    );
   }
   return {
     format: BUNDLE_FORMAT,
@@ -69,10 +74,18 @@ export function exportBundle(store: BlobStore, manifest: Manifest): Readable {
   const pack = tar.pack();
   const run = async (): Promise<void> => {
     const json = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
-    await addEntry(pack, { name: MANIFEST_ENTRY, size: json.length, mtime: new Date(manifest.createdAt) }, Readable.from([json]));
+    await addEntry(
+      pack,
+      { name: MANIFEST_ENTRY, size: json.length, mtime: new Date(manifest.createdAt) },
+      Readable.from([json]),
+    );
     if (manifest.includesBlobs) {
       for (const blob of manifest.blobs) {
-        await addEntry(pack, { name: blobEntryName(blob.sha256), size: blob.size, mtime: new Date(manifest.createdAt) }, verifiedBlobStream(store, blob.sha256 as Sha256, blob.size));
+        await addEntry(
+          pack,
+          { name: blobEntryName(blob.sha256), size: blob.size, mtime: new Date(manifest.createdAt) },
+          verifiedBlobStream(store, blob.sha256 as Sha256, blob.size),
+        );
       }
     }
     pack.finalize();
@@ -82,7 +95,11 @@ export function exportBundle(store: BlobStore, manifest: Manifest): Readable {
   return Readable.from(pack, { objectMode: false });
 }
 
-function addEntry(pack: tar.Pack, header: { name: string; size: number; mtime: Date }, source: Readable): Promise<void> {
+function addEntry(
+  pack: tar.Pack,
+  header: { name: string; size: number; mtime: Date },
+  source: Readable,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const entry = pack.entry({ ...header, type: 'file', mode: 0o644 }, (err) => (err ? reject(err) : resolve()));
     // The error reaches the caller through reject() and the destroyed pack. Without a
@@ -104,9 +121,10 @@ function verifiedBlobStream(store: BlobStore, sha256: Sha256, size: number): Rea
     (async function* () {
       const reader = await store.open(sha256);
       try {
-        if (reader.size !== size) throw new AppError('BLOB_UNAVAILABLE', `package ${sha256} has the wrong size on disk; verify it`);
+        if (reader.size !== size)
+          throw new AppError('BLOB_UNAVAILABLE', `package ${sha256} has the wrong size on disk; verify it`);
         const hash = newSha256();
-        for (let position = 0; position < size; ) {
+        for (let position = 0; position < size;) {
           const chunk = Buffer.allocUnsafe(Math.min(1 << 20, size - position));
           const got = await reader.read(chunk, chunk.length, position);
           if (got === 0) throw new AppError('BLOB_UNAVAILABLE', `package ${sha256} ended early on disk`);
@@ -115,7 +133,8 @@ function verifiedBlobStream(store: BlobStore, sha256: Sha256, size: number): Rea
           position += got;
           yield bytes;
         }
-        if (hash.digest('hex') !== sha256) throw new AppError('BLOB_UNAVAILABLE', `package ${sha256} is corrupt on disk; the export was stopped`);
+        if (hash.digest('hex') !== sha256)
+          throw new AppError('BLOB_UNAVAILABLE', `package ${sha256} is corrupt on disk; the export was stopped`);
       } finally {
         await reader.close();
       }

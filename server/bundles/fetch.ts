@@ -46,7 +46,12 @@ export async function fetchIntoStore(deps: IngestDeps, url: string, options: Fet
   const fileName = options.fileName ?? (decodeURIComponent(path.posix.basename(target.pathname)) || 'package.pvmp');
   // A Content-Length is checked against the free space before the first byte is written.
   const checkLength = (total: number) => assertFreeSpace(deps, total, `${target.href}`);
-  return ingest(deps, { source: resumableBody(http, target, options, checkLength), fileName, expectedSha256: expected, signal: options.signal });
+  return ingest(deps, {
+    source: resumableBody(http, target, options, checkLength),
+    fileName,
+    expectedSha256: expected,
+    signal: options.signal,
+  });
 }
 
 function parseUpstreamUrl(text: string, what: string): URL {
@@ -56,12 +61,16 @@ function parseUpstreamUrl(text: string, what: string): URL {
   } catch {
     throw new AppError('VALIDATION_FAILED', `${what} is not a valid URL: ${JSON.stringify(text)}`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new AppError('VALIDATION_FAILED', `${what} must use http or https`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new AppError('VALIDATION_FAILED', `${what} must use http or https`);
   return url;
 }
 
 async function fetchSmallText(http: OutboundFetch, url: URL, options: FetchOptions): Promise<string> {
-  const res = await http(url, { headers: options.headers, signal: options.signal ?? AbortSignal.timeout(30_000) }).catch((err: unknown) => {
+  const res = await http(url, {
+    headers: options.headers,
+    signal: options.signal ?? AbortSignal.timeout(30_000),
+  }).catch((err: unknown) => {
     throw err instanceof AppError ? err : upstreamError(url, err);
   });
   if (!res.ok) {

@@ -39,30 +39,59 @@ export async function planChanges(db: Db, manifest: Manifest): Promise<Plan> {
     } else imagesReport.unchanged.push(image.name);
   }
   for (const group of manifest.groups) {
-    if (group.image !== null && !known.has(group.image)) conflicts.push(`group ${JSON.stringify(group.name)} uses image ${JSON.stringify(group.image)}, which is neither in the bundle nor here`);
+    if (group.image !== null && !known.has(group.image))
+      conflicts.push(
+        `group ${JSON.stringify(group.name)} uses image ${JSON.stringify(group.image)}, which is neither in the bundle nor here`,
+      );
     const local = groupByName.get(group.name);
     // Group names are unique regardless of (ASCII) case (migration 0007).
-    const caseTwin = local ? undefined : groups.find((g) => g.name.replace(/[A-Z]/g, (ch) => ch.toLowerCase()) === group.name.replace(/[A-Z]/g, (ch) => ch.toLowerCase()));
-    if (caseTwin) conflicts.push(`group ${JSON.stringify(group.name)} differs only in case from group ${JSON.stringify(caseTwin.name)} here, and group names are unique regardless of case; rename one of them`);
+    const caseTwin = local
+      ? undefined
+      : groups.find(
+          (g) =>
+            g.name.replace(/[A-Z]/g, (ch) => ch.toLowerCase()) ===
+            group.name.replace(/[A-Z]/g, (ch) => ch.toLowerCase()),
+        );
+    if (caseTwin)
+      conflicts.push(
+        `group ${JSON.stringify(group.name)} differs only in case from group ${JSON.stringify(caseTwin.name)} here, and group names are unique regardless of case; rename one of them`,
+      );
     const localImage = local?.image_id != null ? imageNameById.get(local.image_id) : null;
     if (local && localImage && group.image !== null && localImage !== group.image) {
-      conflicts.push(`group ${JSON.stringify(group.name)} already has golden image ${JSON.stringify(localImage)} here; the bundle would give it a second one, ${JSON.stringify(group.image)}`);
+      conflicts.push(
+        `group ${JSON.stringify(group.name)} already has golden image ${JSON.stringify(localImage)} here; the bundle would give it a second one, ${JSON.stringify(group.image)}`,
+      );
     }
     if (group.primary) {
       const holder = groups.find((g) => g.is_primary === 1 && g.name !== group.name);
-      if (holder) conflicts.push(`the primary license key belongs to group ${JSON.stringify(holder.name)} here; the bundle gives it to ${JSON.stringify(group.name)}`);
+      if (holder)
+        conflicts.push(
+          `the primary license key belongs to group ${JSON.stringify(holder.name)} here; the bundle gives it to ${JSON.stringify(group.name)}`,
+        );
     }
     if (group.licenseKey !== null) {
       const holder = groups.find((g) => g.license_key === group.licenseKey && g.name !== group.name);
-      if (holder) conflicts.push(`group ${JSON.stringify(holder.name)} already has the license key the bundle gives to ${JSON.stringify(group.name)}`);
+      if (holder)
+        conflicts.push(
+          `group ${JSON.stringify(holder.name)} already has the license key the bundle gives to ${JSON.stringify(group.name)}`,
+        );
     }
     const wantImage = group.image ?? localImage ?? null;
     if (!local) groupsReport.created.push(group.name);
-    else if (local.license_key !== group.licenseKey || (local.is_primary === 1) !== group.primary || (localImage ?? null) !== wantImage) groupsReport.updated.push(group.name);
+    else if (
+      local.license_key !== group.licenseKey ||
+      (local.is_primary === 1) !== group.primary ||
+      (localImage ?? null) !== wantImage
+    )
+      groupsReport.updated.push(group.name);
     else groupsReport.unchanged.push(group.name);
   }
   if (conflicts.length > 0) {
-    throw new AppError('BUNDLE_CONFLICT', `the bundle conflicts with this mirror; nothing was changed: ${conflicts.join('; ')}`, { conflicts });
+    throw new AppError(
+      'BUNDLE_CONFLICT',
+      `the bundle conflicts with this mirror; nothing was changed: ${conflicts.join('; ')}`,
+      { conflicts },
+    );
   }
   return { imagesReport, groupsReport };
 }
@@ -95,7 +124,12 @@ export async function applyManifest(trx: Db, manifest: Manifest, actor: Actor, n
     if (!changedGroups.has(group.name)) continue;
     const existing = await findGroupByExactName(trx, group.name);
     const imageId = group.image !== null ? (ids.get(group.image) ?? null) : (existing?.image_id ?? null);
-    const values = { license_key: group.licenseKey, is_primary: group.primary ? (1 as const) : (0 as const), image_id: imageId, updated_at: now };
+    const values = {
+      license_key: group.licenseKey,
+      is_primary: group.primary ? (1 as const) : (0 as const),
+      image_id: imageId,
+      updated_at: now,
+    };
     if (existing) await updateGroupRow(trx, existing.id, values);
     else await insertGroup(trx, { ...values, name: group.name, created_at: now });
   }

@@ -78,13 +78,15 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
         continue;
       }
       const match = BLOB_ENTRY.exec(header.name);
-      if (header.type !== 'file' || !match) throw invalid(`unexpected entry ${JSON.stringify(header.name)} (${header.type ?? 'unknown type'})`);
+      if (header.type !== 'file' || !match)
+        throw invalid(`unexpected entry ${JSON.stringify(header.name)} (${header.type ?? 'unknown type'})`);
       const sha256 = match[1] as Sha256;
       const expected = listed.get(sha256);
       if (!manifest.includesBlobs || !expected) throw invalid(`entry ${header.name} is not listed in the manifest`);
       if (seen.has(sha256)) throw invalid(`entry ${header.name} appears twice`);
       seen.add(sha256);
-      if (header.size !== expected.size) throw invalid(`entry ${header.name} has ${header.size ?? '?'} bytes, the manifest says ${expected.size}`);
+      if (header.size !== expected.size)
+        throw invalid(`entry ${header.name} has ${header.size ?? '?'} bytes, the manifest says ${expected.size}`);
       const present = await findBlob(db, sha256);
       if (present && present.state === 'ok') {
         entry.resume();
@@ -100,7 +102,12 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
         report.blobs.verified.push(sha256);
         continue;
       }
-      const result = await ingest(deps, { source: counted, fileName: expected.name || `${sha256}.pvmp`, expectedSha256: sha256, expectedSize: expected.size });
+      const result = await ingest(deps, {
+        source: counted,
+        fileName: expected.name || `${sha256}.pvmp`,
+        expectedSha256: sha256,
+        expectedSize: expected.size,
+      });
       if (result.created) created.push({ sha256, ingestedAt: result.blob.ingested_at, version: result.version });
       report.blobs.stored.push(sha256);
     }
@@ -110,13 +117,18 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
     for (const digest of referencedDigests(manifest)) {
       if (available.has(digest)) continue;
       const row = await findBlob(db, digest as Sha256);
-      if (!row || row.state !== 'ok') throw new AppError('BUNDLE_INCOMPLETE', `the bundle needs package ${digest}, which is neither in it nor stored here`);
+      if (!row || row.state !== 'ok')
+        throw new AppError(
+          'BUNDLE_INCOMPLETE',
+          `the bundle needs package ${digest}, which is neither in it nor stored here`,
+        );
     }
 
     const plan = await planChanges(db, manifest);
     report.images = plan.imagesReport;
     report.groups = plan.groupsReport;
-    if (!options.dryRun) await db.transaction().execute((trx) => applyManifest(trx, manifest, options.actor, deps.clock.now()));
+    if (!options.dryRun)
+      await db.transaction().execute((trx) => applyManifest(trx, manifest, options.actor, deps.clock.now()));
     return report;
   } catch (err) {
     extract.destroy();
@@ -129,7 +141,8 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
 }
 
 async function readCapped(entry: TarEntry, size: number): Promise<string> {
-  if (size > MAX_MANIFEST_BYTES) throw invalid(`${MANIFEST_ENTRY} is ${size} bytes; at most ${MAX_MANIFEST_BYTES} are accepted`);
+  if (size > MAX_MANIFEST_BYTES)
+    throw invalid(`${MANIFEST_ENTRY} is ${size} bytes; at most ${MAX_MANIFEST_BYTES} are accepted`);
   const chunks: Buffer[] = [];
   for await (const chunk of entry) chunks.push(Buffer.from(chunk));
   return Buffer.concat(chunks).toString('utf8');
@@ -147,10 +160,14 @@ async function hashAndCheck(source: AsyncIterable<Uint8Array>, sha256: Sha256): 
   for await (const chunk of source) hash.update(chunk);
   const actual = hash.digest('hex');
   if (actual !== sha256) {
-    throw new AppError('DIGEST_MISMATCH', `bundle entry blobs/sha256/${sha256} hashes to ${actual}; the archive was tampered with or damaged`, {
-      expected: sha256,
-      actual,
-    });
+    throw new AppError(
+      'DIGEST_MISMATCH',
+      `bundle entry blobs/sha256/${sha256} hashes to ${actual}; the archive was tampered with or damaged`,
+      {
+        expected: sha256,
+        actual,
+      },
+    );
   }
 }
 
@@ -165,7 +182,8 @@ async function rollbackBlobs(deps: IngestDeps, created: StoredHere[]): Promise<v
   for (const blob of created) {
     const detached = await withBlobLock(deps.db, async (trx) => {
       const row = await findBlob(trx, blob.sha256);
-      if (!row || row.ingested_at !== blob.ingestedAt || (await deps.store.version(blob.sha256)) !== blob.version) return null;
+      if (!row || row.ingested_at !== blob.ingestedAt || (await deps.store.version(blob.sha256)) !== blob.version)
+        return null;
       if ((await imagesUsing(trx, [blob.sha256])).length > 0) return null;
       await deleteBlobRow(trx, blob.sha256);
       return deps.store.detach(blob.sha256);

@@ -53,7 +53,15 @@ export const manifestSchema = z
       )
       .max(100_000),
     blobs: z
-      .array(z.object({ sha256: sha256Field, size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER), name: z.string().max(255) }).strict())
+      .array(
+        z
+          .object({
+            sha256: sha256Field,
+            size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+            name: z.string().max(255),
+          })
+          .strict(),
+      )
       .max(100_000),
   })
   .strict();

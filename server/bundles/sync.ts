@@ -37,7 +37,11 @@ export interface SyncReport {
 export async function syncFrom(deps: IngestDeps, options: SyncOptions): Promise<SyncReport> {
   const base = options.from.replace(/\/+$/, '');
   const headers = { Authorization: `Bearer ${options.token}` };
-  const manifest: Manifest = parseInput(manifestSchema, await readManifest(deps, base, headers, options.signal), 'upstream manifest');
+  const manifest: Manifest = parseInput(
+    manifestSchema,
+    await readManifest(deps, base, headers, options.signal),
+    'upstream manifest',
+  );
 
   const fetched: string[] = [];
   for (const blob of manifest.blobs) {
@@ -52,18 +56,32 @@ export async function syncFrom(deps: IngestDeps, options: SyncOptions): Promise<
     fetched.push(blob.sha256);
   }
   // Apply through the bundle importer: same validation, conflicts and transaction.
-  const report = await importBundle(deps, exportBundle(deps.store, { ...manifest, includesBlobs: false }), { dryRun: false, actor: options.actor });
+  const report = await importBundle(deps, exportBundle(deps.store, { ...manifest, includesBlobs: false }), {
+    dryRun: false,
+    actor: options.actor,
+  });
   return { from: base, fetched, import: report };
 }
 
 /** GET the upstream's manifest through the outbound guard, reading at most MAX_MANIFEST_BYTES of it. */
-async function readManifest(deps: IngestDeps, base: string, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<unknown> {
+async function readManifest(
+  deps: IngestDeps,
+  base: string,
+  headers: Record<string, string>,
+  signal: AbortSignal | undefined,
+): Promise<unknown> {
   let res: Response;
   try {
-    res = await outboundOf(deps)(`${base}/api/v1/export/manifest`, { headers, signal: signal ?? AbortSignal.timeout(60_000) });
+    res = await outboundOf(deps)(`${base}/api/v1/export/manifest`, {
+      headers,
+      signal: signal ?? AbortSignal.timeout(60_000),
+    });
   } catch (err) {
     if (err instanceof AppError) throw err;
-    throw new AppError('SOURCE_FAILED', `cannot reach ${base}: ${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message}`);
+    throw new AppError(
+      'SOURCE_FAILED',
+      `cannot reach ${base}: ${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message}`,
+    );
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined);
@@ -71,16 +89,25 @@ async function readManifest(deps: IngestDeps, base: string, headers: Record<stri
     throw new AppError('SOURCE_FAILED', `${base} answered HTTP ${res.status} for its manifest`);
   }
   const tooLarge = () =>
-    new AppError('SOURCE_FAILED', `the manifest of ${base} is larger than ${MAX_MANIFEST_BYTES} bytes; refusing to read it (is ${base} a goldmirror?)`, {
-      maxBytes: MAX_MANIFEST_BYTES,
-    });
+    new AppError(
+      'SOURCE_FAILED',
+      `the manifest of ${base} is larger than ${MAX_MANIFEST_BYTES} bytes; refusing to read it (is ${base} a goldmirror?)`,
+      {
+        maxBytes: MAX_MANIFEST_BYTES,
+      },
+    );
   const declared = Number(res.headers.get('content-length') ?? NaN);
   if (declared > MAX_MANIFEST_BYTES) {
     await res.body?.cancel().catch(() => undefined);
     throw tooLarge();
   }
   const { bytes, truncated } = await readCapped(res, MAX_MANIFEST_BYTES).catch((err: unknown) => {
-    throw new AppError('SOURCE_FAILED', `${base} broke off while sending its manifest: ${(err as Error).message}`, {}, { cause: err });
+    throw new AppError(
+      'SOURCE_FAILED',
+      `${base} broke off while sending its manifest: ${(err as Error).message}`,
+      {},
+      { cause: err },
+    );
   });
   if (truncated) throw tooLarge();
   try {

@@ -9,7 +9,13 @@ import { getCookie, setCookie } from 'hono/cookie';
 import { AppError } from '../errors.js';
 import type { Actor } from '../services/audit.js';
 import type { DbDeps } from '../services/deps.js';
-import { authenticateApiToken, authenticateSession, scopeAllows, type SessionInfo, type TokenScope } from '../services/auth.js';
+import {
+  authenticateApiToken,
+  authenticateSession,
+  scopeAllows,
+  type SessionInfo,
+  type TokenScope,
+} from '../services/auth.js';
 import { clientAddressOf, trustedProxies } from './client-address.js';
 
 export const SESSION_COOKIE = 'gm_session';
@@ -65,7 +71,11 @@ const CSRF_REFUSED = 'missing or wrong CSRF token; reload the page and try again
  * (uploads, CSV import): the `_csrf` field must arrive before any file part,
  * as the pages send it. `expected` is null for a request with an API token.
  */
-export function streamedFormCsrf(expected: string | null): { field(name: string, value: string): void; ok(): boolean; refusal(): AppError } {
+export function streamedFormCsrf(expected: string | null): {
+  field(name: string, value: string): void;
+  ok(): boolean;
+  refusal(): AppError;
+} {
   let ok = expected === null;
   return {
     field(name, value) {

@@ -15,7 +15,11 @@ export interface BlobLookup {
   invalidate(sha256?: string): void;
 }
 
-export function createBlobLookup(load: (sha256: Sha256) => Promise<BlobMeta | undefined>, ttlMs = 1000, maxEntries = 4096): BlobLookup {
+export function createBlobLookup(
+  load: (sha256: Sha256) => Promise<BlobMeta | undefined>,
+  ttlMs = 1000,
+  maxEntries = 4096,
+): BlobLookup {
   const cache = new Map<string, { meta: BlobMeta; at: number }>();
   return {
     async find(sha256) {

@@ -11,12 +11,19 @@ export class BufferPool {
   readonly bufferBytes: number;
   readonly maxBuffers: number;
   readonly #free: Buffer[] = [];
-  readonly #waiters: Array<{ resolve: (buffer: Buffer) => void; reject: (err: unknown) => void; signal: AbortSignal | undefined; onAbort: () => void }> = [];
+  readonly #waiters: Array<{
+    resolve: (buffer: Buffer) => void;
+    reject: (err: unknown) => void;
+    signal: AbortSignal | undefined;
+    onAbort: () => void;
+  }> = [];
   #created = 0;
 
   constructor(bufferBytes: number, maxBuffers: number) {
-    if (!Number.isInteger(bufferBytes) || bufferBytes < 1) throw new TypeError(`BufferPool: bufferBytes must be a whole number >= 1, got ${String(bufferBytes)}`);
-    if (!Number.isInteger(maxBuffers) || maxBuffers < 1) throw new TypeError(`BufferPool: maxBuffers must be a whole number >= 1, got ${String(maxBuffers)}`);
+    if (!Number.isInteger(bufferBytes) || bufferBytes < 1)
+      throw new TypeError(`BufferPool: bufferBytes must be a whole number >= 1, got ${String(bufferBytes)}`);
+    if (!Number.isInteger(maxBuffers) || maxBuffers < 1)
+      throw new TypeError(`BufferPool: maxBuffers must be a whole number >= 1, got ${String(maxBuffers)}`);
     this.bufferBytes = bufferBytes;
     this.maxBuffers = maxBuffers;
   }
@@ -88,7 +95,8 @@ export class BufferShare implements BufferSource {
   #used = 0;
 
   constructor(pool: BufferPool, maxBuffers: number) {
-    if (!Number.isInteger(maxBuffers) || maxBuffers < 1) throw new TypeError(`BufferShare: maxBuffers must be a whole number >= 1, got ${String(maxBuffers)}`);
+    if (!Number.isInteger(maxBuffers) || maxBuffers < 1)
+      throw new TypeError(`BufferShare: maxBuffers must be a whole number >= 1, got ${String(maxBuffers)}`);
     this.#pool = pool;
     this.#max = maxBuffers;
   }

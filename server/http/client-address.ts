@@ -70,7 +70,11 @@ export function clientAddressOf(c: Context, trusted: TrustedProxies): string {
  */
 export function clientAddressOfRequest(req: IncomingMessage, trusted: TrustedProxies): string {
   const forwarded = req.headers['x-forwarded-for'];
-  return resolveClientAddress(req.socket.remoteAddress ?? '', Array.isArray(forwarded) ? forwarded.join(',') : forwarded, trusted);
+  return resolveClientAddress(
+    req.socket.remoteAddress ?? '',
+    Array.isArray(forwarded) ? forwarded.join(',') : forwarded,
+    trusted,
+  );
 }
 
 /** The socket peer alone (no trusted proxies). */

@@ -54,7 +54,10 @@ export function createDownloadObserver(
     metrics.activeDownloads.inc();
     const endActivity = activity.begin(start.sha256);
     const startedAt = performance.now();
-    const logged = start.request && start.response ? logEntry(activity, start, l, start.request, start.response, clientOf, clock.now()) : null;
+    const logged =
+      start.request && start.response
+        ? logEntry(activity, start, l, start.request, start.response, clientOf, clock.now())
+        : null;
     return ({ bytes, complete }) => {
       endActivity();
       metrics.activeDownloads.dec();
@@ -98,7 +101,8 @@ function logEntry(
 ) {
   const userAgent = headerText(req.headers['user-agent']);
   if (userAgent === LINK_CHECK_USER_AGENT) return null;
-  const range = start.status === 206 ? /^bytes (\d+)-\d+\/(\d+)$/.exec(String(res.getHeader('content-range') ?? '')) : null;
+  const range =
+    start.status === 206 ? /^bytes (\d+)-\d+\/(\d+)$/.exec(String(res.getHeader('content-range') ?? '')) : null;
   const size = start.size ?? (range ? Number(range[2]) : start.bytes);
   // Bytes on the socket before this body (keep-alive): progress counts from here.
   const socket = res.socket;

@@ -42,7 +42,10 @@ export function isRefusal(value: ActiveDownload | DownloadRefusal): value is Dow
   return 'scope' in value;
 }
 
-export function createDownloadRegistry(caps: DownloadCaps, onCountChange?: (counted: number) => void): DownloadRegistry {
+export function createDownloadRegistry(
+  caps: DownloadCaps,
+  onCountChange?: (counted: number) => void,
+): DownloadRegistry {
   const byDigest = new Map<string, Set<{ cut: () => void; done: boolean }>>();
   const perClient = new Map<string, number>();
   let counted = 0;
@@ -52,7 +55,8 @@ export function createDownloadRegistry(caps: DownloadCaps, onCountChange?: (coun
       if (takesSlot) {
         if (caps.maxDownloads > 0 && counted >= caps.maxDownloads) return { scope: 'total', limit: caps.maxDownloads };
         const mine = perClient.get(client) ?? 0;
-        if (caps.maxDownloadsPerClient > 0 && mine >= caps.maxDownloadsPerClient) return { scope: 'client', limit: caps.maxDownloadsPerClient };
+        if (caps.maxDownloadsPerClient > 0 && mine >= caps.maxDownloadsPerClient)
+          return { scope: 'client', limit: caps.maxDownloadsPerClient };
         perClient.set(client, mine + 1);
         counted += 1;
         onCountChange?.(counted);

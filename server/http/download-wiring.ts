@@ -23,7 +23,11 @@ export interface DownloadRoute {
   close(): Promise<void>;
 }
 
-export function createDownloadRoute(runtime: Runtime, clock: Clock, clientOf: (req: IncomingMessage) => string): DownloadRoute {
+export function createDownloadRoute(
+  runtime: Runtime,
+  clock: Clock,
+  clientOf: (req: IncomingMessage) => string,
+): DownloadRoute {
   const { config, log, db, store, metrics, checker } = runtime;
   const observer = createDownloadObserver({ db, log, clock, metrics, activity: runtime.activity, clientOf });
   const lookup = createBlobLookup((sha256) => findBlob(db, sha256));

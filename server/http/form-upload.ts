@@ -36,7 +36,11 @@ export interface FormUploadResult {
  * `expectedCsrf` is the session's token, checked against the form's first field
  * before any file part is read; null for a request with an API token (which needs none).
  */
-export async function receiveFormUpload(deps: IngestDeps, request: Request, expectedCsrf: string | null): Promise<FormUploadResult> {
+export async function receiveFormUpload(
+  deps: IngestDeps,
+  request: Request,
+  expectedCsrf: string | null,
+): Promise<FormUploadResult> {
   const body = request.body;
   if (!body) throw new AppError('BAD_REQUEST', 'the upload form arrived empty');
   // The form is a little larger than the package: a known length is checked before a byte is stored.
@@ -46,7 +50,10 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request, expe
   return new Promise<FormUploadResult>((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
-      parser = busboy({ headers: Object.fromEntries(request.headers), limits: { files: 2, fields: 5, fieldSize: 4096 } });
+      parser = busboy({
+        headers: Object.fromEntries(request.headers),
+        limits: { files: 2, fields: 5, fieldSize: 4096 },
+      });
     } catch {
       reject(new AppError('BAD_REQUEST', 'the upload must be sent as multipart/form-data'));
       return;
@@ -125,9 +132,17 @@ export async function receiveFormUpload(deps: IngestDeps, request: Request, expe
     });
     parser.on('close', () => {
       if (!csrf.ok()) reject(csrf.refusal());
-      else if (!job) reject(new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', { fields: [{ field: 'package', message: 'required' }] }));
+      else if (!job)
+        reject(
+          new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', {
+            fields: [{ field: 'package', message: 'required' }],
+          }),
+        );
       // The architecture field may also come after the package part: recorded once both are in.
-      else job.then((result) => recordUploadArch(deps, result.sha256, arch, archError).then(() => result)).then(resolve, reject);
+      else
+        job
+          .then((result) => recordUploadArch(deps, result.sha256, arch, archError).then(() => result))
+          .then(resolve, reject);
     });
     const source = Readable.fromWeb(body);
     source.on('error', (err) => {

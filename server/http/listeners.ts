@@ -41,7 +41,8 @@ export async function readTlsFiles(certFile: string, keyFile: string): Promise<{
     try {
       return await readFile(file);
     } catch (err) {
-      throw new AppError('STARTUP_FAILED', 
+      throw new AppError(
+        'STARTUP_FAILED',
         `cannot read the TLS ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
       );
     }

@@ -30,7 +30,10 @@ export interface OpenBlobCache {
   close(): Promise<void>;
 }
 
-export function createOpenBlobCache(store: BlobStore, options: { idleMs?: number; maxOpen?: number } = {}): OpenBlobCache {
+export function createOpenBlobCache(
+  store: BlobStore,
+  options: { idleMs?: number; maxOpen?: number } = {},
+): OpenBlobCache {
   const idleMs = options.idleMs ?? 10_000;
   const maxOpen = options.maxOpen ?? 256;
   const entries = new Map<string, Entry>();

@@ -12,7 +12,10 @@ export interface RateLimiter {
 /** Allowance a limiter carries when traffic resumes after a pause, so short bursts start at once. */
 const BURST_MS = 250;
 
-export function createRateLimiter(bytesPerSec: number, now: () => number = performance.now.bind(performance)): RateLimiter | null {
+export function createRateLimiter(
+  bytesPerSec: number,
+  now: () => number = performance.now.bind(performance),
+): RateLimiter | null {
   if (bytesPerSec <= 0) return null;
   let nextFreeMs = now();
   return {

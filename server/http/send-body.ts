@@ -78,7 +78,12 @@ interface Prefetch extends Chunk {
 }
 
 /** Sends the headers already set on `res`, then `segments`, then ends the response. Rejects only on read errors. */
-export async function sendBody(res: ServerResponse, reader: BlobReader, segments: BodySegment[], options: SendBodyOptions): Promise<SendOutcome> {
+export async function sendBody(
+  res: ServerResponse,
+  reader: BlobReader,
+  segments: BodySegment[],
+  options: SendBodyOptions,
+): Promise<SendOutcome> {
   const sender = new BodySender(res, reader, options);
   return sender.run(segments);
 }
@@ -155,7 +160,11 @@ class BodySender {
     let offset = 0;
     while (offset < bytes.length) {
       offset += this.#trySend(bytes, offset, bytes.length - offset);
-      if (offset < bytes.length) offset += await this.#awaitWritable(this.#queueWakePiece(bytes, offset, bytes.length - offset), () => undefined);
+      if (offset < bytes.length)
+        offset += await this.#awaitWritable(
+          this.#queueWakePiece(bytes, offset, bytes.length - offset),
+          () => undefined,
+        );
     }
   }
 

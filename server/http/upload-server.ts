@@ -55,7 +55,10 @@ export class UploadServer extends Server {
   readonly #finished = new Map<string, FinishedUpload>();
   readonly #finish: (req: Request, upload: Upload) => Promise<FinishedUpload>;
 
-  constructor(options: TusOptions & { datastore: HashingFileStore }, finish: (req: Request, upload: Upload) => Promise<FinishedUpload>) {
+  constructor(
+    options: TusOptions & { datastore: HashingFileStore },
+    finish: (req: Request, upload: Upload) => Promise<FinishedUpload>,
+  ) {
     super(options);
     this.#finish = finish;
   }
@@ -79,7 +82,8 @@ export class UploadServer extends Server {
       if (left > 0) this.#receiving.set(id, left);
       else this.#receiving.delete(id);
       // Only for uploads still waiting for bytes: ids a client made up, or finished ones, must not pile up here.
-      if (!this.#finishing.has(id) && !this.#finished.has(id) && (await this.#exists(id))) this.#lastDataAt.set(id, Date.now());
+      if (!this.#finishing.has(id) && !this.#finished.has(id) && (await this.#exists(id)))
+        this.#lastDataAt.set(id, Date.now());
     }
   }
 
@@ -94,18 +98,18 @@ export class UploadServer extends Server {
   finishOnce(req: Request, upload: Upload): Promise<FinishedUpload> {
     const running = this.#finishing.get(upload.id);
     if (running) return running;
-    const job = this.#finish(req, upload).then(
-      (done) => {
-        this.#forgetOld();
-        this.#finished.set(upload.id, done);
-        return done;
-      },
-    );
-    this.#finishing.set(upload.id, job);
-    void job.catch(() => undefined).finally(() => {
-      this.#finishing.delete(upload.id);
-      this.#lastDataAt.delete(upload.id);
+    const job = this.#finish(req, upload).then((done) => {
+      this.#forgetOld();
+      this.#finished.set(upload.id, done);
+      return done;
     });
+    this.#finishing.set(upload.id, job);
+    void job
+      .catch(() => undefined)
+      .finally(() => {
+        this.#finishing.delete(upload.id);
+        this.#lastDataAt.delete(upload.id);
+      });
     return job;
   }
 
@@ -150,9 +154,16 @@ export class UploadServer extends Server {
   /** Removes an unfinished upload and its bytes; never one that is receiving data or being stored. */
   async discard(id: string): Promise<UnfinishedUpload> {
     const found = (await this.listUnfinished()).find((u) => u.id === id);
-    if (!found) throw new AppError('NOT_FOUND', 'there is no unfinished upload with that id (it may have finished or been discarded)');
+    if (!found)
+      throw new AppError(
+        'NOT_FOUND',
+        'there is no unfinished upload with that id (it may have finished or been discarded)',
+      );
     if (found.receiving || found.finishing) {
-      throw new AppError('CONFLICT', `${found.name} is receiving data right now; cancel it in the browser tab that uploads it, or wait until it stops`);
+      throw new AppError(
+        'CONFLICT',
+        `${found.name} is receiving data right now; cancel it in the browser tab that uploads it, or wait until it stops`,
+      );
     }
     await this.store.remove(id);
     this.store.running.delete(id);
@@ -219,5 +230,8 @@ function finishedHead(done: FinishedUpload): Response {
 
 function lockedHead(): Response {
   // tus clients retry 423 Locked: the same answer they get for an upload another request holds.
-  return new Response(null, { status: 423, headers: { 'Tus-Resumable': '1.0.0', 'Cache-Control': 'no-store', 'Retry-After': '2' } });
+  return new Response(null, {
+    status: 423,
+    headers: { 'Tus-Resumable': '1.0.0', 'Cache-Control': 'no-store', 'Retry-After': '2' },
+  });
 }

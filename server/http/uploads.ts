@@ -48,7 +48,11 @@ export class HashingFileStore extends FileStore {
   readonly #guard: (bytes: number, what: string) => Promise<void>;
   readonly #headroom: Headroom;
 
-  constructor(options: ConstructorParameters<typeof FileStore>[0], guard: (bytes: number, what: string) => Promise<void>, headroom: Headroom) {
+  constructor(
+    options: ConstructorParameters<typeof FileStore>[0],
+    guard: (bytes: number, what: string) => Promise<void>,
+    headroom: Headroom,
+  ) {
     super(options);
     this.#guard = guard;
     this.#headroom = headroom;
@@ -71,7 +75,10 @@ export class HashingFileStore extends FileStore {
     const { size } = await this.getUpload(id);
     const remaining = size === undefined ? 0 : size - offset;
     try {
-      await this.#guard(remaining, size === undefined ? 'more of an upload of deferred length' : `the remaining ${remaining} bytes of this upload`);
+      await this.#guard(
+        remaining,
+        size === undefined ? 'more of an upload of deferred length' : `the remaining ${remaining} bytes of this upload`,
+      );
     } catch (err) {
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
       throw tusError(toAppError(err));
@@ -107,7 +114,10 @@ export class HashingFileStore extends FileStore {
     let nextLook = GUARD_EVERY_BYTES;
     const headroom = this.#headroom;
     const outOfRoom = (): AppError =>
-      new AppError('INSUFFICIENT_STORAGE', `not enough disk space to go on receiving this upload (${offset + received} bytes so far); the partial upload was removed, nothing was stored`);
+      new AppError(
+        'INSUFFICIENT_STORAGE',
+        `not enough disk space to go on receiving this upload (${offset + received} bytes so far); the partial upload was removed, nothing was stored`,
+      );
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         received += chunk.length;
@@ -115,13 +125,18 @@ export class HashingFileStore extends FileStore {
         if (received < nextLook) return callback(null, chunk);
         nextLook = received + GUARD_EVERY_BYTES;
         headroom().then(
-          (room) => (room < (size === undefined ? 0 : size - offset - received) ? callback(outOfRoom()) : callback(null, chunk)),
+          (room) =>
+            room < (size === undefined ? 0 : size - offset - received) ? callback(outOfRoom()) : callback(null, chunk),
           (err: Error) => callback(err),
         );
       },
     });
     try {
-      await pipeline(readable.pipe(tee), counter, createWriteStream(path.join(this.directory, id), { flags: 'r+', start: offset }));
+      await pipeline(
+        readable.pipe(tee),
+        counter,
+        createWriteStream(path.join(this.directory, id), { flags: 'r+', start: offset }),
+      );
       return offset + received;
     } catch (err) {
       // Some hashed bytes may not have reached the file.
@@ -134,7 +149,10 @@ export class HashingFileStore extends FileStore {
       }
       if (code === 'ENOSPC' || code === 'EDQUOT') {
         await this.remove(id).catch(() => undefined);
-        const appError = new AppError('INSUFFICIENT_STORAGE', 'the disk filled up during the upload; the partial upload was removed, nothing was stored');
+        const appError = new AppError(
+          'INSUFFICIENT_STORAGE',
+          'the disk filled up during the upload; the partial upload was removed, nothing was stored',
+        );
         // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
         throw { status_code: appError.status, body: JSON.stringify(errorBody(appError)) };
       }
@@ -228,7 +246,12 @@ export function createUploadServer(deps: UploadDeps): UploadServer {
       deps.log.info({ sha256: blob.sha256, size: blob.size, created, arch: blob.arch }, 'browser upload stored');
       // No public address yet: the upload is stored all the same, and its link is simply not offered.
       const base = await deps.baseUrl();
-      return { sha256: blob.sha256, url: base === null ? null : downloadUrl(base, blob.sha256, blob.name), size: blob.size, at: Date.now() };
+      return {
+        sha256: blob.sha256,
+        url: base === null ? null : downloadUrl(base, blob.sha256, blob.name),
+        size: blob.size,
+        at: Date.now(),
+      };
     } catch (err) {
       deps.log.warn({ err, upload: upload.id }, 'browser upload rejected');
       throw err;

@@ -64,7 +64,9 @@ export class IntegrityChecker {
 
   constructor(options: IntegrityCheckerOptions) {
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
-      throw new TypeError(`IntegrityChecker: concurrency must be a whole number >= 1, got ${String(options.concurrency)} (${typeof options.concurrency})`);
+      throw new TypeError(
+        `IntegrityChecker: concurrency must be a whole number >= 1, got ${String(options.concurrency)} (${typeof options.concurrency})`,
+      );
     }
     this.#options = options;
     this.#queue = new PQueue({ concurrency: options.concurrency });
@@ -107,7 +109,9 @@ export class IntegrityChecker {
   /** Queues every stored blob; resolves when all of them have been checked. */
   async checkAll(): Promise<Record<string, CheckResult>> {
     const digests = await listDigestsByVerifiedAt(this.#options.db);
-    const results = await Promise.all(digests.map(async (sha256) => [sha256, await this.check(sha256 as Sha256)] as const));
+    const results = await Promise.all(
+      digests.map(async (sha256) => [sha256, await this.check(sha256 as Sha256)] as const),
+    );
     return Object.fromEntries(results);
   }
 
@@ -218,7 +222,8 @@ export class IntegrityChecker {
       return 'replaced';
     }
     const now = this.#now();
-    const readVersion = outcome.kind === 'missing' ? null : outcome.kind === 'unreadable' ? basis.version : outcome.version;
+    const readVersion =
+      outcome.kind === 'missing' ? null : outcome.kind === 'unreadable' ? basis.version : outcome.version;
     let quarantined: string | null = null;
     const verdict = await withBlobLock(db, async (trx): Promise<CheckResult> => {
       const row = await findBlob(trx, sha256);
@@ -231,13 +236,25 @@ export class IntegrityChecker {
         case 'missing': {
           const detail = 'the blob file is missing from the data directory';
           await setBlobState(trx, sha256, 'missing', { verifiedAtMs: now, detail });
-          await recordAudit(trx, { actor: systemActor, action: 'blob.missing', target: `blob:${sha256}`, at: now, details: { detail } });
+          await recordAudit(trx, {
+            actor: systemActor,
+            action: 'blob.missing',
+            target: `blob:${sha256}`,
+            at: now,
+            details: { detail },
+          });
           return 'missing';
         }
         case 'unreadable': {
           const detail = 'read error (EIO) while re-hashing: the disk is failing';
           await setBlobState(trx, sha256, 'corrupt', { verifiedAtMs: now, detail });
-          await recordAudit(trx, { actor: systemActor, action: 'blob.corrupt', target: `blob:${sha256}`, at: now, details: { detail } });
+          await recordAudit(trx, {
+            actor: systemActor,
+            action: 'blob.corrupt',
+            target: `blob:${sha256}`,
+            at: now,
+            details: { detail },
+          });
           return 'corrupt';
         }
         case 'corrupt': {
@@ -250,9 +267,25 @@ export class IntegrityChecker {
             (err: unknown) => ({ file: null, error: err }),
           );
           quarantined = moved.file;
-          if (moved.error) log.error({ err: moved.error, sha256 }, 'integrity check: could not move the corrupt blob to quarantine; it stays withheld');
-          const details = { detail, quarantined, ...(moved.error ? { quarantineError: moved.error instanceof Error ? moved.error.message : 'unknown error' } : {}) };
-          await recordAudit(trx, { actor: systemActor, action: 'blob.corrupt', target: `blob:${sha256}`, at: now, details });
+          if (moved.error)
+            log.error(
+              { err: moved.error, sha256 },
+              'integrity check: could not move the corrupt blob to quarantine; it stays withheld',
+            );
+          const details = {
+            detail,
+            quarantined,
+            ...(moved.error
+              ? { quarantineError: moved.error instanceof Error ? moved.error.message : 'unknown error' }
+              : {}),
+          };
+          await recordAudit(trx, {
+            actor: systemActor,
+            action: 'blob.corrupt',
+            target: `blob:${sha256}`,
+            at: now,
+            details,
+          });
           return 'corrupt';
         }
       }
@@ -268,8 +301,13 @@ export class IntegrityChecker {
         log.error({ sha256 }, 'integrity check: blob file is missing; its links now answer 503');
         break;
       case 'corrupt':
-        if (outcome.kind === 'unreadable') log.error({ err: outcome.err, sha256 }, 'integrity check: blob cannot be read; its links answer 503');
-        else log.error({ sha256, actual: outcome.kind === 'corrupt' ? outcome.actual : null, quarantined }, 'integrity check: blob is corrupt; withheld, links answer 503');
+        if (outcome.kind === 'unreadable')
+          log.error({ err: outcome.err, sha256 }, 'integrity check: blob cannot be read; its links answer 503');
+        else
+          log.error(
+            { sha256, actual: outcome.kind === 'corrupt' ? outcome.actual : null, quarantined },
+            'integrity check: blob is corrupt; withheld, links answer 503',
+          );
         break;
       default:
         break;

@@ -29,7 +29,10 @@ export interface TransferJob {
 const KEEP_FINISHED = 50;
 
 export class TransferJobs {
-  readonly #jobs = new Map<string, { job: TransferJob; controller: AbortController; dequeue: AbortController; done: Promise<void> }>();
+  readonly #jobs = new Map<
+    string,
+    { job: TransferJob; controller: AbortController; dequeue: AbortController; done: Promise<void> }
+  >();
   readonly #deps: IngestDeps;
   readonly #log: Logger;
   readonly #queue: PQueue;
@@ -37,14 +40,19 @@ export class TransferJobs {
   constructor(deps: IngestDeps, log: Logger, options: { concurrency?: number } = {}) {
     const concurrency = options.concurrency ?? 2;
     if (!Number.isInteger(concurrency) || concurrency < 1) {
-      throw new TypeError(`Expected \`concurrency\` to be an integer of at least 1, got \`${concurrency}\` (${typeof concurrency})`);
+      throw new TypeError(
+        `Expected \`concurrency\` to be an integer of at least 1, got \`${concurrency}\` (${typeof concurrency})`,
+      );
     }
     this.#deps = deps;
     this.#log = log;
     this.#queue = new PQueue({ concurrency });
   }
 
-  startFetch(url: string, options: { expectedSha256?: Sha256 | undefined; checksumUrl?: string | undefined }): TransferJob {
+  startFetch(
+    url: string,
+    options: { expectedSha256?: Sha256 | undefined; checksumUrl?: string | undefined },
+  ): TransferJob {
     const controller = new AbortController();
     const job: TransferJob = {
       id: randomUUID(),
@@ -71,21 +79,24 @@ export class TransferJobs {
     // Only for a job still waiting: p-queue drops it and rejects at once. A running job is
     // stopped through `controller` instead, so it settles only after its temp file is gone.
     const dequeue = new AbortController();
-    const done = this.#queue.add(run, { signal: dequeue.signal }).then(
-      ({ blob }) => {
-        job.state = 'done';
-        job.sha256 = blob.sha256;
-      },
-      (err: unknown) => {
-        job.state = controller.signal.aborted ? 'cancelled' : 'failed';
-        const e = toAppError(err);
-        job.error = { code: e.code, message: e.code === 'INTERNAL' ? (err as Error).message : e.message };
-        if (job.state === 'failed') this.#log.warn({ err, url }, 'fetch failed');
-      },
-    ).finally(() => {
-      job.finishedAt = new Date(this.#deps.clock.now()).toISOString();
-      this.#prune();
-    });
+    const done = this.#queue
+      .add(run, { signal: dequeue.signal })
+      .then(
+        ({ blob }) => {
+          job.state = 'done';
+          job.sha256 = blob.sha256;
+        },
+        (err: unknown) => {
+          job.state = controller.signal.aborted ? 'cancelled' : 'failed';
+          const e = toAppError(err);
+          job.error = { code: e.code, message: e.code === 'INTERNAL' ? (err as Error).message : e.message };
+          if (job.state === 'failed') this.#log.warn({ err, url }, 'fetch failed');
+        },
+      )
+      .finally(() => {
+        job.finishedAt = new Date(this.#deps.clock.now()).toISOString();
+        this.#prune();
+      });
     this.#jobs.set(job.id, { job, controller, dequeue, done });
     return job;
   }
@@ -125,6 +136,7 @@ export class TransferJobs {
 
   #prune(): void {
     const finished = [...this.#jobs.values()].filter((e) => e.job.state !== 'running' && e.job.state !== 'queued');
-    for (const entry of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.#jobs.delete(entry.job.id);
+    for (const entry of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED)))
+      this.#jobs.delete(entry.job.id);
   }
 }

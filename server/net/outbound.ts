@@ -75,7 +75,10 @@ export function createAddressCheck(policy: OutboundPolicy): AddressCheck {
     // Interfaces can change while the server runs (DHCP), so a wildcard is read at each check.
     if (wildcard) return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
     if (net.isIP(policy.listenHost)) return [policy.listenHost];
-    named ??= dns.promises.lookup(policy.listenHost, { all: true }).then((all) => all.map((a) => a.address), () => []);
+    named ??= dns.promises.lookup(policy.listenHost, { all: true }).then(
+      (all) => all.map((a) => a.address),
+      () => [],
+    );
     return named;
   };
   return async (address) => {
@@ -110,9 +113,16 @@ export function createOutboundFetch(policy: OutboundPolicy): OutboundFetch {
       void Promise.all(addresses.map(async (a) => ({ ...a, refusal: await check(a.address) }))).then((checked) => {
         const permitted = checked.filter((a) => a.refusal === null);
         const first = checked[0];
-        if (!first) return callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', hostname }));
+        if (!first)
+          return callback(
+            Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', hostname }),
+          );
         if (permitted.length === 0) return callback(addressRefused(first.address, hostname, first.refusal!));
-        if (options.all) return callback(null, permitted.map(({ address, family }) => ({ address, family })));
+        if (options.all)
+          return callback(
+            null,
+            permitted.map(({ address, family }) => ({ address, family })),
+          );
         return callback(null, permitted[0]!.address, permitted[0]!.family);
       }, callback);
     });
@@ -132,7 +142,11 @@ interface HopOptions {
   lookup?: net.LookupFunction;
 }
 
-async function followRedirects(start: string | URL, init: OutboundInit, prepare: (url: URL) => Promise<HopOptions>): Promise<Response> {
+async function followRedirects(
+  start: string | URL,
+  init: OutboundInit,
+  prepare: (url: URL) => Promise<HopOptions>,
+): Promise<Response> {
   const maxRedirects = init.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
   let url = typeof start === 'string' ? new URL(start) : start;
   let method = init.method ?? 'GET';
@@ -146,7 +160,8 @@ async function followRedirects(start: string | URL, init: OutboundInit, prepare:
     const location = res.headers.get('location');
     if (init.redirect === 'manual' || !REDIRECTS.has(res.status) || location === null) return res;
     await res.body?.cancel().catch(() => undefined);
-    if (hop >= maxRedirects) throw new AppError('SOURCE_FAILED', `${url.href} redirected more than ${maxRedirects} times; giving up`);
+    if (hop >= maxRedirects)
+      throw new AppError('SOURCE_FAILED', `${url.href} redirected more than ${maxRedirects} times; giving up`);
     let next: URL;
     try {
       next = new URL(location, url);
@@ -161,10 +176,20 @@ async function followRedirects(start: string | URL, init: OutboundInit, prepare:
 }
 
 function withoutCredentials(headers: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(headers).filter(([name]) => !['authorization', 'cookie', 'proxy-authorization'].includes(name.toLowerCase())));
+  return Object.fromEntries(
+    Object.entries(headers).filter(
+      ([name]) => !['authorization', 'cookie', 'proxy-authorization'].includes(name.toLowerCase()),
+    ),
+  );
 }
 
-function requestOnce(url: URL, method: string, headers: Record<string, string>, init: OutboundInit, hop: HopOptions): Promise<Response> {
+function requestOnce(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  init: OutboundInit,
+  hop: HopOptions,
+): Promise<Response> {
   const { signal } = init;
   const secure = url.protocol === 'https:';
   const options: https.RequestOptions = {
@@ -184,7 +209,9 @@ function requestOnce(url: URL, method: string, headers: Record<string, string>, 
     };
     const done = (): void => signal?.removeEventListener('abort', onAbort);
     const req = (secure ? https : http).request(url, options);
-    req.on('timeout', () => req.destroy(Object.assign(new Error(`no data for ${(options.timeout ?? 0) / 1000} s`), { code: 'ETIMEDOUT' })));
+    req.on('timeout', () =>
+      req.destroy(Object.assign(new Error(`no data for ${(options.timeout ?? 0) / 1000} s`), { code: 'ETIMEDOUT' })),
+    );
     req.on('error', (err) => {
       done();
       reject(err instanceof AppError || err === signal?.reason ? err : new TypeError('fetch failed', { cause: err }));
@@ -210,7 +237,13 @@ function requestOnce(url: URL, method: string, headers: Record<string, string>, 
       if (!hasBody) res.resume();
       // A connection cut before the body is complete errors the stream (node destroys an incomplete response).
       res.once('close', done);
-      resolve(new Response(hasBody ? (Readable.toWeb(res) as ReadableStream<Uint8Array>) : null, { status, statusText: res.statusMessage, headers: responseHeaders }));
+      resolve(
+        new Response(hasBody ? (Readable.toWeb(res) as ReadableStream<Uint8Array>) : null, {
+          status,
+          statusText: res.statusMessage,
+          headers: responseHeaders,
+        }),
+      );
     });
     if (signal) {
       if (signal.aborted) onAbort();

@@ -58,7 +58,9 @@ export interface ActivityTracker {
    * Shows a download as in progress until `finish`, which logs it (batched):
    * `complete` when every planned byte was sent, `coversEnd` when that makes it a finished download.
    */
-  downloadStarted(start: LiveDownloadStart): { finish(outcome: { bytesSent: number; complete: boolean; coversEnd: boolean }): void };
+  downloadStarted(start: LiveDownloadStart): {
+    finish(outcome: { bytesSent: number; complete: boolean; coversEnd: boolean }): void;
+  };
   /** This node's downloads in progress, oldest first. */
   liveDownloads(): LiveDownload[];
   /** Download bodies this process did not log because more than LOG_ROWS_PER_SEC arrived (or the database was stuck). */
@@ -103,13 +105,17 @@ export function createActivityTracker(deps: Pick<ServiceDeps, 'db' | 'log' | 'cl
     const batch = [...pendingStats];
     pendingStats.clear();
     enqueue(async () => {
-      for (const [sha256, s] of batch) await addDownloadStats(db, sha256, { downloads: s.downloads, bytes: s.bytes, lastAt: s.last });
+      for (const [sha256, s] of batch)
+        await addDownloadStats(db, sha256, { downloads: s.downloads, bytes: s.bytes, lastAt: s.last });
     });
   };
 
   const flushLog = (): void => {
     if (droppedLog > 0) {
-      log.warn({ dropped: droppedLog }, 'some downloads were not logged (too many per second, or the database did not keep up)');
+      log.warn(
+        { dropped: droppedLog },
+        'some downloads were not logged (too many per second, or the database did not keep up)',
+      );
       droppedLog = 0;
     }
     if (pendingLog.length === 0) return;
@@ -125,11 +131,14 @@ export function createActivityTracker(deps: Pick<ServiceDeps, 'db' | 'log' | 'cl
     });
   };
 
-  const timer = setInterval(() => {
-    for (const sha256 of active.keys()) beat(sha256);
-    flushStats();
-    flushLog();
-  }, Math.min(HEARTBEAT_MS, STATS_FLUSH_MS));
+  const timer = setInterval(
+    () => {
+      for (const sha256 of active.keys()) beat(sha256);
+      flushStats();
+      flushLog();
+    },
+    Math.min(HEARTBEAT_MS, STATS_FLUSH_MS),
+  );
   timer.unref();
 
   return {
@@ -168,7 +177,11 @@ export function createActivityTracker(deps: Pick<ServiceDeps, 'db' | 'log' | 'cl
             return;
           }
           logTokens -= 1;
-          const result = !complete ? 'aborted' : start.status === 200 || (start.firstByte === 0 && start.bytesPlanned === start.size) ? 'complete' : 'resumed';
+          const result = !complete
+            ? 'aborted'
+            : start.status === 200 || (start.firstByte === 0 && start.bytesPlanned === start.size)
+              ? 'complete'
+              : 'resumed';
           pendingLog.push({
             started_at: start.startedAt,
             finished_at: finishedAt,
@@ -195,7 +208,11 @@ export function createActivityTracker(deps: Pick<ServiceDeps, 'db' | 'log' | 'cl
       return unlogged;
     },
     liveDownloads() {
-      return [...live].map(([id, { progress, ...rest }]) => ({ ...rest, id, bytesSent: Math.min(rest.bytesPlanned, Math.max(0, progress())) }));
+      return [...live].map(([id, { progress, ...rest }]) => ({
+        ...rest,
+        id,
+        bytesSent: Math.min(rest.bytesPlanned, Math.max(0, progress())),
+      }));
     },
     async flush() {
       flushStats();

@@ -46,5 +46,12 @@ export function toAuditEntry(row: AuditRow): AuditEntry {
   } catch {
     details = row.details;
   }
-  return { id: row.id, at: new Date(row.at).toISOString(), actor: row.actor, action: row.action, target: row.target, details };
+  return {
+    id: row.id,
+    at: new Date(row.at).toISOString(),
+    actor: row.actor,
+    action: row.action,
+    target: row.target,
+    details,
+  };
 }

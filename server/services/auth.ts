@@ -8,7 +8,14 @@ export { hashPassword, verifyPassword } from './password-hashing.js';
 export { ADMIN_USERNAME, INITIAL_PASSWORD_FILE, MIN_PASSWORD_LENGTH } from './auth/credentials.js';
 export { bootstrapAdmin, type AdminBootstrap } from './auth/bootstrap.js';
 export { changePassword, passwordChangeSchema, resetPassword, type PasswordReset } from './auth/passwords.js';
-export { authenticateSession, login, loginSchema, logout, type SessionGrant, type SessionInfo } from './auth/sessions.js';
+export {
+  authenticateSession,
+  login,
+  loginSchema,
+  logout,
+  type SessionGrant,
+  type SessionInfo,
+} from './auth/sessions.js';
 export {
   authenticateApiToken,
   createApiToken,

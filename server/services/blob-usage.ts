@@ -74,7 +74,11 @@ export async function loadRetirements(db: Db, sha256?: string): Promise<Map<stri
   const holders = await listConfirmedSlots(db);
   for (const r of rows) {
     const heldBy = holders
-      .filter((h) => (h.arm64_enabled === 1 && h.arm64_sha256 === r.sha256) || (h.x86_64_enabled === 1 && h.x86_64_sha256 === r.sha256))
+      .filter(
+        (h) =>
+          (h.arm64_enabled === 1 && h.arm64_sha256 === r.sha256) ||
+          (h.x86_64_enabled === 1 && h.x86_64_sha256 === r.sha256),
+      )
       .map((h) => ({ imageId: h.imageId, imageName: h.imageName }));
     const downloads = [r.lastDownloadAt, r.lastActiveAt].filter((t): t is number => t !== null);
     result.set(r.sha256, {
@@ -92,7 +96,11 @@ export async function loadRetirements(db: Db, sha256?: string): Promise<Map<stri
  * still points at it, the grace period since its release has not passed,
  * or it was downloaded within the grace period.
  */
-export function retiredHold(retirement: Retirement | undefined, now: number, graceMs: number): 'portal' | 'grace' | 'downloaded' | null {
+export function retiredHold(
+  retirement: Retirement | undefined,
+  now: number,
+  graceMs: number,
+): 'portal' | 'grace' | 'downloaded' | null {
   if (!retirement) return null;
   if (retirement.releasedAt === null) return 'portal';
   if (now - retirement.releasedAt < graceMs) return 'grace';

@@ -15,15 +15,23 @@ import { loadRetirements, type Retirement, portalHeldDigests } from './blob-usag
 import type { DbDeps, ServiceDeps } from './deps.js';
 
 export const BLOB_ARCHES: readonly BlobArch[] = ['arm64', 'x86_64', 'unknown'];
-export const BLOB_ARCH_LABELS: Record<BlobArch, string> = { arm64: 'Apple silicon', x86_64: 'Intel', unknown: 'architecture not recorded' };
+export const BLOB_ARCH_LABELS: Record<BlobArch, string> = {
+  arm64: 'Apple silicon',
+  x86_64: 'Intel',
+  unknown: 'architecture not recorded',
+};
 
 /** Reads an architecture given by an admin (form, API, CLI, tus metadata); empty means unknown. */
 export function parseBlobArch(value: unknown, what = 'arch'): BlobArch {
   if (value === undefined || value === null || value === '') return 'unknown';
   if (typeof value === 'string' && (BLOB_ARCHES as readonly string[]).includes(value)) return value as BlobArch;
-  throw new AppError('VALIDATION_FAILED', `${what} must be arm64 (Apple silicon), x86_64 (Intel) or unknown, not ${JSON.stringify(value)}`, {
-    fields: [{ field: 'arch', message: 'arm64, x86_64 or unknown' }],
-  });
+  throw new AppError(
+    'VALIDATION_FAILED',
+    `${what} must be arm64 (Apple silicon), x86_64 (Intel) or unknown, not ${JSON.stringify(value)}`,
+    {
+      fields: [{ field: 'arch', message: 'arm64, x86_64 or unknown' }],
+    },
+  );
 }
 
 /**
@@ -37,11 +45,10 @@ export function assertPackageFileName(fileName: string): void {
   const message = /\.txt$/i.test(base)
     ? `${shown} is a checksum file, not a package: pick the .pvmp that "Prepare for Transfer" wrote, and ${shown} as its checksum file`
     : `${shown} is not a package: only .pvmp files (what Control Center's "Prepare for Transfer" writes) can be stored`;
-  throw new AppError(
-    'PACKAGE_NAME_INVALID',
-    message,
-    { fileName: base, fields: [{ field: 'package', message: 'must be a .pvmp file' }] },
-  );
+  throw new AppError('PACKAGE_NAME_INVALID', message, {
+    fileName: base,
+    fields: [{ field: 'package', message: 'must be a .pvmp file' }],
+  });
 }
 
 export interface BlobView {
@@ -76,25 +83,43 @@ export async function listBlobViews(deps: Pick<ServiceDeps, 'db'>, baseUrl: stri
   return rows.map((r) => toView(r, baseUrl, usage.get(r.sha256) ?? [], retired.get(r.sha256)));
 }
 
-export async function getBlobView(deps: Pick<ServiceDeps, 'db'>, sha256Text: string, baseUrl: string | null): Promise<BlobView> {
+export async function getBlobView(
+  deps: Pick<ServiceDeps, 'db'>,
+  sha256Text: string,
+  baseUrl: string | null,
+): Promise<BlobView> {
   const { db } = deps;
   const sha256 = toDigest(sha256Text);
   const row = await findBlob(db, sha256);
   if (!row) throw new AppError('BLOB_UNKNOWN', `no package with sha256 ${sha256} is stored`);
-  return toView(row, baseUrl, (await usageOf(db, sha256)).get(sha256) ?? [], (await loadRetirements(db, sha256)).get(sha256));
+  return toView(
+    row,
+    baseUrl,
+    (await usageOf(db, sha256)).get(sha256) ?? [],
+    (await loadRetirements(db, sha256)).get(sha256),
+  );
 }
 
 /**
  * Deletes a package no image uses: the row first (so links stop at once and
  * the schema's foreign keys get the last word), then the file.
  */
-export async function deleteBlob(deps: Pick<ServiceDeps, 'db' | 'store' | 'clock'>, actor: Actor, sha256Text: string, baseUrl: string | null): Promise<BlobView> {
+export async function deleteBlob(
+  deps: Pick<ServiceDeps, 'db' | 'store' | 'clock'>,
+  actor: Actor,
+  sha256Text: string,
+  baseUrl: string | null,
+): Promise<BlobView> {
   const view = await getBlobView(deps, sha256Text, baseUrl);
   if (view.usedBy.length > 0) {
     const names = [...new Set(view.usedBy.map((u) => u.imageName))].map((n) => JSON.stringify(n)).join(', ');
-    throw new AppError('BLOB_IN_USE', `the package is used by golden image ${names}; change or delete the image first`, {
-      usedBy: view.usedBy,
-    });
+    throw new AppError(
+      'BLOB_IN_USE',
+      `the package is used by golden image ${names}; change or delete the image first`,
+      {
+        usedBy: view.usedBy,
+      },
+    );
   }
   const sha256 = view.sha256 as Sha256;
   const portalHeld = () =>
@@ -113,11 +138,20 @@ export async function deleteBlob(deps: Pick<ServiceDeps, 'db' | 'store' | 'clock
       await deleteBlobRow(trx, sha256);
     } catch (err) {
       if (constraintViolation(err)?.kind === 'foreign_key') {
-        throw new AppError('BLOB_IN_USE', 'the package was just put to use by a golden image; change or delete the image first');
+        throw new AppError(
+          'BLOB_IN_USE',
+          'the package was just put to use by a golden image; change or delete the image first',
+        );
       }
       throw err;
     }
-    await recordAudit(trx, { actor, action: 'blob.delete', target: `blob:${sha256}`, at: now, details: { size: view.size, name: view.name } });
+    await recordAudit(trx, {
+      actor,
+      action: 'blob.delete',
+      target: `blob:${sha256}`,
+      at: now,
+      details: { size: view.size, name: view.name },
+    });
     // In the same step as the row: a re-upload of the same content commits wholly before (and is deleted with
     // the row the admin chose to delete) or after (and stays, with its own row).
     return deps.store.detach(sha256);
@@ -127,30 +161,51 @@ export async function deleteBlob(deps: Pick<ServiceDeps, 'db' | 'store' | 'clock
 }
 
 /** Records (or corrects) the architecture of a stored package; audited. */
-export async function updateBlobArch(deps: DbDeps, actor: Actor, sha256Text: string, archValue: unknown, baseUrl: string | null): Promise<BlobView> {
+export async function updateBlobArch(
+  deps: DbDeps,
+  actor: Actor,
+  sha256Text: string,
+  archValue: unknown,
+  baseUrl: string | null,
+): Promise<BlobView> {
   const before = await getBlobView(deps, sha256Text, baseUrl);
   const arch = parseBlobArch(archValue);
   if (arch !== before.arch) {
     await deps.db.transaction().execute(async (trx) => {
       await setBlobArch(trx, before.sha256 as Sha256, arch);
-      await recordAudit(trx, { actor, action: 'blob.arch', target: `blob:${before.sha256}`, at: deps.clock.now(), details: { from: before.arch, to: arch, name: before.name } });
+      await recordAudit(trx, {
+        actor,
+        action: 'blob.arch',
+        target: `blob:${before.sha256}`,
+        at: deps.clock.now(),
+        details: { from: before.arch, to: arch, name: before.name },
+      });
     });
   }
   return getBlobView(deps, before.sha256, baseUrl);
 }
 
 /** The architecture of a form upload whose field came after the package part (a known one only; part of the ingest, not audited). */
-export async function recordUploadArch(deps: Pick<ServiceDeps, 'db'>, sha256: string, arch: BlobArch | undefined, error?: AppError): Promise<void> {
+export async function recordUploadArch(
+  deps: Pick<ServiceDeps, 'db'>,
+  sha256: string,
+  arch: BlobArch | undefined,
+  error?: AppError,
+): Promise<void> {
   if (error) throw error;
   if (arch !== undefined && arch !== 'unknown') await setBlobArch(deps.db, toDigest(sha256), arch);
 }
 
 /** One sentence per image slot holding a package marked for the other architecture. */
-export function archMismatchWarnings(slots: Array<{ arch: Arch; label: string; packageName: string | null; packageArch: BlobArch | null }>): string[] {
+export function archMismatchWarnings(
+  slots: Array<{ arch: Arch; label: string; packageName: string | null; packageArch: BlobArch | null }>,
+): string[] {
   const warnings: string[] = [];
   for (const slot of slots) {
     if (slot.packageArch === null || slot.packageArch === 'unknown' || slot.packageArch === slot.arch) continue;
-    warnings.push(`${slot.label}: the package ${slot.packageName ?? ''} is marked for ${BLOB_ARCH_LABELS[slot.packageArch]}, not ${slot.label}`);
+    warnings.push(
+      `${slot.label}: the package ${slot.packageName ?? ''} is marked for ${BLOB_ARCH_LABELS[slot.packageArch]}, not ${slot.label}`,
+    );
   }
   return warnings;
 }
@@ -166,7 +221,10 @@ function toDigest(text: string): Sha256 {
 async function usageOf(db: Db, only: Sha256 | null): Promise<Map<string, BlobView['usedBy']>> {
   const usage = new Map<string, BlobView['usedBy']>();
   for (const image of await imagesUsing(db, only === null ? null : [only])) {
-    for (const [arch, sha] of [['arm64', image.arm64_sha256], ['x86_64', image.x86_64_sha256]] as const) {
+    for (const [arch, sha] of [
+      ['arm64', image.arm64_sha256],
+      ['x86_64', image.x86_64_sha256],
+    ] as const) {
       if (!sha) continue;
       const list = usage.get(sha) ?? [];
       list.push({ imageId: image.id, imageName: image.name, arch });
@@ -176,7 +234,12 @@ async function usageOf(db: Db, only: Sha256 | null): Promise<Map<string, BlobVie
   return usage;
 }
 
-function toView(row: BlobRow, baseUrl: string | null, usedBy: BlobView['usedBy'], retirement: Retirement | undefined): BlobView {
+function toView(
+  row: BlobRow,
+  baseUrl: string | null,
+  usedBy: BlobView['usedBy'],
+  retirement: Retirement | undefined,
+): BlobView {
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
   return {
     sha256: row.sha256,
@@ -190,7 +253,12 @@ function toView(row: BlobRow, baseUrl: string | null, usedBy: BlobView['usedBy']
     usedBy,
     retired:
       usedBy.length === 0 && retirement
-        ? { since: iso(retirement.retiredAt)!, portalUpdatedAt: iso(retirement.releasedAt), heldBy: retirement.heldBy, lastDownloadAt: iso(retirement.lastDownloadAt) }
+        ? {
+            since: iso(retirement.retiredAt)!,
+            portalUpdatedAt: iso(retirement.releasedAt),
+            heldBy: retirement.heldBy,
+            lastDownloadAt: iso(retirement.lastDownloadAt),
+          }
         : null,
   };
 }

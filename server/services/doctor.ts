@@ -16,7 +16,15 @@ export interface DoctorReport {
   ok: boolean;
   config: Record<string, unknown>;
   dataDir: { path: string; writable: boolean };
-  database: { file: string; integrity: string; migrations: string[]; blobs: number; images: number; groups: number; users: number };
+  database: {
+    file: string;
+    integrity: string;
+    migrations: string[];
+    blobs: number;
+    images: number;
+    groups: number;
+    users: number;
+  };
   disk: { freeBytes: number; totalBytes: number; minFreeBytes: number; ok: boolean };
   files: {
     orphaned: string[];
@@ -42,7 +50,9 @@ const SECRET_KEYS = new Set(['adminPassword', 'syncToken']);
 export async function runDoctor(deps: Pick<ServiceDeps, 'config' | 'db' | 'store'>): Promise<DoctorReport> {
   const { config, db, store } = deps;
   const problems: string[] = [];
-  const redacted = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, SECRET_KEYS.has(k) && v ? '(set)' : v]));
+  const redacted = Object.fromEntries(
+    Object.entries(config).map(([k, v]) => [k, SECRET_KEYS.has(k) && v ? '(set)' : v]),
+  );
 
   let writable = true;
   try {
@@ -71,17 +81,25 @@ export async function runDoctor(deps: Pick<ServiceDeps, 'config' | 'db' | 'store
     .filter((r) => onDisk.has(r.sha256) && onDisk.get(r.sha256) !== r.size)
     .map((r) => ({ sha256: r.sha256, expected: r.size, actual: onDisk.get(r.sha256)! }));
   const corrupt = rows.filter((r) => r.state !== 'ok').map((r) => r.sha256);
-  if (orphaned.length) problems.push(`${orphaned.length} blob file(s) have no database row (goldmirror gc removes them after the grace period)`);
+  if (orphaned.length)
+    problems.push(
+      `${orphaned.length} blob file(s) have no database row (goldmirror gc removes them after the grace period)`,
+    );
   if (missing.length) problems.push(`${missing.length} package(s) are registered but their files are missing`);
   if (wrongSize.length) problems.push(`${wrongSize.length} package file(s) have the wrong size`);
   if (corrupt.length) problems.push(`${corrupt.length} package(s) are marked corrupt or missing; re-import them`);
 
   const loose = await looseModes(store.layout, [path.join(store.layout.root, INITIAL_PASSWORD_FILE)]);
-  const warnings = loose.slice(0, NAMED_LOOSE_FILES).map(
-    (l) => `${l.path} has mode ${formatMode(l.found)}, looser than ${formatMode(l.wanted)} (fix: chmod ${formatMode(l.wanted).slice(1)} '${l.path}')`,
-  );
+  const warnings = loose
+    .slice(0, NAMED_LOOSE_FILES)
+    .map(
+      (l) =>
+        `${l.path} has mode ${formatMode(l.found)}, looser than ${formatMode(l.wanted)} (fix: chmod ${formatMode(l.wanted).slice(1)} '${l.path}')`,
+    );
   if (loose.length > NAMED_LOOSE_FILES) {
-    warnings.push(`${loose.length - NAMED_LOOSE_FILES} more file(s) or directories in ${store.layout.root} have looser modes than wanted (see --json)`);
+    warnings.push(
+      `${loose.length - NAMED_LOOSE_FILES} more file(s) or directories in ${store.layout.root} have looser modes than wanted (see --json)`,
+    );
   }
 
   const countDir = async (dir: string, filter: (name: string) => boolean = () => true) =>

@@ -12,8 +12,10 @@ export interface DownloadLabels {
 export async function downloadLabels(deps: Pick<ServiceDeps, 'db'>): Promise<Map<string, DownloadLabels>> {
   const labels = new Map<string, DownloadLabels>();
   for (const row of await imagesUsing(deps.db, null, { byName: true })) {
-    if (row.arm64_sha256 && !labels.has(row.arm64_sha256)) labels.set(row.arm64_sha256, { image: row.name, arch: 'arm64', imageId: row.id });
-    if (row.x86_64_sha256 && !labels.has(row.x86_64_sha256)) labels.set(row.x86_64_sha256, { image: row.name, arch: 'x86_64', imageId: row.id });
+    if (row.arm64_sha256 && !labels.has(row.arm64_sha256))
+      labels.set(row.arm64_sha256, { image: row.name, arch: 'arm64', imageId: row.id });
+    if (row.x86_64_sha256 && !labels.has(row.x86_64_sha256))
+      labels.set(row.x86_64_sha256, { image: row.name, arch: 'x86_64', imageId: row.id });
   }
   return labels;
 }

@@ -32,7 +32,11 @@ export interface GcReport {
   kept: Array<{ sha256: string; reason: 'grace' | 'in-use' | 'portal' | 'downloaded' }>;
 }
 
-export async function collectGarbage(deps: Pick<ServiceDeps, 'db' | 'store' | 'clock'>, actor: Actor, options: GcOptions): Promise<GcReport> {
+export async function collectGarbage(
+  deps: Pick<ServiceDeps, 'db' | 'store' | 'clock'>,
+  actor: Actor,
+  options: GcOptions,
+): Promise<GcReport> {
   const { db, store } = deps;
   const now = deps.clock.now();
   const report: GcReport = { dryRun: options.dryRun, removed: [], freedBytes: 0, kept: [] };
@@ -45,7 +49,8 @@ export async function collectGarbage(deps: Pick<ServiceDeps, 'db' | 'store' | 'c
   // Whatever the retirement records say, a package the portal still sends Macs to is never removed.
   const portalHeld = await portalHeldDigests(db);
   const rows = await listBlobsByDigest(db);
-  const age = (r: { created_at: number; ingested_at: number | null }) => now - Math.max(r.created_at, r.ingested_at ?? 0);
+  const age = (r: { created_at: number; ingested_at: number | null }) =>
+    now - Math.max(r.created_at, r.ingested_at ?? 0);
   const active = await activeBlobs(db, now);
 
   for (const row of rows) {
@@ -76,7 +81,13 @@ export async function collectGarbage(deps: Pick<ServiceDeps, 'db' | 'store' | 'c
         if (retiredHold((await loadRetirements(trx, row.sha256)).get(row.sha256), now, options.graceMs)) return false;
         await deleteBlobRow(trx, row.sha256 as Sha256);
         await deleteDownloadStats(trx, row.sha256);
-        await recordAudit(trx, { actor, action: 'blob.gc', target: `blob:${row.sha256}`, at: now, details: { size: row.size, name: row.name } });
+        await recordAudit(trx, {
+          actor,
+          action: 'blob.gc',
+          target: `blob:${row.sha256}`,
+          at: now,
+          details: { size: row.size, name: row.name },
+        });
         return { detached: await store.detach(row.sha256 as Sha256) };
       });
       if (!removed) continue;
@@ -94,7 +105,9 @@ export async function collectGarbage(deps: Pick<ServiceDeps, 'db' | 'store' | 'c
     // A row may have appeared since we listed (an ingest finishing): look again, and unlink in the same step.
     const orphan = options.dryRun
       ? !(await blobExists(db, blob.sha256))
-      : await withBlobLock(db, async (trx) => ((await blobExists(trx, blob.sha256)) ? false : { detached: await store.detach(blob.sha256) }));
+      : await withBlobLock(db, async (trx) =>
+          (await blobExists(trx, blob.sha256)) ? false : { detached: await store.detach(blob.sha256) },
+        );
     if (!orphan) continue;
     if (orphan !== true) await orphan.detached?.discard();
     report.removed.push({ sha256: blob.sha256, size: blob.size, name: '', orphanFile: true });
@@ -107,6 +120,8 @@ export async function collectGarbage(deps: Pick<ServiceDeps, 'db' | 'store' | 'c
  * Puts back blob files whose delete never committed (the deleting process
  * died inside its transaction) and removes the ones whose row is gone.
  */
-export async function recoverInterruptedDeletes(deps: Pick<ServiceDeps, 'db' | 'store'>): Promise<{ restored: Sha256[]; removed: Sha256[] }> {
+export async function recoverInterruptedDeletes(
+  deps: Pick<ServiceDeps, 'db' | 'store'>,
+): Promise<{ restored: Sha256[]; removed: Sha256[] }> {
   return deps.store.recoverDetached((sha256) => blobExists(deps.db, sha256));
 }

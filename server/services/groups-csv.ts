@@ -65,7 +65,10 @@ export async function exportGroupsCsv(deps: Pick<DbDeps, 'db'>): Promise<string>
  * at the mirror. A bad header or a file over the caps throws at once; other
  * problems are collected for applyGroupsCsv to report together with conflicts.
  */
-export async function readGroupsCsv(source: AsyncIterable<Uint8Array | string>, limits: CsvLimits = GROUP_CSV_LIMITS): Promise<GroupCsvFile> {
+export async function readGroupsCsv(
+  source: AsyncIterable<Uint8Array | string>,
+  limits: CsvLimits = GROUP_CSV_LIMITS,
+): Promise<GroupCsvFile> {
   const problems = new Problems();
   const rows: GroupCsvRow[] = [];
   let columns: Column[] | null = null;
@@ -77,23 +80,36 @@ export async function readGroupsCsv(source: AsyncIterable<Uint8Array | string>, 
         continue;
       }
       if (record.fields.length !== columns.length) {
-        problems.add({ line: record.line, message: `${record.fields.length} fields, but the header has ${columns.length} (${columns.join(', ')})` });
+        problems.add({
+          line: record.line,
+          message: `${record.fields.length} fields, but the header has ${columns.length} (${columns.join(', ')})`,
+        });
         continue;
       }
       const row = readRow(columns, record.fields, record.line, problems);
       if (!row) continue;
       const key = foldCase(row.name);
       const first = firstLineOf.get(key);
-      if (first !== undefined) problems.add({ line: row.line, column: 'name', message: `group ${JSON.stringify(row.name)} is already on line ${first} (names are compared regardless of case)` });
+      if (first !== undefined)
+        problems.add({
+          line: row.line,
+          column: 'name',
+          message: `group ${JSON.stringify(row.name)} is already on line ${first} (names are compared regardless of case)`,
+        });
       else firstLineOf.set(key, row.line);
       rows.push(row);
     }
   } catch (err) {
     if (!isError(err, 'CSV_SYNTAX')) throw err;
-    if (err.details.tooLarge) throw new AppError('PAYLOAD_TOO_LARGE', `line ${err.details.line}: ${err.message}; nothing was changed`);
+    if (err.details.tooLarge)
+      throw new AppError('PAYLOAD_TOO_LARGE', `line ${err.details.line}: ${err.message}; nothing was changed`);
     problems.add({ line: err.details.line, message: err.message });
   }
-  if (columns === null && problems.list.length === 0) problems.add({ line: 1, message: `the file is empty; the first line must be the header ${GROUP_CSV_COLUMNS.join(',')}` });
+  if (columns === null && problems.list.length === 0)
+    problems.add({
+      line: 1,
+      message: `the file is empty; the first line must be the header ${GROUP_CSV_COLUMNS.join(',')}`,
+    });
   return { rows, problems: problems.list };
 }
 
@@ -106,7 +122,12 @@ export async function readGroupsCsv(source: AsyncIterable<Uint8Array | string>, 
  * in one error: CSV_INVALID when a line itself is wrong, else CSV_CONFLICT.
  * Dry run: the report only.
  */
-export async function applyGroupsCsv(deps: DbDeps, actor: Actor, file: GroupCsvFile, options: { dryRun?: boolean } = {}): Promise<GroupCsvReport> {
+export async function applyGroupsCsv(
+  deps: DbDeps,
+  actor: Actor,
+  file: GroupCsvFile,
+  options: { dryRun?: boolean } = {},
+): Promise<GroupCsvReport> {
   const now = deps.clock.now();
   const dryRun = options.dryRun ?? false;
   return deps.db.transaction().execute(async (trx) => {
@@ -121,14 +142,44 @@ export async function applyGroupsCsv(deps: DbDeps, actor: Actor, file: GroupCsvF
     }
     for (const step of plan) {
       if (step.kind === 'unchanged') continue;
-      const values = { name: step.row.name, license_key: step.next.licenseKey, is_primary: step.next.primary ? (1 as const) : (0 as const), image_id: step.next.imageId, updated_at: now };
+      const values = {
+        name: step.row.name,
+        license_key: step.next.licenseKey,
+        is_primary: step.next.primary ? (1 as const) : (0 as const),
+        image_id: step.next.imageId,
+        updated_at: now,
+      };
       const details = { source: 'csv', line: step.row.line, groupName: step.row.name, imageName: step.next.imageName };
       if (step.kind === 'created') {
         const id = await insertGroup(trx, { ...values, created_at: now });
-        await recordAudit(trx, { actor, action: 'group.create', target: `group:${id}`, at: now, details: { ...details, name: step.row.name, licenseKey: step.next.licenseKey, primary: step.next.primary, imageId: step.next.imageId } });
+        await recordAudit(trx, {
+          actor,
+          action: 'group.create',
+          target: `group:${id}`,
+          at: now,
+          details: {
+            ...details,
+            name: step.row.name,
+            licenseKey: step.next.licenseKey,
+            primary: step.next.primary,
+            imageId: step.next.imageId,
+          },
+        });
       } else {
         await updateGroupRow(trx, step.current.id, values);
-        await recordAudit(trx, { actor, action: 'group.update', target: `group:${step.current.id}`, at: now, details: { ...details, ...step.changes, previousName: step.current.name, previousImageId: step.current.image_id, previousImageName: step.previousImageName } });
+        await recordAudit(trx, {
+          actor,
+          action: 'group.update',
+          target: `group:${step.current.id}`,
+          at: now,
+          details: {
+            ...details,
+            ...step.changes,
+            previousName: step.current.name,
+            previousImageId: step.current.image_id,
+            previousImageName: step.previousImageName,
+          },
+        });
       }
     }
     return report;
@@ -137,7 +188,14 @@ export async function applyGroupsCsv(deps: DbDeps, actor: Actor, file: GroupCsvF
 
 type Step =
   | { kind: 'created'; row: GroupCsvRow; next: Final }
-  | { kind: 'updated' | 'unchanged'; row: GroupCsvRow; next: Final; current: GroupRow; changes: Record<string, unknown>; previousImageName: string | null };
+  | {
+      kind: 'updated' | 'unchanged';
+      row: GroupCsvRow;
+      next: Final;
+      current: GroupRow;
+      changes: Record<string, unknown>;
+      previousImageName: string | null;
+    };
 
 interface Final {
   licenseKey: string | null;
@@ -164,7 +222,11 @@ async function planImport(db: Db, { rows, problems: fileProblems }: GroupCsvFile
         const image = imageByName.get(row.image);
         if (!image) {
           const near = images.find((i) => i.name.toLowerCase() === row.image!.toLowerCase());
-          problems.add({ line: row.line, column: 'image', message: `no golden image named ${JSON.stringify(row.image)}${near ? ` (did you mean ${JSON.stringify(near.name)}?)` : ''}` });
+          problems.add({
+            line: row.line,
+            column: 'image',
+            message: `no golden image named ${JSON.stringify(row.image)}${near ? ` (did you mean ${JSON.stringify(near.name)}?)` : ''}`,
+          });
           continue;
         }
         imageId = image.id;
@@ -196,7 +258,14 @@ async function planImport(db: Db, { rows, problems: fileProblems }: GroupCsvFile
     if (current.license_key !== next.licenseKey) changes.licenseKey = next.licenseKey;
     if ((current.is_primary === 1) !== next.primary) changes.primary = next.primary;
     if (current.image_id !== next.imageId) changes.imageId = next.imageId;
-    steps.push({ kind: Object.keys(changes).length ? 'updated' : 'unchanged', row, next, current, changes, previousImageName });
+    steps.push({
+      kind: Object.keys(changes).length ? 'updated' : 'unchanged',
+      row,
+      next,
+      current,
+      changes,
+      previousImageName,
+    });
   }
 
   // License keys and the primary flag, as they would be after the import (the file's groups plus the others).
@@ -212,11 +281,21 @@ async function planImport(db: Db, { rows, problems: fileProblems }: GroupCsvFile
     const { row, next } = step;
     if (next.licenseKey !== null) {
       const holder = holders.get(next.licenseKey);
-      if (holder) problems.add({ line: row.line, column: 'license_key', message: `group ${JSON.stringify(holder.name)}${where(holder.line)} already has this license key` });
+      if (holder)
+        problems.add({
+          line: row.line,
+          column: 'license_key',
+          message: `group ${JSON.stringify(holder.name)}${where(holder.line)} already has this license key`,
+        });
       else holders.set(next.licenseKey, { name: row.name, line: row.line });
     }
     if (next.primary) {
-      if (primary) problems.add({ line: row.line, column: 'primary', message: `the primary license key is already held by group ${JSON.stringify(primary.name)}${where(primary.line)}; only one group can have it` });
+      if (primary)
+        problems.add({
+          line: row.line,
+          column: 'primary',
+          message: `the primary license key is already held by group ${JSON.stringify(primary.name)}${where(primary.line)}; only one group can have it`,
+        });
       else primary = { name: row.name, line: row.line };
     }
   }
@@ -228,17 +307,27 @@ async function planImport(db: Db, { rows, problems: fileProblems }: GroupCsvFile
 const where = (line: number | undefined): string => (line === undefined ? ' (not in the file)' : ` (line ${line})`);
 
 function readHeader(fields: string[], line: number): Column[] {
-  const names = fields.map((f) => f.trim().toLowerCase().replace(/[\s-]+/g, '_'));
+  const names = fields.map((f) =>
+    f
+      .trim()
+      .toLowerCase()
+      .replace(/[\s-]+/g, '_'),
+  );
   const problems: string[] = [];
   const unknown = names.filter((n) => !(GROUP_CSV_COLUMNS as readonly string[]).includes(n));
-  if (unknown.length) problems.push(`unknown column${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => JSON.stringify(n)).join(', ')}`);
+  if (unknown.length)
+    problems.push(`unknown column${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => JSON.stringify(n)).join(', ')}`);
   const twice = names.filter((n, i) => names.indexOf(n) !== i);
   if (twice.length) problems.push(`column ${JSON.stringify(twice[0])} appears twice`);
   if (!names.includes('name')) problems.push('the column "name" is required');
   if (problems.length) {
-    throw new AppError('CSV_INVALID', `line ${line}: the header is not right: ${problems.join('; ')}; expected ${GROUP_CSV_COLUMNS.join(',')} (name required, the others optional)`, {
-      problems: [{ line, message: problems.join('; ') }],
-    });
+    throw new AppError(
+      'CSV_INVALID',
+      `line ${line}: the header is not right: ${problems.join('; ')}; expected ${GROUP_CSV_COLUMNS.join(',')} (name required, the others optional)`,
+      {
+        problems: [{ line, message: problems.join('; ') }],
+      },
+    );
   }
   return names as Column[];
 }
@@ -250,7 +339,8 @@ function readRow(columns: Column[], fields: string[], line: number, problems: Pr
   };
   const before = problems.list.length;
   const parsedName = groupName.safeParse(cell('name'));
-  if (!parsedName.success) problems.add({ line, column: 'name', message: parsedName.error.issues[0]?.message ?? 'invalid' });
+  if (!parsedName.success)
+    problems.add({ line, column: 'name', message: parsedName.error.issues[0]?.message ?? 'invalid' });
   const row: GroupCsvRow = { line, name: parsedName.success ? parsedName.data : '' };
   const key = cell('license_key');
   if (key !== undefined) {

@@ -43,7 +43,12 @@ export const groupFields = {
 };
 
 export const createSchema = z
-  .object({ ...groupFields, licenseKey: licenseKey.optional(), primary: groupFields.primary.optional(), imageId: groupFields.imageId.optional() })
+  .object({
+    ...groupFields,
+    licenseKey: licenseKey.optional(),
+    primary: groupFields.primary.optional(),
+    imageId: groupFields.imageId.optional(),
+  })
   .strict();
 export const patchSchema = z.object(groupFields).partial().strict();
 
@@ -84,7 +89,12 @@ export async function createGroup(deps: DbDeps, actor: Actor, input: unknown): P
   const data = parseInput(createSchema, input, 'group');
   const now = deps.clock.now();
   const id = await deps.db.transaction().execute(async (trx) => {
-    const next = { name: data.name, licenseKey: data.licenseKey ?? null, primary: data.primary ?? false, imageId: data.imageId ?? null };
+    const next = {
+      name: data.name,
+      licenseKey: data.licenseKey ?? null,
+      primary: data.primary ?? false,
+      imageId: data.imageId ?? null,
+    };
     const imageName = await assertRules(trx, null, next);
     const id = await guard(
       () =>
@@ -98,7 +108,13 @@ export async function createGroup(deps: DbDeps, actor: Actor, input: unknown): P
         }),
       next.name,
     );
-    await recordAudit(trx, { actor, action: 'group.create', target: `group:${id}`, at: now, details: { ...data, imageName } });
+    await recordAudit(trx, {
+      actor,
+      action: 'group.create',
+      target: `group:${id}`,
+      at: now,
+      details: { ...data, imageName },
+    });
     return id;
   });
   return getGroup(deps, id);
@@ -126,7 +142,14 @@ export async function updateGroup(deps: DbDeps, actor: Actor, id: number, patch:
     }
     const imageName = await assertRules(trx, id, next);
     await guard(
-      () => updateGroupRow(trx, id, { name: next.name, license_key: next.licenseKey, is_primary: next.primary ? 1 : 0, image_id: next.imageId, updated_at: now }),
+      () =>
+        updateGroupRow(trx, id, {
+          name: next.name,
+          license_key: next.licenseKey,
+          is_primary: next.primary ? 1 : 0,
+          image_id: next.imageId,
+          updated_at: now,
+        }),
       next.name,
     );
     // Names as they were at the time, so the history reads as sentences even after renames and deletions.
@@ -135,7 +158,14 @@ export async function updateGroup(deps: DbDeps, actor: Actor, id: number, patch:
       action: 'group.update',
       target: `group:${id}`,
       at: now,
-      details: { ...data, groupName: next.name, previousName: current.name, imageName, previousImageId: current.image_id, previousImageName },
+      details: {
+        ...data,
+        groupName: next.name,
+        previousName: current.name,
+        imageName,
+        previousImageId: current.image_id,
+        previousImageName,
+      },
     });
   });
   return getGroup(deps, id);
@@ -146,7 +176,13 @@ export async function deleteGroup(deps: DbDeps, actor: Actor, id: number): Promi
   const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
     await deleteGroupRow(trx, id);
-    await recordAudit(trx, { actor, action: 'group.delete', target: `group:${id}`, at: now, details: { name: view.name, imageName: view.image?.name ?? null } });
+    await recordAudit(trx, {
+      actor,
+      action: 'group.delete',
+      target: `group:${id}`,
+      at: now,
+      details: { name: view.name, imageName: view.image?.name ?? null },
+    });
   });
   return view;
 }
@@ -166,13 +202,18 @@ async function assertRules(
   if (next.primary) {
     const holder = await findPrimaryGroup(db, id);
     if (holder) {
-      throw new AppError('PRIMARY_TAKEN', `the primary license key is already held by group ${JSON.stringify(holder.name)}; clear it there first`);
+      throw new AppError(
+        'PRIMARY_TAKEN',
+        `the primary license key is already held by group ${JSON.stringify(holder.name)}; clear it there first`,
+      );
     }
   }
   if (next.imageId === null) return null;
   const imageName = await imageNameById(db, next.imageId);
   if (imageName === null) {
-    throw new AppError('VALIDATION_FAILED', `no golden image with id ${next.imageId}`, { fields: [{ field: 'imageId', message: 'unknown image' }] });
+    throw new AppError('VALIDATION_FAILED', `no golden image with id ${next.imageId}`, {
+      fields: [{ field: 'imageId', message: 'unknown image' }],
+    });
   }
   return imageName;
 }
@@ -192,8 +233,10 @@ export function nameTaken(requested: string, existing: string): AppError {
 /** Which of the group's unique columns the violation names (a concurrent writer got there between check and write). */
 function guard<T>(fn: () => Promise<T>, name: string): Promise<T> {
   return guardConstraints(fn, (detail) => {
-    if (detail.includes('is_primary')) return new AppError('PRIMARY_TAKEN', 'another group already holds the primary license key');
-    if (detail.includes('license_key')) return new AppError('LICENSE_KEY_TAKEN', 'another group already has that license key');
+    if (detail.includes('is_primary'))
+      return new AppError('PRIMARY_TAKEN', 'another group already holds the primary license key');
+    if (detail.includes('license_key'))
+      return new AppError('LICENSE_KEY_TAKEN', 'another group already has that license key');
     return nameTaken(name, name);
   });
 }

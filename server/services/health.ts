@@ -25,7 +25,9 @@ export interface PublicHealth {
   reason: HealthReason | null;
 }
 
-export async function checkHealth(deps: Pick<ServiceDeps, 'db' | 'store'> & { minFreeBytes: number }): Promise<HealthReport> {
+export async function checkHealth(
+  deps: Pick<ServiceDeps, 'db' | 'store'> & { minFreeBytes: number },
+): Promise<HealthReport> {
   const checks = { database: 'ok', dataDir: 'ok', disk: 'ok' };
   const reasons: HealthReason[] = [];
   let freeBytes: number | null = null;

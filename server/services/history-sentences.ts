@@ -77,11 +77,23 @@ export function sentence(entry: AuditEntry, names: Names): SentencePart[] {
       return [who, t(' created golden image '), image(Number(targetId), str(d.name))];
     case 'image.update': {
       const changes = imageChanges(d, (sha) => blob(sha, null));
-      return [who, t(' changed golden image '), image(Number(targetId), str(d.name)), ...(changes.length ? [t(': '), ...changes] : [])];
+      return [
+        who,
+        t(' changed golden image '),
+        image(Number(targetId), str(d.name)),
+        ...(changes.length ? [t(': '), ...changes] : []),
+      ];
     }
     case 'image.delete': {
-      const left = Array.isArray(d.groups) ? (d.groups as unknown[]).filter((g): g is string => typeof g === 'string') : [];
-      return [who, t(' deleted golden image '), t(str(d.name) ?? `#${targetId}`), ...(left.length ? [t(`; groups left without an image: ${left.join(', ')}`)] : [])];
+      const left = Array.isArray(d.groups)
+        ? (d.groups as unknown[]).filter((g): g is string => typeof g === 'string')
+        : [];
+      return [
+        who,
+        t(' deleted golden image '),
+        t(str(d.name) ?? `#${targetId}`),
+        ...(left.length ? [t(`; groups left without an image: ${left.join(', ')}`)] : []),
+      ];
     }
     case 'group.create': {
       const g = group(Number(targetId), str(d.name));
@@ -100,13 +112,36 @@ export function sentence(entry: AuditEntry, names: Names): SentencePart[] {
     case 'group.delete':
       return [who, t(' deleted group '), t(str(d.name) ?? `#${targetId}`)];
     case 'group.rename':
-      return [who, t(` renamed group ${quote(str(d.from) ?? '?')} to `), group(Number(targetId), str(d.to)), ...(str(d.reason) ? [t(`, because ${str(d.reason)}`)] : [])];
+      return [
+        who,
+        t(` renamed group ${quote(str(d.from) ?? '?')} to `),
+        group(Number(targetId), str(d.to)),
+        ...(str(d.reason) ? [t(`, because ${str(d.reason)}`)] : []),
+      ];
     case 'blob.delete':
-      return [who, t(' deleted package '), t(str(d.name) ?? targetId.slice(0, 12)), ...(typeof d.size === 'number' ? [t(` (${humanBytes(d.size)})`)] : [])];
+      return [
+        who,
+        t(' deleted package '),
+        t(str(d.name) ?? targetId.slice(0, 12)),
+        ...(typeof d.size === 'number' ? [t(` (${humanBytes(d.size)})`)] : []),
+      ];
     case 'blob.gc':
-      return [who, t(' removed the unused package '), t(str(d.name) ?? targetId.slice(0, 12)), ...(typeof d.size === 'number' ? [t(` (${humanBytes(d.size)})`)] : []), t(' (garbage collection)')];
+      return [
+        who,
+        t(' removed the unused package '),
+        t(str(d.name) ?? targetId.slice(0, 12)),
+        ...(typeof d.size === 'number' ? [t(` (${humanBytes(d.size)})`)] : []),
+        t(' (garbage collection)'),
+      ];
     case 'blob.corrupt':
-      return [who, t(' found package '), blob(targetId, null), t(' corrupt'), ...(str(d.detail) ? [t(`: ${str(d.detail)}`)] : []), ...(d.quarantined ? [t('; it was moved to quarantine')] : [])];
+      return [
+        who,
+        t(' found package '),
+        blob(targetId, null),
+        t(' corrupt'),
+        ...(str(d.detail) ? [t(`: ${str(d.detail)}`)] : []),
+        ...(d.quarantined ? [t('; it was moved to quarantine')] : []),
+      ];
     case 'blob.missing':
       return [who, t(' found package '), blob(targetId, null), t(' missing from the data directory')];
     case 'token.create':
@@ -129,20 +164,30 @@ export function sentence(entry: AuditEntry, names: Names): SentencePart[] {
 }
 
 /** "assigned Sales → Windows 11", "removed Windows 11 from Sales", "renamed group “x” to Sales", … joined with commas and "and". */
-function groupChanges(d: Record<string, unknown>, g: SentencePart, image: (id: number | null, recorded: string | null) => SentencePart): SentencePart[] {
+function groupChanges(
+  d: Record<string, unknown>,
+  g: SentencePart,
+  image: (id: number | null, recorded: string | null) => SentencePart,
+): SentencePart[] {
   const clauses: SentencePart[][] = [];
   const t = (text: string): SentencePart => ({ text });
   const previous = str(d.previousName);
-  if (typeof d.name === 'string' && previous !== null && previous !== d.name) clauses.push([t(`renamed group ${quote(previous)} to `), g]);
+  if (typeof d.name === 'string' && previous !== null && previous !== d.name)
+    clauses.push([t(`renamed group ${quote(previous)} to `), g]);
   if ('imageId' in d) {
     if (typeof d.imageId === 'number') clauses.push([t('assigned '), g, t(' → '), image(d.imageId, str(d.imageName))]);
     else {
       const previousId = typeof d.previousImageId === 'number' ? d.previousImageId : null;
       const previous = str(d.previousImageName) ?? (previousId !== null ? image(previousId, null).text : null);
-      clauses.push(previous !== null ? [t('removed '), image(previousId, previous), t(' from '), g] : [t('removed the golden image from '), g]);
+      clauses.push(
+        previous !== null
+          ? [t('removed '), image(previousId, previous), t(' from '), g]
+          : [t('removed the golden image from '), g],
+      );
     }
   }
-  if ('licenseKey' in d) clauses.push(d.licenseKey === null ? [t('removed the license key of '), g] : [t('set the license key of '), g]);
+  if ('licenseKey' in d)
+    clauses.push(d.licenseKey === null ? [t('removed the license key of '), g] : [t('set the license key of '), g]);
   if (d.primary === true) clauses.push([t('made '), g, t(' the primary license key group')]);
   if (d.primary === false) clauses.push([t('took the primary license key from '), g]);
   if (clauses.length === 0) return [t(' saved group '), g, t(' unchanged')];

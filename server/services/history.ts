@@ -51,12 +51,16 @@ export interface HistoryQuery {
 const MAX_SCANNED = 5_000;
 const SCAN_BATCH = 200;
 
-export async function listHistory(deps: Pick<ServiceDeps, 'db'>, query: HistoryQuery = {}): Promise<{ entries: HistoryEntry[]; nextBefore: number | null }> {
+export async function listHistory(
+  deps: Pick<ServiceDeps, 'db'>,
+  query: HistoryQuery = {},
+): Promise<{ entries: HistoryEntry[]; nextBefore: number | null }> {
   const { db } = deps;
   const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
   const words = (query.text ?? '').toLowerCase().split(/\s+/).filter(Boolean);
   const kind = query.action && query.action in ACTION_KINDS ? ACTION_KINDS[query.action as ActionKind] : null;
-  const showSignIns = query.signIns === true || kind?.prefix === 'session.' || query.action?.startsWith('session.') === true;
+  const showSignIns =
+    query.signIns === true || kind?.prefix === 'session.' || query.action?.startsWith('session.') === true;
   const found: HistoryEntry[] = [];
   let before = query.beforeId;
   let scanned = 0;
@@ -71,7 +75,10 @@ export async function listHistory(deps: Pick<ServiceDeps, 'db'>, query: HistoryQ
     });
     if (!words.length) {
       const page = rows.slice(0, limit);
-      return { entries: await describeAudit(deps, page.map(toAuditEntry)), nextBefore: rows.length > limit ? (page.at(-1)?.id ?? null) : null };
+      return {
+        entries: await describeAudit(deps, page.map(toAuditEntry)),
+        nextBefore: rows.length > limit ? (page.at(-1)?.id ?? null) : null,
+      };
     }
     const described = await describeAudit(deps, rows.map(toAuditEntry));
     for (const entry of described) {

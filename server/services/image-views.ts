@@ -45,7 +45,9 @@ export async function toImageViews(deps: DbDeps, rows: ImageRow[], baseUrl: stri
   if (rows.length === 0) return [];
   const { db } = deps;
   const changes = await loadPortalChanges(db, rows, baseUrl, deps.clock.now());
-  const digests = [...new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null))];
+  const digests = [
+    ...new Set(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256]).filter((d): d is string => d !== null)),
+  ];
   const blobBySha = new Map((await findBlobsByDigests(db, digests)).map((b) => [b.sha256, b]));
   const statsBySha = new Map((await downloadStatsOf(db, digests)).map((st) => [st.sha256, st]));
   const groups = await listGroupsOfImages(
@@ -68,28 +70,41 @@ export async function toImageViews(deps: DbDeps, rows: ImageRow[], baseUrl: stri
       lastDownloadAt: st?.last_download_at ? new Date(st.last_download_at).toISOString() : null,
     };
   };
-  return rows.map((row) => {
-    const arm64 = arch(row, 'arm64');
-    const x86_64 = arch(row, 'x86_64');
-    const last = [arm64.lastDownloadAt, x86_64.lastDownloadAt].filter((v): v is string => v !== null).sort().at(-1) ?? null;
-    return { row, arm64, x86_64, downloads: arm64.downloads + x86_64.downloads, lastDownloadAt: last };
-  }).map(({ row, arm64, x86_64, downloads, lastDownloadAt }) => ({
-    id: row.id,
-    name: row.name,
-    description: row.description,
-    arm64,
-    x86_64,
-    downloads,
-    lastDownloadAt,
-    groups: groups.filter((g) => g.image_id === row.id).map((g) => ({ id: g.id, name: g.name, primary: g.is_primary === 1 })),
-    warnings: archMismatchWarnings(
-      ARCHES.map((a) => {
-        const sha = a === 'arm64' ? row.arm64_sha256 : row.x86_64_sha256;
-        return { arch: a, label: ARCH_LABELS[a], packageName: (sha && blobBySha.get(sha)?.name) || null, packageArch: a === 'arm64' ? arm64.packageArch : x86_64.packageArch };
-      }),
-    ),
-    portalChange: changes.get(row.id) ?? null,
-    createdAt: new Date(row.created_at).toISOString(),
-    updatedAt: new Date(row.updated_at).toISOString(),
-  }));
+  return rows
+    .map((row) => {
+      const arm64 = arch(row, 'arm64');
+      const x86_64 = arch(row, 'x86_64');
+      const last =
+        [arm64.lastDownloadAt, x86_64.lastDownloadAt]
+          .filter((v): v is string => v !== null)
+          .sort()
+          .at(-1) ?? null;
+      return { row, arm64, x86_64, downloads: arm64.downloads + x86_64.downloads, lastDownloadAt: last };
+    })
+    .map(({ row, arm64, x86_64, downloads, lastDownloadAt }) => ({
+      id: row.id,
+      name: row.name,
+      description: row.description,
+      arm64,
+      x86_64,
+      downloads,
+      lastDownloadAt,
+      groups: groups
+        .filter((g) => g.image_id === row.id)
+        .map((g) => ({ id: g.id, name: g.name, primary: g.is_primary === 1 })),
+      warnings: archMismatchWarnings(
+        ARCHES.map((a) => {
+          const sha = a === 'arm64' ? row.arm64_sha256 : row.x86_64_sha256;
+          return {
+            arch: a,
+            label: ARCH_LABELS[a],
+            packageName: (sha && blobBySha.get(sha)?.name) || null,
+            packageArch: a === 'arm64' ? arm64.packageArch : x86_64.packageArch,
+          };
+        }),
+      ),
+      portalChange: changes.get(row.id) ?? null,
+      createdAt: new Date(row.created_at).toISOString(),
+      updatedAt: new Date(row.updated_at).toISOString(),
+    }));
 }

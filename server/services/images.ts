@@ -7,7 +7,15 @@ import { z } from 'zod';
 import type { Db } from '../db/open.js';
 import { blobExists } from '../db/repos/blobs.js';
 import { clearImageFromGroups } from '../db/repos/groups.js';
-import { deleteImageRow, findImageByName, getImageById, imageNameTaken, insertImage, listImageRows, updateImageRow } from '../db/repos/images.js';
+import {
+  deleteImageRow,
+  findImageByName,
+  getImageById,
+  imageNameTaken,
+  insertImage,
+  listImageRows,
+  updateImageRow,
+} from '../db/repos/images.js';
 import type { Flag, ImageRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { ARCHES, type Arch } from './arches.js';
@@ -38,7 +46,12 @@ export const imageFields = {
 };
 
 export const createSchema = z
-  .object({ ...imageFields, description: imageFields.description.optional(), arm64: archInput.optional(), x86_64: archInput.optional() })
+  .object({
+    ...imageFields,
+    description: imageFields.description.optional(),
+    arm64: archInput.optional(),
+    x86_64: archInput.optional(),
+  })
   .strict();
 export const patchSchema = z.object(imageFields).partial().strict();
 
@@ -56,12 +69,18 @@ export async function getImage(deps: DbDeps, id: number, baseUrl: string | null)
 
 /** Finds an image by exact name, else by numeric id (how the CLI lets admins refer to one). */
 export async function findImageRef(deps: Pick<DbDeps, 'db'>, ref: string): Promise<ImageRow> {
-  const found = (await findImageByName(deps.db, ref)) ?? (/^\d+$/.test(ref) ? await getImageById(deps.db, Number(ref)) : undefined);
+  const found =
+    (await findImageByName(deps.db, ref)) ?? (/^\d+$/.test(ref) ? await getImageById(deps.db, Number(ref)) : undefined);
   if (!found) throw new AppError('NOT_FOUND', `no golden image named or numbered ${JSON.stringify(ref)}`);
   return found;
 }
 
-export async function createImage(deps: DbDeps, actor: Actor, input: unknown, baseUrl: string | null): Promise<ImageView> {
+export async function createImage(
+  deps: DbDeps,
+  actor: Actor,
+  input: unknown,
+  baseUrl: string | null,
+): Promise<ImageView> {
   const data = parseInput(createSchema, input, 'image');
   const now = deps.clock.now();
   const arm64 = resolveArch('arm64', data.arm64, { enabled: 0, sha256: null });
@@ -81,7 +100,13 @@ export async function createImage(deps: DbDeps, actor: Actor, input: unknown, ba
         updated_at: now,
       }),
     );
-    await recordAudit(trx, { actor, action: 'image.create', target: `image:${inserted}`, at: now, details: { ...data } });
+    await recordAudit(trx, {
+      actor,
+      action: 'image.create',
+      target: `image:${inserted}`,
+      at: now,
+      details: { ...data },
+    });
     // What the portal gets for a new image is not a change to it.
     await recordBaseline(trx, await requireImage(trx, inserted), baseUrl, actorLabel(actor), now);
     await syncBlobUsage(trx, now);
@@ -90,13 +115,22 @@ export async function createImage(deps: DbDeps, actor: Actor, input: unknown, ba
   return getImage(deps, id, baseUrl);
 }
 
-export async function updateImage(deps: DbDeps, actor: Actor, id: number, patch: unknown, baseUrl: string | null): Promise<ImageView> {
+export async function updateImage(
+  deps: DbDeps,
+  actor: Actor,
+  id: number,
+  patch: unknown,
+  baseUrl: string | null,
+): Promise<ImageView> {
   const data = parseInput(patchSchema, patch, 'image');
   const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
     const current = await requireImage(trx, id);
     const arm64 = resolveArch('arm64', data.arm64, { enabled: current.arm64_enabled, sha256: current.arm64_sha256 });
-    const x86_64 = resolveArch('x86_64', data.x86_64, { enabled: current.x86_64_enabled, sha256: current.x86_64_sha256 });
+    const x86_64 = resolveArch('x86_64', data.x86_64, {
+      enabled: current.x86_64_enabled,
+      sha256: current.x86_64_sha256,
+    });
     if (data.name !== undefined) await assertNameFree(trx, data.name, id);
     await assertBlobsStored(trx, [arm64, x86_64]);
     // An image with no record yet (from a bundle): the values before this change are what the portal holds.
@@ -125,7 +159,12 @@ export interface DeletedImage {
   groupsLeftWithoutImage: Array<{ id: number; name: string }>;
 }
 
-export async function deleteImage(deps: DbDeps, actor: Actor, id: number, baseUrl: string | null): Promise<DeletedImage> {
+export async function deleteImage(
+  deps: DbDeps,
+  actor: Actor,
+  id: number,
+  baseUrl: string | null,
+): Promise<DeletedImage> {
   const view = await getImage(deps, id, baseUrl);
   const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
@@ -150,7 +189,10 @@ export async function deleteImage(deps: DbDeps, actor: Actor, id: number, baseUr
 export interface PortalValues {
   name: string;
   description: string;
-  architectures: Record<Arch, { label: string; enabled: boolean; downloadUrl: string | null; sha256: string | null; size: number | null }>;
+  architectures: Record<
+    Arch,
+    { label: string; enabled: boolean; downloadUrl: string | null; sha256: string | null; size: number | null }
+  >;
   groups: string[];
   primaryLicenseKey: boolean;
   /** False when no architecture is enabled, no public address is set, or an enabled package is not servable. */
@@ -169,8 +211,15 @@ export function portalValues(view: ImageView, address: PublicAddress): PortalVal
   const architectures = {} as PortalValues['architectures'];
   for (const arch of ARCHES) {
     const a = view[arch];
-    architectures[arch] = { label: a.label, enabled: a.enabled, downloadUrl: a.enabled ? a.url : null, sha256: a.enabled ? a.sha256 : null, size: a.enabled ? a.size : null };
-    if (a.enabled && a.state !== 'ok') problems.push(`${a.label}: the package is ${a.state ?? 'missing'} and cannot be served`);
+    architectures[arch] = {
+      label: a.label,
+      enabled: a.enabled,
+      downloadUrl: a.enabled ? a.url : null,
+      sha256: a.enabled ? a.sha256 : null,
+      size: a.enabled ? a.size : null,
+    };
+    if (a.enabled && a.state !== 'ok')
+      problems.push(`${a.label}: the package is ${a.state ?? 'missing'} and cannot be served`);
   }
   if (address.url === null && ARCHES.some((arch) => view[arch].enabled)) problems.push(PUBLIC_ADDRESS_MISSING);
   if (!ARCHES.some((arch) => view[arch].enabled)) problems.push('no architecture is enabled');
@@ -194,7 +243,11 @@ interface ArchState {
   sha256: string | null;
 }
 
-function resolveArch(arch: Arch, input: { enabled?: boolean | undefined; sha256?: string | null | undefined } | undefined, current: { enabled: Flag; sha256: string | null }): ArchState {
+function resolveArch(
+  arch: Arch,
+  input: { enabled?: boolean | undefined; sha256?: string | null | undefined } | undefined,
+  current: { enabled: Flag; sha256: string | null },
+): ArchState {
   const enabled: Flag = input?.enabled === undefined ? current.enabled : input.enabled ? 1 : 0;
   const sha256 = input?.sha256 === undefined ? current.sha256 : input.sha256;
   if (enabled === 1 && sha256 === null) {
@@ -209,15 +262,20 @@ async function assertBlobsStored(db: Db, arches: ArchState[]): Promise<void> {
   for (const a of arches) {
     if (a.sha256 === null) continue;
     if (!(await blobExists(db, a.sha256))) {
-      throw new AppError('BLOB_NOT_STORED', `${a.arch}: no package with sha256 ${a.sha256} is stored; import or upload it first`, {
-        fields: [{ field: `${a.arch}.sha256`, message: 'not stored on this mirror' }],
-      });
+      throw new AppError(
+        'BLOB_NOT_STORED',
+        `${a.arch}: no package with sha256 ${a.sha256} is stored; import or upload it first`,
+        {
+          fields: [{ field: `${a.arch}.sha256`, message: 'not stored on this mirror' }],
+        },
+      );
     }
   }
 }
 
 async function assertNameFree(db: Db, name: string, exceptId: number | null): Promise<void> {
-  if (await imageNameTaken(db, name, exceptId)) throw new AppError('NAME_TAKEN', `a golden image named ${JSON.stringify(name)} already exists`);
+  if (await imageNameTaken(db, name, exceptId))
+    throw new AppError('NAME_TAKEN', `a golden image named ${JSON.stringify(name)} already exists`);
 }
 
 async function requireImage(db: Db, id: number): Promise<ImageRow> {

@@ -53,7 +53,11 @@ export interface IngestResult {
  * bundles): refuses with 507 when storing `bytes` more would leave fewer than
  * minFreeBytes free. With 0 it still refuses once the reserve is already used.
  */
-export async function assertFreeSpace(deps: Pick<IngestDeps, 'store' | 'minFreeBytes'>, bytes: number, what = 'the package'): Promise<void> {
+export async function assertFreeSpace(
+  deps: Pick<IngestDeps, 'store' | 'minFreeBytes'>,
+  bytes: number,
+  what = 'the package',
+): Promise<void> {
   if (deps.minFreeBytes <= 0 && bytes <= 0) return;
   const { freeBytes } = await deps.store.diskUsage();
   if (freeBytes - bytes < deps.minFreeBytes) {
@@ -85,7 +89,13 @@ export async function ingest(deps: IngestDeps, request: IngestRequest): Promise<
  */
 export async function ingestUploadedFile(
   deps: IngestDeps,
-  upload: { file: string; fileName: string; knownSha256?: Sha256 | undefined; expectedSha256?: Sha256 | undefined; arch?: BlobArch | undefined },
+  upload: {
+    file: string;
+    fileName: string;
+    knownSha256?: Sha256 | undefined;
+    expectedSha256?: Sha256 | undefined;
+    arch?: BlobArch | undefined;
+  },
 ): Promise<IngestResult> {
   return commit(deps, upload, () =>
     deps.store.stageFile(upload.file, { knownSha256: upload.knownSha256, expectedSha256: upload.expectedSha256 }),
@@ -100,7 +110,11 @@ export async function ingestUploadedFile(
  */
 async function commit(
   deps: IngestDeps,
-  { fileName, expectedSha256, arch }: { fileName: string; expectedSha256?: Sha256 | undefined; arch?: BlobArch | undefined },
+  {
+    fileName,
+    expectedSha256,
+    arch,
+  }: { fileName: string; expectedSha256?: Sha256 | undefined; arch?: BlobArch | undefined },
   stage: () => Promise<StagedBlob>,
 ): Promise<IngestResult> {
   const endActivity = expectedSha256 ? deps.activity?.begin(expectedSha256) : undefined;

@@ -7,8 +7,16 @@ import { linkCheckReportOf, saveLinkCheckRow } from '../db/repos/link-checks.js'
 import type { ServiceDeps } from './deps.js';
 import type { LinkCheckReport } from './link-check.js';
 
-export async function saveLinkCheck(deps: Pick<ServiceDeps, 'db'>, imageId: number, report: LinkCheckReport): Promise<void> {
-  await saveLinkCheckRow(deps.db, { image_id: imageId, checked_at: Date.parse(report.checkedAt), report: JSON.stringify(report) });
+export async function saveLinkCheck(
+  deps: Pick<ServiceDeps, 'db'>,
+  imageId: number,
+  report: LinkCheckReport,
+): Promise<void> {
+  await saveLinkCheckRow(deps.db, {
+    image_id: imageId,
+    checked_at: Date.parse(report.checkedAt),
+    report: JSON.stringify(report),
+  });
 }
 
 /** The image's last check, or null when none ran (or it is unreadable). */

@@ -58,7 +58,10 @@ export interface LinkCheckReport {
  * check exists to fetch this mirror through its public address, so the outbound
  * guard does not apply: it only ever fetches links built from that address.
  */
-export type LinkFetch = (url: string, init: { method?: 'HEAD'; headers: Record<string, string>; redirect: 'manual'; signal: AbortSignal }) => Promise<Response>;
+export type LinkFetch = (
+  url: string,
+  init: { method?: 'HEAD'; headers: Record<string, string>; redirect: 'manual'; signal: AbortSignal },
+) => Promise<Response>;
 
 /** Checks the links of `view`, whose URLs must have been built from `address`. */
 export async function checkImageLinks(
@@ -73,7 +76,10 @@ export async function checkImageLinks(
   for (const arch of ARCHES) {
     const a = view[arch];
     if (!a.enabled) continue;
-    architectures[arch] = address.url === null ? addressMissing(a.label) : await checkArch(store, a.label, a.url, a.sha256, a.size, request);
+    architectures[arch] =
+      address.url === null
+        ? addressMissing(a.label)
+        : await checkArch(store, a.label, a.url, a.sha256, a.size, request);
   }
   const results = Object.values(architectures);
   return {
@@ -88,12 +94,31 @@ export async function checkImageLinks(
 }
 
 function addressMissing(label: string): ArchCheck {
-  return { label, url: null, ok: false, steps: [{ name: 'public address', ok: false, detail: PUBLIC_ADDRESS_MISSING }], curl: null };
+  return {
+    label,
+    url: null,
+    ok: false,
+    steps: [{ name: 'public address', ok: false, detail: PUBLIC_ADDRESS_MISSING }],
+    curl: null,
+  };
 }
 
-async function checkArch(store: BlobStore, label: string, url: string | null, sha256: string | null, size: number | null, request: LinkFetch): Promise<ArchCheck> {
+async function checkArch(
+  store: BlobStore,
+  label: string,
+  url: string | null,
+  sha256: string | null,
+  size: number | null,
+  request: LinkFetch,
+): Promise<ArchCheck> {
   const steps: CheckStep[] = [];
-  const done = (): ArchCheck => ({ label, url, ok: steps.length > 0 && steps.every((s) => s.ok), steps, curl: url === null ? null : curlCommand(url) });
+  const done = (): ArchCheck => ({
+    label,
+    url,
+    ok: steps.length > 0 && steps.every((s) => s.ok),
+    steps,
+    curl: url === null ? null : curlCommand(url),
+  });
   if (url === null || sha256 === null || size === null) {
     steps.push({ name: 'package', ok: false, detail: 'the package is not stored on this mirror' });
     return done();
@@ -101,21 +126,45 @@ async function checkArch(store: BlobStore, label: string, url: string | null, sh
 
   let head: Response;
   try {
-    head = await request(url, { method: 'HEAD', headers: { 'User-Agent': LINK_CHECK_USER_AGENT }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+    head = await request(url, {
+      method: 'HEAD',
+      headers: { 'User-Agent': LINK_CHECK_USER_AGENT },
+      redirect: 'manual',
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
   } catch (err) {
     steps.push({ name: 'reachable', ok: false, detail: describeFetchError(err, url) });
     return done();
   }
   steps.push({ name: 'reachable', ok: true, detail: `answered HTTP ${head.status}` });
   if (head.status >= 300 && head.status < 400) {
-    steps.push({ name: 'status', ok: false, detail: `redirects to ${head.headers.get('location') ?? '?'}; set the public address (Settings, or MIRROR_PUBLIC_URL) to the one Macs use` });
+    steps.push({
+      name: 'status',
+      ok: false,
+      detail: `redirects to ${head.headers.get('location') ?? '?'}; set the public address (Settings, or MIRROR_PUBLIC_URL) to the one Macs use`,
+    });
     return done();
   }
-  steps.push({ name: 'status', ok: head.status === 200, detail: head.status === 200 ? '200 OK' : `expected 200, got ${head.status}` });
+  steps.push({
+    name: 'status',
+    ok: head.status === 200,
+    detail: head.status === 200 ? '200 OK' : `expected 200, got ${head.status}`,
+  });
   const length = Number(head.headers.get('content-length'));
-  steps.push({ name: 'size', ok: length === size, detail: length === size ? `${size} bytes` : `expected ${size} bytes, the link says ${head.headers.get('content-length') ?? 'nothing'}` });
+  steps.push({
+    name: 'size',
+    ok: length === size,
+    detail:
+      length === size
+        ? `${size} bytes`
+        : `expected ${size} bytes, the link says ${head.headers.get('content-length') ?? 'nothing'}`,
+  });
   const ranges = head.headers.get('accept-ranges') ?? '';
-  steps.push({ name: 'range support', ok: /\bbytes\b/.test(ranges), detail: ranges ? `Accept-Ranges: ${ranges}` : 'no Accept-Ranges header: interrupted downloads cannot resume' });
+  steps.push({
+    name: 'range support',
+    ok: /\bbytes\b/.test(ranges),
+    detail: ranges ? `Accept-Ranges: ${ranges}` : 'no Accept-Ranges header: interrupted downloads cannot resume',
+  });
   if (head.status !== 200) return done();
 
   const offsets = sampleOffsets(size);
@@ -132,7 +181,11 @@ async function checkArch(store: BlobStore, label: string, url: string | null, sh
       const name = `bytes ${start}-${end}`;
       let res: Response;
       try {
-        res = await request(url, { headers: { Range: `bytes=${start}-${end}`, 'User-Agent': LINK_CHECK_USER_AGENT }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+        res = await request(url, {
+          headers: { Range: `bytes=${start}-${end}`, 'User-Agent': LINK_CHECK_USER_AGENT },
+          redirect: 'manual',
+          signal: AbortSignal.timeout(TIMEOUT_MS),
+        });
       } catch (err) {
         steps.push({ name, ok: false, detail: describeFetchError(err, url) });
         continue;
@@ -141,7 +194,12 @@ async function checkArch(store: BlobStore, label: string, url: string | null, sh
       if (res.status !== 206 || res.headers.get('content-range') !== expectedRange) {
         // Do not read a body that is not the range asked for (it may be the whole package).
         await res.body?.cancel().catch(() => undefined);
-        steps.push({ name, ok: false, detail: `expected 206 with Content-Range ${expectedRange}, got ${res.status} ${res.headers.get('content-range') ?? ''}`.trim() });
+        steps.push({
+          name,
+          ok: false,
+          detail:
+            `expected 206 with Content-Range ${expectedRange}, got ${res.status} ${res.headers.get('content-range') ?? ''}`.trim(),
+        });
         continue;
       }
       const { bytes: body } = await readCapped(res, end - start + 1);
@@ -149,7 +207,14 @@ async function checkArch(store: BlobStore, label: string, url: string | null, sh
       const got = await reader.read(local, local.length, start);
       const want = createHash('sha256').update(local.subarray(0, got)).digest('hex');
       const seen = createHash('sha256').update(body).digest('hex');
-      steps.push({ name, ok: want === seen, detail: want === seen ? `sha256 of sample ${seen.slice(0, 16)}… matches` : `sample hashes to ${seen}, the stored package to ${want}` });
+      steps.push({
+        name,
+        ok: want === seen,
+        detail:
+          want === seen
+            ? `sha256 of sample ${seen.slice(0, 16)}… matches`
+            : `sample hashes to ${seen}, the stored package to ${want}`,
+      });
     }
   } finally {
     await reader.close();

@@ -7,7 +7,12 @@
  * the rest, without any of those extra guesses reaching scrypt.
  */
 import { isIPv6 } from 'node:net';
-import { deleteLoginFailures, getLoginFailure, listLoginFailures, saveLoginFailure } from '../db/repos/login-failures.js';
+import {
+  deleteLoginFailures,
+  getLoginFailure,
+  listLoginFailures,
+  saveLoginFailure,
+} from '../db/repos/login-failures.js';
 import { AppError } from '../errors.js';
 import type { DbDeps, ServiceDeps } from './deps.js';
 
@@ -70,13 +75,18 @@ export async function clearSignInFailures(deps: Pick<ServiceDeps, 'db'>, keys: r
  */
 export function throttleKey(address: string): string {
   if (!isIPv6(address)) return address;
-  return `${ipv6Groups(address).slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+  return `${ipv6Groups(address)
+    .slice(0, 4)
+    .map((g) => g.toString(16))
+    .join(':')}::/64`;
 }
 
 /** The eight 16-bit groups of a valid IPv6 address (`::` expanded, a dotted IPv4 tail converted). */
 function ipv6Groups(address: string): number[] {
-  const text = address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a: string, b: string, c: string, d: string) =>
-    `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`,
+  const text = address.replace(
+    /(\d+)\.(\d+)\.(\d+)\.(\d+)$/,
+    (_, a: string, b: string, c: string, d: string) =>
+      `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`,
   );
   const [head = '', tail] = text.split('::');
   const parse = (part: string): number[] => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));

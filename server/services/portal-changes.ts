@@ -69,7 +69,9 @@ interface ArchState {
 
 type Values = Record<ArchKey, ArchState>;
 
-const valuesOf = (row: Pick<ImageRow, 'arm64_enabled' | 'arm64_sha256' | 'x86_64_enabled' | 'x86_64_sha256'>): Values => ({
+const valuesOf = (
+  row: Pick<ImageRow, 'arm64_enabled' | 'arm64_sha256' | 'x86_64_enabled' | 'x86_64_sha256'>,
+): Values => ({
   arm64: { enabled: row.arm64_enabled, sha256: row.arm64_sha256 },
   x86_64: { enabled: row.x86_64_enabled, sha256: row.x86_64_sha256 },
 });
@@ -92,12 +94,18 @@ function differs(confirmed: PortalConfirmedRow, current: Values, baseUrl: string
 }
 
 function archValues(state: ArchState, baseUrl: string | null, names: Map<string, string>): PortalArchValues {
-  if (state.enabled !== 1 || state.sha256 === null) return { enabled: state.enabled === 1, downloadUrl: null, sha256: null };
+  if (state.enabled !== 1 || state.sha256 === null)
+    return { enabled: state.enabled === 1, downloadUrl: null, sha256: null };
   const url = baseUrl === null ? null : downloadUrl(baseUrl, state.sha256, names.get(state.sha256) ?? 'package.pvmp');
   return { enabled: true, downloadUrl: url, sha256: state.sha256 };
 }
 
-function describeChange(confirmed: PortalConfirmedRow, row: ImageRow, baseUrl: string | null, names: Map<string, string>): PortalChange | null {
+function describeChange(
+  confirmed: PortalConfirmedRow,
+  row: ImageRow,
+  baseUrl: string | null,
+  names: Map<string, string>,
+): PortalChange | null {
   const current = valuesOf(row);
   if (!differs(confirmed, current, baseUrl)) return null;
   const oldValues = valuesOf(confirmed);
@@ -112,7 +120,8 @@ function describeChange(confirmed: PortalConfirmedRow, row: ImageRow, baseUrl: s
     const label = LABELS[arch];
     if (o.enabled !== n.enabled) changes.push({ arch, label, field: 'enabled', from: o.enabled, to: n.enabled });
     if (!n.enabled) continue;
-    if (o.downloadUrl !== n.downloadUrl) changes.push({ arch, label, field: 'downloadUrl', from: o.downloadUrl, to: n.downloadUrl });
+    if (o.downloadUrl !== n.downloadUrl)
+      changes.push({ arch, label, field: 'downloadUrl', from: o.downloadUrl, to: n.downloadUrl });
     if (o.sha256 !== n.sha256) changes.push({ arch, label, field: 'sha256', from: o.sha256, to: n.sha256 });
   }
   return {
@@ -127,7 +136,10 @@ function describeChange(confirmed: PortalConfirmedRow, row: ImageRow, baseUrl: s
 }
 
 function fingerprintOf(values: Record<ArchKey, PortalArchValues>): string {
-  return createHash('sha256').update(JSON.stringify(ARCH_KEYS.map((a) => [a, values[a].enabled, values[a].sha256, values[a].downloadUrl]))).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify(ARCH_KEYS.map((a) => [a, values[a].enabled, values[a].sha256, values[a].downloadUrl])))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** The image's portal values as the ones the portal holds, confirmed by `by` at `now`. */
@@ -144,7 +156,13 @@ function confirmedValues(row: ImageRow, baseUrl: string | null, by: string, now:
 }
 
 /** Records the image's current values as what the portal holds (a new image, or one that had no record). */
-export async function recordBaseline(db: Db, row: ImageRow, baseUrl: string | null, actor: string, now: number): Promise<void> {
+export async function recordBaseline(
+  db: Db,
+  row: ImageRow,
+  baseUrl: string | null,
+  actor: string,
+  now: number,
+): Promise<void> {
   await insertBaselineIfMissing(db, row.id, confirmedValues(row, baseUrl, actor, now));
 }
 
@@ -154,7 +172,12 @@ export async function recordBaseline(db: Db, row: ImageRow, baseUrl: string | nu
  * values as the baseline, and records whose address was not known yet adopt
  * the current one: the URLs an admin could copy are built from it.
  */
-export async function loadPortalChanges(db: Db, rows: ImageRow[], baseUrl: string | null, now: number): Promise<Map<number, PortalChange | null>> {
+export async function loadPortalChanges(
+  db: Db,
+  rows: ImageRow[],
+  baseUrl: string | null,
+  now: number,
+): Promise<Map<number, PortalChange | null>> {
   const result = new Map<number, PortalChange | null>();
   if (rows.length === 0) return result;
   const ids = rows.map((r) => r.id);
@@ -167,9 +190,13 @@ export async function loadPortalChanges(db: Db, rows: ImageRow[], baseUrl: strin
     confirmed = await listConfirmed(db, ids);
   }
   const byId = new Map(confirmed.map((c) => [c.image_id, c]));
-  const digests = [...new Set(confirmed.flatMap((c) => [c.arm64_sha256, c.x86_64_sha256]).concat(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256])))].filter(
-    (d): d is string => d !== null,
-  );
+  const digests = [
+    ...new Set(
+      confirmed
+        .flatMap((c) => [c.arm64_sha256, c.x86_64_sha256])
+        .concat(rows.flatMap((r) => [r.arm64_sha256, r.x86_64_sha256])),
+    ),
+  ].filter((d): d is string => d !== null);
   const names = await blobNames(db, digests);
   for (const row of rows) {
     const c = byId.get(row.id);
@@ -182,7 +209,12 @@ export async function loadPortalChanges(db: Db, rows: ImageRow[], baseUrl: strin
  * Keeps `changed_at` true to the values after a write: set when an image's
  * values start to differ from the confirmed ones, cleared when they match again.
  */
-export async function refreshChangedAt(db: Db, baseUrl: string | null, now: number, imageIds?: number[]): Promise<void> {
+export async function refreshChangedAt(
+  db: Db,
+  baseUrl: string | null,
+  now: number,
+  imageIds?: number[],
+): Promise<void> {
   for (const r of await listConfirmedWithCurrent(db, imageIds)) {
     const current: Values = {
       arm64: { enabled: r.cur_arm64_enabled, sha256: r.cur_arm64_sha256 },
@@ -220,7 +252,10 @@ export async function confirmPortalValues(
     const change = (await loadPortalChanges(trx, [row], baseUrl, now)).get(imageId) ?? null;
     if (change === null) return false;
     if (fingerprint !== undefined && fingerprint !== change.fingerprint) {
-      throw new AppError('CONFLICT', 'the portal values of this image changed again since they were shown; review the new values and mark the portal updated again');
+      throw new AppError(
+        'CONFLICT',
+        'the portal values of this image changed again since they were shown; review the new values and mark the portal updated again',
+      );
     }
     await replaceConfirmed(trx, imageId, confirmedValues(row, baseUrl, actorLabel(actor), now));
     await recordAudit(trx, {

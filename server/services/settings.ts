@@ -50,14 +50,20 @@ export async function resolvePublicAddress(deps: SettingsDeps): Promise<PublicAd
   };
 }
 
-export const settingsPatch = z.object({ publicUrl: z.string({ error: 'must be a URL string, or null to clear it' }).nullable() }).strict();
+export const settingsPatch = z
+  .object({ publicUrl: z.string({ error: 'must be a URL string, or null to clear it' }).nullable() })
+  .strict();
 
 /**
  * Sets (or, with null, clears) the stored public address. Refused with
  * SETTING_LOCKED while the configuration sets it, since that value wins.
  * Every image whose links change shows a pending portal update.
  */
-export async function updateSettings(deps: SettingsDeps & Pick<ServiceDeps, 'clock'>, actor: Actor, input: unknown): Promise<PublicAddress> {
+export async function updateSettings(
+  deps: SettingsDeps & Pick<ServiceDeps, 'clock'>,
+  actor: Actor,
+  input: unknown,
+): Promise<PublicAddress> {
   const data = parseInput(settingsPatch, input, 'settings');
   if (deps.config.publicUrl) {
     throw new AppError(
@@ -77,7 +83,13 @@ export async function updateSettings(deps: SettingsDeps & Pick<ServiceDeps, 'clo
       await saveSetting(trx, { key: PUBLIC_URL_KEY, value: next, updated_at: now, updated_by: actorLabel(actor) });
     }
     await refreshChangedAt(trx, next, now);
-    await recordAudit(trx, { actor, action: 'settings.update', target: 'settings:publicUrl', at: now, details: { publicUrl: { from: previous, to: next } } });
+    await recordAudit(trx, {
+      actor,
+      action: 'settings.update',
+      target: 'settings:publicUrl',
+      at: now,
+      details: { publicUrl: { from: previous, to: next } },
+    });
   });
   return resolvePublicAddress(deps);
 }

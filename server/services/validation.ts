@@ -24,13 +24,15 @@ export function validationFailed(error: z.ZodError, what: string): AppError {
 
 /** A name shown to people: trimmed, 1 to max characters, no control characters. */
 export function displayName(max: number) {
-  return z
-    .string({ error: 'must be a string' })
-    .trim()
-    .min(1, 'must not be empty')
-    .max(max, `must be at most ${max} characters`)
-    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-    .refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must not contain control characters');
+  return (
+    z
+      .string({ error: 'must be a string' })
+      .trim()
+      .min(1, 'must not be empty')
+      .max(max, `must be at most ${max} characters`)
+      // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+      .refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must not contain control characters')
+  );
 }
 
 export const sha256Field = z

@@ -15,7 +15,19 @@ import type { DeletedImage, ImageView, PortalValues } from '../../server/service
 import type { IntegritySummary } from '../../server/services/integrity.js';
 import { systemActor } from '../../server/services/audit.js';
 import { updateSettings } from '../../server/services/settings.js';
-import { anyNumber, anyString, call, expectError, issueToken, like, matching, rawRequest, type ApiResult, type CallOptions, type ErrorBody } from '../helpers/api.js';
+import {
+  anyNumber,
+  anyString,
+  call,
+  expectError,
+  issueToken,
+  like,
+  matching,
+  rawRequest,
+  type ApiResult,
+  type CallOptions,
+  type ErrorBody,
+} from '../helpers/api.js';
 import { putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 const ARM_NAME = 'Windows 11 (ARM).pvmp';
@@ -64,13 +76,36 @@ describe('JSON API /api/v1', () => {
   describe('images', () => {
     it('creates an image with per-arch size and a working .pvmp URL from the public address', async () => {
       const created = await api<ImageView>('POST', '/images', {
-        json: { name: '  Windows 11 Golden ', description: 'for new hires', arm64: { enabled: true, sha256: arm.toUpperCase() }, x86_64: { enabled: true, sha256: x86 } },
+        json: {
+          name: '  Windows 11 Golden ',
+          description: 'for new hires',
+          arm64: { enabled: true, sha256: arm.toUpperCase() },
+          x86_64: { enabled: true, sha256: x86 },
+        },
       });
       expect(created.status, created.text).toBe(201);
       const img = created.body;
-      expect(img).toMatchObject({ id: anyNumber(), name: 'Windows 11 Golden', description: 'for new hires', groups: [], downloads: 0 });
-      expect(img.arm64).toMatchObject({ label: 'Apple silicon', enabled: true, sha256: arm, size: armData.length, state: 'ok' });
-      expect(img.x86_64).toMatchObject({ label: 'Intel', enabled: true, sha256: x86, size: x86Data.length, state: 'ok' });
+      expect(img).toMatchObject({
+        id: anyNumber(),
+        name: 'Windows 11 Golden',
+        description: 'for new hires',
+        groups: [],
+        downloads: 0,
+      });
+      expect(img.arm64).toMatchObject({
+        label: 'Apple silicon',
+        enabled: true,
+        sha256: arm,
+        size: armData.length,
+        state: 'ok',
+      });
+      expect(img.x86_64).toMatchObject({
+        label: 'Intel',
+        enabled: true,
+        sha256: x86,
+        size: x86Data.length,
+        state: 'ok',
+      });
       expect(img.arm64.url).toBe(`${m.url}/d/${arm}/Windows-11-ARM.pvmp`);
       expect(img.x86_64.url).toBe(`${m.url}/d/${x86}/Windows-11-x64.pvmp`);
       // The link handed to the portal really serves the package.
@@ -86,7 +121,12 @@ describe('JSON API /api/v1', () => {
       expect(list.body.find((i) => i.id === img.id)).toEqual(img);
 
       // The links never follow the host a request was sent to.
-      const viaName = await rawRequest(m.url, { method: 'GET', path: `/api/v1/images/${img.id}`, headers: { host: 'goldmirror.lan:9999', authorization: `Bearer ${token}` }, chunks: [] });
+      const viaName = await rawRequest(m.url, {
+        method: 'GET',
+        path: `/api/v1/images/${img.id}`,
+        headers: { host: 'goldmirror.lan:9999', authorization: `Bearer ${token}` },
+        chunks: [],
+      });
       expect(viaName.status).toBe(200);
       expect((JSON.parse(viaName.body) as ImageView).arm64.url).toBe(`${m.url}/d/${arm}/Windows-11-ARM.pvmp`);
     });
@@ -96,12 +136,19 @@ describe('JSON API /api/v1', () => {
       try {
         const pubToken = await issueToken(pub, 'pub');
         const sha = await putBlob(pub, testBytes(1000, 'pub'), ARM_NAME);
-        const res = await call<ImageView>(pub.url, 'POST', '/api/v1/images', { token: pubToken, json: { name: 'Public', arm64: { enabled: true, sha256: sha } } });
+        const res = await call<ImageView>(pub.url, 'POST', '/api/v1/images', {
+          token: pubToken,
+          json: { name: 'Public', arm64: { enabled: true, sha256: sha } },
+        });
         expect(res.status, res.text).toBe(201);
         expect(res.body.arm64.url).toBe(`http://mirror.test:8080/d/${sha}/Windows-11-ARM.pvmp`);
         expect(res.body.arm64.size).toBe(1000);
-        const portal = await call<PortalValues>(pub.url, 'GET', `/api/v1/images/${res.body.id}/portal`, { token: pubToken });
-        expect(portal.body.architectures.arm64.downloadUrl).toBe(`http://mirror.test:8080/d/${sha}/Windows-11-ARM.pvmp`);
+        const portal = await call<PortalValues>(pub.url, 'GET', `/api/v1/images/${res.body.id}/portal`, {
+          token: pubToken,
+        });
+        expect(portal.body.architectures.arm64.downloadUrl).toBe(
+          `http://mirror.test:8080/d/${sha}/Windows-11-ARM.pvmp`,
+        );
         const blob = await call<BlobView>(pub.url, 'GET', `/api/v1/blobs/${sha}`, { token: pubToken });
         expect(blob.body.url).toBe(`http://mirror.test:8080/d/${sha}/Windows-11-ARM.pvmp`);
       } finally {
@@ -110,19 +157,34 @@ describe('JSON API /api/v1', () => {
     });
 
     it('updates only what a PATCH names, and keeps a disabled architecture’s package', async () => {
-      const img = await createImage({ name: 'Patch me', arm64: { enabled: true, sha256: arm }, x86_64: { enabled: true, sha256: x86 } });
-      const patched = await api<ImageView>('PATCH', `/images/${img.id}`, { json: { description: 'changed', x86_64: { enabled: false } } });
+      const img = await createImage({
+        name: 'Patch me',
+        arm64: { enabled: true, sha256: arm },
+        x86_64: { enabled: true, sha256: x86 },
+      });
+      const patched = await api<ImageView>('PATCH', `/images/${img.id}`, {
+        json: { description: 'changed', x86_64: { enabled: false } },
+      });
       expect(patched.status, patched.text).toBe(200);
-      expect(patched.body).toMatchObject({ name: 'Patch me', description: 'changed', arm64: { enabled: true, sha256: arm } });
+      expect(patched.body).toMatchObject({
+        name: 'Patch me',
+        description: 'changed',
+        arm64: { enabled: true, sha256: arm },
+      });
       expect(patched.body.x86_64).toMatchObject({ enabled: false, sha256: x86, size: x86Data.length });
       expect(Date.parse(patched.body.updatedAt)).toBeGreaterThanOrEqual(Date.parse(img.createdAt));
 
       const renamed = await api('PATCH', `/images/${img.id}`, { json: { name: 'Patched', x86_64: { sha256: null } } });
-      expect(renamed.body).toMatchObject({ name: 'Patched', x86_64: { enabled: false, sha256: null, size: null, url: null } });
+      expect(renamed.body).toMatchObject({
+        name: 'Patched',
+        x86_64: { enabled: false, sha256: null, size: null, url: null },
+      });
 
       // Clearing the package of an enabled arch is refused and changes nothing.
       const bad = await api('PATCH', `/images/${img.id}`, { json: { arm64: { sha256: null } } });
-      expect(expectError(bad, 400, 'VALIDATION_FAILED').fields).toEqual([{ field: 'arm64.sha256', message: 'required when enabled' }]);
+      expect(expectError(bad, 400, 'VALIDATION_FAILED').fields).toEqual([
+        { field: 'arm64.sha256', message: 'required when enabled' },
+      ]);
       expect((await api<ImageView>('GET', `/images/${img.id}`)).body.arm64.sha256).toBe(arm);
     });
 
@@ -146,9 +208,21 @@ describe('JSON API /api/v1', () => {
     });
 
     it('answers 400 BAD_REQUEST for malformed JSON or a body that is not JSON', async () => {
-      expectError(await api('POST', '/images', { raw: '{"name": "half', contentType: 'application/json' }), 400, 'BAD_REQUEST');
-      expectError(await api('POST', '/images', { raw: JSON.stringify({ name: 'plain' }), contentType: 'text/plain' }), 400, 'BAD_REQUEST');
-      expectError(await api('POST', '/images', { raw: 'name=form', contentType: 'application/x-www-form-urlencoded' }), 400, 'BAD_REQUEST');
+      expectError(
+        await api('POST', '/images', { raw: '{"name": "half', contentType: 'application/json' }),
+        400,
+        'BAD_REQUEST',
+      );
+      expectError(
+        await api('POST', '/images', { raw: JSON.stringify({ name: 'plain' }), contentType: 'text/plain' }),
+        400,
+        'BAD_REQUEST',
+      );
+      expectError(
+        await api('POST', '/images', { raw: 'name=form', contentType: 'application/x-www-form-urlencoded' }),
+        400,
+        'BAD_REQUEST',
+      );
       expectError(await api('POST', '/images'), 400, 'BAD_REQUEST');
       expectError(await api('PATCH', '/groups/1', { raw: '[', contentType: 'application/json' }), 400, 'BAD_REQUEST');
       expect((await api<ImageView[]>('GET', '/images')).body.some((i) => i.name === 'plain')).toBe(false);
@@ -161,7 +235,11 @@ describe('JSON API /api/v1', () => {
       expect((await api<ImageView[]>('GET', '/images')).body.some((i) => i.name === 'Ghost')).toBe(false);
       // Even a disabled arch may only reference a stored package, and on PATCH too.
       const img = await createImage({ name: 'Real' });
-      expectError(await api('PATCH', `/images/${img.id}`, { json: { arm64: { sha256: absent } } }), 422, 'BLOB_NOT_STORED');
+      expectError(
+        await api('PATCH', `/images/${img.id}`, { json: { arm64: { sha256: absent } } }),
+        422,
+        'BLOB_NOT_STORED',
+      );
     });
 
     it('answers 409 NAME_TAKEN for a duplicate name, on create and on rename', async () => {
@@ -194,7 +272,12 @@ describe('JSON API /api/v1', () => {
     it('answers 413 PAYLOAD_TOO_LARGE for a body over 1 MiB, with or without Content-Length', async () => {
       const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
       const big = JSON.stringify({ name: 'big', description: 'x'.repeat(1024 * 1024) });
-      const declared = await rawRequest(m.url, { method: 'POST', path: '/api/v1/images', headers: { ...headers, 'content-length': Buffer.byteLength(big) }, chunks: [big] });
+      const declared = await rawRequest(m.url, {
+        method: 'POST',
+        path: '/api/v1/images',
+        headers: { ...headers, 'content-length': Buffer.byteLength(big) },
+        chunks: [big],
+      });
       expect(declared.status).toBe(413);
       expect(JSON.parse(declared.body)).toEqual({ error: { code: 'PAYLOAD_TOO_LARGE', message: anyString() } });
 
@@ -211,7 +294,11 @@ describe('JSON API /api/v1', () => {
       const atLimit = JSON.stringify({ name: 'big', description: '' });
       const padded = atLimit.replace('""', `"${'x'.repeat(1024 * 1024 - atLimit.length)}"`);
       expect(Buffer.byteLength(padded)).toBe(1024 * 1024);
-      expectError(await api('POST', '/images', { raw: padded, contentType: 'application/json' }), 400, 'VALIDATION_FAILED');
+      expectError(
+        await api('POST', '/images', { raw: padded, contentType: 'application/json' }),
+        400,
+        'VALIDATION_FAILED',
+      );
       const names = (await api<ImageView[]>('GET', '/images')).body.map((i) => i.name);
       expect(names).not.toContain('big');
       expect(names).not.toContain('chunked');
@@ -222,11 +309,19 @@ describe('JSON API /api/v1', () => {
     it('creates, lists, updates and deletes groups, and images show the groups using them', async () => {
       const img = await createImage({ name: 'Group target', arm64: { enabled: true, sha256: arm } });
       const hq = await createGroup({ name: 'HQ', licenseKey: 'HQ-KEY-0001', primary: true, imageId: img.id });
-      expect(hq).toMatchObject({ name: 'HQ', licenseKey: 'HQ-KEY-0001', primary: true, imageId: img.id, image: { id: img.id, name: 'Group target' } });
+      expect(hq).toMatchObject({
+        name: 'HQ',
+        licenseKey: 'HQ-KEY-0001',
+        primary: true,
+        imageId: img.id,
+        image: { id: img.id, name: 'Group target' },
+      });
       const sales = await createGroup({ name: 'Sales' });
       expect(sales).toMatchObject({ name: 'Sales', licenseKey: null, primary: false, imageId: null, image: null });
 
-      const assigned = await api<GroupView>('PATCH', `/groups/${sales.id}`, { json: { imageId: img.id, licenseKey: 'SALES-1' } });
+      const assigned = await api<GroupView>('PATCH', `/groups/${sales.id}`, {
+        json: { imageId: img.id, licenseKey: 'SALES-1' },
+      });
       expect(assigned.status, assigned.text).toBe(200);
       expect(assigned.body).toMatchObject({ imageId: img.id, licenseKey: 'SALES-1', image: { name: 'Group target' } });
 
@@ -247,7 +342,9 @@ describe('JSON API /api/v1', () => {
       expectError(await api('GET', `/groups/${sales.id}`), 404, 'NOT_FOUND');
       expect((await api<ImageView>('GET', `/images/${img.id}`)).body.groups.map((g) => g.name)).toEqual(['HQ']);
       // Release the primary flag for the other tests.
-      expect((await api<GroupView>('PATCH', `/groups/${hq.id}`, { json: { primary: false } })).body.primary).toBe(false);
+      expect((await api<GroupView>('PATCH', `/groups/${hq.id}`, { json: { primary: false } })).body.primary).toBe(
+        false,
+      );
     });
 
     it('allows one image per group: 409 GROUP_HAS_IMAGE until it is cleared', async () => {
@@ -259,11 +356,21 @@ describe('JSON API /api/v1', () => {
       expect((await api<GroupView>('GET', `/groups/${g.id}`)).body.imageId).toBe(one.id);
       // Setting the same image again is not a change of image.
       expect((await api('PATCH', `/groups/${g.id}`, { json: { imageId: one.id } })).status).toBe(200);
-      expect((await api('PATCH', `/groups/${g.id}`, { json: { imageId: null } })).body).toMatchObject({ imageId: null, image: null });
-      expect((await api('PATCH', `/groups/${g.id}`, { json: { imageId: two.id } })).body).toMatchObject({ imageId: two.id, image: { name: 'Two' } });
+      expect((await api('PATCH', `/groups/${g.id}`, { json: { imageId: null } })).body).toMatchObject({
+        imageId: null,
+        image: null,
+      });
+      expect((await api('PATCH', `/groups/${g.id}`, { json: { imageId: two.id } })).body).toMatchObject({
+        imageId: two.id,
+        image: { name: 'Two' },
+      });
       await api('PATCH', `/groups/${g.id}`, { json: { imageId: null } });
       expectError(await api('PATCH', `/groups/${g.id}`, { json: { imageId: 999999 } }), 400, 'VALIDATION_FAILED');
-      expectError(await api('POST', '/groups', { json: { name: 'Nowhere', imageId: 999999 } }), 400, 'VALIDATION_FAILED');
+      expectError(
+        await api('POST', '/groups', { json: { name: 'Nowhere', imageId: 999999 } }),
+        400,
+        'VALIDATION_FAILED',
+      );
     });
 
     it('answers 409 for a taken name, a taken license key and a second primary', async () => {
@@ -271,18 +378,32 @@ describe('JSON API /api/v1', () => {
       const other = await createGroup({ name: 'Another' });
       expectError(await api('POST', '/groups', { json: { name: 'Primary holder' } }), 409, 'NAME_TAKEN');
       expectError(await api('PATCH', `/groups/${other.id}`, { json: { name: 'Primary holder' } }), 409, 'NAME_TAKEN');
-      expectError(await api('POST', '/groups', { json: { name: 'Copycat', licenseKey: 'PRIMARY-KEY' } }), 409, 'LICENSE_KEY_TAKEN');
+      expectError(
+        await api('POST', '/groups', { json: { name: 'Copycat', licenseKey: 'PRIMARY-KEY' } }),
+        409,
+        'LICENSE_KEY_TAKEN',
+      );
       const second = await api('POST', '/groups', { json: { name: 'Second primary', primary: true } });
       expect(expectError(second, 409, 'PRIMARY_TAKEN').message).toContain('"Primary holder"');
       expectError(await api('PATCH', `/groups/${other.id}`, { json: { primary: true } }), 409, 'PRIMARY_TAKEN');
       // The holder may keep (re-send) its own flag; after releasing it another group can take it.
       expect((await api('PATCH', `/groups/${boss.id}`, { json: { primary: true } })).status).toBe(200);
       await api('PATCH', `/groups/${boss.id}`, { json: { primary: false } });
-      expect((await api<GroupView>('PATCH', `/groups/${other.id}`, { json: { primary: true } })).body.primary).toBe(true);
+      expect((await api<GroupView>('PATCH', `/groups/${other.id}`, { json: { primary: true } })).body.primary).toBe(
+        true,
+      );
       await api('PATCH', `/groups/${other.id}`, { json: { primary: false } });
       // Validation of group fields.
-      expectError(await api('POST', '/groups', { json: { name: 'Spacey', licenseKey: 'has space' } }), 400, 'VALIDATION_FAILED');
-      expectError(await api('POST', '/groups', { json: { name: 'Empty key', licenseKey: '' } }), 400, 'VALIDATION_FAILED');
+      expectError(
+        await api('POST', '/groups', { json: { name: 'Spacey', licenseKey: 'has space' } }),
+        400,
+        'VALIDATION_FAILED',
+      );
+      expectError(
+        await api('POST', '/groups', { json: { name: 'Empty key', licenseKey: '' } }),
+        400,
+        'VALIDATION_FAILED',
+      );
       expectError(await api('POST', '/groups', { json: { name: 'Flag', primary: 'yes' } }), 400, 'VALIDATION_FAILED');
       expectError(await api('PATCH', `/groups/${other.id}`, { json: { color: 'red' } }), 400, 'VALIDATION_FAILED');
     });
@@ -300,7 +421,8 @@ describe('JSON API /api/v1', () => {
       ]);
       expect(res.body.deleted).toMatchObject({ id: img.id, name: 'Doomed', arm64: { sha256: arm } });
       expectError(await api('GET', `/images/${img.id}`), 404, 'NOT_FOUND');
-      for (const g of [a, b]) expect((await api('GET', `/groups/${g.id}`)).body).toMatchObject({ imageId: null, image: null });
+      for (const g of [a, b])
+        expect((await api('GET', `/groups/${g.id}`)).body).toMatchObject({ imageId: null, image: null });
       expect((await api<GroupView>('GET', `/groups/${bystander.id}`)).body.imageId).toBeNull();
       const audit = (await api<AuditEntry[]>('GET', '/audit?limit=5')).body;
       expect(audit.find((e) => e.action === 'image.delete')).toMatchObject({
@@ -316,7 +438,12 @@ describe('JSON API /api/v1', () => {
 
   describe('portal values', () => {
     it('gives exactly what the portal form needs', async () => {
-      const img = await createImage({ name: 'Portal', description: 'd', arm64: { enabled: true, sha256: arm }, x86_64: { enabled: false, sha256: x86 } });
+      const img = await createImage({
+        name: 'Portal',
+        description: 'd',
+        arm64: { enabled: true, sha256: arm },
+        x86_64: { enabled: false, sha256: x86 },
+      });
       await createGroup({ name: 'Portal primary', primary: true, imageId: img.id });
       await createGroup({ name: 'Portal sales', imageId: img.id });
       const res = await api('GET', `/images/${img.id}/portal`);
@@ -325,7 +452,13 @@ describe('JSON API /api/v1', () => {
         name: 'Portal',
         description: 'd',
         architectures: {
-          arm64: { label: 'Apple silicon', enabled: true, downloadUrl: `${m.url}/d/${arm}/Windows-11-ARM.pvmp`, sha256: arm, size: armData.length },
+          arm64: {
+            label: 'Apple silicon',
+            enabled: true,
+            downloadUrl: `${m.url}/d/${arm}/Windows-11-ARM.pvmp`,
+            sha256: arm,
+            size: armData.length,
+          },
           x86_64: { label: 'Intel', enabled: false, downloadUrl: null, sha256: null, size: null },
         },
         groups: ['Portal sales'],
@@ -333,13 +466,20 @@ describe('JSON API /api/v1', () => {
         ready: true,
         problems: [],
         // The test mirror's address is a loopback one: offered, but never without this warning.
-        warnings: [`Macs cannot reach this mirror at ${m.url}: 127.0.0.1 is a loopback address: it always means the computer it is used on. Set the public address to a name or address every Mac can reach.`],
+        warnings: [
+          `Macs cannot reach this mirror at ${m.url}: 127.0.0.1 is a loopback address: it always means the computer it is used on. Set the public address to a name or address every Mac can reach.`,
+        ],
         publicAddress: { url: m.url, source: 'database' },
         pendingChange: null,
       });
       const empty = await createImage({ name: 'Nothing enabled' });
       const notReady = (await api('GET', `/images/${empty.id}/portal`)).body;
-      expect(notReady).toMatchObject({ ready: false, problems: ['no architecture is enabled'], groups: [], primaryLicenseKey: false });
+      expect(notReady).toMatchObject({
+        ready: false,
+        problems: ['no architecture is enabled'],
+        groups: [],
+        primaryLicenseKey: false,
+      });
     });
   });
 
@@ -359,7 +499,9 @@ describe('JSON API /api/v1', () => {
       expect((await api<BlobView>('GET', `/blobs/${sha.toUpperCase()}`)).body.sha256).toBe(sha);
 
       const refused = await api('DELETE', `/blobs/${sha}`);
-      expect(expectError(refused, 409, 'BLOB_IN_USE').usedBy).toEqual([{ imageId: img.id, imageName: 'Holds deletable', arch: 'x86_64' }]);
+      expect(expectError(refused, 409, 'BLOB_IN_USE').usedBy).toEqual([
+        { imageId: img.id, imageName: 'Holds deletable', arch: 'x86_64' },
+      ]);
       expect((await fetch(`${m.url}/d/${sha}/x.pvmp`)).status).toBe(200);
 
       await api('DELETE', `/images/${img.id}`);
@@ -383,7 +525,11 @@ describe('JSON API /api/v1', () => {
       expect(res.status).toBe(200);
       expect(res.body).toEqual({ actor: 'token:api-test', username: null, csrfToken: null });
       // A token cannot change a password (that needs a signed-in user), and DELETE /session is harmless.
-      expectError(await api('POST', '/session/password', { json: { currentPassword: 'x', newPassword: 'y'.repeat(12) } }), 403, 'FORBIDDEN');
+      expectError(
+        await api('POST', '/session/password', { json: { currentPassword: 'x', newPassword: 'y'.repeat(12) } }),
+        403,
+        'FORBIDDEN',
+      );
       expect((await api('DELETE', '/session')).status).toBe(204);
       expect((await api('GET', '/session')).status).toBe(200);
     });
@@ -393,9 +539,16 @@ describe('JSON API /api/v1', () => {
       expect(created.status, created.text).toBe(201);
       expect(created.body).toEqual({ name: 'ci-runner', scope: 'admin', token: matching(/^gm_[A-Za-z0-9_-]{40,}$/) });
       const ci = created.body.token;
-      expect((await call<{ actor: string }>(m.url, 'GET', '/api/v1/session', { token: ci })).body.actor).toBe('token:ci-runner');
+      expect((await call<{ actor: string }>(m.url, 'GET', '/api/v1/session', { token: ci })).body.actor).toBe(
+        'token:ci-runner',
+      );
       const list = await api<TokenInfo[]>('GET', '/tokens');
-      expect(list.body.find((t) => t.name === 'ci-runner')).toEqual({ name: 'ci-runner', scope: 'admin', createdAt: anyString(), lastUsedAt: anyString() });
+      expect(list.body.find((t) => t.name === 'ci-runner')).toEqual({
+        name: 'ci-runner',
+        scope: 'admin',
+        createdAt: anyString(),
+        lastUsedAt: anyString(),
+      });
       expect(list.text).not.toContain(ci);
       expectError(await api('POST', '/tokens', { json: { name: 'ci-runner' } }), 409, 'NAME_TAKEN');
       expectError(await api('POST', '/tokens', { json: { name: 'bad name!' } }), 400, 'VALIDATION_FAILED');
@@ -413,8 +566,18 @@ describe('JSON API /api/v1', () => {
       expect(res.body).toHaveLength(2);
       const update = res.body[0]!;
       const create = res.body[1]!;
-      expect(update).toMatchObject({ actor: 'token:api-test', action: 'image.update', target: `image:${img.id}`, details: { description: 'after' } });
-      expect(create).toMatchObject({ actor: 'token:api-test', action: 'image.create', target: `image:${img.id}`, details: { name: 'Audited' } });
+      expect(update).toMatchObject({
+        actor: 'token:api-test',
+        action: 'image.update',
+        target: `image:${img.id}`,
+        details: { description: 'after' },
+      });
+      expect(create).toMatchObject({
+        actor: 'token:api-test',
+        action: 'image.create',
+        target: `image:${img.id}`,
+        details: { name: 'Audited' },
+      });
       expect(update.id).toBeGreaterThan(create.id);
       const older = await api<AuditEntry[]>('GET', `/audit?limit=1&before=${create.id}`);
       expect(older.body).toHaveLength(1);
@@ -443,7 +606,9 @@ describe('JSON API /api/v1', () => {
 
       const status = await api<CheckerStatus & IntegritySummary>('GET', '/verify');
       expect(status.body.blobs.corrupt).toBe(1);
-      expect(status.body.problems).toEqual([like({ sha256: sha, state: 'corrupt', images: [{ id: img.id, name: 'Will break', arch: 'arm64' }] })]);
+      expect(status.body.problems).toEqual([
+        like({ sha256: sha, state: 'corrupt', images: [{ id: img.id, name: 'Will break', arch: 'arm64' }] }),
+      ]);
       const portal = (await api<PortalValues>('GET', `/images/${img.id}/portal`)).body;
       expect(portal.ready).toBe(false);
       expect(portal.problems).toEqual(['Apple silicon: the package is corrupt and cannot be served']);

@@ -55,13 +55,21 @@ describe('no-JS upload form', () => {
 
   /** Rows, blob files and temp files: what an upload could leave behind. */
   async function state(): Promise<{ rows: string[]; files: string[]; tmp: string[] }> {
-    const rows = (await m.runtime.db.selectFrom('blobs').select('sha256').orderBy('sha256').execute()).map((r) => r.sha256);
-    const files = (await fs.readdir(m.runtime.store.layout.blobsDir, { recursive: true })).filter((f) => /[0-9a-f]{64}$/.test(f)).sort();
+    const rows = (await m.runtime.db.selectFrom('blobs').select('sha256').orderBy('sha256').execute()).map(
+      (r) => r.sha256,
+    );
+    const files = (await fs.readdir(m.runtime.store.layout.blobsDir, { recursive: true }))
+      .filter((f) => /[0-9a-f]{64}$/.test(f))
+      .sort();
     return { rows, files, tmp: await fs.readdir(m.runtime.store.layout.tmpDir) };
   }
 
   const pkg = (data: Buffer): Part => ({ name: 'package', filename: 'Win11.pvmp', content: data });
-  const sum = (digest: string): Part => ({ name: 'checksum', filename: 'Win11.txt', content: `${digest}  Win11.pvmp\n` });
+  const sum = (digest: string): Part => ({
+    name: 'checksum',
+    filename: 'Win11.txt',
+    content: `${digest}  Win11.pvmp\n`,
+  });
 
   for (const order of ['checksum first', 'package first'] as const) {
     it(`${order}: a matching checksum file is compared and the package stored as verified`, async () => {
@@ -72,7 +80,9 @@ describe('no-JS upload form', () => {
       expect(res.status, res.text).toBe(303);
       expect(res.location).toBe(`/admin/blobs/${digest}?done=blob-uploaded`);
       expect((await state()).rows).toContain(digest);
-      const page = await (await fetch(`${m.url}${res.location!}`, { headers: { Authorization: `Bearer ${token}` } })).text();
+      const page = await (
+        await fetch(`${m.url}${res.location!}`, { headers: { Authorization: `Bearer ${token}` } })
+      ).text();
       expect(page).toContain('Package stored and verified.');
     });
 
@@ -98,7 +108,9 @@ describe('no-JS upload form', () => {
     const res = await post([pkg(data)]);
     expect(res.status, res.text).toBe(303);
     expect(res.location).toBe(`/admin/blobs/${digest}?done=blob-uploaded-unchecked`);
-    const page = await (await fetch(`${m.url}${res.location!}`, { headers: { Authorization: `Bearer ${token}` } })).text();
+    const page = await (
+      await fetch(`${m.url}${res.location!}`, { headers: { Authorization: `Bearer ${token}` } })
+    ).text();
     expect(page).toContain('No checksum file was given, so its SHA-256 was not compared with anything');
     expect(page).not.toContain('stored and verified');
     // An empty checksum part (a browser sends one when no file was picked) is the same as none.
@@ -115,7 +127,11 @@ describe('no-JS upload form', () => {
     const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = http.request(`${m.url}/admin/upload`, {
         method: 'POST',
-        headers: { Authorization: `Bearer ${token}`, 'Content-Type': `multipart/form-data; boundary=${BOUNDARY}`, 'Content-Length': 1e13 },
+        headers: {
+          Authorization: `Bearer ${token}`,
+          'Content-Type': `multipart/form-data; boundary=${BOUNDARY}`,
+          'Content-Length': 1e13,
+        },
       });
       req.on('response', (r) => {
         let body = '';
@@ -126,7 +142,9 @@ describe('no-JS upload form', () => {
         });
       });
       req.on('error', reject);
-      req.setTimeout(15_000, () => req.destroy(new Error('no answer within 15 s: the form was not checked against the free space')));
+      req.setTimeout(15_000, () =>
+        req.destroy(new Error('no answer within 15 s: the form was not checked against the free space')),
+      );
       req.write(head.subarray(0, head.length - 8));
     });
     expect(res.status, res.body).toBe(507);

@@ -8,7 +8,15 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { GroupCsvReport } from '../../server/services/groups-csv.js';
 import type { GroupView } from '../../server/services/groups.js';
 import type { ImageView } from '../../server/services/images.js';
-import { bootstrapTestAdmin, call, expectError, issueToken, mustSignIn, rawRequest, type Session } from '../helpers/api.js';
+import {
+  bootstrapTestAdmin,
+  call,
+  expectError,
+  issueToken,
+  mustSignIn,
+  rawRequest,
+  type Session,
+} from '../helpers/api.js';
 import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 interface Problem {
@@ -23,12 +31,20 @@ describe('groups as CSV', () => {
   let session: Session;
   let win: ImageView;
   let mac: ImageView;
-  const api = <T = unknown>(method: string, p: string, json?: unknown) => call<T>(m.url, method, `/api/v1${p}`, { token, json });
+  const api = <T = unknown>(method: string, p: string, json?: unknown) =>
+    call<T>(m.url, method, `/api/v1${p}`, { token, json });
   const importCsv = (csv: string | Buffer, query = '') =>
     call<GroupCsvReport>(m.url, 'POST', `/api/v1/groups.csv${query}`, { token, raw: csv, contentType: 'text/csv' });
   const state = async () =>
-    (await m.runtime.db.selectFrom('groups').select(['id', 'name', 'license_key', 'is_primary', 'image_id']).orderBy('id').execute()).map((g) => ({ ...g }));
-  const group = (name: string, extra: Record<string, unknown> = {}) => api<GroupView>('POST', '/groups', { name, ...extra });
+    (
+      await m.runtime.db
+        .selectFrom('groups')
+        .select(['id', 'name', 'license_key', 'is_primary', 'image_id'])
+        .orderBy('id')
+        .execute()
+    ).map((g) => ({ ...g }));
+  const group = (name: string, extra: Record<string, unknown> = {}) =>
+    api<GroupView>('POST', '/groups', { name, ...extra });
 
   beforeAll(async () => {
     m = await startMirror();
@@ -36,8 +52,11 @@ describe('groups as CSV', () => {
     token = await issueToken(m, 'csv');
     session = await mustSignIn(m.url);
     const sha = await putBlob(m, testBytes(4096, 'csv-image'), 'csv.pvmp');
-    win = (await api<ImageView>('POST', '/images', { name: 'Windows 11, Corporate', arm64: { enabled: true, sha256: sha } })).body;
-    mac = (await api<ImageView>('POST', '/images', { name: 'Build "agents"', arm64: { enabled: true, sha256: sha } })).body;
+    win = (
+      await api<ImageView>('POST', '/images', { name: 'Windows 11, Corporate', arm64: { enabled: true, sha256: sha } })
+    ).body;
+    mac = (await api<ImageView>('POST', '/images', { name: 'Build "agents"', arm64: { enabled: true, sha256: sha } }))
+      .body;
   });
   afterAll(async () => {
     await m.close();
@@ -55,8 +74,14 @@ describe('groups as CSV', () => {
     const res = await api('GET', '/groups.csv');
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/csv; charset=utf-8; header=present');
-    expect(res.headers.get('content-disposition')).toMatch(/^attachment; filename="goldmirror-groups-\d{4}-\d\d-\d\d\.csv"$/);
-    const bytes = Buffer.from(await (await fetch(`${m.url}/api/v1/groups.csv`, { headers: { authorization: `Bearer ${token}` } })).arrayBuffer());
+    expect(res.headers.get('content-disposition')).toMatch(
+      /^attachment; filename="goldmirror-groups-\d{4}-\d\d-\d\d\.csv"$/,
+    );
+    const bytes = Buffer.from(
+      await (
+        await fetch(`${m.url}/api/v1/groups.csv`, { headers: { authorization: `Bearer ${token}` } })
+      ).arrayBuffer(),
+    );
     expect(bytes.subarray(0, 3)).toEqual(Buffer.from([0xef, 0xbb, 0xbf]));
     expect(bytes.subarray(3).toString('utf8')).toBe(
       'name,license_key,primary,image\r\n' +
@@ -75,17 +100,37 @@ describe('groups as CSV', () => {
     await group('+Plus -minus', { licenseKey: '@KEY' });
     await group("'=quoted already");
     await group('Multi\u00adline Équipe, "QA"', { imageId: mac.id });
-    const before = (await api<GroupView[]>('GET', '/groups')).body.map(({ name, licenseKey, primary, imageId }) => ({ name, licenseKey, primary, imageId }));
+    const before = (await api<GroupView[]>('GET', '/groups')).body.map(({ name, licenseKey, primary, imageId }) => ({
+      name,
+      licenseKey,
+      primary,
+      imageId,
+    }));
     const csv = (await api('GET', '/groups.csv')).text;
     await m.runtime.db.deleteFrom('groups').execute();
 
     const res = await importCsv(csv);
     expect(res.status, res.text).toBe(200);
-    expect(res.body).toEqual({ dryRun: false, created: expect.arrayContaining(before.map((g) => g.name)) as string[], updated: [], unchanged: [] });
-    const after = (await api<GroupView[]>('GET', '/groups')).body.map(({ name, licenseKey, primary, imageId }) => ({ name, licenseKey, primary, imageId }));
+    expect(res.body).toEqual({
+      dryRun: false,
+      created: expect.arrayContaining(before.map((g) => g.name)) as string[],
+      updated: [],
+      unchanged: [],
+    });
+    const after = (await api<GroupView[]>('GET', '/groups')).body.map(({ name, licenseKey, primary, imageId }) => ({
+      name,
+      licenseKey,
+      primary,
+      imageId,
+    }));
     expect(after).toEqual(before);
     // Importing the same file again changes nothing.
-    expect((await importCsv(csv)).body).toEqual({ dryRun: false, created: [], updated: [], unchanged: after.map((g) => g.name) });
+    expect((await importCsv(csv)).body).toEqual({
+      dryRun: false,
+      created: [],
+      updated: [],
+      unchanged: after.map((g) => g.name),
+    });
   });
 
   it('creates and updates to match the file, moving a license key and the primary flag between groups in one go', async () => {
@@ -100,7 +145,12 @@ describe('groups as CSV', () => {
     );
     expect(res.status, res.text).toBe(200);
     expect(res.body).toEqual({ dryRun: false, created: ['Support'], updated: ['sales', 'Design'], unchanged: [] });
-    const rows = (await api<GroupView[]>('GET', '/groups')).body.map((g) => [g.name, g.licenseKey, g.primary, g.image?.name ?? null]);
+    const rows = (await api<GroupView[]>('GET', '/groups')).body.map((g) => [
+      g.name,
+      g.licenseKey,
+      g.primary,
+      g.image?.name ?? null,
+    ]);
     expect(rows).toEqual([
       ['Design', 'KEY-1', true, 'Windows 11, Corporate'],
       ['Support', 'KEY-2', false, 'Build "agents"'],
@@ -108,15 +158,26 @@ describe('groups as CSV', () => {
       ['sales', null, false, null],
     ]);
     // Each change is in the history, marked as coming from the file.
-    const audit = await m.runtime.db.selectFrom('audit_log').select(['action', 'details']).where('details', 'like', '%"source":"csv"%').execute();
+    const audit = await m.runtime.db
+      .selectFrom('audit_log')
+      .select(['action', 'details'])
+      .where('details', 'like', '%"source":"csv"%')
+      .execute();
     expect(audit.map((a) => a.action).sort()).toEqual(['group.create', 'group.update', 'group.update']);
   });
 
   it('leaves out columns that are not in the file: their values stay as they are', async () => {
     await group('Sales', { licenseKey: 'KEY-1', primary: true, imageId: win.id });
-    const res = await importCsv('name,image\r\nSales,\r\nNew,Windows 11\r\n'.replace('Windows 11', '"Windows 11, Corporate"'));
+    const res = await importCsv(
+      'name,image\r\nSales,\r\nNew,Windows 11\r\n'.replace('Windows 11', '"Windows 11, Corporate"'),
+    );
     expect(res.status, res.text).toBe(200);
-    const rows = (await api<GroupView[]>('GET', '/groups')).body.map((g) => [g.name, g.licenseKey, g.primary, g.imageId]);
+    const rows = (await api<GroupView[]>('GET', '/groups')).body.map((g) => [
+      g.name,
+      g.licenseKey,
+      g.primary,
+      g.imageId,
+    ]);
     expect(rows).toEqual([
       ['New', null, false, win.id],
       ['Sales', 'KEY-1', true, null],
@@ -136,7 +197,9 @@ describe('groups as CSV', () => {
         'GOOD,,no,\r\n',
     );
     const error = expectError(res, 400, 'CSV_INVALID');
-    expect(error.message).toMatch(/^nothing was imported: line 3 \(license_key\): must be printable ASCII without spaces; line 4 \(name\): must not be empty/);
+    expect(error.message).toMatch(
+      /^nothing was imported: line 3 \(license_key\): must be printable ASCII without spaces; line 4 \(name\): must not be empty/,
+    );
     expect(error.problems).toEqual([
       { line: 3, column: 'license_key', message: 'must be printable ASCII without spaces' },
       { line: 4, column: 'name', message: 'must not be empty' },
@@ -159,13 +222,27 @@ describe('groups as CSV', () => {
     const unclosed = expectError(await importCsv('name\r\nA\r\n"B\r\nC\r\n'), 400, 'CSV_INVALID');
     expect(unclosed.problems).toEqual([{ line: 3, message: 'a quoted field is never closed (a missing ")' }]);
     const header = expectError(await importCsv('group,license\r\nA,B\r\n'), 400, 'CSV_INVALID');
-    expect(header.message).toContain('line 1: the header is not right: unknown columns "group", "license"; the column "name" is required');
+    expect(header.message).toContain(
+      'line 1: the header is not right: unknown columns "group", "license"; the column "name" is required',
+    );
     const empty = expectError(await importCsv(''), 400, 'CSV_INVALID');
     expect(empty.message).toContain('the file is empty');
     const latin1 = expectError(await importCsv(Buffer.from('name\r\n\xc9quipe\r\n', 'latin1')), 400, 'CSV_INVALID');
     expect(latin1.message).toContain('not UTF-8');
-    const image = expectError(await importCsv('name,image\r\nA,windows 11\\, corporate\r\n'.replace('windows 11\\, corporate', '"windows 11, corporate"')), 409, 'CSV_CONFLICT');
-    expect(image.problems).toEqual([{ line: 2, column: 'image', message: 'no golden image named "windows 11, corporate" (did you mean "Windows 11, Corporate"?)' }]);
+    const image = expectError(
+      await importCsv(
+        'name,image\r\nA,windows 11\\, corporate\r\n'.replace('windows 11\\, corporate', '"windows 11, corporate"'),
+      ),
+      409,
+      'CSV_CONFLICT',
+    );
+    expect(image.problems).toEqual([
+      {
+        line: 2,
+        column: 'image',
+        message: 'no golden image named "windows 11, corporate" (did you mean "Windows 11, Corporate"?)',
+      },
+    ]);
     expect(await state()).toEqual(before);
   });
 
@@ -190,7 +267,12 @@ describe('groups as CSV', () => {
           'group "Sales" already has the golden image "Windows 11, Corporate"; a group can have only one, so clear its image first (an empty image cell, or Remove on the image page), then give it the new one',
       },
       { line: 3, column: 'license_key', message: 'group "Holder" (not in the file) already has this license key' },
-      { line: 4, column: 'primary', message: 'the primary license key is already held by group "Holder" (not in the file); only one group can have it' },
+      {
+        line: 4,
+        column: 'primary',
+        message:
+          'the primary license key is already held by group "Holder" (not in the file); only one group can have it',
+      },
       { line: 6, column: 'license_key', message: 'group "Twin" (line 5) already has this license key' },
     ] satisfies Problem[]);
     expect(await state()).toEqual(before);
@@ -211,7 +293,9 @@ describe('groups as CSV', () => {
       method: 'POST',
       path: '/api/v1/groups.csv',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'text/csv' },
-      chunks: Array.from({ length: 20 }, (_, i) => (i === 0 ? big.slice(0, 70_000) : big.slice(i * 70_000, (i + 1) * 70_000))),
+      chunks: Array.from({ length: 20 }, (_, i) =>
+        i === 0 ? big.slice(0, 70_000) : big.slice(i * 70_000, (i + 1) * 70_000),
+      ),
     });
     expect(chunked.status).toBe(413);
     expect(JSON.parse(chunked.body)).toMatchObject({ error: { code: 'PAYLOAD_TOO_LARGE' } });
@@ -221,10 +305,17 @@ describe('groups as CSV', () => {
   describe('pages', () => {
     const page = (p: string) => call(m.url, 'GET', p, { session });
     const form = (p: string, fields: Record<string, string>) =>
-      call(m.url, 'POST', p, { session, raw: new URLSearchParams({ _csrf: session.csrfToken, ...fields }).toString(), contentType: 'application/x-www-form-urlencoded', csrf: null });
+      call(m.url, 'POST', p, {
+        session,
+        raw: new URLSearchParams({ _csrf: session.csrfToken, ...fields }).toString(),
+        contentType: 'application/x-www-form-urlencoded',
+        csrf: null,
+      });
 
     it('says "No groups yet" on the groups page and on an image page when there are none', async () => {
-      expect((await page('/admin/groups')).text).toContain('No groups yet. Create the first one below, or import them from a CSV file.');
+      expect((await page('/admin/groups')).text).toContain(
+        'No groups yet. Create the first one below, or import them from a CSV file.',
+      );
       const imagePage = (await page(`/admin/images/${win.id}`)).text;
       expect(imagePage).toContain('No groups yet.');
       expect(imagePage).not.toContain('Every group already has a golden image');
@@ -241,10 +332,16 @@ describe('groups as CSV', () => {
       expect(question.text).toContain('It holds the primary license key');
       expect(question.text).toMatch(/Its golden image <a href="\/admin\/images\/\d+">Windows 11, Corporate<\/a> stays/);
       const unconfirmed = await form(`/admin/groups/${g.id}/delete`, {});
-      expect({ status: unconfirmed.status, location: unconfirmed.headers.get('location') }).toEqual({ status: 303, location: `/admin/groups/${g.id}/delete` });
+      expect({ status: unconfirmed.status, location: unconfirmed.headers.get('location') }).toEqual({
+        status: 303,
+        location: `/admin/groups/${g.id}/delete`,
+      });
       expect((await state()).map((r) => r.name)).toEqual(['Doomed']);
       const confirmed = await form(`/admin/groups/${g.id}/delete`, { confirm: 'yes' });
-      expect({ status: confirmed.status, location: confirmed.headers.get('location') }).toEqual({ status: 303, location: '/admin/groups?done=group-deleted' });
+      expect({ status: confirmed.status, location: confirmed.headers.get('location') }).toEqual({
+        status: 303,
+        location: '/admin/groups?done=group-deleted',
+      });
       expect(await state()).toEqual([]);
     });
 
@@ -253,14 +350,21 @@ describe('groups as CSV', () => {
       // The image page's Remove button posts without confirm=yes: it leads to the question.
       const fromImage = await form(`/admin/groups/${g.id}/unassign`, { back: `/admin/images/${win.id}` });
       expect(fromImage.status).toBe(303);
-      expect(fromImage.headers.get('location')).toBe(`/admin/groups/${g.id}/unassign?back=${encodeURIComponent(`/admin/images/${win.id}`)}`);
+      expect(fromImage.headers.get('location')).toBe(
+        `/admin/groups/${g.id}/unassign?back=${encodeURIComponent(`/admin/images/${win.id}`)}`,
+      );
       expect((await state())[0]!.image_id).toBe(win.id);
       const question = await page(fromImage.headers.get('location')!);
       expect(question.text).toContain('Remove Windows 11, Corporate from Kept?');
       expect(question.text).toContain(`<a href="/admin/images/${win.id}">Cancel</a>`);
       // A foreign "back" is not followed.
-      expect((await page(`/admin/groups/${g.id}/unassign?back=https://evil.example/`)).text).toContain(`<a href="/admin/groups/${g.id}">Cancel</a>`);
-      const confirmed = await form(`/admin/groups/${g.id}/unassign`, { confirm: 'yes', back: `/admin/images/${win.id}` });
+      expect((await page(`/admin/groups/${g.id}/unassign?back=https://evil.example/`)).text).toContain(
+        `<a href="/admin/groups/${g.id}">Cancel</a>`,
+      );
+      const confirmed = await form(`/admin/groups/${g.id}/unassign`, {
+        confirm: 'yes',
+        back: `/admin/images/${win.id}`,
+      });
       expect(confirmed.headers.get('location')).toBe(`/admin/images/${win.id}?done=group-unassigned`);
       expect((await state())[0]!.image_id).toBeNull();
     });
@@ -279,14 +383,23 @@ describe('groups as CSV', () => {
           `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="groups.csv"\r\nContent-Type: text/csv\r\n\r\n${body}\r\n`,
           `--${boundary}--\r\n`,
         ];
-        return call(m.url, 'POST', '/admin/groups/import', { session, csrf: null, raw: parts.join(''), contentType: `multipart/form-data; boundary=${boundary}` });
+        return call(m.url, 'POST', '/admin/groups/import', {
+          session,
+          csrf: null,
+          raw: parts.join(''),
+          contentType: `multipart/form-data; boundary=${boundary}`,
+        });
       };
       const checked = await multipart('name\r\nSales\r\nNew\r\n', true);
       expect(checked.headers.get('location')).toBe('/admin/groups?done=groups-checked&created=1&updated=0&unchanged=1');
-      expect((await page(checked.headers.get('location')!)).text).toContain('The file is fine: importing it would create 1, update 0 and leave 1 group(s) unchanged. Nothing was changed.');
+      expect((await page(checked.headers.get('location')!)).text).toContain(
+        'The file is fine: importing it would create 1, update 0 and leave 1 group(s) unchanged. Nothing was changed.',
+      );
       expect((await state()).map((r) => r.name)).toEqual(['Sales']);
       const imported = await multipart('name\r\nSales\r\nNew\r\n', false);
-      expect(imported.headers.get('location')).toBe('/admin/groups?done=groups-imported&created=1&updated=0&unchanged=1');
+      expect(imported.headers.get('location')).toBe(
+        '/admin/groups?done=groups-imported&created=1&updated=0&unchanged=1',
+      );
       expect((await state()).map((r) => r.name)).toEqual(['Sales', 'New']);
       const bad = await multipart('name,primary\r\nA,perhaps\r\n', false);
       expect(bad.status).toBe(400);

@@ -25,7 +25,8 @@ import { makeTempDir, startMirror, type TestMirror } from '../helpers/env.js';
 describe('group names are unique regardless of case', () => {
   let m: TestMirror;
   let token: string;
-  const api = <T = unknown>(method: string, p: string, json?: unknown) => call<T>(m.url, method, `/api/v1${p}`, { token, json });
+  const api = <T = unknown>(method: string, p: string, json?: unknown) =>
+    call<T>(m.url, method, `/api/v1${p}`, { token, json });
 
   beforeAll(async () => {
     m = await startMirror();
@@ -59,7 +60,10 @@ describe('group names are unique regardless of case', () => {
   it('is enforced by the schema itself: a direct insert that differs only in case is a unique violation', async () => {
     const now = Date.now();
     const insert = (name: string) =>
-      m.runtime.db.insertInto('groups').values({ name, license_key: null, is_primary: 0, image_id: null, created_at: now, updated_at: now }).execute();
+      m.runtime.db
+        .insertInto('groups')
+        .values({ name, license_key: null, is_primary: 0, image_id: null, created_at: now, updated_at: now })
+        .execute();
     await insert('Schema Check');
     let caught: unknown = null;
     try {
@@ -67,7 +71,10 @@ describe('group names are unique regardless of case', () => {
     } catch (err) {
       caught = err;
     }
-    expect(constraintViolation(caught)).toMatchObject({ kind: 'unique', detail: expect.stringContaining('groups_name_nocase') as string });
+    expect(constraintViolation(caught)).toMatchObject({
+      kind: 'unique',
+      detail: expect.stringContaining('groups_name_nocase') as string,
+    });
     // ASCII case only, as SQLite's lower() (and PostgreSQL's lower(name COLLATE "C")) fold it.
     await insert('Équipe');
     await insert('équipe');
@@ -88,7 +95,9 @@ describe('bundle import and case-only differences', () => {
       await createGroup(b.runtime, cliActor, { name: 'Sales', licenseKey: 'KEEP' });
       const manifest = await buildManifest(a.runtime, { images: [], includeBlobs: false });
       const before = await b.runtime.db.selectFrom('groups').selectAll().execute();
-      await expect(importBundle(b.runtime.ingestDeps, exportBundle(a.runtime.store, manifest), { dryRun: false, actor: cliActor })).rejects.toMatchObject({
+      await expect(
+        importBundle(b.runtime.ingestDeps, exportBundle(a.runtime.store, manifest), { dryRun: false, actor: cliActor }),
+      ).rejects.toMatchObject({
         code: 'BUNDLE_CONFLICT',
         message: expect.stringContaining('group "sales" differs only in case from group "Sales" here') as string,
       });
@@ -110,41 +119,92 @@ describe('migration 0007 with groups that differ only in case', () => {
     const file = path.join(dir, 'old.db');
     // A database as the previous release left it (migrations 0001-0004).
     const old = new Kysely<Database>({ dialect: new SqliteDialect({ database: new SQLite(file) }) });
-    const upTo0004: Record<string, Migration> = { '0001-blobs': m0001, '0002-portal-model': m0002, '0003-activity': m0003, '0004-ingested-at': m0004 };
-    const { error } = await new Migrator({ db: old, provider: { getMigrations: () => Promise.resolve(upTo0004) } }).migrateToLatest();
+    const upTo0004: Record<string, Migration> = {
+      '0001-blobs': m0001,
+      '0002-portal-model': m0002,
+      '0003-activity': m0003,
+      '0004-ingested-at': m0004,
+    };
+    const { error } = await new Migrator({
+      db: old,
+      provider: { getMigrations: () => Promise.resolve(upTo0004) },
+    }).migrateToLatest();
     expect(error).toBeUndefined();
     const now = Date.now();
     const long = `${'L'.repeat(100)}`;
     for (const name of ['Sales', 'sales', 'Design', 'SALES', 'sales (2)', long, long.toLowerCase()]) {
-      await old.insertInto('groups').values({ name, license_key: null, is_primary: 0, image_id: null, created_at: now, updated_at: now }).execute();
+      await old
+        .insertInto('groups')
+        .values({ name, license_key: null, is_primary: 0, image_id: null, created_at: now, updated_at: now })
+        .execute();
     }
     await old.destroy();
 
     const db = await openDatabase(file);
     try {
       const groups = await db.selectFrom('groups').select(['id', 'name']).orderBy('id').execute();
-      expect(groups.map((g) => g.name)).toEqual(['Sales', 'sales (3)', 'Design', 'SALES (4)', 'sales (2)', long, `${'l'.repeat(96)} (2)`]);
-      const renames = await db.selectFrom('audit_log').selectAll().where('action', '=', 'group.rename').orderBy('id').execute();
-      expect(renames.map((r) => ({ actor: r.actor, target: r.target, details: JSON.parse(r.details) as unknown }))).toEqual([
+      expect(groups.map((g) => g.name)).toEqual([
+        'Sales',
+        'sales (3)',
+        'Design',
+        'SALES (4)',
+        'sales (2)',
+        long,
+        `${'l'.repeat(96)} (2)`,
+      ]);
+      const renames = await db
+        .selectFrom('audit_log')
+        .selectAll()
+        .where('action', '=', 'group.rename')
+        .orderBy('id')
+        .execute();
+      expect(
+        renames.map((r) => ({ actor: r.actor, target: r.target, details: JSON.parse(r.details) as unknown })),
+      ).toEqual([
         {
           actor: 'system:migration-0007',
           target: `group:${groups[1]!.id}`,
-          details: { from: 'sales', to: 'sales (3)', name: 'sales (3)', reason: 'group names are now unique regardless of case, and "Sales" already existed' },
+          details: {
+            from: 'sales',
+            to: 'sales (3)',
+            name: 'sales (3)',
+            reason: 'group names are now unique regardless of case, and "Sales" already existed',
+          },
         },
         {
           actor: 'system:migration-0007',
           target: `group:${groups[3]!.id}`,
-          details: { from: 'SALES', to: 'SALES (4)', name: 'SALES (4)', reason: 'group names are now unique regardless of case, and "Sales" already existed' },
+          details: {
+            from: 'SALES',
+            to: 'SALES (4)',
+            name: 'SALES (4)',
+            reason: 'group names are now unique regardless of case, and "Sales" already existed',
+          },
         },
         {
           actor: 'system:migration-0007',
           target: `group:${groups[6]!.id}`,
-          details: { from: long.toLowerCase(), to: `${'l'.repeat(96)} (2)`, name: `${'l'.repeat(96)} (2)`, reason: `group names are now unique regardless of case, and "${long}" already existed` },
+          details: {
+            from: long.toLowerCase(),
+            to: `${'l'.repeat(96)} (2)`,
+            name: `${'l'.repeat(96)} (2)`,
+            reason: `group names are now unique regardless of case, and "${long}" already existed`,
+          },
         },
       ]);
       // And from now on the index holds.
       await expect(
-        db.insertInto('groups').values({ name: 'design', license_key: null, is_primary: 0, image_id: null, created_at: now, updated_at: now }).execute(),
+        db
+          .insertInto('groups')
+          .values({
+            name: 'design',
+            license_key: null,
+            is_primary: 0,
+            image_id: null,
+            created_at: now,
+            updated_at: now,
+          })
+          .execute(),
       ).rejects.toThrow(/UNIQUE constraint failed/);
     } finally {
       await db.destroy();

@@ -46,14 +46,22 @@ describe('health', () => {
       status: 'unhealthy',
       ok: false,
       reason: 'DISK_LOW',
-      checks: { database: 'ok', dataDir: 'ok', disk: expect.stringMatching(/^low: \d+ bytes free, minimum \d+$/) as string },
+      checks: {
+        database: 'ok',
+        dataDir: 'ok',
+        disk: expect.stringMatching(/^low: \d+ bytes free, minimum \d+$/) as string,
+      },
       freeBytes: anyNumber(),
       minFreeBytes: Number.MAX_SAFE_INTEGER,
     });
     const admin = (await createApiToken(ok.runtime, cliActor, 'monitor', 'read')).token;
     const fine = await call<{ status: string; freeBytes: number }>(ok.url, 'GET', '/api/v1/health', { token: admin });
     expect(fine.status).toBe(200);
-    expect(fine.body).toMatchObject({ status: 'ok', reason: null, checks: { database: 'ok', dataDir: 'ok', disk: 'ok' } });
+    expect(fine.body).toMatchObject({
+      status: 'ok',
+      reason: null,
+      checks: { database: 'ok', dataDir: 'ok', disk: 'ok' },
+    });
     expect(fine.body.freeBytes).toBeGreaterThan(0);
   });
 

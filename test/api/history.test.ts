@@ -39,10 +39,16 @@ describe('readable history', () => {
   let image: ImageView;
   let sales: GroupView;
   let arm: string;
-  const api = <T = unknown>(method: string, p: string, json?: unknown) => call<T>(m.url, method, `/api/v1${p}`, { token, json });
+  const api = <T = unknown>(method: string, p: string, json?: unknown) =>
+    call<T>(m.url, method, `/api/v1${p}`, { token, json });
   const page = (p: string) => call(m.url, 'GET', p, { session });
   const form = (p: string, fields: Record<string, string>) =>
-    call(m.url, 'POST', p, { session, csrf: null, raw: new URLSearchParams({ _csrf: session.csrfToken, ...fields }).toString(), contentType: 'application/x-www-form-urlencoded' });
+    call(m.url, 'POST', p, {
+      session,
+      csrf: null,
+      raw: new URLSearchParams({ _csrf: session.csrfToken, ...fields }).toString(),
+      contentType: 'application/x-www-form-urlencoded',
+    });
 
   beforeAll(async () => {
     m = await startMirror();
@@ -50,12 +56,16 @@ describe('readable history', () => {
     token = await issueToken(m, 'hist');
     session = await mustSignIn(m.url);
     arm = await putBlob(m, testBytes(2048, 'history-arm'), 'Win11-arm.pvmp');
-    image = (await api<ImageView>('POST', '/images', { name: 'Windows 11 Corporate', arm64: { enabled: true, sha256: arm } })).body;
+    image = (
+      await api<ImageView>('POST', '/images', { name: 'Windows 11 Corporate', arm64: { enabled: true, sha256: arm } })
+    ).body;
     sales = (await api<GroupView>('POST', '/groups', { name: 'Sales' })).body;
     // The admin assigns on the image page, changes the image, then removes the assignment after the confirmation.
     expect((await form(`/admin/images/${image.id}/assign`, { groupId: String(sales.id) })).status).toBe(303);
     await api('PATCH', `/images/${image.id}`, { description: 'Q4 build', x86_64: { enabled: false } });
-    expect((await form(`/admin/groups/${sales.id}/unassign`, { confirm: 'yes', back: `/admin/images/${image.id}` })).status).toBe(303);
+    expect(
+      (await form(`/admin/groups/${sales.id}/unassign`, { confirm: 'yes', back: `/admin/images/${image.id}` })).status,
+    ).toBe(303);
     await api('PATCH', `/groups/${sales.id}`, { name: 'Sales EMEA', primary: true, licenseKey: 'KEY-1' });
     const doomed = (await api<GroupView>('POST', '/groups', { name: 'Temp', imageId: image.id })).body;
     await api('DELETE', `/groups/${doomed.id}`);
@@ -79,7 +89,9 @@ describe('readable history', () => {
       'test-setup created API token “hist”',
       'MIRROR_ADMIN_PASSWORD created user admin',
     ]);
-    expect(res.text).toContain(`admin assigned <a href="/admin/groups/${sales.id}">Sales EMEA</a> → <a href="/admin/images/${image.id}">Windows 11 Corporate</a>`);
+    expect(res.text).toContain(
+      `admin assigned <a href="/admin/groups/${sales.id}">Sales EMEA</a> → <a href="/admin/images/${image.id}">Windows 11 Corporate</a>`,
+    );
     // A deleted group is named as it was, without a link.
     expect(res.text).toMatch(/deleted group Temp<\/li>/);
   });
@@ -98,7 +110,10 @@ describe('readable history', () => {
       'admin assigned Sales EMEA → Windows 11 Corporate',
     ]);
     const images = sentencesOf((await page('/admin/history?action=images')).text);
-    expect(images).toEqual(['API token “hist” changed golden image Windows 11 Corporate: description, Intel disabled', 'API token “hist” created golden image Windows 11 Corporate']);
+    expect(images).toEqual([
+      'API token “hist” changed golden image Windows 11 Corporate: description, Intel disabled',
+      'API token “hist” created golden image Windows 11 Corporate',
+    ]);
     // The image.update entry recorded no name: the text filter still finds it by today's name.
     expect(sentencesOf((await page('/admin/history?q=corporate+description')).text)).toEqual([
       'API token “hist” changed golden image Windows 11 Corporate: description, Intel disabled',
@@ -138,7 +153,13 @@ describe('readable history', () => {
     const db = m.runtime.db;
     const now = Date.now();
     const insert = async (action: string, target: string, details: unknown) =>
-      (await db.insertInto('audit_log').values({ at: now, actor: 'cli:root', action, target, details: JSON.stringify(details) }).returning('id').executeTakeFirstOrThrow()).id;
+      (
+        await db
+          .insertInto('audit_log')
+          .values({ at: now, actor: 'cli:root', action, target, details: JSON.stringify(details) })
+          .returning('id')
+          .executeTakeFirstOrThrow()
+      ).id;
     const ids = [
       await insert('group.update', `group:${sales.id}`, { imageId: image.id }),
       await insert('image.update', 'image:999', { arm64: { sha256: arm } }),
@@ -155,13 +176,26 @@ describe('readable history', () => {
       'root (command line) found package Win11-arm.pvmp corrupt: sha256 mismatch; it was moved to quarantine',
       'root (command line) did settings.change on settings',
     ]);
-    expect(described[1]!.parts.find((p) => p.text === 'Win11-arm.pvmp')).toEqual({ text: 'Win11-arm.pvmp', href: `/admin/blobs/${arm}` });
+    expect(described[1]!.parts.find((p) => p.text === 'Win11-arm.pvmp')).toEqual({
+      text: 'Win11-arm.pvmp',
+      href: `/admin/blobs/${arm}`,
+    });
     // Text filtering reaches past a full batch of non-matching rows.
     await db
       .insertInto('audit_log')
-      .values(Array.from({ length: 450 }, () => ({ at: now, actor: 'system:goldmirror', action: 'token.create', target: 'token:filler', details: '{}' })))
+      .values(
+        Array.from({ length: 450 }, () => ({
+          at: now,
+          actor: 'system:goldmirror',
+          action: 'token.create',
+          target: 'token:filler',
+          details: '{}',
+        })),
+      )
       .execute();
     const found = await listHistory({ db }, { text: 'left without', limit: 5 });
-    expect(found.entries.map((e) => e.sentence)).toEqual(['root (command line) deleted golden image Old image; groups left without an image: A, B']);
+    expect(found.entries.map((e) => e.sentence)).toEqual([
+      'root (command line) deleted golden image Old image; groups left without an image: A, B',
+    ]);
   });
 });

@@ -45,7 +45,10 @@ describe('the link check only ever reaches this mirror', () => {
 
   /** POST …/check with a forged Host header (node:http, so the header goes out as written). */
   async function checkWithHost(m: TestMirror, path: string, token: string): Promise<{ status: number; body: string }> {
-    return request(`${m.url}${path}`, { method: 'POST', headers: { Host: decoyHost, Authorization: `Bearer ${token}`, 'Content-Length': 0 } });
+    return request(`${m.url}${path}`, {
+      method: 'POST',
+      headers: { Host: decoyHost, Authorization: `Bearer ${token}`, 'Content-Length': 0 },
+    });
   }
 
   describe('with the address stored in Settings', () => {
@@ -85,7 +88,10 @@ describe('the link check only ever reaches this mirror', () => {
       const report = JSON.parse(res.body) as LinkCheckReport;
       const arm = report.architectures.arm64!;
       expect(arm.url!.startsWith(`${m.url}/d/`)).toBe(true);
-      expect(arm.steps.every((s) => s.ok), JSON.stringify(arm.steps)).toBe(true);
+      expect(
+        arm.steps.every((s) => s.ok),
+        JSON.stringify(arm.steps),
+      ).toBe(true);
       expect(report.ok).toBe(true);
       expect(decoyHits).toEqual([]);
 

@@ -13,9 +13,17 @@ import type { ImageView } from '../../server/services/images.js';
 import type { LinkCheckReport } from '../../server/services/link-check.js';
 import { systemActor } from '../../server/services/audit.js';
 import { PUBLIC_ADDRESS_MISSING, updateSettings } from '../../server/services/settings.js';
-import { bootstrapTestAdmin, call, closedPort, containing, expectError, issueToken, mustSignIn, rawRequest } from '../helpers/api.js';
+import {
+  bootstrapTestAdmin,
+  call,
+  closedPort,
+  containing,
+  expectError,
+  issueToken,
+  mustSignIn,
+  rawRequest,
+} from '../helpers/api.js';
 import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
-
 
 /** Big enough for three samples of 64 KiB (start, middle, end), and not a multiple of anything. */
 const ARM_SIZE = 300 * 1024 + 17;
@@ -67,13 +75,20 @@ describe('link check', () => {
   });
 
   it('passes for both architectures served by the running server', async () => {
-    const img = await createImage(m, token, { name: 'Both', arm64: { enabled: true, sha256: arm }, x86_64: { enabled: true, sha256: x86 } });
+    const img = await createImage(m, token, {
+      name: 'Both',
+      arm64: { enabled: true, sha256: arm },
+      x86_64: { enabled: true, sha256: x86 },
+    });
     const before = Date.now();
     const report = await check(m, token, img.id);
     expect(report.ok).toBe(true);
     expect(Date.parse(report.checkedAt)).toBeGreaterThanOrEqual(before - 1000);
     expect(Object.keys(report.architectures).sort()).toEqual(['arm64', 'x86_64']);
-    for (const [arch, size, url] of [['arm64', ARM_SIZE, img.arm64.url], ['x86_64', X86_SIZE, img.x86_64.url]] as const) {
+    for (const [arch, size, url] of [
+      ['arm64', ARM_SIZE, img.arm64.url],
+      ['x86_64', X86_SIZE, img.x86_64.url],
+    ] as const) {
       const a = report.architectures[arch]!;
       expect(a.url).toBe(url);
       expect(a.url!.startsWith(`${m.url}/d/`)).toBe(true);
@@ -94,7 +109,11 @@ describe('link check', () => {
   });
 
   it('checks only enabled architectures, and fails when none is enabled', async () => {
-    const armOnly = await createImage(m, token, { name: 'Arm only', arm64: { enabled: true, sha256: arm }, x86_64: { enabled: false, sha256: x86 } });
+    const armOnly = await createImage(m, token, {
+      name: 'Arm only',
+      arm64: { enabled: true, sha256: arm },
+      x86_64: { enabled: false, sha256: x86 },
+    });
     const report = await check(m, token, armOnly.id);
     expect(report.ok).toBe(true);
     expect(Object.keys(report.architectures)).toEqual(['arm64']);
@@ -162,7 +181,11 @@ describe('link check', () => {
     expect(report.ok).toBe(false);
     const steps = report.architectures.x86_64!.steps;
     expect(steps[0]).toMatchObject({ name: 'reachable', ok: true });
-    expect(steps.find((s) => s.name === 'status')).toEqual({ name: 'status', ok: false, detail: 'expected 200, got 503' });
+    expect(steps.find((s) => s.name === 'status')).toEqual({
+      name: 'status',
+      ok: false,
+      detail: 'expected 200, got 503',
+    });
   });
 
   it('fails when the package file was deleted behind the mirror’s back', async () => {
@@ -175,11 +198,13 @@ describe('link check', () => {
     expect(report.architectures.x86_64!.ok).toBe(false);
     // Either the link itself answers 503 (the download handler noticed), or, if HEAD does not
     // open the file, reading the samples finds it gone: both are a failed check naming the cause.
-    const failed = (report.architectures.x86_64!.steps).filter((s) => !s.ok);
+    const failed = report.architectures.x86_64!.steps.filter((s) => !s.ok);
     expect(failed.length).toBeGreaterThan(0);
     expect(
       failed.some(
-        (s) => (s.name === 'status' && s.detail === 'expected 200, got 503') || (s.name === 'sampled bytes' && s.detail === 'the stored package file is missing'),
+        (s) =>
+          (s.name === 'status' && s.detail === 'expected 200, got 503') ||
+          (s.name === 'sampled bytes' && s.detail === 'the stored package file is missing'),
       ),
     ).toBe(true);
     // And a Mac would get a clean 503, not a truncated download.
@@ -234,7 +259,9 @@ describe('link check: where it runs and what it tells the admin', () => {
     expect(report.checkedFrom).toBe('server');
     expect(report.note).toMatch(/made by the goldmirror server itself, not by a Mac/);
     expect(report.publicUrl).toBe(m.url);
-    expect(report.warnings).toEqual([containing(`Macs cannot reach this mirror at ${m.url}: 127.0.0.1 is a loopback address`)]);
+    expect(report.warnings).toEqual([
+      containing(`Macs cannot reach this mirror at ${m.url}: 127.0.0.1 is a loopback address`),
+    ]);
     const url = `${m.url}/d/${sha}/Windows-11-ARM.pvmp`;
     expect(report.architectures.arm64!.url).toBe(url);
     expect(report.architectures.arm64!.curl).toBe(`curl -I ${url}`);
@@ -279,12 +306,24 @@ describe('link check: where it runs and what it tells the admin', () => {
     expect(page.text).toContain('id="check-result"');
     expect(page.text).toContain('The links answer on this server, but Macs cannot reach them.');
     expect(page.text).toContain('made by the goldmirror server itself, not by a Mac');
-    expect(page.text).toMatch(/<p class="warn-text">Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:\d+: 127\.0\.0\.1 is a loopback address/);
-    expect(page.text.replace(/<\/?span( class="seg")?>/g, '')).toContain(`curl -I ${m.url}/d/${sha}/Windows-11-ARM.pvmp`);
-    const stored = await m.runtime.db.selectFrom('link_checks').select('checked_at').where('image_id', '=', img.id).executeTakeFirstOrThrow();
+    expect(page.text).toMatch(
+      /<p class="warn-text">Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:\d+: 127\.0\.0\.1 is a loopback address/,
+    );
+    expect(page.text.replace(/<\/?span( class="seg")?>/g, '')).toContain(
+      `curl -I ${m.url}/d/${sha}/Windows-11-ARM.pvmp`,
+    );
+    const stored = await m.runtime.db
+      .selectFrom('link_checks')
+      .select('checked_at')
+      .where('image_id', '=', img.id)
+      .executeTakeFirstOrThrow();
     const again = await call(m.url, 'GET', `/admin/images/${img.id}`, { session });
     expect(again.text).toContain('id="check-result"');
-    const after = await m.runtime.db.selectFrom('link_checks').select('checked_at').where('image_id', '=', img.id).executeTakeFirstOrThrow();
+    const after = await m.runtime.db
+      .selectFrom('link_checks')
+      .select('checked_at')
+      .where('image_id', '=', img.id)
+      .executeTakeFirstOrThrow();
     expect(after.checked_at).toBe(stored.checked_at);
   });
 });

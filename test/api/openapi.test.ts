@@ -45,10 +45,12 @@ describe('OpenAPI document', () => {
     m = await startMirror();
     await bootstrapTestAdmin(m);
     const { ingestDeps, store, log } = m.runtime;
-    app = createApp({ ...m.runtime, uploads: createUploadServer({ ingestDeps, store, log, baseUrl: async () => null }) });
+    app = createApp({
+      ...m.runtime,
+      uploads: createUploadServer({ ingestDeps, store, log, baseUrl: async () => null }),
+    });
     token = await issueToken(m, 'openapi');
-    readToken = (await createApiToken(m.runtime, { kind: 'system', name: 'test-setup' }, 'openapi-read', 'read'))
-      .token;
+    readToken = (await createApiToken(m.runtime, { kind: 'system', name: 'test-setup' }, 'openapi-read', 'read')).token;
     const res = await request('GET', '/api/v1/openapi.json', { token: readToken });
     expect(res.status).toBe(200);
     doc = (await res.json()) as Document;

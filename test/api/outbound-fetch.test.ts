@@ -86,13 +86,19 @@ describe('outbound fetches refuse loopback, link-local, unspecified and own addr
   it('refuses a loopback URL by default, by IP and by a name that resolves to it, before the peer sees a request', async () => {
     await expect(fetchIntoStore(strict.ingestDeps, `${peer.url}/file.pvmp`, fast)).rejects.toMatchObject({
       code: 'FETCH_ADDRESS_REFUSED',
-      message: matching(/^refusing to fetch from 127\.0\.0\.1: it is a loopback address, .* add it to MIRROR_FETCH_ALLOW \(e\.g\. MIRROR_FETCH_ALLOW=127\.0\.0\.1\/32\)$/),
+      message: matching(
+        /^refusing to fetch from 127\.0\.0\.1: it is a loopback address, .* add it to MIRROR_FETCH_ALLOW \(e\.g\. MIRROR_FETCH_ALLOW=127\.0\.0\.1\/32\)$/,
+      ),
     });
-    await expect(fetchIntoStore(strict.ingestDeps, `http://localhost:${peer.port}/file.pvmp`, fast)).rejects.toMatchObject({
+    await expect(
+      fetchIntoStore(strict.ingestDeps, `http://localhost:${peer.port}/file.pvmp`, fast),
+    ).rejects.toMatchObject({
       code: 'FETCH_ADDRESS_REFUSED',
       message: containing('(localhost resolves to it): it is a loopback address'),
     });
-    await expect(fetchIntoStore(strict.ingestDeps, `${peer.url}/x.pvmp`, { ...fast, checksumUrl: `${peer.url}/x.sha256` })).rejects.toMatchObject({
+    await expect(
+      fetchIntoStore(strict.ingestDeps, `${peer.url}/x.pvmp`, { ...fast, checksumUrl: `${peer.url}/x.sha256` }),
+    ).rejects.toMatchObject({
       code: 'FETCH_ADDRESS_REFUSED',
     });
     expect(peer.hits).toEqual([]);
@@ -108,7 +114,10 @@ describe('outbound fetches refuse loopback, link-local, unspecified and own addr
       [`http://[::ffff:127.0.0.1]:${peer.port}/file.pvmp`, /::ffff:7f00:1: it is a loopback address/],
     ];
     for (const [url, message] of cases) {
-      await expect(fetchIntoStore(strict.ingestDeps, url, fast), url).rejects.toMatchObject({ code: 'FETCH_ADDRESS_REFUSED', message: matching(message) });
+      await expect(fetchIntoStore(strict.ingestDeps, url, fast), url).rejects.toMatchObject({
+        code: 'FETCH_ADDRESS_REFUSED',
+        message: matching(message),
+      });
     }
     expect(peer.hits).toEqual([]);
     await nothingStored(strict);
@@ -119,7 +128,9 @@ describe('outbound fetches refuse loopback, link-local, unspecified and own addr
     expect(await pinned('198.51.100.7')).toBe('an address this mirror listens on');
     expect(await pinned('198.51.100.8')).toBeNull();
     expect(await pinned('10.1.2.3')).toBeNull(); // the LAN stays reachable
-    expect(await createAddressCheck({ allow: ['198.51.100.0/24'], listenHost: '198.51.100.7' })('198.51.100.7')).toBeNull();
+    expect(
+      await createAddressCheck({ allow: ['198.51.100.0/24'], listenHost: '198.51.100.7' })('198.51.100.7'),
+    ).toBeNull();
     const wildcard = createAddressCheck({ allow: [], listenHost: '0.0.0.0' });
     const own = Object.values(os.networkInterfaces())
       .flatMap((list) => list ?? [])
@@ -129,9 +140,14 @@ describe('outbound fetches refuse loopback, link-local, unspecified and own addr
   });
 
   it('MIRROR_FETCH_ALLOW opens exactly what it lists', async () => {
-    const { blob } = await fetchIntoStore(opened.ingestDeps, `${other.url}/file.pvmp`, { ...fast, expectedSha256: digest });
+    const { blob } = await fetchIntoStore(opened.ingestDeps, `${other.url}/file.pvmp`, {
+      ...fast,
+      expectedSha256: digest,
+    });
     expect(blob.sha256).toBe(digest);
-    await expect(fetchIntoStore(opened.ingestDeps, `${peer.url}/file.pvmp`, fast)).rejects.toMatchObject({ code: 'FETCH_ADDRESS_REFUSED' });
+    await expect(fetchIntoStore(opened.ingestDeps, `${peer.url}/file.pvmp`, fast)).rejects.toMatchObject({
+      code: 'FETCH_ADDRESS_REFUSED',
+    });
     expect(peer.hits).toEqual([]);
     await opened.db.deleteFrom('blobs').execute();
     await (await opened.store.detach(digest))?.discard();
@@ -152,13 +168,18 @@ describe('outbound fetches refuse loopback, link-local, unspecified and own addr
 
   it('follows at most 5 redirects, and drops credentials when a redirect changes the origin', async () => {
     const client = createOutboundFetch({ allow: ['127.0.0.0/8'], listenHost: '127.0.0.1' });
-    await expect(client(`${other.url}/loop`)).rejects.toMatchObject({ code: 'SOURCE_FAILED', message: containing('redirected more than 5 times') });
+    await expect(client(`${other.url}/loop`)).rejects.toMatchObject({
+      code: 'SOURCE_FAILED',
+      message: containing('redirected more than 5 times'),
+    });
     expect(other.hits.filter((h) => h.url === '/loop')).toHaveLength(6);
 
     peer.hits.length = 0;
     other.hits.length = 0;
     const auth = { Authorization: 'Bearer gm_secret' };
-    const crossOrigin = await client(`${other.url}/to?u=${encodeURIComponent(`${peer.url}/file.pvmp`)}`, { headers: auth });
+    const crossOrigin = await client(`${other.url}/to?u=${encodeURIComponent(`${peer.url}/file.pvmp`)}`, {
+      headers: auth,
+    });
     expect(crossOrigin.status).toBe(200);
     expect(Buffer.from(await crossOrigin.arrayBuffer()).equals(data)).toBe(true);
     expect(other.hits[0]!.authorization).toBe('Bearer gm_secret');
@@ -171,7 +192,9 @@ describe('outbound fetches refuse loopback, link-local, unspecified and own addr
 
 describe('MIRROR_FETCH_ALLOW and MIRROR_FETCH_CONCURRENCY settings', () => {
   it('are validated at start, every problem named, and normalised', () => {
-    expect(loadConfig({ env: { MIRROR_FETCH_ALLOW: '127.0.0.0/8, ::1 [fd00::]/8', MIRROR_FETCH_CONCURRENCY: '4' } })).toMatchObject({
+    expect(
+      loadConfig({ env: { MIRROR_FETCH_ALLOW: '127.0.0.0/8, ::1 [fd00::]/8', MIRROR_FETCH_CONCURRENCY: '4' } }),
+    ).toMatchObject({
       fetchAllow: ['127.0.0.0/8', '::1/128', 'fd00::/8'],
       fetchConcurrency: 4,
     });

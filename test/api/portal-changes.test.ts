@@ -21,7 +21,8 @@ describe('pending portal changes', () => {
   let armOld: string;
   let armNew: string;
   let intel: string;
-  const api = <T = unknown>(method: string, path: string, json?: unknown) => call<T>(m.url, method, `/api/v1${path}`, { token, json });
+  const api = <T = unknown>(method: string, path: string, json?: unknown) =>
+    call<T>(m.url, method, `/api/v1${path}`, { token, json });
   const portal = async (id: number) => (await api<PortalValues>('GET', `/images/${id}/portal`)).body;
   const create = async (body: Record<string, unknown>) => {
     const res = await api<ImageView>('POST', '/images', body);
@@ -65,10 +66,24 @@ describe('pending portal changes', () => {
     const change = p.pendingChange!;
     expect(change).not.toBeNull();
     expect(Date.parse(change.since!)).toBeGreaterThanOrEqual(before - 1000);
-    expect(change.previous.arm64).toEqual({ enabled: true, downloadUrl: url(LAN, armOld, 'Win11-arm-v1.pvmp'), sha256: armOld });
-    expect(change.current.arm64).toEqual({ enabled: true, downloadUrl: url(LAN, armNew, 'Win11-arm-v2.pvmp'), sha256: armNew });
+    expect(change.previous.arm64).toEqual({
+      enabled: true,
+      downloadUrl: url(LAN, armOld, 'Win11-arm-v1.pvmp'),
+      sha256: armOld,
+    });
+    expect(change.current.arm64).toEqual({
+      enabled: true,
+      downloadUrl: url(LAN, armNew, 'Win11-arm-v2.pvmp'),
+      sha256: armNew,
+    });
     expect(change.changes).toEqual([
-      { arch: 'arm64', label: 'Apple silicon', field: 'downloadUrl', from: url(LAN, armOld, 'Win11-arm-v1.pvmp'), to: url(LAN, armNew, 'Win11-arm-v2.pvmp') },
+      {
+        arch: 'arm64',
+        label: 'Apple silicon',
+        field: 'downloadUrl',
+        from: url(LAN, armOld, 'Win11-arm-v1.pvmp'),
+        to: url(LAN, armNew, 'Win11-arm-v2.pvmp'),
+      },
       { arch: 'arm64', label: 'Apple silicon', field: 'sha256', from: armOld, to: armNew },
     ]);
     expect(change.fingerprint).toMatch(/^[0-9a-f]{16}$/);
@@ -84,7 +99,9 @@ describe('pending portal changes', () => {
     for (const html of [imagePage, dashboard]) {
       expect(html).toContain('Portal values changed — update the portal');
       expect(html).toContain(`<td class="old">${armOld}</td><td class="new">${armNew}</td>`);
-      expect(html).toContain(`<td class="old">${url(LAN, armOld, 'Win11-arm-v1.pvmp')}</td><td class="new">${url(LAN, armNew, 'Win11-arm-v2.pvmp')}</td>`);
+      expect(html).toContain(
+        `<td class="old">${url(LAN, armOld, 'Win11-arm-v1.pvmp')}</td><td class="new">${url(LAN, armNew, 'Win11-arm-v2.pvmp')}</td>`,
+      );
       expect(html).toContain(`action="/admin/images/${img.id}/portal/confirm"`);
     }
     expect(dashboard).toContain('Portal values changed — update the portal: Shown in pages');
@@ -100,8 +117,12 @@ describe('pending portal changes', () => {
     expect(res.status, res.text).toBe(303);
     expect(res.headers.get('location')).toBe('/admin?done=portal-confirmed');
     expect((await portal(img.id)).pendingChange).toBeNull();
-    expect((await call(m.url, 'GET', `/admin/images/${img.id}`, { session })).text).not.toContain('Portal values changed');
-    expect((await call(m.url, 'GET', '/admin', { session })).text).not.toContain('Portal values changed — update the portal: Shown in pages');
+    expect((await call(m.url, 'GET', `/admin/images/${img.id}`, { session })).text).not.toContain(
+      'Portal values changed',
+    );
+    expect((await call(m.url, 'GET', '/admin', { session })).text).not.toContain(
+      'Portal values changed — update the portal: Shown in pages',
+    );
   });
 
   it('is marked done through the API (audited with old and new), refused when the values changed again since', async () => {
@@ -113,7 +134,13 @@ describe('pending portal changes', () => {
     const stale = await api('POST', `/images/${img.id}/portal/confirm`, { fingerprint: seen.fingerprint });
     expect(expectError(stale, 409, 'CONFLICT').message).toMatch(/changed again/);
     const now = (await portal(img.id)).pendingChange!;
-    expect(now.changes.map((c) => `${c.arch}.${c.field}`)).toEqual(['arm64.downloadUrl', 'arm64.sha256', 'x86_64.enabled', 'x86_64.downloadUrl', 'x86_64.sha256']);
+    expect(now.changes.map((c) => `${c.arch}.${c.field}`)).toEqual([
+      'arm64.downloadUrl',
+      'arm64.sha256',
+      'x86_64.enabled',
+      'x86_64.downloadUrl',
+      'x86_64.sha256',
+    ]);
     expect(now.changes[2]).toMatchObject({ from: false, to: true });
 
     const done = await api<PortalValues>('POST', `/images/${img.id}/portal/confirm`, { fingerprint: now.fingerprint });
@@ -136,12 +163,22 @@ describe('pending portal changes', () => {
   });
 
   it('treats the enable switch as a portal value, and a change undone as no change', async () => {
-    const img = await create({ name: 'Toggle', arm64: { enabled: true, sha256: armOld }, x86_64: { enabled: false, sha256: intel } });
+    const img = await create({
+      name: 'Toggle',
+      arm64: { enabled: true, sha256: armOld },
+      x86_64: { enabled: false, sha256: intel },
+    });
     await patch(img.id, { arm64: { enabled: false } });
-    expect((await portal(img.id)).pendingChange!.changes).toEqual([{ arch: 'arm64', label: 'Apple silicon', field: 'enabled', from: true, to: false }]);
+    expect((await portal(img.id)).pendingChange!.changes).toEqual([
+      { arch: 'arm64', label: 'Apple silicon', field: 'enabled', from: true, to: false },
+    ]);
     await patch(img.id, { arm64: { enabled: true } });
     expect((await portal(img.id)).pendingChange).toBeNull();
-    const row = await m.runtime.db.selectFrom('portal_confirmed').select('changed_at').where('image_id', '=', img.id).executeTakeFirstOrThrow();
+    const row = await m.runtime.db
+      .selectFrom('portal_confirmed')
+      .select('changed_at')
+      .where('image_id', '=', img.id)
+      .executeTakeFirstOrThrow();
     expect(row.changed_at).toBeNull();
     // A package swapped on a disabled architecture is nothing the portal shows.
     await patch(img.id, { x86_64: { sha256: armNew } });
@@ -156,7 +193,13 @@ describe('pending portal changes', () => {
     try {
       const change = (await portal(img.id)).pendingChange!;
       expect(change.changes).toEqual([
-        { arch: 'arm64', label: 'Apple silicon', field: 'downloadUrl', from: url(LAN, armOld, 'Win11-arm-v1.pvmp'), to: url(moved, armOld, 'Win11-arm-v1.pvmp') },
+        {
+          arch: 'arm64',
+          label: 'Apple silicon',
+          field: 'downloadUrl',
+          from: url(LAN, armOld, 'Win11-arm-v1.pvmp'),
+          to: url(moved, armOld, 'Win11-arm-v1.pvmp'),
+        },
       ]);
       expect(change.since).not.toBeNull();
       expect((await portal(off.id)).pendingChange).toBeNull();

@@ -10,7 +10,15 @@ import type { AuditEntry } from '../../server/services/audit.js';
 import type { BlobView } from '../../server/services/blobs.js';
 import type { ImageView, PortalValues } from '../../server/services/images.js';
 import { PUBLIC_ADDRESS_MISSING, type PublicAddress } from '../../server/services/settings.js';
-import { bootstrapTestAdmin, call, containing, expectError, issueToken, mustSignIn, type Session } from '../helpers/api.js';
+import {
+  bootstrapTestAdmin,
+  call,
+  containing,
+  expectError,
+  issueToken,
+  mustSignIn,
+  type Session,
+} from '../helpers/api.js';
 import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 const LAN = 'http://mirror.example.lan:8080';
@@ -25,7 +33,8 @@ describe('public address setting', () => {
   let session: Session;
   let sha: string;
   let image: ImageView;
-  const api = <T = unknown>(method: string, path: string, json?: unknown) => call<T>(m.url, method, `/api/v1${path}`, { token, json });
+  const api = <T = unknown>(method: string, path: string, json?: unknown) =>
+    call<T>(m.url, method, `/api/v1${path}`, { token, json });
   const setAddress = (publicUrl: string | null) => api<SettingsBody>('PATCH', '/settings', { publicUrl });
   const page = async (path: string) => {
     const res = await call(m.url, 'GET', path, { session });
@@ -69,14 +78,26 @@ describe('public address setting', () => {
 
   it('shows a banner on every page until it is set, and "not ready" instead of a URL in the portal view', async () => {
     await setAddress(null);
-    for (const path of ['/admin', '/admin/images', `/admin/images/${image.id}`, '/admin/groups', '/admin/blobs', `/admin/blobs/${sha}`, '/admin/upload', '/admin/settings', '/admin/account']) {
+    for (const path of [
+      '/admin',
+      '/admin/images',
+      `/admin/images/${image.id}`,
+      '/admin/groups',
+      '/admin/blobs',
+      `/admin/blobs/${sha}`,
+      '/admin/upload',
+      '/admin/settings',
+      '/admin/account',
+    ]) {
       const html = await page(path);
       expect(html, path).toContain('id="address-banner"');
       expect(html, path).toContain('Set the public address first.');
     }
     const portal = await page(`/admin/images/${image.id}`);
     expect(portal).toContain('Apple silicon — enabled');
-    expect(portal).toMatch(/<p class="not-ready" id="url-arm64"><span class="badge bad">not ready<\/span> no public address is set/);
+    expect(portal).toMatch(
+      /<p class="not-ready" id="url-arm64"><span class="badge bad">not ready<\/span> no public address is set/,
+    );
     // No copyable guess: neither this request's host nor any /d/ link.
     expect(portal).not.toContain(`/d/${sha}`);
     expect(portal).not.toContain('data-copy="url-arm64"');
@@ -87,19 +108,36 @@ describe('public address setting', () => {
   it('is set through the API (audited), builds every link from it, and the banner goes away', async () => {
     const res = await setAddress(`${LAN}/`);
     expect(res.status, res.text).toBe(200);
-    expect(res.body.publicUrl).toMatchObject({ url: LAN, source: 'database', stored: LAN, updatedBy: 'token:address', warnings: [] });
+    expect(res.body.publicUrl).toMatchObject({
+      url: LAN,
+      source: 'database',
+      stored: LAN,
+      updatedBy: 'token:address',
+      warnings: [],
+    });
     const url = `${LAN}/d/${sha}/Win11-arm.pvmp`;
     const portal = (await api<PortalValues>('GET', `/images/${image.id}/portal`)).body;
-    expect(portal).toMatchObject({ ready: true, problems: [], warnings: [], publicAddress: { url: LAN, source: 'database' } });
+    expect(portal).toMatchObject({
+      ready: true,
+      problems: [],
+      warnings: [],
+      publicAddress: { url: LAN, source: 'database' },
+    });
     expect(portal.architectures.arm64.downloadUrl).toBe(url);
     expect((await api<BlobView>('GET', `/blobs/${sha}`)).body.url).toBe(url);
     const html = await page(`/admin/images/${image.id}`);
     expect(html).not.toContain('id="address-banner"');
     // Shown whole (wrapping between path segments), with a Copy button.
-    expect(html.replace(/<\/?span( class="seg")?>/g, '')).toContain(`<code id="url-arm64" class="copy-value" aria-labelledby="url-arm64-label">${url}</code>`);
+    expect(html.replace(/<\/?span( class="seg")?>/g, '')).toContain(
+      `<code id="url-arm64" class="copy-value" aria-labelledby="url-arm64-label">${url}</code>`,
+    );
     expect(html).toContain('data-copy="url-arm64"');
     const audit = (await api<AuditEntry[]>('GET', '/audit?limit=1')).body[0]!;
-    expect(audit).toMatchObject({ action: 'settings.update', actor: 'token:address', details: { publicUrl: { from: null, to: LAN } } });
+    expect(audit).toMatchObject({
+      action: 'settings.update',
+      actor: 'token:address',
+      details: { publicUrl: { from: null, to: LAN } },
+    });
   });
 
   it('refuses what is not an address Macs can use, naming the field, and keeps the old value', async () => {
@@ -128,8 +166,12 @@ describe('public address setting', () => {
   });
 
   it('accepts a path prefix for a reverse proxy and normalises case and trailing slashes', async () => {
-    expect((await setAddress('HTTPS://Intranet.Example.LAN/mirror//')).body.publicUrl.url).toBe('https://intranet.example.lan/mirror');
-    expect((await api<ImageView>('GET', `/images/${image.id}`)).body.arm64.url).toBe(`https://intranet.example.lan/mirror/d/${sha}/Win11-arm.pvmp`);
+    expect((await setAddress('HTTPS://Intranet.Example.LAN/mirror//')).body.publicUrl.url).toBe(
+      'https://intranet.example.lan/mirror',
+    );
+    expect((await api<ImageView>('GET', `/images/${image.id}`)).body.arm64.url).toBe(
+      `https://intranet.example.lan/mirror/d/${sha}/Win11-arm.pvmp`,
+    );
     expect((await setAddress('http://[fd00::5]:8080')).body.publicUrl.url).toBe('http://[fd00::5]:8080');
   });
 
@@ -157,11 +199,21 @@ describe('public address setting', () => {
     await setAddress('http://127.0.0.1:8080');
     for (const path of ['/admin', '/admin/groups', `/admin/images/${image.id}`]) {
       const html = await page(path);
-      expect(html).toMatch(/<aside class="banner bad" id="address-banner" aria-label="Public address"><p>Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:8080/);
+      expect(html).toMatch(
+        /<aside class="banner bad" id="address-banner" aria-label="Public address"><p>Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:8080/,
+      );
     }
-    expect(await page(`/admin/images/${image.id}`)).toMatch(/<p class="warn-text">Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:8080/);
+    expect(await page(`/admin/images/${image.id}`)).toMatch(
+      /<p class="warn-text">Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:8080/,
+    );
     // Ordinary LAN addresses and names get no warning.
-    for (const address of ['http://192.168.1.20:8080', 'http://10.0.0.5', 'https://mirror.corp.example', 'http://mirror.local:8080', 'http://[fd00::5]']) {
+    for (const address of [
+      'http://192.168.1.20:8080',
+      'http://10.0.0.5',
+      'https://mirror.corp.example',
+      'http://mirror.local:8080',
+      'http://[fd00::5]',
+    ]) {
       expect((await setAddress(address)).body.publicUrl.warnings, address).toEqual([]);
     }
   });
@@ -169,7 +221,12 @@ describe('public address setting', () => {
   it('is edited on the settings page (a form that works without JavaScript) and cleared again', async () => {
     await setAddress(null);
     const form = (body: string) =>
-      call(m.url, 'POST', '/admin/settings', { session, csrf: null, raw: `_csrf=${encodeURIComponent(session.csrfToken)}&${body}`, contentType: 'application/x-www-form-urlencoded' });
+      call(m.url, 'POST', '/admin/settings', {
+        session,
+        csrf: null,
+        raw: `_csrf=${encodeURIComponent(session.csrfToken)}&${body}`,
+        contentType: 'application/x-www-form-urlencoded',
+      });
     const bad = await form('publicUrl=mirror.lan&action=save');
     expect(bad.status).toBe(400);
     expect(bad.text).toContain('aria-invalid="true"');
@@ -180,7 +237,10 @@ describe('public address setting', () => {
     const html = await page('/admin/settings?done=settings-saved');
     expect(html).toContain(`In use: <code class="mono">${LAN}</code>`);
     expect(html).toContain('Public address saved.');
-    expect((await api<SettingsBody>('GET', '/settings')).body.publicUrl).toMatchObject({ url: LAN, updatedBy: 'user:admin' });
+    expect((await api<SettingsBody>('GET', '/settings')).body.publicUrl).toMatchObject({
+      url: LAN,
+      updatedBy: 'user:admin',
+    });
     const cleared = await form('publicUrl=&action=clear');
     expect(cleared.headers.get('location')).toBe('/admin/settings?done=settings-cleared');
     expect((await api<SettingsBody>('GET', '/settings')).body.publicUrl.url).toBeNull();
@@ -201,15 +261,25 @@ describe('public address from MIRROR_PUBLIC_URL', () => {
   });
 
   it('wins over the stored setting, which cannot be changed while it is set; the page says so', async () => {
-    await m.runtime.db.insertInto('settings').values({ key: 'public_url', value: 'http://stored.lan', updated_at: 1, updated_by: 'user:admin' }).execute();
+    await m.runtime.db
+      .insertInto('settings')
+      .values({ key: 'public_url', value: 'http://stored.lan', updated_at: 1, updated_by: 'user:admin' })
+      .execute();
     const got = await call<SettingsBody>(m.url, 'GET', '/api/v1/settings', { token });
-    expect(got.body.publicUrl).toMatchObject({ url: 'http://mirror.test:8080', source: 'config', stored: 'http://stored.lan', warnings: [] });
+    expect(got.body.publicUrl).toMatchObject({
+      url: 'http://mirror.test:8080',
+      source: 'config',
+      stored: 'http://stored.lan',
+      warnings: [],
+    });
     const refused = await call(m.url, 'PATCH', '/api/v1/settings', { token, json: { publicUrl: 'http://other.lan' } });
     expect(expectError(refused, 409, 'SETTING_LOCKED').message).toMatch(/set by MIRROR_PUBLIC_URL .* which wins/);
     const session = await mustSignIn(m.url);
     const html = (await call(m.url, 'GET', '/admin/settings', { session })).text;
     expect(html).toContain('id="address-locked"');
-    expect(html).toContain('MIRROR_PUBLIC_URL (or <code>publicUrl</code> in the config file) is set, and it wins over this page.');
+    expect(html).toContain(
+      'MIRROR_PUBLIC_URL (or <code>publicUrl</code> in the config file) is set, and it wins over this page.',
+    );
     expect(html).toContain('The address stored here (http://stored.lan) is used once it is removed.');
     expect(html).not.toContain('name="publicUrl"');
     expect(html).not.toContain('id="address-banner"');

@@ -14,7 +14,12 @@ import { putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../
 /** Headers every answer of the app must carry, whatever made it. */
 function expectProtected(what: string, headers: Headers): void {
   const csp = headers.get('content-security-policy') ?? '';
-  const directives = Object.fromEntries(csp.split(';').map((d) => d.trim().split(/\s+/)).map(([name = '', ...values]) => [name, values]));
+  const directives = Object.fromEntries(
+    csp
+      .split(';')
+      .map((d) => d.trim().split(/\s+/))
+      .map(([name = '', ...values]) => [name, values]),
+  );
   expect({ what, csp: directives }).toMatchObject({
     what,
     csp: {
@@ -47,8 +52,18 @@ describe('protective headers', () => {
     session = await mustSignIn(m.url);
     token = await issueToken(m, 'headers');
     sha = await putBlob(m, testBytes(70_000, 'headers'), 'Headers.pvmp');
-    image = (await call<ImageView>(m.url, 'POST', '/api/v1/images', { token, json: { name: 'Headers', arm64: { enabled: true, sha256: sha } } })).body;
-    group = (await call<GroupView>(m.url, 'POST', '/api/v1/groups', { token, json: { name: 'Headers group', imageId: image.id } })).body;
+    image = (
+      await call<ImageView>(m.url, 'POST', '/api/v1/images', {
+        token,
+        json: { name: 'Headers', arm64: { enabled: true, sha256: sha } },
+      })
+    ).body;
+    group = (
+      await call<GroupView>(m.url, 'POST', '/api/v1/groups', {
+        token,
+        json: { name: 'Headers group', imageId: image.id },
+      })
+    ).body;
   });
   afterAll(async () => {
     await m?.close();
@@ -99,7 +114,10 @@ describe('protective headers', () => {
     for (const [what, headers] of answers) {
       expectProtected(what, headers);
       // The same goes for the request id, which tus answers used to lose.
-      expect({ what, requestId: /^[0-9a-f-]{36}$/.test(headers.get('x-request-id') ?? '') }).toEqual({ what, requestId: true });
+      expect({ what, requestId: /^[0-9a-f-]{36}$/.test(headers.get('x-request-id') ?? '') }).toEqual({
+        what,
+        requestId: true,
+      });
       expect({ what, cache: headers.get('cache-control') }).toEqual({ what, cache: 'no-store' });
     }
     // The fixed script files may be cached a little (they carry no data), and are protected too.
@@ -117,11 +135,15 @@ describe('protective headers', () => {
       const styles = [...html.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((s) => s[1]!);
       expect({ page, styles: styles.length }).toEqual({ page, styles: 1 });
       const hash = `'sha256-${createHash('sha256').update(styles[0]!).digest('base64')}'`;
-      expect({ page, styleSrc: /style-src ([^;]+)/.exec(res.headers.get('content-security-policy') ?? '')?.[1] }).toEqual({ page, styleSrc: hash });
+      expect({
+        page,
+        styleSrc: /style-src ([^;]+)/.exec(res.headers.get('content-security-policy') ?? '')?.[1],
+      }).toEqual({ page, styleSrc: hash });
       // `>` selectors arrive as CSS, not as escaped HTML.
       expect({ page, escaped: styles[0]!.includes('&gt;') }).toEqual({ page, escaped: false });
       const scripts = [...html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/g)];
-      for (const [, attrs, body] of scripts) expect({ page, attrs, body }).toEqual({ page, attrs: matchingSrc(attrs!), body: '' });
+      for (const [, attrs, body] of scripts)
+        expect({ page, attrs, body }).toEqual({ page, attrs: matchingSrc(attrs!), body: '' });
       expect({ page, handlers: html.match(/\son[a-z]+\s*=/gi) ?? [] }).toEqual({ page, handlers: [] });
       expect({ page, styleAttrs: html.match(/\sstyle\s*=/gi) ?? [] }).toEqual({ page, styleAttrs: [] });
       expect({ page, jsUrls: /javascript:/i.test(html) }).toEqual({ page, jsUrls: false });
@@ -159,12 +181,26 @@ describe('CSRF tokens', () => {
 
   it('never appear in a URL of any page, and the upload form carries its token as the first field', async () => {
     const token = session.csrfToken;
-    for (const page of ['/admin', '/admin/upload', '/admin/images', '/admin/images/new', '/admin/groups', '/admin/blobs', '/admin/account', '/admin/tokens']) {
+    for (const page of [
+      '/admin',
+      '/admin/upload',
+      '/admin/images',
+      '/admin/images/new',
+      '/admin/groups',
+      '/admin/blobs',
+      '/admin/account',
+      '/admin/tokens',
+    ]) {
       const html = (await call(m.url, 'GET', page, { session })).text;
       expect(html).toContain(`name="_csrf" value="${token}"`);
       const urls = [...html.matchAll(/\s(?:href|action|src|formaction)="([^"]*)"/g)].map((u) => u[1]!);
       expect(urls.length).toBeGreaterThan(3);
-      for (const url of urls) expect({ page, url, leaks: url.includes(token) || /[?&]_csrf=/.test(url) }).toEqual({ page, url, leaks: false });
+      for (const url of urls)
+        expect({ page, url, leaks: url.includes(token) || /[?&]_csrf=/.test(url) }).toEqual({
+          page,
+          url,
+          leaks: false,
+        });
     }
     const upload = (await call(m.url, 'GET', '/admin/upload', { session })).text;
     const form = /<form id="upload-form"[^>]*>([\s\S]*?)<\/form>/.exec(upload);
@@ -178,7 +214,12 @@ describe('CSRF tokens', () => {
       const form = new FormData();
       if (csrf !== null) form.append('_csrf', csrf);
       form.append('package', new Blob([data]), 'csrf.pvmp');
-      return fetch(`${m.url}/admin/upload${query}`, { method: 'POST', body: form, headers: { cookie: session.cookie }, redirect: 'manual' });
+      return fetch(`${m.url}/admin/upload${query}`, {
+        method: 'POST',
+        body: form,
+        headers: { cookie: session.cookie },
+        redirect: 'manual',
+      });
     };
     for (const [why, res] of [
       ['missing', await send(null)],
@@ -200,15 +241,30 @@ describe('CSRF tokens', () => {
     const apiToken = await issueToken(m, 'uploader');
     const byToken = new FormData();
     byToken.append('package', new Blob([testBytes(1000, 'token-upload')]), 'token.pvmp');
-    const res = await fetch(`${m.url}/admin/upload`, { method: 'POST', body: byToken, headers: { authorization: `Bearer ${apiToken}` }, redirect: 'manual' });
+    const res = await fetch(`${m.url}/admin/upload`, {
+      method: 'POST',
+      body: byToken,
+      headers: { authorization: `Bearer ${apiToken}` },
+      redirect: 'manual',
+    });
     expect(res.status).toBe(303);
-    expect(res.headers.get('location')).toBe(`/admin/blobs/${sha256Hex(testBytes(1000, 'token-upload'))}?done=blob-uploaded-unchecked`);
+    expect(res.headers.get('location')).toBe(
+      `/admin/blobs/${sha256Hex(testBytes(1000, 'token-upload'))}?done=blob-uploaded-unchecked`,
+    );
   });
 
   it('redirects after form posts never carry the token', async () => {
     const post = (path: string, fields: Record<string, string>) =>
-      call(m.url, 'POST', path, { session, raw: new URLSearchParams({ _csrf: session.csrfToken, ...fields }).toString(), contentType: 'application/x-www-form-urlencoded' });
-    const answers = [await post('/admin/groups', { name: 'Redirected' }), await post('/admin/verify', {}), await post('/admin/logout', {})];
+      call(m.url, 'POST', path, {
+        session,
+        raw: new URLSearchParams({ _csrf: session.csrfToken, ...fields }).toString(),
+        contentType: 'application/x-www-form-urlencoded',
+      });
+    const answers = [
+      await post('/admin/groups', { name: 'Redirected' }),
+      await post('/admin/verify', {}),
+      await post('/admin/logout', {}),
+    ];
     for (const res of answers) {
       expect(res.status).toBe(303);
       expect(res.headers.get('location') ?? '').not.toContain(session.csrfToken);

@@ -3,11 +3,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_PASSWORD, bootstrapTestAdmin, call, mustSignIn, type Session } from '../helpers/api.js';
 import { startMirror, type TestMirror } from '../helpers/env.js';
 
-function post(url: string, body: string, localAddress: string): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
+function post(
+  url: string,
+  body: string,
+  localAddress: string,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
-      { method: 'POST', localAddress, agent: false, headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } },
+      {
+        method: 'POST',
+        localAddress,
+        agent: false,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+      },
       (res) => {
         res.resume();
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
@@ -34,7 +43,10 @@ describe('sessions and sign-in throttling', () => {
     expect(fresh.status).toBe(200);
     expect(fresh.headers.get('set-cookie')).toBeNull();
     // Near its end, the next request renews it, and the browser must hear of it.
-    await mirror.runtime.db.updateTable('sessions').set({ expires_at: Date.now() + 60_000 }).execute();
+    await mirror.runtime.db
+      .updateTable('sessions')
+      .set({ expires_at: Date.now() + 60_000 })
+      .execute();
     const renewed = await fetch(`${mirror.url}/api/v1/session`, { headers: { Cookie: session.cookie } });
     expect(renewed.status).toBe(200);
     const cookie = renewed.headers.get('set-cookie') ?? '';
@@ -70,7 +82,11 @@ describe('a renewed session re-sends its cookie, with the sign-in flags, on ever
   });
 
   /** Moves the session near its end, so the next request renews it. */
-  const nearEnd = () => mirror.runtime.db.updateTable('sessions').set({ expires_at: Date.now() + 60_000 }).execute();
+  const nearEnd = () =>
+    mirror.runtime.db
+      .updateTable('sessions')
+      .set({ expires_at: Date.now() + 60_000 })
+      .execute();
 
   /** The renewed cookie of an answer: same token, Secure, HttpOnly, SameSite=Strict, Path=/, a fresh expiry. */
   function expectRenewedCookie(route: string, headers: Headers): void {
@@ -79,7 +95,10 @@ describe('a renewed session re-sends its cookie, with the sign-in flags, on ever
     const attrs = cookies[0]!.split(';').map((a) => a.trim());
     expect({ route, value: attrs[0] }).toEqual({ route, value: session.cookie });
     const flags = attrs.slice(1).map((a) => a.toLowerCase());
-    expect({ route, flags: ['secure', 'httponly', 'samesite=strict', 'path=/'].filter((f) => flags.includes(f)) }).toEqual({
+    expect({
+      route,
+      flags: ['secure', 'httponly', 'samesite=strict', 'path=/'].filter((f) => flags.includes(f)),
+    }).toEqual({
       route,
       flags: ['secure', 'httponly', 'samesite=strict', 'path=/'],
     });
@@ -109,7 +128,11 @@ describe('a renewed session re-sends its cookie, with the sign-in flags, on ever
     await nearEnd();
     const created = await call(mirror.url, 'POST', '/api/v1/uploads', {
       session,
-      headers: { ...tusHeaders, 'upload-length': '5', 'upload-metadata': `filename ${Buffer.from('renew.pvmp').toString('base64')}` },
+      headers: {
+        ...tusHeaders,
+        'upload-length': '5',
+        'upload-metadata': `filename ${Buffer.from('renew.pvmp').toString('base64')}`,
+      },
     });
     expect(created.status, created.text).toBe(201);
     expectRenewedCookie('POST /api/v1/uploads', created.headers);
@@ -129,15 +152,27 @@ describe('a renewed session re-sends its cookie, with the sign-in flags, on ever
     expectRenewedCookie(`PATCH ${location}`, patch.headers);
 
     // A bundle import (a streamed body), as a dry run of this mirror's own export.
-    const bundle = Buffer.from(await (await fetch(`${mirror.url}/api/v1/export?blobs=false`, { headers: { cookie: session.cookie } })).arrayBuffer());
+    const bundle = Buffer.from(
+      await (
+        await fetch(`${mirror.url}/api/v1/export?blobs=false`, { headers: { cookie: session.cookie } })
+      ).arrayBuffer(),
+    );
     await nearEnd();
-    const imported = await call(mirror.url, 'POST', '/api/v1/import?dryRun=true', { session, raw: bundle, contentType: 'application/x-tar' });
+    const imported = await call(mirror.url, 'POST', '/api/v1/import?dryRun=true', {
+      session,
+      raw: bundle,
+      contentType: 'application/x-tar',
+    });
     expect(imported.status, imported.text).toBe(200);
     expectRenewedCookie('POST /api/v1/import', imported.headers);
 
     // An error answer renews too (the session was valid; only the request was bad).
     await nearEnd();
-    const bad = await call(mirror.url, 'POST', '/api/v1/import', { session, raw: Buffer.from('not a tar'), contentType: 'application/x-tar' });
+    const bad = await call(mirror.url, 'POST', '/api/v1/import', {
+      session,
+      raw: Buffer.from('not a tar'),
+      contentType: 'application/x-tar',
+    });
     expect(bad.status).toBe(400);
     expectRenewedCookie('POST /api/v1/import (refused)', bad.headers);
   });

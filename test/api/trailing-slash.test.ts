@@ -9,10 +9,17 @@ import { startMirror, type TestMirror } from '../helpers/env.js';
 function raw(base: string, target: string): Promise<{ status: number; location: string | null }> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(port), hostname, () => socket.end(`GET ${target} HTTP/1.1\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n`));
+    const socket = net.connect(Number(port), hostname, () =>
+      socket.end(`GET ${target} HTTP/1.1\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n`),
+    );
     let text = '';
     socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
-    socket.on('end', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]), location: /\r\nlocation: ([^\r]*)/i.exec(text)?.[1] ?? null }));
+    socket.on('end', () =>
+      resolve({
+        status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]),
+        location: /\r\nlocation: ([^\r]*)/i.exec(text)?.[1] ?? null,
+      }),
+    );
     socket.on('error', reject);
   });
 }
@@ -36,7 +43,11 @@ describe('trailing slashes', () => {
       ['/admin/downloads/?arch=arm64', '/admin/downloads?arch=arm64'],
     ]) {
       const res = await call(m.url, 'GET', from!);
-      expect({ from, status: res.status, location: res.headers.get('location') }).toEqual({ from, status: 301, location: to });
+      expect({ from, status: res.status, location: res.headers.get('location') }).toEqual({
+        from,
+        status: 301,
+        location: to,
+      });
     }
     expect((await call(m.url, 'HEAD', '/admin/history/')).status).toBe(301);
     // Followed by a browser: /admin/ ends on the sign-in page, not on a JSON 404.
@@ -48,11 +59,21 @@ describe('trailing slashes', () => {
 
   it('redirects API paths too: 301 for GET, 308 (method and body kept) for the others', async () => {
     const list = await call(m.url, 'GET', '/api/v1/groups/', { token });
-    expect({ status: list.status, location: list.headers.get('location') }).toEqual({ status: 301, location: '/api/v1/groups' });
+    expect({ status: list.status, location: list.headers.get('location') }).toEqual({
+      status: 301,
+      location: '/api/v1/groups',
+    });
     const post = await call(m.url, 'POST', '/api/v1/groups/', { token, json: { name: 'Via 308' } });
-    expect({ status: post.status, location: post.headers.get('location') }).toEqual({ status: 308, location: '/api/v1/groups' });
+    expect({ status: post.status, location: post.headers.get('location') }).toEqual({
+      status: 308,
+      location: '/api/v1/groups',
+    });
     // A client that follows the 308 repeats the POST with its body.
-    const followed = await fetch(`${m.url}/api/v1/groups/`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Via 308' }) });
+    const followed = await fetch(`${m.url}/api/v1/groups/`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Via 308' }),
+    });
     expect(followed.status).toBe(201);
     expect(((await followed.json()) as GroupView).name).toBe('Via 308');
   });

@@ -29,7 +29,8 @@ describe('free space on tus uploads', () => {
     await m?.close();
   });
 
-  const head = (uploadUrl: string) => request(uploadUrl, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${token}` } });
+  const head = (uploadUrl: string) =>
+    request(uploadUrl, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${token}` } });
   const setReserve = (bytes: number) => {
     m.runtime.ingestDeps.minFreeBytes = bytes;
   };
@@ -55,7 +56,11 @@ describe('free space on tus uploads', () => {
     expect(after.headers['upload-offset']).toBe('0');
 
     const data = testBytes(4096, 'deferred-ok');
-    const ok = await request(uploadUrl!, { method: 'PATCH', headers: tusPatchHeaders(token, 0, { 'Upload-Length': data.length }), body: data });
+    const ok = await request(uploadUrl!, {
+      method: 'PATCH',
+      headers: tusPatchHeaders(token, 0, { 'Upload-Length': data.length }),
+      body: data,
+    });
     expect(ok.status, ok.body).toBe(204);
     expect(ok.headers['upload-sha256']).toBe(sha256Hex(data));
   });
@@ -64,20 +69,37 @@ describe('free space on tus uploads', () => {
     const data = testBytes(2 * MiB + 11, 'known-length');
     const { res, uploadUrl } = await tusCreate(m.url, token, { length: data.length, filename: 'Known.pvmp' });
     expect(res.status, res.body).toBe(201);
-    const first = await request(uploadUrl!, { method: 'PATCH', headers: tusPatchHeaders(token, 0), body: data.subarray(0, MiB) });
+    const first = await request(uploadUrl!, {
+      method: 'PATCH',
+      headers: tusPatchHeaders(token, 0),
+      body: data.subarray(0, MiB),
+    });
     expect(first.status, first.body).toBe(204);
 
     // The disk "fills up": no remaining byte of this upload fits above the reserve any more.
     setReserve((await m.runtime.store.diskUsage()).totalBytes + 1);
     try {
-      const refused = await request(uploadUrl!, { method: 'PATCH', headers: tusPatchHeaders(token, MiB), body: data.subarray(MiB) });
+      const refused = await request(uploadUrl!, {
+        method: 'PATCH',
+        headers: tusPatchHeaders(token, MiB),
+        body: data.subarray(MiB),
+      });
       expect(refused.status, refused.body).toBe(507);
-      expect(JSON.parse(refused.body)).toMatchObject({ error: { code: 'INSUFFICIENT_STORAGE', message: expect.stringContaining(`the remaining ${data.length - MiB} bytes`) as unknown } });
+      expect(JSON.parse(refused.body)).toMatchObject({
+        error: {
+          code: 'INSUFFICIENT_STORAGE',
+          message: expect.stringContaining(`the remaining ${data.length - MiB} bytes`) as unknown,
+        },
+      });
       expect((await head(uploadUrl!)).headers['upload-offset']).toBe(String(MiB));
     } finally {
       setReserve(0);
     }
-    const rest = await request(uploadUrl!, { method: 'PATCH', headers: tusPatchHeaders(token, MiB), body: data.subarray(MiB) });
+    const rest = await request(uploadUrl!, {
+      method: 'PATCH',
+      headers: tusPatchHeaders(token, MiB),
+      body: data.subarray(MiB),
+    });
     expect(rest.status, rest.body).toBe(204);
     expect(rest.headers['upload-sha256']).toBe(sha256Hex(data));
   });
@@ -105,13 +127,21 @@ describe('free space on tus uploads', () => {
         // The server may answer before it has read the whole body, or the client may only see the cut connection.
         if (!(patch instanceof Error)) {
           expect(patch.status, patch.body).toBe(507);
-          expect(JSON.parse(patch.body)).toMatchObject({ error: { code: 'INSUFFICIENT_STORAGE', message: expect.stringContaining('the partial upload was removed') as unknown } });
+          expect(JSON.parse(patch.body)).toMatchObject({
+            error: {
+              code: 'INSUFFICIENT_STORAGE',
+              message: expect.stringContaining('the partial upload was removed') as unknown,
+            },
+          });
         }
         expect(await uploadsLeft()).toEqual([]);
         return;
       }
       outcomes.push(patch instanceof Error ? patch.message : `${patch.status} ${patch.body}`);
-      await request(uploadUrl!, { method: 'DELETE', headers: { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${token}` } });
+      await request(uploadUrl!, {
+        method: 'DELETE',
+        headers: { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${token}` },
+      });
     }
     throw new Error(`no attempt was cut off mid-write; the answers were: ${outcomes.join(' | ')}`);
   });
@@ -175,10 +205,18 @@ describe('free space on pulls and bundle imports', () => {
         body: JSON.stringify({ name: 'Big', arm64: { enabled: true, sha256: sha } }),
       });
       expect(created.status).toBe(201);
-      const bundle = Buffer.from(await (await fetch(`${source.url}/api/v1/export`, { headers: { Authorization: `Bearer ${sourceToken}` } })).arrayBuffer());
+      const bundle = Buffer.from(
+        await (
+          await fetch(`${source.url}/api/v1/export`, { headers: { Authorization: `Bearer ${sourceToken}` } })
+        ).arrayBuffer(),
+      );
       const before = await state();
       const res = await withFullDisk(() =>
-        fetch(`${m.url}/api/v1/import`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/x-tar' }, body: bundle }),
+        fetch(`${m.url}/api/v1/import`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/x-tar' },
+          body: bundle,
+        }),
       );
       expect(res.status).toBe(507);
       expect(await res.json()).toMatchObject({ error: { code: 'INSUFFICIENT_STORAGE' } });

@@ -21,7 +21,9 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, arg, i, all) => (arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []),
+  process.argv
+    .slice(2)
+    .reduce((pairs, arg, i, all) => (arg.startsWith('--') ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []),
 );
 const seconds = Math.min(Number(args.seconds ?? 30), 300);
 const clients = Math.min(Number(args.clients ?? 64), 256);
@@ -57,7 +59,11 @@ async function main() {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'goldmirror-load-'));
   const dataDir = path.join(work, 'data');
   const file = path.join(work, 'load.pvmp');
-  const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update('goldmirror-load').digest(), Buffer.alloc(16));
+  const cipher = createCipheriv(
+    'aes-256-ctr',
+    createHash('sha256').update('goldmirror-load').digest(),
+    Buffer.alloc(16),
+  );
   const fd = fs.openSync(file, 'w');
   const zeros = Buffer.alloc(1 << 20);
   for (let i = 0; i < sizeMiB; i += 1) fs.writeSync(fd, cipher.update(zeros));
@@ -76,7 +82,11 @@ async function main() {
   const cli = (argv) => run(process.execPath, ['bin/goldmirror.js', ...argv], env);
   const { sha256 } = JSON.parse(await cli(['import', file, '--json']));
   const token = (await cli(['token', 'create', 'load'])).trim().split('\n').pop();
-  const server = spawn(process.execPath, ['bin/goldmirror.js', 'serve'], { cwd: root, env: { ...process.env, ...env }, stdio: 'ignore' });
+  const server = spawn(process.execPath, ['bin/goldmirror.js', 'serve'], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: 'ignore',
+  });
   const base = `http://127.0.0.1:${port}`;
   const stop = () => {
     server.kill('SIGTERM');
@@ -88,7 +98,10 @@ async function main() {
   });
   try {
     for (let i = 0; ; i += 1) {
-      const ok = await fetch(`${base}/healthz`).then((r) => r.ok, () => false);
+      const ok = await fetch(`${base}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) break;
       if (i > 100) throw new Error('server did not start');
       await new Promise((r) => setTimeout(r, 100));
@@ -139,7 +152,11 @@ async function main() {
     let checks = 0;
     const checker = async () => {
       while (Date.now() < deadline) {
-        const res = await fetch(`${base}/api/v1/verify`, { method: 'POST', headers: auth, body: JSON.stringify({ all: true, wait: true }) }).catch(() => null);
+        const res = await fetch(`${base}/api/v1/verify`, {
+          method: 'POST',
+          headers: auth,
+          body: JSON.stringify({ all: true, wait: true }),
+        }).catch(() => null);
         if (res?.ok) {
           const body = await res.json();
           if (Object.values(body.results).every((r) => r === 'ok')) checks += 1;
@@ -150,7 +167,8 @@ async function main() {
     let peakRss = 0;
     const sampler = setInterval(() => {
       try {
-        const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+        const rss =
+          Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
         peakRss = Math.max(peakRss, rss);
       } catch {
         // not on Linux
@@ -164,12 +182,21 @@ async function main() {
     latencies.sort((a, b) => a - b);
     const result = {
       date: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+      machine: {
+        cpus: os.cpus().length,
+        cpu: os.cpus()[0]?.model,
+        memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+        node: process.version,
+      },
       settings: { seconds, clients, sizeMiB },
       downloadMBps: Math.round(bytes / elapsed / 1e6),
       completedDownloads: downloads,
       integrityChecksCompleted: checks,
-      apiLatencyMs: { p50: +percentile(latencies, 50).toFixed(1), p99: +percentile(latencies, 99).toFixed(1), samples: latencies.length },
+      apiLatencyMs: {
+        p50: +percentile(latencies, 50).toFixed(1),
+        p99: +percentile(latencies, 99).toFixed(1),
+        samples: latencies.length,
+      },
       serverPeakRssMiB: Math.round(peakRss / 2 ** 20),
       errors,
     };

@@ -12,7 +12,15 @@ import { systemActor } from '../../server/services/audit.js';
 import { bootstrapAdmin } from '../../server/services/auth.js';
 import { updateSettings } from '../../server/services/settings.js';
 import { makeTempDir, startMirror, type TestMirror } from '../helpers/env.js';
-import { expectNoHorizontalOverflow, launchChromium, screenshot, SCREENSHOT_DIR, signIn, writePackage, type TestPackage } from './helpers.js';
+import {
+  expectNoHorizontalOverflow,
+  launchChromium,
+  screenshot,
+  SCREENSHOT_DIR,
+  signIn,
+  writePackage,
+  type TestPackage,
+} from './helpers.js';
 
 const PASSWORD = 'browser-test-password-1';
 const XSS_NAME = '<script>alert(1)</script> Win 11';
@@ -34,7 +42,17 @@ const dialogs: string[] = [];
 const scriptErrors: string[] = [];
 const screenshots: Array<{ file: string; width: number }> = [];
 /** This file's screenshots; only these are replaced (other browser tests save theirs beside them). */
-const SCREENSHOTS = ['dashboard', 'groups', 'image-portal-checked', 'images', 'login', 'packages', 'phone-image-portal-checked', 'phone-upload-finished', 'upload-finished'];
+const SCREENSHOTS = [
+  'dashboard',
+  'groups',
+  'image-portal-checked',
+  'images',
+  'login',
+  'packages',
+  'phone-image-portal-checked',
+  'phone-upload-finished',
+  'upload-finished',
+];
 
 /** Clicks a submit button and waits for the next page; returns the status of the POST itself (303 for a redirect). */
 async function submit(p: Page, button: Locator): Promise<number> {
@@ -49,7 +67,8 @@ async function submit(p: Page, button: Locator): Promise<number> {
 const button = (p: Page, name: string) => p.getByRole('button', { name, exact: true });
 const alertText = async (p: Page) => (await p.getByRole('alert').innerText()).trim();
 const statusText = async (p: Page) => (await p.locator('p.flash.ok[role=status]').innerText()).trim();
-const idFromUrl = (p: Page, kind: 'images' | 'groups') => Number(new RegExp(`/admin/${kind}/(\\d+)`).exec(p.url())?.[1]);
+const idFromUrl = (p: Page, kind: 'images' | 'groups') =>
+  Number(new RegExp(`/admin/${kind}/(\\d+)`).exec(p.url())?.[1]);
 
 async function blobCount(): Promise<number> {
   return (await mirror.runtime.db.selectFrom('blobs').select('sha256').execute()).length;
@@ -289,7 +308,10 @@ describe.sequential('admin console in Chromium', () => {
 
   it('copies the download URL and SHA-256 to the clipboard', async () => {
     await page.goto(`${base}/admin/images/${imageId}`);
-    for (const [arch, pkg] of [['arm64', arm], ['x86_64', intel]] as const) {
+    for (const [arch, pkg] of [
+      ['arm64', arm],
+      ['x86_64', intel],
+    ] as const) {
       const url = await page.locator(`#url-${arch}`).innerText();
       expect(url).toBe(`${base}/d/${pkg.sha256}/${pkg.name}`);
       expect(url.endsWith('.pvmp')).toBe(true);
@@ -297,7 +319,10 @@ describe.sequential('admin console in Chromium', () => {
       expect(sha).toMatch(/^[0-9a-f]{64}$/);
       expect(sha).toBe(pkg.sha256);
 
-      for (const [field, value] of [[`url-${arch}`, url], [`sha-${arch}`, sha]] as const) {
+      for (const [field, value] of [
+        [`url-${arch}`, url],
+        [`sha-${arch}`, sha],
+      ] as const) {
         await page.evaluate(`navigator.clipboard.writeText('something else')`);
         const copy = page.locator(`button[data-copy="${field}"]`);
         await copy.click();
@@ -313,7 +338,9 @@ describe.sequential('admin console in Chromium', () => {
     expect(await submit(page, button(page, 'Check links as a Mac would'))).toBe(303);
     const result = page.locator('#check-result');
     // Every step passes from the server, but the (loopback) address is one Macs cannot reach.
-    expect(await result.locator('strong').innerText()).toBe('The links answer on this server, but Macs cannot reach them.');
+    expect(await result.locator('strong').innerText()).toBe(
+      'The links answer on this server, but Macs cannot reach them.',
+    );
     expect(await result.locator('h3').allInnerTexts()).toEqual(['Apple silicon: ok', 'Intel: ok']);
     for (const list of await result.locator('ul.steps').all()) {
       expect(await list.locator('li').count()).toBeGreaterThanOrEqual(3);
@@ -327,7 +354,10 @@ describe.sequential('admin console in Chromium', () => {
   });
 
   it('has no sideways scrolling at phone width (390x844)', async () => {
-    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await context.storageState() });
+    const phone = await browser.newContext({
+      viewport: { width: 390, height: 844 },
+      storageState: await context.storageState(),
+    });
     watch(phone);
     const p = await phone.newPage();
     const small = await writePackage(tmp, 'phone-upload.pvmp', 256 * 1024, 'browser-phone');
@@ -376,7 +406,9 @@ describe.sequential('admin console in Chromium', () => {
     expect(await page.locator('main .card').innerText()).toContain(
       'These groups will be left without a golden image: Design team, Engineering, Sales.',
     );
-    expect(await mirror.runtime.db.selectFrom('images').select('id').where('id', '=', imageId).execute()).toHaveLength(1);
+    expect(await mirror.runtime.db.selectFrom('images').select('id').where('id', '=', imageId).execute()).toHaveLength(
+      1,
+    );
 
     expect(await submit(page, button(page, `Delete ${XSS_NAME}`))).toBe(303);
     expect(page.url()).toBe(`${base}/admin/images?done=image-deleted`);

@@ -63,11 +63,17 @@ describe.sequential('admin console under the Content-Security-Policy', () => {
     await page.goto(`${mirror.url}/admin/login`);
     const csp = (await page.request.get(`${mirror.url}/admin/login`)).headers()['content-security-policy'];
     expect(csp).toContain("script-src 'self'");
-    await page.evaluate(`(() => { const s = document.createElement('script'); s.textContent = 'window.__injected = 1'; document.body.append(s); })()`);
-    await page.evaluate(`document.body.insertAdjacentHTML('beforeend', '<p id="styled-attr" style="color: rgb(1, 2, 3)">x</p>')`);
+    await page.evaluate(
+      `(() => { const s = document.createElement('script'); s.textContent = 'window.__injected = 1'; document.body.append(s); })()`,
+    );
+    await page.evaluate(
+      `document.body.insertAdjacentHTML('beforeend', '<p id="styled-attr" style="color: rgb(1, 2, 3)">x</p>')`,
+    );
     await expect.poll(() => violations.length).toBeGreaterThanOrEqual(2);
     expect(await page.evaluate('window.__injected')).toBeUndefined();
-    expect(await page.evaluate<string>(`getComputedStyle(document.getElementById('styled-attr')).color`)).not.toBe('rgb(1, 2, 3)');
+    expect(await page.evaluate<string>(`getComputedStyle(document.getElementById('styled-attr')).color`)).not.toBe(
+      'rgb(1, 2, 3)',
+    );
     expect(violations.join('\n')).toMatch(/script-src/);
     expect(violations.join('\n')).toMatch(/style-src/);
     violations.length = 0;
@@ -75,7 +81,12 @@ describe.sequential('admin console under the Content-Security-Policy', () => {
 
   it('signs in and shows every page styled, with no CSP violation', async () => {
     const sha = await putBlob(mirror, testBytes(200_000, 'csp-pages'), 'Csp.pvmp');
-    const image = await createImage(mirror.runtime, cliActor, { name: 'CSP image', arm64: { enabled: true, sha256: sha } }, mirror.url);
+    const image = await createImage(
+      mirror.runtime,
+      cliActor,
+      { name: 'CSP image', arm64: { enabled: true, sha256: sha } },
+      mirror.url,
+    );
     const group = await createGroup(mirror.runtime, cliActor, { name: 'CSP group', imageId: image.id });
 
     await page.goto(`${mirror.url}/admin/login`);
@@ -104,7 +115,9 @@ describe.sequential('admin console under the Content-Security-Policy', () => {
     }
     // `>` selectors of the stylesheet work (they were escaped into `&gt;` before): `.card > h2:first-child`.
     await page.goto(`${mirror.url}/admin/tokens`);
-    expect(await page.evaluate<string>(`getComputedStyle(document.querySelector('form.card > h2')).marginTop`)).toBe('0px');
+    expect(await page.evaluate<string>(`getComputedStyle(document.querySelector('form.card > h2')).marginTop`)).toBe(
+      '0px',
+    );
     expect(violations).toEqual([]);
     expect(scriptErrors).toEqual([]);
   });
@@ -125,7 +138,10 @@ describe.sequential('admin console under the Content-Security-Policy', () => {
     await page.goto(`${mirror.url}/admin/tokens`);
     await page.fill('#token-name', 'csp-copy');
     await page.check('input[name=scope][value=read]');
-    await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'Create token', exact: true }).click()]);
+    await Promise.all([
+      page.waitForEvent('load'),
+      page.getByRole('button', { name: 'Create token', exact: true }).click(),
+    ]);
     const value = await page.locator('#token-value').innerText();
     expect(value).toMatch(/^gm_/);
     await page.evaluate(`navigator.clipboard.writeText('something else')`);

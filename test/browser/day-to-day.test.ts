@@ -35,7 +35,11 @@ const statusText = async (p: Page) => (await p.locator('p.flash.ok[role=status]'
 
 /** Clicks and waits for the page the click leads to; returns the status of the navigation's first response. */
 async function navigate(p: Page, target: Locator): Promise<number> {
-  const [response] = await Promise.all([p.waitForResponse((r) => r.request().isNavigationRequest()), p.waitForEvent('load'), target.click()]);
+  const [response] = await Promise.all([
+    p.waitForResponse((r) => r.request().isNavigationRequest()),
+    p.waitForEvent('load'),
+    target.click(),
+  ]);
   return response.status();
 }
 
@@ -97,7 +101,18 @@ beforeAll(async () => {
   tmp = await makeTempDir('goldmirror-day-');
   const arm = await putBlob(mirror, testBytes(1 * MiB, 'day-arm'), 'Win11-arm.pvmp');
   bigSha = await putBlob(mirror, testBytes(40 * MiB, 'day-big'), 'Win11-big.pvmp');
-  imageId = (await createImage(mirror.runtime, { kind: 'user', name: 'admin' }, { name: 'Windows 11 Corporate', arm64: { enabled: true, sha256: arm }, x86_64: { enabled: true, sha256: bigSha } }, base)).id;
+  imageId = (
+    await createImage(
+      mirror.runtime,
+      { kind: 'user', name: 'admin' },
+      {
+        name: 'Windows 11 Corporate',
+        arm64: { enabled: true, sha256: arm },
+        x86_64: { enabled: true, sha256: bigSha },
+      },
+      base,
+    )
+  ).id;
   context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
   context.on('weberror', (err) => scriptErrors.push(String(err.error())));
   page = await context.newPage();
@@ -126,9 +141,13 @@ describe.sequential('day-to-day admin work in Chromium', () => {
 
   it('says "No groups yet" where there are none, and refuses a name that differs only in case', async () => {
     await page.goto(`${base}/admin/groups`);
-    expect(await page.locator('p.empty').innerText()).toBe('No groups yet. Create the first one below, or import them from a CSV file.');
+    expect(await page.locator('p.empty').innerText()).toBe(
+      'No groups yet. Create the first one below, or import them from a CSV file.',
+    );
     await page.goto(`${base}/admin/images/${imageId}`);
-    expect(await page.locator('main').innerText()).toContain('No groups yet. Create a group to assign this image to it.');
+    expect(await page.locator('main').innerText()).toContain(
+      'No groups yet. Create a group to assign this image to it.',
+    );
     expect(await page.locator('main').innerText()).not.toContain('Every group already has a golden image');
     await shot(page, 'image-no-groups');
 
@@ -139,17 +158,24 @@ describe.sequential('day-to-day admin work in Chromium', () => {
     expect(await statusText(page)).toBe('Group created.');
     await page.fill('#group-name', 'SALES');
     expect(await navigate(page, button(page, 'Create group'))).toBe(409);
-    expect(await page.getByRole('alert').innerText()).toBe('a group named "Sales" already exists (group names are compared regardless of case)');
+    expect(await page.getByRole('alert').innerText()).toBe(
+      'a group named "Sales" already exists (group names are compared regardless of case)',
+    );
   });
 
   it('imports groups from a CSV file, reports bad lines by number, and exports them again', async () => {
     const good = path.join(tmp, 'groups.csv');
-    await fs.writeFile(good, 'name,license_key,primary,image\r\nDesign,KEY-D,no,\r\nSupport,,yes,"Windows 11 Corporate"\r\n');
+    await fs.writeFile(
+      good,
+      'name,license_key,primary,image\r\nDesign,KEY-D,no,\r\nSupport,,yes,"Windows 11 Corporate"\r\n',
+    );
     await page.goto(`${base}/admin/groups`);
     await page.check('#csv-dry-run');
     await page.setInputFiles('#csv-file', good);
     expect(await navigate(page, button(page, 'Import groups'))).toBe(303);
-    expect(await statusText(page)).toBe('The file is fine: importing it would create 2, update 0 and leave 0 group(s) unchanged. Nothing was changed.');
+    expect(await statusText(page)).toBe(
+      'The file is fine: importing it would create 2, update 0 and leave 0 group(s) unchanged. Nothing was changed.',
+    );
     expect(await page.locator('tbody tr').count()).toBe(1);
     await page.setInputFiles('#csv-file', good);
     expect(await navigate(page, button(page, 'Import groups'))).toBe(303);
@@ -161,7 +187,9 @@ describe.sequential('day-to-day admin work in Chromium', () => {
     await fs.writeFile(bad, 'name,primary,image\r\nOK,no,\r\nsales,perhaps,\r\nNew,no,Windows 12\r\n');
     await page.setInputFiles('#csv-file', bad);
     expect(await navigate(page, button(page, 'Import groups'))).toBe(400);
-    expect(await page.getByRole('alert').first().innerText()).toBe('Nothing was imported: the file has 2 problems (listed below).');
+    expect(await page.getByRole('alert').first().innerText()).toBe(
+      'Nothing was imported: the file has 2 problems (listed below).',
+    );
     expect(await page.locator('#csv-problems li').allInnerTexts()).toEqual([
       'Line 3 (primary): "perhaps" is neither yes nor no',
       'Line 4 (image): no golden image named "Windows 12"',
@@ -169,10 +197,15 @@ describe.sequential('day-to-day admin work in Chromium', () => {
     await page.locator('#csv-problems').scrollIntoViewIfNeeded();
     await shot(page, 'groups-import-problems');
 
-    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export groups as CSV' }).click()]);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: 'Export groups as CSV' }).click(),
+    ]);
     expect(download.suggestedFilename()).toMatch(/^goldmirror-groups-\d{4}-\d\d-\d\d\.csv$/);
     const csv = await fs.readFile(await download.path(), 'utf8');
-    expect(csv).toBe('\uFEFFname,license_key,primary,image\r\nDesign,KEY-D,no,\r\nSales,,no,Windows 11 Corporate\r\nSupport,,yes,Windows 11 Corporate\r\n');
+    expect(csv).toBe(
+      '\uFEFFname,license_key,primary,image\r\nDesign,KEY-D,no,\r\nSales,,no,Windows 11 Corporate\r\nSupport,,yes,Windows 11 Corporate\r\n',
+    );
   });
 
   it('asks before deleting a group and before removing an image from a group', async () => {
@@ -242,18 +275,31 @@ describe.sequential('day-to-day admin work in Chromium', () => {
   it('tells the history in sentences with links, sign-ins only when asked', async () => {
     await page.goto(`${base}/admin/history`);
     const items = await page.locator('ol.history li').allInnerTexts();
-    expect(items.some((t) => t.endsWith('admin removed Windows 11 Corporate from Sales')), items.join('\n')).toBe(true);
+    expect(
+      items.some((t) => t.endsWith('admin removed Windows 11 Corporate from Sales')),
+      items.join('\n'),
+    ).toBe(true);
     expect(items.some((t) => t.endsWith('admin deleted group Design'))).toBe(true);
-    expect(items, items.join('\n')).toContainEqual(expect.stringMatching(/admin created group Support → Windows 11 Corporate, with the primary license key \(CSV import\)$/));
+    expect(items, items.join('\n')).toContainEqual(
+      expect.stringMatching(
+        /admin created group Support → Windows 11 Corporate, with the primary license key \(CSV import\)$/,
+      ),
+    );
     expect(items.some((t) => t.includes('signed in'))).toBe(false);
     await shot(page, 'history');
     await page.check('#h-logins');
     await navigate(page, button(page, 'Filter'));
-    expect((await page.locator('ol.history li').allInnerTexts()).some((t) => t.endsWith('admin signed in from 127.0.0.1'))).toBe(true);
+    expect(
+      (await page.locator('ol.history li').allInnerTexts()).some((t) => t.endsWith('admin signed in from 127.0.0.1')),
+    ).toBe(true);
     await page.fill('#h-text', 'support');
     await page.uncheck('#h-logins');
     await navigate(page, button(page, 'Filter'));
-    expect(await page.locator('ol.history li').allInnerTexts()).toEqual([expect.stringMatching(/admin created group Support → Windows 11 Corporate, with the primary license key \(CSV import\)$/) as string]);
+    expect(await page.locator('ol.history li').allInnerTexts()).toEqual([
+      expect.stringMatching(
+        /admin created group Support → Windows 11 Corporate, with the primary license key \(CSV import\)$/,
+      ) as string,
+    ]);
     await navigate(page, page.locator('ol.history li a', { hasText: 'Support' }));
     expect(await page.locator('h1').innerText()).toBe('Group Support');
   });
@@ -277,7 +323,11 @@ describe.sequential('day-to-day admin work in Chromium', () => {
       for (const [url, selector] of checks) {
         if (p.url() !== `${base}${url}`) await p.goto(`${base}${url}`);
         const ratio = await contrastOf(p, selector);
-        expect({ url, selector, readable: ratio >= 4.5 }, `contrast ${ratio.toFixed(2)}`).toEqual({ url, selector, readable: true });
+        expect({ url, selector, readable: ratio >= 4.5 }, `contrast ${ratio.toFixed(2)}`).toEqual({
+          url,
+          selector,
+          readable: true,
+        });
       }
       for (const name of ['dashboard', 'downloads', 'groups', 'history']) {
         await p.goto(`${base}/admin${name === 'dashboard' ? '' : `/${name}`}`);

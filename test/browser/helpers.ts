@@ -32,7 +32,9 @@ export async function launchChromium(): Promise<Browser> {
   try {
     return await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
   } catch (err) {
-    throw new Error(`Chromium at ${CHROMIUM_PATH} did not start; reinstall Debian's chromium (apt-get install --reinstall chromium).\n${String(err)}`);
+    throw new Error(
+      `Chromium at ${CHROMIUM_PATH} did not start; reinstall Debian's chromium (apt-get install --reinstall chromium).\n${String(err)}`,
+    );
   }
 }
 
@@ -53,7 +55,13 @@ export interface TestPackage {
 }
 
 /** A .pvmp of deterministic bytes and its `shasum -a 256` file (`<hex>  <name>`), in `dir`. */
-export async function writePackage(dir: string, name: string, size: number, seed: string, checksumOf?: string): Promise<TestPackage> {
+export async function writePackage(
+  dir: string,
+  name: string,
+  size: number,
+  seed: string,
+  checksumOf?: string,
+): Promise<TestPackage> {
   const data = testBytes(size, seed);
   const sha256 = sha256Hex(data);
   const file = path.join(dir, name);

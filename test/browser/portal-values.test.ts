@@ -75,7 +75,9 @@ async function docsShot(target: Locator, name: string): Promise<void> {
  * in the page; a string, since this project's TypeScript has no DOM types.
  */
 function inPage<T>(p: Page, selector: string, body: string): Promise<T> {
-  return p.evaluate<T>(`(() => { const els = [...document.querySelectorAll(${JSON.stringify(selector)})]; return ${body}; })()`);
+  return p.evaluate<T>(
+    `(() => { const els = [...document.querySelectorAll(${JSON.stringify(selector)})]; return ${body}; })()`,
+  );
 }
 
 /** The element shows its whole text: nothing cut off to the side or hidden in a scroll area. */
@@ -135,7 +137,9 @@ describe.sequential('the link an admin pastes (Chromium)', () => {
 
     expect(await text(page.locator('#h-arm64'))).toBe('Apple silicon — enabled');
     expect(await text(page.locator('#h-x86_64'))).toBe('Intel — enabled');
-    expect(await text(page.locator('#not-ready'))).toContain('the public address Macs use to reach this mirror is not set');
+    expect(await text(page.locator('#not-ready'))).toContain(
+      'the public address Macs use to reach this mirror is not set',
+    );
     for (const arch of ['arm64', 'x86_64']) {
       const field = page.locator(`#url-${arch}`);
       expect(await field.getAttribute('class')).toBe('not-ready');
@@ -152,7 +156,10 @@ describe.sequential('the link an admin pastes (Chromium)', () => {
 
   it('sets the address on the settings page: a wrong one is refused inline, a loopback one is warned about in red everywhere', async () => {
     await page.goto(`${base}/admin/images/${imageId}`);
-    await Promise.all([page.waitForURL(`${base}/admin/settings`), page.locator('#address-banner').getByRole('link', { name: 'Set the public address' }).click()]);
+    await Promise.all([
+      page.waitForURL(`${base}/admin/settings`),
+      page.locator('#address-banner').getByRole('link', { name: 'Set the public address' }).click(),
+    ]);
     expect(await text(page.locator('#address-current'))).toBe('Not set: no Download URL is offered until it is.');
     expect(await text(page.locator('#publicUrl-hint'))).toContain(`This browser reached goldmirror at ${base}.`);
     await docsShot(page.locator('main'), 'settings-public-address');
@@ -183,13 +190,21 @@ describe.sequential('the link an admin pastes (Chromium)', () => {
     await page.goto(`${base}/admin/images/${imageId}`);
     expect(await page.locator('#not-ready').count()).toBe(0);
     expect(await page.locator('[data-pending-image]').count()).toBe(0); // the first address is not a change
-    const expected = { arm64: url(base, v1, 'Win11-arm-2025-10.pvmp'), x86_64: url(base, intel, 'Win11-x86_64-2025-10.pvmp') };
+    const expected = {
+      arm64: url(base, v1, 'Win11-arm-2025-10.pvmp'),
+      x86_64: url(base, intel, 'Win11-x86_64-2025-10.pvmp'),
+    };
     for (const arch of ['arm64', 'x86_64'] as const) {
       const field = page.locator(`#url-${arch}`);
       expect(await text(field)).toBe(expected[arch]);
       await expectWhollyVisible(page, `#url-${arch}`, `Download URL ${arch}`);
-      expect(await text(page.locator(`section[aria-labelledby="h-${arch}"] .warn-text`))).toContain('127.0.0.1 is a loopback address');
-      for (const [id, value] of [[`url-${arch}`, expected[arch]], [`sha-${arch}`, arch === 'arm64' ? v1 : intel]] as const) {
+      expect(await text(page.locator(`section[aria-labelledby="h-${arch}"] .warn-text`))).toContain(
+        '127.0.0.1 is a loopback address',
+      );
+      for (const [id, value] of [
+        [`url-${arch}`, expected[arch]],
+        [`sha-${arch}`, arch === 'arm64' ? v1 : intel],
+      ] as const) {
         await page.evaluate(`navigator.clipboard.writeText('something else')`);
         await page.locator(`button[data-copy="${id}"]`).click();
         await page.locator(`button[data-copy="${id}"]:text-is("Copied")`).waitFor();
@@ -198,7 +213,12 @@ describe.sequential('the link an admin pastes (Chromium)', () => {
     }
     const help = page.locator('aside.help');
     expect(await text(help.locator('h3'))).toBe('What goes where in the portal');
-    expect(await help.locator('dt').allInnerTexts()).toEqual(['Name, Description', 'Enable for Apple silicon / Intel', 'Download URL', 'SHA-256']);
+    expect(await help.locator('dt').allInnerTexts()).toEqual([
+      'Name, Description',
+      'Enable for Apple silicon / Intel',
+      'Download URL',
+      'SHA-256',
+    ]);
     expect(await text(help)).toContain('How a Mac fetches it');
   });
 
@@ -231,7 +251,11 @@ describe.sequential('the link an admin pastes (Chromium)', () => {
     expect(await flash(page)).toBe('Golden image saved.');
     const box = page.locator(`[data-pending-image="${imageId}"]`);
     expect(await text(box.locator('h2'))).toBe('Portal values changed — update the portal');
-    const rows = await inPage<string[][]>(page, `[data-pending-image="${imageId}"] tbody tr`, 'els.map((r) => [...r.children].map((c) => c.innerText.trim()))');
+    const rows = await inPage<string[][]>(
+      page,
+      `[data-pending-image="${imageId}"] tbody tr`,
+      'els.map((r) => [...r.children].map((c) => c.innerText.trim()))',
+    );
     expect(rows).toEqual([
       ['Apple silicon: Download URL', url(base, v1, 'Win11-arm-2025-10.pvmp'), url(base, v2, 'Win11-arm-2025-11.pvmp')],
       ['Apple silicon: SHA-256', v1, v2],
@@ -239,7 +263,9 @@ describe.sequential('the link an admin pastes (Chromium)', () => {
     // The values to paste are the new ones.
     expect(await text(page.locator('#url-arm64'))).toBe(url(base, v2, 'Win11-arm-2025-11.pvmp'));
     // The last check was of the old links: the page says so.
-    expect(await text(page.locator('#check-result'))).toMatch(/^The last check \(.*\) was of links that have changed since; check again\.$/);
+    expect(await text(page.locator('#check-result'))).toMatch(
+      /^The last check \(.*\) was of links that have changed since; check again\.$/,
+    );
     await shot(page, 'values-changed');
     await docsShot(box, 'portal-values-changed');
 
@@ -257,7 +283,9 @@ describe.sequential('the link an admin pastes (Chromium)', () => {
     const headers = (await page.locator('thead th').allInnerTexts()).map((h) => h.trim());
     const usage = row.locator('td').nth(headers.indexOf('Used by'));
     expect(await text(usage.locator('.badge'))).toBe('retired');
-    expect(await text(usage)).toContain(`the portal still sends Macs here until you update it for ${IMAGE}; kept until then`);
+    expect(await text(usage)).toContain(
+      `the portal still sends Macs here until you update it for ${IMAGE}; kept until then`,
+    );
     await shot(page, 'packages-retired');
     await docsShot(page.locator('.table-wrap'), 'packages-retired');
     // Even with no grace period at all, GC keeps it.
@@ -275,11 +303,17 @@ describe.sequential('the link an admin pastes (Chromium)', () => {
     expect(await page.locator('[data-pending-image]').count()).toBe(0);
     await page.goto(`${base}/admin/images/${imageId}`);
     expect(await page.locator('[data-pending-image]').count()).toBe(0);
-    const audit = await mirror.runtime.db.selectFrom('audit_log').selectAll().where('action', '=', 'image.portal-updated').execute();
+    const audit = await mirror.runtime.db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('action', '=', 'image.portal-updated')
+      .execute();
     expect(audit.map((a) => [a.actor, a.target])).toEqual([['user:admin', `image:${imageId}`]]);
 
     await page.goto(`${base}/admin/blobs/${v1}`);
-    expect(await text(page.locator('.retired'))).toMatch(/kept until at least \d{4}-\d\d-\d\d \d\d:\d\d UTC \(24 h after the portal update and after the last download\)/);
+    expect(await text(page.locator('.retired'))).toMatch(
+      /kept until at least \d{4}-\d\d-\d\d \d\d:\d\d UTC \(24 h after the portal update and after the last download\)/,
+    );
   });
 
   it('moving to the real LAN address marks the URLs changed again; confirmed on the image page, the view is clean', async () => {
@@ -289,20 +323,36 @@ describe.sequential('the link an admin pastes (Chromium)', () => {
     expect(await page.locator('#address-banner').count()).toBe(0);
     await page.goto(`${base}/admin/images/${imageId}`);
     const box = page.locator(`[data-pending-image="${imageId}"]`);
-    expect(await box.locator('th[scope=row]').allInnerTexts()).toEqual(['Apple silicon: Download URL', 'Intel: Download URL']);
-    expect(await box.locator('td.new').allInnerTexts()).toEqual([url(LAN, v2, 'Win11-arm-2025-11.pvmp'), url(LAN, intel, 'Win11-x86_64-2025-10.pvmp')]);
+    expect(await box.locator('th[scope=row]').allInnerTexts()).toEqual([
+      'Apple silicon: Download URL',
+      'Intel: Download URL',
+    ]);
+    expect(await box.locator('td.new').allInnerTexts()).toEqual([
+      url(LAN, v2, 'Win11-arm-2025-11.pvmp'),
+      url(LAN, intel, 'Win11-x86_64-2025-10.pvmp'),
+    ]);
 
     // At phone width the pending box and the whole URLs still fit.
-    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await context.storageState() });
+    const phone = await browser.newContext({
+      viewport: { width: 390, height: 844 },
+      storageState: await context.storageState(),
+    });
     phone.on('weberror', (err) => scriptErrors.push(String(err.error())));
     try {
       const p = await phone.newPage();
-      for (const route of [`/admin/images/${imageId}`, '/admin', '/admin/settings', '/admin/blobs', `/admin/blobs/${v1}`]) {
+      for (const route of [
+        `/admin/images/${imageId}`,
+        '/admin',
+        '/admin/settings',
+        '/admin/blobs',
+        `/admin/blobs/${v1}`,
+      ]) {
         await p.goto(`${base}${route}`);
         await expectNoHorizontalOverflow(p, route);
       }
       await p.goto(`${base}/admin/images/${imageId}`);
-      for (const id of ['url-arm64', 'url-x86_64', 'sha-arm64']) await expectWhollyVisible(p, `#${id}`, `${id} at phone width`);
+      for (const id of ['url-arm64', 'url-x86_64', 'sha-arm64'])
+        await expectWhollyVisible(p, `#${id}`, `${id} at phone width`);
       await shot(p, 'phone-values-changed');
     } finally {
       await phone.close();
@@ -318,7 +368,17 @@ describe.sequential('the link an admin pastes (Chromium)', () => {
   });
 
   it('saved its screenshots, and no page raised a script error', () => {
-    expect(shots).toEqual(['address-missing', 'not-ready', 'settings-loopback', 'link-check', 'values-changed', 'dashboard-changed', 'packages-retired', 'phone-values-changed', 'view']);
+    expect(shots).toEqual([
+      'address-missing',
+      'not-ready',
+      'settings-loopback',
+      'link-check',
+      'values-changed',
+      'dashboard-changed',
+      'packages-retired',
+      'phone-values-changed',
+      'view',
+    ]);
     expect(scriptErrors).toEqual([]);
     expect(dialogs).toEqual([]);
   });

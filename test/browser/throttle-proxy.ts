@@ -31,12 +31,15 @@ export async function startThrottleProxy(target: string, bytesPerSecond: number)
     // Client to server: one chunk at a time, each held back for as long as the rate says.
     client.on('data', (chunk: Buffer) => {
       client.pause();
-      setTimeout(() => {
-        if (upstream.destroyed) return;
-        forwarded += chunk.length;
-        if (upstream.write(chunk)) client.resume();
-        else upstream.once('drain', () => client.resume());
-      }, (chunk.length / bytesPerSecond) * 1000);
+      setTimeout(
+        () => {
+          if (upstream.destroyed) return;
+          forwarded += chunk.length;
+          if (upstream.write(chunk)) client.resume();
+          else upstream.once('drain', () => client.resume());
+        },
+        (chunk.length / bytesPerSecond) * 1000,
+      );
     });
     client.on('end', () => upstream.end());
   });

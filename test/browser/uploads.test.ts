@@ -13,7 +13,14 @@ import type { UnfinishedUpload } from '../../server/http/uploads.js';
 import { bootstrapAdmin, createApiToken } from '../../server/services/auth.js';
 import { call } from '../helpers/api.js';
 import { makeTempDir, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
-import { expectNoHorizontalOverflow, launchChromium, screenshot, signIn, writePackage, type TestPackage } from './helpers.js';
+import {
+  expectNoHorizontalOverflow,
+  launchChromium,
+  screenshot,
+  signIn,
+  writePackage,
+  type TestPackage,
+} from './helpers.js';
 import { startThrottleProxy, type ThrottleProxy } from './throttle-proxy.js';
 
 const PASSWORD = 'browser-upload-password-1';
@@ -41,7 +48,11 @@ const button = (p: Page, name: string) => p.getByRole('button', { name, exact: t
 const rowOf = (p: Page, name: string) => p.locator('#uploads .upload-row', { hasText: name });
 
 async function blobRow(sha256: string) {
-  return mirror.runtime.db.selectFrom('blobs').select(['sha256', 'name', 'arch', 'size']).where('sha256', '=', sha256).executeTakeFirst();
+  return mirror.runtime.db
+    .selectFrom('blobs')
+    .select(['sha256', 'name', 'arch', 'size'])
+    .where('sha256', '=', sha256)
+    .executeTakeFirst();
 }
 async function unfinished(): Promise<UnfinishedUpload[]> {
   const res = await call<UnfinishedUpload[]>(mirror.url, 'GET', '/api/v1/uploads', { token });
@@ -118,11 +129,18 @@ describe.sequential('Upload page in Chromium', () => {
     await screenshot(page, 'upload-picked-pairs');
 
     await button(page, 'Upload').click();
-    for (const [pkg, slot] of [[arm, 'arm64'], [intel, 'x86_64']] as const) {
+    for (const [pkg, slot] of [
+      [arm, 'arm64'],
+      [intel, 'x86_64'],
+    ] as const) {
       const row = rowOf(page, pkg.name);
       await row.locator(`a[href="/admin/blobs/${pkg.sha256}"]`).waitFor({ timeout: 60_000 });
-      expect(await row.locator('.upload-status').innerText()).toContain(`100% · stored and verified. SHA-256 ${pkg.sha256}`);
-      expect(await row.getByRole('link', { name: 'Create a golden image with this package' }).getAttribute('href')).toBe(`/admin/images/new?${slot}=${pkg.sha256}`);
+      expect(await row.locator('.upload-status').innerText()).toContain(
+        `100% · stored and verified. SHA-256 ${pkg.sha256}`,
+      );
+      expect(
+        await row.getByRole('link', { name: 'Create a golden image with this package' }).getAttribute('href'),
+      ).toBe(`/admin/images/new?${slot}=${pkg.sha256}`);
       expect(await blobRow(pkg.sha256)).toEqual({ sha256: pkg.sha256, name: pkg.name, arch: slot, size: pkg.size });
     }
     expect(await page.locator('#picked .picked-row').count()).toBe(0);
@@ -135,7 +153,8 @@ describe.sequential('Upload page in Chromium', () => {
     expect(await page.inputValue('#arm64-sha256')).toBe(arm.sha256);
     expect(await page.isChecked('#arm64-enabled')).toBe(true);
     expect(await page.isChecked('#x86_64-enabled')).toBe(false);
-    const choices = async (slot: string) => Promise.all((await page.locator(`#${slot}-sha256 option`).all()).map((o) => o.getAttribute('value')));
+    const choices = async (slot: string) =>
+      Promise.all((await page.locator(`#${slot}-sha256 option`).all()).map((o) => o.getAttribute('value')));
     const armChoices = await choices('arm64');
     const intelChoices = await choices('x86_64');
     expect(armChoices).toEqual(['', arm.sha256]);
@@ -148,21 +167,44 @@ describe.sequential('Upload page in Chromium', () => {
     await page.selectOption('#x86_64-sha256', intel.sha256);
     await page.fill('#name', 'Windows 11 from the upload page');
     await screenshot(page, 'image-form-prefilled');
-    await Promise.all([page.waitForURL(/\/admin\/images\/\d+\?done=image-created$/), button(page, 'Create golden image').click()]);
-    const image = await mirror.runtime.db.selectFrom('images').selectAll().where('name', '=', 'Windows 11 from the upload page').executeTakeFirstOrThrow();
-    expect(image).toMatchObject({ arm64_enabled: 1, arm64_sha256: arm.sha256, x86_64_enabled: 1, x86_64_sha256: intel.sha256 });
+    await Promise.all([
+      page.waitForURL(/\/admin\/images\/\d+\?done=image-created$/),
+      button(page, 'Create golden image').click(),
+    ]);
+    const image = await mirror.runtime.db
+      .selectFrom('images')
+      .selectAll()
+      .where('name', '=', 'Windows 11 from the upload page')
+      .executeTakeFirstOrThrow();
+    expect(image).toMatchObject({
+      arm64_enabled: 1,
+      arm64_sha256: arm.sha256,
+      x86_64_enabled: 1,
+      x86_64_sha256: intel.sha256,
+    });
 
     // A package re-marked for the other architecture: the form says so and asks before saving.
-    expect((await call(mirror.url, 'PATCH', `/api/v1/blobs/${arm.sha256}`, { token, json: { arch: 'x86_64' } })).status).toBe(200);
+    expect(
+      (await call(mirror.url, 'PATCH', `/api/v1/blobs/${arm.sha256}`, { token, json: { arch: 'x86_64' } })).status,
+    ).toBe(200);
     await page.goto(`${mirror.url}/admin/images/${image.id}/edit`);
-    expect(await page.locator('#arm64-arch-warning').innerText()).toBe('This package is marked for Intel, not Apple silicon.');
+    expect(await page.locator('#arm64-arch-warning').innerText()).toBe(
+      'This package is marked for Intel, not Apple silicon.',
+    );
     await Promise.all([page.waitForLoadState('load'), button(page, 'Save changes').click()]);
     await page.locator('#arch-warnings').waitFor();
-    expect(await page.locator('#arch-warnings').innerText()).toContain('Apple silicon: the package Win11-arm.pvmp is marked for Intel, not Apple silicon.');
+    expect(await page.locator('#arch-warnings').innerText()).toContain(
+      'Apple silicon: the package Win11-arm.pvmp is marked for Intel, not Apple silicon.',
+    );
     await screenshot(page, 'image-form-arch-warning');
     await page.check('#confirm-arch');
-    await Promise.all([page.waitForURL(`${mirror.url}/admin/images/${image.id}?done=image-saved`), button(page, 'Save changes').click()]);
-    expect((await call(mirror.url, 'PATCH', `/api/v1/blobs/${arm.sha256}`, { token, json: { arch: 'arm64' } })).status).toBe(200);
+    await Promise.all([
+      page.waitForURL(`${mirror.url}/admin/images/${image.id}?done=image-saved`),
+      button(page, 'Save changes').click(),
+    ]);
+    expect(
+      (await call(mirror.url, 'PATCH', `/api/v1/blobs/${arm.sha256}`, { token, json: { arch: 'arm64' } })).status,
+    ).toBe(200);
   });
 
   it('reads a .txt before sending anything: a stored digest is "already stored", a lone or empty .txt and other files are refused', async () => {
@@ -178,10 +220,16 @@ describe.sequential('Upload page in Chromium', () => {
 
     await page.setInputFiles('#files', [arm.checksumFile, lonely, notes, pdf, arm.file]);
     const status = (name: string) => page.locator('#picked .picked-row', { hasText: name }).locator('.picked-status');
-    await expect.poll(() => status('Win11-arm.pvmp').innerText()).toBe('already stored as Win11-arm.pvmp; nothing to upload');
+    await expect
+      .poll(() => status('Win11-arm.pvmp').innerText())
+      .toBe('already stored as Win11-arm.pvmp; nothing to upload');
     await expect.poll(() => status('Lonely.txt').innerText()).toBe('a checksum file: add its package too');
-    await expect.poll(() => status('notes.txt').innerText()).toBe('notes.txt has no SHA-256 in it (64 hexadecimal digits); it is not the checksum file of a package.');
-    await expect.poll(() => status('manual.pdf').innerText()).toBe('manual.pdf is neither a package (.pvmp) nor a checksum file (.txt); it was left out.');
+    await expect
+      .poll(() => status('notes.txt').innerText())
+      .toBe('notes.txt has no SHA-256 in it (64 hexadecimal digits); it is not the checksum file of a package.');
+    await expect
+      .poll(() => status('manual.pdf').innerText())
+      .toBe('manual.pdf is neither a package (.pvmp) nor a checksum file (.txt); it was left out.');
     await screenshot(page, 'upload-checked-before-sending');
 
     await button(page, 'Upload').click();
@@ -255,8 +303,12 @@ describe.sequential('Upload page in Chromium', () => {
     await context.setOffline(true);
     try {
       const offlineAt = Date.now();
-      await expect.poll(() => row.locator('.upload-status').innerText(), { timeout: 15_000 }).toContain('Reconnecting…');
-      expect(await row.locator('.upload-status').innerText()).toBe('Reconnecting… This computer is offline; the upload continues by itself when the network is back.');
+      await expect
+        .poll(() => row.locator('.upload-status').innerText(), { timeout: 15_000 })
+        .toContain('Reconnecting…');
+      expect(await row.locator('.upload-status').innerText()).toBe(
+        'Reconnecting… This computer is offline; the upload continues by itself when the network is back.',
+      );
       expect(await button(page, 'Resume').isVisible()).toBe(true);
       await screenshot(page, 'upload-reconnecting');
       const stalledAt = await percentOf(page, big.name);
@@ -297,11 +349,17 @@ describe.sequential('Upload page in Chromium', () => {
     leaving = null;
 
     // The mirror kept what arrived; wait until the cut PATCH has ended there.
-    await expect.poll(async () => (await unfinished()).find((u) => u.name === pkg.name)?.receiving, { timeout: 20_000 }).toBe(false);
+    await expect
+      .poll(async () => (await unfinished()).find((u) => u.name === pkg.name)?.receiving, { timeout: 20_000 })
+      .toBe(false);
     const [left] = (await unfinished()).filter((u) => u.name === pkg.name);
     expect(left!.offset).toBeGreaterThan(4 * MiB);
     expect(left!.offset).toBeLessThan(pkg.size);
-    expect(left).toMatchObject({ size: pkg.size, arch: 'x86_64', lastModified: Math.floor((await fs.stat(pkg.file)).mtimeMs) });
+    expect(left).toMatchObject({
+      size: pkg.size,
+      arch: 'x86_64',
+      lastModified: Math.floor((await fs.stat(pkg.file)).mtimeMs),
+    });
     await page.reload();
     const listed = page.locator(`#unfinished-uploads tr[data-upload-id="${left!.id}"]`);
     expect(await listed.innerText()).toContain(pkg.name);
@@ -311,7 +369,9 @@ describe.sequential('Upload page in Chromium', () => {
     const forwardedBefore = proxy.forwardedBytes();
     const requestsBefore = tusRequests.length;
     await page.setInputFiles('#files', [pkg.file]);
-    await expect.poll(() => page.locator('#picked .picked-row', { hasText: pkg.name }).locator('.picked-status').innerText()).toBe('continues the unfinished upload below');
+    await expect
+      .poll(() => page.locator('#picked .picked-row', { hasText: pkg.name }).locator('.picked-status').innerText())
+      .toBe('continues the unfinished upload below');
     await button(page, 'Upload').click();
     await rowOf(page, pkg.name).locator(`a[href="/admin/blobs/${pkg.sha256}"]`).waitFor({ timeout: 90_000 });
 
@@ -348,8 +408,11 @@ describe.sequential('Upload page in Chromium', () => {
     const other = await context.newPage();
     await other.goto(`${proxy.url}/admin/upload`);
     await other.setInputFiles('#files', [pkg.file, pkg.checksumFile]);
-    const refusal = 'Twice-arm64.pvmp is already uploading in another tab or window of this browser; it continues there.';
-    await expect.poll(() => other.locator('#picked .picked-row', { hasText: pkg.name }).locator('.picked-status').innerText()).toBe(refusal);
+    const refusal =
+      'Twice-arm64.pvmp is already uploading in another tab or window of this browser; it continues there.';
+    await expect
+      .poll(() => other.locator('#picked .picked-row', { hasText: pkg.name }).locator('.picked-status').innerText())
+      .toBe(refusal);
     await button(other, 'Upload').click();
     expect(await rowOf(other, pkg.name).locator('.upload-status.field-error').innerText()).toBe(refusal);
     await screenshot(other, 'upload-refused-in-second-tab');
@@ -359,9 +422,9 @@ describe.sequential('Upload page in Chromium', () => {
     expect(tusRequests.slice(before).filter((r) => r.page === other)).toEqual([]);
     // Once it is stored, a new pick in either tab says so without sending it again.
     await page.setInputFiles('#files', [pkg.file]);
-    await expect.poll(() => page.locator('#picked .picked-row', { hasText: pkg.name }).locator('.picked-status').innerText()).toBe(
-      'already stored as Twice-arm64.pvmp; nothing to upload',
-    );
+    await expect
+      .poll(() => page.locator('#picked .picked-row', { hasText: pkg.name }).locator('.picked-status').innerText())
+      .toBe('already stored as Twice-arm64.pvmp; nothing to upload');
     for (const p of [page, other]) expect(await p.locator('a[href="/admin/blobs/null"]').count()).toBe(0);
     await other.close();
   });
@@ -382,9 +445,11 @@ describe.sequential('Upload page in Chromium', () => {
     await context.setOffline(true);
     await context.setOffline(false);
     const row = rowOf(page, pkg.name);
-    await expect.poll(() => row.locator('.upload-status').innerText(), { timeout: 30_000 }).toBe(
-      'Your session has ended. Sign in again (in another tab), then press Resume; the upload continues where it stopped.',
-    );
+    await expect
+      .poll(() => row.locator('.upload-status').innerText(), { timeout: 30_000 })
+      .toBe(
+        'Your session has ended. Sign in again (in another tab), then press Resume; the upload continues where it stopped.',
+      );
     await screenshot(page, 'upload-session-ended');
 
     await signIn(other, mirror.url, PASSWORD);
@@ -406,7 +471,11 @@ describe.sequential('Upload page in Chromium', () => {
     const size = 1_000_000;
     const created = await call(mirror.url, 'POST', '/api/v1/uploads', {
       token,
-      headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': String(size), 'Upload-Metadata': `filename ${Buffer.from('Forgotten.pvmp').toString('base64')}` },
+      headers: {
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': String(size),
+        'Upload-Metadata': `filename ${Buffer.from('Forgotten.pvmp').toString('base64')}`,
+      },
     });
     expect(created.status).toBe(201);
     const id = created.headers.get('location')!.split('/').pop()!;
@@ -418,7 +487,10 @@ describe.sequential('Upload page in Chromium', () => {
     });
     expect(part.status).toBe(204);
 
-    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await context.storageState() });
+    const phone = await browser.newContext({
+      viewport: { width: 390, height: 844 },
+      storageState: await context.storageState(),
+    });
     const p = await phone.newPage();
     try {
       await p.goto(`${mirror.url}/admin/upload`);
@@ -426,7 +498,10 @@ describe.sequential('Upload page in Chromium', () => {
       expect(await row.innerText()).toMatch(/Forgotten\.pvmp[\s\S]*250 kB of 1\.0 MB \(25%\)[\s\S]*s ago[\s\S]*paused/);
       await expectNoHorizontalOverflow(p, 'upload page with an unfinished upload');
       await screenshot(p, 'phone-upload-unfinished');
-      await Promise.all([p.waitForURL(`${mirror.url}/admin/upload?done=upload-discarded#unfinished`), row.getByRole('button', { name: 'Discard Forgotten.pvmp' }).click()]);
+      await Promise.all([
+        p.waitForURL(`${mirror.url}/admin/upload?done=upload-discarded#unfinished`),
+        row.getByRole('button', { name: 'Discard Forgotten.pvmp' }).click(),
+      ]);
       expect(await p.locator('p.flash.ok').innerText()).toBe('Unfinished upload discarded; its bytes are gone.');
       expect(await p.locator(`tr[data-upload-id="${id}"]`).count()).toBe(0);
       expect((await fs.readdir(mirror.runtime.store.layout.uploadsDir)).filter((f) => f.startsWith(id))).toEqual([]);

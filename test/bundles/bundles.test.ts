@@ -64,7 +64,11 @@ async function auditActions(m: HasRuntime, action: string): Promise<Array<{ acto
 /** Each package of `seedA` downloaded from `mirror`'s public link is byte-identical. */
 async function expectDownloads(mirror: TestMirror, seedA: Seed): Promise<void> {
   for (const [sha, bytes] of seedA.bytes) {
-    const row = await mirror.runtime.db.selectFrom('blobs').select('name').where('sha256', '=', sha).executeTakeFirstOrThrow();
+    const row = await mirror.runtime.db
+      .selectFrom('blobs')
+      .select('name')
+      .where('sha256', '=', sha)
+      .executeTakeFirstOrThrow();
     const res = await fetch(downloadUrl(mirror.url, sha, row.name));
     expect(res.status).toBe(200);
     const body = Buffer.from(await res.arrayBuffer());
@@ -132,7 +136,10 @@ describe('round trip between two mirrors', () => {
   it('library: exportBundle → importBundle gives an identical second mirror whose links serve the same bytes', async () => {
     const B = await startMirror();
     try {
-      const report = await importBundle(B.runtime.ingestDeps, exportBundle(A.runtime.store, full.manifest), { dryRun: false, actor: cliActor });
+      const report = await importBundle(B.runtime.ingestDeps, exportBundle(A.runtime.store, full.manifest), {
+        dryRun: false,
+        actor: cliActor,
+      });
       expect(sorted(report.blobs.stored)).toEqual(sorted([...seedA.bytes.keys()]));
       expect(report.blobs.alreadyPresent).toEqual([]);
       expect(sorted(report.images.created)).toEqual(sorted(IMAGE_NAMES));
@@ -207,8 +214,16 @@ describe('round trip between two mirrors', () => {
       await importBuffer(T, full.tar);
       await importBuffer(S, full.tar);
       // On S: Ubuntu enabled and described differently, Interns gets a key.
-      await S.runtime.db.updateTable('images').set({ x86_64_enabled: 1, description: 'now live' }).where('name', '=', 'Ubuntu').execute();
-      await S.runtime.db.updateTable('groups').set({ license_key: 'INT-0003-KEY' }).where('name', '=', 'Interns').execute();
+      await S.runtime.db
+        .updateTable('images')
+        .set({ x86_64_enabled: 1, description: 'now live' })
+        .where('name', '=', 'Ubuntu')
+        .execute();
+      await S.runtime.db
+        .updateTable('groups')
+        .set({ license_key: 'INT-0003-KEY' })
+        .where('name', '=', 'Interns')
+        .execute();
       const report = await importBuffer(T, (await exportToBuffer(S, { includeBlobs: true })).tar);
       expect(report.images).toEqual({
         created: [],
@@ -234,11 +249,19 @@ describe('round trip between two mirrors', () => {
       await store(T, bytes, 'mac.pvmp');
       const file = T.runtime.store.layout.blobFile(seedA.mac as Sha256);
       await fs.writeFile(file, Buffer.concat([bytes.subarray(0, 100), Buffer.from('rot'), bytes.subarray(103)]));
-      await T.runtime.db.updateTable('blobs').set({ state: 'corrupt', state_detail: 'test' }).where('sha256', '=', seedA.mac).execute();
+      await T.runtime.db
+        .updateTable('blobs')
+        .set({ state: 'corrupt', state_detail: 'test' })
+        .where('sha256', '=', seedA.mac)
+        .execute();
       const report = await importBuffer(T, full.tar);
       expect(report.blobs.stored).toContain(seedA.mac);
       expect(sha256Hex(await fs.readFile(file))).toBe(seedA.mac);
-      const row = await T.runtime.db.selectFrom('blobs').select(['state', 'state_detail']).where('sha256', '=', seedA.mac).executeTakeFirstOrThrow();
+      const row = await T.runtime.db
+        .selectFrom('blobs')
+        .select(['state', 'state_detail'])
+        .where('sha256', '=', seedA.mac)
+        .executeTakeFirstOrThrow();
       expect(row).toEqual({ state: 'ok', state_detail: null });
     } finally {
       await T.close();
@@ -255,7 +278,10 @@ describe('round trip between two mirrors', () => {
       expect(exp.code).toBe(0);
       await expect(fs.access(`${out}.partial`)).rejects.toThrow();
       const entries = await readTar(await fs.readFile(out));
-      expect(entries.map((e) => e.name)).toEqual([MANIFEST_ENTRY, ...full.manifest.blobs.map((b) => blobEntryName(b.sha256))]);
+      expect(entries.map((e) => e.name)).toEqual([
+        MANIFEST_ENTRY,
+        ...full.manifest.blobs.map((b) => blobEntryName(b.sha256)),
+      ]);
 
       const imp = await runCli(['import-bundle', out, '--json'], cliEnv(B.dir));
       expect(imp.code).toBe(0);
@@ -323,7 +349,9 @@ describe('round trip between two mirrors', () => {
       });
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toBe('application/x-tar');
-      expect(res.headers.get('content-disposition')).toMatch(/^attachment; filename="goldmirror-\d{4}-\d\d-\d\d\.tar"$/);
+      expect(res.headers.get('content-disposition')).toMatch(
+        /^attachment; filename="goldmirror-\d{4}-\d\d-\d\d\.tar"$/,
+      );
       const imp = await fetch(`${B.url}/api/v1/import`, {
         method: 'POST',
         headers: {
@@ -346,7 +374,9 @@ describe('round trip between two mirrors', () => {
 
   it('API: ?image= and ?blobs=false shape the export; /export/manifest matches it', async () => {
     const auth = { Authorization: `Bearer ${tokenA}` };
-    const res = await fetch(`${A.url}/api/v1/export?image=${encodeURIComponent('macOS Sonoma')}&blobs=false`, { headers: auth });
+    const res = await fetch(`${A.url}/api/v1/export?image=${encodeURIComponent('macOS Sonoma')}&blobs=false`, {
+      headers: auth,
+    });
     expect(res.status).toBe(200);
     const entries = await readTar(Buffer.from(await res.arrayBuffer()));
     expect(entries.map((e) => e.name)).toEqual([MANIFEST_ENTRY]);
@@ -356,7 +386,9 @@ describe('round trip between two mirrors', () => {
     expect(m.groups.map((g) => g.name)).toEqual(['Design']);
     expect(m.blobs.map((b) => b.sha256)).toEqual([seedA.mac]);
     const viaManifest = (await (
-      await fetch(`${A.url}/api/v1/export/manifest?image=${encodeURIComponent('macOS Sonoma')}&blobs=false`, { headers: auth })
+      await fetch(`${A.url}/api/v1/export/manifest?image=${encodeURIComponent('macOS Sonoma')}&blobs=false`, {
+        headers: auth,
+      })
     ).json()) as Manifest;
     expect({ ...viaManifest, createdAt: '' }).toEqual({ ...m, createdAt: '' });
     const missing = await fetch(`${A.url}/api/v1/export/manifest?image=nope`, {
@@ -409,11 +441,14 @@ describe('streaming through small odd-sized chunks', () => {
     return { whole: results[0], sliced: results[1] };
   }
 
-  it.each([[1], [7], [511], [512], [513], [4093]])('slices of %i bytes give the same result as the whole archive', async (n) => {
-    const { whole, sliced: got } = await resultOf(small.tar, () => sliced(small.tar, [n]));
-    expect((whole as { report: ImportReport }).report.blobs.stored).toHaveLength(4);
-    expect(got).toEqual(whole);
-  });
+  it.each([[1], [7], [511], [512], [513], [4093]])(
+    'slices of %i bytes give the same result as the whole archive',
+    async (n) => {
+      const { whole, sliced: got } = await resultOf(small.tar, () => sliced(small.tar, [n]));
+      expect((whole as { report: ImportReport }).report.blobs.stored).toHaveLength(4);
+      expect(got).toEqual(whole);
+    },
+  );
 
   it('slices cycling through 1, 7, 511, 513, 4093, 65537 bytes over a 2 MiB bundle give the same result', async () => {
     const { whole, sliced: got } = await resultOf(full.tar, () => sliced(full.tar, [1, 7, 511, 513, 4093, 65_537]));
@@ -461,7 +496,9 @@ describe('filters: no packages, one image, stdout', () => {
       images: ['Windows 11'],
       includeBlobs: true,
     });
-    const id = (await A.runtime.db.selectFrom('images').select('id').where('name', '=', 'Windows 11').executeTakeFirstOrThrow()).id;
+    const id = (
+      await A.runtime.db.selectFrom('images').select('id').where('name', '=', 'Windows 11').executeTakeFirstOrThrow()
+    ).id;
     const byId = await buildManifest(A.runtime, {
       images: [String(id)],
       includeBlobs: true,
@@ -473,7 +510,10 @@ describe('filters: no packages, one image, stdout', () => {
     expect(byName.manifest.images.map((i) => i.name)).toEqual(['Windows 11']);
     expect(byName.manifest.groups.map((g) => g.name)).toEqual(['Engineering']);
     expect(byName.manifest.blobs.map((b) => b.sha256)).toEqual(sorted([seedA.winArm, seedA.winX86]));
-    expect((await readTar(byName.tar)).map((e) => e.name)).toEqual([MANIFEST_ENTRY, ...sorted([seedA.winArm, seedA.winX86]).map(blobEntryName)]);
+    expect((await readTar(byName.tar)).map((e) => e.name)).toEqual([
+      MANIFEST_ENTRY,
+      ...sorted([seedA.winArm, seedA.winX86]).map(blobEntryName),
+    ]);
 
     const T = await openLocal();
     try {
@@ -488,7 +528,9 @@ describe('filters: no packages, one image, stdout', () => {
           image: 'Windows 11',
         },
       ]);
-      expect((got.blobs as Array<{ sha256: string }>).map((b) => b.sha256)).toEqual(sorted([seedA.winArm, seedA.winX86]));
+      expect((got.blobs as Array<{ sha256: string }>).map((b) => b.sha256)).toEqual(
+        sorted([seedA.winArm, seedA.winX86]),
+      );
     } finally {
       await T.close();
     }
@@ -531,7 +573,9 @@ describe('filters: no packages, one image, stdout', () => {
       bytes[12_345] = bytes[12_345]! ^ 0xff;
       await fs.writeFile(file, bytes);
       // The database still says ok: only the re-hash on the way out can notice.
-      await expect(collect(exportBundle(S.runtime.store, await buildManifest(S.runtime, { includeBlobs: true })))).rejects.toMatchObject({
+      await expect(
+        collect(exportBundle(S.runtime.store, await buildManifest(S.runtime, { includeBlobs: true }))),
+      ).rejects.toMatchObject({
         code: 'BLOB_UNAVAILABLE',
       });
       const out = path.join(work, 'out.tar');
@@ -564,7 +608,11 @@ describe('filters: no packages, one image, stdout', () => {
     const T = await openLocal();
     try {
       await importBuffer(T, await buildTar([manifestEntry(manifest), blobEntry(sha, data)]));
-      const row = await T.runtime.db.selectFrom('blobs').select('name').where('sha256', '=', sha).executeTakeFirstOrThrow();
+      const row = await T.runtime.db
+        .selectFrom('blobs')
+        .select('name')
+        .where('sha256', '=', sha)
+        .executeTakeFirstOrThrow();
       expect(row.name).toBe('passwd.pvmp');
       expect(snapshotSiblings(await snapshot(T))).toEqual([]);
     } finally {
@@ -605,7 +653,12 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
     // The target already has some state of its own, and one of the bundle's packages (unused here).
     T = await openLocal();
     const own = await store(T, testBytes(9_999, 'own'), 'own.pvmp');
-    const image = await createImage(T.runtime, cliActor, { name: 'Existing', arm64: { enabled: true, sha256: own } }, 'http://x');
+    const image = await createImage(
+      T.runtime,
+      cliActor,
+      { name: 'Existing', arm64: { enabled: true, sha256: own } },
+      'http://x',
+    );
     await createGroup(T.runtime, cliActor, {
       name: 'Ops',
       licenseKey: 'OPS-KEY',
@@ -659,7 +712,12 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
       'DIGEST_MISMATCH',
       /hashes to/,
     ],
-    ['entry named ../evil', () => buildTar([...good(), { name: '../evil', data: Buffer.from('x') }]), 'BUNDLE_INVALID', /unexpected entry "\.\.\/evil"/],
+    [
+      'entry named ../evil',
+      () => buildTar([...good(), { name: '../evil', data: Buffer.from('x') }]),
+      'BUNDLE_INVALID',
+      /unexpected entry "\.\.\/evil"/,
+    ],
     [
       'entry named /etc/x',
       () => buildTar([manifestEntry(full.manifest), { name: '/etc/x', data: Buffer.from('x') }]),
@@ -690,7 +748,9 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
       () =>
         buildTar([
           manifestEntry(full.manifest),
-          ...blobs.map((b) => blobEntry(b.sha256, b.sha256 === last().sha256 ? testBytes(b.data.length, 'impostor') : b.data)),
+          ...blobs.map((b) =>
+            blobEntry(b.sha256, b.sha256 === last().sha256 ? testBytes(b.data.length, 'impostor') : b.data),
+          ),
         ]),
       'DIGEST_MISMATCH',
       /hashes to/,
@@ -700,7 +760,9 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
       () =>
         buildTar([
           manifestEntry(full.manifest),
-          ...blobs.map((b) => blobEntry(b.sha256, b.sha256 === last().sha256 ? Buffer.concat([b.data, Buffer.from([0])]) : b.data)),
+          ...blobs.map((b) =>
+            blobEntry(b.sha256, b.sha256 === last().sha256 ? Buffer.concat([b.data, Buffer.from([0])]) : b.data),
+          ),
         ]),
       'BUNDLE_INVALID',
       /has \d+ bytes, the manifest says \d+/,
@@ -739,22 +801,42 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
       'BUNDLE_INVALID',
       /\(link\)/,
     ],
-    ['a directory entry', () => buildTar([manifestEntry(full.manifest), { name: 'blobs/', type: 'directory' }]), 'BUNDLE_INVALID', /\(directory\)/],
+    [
+      'a directory entry',
+      () => buildTar([manifestEntry(full.manifest), { name: 'blobs/', type: 'directory' }]),
+      'BUNDLE_INVALID',
+      /\(directory\)/,
+    ],
     [
       'an unlisted extra package',
       () => buildTar([...good(), blobEntry(sha256Hex(testBytes(100, 'extra')), testBytes(100, 'extra'))]),
       'BUNDLE_INVALID',
       /not listed in the manifest/,
     ],
-    ['a package twice', () => buildTar([...good(), blobEntry(blobs[1]!.sha256, blobs[1]!.data)]), 'BUNDLE_INVALID', /appears twice/],
-    ['no manifest', () => buildTar(blobs.map((b) => blobEntry(b.sha256, b.data))), 'BUNDLE_INVALID', /first entry must be manifest\.json/],
+    [
+      'a package twice',
+      () => buildTar([...good(), blobEntry(blobs[1]!.sha256, blobs[1]!.data)]),
+      'BUNDLE_INVALID',
+      /appears twice/,
+    ],
+    [
+      'no manifest',
+      () => buildTar(blobs.map((b) => blobEntry(b.sha256, b.data))),
+      'BUNDLE_INVALID',
+      /first entry must be manifest\.json/,
+    ],
     [
       'manifest not first',
       () => buildTar([blobEntry(blobs[0]!.sha256, blobs[0]!.data), manifestEntry(full.manifest)]),
       'BUNDLE_INVALID',
       /first entry must be manifest\.json/,
     ],
-    ['manifest.json as a directory', () => buildTar([{ name: MANIFEST_ENTRY, type: 'directory' }]), 'BUNDLE_INVALID', /first entry must be manifest\.json/],
+    [
+      'manifest.json as a directory',
+      () => buildTar([{ name: MANIFEST_ENTRY, type: 'directory' }]),
+      'BUNDLE_INVALID',
+      /first entry must be manifest\.json/,
+    ],
     ['an empty tar', () => buildTar([]), 'BUNDLE_INVALID', /empty or not a tar/],
     ['not a tar at all', async () => testBytes(10_000, 'noise'), 'BUNDLE_INVALID', /damaged or truncated/],
     [
@@ -781,8 +863,18 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
       'BUNDLE_INVALID',
       /not a goldmirror bundle manifest/,
     ],
-    ['manifest version 2', () => buildTar(withManifest((m) => ({ ...m, version: 2 }))), 'BUNDLE_VERSION_UNSUPPORTED', /version 2 is not supported/],
-    ['an unknown manifest field', () => buildTar(withManifest((m) => ({ ...m, extra: true }))), 'BUNDLE_INVALID', /bundle manifest/],
+    [
+      'manifest version 2',
+      () => buildTar(withManifest((m) => ({ ...m, version: 2 }))),
+      'BUNDLE_VERSION_UNSUPPORTED',
+      /version 2 is not supported/,
+    ],
+    [
+      'an unknown manifest field',
+      () => buildTar(withManifest((m) => ({ ...m, extra: true }))),
+      'BUNDLE_INVALID',
+      /bundle manifest/,
+    ],
     [
       'an image using an unlisted package',
       () =>
@@ -797,7 +889,10 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
     ],
     [
       'two primary groups',
-      () => buildTar(withManifest((m) => ((m.groups as Array<{ primary: boolean }>).forEach((g) => (g.primary = true)), m))),
+      () =>
+        buildTar(
+          withManifest((m) => ((m.groups as Array<{ primary: boolean }>).forEach((g) => (g.primary = true)), m)),
+        ),
       'BUNDLE_INVALID',
       /more than one group as primary/,
     ],
@@ -839,17 +934,72 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
       /not listed in the manifest/,
     ],
     // The manifest is held to the API's own field rules (images and groups services), not to looser copies of them.
-    ['a license key with a space', () => buildTar(withGroup('Engineering', (g) => (g.licenseKey = 'ENG 0001'))), 'BUNDLE_INVALID', /groups\.\d+\.licenseKey: must be printable ASCII without spaces/],
-    ['an empty license key', () => buildTar(withGroup('Engineering', (g) => (g.licenseKey = ''))), 'BUNDLE_INVALID', /groups\.\d+\.licenseKey: must not be empty \(use null for none\)/],
-    ['a license key with a control character', () => buildTar(withGroup('Design', (g) => (g.licenseKey = 'DES-\u0007'))), 'BUNDLE_INVALID', /groups\.\d+\.licenseKey: must be printable ASCII/],
-    ['a license key of 201 characters', () => buildTar(withGroup('Design', (g) => (g.licenseKey = 'K'.repeat(201)))), 'BUNDLE_INVALID', /groups\.\d+\.licenseKey: must be at most 200 characters/],
-    ['two groups with one license key', () => buildTar(withGroup('Interns', (g) => (g.licenseKey = 'ENG-0001-KEY'))), 'BUNDLE_INVALID', /gives groups "\w+" and "\w+" the same license key/],
-    ['a description of 1001 characters', () => buildTar(withImage('Ubuntu', (i) => (i.description = 'd'.repeat(1001)))), 'BUNDLE_INVALID', /images\.\d+\.description: must be at most 1000 characters/],
-    ['an image name of 101 characters', () => buildTar(withImage('Ubuntu', (i) => (i.name = 'U'.repeat(101)))), 'BUNDLE_INVALID', /images\.\d+\.name: must be at most 100 characters/],
-    ['a blank group name', () => buildTar(withGroup('Interns', (g) => (g.name = '   '))), 'BUNDLE_INVALID', /groups\.\d+\.name: must not be empty/],
-    ['a group naming its image with a control character', () => buildTar(withGroup('Design', (g) => (g.image = 'macOS Sonoma\u0000'))), 'BUNDLE_INVALID', /groups\.\d+\.image: must not contain control characters/],
-    ['an architecture switch that is not a boolean', () => buildTar(withImage('Ubuntu', (i) => ((i.x86_64 as Record<string, unknown>).enabled = 'yes'))), 'BUNDLE_INVALID', /images\.\d+\.x86_64\.enabled: must be true or false/],
-    ['an unknown field in an architecture', () => buildTar(withImage('Ubuntu', (i) => ((i.arm64 as Record<string, unknown>).url = 'http://evil'))), 'BUNDLE_INVALID', /images\.\d+\.arm64/],
+    [
+      'a license key with a space',
+      () => buildTar(withGroup('Engineering', (g) => (g.licenseKey = 'ENG 0001'))),
+      'BUNDLE_INVALID',
+      /groups\.\d+\.licenseKey: must be printable ASCII without spaces/,
+    ],
+    [
+      'an empty license key',
+      () => buildTar(withGroup('Engineering', (g) => (g.licenseKey = ''))),
+      'BUNDLE_INVALID',
+      /groups\.\d+\.licenseKey: must not be empty \(use null for none\)/,
+    ],
+    [
+      'a license key with a control character',
+      () => buildTar(withGroup('Design', (g) => (g.licenseKey = 'DES-\u0007'))),
+      'BUNDLE_INVALID',
+      /groups\.\d+\.licenseKey: must be printable ASCII/,
+    ],
+    [
+      'a license key of 201 characters',
+      () => buildTar(withGroup('Design', (g) => (g.licenseKey = 'K'.repeat(201)))),
+      'BUNDLE_INVALID',
+      /groups\.\d+\.licenseKey: must be at most 200 characters/,
+    ],
+    [
+      'two groups with one license key',
+      () => buildTar(withGroup('Interns', (g) => (g.licenseKey = 'ENG-0001-KEY'))),
+      'BUNDLE_INVALID',
+      /gives groups "\w+" and "\w+" the same license key/,
+    ],
+    [
+      'a description of 1001 characters',
+      () => buildTar(withImage('Ubuntu', (i) => (i.description = 'd'.repeat(1001)))),
+      'BUNDLE_INVALID',
+      /images\.\d+\.description: must be at most 1000 characters/,
+    ],
+    [
+      'an image name of 101 characters',
+      () => buildTar(withImage('Ubuntu', (i) => (i.name = 'U'.repeat(101)))),
+      'BUNDLE_INVALID',
+      /images\.\d+\.name: must be at most 100 characters/,
+    ],
+    [
+      'a blank group name',
+      () => buildTar(withGroup('Interns', (g) => (g.name = '   '))),
+      'BUNDLE_INVALID',
+      /groups\.\d+\.name: must not be empty/,
+    ],
+    [
+      'a group naming its image with a control character',
+      () => buildTar(withGroup('Design', (g) => (g.image = 'macOS Sonoma\u0000'))),
+      'BUNDLE_INVALID',
+      /groups\.\d+\.image: must not contain control characters/,
+    ],
+    [
+      'an architecture switch that is not a boolean',
+      () => buildTar(withImage('Ubuntu', (i) => ((i.x86_64 as Record<string, unknown>).enabled = 'yes'))),
+      'BUNDLE_INVALID',
+      /images\.\d+\.x86_64\.enabled: must be true or false/,
+    ],
+    [
+      'an unknown field in an architecture',
+      () => buildTar(withImage('Ubuntu', (i) => ((i.arm64 as Record<string, unknown>).url = 'http://evil'))),
+      'BUNDLE_INVALID',
+      /images\.\d+\.arm64/,
+    ],
   ];
 
   it.each(
@@ -874,7 +1024,7 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
     expect(await snapshot(T)).toEqual(before);
   });
 
-  it('a manifest refused by the API\'s rules names each bad field, exactly as the API would', async () => {
+  it("a manifest refused by the API's rules names each bad field, exactly as the API would", async () => {
     const bad = { Engineering: 'has space', Design: '' };
     const archive = await buildTar(
       withManifest((m) => {
@@ -883,15 +1033,19 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
       }),
     );
     const before = await snapshot(T);
-    const err = (await importBuffer(T, archive).catch((e: unknown) => e)) as { code: string; details: { fields: unknown[] } };
+    const err = (await importBuffer(T, archive).catch((e: unknown) => e)) as {
+      code: string;
+      details: { fields: unknown[] };
+    };
     expect(err.code).toBe('BUNDLE_INVALID');
     // What the groups API answers for the same values, field by field, under the manifest's path.
     const expected: unknown[] = [];
     for (const [index, group] of full.manifest.groups.entries()) {
       if (!(group.name in bad)) continue;
-      const api = (await createGroup(T.runtime, cliActor, { name: 'Probe', licenseKey: bad[group.name as keyof typeof bad] }).catch(
-        (e: unknown) => e,
-      )) as { code: string; details: { fields: Array<{ field: string; message: string }> } };
+      const api = (await createGroup(T.runtime, cliActor, {
+        name: 'Probe',
+        licenseKey: bad[group.name as keyof typeof bad],
+      }).catch((e: unknown) => e)) as { code: string; details: { fields: Array<{ field: string; message: string }> } };
       expect(api.code).toBe('VALIDATION_FAILED');
       expected.push(...api.details.fields.map((f) => ({ field: `groups.${index}.${f.field}`, message: f.message })));
     }
@@ -928,10 +1082,17 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
 });
 
 describe('conflicts: nothing changes, not even a package', () => {
-  async function mirrorWith(setup: (m: LocalMirror, own: string, imageId: number) => Promise<void>): Promise<LocalMirror> {
+  async function mirrorWith(
+    setup: (m: LocalMirror, own: string, imageId: number) => Promise<void>,
+  ): Promise<LocalMirror> {
     const m = await openLocal();
     const own = await store(m, testBytes(4_321, 'other'), 'other.pvmp');
-    const image = await createImage(m.runtime, cliActor, { name: 'Other', arm64: { enabled: true, sha256: own } }, 'http://x');
+    const image = await createImage(
+      m.runtime,
+      cliActor,
+      { name: 'Other', arm64: { enabled: true, sha256: own } },
+      'http://x',
+    );
     await setup(m, own, image.id);
     return m;
   }
@@ -989,7 +1150,12 @@ describe('conflicts: nothing changes, not even a package', () => {
     try {
       const token = (await createApiToken(B.runtime, cliActor, 'importer')).token;
       const own = await store(B, testBytes(4_321, 'other'), 'other.pvmp');
-      const image = await createImage(B.runtime, cliActor, { name: 'Other', arm64: { enabled: true, sha256: own } }, 'http://x');
+      const image = await createImage(
+        B.runtime,
+        cliActor,
+        { name: 'Other', arm64: { enabled: true, sha256: own } },
+        'http://x',
+      );
       await createGroup(B.runtime, cliActor, {
         name: 'Engineering',
         imageId: image.id,

@@ -23,7 +23,19 @@ import type { Sha256 } from '../../storage/digest.js';
 import { runCli } from '../helpers/cli.js';
 import { makeTempDir, startMirror, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
 import { waitForValue } from '../helpers/wait.js';
-import { cliEnv, containing, logical, matching, openLocal, seed, sha256Hex, snapshot, store, type LocalMirror, type Seed } from './helpers.js';
+import {
+  cliEnv,
+  containing,
+  logical,
+  matching,
+  openLocal,
+  seed,
+  sha256Hex,
+  snapshot,
+  store,
+  type LocalMirror,
+  type Seed,
+} from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -83,7 +95,8 @@ async function startUpstream(data: Buffer, options: UpstreamOptions = {}): Promi
     if (options.lastModified) headers['Last-Modified'] = options.lastModified;
     let start = 0;
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    const validatorOk = req.headers['if-range'] === undefined || req.headers['if-range'] === (etag ?? options.lastModified);
+    const validatorOk =
+      req.headers['if-range'] === undefined || req.headers['if-range'] === (etag ?? options.lastModified);
     if ((options.honorRange ?? true) && range && validatorOk) {
       start = Number(range[1]);
       res.writeHead(206, {
@@ -181,10 +194,15 @@ describe('fetch from an upstream URL', () => {
       lastModified,
     });
     try {
-      const { blob } = await fetchIntoStore(T.runtime.ingestDeps, `${up.url}/file.pvmp`, { ...fast, expectedSha256: digest as Sha256 });
+      const { blob } = await fetchIntoStore(T.runtime.ingestDeps, `${up.url}/file.pvmp`, {
+        ...fast,
+        expectedSha256: digest as Sha256,
+      });
       expect(blob.sha256).toBe(digest);
       expect(up.seen).toHaveLength(5);
-      expect(up.seen.slice(1).every((r) => r.ifRange === lastModified && /^bytes=\d+-$/.test(r.range ?? ''))).toBe(true);
+      expect(up.seen.slice(1).every((r) => r.ifRange === lastModified && /^bytes=\d+-$/.test(r.range ?? ''))).toBe(
+        true,
+      );
       const starts = up.seen.slice(1).map((r) => Number(r.range!.slice(6, -1)));
       expect([...starts].sort((a, b) => a - b)).toEqual(starts); // strictly moving forward
       expect(new Set(starts).size).toBe(starts.length);
@@ -226,7 +244,10 @@ describe('fetch from an upstream URL', () => {
       },
     });
     try {
-      const { blob } = await fetchIntoStore(T.runtime.ingestDeps, `${up.url}/file.pvmp`, { ...fast, checksumUrl: `${up.url}/file.pvmp.sha256` });
+      const { blob } = await fetchIntoStore(T.runtime.ingestDeps, `${up.url}/file.pvmp`, {
+        ...fast,
+        checksumUrl: `${up.url}/file.pvmp.sha256`,
+      });
       expect(blob.sha256).toBe(digest);
       expect(up.seen.map((r) => r.url)).toEqual(['/file.pvmp.sha256', '/file.pvmp']);
     } finally {
@@ -290,7 +311,9 @@ describe('fetch from an upstream URL', () => {
         code: 'SOURCE_FAILED',
         message: matching(/ECONNREFUSED/),
       });
-      await expect(fetchIntoStore(T.runtime.ingestDeps, 'ftp://example.com/x.pvmp', fast)).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+      await expect(fetchIntoStore(T.runtime.ingestDeps, 'ftp://example.com/x.pvmp', fast)).rejects.toMatchObject({
+        code: 'VALIDATION_FAILED',
+      });
       expect(await snapshot(T)).toEqual(before);
     } finally {
       await up.close();
@@ -440,7 +463,10 @@ describe('fetch as an API job and from the CLI', () => {
       } finally {
         await L.close();
       }
-      const wrong = await runCli(['fetch', `${up.url}/file.pvmp`, '--sha256', sha256Hex(Buffer.from('x'))], cliEnv(path.join(dir, 'other')));
+      const wrong = await runCli(
+        ['fetch', `${up.url}/file.pvmp`, '--sha256', sha256Hex(Buffer.from('x'))],
+        cliEnv(path.join(dir, 'other')),
+      );
       expect(wrong.code).toBe(1);
       expect(wrong.stderr).toMatch(/nothing was stored/);
     } finally {
@@ -463,14 +489,20 @@ describe('sync between two mirrors', () => {
     await A?.close();
   });
 
-  const downloadsStarted = async (): Promise<number> => (await A.runtime.metrics.downloadsStarted.get()).values.reduce((n, v) => n + v.value, 0);
+  const downloadsStarted = async (): Promise<number> =>
+    (await A.runtime.metrics.downloadsStarted.get()).values.reduce((n, v) => n + v.value, 0);
 
   /** A adds an image with a new package and a group for it. */
   async function addSecondImage(tag: string): Promise<string> {
     const data = testBytes(300_001, tag);
     const sha = await store(A, data, `${tag}.pvmp`);
     seedA.bytes.set(sha, data);
-    const image = await createImage(A.runtime, cliActor, { name: `New ${tag}`, arm64: { enabled: true, sha256: sha } }, 'http://x');
+    const image = await createImage(
+      A.runtime,
+      cliActor,
+      { name: `New ${tag}`, arm64: { enabled: true, sha256: sha } },
+      'http://x',
+    );
     await createGroup(A.runtime, cliActor, {
       name: `Team ${tag}`,
       licenseKey: `KEY-${tag}`,
@@ -492,7 +524,11 @@ describe('sync between two mirrors', () => {
       expect(first.import.images.created).toHaveLength(3);
       expect(await logical(B.runtime.db)).toEqual(await logical(A.runtime.db));
       for (const [sha, bytes] of seedA.bytes) {
-        const row = await B.runtime.db.selectFrom('blobs').select('name').where('sha256', '=', sha).executeTakeFirstOrThrow();
+        const row = await B.runtime.db
+          .selectFrom('blobs')
+          .select('name')
+          .where('sha256', '=', sha)
+          .executeTakeFirstOrThrow();
         const res = await fetch(downloadUrl(B.url, sha, row.name));
         expect(sha256Hex(Buffer.from(await res.arrayBuffer()))).toBe(sha);
         expect(res.headers.get('content-length')).toBe(String(bytes.length));
@@ -563,7 +599,12 @@ describe('sync between two mirrors', () => {
     const B = await openLocal();
     try {
       const own = await store(B, testBytes(2_222, 'local'), 'local.pvmp');
-      const image = await createImage(B.runtime, cliActor, { name: 'Local', arm64: { enabled: true, sha256: own } }, 'http://x');
+      const image = await createImage(
+        B.runtime,
+        cliActor,
+        { name: 'Local', arm64: { enabled: true, sha256: own } },
+        'http://x',
+      );
       await createGroup(B.runtime, cliActor, { name: 'Engineering', imageId: image.id });
       const before = (await snapshot(B)) as { images: unknown; groups: unknown; audit: number };
       await expect(syncFrom(B.runtime.ingestDeps, { from: A.url, token, actor: cliActor })).rejects.toMatchObject({
@@ -571,7 +612,11 @@ describe('sync between two mirrors', () => {
         message: matching(/group "Engineering" already has golden image "Local"/),
       });
       const after = (await snapshot(B)) as typeof before & { tmpFiles: object };
-      expect({ images: after.images, groups: after.groups, audit: after.audit }).toEqual({ images: before.images, groups: before.groups, audit: before.audit });
+      expect({ images: after.images, groups: after.groups, audit: after.audit }).toEqual({
+        images: before.images,
+        groups: before.groups,
+        audit: before.audit,
+      });
       expect(after.tmpFiles).toEqual({});
     } finally {
       await B.close();
@@ -638,8 +683,10 @@ describe('pull jobs wait their turn (MIRROR_FETCH_CONCURRENCY)', () => {
     expect(res.status).toBe(202);
     return (await res.json()) as TransferJob;
   }
-  const poll = async (id: string): Promise<TransferJob> => (await (await fetch(`${M.url}/api/v1/fetch/${id}`, { headers: auth })).json()) as TransferJob;
-  const cancel = async (id: string): Promise<number> => (await fetch(`${M.url}/api/v1/fetch/${id}`, { method: 'DELETE', headers: auth })).status;
+  const poll = async (id: string): Promise<TransferJob> =>
+    (await (await fetch(`${M.url}/api/v1/fetch/${id}`, { headers: auth })).json()) as TransferJob;
+  const cancel = async (id: string): Promise<number> =>
+    (await fetch(`${M.url}/api/v1/fetch/${id}`, { method: 'DELETE', headers: auth })).status;
   async function until(what: string, check: () => Promise<boolean>): Promise<void> {
     for (let i = 0; !(await check()); i++) {
       if (i > 600) throw new Error(`timed out waiting until ${what}`);
@@ -683,7 +730,9 @@ describe('sync under the outbound guard', () => {
     const dir = await makeTempDir();
     const runtime = await openRuntime(testConfig(dir, { fetchAllow: '' }), createLogger('silent'));
     try {
-      await expect(syncFrom(runtime.ingestDeps, { from: up.url, token: 'gm_x', actor: cliActor })).rejects.toMatchObject({
+      await expect(
+        syncFrom(runtime.ingestDeps, { from: up.url, token: 'gm_x', actor: cliActor }),
+      ).rejects.toMatchObject({
         code: 'FETCH_ADDRESS_REFUSED',
         message: containing('MIRROR_FETCH_ALLOW'),
       });
@@ -705,7 +754,10 @@ describe('sync under the outbound guard', () => {
       const declared = req.url === '/declared/api/v1/export/manifest';
       // Streamed: "endless" (256 MiB) unless the reader stops.
       const size = declared ? MAX_MANIFEST_BYTES + MiB : 256 * MiB;
-      res.writeHead(200, { 'Content-Type': 'application/json', ...(declared ? { 'Content-Length': String(size) } : {}) });
+      res.writeHead(200, {
+        'Content-Type': 'application/json',
+        ...(declared ? { 'Content-Length': String(size) } : {}),
+      });
       if (declared) return void res.end('{'); // the length alone is enough to refuse
       const chunk = Buffer.alloc(256 * 1024, 0x20);
       const pump = (): void => {
@@ -722,7 +774,10 @@ describe('sync under the outbound guard', () => {
     const B = await openLocal();
     try {
       for (const from of [base, `${base}/declared`]) {
-        await expect(syncFrom(B.runtime.ingestDeps, { from, token: 'gm_x', actor: cliActor }), from).rejects.toMatchObject({
+        await expect(
+          syncFrom(B.runtime.ingestDeps, { from, token: 'gm_x', actor: cliActor }),
+          from,
+        ).rejects.toMatchObject({
           code: 'SOURCE_FAILED',
           message: containing(`the manifest of ${from} is larger than ${MAX_MANIFEST_BYTES} bytes`),
         });

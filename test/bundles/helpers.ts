@@ -101,7 +101,12 @@ export async function seed(
     },
     'http://x',
   );
-  const macImage = await createImage(deps, cliActor, { name: 'macOS Sonoma', arm64: { enabled: true, sha256: mac } }, 'http://x');
+  const macImage = await createImage(
+    deps,
+    cliActor,
+    { name: 'macOS Sonoma', arm64: { enabled: true, sha256: mac } },
+    'http://x',
+  );
   await createImage(
     deps,
     cliActor,
@@ -192,7 +197,10 @@ export async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer
   return Buffer.concat(chunks);
 }
 
-export async function exportToBuffer(m: HasRuntime, options: ExportOptions): Promise<{ manifest: Manifest; tar: Buffer }> {
+export async function exportToBuffer(
+  m: HasRuntime,
+  options: ExportOptions,
+): Promise<{ manifest: Manifest; tar: Buffer }> {
   const manifest = await buildManifest(m.runtime, options);
   return {
     manifest,
@@ -237,7 +245,8 @@ export async function buildTar(entries: TarEntrySpec[]): Promise<Buffer> {
       ...(e.pax ? { pax: e.pax } : {}),
     };
     await new Promise<void>((resolve, reject) => {
-      if (e.data !== undefined) pack.entry({ ...header, size: e.data.length }, e.data, (err) => (err ? reject(err) : resolve()));
+      if (e.data !== undefined)
+        pack.entry({ ...header, size: e.data.length }, e.data, (err) => (err ? reject(err) : resolve()));
       else pack.entry({ ...header, size: 0 }, (err) => (err ? reject(err) : resolve()));
     });
   }
@@ -283,7 +292,10 @@ export function cliEnv(dataDir: string): Record<string, string> {
 }
 
 /** Runs the CLI and keeps stdout as bytes (a tar on stdout is binary). */
-export function runCliBytes(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+export function runCliBytes(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawnCliPiped(args, env);
     child.stdin?.end();

@@ -25,7 +25,8 @@ describe('goldmirror image, group and token commands', () => {
     expect({ args, code: res.code, stderr: res.stderr }).toEqual({ args, code: 0, stderr: '' });
     return res;
   };
-  const json = async <T = unknown>(...args: string[]): Promise<T> => JSON.parse((await ok(...args, '--json')).stdout) as T;
+  const json = async <T = unknown>(...args: string[]): Promise<T> =>
+    JSON.parse((await ok(...args, '--json')).stdout) as T;
   /** A failure: the exit code and one clear line on stderr, no stack trace, nothing on stdout. */
   const fails = async (code: number, message: RegExp, ...args: string[]): Promise<void> => {
     const res = await cli(...args);
@@ -48,9 +49,22 @@ describe('goldmirror image, group and token commands', () => {
   });
 
   it('image create: --json gives the image with its Download URL; text shows the portal values', async () => {
-    const img = await json<ImageView>('image', 'create', 'Windows 11', '--description', 'Golden', '--arm64', arm.toUpperCase());
+    const img = await json<ImageView>(
+      'image',
+      'create',
+      'Windows 11',
+      '--description',
+      'Golden',
+      '--arm64',
+      arm.toUpperCase(),
+    );
     expect(img).toMatchObject({ id: anyNumber(), name: 'Windows 11', description: 'Golden', groups: [] });
-    expect(img.arm64).toMatchObject({ enabled: true, sha256: arm, size: 70_000, url: `${PUBLIC}/d/${arm}/Windows-11-ARM.pvmp` });
+    expect(img.arm64).toMatchObject({
+      enabled: true,
+      sha256: arm,
+      size: 70_000,
+      url: `${PUBLIC}/d/${arm}/Windows-11-ARM.pvmp`,
+    });
     expect(img.x86_64).toMatchObject({ enabled: false, sha256: null, url: null });
 
     const text = (await ok('image', 'create', 'Windows 11 Intel', '--x86_64', x86)).stdout;
@@ -83,8 +97,17 @@ describe('goldmirror image, group and token commands', () => {
       ['Windows 11', true, false],
       ['Windows 11 Intel', false, true],
     ]);
-    expect(shown).toMatchObject({ name: 'Windows 11', portal: { name: 'Windows 11', ready: true, problems: [], primaryLicenseKey: false } });
-    expect(shown.portal.architectures.arm64).toEqual({ label: 'Apple silicon', enabled: true, downloadUrl: `${PUBLIC}/d/${arm}/Windows-11-ARM.pvmp`, sha256: arm, size: 70_000 });
+    expect(shown).toMatchObject({
+      name: 'Windows 11',
+      portal: { name: 'Windows 11', ready: true, problems: [], primaryLicenseKey: false },
+    });
+    expect(shown.portal.architectures.arm64).toEqual({
+      label: 'Apple silicon',
+      enabled: true,
+      downloadUrl: `${PUBLIC}/d/${arm}/Windows-11-ARM.pvmp`,
+      sha256: arm,
+      size: 70_000,
+    });
     expect(byId.code).toBe(0);
     expect(byId.stdout).toMatch(/^golden image 1: Windows 11$/m);
     expect(byId.stdout).toContain(`  Download URL: ${PUBLIC}/d/${arm}/Windows-11-ARM.pvmp\n`);
@@ -97,13 +120,25 @@ describe('goldmirror image, group and token commands', () => {
       json<GroupView>('group', 'create', 'Sales', '--image', 'Windows 11', '--license-key', 'SALES-0001'),
       json<GroupView>('group', 'create', 'HQ', '--primary', '--image', 'Windows 11'),
     ]);
-    expect(sales).toMatchObject({ name: 'Sales', licenseKey: 'SALES-0001', primary: false, image: { name: 'Windows 11' } });
+    expect(sales).toMatchObject({
+      name: 'Sales',
+      licenseKey: 'SALES-0001',
+      primary: false,
+      image: { name: 'Windows 11' },
+    });
     expect(hq).toMatchObject({ name: 'HQ', primary: true, licenseKey: null, image: { name: 'Windows 11' } });
 
     await Promise.all([
       fails(1, /primary license key is already held by group "HQ"/, 'group', 'create', 'Branch', '--primary'),
       // One image per group: assigning another is refused until the group is cleared.
-      fails(1, /group "Sales" already has the golden image "Windows 11"; a group can have only one.*remove/, 'group', 'assign', 'Sales', 'Windows 11 Intel'),
+      fails(
+        1,
+        /group "Sales" already has the golden image "Windows 11"; a group can have only one.*remove/,
+        'group',
+        'assign',
+        'Sales',
+        'Windows 11 Intel',
+      ),
     ]);
     const sameAsBefore = await call<GroupView[]>(mirror.url, 'GET', '/api/v1/groups', { token: reader });
     expect(sameAsBefore.body.map((g) => [g.name, g.image?.name])).toEqual([
@@ -136,17 +171,29 @@ describe('goldmirror image, group and token commands', () => {
     const groups = await call<GroupView[]>(mirror.url, 'GET', '/api/v1/groups', { token });
     expect(groups.status).toBe(200);
     expect(groups.body.map((g) => g.name)).toEqual(['HQ', 'Sales']);
-    expect((await call<{ actor: string }>(mirror.url, 'GET', '/api/v1/session', { token })).body.actor).toBe('token:ci-bot');
+    expect((await call<{ actor: string }>(mirror.url, 'GET', '/api/v1/session', { token })).body.actor).toBe(
+      'token:ci-bot',
+    );
 
     const listed = await json<Array<{ name: string }>>('token', 'list');
-    expect(listed.find((t) => t.name === 'ci-bot')).toEqual({ name: 'ci-bot', scope: 'admin', createdAt: anyString(), lastUsedAt: anyString() });
+    expect(listed.find((t) => t.name === 'ci-bot')).toEqual({
+      name: 'ci-bot',
+      scope: 'admin',
+      createdAt: anyString(),
+      lastUsedAt: anyString(),
+    });
     expect(JSON.stringify(listed)).not.toContain(token);
 
     expect((await ok('token', 'revoke', 'ci-bot')).stdout).toBe('revoked API token ci-bot\n');
     expect((await call(mirror.url, 'GET', '/api/v1/groups', { token })).status).toBe(401);
     await fails(1, /no token named "ci-bot"/, 'token', 'revoke', 'ci-bot');
 
-    const audit = await mirror.runtime.db.selectFrom('audit_log').select(['actor', 'action', 'target']).where('target', '=', 'token:ci-bot').orderBy('id').execute();
+    const audit = await mirror.runtime.db
+      .selectFrom('audit_log')
+      .select(['actor', 'action', 'target'])
+      .where('target', '=', 'token:ci-bot')
+      .orderBy('id')
+      .execute();
     expect(audit).toEqual([
       { actor: 'cli:cli-tester', action: 'token.create', target: 'token:ci-bot' },
       { actor: 'cli:cli-tester', action: 'token.revoke', target: 'token:ci-bot' },

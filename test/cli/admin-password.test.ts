@@ -10,14 +10,27 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INITIAL_PASSWORD_FILE } from '../../server/services/auth.js';
-import { ADMIN_PASSWORD, bootstrapTestAdmin, call, expectError, issueToken, matching, mustSignIn, signIn } from '../helpers/api.js';
+import {
+  ADMIN_PASSWORD,
+  bootstrapTestAdmin,
+  call,
+  expectError,
+  issueToken,
+  matching,
+  mustSignIn,
+  signIn,
+} from '../helpers/api.js';
 import { cliArgs, repoRoot, runCli, spawnCli, waitForOk, type CliResult } from '../helpers/cli.js';
 import { freePort, makeTempDir, startMirror, type TestMirror } from '../helpers/env.js';
 
 /** The CLI with `input` written to its stdin (a pipe, so not a TTY), then closed. */
 function runCliWithStdin(args: string[], env: Record<string, string>, input: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, cliArgs(args), { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, cliArgs(args), {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -33,7 +46,13 @@ describe('MIRROR_ADMIN_PASSWORD with `goldmirror serve`', () => {
     const dir = await makeTempDir();
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const env = { MIRROR_DATA_DIR: dir, MIRROR_MIN_FREE_BYTES: '0', MIRROR_HOST: '127.0.0.1', MIRROR_PORT: String(port), MIRROR_ADMIN_PASSWORD: ADMIN_PASSWORD };
+    const env = {
+      MIRROR_DATA_DIR: dir,
+      MIRROR_MIN_FREE_BYTES: '0',
+      MIRROR_HOST: '127.0.0.1',
+      MIRROR_PORT: String(port),
+      MIRROR_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    };
     const serve = async <T>(fn: (logs: () => string) => Promise<T>): Promise<T> => {
       const server = spawnCli(['serve'], { ...env, MIRROR_LOG_LEVEL: 'info' });
       let logs = '';
@@ -51,7 +70,10 @@ describe('MIRROR_ADMIN_PASSWORD with `goldmirror serve`', () => {
     try {
       await serve(async () => {
         const session = await mustSignIn(url, ADMIN_PASSWORD);
-        const res = await call(url, 'POST', '/api/v1/session/password', { session, json: { currentPassword: ADMIN_PASSWORD, newPassword: changed } });
+        const res = await call(url, 'POST', '/api/v1/session/password', {
+          session,
+          json: { currentPassword: ADMIN_PASSWORD, newPassword: changed },
+        });
         expect(res.status, res.text).toBe(204);
       });
       await serve(async (logs) => {
@@ -88,22 +110,40 @@ describe('goldmirror admin reset-password', () => {
     expect(lines).toHaveLength(1);
     const password = lines[0]!;
     expect(password).toMatch(/^[A-Za-z0-9_-]{24}$/);
-    expect(res.stderr).toMatch(/^password of user admin reset; 2 session\(s\) ended; removed the outdated .*initial-admin-password\. The new password is shown only once:\n$/);
+    expect(res.stderr).toMatch(
+      /^password of user admin reset; 2 session\(s\) ended; removed the outdated .*initial-admin-password\. The new password is shown only once:\n$/,
+    );
     await expect(fs.access(path.join(m.dir, INITIAL_PASSWORD_FILE))).rejects.toMatchObject({ code: 'ENOENT' });
 
-    for (const session of sessions) expectError(await call(m.url, 'GET', '/api/v1/session', { session }), 401, 'UNAUTHORIZED');
+    for (const session of sessions)
+      expectError(await call(m.url, 'GET', '/api/v1/session', { session }), 401, 'UNAUTHORIZED');
     expect((await signIn(m.url, ADMIN_PASSWORD)).res.status).toBe(401);
     expect((await signIn(m.url, password)).res.status).toBe(200);
     expect((await call(m.url, 'GET', '/api/v1/images', { token })).status).toBe(200);
-    const audit = await m.runtime.db.selectFrom('audit_log').select(['actor', 'action', 'target', 'details']).where('action', '=', 'user.password_reset').execute();
-    expect(audit).toEqual([{ actor: matching(/^cli:/), action: 'user.password_reset', target: 'user:admin', details: JSON.stringify({ sessionsEnded: 2, tokensRevoked: 0 }) }]);
+    const audit = await m.runtime.db
+      .selectFrom('audit_log')
+      .select(['actor', 'action', 'target', 'details'])
+      .where('action', '=', 'user.password_reset')
+      .execute();
+    expect(audit).toEqual([
+      {
+        actor: matching(/^cli:/),
+        action: 'user.password_reset',
+        target: 'user:admin',
+        details: JSON.stringify({ sessionsEnded: 2, tokensRevoked: 0 }),
+      },
+    ]);
   });
 
   it('reads the new password from stdin when it is piped, and with --revoke-tokens revokes every API token', async () => {
     const session = await mustSignIn(m.url, (await resetTo('first piped password')).password);
     const token = await issueToken(m, 'revoked-by-reset');
     const chosen = 'a password from a pipe';
-    const res = await runCliWithStdin(['admin', 'reset-password', '--revoke-tokens', '--user', 'admin'], env, `${chosen}\r\nignored second line\n`);
+    const res = await runCliWithStdin(
+      ['admin', 'reset-password', '--revoke-tokens', '--user', 'admin'],
+      env,
+      `${chosen}\r\nignored second line\n`,
+    );
     expect(res.code, res.stderr).toBe(0);
     expect(res.stdout).toBe('password of user admin reset; 1 session(s) ended; 2 API token(s) revoked\n');
     expect(res.stdout).not.toContain(chosen);
@@ -113,7 +153,12 @@ describe('goldmirror admin reset-password', () => {
     expect((await signIn(m.url, chosen)).res.status).toBe(200);
 
     const json = await runCliWithStdin(['admin', 'reset-password', '--stdin', '--json'], env, 'yet another password');
-    expect(JSON.parse(json.stdout)).toMatchObject({ username: 'admin', generatedPassword: null, sessionsEnded: 1, tokensRevoked: 0 });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      username: 'admin',
+      generatedPassword: null,
+      sessionsEnded: 1,
+      tokensRevoked: 0,
+    });
   });
 
   it('refuses what it cannot do, changing nothing', async () => {
@@ -129,7 +174,9 @@ describe('goldmirror admin reset-password', () => {
     expect(nobody.stderr).toBe('goldmirror: error: no user named "nobody"\n');
     const usage = await runCli(['admin', 'set-password'], env);
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toContain('usage: goldmirror admin reset-password [--user NAME] [--revoke-tokens] [--stdin] [--json]');
+    expect(usage.stderr).toContain(
+      'usage: goldmirror admin reset-password [--user NAME] [--revoke-tokens] [--stdin] [--json]',
+    );
     expect((await signIn(m.url, password)).res.status).toBe(200);
   });
 
@@ -146,8 +193,14 @@ describe('goldmirror admin reset-password', () => {
     expect(list.stdout).toMatch(/^NAME\s+SCOPE\s+CREATED\s+LAST USED\n/);
     expect(list.stdout).toMatch(/^admin-script\s+admin\s+\S+\s+never$/m);
     expect(list.stdout).toMatch(/^branch-sync\s+sync\s+\S+\s+\d{4}-\d\d-\d\dT[\d:.]+Z$/m);
-    const json = JSON.parse((await runCli(['token', 'list', '--json'], env)).stdout) as Array<{ name: string; scope: string }>;
-    expect(json.map((t) => [t.name, t.scope])).toEqual([['admin-script', 'admin'], ['branch-sync', 'sync']]);
+    const json = JSON.parse((await runCli(['token', 'list', '--json'], env)).stdout) as Array<{
+      name: string;
+      scope: string;
+    }>;
+    expect(json.map((t) => [t.name, t.scope])).toEqual([
+      ['admin-script', 'admin'],
+      ['branch-sync', 'sync'],
+    ]);
 
     const bad = await runCli(['token', 'create', 'x', '--scope', 'write'], env);
     expect(bad.code).toBe(2);

@@ -13,7 +13,11 @@ describe('goldmirror CLI', () => {
 
   beforeEach(async () => {
     dir = await makeTempDir();
-    env = { MIRROR_DATA_DIR: path.join(dir, 'data'), MIRROR_PUBLIC_URL: 'http://mirror.test:8080', MIRROR_MIN_FREE_BYTES: '0' };
+    env = {
+      MIRROR_DATA_DIR: path.join(dir, 'data'),
+      MIRROR_PUBLIC_URL: 'http://mirror.test:8080',
+      MIRROR_MIN_FREE_BYTES: '0',
+    };
     data = testBytes(3 * 1024 * 1024 + 11, 'cli');
     pkg = path.join(dir, 'Windows 11 (ARM).pvmp');
     await fs.writeFile(pkg, data);

@@ -10,12 +10,17 @@ import { startMirror, type TestMirror } from '../helpers/env.js';
 describe('goldmirror group export and import', () => {
   let mirror: TestMirror;
   let env: Record<string, string>;
-  const names = async () => (await mirror.runtime.db.selectFrom('groups').select('name').orderBy('id').execute()).map((g) => g.name);
+  const names = async () =>
+    (await mirror.runtime.db.selectFrom('groups').select('name').orderBy('id').execute()).map((g) => g.name);
 
   beforeAll(async () => {
     mirror = await startMirror();
     env = { MIRROR_DATA_DIR: mirror.dir, MIRROR_MIN_FREE_BYTES: '0', USER: 'csv-tester' };
-    await createGroup(mirror.runtime, { kind: 'system', name: 'test' }, { name: 'Sales', licenseKey: 'K-1', primary: true });
+    await createGroup(
+      mirror.runtime,
+      { kind: 'system', name: 'test' },
+      { name: 'Sales', licenseKey: 'K-1', primary: true },
+    );
   });
   afterAll(async () => {
     await mirror?.close();
@@ -38,10 +43,16 @@ describe('goldmirror group export and import', () => {
     expect(JSON.parse(dry.stdout)).toEqual({ dryRun: true, created: ['Support'], updated: ['Sales'], unchanged: [] });
     expect(await names()).toEqual(['Sales']);
     const real = await runCli(['group', 'import', file], env);
-    expect({ code: real.code, stdout: real.stdout }).toEqual({ code: 0, stdout: 'created 1: Support\nupdated 1: Sales\nunchanged 0\n' });
+    expect({ code: real.code, stdout: real.stdout }).toEqual({
+      code: 0,
+      stdout: 'created 1: Support\nupdated 1: Sales\nunchanged 0\n',
+    });
     expect(await names()).toEqual(['Sales', 'Support']);
 
-    const child = spawn(process.execPath, cliArgs(['group', 'import', '-', '--json']), { cwd: repoRoot, env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, cliArgs(['group', 'import', '-', '--json']), {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stdin.end('name\r\nFrom stdin\r\n');
@@ -56,7 +67,9 @@ describe('goldmirror group export and import', () => {
     const before = await names();
     const res = await runCli(['group', 'import', file], env);
     expect(res.code).toBe(1);
-    expect(res.stderr).toBe('goldmirror: error: nothing was imported: line 3 (primary): "sometimes" is neither yes nor no; line 4 (name): must not be empty\n');
+    expect(res.stderr).toBe(
+      'goldmirror: error: nothing was imported: line 3 (primary): "sometimes" is neither yes nor no; line 4 (name): must not be empty\n',
+    );
     expect(await names()).toEqual(before);
     const missing = await runCli(['group', 'import', path.join(mirror.dir, 'nope.csv')], env);
     expect(missing.code).toBe(1);

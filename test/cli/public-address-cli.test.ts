@@ -78,7 +78,9 @@ describe('CLI and the public address', () => {
   it('warns on stderr whenever it prints links with a loopback address', async () => {
     const set = await runCli(['settings', 'public-url', 'http://127.0.0.1:8080'], env);
     expect(set.code).toBe(0);
-    expect(set.stderr).toMatch(/^goldmirror: warning: Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:8080: 127\.0\.0\.1 is a loopback address/);
+    expect(set.stderr).toMatch(
+      /^goldmirror: warning: Macs cannot reach this mirror at http:\/\/127\.0\.0\.1:8080: 127\.0\.0\.1 is a loopback address/,
+    );
     const show = await runCli(['image', 'show', 'CLI image'], env);
     expect(show.stdout).toContain(`  Download URL: http://127.0.0.1:8080/d/${sha}/Win11-arm.pvmp\n`);
     expect(show.stderr).toMatch(/goldmirror: warning: Macs cannot reach this mirror/);
@@ -89,7 +91,9 @@ describe('CLI and the public address', () => {
     const withEnv = { ...env, MIRROR_PUBLIC_URL: 'http://from-env.lan:9000' };
     const show = await runCli(['image', 'show', 'CLI image'], withEnv);
     expect(show.stdout).toContain(`  Download URL: http://from-env.lan:9000/d/${sha}/Win11-arm.pvmp\n`);
-    expect((await runCli(['settings'], withEnv)).stdout).toMatch(/^public address: http:\/\/from-env\.lan:9000 \(from MIRROR_PUBLIC_URL/);
+    expect((await runCli(['settings'], withEnv)).stdout).toMatch(
+      /^public address: http:\/\/from-env\.lan:9000 \(from MIRROR_PUBLIC_URL/,
+    );
     const refused = await runCli(['settings', 'public-url', 'http://other.lan'], withEnv);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^goldmirror: error: the public address is set by MIRROR_PUBLIC_URL/);
@@ -102,16 +106,31 @@ describe('CLI and the public address', () => {
     await fs.writeFile(other, data);
     expect((await runCli(['import', other], env)).code).toBe(0);
     // Switch the image's package through the API (as the admin page does).
-    const img = (await call<Array<{ id: number; name: string }>>(mirror.url, 'GET', '/api/v1/images', { token })).body.find((i) => i.name === 'CLI image')!;
-    expect((await call(mirror.url, 'PATCH', `/api/v1/images/${img.id}`, { token, json: { arm64: { sha256: sha256Hex(data) } } })).status).toBe(200);
+    const img = (
+      await call<Array<{ id: number; name: string }>>(mirror.url, 'GET', '/api/v1/images', { token })
+    ).body.find((i) => i.name === 'CLI image')!;
+    expect(
+      (
+        await call(mirror.url, 'PATCH', `/api/v1/images/${img.id}`, {
+          token,
+          json: { arm64: { sha256: sha256Hex(data) } },
+        })
+      ).status,
+    ).toBe(200);
     const show = await runCli(['image', 'show', 'CLI image'], env);
-    expect(show.stdout).toContain(`portal values changed — update the portal, then: goldmirror image portal-updated ${img.id}\n`);
+    expect(show.stdout).toContain(
+      `portal values changed — update the portal, then: goldmirror image portal-updated ${img.id}\n`,
+    );
     expect(show.stdout).toContain(`  Apple silicon sha256: ${sha} → ${sha256Hex(data)}\n`);
     const gc = await runCli(['gc', '--dry-run'], { ...env, MIRROR_GC_GRACE: '0' });
-    expect(gc.stdout).toContain(`kept ${sha}  (retired, but the portal still sends Macs here: update the portal and mark it updated on the image page)`);
+    expect(gc.stdout).toContain(
+      `kept ${sha}  (retired, but the portal still sends Macs here: update the portal and mark it updated on the image page)`,
+    );
     const marked = await runCli(['image', 'portal-updated', 'CLI image'], env);
     expect(marked.stdout).toBe('marked the portal values of CLI image as updated\n');
     expect((await runCli(['image', 'show', 'CLI image'], env)).stdout).not.toContain('portal values changed');
-    expect((await runCli(['image', 'portal-updated', 'CLI image'], env)).stdout).toBe('nothing to do: the portal values of CLI image had not changed\n');
+    expect((await runCli(['image', 'portal-updated', 'CLI image'], env)).stdout).toBe(
+      'nothing to do: the portal values of CLI image had not changed\n',
+    );
   });
 });

@@ -117,7 +117,8 @@ function randomRange(rand: () => number, size: number): string {
   };
   const sep = (): string => [',', ', ', ' ,', ' , ', ',\t', ',,', ', ,'][int(7)]!;
   const r = rand();
-  if (r < 0.05) return ['', 'bytes', 'bytes=', 'bytes=,', 'items=0-5', 'bytes 0-5', '=0-5', 'bytes==0-5', 'bytes =0-5'][int(9)]!;
+  if (r < 0.05)
+    return ['', 'bytes', 'bytes=', 'bytes=,', 'items=0-5', 'bytes 0-5', '=0-5', 'bytes==0-5', 'bytes =0-5'][int(9)]!;
   const unit = rand() < 0.05 ? ['Bytes', 'BYTES', 'byte', 'bits'][int(4)]! : 'bytes';
   let count = 1;
   if (r > 0.6) count = 2 + int(5);
@@ -131,7 +132,11 @@ function randomRange(rand: () => number, size: number): string {
 }
 
 /** Parses a multipart/byteranges body into its parts. */
-function parseMultipart(body: Buffer, boundary: string, size: number): Array<{ range: [number, number]; type: string; data: Buffer }> {
+function parseMultipart(
+  body: Buffer,
+  boundary: string,
+  size: number,
+): Array<{ range: [number, number]; type: string; data: Buffer }> {
   const parts: Array<{ range: [number, number]; type: string; data: Buffer }> = [];
   let at = 0;
   for (let i = 0; ; i++) {
@@ -204,8 +209,16 @@ describe('bad input against a running server', () => {
         'POST /api/v1/session HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
         /^HTTP\/1\.1 400 /,
       ],
-      ['negative Content-Length', 'POST /api/v1/session HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n', /^HTTP\/1\.1 400 /],
-      ['100 KB header', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(100_000)}\r\n\r\n`, /^HTTP\/1\.1 431 /],
+      [
+        'negative Content-Length',
+        'POST /api/v1/session HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n',
+        /^HTTP\/1\.1 400 /,
+      ],
+      [
+        '100 KB header',
+        `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(100_000)}\r\n\r\n`,
+        /^HTTP\/1\.1 431 /,
+      ],
       ['100 KB request target', `GET /d/${'a'.repeat(100_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, /^HTTP\/1\.1 431 /],
       [
         '3000 small headers',
@@ -307,7 +320,14 @@ describe('bad input against a running server', () => {
     const canary = `CANARY-${randomBytes(8).toString('hex')}`;
     await fs.writeFile(path.join(mirror.dir, 'canary.txt'), canary);
     await fs.writeFile(path.join(path.dirname(mirror.dir), `canary-${path.basename(mirror.dir)}.txt`), canary);
-    const secrets = [canary, 'SQLite format 3', '"name": "goldmirror"', 'root:x:0:0', 'createDownloadHandler', 'export function'];
+    const secrets = [
+      canary,
+      'SQLite format 3',
+      '"name": "goldmirror"',
+      'root:x:0:0',
+      'createDownloadHandler',
+      'export function',
+    ];
     const exists = await fs.readFile('/etc/passwd', 'utf8').catch(() => '');
     if (!exists.includes('root:x:0:0')) secrets.splice(secrets.indexOf('root:x:0:0'), 1);
 
@@ -398,11 +418,13 @@ describe('bad input against a running server', () => {
             checked += 1;
             expect(res.status, ctx).toBeGreaterThanOrEqual(200);
             expect(res.status, `${ctx}: ${res.body.slice(0, 200)}`).toBeLessThan(500);
-            for (const secret of secrets) expect(res.body.includes(secret), `${ctx} leaked ${JSON.stringify(secret)}`).toBe(false);
+            for (const secret of secrets)
+              expect(res.body.includes(secret), `${ctx} leaked ${JSON.stringify(secret)}`).toBe(false);
             // A link with a traversal in its name is malformed (400) or has too many segments (404); a name that
             // only looks like one after a second decoding (%252e) is a plain cosmetic name: the blob itself, nothing else.
             if (prefix === `/d/${sha}/`) {
-              if (res.status === 200) expect(method === 'HEAD' ? '' : res.body, ctx).toBe(method === 'HEAD' ? '' : data.toString('latin1'));
+              if (res.status === 200)
+                expect(method === 'HEAD' ? '' : res.body, ctx).toBe(method === 'HEAD' ? '' : data.toString('latin1'));
               else expect([400, 404], ctx).toContain(res.status);
             }
           }
@@ -437,7 +459,8 @@ describe('bad input against a running server', () => {
       }
       // Without a Content-Length (chunked), the limit is counted as the body streams.
       async function* chunked(): AsyncGenerator<Buffer> {
-        for (let i = 0; i < 24; i++) yield Buffer.from(i === 0 ? `{"name":"big","pad":"${'y'.repeat(64 * 1024)}` : 'y'.repeat(64 * 1024));
+        for (let i = 0; i < 24; i++)
+          yield Buffer.from(i === 0 ? `{"name":"big","pad":"${'y'.repeat(64 * 1024)}` : 'y'.repeat(64 * 1024));
         yield Buffer.from('"}');
       }
       const streamed = await post(
@@ -519,7 +542,9 @@ describe('bad input against a running server', () => {
       // Meanwhile the server serves everyone else.
       await sleep(1000);
       await expectAlive();
-      await waitFor(() => sockets.every((s) => s.closedAfterMs !== null), { timeoutMs: 15_000, intervalMs: 100 }).catch(() => undefined);
+      await waitFor(() => sockets.every((s) => s.closedAfterMs !== null), { timeoutMs: 15_000, intervalMs: 100 }).catch(
+        () => undefined,
+      );
       for (const s of sockets) {
         expect(s.closedAfterMs, 'a slowloris socket was never closed').not.toBeNull();
         expect(s.closedAfterMs!).toBeGreaterThanOrEqual(1500);
@@ -623,7 +648,9 @@ describe('bad input against a running server', () => {
     const growth = peak - baseline;
     expect(moved).toBe(downloads * bigSize + uploads * uploadSize);
     // Flat memory: the growth is a small fraction of what went through (buffers are per connection, not per byte).
-    expect(growth, `rss grew ${Math.round(growth / MiB)} MiB while moving ${Math.round(moved / MiB)} MiB`).toBeLessThan(moved / 4);
+    expect(growth, `rss grew ${Math.round(growth / MiB)} MiB while moving ${Math.round(moved / MiB)} MiB`).toBeLessThan(
+      moved / 4,
+    );
     expect(growth).toBeLessThan(384 * MiB);
     expect(await listDir(path.join(mirror.dir, 'uploads'))).toEqual([]);
     expect(await listDir(path.join(mirror.dir, 'tmp'))).toEqual([]);

@@ -30,7 +30,11 @@ const damages: Array<[string, Damage, RegExp]> = [
     /file is not a database/,
   ],
   ['truncated to two pages', (f) => fs.truncate(f, 8192), /malformed|corrupt|integrity check failed/],
-  ['truncated in the middle of a page', (f) => fs.truncate(f, 3 * 4096 + 1234), /malformed|corrupt|integrity check failed/],
+  [
+    'truncated in the middle of a page',
+    (f) => fs.truncate(f, 3 * 4096 + 1234),
+    /malformed|corrupt|integrity check failed/,
+  ],
   ['truncated to zero bytes', (f) => fs.truncate(f, 0), /empty \(0 bytes\)/],
 ];
 
@@ -58,43 +62,46 @@ describe('a corrupt database file', () => {
     await fs.rm(work, { recursive: true, force: true });
   });
 
-  it.each(damages)('%s: serve and list exit 1 with one line naming the file, which stays byte for byte', async (name, damage, reason) => {
-    const dataDir = path.join(work, name.replace(/\W+/g, '-'));
-    await fs.cp(base, dataDir, { recursive: true });
-    const dbFile = path.join(dataDir, 'goldmirror.db');
-    await damage(dbFile);
-    const before = {
-      hash: await fileHash(dbFile),
-      size: (await fs.stat(dbFile)).size,
-      entries: await listDir(dataDir),
-    };
-    const env = mirrorEnv(dataDir);
+  it.each(damages)(
+    '%s: serve and list exit 1 with one line naming the file, which stays byte for byte',
+    async (name, damage, reason) => {
+      const dataDir = path.join(work, name.replace(/\W+/g, '-'));
+      await fs.cp(base, dataDir, { recursive: true });
+      const dbFile = path.join(dataDir, 'goldmirror.db');
+      await damage(dbFile);
+      const before = {
+        hash: await fileHash(dbFile),
+        size: (await fs.stat(dbFile)).size,
+        entries: await listDir(dataDir),
+      };
+      const env = mirrorEnv(dataDir);
 
-    const started = Date.now();
-    const [list, serve] = await Promise.all([
-      runCli(['list'], env),
-      runCli(['serve'], {
-        ...env,
-        MIRROR_HOST: '127.0.0.1',
-        MIRROR_PORT: String(await freePort()),
-        MIRROR_LOG_LEVEL: 'info',
-      }),
-    ]);
-    expect(Date.now() - started).toBeLessThan(30_000);
-    for (const res of [list, serve]) {
-      expect(res.code, res.stderr).toBe(1);
-      const lines = res.stderr.trim().split('\n');
-      expect(lines, res.stderr).toHaveLength(1);
-      expect(lines[0]).toContain(`goldmirror: error: cannot open database ${dbFile}: `);
-      expect(lines[0]).toMatch(reason);
-    }
-    expect(list.stdout).toBe('');
-    // Untouched: same bytes, same size, and no new database created beside it.
-    expect(await fileHash(dbFile)).toBe(before.hash);
-    expect((await fs.stat(dbFile)).size).toBe(before.size);
-    expect((await listDir(dataDir)).filter((e) => !/^goldmirror\.db-(wal|shm)$/.test(e))).toEqual(before.entries);
-    expect(await listDir(path.join(dataDir, 'blobs', 'sha256', digest.slice(0, 2)))).toEqual([digest]);
-  });
+      const started = Date.now();
+      const [list, serve] = await Promise.all([
+        runCli(['list'], env),
+        runCli(['serve'], {
+          ...env,
+          MIRROR_HOST: '127.0.0.1',
+          MIRROR_PORT: String(await freePort()),
+          MIRROR_LOG_LEVEL: 'info',
+        }),
+      ]);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      for (const res of [list, serve]) {
+        expect(res.code, res.stderr).toBe(1);
+        const lines = res.stderr.trim().split('\n');
+        expect(lines, res.stderr).toHaveLength(1);
+        expect(lines[0]).toContain(`goldmirror: error: cannot open database ${dbFile}: `);
+        expect(lines[0]).toMatch(reason);
+      }
+      expect(list.stdout).toBe('');
+      // Untouched: same bytes, same size, and no new database created beside it.
+      expect(await fileHash(dbFile)).toBe(before.hash);
+      expect((await fs.stat(dbFile)).size).toBe(before.size);
+      expect((await listDir(dataDir)).filter((e) => !/^goldmirror\.db-(wal|shm)$/.test(e))).toEqual(before.entries);
+      expect(await listDir(path.join(dataDir, 'blobs', 'sha256', digest.slice(0, 2)))).toEqual([digest]);
+    },
+  );
 
   it('the undamaged copy still opens: the errors above came from the damage alone', async () => {
     const res = await runCli(['list', '--json'], mirrorEnv(base));

@@ -38,7 +38,13 @@ const MiB = 1024 * 1024;
 const POLL = { timeoutMs: 30_000, intervalMs: 10 };
 
 /** testStream(size, seed) from byte `offset` on, in chunks of `chunk` bytes, pausing `pauseMs` between them. */
-async function* slowStream(size: number, seed: string, offset: number, chunk: number, pauseMs: number): AsyncGenerator<Buffer> {
+async function* slowStream(
+  size: number,
+  seed: string,
+  offset: number,
+  chunk: number,
+  pauseMs: number,
+): AsyncGenerator<Buffer> {
   let position = 0;
   for await (const piece of testStream(size, seed, chunk)) {
     const end = position + piece.length;
@@ -86,7 +92,10 @@ describe('kill -9 of the server and of CLI writers', () => {
       (r) => r,
       (err: Error) => err,
     );
-    await waitFor(async () => ((await fs.stat(uploadFile).catch(() => null))?.size ?? 0) >= 4 * MiB, { what: 'part of the upload on disk', ...POLL });
+    await waitFor(async () => ((await fs.stat(uploadFile).catch(() => null))?.size ?? 0) >= 4 * MiB, {
+      what: 'part of the upload on disk',
+      ...POLL,
+    });
     await kill9(server.child);
     const cut = await patch;
     expect(cut, 'the PATCH must not have completed').toBeInstanceOf(Error);
@@ -137,17 +146,20 @@ describe('kill -9 of the server and of CLI writers', () => {
     const importer = track(spawnCli(['import', big], env));
     const tmpDir = path.join(dataDir, 'tmp');
     let partFile = '';
-    await waitFor(async () => {
-      if (importer.exitCode !== null) throw new Error('the import finished before it could be killed');
-      for (const name of await listDir(tmpDir)) {
-        const st = await fs.stat(path.join(tmpDir, name)).catch(() => null);
-        if (name.endsWith('.part') && st && st.size >= 8 * MiB) {
-          partFile = name;
-          return true;
+    await waitFor(
+      async () => {
+        if (importer.exitCode !== null) throw new Error('the import finished before it could be killed');
+        for (const name of await listDir(tmpDir)) {
+          const st = await fs.stat(path.join(tmpDir, name)).catch(() => null);
+          if (name.endsWith('.part') && st && st.size >= 8 * MiB) {
+            partFile = name;
+            return true;
+          }
         }
-      }
-      return false;
-    }, { what: 'a temp file of the import', ...POLL });
+        return false;
+      },
+      { what: 'a temp file of the import', ...POLL },
+    );
     // Both the writer and the server die at once.
     await Promise.all([kill9(importer), kill9(server.child)]);
     expect(partFile).toMatch(new RegExp(`^ingest-${importer.pid}-[0-9a-f]+\\.part$`));
@@ -255,7 +267,9 @@ describe('kill -9 of the server and of CLI writers', () => {
       headers: { Authorization: `Bearer ${token}` },
     });
     expect(groups.length).toBeLessThan(450); // all of them fit in one audit page
-    const creates = (JSON.parse(audit.body) as Array<{ action: string }>).filter((a) => a.action === 'group.create').length;
+    const creates = (JSON.parse(audit.body) as Array<{ action: string }>).filter(
+      (a) => a.action === 'group.create',
+    ).length;
     expect(creates).toBe(groups.length);
 
     await checkConsistency(dataDir, env);
@@ -296,11 +310,14 @@ describe('kill -9 of the server and of CLI writers', () => {
     try {
       expect(rowCount.get()!.n).toBe(count);
       const gc = track(spawnCli(['gc'], gcEnv));
-      await waitFor(() => {
+      await waitFor(
+        () => {
           if (gc.exitCode !== null) throw new Error('gc finished before it could be killed');
           const n = rowCount.get()!.n;
           return n <= count - 50 && n > 0;
-        }, { what: 'gc to be half-way', ...POLL, timeoutMs: 60_000 });
+        },
+        { what: 'gc to be half-way', ...POLL, timeoutMs: 60_000 },
+      );
       await Promise.all([kill9(gc), kill9(server.child)]);
       killedAt = rowCount.get()!.n;
     } finally {

@@ -90,7 +90,11 @@ describe.skipIf(mountProblem !== null)(`a full disk during ingest${skipReason ? 
     });
     expect(state.rows.map((r) => r.sha256)).toEqual([storedSha]);
     expect(state.files).toEqual([storedSha]);
-    expect(await downloadSha256(`${server.url}/d/${storedSha}/stored.pvmp`)).toEqual({ status: 200, sha256: storedSha, bytes: storedSize });
+    expect(await downloadSha256(`${server.url}/d/${storedSha}/stored.pvmp`)).toEqual({
+      status: 200,
+      sha256: storedSha,
+      bytes: storedSize,
+    });
   }
 
   it('CLI import of a 100 MiB file is refused up front: exit 1, one line about disk space', async () => {
@@ -135,7 +139,10 @@ describe.skipIf(mountProblem !== null)(`a full disk during ingest${skipReason ? 
       job = JSON.parse(res.body) as typeof job;
     }
     expect(job.state).toBe('failed');
-    expect(job.error).toMatchObject({ code: 'INSUFFICIENT_STORAGE', message: expect.stringMatching(/disk filled up/) as unknown });
+    expect(job.error).toMatchObject({
+      code: 'INSUFFICIENT_STORAGE',
+      message: expect.stringMatching(/disk filled up/) as unknown,
+    });
     expect(server.child.exitCode).toBeNull();
     await expectNothingPartial();
   });
@@ -201,7 +208,11 @@ describe.skipIf(mountProblem !== null)(`a full disk during ingest${skipReason ? 
       const st = await fs.statfs(dataDir);
       expect(st.bavail * st.bsize).toBeLessThan(MiB);
       for (let i = 0; i < 3; i++) {
-        expect(await downloadSha256(`${server.url}/d/${storedSha}/stored.pvmp`)).toEqual({ status: 200, sha256: storedSha, bytes: storedSize });
+        expect(await downloadSha256(`${server.url}/d/${storedSha}/stored.pvmp`)).toEqual({
+          status: 200,
+          sha256: storedSha,
+          bytes: storedSize,
+        });
       }
       const ranged = await request(`${server.url}/d/${storedSha}/stored.pvmp`, { headers: { Range: 'bytes=0-9' } });
       expect(ranged.status).toBe(206);

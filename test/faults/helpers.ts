@@ -45,17 +45,23 @@ export async function kill9(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-export function waitExit(child: ChildProcess, timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+export function waitExit(
+  child: ChildProcess,
+  timeoutMs = 60_000,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((resolve, reject) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve({ code: child.exitCode, signal: child.signalCode });
-    const timer = setTimeout(() => reject(new Error(`child ${child.pid} did not exit within ${timeoutMs} ms`)), timeoutMs);
+    if (child.exitCode !== null || child.signalCode !== null)
+      return resolve({ code: child.exitCode, signal: child.signalCode });
+    const timer = setTimeout(
+      () => reject(new Error(`child ${child.pid} did not exit within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal });
     });
   });
 }
-
 
 /** The environment every CLI call and server of a fault test gets. */
 export function mirrorEnv(dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -102,10 +108,12 @@ export async function startServe(env: Record<string, string>, timeoutMs = 30_000
       return false; // not listening yet
     }
   };
-  await waitFor(healthy, { what: 'goldmirror serve to become healthy', timeoutMs, intervalMs: 100 }).catch((err: unknown) => {
-    if (child.exitCode !== null || child.signalCode !== null) throw err;
-    throw new Error(`goldmirror serve did not become healthy within ${timeoutMs} ms: ${stderr}`);
-  });
+  await waitFor(healthy, { what: 'goldmirror serve to become healthy', timeoutMs, intervalMs: 100 }).catch(
+    (err: unknown) => {
+      if (child.exitCode !== null || child.signalCode !== null) throw err;
+      throw new Error(`goldmirror serve did not become healthy within ${timeoutMs} ms: ${stderr}`);
+    },
+  );
   return { child, url, output: () => ({ stdout, stderr }) };
 }
 
@@ -212,7 +220,11 @@ export async function tusCreate(
   };
 }
 
-export function tusPatchHeaders(token: string, offset: number, extra: Record<string, string | number> = {}): Record<string, string | number> {
+export function tusPatchHeaders(
+  token: string,
+  offset: number,
+  extra: Record<string, string | number> = {},
+): Record<string, string | number> {
   return {
     ...TUS,
     Authorization: `Bearer ${token}`,
@@ -274,7 +286,9 @@ export async function checkConsistency(
     for (const name of await listDir(path.join(blobsDir, fanout))) {
       expect(name, `unexpected file name under blobs/sha256/${fanout}`).toMatch(/^[0-9a-f]{64}$/);
       expect(name.startsWith(fanout)).toBe(true);
-      expect(await sha256File(path.join(blobsDir, fanout, name)), `blob file ${name} is not named by its content`).toBe(name);
+      expect(await sha256File(path.join(blobsDir, fanout, name)), `blob file ${name} is not named by its content`).toBe(
+        name,
+      );
       files.push(name);
     }
   }

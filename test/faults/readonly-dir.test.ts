@@ -54,7 +54,9 @@ describe.skipIf(mountProblem !== null)(`a read-only data dir${skipReason ? ` (${
   });
 
   it('really is read-only', async () => {
-    await expect(fs.writeFile(path.join(dataDir, 'probe'), 'x')).rejects.toMatchObject({ code: isRoot ? 'EROFS' : 'EACCES' });
+    await expect(fs.writeFile(path.join(dataDir, 'probe'), 'x')).rejects.toMatchObject({
+      code: isRoot ? 'EROFS' : 'EACCES',
+    });
   });
 
   it('serve exits non-zero within seconds with one line naming the data dir, and never listens', async () => {
@@ -71,7 +73,9 @@ describe.skipIf(mountProblem !== null)(`a read-only data dir${skipReason ? ` (${
     expect(took).toBeLessThan(20_000);
     const lines = res.stderr.trim().split('\n');
     expect(lines, res.stderr).toHaveLength(1);
-    expect(lines[0]).toBe(`goldmirror: error: data directory ${dataDir} is not writable (${isRoot ? 'EROFS' : 'EACCES'})`);
+    expect(lines[0]).toBe(
+      `goldmirror: error: data directory ${dataDir} is not writable (${isRoot ? 'EROFS' : 'EACCES'})`,
+    );
     expect(res.stdout).toBe('');
     expect(await refused(port)).toBe(true);
   });
@@ -86,7 +90,9 @@ describe.skipIf(mountProblem !== null)(`a read-only data dir${skipReason ? ` (${
     });
     expect(res.code).toBe(1);
     expect(res.stderr.trim().split('\n')).toHaveLength(1);
-    expect(res.stderr).toBe(`goldmirror: error: data directory ${nested} is not writable (${isRoot ? 'EROFS' : 'EACCES'})\n`);
+    expect(res.stderr).toBe(
+      `goldmirror: error: data directory ${nested} is not writable (${isRoot ? 'EROFS' : 'EACCES'})\n`,
+    );
   });
 
   it('a writing command (import) fails with the same one line', async () => {

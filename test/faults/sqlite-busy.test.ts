@@ -9,7 +9,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnCli } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/env.js';
-import { createToken, killAllChildren, mirrorEnv, request, startServe, track, waitExit, type ServeProc } from './helpers.js';
+import {
+  createToken,
+  killAllChildren,
+  mirrorEnv,
+  request,
+  startServe,
+  track,
+  waitExit,
+  type ServeProc,
+} from './helpers.js';
 
 const LOCKED = /database is locked|SQLITE_BUSY|SQLITE_LOCKED/i;
 

@@ -51,7 +51,12 @@ export interface CallOptions {
 }
 
 /** One request to a started mirror; `path` is absolute (e.g. /api/v1/images). */
-export async function call<T = unknown>(baseUrl: string, method: string, path: string, options: CallOptions = {}): Promise<ApiResult<T>> {
+export async function call<T = unknown>(
+  baseUrl: string,
+  method: string,
+  path: string,
+  options: CallOptions = {},
+): Promise<ApiResult<T>> {
   const headers: Record<string, string> = { ...options.headers };
   let body: string | Buffer | undefined;
   if (options.json !== undefined) {
@@ -68,7 +73,12 @@ export async function call<T = unknown>(baseUrl: string, method: string, path: s
     const csrf = options.csrf === undefined ? (unsafe ? options.session.csrfToken : null) : options.csrf;
     if (csrf !== null) headers['x-csrf-token'] = csrf;
   }
-  const res = await fetch(`${baseUrl}${path}`, { method, headers, body: body as RequestInit['body'], redirect: 'manual' });
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers,
+    body: body as RequestInit['body'],
+    redirect: 'manual',
+  });
   const text = await res.text();
   let parsed: unknown = undefined;
   if ((res.headers.get('content-type') ?? '').includes('json') && text !== '') parsed = JSON.parse(text);
@@ -82,7 +92,11 @@ export interface SignInBody {
   expiresAt: string;
 }
 
-export async function signIn(baseUrl: string, password = ADMIN_PASSWORD, username = 'admin'): Promise<{ res: ApiResult<SignInBody>; session: Session | null }> {
+export async function signIn(
+  baseUrl: string,
+  password = ADMIN_PASSWORD,
+  username = 'admin',
+): Promise<{ res: ApiResult<SignInBody>; session: Session | null }> {
   const res = await call<SignInBody>(baseUrl, 'POST', '/api/v1/session', { json: { username, password } });
   if (res.status !== 200) return { res, session: null };
   const setCookie = res.headers.getSetCookie().find((c) => c.startsWith('gm_session=')) ?? '';
@@ -137,7 +151,11 @@ export async function rawRequest(
   baseUrl: string,
   options: { method: string; path: string; headers: Record<string, string | number>; chunks: Array<string | Buffer> },
 ): Promise<{ status: number; body: string }> {
-  const { status, body } = await httpRequest(`${baseUrl}${options.path}`, { method: options.method, headers: options.headers, body: options.chunks });
+  const { status, body } = await httpRequest(`${baseUrl}${options.path}`, {
+    method: options.method,
+    headers: options.headers,
+    body: options.chunks,
+  });
   return { status, body };
 }
 
@@ -149,4 +167,5 @@ export const anyNumber = (): number => expect.any(Number) as number;
 export const anyString = (): string => expect.any(String) as string;
 export const matching = (pattern: RegExp): string => expect.stringMatching(pattern) as string;
 export const containing = (text: string): string => expect.stringContaining(text) as string;
-export const like = <T extends object>(partial: T): T => (expect.objectContaining as (expected: unknown) => unknown)(partial) as T;
+export const like = <T extends object>(partial: T): T =>
+  (expect.objectContaining as (expected: unknown) => unknown)(partial) as T;

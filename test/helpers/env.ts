@@ -29,7 +29,15 @@ export const TEST_FETCH_ALLOW = '127.0.0.0/8';
 export function testConfig(dataDir: string, overrides: Record<string, unknown> = {}): Config {
   return loadConfig({
     env: {},
-    overrides: { dataDir, host: '127.0.0.1', port: 0, minFreeBytes: 0, logLevel: 'silent', fetchAllow: TEST_FETCH_ALLOW, ...overrides },
+    overrides: {
+      dataDir,
+      host: '127.0.0.1',
+      port: 0,
+      minFreeBytes: 0,
+      logLevel: 'silent',
+      fetchAllow: TEST_FETCH_ALLOW,
+      ...overrides,
+    },
   });
 }
 

@@ -16,9 +16,17 @@ const MiB = 1024 * 1024;
 
 type Reply = HttpReply;
 
-function get(mirror: TestMirror, urlPath: string, options: { from?: string; method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
+function get(
+  mirror: TestMirror,
+  urlPath: string,
+  options: { from?: string; method?: string; headers?: Record<string, string> } = {},
+): Promise<Reply> {
   const { port } = new URL(mirror.url);
-  return httpRequest(`http://127.0.0.1:${port}${urlPath}`, { method: options.method, headers: options.headers, localAddress: options.from ?? '127.0.0.1' });
+  return httpRequest(`http://127.0.0.1:${port}${urlPath}`, {
+    method: options.method,
+    headers: options.headers,
+    localAddress: options.from ?? '127.0.0.1',
+  });
 }
 
 /** A client that sends a GET and never reads; resolves once the server counts its download. */
@@ -48,7 +56,9 @@ function expectRefusal(reply: Reply, scope: 'total' | 'client', limit: number): 
   expect(reply.headers['cache-control']).toBe('no-store');
   expect(reply.headers['content-disposition']).toBeUndefined();
   expect(reply.headers['content-length']).toBe(String(reply.bytes.length));
-  const { error } = JSON.parse(reply.bytes.toString('utf8')) as { error: { code: string; message: string; scope: string; limit: number } };
+  const { error } = JSON.parse(reply.bytes.toString('utf8')) as {
+    error: { code: string; message: string; scope: string; limit: number };
+  };
   expect(error).toMatchObject({ code: 'TOO_MANY_DOWNLOADS', scope, limit });
   expect(error.message).toMatch(/try again/);
 }
@@ -60,7 +70,10 @@ describe('download caps', () => {
 
   beforeAll(async () => {
     mirror = await startMirror({ maxDownloads: 3, maxDownloadsPerClient: 2 });
-    const { blob } = await ingest(mirror.runtime.ingestDeps, { source: testStream(32 * MiB, 'caps'), fileName: 'caps.pvmp' });
+    const { blob } = await ingest(mirror.runtime.ingestDeps, {
+      source: testStream(32 * MiB, 'caps'),
+      fileName: 'caps.pvmp',
+    });
     link = `/d/${blob.sha256}/caps.pvmp`;
   });
   afterAll(async () => {
@@ -76,7 +89,11 @@ describe('download caps', () => {
     // Third from the same client: its cap (2) is full, even though the mirror has a slot left.
     expectRefusal(await get(mirror, link, { from: '127.0.0.1' }), 'client', 2);
     // A long range counts like a whole download.
-    expectRefusal(await get(mirror, link, { from: '127.0.0.1', headers: { Range: `bytes=0-${4 * MiB}` } }), 'client', 2);
+    expectRefusal(
+      await get(mirror, link, { from: '127.0.0.1', headers: { Range: `bytes=0-${4 * MiB}` } }),
+      'client',
+      2,
+    );
     expect(await refused(mirror, 'client')).toBe(2);
 
     // Another client takes the last slot; then the mirror is full for everyone.
@@ -123,7 +140,10 @@ describe('download caps set to 0', () => {
 
   it('mean no cap', async () => {
     mirror = await startMirror({ maxDownloads: 0, maxDownloadsPerClient: 0 });
-    const { blob } = await ingest(mirror.runtime.ingestDeps, { source: testStream(24 * MiB, 'uncapped'), fileName: 'u.pvmp' });
+    const { blob } = await ingest(mirror.runtime.ingestDeps, {
+      source: testStream(24 * MiB, 'uncapped'),
+      fileName: 'u.pvmp',
+    });
     const link = `/d/${blob.sha256}/u.pvmp`;
     const sockets: net.Socket[] = [];
     try {

@@ -90,7 +90,10 @@ describe('a download streaming a blob that fails its check', () => {
   });
 
   async function store(seed: string): Promise<Sha256> {
-    const { blob } = await ingest(mirror.runtime.ingestDeps, { source: testStream(SIZE, seed), fileName: `${seed}.pvmp` });
+    const { blob } = await ingest(mirror.runtime.ingestDeps, {
+      source: testStream(SIZE, seed),
+      fileName: `${seed}.pvmp`,
+    });
     return blob.sha256 as Sha256;
   }
 
@@ -119,7 +122,10 @@ describe('a download streaming a blob that fails its check', () => {
     await waitFor(() => download.received() >= 2 * MiB);
 
     // What `goldmirror verify` in another process leaves behind: only the database row changes.
-    await setBlobState(mirror.runtime.db, sha256, 'corrupt', { verifiedAtMs: Date.now(), detail: 'found corrupt by another process' });
+    await setBlobState(mirror.runtime.db, sha256, 'corrupt', {
+      verifiedAtMs: Date.now(),
+      detail: 'found corrupt by another process',
+    });
     const at = download.received();
     const outcome = await download.outcome;
     expect(outcome.complete).toBe(false);

@@ -24,30 +24,51 @@ const MiB = 1024 * 1024;
 const UA = 'Parallels Desktop/26.1 (Macintosh; test)';
 
 /** A GET of a link from a chosen loopback address; resolves with status and body length. */
-function download(base: string, urlPath: string, options: { headers?: Record<string, string>; from?: string } = {}): Promise<{ status: number; bytes: number }> {
+function download(
+  base: string,
+  urlPath: string,
+  options: { headers?: Record<string, string>; from?: string } = {},
+): Promise<{ status: number; bytes: number }> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: hostname, port, path: urlPath, agent: false, localAddress: options.from, headers: { 'user-agent': UA, ...options.headers } }, (res) => {
-      let bytes = 0;
-      res.on('data', (c: Buffer) => (bytes += c.length));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
-      res.on('error', reject);
-    });
+    const req = http.get(
+      {
+        host: hostname,
+        port,
+        path: urlPath,
+        agent: false,
+        localAddress: options.from,
+        headers: { 'user-agent': UA, ...options.headers },
+      },
+      (res) => {
+        let bytes = 0;
+        res.on('data', (c: Buffer) => (bytes += c.length));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
   });
 }
 
 /** Starts a GET and hands back the response once its first bytes arrived, paused, with a way to cut it. */
-function startDownload(base: string, urlPath: string, from?: string): Promise<{ res: http.IncomingMessage; cut: () => void }> {
+function startDownload(
+  base: string,
+  urlPath: string,
+  from?: string,
+): Promise<{ res: http.IncomingMessage; cut: () => void }> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: hostname, port, path: urlPath, agent: false, localAddress: from, headers: { 'user-agent': UA } }, (res) => {
-      res.once('data', () => {
-        res.pause();
-        resolve({ res, cut: () => req.destroy() });
-      });
-      res.on('error', () => undefined);
-    });
+    const req = http.get(
+      { host: hostname, port, path: urlPath, agent: false, localAddress: from, headers: { 'user-agent': UA } },
+      (res) => {
+        res.once('data', () => {
+          res.pause();
+          resolve({ res, cut: () => req.destroy() });
+        });
+        res.on('error', () => undefined);
+      },
+    );
     req.on('error', () => undefined);
     req.setTimeout(30_000, () => reject(new Error('no first byte')));
   });
@@ -73,7 +94,12 @@ describe('download log', () => {
     session = await mustSignIn(m.url);
     arm = await putBlob(m, testBytes(3 * MiB, 'log-arm'), 'Win11-arm.pvmp');
     x86 = await putBlob(m, testBytes(1 * MiB, 'log-x86'), 'Win11-x86.pvmp');
-    image = (await call<ImageView>(m.url, 'POST', '/api/v1/images', { token, json: { name: 'Windows 11', arm64: { enabled: true, sha256: arm }, x86_64: { enabled: true, sha256: x86 } } })).body;
+    image = (
+      await call<ImageView>(m.url, 'POST', '/api/v1/images', {
+        token,
+        json: { name: 'Windows 11', arm64: { enabled: true, sha256: arm }, x86_64: { enabled: true, sha256: x86 } },
+      })
+    ).body;
   });
   afterAll(async () => {
     await m.close();
@@ -82,24 +108,45 @@ describe('download log', () => {
   it('records a whole download, a resumed piece, a first piece and a range from 0: client, user agent, image, arch, bytes, result', async () => {
     await m.runtime.db.deleteFrom('download_log').execute();
     expect(await download(m.url, link(arm), { from: '127.0.0.2' })).toEqual({ status: 200, bytes: 3 * MiB });
-    expect((await download(m.url, link(arm), { from: '127.0.0.3', headers: { range: `bytes=${MiB}-` } })).status).toBe(206);
+    expect((await download(m.url, link(arm), { from: '127.0.0.3', headers: { range: `bytes=${MiB}-` } })).status).toBe(
+      206,
+    );
     expect((await download(m.url, link(x86), { from: '127.0.0.3', headers: { range: 'bytes=0-99' } })).bytes).toBe(100);
     expect((await download(m.url, link(x86), { from: '127.0.0.3', headers: { range: 'bytes=0-' } })).status).toBe(206);
     // HEAD sends no body and the mirror's own link check is not a Mac: neither is logged.
-    await new Promise<void>((resolve) => http.request(`${m.url}${link(arm)}`, { method: 'HEAD' }, (r) => r.resume().on('end', resolve)).end());
+    await new Promise<void>((resolve) =>
+      http.request(`${m.url}${link(arm)}`, { method: 'HEAD' }, (r) => r.resume().on('end', resolve)).end(),
+    );
     await download(m.url, link(arm), { headers: { 'user-agent': LINK_CHECK_USER_AGENT, range: 'bytes=0-9' } });
 
     const res = await api<DownloadLogPage>('GET', '/downloads');
     expect(res.status).toBe(200);
     const rows = res.body.downloads;
-    expect(rows.map((d) => [d.client, d.archLabel, d.status, d.firstByte, d.bytesPlanned, d.bytesSent, d.size, d.result, d.countsAsDownload])).toEqual([
+    expect(
+      rows.map((d) => [
+        d.client,
+        d.archLabel,
+        d.status,
+        d.firstByte,
+        d.bytesPlanned,
+        d.bytesSent,
+        d.size,
+        d.result,
+        d.countsAsDownload,
+      ]),
+    ).toEqual([
       ['127.0.0.3', 'Intel', 206, 0, MiB, MiB, MiB, 'complete', true],
       ['127.0.0.3', 'Intel', 206, 0, 100, 100, MiB, 'resumed', false],
       ['127.0.0.3', 'Apple silicon', 206, MiB, 2 * MiB, 2 * MiB, 3 * MiB, 'resumed', true],
       ['127.0.0.2', 'Apple silicon', 200, 0, 3 * MiB, 3 * MiB, 3 * MiB, 'complete', true],
     ]);
     const whole = rows[3]!;
-    expect(whole).toMatchObject({ userAgent: UA, image: { id: image.id, name: 'Windows 11' }, arch: 'arm64', sha256: arm });
+    expect(whole).toMatchObject({
+      userAgent: UA,
+      image: { id: image.id, name: 'Windows 11' },
+      arch: 'arm64',
+      sha256: arm,
+    });
     expect(Date.parse(whole.finishedAt)).toBeGreaterThanOrEqual(Date.parse(whole.startedAt));
     expect(whole.durationMs).toBe(Date.parse(whole.finishedAt) - Date.parse(whole.startedAt));
     expect(whole.bytesPerSec).toBeGreaterThan(0);
@@ -112,8 +159,18 @@ describe('download log', () => {
     const big = await putBlob(m, testBytes(48 * MiB, 'log-big'), 'Big.pvmp');
     const { cut } = await startDownload(m.url, link(big, 'Big.pvmp'), '127.0.0.4');
     cut();
-    const row = await waitForValue(async () => (await api<DownloadLogPage>('GET', '/downloads?client=127.0.0.4')).body.downloads[0], { what: 'the aborted row', ...SLOW });
-    expect(row).toMatchObject({ client: '127.0.0.4', result: 'aborted', status: 200, bytesPlanned: 48 * MiB, countsAsDownload: false, image: null });
+    const row = await waitForValue(
+      async () => (await api<DownloadLogPage>('GET', '/downloads?client=127.0.0.4')).body.downloads[0],
+      { what: 'the aborted row', ...SLOW },
+    );
+    expect(row).toMatchObject({
+      client: '127.0.0.4',
+      result: 'aborted',
+      status: 200,
+      bytesPlanned: 48 * MiB,
+      countsAsDownload: false,
+      image: null,
+    });
     expect(row.bytesSent).toBeGreaterThan(0);
     expect(row.bytesSent).toBeLessThan(48 * MiB);
   });
@@ -123,8 +180,14 @@ describe('download log', () => {
     await download(m.url, link(arm), { from: '127.0.0.5' });
     await download(m.url, link(x86), { from: '127.0.0.6' });
     await download(m.url, link(x86), { from: '127.0.0.6', headers: { range: 'bytes=10-19' } });
-    const get = async (q: string) => (await api<DownloadLogPage>('GET', `/downloads${q}`)).body.downloads.map((d) => `${d.client} ${d.arch} ${d.result}`);
-    expect(await get(`?image=${image.id}&arch=x86_64`)).toEqual(['127.0.0.6 x86_64 resumed', '127.0.0.6 x86_64 complete']);
+    const get = async (q: string) =>
+      (await api<DownloadLogPage>('GET', `/downloads${q}`)).body.downloads.map(
+        (d) => `${d.client} ${d.arch} ${d.result}`,
+      );
+    expect(await get(`?image=${image.id}&arch=x86_64`)).toEqual([
+      '127.0.0.6 x86_64 resumed',
+      '127.0.0.6 x86_64 complete',
+    ]);
     expect(await get('?client=127.0.0.5')).toEqual(['127.0.0.5 arm64 complete']);
     expect(await get('?result=resumed')).toEqual(['127.0.0.6 x86_64 resumed']);
     expect(await get(`?image=${image.id + 1000}`)).toEqual([]);
@@ -147,8 +210,19 @@ describe('download log', () => {
     const big = await putBlob(m, testBytes(48 * MiB, 'log-live'), 'Live.pvmp');
     const running = await startDownload(m.url, link(big, 'Live.pvmp'), '127.0.0.7');
     try {
-      const live = await waitForValue(async () => (await api<DownloadLogPage>('GET', '/downloads')).body.inProgress.find((d) => d.client === '127.0.0.7'), { what: 'the download in progress', ...SLOW });
-      expect(live).toMatchObject({ client: '127.0.0.7', userAgent: UA, sha256: big, bytesPlanned: 48 * MiB, size: 48 * MiB, firstByte: 0 });
+      const live = await waitForValue(
+        async () =>
+          (await api<DownloadLogPage>('GET', '/downloads')).body.inProgress.find((d) => d.client === '127.0.0.7'),
+        { what: 'the download in progress', ...SLOW },
+      );
+      expect(live).toMatchObject({
+        client: '127.0.0.7',
+        userAgent: UA,
+        sha256: big,
+        bytesPlanned: 48 * MiB,
+        size: 48 * MiB,
+        firstByte: 0,
+      });
       expect(live.bytesSent).toBeGreaterThan(0);
       expect(live.bytesSent).toBeLessThanOrEqual(48 * MiB);
       expect(live.elapsedMs).toBeGreaterThanOrEqual(0);
@@ -162,12 +236,17 @@ describe('download log', () => {
       expect(fragment.text).not.toContain('<html');
       expect(fragment.text).toContain('127.0.0.7');
       expect(fragment.headers.get('cache-control')).toBe('no-store');
-      expect((await call(m.url, 'GET', '/admin/downloads/live?part=active&client=10.9.9.9', { session })).text).toContain('No download is running right now.');
+      expect(
+        (await call(m.url, 'GET', '/admin/downloads/live?part=active&client=10.9.9.9', { session })).text,
+      ).toContain('No download is running right now.');
     } finally {
       running.cut();
     }
     // Once it ends it leaves the live list and is logged.
-    await waitFor(async () => (await api<DownloadLogPage>('GET', '/downloads')).body.inProgress.length === 0, { what: 'the end of the download', ...SLOW });
+    await waitFor(async () => (await api<DownloadLogPage>('GET', '/downloads')).body.inProgress.length === 0, {
+      what: 'the end of the download',
+      ...SLOW,
+    });
     const finished = await call(m.url, 'GET', '/admin/downloads/live?part=finished', { session });
     expect(finished.text).toContain('127.0.0.7');
     expect(finished.text).toContain('aborted');
@@ -201,7 +280,9 @@ describe('download log', () => {
     expect(svg).toContain('role="img"');
     expect(svg).toContain('aria-labelledby="chart-bytes-title chart-bytes-desc"');
     expect(svg).toContain('<title id="chart-bytes-title">Bytes served per hour, last 7 days</title>');
-    expect(svg).toMatch(/<desc id="chart-bytes-desc">3\.1 MB in total; the busiest hour was \d{4}-\d\d-\d\d \d\d:00 UTC with 3\.1 MB\.<\/desc>/);
+    expect(svg).toMatch(
+      /<desc id="chart-bytes-desc">3\.1 MB in total; the busiest hour was \d{4}-\d\d-\d\d \d\d:00 UTC with 3\.1 MB\.<\/desc>/,
+    );
     expect(svg.match(/<rect class="chart-bar"/g)).toHaveLength(1);
     expect(svg).toMatch(/<title>\d{4}-\d\d-\d\d \d\d:00 UTC: 3\.1 MB<\/title>/);
     expect(dashboard.text).toContain('<desc id="chart-downloads-desc">1 finished download in 7 days:');
@@ -265,10 +346,33 @@ describe('download log writes and retention', () => {
     const m = await startMirror();
     try {
       const tracker = createActivityTracker(m.runtime);
-      const base = { sha256: 'a'.repeat(64), imageId: null, imageName: null, arch: null, client: '10.0.0.9', userAgent: 'x', status: 200, firstByte: 0, bytesPlanned: 10, size: 10, progress: () => 0 };
-      for (let i = 0; i < 3; i += 1) tracker.downloadStarted({ ...base, startedAt: Date.now() }).finish({ bytesSent: 10, complete: true, coversEnd: true });
+      const base = {
+        sha256: 'a'.repeat(64),
+        imageId: null,
+        imageName: null,
+        arch: null,
+        client: '10.0.0.9',
+        userAgent: 'x',
+        status: 200,
+        firstByte: 0,
+        bytesPlanned: 10,
+        size: 10,
+        progress: () => 0,
+      };
+      for (let i = 0; i < 3; i += 1)
+        tracker
+          .downloadStarted({ ...base, startedAt: Date.now() })
+          .finish({ bytesSent: 10, complete: true, coversEnd: true });
       expect(tracker.liveDownloads()).toEqual([]);
-      const count = async () => Number((await m.runtime.db.selectFrom('download_log').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+      const count = async () =>
+        Number(
+          (
+            await m.runtime.db
+              .selectFrom('download_log')
+              .select((eb) => eb.fn.countAll().as('n'))
+              .executeTakeFirstOrThrow()
+          ).n,
+        );
       expect(await count()).toBe(0);
       await tracker.flush();
       expect(await count()).toBe(3);
@@ -285,7 +389,20 @@ describe('download log writes and retention', () => {
       const tracker = createActivityTracker({ ...m.runtime, clock });
       const finishOne = () =>
         tracker
-          .downloadStarted({ startedAt: clock.now(), sha256: 'c'.repeat(64), imageId: null, imageName: null, arch: null, client: '10.6.6.6', userAgent: 'flood', status: 206, firstByte: 0, bytesPlanned: 1, size: 10, progress: () => 0 })
+          .downloadStarted({
+            startedAt: clock.now(),
+            sha256: 'c'.repeat(64),
+            imageId: null,
+            imageName: null,
+            arch: null,
+            client: '10.6.6.6',
+            userAgent: 'flood',
+            status: 206,
+            firstByte: 0,
+            bytesPlanned: 1,
+            size: 10,
+            progress: () => 0,
+          })
           .finish({ bytesSent: 1, complete: true, coversEnd: false });
       for (let i = 0; i < LOG_BURST_ROWS + 500; i += 1) finishOne();
       expect(tracker.unloggedDownloads()).toBe(500);
@@ -293,7 +410,14 @@ describe('download log writes and retention', () => {
       for (let i = 0; i < 3 * LOG_ROWS_PER_SEC; i += 1) finishOne();
       expect(tracker.unloggedDownloads()).toBe(500 + LOG_ROWS_PER_SEC);
       await tracker.flush();
-      const rows = Number((await m.runtime.db.selectFrom('download_log').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+      const rows = Number(
+        (
+          await m.runtime.db
+            .selectFrom('download_log')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
       expect(rows).toBe(LOG_BURST_ROWS + 2 * LOG_ROWS_PER_SEC);
       await tracker.close();
     } finally {
@@ -335,16 +459,30 @@ describe('download log writes and retention', () => {
         result: 'complete' as const,
         covers_end: 1 as const,
       }));
-      for (let i = 0; i < values.length; i += 500) await runtime.db.insertInto('download_log').values(values.slice(i, i + 500)).execute();
+      for (let i = 0; i < values.length; i += 500)
+        await runtime.db
+          .insertInto('download_log')
+          .values(values.slice(i, i + 500))
+          .execute();
       const prune = timers.find((t) => t.ms === 3_600_000);
       expect(prune).toBeDefined();
       now += 3_600_000;
       timers.splice(timers.indexOf(prune!), 1);
       prune!.fn();
-      const left = await waitForValue(async () => {
-        const n = Number((await runtime.db.selectFrom('download_log').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
-        return n === 1000 ? n : undefined;
-      }, { what: 'the prune job', ...SLOW });
+      const left = await waitForValue(
+        async () => {
+          const n = Number(
+            (
+              await runtime.db
+                .selectFrom('download_log')
+                .select((eb) => eb.fn.countAll().as('n'))
+                .executeTakeFirstOrThrow()
+            ).n,
+          );
+          return n === 1000 ? n : undefined;
+        },
+        { what: 'the prune job', ...SLOW },
+      );
       expect(left).toBe(1000);
       // Retention 0 keeps everything.
       const later = { db: runtime.db, clock: fakeClock(now + 1e12) };
@@ -359,6 +497,8 @@ describe('download log writes and retention', () => {
   it('reads the retention setting from MIRROR_DOWNLOAD_LOG_RETENTION (default 90 days)', () => {
     expect(loadConfig({ env: {} }).downloadLogRetentionMs).toBe(90 * 86_400_000);
     expect(loadConfig({ env: { MIRROR_DOWNLOAD_LOG_RETENTION: '14d' } }).downloadLogRetentionMs).toBe(14 * 86_400_000);
-    expect(() => loadConfig({ env: { MIRROR_DOWNLOAD_LOG_RETENTION: 'soon' } })).toThrow(/MIRROR_DOWNLOAD_LOG_RETENTION/);
+    expect(() => loadConfig({ env: { MIRROR_DOWNLOAD_LOG_RETENTION: 'soon' } })).toThrow(
+      /MIRROR_DOWNLOAD_LOG_RETENTION/,
+    );
   });
 });

@@ -59,7 +59,11 @@ function readResponse(socket: net.Socket): Promise<{ status: number; length: num
   });
 }
 
-async function stallMany(mirror: TestMirror, connect: Connect, urlPath: string): Promise<{ sockets: net.Socket[]; growth: number }> {
+async function stallMany(
+  mirror: TestMirror,
+  connect: Connect,
+  urlPath: string,
+): Promise<{ sockets: net.Socket[]; growth: number }> {
   const before = process.memoryUsage().arrayBuffers;
   const sockets: net.Socket[] = [];
   for (let i = 0; i < CLIENTS; i += 1) {
@@ -94,11 +98,33 @@ describe('buffer memory of clients that stop reading', () => {
     dir = await makeTempDir('goldmirror-memory-');
     const certFile = path.join(dir, 'cert.pem');
     const keyFile = path.join(dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
     plain = await startMirror({ maxDownloadsPerClient: 0 });
     secure = await startMirror({ maxDownloadsPerClient: 0, tlsCert: certFile, tlsKey: keyFile });
-    sha256 = (await ingest(plain.runtime.ingestDeps, { source: testStream(SIZE, 'memory'), fileName: 'm.pvmp' })).blob.sha256;
-    secureSha256 = (await ingest(secure.runtime.ingestDeps, { source: testStream(SIZE, 'memory'), fileName: 'm.pvmp' })).blob.sha256;
+    sha256 = (await ingest(plain.runtime.ingestDeps, { source: testStream(SIZE, 'memory'), fileName: 'm.pvmp' })).blob
+      .sha256;
+    secureSha256 = (await ingest(secure.runtime.ingestDeps, { source: testStream(SIZE, 'memory'), fileName: 'm.pvmp' }))
+      .blob.sha256;
   });
   afterAll(async () => {
     await plain?.close();
@@ -128,7 +154,9 @@ describe('buffer memory of clients that stop reading', () => {
     const { port } = new URL(secure.url);
     const connect: Connect = () =>
       new Promise((resolve, reject) => {
-        const socket = tls.connect({ port: Number(port), host: '127.0.0.1', rejectUnauthorized: false }, () => resolve(socket));
+        const socket = tls.connect({ port: Number(port), host: '127.0.0.1', rejectUnauthorized: false }, () =>
+          resolve(socket),
+        );
         socket.once('error', reject);
       });
     const { sockets, growth } = await stallMany(secure, connect, `/d/${secureSha256}/m.pvmp`);

@@ -111,7 +111,10 @@ async function ingestStream(mirror: TestMirror, size: number, seed: string): Pro
   return blob.sha256 as Sha256;
 }
 
-async function fetchBytes(url: string, headers: Record<string, string> = {}): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
+async function fetchBytes(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
   const res = await fetch(url, { headers });
   return {
     status: res.status,
@@ -185,7 +188,17 @@ describe('download links: routes and RFC 9110 semantics', () => {
     });
 
     it('the file name is cosmetic; any safe name ending in .pvmp (and a query string) serves the same bytes', async () => {
-      for (const name of ['x.pvmp', 'Another%20Name.pvmp', 'name.with.dots.pvmp', '.hidden.pvmp', '....pvmp', '%C3%BCml%C3%A4ut.pvmp', `${'a'.repeat(250)}.pvmp`, 'UPPER.PVMP', 'Mixed.PvMp']) {
+      for (const name of [
+        'x.pvmp',
+        'Another%20Name.pvmp',
+        'name.with.dots.pvmp',
+        '.hidden.pvmp',
+        '....pvmp',
+        '%C3%BCml%C3%A4ut.pvmp',
+        `${'a'.repeat(250)}.pvmp`,
+        'UPPER.PVMP',
+        'Mixed.PvMp',
+      ]) {
         const r = await httpRequest(mirror.url + `/d/${sha}/${name}?utm=1&x=/../..`);
         expect(r.status, name).toBe(200);
         expect(r.bytes.equals(data)).toBe(true);
@@ -213,7 +226,10 @@ describe('download links: routes and RFC 9110 semantics', () => {
 
     it('HEAD has no body at all on the wire', async () => {
       const { port } = new URL(mirror.url);
-      const raw = await rawExchange(mirror.url, `HEAD ${link} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+      const raw = await rawExchange(
+        mirror.url,
+        `HEAD ${link} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+      );
       const text = raw.toString('latin1');
       const end = text.indexOf('\r\n\r\n');
       expect(text.startsWith('HTTP/1.1 200')).toBe(true);
@@ -293,7 +309,15 @@ describe('download links: routes and RFC 9110 semantics', () => {
     });
 
     it('malformed digests → 400 DIGEST_INVALID', async () => {
-      for (const digest of [sha.slice(1), `${sha}0`, 'g'.repeat(64), '..', '%2e%2e', `${sha.slice(0, 62)}%2F`, `${sha.slice(0, 63)}%00`]) {
+      for (const digest of [
+        sha.slice(1),
+        `${sha}0`,
+        'g'.repeat(64),
+        '..',
+        '%2e%2e',
+        `${sha.slice(0, 62)}%2F`,
+        `${sha.slice(0, 63)}%00`,
+      ]) {
         const r = await httpRequest(mirror.url + `/d/${digest}/pkg.pvmp`);
         expect(r.status, digest).toBe(400);
         expect(errorCode(r), digest).toBe('DIGEST_INVALID');
@@ -346,7 +370,22 @@ describe('download links: routes and RFC 9110 semantics', () => {
     });
 
     it('a name that does not end in .pvmp or .pvmp.sha256 is 404: a link never offers the package as another kind of file', async () => {
-      const names = ['Invoice.exe', 'x', 'pkg', 'pkg.pvmp.exe', 'pkg.pvmpx', 'pkg.pvm', 'pkg.sha256', '.pvmp', '.pvmp.sha256', 'pkg.pvmp.sha256.sha256', 'pkg.pvmp%20', 'pkg.pvmp.', 'pkg.dmg', 'index.html'];
+      const names = [
+        'Invoice.exe',
+        'x',
+        'pkg',
+        'pkg.pvmp.exe',
+        'pkg.pvmpx',
+        'pkg.pvm',
+        'pkg.sha256',
+        '.pvmp',
+        '.pvmp.sha256',
+        'pkg.pvmp.sha256.sha256',
+        'pkg.pvmp%20',
+        'pkg.pvmp.',
+        'pkg.dmg',
+        'index.html',
+      ];
       for (const name of names) {
         for (const method of ['GET', 'HEAD']) {
           const r = await httpRequest(mirror.url + `/d/${sha}/${name}`, { method });
@@ -381,7 +420,10 @@ describe('download links: routes and RFC 9110 semantics', () => {
 
     it('a raw NUL or a request line the parser rejects never yields a file', async () => {
       const { port } = new URL(mirror.url);
-      const raw = await rawExchange(mirror.url, `GET /d/${sha}/a\u0000b HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+      const raw = await rawExchange(
+        mirror.url,
+        `GET /d/${sha}/a\u0000b HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+      );
       expect(raw.toString('latin1')).toMatch(/^HTTP\/1\.1 400/);
       expect(raw.includes(data.subarray(0, 64))).toBe(false);
     });
@@ -448,30 +490,39 @@ describe('download links: routes and RFC 9110 semantics', () => {
       expect(r.bytes.equals(data.subarray(10, 20))).toBe(true);
     });
 
-    it.each([`bytes=${SIZE}-`, `bytes=${SIZE}-${SIZE + 100}`, 'bytes=-0', `bytes=${SIZE * 2}-,${SIZE}-`, 'bytes=99999999999999999999-'])(
-      'unsatisfiable %s → 416 with Content-Range: bytes */SIZE',
-      async (range) => {
-        const r = await httpRequest(mirror.url + link, {
-          headers: { Range: range },
-        });
-        expect(r.status).toBe(416);
-        expect(r.headers['content-range']).toBe(`bytes */${SIZE}`);
-        expect(errorCode(r)).toBe('RANGE_NOT_SATISFIABLE');
-      },
-    );
+    it.each([
+      `bytes=${SIZE}-`,
+      `bytes=${SIZE}-${SIZE + 100}`,
+      'bytes=-0',
+      `bytes=${SIZE * 2}-,${SIZE}-`,
+      'bytes=99999999999999999999-',
+    ])('unsatisfiable %s → 416 with Content-Range: bytes */SIZE', async (range) => {
+      const r = await httpRequest(mirror.url + link, {
+        headers: { Range: range },
+      });
+      expect(r.status).toBe(416);
+      expect(r.headers['content-range']).toBe(`bytes */${SIZE}`);
+      expect(errorCode(r)).toBe('RANGE_NOT_SATISFIABLE');
+    });
 
-    it.each(['bytes=10-5', 'bytes=abc', 'bytes=', 'items=0-10', 'bytes=0-10,junk', '0-10', 'bytes=1-2-3', 'bytes 0-10'])(
-      'syntactically invalid %j → ignored, 200 with everything',
-      async (range) => {
-        const r = await httpRequest(mirror.url + link, {
-          headers: { Range: range },
-        });
-        expect(r.status).toBe(200);
-        expect(r.headers['content-range']).toBeUndefined();
-        expect(r.headers['content-length']).toBe(String(SIZE));
-        expect(r.bytes.equals(data)).toBe(true);
-      },
-    );
+    it.each([
+      'bytes=10-5',
+      'bytes=abc',
+      'bytes=',
+      'items=0-10',
+      'bytes=0-10,junk',
+      '0-10',
+      'bytes=1-2-3',
+      'bytes 0-10',
+    ])('syntactically invalid %j → ignored, 200 with everything', async (range) => {
+      const r = await httpRequest(mirror.url + link, {
+        headers: { Range: range },
+      });
+      expect(r.status).toBe(200);
+      expect(r.headers['content-range']).toBeUndefined();
+      expect(r.headers['content-length']).toBe(String(SIZE));
+      expect(r.bytes.equals(data)).toBe(true);
+    });
 
     it('more than 64 ranges → the whole 200', async () => {
       const specs = Array.from({ length: 65 }, (_, i) => `${i * 100}-${i * 100 + 9}`).join(',');
@@ -801,7 +852,9 @@ describe('download links: streaming', () => {
     const boundary = /boundary=([^;]+)$/.exec(r.headers['content-type'] ?? '')?.[1] ?? '';
     const { parts } = parseMultipart(r.bytes, boundary);
     expect(parts.map((p) => p.headers['content-range'])).toEqual(wanted.map(([a, b]) => `bytes ${a}-${b}/${size}`));
-    parts.forEach((p, i) => expect(p.data.equals(whole.subarray(wanted[i]![0], wanted[i]![1] + 1)), `part ${i}`).toBe(true));
+    parts.forEach((p, i) =>
+      expect(p.data.equals(whole.subarray(wanted[i]![0], wanted[i]![1] + 1)), `part ${i}`).toBe(true),
+    );
   });
 
   it('many parallel full downloads of the same and different blobs are all intact', async () => {
@@ -940,12 +993,15 @@ describe('download links: streaming', () => {
       const socket = serverSockets[0]!;
       // Let the server fill every buffer it can; the written count must plateau far below the blob size.
       let last = -1;
-      await waitFor(() => {
-        const now = socket.bytesWritten;
-        const settled = now === last && now > 0;
-        last = now;
-        return settled;
-      }, { timeoutMs: 10_000 }).catch(() => undefined);
+      await waitFor(
+        () => {
+          const now = socket.bytesWritten;
+          const settled = now === last && now > 0;
+          last = now;
+          return settled;
+        },
+        { timeoutMs: 10_000 },
+      ).catch(() => undefined);
       await new Promise((r) => setTimeout(r, 500));
       const memDuring = process.memoryUsage();
       expect(socket.bytesWritten).toBeGreaterThan(0);
@@ -984,7 +1040,10 @@ describe('download links: bandwidth limit', () => {
     const b = testBytes(1 * MiB, 'limit-b');
     const [da, db] = await Promise.all([putBlob(mirror, a, 'a.pvmp'), putBlob(mirror, b, 'b.pvmp')]);
     const started = performance.now();
-    const [ra, rb] = await Promise.all([fetchBytes(`${mirror.url}/d/${da}/a.pvmp`), fetchBytes(`${mirror.url}/d/${db}/b.pvmp`)]);
+    const [ra, rb] = await Promise.all([
+      fetchBytes(`${mirror.url}/d/${da}/a.pvmp`),
+      fetchBytes(`${mirror.url}/d/${db}/b.pvmp`),
+    ]);
     const elapsedMs = performance.now() - started;
     expect(ra.bytes.equals(a)).toBe(true);
     expect(rb.bytes.equals(b)).toBe(true);

@@ -22,21 +22,32 @@ interface Answer {
 /** POST /api/v1/session from `localAddress`, optionally with an X-Forwarded-For header. */
 function signInFrom(baseUrl: string, localAddress: string, password: string, forwardedFor?: string): Promise<Answer> {
   const body = JSON.stringify({ username: 'admin', password });
-  const headers: Record<string, string | number> = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
+  const headers: Record<string, string | number> = {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body),
+  };
   if (forwardedFor !== undefined) headers['X-Forwarded-For'] = forwardedFor;
   return new Promise((resolve, reject) => {
-    const req = http.request(`${baseUrl}/api/v1/session`, { method: 'POST', localAddress, agent: false, headers }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-    });
+    const req = http.request(
+      `${baseUrl}/api/v1/session`,
+      { method: 'POST', localAddress, agent: false, headers },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
 /** A ranged GET of a /d/ link from `localAddress`; resolves with the byte count and the time to the last byte. */
-function timedRangeDownload(url: string, localAddress: string, range: string): Promise<{ status: number; bytes: number; ms: number }> {
+function timedRangeDownload(
+  url: string,
+  localAddress: string,
+  range: string,
+): Promise<{ status: number; bytes: number; ms: number }> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     http
@@ -89,7 +100,9 @@ function burstFromOtherProcess(baseUrl: string, count: number, first: number): B
       req.on('error', (err) => { console.error(err.message); process.exit(1); });
       req.end(body);
     }`;
-  const child = spawn(process.execPath, ['-e', script, baseUrl, String(count), String(first)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['-e', script, baseUrl, String(count), String(first)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const answers: BurstAnswer[] = [];
   const waiting: Array<{ n: number; resolve: () => void }> = [];
   let pending = '';
@@ -103,11 +116,18 @@ function burstFromOtherProcess(baseUrl: string, count: number, first: number): B
   });
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const all = new Promise<BurstAnswer[]>((resolve, reject) =>
-    child.on('close', (code) => (code === 0 && answers.length === count ? resolve(answers) : reject(new Error(`burst client failed (${answers.length} answers): ${err}`)))),
+    child.on('close', (code) =>
+      code === 0 && answers.length === count
+        ? resolve(answers)
+        : reject(new Error(`burst client failed (${answers.length} answers): ${err}`)),
+    ),
   );
   return {
     all,
-    answered: (n) => (answers.length >= n ? Promise.resolve() : Promise.race([new Promise<void>((resolve) => waiting.push({ n, resolve })), all.then(() => undefined)])),
+    answered: (n) =>
+      answers.length >= n
+        ? Promise.resolve()
+        : Promise.race([new Promise<void>((resolve) => waiting.push({ n, resolve })), all.then(() => undefined)]),
   };
 }
 
@@ -132,7 +152,9 @@ describe('sign-in bursts', () => {
 
   it('gives 30 parallel wrong passwords from one address at most the free allowance of 401s, and 429 without hashing for the rest', async () => {
     const hashedBefore = hashingState().hashesRun;
-    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => signInFrom(m.url, '127.0.0.5', `wrong guess ${i}`)));
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => signInFrom(m.url, '127.0.0.5', `wrong guess ${i}`)),
+    );
     const counts = tally(answers);
     expect(counts[401] ?? 0).toBeGreaterThanOrEqual(1);
     expect(counts[401] ?? 0).toBeLessThanOrEqual(FREE_FAILURES);
@@ -175,11 +197,19 @@ describe('sign-in bursts', () => {
     expect(counts[401] ?? 0).toBeGreaterThanOrEqual(HASH_CONCURRENCY);
     expect(counts[503] ?? 0).toBeGreaterThanOrEqual(60 - HASH_CONCURRENCY - HASH_QUEUE_LIMIT - 10);
     const busy = answers.filter((a) => a.status === 503);
-    for (const a of busy) expect({ code: a.code, retryAfter: Number(a.retryAfter) > 0 }).toEqual({ code: 'AUTH_BUSY', retryAfter: true });
+    for (const a of busy)
+      expect({ code: a.code, retryAfter: Number(a.retryAfter) > 0 }).toEqual({ code: 'AUTH_BUSY', retryAfter: true });
     // A refused-as-busy attempt was never checked, so it does not count against its address.
-    const counted = await m.runtime.db.selectFrom('login_failures').select('failures').where('key', '=', `ip:${busy[0]!.address}`).executeTakeFirst();
+    const counted = await m.runtime.db
+      .selectFrom('login_failures')
+      .select('failures')
+      .where('key', '=', `ip:${busy[0]!.address}`)
+      .executeTakeFirst();
     expect(counted?.failures ?? 0).toBe(0);
-    await waitFor(() => hashingState().running + hashingState().waiting === 0, { what: 'the hashing queue to drain', intervalMs: 0 });
+    await waitFor(() => hashingState().running + hashingState().waiting === 0, {
+      what: 'the hashing queue to drain',
+      intervalMs: 0,
+    });
   });
 });
 
@@ -194,7 +224,8 @@ describe('sign-in behind a trusted reverse proxy (MIRROR_TRUST_PROXY)', () => {
   });
 
   const failFiveTimes = async (peer: string, forwardedFor: string): Promise<void> => {
-    for (let i = 0; i < FREE_FAILURES; i += 1) expect((await signInFrom(m.url, peer, `wrong ${i}`, forwardedFor)).status).toBe(401);
+    for (let i = 0; i < FREE_FAILURES; i += 1)
+      expect((await signInFrom(m.url, peer, `wrong ${i}`, forwardedFor)).status).toBe(401);
   };
 
   it('counts the client named by the proxy, right to left past trusted hops, and ignores what clients write further left', async () => {

@@ -62,10 +62,18 @@ describe('a thousand clients that never read', () => {
 
   it(`${CLIENTS} stalled downloads of a 64 MiB package add at most 64 MiB to the server's RSS`, async () => {
     // Node raises its own soft limit to the hard limit at start; the test and the server each need a socket per client.
-    expect(openFileLimit(), 'raise the open-file limit (ulimit -n) to at least 2500 for this test').toBeGreaterThanOrEqual(CLIENTS * 2 + 200);
+    expect(
+      openFileLimit(),
+      'raise the open-file limit (ulimit -n) to at least 2500 for this test',
+    ).toBeGreaterThanOrEqual(CLIENTS * 2 + 200);
     const port = await freePort();
     // All clients share 127.0.0.1: the per-client cap is lifted; the total cap keeps its default.
-    const server = spawnCli(['serve'], { ...env, MIRROR_HOST: '127.0.0.1', MIRROR_PORT: String(port), MIRROR_MAX_DOWNLOADS_PER_CLIENT: '0' });
+    const server = spawnCli(['serve'], {
+      ...env,
+      MIRROR_HOST: '127.0.0.1',
+      MIRROR_PORT: String(port),
+      MIRROR_MAX_DOWNLOADS_PER_CLIENT: '0',
+    });
     let logs = '';
     server.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
     const exited = new Promise<number | null>((r) => server.on('exit', (code) => r(code)));
@@ -112,7 +120,9 @@ describe('a thousand clients that never read', () => {
       }
       const added = after - before;
       // Visible in the test output: the figure itself, not only pass/fail.
-      console.info(`stalled clients: server RSS ${(before / MiB).toFixed(1)} → ${(after / MiB).toFixed(1)} MiB (+${(added / MiB).toFixed(1)} MiB for ${CLIENTS})`);
+      console.info(
+        `stalled clients: server RSS ${(before / MiB).toFixed(1)} → ${(after / MiB).toFixed(1)} MiB (+${(added / MiB).toFixed(1)} MiB for ${CLIENTS})`,
+      );
       expect(added).toBeLessThanOrEqual(MAX_ADDED_RSS);
       expect(await metric('goldmirror_active_downloads')).toBe(CLIENTS);
     } finally {

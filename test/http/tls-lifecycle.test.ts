@@ -39,7 +39,27 @@ describe('TLS', () => {
     dir = await makeTempDir('goldmirror-tls-');
     const certFile = path.join(dir, 'cert.pem');
     const keyFile = path.join(dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
     cert = fs.readFileSync(certFile);
     plainPort = await freePort();
     mirror = await startMirror({ tlsCert: certFile, tlsKey: keyFile, httpPort: plainPort });
@@ -82,7 +102,12 @@ describe('TLS', () => {
       const body = JSON.stringify({ username: 'admin', password: 'correct horse battery' });
       const req = https.request(
         `${mirror.url}/api/v1/session`,
-        { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }, agent: false, ...agentOptions },
+        {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+          agent: false,
+          ...agentOptions,
+        },
         (r) => {
           const chunks: Buffer[] = [];
           r.on('data', (c: Buffer) => chunks.push(c));
@@ -162,7 +187,8 @@ describe('graceful shutdown', () => {
       expect(elapsed).toBeGreaterThanOrEqual(400);
       expect(elapsed).toBeLessThan(5_000);
       // The server lets go of the download (no leaked gauge) right after...
-      const active = async (): Promise<number> => (await mirror.runtime.metrics.activeDownloads.get()).values[0]?.value ?? 0;
+      const active = async (): Promise<number> =>
+        (await mirror.runtime.metrics.activeDownloads.get()).values[0]?.value ?? 0;
       await waitFor(async () => (await active()) === 0, { timeoutMs: 2_000 }).catch(() => undefined);
       expect(await active()).toBe(0);
       // ...and the client, reading what had been buffered, sees a cut transfer.
@@ -191,7 +217,12 @@ describe('admin page: pull from a URL', () => {
       const sha = await putBlob(upstream, data, 'pull.pvmp');
       await bootstrapTestAdmin(mirror);
       const session = await mustSignIn(mirror.url);
-      const form = new URLSearchParams({ _csrf: session.csrfToken, url: `${upstream.url}/d/${sha}/pull.pvmp`, sha256: sha, checksumUrl: '' });
+      const form = new URLSearchParams({
+        _csrf: session.csrfToken,
+        url: `${upstream.url}/d/${sha}/pull.pvmp`,
+        sha256: sha,
+        checksumUrl: '',
+      });
       const started = await fetch(`${mirror.url}/admin/fetch`, {
         method: 'POST',
         headers: { Cookie: session.cookie, 'Content-Type': 'application/x-www-form-urlencoded' },

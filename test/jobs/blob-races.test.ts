@@ -49,7 +49,8 @@ function pausing(store: BlobStore, method: 'quarantine' | 'detach' | 'open') {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
       if (typeof value !== 'function') return value;
-      const real = (...args: unknown[]): Promise<unknown> => (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+      const real = (...args: unknown[]): Promise<unknown> =>
+        (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
       if (prop === method) {
         return async (...args: unknown[]) => {
           if (paused) return real(...args);
@@ -144,7 +145,14 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
     await flipByte(blobFile, 123_456);
 
     const paused = pausing(runtime.store, 'quarantine');
-    const checker = new IntegrityChecker({ db: runtime.db, clock: runtime.clock, store: paused.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 0 });
+    const checker = new IntegrityChecker({
+      db: runtime.db,
+      clock: runtime.clock,
+      store: paused.store,
+      log: createLogger('silent'),
+      concurrency: 1,
+      maxBytesPerSec: 0,
+    });
     try {
       const check = checker.check(sha);
       await paused.arrived; // the check read the corrupt copy and is about to move it aside
@@ -173,7 +181,14 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
     await fs.rm(runtime.store.layout.blobFile(sha));
 
     const paused = pausing(runtime.store, 'open');
-    const checker = new IntegrityChecker({ db: runtime.db, clock: runtime.clock, store: paused.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 0 });
+    const checker = new IntegrityChecker({
+      db: runtime.db,
+      clock: runtime.clock,
+      store: paused.store,
+      log: createLogger('silent'),
+      concurrency: 1,
+      maxBytesPerSec: 0,
+    });
     try {
       const check = checker.check(sha);
       await paused.arrived; // the check found no file and is about to record 'missing'
@@ -192,13 +207,16 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
 });
 
 describe('GC racing an ingest of the same content', () => {
-  it('an ingest landing between GC\'s decision and its move aside keeps its file under its row', async () => {
+  it("an ingest landing between GC's decision and its move aside keeps its file under its row", async () => {
     const data = testBytes(100_000, 'gc-vs-ingest');
     const sha = await stored(data);
     const paused = pausing(runtime.store, 'detach');
     try {
       // Unreferenced and past a zero grace period: GC removes it, and stops just before it moves the file aside.
-      const gc = collectGarbage({ db: runtime.db, clock: runtime.clock, store: paused.store }, cliActor, { dryRun: false, graceMs: 0 });
+      const gc = collectGarbage({ db: runtime.db, clock: runtime.clock, store: paused.store }, cliActor, {
+        dryRun: false,
+        graceMs: 0,
+      });
       await paused.arrived;
       const again = ingest(depsWith(paused.store), { source: [data], fileName: 'again.pvmp' });
       await settledOrStaged(again, paused.staged);
@@ -227,7 +245,14 @@ describe('a failed bundle import rolling back, racing an ingest of the same cont
     version: BUNDLE_VERSION,
     createdAt: new Date(0).toISOString(),
     includesBlobs: true,
-    images: [{ name: 'Race', description: '', arm64: { enabled: true, sha256: xSha }, x86_64: { enabled: true, sha256: ySha } }],
+    images: [
+      {
+        name: 'Race',
+        description: '',
+        arm64: { enabled: true, sha256: xSha },
+        x86_64: { enabled: true, sha256: ySha },
+      },
+    ],
     groups: [],
     blobs: [
       { sha256: xSha, size: X.length, name: 'x.pvmp' },
@@ -247,7 +272,9 @@ describe('a failed bundle import rolling back, racing an ingest of the same cont
     const run = importBundle(depsWith(runtime.store), source, { dryRun: false, actor: cliActor });
     // Everything up to Y's entry: the import stores X, then waits for more.
     source.write(archive.subarray(0, headerOffset(archive, `blobs/sha256/${ySha}`)));
-    await waitFor(async () => (await findBlob(runtime.db, xSha as Sha256)) !== undefined, { intervalMs: 10 }).catch(() => undefined);
+    await waitFor(async () => (await findBlob(runtime.db, xSha as Sha256)) !== undefined, { intervalMs: 10 }).catch(
+      () => undefined,
+    );
     expect(await findBlob(runtime.db, xSha as Sha256), 'the import stored X').toBeDefined();
 
     // Meanwhile an admin imports the same package; it reports success.
@@ -263,10 +290,13 @@ describe('a failed bundle import rolling back, racing an ingest of the same cont
     expect(await findBlob(runtime.db, ySha as Sha256)).toBeUndefined();
   });
 
-  it('an ingest of X landing between the rollback\'s decision and its move aside keeps its file under its row', async () => {
+  it("an ingest of X landing between the rollback's decision and its move aside keeps its file under its row", async () => {
     const paused = pausing(runtime.store, 'detach');
     try {
-      const run = importBundle(depsWith(paused.store), new PassThrough().end(await tamperedBundle()), { dryRun: false, actor: cliActor });
+      const run = importBundle(depsWith(paused.store), new PassThrough().end(await tamperedBundle()), {
+        dryRun: false,
+        actor: cliActor,
+      });
       const failed = run.then(
         () => null,
         (err: unknown) => err,
@@ -310,7 +340,11 @@ describe('across processes', () => {
     });
     await inside;
 
-    const child = spawnCli(['import', source], { MIRROR_DATA_DIR: dir, MIRROR_MIN_FREE_BYTES: '0', MIRROR_LOG_LEVEL: 'silent' });
+    const child = spawnCli(['import', source], {
+      MIRROR_DATA_DIR: dir,
+      MIRROR_MIN_FREE_BYTES: '0',
+      MIRROR_LOG_LEVEL: 'silent',
+    });
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -329,7 +363,9 @@ describe('across processes', () => {
         }
         return false;
       };
-      await waitFor(async () => exitedEarly || (await stagedInTmp()), { timeoutMs: 30_000, intervalMs: 10 }).catch(() => undefined);
+      await waitFor(async () => exitedEarly || (await stagedInTmp()), { timeoutMs: 30_000, intervalMs: 10 }).catch(
+        () => undefined,
+      );
       // Give it ample time to finish its fsync and reach the lock: a process without the lock would have renamed by now.
       await new Promise((r) => setTimeout(r, 500));
       expect(exitedEarly, `the other process ended while the lock was held: ${stderr}`).toBe(false);

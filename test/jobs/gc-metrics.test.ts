@@ -20,7 +20,11 @@ describe('garbage collection', () => {
   });
 
   const age = (sha: string, ms: number) =>
-    mirror.runtime.db.updateTable('blobs').set({ created_at: Date.now() - ms, ingested_at: Date.now() - ms }).where('sha256', '=', sha).execute();
+    mirror.runtime.db
+      .updateTable('blobs')
+      .set({ created_at: Date.now() - ms, ingested_at: Date.now() - ms })
+      .where('sha256', '=', sha)
+      .execute();
 
   it('removes only unreferenced blobs older than the grace period, and dry-run removes nothing', async () => {
     const used = await putBlob(mirror, testBytes(1000, 'used'));
@@ -93,7 +97,11 @@ describe('garbage collection', () => {
     await age(sha, 48 * HOUR);
     await mirror.runtime.db.deleteFrom('blob_activity').execute();
     await ingest(mirror.runtime.ingestDeps, { source: [data], fileName: 'again.pvmp' });
-    const row = await mirror.runtime.db.selectFrom('blobs').selectAll().where('sha256', '=', sha).executeTakeFirstOrThrow();
+    const row = await mirror.runtime.db
+      .selectFrom('blobs')
+      .selectAll()
+      .where('sha256', '=', sha)
+      .executeTakeFirstOrThrow();
     // Last-Modified still shows the first ingest...
     expect(row.created_at).toBeLessThan(Date.now() - 47 * HOUR);
     // ...but GC sees a fresh upload.
@@ -122,7 +130,9 @@ describe('disk guard and health', () => {
       // A minimum above what is free now: other processes on a shared disk free space at any moment, and a margin
       // of a few bytes let a concurrent test's clean-up make this ingest fit (seen in full parallel runs).
       const deps = { ...mirror.runtime.ingestDeps, minFreeBytes: freeBytes + (64 << 20) };
-      await expect(ingest(deps, { source: [testBytes(5000)], fileName: 'x.pvmp', expectedSize: 5000 })).rejects.toMatchObject({
+      await expect(
+        ingest(deps, { source: [testBytes(5000)], fileName: 'x.pvmp', expectedSize: 5000 }),
+      ).rejects.toMatchObject({
         code: 'INSUFFICIENT_STORAGE',
       });
       // Unknown length: caught while writing, after the first check interval.
@@ -199,7 +209,9 @@ describe('metrics', () => {
       expect(text).toContain(`goldmirror_ingest_bytes_total ${(1 << 20) + (64 << 20)}`);
       expect(text).toMatch(/goldmirror_disk_free_bytes \d+/);
       expect(text).toContain(`goldmirror_blob_bytes ${(1 << 20) + (64 << 20)}`);
-      expect(text).toMatch(/goldmirror_http_request_duration_seconds_count\{method="GET",route="\/healthz",status="200"\} 1/);
+      expect(text).toMatch(
+        /goldmirror_http_request_duration_seconds_count\{method="GET",route="\/healthz",status="200"\} 1/,
+      );
 
       // The full download counts toward the image; the 100-byte range does not.
       const view = (await import('../../server/services/images.js')).getImage(mirror.runtime, image.id, mirror.url);

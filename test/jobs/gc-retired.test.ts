@@ -41,7 +41,11 @@ describe('retired packages', () => {
   /** A package uploaded long ago (so the upload-age rule alone would collect it). */
   const oldPackage = async (seed: string) => {
     const sha = await putBlob(mirror, testBytes(3000, seed), `${seed}.pvmp`);
-    await mirror.runtime.db.updateTable('blobs').set({ created_at: t0 - 100 * HOUR, ingested_at: t0 - 100 * HOUR }).where('sha256', '=', sha).execute();
+    await mirror.runtime.db
+      .updateTable('blobs')
+      .set({ created_at: t0 - 100 * HOUR, ingested_at: t0 - 100 * HOUR })
+      .where('sha256', '=', sha)
+      .execute();
     return sha;
   };
   /** An image that used `from` since long ago and switched to `to` at `switchAt`. */
@@ -77,7 +81,10 @@ describe('retired packages', () => {
 
     // Marked updated 30 h ago: the grace period has passed since, nobody downloaded it.
     expect(await confirmPortalValues(at(-30 * HOUR), cliActor, id, BASE, undefined)).toBe(true);
-    expect((await getBlobView(mirror.runtime, old, BASE)).retired).toMatchObject({ portalUpdatedAt: new Date(t0 - 30 * HOUR).toISOString(), heldBy: [] });
+    expect((await getBlobView(mirror.runtime, old, BASE)).retired).toMatchObject({
+      portalUpdatedAt: new Date(t0 - 30 * HOUR).toISOString(),
+      heldBy: [],
+    });
     const second = await gc(0);
     expect(second.removed.map((r) => r.sha256)).toEqual([old]);
     expect(await exists(old)).toBe(false);
@@ -137,8 +144,18 @@ describe('retired packages', () => {
   it('starts the grace period of a deleted image’s packages at its deletion', async () => {
     const longAgo = await oldPackage('deleted-long-ago');
     const recently = await oldPackage('deleted-recently');
-    const a = await createImage(at(-90 * HOUR), cliActor, { name: 'A', arm64: { enabled: true, sha256: longAgo } }, BASE);
-    const b = await createImage(at(-90 * HOUR), cliActor, { name: 'B', arm64: { enabled: true, sha256: recently } }, BASE);
+    const a = await createImage(
+      at(-90 * HOUR),
+      cliActor,
+      { name: 'A', arm64: { enabled: true, sha256: longAgo } },
+      BASE,
+    );
+    const b = await createImage(
+      at(-90 * HOUR),
+      cliActor,
+      { name: 'B', arm64: { enabled: true, sha256: recently } },
+      BASE,
+    );
     await deleteImage(at(-25 * HOUR), cliActor, a.id, BASE);
     await deleteImage(at(-1 * HOUR), cliActor, b.id, BASE);
     const report = await gc(0);
@@ -149,12 +166,21 @@ describe('retired packages', () => {
   it('catches a change no service recorded (a direct write, like a bundle import): the portal hold and a grace period from then', async () => {
     const old = await oldPackage('direct-old');
     const next = await oldPackage('direct-next');
-    const img = await createImage(at(-90 * HOUR), cliActor, { name: 'Imported', arm64: { enabled: true, sha256: old } }, BASE);
+    const img = await createImage(
+      at(-90 * HOUR),
+      cliActor,
+      { name: 'Imported', arm64: { enabled: true, sha256: old } },
+      BASE,
+    );
     await mirror.runtime.db.updateTable('images').set({ arm64_sha256: next }).where('id', '=', img.id).execute();
 
     const dry = await gc(0, true);
     expect(dry.kept).toEqual([{ sha256: old, reason: 'portal' }]);
-    const usage = await mirror.runtime.db.selectFrom('blob_usage').selectAll().where('sha256', '=', old).executeTakeFirstOrThrow();
+    const usage = await mirror.runtime.db
+      .selectFrom('blob_usage')
+      .selectAll()
+      .where('sha256', '=', old)
+      .executeTakeFirstOrThrow();
     expect(usage).toEqual({ sha256: old, retired_at: t0, released_at: null });
     await confirmPortalValues(at(1 * HOUR), cliActor, img.id, BASE, undefined);
     expect((await gc(2 * HOUR)).kept).toEqual([{ sha256: old, reason: 'grace' }]);
@@ -187,13 +213,18 @@ describe('retired packages', () => {
     const session = await mustSignIn(mirror.url);
     const html = (await call(mirror.url, 'GET', '/admin/blobs', { session })).text;
     expect(html).toMatch(
-      new RegExp(`page-old\\.pvmp</a>.*?<span class="badge bad">retired</span> since .*?the portal still sends Macs here until you update it for <a href="/admin/images/${id}">Page image</a>`, 's'),
+      new RegExp(
+        `page-old\\.pvmp</a>.*?<span class="badge bad">retired</span> since .*?the portal still sends Macs here until you update it for <a href="/admin/images/${id}">Page image</a>`,
+        's',
+      ),
     );
     expect(html).toMatch(/page-unused\.pvmp<\/a>.*?<span class="muted">unused<\/span>/s);
     await confirmPortalValues(at(-1 * HOUR), cliActor, id, BASE, undefined);
     const after = (await call(mirror.url, 'GET', `/admin/blobs/${old}`, { session })).text;
     const until = new Date(t0 - 1 * HOUR + GRACE).toISOString().slice(0, 16).replace('T', ' ');
-    expect(after).toContain(`kept until at least ${until} UTC (24 h after the portal update and after the last download)`);
+    expect(after).toContain(
+      `kept until at least ${until} UTC (24 h after the portal update and after the last download)`,
+    );
   });
 });
 
@@ -213,9 +244,15 @@ describe('scheduled garbage collection on a fake clock', () => {
     const server = await startServer(runtime);
     try {
       const deps = runtime;
-      const old = (await ingest(runtime.ingestDeps, { source: [testBytes(2000, 'sched-old')], fileName: 'old.pvmp' })).blob.sha256;
-      const next = (await ingest(runtime.ingestDeps, { source: [testBytes(2001, 'sched-next')], fileName: 'next.pvmp' })).blob.sha256;
-      await runtime.db.updateTable('blobs').set({ created_at: clock.now() - 100 * HOUR, ingested_at: clock.now() - 100 * HOUR }).execute();
+      const old = (await ingest(runtime.ingestDeps, { source: [testBytes(2000, 'sched-old')], fileName: 'old.pvmp' }))
+        .blob.sha256;
+      const next = (
+        await ingest(runtime.ingestDeps, { source: [testBytes(2001, 'sched-next')], fileName: 'next.pvmp' })
+      ).blob.sha256;
+      await runtime.db
+        .updateTable('blobs')
+        .set({ created_at: clock.now() - 100 * HOUR, ingested_at: clock.now() - 100 * HOUR })
+        .execute();
       const img = await createImage(deps, cliActor, { name: 'Scheduled', arm64: { enabled: true, sha256: old } }, BASE);
       await updateImage(deps, cliActor, img.id, { arm64: { sha256: next } }, BASE);
       const stored = async () => (await runtime.store.stat(old as Sha256)) !== null;
@@ -227,9 +264,9 @@ describe('scheduled garbage collection on a fake clock', () => {
       expect(await stored()).toBe(true);
       await advance(3 * HOUR);
       expect(await stored()).toBe(false);
-      expect((await runtime.db.selectFrom('audit_log').select(['actor', 'target']).where('action', '=', 'blob.gc').execute())).toEqual([
-        { actor: 'system:goldmirror', target: `blob:${old}` },
-      ]);
+      expect(
+        await runtime.db.selectFrom('audit_log').select(['actor', 'target']).where('action', '=', 'blob.gc').execute(),
+      ).toEqual([{ actor: 'system:goldmirror', target: `blob:${old}` }]);
     } finally {
       await server.close(1000);
       await runtime.close();
@@ -244,7 +281,12 @@ describe('retired packages that arrive by bundle import or sync', () => {
     const target = await openLocal();
     try {
       const first = await store(source, testBytes(5000, 'bundle-first'), 'Win-first.pvmp');
-      const image = await createImage(source.runtime, cliActor, { name: 'Win', arm64: { enabled: true, sha256: first } }, BASE);
+      const image = await createImage(
+        source.runtime,
+        cliActor,
+        { name: 'Win', arm64: { enabled: true, sha256: first } },
+        BASE,
+      );
       const importInto = async (tarBytes: Buffer) =>
         importBundle(target.runtime.ingestDeps, Readable.from([tarBytes]), { dryRun: false, actor: cliActor });
       await importInto((await exportToBuffer(source, { includeBlobs: true })).tar);
@@ -262,7 +304,11 @@ describe('retired packages that arrive by bundle import or sync', () => {
       expect(report.removed).toEqual([]);
       expect(report.kept).toEqual([{ sha256: first, reason: 'portal' }]);
       expect(await target.runtime.store.stat(first as Sha256)).not.toBeNull();
-      const usage = await target.runtime.db.selectFrom('blob_usage').selectAll().where('sha256', '=', first).executeTakeFirstOrThrow();
+      const usage = await target.runtime.db
+        .selectFrom('blob_usage')
+        .selectAll()
+        .where('sha256', '=', first)
+        .executeTakeFirstOrThrow();
       expect(usage.released_at).toBeNull();
       expect(usage.retired_at).toBeGreaterThanOrEqual(importedAt);
     } finally {

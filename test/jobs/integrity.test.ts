@@ -46,7 +46,12 @@ describe('integrity checks', () => {
   it('flags one flipped byte: quarantined, link 503, dashboard names images and groups, re-import repairs', async () => {
     const data = testBytes(2 * 1024 * 1024 + 3, 'flip');
     const sha = await putBlob(mirror, data, 'Win11.pvmp');
-    const image = await createImage(mirror.runtime, cliActor, { name: 'Win 11', arm64: { enabled: true, sha256: sha } }, mirror.url);
+    const image = await createImage(
+      mirror.runtime,
+      cliActor,
+      { name: 'Win 11', arm64: { enabled: true, sha256: sha } },
+      mirror.url,
+    );
     await createGroup(mirror.runtime, cliActor, { name: 'Engineering', imageId: image.id });
     await flipByte(mirror, sha, 1_000_000);
 
@@ -64,7 +69,12 @@ describe('integrity checks', () => {
 
     const summary = await integritySummary(mirror.runtime);
     expect(summary.blobs).toEqual({ ok: 0, corrupt: 1, missing: 0 });
-    expect(summary.problems[0]).toMatchObject({ sha256: sha, state: 'corrupt', images: [{ name: 'Win 11', arch: 'arm64' }], groups: ['Engineering'] });
+    expect(summary.problems[0]).toMatchObject({
+      sha256: sha,
+      state: 'corrupt',
+      images: [{ name: 'Win 11', arch: 'arm64' }],
+      groups: ['Engineering'],
+    });
 
     const metrics = await mirror.runtime.metrics.registry.metrics();
     expect(metrics).toMatch(/goldmirror_verify_runs_total\{result="corrupt"\} 1/);
@@ -83,12 +93,21 @@ describe('integrity checks', () => {
     // The disk refuses the move (as a read-only quarantine dir or a failing disk would); everything else is real.
     const store = new Proxy(mirror.runtime.store, {
       get(target, prop) {
-        if (prop === 'quarantine') return () => Promise.reject(Object.assign(new Error('EACCES: permission denied, rename'), { code: 'EACCES' }));
+        if (prop === 'quarantine')
+          return () =>
+            Promise.reject(Object.assign(new Error('EACCES: permission denied, rename'), { code: 'EACCES' }));
         const value: unknown = Reflect.get(target, prop, target);
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
     });
-    const checker = new IntegrityChecker({ db: mirror.runtime.db, clock: mirror.runtime.clock, store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 0 });
+    const checker = new IntegrityChecker({
+      db: mirror.runtime.db,
+      clock: mirror.runtime.clock,
+      store,
+      log: createLogger('silent'),
+      concurrency: 1,
+      maxBytesPerSec: 0,
+    });
     try {
       expect(await checker.check(sha)).toBe('corrupt');
     } finally {
@@ -98,9 +117,20 @@ describe('integrity checks', () => {
     const res = await fetch(`${mirror.url}/d/${sha}/stuck.pvmp`);
     expect(res.status).toBe(503);
     await res.arrayBuffer();
-    const audit = await mirror.runtime.db.selectFrom('audit_log').select(['action', 'details']).where('target', '=', `blob:${sha}`).execute();
+    const audit = await mirror.runtime.db
+      .selectFrom('audit_log')
+      .select(['action', 'details'])
+      .where('target', '=', `blob:${sha}`)
+      .execute();
     expect(audit.map((a) => [a.action, JSON.parse(a.details ?? '{}') as unknown])).toEqual([
-      ['blob.corrupt', { detail: expect.stringMatching(/^content hashes to /) as string, quarantined: null, quarantineError: 'EACCES: permission denied, rename' }],
+      [
+        'blob.corrupt',
+        {
+          detail: expect.stringMatching(/^content hashes to /) as string,
+          quarantined: null,
+          quarantineError: 'EACCES: permission denied, rename',
+        },
+      ],
     ]);
   });
 
@@ -113,7 +143,10 @@ describe('integrity checks', () => {
   });
 
   it('can be cancelled mid-check, shows progress, and leaves the state alone', async () => {
-    const { blob } = await ingest(mirror.runtime.ingestDeps, { source: testStream(64 << 20, 'slow'), fileName: 'slow.pvmp' });
+    const { blob } = await ingest(mirror.runtime.ingestDeps, {
+      source: testStream(64 << 20, 'slow'),
+      fileName: 'slow.pvmp',
+    });
     // A slow checker: 16 MiB/s over a 64 MiB blob takes ~4 s.
     const checker = new IntegrityChecker({
       db: mirror.runtime.db,
@@ -140,7 +173,14 @@ describe('integrity checks', () => {
 
   it('shuts down cleanly with checks queued and running', async () => {
     const shas = [await putBlob(mirror, testBytes(4 << 20, 'a')), await putBlob(mirror, testBytes(4 << 20, 'b'))];
-    const checker = new IntegrityChecker({ db: mirror.runtime.db, clock: mirror.runtime.clock, store: mirror.runtime.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 1 << 20 });
+    const checker = new IntegrityChecker({
+      db: mirror.runtime.db,
+      clock: mirror.runtime.clock,
+      store: mirror.runtime.store,
+      log: createLogger('silent'),
+      concurrency: 1,
+      maxBytesPerSec: 1 << 20,
+    });
     const results = shas.map((s) => checker.check(s as Sha256));
     await checker.close();
     expect(await Promise.all(results)).toEqual(['cancelled', 'cancelled']);
@@ -149,7 +189,14 @@ describe('integrity checks', () => {
 
   it('caps the read rate', async () => {
     const sha = await putBlob(mirror, testBytes(3 << 20, 'rate'));
-    const checker = new IntegrityChecker({ db: mirror.runtime.db, clock: mirror.runtime.clock, store: mirror.runtime.store, log: createLogger('silent'), concurrency: 1, maxBytesPerSec: 2 << 20 });
+    const checker = new IntegrityChecker({
+      db: mirror.runtime.db,
+      clock: mirror.runtime.clock,
+      store: mirror.runtime.store,
+      log: createLogger('silent'),
+      concurrency: 1,
+      maxBytesPerSec: 2 << 20,
+    });
     const started = performance.now();
     expect(await checker.check(sha as Sha256)).toBe('ok');
     // 3 MiB at 2 MiB/s with a 250 ms burst allowance: at least ~1.2 s.
@@ -159,7 +206,15 @@ describe('integrity checks', () => {
 
   it('rejects a bad concurrency setting by name', () => {
     expect(
-      () => new IntegrityChecker({ db: mirror.runtime.db, clock: mirror.runtime.clock, store: mirror.runtime.store, log: createLogger('silent'), concurrency: 0, maxBytesPerSec: 0 }),
+      () =>
+        new IntegrityChecker({
+          db: mirror.runtime.db,
+          clock: mirror.runtime.clock,
+          store: mirror.runtime.store,
+          log: createLogger('silent'),
+          concurrency: 0,
+          maxBytesPerSec: 0,
+        }),
     ).toThrow(/concurrency must be a whole number >= 1, got 0 \(number\)/);
   });
 });
@@ -196,7 +251,10 @@ describe('verify schedule (fake clock)', () => {
       return queueDueChecks(deps, checker, week);
     };
     const drain = async (): Promise<void> => {
-      await waitFor(() => checker.status().running.length + checker.status().queued.length === 0, { what: 'the checker to drain', intervalMs: 5 });
+      await waitFor(() => checker.status().running.length + checker.status().queued.length === 0, {
+        what: 'the checker to drain',
+        intervalMs: 5,
+      });
     };
 
     expect(await tick(t0 + 0.8 * week)).toEqual([]);
@@ -223,7 +281,12 @@ describe('verify schedule (fake clock)', () => {
   it('runs ticks from a fake clock until stopped', async () => {
     const clock = fakeClock(0);
     const ticks: number[] = [];
-    const job = every(clock, 1000, async () => void ticks.push(clock.now()), () => undefined);
+    const job = every(
+      clock,
+      1000,
+      async () => void ticks.push(clock.now()),
+      () => undefined,
+    );
     for (let i = 0; i < 3; i += 1) {
       clock.advance(1000);
       await new Promise((r) => setImmediate(r));

@@ -44,7 +44,12 @@ describe('blob store', () => {
   it('stores whole input under its digest and reads it back', async () => {
     const data = testBytes(3 * 1024 * 1024 + 17);
     const result = await store.put([data]);
-    expect(result).toEqual({ sha256: sha256Hex(data), size: data.length, created: true, version: expect.any(String) as string });
+    expect(result).toEqual({
+      sha256: sha256Hex(data),
+      size: data.length,
+      created: true,
+      version: expect.any(String) as string,
+    });
     const file = path.join(dir, 'blobs', 'sha256', result.sha256.slice(0, 2), result.sha256);
     expect((await fs.readFile(file)).equals(data)).toBe(true);
     expect(result.version).toBe(await store.version(result.sha256));
@@ -103,7 +108,9 @@ describe('blob store', () => {
 
   it('rejects a short stream (fewer bytes than announced)', async () => {
     const data = testBytes(10_000);
-    const err = (await store.put([data.subarray(0, 9_999)], { expectedSize: 10_000 }).catch((e: unknown) => e)) as AppError;
+    const err = (await store
+      .put([data.subarray(0, 9_999)], { expectedSize: 10_000 })
+      .catch((e: unknown) => e)) as AppError;
     expect(err.code).toBe('SIZE_MISMATCH');
     const longer = (await store.put([data], { expectedSize: 9_000 }).catch((e: unknown) => e)) as AppError;
     expect(longer.code).toBe('SIZE_MISMATCH');
@@ -189,7 +196,12 @@ describe('blob store', () => {
     expect(await fs.readdir(path.join(dir, 'tmp'))).toHaveLength(1);
 
     const put = await staged.commit();
-    expect(put).toEqual({ sha256: staged.sha256, size: data.length, created: true, version: await store.version(staged.sha256) });
+    expect(put).toEqual({
+      sha256: staged.sha256,
+      size: data.length,
+      created: true,
+      version: await store.version(staged.sha256),
+    });
     expect(await visibleFiles(store)).toEqual([staged.sha256]);
     await staged.discard(); // after a commit: nothing to remove, the blob stays
     expect(await visibleFiles(store)).toEqual([staged.sha256]);
@@ -213,7 +225,7 @@ describe('blob store', () => {
     expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([]);
   });
 
-  it('recoverDetached() puts back a dead process\'s delete whose row survived and removes the others', async () => {
+  it("recoverDetached() puts back a dead process's delete whose row survived and removes the others", async () => {
     const dead = spawn(process.execPath, ['-e', '0']);
     await new Promise((r) => dead.on('exit', r));
     const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);

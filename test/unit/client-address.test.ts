@@ -62,7 +62,11 @@ describe('MIRROR_TRUST_PROXY', () => {
   const load = (env: Record<string, string>) => loadConfig({ env });
 
   it('reads a list from the environment and from the config file, each entry normalised to a CIDR block', () => {
-    expect(load({ MIRROR_TRUST_PROXY: ' 10.0.0.1, 192.168.0.0/16 ,fd00::/8,' }).trustProxy).toEqual(['10.0.0.1/32', '192.168.0.0/16', 'fd00::/8']);
+    expect(load({ MIRROR_TRUST_PROXY: ' 10.0.0.1, 192.168.0.0/16 ,fd00::/8,' }).trustProxy).toEqual([
+      '10.0.0.1/32',
+      '192.168.0.0/16',
+      'fd00::/8',
+    ]);
     expect(loadConfig({ env: {}, overrides: { trustProxy: ['127.0.0.1'] } }).trustProxy).toEqual(['127.0.0.1/32']);
     expect(load({}).trustProxy).toEqual([]);
   });
@@ -77,7 +81,10 @@ describe('MIRROR_TRUST_PROXY', () => {
     if (!isError(error, 'CONFIG_INVALID')) throw new Error('expected a CONFIG_INVALID error', { cause: error });
     const problems = error.details.problems;
     for (const bad of ['proxy.lan', '10.0.0.0/33', 'fd00::/129', '1.2.3.4/8/8', '10.0.0.0/x']) {
-      expect(problems.some((p) => p.startsWith('MIRROR_TRUST_PROXY: ') && p.includes(JSON.stringify(bad))), bad).toBe(true);
+      expect(
+        problems.some((p) => p.startsWith('MIRROR_TRUST_PROXY: ') && p.includes(JSON.stringify(bad))),
+        bad,
+      ).toBe(true);
     }
     expect(problems.some((p) => p.includes('"10.0.0.1"'))).toBe(false);
   });

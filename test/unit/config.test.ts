@@ -39,7 +39,11 @@ describe('config', () => {
 
   it('applies defaults < file < environment < overrides', async () => {
     const p = await file('a.json', JSON.stringify({ port: 9000, host: '127.0.0.1', dataDir: '/srv/file' }));
-    expect(loadConfig({ configPath: p, env: {} })).toMatchObject({ port: 9000, host: '127.0.0.1', dataDir: '/srv/file' });
+    expect(loadConfig({ configPath: p, env: {} })).toMatchObject({
+      port: 9000,
+      host: '127.0.0.1',
+      dataDir: '/srv/file',
+    });
     const env = { MIRROR_PORT: '9100', MIRROR_DATA_DIR: '/srv/env' };
     expect(loadConfig({ configPath: p, env })).toMatchObject({ port: 9100, host: '127.0.0.1', dataDir: '/srv/env' });
     expect(loadConfig({ configPath: p, env, overrides: { port: 9200 } })).toMatchObject({ port: 9200 });
@@ -47,17 +51,28 @@ describe('config', () => {
   });
 
   it('reads the shipped example file, comments and all', () => {
-    const config = loadConfig({ configPath: path.join(import.meta.dirname, '../../config/goldmirror.example.jsonc'), env: {} });
-    expect(config).toMatchObject({ publicUrl: 'http://mirror.example.lan:8080', minFreeBytes: 2 ** 30, shutdownTimeoutMs: 30_000 });
+    const config = loadConfig({
+      configPath: path.join(import.meta.dirname, '../../config/goldmirror.example.jsonc'),
+      env: {},
+    });
+    expect(config).toMatchObject({
+      publicUrl: 'http://mirror.example.lan:8080',
+      minFreeBytes: 2 ** 30,
+      shutdownTimeoutMs: 30_000,
+    });
   });
 
   it('accepts units for sizes and durations from the environment', () => {
-    const config = loadConfig({ env: { MIRROR_MAX_BYTES_PER_SEC: '50MB', MIRROR_MIN_FREE_BYTES: '2GiB', MIRROR_SHUTDOWN_TIMEOUT: '1m' } });
+    const config = loadConfig({
+      env: { MIRROR_MAX_BYTES_PER_SEC: '50MB', MIRROR_MIN_FREE_BYTES: '2GiB', MIRROR_SHUTDOWN_TIMEOUT: '1m' },
+    });
     expect(config).toMatchObject({ maxBytesPerSec: 50e6, minFreeBytes: 2 * 2 ** 30, shutdownTimeoutMs: 60_000 });
   });
 
   it('normalises the public URL and rejects non-http ones', () => {
-    expect(loadConfig({ env: { MIRROR_PUBLIC_URL: 'https://m.lan:8443/mirror/' } }).publicUrl).toBe('https://m.lan:8443/mirror');
+    expect(loadConfig({ env: { MIRROR_PUBLIC_URL: 'https://m.lan:8443/mirror/' } }).publicUrl).toBe(
+      'https://m.lan:8443/mirror',
+    );
     expect(problemsOf(() => loadConfig({ env: { MIRROR_PUBLIC_URL: 'ftp://x' } }))).toEqual([
       'MIRROR_PUBLIC_URL: must be an absolute http:// or https:// URL',
     ]);
@@ -77,11 +92,15 @@ describe('config', () => {
   });
 
   it('rejects a non-integer port from the environment', () => {
-    expect(problemsOf(() => loadConfig({ env: { MIRROR_PORT: '80a' } }))).toEqual(['MIRROR_PORT: must be an integer, got "80a"']);
+    expect(problemsOf(() => loadConfig({ env: { MIRROR_PORT: '80a' } }))).toEqual([
+      'MIRROR_PORT: must be an integer, got "80a"',
+    ]);
   });
 
   it('reports unreadable and malformed files with their location', async () => {
-    expect(problemsOf(() => loadConfig({ configPath: path.join(dir, 'missing.json'), env: {} }))[0]).toMatch(/cannot read config file \(ENOENT\)/);
+    expect(problemsOf(() => loadConfig({ configPath: path.join(dir, 'missing.json'), env: {} }))[0]).toMatch(
+      /cannot read config file \(ENOENT\)/,
+    );
     const p = await file('broken.json', '{\n  "port": 8080,\n  "host" "x"\n}');
     expect(problemsOf(() => loadConfig({ configPath: p, env: {} }))[0]).toMatch(new RegExp(`${p}:3:\\d+: `));
     const arr = await file('array.json', '[1]');

@@ -1,7 +1,15 @@
 /** The RFC 4180 reader and writer: every input read whole and in one-byte slices, with line numbers and caps. */
 import { describe, expect, it } from 'vitest';
 import { isError } from '../../server/errors.js';
-import { csvCell, csvRow, neutraliseFormula, parseCsv, restoreFormula, type CsvLimits, type CsvRecord } from '../../server/csv.js';
+import {
+  csvCell,
+  csvRow,
+  neutraliseFormula,
+  parseCsv,
+  restoreFormula,
+  type CsvLimits,
+  type CsvRecord,
+} from '../../server/csv.js';
 
 const LIMITS: CsvLimits = { maxBytes: 1 << 20, maxRecords: 1000, maxFieldChars: 1000 };
 
@@ -24,7 +32,10 @@ async function read(text: string | Buffer, limits = LIMITS): Promise<CsvRecord[]
 }
 
 /** The reader's CSV_SYNTAX error, flattened to what the cases compare: line, tooLarge and message. */
-async function syntaxError(text: string | Buffer, limits = LIMITS): Promise<{ line: number; tooLarge: boolean; message: string }> {
+async function syntaxError(
+  text: string | Buffer,
+  limits = LIMITS,
+): Promise<{ line: number; tooLarge: boolean; message: string }> {
   try {
     await read(text, limits);
   } catch (err) {
@@ -71,10 +82,21 @@ describe('CSV reader (RFC 4180)', () => {
   });
 
   it('refuses stray and unclosed quotes and non-UTF-8 bytes, naming the line', async () => {
-    expect(await syntaxError('a,b\r\nx"y,z\r\n')).toMatchObject({ line: 2, message: expect.stringContaining('a quote (") inside a field') as string });
-    expect(await syntaxError('a\r\n"ok"x\r\n')).toMatchObject({ line: 2, message: expect.stringContaining('must end at a comma') as string });
-    expect(await syntaxError('a\r\nb\r\n"never\r\nclosed\r\n')).toMatchObject({ line: 3, message: expect.stringContaining('never closed') as string });
-    expect(await syntaxError(Buffer.from([0x61, 0x0a, 0xc3, 0x28, 0x0a]))).toMatchObject({ message: expect.stringContaining('not UTF-8') as string });
+    expect(await syntaxError('a,b\r\nx"y,z\r\n')).toMatchObject({
+      line: 2,
+      message: expect.stringContaining('a quote (") inside a field') as string,
+    });
+    expect(await syntaxError('a\r\n"ok"x\r\n')).toMatchObject({
+      line: 2,
+      message: expect.stringContaining('must end at a comma') as string,
+    });
+    expect(await syntaxError('a\r\nb\r\n"never\r\nclosed\r\n')).toMatchObject({
+      line: 3,
+      message: expect.stringContaining('never closed') as string,
+    });
+    expect(await syntaxError(Buffer.from([0x61, 0x0a, 0xc3, 0x28, 0x0a]))).toMatchObject({
+      message: expect.stringContaining('not UTF-8') as string,
+    });
   });
 
   it('enforces the byte, record and field caps while streaming', async () => {
@@ -98,7 +120,17 @@ describe('CSV writer', () => {
   it('neutralises formula cells with a leading quote, and import undoes exactly that', async () => {
     const values = ['=HYPERLINK("http://x")', '+1', '-ABC', '@SUM(A1)', '\tx', "'=already", "'plain", 'normal', 'a=b'];
     const neutral = values.map(neutraliseFormula);
-    expect(neutral).toEqual(["'=HYPERLINK(\"http://x\")", "'+1", "'-ABC", "'@SUM(A1)", "'\tx", "''=already", "'plain", 'normal', 'a=b']);
+    expect(neutral).toEqual([
+      '\'=HYPERLINK("http://x")',
+      "'+1",
+      "'-ABC",
+      "'@SUM(A1)",
+      "'\tx",
+      "''=already",
+      "'plain",
+      'normal',
+      'a=b',
+    ]);
     expect(neutral.map(restoreFormula)).toEqual(values);
     // Through a whole file and back.
     const records = await read(csvRow(values));

@@ -4,7 +4,11 @@ import { describe, expect, it } from 'vitest';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const read = (file: string) => readFileSync(path.join(root, file), 'utf8');
-const pkg = JSON.parse(read('package.json')) as { engines: { node: string }; scripts: Record<string, string>; bin: Record<string, string> };
+const pkg = JSON.parse(read('package.json')) as {
+  engines: { node: string };
+  scripts: Record<string, string>;
+  bin: Record<string, string>;
+};
 const dockerfile = read('Dockerfile');
 
 describe('Dockerfile agrees with the package', () => {
@@ -36,7 +40,8 @@ describe('Dockerfile agrees with the package', () => {
   });
 
   it('copies every source directory the build needs', () => {
-    for (const dir of ['config', 'storage', 'server', 'web', 'bin']) expect(dockerfile).toMatch(new RegExp(`^COPY ${dir} \\./${dir}$`, 'm'));
+    for (const dir of ['config', 'storage', 'server', 'web', 'bin'])
+      expect(dockerfile).toMatch(new RegExp(`^COPY ${dir} \\./${dir}$`, 'm'));
     expect(dockerfile).toMatch(/npm ci/);
     expect(dockerfile).toMatch(/npm run build/);
   });

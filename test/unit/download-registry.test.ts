@@ -5,8 +5,13 @@ import { createDownloadRegistry, isRefusal, type ActiveDownload } from '../../se
 import type { IncomingMessage } from 'node:http';
 
 describe('download registry', () => {
-  const begin = (registry: ReturnType<typeof createDownloadRegistry>, client: string, counted = true, sha256 = 'a', cut: () => unknown = () => undefined) =>
-    registry.begin({ sha256, client, counted, cut });
+  const begin = (
+    registry: ReturnType<typeof createDownloadRegistry>,
+    client: string,
+    counted = true,
+    sha256 = 'a',
+    cut: () => unknown = () => undefined,
+  ) => registry.begin({ sha256, client, counted, cut });
 
   it('counts slots in total and per client, refuses beyond each cap, and frees a slot once', () => {
     const counts: number[] = [];
@@ -65,7 +70,10 @@ describe('download registry', () => {
 
 describe('client address', () => {
   const req = (remoteAddress: string | undefined, forwardedFor?: string) =>
-    ({ socket: { remoteAddress }, headers: forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor } }) as unknown as IncomingMessage;
+    ({
+      socket: { remoteAddress },
+      headers: forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor },
+    }) as unknown as IncomingMessage;
   it('is the socket peer, with IPv4-mapped IPv6 written as IPv4 and IPv6 kept whole', () => {
     expect(clientAddress(req('192.168.1.20'))).toBe('192.168.1.20');
     expect(clientAddress(req('::ffff:192.168.1.20'))).toBe('192.168.1.20');
@@ -155,4 +163,3 @@ describe('buffer share', () => {
     expect(await second).toBe(a);
   });
 });
-

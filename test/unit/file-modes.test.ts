@@ -16,7 +16,8 @@ import { ingest, ingestUploadedFile } from '../../server/services/ingest.js';
 import { runCli } from '../helpers/cli.js';
 import { makeTempDir, testBytes, testConfig } from '../helpers/env.js';
 
-const modeOf = async (file: string): Promise<string> => ((await fs.stat(file)).mode & 0o777).toString(8).padStart(3, '0');
+const modeOf = async (file: string): Promise<string> =>
+  ((await fs.stat(file)).mode & 0o777).toString(8).padStart(3, '0');
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -40,78 +41,84 @@ describe('a fresh data dir', () => {
     ['000', 0o000],
     ['022', 0o022],
     ['077', 0o077],
-  ])('under umask %s: data dir 0750, store dirs 0750/0700, database, WAL, SHM, temp files, blobs and the first password 0600', async (_label, umask) => {
-    const parent = await tempParent();
-    const dataDir = path.join(parent, 'data');
-    const previous = process.umask(umask);
-    try {
-      const runtime = await open(dataDir);
-      const { layout } = runtime.store;
-      const data = testBytes(70_000, 'modes');
+  ])(
+    'under umask %s: data dir 0750, store dirs 0750/0700, database, WAL, SHM, temp files, blobs and the first password 0600',
+    async (_label, umask) => {
+      const parent = await tempParent();
+      const dataDir = path.join(parent, 'data');
+      const previous = process.umask(umask);
+      try {
+        const runtime = await open(dataDir);
+        const { layout } = runtime.store;
+        const data = testBytes(70_000, 'modes');
 
-      // A temp file is private from its first byte: look at it while the ingest waits for more input.
-      let sawTmp: string[] = [];
-      const source = (async function* () {
-        yield data.subarray(0, 1000);
-        await new Promise((r) => setTimeout(r, 1));
-        const names = await fs.readdir(layout.tmpDir);
-        sawTmp = await Promise.all(names.map((n) => modeOf(path.join(layout.tmpDir, n))));
-        yield data.subarray(1000);
-      })();
-      const { blob } = await ingest(runtime.ingestDeps, { source, fileName: 'modes.pvmp' });
-      const sha = blob.sha256 as Sha256;
-      // A finished resumable upload is adopted by rename; the file the upload library wrote may be 0644.
-      const uploaded = path.join(layout.uploadsDir, 'finished-upload');
-      await fs.writeFile(uploaded, testBytes(5000, 'uploaded'));
-      await fs.chmod(uploaded, 0o644);
-      const adopted = await ingestUploadedFile(runtime.ingestDeps, { file: uploaded, fileName: 'uploaded.pvmp' });
-      const admin = await bootstrapAdmin(runtime, layout.root, undefined);
-      expect(admin.passwordFile).toBe(path.join(layout.root, INITIAL_PASSWORD_FILE));
+        // A temp file is private from its first byte: look at it while the ingest waits for more input.
+        let sawTmp: string[] = [];
+        const source = (async function* () {
+          yield data.subarray(0, 1000);
+          await new Promise((r) => setTimeout(r, 1));
+          const names = await fs.readdir(layout.tmpDir);
+          sawTmp = await Promise.all(names.map((n) => modeOf(path.join(layout.tmpDir, n))));
+          yield data.subarray(1000);
+        })();
+        const { blob } = await ingest(runtime.ingestDeps, { source, fileName: 'modes.pvmp' });
+        const sha = blob.sha256 as Sha256;
+        // A finished resumable upload is adopted by rename; the file the upload library wrote may be 0644.
+        const uploaded = path.join(layout.uploadsDir, 'finished-upload');
+        await fs.writeFile(uploaded, testBytes(5000, 'uploaded'));
+        await fs.chmod(uploaded, 0o644);
+        const adopted = await ingestUploadedFile(runtime.ingestDeps, { file: uploaded, fileName: 'uploaded.pvmp' });
+        const admin = await bootstrapAdmin(runtime, layout.root, undefined);
+        expect(admin.passwordFile).toBe(path.join(layout.root, INITIAL_PASSWORD_FILE));
 
-      expect(sawTmp).toEqual(['600']);
-      expect({
-        dataDir: await modeOf(layout.root),
-        blobsDir: await modeOf(path.dirname(layout.blobsDir)),
-        sha256Dir: await modeOf(layout.blobsDir),
-        fanoutDir: await modeOf(layout.blobDir(sha)),
-        tmpDir: await modeOf(layout.tmpDir),
-        uploadsDir: await modeOf(layout.uploadsDir),
-        quarantineDir: await modeOf(layout.quarantineDir),
-        database: await modeOf(layout.dbFile),
-        wal: await modeOf(`${layout.dbFile}-wal`),
-        shm: await modeOf(`${layout.dbFile}-shm`),
-        blob: await modeOf(layout.blobFile(sha)),
-        adoptedBlob: await modeOf(layout.blobFile(adopted.blob.sha256 as Sha256)),
-        initialPassword: await modeOf(admin.passwordFile!),
-      }).toEqual({
-        dataDir: '750',
-        blobsDir: '750',
-        sha256Dir: '750',
-        fanoutDir: '750',
-        tmpDir: '700',
-        uploadsDir: '700',
-        quarantineDir: '700',
-        database: '600',
-        wal: '600',
-        shm: '600',
-        blob: '600',
-        adoptedBlob: '600',
-        initialPassword: '600',
-      });
+        expect(sawTmp).toEqual(['600']);
+        expect({
+          dataDir: await modeOf(layout.root),
+          blobsDir: await modeOf(path.dirname(layout.blobsDir)),
+          sha256Dir: await modeOf(layout.blobsDir),
+          fanoutDir: await modeOf(layout.blobDir(sha)),
+          tmpDir: await modeOf(layout.tmpDir),
+          uploadsDir: await modeOf(layout.uploadsDir),
+          quarantineDir: await modeOf(layout.quarantineDir),
+          database: await modeOf(layout.dbFile),
+          wal: await modeOf(`${layout.dbFile}-wal`),
+          shm: await modeOf(`${layout.dbFile}-shm`),
+          blob: await modeOf(layout.blobFile(sha)),
+          adoptedBlob: await modeOf(layout.blobFile(adopted.blob.sha256 as Sha256)),
+          initialPassword: await modeOf(admin.passwordFile!),
+        }).toEqual({
+          dataDir: '750',
+          blobsDir: '750',
+          sha256Dir: '750',
+          fanoutDir: '750',
+          tmpDir: '700',
+          uploadsDir: '700',
+          quarantineDir: '700',
+          database: '600',
+          wal: '600',
+          shm: '600',
+          blob: '600',
+          adoptedBlob: '600',
+          initialPassword: '600',
+        });
 
-      // A quarantined copy keeps its mode, in a directory only the owner can enter.
-      await fs.appendFile(layout.blobFile(sha), 'rot');
-      expect(await runtime.checker.check(sha)).toBe('corrupt');
-      const [moved] = await fs.readdir(layout.quarantineDir);
-      expect(await modeOf(path.join(layout.quarantineDir, moved!))).toBe('600');
+        // A quarantined copy keeps its mode, in a directory only the owner can enter.
+        await fs.appendFile(layout.blobFile(sha), 'rot');
+        expect(await runtime.checker.check(sha)).toBe('corrupt');
+        const [moved] = await fs.readdir(layout.quarantineDir);
+        expect(await modeOf(path.join(layout.quarantineDir, moved!))).toBe('600');
 
-      // And doctor has nothing to say about any of it.
-      const report = await runDoctor(runtime);
-      expect({ permissions: report.permissions, warnings: report.warnings }).toEqual({ permissions: [], warnings: [] });
-    } finally {
-      process.umask(previous);
-    }
-  });
+        // And doctor has nothing to say about any of it.
+        const report = await runDoctor(runtime);
+        expect({ permissions: report.permissions, warnings: report.warnings }).toEqual({
+          permissions: [],
+          warnings: [],
+        });
+      } finally {
+        process.umask(previous);
+      }
+    },
+  );
 
   it('a data dir the operator made is kept as it is, and doctor names it', async () => {
     const parent = await tempParent();
@@ -122,7 +129,9 @@ describe('a fresh data dir', () => {
     expect(await modeOf(dataDir)).toBe('755');
     const report = await runDoctor(runtime);
     expect(report.permissions).toEqual([{ path: runtime.store.layout.root, found: '0755', wanted: '0750' }]);
-    expect(report.warnings).toEqual([`${runtime.store.layout.root} has mode 0755, looser than 0750 (fix: chmod 750 '${runtime.store.layout.root}')`]);
+    expect(report.warnings).toEqual([
+      `${runtime.store.layout.root} has mode 0755, looser than 0750 (fix: chmod 750 '${runtime.store.layout.root}')`,
+    ]);
     expect(report.ok).toBe(true);
   });
 });
@@ -141,8 +150,10 @@ describe('the first admin password', () => {
       expect(await modeOf(file)).toBe('600');
       expect(await fs.readFile(file, 'utf8')).toBe(`${admin.generatedPassword}\n`);
       // What that reader sees is still the old content: the secret was never written into the file it holds.
-      expect((await spy.readFile({ encoding: 'utf8' }))).toBe('left over\n');
-      const leftovers = (await fs.readdir(runtime.store.layout.root)).filter((n) => n.includes(INITIAL_PASSWORD_FILE) && n !== INITIAL_PASSWORD_FILE);
+      expect(await spy.readFile({ encoding: 'utf8' })).toBe('left over\n');
+      const leftovers = (await fs.readdir(runtime.store.layout.root)).filter(
+        (n) => n.includes(INITIAL_PASSWORD_FILE) && n !== INITIAL_PASSWORD_FILE,
+      );
       expect(leftovers).toEqual([]);
     } finally {
       await spy.close();
@@ -155,14 +166,21 @@ describe('goldmirror doctor', () => {
     const runtime = await open(await tempParent());
     const files: string[] = [];
     for (let i = 0; i < 7; i++) {
-      const { blob } = await ingest(runtime.ingestDeps, { source: [testBytes(100 + i, `many-${i}`)], fileName: 'm.pvmp' });
+      const { blob } = await ingest(runtime.ingestDeps, {
+        source: [testBytes(100 + i, `many-${i}`)],
+        fileName: 'm.pvmp',
+      });
       files.push(runtime.store.layout.blobFile(blob.sha256 as Sha256));
     }
     for (const file of files) await fs.chmod(file, 0o640);
     const report = await runDoctor(runtime);
-    expect(report.permissions.map((p) => [p.path, p.found, p.wanted])).toEqual([...files].sort().map((f) => [f, '0640', '0600']));
+    expect(report.permissions.map((p) => [p.path, p.found, p.wanted])).toEqual(
+      [...files].sort().map((f) => [f, '0640', '0600']),
+    );
     expect(report.warnings).toHaveLength(6);
-    expect(report.warnings[5]).toBe(`2 more file(s) or directories in ${runtime.store.layout.root} have looser modes than wanted (see --json)`);
+    expect(report.warnings[5]).toBe(
+      `2 more file(s) or directories in ${runtime.store.layout.root} have looser modes than wanted (see --json)`,
+    );
   });
 
   it('warns about each looser mode, naming the file, the mode found and the mode wanted; exit code stays 0', async () => {
@@ -171,7 +189,10 @@ describe('goldmirror doctor', () => {
     const env = { MIRROR_DATA_DIR: dataDir, MIRROR_MIN_FREE_BYTES: '0', MIRROR_LOG_LEVEL: 'silent' };
     const runtime = await open(dataDir);
     const { layout } = runtime.store;
-    const { blob } = await ingest(runtime.ingestDeps, { source: [testBytes(3000, 'doctor-modes')], fileName: 'd.pvmp' });
+    const { blob } = await ingest(runtime.ingestDeps, {
+      source: [testBytes(3000, 'doctor-modes')],
+      fileName: 'd.pvmp',
+    });
     const blobFile = layout.blobFile(blob.sha256 as Sha256);
     await runtime.close();
     cleanups.pop();

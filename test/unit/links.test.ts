@@ -28,12 +28,17 @@ describe('parsePublicUrl', () => {
       } catch (err) {
         thrown = err;
       }
-      expect(thrown, text).toMatchObject({ code: 'VALIDATION_FAILED', message: expect.stringMatching(message) as string });
+      expect(thrown, text).toMatchObject({
+        code: 'VALIDATION_FAILED',
+        message: expect.stringMatching(message) as string,
+      });
     }
     try {
       parsePublicUrl('nope', 'publicUrl');
     } catch (err) {
-      expect((err as { details: unknown }).details).toEqual({ fields: [{ field: 'publicUrl', message: expect.any(String) as string }] });
+      expect((err as { details: unknown }).details).toEqual({
+        fields: [{ field: 'publicUrl', message: expect.any(String) as string }],
+      });
     }
   });
 });
@@ -62,7 +67,16 @@ describe('addressWarnings', () => {
   });
 
   it('says nothing about LAN addresses and names', () => {
-    for (const url of ['http://192.168.0.2', 'http://10.1.2.3:8080', 'http://172.16.0.1', 'http://mirror', 'http://mirror.local', 'https://m.example.com', 'http://[fd12::1]', 'http://[2001:db8::1]']) {
+    for (const url of [
+      'http://192.168.0.2',
+      'http://10.1.2.3:8080',
+      'http://172.16.0.1',
+      'http://mirror',
+      'http://mirror.local',
+      'https://m.example.com',
+      'http://[fd12::1]',
+      'http://[2001:db8::1]',
+    ]) {
       expect(addressWarnings(url), url).toEqual([]);
     }
   });
@@ -71,7 +85,9 @@ describe('addressWarnings', () => {
 describe('curl line', () => {
   it('quotes only when the shell needs it', () => {
     const sha = '0'.repeat(64);
-    expect(curlCommand(downloadUrl('http://mirror.lan:8080', sha, 'Win11-arm.pvmp'))).toBe(`curl -I http://mirror.lan:8080/d/${sha}/Win11-arm.pvmp`);
+    expect(curlCommand(downloadUrl('http://mirror.lan:8080', sha, 'Win11-arm.pvmp'))).toBe(
+      `curl -I http://mirror.lan:8080/d/${sha}/Win11-arm.pvmp`,
+    );
     expect(shellQuote("it's $HOME")).toBe(`'it'\\''s $HOME'`);
   });
 });

@@ -82,12 +82,16 @@ describe('evaluateRange', () => {
     });
   });
 
-  it.each(['bytes=1000-', 'bytes=1000-1000', 'bytes=1000-2000', 'bytes=99999999999999999999-', 'bytes=-0', 'bytes=1000-,2000-3000,-0'])(
-    'unsatisfiable: %s',
-    (header) => {
-      expect(evaluateRange(header, size)).toEqual({ kind: 'unsatisfiable' });
-    },
-  );
+  it.each([
+    'bytes=1000-',
+    'bytes=1000-1000',
+    'bytes=1000-2000',
+    'bytes=99999999999999999999-',
+    'bytes=-0',
+    'bytes=1000-,2000-3000,-0',
+  ])('unsatisfiable: %s', (header) => {
+    expect(evaluateRange(header, size)).toEqual({ kind: 'unsatisfiable' });
+  });
 
   it.each([
     '',
@@ -144,7 +148,8 @@ describe('evaluateRange', () => {
   });
 
   it(`up to MAX_RANGES (${MAX_RANGES}) ranges are served, more get the whole 200`, () => {
-    const specs = (n: number): string => `bytes=${Array.from({ length: n }, (_, i) => `${i * 10}-${i * 10 + 4}`).join(',')}`;
+    const specs = (n: number): string =>
+      `bytes=${Array.from({ length: n }, (_, i) => `${i * 10}-${i * 10 + 4}`).join(',')}`;
     const at = evaluateRange(specs(MAX_RANGES), size);
     expect(at.kind).toBe('partial');
     expect(at.kind === 'partial' && at.ranges.length).toBe(MAX_RANGES);
@@ -286,7 +291,14 @@ describe('ifRangeAllowsPartial (RFC 9110 §13.1.5)', () => {
 
 describe('review fixes', () => {
   it('answers overlapping ranges that add up to more than the file with the whole 200', () => {
-    expect(evaluateRange(Array.from({ length: 10 }, () => '0-').join(',').replace(/^/, 'bytes='), 1000)).toEqual({ kind: 'full' });
+    expect(
+      evaluateRange(
+        Array.from({ length: 10 }, () => '0-')
+          .join(',')
+          .replace(/^/, 'bytes='),
+        1000,
+      ),
+    ).toEqual({ kind: 'full' });
     expect(evaluateRange('bytes=0-599,400-999', 1000)).toEqual({ kind: 'full' });
     expect(evaluateRange('bytes=0-99,200-299', 1000)).toEqual({
       kind: 'partial',

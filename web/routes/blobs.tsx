@@ -1,6 +1,12 @@
 /** Packages: the list, a package's page, its architecture, a check now, and deletion. */
 import { Hono } from 'hono';
-import { deleteBlob, downloadCountOf, getBlobView, listBlobViews, updateBlobArch } from '../../server/services/blobs.js';
+import {
+  deleteBlob,
+  downloadCountOf,
+  getBlobView,
+  listBlobViews,
+  updateBlobArch,
+} from '../../server/services/blobs.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { baseOf, done, type WebDeps, type WebEnv } from '../env.js';
 import { field } from '../forms.js';

@@ -63,9 +63,7 @@ const audit = createRoute({
 export function historyApi(deps: ApiDeps): ApiApp {
   const app = apiApp();
   // The filters are the service's to check (it names the bad one), from the query as given.
-  app.openapi(downloads, async (c) =>
-    c.json(await listDownloads(deps, parseDownloadFilter(c.req.query())), 200),
-  );
+  app.openapi(downloads, async (c) => c.json(await listDownloads(deps, parseDownloadFilter(c.req.query())), 200));
   app.openapi(audit, async (c) => {
     const query = c.req.valid('query');
     const limit = Number(query.limit ?? 50);

@@ -1,6 +1,13 @@
 /** Scoped API tokens: created once in plaintext, stored as hashes, resolved to a name and scope per request. */
 import { z } from 'zod';
-import { deleteApiTokenByName, findApiTokenByHash, insertApiToken, listApiTokenRows, setApiTokenLastUsed, tokenNameTaken } from '../../db/repos/api-tokens.js';
+import {
+  deleteApiTokenByName,
+  findApiTokenByHash,
+  insertApiToken,
+  listApiTokenRows,
+  setApiTokenLastUsed,
+  tokenNameTaken,
+} from '../../db/repos/api-tokens.js';
 import { AppError } from '../../errors.js';
 import { recordAudit, type Actor } from '../audit.js';
 import type { DbDeps, ServiceDeps } from '../deps.js';
@@ -54,7 +61,13 @@ export async function createApiToken(
   const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
     await insertApiToken(trx, { name: clean, scope: cleanScope, tokenHash: sha256Hex(token), createdAt: now });
-    await recordAudit(trx, { actor, action: 'token.create', target: `token:${clean}`, at: now, details: { scope: cleanScope } });
+    await recordAudit(trx, {
+      actor,
+      action: 'token.create',
+      target: `token:${clean}`,
+      at: now,
+      details: { scope: cleanScope },
+    });
   });
   return { name: clean, scope: cleanScope, token };
 }
@@ -62,7 +75,8 @@ export async function createApiToken(
 export async function revokeApiToken(deps: DbDeps, actor: Actor, name: string): Promise<void> {
   const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
-    if (!(await deleteApiTokenByName(trx, name))) throw new AppError('NOT_FOUND', `no token named ${JSON.stringify(name)}`);
+    if (!(await deleteApiTokenByName(trx, name)))
+      throw new AppError('NOT_FOUND', `no token named ${JSON.stringify(name)}`);
     await recordAudit(trx, { actor, action: 'token.revoke', target: `token:${name}`, at: now });
   });
 }
@@ -78,11 +92,15 @@ export async function listApiTokens(deps: Pick<ServiceDeps, 'db'>): Promise<ApiT
 }
 
 /** Resolves a bearer token to its name and scope; records use at most once a minute to keep reads cheap. */
-export async function authenticateApiToken(deps: DbDeps, token: string): Promise<{ name: string; scope: TokenScope } | null> {
+export async function authenticateApiToken(
+  deps: DbDeps,
+  token: string,
+): Promise<{ name: string; scope: TokenScope } | null> {
   if (!token.startsWith('gm_') || token.length > 100) return null;
   const row = await findApiTokenByHash(deps.db, sha256Hex(token));
   if (!row) return null;
   const now = deps.clock.now();
-  if (row.last_used_at === null || now - row.last_used_at > LAST_USED_RESOLUTION_MS) await setApiTokenLastUsed(deps.db, row.id, now);
+  if (row.last_used_at === null || now - row.last_used_at > LAST_USED_RESOLUTION_MS)
+    await setApiTokenLastUsed(deps.db, row.id, now);
   return { name: row.name, scope: row.scope };
 }

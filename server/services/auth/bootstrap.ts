@@ -25,7 +25,11 @@ export interface AdminBootstrap {
  * changed, so a password changed on the page survives restarts with the same
  * environment; `goldmirror admin reset-password` is the way to reset one.
  */
-export async function bootstrapAdmin(deps: DbDeps, dataDir: string, password: string | undefined): Promise<AdminBootstrap> {
+export async function bootstrapAdmin(
+  deps: DbDeps,
+  dataDir: string,
+  password: string | undefined,
+): Promise<AdminBootstrap> {
   const fromEnv = password !== undefined && password !== '';
   if (fromEnv && password.length < MIN_PASSWORD_LENGTH) {
     throw new AppError('VALIDATION_FAILED', `MIRROR_ADMIN_PASSWORD must be at least ${MIN_PASSWORD_LENGTH} characters`);

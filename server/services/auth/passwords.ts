@@ -47,16 +47,30 @@ export async function resetPassword(
     const sessionsEnded = await deleteSessionsOfUser(trx, user.id);
     const tokensRevoked = options.revokeTokens ? await deleteAllApiTokens(trx) : 0;
     const counts = { sessionsEnded, tokensRevoked };
-    await recordAudit(trx, { actor, action: 'user.password_reset', target: `user:${user.username}`, at: now, details: counts });
+    await recordAudit(trx, {
+      actor,
+      action: 'user.password_reset',
+      target: `user:${user.username}`,
+      at: now,
+      details: counts,
+    });
     return counts;
   });
   let removedPasswordFile: string | null = null;
   if (options.dataDir) {
     const file = path.join(options.dataDir, INITIAL_PASSWORD_FILE);
-    const gone = await fs.rm(file).then(() => true, (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : Promise.reject(err)));
+    const gone = await fs.rm(file).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : Promise.reject(err)),
+    );
     if (gone) removedPasswordFile = file;
   }
-  return { username: user.username, generatedPassword: options.password === undefined ? chosen : null, ...result, removedPasswordFile };
+  return {
+    username: user.username,
+    generatedPassword: options.password === undefined ? chosen : null,
+    ...result,
+    removedPasswordFile,
+  };
 }
 
 export const passwordChangeSchema = z
@@ -67,17 +81,29 @@ export const passwordChangeSchema = z
   .strict();
 
 /** Changes a password; every other session of that user ends. */
-export async function changePassword(deps: DbDeps, session: SessionInfo, sessionToken: string, input: unknown): Promise<void> {
+export async function changePassword(
+  deps: DbDeps,
+  session: SessionInfo,
+  sessionToken: string,
+  input: unknown,
+): Promise<void> {
   const { currentPassword, newPassword: chosen } = parseInput(passwordChangeSchema, input, 'password change');
   const stored = await passwordHashOf(deps.db, session.userId);
   if (stored === null || !(await verifyPassword(stored, currentPassword))) {
-    throw new AppError('VALIDATION_FAILED', 'the current password is wrong', { fields: [{ field: 'currentPassword', message: 'wrong password' }] });
+    throw new AppError('VALIDATION_FAILED', 'the current password is wrong', {
+      fields: [{ field: 'currentPassword', message: 'wrong password' }],
+    });
   }
   const hash = await hashPassword(chosen);
   const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
     await setPasswordHash(trx, session.userId, hash, now);
     await deleteSessionsOfUser(trx, session.userId, sha256Hex(sessionToken));
-    await recordAudit(trx, { actor: { kind: 'user', name: session.username }, action: 'user.password_change', target: `user:${session.username}`, at: now });
+    await recordAudit(trx, {
+      actor: { kind: 'user', name: session.username },
+      action: 'user.password_change',
+      target: `user:${session.username}`,
+      at: now,
+    });
   });
 }

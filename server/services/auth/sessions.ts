@@ -4,7 +4,13 @@
  * memory (login-throttle.ts) and password checks through the hashing queue.
  */
 import { z } from 'zod';
-import { deleteExpiredSessions, deleteSession, findSessionWithUser, insertSession, setSessionExpiry } from '../../db/repos/sessions.js';
+import {
+  deleteExpiredSessions,
+  deleteSession,
+  findSessionWithUser,
+  insertSession,
+  setSessionExpiry,
+} from '../../db/repos/sessions.js';
 import { findUserByName } from '../../db/repos/users.js';
 import { AppError, toAppError } from '../../errors.js';
 import { recordAudit } from '../audit.js';
@@ -58,7 +64,13 @@ export async function login(deps: DbDeps, input: unknown, clientAddress: string)
   const csrfToken = newSecret();
   const expiresAt = now + SESSION_TTL_MS;
   await insertSession(db, { tokenHash: sha256Hex(token), userId: user.id, csrfToken, createdAt: now, expiresAt });
-  await recordAudit(db, { actor: { kind: 'user', name: user.username }, action: 'session.login', target: `user:${user.username}`, at: now, details: { from: clientAddress } });
+  await recordAudit(db, {
+    actor: { kind: 'user', name: user.username },
+    action: 'session.login',
+    target: `user:${user.username}`,
+    at: now,
+    details: { from: clientAddress },
+  });
   return { token, csrfToken, expiresAt, username: user.username };
 }
 

@@ -111,7 +111,7 @@ switch (cmd) {
     setTimeout(() => {
       const b = snap();
       const total = b.total - a.total;
-      const cores = total > 0 ? ((total - (b.idle - a.idle)) / CLK_TCK) / (ms / 1000) : 0;
+      const cores = total > 0 ? (total - (b.idle - a.idle)) / CLK_TCK / (ms / 1000) : 0;
       process.stdout.write(`${cores.toFixed(2)}\n`);
     }, ms);
     break;

@@ -89,7 +89,10 @@ const machine = {
   node: process.version,
   nginx: run('sh', ['-c', 'nginx -v 2>&1']).replace(/^nginx version:\s*/, ''),
   wrk: firstLine(run('sh', ['-c', 'wrk -v 2>&1 || true'])).replace(/\s+Copyright.*$/, ''),
-  curl: firstLine(run('curl', ['--version'])).split(' ').slice(0, 2).join(' '),
+  curl: firstLine(run('curl', ['--version']))
+    .split(' ')
+    .slice(0, 2)
+    .join(' '),
   hostname: os.hostname(),
 };
 
@@ -184,12 +187,54 @@ for (const phase of Object.keys(METRICS)) {
 // ------------------------------------------------------------------ targets
 const T = [
   { id: 'single', text: 'one download, paired ratio ≥ 0.95', phase: 'a', key: 'mbps', kind: 'ratio_min', limit: 0.95 },
-  { id: 'parallel', text: `${params.concurrency} parallel, paired ratio ≥ 1.0`, phase: 'b', key: 'mbps', kind: 'ratio_min', limit: 1.0 },
-  { id: 'ranges', text: 'random 1 MiB ranges req/s, paired ratio ≥ 0.8', phase: 'c', key: 'rps', kind: 'ratio_min', limit: 0.8 },
-  { id: 'small', text: '1-byte ranges req/s, paired ratio ≥ 0.3', phase: 'd', key: 'rps', kind: 'ratio_min', limit: 0.3 },
-  { id: 'rss', text: `goldmirror peak RSS during ${params.concurrency} parallel ≤ 120 MiB (max over rounds)`, phase: 'b', key: 'peak_rss_mib', kind: 'abs_max', limit: 120 },
-  { id: 'cpu', text: 'goldmirror CPU s/GB during parallel ≤ 1.5× nginx (paired ratio)', phase: 'b', key: 'cpu_s_per_gb', kind: 'ratio_max', limit: 1.5 },
-  { id: 'stalled', text: `goldmirror RSS added by ${params.stall_clients} stalled clients ≤ 64 MiB (max over rounds)`, phase: 'e', key: 'added_rss_mib', kind: 'abs_max', limit: 64 },
+  {
+    id: 'parallel',
+    text: `${params.concurrency} parallel, paired ratio ≥ 1.0`,
+    phase: 'b',
+    key: 'mbps',
+    kind: 'ratio_min',
+    limit: 1.0,
+  },
+  {
+    id: 'ranges',
+    text: 'random 1 MiB ranges req/s, paired ratio ≥ 0.8',
+    phase: 'c',
+    key: 'rps',
+    kind: 'ratio_min',
+    limit: 0.8,
+  },
+  {
+    id: 'small',
+    text: '1-byte ranges req/s, paired ratio ≥ 0.3',
+    phase: 'd',
+    key: 'rps',
+    kind: 'ratio_min',
+    limit: 0.3,
+  },
+  {
+    id: 'rss',
+    text: `goldmirror peak RSS during ${params.concurrency} parallel ≤ 120 MiB (max over rounds)`,
+    phase: 'b',
+    key: 'peak_rss_mib',
+    kind: 'abs_max',
+    limit: 120,
+  },
+  {
+    id: 'cpu',
+    text: 'goldmirror CPU s/GB during parallel ≤ 1.5× nginx (paired ratio)',
+    phase: 'b',
+    key: 'cpu_s_per_gb',
+    kind: 'ratio_max',
+    limit: 1.5,
+  },
+  {
+    id: 'stalled',
+    text: `goldmirror RSS added by ${params.stall_clients} stalled clients ≤ 64 MiB (max over rounds)`,
+    phase: 'e',
+    key: 'added_rss_mib',
+    kind: 'abs_max',
+    limit: 64,
+  },
 ];
 const targets = T.map((t) => {
   const m = phases[t.phase]?.metrics[t.key];
@@ -225,7 +270,8 @@ const result = {
 };
 
 const fmt = (x, digits = 1) => (x === null || x === undefined ? '–' : Number(x).toFixed(digits));
-const digitsFor = (unit) => (unit === 'ms/req' ? 3 : unit === 's/GB' ? 3 : unit === 'ms' ? 2 : unit === 'connections' ? 0 : 1);
+const digitsFor = (unit) =>
+  unit === 'ms/req' ? 3 : unit === 's/GB' ? 3 : unit === 'ms' ? 2 : unit === 'connections' ? 0 : 1;
 const lines = [];
 lines.push(`# goldmirror vs nginx — ${params.mode} benchmark`, '');
 lines.push(
@@ -235,7 +281,11 @@ lines.push(
   '',
 );
 lines.push('## Machine', '', '| | |', '| --- | --- |');
-lines.push(`| nproc | ${machine.nproc} |`, `| CPU | ${machine.cpu_model} |`, `| memory | ${machine.mem_total_gib} GiB |`);
+lines.push(
+  `| nproc | ${machine.nproc} |`,
+  `| CPU | ${machine.cpu_model} |`,
+  `| memory | ${machine.mem_total_gib} GiB |`,
+);
 lines.push(`| kernel | ${machine.kernel} |`, `| node | ${machine.node} |`, `| nginx | ${machine.nginx} |`);
 lines.push(`| wrk | ${machine.wrk} |`, `| curl | ${machine.curl} |`, '');
 lines.push('## Setup', '');
@@ -253,7 +303,8 @@ for (const c of checks) lines.push(`- ${c.ok ? 'ok' : '**FAILED**'}: ${c.name}${
 if (totalErrors > 0) lines.push(`- **${totalErrors} request errors** counted during the measurements (see samples)`);
 lines.push('');
 lines.push('## Targets', '', '| target | value | status |', '| --- | --- | --- |');
-for (const t of targets) lines.push(`| ${t.target} | ${t.value ?? '–'} | ${t.status === 'met' ? 'met' : `**${t.status}**`} |`);
+for (const t of targets)
+  lines.push(`| ${t.target} | ${t.value ?? '–'} | ${t.status === 'met' ? 'met' : `**${t.status}**`} |`);
 lines.push('');
 lines.push('## Summary', '');
 lines.push(`| phase | metric | ${A} median [min..max] | ${B} median [min..max] | paired ratio | ratio of medians |`);
@@ -299,5 +350,7 @@ for (const base of [`latest${suffix}`, `${stamp}-${params.mode}`]) {
   fs.writeFileSync(path.join(outDir, `${base}.md`), md);
 }
 process.stdout.write(`${md}\n`);
-process.stdout.write(`report: ${path.join(outDir, `latest${suffix}.md`)} (+ .json, dated copy ${stamp}-${params.mode}.*)\n`);
+process.stdout.write(
+  `report: ${path.join(outDir, `latest${suffix}.md`)} (+ .json, dated copy ${stamp}-${params.mode}.*)\n`,
+);
 process.exit(checksOk ? 0 : 1);
