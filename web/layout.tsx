@@ -95,6 +95,13 @@ export const Frame: FC<FrameProps> = (props) => (
         )}
         {props.children}
       </main>
+      {props.user !== null && (
+        <footer>
+          <p class="muted">
+            JSON API: <a href="/api/v1/reference">reference</a> · <a href="/api/v1/openapi.json">OpenAPI document</a>
+          </p>
+        </footer>
+      )}
       {(props.scripts ?? []).map((src) => (
         <script src={src} defer></script>
       ))}

@@ -53,7 +53,12 @@ describe('API reference page', () => {
 
   it('renders the operations of the document, styled, under its policy', async () => {
     await signIn(page, mirror.url, PASSWORD);
-    const res = await page.goto(`${mirror.url}/api/v1/reference`);
+    // An admin finds it from any page of the console: the footer links it.
+    await page.goto(`${mirror.url}/admin`);
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${mirror.url}/api/v1/reference`),
+      page.getByRole('link', { name: 'reference' }).click(),
+    ]);
     expect(res?.status()).toBe(200);
     const csp = res?.headers()['content-security-policy'] ?? '';
     expect(csp).toContain("script-src 'self'");
