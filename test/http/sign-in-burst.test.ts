@@ -182,15 +182,18 @@ describe('sign-in bursts', () => {
     // starved downloads before, when every sign-in's scrypt sat on the thread pool.
     await burst.answered(40);
     const during = hashingState();
-    const timed = await timedRangeDownload(link, '127.0.0.201', 'bytes=1048576-2097151');
+    // Three downloads in a row, all inside the burst: a starved server misses 100 ms every time (seconds,
+    // behind scrypt), while the best of three filters out a moment the other test fork took both cores.
+    const timed = [];
+    for (let i = 0; i < 3; i++) timed.push(await timedRangeDownload(link, '127.0.0.201', 'bytes=1048576-2097151'));
     const after = hashingState();
     const answers = await burst.all;
 
-    // The download really ran during the burst: hashes of it were queued before and after.
+    // The downloads really ran during the burst: hashes were queued before the first and after the last.
     expect(during.running + during.waiting).toBeGreaterThan(0);
     expect(after.running + after.waiting).toBeGreaterThan(0);
-    expect(timed).toMatchObject({ status: 206, bytes: 1 << 20 });
-    expect(timed.ms).toBeLessThan(100);
+    for (const t of timed) expect(t).toMatchObject({ status: 206, bytes: 1 << 20 });
+    expect(Math.min(...timed.map((t) => t.ms))).toBeLessThan(100);
     const counts = tally(answers);
     // Every sign-in was answered: a wrong password, or "busy" at once when the hashing queue was full.
     expect((counts[401] ?? 0) + (counts[503] ?? 0)).toBe(60);
