@@ -13,7 +13,7 @@ import { DATA_DIR_MODE, ensureDir, PRIVATE_DIR_MODE } from './file-modes.js';
 import { diskUsage, isErrno } from './fs-utils.js';
 import { commitStaged, stageFile, stageStream, type AdoptOptions } from './ingest.js';
 import { createLayout, type Layout } from './layout.js';
-import { detachBlob, listBlobs, quarantineBlob, recoverDetached, removeStaleTmpFiles } from './maintenance.js';
+import { detachBlob, leftDetached, listBlobs, quarantineBlob, removeStaleTmpFiles } from './maintenance.js';
 import { blobVersion, blobVersionSync, openBlob, statBlob } from './reading.js';
 
 export { isErrno };
@@ -41,6 +41,14 @@ export interface PutOptions {
 
 /** A blob moved out of sight by detach(); discard() removes it for good. */
 export interface DetachedBlob {
+  discard(): Promise<void>;
+}
+
+/** A detached file whose delete never finished; decided by the caller inside the blob lock. */
+export interface LeftDetached {
+  readonly sha256: Sha256;
+  /** Puts the file back under blobs/; false when a file is already there (then discard this one). */
+  restore(): Promise<boolean>;
   discard(): Promise<void>;
 }
 
@@ -108,8 +116,8 @@ export interface BlobStore {
   versionSync(sha256: Sha256): string | null;
   /** Moves the blob's file out of blobs/ until the caller's row change commits; see the implementation. */
   detach(sha256: Sha256): Promise<DetachedBlob | null>;
-  /** Puts back or removes what detach() left when its process died before discard(). */
-  recoverDetached(hasRow: (sha256: Sha256) => Promise<boolean>): Promise<{ restored: Sha256[]; removed: Sha256[] }>;
+  /** What detach() left without a discard(): deletes of dead processes, and this process's in flight. */
+  leftDetached(): Promise<LeftDetached[]>;
   list(): AsyncIterable<BlobInfo>;
   /** Moves a blob's file aside (not deleted); resolves to its new path, or null when it was missing. */
   quarantine(sha256: Sha256, atMs: number): Promise<string | null>;
@@ -143,7 +151,7 @@ function fsBlobStore(layout: Layout): BlobStore {
     version: (sha256: Sha256) => blobVersion(layout, sha256),
     versionSync: (sha256: Sha256) => blobVersionSync(layout, sha256),
     detach: (sha256: Sha256) => detachBlob(layout, sha256),
-    recoverDetached: (hasRow: (sha256: Sha256) => Promise<boolean>) => recoverDetached(layout, hasRow),
+    leftDetached: () => leftDetached(layout),
     list: () => listBlobs(layout),
     quarantine: (sha256: Sha256, atMs: number) => quarantineBlob(layout, sha256, atMs),
     removeStaleTmpFiles: () => removeStaleTmpFiles(layout),

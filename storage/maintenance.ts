@@ -1,7 +1,7 @@
 /** Moving blobs out of sight (delete, quarantine), listing them, and clearing what dead processes left in tmp/. */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { BlobInfo, DetachedBlob } from './blob-store.js';
+import type { BlobInfo, DetachedBlob, LeftDetached } from './blob-store.js';
 import { isSha256, type Sha256 } from './digest.js';
 import { DATA_DIR_MODE, ensureDir } from './file-modes.js';
 import { isErrno, isLiveWriter } from './fs-utils.js';
@@ -11,8 +11,8 @@ import { statBlob } from './reading.js';
 /**
  * The first half of a delete, for use inside the transaction that removes
  * the blob's row: moves the file out of blobs/ into tmp/ (one rename), so a
- * crash before the commit leaves a row and a file that recoverDetached()
- * puts back. Call discard() on the result once the transaction committed.
+ * crash before the commit leaves a row and a file that leftDetached()
+ * offers back. Call discard() on the result once the transaction committed.
  * Null when there was no file.
  */
 export async function detachBlob(layout: Layout, sha256: Sha256): Promise<DetachedBlob | null> {
@@ -27,29 +27,32 @@ export async function detachBlob(layout: Layout, sha256: Sha256): Promise<Detach
 }
 
 /**
- * Finishes the deletes of dead processes: a detached file whose row still
- * exists (the process died before its transaction committed) goes back
- * into blobs/, any other is removed. Returns what was restored and removed.
+ * The files detach() left in tmp/ for deletes that never reached discard()
+ * (the deleting process died, or has not got there yet). The caller decides
+ * each one inside the blob lock, against the row: restore() puts the file
+ * back (false when a file is already in place, which the caller then
+ * discards), discard() removes it.
  */
-export async function recoverDetached(
-  layout: Layout,
-  hasRow: (sha256: Sha256) => Promise<boolean>,
-): Promise<{ restored: Sha256[]; removed: Sha256[] }> {
-  const result = { restored: [] as Sha256[], removed: [] as Sha256[] };
+export async function leftDetached(layout: Layout): Promise<LeftDetached[]> {
+  const left: LeftDetached[] = [];
   for (const name of await fs.readdir(layout.tmpDir)) {
     const detached = parseDetachedFile(name);
-    if (!detached || isLiveWriter(detached.pid)) continue;
+    // Another live process finishes its own; this process's are decided like any other (see above).
+    if (!detached || (detached.pid !== process.pid && isLiveWriter(detached.pid))) continue;
     const file = path.join(layout.tmpDir, name);
-    if ((await hasRow(detached.sha256)) && !(await statBlob(layout, detached.sha256))) {
-      await ensureDir(layout.blobDir(detached.sha256), DATA_DIR_MODE);
-      await fs.rename(file, layout.blobFile(detached.sha256));
-      result.restored.push(detached.sha256);
-    } else {
-      await fs.rm(file, { force: true });
-      result.removed.push(detached.sha256);
-    }
+    const { sha256 } = detached;
+    left.push({
+      sha256,
+      async restore() {
+        if (await statBlob(layout, sha256)) return false;
+        await ensureDir(layout.blobDir(sha256), DATA_DIR_MODE);
+        await fs.rename(file, layout.blobFile(sha256));
+        return true;
+      },
+      discard: () => fs.rm(file, { force: true }),
+    });
   }
-  return result;
+  return left;
 }
 
 /** Every committed blob, in digest order; stray names in the tree are skipped. */

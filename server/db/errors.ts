@@ -17,8 +17,7 @@ export function constraintViolation(err: unknown): { kind: ConstraintKind; detai
     case '23503':
       return { kind: 'foreign_key', detail };
     // SQLite reports an ON DELETE RESTRICT violation (e.g. deleting a blob row an
-    // image still uses) as SQLITE_CONSTRAINT_TRIGGER, not _FOREIGNKEY; without
-    // this case such a violation was not recognised at all (found by test/api/model.test.ts).
+    // image still uses) as SQLITE_CONSTRAINT_TRIGGER, not _FOREIGNKEY.
     case 'SQLITE_CONSTRAINT_TRIGGER':
       return /FOREIGN KEY constraint failed/i.test(detail) ? { kind: 'foreign_key', detail } : null;
     case 'SQLITE_CONSTRAINT_CHECK':

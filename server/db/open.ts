@@ -23,7 +23,7 @@ export async function openDatabase(file: string, options: { busyTimeoutMs?: numb
     // SQLite treats an empty file as a new database, so a catalog truncated to
     // 0 bytes (interrupted restore, disk full during a copy) would be silently
     // replaced by an empty one, and GC would then collect every package as an
-    // orphan. Refuse it instead (found by the fault suite, test/faults/corrupt-db.test.ts).
+    // orphan. Refuse it instead.
     if (!created && fs.statSync(file, { throwIfNoEntry: false })?.size === 0) {
       throw new Error(
         'the file is empty (0 bytes), probably truncated; restore it from a backup, or delete it to start with an empty database',

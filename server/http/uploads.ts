@@ -108,8 +108,7 @@ export class HashingFileStore extends FileStore {
     // FileStore.write, but keeping the cause of a failure: the library turns
     // every error (ENOSPC included) into a generic 500 and keeps the partial
     // upload, which then holds the full disk until it expires in 3 days. A
-    // full disk is a 507 and the partial upload is removed (found by the fault
-    // suite, test/faults/disk-full.test.ts).
+    // full disk is a 507 and the partial upload is removed.
     let received = 0;
     let nextLook = GUARD_EVERY_BYTES;
     const headroom = this.#headroom;

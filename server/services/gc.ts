@@ -118,10 +118,21 @@ export async function collectGarbage(
 
 /**
  * Puts back blob files whose delete never committed (the deleting process
- * died inside its transaction) and removes the ones whose row is gone.
+ * died inside its transaction) and removes the ones whose row is gone. Each
+ * is decided inside the blob lock, so a delete or an ingest of the same
+ * digest in flight commits wholly before or after.
  */
 export async function recoverInterruptedDeletes(
   deps: Pick<ServiceDeps, 'db' | 'store'>,
 ): Promise<{ restored: Sha256[]; removed: Sha256[] }> {
-  return deps.store.recoverDetached((sha256) => blobExists(deps.db, sha256));
+  const result = { restored: [] as Sha256[], removed: [] as Sha256[] };
+  for (const left of await deps.store.leftDetached()) {
+    const restored = await withBlobLock(deps.db, async (trx) => {
+      if ((await blobExists(trx, left.sha256)) && (await left.restore())) return true;
+      await left.discard();
+      return false;
+    });
+    (restored ? result.restored : result.removed).push(left.sha256);
+  }
+  return result;
 }

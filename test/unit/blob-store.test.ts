@@ -225,7 +225,7 @@ describe('blob store', () => {
     expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([]);
   });
 
-  it("recoverDetached() puts back a dead process's delete whose row survived and removes the others", async () => {
+  it("leftDetached() offers a dead process's deletes and this process's, never another live one's", async () => {
     const dead = spawn(process.execPath, ['-e', '0']);
     await new Promise((r) => dead.on('exit', r));
     const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);
@@ -233,15 +233,26 @@ describe('blob store', () => {
       const kept = await store.put([testBytes(100, 'row survived')]);
       const gone = await store.put([testBytes(100, 'row deleted')]);
       const busy = await store.put([testBytes(100, 'still deleting')]);
+      const twice = await store.put([testBytes(100, 'stored again meanwhile')]);
       const tmp = path.join(dir, 'tmp');
       const blobFile = (sha: string) => path.join(dir, 'blobs', 'sha256', sha.slice(0, 2), sha);
       await fs.rename(blobFile(kept.sha256), path.join(tmp, `delete-${dead.pid}-${kept.sha256}`));
-      await fs.rename(blobFile(gone.sha256), path.join(tmp, `delete-${dead.pid}-${gone.sha256}`));
+      await fs.rename(blobFile(gone.sha256), path.join(tmp, `delete-${process.pid}-${gone.sha256}`));
       await fs.rename(blobFile(busy.sha256), path.join(tmp, `delete-${live.pid}-${busy.sha256}`));
-      const result = await store.recoverDetached(async (sha) => sha !== gone.sha256);
-      expect(result).toEqual({ restored: [kept.sha256], removed: [gone.sha256] });
+      await fs.copyFile(blobFile(twice.sha256), path.join(tmp, `delete-${dead.pid}-${twice.sha256}`));
+
+      const left = await store.leftDetached();
+      expect(left.map((l) => l.sha256).sort()).toEqual([kept.sha256, gone.sha256, twice.sha256].sort());
+      const byDigest = new Map(left.map((l) => [l.sha256, l]));
+      expect(await byDigest.get(kept.sha256)!.restore()).toBe(true);
+      await byDigest.get(gone.sha256)!.discard();
+      // A file already in place is never overwritten by the old copy.
+      expect(await byDigest.get(twice.sha256)!.restore()).toBe(false);
+      await byDigest.get(twice.sha256)!.discard();
+
       expect((await store.stat(kept.sha256))?.size).toBe(100);
       expect(await store.stat(gone.sha256)).toBeNull();
+      expect((await store.stat(twice.sha256))?.size).toBe(100);
       expect(await fs.readdir(tmp)).toEqual([`delete-${live.pid}-${busy.sha256}`]);
     } finally {
       live.kill();

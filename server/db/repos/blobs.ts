@@ -100,7 +100,13 @@ export async function storedDigests(db: Db, digests: readonly string[]): Promise
 
 /** Every digest, least recently verified first (never verified first of all). */
 export async function listDigestsByVerifiedAt(db: Db): Promise<string[]> {
-  return (await db.selectFrom('blobs').select('sha256').orderBy('verified_at').execute()).map((r) => r.sha256);
+  return (
+    await db
+      .selectFrom('blobs')
+      .select('sha256')
+      .orderBy('verified_at', (ob) => ob.asc().nullsFirst())
+      .execute()
+  ).map((r) => r.sha256);
 }
 
 /**
@@ -112,14 +118,17 @@ export function listVerifyCandidates(
   verifiedBefore: number,
   limit: number,
 ): Promise<Array<Pick<BlobRow, 'sha256' | 'verified_at' | 'created_at'>>> {
-  return db
-    .selectFrom('blobs')
-    .select(['sha256', 'verified_at', 'created_at'])
-    .where('state', '=', 'ok')
-    .where((eb) => eb.or([eb('verified_at', 'is', null), eb('verified_at', '<=', verifiedBefore)]))
-    .orderBy('verified_at')
-    .limit(limit)
-    .execute();
+  return (
+    db
+      .selectFrom('blobs')
+      .select(['sha256', 'verified_at', 'created_at'])
+      .where('state', '=', 'ok')
+      .where((eb) => eb.or([eb('verified_at', 'is', null), eb('verified_at', '<=', verifiedBefore)]))
+      // Spelled out: SQLite sorts NULLs first by default, PostgreSQL last.
+      .orderBy('verified_at', (ob) => ob.asc().nullsFirst())
+      .limit(limit)
+      .execute()
+  );
 }
 
 export async function countBlobsNotOk(db: Db): Promise<number> {
