@@ -17,7 +17,6 @@ import { closeServer, createPlainServer, listen, localUrl, readTlsFiles } from '
 import { createUploadServer } from './http/uploads.js';
 import { startNodeJobs } from './jobs/node-jobs.js';
 import type { Runtime } from './runtime.js';
-import type { Clock } from './services/deps.js';
 import { resolvePublicAddress } from './services/settings.js';
 
 export interface ServerHandle {
@@ -30,9 +29,9 @@ export interface ServerHandle {
   close(timeoutMs?: number): Promise<void>;
 }
 
-export async function startServer(runtime: Runtime, options: { clock?: Clock } = {}): Promise<ServerHandle> {
+export async function startServer(runtime: Runtime): Promise<ServerHandle> {
   const { config, log, db, store, metrics, checker } = runtime;
-  const clock = options.clock ?? runtime.clock;
+  const { clock } = runtime;
   const uploads = createUploadServer({
     ingestDeps: runtime.ingestDeps,
     store,

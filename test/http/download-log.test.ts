@@ -428,7 +428,6 @@ describe('download log writes and retention', () => {
   it('prunes rows past the retention in batches, and the server runs it as an hourly job', async () => {
     const dir = await makeTempDir();
     const config = testConfig(dir, { downloadLogRetentionMs: 7 * 86_400_000 });
-    const runtime = await openRuntime(config, createLogger('silent'));
     const timers: Array<{ ms: number; fn: () => void }> = [];
     let now = Date.parse('2026-11-25T12:00:00Z');
     const clock: Clock = {
@@ -439,7 +438,8 @@ describe('download log writes and retention', () => {
         return { cancel: () => timers.splice(timers.indexOf(t), 1) };
       },
     };
-    const server = await startServer(runtime, { clock });
+    const runtime = await openRuntime(config, createLogger('silent'), { clock });
+    const server = await startServer(runtime);
     try {
       const values = Array.from({ length: 12_000 }, (_, i) => ({
         started_at: 0,
