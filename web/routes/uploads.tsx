@@ -29,7 +29,7 @@ export function uploadRoutes(deps: WebDeps): Hono<WebEnv> {
       <UploadPage
         jobs={deps.transfers.list()}
         unfinished={await deps.uploads.listUnfinished()}
-        nowMs={Date.now()}
+        nowMs={deps.clock.now()}
         fetchValues={extra.fetchValues}
       />,
       {
