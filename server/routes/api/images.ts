@@ -1,5 +1,5 @@
 /** Golden images: their packages per architecture, the values for the Parallels portal, and the link check. */
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import {
   createImage,
   createSchema,
@@ -17,18 +17,17 @@ import { resolvePublicAddress } from '../../services/settings.js';
 import { ImageView, LinkCheckReport, PortalValues } from './schemas.js';
 import {
   apiApp,
-  errors,
   idParam,
   json,
-  jsonOnly,
   jsonRequest,
   publicBase,
   rejectAs,
+  routes,
   type ApiApp,
   type ApiDeps,
 } from './shared.js';
 
-const tags = ['Images'];
+const route = routes('Images');
 const params = idParam('image');
 const confirmSchema = z
   .object({
@@ -40,97 +39,60 @@ const confirmSchema = z
   })
   .strict();
 
-const list = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'List images',
-  responses: { 200: json(z.array(ImageView), 'Every image'), ...errors },
-});
-
-const create = createRoute({
-  method: 'post',
-  path: '/',
-  tags,
-  summary: 'Create an image',
-  middleware: [jsonOnly()],
-  request: { body: jsonRequest(createSchema, 'Name, description and the package of each architecture') },
-  responses: { 201: json(ImageView, 'Created'), ...errors },
-});
-
-const read = createRoute({
-  method: 'get',
-  path: '/{id}',
-  tags,
-  summary: 'Get an image',
-  request: { params },
-  responses: { 200: json(ImageView, 'The image'), ...errors },
-});
-
-const update = createRoute({
-  method: 'patch',
-  path: '/{id}',
-  tags,
-  summary: 'Change an image',
-  description: 'Only the fields sent change. A changed Download URL or SHA-256 shows a pending portal update.',
-  middleware: [jsonOnly({ params })],
-  request: { params, body: jsonRequest(patchSchema, 'The fields to change') },
-  responses: { 200: json(ImageView, 'The changed image'), ...errors },
-});
-
-const remove = createRoute({
-  method: 'delete',
-  path: '/{id}',
-  tags,
-  summary: 'Delete an image',
-  request: { params },
-  responses: {
-    200: json(
-      z.object({
-        deleted: ImageView,
-        groupsLeftWithoutImage: z.array(z.object({ id: z.number().int(), name: z.string() })),
-      }),
-      'The deleted image, and the groups that now have none (give them another in the portal)',
-    ),
-    ...errors,
+const list = route('get', '/', 'List images', { 200: json(z.array(ImageView), 'Every image') });
+const create = route(
+  'post',
+  '/',
+  'Create an image',
+  { 201: json(ImageView, 'Created') },
+  { request: { body: jsonRequest(createSchema, 'Name, description and the package of each architecture') } },
+);
+const read = route('get', '/{id}', 'Get an image', { 200: json(ImageView, 'The image') }, { request: { params } });
+const update = route(
+  'patch',
+  '/{id}',
+  'Change an image',
+  { 200: json(ImageView, 'The changed image') },
+  {
+    description: 'Only the fields sent change. A changed Download URL or SHA-256 shows a pending portal update.',
+    request: { params, body: jsonRequest(patchSchema, 'The fields to change') },
   },
+);
+const Deleted = z.object({
+  deleted: ImageView,
+  groupsLeftWithoutImage: z.array(z.object({ id: z.number().int(), name: z.string() })),
 });
-
-const portal = createRoute({
-  method: 'get',
-  path: '/{id}/portal',
-  tags,
-  summary: 'Values for the Parallels portal',
-  request: { params },
-  responses: { 200: json(PortalValues, 'What to enter in the portal'), ...errors },
-});
-
-const confirm = createRoute({
-  method: 'post',
-  path: '/{id}/portal/confirm',
-  tags,
-  summary: 'Mark the portal updated',
-  description: 'The body is optional: a bare POST confirms whatever is pending now.',
-  middleware: [jsonOnly({ params, optional: true })],
-  request: {
-    params,
-    body: {
-      description: 'The fingerprint of the change entered',
-      required: false,
-      content: { 'application/json': { schema: confirmSchema } },
-    },
+const remove = route(
+  'delete',
+  '/{id}',
+  'Delete an image',
+  { 200: json(Deleted, 'The deleted image, and the groups that now have none (give them another in the portal)') },
+  { request: { params } },
+);
+const portal = route(
+  'get',
+  '/{id}/portal',
+  'Values for the Parallels portal',
+  { 200: json(PortalValues, 'What to enter in the portal') },
+  { request: { params } },
+);
+const confirm = route(
+  'post',
+  '/{id}/portal/confirm',
+  'Mark the portal updated',
+  { 200: json(PortalValues, 'The portal values, nothing pending') },
+  {
+    description: 'The body is optional: a bare POST confirms whatever is pending now.',
+    request: { params, body: jsonRequest(confirmSchema, 'The fingerprint of the change entered', true) },
   },
-  responses: { 200: json(PortalValues, 'The portal values, nothing pending'), ...errors },
-});
-
-const check = createRoute({
-  method: 'post',
-  path: '/{id}/check',
-  tags,
-  summary: 'Check the download links from the server',
-  request: { params },
-  responses: { 200: json(LinkCheckReport, 'Each step of each enabled architecture'), ...errors },
-});
+);
+const check = route(
+  'post',
+  '/{id}/check',
+  'Check the download links from the server',
+  { 200: json(LinkCheckReport, 'Each step of each enabled architecture') },
+  { request: { params } },
+);
 
 export function imagesApi(deps: ApiDeps): ApiApp {
   const app = apiApp();

@@ -4,7 +4,7 @@
  * as the services do (VALIDATION_FAILED naming each field, 404 for a
  * malformed id, 400 for a body that is not JSON).
  */
-import { OpenAPIHono, z } from '@hono/zod-openapi';
+import { createRoute, OpenAPIHono, z, type RouteConfig } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { BlobStore } from '../../../storage/blob-store.js';
 import type { Config } from '../../../config/load.js';
@@ -113,8 +113,9 @@ export function jsonOnly(options: { params?: z.ZodType; optional?: boolean } = {
   };
 }
 
-export function jsonRequest<S extends z.ZodType>(schema: S, description: string) {
-  return { description, required: true, content: { 'application/json': { schema } } };
+/** A JSON request body; `optional`: a bare request counts as `{}`. */
+export function jsonRequest<S extends z.ZodType>(schema: S, description: string, optional = false) {
+  return { description, required: !optional, content: { 'application/json': { schema } } };
 }
 
 export function json<S extends z.ZodType>(schema: S, description: string) {
@@ -125,6 +126,52 @@ export function json<S extends z.ZodType>(schema: S, description: string) {
 export const errors = {
   default: json(ErrorBody, 'An error; the status and `error.code` say which (see docs/api.md)'),
 } as const;
+
+type Method = RouteConfig['method'];
+type Answers = RouteConfig['responses'];
+/** What a route may add to its method, path, summary and answers. */
+type Extra = Omit<RouteConfig, 'method' | 'path' | 'tags' | 'summary' | 'responses'>;
+type Route<M, P, A, X> = Omit<X, 'responses'> & {
+  method: M;
+  path: P;
+  tags: string[];
+  summary: string;
+  responses: A & typeof errors;
+  getRoutingPath(): string;
+};
+
+/**
+ * The route maker of one resource: every operation it makes carries the
+ * resource's tags and the error answer, and one with a JSON body first runs
+ * `jsonOnly` (after the route's own middleware), checking its path first.
+ */
+export function routes(...tags: string[]) {
+  return function route<
+    const M extends Method,
+    const P extends string,
+    const A extends Answers,
+    const X extends Extra = Record<never, never>,
+  >(method: M, path: P, summary: string, responses: A, extra?: X): Route<M, P, A, X> {
+    const request = extra?.request;
+    const body = request?.body;
+    const middleware =
+      body?.content['application/json'] === undefined
+        ? extra?.middleware
+        : [
+            ...[extra?.middleware ?? []].flat(),
+            jsonOnly({ params: request?.params, optional: body.required !== true }),
+          ];
+    return createRoute({
+      method,
+      path,
+      tags,
+      summary,
+      ...extra,
+      ...(middleware === undefined ? {} : { middleware }),
+      responses: { ...responses, ...errors },
+    }) as unknown as Route<M, P, A, X>;
+  };
+}
 
 /** Links start with the configured public address, never with this request's Host. */
 export async function publicBase(deps: ApiDeps): Promise<string | null> {
