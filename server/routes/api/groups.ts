@@ -1,6 +1,6 @@
 /** Groups (a license key and the image its Macs get), and the same table as a CSV file. */
 import { Readable } from 'node:stream';
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { AppError } from '../../errors.js';
 import {
   createGroup,
@@ -15,65 +15,42 @@ import { applyGroupsCsv, exportGroupsCsv, GROUP_CSV_COLUMNS, readGroupsCsv } fro
 import { GroupView } from './schemas.js';
 import {
   apiApp,
-  errors,
   idParam,
   json,
-  jsonOnly,
   jsonRequest,
   queryText,
   rejectAs,
+  routes,
   type ApiApp,
   type ApiDeps,
 } from './shared.js';
 
-const tags = ['Groups'];
+const route = routes('Groups');
 const params = idParam('group');
 
-const list = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'List groups',
-  responses: { 200: json(z.array(GroupView), 'Every group'), ...errors },
-});
-
-const create = createRoute({
-  method: 'post',
-  path: '/',
-  tags,
-  summary: 'Create a group',
-  middleware: [jsonOnly()],
-  request: { body: jsonRequest(createSchema, 'Name, license key, primary flag and image') },
-  responses: { 201: json(GroupView, 'Created'), ...errors },
-});
-
-const read = createRoute({
-  method: 'get',
-  path: '/{id}',
-  tags,
-  summary: 'Get a group',
-  request: { params },
-  responses: { 200: json(GroupView, 'The group'), ...errors },
-});
-
-const update = createRoute({
-  method: 'patch',
-  path: '/{id}',
-  tags,
-  summary: 'Change a group',
-  middleware: [jsonOnly({ params })],
-  request: { params, body: jsonRequest(patchSchema, 'The fields to change') },
-  responses: { 200: json(GroupView, 'The changed group'), ...errors },
-});
-
-const remove = createRoute({
-  method: 'delete',
-  path: '/{id}',
-  tags,
-  summary: 'Delete a group',
-  request: { params },
-  responses: { 200: json(z.object({ deleted: GroupView }), 'The deleted group'), ...errors },
-});
+const list = route('get', '/', 'List groups', { 200: json(z.array(GroupView), 'Every group') });
+const create = route(
+  'post',
+  '/',
+  'Create a group',
+  { 201: json(GroupView, 'Created') },
+  { request: { body: jsonRequest(createSchema, 'Name, license key, primary flag and image') } },
+);
+const read = route('get', '/{id}', 'Get a group', { 200: json(GroupView, 'The group') }, { request: { params } });
+const update = route(
+  'patch',
+  '/{id}',
+  'Change a group',
+  { 200: json(GroupView, 'The changed group') },
+  { request: { params, body: jsonRequest(patchSchema, 'The fields to change') } },
+);
+const remove = route(
+  'delete',
+  '/{id}',
+  'Delete a group',
+  { 200: json(z.object({ deleted: GroupView }), 'The deleted group') },
+  { request: { params } },
+);
 
 export function groupsApi(deps: ApiDeps): ApiApp {
   const app = apiApp();
@@ -95,44 +72,31 @@ export function groupsApi(deps: ApiDeps): ApiApp {
   return app;
 }
 
-const csvTags = ['Groups'];
 const csvText = z.string().openapi({ description: `Columns: ${GROUP_CSV_COLUMNS.join(', ')}` });
 
-const exportCsv = createRoute({
-  method: 'get',
-  path: '/',
-  tags: csvTags,
-  summary: 'Download the groups as CSV',
-  responses: {
-    200: { description: 'A CSV file with a header line', content: { 'text/csv': { schema: csvText } } },
-    ...errors,
-  },
+const exportCsv = route('get', '/', 'Download the groups as CSV', {
+  200: { description: 'A CSV file with a header line', content: { 'text/csv': { schema: csvText } } },
 });
-
-const importCsv = createRoute({
-  method: 'post',
-  path: '/',
-  tags: csvTags,
-  summary: 'Create and update groups from a CSV file',
-  description:
-    'Send the file as the body with `Content-Type: text/csv`. Every row is checked before anything is written.',
-  request: {
-    query: z.object({ dryRun: queryText('`true`: report what would change, change nothing') }),
-    body: { required: true, content: { 'text/csv': { schema: csvText } } },
-  },
-  responses: {
-    200: json(
-      z.object({
-        dryRun: z.boolean(),
-        created: z.array(z.string()),
-        updated: z.array(z.string()),
-        unchanged: z.array(z.string()),
-      }),
-      'The names of the groups created, updated and left as they were',
-    ),
-    ...errors,
-  },
+const CsvReport = z.object({
+  dryRun: z.boolean(),
+  created: z.array(z.string()),
+  updated: z.array(z.string()),
+  unchanged: z.array(z.string()),
 });
+const importCsv = route(
+  'post',
+  '/',
+  'Create and update groups from a CSV file',
+  { 200: json(CsvReport, 'The names of the groups created, updated and left as they were') },
+  {
+    description:
+      'Send the file as the body with `Content-Type: text/csv`. Every row is checked before anything is written.',
+    request: {
+      query: z.object({ dryRun: queryText('`true`: report what would change, change nothing') }),
+      body: { required: true, content: { 'text/csv': { schema: csvText } } },
+    },
+  },
+);
 
 /** Mounted at /groups.csv. */
 export function groupsCsvApi(deps: ApiDeps): ApiApp {
