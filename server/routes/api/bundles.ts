@@ -1,15 +1,15 @@
 /** Moving images between mirrors: a bundle is a tar of a manifest and, unless left out, the packages. */
 import { Readable } from 'node:stream';
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import { AppError } from '../../errors.js';
 import type { AuthEnv } from '../../http/auth.js';
 import { buildManifest, exportBundle } from '../../bundles/export.js';
 import { importBundle } from '../../bundles/import.js';
 import { manifestSchema } from '../../bundles/manifest.js';
-import { apiApp, errors, json, queryText, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, json, queryText, routes, type ApiApp, type ApiDeps } from './shared.js';
 
-const tags = ['Bundles'];
+const route = routes('Bundles');
 // Created before zod gains .openapi() (the services load first), so it goes in as it is.
 const Manifest = manifestSchema;
 const tar = z
@@ -28,53 +28,45 @@ function exportOptions(query: z.output<typeof exportQuery>): { images: string[];
   return { images: query.image === undefined ? [] : [query.image].flat(), includeBlobs: query.blobs !== 'false' };
 }
 
-const manifest = createRoute({
-  method: 'get',
-  path: '/manifest',
-  tags,
-  summary: 'The manifest an export would carry',
-  description: 'All `goldmirror sync` reads from its upstream (a `sync` token may read it).',
-  request: { query: exportQuery },
-  responses: { 200: json(Manifest, 'Images, groups and packages'), ...errors },
-});
-
-const download = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'Download a bundle',
-  request: { query: exportQuery },
-  responses: {
-    200: { description: 'The bundle, streamed', content: { 'application/x-tar': { schema: tar } } },
-    ...errors,
+const manifest = route(
+  'get',
+  '/manifest',
+  'The manifest an export would carry',
+  { 200: json(Manifest, 'Images, groups and packages') },
+  {
+    description: 'All `goldmirror sync` reads from its upstream (a `sync` token may read it).',
+    request: { query: exportQuery },
   },
-});
+);
+const download = route(
+  'get',
+  '/',
+  'Download a bundle',
+  { 200: { description: 'The bundle, streamed', content: { 'application/x-tar': { schema: tar } } } },
+  { request: { query: exportQuery } },
+);
 
 const names = z.array(z.string());
-const upload = createRoute({
-  method: 'post',
-  path: '/',
-  tags,
-  summary: 'Import a bundle',
-  description:
-    'Every package is verified against its SHA-256 before anything is written; a failure leaves nothing behind.',
-  request: {
-    query: z.object({ dryRun: queryText('`true`: report what would change, change nothing') }),
-    body: { required: true, content: { 'application/x-tar': { schema: tar } } },
-  },
-  responses: {
-    200: json(
-      z.object({
-        dryRun: z.boolean(),
-        blobs: z.object({ stored: names, alreadyPresent: names, verified: names }),
-        images: z.object({ created: names, updated: names, unchanged: names }),
-        groups: z.object({ created: names, updated: names, unchanged: names }),
-      }),
-      'What was (or would be) stored, created and updated',
-    ),
-    ...errors,
-  },
+const ImportReport = z.object({
+  dryRun: z.boolean(),
+  blobs: z.object({ stored: names, alreadyPresent: names, verified: names }),
+  images: z.object({ created: names, updated: names, unchanged: names }),
+  groups: z.object({ created: names, updated: names, unchanged: names }),
 });
+const upload = route(
+  'post',
+  '/',
+  'Import a bundle',
+  { 200: json(ImportReport, 'What was (or would be) stored, created and updated') },
+  {
+    description:
+      'Every package is verified against its SHA-256 before anything is written; a failure leaves nothing behind.',
+    request: {
+      query: z.object({ dryRun: queryText('`true`: report what would change, change nothing') }),
+      body: { required: true, content: { 'application/x-tar': { schema: tar } } },
+    },
+  },
+);
 
 /** Mounted at /export. */
 export function exportApi(deps: ApiDeps): ApiApp {
