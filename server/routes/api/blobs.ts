@@ -3,7 +3,8 @@ import { z } from '@hono/zod-openapi';
 import { AppError } from '../../errors.js';
 import { BLOB_ARCHES, deleteBlob, getBlobView, listBlobViews, updateBlobArch } from '../../services/blobs.js';
 import { BlobView } from './schemas.js';
-import { apiApp, json, jsonRequest, publicBase, routes, textParam, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, jsonRequest, ok, publicBase, routes, textParam } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('Packages');
 const params = textParam('sha256', 'SHA-256 of the package (64 hexadecimal digits)');
@@ -15,28 +16,14 @@ const archPatch = z
   })
   .strict();
 
-const list = route('get', '/', 'List packages', { 200: json(z.array(BlobView), 'Every stored package') });
-const read = route(
-  'get',
-  '/{sha256}',
-  'Get a package',
-  { 200: json(BlobView, 'The package') },
-  { request: { params } },
-);
-const update = route(
-  'patch',
-  '/{sha256}',
-  "Record a package's architecture",
-  { 200: json(BlobView, 'The package') },
-  { request: { params, body: jsonRequest(archPatch, 'The architecture') } },
-);
-const remove = route(
-  'delete',
-  '/{sha256}',
-  'Delete a package no image uses',
-  { 200: json(z.object({ deleted: BlobView }), 'The deleted package') },
-  { request: { params } },
-);
+const list = route('get', '/', 'List packages', ok(z.array(BlobView), 'Every stored package'));
+const read = route('get', '/{sha256}', 'Get a package', ok(BlobView, 'The package'), { params });
+const update = route('patch', '/{sha256}', "Record a package's architecture", ok(BlobView, 'The package'), {
+  params,
+  body: jsonRequest(archPatch, 'The architecture'),
+});
+const deleted = ok(z.object({ deleted: BlobView }), 'The deleted package');
+const remove = route('delete', '/{sha256}', 'Delete a package no image uses', deleted, { params });
 
 export function blobsApi(deps: ApiDeps): ApiApp {
   const app = apiApp();

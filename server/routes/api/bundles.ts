@@ -7,7 +7,8 @@ import type { AuthEnv } from '../../http/auth.js';
 import { buildManifest, exportBundle } from '../../bundles/export.js';
 import { importBundle } from '../../bundles/import.js';
 import { manifestSchema } from '../../bundles/manifest.js';
-import { apiApp, json, queryText, routes, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, closeOnFailure, dryRunQuery, ok, queryText, routes, streamedBody } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('Bundles');
 // Created before zod gains .openapi() (the services load first), so it goes in as it is.
@@ -32,19 +33,14 @@ const manifest = route(
   'get',
   '/manifest',
   'The manifest an export would carry',
-  { 200: json(Manifest, 'Images, groups and packages') },
+  ok(Manifest, 'Images, groups and packages'),
   {
     description: 'All `goldmirror sync` reads from its upstream (a `sync` token may read it).',
-    request: { query: exportQuery },
+    query: exportQuery,
   },
 );
-const download = route(
-  'get',
-  '/',
-  'Download a bundle',
-  { 200: { description: 'The bundle, streamed', content: { 'application/x-tar': { schema: tar } } } },
-  { request: { query: exportQuery } },
-);
+const tarBundle = { description: 'The bundle, streamed', content: { 'application/x-tar': { schema: tar } } };
+const download = route('get', '/', 'Download a bundle', { 200: tarBundle }, { query: exportQuery });
 
 const names = z.array(z.string());
 const ImportReport = z.object({
@@ -53,20 +49,13 @@ const ImportReport = z.object({
   images: z.object({ created: names, updated: names, unchanged: names }),
   groups: z.object({ created: names, updated: names, unchanged: names }),
 });
-const upload = route(
-  'post',
-  '/',
-  'Import a bundle',
-  { 200: json(ImportReport, 'What was (or would be) stored, created and updated') },
-  {
-    description:
-      'Every package is verified against its SHA-256 before anything is written; a failure leaves nothing behind.',
-    request: {
-      query: z.object({ dryRun: queryText('`true`: report what would change, change nothing') }),
-      body: { required: true, content: { 'application/x-tar': { schema: tar } } },
-    },
-  },
-);
+const importReport = ok(ImportReport, 'What was (or would be) stored, created and updated');
+const upload = route('post', '/', 'Import a bundle', importReport, {
+  description:
+    'Every package is verified against its SHA-256 before anything is written; a failure leaves nothing behind.',
+  query: dryRunQuery,
+  body: streamedBody('application/x-tar', tar),
+});
 
 /** Mounted at /export. */
 export function exportApi(deps: ApiDeps): ApiApp {
@@ -89,18 +78,14 @@ export function importApi(deps: ApiDeps, admin: MiddlewareHandler<AuthEnv>): Api
   app.openapi(upload, async (c) => {
     const body = c.req.raw.body;
     if (!body) throw new AppError('BAD_REQUEST', 'send the bundle (a tar file) as the request body');
-    try {
+    // A failed import stops reading its (possibly huge) body and tears the request stream down.
+    return closeOnFailure(c, async () => {
       const report = await importBundle(deps.ingestDeps, Readable.fromWeb(body), {
         dryRun: c.req.valid('query').dryRun === 'true',
         actor: c.get('actor'),
       });
       return c.json(report, 200);
-    } catch (err) {
-      // A failed import stops reading its (possibly huge) body and tears the request stream down;
-      // without this the answer claims keep-alive and the client's next request on it fails.
-      c.header('Connection', 'close');
-      throw err;
-    }
+    });
   });
   return app;
 }

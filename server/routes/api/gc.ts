@@ -1,7 +1,8 @@
 /** Garbage collection: remove packages no image uses once their grace period is over. */
 import { z } from '@hono/zod-openapi';
 import { collectGarbage } from '../../services/gc.js';
-import { apiApp, json, jsonRequest, rejectAs, routes, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, jsonRequest, ok, rejectAs, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const gcSchema = z
   .object({ dryRun: z.boolean().optional().openapi({ description: 'true: report, remove nothing' }) })
@@ -17,8 +18,8 @@ const run = routes('Integrity')(
   'post',
   '/',
   'Collect garbage',
-  { 200: json(GcReport, 'What was (or would be) removed, and what was kept and why') },
-  { request: { body: jsonRequest(gcSchema, 'Options') } },
+  ok(GcReport, 'What was (or would be) removed, and what was kept and why'),
+  { body: jsonRequest(gcSchema, 'Options') },
 );
 
 export function gcApi(deps: ApiDeps): ApiApp {

@@ -15,42 +15,33 @@ import { applyGroupsCsv, exportGroupsCsv, GROUP_CSV_COLUMNS, readGroupsCsv } fro
 import { GroupView } from './schemas.js';
 import {
   apiApp,
+  closeOnFailure,
+  created,
+  dryRunQuery,
   idParam,
-  json,
   jsonRequest,
-  queryText,
+  ok,
   rejectAs,
   routes,
-  type ApiApp,
-  type ApiDeps,
+  streamedBody,
 } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('Groups');
 const params = idParam('group');
 
-const list = route('get', '/', 'List groups', { 200: json(z.array(GroupView), 'Every group') });
-const create = route(
-  'post',
-  '/',
-  'Create a group',
-  { 201: json(GroupView, 'Created') },
-  { request: { body: jsonRequest(createSchema, 'Name, license key, primary flag and image') } },
-);
-const read = route('get', '/{id}', 'Get a group', { 200: json(GroupView, 'The group') }, { request: { params } });
-const update = route(
-  'patch',
-  '/{id}',
-  'Change a group',
-  { 200: json(GroupView, 'The changed group') },
-  { request: { params, body: jsonRequest(patchSchema, 'The fields to change') } },
-);
-const remove = route(
-  'delete',
-  '/{id}',
-  'Delete a group',
-  { 200: json(z.object({ deleted: GroupView }), 'The deleted group') },
-  { request: { params } },
-);
+const list = route('get', '/', 'List groups', ok(z.array(GroupView), 'Every group'));
+const create = route('post', '/', 'Create a group', created(GroupView, 'Created'), {
+  body: jsonRequest(createSchema, 'Name, license key, primary flag and image'),
+});
+const read = route('get', '/{id}', 'Get a group', ok(GroupView, 'The group'), { params });
+const update = route('patch', '/{id}', 'Change a group', ok(GroupView, 'The changed group'), {
+  params,
+  body: jsonRequest(patchSchema, 'The fields to change'),
+});
+const remove = route('delete', '/{id}', 'Delete a group', ok(z.object({ deleted: GroupView }), 'The deleted group'), {
+  params,
+});
 
 export function groupsApi(deps: ApiDeps): ApiApp {
   const app = apiApp();
@@ -83,20 +74,13 @@ const CsvReport = z.object({
   updated: z.array(z.string()),
   unchanged: z.array(z.string()),
 });
-const importCsv = route(
-  'post',
-  '/',
-  'Create and update groups from a CSV file',
-  { 200: json(CsvReport, 'The names of the groups created, updated and left as they were') },
-  {
-    description:
-      'Send the file as the body with `Content-Type: text/csv`. Every row is checked before anything is written.',
-    request: {
-      query: z.object({ dryRun: queryText('`true`: report what would change, change nothing') }),
-      body: { required: true, content: { 'text/csv': { schema: csvText } } },
-    },
-  },
-);
+const csvReport = ok(CsvReport, 'The names of the groups created, updated and left as they were');
+const importCsv = route('post', '/', 'Create and update groups from a CSV file', csvReport, {
+  description:
+    'Send the file as the body with `Content-Type: text/csv`. Every row is checked before anything is written.',
+  query: dryRunQuery,
+  body: streamedBody('text/csv', csvText),
+});
 
 /** Mounted at /groups.csv. */
 export function groupsCsvApi(deps: ApiDeps): ApiApp {
@@ -114,7 +98,8 @@ export function groupsCsvApi(deps: ApiDeps): ApiApp {
     if (!/^(text\/csv|text\/plain|application\/csv)\b/i.test(type)) {
       throw new AppError('BAD_REQUEST', 'send the CSV file as the request body with Content-Type: text/csv');
     }
-    try {
+    // The reader may stop before the end of the body.
+    return closeOnFailure(c, async () => {
       const rows = await readGroupsCsv(
         Readable.fromWeb(c.req.raw.body ?? new ReadableStream()) as AsyncIterable<Uint8Array>,
       );
@@ -122,11 +107,7 @@ export function groupsCsvApi(deps: ApiDeps): ApiApp {
         await applyGroupsCsv(deps, c.get('actor'), rows, { dryRun: c.req.valid('query').dryRun === 'true' }),
         200,
       );
-    } catch (err) {
-      // The reader may stop before the end of the body; a keep-alive client must not reuse this socket.
-      c.header('Connection', 'close');
-      throw err;
-    }
+    });
   });
   return app;
 }

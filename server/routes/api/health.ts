@@ -1,7 +1,8 @@
 /** The detailed health report (the public /healthz says only ok or a reason code). */
 import { z } from '@hono/zod-openapi';
 import { checkHealth } from '../../services/health.js';
-import { apiApp, json, routes, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, json, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const Health = z
   .object({

@@ -3,7 +3,8 @@ import { z } from '@hono/zod-openapi';
 import { listDownloads, parseDownloadFilter } from '../../services/download-log.js';
 import { listHistory } from '../../services/history.js';
 import { DownloadLogPage } from './schemas.js';
-import { apiApp, json, queryText, routes, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, ok, queryText, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('History');
 
@@ -19,8 +20,11 @@ const downloads = route(
   'get',
   '/downloads',
   'The download log, and downloads in progress',
-  { 200: json(DownloadLogPage, 'A page of the log') },
-  { description: 'Unknown filters are refused by name; empty ones are ignored.', request: { query: downloadFilter } },
+  ok(DownloadLogPage, 'A page of the log'),
+  {
+    description: 'Unknown filters are refused by name; empty ones are ignored.',
+    query: downloadFilter,
+  },
 );
 
 const auditFilter = z.object({
@@ -40,16 +44,10 @@ const AuditEntry = z.object({
   details: z.unknown(),
   sentence: z.string().openapi({ description: 'The entry as one sentence' }),
 });
-const audit = route(
-  'get',
-  '/audit',
-  'The audit trail',
-  { 200: json(z.array(AuditEntry), 'A page of entries') },
-  {
-    description: 'The header `X-Next-Before` carries `before` for the next (older) page.',
-    request: { query: auditFilter },
-  },
-);
+const audit = route('get', '/audit', 'The audit trail', ok(z.array(AuditEntry), 'A page of entries'), {
+  description: 'The header `X-Next-Before` carries `before` for the next (older) page.',
+  query: auditFilter,
+});
 
 /** Mounted at the API's root: /downloads and /audit. */
 export function historyApi(deps: ApiDeps): ApiApp {

@@ -15,17 +15,8 @@ import { saveLinkCheck } from '../../services/link-check-results.js';
 import { confirmPortalValues } from '../../services/portal-changes.js';
 import { resolvePublicAddress } from '../../services/settings.js';
 import { ImageView, LinkCheckReport, PortalValues } from './schemas.js';
-import {
-  apiApp,
-  idParam,
-  json,
-  jsonRequest,
-  publicBase,
-  rejectAs,
-  routes,
-  type ApiApp,
-  type ApiDeps,
-} from './shared.js';
+import { apiApp, created, idParam, jsonRequest, ok, publicBase, rejectAs, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('Images');
 const params = idParam('image');
@@ -39,60 +30,32 @@ const confirmSchema = z
   })
   .strict();
 
-const list = route('get', '/', 'List images', { 200: json(z.array(ImageView), 'Every image') });
-const create = route(
-  'post',
-  '/',
-  'Create an image',
-  { 201: json(ImageView, 'Created') },
-  { request: { body: jsonRequest(createSchema, 'Name, description and the package of each architecture') } },
-);
-const read = route('get', '/{id}', 'Get an image', { 200: json(ImageView, 'The image') }, { request: { params } });
-const update = route(
-  'patch',
-  '/{id}',
-  'Change an image',
-  { 200: json(ImageView, 'The changed image') },
-  {
-    description: 'Only the fields sent change. A changed Download URL or SHA-256 shows a pending portal update.',
-    request: { params, body: jsonRequest(patchSchema, 'The fields to change') },
-  },
-);
+const list = route('get', '/', 'List images', ok(z.array(ImageView), 'Every image'));
+const create = route('post', '/', 'Create an image', created(ImageView, 'Created'), {
+  body: jsonRequest(createSchema, 'Name, description and the package of each architecture'),
+});
+const read = route('get', '/{id}', 'Get an image', ok(ImageView, 'The image'), { params });
+const update = route('patch', '/{id}', 'Change an image', ok(ImageView, 'The changed image'), {
+  description: 'Only the fields sent change. A changed Download URL or SHA-256 shows a pending portal update.',
+  params,
+  body: jsonRequest(patchSchema, 'The fields to change'),
+});
 const Deleted = z.object({
   deleted: ImageView,
   groupsLeftWithoutImage: z.array(z.object({ id: z.number().int(), name: z.string() })),
 });
-const remove = route(
-  'delete',
-  '/{id}',
-  'Delete an image',
-  { 200: json(Deleted, 'The deleted image, and the groups that now have none (give them another in the portal)') },
-  { request: { params } },
-);
-const portal = route(
-  'get',
-  '/{id}/portal',
-  'Values for the Parallels portal',
-  { 200: json(PortalValues, 'What to enter in the portal') },
-  { request: { params } },
-);
-const confirm = route(
-  'post',
-  '/{id}/portal/confirm',
-  'Mark the portal updated',
-  { 200: json(PortalValues, 'The portal values, nothing pending') },
-  {
-    description: 'The body is optional: a bare POST confirms whatever is pending now.',
-    request: { params, body: jsonRequest(confirmSchema, 'The fingerprint of the change entered', true) },
-  },
-);
-const check = route(
-  'post',
-  '/{id}/check',
-  'Check the download links from the server',
-  { 200: json(LinkCheckReport, 'Each step of each enabled architecture') },
-  { request: { params } },
-);
+const deleted = ok(Deleted, 'The deleted image, and the groups that now have none (give them another in the portal)');
+const remove = route('delete', '/{id}', 'Delete an image', deleted, { params });
+const toEnter = ok(PortalValues, 'What to enter in the portal');
+const portal = route('get', '/{id}/portal', 'Values for the Parallels portal', toEnter, { params });
+const confirmed = ok(PortalValues, 'The portal values, nothing pending');
+const confirm = route('post', '/{id}/portal/confirm', 'Mark the portal updated', confirmed, {
+  description: 'The body is optional: a bare POST confirms whatever is pending now.',
+  params,
+  body: jsonRequest(confirmSchema, 'The fingerprint of the change entered', true),
+});
+const checkReport = ok(LinkCheckReport, 'Each step of each enabled architecture');
+const check = route('post', '/{id}/check', 'Check the download links from the server', checkReport, { params });
 
 export function imagesApi(deps: ApiDeps): ApiApp {
   const app = apiApp();

@@ -12,7 +12,8 @@ import {
   passwordChangeSchema,
   type SessionInfo,
 } from '../../services/auth.js';
-import { apiApp, json, jsonRequest, rejectAs, routes, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, jsonRequest, noContent, ok, rejectAs, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 /** The signed-in user of this request; an API token has none. */
 function signedInUser(c: Context<AuthEnv>): { session: SessionInfo; token: string } {
@@ -32,38 +33,29 @@ const sessionUserOnly: MiddlewareHandler<AuthEnv> = async function sessionUserOn
 const route = routes('Session');
 
 const Grant = z.object({ username: z.string(), csrfToken: z.string(), expiresAt: z.string() });
-const signIn = route(
-  'post',
-  '/',
-  'Sign in',
-  { 200: json(Grant, 'Signed in') },
-  {
-    description:
-      'Sets the HttpOnly session cookie; send the returned `csrfToken` as `X-CSRF-Token` on every unsafe request.',
-    security: [],
-    request: { body: jsonRequest(loginSchema, 'User name and password') },
-  },
-);
+const signIn = route('post', '/', 'Sign in', ok(Grant, 'Signed in'), {
+  description:
+    'Sets the HttpOnly session cookie; send the returned `csrfToken` as `X-CSRF-Token` on every unsafe request.',
+  security: [],
+  body: jsonRequest(loginSchema, 'User name and password'),
+});
 const Actor = z.object({
   actor: z.string().openapi({ example: 'user:admin' }),
   username: z.string().nullable(),
   csrfToken: z.string().nullable(),
 });
-const whoAmI = route('get', '/', 'Who is asking', {
-  200: json(Actor, 'The actor; username and CSRF token are null for an API token'),
-});
-const signOut = route('delete', '/', 'Sign out', { 204: { description: 'Signed out; the cookie is cleared' } });
-const newPassword = route(
-  'post',
-  '/password',
-  "Change the signed-in user's password",
-  { 204: { description: 'Changed' } },
-  {
-    description: 'Ends every other session of that user. Refused with an API token.',
-    middleware: [sessionUserOnly],
-    request: { body: jsonRequest(passwordChangeSchema, 'The current and the new password') },
-  },
+const whoAmI = route(
+  'get',
+  '/',
+  'Who is asking',
+  ok(Actor, 'The actor; username and CSRF token are null for an API token'),
 );
+const signOut = route('delete', '/', 'Sign out', noContent('Signed out; the cookie is cleared'));
+const newPassword = route('post', '/password', "Change the signed-in user's password", noContent('Changed'), {
+  description: 'Ends every other session of that user. Refused with an API token.',
+  middleware: [sessionUserOnly],
+  body: jsonRequest(passwordChangeSchema, 'The current and the new password'),
+});
 
 /** `admin` guards everything here except signing in. */
 export function sessionApi(deps: ApiDeps, admin: MiddlewareHandler<AuthEnv>): ApiApp {

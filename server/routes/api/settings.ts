@@ -2,22 +2,17 @@
 import { z } from '@hono/zod-openapi';
 import { resolvePublicAddress, settingsPatch, updateSettings } from '../../services/settings.js';
 import { PublicAddress } from './schemas.js';
-import { apiApp, json, jsonRequest, rejectAs, routes, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, jsonRequest, ok, rejectAs, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('Settings');
 const Settings = z.object({ publicUrl: PublicAddress });
 
-const read = route('get', '/', 'Read the settings', { 200: json(Settings, 'The public address') });
-const update = route(
-  'patch',
-  '/',
-  'Set or clear the public address',
-  { 200: json(Settings, 'The public address now') },
-  {
-    description: 'Refused with SETTING_LOCKED while the configuration (MIRROR_PUBLIC_URL) sets it.',
-    request: { body: jsonRequest(settingsPatch, '`publicUrl`: an http(s) URL, or null to clear it') },
-  },
-);
+const read = route('get', '/', 'Read the settings', ok(Settings, 'The public address'));
+const update = route('patch', '/', 'Set or clear the public address', ok(Settings, 'The public address now'), {
+  description: 'Refused with SETTING_LOCKED while the configuration (MIRROR_PUBLIC_URL) sets it.',
+  body: jsonRequest(settingsPatch, '`publicUrl`: an http(s) URL, or null to clear it'),
+});
 
 export function settingsApi(deps: ApiDeps): ApiApp {
   const app = apiApp();

@@ -2,7 +2,8 @@
 import { z } from '@hono/zod-openapi';
 import { createApiToken, listApiTokens, revokeApiToken, TOKEN_SCOPES } from '../../services/auth.js';
 import { ApiTokenView } from './schemas.js';
-import { apiApp, json, jsonRequest, rejectAs, routes, textParam, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, created, jsonRequest, noContent, ok, rejectAs, routes, textParam } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('Tokens');
 const tokenRequest = z
@@ -22,23 +23,13 @@ const NewToken = z.object({
   token: z.string().openapi({ description: 'The secret, shown only now' }),
 });
 
-const list = route('get', '/', 'List API tokens', {
-  200: json(z.array(ApiTokenView), 'Every token (never its secret)'),
+const list = route('get', '/', 'List API tokens', ok(z.array(ApiTokenView), 'Every token (never its secret)'));
+const create = route('post', '/', 'Create an API token', created(NewToken, 'Created'), {
+  body: jsonRequest(tokenRequest, 'Name and scope'),
 });
-const create = route(
-  'post',
-  '/',
-  'Create an API token',
-  { 201: json(NewToken, 'Created') },
-  { request: { body: jsonRequest(tokenRequest, 'Name and scope') } },
-);
-const revoke = route(
-  'delete',
-  '/{name}',
-  'Revoke an API token',
-  { 204: { description: 'Revoked' } },
-  { request: { params: textParam('name', "The token's name") } },
-);
+const revoke = route('delete', '/{name}', 'Revoke an API token', noContent('Revoked'), {
+  params: textParam('name', "The token's name"),
+});
 
 export function tokensApi(deps: ApiDeps): ApiApp {
   const app = apiApp();

@@ -4,7 +4,8 @@ import type { Sha256 } from '../../../storage/digest.js';
 import { AppError } from '../../errors.js';
 import { sha256Field } from '../../services/validation.js';
 import { TransferJob } from './schemas.js';
-import { apiApp, json, jsonRequest, rejectAs, routes, textParam, type ApiApp, type ApiDeps } from './shared.js';
+import { accepted, apiApp, jsonRequest, noContent, ok, rejectAs, routes, textParam } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('Fetch');
 const params = textParam('id', 'The job id');
@@ -21,22 +22,12 @@ const fetchSchema = z
   })
   .strict();
 
-const list = route('get', '/', 'List fetch jobs', { 200: json(z.array(TransferJob), 'Running and recent jobs') });
-const start = route(
-  'post',
-  '/',
-  'Start a fetch job',
-  { 202: json(TransferJob, 'Queued') },
-  { request: { body: jsonRequest(fetchSchema, 'What to fetch') } },
-);
-const read = route('get', '/{id}', 'Get a fetch job', { 200: json(TransferJob, 'The job') }, { request: { params } });
-const cancel = route(
-  'delete',
-  '/{id}',
-  'Cancel a running fetch job',
-  { 204: { description: 'Cancelled' } },
-  { request: { params } },
-);
+const list = route('get', '/', 'List fetch jobs', ok(z.array(TransferJob), 'Running and recent jobs'));
+const start = route('post', '/', 'Start a fetch job', accepted(TransferJob, 'Queued'), {
+  body: jsonRequest(fetchSchema, 'What to fetch'),
+});
+const read = route('get', '/{id}', 'Get a fetch job', ok(TransferJob, 'The job'), { params });
+const cancel = route('delete', '/{id}', 'Cancel a running fetch job', noContent('Cancelled'), { params });
 
 /** Mounted at /fetch. */
 export function transfersApi(deps: ApiDeps): ApiApp {

@@ -5,7 +5,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { AuthEnv } from '../../http/auth.js';
-import { apiApp, json, routes, textParam, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, ok, routes, streamedBody, textParam } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('Uploads');
 
@@ -22,16 +23,16 @@ const Unfinished = z.object({
   receiving: z.boolean(),
   finishing: z.boolean(),
 });
-const unfinished = route('get', '/', 'List unfinished uploads', {
-  200: json(z.array(Unfinished), 'Uploads started and not completed (dropped after three days)'),
-});
+const unfinished = route(
+  'get',
+  '/',
+  'List unfinished uploads',
+  ok(z.array(Unfinished), 'Uploads started and not completed (dropped after three days)'),
+);
 
 const tusAnswer = { description: 'The tus server\'s answer (headers per the tus protocol; errors as `{"error": …}`)' };
 const params = textParam('id', 'The upload id from the Location of its creation');
-const offsetStream = {
-  required: true,
-  content: { 'application/offset+octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
-};
+const offsetStream = streamedBody('application/offset+octet-stream', z.string().openapi({ format: 'binary' }));
 
 /** The tus operations, for the document (one `all()` route serves them). */
 const tusOperations = [
@@ -45,15 +46,9 @@ const tusOperations = [
         '`Upload-Length` (or `Upload-Defer-Length: 1`) and `Upload-Metadata` with `filename`, optionally `arch` and `checksum`.',
     },
   ),
-  route('head', '/{id}', 'Offset of an upload (tus)', { 200: tusAnswer }, { request: { params } }),
-  route(
-    'patch',
-    '/{id}',
-    'Send bytes of an upload (tus)',
-    { 204: tusAnswer },
-    { request: { params, body: offsetStream } },
-  ),
-  route('delete', '/{id}', 'Abandon an upload (tus)', { 204: tusAnswer }, { request: { params } }),
+  route('head', '/{id}', 'Offset of an upload (tus)', { 200: tusAnswer }, { params }),
+  route('patch', '/{id}', 'Send bytes of an upload (tus)', { 204: tusAnswer }, { params, body: offsetStream }),
+  route('delete', '/{id}', 'Abandon an upload (tus)', { 204: tusAnswer }, { params }),
   // The preflight answer carries no error body.
   createRoute({
     method: 'options',

@@ -4,17 +4,8 @@ import type { Sha256 } from '../../../storage/digest.js';
 import { getBlobView } from '../../services/blobs.js';
 import { integritySummary } from '../../services/integrity.js';
 import { sha256Field } from '../../services/validation.js';
-import {
-  apiApp,
-  json,
-  jsonRequest,
-  publicBase,
-  queryText,
-  rejectAs,
-  routes,
-  type ApiApp,
-  type ApiDeps,
-} from './shared.js';
+import { apiApp, json, jsonRequest, ok, publicBase, queryText, rejectAs, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('Integrity');
 const verifySchema = z
@@ -56,9 +47,7 @@ const Status = z.object({
   ),
 });
 
-const status = route('get', '/', 'Checks running and queued, and packages in trouble', {
-  200: json(Status, 'The state'),
-});
+const status = route('get', '/', 'Checks running and queued, and packages in trouble', ok(Status, 'The state'));
 const start = route(
   'post',
   '/',
@@ -67,15 +56,12 @@ const start = route(
     200: json(z.object({ results: z.record(z.string(), verdict) }), 'With `wait`: the verdict per package'),
     202: json(z.object({ queued: z.union([z.array(z.string()), z.literal('all')]) }), 'Queued'),
   },
-  { request: { body: jsonRequest(verifySchema, 'Either `sha256` or `all: true`') } },
+  { body: jsonRequest(verifySchema, 'Either `sha256` or `all: true`') },
 );
-const cancel = route(
-  'delete',
-  '/',
-  'Cancel checks',
-  { 200: json(z.object({ cancelled: z.number().int() }), 'How many checks were cancelled') },
-  { request: { query: z.object({ sha256: queryText('Only this package; none: every check') }) } },
-);
+const cancelled = ok(z.object({ cancelled: z.number().int() }), 'How many checks were cancelled');
+const cancel = route('delete', '/', 'Cancel checks', cancelled, {
+  query: z.object({ sha256: queryText('Only this package; none: every check') }),
+});
 
 export function verifyApi(deps: ApiDeps): ApiApp {
   const app = apiApp();
