@@ -14,31 +14,21 @@ import { checkImageLinks } from '../../services/link-check.js';
 import { saveLinkCheck } from '../../services/link-check-results.js';
 import { confirmPortalValues } from '../../services/portal-changes.js';
 import { resolvePublicAddress } from '../../services/settings.js';
+import { collectionRoutes } from './collection.js';
 import { ImageView, LinkCheckReport, PortalValues } from './schemas.js';
-import { apiApp, created, idParam, jsonRequest, ok, publicBase, rejectAs, routes } from './shared.js';
+import { apiApp, jsonRequest, ok, publicBase, rejectAs } from './shared.js';
 import type { ApiApp, ApiDeps } from './shared.js';
 
-const route = routes('Images');
-const params = idParam('image');
-const confirmSchema = z
-  .object({
-    fingerprint: z
-      .string()
-      .max(64)
-      .optional()
-      .openapi({ description: "The pending change's fingerprint; refused if the values changed since" }),
-  })
-  .strict();
-
-const list = route('get', '/', 'List images', ok(z.array(ImageView), 'Every image'));
-const create = route('post', '/', 'Create an image', created(ImageView, 'Created'), {
-  body: jsonRequest(createSchema, 'Name, description and the package of each architecture'),
-});
-const read = route('get', '/{id}', 'Get an image', ok(ImageView, 'The image'), { params });
-const update = route('patch', '/{id}', 'Change an image', ok(ImageView, 'The changed image'), {
-  description: 'Only the fields sent change. A changed Download URL or SHA-256 shows a pending portal update.',
-  params,
-  body: jsonRequest(patchSchema, 'The fields to change'),
+const { route, params, list, create, read, update } = collectionRoutes({
+  tag: 'Images',
+  one: 'an image',
+  many: 'images',
+  view: ImageView,
+  create: { schema: createSchema, description: 'Name, description and the package of each architecture' },
+  update: {
+    schema: patchSchema,
+    description: 'Only the fields sent change. A changed Download URL or SHA-256 shows a pending portal update.',
+  },
 });
 const Deleted = z.object({
   deleted: ImageView,
@@ -48,6 +38,15 @@ const deleted = ok(Deleted, 'The deleted image, and the groups that now have non
 const remove = route('delete', '/{id}', 'Delete an image', deleted, { params });
 const toEnter = ok(PortalValues, 'What to enter in the portal');
 const portal = route('get', '/{id}/portal', 'Values for the Parallels portal', toEnter, { params });
+const confirmSchema = z
+  .object({
+    fingerprint: z
+      .string()
+      .max(64)
+      .optional()
+      .openapi({ description: "The pending change's fingerprint; refused if the values changed since" }),
+  })
+  .strict();
 const confirmed = ok(PortalValues, 'The portal values, nothing pending');
 const confirm = route('post', '/{id}/portal/confirm', 'Mark the portal updated', confirmed, {
   description: 'The body is optional: a bare POST confirms whatever is pending now.',
