@@ -22,9 +22,8 @@ const { route, params, list, create, read, update } = collectionRoutes({
   create: { schema: createSchema, description: 'Name, license key, primary flag and image' },
   update: { schema: patchSchema },
 });
-const remove = route('delete', '/{id}', 'Delete a group', ok(z.object({ deleted: GroupView }), 'The deleted group'), {
-  params,
-});
+const deleted = ok(z.object({ deleted: GroupView }), 'The deleted group');
+const remove = route('delete', '/{id}', 'Delete a group', deleted, { params });
 
 export function groupsApi(deps: ApiDeps): ApiApp {
   const app = apiApp();
