@@ -2,7 +2,8 @@
  * What every resource module of the API shares: its dependencies, the
  * OpenAPIHono flavour it builds, and the request checks that answer exactly
  * as the services do (VALIDATION_FAILED naming each field, 404 for a
- * malformed id, 400 for a body that is not JSON).
+ * malformed id, 400 for a body that is not JSON), and the route maker that
+ * gives every operation its tags, its error answer and those checks.
  */
 import { createRoute, OpenAPIHono, z, type RouteConfig } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
