@@ -1,21 +1,12 @@
 /** Stored packages (content-addressed by SHA-256): list, inspect, record the architecture, delete. */
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { AppError } from '../../errors.js';
 import { BLOB_ARCHES, deleteBlob, getBlobView, listBlobViews, updateBlobArch } from '../../services/blobs.js';
 import { BlobView } from './schemas.js';
-import {
-  apiApp,
-  errors,
-  json,
-  jsonOnly,
-  jsonRequest,
-  publicBase,
-  textParam,
-  type ApiApp,
-  type ApiDeps,
-} from './shared.js';
+import { apiApp, jsonRequest, ok, publicBase, routes, textParam } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
-const tags = ['Packages'];
+const route = routes('Packages');
 const params = textParam('sha256', 'SHA-256 of the package (64 hexadecimal digits)');
 const archPatch = z
   .object({
@@ -25,41 +16,14 @@ const archPatch = z
   })
   .strict();
 
-const list = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'List packages',
-  responses: { 200: json(z.array(BlobView), 'Every stored package'), ...errors },
+const list = route('get', '/', 'List packages', ok(z.array(BlobView), 'Every stored package'));
+const read = route('get', '/{sha256}', 'Get a package', ok(BlobView, 'The package'), { params });
+const update = route('patch', '/{sha256}', "Record a package's architecture", ok(BlobView, 'The package'), {
+  params,
+  body: jsonRequest(archPatch, 'The architecture'),
 });
-
-const read = createRoute({
-  method: 'get',
-  path: '/{sha256}',
-  tags,
-  summary: 'Get a package',
-  request: { params },
-  responses: { 200: json(BlobView, 'The package'), ...errors },
-});
-
-const update = createRoute({
-  method: 'patch',
-  path: '/{sha256}',
-  tags,
-  summary: "Record a package's architecture",
-  middleware: [jsonOnly()],
-  request: { params, body: jsonRequest(archPatch, 'The architecture') },
-  responses: { 200: json(BlobView, 'The package'), ...errors },
-});
-
-const remove = createRoute({
-  method: 'delete',
-  path: '/{sha256}',
-  tags,
-  summary: 'Delete a package no image uses',
-  request: { params },
-  responses: { 200: json(z.object({ deleted: BlobView }), 'The deleted package'), ...errors },
-});
+const deleted = ok(z.object({ deleted: BlobView }), 'The deleted package');
+const remove = route('delete', '/{sha256}', 'Delete a package no image uses', deleted, { params });
 
 export function blobsApi(deps: ApiDeps): ApiApp {
   const app = apiApp();

@@ -1,15 +1,16 @@
 /** Moving images between mirrors: a bundle is a tar of a manifest and, unless left out, the packages. */
 import { Readable } from 'node:stream';
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import { AppError } from '../../errors.js';
 import type { AuthEnv } from '../../http/auth.js';
 import { buildManifest, exportBundle } from '../../bundles/export.js';
 import { importBundle } from '../../bundles/import.js';
 import { manifestSchema } from '../../bundles/manifest.js';
-import { apiApp, errors, json, queryText, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, closeOnFailure, dryRunQuery, ok, queryText, routes, streamedBody } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
-const tags = ['Bundles'];
+const route = routes('Bundles');
 // Created before zod gains .openapi() (the services load first), so it goes in as it is.
 const Manifest = manifestSchema;
 const tar = z
@@ -28,52 +29,32 @@ function exportOptions(query: z.output<typeof exportQuery>): { images: string[];
   return { images: query.image === undefined ? [] : [query.image].flat(), includeBlobs: query.blobs !== 'false' };
 }
 
-const manifest = createRoute({
-  method: 'get',
-  path: '/manifest',
-  tags,
-  summary: 'The manifest an export would carry',
-  description: 'All `goldmirror sync` reads from its upstream (a `sync` token may read it).',
-  request: { query: exportQuery },
-  responses: { 200: json(Manifest, 'Images, groups and packages'), ...errors },
-});
-
-const download = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'Download a bundle',
-  request: { query: exportQuery },
-  responses: {
-    200: { description: 'The bundle, streamed', content: { 'application/x-tar': { schema: tar } } },
-    ...errors,
+const manifest = route(
+  'get',
+  '/manifest',
+  'The manifest an export would carry',
+  ok(Manifest, 'Images, groups and packages'),
+  {
+    description: 'All `goldmirror sync` reads from its upstream (a `sync` token may read it).',
+    query: exportQuery,
   },
-});
+);
+const tarBundle = { description: 'The bundle, streamed', content: { 'application/x-tar': { schema: tar } } };
+const download = route('get', '/', 'Download a bundle', { 200: tarBundle }, { query: exportQuery });
 
 const names = z.array(z.string());
-const upload = createRoute({
-  method: 'post',
-  path: '/',
-  tags,
-  summary: 'Import a bundle',
+const ImportReport = z.object({
+  dryRun: z.boolean(),
+  blobs: z.object({ stored: names, alreadyPresent: names, verified: names }),
+  images: z.object({ created: names, updated: names, unchanged: names }),
+  groups: z.object({ created: names, updated: names, unchanged: names }),
+});
+const importReport = ok(ImportReport, 'What was (or would be) stored, created and updated');
+const upload = route('post', '/', 'Import a bundle', importReport, {
   description:
     'Every package is verified against its SHA-256 before anything is written; a failure leaves nothing behind.',
-  request: {
-    query: z.object({ dryRun: queryText('`true`: report what would change, change nothing') }),
-    body: { required: true, content: { 'application/x-tar': { schema: tar } } },
-  },
-  responses: {
-    200: json(
-      z.object({
-        dryRun: z.boolean(),
-        blobs: z.object({ stored: names, alreadyPresent: names, verified: names }),
-        images: z.object({ created: names, updated: names, unchanged: names }),
-        groups: z.object({ created: names, updated: names, unchanged: names }),
-      }),
-      'What was (or would be) stored, created and updated',
-    ),
-    ...errors,
-  },
+  query: dryRunQuery,
+  body: streamedBody('application/x-tar', tar),
 });
 
 /** Mounted at /export. */
@@ -97,18 +78,14 @@ export function importApi(deps: ApiDeps, admin: MiddlewareHandler<AuthEnv>): Api
   app.openapi(upload, async (c) => {
     const body = c.req.raw.body;
     if (!body) throw new AppError('BAD_REQUEST', 'send the bundle (a tar file) as the request body');
-    try {
+    // A failed import stops reading its (possibly huge) body and tears the request stream down.
+    return closeOnFailure(c, async () => {
       const report = await importBundle(deps.ingestDeps, Readable.fromWeb(body), {
         dryRun: c.req.valid('query').dryRun === 'true',
         actor: c.get('actor'),
       });
       return c.json(report, 200);
-    } catch (err) {
-      // A failed import stops reading its (possibly huge) body and tears the request stream down;
-      // without this the answer claims keep-alive and the client's next request on it fails.
-      c.header('Connection', 'close');
-      throw err;
-    }
+    });
   });
   return app;
 }

@@ -1,7 +1,8 @@
 /** The detailed health report (the public /healthz says only ok or a reason code). */
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { checkHealth } from '../../services/health.js';
-import { apiApp, errors, json, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, json, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 const Health = z
   .object({
@@ -14,12 +15,9 @@ const Health = z
   })
   .openapi('Health');
 
-const read = createRoute({
-  method: 'get',
-  path: '/',
-  tags: ['Health'],
-  summary: 'Health in detail',
-  responses: { 200: json(Health, 'Healthy'), 503: json(Health, 'Unhealthy: `reason` says why'), ...errors },
+const read = routes('Health')('get', '/', 'Health in detail', {
+  200: json(Health, 'Healthy'),
+  503: json(Health, 'Unhealthy: `reason` says why'),
 });
 
 export function healthApi(deps: ApiDeps): ApiApp {

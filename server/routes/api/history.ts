@@ -1,62 +1,52 @@
 /** What happened: the download log and the audit trail, newest first, a page at a time. */
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { listDownloads, parseDownloadFilter } from '../../services/download-log.js';
 import { listHistory } from '../../services/history.js';
 import { DownloadLogPage } from './schemas.js';
-import { apiApp, errors, json, queryText, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, ok, queryText, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
-const downloads = createRoute({
-  method: 'get',
-  path: '/downloads',
-  tags: ['History'],
-  summary: 'The download log, and downloads in progress',
-  description: 'Unknown filters are refused by name; empty ones are ignored.',
-  request: {
-    query: z.object({
-      image: queryText('An image id'),
-      arch: queryText('arm64 or x86_64'),
-      client: queryText("The Mac's address"),
-      result: queryText('complete, resumed or aborted'),
-      before: queryText('`nextBefore` of the previous page'),
-      limit: queryText('1 to 500'),
-    }),
-  },
-  responses: { 200: json(DownloadLogPage, 'A page of the log'), ...errors },
+const route = routes('History');
+
+const downloadFilter = z.object({
+  image: queryText('An image id'),
+  arch: queryText('arm64 or x86_64'),
+  client: queryText("The Mac's address"),
+  result: queryText('complete, resumed or aborted'),
+  before: queryText('`nextBefore` of the previous page'),
+  limit: queryText('1 to 500'),
 });
+const downloads = route(
+  'get',
+  '/downloads',
+  'The download log, and downloads in progress',
+  ok(DownloadLogPage, 'A page of the log'),
+  {
+    description: 'Unknown filters are refused by name; empty ones are ignored.',
+    query: downloadFilter,
+  },
+);
 
-const audit = createRoute({
-  method: 'get',
-  path: '/audit',
-  tags: ['History'],
-  summary: 'The audit trail',
+const auditFilter = z.object({
+  limit: queryText('Entries per page (default 50)'),
+  before: queryText('The `X-Next-Before` of the previous page'),
+  actor: queryText('Exactly as stored, e.g. `user:admin`, `token:ci`'),
+  action: queryText('A kind of action or one exact action (`group.update`)'),
+  q: queryText('Words that must all appear'),
+  logins: queryText('`false`: leave out sign-ins'),
+});
+const AuditEntry = z.object({
+  id: z.number().int(),
+  at: z.string(),
+  actor: z.string(),
+  action: z.string(),
+  target: z.string(),
+  details: z.unknown(),
+  sentence: z.string().openapi({ description: 'The entry as one sentence' }),
+});
+const audit = route('get', '/audit', 'The audit trail', ok(z.array(AuditEntry), 'A page of entries'), {
   description: 'The header `X-Next-Before` carries `before` for the next (older) page.',
-  request: {
-    query: z.object({
-      limit: queryText('Entries per page (default 50)'),
-      before: queryText('The `X-Next-Before` of the previous page'),
-      actor: queryText('Exactly as stored, e.g. `user:admin`, `token:ci`'),
-      action: queryText('A kind of action or one exact action (`group.update`)'),
-      q: queryText('Words that must all appear'),
-      logins: queryText('`false`: leave out sign-ins'),
-    }),
-  },
-  responses: {
-    200: json(
-      z.array(
-        z.object({
-          id: z.number().int(),
-          at: z.string(),
-          actor: z.string(),
-          action: z.string(),
-          target: z.string(),
-          details: z.unknown(),
-          sentence: z.string().openapi({ description: 'The entry as one sentence' }),
-        }),
-      ),
-      'A page of entries',
-    ),
-    ...errors,
-  },
+  query: auditFilter,
 });
 
 /** Mounted at the API's root: /downloads and /audit. */

@@ -1,5 +1,5 @@
 /** Golden images: their packages per architecture, the values for the Parallels portal, and the link check. */
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import {
   createImage,
   createSchema,
@@ -14,22 +14,30 @@ import { checkImageLinks } from '../../services/link-check.js';
 import { saveLinkCheck } from '../../services/link-check-results.js';
 import { confirmPortalValues } from '../../services/portal-changes.js';
 import { resolvePublicAddress } from '../../services/settings.js';
+import { collectionRoutes } from './collection.js';
 import { ImageView, LinkCheckReport, PortalValues } from './schemas.js';
-import {
-  apiApp,
-  errors,
-  idParam,
-  json,
-  jsonOnly,
-  jsonRequest,
-  publicBase,
-  rejectAs,
-  type ApiApp,
-  type ApiDeps,
-} from './shared.js';
+import { apiApp, jsonRequest, ok, publicBase, rejectAs } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
-const tags = ['Images'];
-const params = idParam('image');
+const { route, params, list, create, read, update } = collectionRoutes({
+  tag: 'Images',
+  one: 'an image',
+  many: 'images',
+  view: ImageView,
+  create: { schema: createSchema, description: 'Name, description and the package of each architecture' },
+  update: {
+    schema: patchSchema,
+    description: 'Only the fields sent change. A changed Download URL or SHA-256 shows a pending portal update.',
+  },
+});
+const Deleted = z.object({
+  deleted: ImageView,
+  groupsLeftWithoutImage: z.array(z.object({ id: z.number().int(), name: z.string() })),
+});
+const deleted = ok(Deleted, 'The deleted image, and the groups that now have none (give them another in the portal)');
+const remove = route('delete', '/{id}', 'Delete an image', deleted, { params });
+const toEnter = ok(PortalValues, 'What to enter in the portal');
+const portal = route('get', '/{id}/portal', 'Values for the Parallels portal', toEnter, { params });
 const confirmSchema = z
   .object({
     fingerprint: z
@@ -39,98 +47,14 @@ const confirmSchema = z
       .openapi({ description: "The pending change's fingerprint; refused if the values changed since" }),
   })
   .strict();
-
-const list = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'List images',
-  responses: { 200: json(z.array(ImageView), 'Every image'), ...errors },
-});
-
-const create = createRoute({
-  method: 'post',
-  path: '/',
-  tags,
-  summary: 'Create an image',
-  middleware: [jsonOnly()],
-  request: { body: jsonRequest(createSchema, 'Name, description and the package of each architecture') },
-  responses: { 201: json(ImageView, 'Created'), ...errors },
-});
-
-const read = createRoute({
-  method: 'get',
-  path: '/{id}',
-  tags,
-  summary: 'Get an image',
-  request: { params },
-  responses: { 200: json(ImageView, 'The image'), ...errors },
-});
-
-const update = createRoute({
-  method: 'patch',
-  path: '/{id}',
-  tags,
-  summary: 'Change an image',
-  description: 'Only the fields sent change. A changed Download URL or SHA-256 shows a pending portal update.',
-  middleware: [jsonOnly({ params })],
-  request: { params, body: jsonRequest(patchSchema, 'The fields to change') },
-  responses: { 200: json(ImageView, 'The changed image'), ...errors },
-});
-
-const remove = createRoute({
-  method: 'delete',
-  path: '/{id}',
-  tags,
-  summary: 'Delete an image',
-  request: { params },
-  responses: {
-    200: json(
-      z.object({
-        deleted: ImageView,
-        groupsLeftWithoutImage: z.array(z.object({ id: z.number().int(), name: z.string() })),
-      }),
-      'The deleted image, and the groups that now have none (give them another in the portal)',
-    ),
-    ...errors,
-  },
-});
-
-const portal = createRoute({
-  method: 'get',
-  path: '/{id}/portal',
-  tags,
-  summary: 'Values for the Parallels portal',
-  request: { params },
-  responses: { 200: json(PortalValues, 'What to enter in the portal'), ...errors },
-});
-
-const confirm = createRoute({
-  method: 'post',
-  path: '/{id}/portal/confirm',
-  tags,
-  summary: 'Mark the portal updated',
+const confirmed = ok(PortalValues, 'The portal values, nothing pending');
+const confirm = route('post', '/{id}/portal/confirm', 'Mark the portal updated', confirmed, {
   description: 'The body is optional: a bare POST confirms whatever is pending now.',
-  middleware: [jsonOnly({ params, optional: true })],
-  request: {
-    params,
-    body: {
-      description: 'The fingerprint of the change entered',
-      required: false,
-      content: { 'application/json': { schema: confirmSchema } },
-    },
-  },
-  responses: { 200: json(PortalValues, 'The portal values, nothing pending'), ...errors },
+  params,
+  body: jsonRequest(confirmSchema, 'The fingerprint of the change entered', true),
 });
-
-const check = createRoute({
-  method: 'post',
-  path: '/{id}/check',
-  tags,
-  summary: 'Check the download links from the server',
-  request: { params },
-  responses: { 200: json(LinkCheckReport, 'Each step of each enabled architecture'), ...errors },
-});
+const checkReport = ok(LinkCheckReport, 'Each step of each enabled architecture');
+const check = route('post', '/{id}/check', 'Check the download links from the server', checkReport, { params });
 
 export function imagesApi(deps: ApiDeps): ApiApp {
   const app = apiApp();

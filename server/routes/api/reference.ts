@@ -6,12 +6,13 @@
 import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { AppError } from '../../errors.js';
 import { contentSecurityPolicy } from '../../http/security-headers.js';
-import { apiApp, errors, json, textParam, type ApiApp } from './shared.js';
+import { apiApp, ok, routes, textParam } from './shared.js';
+import type { ApiApp } from './shared.js';
 
-const tags = ['Reference'];
+const route = routes('Reference');
 const SWAGGER_DIR = path.dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
 
 /**
@@ -69,39 +70,29 @@ const PAGE = `<!doctype html>
 /** The app's policy, plus this origin's stylesheets and the data: images Swagger UI's stylesheet carries. */
 const PAGE_POLICY = contentSecurityPolicy({ styleSources: ["'self'"], imageSources: ["'self'", 'data:'] });
 
-const documentRoute = createRoute({
-  method: 'get',
-  path: '/openapi.json',
-  tags,
-  summary: 'This document',
-  responses: {
-    200: json(z.looseObject({ openapi: z.literal('3.1.0') }), 'The OpenAPI 3.1 document of the API'),
-    ...errors,
+const Document = z.looseObject({ openapi: z.literal('3.1.0') });
+const documentRoute = route(
+  'get',
+  '/openapi.json',
+  'This document',
+  ok(Document, 'The OpenAPI 3.1 document of the API'),
+);
+const page = route('get', '/reference', 'The reference page (Swagger UI)', {
+  200: { description: 'An HTML page', content: { 'text/html': { schema: z.string() } } },
+});
+const assetFile = {
+  description: 'The file',
+  content: { 'text/css': { schema: z.string() }, 'text/javascript': { schema: z.string() } },
+};
+const asset = route(
+  'get',
+  '/reference/{name}',
+  'A file of the reference page',
+  { 200: assetFile },
+  {
+    params: textParam('name', `One of ${Object.keys(ASSETS).join(', ')}`),
   },
-});
-
-const page = createRoute({
-  method: 'get',
-  path: '/reference',
-  tags,
-  summary: 'The reference page (Swagger UI)',
-  responses: { 200: { description: 'An HTML page', content: { 'text/html': { schema: z.string() } } }, ...errors },
-});
-
-const asset = createRoute({
-  method: 'get',
-  path: '/reference/{name}',
-  tags,
-  summary: 'A file of the reference page',
-  request: { params: textParam('name', `One of ${Object.keys(ASSETS).join(', ')}`) },
-  responses: {
-    200: {
-      description: 'The file',
-      content: { 'text/css': { schema: z.string() }, 'text/javascript': { schema: z.string() } },
-    },
-    ...errors,
-  },
-});
+);
 
 /** `document` builds the whole API's document (this app is mounted into it). */
 export function referenceApi(document: () => { openapi: string }): ApiApp {

@@ -1,5 +1,5 @@
 /** Signing in and out with a session cookie, and changing the signed-in user's password. */
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie } from 'hono/cookie';
 import { AppError } from '../../errors.js';
@@ -12,7 +12,8 @@ import {
   passwordChangeSchema,
   type SessionInfo,
 } from '../../services/auth.js';
-import { apiApp, errors, json, jsonOnly, jsonRequest, rejectAs, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, jsonRequest, noContent, ok, rejectAs, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
 /** The signed-in user of this request; an API token has none. */
 function signedInUser(c: Context<AuthEnv>): { session: SessionInfo; token: string } {
@@ -29,59 +30,31 @@ const sessionUserOnly: MiddlewareHandler<AuthEnv> = async function sessionUserOn
   await next();
 };
 
-const tags = ['Session'];
+const route = routes('Session');
 
-const signIn = createRoute({
-  method: 'post',
-  path: '/',
-  tags,
-  summary: 'Sign in',
+const Grant = z.object({ username: z.string(), csrfToken: z.string(), expiresAt: z.string() });
+const signIn = route('post', '/', 'Sign in', ok(Grant, 'Signed in'), {
   description:
     'Sets the HttpOnly session cookie; send the returned `csrfToken` as `X-CSRF-Token` on every unsafe request.',
   security: [],
-  middleware: [jsonOnly()] as const,
-  request: { body: jsonRequest(loginSchema, 'User name and password') },
-  responses: {
-    200: json(z.object({ username: z.string(), csrfToken: z.string(), expiresAt: z.string() }), 'Signed in'),
-    ...errors,
-  },
+  body: jsonRequest(loginSchema, 'User name and password'),
 });
-
-const whoAmI = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'Who is asking',
-  responses: {
-    200: json(
-      z.object({
-        actor: z.string().openapi({ example: 'user:admin' }),
-        username: z.string().nullable(),
-        csrfToken: z.string().nullable(),
-      }),
-      'The actor; username and CSRF token are null for an API token',
-    ),
-    ...errors,
-  },
+const Actor = z.object({
+  actor: z.string().openapi({ example: 'user:admin' }),
+  username: z.string().nullable(),
+  csrfToken: z.string().nullable(),
 });
-
-const signOut = createRoute({
-  method: 'delete',
-  path: '/',
-  tags,
-  summary: 'Sign out',
-  responses: { 204: { description: 'Signed out; the cookie is cleared' }, ...errors },
-});
-
-const newPassword = createRoute({
-  method: 'post',
-  path: '/password',
-  tags,
-  summary: "Change the signed-in user's password",
+const whoAmI = route(
+  'get',
+  '/',
+  'Who is asking',
+  ok(Actor, 'The actor; username and CSRF token are null for an API token'),
+);
+const signOut = route('delete', '/', 'Sign out', noContent('Signed out; the cookie is cleared'));
+const newPassword = route('post', '/password', "Change the signed-in user's password", noContent('Changed'), {
   description: 'Ends every other session of that user. Refused with an API token.',
-  middleware: [sessionUserOnly, jsonOnly()] as const,
-  request: { body: jsonRequest(passwordChangeSchema, 'The current and the new password') },
-  responses: { 204: { description: 'Changed' }, ...errors },
+  middleware: [sessionUserOnly],
+  body: jsonRequest(passwordChangeSchema, 'The current and the new password'),
 });
 
 /** `admin` guards everything here except signing in. */

@@ -1,29 +1,17 @@
 /** Settings: the public address Download URLs start with. */
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { resolvePublicAddress, settingsPatch, updateSettings } from '../../services/settings.js';
 import { PublicAddress } from './schemas.js';
-import { apiApp, errors, json, jsonOnly, jsonRequest, rejectAs, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, jsonRequest, ok, rejectAs, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
-const tags = ['Settings'];
+const route = routes('Settings');
 const Settings = z.object({ publicUrl: PublicAddress });
 
-const read = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'Read the settings',
-  responses: { 200: json(Settings, 'The public address'), ...errors },
-});
-
-const update = createRoute({
-  method: 'patch',
-  path: '/',
-  tags,
-  summary: 'Set or clear the public address',
+const read = route('get', '/', 'Read the settings', ok(Settings, 'The public address'));
+const update = route('patch', '/', 'Set or clear the public address', ok(Settings, 'The public address now'), {
   description: 'Refused with SETTING_LOCKED while the configuration (MIRROR_PUBLIC_URL) sets it.',
-  middleware: [jsonOnly()],
-  request: { body: jsonRequest(settingsPatch, '`publicUrl`: an http(s) URL, or null to clear it') },
-  responses: { 200: json(Settings, 'The public address now'), ...errors },
+  body: jsonRequest(settingsPatch, '`publicUrl`: an http(s) URL, or null to clear it'),
 });
 
 export function settingsApi(deps: ApiDeps): ApiApp {

@@ -2,9 +2,10 @@
  * What every resource module of the API shares: its dependencies, the
  * OpenAPIHono flavour it builds, and the request checks that answer exactly
  * as the services do (VALIDATION_FAILED naming each field, 404 for a
- * malformed id, 400 for a body that is not JSON).
+ * malformed id, 400 for a body that is not JSON), and the route maker that
+ * gives every operation its tags, its error answer and those checks.
  */
-import { OpenAPIHono, z } from '@hono/zod-openapi';
+import { createRoute, OpenAPIHono, z, type RouteConfig } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { BlobStore } from '../../../storage/blob-store.js';
 import type { Config } from '../../../config/load.js';
@@ -113,8 +114,9 @@ export function jsonOnly(options: { params?: z.ZodType; optional?: boolean } = {
   };
 }
 
-export function jsonRequest<S extends z.ZodType>(schema: S, description: string) {
-  return { description, required: true, content: { 'application/json': { schema } } };
+/** A JSON request body; `optional`: a bare request counts as `{}`. */
+export function jsonRequest<S extends z.ZodType>(schema: S, description: string, optional = false) {
+  return { description, required: !optional, content: { 'application/json': { schema } } };
 }
 
 export function json<S extends z.ZodType>(schema: S, description: string) {
@@ -125,6 +127,83 @@ export function json<S extends z.ZodType>(schema: S, description: string) {
 export const errors = {
   default: json(ErrorBody, 'An error; the status and `error.code` say which (see docs/api.md)'),
 } as const;
+
+type Method = RouteConfig['method'];
+type Answers = RouteConfig['responses'];
+type Request = NonNullable<RouteConfig['request']>;
+/** What a route may add to its method, path, summary and answers; params, query and body form its request. */
+interface Extra extends Pick<RouteConfig, 'description' | 'security' | 'middleware'> {
+  params?: Request['params'];
+  query?: Request['query'];
+  body?: Request['body'];
+}
+type Route<M, P, A, X> = Pick<X, Extract<keyof X, 'description' | 'security' | 'middleware'>> & {
+  method: M;
+  path: P;
+  tags: string[];
+  summary: string;
+  request: Pick<X, Extract<keyof X, 'params' | 'query' | 'body'>>;
+  responses: A & typeof errors;
+  getRoutingPath(): string;
+};
+
+/** 200 with a JSON answer (`created` 201, `accepted` 202). */
+export const ok = <S extends z.ZodType>(schema: S, description: string) => ({ 200: json(schema, description) });
+export const created = <S extends z.ZodType>(schema: S, description: string) => ({ 201: json(schema, description) });
+export const accepted = <S extends z.ZodType>(schema: S, description: string) => ({ 202: json(schema, description) });
+/** 204: done, nothing to say. */
+export const noContent = (description: string) => ({ 204: { description } });
+
+/**
+ * The route maker of one resource: every operation it makes carries the
+ * resource's tags and the error answer, and one with a JSON body first runs
+ * `jsonOnly` (after the route's own middleware), checking its path first.
+ */
+export function routes(...tags: string[]) {
+  return function route<
+    const M extends Method,
+    const P extends string,
+    const A extends Answers,
+    const X extends Extra = Record<never, never>,
+  >(method: M, path: P, summary: string, responses: A, extra: X = {} as X): Route<M, P, A, X> {
+    const { description, security, params, query, body } = extra;
+    const middleware =
+      body?.content['application/json'] === undefined
+        ? extra.middleware
+        : [...[extra.middleware ?? []].flat(), jsonOnly({ params, optional: body.required !== true })];
+    // Keys in the order the document lists them; absent ones stay absent.
+    const config = { method, path, tags, summary, description, security, middleware, request: { params, query, body } };
+    for (const key of ['description', 'security', 'middleware'] as const) {
+      if (config[key] === undefined) delete config[key];
+    }
+    for (const key of ['params', 'query', 'body'] as const) {
+      if (config.request[key] === undefined) delete config.request[key];
+    }
+    return createRoute({ ...config, responses: { ...responses, ...errors } }) as unknown as Route<M, P, A, X>;
+  };
+}
+
+/** A required body of a type other than JSON (the handler reads it as a stream). */
+export function streamedBody<T extends string, S extends z.ZodType>(type: T, schema: S) {
+  return { required: true, content: { [type]: { schema } } as Record<T, { schema: S }> };
+}
+
+/** The query of an import that can report what it would change instead. */
+export const dryRunQuery = z.object({ dryRun: queryText('`true`: report what would change, change nothing') });
+
+/**
+ * Runs the work of a handler that reads a streamed body. A failure may stop the
+ * reading before the body's end, so the answer closes the connection: a
+ * keep-alive client must not send its next request on that socket.
+ */
+export async function closeOnFailure<T>(c: Context, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    c.header('Connection', 'close');
+    throw err;
+  }
+}
 
 /** Links start with the configured public address, never with this request's Host. */
 export async function publicBase(deps: ApiDeps): Promise<string | null> {

@@ -1,20 +1,11 @@
 /** API tokens: bearer credentials with a scope (admin, read or sync); the plaintext is shown once. */
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { createApiToken, listApiTokens, revokeApiToken, TOKEN_SCOPES } from '../../services/auth.js';
 import { ApiTokenView } from './schemas.js';
-import {
-  apiApp,
-  errors,
-  json,
-  jsonOnly,
-  jsonRequest,
-  rejectAs,
-  textParam,
-  type ApiApp,
-  type ApiDeps,
-} from './shared.js';
+import { apiApp, created, jsonRequest, noContent, ok, rejectAs, routes, textParam } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
-const tags = ['Tokens'];
+const route = routes('Tokens');
 const tokenRequest = z
   .object({
     name: z.string().max(100).openapi({ description: '1-64 letters, digits, dot, dash or underscore' }),
@@ -26,41 +17,18 @@ const tokenRequest = z
   })
   .strict();
 
-const list = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'List API tokens',
-  responses: { 200: json(z.array(ApiTokenView), 'Every token (never its secret)'), ...errors },
+const NewToken = z.object({
+  name: z.string(),
+  scope: z.enum(TOKEN_SCOPES),
+  token: z.string().openapi({ description: 'The secret, shown only now' }),
 });
 
-const create = createRoute({
-  method: 'post',
-  path: '/',
-  tags,
-  summary: 'Create an API token',
-  middleware: [jsonOnly()],
-  request: { body: jsonRequest(tokenRequest, 'Name and scope') },
-  responses: {
-    201: json(
-      z.object({
-        name: z.string(),
-        scope: z.enum(TOKEN_SCOPES),
-        token: z.string().openapi({ description: 'The secret, shown only now' }),
-      }),
-      'Created',
-    ),
-    ...errors,
-  },
+const list = route('get', '/', 'List API tokens', ok(z.array(ApiTokenView), 'Every token (never its secret)'));
+const create = route('post', '/', 'Create an API token', created(NewToken, 'Created'), {
+  body: jsonRequest(tokenRequest, 'Name and scope'),
 });
-
-const revoke = createRoute({
-  method: 'delete',
-  path: '/{name}',
-  tags,
-  summary: 'Revoke an API token',
-  request: { params: textParam('name', "The token's name") },
-  responses: { 204: { description: 'Revoked' }, ...errors },
+const revoke = route('delete', '/{name}', 'Revoke an API token', noContent('Revoked'), {
+  params: textParam('name', "The token's name"),
 });
 
 export function tokensApi(deps: ApiDeps): ApiApp {

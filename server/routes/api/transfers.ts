@@ -1,22 +1,13 @@
 /** Fetch jobs: the mirror downloads a package from a URL itself (checked against a SHA-256 or a checksum file). */
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import type { Sha256 } from '../../../storage/digest.js';
 import { AppError } from '../../errors.js';
 import { sha256Field } from '../../services/validation.js';
 import { TransferJob } from './schemas.js';
-import {
-  apiApp,
-  errors,
-  json,
-  jsonOnly,
-  jsonRequest,
-  rejectAs,
-  textParam,
-  type ApiApp,
-  type ApiDeps,
-} from './shared.js';
+import { accepted, apiApp, jsonRequest, noContent, ok, rejectAs, routes, textParam } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
-const tags = ['Fetch'];
+const route = routes('Fetch');
 const params = textParam('id', 'The job id');
 const fetchSchema = z
   .object({
@@ -31,41 +22,12 @@ const fetchSchema = z
   })
   .strict();
 
-const list = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'List fetch jobs',
-  responses: { 200: json(z.array(TransferJob), 'Running and recent jobs'), ...errors },
+const list = route('get', '/', 'List fetch jobs', ok(z.array(TransferJob), 'Running and recent jobs'));
+const start = route('post', '/', 'Start a fetch job', accepted(TransferJob, 'Queued'), {
+  body: jsonRequest(fetchSchema, 'What to fetch'),
 });
-
-const start = createRoute({
-  method: 'post',
-  path: '/',
-  tags,
-  summary: 'Start a fetch job',
-  middleware: [jsonOnly()],
-  request: { body: jsonRequest(fetchSchema, 'What to fetch') },
-  responses: { 202: json(TransferJob, 'Queued'), ...errors },
-});
-
-const read = createRoute({
-  method: 'get',
-  path: '/{id}',
-  tags,
-  summary: 'Get a fetch job',
-  request: { params },
-  responses: { 200: json(TransferJob, 'The job'), ...errors },
-});
-
-const cancel = createRoute({
-  method: 'delete',
-  path: '/{id}',
-  tags,
-  summary: 'Cancel a running fetch job',
-  request: { params },
-  responses: { 204: { description: 'Cancelled' }, ...errors },
-});
+const read = route('get', '/{id}', 'Get a fetch job', ok(TransferJob, 'The job'), { params });
+const cancel = route('delete', '/{id}', 'Cancel a running fetch job', noContent('Cancelled'), { params });
 
 /** Mounted at /fetch. */
 export function transfersApi(deps: ApiDeps): ApiApp {

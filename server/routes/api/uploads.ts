@@ -5,85 +5,58 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { AuthEnv } from '../../http/auth.js';
-import { apiApp, errors, json, type ApiApp, type ApiDeps } from './shared.js';
+import { apiApp, ok, routes, streamedBody, textParam } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
-const tags = ['Uploads'];
+const route = routes('Uploads');
 
-const unfinished = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'List unfinished uploads',
-  responses: {
-    200: json(
-      z.array(
-        z.object({
-          id: z.string(),
-          name: z.string(),
-          size: z.number().int().nullable(),
-          offset: z.number().int(),
-          arch: z.enum(['arm64', 'x86_64', 'unknown']),
-          hasChecksum: z.boolean(),
-          lastModified: z.number().nullable().openapi({ description: "The picked file's modification time (ms)" }),
-          createdAt: z.string(),
-          lastDataAt: z.string().nullable(),
-          receiving: z.boolean(),
-          finishing: z.boolean(),
-        }),
-      ),
-      'Uploads started and not completed (dropped after three days)',
-    ),
-    ...errors,
-  },
+const Unfinished = z.object({
+  id: z.string(),
+  name: z.string(),
+  size: z.number().int().nullable(),
+  offset: z.number().int(),
+  arch: z.enum(['arm64', 'x86_64', 'unknown']),
+  hasChecksum: z.boolean(),
+  lastModified: z.number().nullable().openapi({ description: "The picked file's modification time (ms)" }),
+  createdAt: z.string(),
+  lastDataAt: z.string().nullable(),
+  receiving: z.boolean(),
+  finishing: z.boolean(),
 });
+const unfinished = route(
+  'get',
+  '/',
+  'List unfinished uploads',
+  ok(z.array(Unfinished), 'Uploads started and not completed (dropped after three days)'),
+);
 
 const tusAnswer = { description: 'The tus server\'s answer (headers per the tus protocol; errors as `{"error": …}`)' };
-const uploadId = z.object({
-  id: z
-    .string()
-    .openapi({ param: { name: 'id', in: 'path' }, description: 'The upload id from the Location of its creation' }),
-});
-const offsetStream = {
-  required: true,
-  content: { 'application/offset+octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
-};
+const params = textParam('id', 'The upload id from the Location of its creation');
+const offsetStream = streamedBody('application/offset+octet-stream', z.string().openapi({ format: 'binary' }));
 
 /** The tus operations, for the document (one `all()` route serves them). */
 const tusOperations = [
+  route(
+    'post',
+    '/',
+    'Create an upload (tus)',
+    { 201: tusAnswer },
+    {
+      description:
+        '`Upload-Length` (or `Upload-Defer-Length: 1`) and `Upload-Metadata` with `filename`, optionally `arch` and `checksum`.',
+    },
+  ),
+  route('head', '/{id}', 'Offset of an upload (tus)', { 200: tusAnswer }, { params }),
+  route('patch', '/{id}', 'Send bytes of an upload (tus)', { 204: tusAnswer }, { params, body: offsetStream }),
+  route('delete', '/{id}', 'Abandon an upload (tus)', { 204: tusAnswer }, { params }),
+  // The preflight answer carries no error body.
   createRoute({
-    method: 'post',
+    method: 'options',
     path: '/',
-    tags,
-    summary: 'Create an upload (tus)',
-    description:
-      '`Upload-Length` (or `Upload-Defer-Length: 1`) and `Upload-Metadata` with `filename`, optionally `arch` and `checksum`.',
-    responses: { 201: tusAnswer, ...errors },
+    tags: ['Uploads'],
+    summary: 'tus capabilities',
+    responses: { 204: tusAnswer },
   }),
-  createRoute({
-    method: 'head',
-    path: '/{id}',
-    tags,
-    summary: 'Offset of an upload (tus)',
-    request: { params: uploadId },
-    responses: { 200: tusAnswer, ...errors },
-  }),
-  createRoute({
-    method: 'patch',
-    path: '/{id}',
-    tags,
-    summary: 'Send bytes of an upload (tus)',
-    request: { params: uploadId, body: offsetStream },
-    responses: { 204: tusAnswer, ...errors },
-  }),
-  createRoute({
-    method: 'delete',
-    path: '/{id}',
-    tags,
-    summary: 'Abandon an upload (tus)',
-    request: { params: uploadId },
-    responses: { 204: tusAnswer, ...errors },
-  }),
-  createRoute({ method: 'options', path: '/', tags, summary: 'tus capabilities', responses: { 204: tusAnswer } }),
 ];
 
 export function uploadsApi(deps: ApiDeps, admin: MiddlewareHandler<AuthEnv>): ApiApp {

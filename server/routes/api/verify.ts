@@ -1,23 +1,13 @@
 /** Integrity: re-hash stored packages against their SHA-256, see the state, cancel checks. */
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import type { Sha256 } from '../../../storage/digest.js';
 import { getBlobView } from '../../services/blobs.js';
 import { integritySummary } from '../../services/integrity.js';
 import { sha256Field } from '../../services/validation.js';
-import {
-  apiApp,
-  errors,
-  json,
-  jsonOnly,
-  jsonRequest,
-  publicBase,
-  queryText,
-  rejectAs,
-  type ApiApp,
-  type ApiDeps,
-} from './shared.js';
+import { apiApp, json, jsonRequest, ok, publicBase, queryText, rejectAs, routes } from './shared.js';
+import type { ApiApp, ApiDeps } from './shared.js';
 
-const tags = ['Integrity'];
+const route = routes('Integrity');
 const verifySchema = z
   .object({
     sha256: sha256Field.optional(),
@@ -57,35 +47,20 @@ const Status = z.object({
   ),
 });
 
-const status = createRoute({
-  method: 'get',
-  path: '/',
-  tags,
-  summary: 'Checks running and queued, and packages in trouble',
-  responses: { 200: json(Status, 'The state'), ...errors },
-});
-
-const start = createRoute({
-  method: 'post',
-  path: '/',
-  tags,
-  summary: 'Check one package or all of them',
-  middleware: [jsonOnly()],
-  request: { body: jsonRequest(verifySchema, 'Either `sha256` or `all: true`') },
-  responses: {
+const status = route('get', '/', 'Checks running and queued, and packages in trouble', ok(Status, 'The state'));
+const start = route(
+  'post',
+  '/',
+  'Check one package or all of them',
+  {
     200: json(z.object({ results: z.record(z.string(), verdict) }), 'With `wait`: the verdict per package'),
     202: json(z.object({ queued: z.union([z.array(z.string()), z.literal('all')]) }), 'Queued'),
-    ...errors,
   },
-});
-
-const cancel = createRoute({
-  method: 'delete',
-  path: '/',
-  tags,
-  summary: 'Cancel checks',
-  request: { query: z.object({ sha256: queryText('Only this package; none: every check') }) },
-  responses: { 200: json(z.object({ cancelled: z.number().int() }), 'How many checks were cancelled'), ...errors },
+  { body: jsonRequest(verifySchema, 'Either `sha256` or `all: true`') },
+);
+const cancelled = ok(z.object({ cancelled: z.number().int() }), 'How many checks were cancelled');
+const cancel = route('delete', '/', 'Cancel checks', cancelled, {
+  query: z.object({ sha256: queryText('Only this package; none: every check') }),
 });
 
 export function verifyApi(deps: ApiDeps): ApiApp {
