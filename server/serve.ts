@@ -31,7 +31,7 @@ export interface ServerHandle {
 }
 
 export async function startServer(runtime: Runtime, options: { clock?: Clock } = {}): Promise<ServerHandle> {
-  const { config, log, db, store, metrics, checker } = runtime;
+  const { config, log, db, store } = runtime;
   const clock = options.clock ?? runtime.clock;
   const uploads = createUploadServer({
     ingestDeps: runtime.ingestDeps,
@@ -39,19 +39,8 @@ export async function startServer(runtime: Runtime, options: { clock?: Clock } =
     log,
     baseUrl: async () => (await resolvePublicAddress({ db, config })).url,
   });
-  const app = createApp({
-    config,
-    db,
-    store,
-    log,
-    clock,
-    metrics,
-    checker,
-    ingestDeps: runtime.ingestDeps,
-    transfers: runtime.transfers,
-    uploads,
-    activity: runtime.activity,
-  });
+  // The runtime is the app's deps; only the clock (a test's) and the tus server are this server's own.
+  const app = createApp({ ...runtime, clock, uploads });
   const dropExpiredUploads = async (): Promise<void> => {
     const dropped = await uploads.cleanUpExpiredUploads();
     if (dropped > 0) log.info({ dropped }, 'removed unfinished uploads past their expiry');
