@@ -2,6 +2,7 @@
 import type { Insertable, Updateable } from 'kysely';
 import { foldedColumn, foldedValue } from '../dialect.js';
 import type { Db } from '../open.js';
+import { rowsById } from './rows-by-id.js';
 import type { GroupRow, GroupsTable } from '../schema.js';
 
 export type NewGroupRow = Insertable<GroupsTable>;
@@ -78,17 +79,7 @@ export function listGroupsWithImageName(
     .execute();
 }
 
-export async function insertGroup(db: Db, row: NewGroupRow): Promise<number> {
-  return (await db.insertInto('groups').values(row).returning('id').executeTakeFirstOrThrow()).id;
-}
-
-export async function updateGroupRow(db: Db, id: number, values: GroupUpdate): Promise<void> {
-  await db.updateTable('groups').set(values).where('id', '=', id).execute();
-}
-
-export async function deleteGroupRow(db: Db, id: number): Promise<void> {
-  await db.deleteFrom('groups').where('id', '=', id).execute();
-}
+export const { insert: insertGroup, update: updateGroupRow, delete: deleteGroupRow } = rowsById('groups');
 
 /** Takes an image away from every group that has it. */
 export async function clearImageFromGroups(db: Db, imageId: number, updatedAt: number): Promise<void> {

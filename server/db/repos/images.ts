@@ -1,5 +1,6 @@
 /** The `images` table: golden images with, per architecture, an enable flag and a package digest. */
 import type { Db } from '../open.js';
+import { rowsById } from './rows-by-id.js';
 import type { ImageRow, ImagesTable } from '../schema.js';
 import type { Insertable, Updateable } from 'kysely';
 
@@ -60,14 +61,4 @@ export function imagesUsing(
   return query.execute();
 }
 
-export async function insertImage(db: Db, row: NewImageRow): Promise<number> {
-  return (await db.insertInto('images').values(row).returning('id').executeTakeFirstOrThrow()).id;
-}
-
-export async function updateImageRow(db: Db, id: number, values: ImageUpdate): Promise<void> {
-  await db.updateTable('images').set(values).where('id', '=', id).execute();
-}
-
-export async function deleteImageRow(db: Db, id: number): Promise<void> {
-  await db.deleteFrom('images').where('id', '=', id).execute();
-}
+export const { insert: insertImage, update: updateImageRow, delete: deleteImageRow } = rowsById('images');
