@@ -1,15 +1,11 @@
 /** The `images` table: golden images with, per architecture, an enable flag and a package digest. */
 import type { Db } from '../open.js';
 import { rowsById } from './rows-by-id.js';
-import type { ImageRow, ImagesTable } from '../schema.js';
-import type { Insertable, Updateable } from 'kysely';
+import type { ImageRow } from '../schema.js';
 
-export type NewImageRow = Insertable<ImagesTable>;
-export type ImageUpdate = Updateable<ImagesTable>;
-
-export function getImageById(db: Db, id: number): Promise<ImageRow | undefined> {
-  return db.selectFrom('images').selectAll().where('id', '=', id).executeTakeFirst();
-}
+const rows = rowsById('images');
+export const { get: getImageById, insert: insertImage } = rows;
+export const { update: updateImageRow, delete: deleteImageRow } = rows;
 
 export function findImageByName(db: Db, name: string): Promise<ImageRow | undefined> {
   return db.selectFrom('images').selectAll().where('name', '=', name).executeTakeFirst();
@@ -60,5 +56,3 @@ export function imagesUsing(
   if (options.byName) query = query.orderBy('name');
   return query.execute();
 }
-
-export const { insert: insertImage, update: updateImageRow, delete: deleteImageRow } = rowsById('images');
