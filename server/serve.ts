@@ -30,27 +30,15 @@ export interface ServerHandle {
 }
 
 export async function startServer(runtime: Runtime): Promise<ServerHandle> {
-  const { config, log, db, store, metrics, checker } = runtime;
-  const { clock } = runtime;
+  const { config, log, db, store, clock } = runtime;
   const uploads = createUploadServer({
     ingestDeps: runtime.ingestDeps,
     store,
     log,
     baseUrl: async () => (await resolvePublicAddress({ db, config })).url,
   });
-  const app = createApp({
-    config,
-    db,
-    store,
-    log,
-    clock,
-    metrics,
-    checker,
-    ingestDeps: runtime.ingestDeps,
-    transfers: runtime.transfers,
-    uploads,
-    activity: runtime.activity,
-  });
+  // The runtime is the app's deps; only the tus server is this server's own.
+  const app = createApp({ ...runtime, uploads });
   const dropExpiredUploads = async (): Promise<void> => {
     const dropped = await uploads.cleanUpExpiredUploads();
     if (dropped > 0) log.info({ dropped }, 'removed unfinished uploads past their expiry');

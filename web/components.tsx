@@ -69,6 +69,17 @@ export const Field: FC<
   </>
 );
 
+type TextKeys<V> = { [K in keyof V]: V[K] extends string ? K : never }[keyof V] & string;
+
+/** A text field's name, the value the form is re-shown with and its error: spread into a Field. */
+export function fieldState<V extends object, K extends TextKeys<V>>(
+  values: V,
+  errors: Record<string, string>,
+  name: K,
+): { name: K; value: string; error: string | undefined } {
+  return { name, value: values[name] as string, error: errors[name] };
+}
+
 /** A cell that links to the row's own page. */
 export const LinkCell: FC<{ href: string; children: Child }> = ({ href, children }) => (
   <td>

@@ -4,11 +4,17 @@
  * limit, and the streamed CSV import form. Every form works without JavaScript.
  */
 import { Readable } from 'node:stream';
-import busboy from 'busboy';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { AppError, toAppError } from '../server/errors.js';
 import { streamedFormCsrf } from '../server/http/auth.js';
+import {
+  completeForm,
+  fileAllowed,
+  malformedForm,
+  multipartParser,
+  streamedFormBody,
+} from '../server/http/streamed-form.js';
 import { readGroupsCsv, type GroupCsvFile } from '../server/services/groups-csv.js';
 import { ARCHES, type ImageView } from '../server/services/images.js';
 import type { GroupView } from '../server/services/groups.js';
@@ -143,19 +149,10 @@ export async function receiveGroupsCsv(
   c: Context,
   expectedCsrf: string | null,
 ): Promise<{ file: GroupCsvFile; dryRun: boolean }> {
-  const body = c.req.raw.body;
-  if (!body) throw new AppError('BAD_REQUEST', 'the import form arrived empty');
+  const body = streamedFormBody(c.req.raw, 'import');
   return new Promise((resolve, reject) => {
-    let parser: busboy.Busboy;
-    try {
-      parser = busboy({
-        headers: Object.fromEntries(c.req.raw.headers),
-        limits: { files: 1, fields: 5, fieldSize: 1024 },
-      });
-    } catch {
-      reject(new AppError('BAD_REQUEST', 'the import must be sent as multipart/form-data'));
-      return;
-    }
+    // A throw here (not multipart) rejects the promise.
+    const parser = multipartParser(c.req.raw, 'import', { files: 1, fields: 5, fieldSize: 1024 });
     let dryRun = false;
     let rows: Promise<GroupCsvFile> | null = null;
     const csrf = streamedFormCsrf(expectedCsrf);
@@ -164,27 +161,15 @@ export async function receiveGroupsCsv(
       if (name === 'dryRun') dryRun = value === 'on';
     });
     parser.on('file', (name, stream) => {
-      if (!csrf.ok()) {
-        stream.resume();
-        return void reject(csrf.refusal());
-      }
+      if (!fileAllowed(csrf, stream, reject)) return;
       if (name !== 'file' || rows) return void stream.resume();
       rows = readGroupsCsv(stream);
       // A reader that stopped early (a bad line) must not stall the form: drain the rest.
       rows.catch(() => stream.resume());
     });
-    parser.on('error', (err: Error) =>
-      reject(new AppError('BAD_REQUEST', `the import form is malformed: ${err.message}`)),
-    );
+    parser.on('error', (err: Error) => reject(malformedForm('import', err)));
     parser.on('close', () => {
-      if (!csrf.ok()) reject(csrf.refusal());
-      else if (!rows)
-        reject(
-          new AppError('VALIDATION_FAILED', 'pick a CSV file to import', {
-            fields: [{ field: 'file', message: 'required' }],
-          }),
-        );
-      else rows.then((file) => resolve({ file, dryRun }), reject);
+      completeForm(csrf, rows, 'file', 'pick a CSV file to import').then((file) => resolve({ file, dryRun }), reject);
     });
     Readable.fromWeb(body)
       .on('error', (err) => parser.destroy(err))

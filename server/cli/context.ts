@@ -27,6 +27,37 @@ export interface Command {
   run(ctx: CommandContext): Promise<number | void>;
 }
 
+type CommandOptions = NonNullable<ParseArgsConfig['options']>;
+
+/** A command's arguments once parsed: its options, its positionals, and the subcommand it was given ('' if none). */
+export type ParsedCommand<T extends CommandOptions> = ReturnType<typeof parseCommandArgs<T>> & { subcommand: string };
+
+/** A command declared by its help, its options and positional count, and what it does once they are parsed. */
+export interface CommandSpec<T extends CommandOptions> {
+  summary: string;
+  usage: string;
+  /** The first argument must be one of these, and the rest are the subcommand's; absent: no subcommands. */
+  subcommands?: readonly string[];
+  options: T;
+  arity?: Arity;
+  run(ctx: CommandContext, args: ParsedCommand<T>): Promise<number | void>;
+}
+
+/** Every command parses its arguments here first, so usage errors come before anything is opened. */
+export function defineCommand<T extends CommandOptions>(spec: CommandSpec<T>): Command {
+  return {
+    summary: spec.summary,
+    usage: spec.usage,
+    async run(ctx) {
+      const [first = '', ...rest] = ctx.args;
+      if (spec.subcommands && !spec.subcommands.includes(first))
+        throw new AppError('USAGE', `expected one of: ${spec.subcommands.join(', ')}\nusage: ${spec.usage}`);
+      const [subcommand, args] = spec.subcommands ? [first, rest] : ['', ctx.args];
+      return spec.run(ctx, { ...parseCommandArgs(args, spec.options, spec.arity), subcommand });
+    },
+  };
+}
+
 export function createContext(args: string[], globals: GlobalOptions, env: NodeJS.ProcessEnv): CommandContext {
   const load = (overrides: Record<string, unknown> = {}): Config =>
     loadConfig({ configPath: globals.config, env, overrides: { dataDir: globals.dataDir, ...overrides } });

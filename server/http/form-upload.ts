@@ -15,11 +15,11 @@
  *    verification that did not happen.
  */
 import { Readable } from 'node:stream';
-import busboy from 'busboy';
 import { newSha256, parseChecksumText, type Sha256 } from '../../storage/digest.js';
 import type { BlobArch } from '../db/schema.js';
 import { AppError, toAppError } from '../errors.js';
 import { streamedFormCsrf } from './auth.js';
+import { completeForm, fileAllowed, malformedForm, multipartParser, streamedFormBody } from './streamed-form.js';
 import { assertPackageFileName, parseBlobArch, recordUploadArch } from '../services/blobs.js';
 import { assertFreeSpace, ingest, type IngestDeps } from '../services/ingest.js';
 
@@ -41,23 +41,14 @@ export async function receiveFormUpload(
   request: Request,
   expectedCsrf: string | null,
 ): Promise<FormUploadResult> {
-  const body = request.body;
-  if (!body) throw new AppError('BAD_REQUEST', 'the upload form arrived empty');
+  const body = streamedFormBody(request, 'upload');
   // The form is a little larger than the package: a known length is checked before a byte is stored.
   const declared = Number(request.headers.get('content-length') ?? NaN);
   if (Number.isSafeInteger(declared) && declared > 0) await assertFreeSpace(deps, declared, 'this upload');
 
   return new Promise<FormUploadResult>((resolve, reject) => {
-    let parser: busboy.Busboy;
-    try {
-      parser = busboy({
-        headers: Object.fromEntries(request.headers),
-        limits: { files: 2, fields: 5, fieldSize: 4096 },
-      });
-    } catch {
-      reject(new AppError('BAD_REQUEST', 'the upload must be sent as multipart/form-data'));
-      return;
-    }
+    // A throw here (not multipart) rejects the promise.
+    const parser = multipartParser(request, 'upload', { files: 2, fields: 5, fieldSize: 4096 });
     let checksumText = '';
     let arch: BlobArch | undefined;
     let archError: AppError | undefined;
@@ -84,11 +75,7 @@ export async function receiveFormUpload(
     formRead.catch(() => undefined);
 
     parser.on('file', (name, stream, info) => {
-      if (!csrf.ok()) {
-        stream.resume();
-        reject(csrf.refusal());
-        return;
-      }
+      if (!fileAllowed(csrf, stream, reject)) return;
       if (name === 'checksum') {
         const read = new Promise<void>((done) => stream.on('end', done).on('error', () => done()));
         if (!packageStarted) checksumRead = read;
@@ -126,23 +113,15 @@ export async function receiveFormUpload(
       job.catch(() => stream.resume());
     });
     parser.on('error', (err: Error) => {
-      const bad = new AppError('BAD_REQUEST', `the upload form is malformed: ${err.message}`);
+      const bad = malformedForm('upload', err);
       aborted.abort(bad);
       reject(bad);
     });
     parser.on('close', () => {
-      if (!csrf.ok()) reject(csrf.refusal());
-      else if (!job)
-        reject(
-          new AppError('VALIDATION_FAILED', 'pick a .pvmp package to upload', {
-            fields: [{ field: 'package', message: 'required' }],
-          }),
-        );
       // The architecture field may also come after the package part: recorded once both are in.
-      else
-        job
-          .then((result) => recordUploadArch(deps, result.sha256, arch, archError).then(() => result))
-          .then(resolve, reject);
+      completeForm(csrf, job, 'package', 'pick a .pvmp package to upload')
+        .then((result) => recordUploadArch(deps, result.sha256, arch, archError).then(() => result))
+        .then(resolve, reject);
     });
     const source = Readable.fromWeb(body);
     source.on('error', (err) => {

@@ -16,6 +16,23 @@ import type { ServiceDeps } from '../services/deps.js';
 
 export type CheckResult = VerifyOutcome['kind'] | 'cancelled' | 'unknown';
 
+/** A blob that could not be read at all: the state it is withheld in, and the reason kept with it. */
+const UNREAD_FINDINGS = {
+  missing: { state: 'missing', detail: 'the blob file is missing from the data directory' },
+  unreadable: { state: 'corrupt', detail: 'read error (EIO) while re-hashing: the disk is failing' },
+} as const;
+
+/** Every finding that withholds a blob is audited as `blob.<state>`, in the same transaction as the state. */
+function auditFinding(
+  trx: Parameters<typeof recordAudit>[0],
+  sha256: Sha256,
+  state: 'missing' | 'corrupt',
+  at: number,
+  details: Record<string, unknown>,
+): Promise<void> {
+  return recordAudit(trx, { actor: systemActor, action: `blob.${state}`, target: `blob:${sha256}`, at, details });
+}
+
 export interface CheckProgress {
   sha256: string;
   bytesDone: number;
@@ -233,29 +250,12 @@ export class IntegrityChecker {
         case 'ok':
           await setBlobState(trx, sha256, 'ok', { verifiedAtMs: now });
           return 'ok';
-        case 'missing': {
-          const detail = 'the blob file is missing from the data directory';
-          await setBlobState(trx, sha256, 'missing', { verifiedAtMs: now, detail });
-          await recordAudit(trx, {
-            actor: systemActor,
-            action: 'blob.missing',
-            target: `blob:${sha256}`,
-            at: now,
-            details: { detail },
-          });
-          return 'missing';
-        }
+        case 'missing':
         case 'unreadable': {
-          const detail = 'read error (EIO) while re-hashing: the disk is failing';
-          await setBlobState(trx, sha256, 'corrupt', { verifiedAtMs: now, detail });
-          await recordAudit(trx, {
-            actor: systemActor,
-            action: 'blob.corrupt',
-            target: `blob:${sha256}`,
-            at: now,
-            details: { detail },
-          });
-          return 'corrupt';
+          const { state, detail } = UNREAD_FINDINGS[outcome.kind];
+          await setBlobState(trx, sha256, state, { verifiedAtMs: now, detail });
+          await auditFinding(trx, sha256, state, now, { detail });
+          return state;
         }
         case 'corrupt': {
           // Withheld (links answer 503 once this commits) and moved aside in one step. A move that fails
@@ -279,13 +279,7 @@ export class IntegrityChecker {
               ? { quarantineError: moved.error instanceof Error ? moved.error.message : 'unknown error' }
               : {}),
           };
-          await recordAudit(trx, {
-            actor: systemActor,
-            action: 'blob.corrupt',
-            target: `blob:${sha256}`,
-            at: now,
-            details,
-          });
+          await auditFinding(trx, sha256, 'corrupt', now, details);
           return 'corrupt';
         }
       }

@@ -13,7 +13,7 @@ import type { GroupRow } from '../db/schema.js';
 import { csvRow, parseCsv, restoreFormula, type CsvLimits } from '../csv.js';
 import { AppError, isError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
-import { groupName, licenseKey } from './groups.js';
+import { groupColumns, groupName, licenseKey } from './groups.js';
 import type { DbDeps } from './deps.js';
 
 export const GROUP_CSV_COLUMNS = ['name', 'license_key', 'primary', 'image'] as const;
@@ -142,13 +142,7 @@ export async function applyGroupsCsv(
     }
     for (const step of plan) {
       if (step.kind === 'unchanged') continue;
-      const values = {
-        name: step.row.name,
-        license_key: step.next.licenseKey,
-        is_primary: step.next.primary ? (1 as const) : (0 as const),
-        image_id: step.next.imageId,
-        updated_at: now,
-      };
+      const values = groupColumns({ ...step.next, name: step.row.name }, now);
       const details = { source: 'csv', line: step.row.line, groupName: step.row.name, imageName: step.next.imageName };
       if (step.kind === 'created') {
         const id = await insertGroup(trx, { ...values, created_at: now });

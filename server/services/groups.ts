@@ -52,6 +52,25 @@ export const createSchema = z
   .strict();
 export const patchSchema = z.object(groupFields).partial().strict();
 
+/** What a group is set to, as services and forms speak of it. */
+export interface GroupSettings {
+  name: string;
+  licenseKey: string | null;
+  primary: boolean;
+  imageId: number | null;
+}
+
+/** The `groups` columns that hold `settings`, stamped as changed at `updatedAt`. */
+export function groupColumns(settings: GroupSettings, updatedAt: number) {
+  return {
+    name: settings.name,
+    license_key: settings.licenseKey,
+    is_primary: settings.primary ? (1 as const) : (0 as const),
+    image_id: settings.imageId,
+    updated_at: updatedAt,
+  };
+}
+
 export interface GroupView {
   id: number;
   name: string;
@@ -89,25 +108,14 @@ export async function createGroup(deps: DbDeps, actor: Actor, input: unknown): P
   const data = parseInput(createSchema, input, 'group');
   const now = deps.clock.now();
   const id = await deps.db.transaction().execute(async (trx) => {
-    const next = {
+    const next: GroupSettings = {
       name: data.name,
       licenseKey: data.licenseKey ?? null,
       primary: data.primary ?? false,
       imageId: data.imageId ?? null,
     };
     const imageName = await assertRules(trx, null, next);
-    const id = await guard(
-      () =>
-        insertGroup(trx, {
-          name: next.name,
-          license_key: next.licenseKey,
-          is_primary: next.primary ? 1 : 0,
-          image_id: next.imageId,
-          created_at: now,
-          updated_at: now,
-        }),
-      next.name,
-    );
+    const id = await guard(() => insertGroup(trx, { ...groupColumns(next, now), created_at: now }), next.name);
     await recordAudit(trx, {
       actor,
       action: 'group.create',
@@ -141,17 +149,7 @@ export async function updateGroup(deps: DbDeps, actor: Actor, id: number, patch:
       );
     }
     const imageName = await assertRules(trx, id, next);
-    await guard(
-      () =>
-        updateGroupRow(trx, id, {
-          name: next.name,
-          license_key: next.licenseKey,
-          is_primary: next.primary ? 1 : 0,
-          image_id: next.imageId,
-          updated_at: now,
-        }),
-      next.name,
-    );
+    await guard(() => updateGroupRow(trx, id, groupColumns(next, now)), next.name);
     // Names as they were at the time, so the history reads as sentences even after renames and deletions.
     await recordAudit(trx, {
       actor,
@@ -188,11 +186,7 @@ export async function deleteGroup(deps: DbDeps, actor: Actor, id: number): Promi
 }
 
 /** Checks the rules the schema enforces, with messages people can act on; returns the image's name. */
-async function assertRules(
-  db: Db,
-  id: number | null,
-  next: { name: string; licenseKey: string | null; primary: boolean; imageId: number | null },
-): Promise<string | null> {
+async function assertRules(db: Db, id: number | null, next: GroupSettings): Promise<string | null> {
   // The database compares, so this check and the unique index on folded names can never disagree.
   const sameName = await findGroupByFoldedName(db, next.name, id);
   if (sameName) throw nameTaken(next.name, sameName.name);

@@ -54,6 +54,11 @@ export function sentence(entry: AuditEntry, names: Names): SentencePart[] {
   const [, targetId] = splitTarget(entry.target);
   const who: SentencePart = { text: actorName(entry.actor) };
   const t = (text: string): SentencePart => ({ text });
+  // A removed package has no page left: its recorded name (or short digest) and size.
+  const removedBlob = [
+    t(str(d.name) ?? targetId.slice(0, 12)),
+    ...(typeof d.size === 'number' ? [t(` (${humanBytes(d.size)})`)] : []),
+  ];
   /** The thing as it is named now (linked) or, when gone, as the entry recorded it. */
   const image = (id: number | null, recorded: string | null): SentencePart => {
     const now = id !== null ? names.images.get(id) : undefined;
@@ -119,20 +124,9 @@ export function sentence(entry: AuditEntry, names: Names): SentencePart[] {
         ...(str(d.reason) ? [t(`, because ${str(d.reason)}`)] : []),
       ];
     case 'blob.delete':
-      return [
-        who,
-        t(' deleted package '),
-        t(str(d.name) ?? targetId.slice(0, 12)),
-        ...(typeof d.size === 'number' ? [t(` (${humanBytes(d.size)})`)] : []),
-      ];
+      return [who, t(' deleted package '), ...removedBlob];
     case 'blob.gc':
-      return [
-        who,
-        t(' removed the unused package '),
-        t(str(d.name) ?? targetId.slice(0, 12)),
-        ...(typeof d.size === 'number' ? [t(` (${humanBytes(d.size)})`)] : []),
-        t(' (garbage collection)'),
-      ];
+      return [who, t(' removed the unused package '), ...removedBlob, t(' (garbage collection)')];
     case 'blob.corrupt':
       return [
         who,

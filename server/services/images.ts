@@ -92,10 +92,7 @@ export async function createImage(
       insertImage(trx, {
         name: data.name,
         description: data.description ?? '',
-        arm64_enabled: arm64.enabled,
-        arm64_sha256: arm64.sha256,
-        x86_64_enabled: x86_64.enabled,
-        x86_64_sha256: x86_64.sha256,
+        ...archColumns(arm64, x86_64),
         created_at: now,
         updated_at: now,
       }),
@@ -139,10 +136,7 @@ export async function updateImage(
       updateImageRow(trx, id, {
         ...(data.name !== undefined ? { name: data.name } : {}),
         ...(data.description !== undefined ? { description: data.description } : {}),
-        arm64_enabled: arm64.enabled,
-        arm64_sha256: arm64.sha256,
-        x86_64_enabled: x86_64.enabled,
-        x86_64_sha256: x86_64.sha256,
+        ...archColumns(arm64, x86_64),
         updated_at: now,
       }),
     );
@@ -256,6 +250,16 @@ function resolveArch(
     });
   }
   return { arch, enabled, sha256 };
+}
+
+/** The `images` columns of both architecture slots. */
+function archColumns(arm64: ArchState, x86_64: ArchState) {
+  return {
+    arm64_enabled: arm64.enabled,
+    arm64_sha256: arm64.sha256,
+    x86_64_enabled: x86_64.enabled,
+    x86_64_sha256: x86_64.sha256,
+  };
 }
 
 async function assertBlobsStored(db: Db, arches: ArchState[]): Promise<void> {

@@ -2,7 +2,7 @@ import type { FC } from 'hono/jsx';
 import type { GroupView } from '../../server/services/groups.js';
 import type { CsvProblem } from '../../server/services/groups-csv.js';
 import type { ImageView } from '../../server/services/images.js';
-import { ConfirmForm, DataTable, LinkCell, describedBy, Field } from '../components.js';
+import { ConfirmForm, DataTable, LinkCell, describedBy, Field, fieldState } from '../components.js';
 import { CsrfField, FieldError } from '../layout.js';
 
 export interface GroupFormValues {
@@ -194,23 +194,13 @@ const GroupForm: FC<{
 }> = ({ action, values, images, fieldErrors, submit }) => (
   <form method="post" action={action} class="card stack" novalidate>
     <CsrfField />
-    <Field
-      id="group-name"
-      label="Name"
-      name="name"
-      required
-      maxlength={100}
-      value={values.name}
-      error={fieldErrors.name}
-    />
+    <Field id="group-name" label="Name" required maxlength={100} {...fieldState(values, fieldErrors, 'name')} />
     <Field
       id="group-license"
       label="License key (optional)"
-      name="licenseKey"
       maxlength={200}
-      value={values.licenseKey}
       class="mono"
-      error={fieldErrors.licenseKey}
+      {...fieldState(values, fieldErrors, 'licenseKey')}
     />
     <label class="check" for="group-primary">
       <input id="group-primary" name="primary" type="checkbox" value="on" checked={values.primary} /> Primary license

@@ -1,6 +1,6 @@
 import type { FC } from 'hono/jsx';
 import { TOKEN_SCOPES, type ApiTokenView, type TokenScope } from '../../server/services/auth.js';
-import { DataTable, Field, PostButton } from '../components.js';
+import { DataTable, Field, fieldState, PostButton } from '../components.js';
 import { CopyField, CsrfField, formatDate } from '../layout.js';
 
 /** What each scope allows, in the words the README uses. */
@@ -59,15 +59,7 @@ export const TokensPage: FC<{
     <form method="post" action="/admin/tokens" class="card stack" novalidate>
       <h2>New token</h2>
       <CsrfField />
-      <Field
-        id="token-name"
-        label="Name"
-        name="name"
-        required
-        maxlength={64}
-        value={values.name}
-        error={fieldErrors.name}
-      />
+      <Field id="token-name" label="Name" required maxlength={64} {...fieldState(values, fieldErrors, 'name')} />
       <fieldset>
         <legend>Scope</legend>
         {TOKEN_SCOPES.map((scope) => (

@@ -18,15 +18,8 @@ import {
 import { confirmPortalValues } from '../../services/portal-changes.js';
 import type { PublicAddress } from '../../services/settings.js';
 import { cliPublicAddress, NOT_READY } from '../public-address.js';
-import { FLAG, JSON_FLAG, STRING, parseCommandArgs, type Command, type CommandContext } from '../context.js';
+import { FLAG, JSON_FLAG, STRING, defineCommand } from '../context.js';
 import { printJson, printLine, table } from '../output.js';
-
-function subcommand(ctx: CommandContext, names: string[], usage: string): { name: string; args: string[] } {
-  const [name, ...args] = ctx.args;
-  if (!name || !names.includes(name))
-    throw new AppError('USAGE', `expected one of: ${names.join(', ')}\nusage: ${usage}`);
-  return { name, args };
-}
 
 function printImage(view: ImageView, address: PublicAddress): void {
   const portal = portalValues(view, address);
@@ -55,17 +48,12 @@ const IMAGE_USAGE =
   '       goldmirror image list|show NAME_OR_ID|delete NAME_OR_ID [--json]\n' +
   '       goldmirror image portal-updated NAME_OR_ID [--json]   (after copying changed values into the portal)';
 
-export const imageCommand: Command = {
+export const imageCommand = defineCommand({
   summary: 'manage golden images (create, list, show, delete, portal-updated)',
   usage: IMAGE_USAGE,
-  async run(ctx) {
-    const { name, args } = subcommand(ctx, ['create', 'list', 'show', 'delete', 'portal-updated'], IMAGE_USAGE);
-    const { values, positionals } = parseCommandArgs(args, {
-      ...JSON_FLAG,
-      description: STRING,
-      arm64: STRING,
-      x86_64: STRING,
-    });
+  subcommands: ['create', 'list', 'show', 'delete', 'portal-updated'],
+  options: { ...JSON_FLAG, description: STRING, arm64: STRING, x86_64: STRING },
+  async run(ctx, { values, positionals, subcommand: name }) {
     // Only this command prints links, so only it resolves (and comments on) the public address.
     return ctx.withRuntime(async (runtime) => {
       const address = await cliPublicAddress(runtime);
@@ -128,7 +116,7 @@ export const imageCommand: Command = {
       }
     });
   },
-};
+});
 
 const GROUP_USAGE =
   'goldmirror group create NAME [--license-key KEY] [--primary] [--image NAME_OR_ID] [--json]\n' +
@@ -141,19 +129,12 @@ function groupLine(g: GroupView): string[] {
   return [String(g.id), g.name, g.primary ? 'yes' : '', g.licenseKey ?? '', g.image?.name ?? '-'];
 }
 
-export const groupCommand: Command = {
+export const groupCommand = defineCommand({
   summary: 'manage user groups (create, list, assign an image, CSV export and import)',
   usage: GROUP_USAGE,
-  async run(ctx) {
-    const { name, args } = subcommand(ctx, ['create', 'list', 'assign', 'export', 'import'], GROUP_USAGE);
-    const { values, positionals } = parseCommandArgs(args, {
-      ...JSON_FLAG,
-      'license-key': STRING,
-      primary: FLAG,
-      image: STRING,
-      none: FLAG,
-      'dry-run': FLAG,
-    });
+  subcommands: ['create', 'list', 'assign', 'export', 'import'],
+  options: { ...JSON_FLAG, 'license-key': STRING, primary: FLAG, image: STRING, none: FLAG, 'dry-run': FLAG },
+  async run(ctx, { values, positionals, subcommand: name }) {
     return ctx.withRuntime(async (runtime) => {
       const deps = runtime;
       if (name === 'export') {
@@ -210,16 +191,16 @@ export const groupCommand: Command = {
       printLine(view.image ? `group ${view.name} → ${view.image.name}` : `group ${view.name} has no golden image now`);
     });
   },
-};
+});
 
 const TOKEN_USAGE = `goldmirror token create NAME [--scope ${TOKEN_SCOPES.join('|')}] | revoke NAME | list [--json]`;
 
-export const tokenCommand: Command = {
+export const tokenCommand = defineCommand({
   summary: 'API tokens for automation (Authorization: Bearer …), each with a scope',
   usage: TOKEN_USAGE,
-  async run(ctx) {
-    const { name, args } = subcommand(ctx, ['create', 'revoke', 'list'], TOKEN_USAGE);
-    const { values, positionals } = parseCommandArgs(args, { ...JSON_FLAG, scope: STRING });
+  subcommands: ['create', 'revoke', 'list'],
+  options: { ...JSON_FLAG, scope: STRING },
+  async run(ctx, { values, positionals, subcommand: name }) {
     if (values.scope !== undefined && name !== 'create') throw new AppError('USAGE', '--scope goes with token create');
     return ctx.withRuntime(async (runtime) => {
       if (name === 'list') {
@@ -245,7 +226,7 @@ export const tokenCommand: Command = {
       printLine(`revoked API token ${positionals[0]}`);
     });
   },
-};
+});
 
 const ADMIN_USAGE = 'goldmirror admin reset-password [--user NAME] [--revoke-tokens] [--stdin] [--json]';
 
@@ -259,16 +240,13 @@ async function readPasswordFromStdin(): Promise<string> {
   return text.split(/\r?\n/)[0] ?? '';
 }
 
-export const adminCommand: Command = {
+export const adminCommand = defineCommand({
   summary: 'reset a forgotten admin password (ends its sessions; optionally revokes every API token)',
   usage: ADMIN_USAGE,
-  async run(ctx) {
-    subcommand(ctx, ['reset-password'], ADMIN_USAGE);
-    const { values } = parseCommandArgs(
-      ctx.args.slice(1),
-      { user: STRING, 'revoke-tokens': FLAG, stdin: FLAG, ...JSON_FLAG },
-      [0, 'reset-password takes no arguments (the user goes in --user NAME)'],
-    );
+  subcommands: ['reset-password'],
+  options: { user: STRING, 'revoke-tokens': FLAG, stdin: FLAG, ...JSON_FLAG },
+  arity: [0, 'reset-password takes no arguments (the user goes in --user NAME)'],
+  async run(ctx, { values }) {
     // A password piped in (or --stdin) is used; on a terminal, or with nothing piped, one is generated.
     const piped = values.stdin || !process.stdin.isTTY ? await readPasswordFromStdin() : '';
     if (values.stdin && piped === '') throw new AppError('USAGE', '--stdin: no password on standard input');
@@ -290,4 +268,4 @@ export const adminCommand: Command = {
       printLine(result.generatedPassword);
     });
   },
-};
+});

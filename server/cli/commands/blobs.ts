@@ -5,20 +5,17 @@ import { downloadUrl } from '../../links.js';
 import { listBlobs } from '../../db/repos/blobs.js';
 import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
-import { JSON_FLAG, STRING, parseCommandArgs, type Command } from '../context.js';
+import { JSON_FLAG, STRING, defineCommand } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine, table } from '../output.js';
 import { cliDownloadUrl, cliPublicAddress, NOT_READY } from '../public-address.js';
 
-export const importCommand: Command = {
+export const importCommand = defineCommand({
   summary: 'store a .pvmp package and print its SHA-256 and download link',
   usage: 'goldmirror import FILE.pvmp [--arch arm64|x86_64|unknown] [--sha256 HEX | --checksum-file TXT] [--json]',
-  async run(ctx) {
-    const { values, positionals } = parseCommandArgs(
-      ctx.args,
-      { sha256: STRING, 'checksum-file': STRING, arch: STRING, ...JSON_FLAG },
-      [1, 'import takes exactly one FILE'],
-    );
+  options: { sha256: STRING, 'checksum-file': STRING, arch: STRING, ...JSON_FLAG },
+  arity: [1, 'import takes exactly one FILE'],
+  async run(ctx, { values, positionals }) {
     const arch = parseBlobArch(values.arch, '--arch');
     if (values.sha256 !== undefined && values['checksum-file'] !== undefined) {
       throw new AppError('USAGE', 'give either --sha256 or --checksum-file, not both');
@@ -71,13 +68,14 @@ export const importCommand: Command = {
       printLine(`url:    ${url ?? NOT_READY}`);
     });
   },
-};
+});
 
-export const listCommand: Command = {
+export const listCommand = defineCommand({
   summary: 'list stored packages',
   usage: 'goldmirror list [--json]',
-  async run(ctx) {
-    const { values } = parseCommandArgs(ctx.args, JSON_FLAG, [0, 'list takes no arguments']);
+  options: JSON_FLAG,
+  arity: [0, 'list takes no arguments'],
+  async run(ctx, { values }) {
     return ctx.withRuntime(async (runtime) => {
       // The table has no links; only --json prints them (and the note about the address).
       const base = values.json ? (await cliPublicAddress(runtime)).url : null;
@@ -107,7 +105,7 @@ export const listCommand: Command = {
       );
     });
   },
-};
+});
 
 /** The first lines import and fetch print about the package they stored. */
 export function printStored(source: string, blob: { sha256: string; size: number }, created: boolean): void {

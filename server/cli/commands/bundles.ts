@@ -10,7 +10,7 @@ import { AppError } from '../../errors.js';
 import { cliDownloadUrl, NOT_READY } from '../public-address.js';
 import { cliActor } from '../../services/audit.js';
 import { parseSha256 } from '../../../storage/digest.js';
-import { FLAG, JSON_FLAG, STRING, parseCommandArgs, type Command } from '../context.js';
+import { FLAG, JSON_FLAG, STRING, defineCommand } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine } from '../output.js';
 import { describeErrno, printStored } from './blobs.js';
@@ -29,15 +29,12 @@ function progressPrinter(label: string): (done: number, total: number | null) =>
   };
 }
 
-export const exportCommand: Command = {
+export const exportCommand = defineCommand({
   summary: 'write images, groups and their packages to a tar bundle (- for stdout)',
   usage: 'goldmirror export OUT.tar|- [--image NAME_OR_ID ...] [--no-blobs]',
-  async run(ctx) {
-    const { values, positionals } = parseCommandArgs(
-      ctx.args,
-      { image: { type: 'string', multiple: true }, 'no-blobs': FLAG },
-      [1, 'export takes exactly one OUT path (or - for stdout)'],
-    );
+  options: { image: { type: 'string', multiple: true }, 'no-blobs': FLAG },
+  arity: [1, 'export takes exactly one OUT path (or - for stdout)'],
+  async run(ctx, { values, positionals }) {
     const out = positionals[0]!;
     return ctx.withRuntime(async (runtime) => {
       const manifest = await buildManifest(runtime, { images: values.image ?? [], includeBlobs: !values['no-blobs'] });
@@ -62,7 +59,7 @@ export const exportCommand: Command = {
       }
     });
   },
-};
+});
 
 function printImportReport(report: ImportReport): void {
   const verb = report.dryRun ? 'would' : '';
@@ -87,14 +84,12 @@ function printImportReport(report: ImportReport): void {
   }
 }
 
-export const importBundleCommand: Command = {
+export const importBundleCommand = defineCommand({
   summary: 'read a tar bundle (- for stdin): verify every package, then apply images and groups',
   usage: 'goldmirror import-bundle IN.tar|- [--dry-run] [--json]',
-  async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, { 'dry-run': FLAG, ...JSON_FLAG }, [
-      1,
-      'import-bundle takes exactly one IN path (or - for stdin)',
-    ]);
+  options: { 'dry-run': FLAG, ...JSON_FLAG },
+  arity: [1, 'import-bundle takes exactly one IN path (or - for stdin)'],
+  async run(ctx, { values, positionals }) {
     const input = positionals[0]!;
     if (input !== '-') {
       const st = await fs.stat(input).catch((err: unknown) => {
@@ -113,17 +108,14 @@ export const importBundleCommand: Command = {
       else printImportReport(report);
     });
   },
-};
+});
 
-export const fetchCommand: Command = {
+export const fetchCommand = defineCommand({
   summary: 'download a .pvmp from an HTTP(S) URL into the store (resumes, verifies)',
   usage: 'goldmirror fetch URL [--sha256 HEX | --checksum-url URL] [--json]',
-  async run(ctx) {
-    const { values, positionals } = parseCommandArgs(
-      ctx.args,
-      { sha256: STRING, 'checksum-url': STRING, ...JSON_FLAG },
-      [1, 'fetch takes exactly one URL'],
-    );
+  options: { sha256: STRING, 'checksum-url': STRING, ...JSON_FLAG },
+  arity: [1, 'fetch takes exactly one URL'],
+  async run(ctx, { values, positionals }) {
     if (values.sha256 !== undefined && values['checksum-url'] !== undefined)
       throw new AppError('USAGE', 'give either --sha256 or --checksum-url, not both');
     const expected = values.sha256 !== undefined ? parseSha256(values.sha256, '--sha256') : undefined;
@@ -139,16 +131,14 @@ export const fetchCommand: Command = {
       printLine(`url:    ${url ?? NOT_READY}`);
     });
   },
-};
+});
 
-export const syncCommand: Command = {
+export const syncCommand = defineCommand({
   summary: "copy another goldmirror's images, groups and missing packages (resumable, idempotent)",
   usage: 'goldmirror sync --from URL --token TOKEN [--json]',
-  async run(ctx) {
-    const { values } = parseCommandArgs(ctx.args, { from: STRING, token: STRING, ...JSON_FLAG }, [
-      0,
-      'sync takes no positional arguments',
-    ]);
+  options: { from: STRING, token: STRING, ...JSON_FLAG },
+  arity: [0, 'sync takes no positional arguments'],
+  async run(ctx, { values }) {
     const config = ctx.loadConfig();
     const from = values.from ?? config.syncFrom;
     const token = values.token ?? (config.syncToken || ctx.env.MIRROR_SYNC_TOKEN);
@@ -169,4 +159,4 @@ export const syncCommand: Command = {
       printImportReport(report.import);
     }, config);
   },
-};
+});

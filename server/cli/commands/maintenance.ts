@@ -7,15 +7,15 @@ import { cliActor } from '../../services/audit.js';
 import { collectGarbage } from '../../services/gc.js';
 import { runDoctor } from '../../services/doctor.js';
 import { resolvePublicAddress } from '../../services/settings.js';
-import { FLAG, JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
+import { FLAG, JSON_FLAG, defineCommand } from '../context.js';
 import { humanBytes } from '../../format.js';
 import { printJson, printLine } from '../output.js';
 
-export const verifyCommand: Command = {
+export const verifyCommand = defineCommand({
   summary: 're-hash stored packages now (one, or all); a corrupt one is quarantined at once',
   usage: 'goldmirror verify SHA256 | --all [--json]',
-  async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, { all: FLAG, ...JSON_FLAG });
+  options: { all: FLAG, ...JSON_FLAG },
+  async run(ctx, { values, positionals }) {
     if (values.all === positionals.length > 0 || positionals.length > 1)
       throw new AppError('USAGE', 'give one SHA256, or --all');
     return ctx.withRuntime(async (runtime) => {
@@ -41,7 +41,7 @@ export const verifyCommand: Command = {
       return bad > 0 ? 1 : 0;
     });
   },
-};
+});
 
 const KEPT_BECAUSE = {
   grace: 'within the grace period',
@@ -50,11 +50,12 @@ const KEPT_BECAUSE = {
   downloaded: 'retired, but downloaded within the grace period',
 } as const;
 
-export const gcCommand: Command = {
+export const gcCommand = defineCommand({
   summary: 'remove packages no golden image uses (older than the grace period, not in use)',
   usage: 'goldmirror gc [--dry-run] [--json]',
-  async run(ctx) {
-    const { values } = parseCommandArgs(ctx.args, { 'dry-run': FLAG, ...JSON_FLAG }, [0, 'gc takes no arguments']);
+  options: { 'dry-run': FLAG, ...JSON_FLAG },
+  arity: [0, 'gc takes no arguments'],
+  async run(ctx, { values }) {
     return ctx.withRuntime(async (runtime) => {
       const report = await collectGarbage(runtime, cliActor, {
         dryRun: values['dry-run'],
@@ -70,13 +71,14 @@ export const gcCommand: Command = {
       printLine(`${verb} ${report.removed.length} package(s), ${humanBytes(report.freedBytes)}`);
     });
   },
-};
+});
 
-export const doctorCommand: Command = {
+export const doctorCommand = defineCommand({
   summary: 'check config, data dir, database, free space and files against the database',
   usage: 'goldmirror doctor [--json]',
-  async run(ctx) {
-    const { values } = parseCommandArgs(ctx.args, JSON_FLAG, [0, 'doctor takes no arguments']);
+  options: JSON_FLAG,
+  arity: [0, 'doctor takes no arguments'],
+  async run(ctx, { values }) {
     return ctx.withRuntime(async (runtime) => {
       const report = await runDoctor(runtime);
       if (values.json) {
@@ -107,4 +109,4 @@ export const doctorCommand: Command = {
       return report.ok ? 0 : 1;
     });
   },
-};
+});

@@ -2,16 +2,14 @@ import { parseBytes } from '../../../config/units.js';
 import { startServer } from '../../serve.js';
 import { bootstrapAdmin } from '../../services/auth.js';
 import { recoverInterruptedDeletes } from '../../services/gc.js';
-import { STRING, parseCommandArgs, type Command } from '../context.js';
+import { STRING, defineCommand } from '../context.js';
 
-export const serveCommand: Command = {
+export const serveCommand = defineCommand({
   summary: 'run the mirror (what npm start runs)',
   usage: 'goldmirror serve [--host HOST] [--port PORT] [--bandwidth-limit BYTES_PER_SEC]',
-  async run(ctx) {
-    const { values } = parseCommandArgs(ctx.args, { host: STRING, port: STRING, 'bandwidth-limit': STRING }, [
-      0,
-      'serve takes no arguments',
-    ]);
+  options: { host: STRING, port: STRING, 'bandwidth-limit': STRING },
+  arity: [0, 'serve takes no arguments'],
+  async run(ctx, { values }) {
     const overrides: Record<string, unknown> = {};
     if (values.host !== undefined) overrides.host = values.host;
     if (values.port !== undefined) overrides.port = /^\d+$/.test(values.port) ? Number(values.port) : values.port;
@@ -70,4 +68,4 @@ export const serveCommand: Command = {
     log.info('stopped');
     return 0;
   },
-};
+});

@@ -2,7 +2,7 @@
 import { AppError } from '../../errors.js';
 import { cliActor } from '../../services/audit.js';
 import { resolvePublicAddress, updateSettings, type PublicAddress } from '../../services/settings.js';
-import { FLAG, JSON_FLAG, parseCommandArgs, type Command } from '../context.js';
+import { FLAG, JSON_FLAG, defineCommand } from '../context.js';
 import { printJson, printLine } from '../output.js';
 import { red } from '../public-address.js';
 
@@ -16,11 +16,11 @@ function describe(address: PublicAddress): string {
   return 'public address: not set — no download link is offered until it is (goldmirror settings public-url http://mirror.example.lan:8080)';
 }
 
-export const settingsCommand: Command = {
+export const settingsCommand = defineCommand({
   summary: 'show or set the public address Macs use (every Download URL starts with it)',
   usage: USAGE,
-  async run(ctx) {
-    const { values, positionals } = parseCommandArgs(ctx.args, { ...JSON_FLAG, clear: FLAG });
+  options: { ...JSON_FLAG, clear: FLAG },
+  async run(ctx, { values, positionals }) {
     const [what, url, ...rest] = positionals;
     if (what !== undefined && what !== 'public-url')
       throw new AppError('USAGE', `unknown setting ${JSON.stringify(what)}`);
@@ -41,4 +41,4 @@ export const settingsCommand: Command = {
       for (const warning of address.warnings) process.stderr.write(red(`goldmirror: warning: ${warning}`) + '\n');
     });
   },
-};
+});

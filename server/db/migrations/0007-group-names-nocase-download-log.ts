@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { flag } from './columns.js';
+import { flag, idKey, indexOn, required } from './columns.js';
 
 // Frozen in time: never edit a released migration, add a new one.
 //
@@ -23,27 +23,27 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('download_log')
-    .addColumn('id', 'integer', (col) => col.primaryKey().autoIncrement())
-    .addColumn('started_at', 'bigint', (col) => col.notNull())
-    .addColumn('finished_at', 'bigint', (col) => col.notNull())
-    .addColumn('duration_ms', 'bigint', (col) => col.notNull())
+    .addColumn('id', 'integer', idKey)
+    .addColumn('started_at', 'bigint', required)
+    .addColumn('finished_at', 'bigint', required)
+    .addColumn('duration_ms', 'bigint', required)
     // No foreign keys: the log outlives deleted packages and images, so it keeps their names.
-    .addColumn('sha256', 'varchar(64)', (col) => col.notNull())
+    .addColumn('sha256', 'varchar(64)', required)
     .addColumn('image_id', 'integer')
     .addColumn('image_name', 'varchar(200)')
     .addColumn('arch', 'varchar(16)')
-    .addColumn('client', 'varchar(64)', (col) => col.notNull())
-    .addColumn('user_agent', 'varchar(300)', (col) => col.notNull())
-    .addColumn('status', 'integer', (col) => col.notNull())
+    .addColumn('client', 'varchar(64)', required)
+    .addColumn('user_agent', 'varchar(300)', required)
+    .addColumn('status', 'integer', required)
     .addColumn('first_byte', 'bigint')
-    .addColumn('bytes_planned', 'bigint', (col) => col.notNull())
-    .addColumn('bytes_sent', 'bigint', (col) => col.notNull())
-    .addColumn('size', 'bigint', (col) => col.notNull())
+    .addColumn('bytes_planned', 'bigint', required)
+    .addColumn('bytes_sent', 'bigint', required)
+    .addColumn('size', 'bigint', required)
     .addColumn('result', 'varchar(16)', (col) => col.notNull().check(sql`result in ('complete', 'resumed', 'aborted')`))
     // 1 when the body carried the file's last byte in full: it counts as a finished download.
     .addColumn('covers_end', 'integer', flag('covers_end'))
     .execute();
-  await db.schema.createIndex('download_log_finished_at').on('download_log').column('finished_at').execute();
+  await indexOn(db, 'download_log', 'finished_at');
   await db.schema.createIndex('download_log_image_id').on('download_log').columns(['image_id', 'id']).execute();
   await db.schema.createIndex('download_log_client').on('download_log').columns(['client', 'id']).execute();
 }

@@ -1,15 +1,12 @@
 /** The `groups` table: user groups (sublicenses), each with at most one golden image. */
-import type { Insertable, Updateable } from 'kysely';
 import { foldedColumn, foldedValue } from '../dialect.js';
 import type { Db } from '../open.js';
-import type { GroupRow, GroupsTable } from '../schema.js';
+import { rowsById } from './rows-by-id.js';
+import type { GroupRow } from '../schema.js';
 
-export type NewGroupRow = Insertable<GroupsTable>;
-export type GroupUpdate = Updateable<GroupsTable>;
-
-export function getGroupById(db: Db, id: number): Promise<GroupRow | undefined> {
-  return db.selectFrom('groups').selectAll().where('id', '=', id).executeTakeFirst();
-}
+const rows = rowsById('groups');
+export const { get: getGroupById, insert: insertGroup } = rows;
+export const { update: updateGroupRow, delete: deleteGroupRow } = rows;
 
 export function findGroupByExactName(db: Db, name: string): Promise<GroupRow | undefined> {
   return db.selectFrom('groups').selectAll().where('name', '=', name).executeTakeFirst();
@@ -76,18 +73,6 @@ export function listGroupsWithImageName(
     ])
     .orderBy('groups.name')
     .execute();
-}
-
-export async function insertGroup(db: Db, row: NewGroupRow): Promise<number> {
-  return (await db.insertInto('groups').values(row).returning('id').executeTakeFirstOrThrow()).id;
-}
-
-export async function updateGroupRow(db: Db, id: number, values: GroupUpdate): Promise<void> {
-  await db.updateTable('groups').set(values).where('id', '=', id).execute();
-}
-
-export async function deleteGroupRow(db: Db, id: number): Promise<void> {
-  await db.deleteFrom('groups').where('id', '=', id).execute();
 }
 
 /** Takes an image away from every group that has it. */

@@ -1,14 +1,11 @@
 /** The `images` table: golden images with, per architecture, an enable flag and a package digest. */
 import type { Db } from '../open.js';
-import type { ImageRow, ImagesTable } from '../schema.js';
-import type { Insertable, Updateable } from 'kysely';
+import { rowsById } from './rows-by-id.js';
+import type { ImageRow } from '../schema.js';
 
-export type NewImageRow = Insertable<ImagesTable>;
-export type ImageUpdate = Updateable<ImagesTable>;
-
-export function getImageById(db: Db, id: number): Promise<ImageRow | undefined> {
-  return db.selectFrom('images').selectAll().where('id', '=', id).executeTakeFirst();
-}
+const rows = rowsById('images');
+export const { get: getImageById, insert: insertImage } = rows;
+export const { update: updateImageRow, delete: deleteImageRow } = rows;
 
 export function findImageByName(db: Db, name: string): Promise<ImageRow | undefined> {
   return db.selectFrom('images').selectAll().where('name', '=', name).executeTakeFirst();
@@ -58,16 +55,4 @@ export function imagesUsing(
     query = query.where((eb) => eb.or([eb('arm64_sha256', 'in', digests), eb('x86_64_sha256', 'in', digests)]));
   if (options.byName) query = query.orderBy('name');
   return query.execute();
-}
-
-export async function insertImage(db: Db, row: NewImageRow): Promise<number> {
-  return (await db.insertInto('images').values(row).returning('id').executeTakeFirstOrThrow()).id;
-}
-
-export async function updateImageRow(db: Db, id: number, values: ImageUpdate): Promise<void> {
-  await db.updateTable('images').set(values).where('id', '=', id).execute();
-}
-
-export async function deleteImageRow(db: Db, id: number): Promise<void> {
-  await db.deleteFrom('images').where('id', '=', id).execute();
 }
