@@ -1,3 +1,4 @@
+// Over 300 lines on purpose: one class with one lifecycle (queue, rate cap, verdicts) whose steps share its private state.
 /**
  * The integrity checker: re-hashes stored blobs through a p-queue with a
  * concurrency limit and a shared read-rate cap, so checks never starve
