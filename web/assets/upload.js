@@ -1,26 +1,16 @@
-// The Upload page with JavaScript: one drop zone (and a picker) for packages
-// and their checksum files, paired by name; a checksum file is read, and the
-// mirror asked for its digest, before any byte is sent. Uploads use tus: they
-// keep trying while the browser is offline, continue where the mirror stopped
-// after a reload (tus fingerprints in localStorage, or the mirror's list of
-// unfinished uploads), and a file already uploading is never sent twice.
-// Without JavaScript the form posts normally.
+// The Upload page with JavaScript, last of three scripts (after upload-pick.js
+// and upload-tus.js): one drop zone (and a picker) for packages and their
+// checksum files, paired by name; a checksum file is read, and the mirror
+// asked for its digest, before any byte is sent. A file already uploading is
+// never sent twice. Without JavaScript the form posts normally.
 (function () {
   'use strict';
   const form = document.getElementById('upload-form');
   const list = document.getElementById('uploads');
-  if (!form || !list || !window.tus || !window.tus.isSupported) return;
-  const tus = window.tus;
-
-  const ENDPOINT = '/api/v1/uploads';
-  const CHUNK_BYTES = 64 * 1024 * 1024;
-  // Beyond tus' own quick retries, reconnect attempts back off up to this.
-  const MAX_RECONNECT_DELAY_MS = 30000;
-  // Another tab's claim on a file counts while its heartbeat is this fresh.
-  const CLAIM_TTL_MS = 6000;
-  const CLAIM_PREFIX = 'goldmirror.uploading.';
-  const TAB_ID = Math.random().toString(36).slice(2) + Date.now().toString(36);
-  const ARCH_LABELS = { arm64: 'Apple silicon', x86_64: 'Intel', unknown: 'architecture unknown' };
+  const ns = window.goldmirrorUpload;
+  if (!form || !list || !window.tus || !window.tus.isSupported || !ns || !ns.createJob) return;
+  const { el, button, bytes, fileKey, stem, kind, guessArch, createImageLinks } = ns;
+  const { unfinishedRows, claimedElsewhere, claim, release, check, createJob } = ns;
 
   const headers = { 'X-CSRF-Token': form.dataset.csrf };
   const dropZone = document.getElementById('drop-zone');
@@ -38,162 +28,8 @@
   /** Files this tab finished, so a new pick says so instead of sending them again. */
   const finished = new Map();
 
-  // --- small helpers ---------------------------------------------------------
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-  function button(label, className) {
-    const b = el('button', className || 'secondary', label);
-    b.type = 'button';
-    return b;
-  }
-  function bytes(n) {
-    const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-    let i = 0;
-    while (n >= 1000 && i < units.length - 1) {
-      n /= 1000;
-      i += 1;
-    }
-    return (i === 0 ? n : n.toFixed(1)) + ' ' + units[i];
-  }
-  function duration(seconds) {
-    if (!isFinite(seconds)) return '…';
-    if (seconds < 90) return Math.ceil(seconds) + ' s';
-    if (seconds < 5400) return Math.ceil(seconds / 60) + ' min';
-    return (seconds / 3600).toFixed(1) + ' h';
-  }
-  function sentence(text) {
-    const t = String(text).trim();
-    if (!t) return t;
-    const s = t.charAt(0).toUpperCase() + t.slice(1);
-    return /[.!?)]$/.test(s) ? s : s + '.';
-  }
-  function fileKey(file) {
-    return file.name + '\u0000' + file.size + '\u0000' + file.lastModified;
-  }
-  function stem(name) {
-    return name.replace(/\.(pvmp|txt)$/i, '').toLowerCase();
-  }
-  function kind(name) {
-    if (/\.pvmp$/i.test(name)) return 'package';
-    if (/\.txt$/i.test(name)) return 'checksum';
-    return 'other';
-  }
-  /** Parallels' .txt: the first run of exactly 64 hex digits, as the server reads it. */
-  function digestIn(text) {
-    const runs = text.match(/[0-9a-fA-F]+/g) || [];
-    for (const run of runs) if (run.length === 64) return run.toLowerCase();
-    return null;
-  }
-  /** A guess from the file name (Win11-arm64, Win11-x86_64…); the admin can change it before uploading. */
-  function guessArch(name) {
-    const lower = name.toLowerCase().replace(/\.(pvmp|txt)$/, '');
-    const tokens = lower.split(/[^a-z0-9]+/);
-    const arm = tokens.some(
-      (t) => ['arm', 'arm64', 'aarch64', 'applesilicon', 'silicon', 'm1', 'm2', 'm3', 'm4'].indexOf(t) >= 0,
-    );
-    const intel = /x86[-_]?64/.test(lower) || tokens.some((t) => ['x86', 'x64', 'amd64', 'intel'].indexOf(t) >= 0);
-    return arm === intel ? 'unknown' : arm ? 'arm64' : 'x86_64';
-  }
-  function createImageLinks(sha, arch) {
-    const span = el('span', 'create-image');
-    const link = (slot, label) => {
-      const a = el('a', '', label);
-      a.href = '/admin/images/new?' + slot + '=' + encodeURIComponent(sha);
-      return a;
-    };
-    if (arch === 'arm64' || arch === 'x86_64') {
-      span.append(link(arch, 'Create a golden image with this package'));
-    } else {
-      span.append(
-        'Create a golden image with this package: ',
-        link('arm64', 'as Apple silicon'),
-        ' · ',
-        link('x86_64', 'as Intel'),
-      );
-    }
-    return span;
-  }
-
-  // --- what the mirror says --------------------------------------------------
-
-  async function storedPackage(sha) {
-    try {
-      const res = await window.fetch('/api/v1/blobs/' + sha, {
-        credentials: 'same-origin',
-        headers: { Accept: 'application/json' },
-      });
-      if (res.status === 200) return await res.json();
-    } catch {
-      // offline or unreachable: the upload itself will still enforce the checksum
-    }
-    return null;
-  }
-  /** A new session after "sign in again" has a new CSRF token. */
-  async function refreshCsrf() {
-    try {
-      const res = await window.fetch('/api/v1/session', { credentials: 'same-origin' });
-      if (res.ok) {
-        const body = await res.json();
-        if (body && body.csrfToken) headers['X-CSRF-Token'] = body.csrfToken;
-      }
-    } catch {
-      // keep the old token; the next attempt says what is wrong
-    }
-  }
-  /** The unfinished uploads the page was rendered with (see the table below the form). */
-  function unfinishedRows() {
-    return Array.prototype.slice.call(document.querySelectorAll('#unfinished-uploads tbody tr[data-upload-id]'));
-  }
-  function unfinishedFor(file) {
-    return unfinishedRows().find(
-      (row) =>
-        row.dataset.name === file.name &&
-        row.dataset.size === String(file.size) &&
-        (row.dataset.lastModified === '' || row.dataset.lastModified === String(file.lastModified)),
-    );
-  }
-  function unfinishedById(id) {
-    return unfinishedRows().find((row) => row.dataset.uploadId === id);
-  }
-  function dropUnfinishedRow(id) {
-    const row = id && unfinishedById(id);
-    if (row) row.remove();
-  }
-  function idOf(url) {
-    const match = /\/api\/v1\/uploads\/([A-Za-z0-9_-]+)$/.exec(url || '');
-    return match ? match[1] : null;
-  }
-
   // --- one upload per file across this browser's tabs -------------------------
 
-  function claimedElsewhere(key) {
-    try {
-      const claim = JSON.parse(window.localStorage.getItem(CLAIM_PREFIX + key) || 'null');
-      return Boolean(claim && claim.tab !== TAB_ID && Date.now() - claim.at < CLAIM_TTL_MS);
-    } catch {
-      return false;
-    }
-  }
-  function claim(key) {
-    try {
-      window.localStorage.setItem(CLAIM_PREFIX + key, JSON.stringify({ tab: TAB_ID, at: Date.now() }));
-    } catch {
-      // storage full or disabled: the server still keeps one upload consistent
-    }
-  }
-  function release(key) {
-    try {
-      const current = JSON.parse(window.localStorage.getItem(CLAIM_PREFIX + key) || 'null');
-      if (current && current.tab === TAB_ID) window.localStorage.removeItem(CLAIM_PREFIX + key);
-    } catch {
-      // nothing to release
-    }
-  }
   window.setInterval(() => {
     for (const job of running.values()) if (job.active()) claim(job.key);
   }, 2000);
@@ -224,7 +60,7 @@
         touched.add(item);
       }
     }
-    for (const item of touched) item.checked = check(item);
+    for (const item of touched) item.checked = check(item, finished);
     renderStaged();
   }
 
@@ -256,80 +92,6 @@
     };
     staged.push(item);
     return item;
-  }
-
-  /** Reads the checksum file and asks the mirror about its digest; sets item.problem or item.stored. */
-  async function check(item) {
-    item.problem = '';
-    item.stored = null;
-    item.resumeRow = null;
-    if (item.other) {
-      item.problem = item.other.name + ' is neither a package (.pvmp) nor a checksum file (.txt); it was left out.';
-      return;
-    }
-    if (item.file && claimedElsewhere(fileKey(item.file))) {
-      item.problem =
-        item.file.name + ' is already uploading in another tab or window of this browser; it continues there.';
-      return;
-    }
-    if (item.checksumFile) {
-      if (item.checksumFile.size > 64 * 1024) {
-        item.problem =
-          item.checksumFile.name + ' is too large to be a checksum file (' + bytes(item.checksumFile.size) + ').';
-        return;
-      }
-      try {
-        item.checksumText = (await item.checksumFile.text()).slice(0, 4096);
-      } catch {
-        item.problem = item.checksumFile.name + ' could not be read; pick it again.';
-        return;
-      }
-      item.sha = digestIn(item.checksumText);
-      if (!item.sha) {
-        item.problem =
-          item.checksumFile.name +
-          ' has no SHA-256 in it (64 hexadecimal digits); it is not the checksum file of a package.';
-        return;
-      }
-      const stored = await storedPackage(item.sha);
-      if (stored) {
-        if (item.file && item.file.size !== stored.size) {
-          item.problem =
-            item.checksumFile.name +
-            ' names SHA-256 ' +
-            item.sha +
-            ', which is ' +
-            stored.name +
-            ' (' +
-            bytes(stored.size) +
-            ') on this mirror, but ' +
-            item.file.name +
-            ' is ' +
-            bytes(item.file.size) +
-            ': the checksum file does not belong to this package. Nothing was uploaded.';
-          return;
-        }
-        item.stored = stored;
-        return;
-      }
-    }
-    if (item.file) {
-      const done = finished.get(fileKey(item.file));
-      if (done) {
-        item.stored = done;
-        return;
-      }
-      const row = unfinishedFor(item.file);
-      if (
-        row &&
-        row.querySelector('.upload-state') &&
-        /receiving now/.test(row.querySelector('.upload-state').textContent)
-      ) {
-        item.problem = item.file.name + ' is receiving data right now from another browser; it continues there.';
-        return;
-      }
-      item.resumeRow = row || null;
-    }
   }
 
   function renderStaged() {
@@ -400,58 +162,15 @@
       picked.append(el('p', 'muted', 'Check the architecture of each package, then press Upload.'));
   }
 
-  // --- running uploads --------------------------------------------------------
-
-  function transient(error) {
-    const res = error && error.originalResponse;
-    if (!res) return true;
-    const status = res.getStatus();
-    return status === 0 || status === 409 || status === 423 || status === 429 || (status >= 500 && status !== 507);
-  }
-  function sessionEnded(error) {
-    const res = error && error.originalResponse;
-    if (!res) return false;
-    if (res.getStatus() === 401) return true;
-    return res.getStatus() === 403 && /csrf/i.test(res.getBody() || '');
-  }
-  /** A sentence for people; never a library's raw error text. */
-  function friendly(error) {
-    const res = error && error.originalResponse;
-    if (res) {
-      const status = res.getStatus();
-      try {
-        const body = JSON.parse(res.getBody());
-        if (body && body.error && body.error.message) return sentence(body.error.message);
-      } catch {
-        // not JSON
-      }
-      if (status === 404 || status === 410)
-        return 'The mirror no longer has this upload (it was discarded or expired). Pick the file again to start over.';
-      if (status === 413) return 'The mirror does not accept a file this large.';
-      if (status === 507) return 'The mirror’s disk is full; nothing was stored.';
-      if (status >= 500)
-        return 'The mirror could not take the upload (HTTP ' + status + '); the details are in its log.';
-      return 'The mirror refused the upload (HTTP ' + status + ').';
-    }
-    const message = error && error.message ? String(error.message) : '';
-    if (/source is done|NotReadable|NotFound|could not be read/i.test(message)) {
-      return 'The file could not be read any more (was it moved, changed or deleted?). Pick it again to continue.';
-    }
-    return 'The connection to the mirror was lost and the upload could not continue.';
-  }
+  // --- the list of uploads -----------------------------------------------------
 
   async function startItem(item) {
     if (item.other || item.problem) return failedRow(item, item.problem);
     if (item.stored) return storedRow(item);
     if (!item.file) {
       const want = item.checksumFile.name.replace(/\.txt$/i, '.pvmp');
-      return failedRow(
-        item,
-        item.checksumFile.name +
-          ' is a checksum file, not a package: add ' +
-          want +
-          ', the package it belongs to, and upload both together.',
-      );
+      const message = `${item.checksumFile.name} is a checksum file, not a package: add ${want}, the package it belongs to, and upload both together.`;
+      return failedRow(item, message);
     }
     const key = fileKey(item.file);
     const existing = running.get(key);
@@ -462,7 +181,7 @@
         item,
         item.file.name + ' is already uploading in another tab or window of this browser; it continues there.',
       );
-    const job = createJob(item);
+    const job = createJob(item, { headers, finished, uploadRow });
     running.set(key, job);
     await job.begin();
   }
@@ -502,237 +221,6 @@
     link.href = '/admin/blobs/' + blob.sha256;
     ui.status.append('Already stored as ', link, ' (SHA-256 ' + blob.sha256 + '); nothing was uploaded. ');
     ui.status.append(createImageLinks(blob.sha256, blob.arch));
-  }
-
-  function createJob(item) {
-    const file = item.file;
-    const key = fileKey(file);
-    const ui = uploadRow(
-      file.name +
-        ' (' +
-        bytes(file.size) +
-        ')' +
-        (item.checksumFile ? ', checked against ' + item.checksumFile.name : '') +
-        ' · ' +
-        ARCH_LABELS[item.arch],
-    );
-    ui.bar.setAttribute('aria-label', 'Upload progress of ' + file.name);
-    const cancel = button('Cancel');
-    const resume = button('Resume', '');
-    resume.hidden = true;
-    ui.actions.append(resume, cancel);
-
-    let state = 'starting';
-    let timer = null;
-    let attempts = 0;
-    let lastBytes = 0;
-    let lastTime = performance.now();
-    let rate = 0;
-    let uploadId = null;
-    // tus forgets the upload's URL after any 4xx answer to HEAD, a 401 included; a new session must not start over.
-    let knownUrl = null;
-
-    const setStatus = (text, className) => {
-      ui.status.className = (className || 'muted') + ' upload-status';
-      ui.status.textContent = text;
-    };
-    const upload = new tus.Upload(file, {
-      endpoint: ENDPOINT,
-      headers: headers,
-      metadata: {
-        filename: file.name,
-        checksum: item.checksumText || '',
-        arch: item.arch,
-        lastModified: String(file.lastModified),
-      },
-      chunkSize: CHUNK_BYTES,
-      retryDelays: [0, 1000, 3000, 5000],
-      // While offline tus would burn its retries in a second; the reconnect loop below waits for the network instead.
-      onShouldRetry: (error) => transient(error) && navigator.onLine !== false,
-      removeFingerprintOnSuccess: true,
-      onUploadUrlAvailable() {
-        knownUrl = upload.url;
-        uploadId = idOf(upload.url);
-        const row = uploadId && unfinishedById(uploadId);
-        if (row) row.querySelector('.upload-state').textContent = 'uploading in this tab';
-      },
-      onProgress(sent, total) {
-        if (state === 'reconnecting' || state === 'cancelled') return;
-        state = 'uploading';
-        attempts = 0;
-        resume.hidden = true;
-        const now = performance.now();
-        const dt = (now - lastTime) / 1000;
-        if (dt >= 0.5) {
-          const current = Math.max(0, sent - lastBytes) / dt;
-          rate = rate === 0 ? current : rate * 0.7 + current * 0.3;
-          lastBytes = sent;
-          lastTime = now;
-        }
-        const percent = total ? (sent / total) * 100 : 0;
-        ui.bar.value = percent;
-        if (sent === total) {
-          setStatus('100% · all bytes sent; the mirror is checking the SHA-256…');
-          return;
-        }
-        setStatus(
-          Math.floor(percent) +
-            '% · ' +
-            bytes(sent) +
-            ' of ' +
-            bytes(total) +
-            (rate > 0 ? ' · ' + bytes(rate) + '/s · ' + duration((total - sent) / rate) + ' left' : ''),
-        );
-      },
-      onSuccess(payload) {
-        state = 'done';
-        window.clearTimeout(timer);
-        release(key);
-        dropUnfinishedRow(uploadId);
-        ui.bar.value = 100;
-        resume.remove();
-        cancel.remove();
-        const sha = payload && payload.lastResponse ? payload.lastResponse.getHeader('Upload-Sha256') : null;
-        ui.status.className = 'upload-status';
-        ui.status.textContent = '';
-        if (!sha || !/^[0-9a-f]{64}$/.test(sha)) {
-          // Never a link to a digest nobody named.
-          const packages = el('a', '', 'Packages');
-          packages.href = '/admin/blobs';
-          ui.status.append(
-            '100% · all bytes arrived, but the mirror did not say which package it stored; see ',
-            packages,
-            '.',
-          );
-          return;
-        }
-        finished.set(key, { sha256: sha, name: file.name, size: file.size, arch: item.arch });
-        const link = el('a', '', 'SHA-256 ' + sha);
-        link.href = '/admin/blobs/' + sha;
-        // "Verified" only when a checksum file was compared; otherwise say that nothing was.
-        const verdict = item.checksumText.trim()
-          ? '100% · stored and verified. '
-          : '100% · stored (no checksum file: its SHA-256 was not compared with anything). ';
-        ui.status.append(el('span', '', verdict), link, ' · ', createImageLinks(sha, item.arch));
-      },
-      onError(error) {
-        if (state === 'cancelled') return;
-        if (sessionEnded(error)) {
-          state = 'signed-out';
-          setStatus(
-            'Your session has ended. Sign in again (in another tab), then press Resume; the upload continues where it stopped.',
-            'field-error',
-          );
-          resume.hidden = false;
-          return;
-        }
-        if (transient(error)) {
-          reconnect();
-          return;
-        }
-        state = 'failed';
-        release(key);
-        setStatus(friendly(error), 'field-error');
-        resume.remove();
-        cancel.textContent = 'Dismiss';
-      },
-    });
-
-    function reconnect() {
-      state = 'reconnecting';
-      window.clearTimeout(timer);
-      attempts += 1;
-      const delay = Math.min(MAX_RECONNECT_DELAY_MS, 1000 * Math.pow(2, Math.min(attempts, 5)));
-      const offline = navigator.onLine === false;
-      setStatus(
-        offline
-          ? 'Reconnecting… This computer is offline; the upload continues by itself when the network is back.'
-          : 'Reconnecting… The mirror cannot be reached; trying again in ' + Math.round(delay / 1000) + ' s.',
-        'warn',
-      );
-      resume.hidden = false;
-      timer = setTimeout(go, delay);
-    }
-
-    async function go() {
-      window.clearTimeout(timer);
-      // Only a waiting upload starts again: the timer, the online event and Resume may all fire.
-      if (state !== 'reconnecting' && state !== 'signed-out') return;
-      if (state === 'signed-out') await refreshCsrf();
-      if (state !== 'reconnecting' && state !== 'signed-out') return;
-      if (upload.url === null && knownUrl !== null) upload.url = knownUrl;
-      state = 'resuming';
-      resume.hidden = true;
-      setStatus('Resuming…');
-      upload.start();
-    }
-
-    resume.addEventListener('click', () => void go());
-    cancel.addEventListener('click', () => {
-      if (state === 'failed' || state === 'cancelled' || state === 'done') {
-        ui.row.remove();
-        return;
-      }
-      state = 'cancelled';
-      window.clearTimeout(timer);
-      release(key);
-      resume.remove();
-      cancel.disabled = true;
-      setStatus('Cancelling…');
-      upload
-        .abort(true)
-        .then(
-          () => {
-            dropUnfinishedRow(uploadId);
-            setStatus('Cancelled; nothing was stored.');
-          },
-          () =>
-            setStatus(
-              'Cancelled here, but the mirror could not be told; discard the unfinished upload below when it is reachable again.',
-              'warn',
-            ),
-        )
-        .finally(() => {
-          cancel.disabled = false;
-          cancel.textContent = 'Dismiss';
-        });
-    });
-
-    return {
-      key,
-      active: () => state !== 'done' && state !== 'failed' && state !== 'cancelled',
-      reconnecting: () => state === 'reconnecting',
-      resumeNow: () => void go(),
-      /** The network is gone: a request in flight would only stall, so stop it and wait (the mirror keeps what arrived). */
-      pauseOffline() {
-        if (state !== 'uploading' && state !== 'resuming') return;
-        // abort(false) stops the request at once (its promise only matters for termination).
-        void upload.abort(false);
-        reconnect();
-      },
-      note(text) {
-        ui.notes.textContent = text;
-        ui.row.scrollIntoView({ block: 'nearest' });
-      },
-      async begin() {
-        claim(key);
-        setStatus('Starting…');
-        const previous = await upload.findPreviousUploads();
-        previous.sort((a, b) => Date.parse(b.creationTime) - Date.parse(a.creationTime));
-        if (previous.length > 0) {
-          upload.resumeFromPreviousUpload(previous[0]);
-        } else if (item.resumeRow) {
-          // Not started in this browser (or its storage was cleared): the mirror's list matched name, size and date.
-          upload.options.uploadUrl = ENDPOINT + '/' + item.resumeRow.dataset.uploadId;
-        }
-        if (navigator.onLine === false) {
-          reconnect();
-          return;
-        }
-        state = 'uploading';
-        upload.start();
-      },
-    };
   }
 
   // --- wiring -----------------------------------------------------------------

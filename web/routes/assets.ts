@@ -8,6 +8,8 @@ import type { WebEnv } from '../env.js';
 const require = createRequire(import.meta.url);
 const ASSETS: Record<string, string> = {
   'copy.js': new URL('../assets/copy.js', import.meta.url).pathname,
+  'upload-pick.js': new URL('../assets/upload-pick.js', import.meta.url).pathname,
+  'upload-tus.js': new URL('../assets/upload-tus.js', import.meta.url).pathname,
   'upload.js': new URL('../assets/upload.js', import.meta.url).pathname,
   'image-form.js': new URL('../assets/image-form.js', import.meta.url).pathname,
   'live.js': new URL('../assets/live.js', import.meta.url).pathname,

@@ -36,7 +36,13 @@ export function uploadRoutes(deps: WebDeps): Hono<WebEnv> {
         title: 'Upload packages',
         active: '/admin/upload',
         error: extra.error,
-        scripts: ['/admin/assets/tus.min.js', '/admin/assets/upload.js'],
+        // In this order: defer keeps it, and each script uses what the ones before it defined.
+        scripts: [
+          '/admin/assets/tus.min.js',
+          '/admin/assets/upload-pick.js',
+          '/admin/assets/upload-tus.js',
+          '/admin/assets/upload.js',
+        ],
       },
     );
   };
