@@ -8,7 +8,7 @@ export default tseslint.config(
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ['*.js', '*.ts', 'bin/*.js', 'web/assets/*.js'] } },
+      parserOptions: { projectService: { allowDefaultProject: ['*.js', '*.ts', 'bin/*.js'] } },
     },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
@@ -27,6 +27,8 @@ export default tseslint.config(
     files: ['web/assets/*.js'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
+      // No TypeScript project for these files (the default project takes at most eight).
+      parserOptions: { project: false, projectService: false, program: null },
       globals: {
         window: 'readonly',
         document: 'readonly',
