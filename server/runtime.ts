@@ -8,10 +8,10 @@ import { DATA_DIR_MODE, ensureDir } from '../storage/file-modes.js';
 import type { Config } from '../config/load.js';
 import type { CoreDeps } from './app-deps.js';
 import { openDatabase } from './db/open.js';
-import { countBlobsNotOk, totalBlobBytes } from './db/repos/blobs.js';
 import { AppError } from './errors.js';
 import { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
+import { countWithheldBlobs, storedBlobBytes } from './services/blobs.js';
 import { createMetrics } from './metrics.js';
 import { createActivityTracker, type ActivityTracker } from './services/activity.js';
 import { systemClock, type Clock } from './services/deps.js';
@@ -54,13 +54,13 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
   const store = await openBlobStore(config.dataDir);
   const db = await openDatabase(store.layout.dbFile);
   const metrics = createMetrics({
-    corruptBlobs: () => countBlobsNotOk(db),
+    corruptBlobs: () => countWithheldBlobs({ db }),
     disk: async () => {
       const usage = await store.diskUsage();
       return {
         freeBytes: usage.freeBytes,
         usedBytes: usage.totalBytes - usage.freeBytes,
-        blobBytes: await totalBlobBytes(db),
+        blobBytes: await storedBlobBytes({ db }),
       };
     },
   });

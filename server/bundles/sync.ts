@@ -5,9 +5,9 @@
  * applies the manifest through the normal bundle import. Re-running it is
  * cheap and changes nothing when nothing changed upstream.
  */
+import { findBlobRecord } from '../services/blobs.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { AppError } from '../errors.js';
-import { findBlob } from '../db/repos/blobs.js';
 import type { Actor } from '../services/audit.js';
 import type { IngestDeps } from '../services/ingest.js';
 import { exportBundle } from './export.js';
@@ -45,7 +45,7 @@ export async function syncFrom(deps: IngestDeps, options: SyncOptions): Promise<
 
   const fetched: string[] = [];
   for (const blob of manifest.blobs) {
-    const local = await findBlob(deps.db, blob.sha256 as Sha256);
+    const local = await findBlobRecord(deps, blob.sha256 as Sha256);
     if (local?.state === 'ok') continue;
     await fetchIntoStore(deps, downloadUrl(base, blob.sha256, blob.name || `${blob.sha256}.pvmp`), {
       expectedSha256: blob.sha256 as Sha256,

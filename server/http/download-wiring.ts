@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Sha256 } from '../../storage/digest.js';
-import { findBlob } from '../db/repos/blobs.js';
+import { findBlobRecord } from '../services/blobs.js';
 import type { Runtime } from '../runtime.js';
 import type { Clock } from '../services/deps.js';
 import { createBlobLookup } from './blob-lookup.js';
@@ -30,7 +30,7 @@ export function createDownloadRoute(
 ): DownloadRoute {
   const { config, log, db, store, metrics, checker } = runtime;
   const observer = createDownloadObserver({ db, log, clock, metrics, activity: runtime.activity, clientOf });
-  const lookup = createBlobLookup((sha256) => findBlob(db, sha256));
+  const lookup = createBlobLookup((sha256) => findBlobRecord({ db }, sha256));
   const openBlobs = createOpenBlobCache(store);
   const downloads = createDownloadRegistry(config, (used) => metrics.downloadSlotsUsed.set(used));
   const refusalLog = throttledRefusalLog(log);

@@ -3,7 +3,7 @@ import { parseSha256, type Sha256 } from '../../storage/digest.js';
 import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
 import { constraintViolation } from '../db/errors.js';
-import { deleteBlobRow, findBlob, listBlobs, setBlobArch } from '../db/repos/blobs.js';
+import { countBlobsNotOk, deleteBlobRow, findBlob, listBlobs, setBlobArch, totalBlobBytes } from '../db/repos/blobs.js';
 import { downloadStatsOf, recentlyDownloaded } from '../db/repos/download-stats.js';
 import { imagesUsing } from '../db/repos/images.js';
 import type { BlobArch, BlobRow, BlobState } from '../db/schema.js';
@@ -282,4 +282,24 @@ export async function recentDownloads(deps: Pick<ServiceDeps, 'db'>, limit: numb
     downloads: Number(s.downloads),
     lastDownloadAt: s.last_download_at ? new Date(s.last_download_at).toISOString() : null,
   }));
+}
+
+/** A blob's row as stored (state, size, times), or undefined when it is not stored. */
+export function findBlobRecord(deps: Pick<ServiceDeps, 'db'>, sha256: Sha256): Promise<BlobRow | undefined> {
+  return findBlob(deps.db, sha256);
+}
+
+/** Every blob's row, for listings that need no views (the CLI's table). */
+export function listBlobRecords(deps: Pick<ServiceDeps, 'db'>): Promise<BlobRow[]> {
+  return listBlobs(deps.db);
+}
+
+/** How many packages are withheld (corrupt or missing), for the metrics. */
+export function countWithheldBlobs(deps: Pick<ServiceDeps, 'db'>): Promise<number> {
+  return countBlobsNotOk(deps.db);
+}
+
+/** Bytes of all stored packages, for the metrics. */
+export function storedBlobBytes(deps: Pick<ServiceDeps, 'db'>): Promise<number> {
+  return totalBlobBytes(deps.db);
 }

@@ -2,8 +2,7 @@ import fs from 'node:fs/promises';
 import { parseChecksumText, parseSha256, type Sha256 } from '../../../storage/digest.js';
 import { AppError, isError } from '../../errors.js';
 import { downloadUrl } from '../../links.js';
-import { listBlobs } from '../../db/repos/blobs.js';
-import { assertPackageFileName, parseBlobArch } from '../../services/blobs.js';
+import { assertPackageFileName, listBlobRecords, parseBlobArch } from '../../services/blobs.js';
 import { ingestFile } from '../../services/ingest.js';
 import { JSON_FLAG, STRING, defineCommand } from '../context.js';
 import { humanBytes } from '../../format.js';
@@ -79,7 +78,7 @@ export const listCommand = defineCommand({
     return ctx.withRuntime(async (runtime) => {
       // The table has no links; only --json prints them (and the note about the address).
       const base = values.json ? (await cliPublicAddress(runtime)).url : null;
-      const blobs = (await listBlobs(runtime.db)).map((b) => ({
+      const blobs = (await listBlobRecords(runtime)).map((b) => ({
         sha256: b.sha256,
         size: b.size,
         name: b.name,

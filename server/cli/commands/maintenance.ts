@@ -1,8 +1,8 @@
 /** Integrity checks and garbage collection from the command line. */
+import { findBlobRecord } from '../../services/blobs.js';
 import { parseSha256 } from '../../../storage/digest.js';
 import { AppError } from '../../errors.js';
 import type { CheckResult } from '../../jobs/integrity-checker.js';
-import { findBlob } from '../../db/repos/blobs.js';
 import { cliActor } from '../../services/audit.js';
 import { collectGarbage } from '../../services/gc.js';
 import { runDoctor } from '../../services/doctor.js';
@@ -24,7 +24,7 @@ export const verifyCommand = defineCommand({
         results = await runtime.checker.checkAll();
       } else {
         const sha256 = parseSha256(positionals[0]!, 'SHA256');
-        if (!(await findBlob(runtime.db, sha256)))
+        if (!(await findBlobRecord(runtime, sha256)))
           throw new AppError('BLOB_UNKNOWN', `no package with sha256 ${sha256} is stored`, { sha256 });
         results = { [sha256]: await runtime.checker.check(sha256) };
       }
