@@ -15,14 +15,12 @@
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { newSha256, type Sha256 } from '../../storage/digest.js';
-import { withBlobLock } from '../db/blob-lock.js';
-import { deleteBlobRow, findBlob } from '../db/repos/blobs.js';
-import { imagesUsing } from '../db/repos/images.js';
+import { findBlobRecord } from '../services/blobs.js';
 import { AppError } from '../errors.js';
 import type { Actor } from '../services/audit.js';
-import { ingest, type IngestDeps } from '../services/ingest.js';
+import { ingest, removeUnclaimedIngest, type IngestDeps } from '../services/ingest.js';
 import { bundleInvalid as invalid, parseManifest, referencedDigests } from './import-manifest.js';
-import { applyManifest, planChanges } from './import-plan.js';
+import { applyManifest, planChanges } from '../services/bundle-plan.js';
 import { BLOB_ENTRY, MANIFEST_ENTRY, MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
 
 export interface ImportReport {
@@ -87,7 +85,7 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
       seen.add(sha256);
       if (header.size !== expected.size)
         throw invalid(`entry ${header.name} has ${header.size ?? '?'} bytes, the manifest says ${expected.size}`);
-      const present = await findBlob(db, sha256);
+      const present = await findBlobRecord(deps, sha256);
       if (present && present.state === 'ok') {
         entry.resume();
         report.blobs.alreadyPresent.push(sha256);
@@ -116,7 +114,7 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
     const available = new Set([...report.blobs.stored, ...report.blobs.alreadyPresent, ...report.blobs.verified]);
     for (const digest of referencedDigests(manifest)) {
       if (available.has(digest)) continue;
-      const row = await findBlob(db, digest as Sha256);
+      const row = await findBlobRecord(deps, digest as Sha256);
       if (!row || row.state !== 'ok')
         throw new AppError(
           'BUNDLE_INCOMPLETE',
@@ -171,23 +169,7 @@ async function hashAndCheck(source: AsyncIterable<Uint8Array>, sha256: Sha256): 
   }
 }
 
-/**
- * Removes the packages this import stored, unless another party has a claim
- * on one by now: an image uses it, or another ingest of the same content
- * stored it again meanwhile (a newer ingest time or another file). Each
- * decision and its unlink are one withBlobLock step, so such an ingest
- * commits entirely before (and is seen) or after (and stores it afresh).
- */
+/** Removes the packages this import stored, unless another party has a claim on one by now (services/ingest.ts). */
 async function rollbackBlobs(deps: IngestDeps, created: StoredHere[]): Promise<void> {
-  for (const blob of created) {
-    const detached = await withBlobLock(deps.db, async (trx) => {
-      const row = await findBlob(trx, blob.sha256);
-      if (!row || row.ingested_at !== blob.ingestedAt || (await deps.store.version(blob.sha256)) !== blob.version)
-        return null;
-      if ((await imagesUsing(trx, [blob.sha256])).length > 0) return null;
-      await deleteBlobRow(trx, blob.sha256);
-      return deps.store.detach(blob.sha256);
-    });
-    await detached?.discard();
-  }
+  for (const blob of created) await removeUnclaimedIngest(deps, blob);
 }

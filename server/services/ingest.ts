@@ -9,7 +9,8 @@ import path from 'node:path';
 import type { ByteSource, StagedBlob } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { withBlobLock } from '../db/blob-lock.js';
-import { recordIngestedBlob } from '../db/repos/blobs.js';
+import { deleteBlobRow, findBlob, recordIngestedBlob } from '../db/repos/blobs.js';
+import { imagesUsing } from '../db/repos/images.js';
 import type { BlobArch, BlobRow } from '../db/schema.js';
 import { linkFileName } from '../file-names.js';
 import type { Metrics } from '../metrics.js';
@@ -177,4 +178,26 @@ export async function ingestFile(
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Undoes one ingest (a failed bundle import's packages), unless another party
+ * has a claim on the package by now: an image uses it, or another ingest of
+ * the same content stored it again meanwhile (a newer ingest time or another
+ * file). Decision and file move are one withBlobLock step, so such an ingest
+ * commits entirely before (and is seen) or after (and stores it afresh).
+ */
+export async function removeUnclaimedIngest(
+  deps: Pick<ServiceDeps, 'db' | 'store'>,
+  blob: { sha256: Sha256; ingestedAt: number | null; version: string },
+): Promise<void> {
+  const detached = await withBlobLock(deps.db, async (trx) => {
+    const row = await findBlob(trx, blob.sha256);
+    if (!row || row.ingested_at !== blob.ingestedAt || (await deps.store.version(blob.sha256)) !== blob.version)
+      return null;
+    if ((await imagesUsing(trx, [blob.sha256])).length > 0) return null;
+    await deleteBlobRow(trx, blob.sha256);
+    return deps.store.detach(blob.sha256);
+  });
+  await detached?.discard();
 }

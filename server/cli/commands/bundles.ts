@@ -2,7 +2,8 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { buildManifest, exportBundle } from '../../bundles/export.js';
+import { exportBundle } from '../../bundles/export.js';
+import { buildManifest } from '../../services/bundle-manifest.js';
 import { fetchIntoStore } from '../../bundles/fetch.js';
 import { importBundle, type ImportReport } from '../../bundles/import.js';
 import { syncFrom } from '../../bundles/sync.js';

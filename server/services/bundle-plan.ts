@@ -3,10 +3,10 @@ import type { Db } from '../db/open.js';
 import { findGroupByExactName, insertGroup, listGroupRows, updateGroupRow } from '../db/repos/groups.js';
 import { findImageByName, insertImage, listImageNames, listImageRows, updateImageRow } from '../db/repos/images.js';
 import { AppError } from '../errors.js';
-import { recordAudit, type Actor } from '../services/audit.js';
-import { syncBlobUsage } from '../services/blob-usage.js';
-import type { ImportReport } from './import.js';
-import type { Manifest } from './manifest.js';
+import { recordAudit, type Actor } from './audit.js';
+import { syncBlobUsage } from './blob-usage.js';
+import type { ImportReport } from '../bundles/import.js';
+import type { Manifest } from '../bundles/manifest.js';
 
 export interface Plan {
   imagesReport: ImportReport['images'];
