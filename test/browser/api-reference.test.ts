@@ -8,7 +8,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrapAdmin } from '../../server/services/auth.js';
 import { startMirror, type TestMirror } from '../helpers/env.js';
-import { launchChromium, screenshot, signIn } from './helpers.js';
+import { launchChromium, screenshot, signIn, watchPolicyAndErrors } from './helpers.js';
 
 const PASSWORD = 'reference-browser-password';
 
@@ -16,8 +16,8 @@ let browser: Browser;
 let mirror: TestMirror;
 let context: BrowserContext;
 let page: Page;
-const violations: string[] = [];
-const scriptErrors: string[] = [];
+let violations: string[] = [];
+let scriptErrors: string[] = [];
 const foreignRequests: string[] = [];
 
 beforeAll(async () => {
@@ -25,15 +25,9 @@ beforeAll(async () => {
   mirror = await startMirror();
   await bootstrapAdmin(mirror.runtime, mirror.runtime.store.layout.root, PASSWORD);
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  // Runs before any page script (through the DevTools protocol, so the CSP does not apply to it).
-  await context.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => {
-    console.error('CSP-EVENT ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + location.pathname);
-  });`);
-  context.on('console', (msg) => {
-    const text = msg.text();
-    if (/Content[- ]Security[- ]Policy|CSP-EVENT/i.test(text)) violations.push(text);
-  });
-  context.on('weberror', (err) => scriptErrors.push(String(err.error())));
+  const watched = await watchPolicyAndErrors(context);
+  violations = watched.violations;
+  scriptErrors = watched.scriptErrors;
   context.on('request', (req) => {
     if (!req.url().startsWith(mirror.url) && !req.url().startsWith('data:')) foreignRequests.push(req.url());
   });

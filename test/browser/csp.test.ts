@@ -13,7 +13,7 @@ import { bootstrapAdmin } from '../../server/services/auth.js';
 import { createGroup } from '../../server/services/groups.js';
 import { createImage } from '../../server/services/images.js';
 import { makeTempDir, putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
-import { launchChromium, signIn, writePackage } from './helpers.js';
+import { launchChromium, signIn, watchPolicyAndErrors, writePackage } from './helpers.js';
 
 const PASSWORD = 'csp-browser-password';
 
@@ -23,8 +23,8 @@ let context: BrowserContext;
 let page: Page;
 let tmp: string;
 /** CSP reports from the console and from securitypolicyviolation events, per page. */
-const violations: string[] = [];
-const scriptErrors: string[] = [];
+let violations: string[] = [];
+let scriptErrors: string[] = [];
 
 beforeAll(async () => {
   browser = await launchChromium();
@@ -33,15 +33,9 @@ beforeAll(async () => {
   tmp = await makeTempDir('goldmirror-csp-');
   context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: mirror.url });
-  // Runs before any page script (through the DevTools protocol, so the CSP does not apply to it).
-  await context.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => {
-    console.error('CSP-EVENT ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + location.pathname);
-  });`);
-  context.on('console', (msg) => {
-    const text = msg.text();
-    if (/Content[- ]Security[- ]Policy|CSP-EVENT/i.test(text)) violations.push(text);
-  });
-  context.on('weberror', (err) => scriptErrors.push(String(err.error())));
+  const watched = await watchPolicyAndErrors(context);
+  violations = watched.violations;
+  scriptErrors = watched.scriptErrors;
   page = await context.newPage();
 });
 

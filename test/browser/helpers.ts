@@ -2,7 +2,7 @@
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { expect } from 'vitest';
 import { sha256Hex, testBytes } from '../helpers/env.js';
 
@@ -100,4 +100,24 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   const file = path.join(SCREENSHOT_DIR, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   return file;
+}
+
+/**
+ * Collects, for every page of the context, Content-Security-Policy violations (console reports and
+ * securitypolicyviolation events, the latter through an init script the policy does not apply to)
+ * and uncaught script errors.
+ */
+export async function watchPolicyAndErrors(
+  context: BrowserContext,
+): Promise<{ violations: string[]; scriptErrors: string[] }> {
+  const watched = { violations: [] as string[], scriptErrors: [] as string[] };
+  await context.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => {
+    console.error('CSP-EVENT ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + location.pathname);
+  });`);
+  context.on('console', (msg) => {
+    const text = msg.text();
+    if (/Content[- ]Security[- ]Policy|CSP-EVENT/i.test(text)) watched.violations.push(text);
+  });
+  context.on('weberror', (err) => watched.scriptErrors.push(String(err.error())));
+  return watched;
 }

@@ -1,4 +1,5 @@
 /** Temp data dirs, a running goldmirror on port 0, and deterministic test data. */
+import { execFileSync } from 'node:child_process';
 import { createCipheriv, createHash, type Cipher } from 'node:crypto';
 import fs from 'node:fs/promises';
 import net from 'node:net';
@@ -99,4 +100,19 @@ export function sha256Hex(data: Uint8Array): string {
 export async function putBlob(mirror: TestMirror, data: Buffer, fileName = 'test.pvmp'): Promise<string> {
   const { blob } = await ingest(mirror.runtime.ingestDeps, { source: [data], fileName });
   return blob.sha256;
+}
+
+/** A self-signed certificate for 127.0.0.1 (openssl), written into `dir`; valid for a day. */
+export function selfSignedCert(dir: string): { certFile: string; keyFile: string } {
+  const certFile = path.join(dir, 'cert.pem');
+  const keyFile = path.join(dir, 'key.pem');
+  const subject = ['-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'];
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', ...subject, '-keyout', keyFile, '-out', certFile],
+    {
+      stdio: 'ignore',
+    },
+  );
+  return { certFile, keyFile };
 }

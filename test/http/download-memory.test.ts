@@ -7,14 +7,12 @@
  * byte right.
  */
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingest } from '../../server/services/ingest.js';
-import { makeTempDir, startMirror, testStream, type TestMirror } from '../helpers/env.js';
+import { makeTempDir, selfSignedCert, startMirror, testStream, type TestMirror } from '../helpers/env.js';
 import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
@@ -96,29 +94,7 @@ describe('buffer memory of clients that stop reading', () => {
 
   beforeAll(async () => {
     dir = await makeTempDir('goldmirror-memory-');
-    const certFile = path.join(dir, 'cert.pem');
-    const keyFile = path.join(dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { certFile, keyFile } = selfSignedCert(dir);
     plain = await startMirror({ maxDownloadsPerClient: 0 });
     secure = await startMirror({ maxDownloadsPerClient: 0, tlsCert: certFile, tlsKey: keyFile });
     sha256 = (await ingest(plain.runtime.ingestDeps, { source: testStream(SIZE, 'memory'), fileName: 'm.pvmp' })).blob

@@ -1,12 +1,19 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrapTestAdmin, call, mustSignIn } from '../helpers/api.js';
-import { freePort, makeTempDir, putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import {
+  freePort,
+  makeTempDir,
+  putBlob,
+  selfSignedCert,
+  sha256Hex,
+  startMirror,
+  testBytes,
+  type TestMirror,
+} from '../helpers/env.js';
 import { waitFor } from '../helpers/wait.js';
 
 interface Answer {
@@ -37,29 +44,7 @@ describe('TLS', () => {
 
   beforeAll(async () => {
     dir = await makeTempDir('goldmirror-tls-');
-    const certFile = path.join(dir, 'cert.pem');
-    const keyFile = path.join(dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { certFile, keyFile } = selfSignedCert(dir);
     cert = fs.readFileSync(certFile);
     plainPort = await freePort();
     mirror = await startMirror({ tlsCert: certFile, tlsKey: keyFile, httpPort: plainPort });
