@@ -30,7 +30,11 @@ interface SlowDownload {
 function slowDownload(mirror: TestMirror, urlPath: string): Promise<SlowDownload> {
   const { hostname, port } = new URL(mirror.url);
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: hostname, port, path: urlPath, agent: false }, (res) => {
+    // Keep-alive, so the server does not close the socket while its last bytes wait in the kernel: an orphaned
+    // socket is the first thing Linux aborts under TCP memory pressure, which other suites create on purpose
+    // (thousands of clients that never read), and then the download ends short for reasons not under test.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const req = http.get({ host: hostname, port, path: urlPath, agent }, (res) => {
       expect(res.statusCode).toBe(200);
       let received = 0;
       let fast = false;
@@ -38,7 +42,10 @@ function slowDownload(mirror: TestMirror, urlPath: string): Promise<SlowDownload
       res.on('error', (err) => (error = err.message));
       res.on('aborted', () => (error ??= 'aborted'));
       const outcome = new Promise<{ received: number; complete: boolean; error: string | null }>((done) => {
-        res.on('close', () => done({ received, complete: res.complete, error }));
+        res.on('close', () => {
+          agent.destroy();
+          done({ received, complete: res.complete, error });
+        });
       });
       const pump = (): void => {
         if (fast) return;
@@ -134,9 +141,7 @@ describe('a download streaming a blob that fails its check', () => {
     expect(outcome.received - at).toBeLessThan(32 * MiB);
   });
 
-  // Retried: in two of about ten suite runs on two busy cores, this download ended ~30 KiB short (client saw
-  // an early close). Not reproduced in isolation yet; the message carries the whole outcome for that hunt.
-  it('a check that finds the blob intact leaves the download alone', { retry: 2 }, async () => {
+  it('a check that finds the blob intact leaves the download alone', async () => {
     const sha256 = await store('cutoff-ok');
     const download = await slowDownload(mirror, `/d/${sha256}/ok.pvmp`);
     await waitFor(() => download.received() >= 2 * MiB);
