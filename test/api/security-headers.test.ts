@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { csrfMatches } from '../../server/http/auth.js';
 import type { GroupView } from '../../server/services/groups.js';
 import type { ImageView } from '../../server/services/images.js';
-import { bootstrapTestAdmin, call, issueToken, mustSignIn, type Session } from '../helpers/api.js';
+import { bootstrapTestAdmin, call, consolePages, issueToken, mustSignIn, type Session } from '../helpers/api.js';
 import { putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 /** Headers every answer of the app must carry, whatever made it. */
@@ -70,19 +70,7 @@ describe('protective headers', () => {
   });
 
   const pages = (): string[] => [
-    '/admin',
-    '/admin/images',
-    '/admin/images/new',
-    `/admin/images/${image.id}`,
-    `/admin/images/${image.id}/edit`,
-    `/admin/images/${image.id}/delete`,
-    '/admin/groups',
-    `/admin/groups/${group.id}`,
-    '/admin/blobs',
-    `/admin/blobs/${sha}`,
-    '/admin/upload',
-    '/admin/account',
-    '/admin/tokens',
+    ...consolePages({ imageId: image.id, groupId: group.id, sha256: sha }),
     '/admin/no-such-page',
   ];
 

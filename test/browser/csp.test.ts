@@ -14,6 +14,7 @@ import { createGroup } from '../../server/services/groups.js';
 import { createImage } from '../../server/services/images.js';
 import { makeTempDir, putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 import { launchChromium, signIn, watchPolicyAndErrors, writePackage } from './helpers.js';
+import { consolePages } from '../helpers/api.js';
 
 const PASSWORD = 'csp-browser-password';
 
@@ -86,21 +87,7 @@ describe.sequential('admin console under the Content-Security-Policy', () => {
     await page.goto(`${mirror.url}/admin/login`);
     await expectStyled(page, 'login');
     await signIn(page, mirror.url, PASSWORD);
-    const pages = [
-      '/admin',
-      '/admin/images',
-      '/admin/images/new',
-      `/admin/images/${image.id}`,
-      `/admin/images/${image.id}/edit`,
-      `/admin/images/${image.id}/delete`,
-      '/admin/groups',
-      `/admin/groups/${group.id}`,
-      '/admin/blobs',
-      `/admin/blobs/${sha}`,
-      '/admin/upload',
-      '/admin/account',
-      '/admin/tokens',
-    ];
+    const pages = consolePages({ imageId: image.id, groupId: group.id, sha256: sha });
     for (const path of pages) {
       const res = await page.goto(`${mirror.url}${path}`);
       expect({ path, status: res?.status() }).toEqual({ path, status: 200 });

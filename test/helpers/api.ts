@@ -169,3 +169,25 @@ export const matching = (pattern: RegExp): string => expect.stringMatching(patte
 export const containing = (text: string): string => expect.stringContaining(text) as string;
 export const like = <T extends object>(partial: T): T =>
   (expect.objectContaining as (expected: unknown) => unknown)(partial) as T;
+
+/** Every page of the admin console, with one image, group and package to show, for tests that check each page. */
+export function consolePages(shown: { imageId: number; groupId: number; sha256: string }): string[] {
+  return [
+    '/admin',
+    '/admin/images',
+    '/admin/images/new',
+    `/admin/images/${shown.imageId}`,
+    `/admin/images/${shown.imageId}/edit`,
+    `/admin/images/${shown.imageId}/delete`,
+    '/admin/groups',
+    `/admin/groups/${shown.groupId}`,
+    '/admin/blobs',
+    `/admin/blobs/${shown.sha256}`,
+    '/admin/upload',
+    '/admin/downloads',
+    '/admin/history',
+    '/admin/settings',
+    '/admin/account',
+    '/admin/tokens',
+  ];
+}
