@@ -5,7 +5,6 @@
  * resets it (generated or from stdin) and ends every session, and
  * `token create --scope` / `token list` show scopes.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,26 +19,8 @@ import {
   mustSignIn,
   signIn,
 } from '../helpers/api.js';
-import { cliArgs, repoRoot, runCli, spawnCli, waitForOk, type CliResult } from '../helpers/cli.js';
+import { repoRoot, runCli, spawnCli, waitForOk } from '../helpers/cli.js';
 import { freePort, makeTempDir, startMirror, type TestMirror } from '../helpers/env.js';
-
-/** The CLI with `input` written to its stdin (a pipe, so not a TTY), then closed. */
-function runCliWithStdin(args: string[], env: Record<string, string>, input: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, cliArgs(args), {
-      cwd: repoRoot,
-      env: { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
 
 describe('MIRROR_ADMIN_PASSWORD with `goldmirror serve`', () => {
   it('creates the admin at the first start only: a password changed on the page survives a restart with the same environment', async () => {
@@ -139,9 +120,10 @@ describe('goldmirror admin reset-password', () => {
     const session = await mustSignIn(m.url, (await resetTo('first piped password')).password);
     const token = await issueToken(m, 'revoked-by-reset');
     const chosen = 'a password from a pipe';
-    const res = await runCliWithStdin(
+    const res = await runCli(
       ['admin', 'reset-password', '--revoke-tokens', '--user', 'admin'],
       env,
+      repoRoot,
       `${chosen}\r\nignored second line\n`,
     );
     expect(res.code, res.stderr).toBe(0);
@@ -152,7 +134,7 @@ describe('goldmirror admin reset-password', () => {
     expect(await m.runtime.db.selectFrom('api_tokens').select('name').execute()).toEqual([]);
     expect((await signIn(m.url, chosen)).res.status).toBe(200);
 
-    const json = await runCliWithStdin(['admin', 'reset-password', '--stdin', '--json'], env, 'yet another password');
+    const json = await runCli(['admin', 'reset-password', '--stdin', '--json'], env, repoRoot, 'yet another password');
     expect(JSON.parse(json.stdout)).toMatchObject({
       username: 'admin',
       generatedPassword: null,
@@ -163,10 +145,10 @@ describe('goldmirror admin reset-password', () => {
 
   it('refuses what it cannot do, changing nothing', async () => {
     const { password } = await resetTo('the password before');
-    const short = await runCliWithStdin(['admin', 'reset-password'], env, 'short\n');
+    const short = await runCli(['admin', 'reset-password'], env, repoRoot, 'short\n');
     expect(short.code).toBe(2);
     expect(short.stderr).toBe('goldmirror: error: the new password must be at least 10 characters\n');
-    const empty = await runCliWithStdin(['admin', 'reset-password', '--stdin'], env, '');
+    const empty = await runCli(['admin', 'reset-password', '--stdin'], env, repoRoot, '');
     expect(empty.code).toBe(2);
     expect(empty.stderr).toMatch(/^goldmirror: error: --stdin: no password on standard input\n/);
     const nobody = await runCli(['admin', 'reset-password', '--user', 'nobody'], env);
@@ -208,7 +190,7 @@ describe('goldmirror admin reset-password', () => {
   });
 
   async function resetTo(password: string): Promise<{ password: string }> {
-    const res = await runCliWithStdin(['admin', 'reset-password'], env, password);
+    const res = await runCli(['admin', 'reset-password'], env, repoRoot, password);
     expect(res.code, res.stderr).toBe(0);
     return { password };
   }

@@ -16,19 +16,27 @@ export function cliArgs(args: string[]): string[] {
   return ['--import', 'tsx', entry, ...args];
 }
 
-export function runCli(args: string[], env: Record<string, string> = {}, cwd = repoRoot): Promise<CliResult> {
+/** Runs the CLI to its end; with `input`, that text is its stdin (a pipe, so not a TTY), then closed. */
+export function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  cwd = repoRoot,
+  input?: string,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, cliArgs(args), {
       cwd,
       env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // Both are pipes (the stdio above); the typings cannot tell once the first entry is chosen at run time.
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    if (input !== undefined) child.stdin?.end(input);
   });
 }
 
