@@ -137,6 +137,18 @@ async function stored(data: Buffer, fileName = 'race.pvmp'): Promise<Sha256> {
   return (await ingest(depsWith(runtime.store), { source: [data], fileName })).blob.sha256 as Sha256;
 }
 
+/** A checker of its own on `store` (a paused wrapper), one check at a time. */
+function checkerOn(store: BlobStore): IntegrityChecker {
+  return new IntegrityChecker({
+    db: runtime.db,
+    clock: runtime.clock,
+    store,
+    log: createLogger('silent'),
+    concurrency: 1,
+    maxBytesPerSec: 0,
+  });
+}
+
 describe('a check that found a corrupt or missing copy, racing a repair', () => {
   it('a repair landing between "corrupt" and the move to quarantine keeps the repaired copy in place', async () => {
     const data = testBytes(300_000, 'quarantine-vs-repair');
@@ -145,14 +157,7 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
     await flipByte(blobFile, 123_456);
 
     const paused = pausing(runtime.store, 'quarantine');
-    const checker = new IntegrityChecker({
-      db: runtime.db,
-      clock: runtime.clock,
-      store: paused.store,
-      log: createLogger('silent'),
-      concurrency: 1,
-      maxBytesPerSec: 0,
-    });
+    const checker = checkerOn(paused.store);
     try {
       const check = checker.check(sha);
       await paused.arrived; // the check read the corrupt copy and is about to move it aside
@@ -181,14 +186,7 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
     await fs.rm(runtime.store.layout.blobFile(sha));
 
     const paused = pausing(runtime.store, 'open');
-    const checker = new IntegrityChecker({
-      db: runtime.db,
-      clock: runtime.clock,
-      store: paused.store,
-      log: createLogger('silent'),
-      concurrency: 1,
-      maxBytesPerSec: 0,
-    });
+    const checker = checkerOn(paused.store);
     try {
       const check = checker.check(sha);
       await paused.arrived; // the check found no file and is about to record 'missing'
