@@ -7,7 +7,7 @@
  * A waiting request asks the holder to let go through the row, as tus'
  * in-memory locker does within one process, and the holder's renewal sees it.
  */
-import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
+import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/server';
 import { AppError, errorBody } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DbDeps } from '../services/deps.js';

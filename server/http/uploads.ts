@@ -69,17 +69,20 @@ export class HashingFileStore extends FileStore {
   readonly #guard: (bytes: number, what: string) => Promise<void>;
   readonly #headroom: Headroom;
   readonly #fence: (id: string) => boolean;
+  readonly #catchUpMaxBytes: number;
 
   constructor(
     options: ConstructorParameters<typeof FileStore>[0],
     guard: (bytes: number, what: string) => Promise<void>,
     headroom: Headroom,
     fence: (id: string) => boolean,
+    catchUpMaxBytes = CATCH_UP_MAX_BYTES,
   ) {
     super(options);
     this.#guard = guard;
     this.#headroom = headroom;
     this.#fence = fence;
+    this.#catchUpMaxBytes = catchUpMaxBytes;
   }
 
   /** Upload-Length arriving on a PATCH of a deferred upload: the rest must fit, or 507 and the length stays open. */
@@ -192,7 +195,7 @@ export class HashingFileStore extends FileStore {
     let state = this.running.get(id);
     if (offset === 0 || (state && state.offset > offset)) state = undefined;
     const from = state?.offset ?? 0;
-    if (from === offset || offset - from <= CATCH_UP_MAX_BYTES) {
+    if (offset - from <= this.#catchUpMaxBytes) {
       state ??= { hash: newSha256(), offset: 0 };
       this.running.set(id, state);
       try {
