@@ -2,7 +2,10 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 
-/** host/pid/random: which machine and process holds a row, readable in the database; random so that two runtimes of one process differ. */
+/**
+ * host/pid/random (under the 200 characters the columns hold): which machine and process holds a row,
+ * readable in the database; random so that two runtimes in one process differ.
+ */
 export function newHolderId(): string {
-  return `${os.hostname()}/${process.pid}/${randomBytes(6).toString('hex')}`;
+  return `${os.hostname().slice(0, 120)}/${process.pid}/${randomBytes(6).toString('hex')}`;
 }

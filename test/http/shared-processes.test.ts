@@ -13,9 +13,11 @@ import { Upload } from '@tus/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HashingFileStore, type UnfinishedUpload } from '../../server/http/uploads.js';
 import type { TransferJob } from '../../server/jobs/transfers.js';
+import { setBlobState } from '../../server/db/repos/blobs.js';
 import { createLogger } from '../../server/log.js';
 import { openRuntime, type Runtime } from '../../server/runtime.js';
 import type { BlobView } from '../../server/services/blobs.js';
+import { ingest } from '../../server/services/ingest.js';
 import { TRANSFER_STALE_MS } from '../../server/services/transfer-jobs.js';
 import { startServer, type ServerHandle } from '../../server/serve.js';
 import {
@@ -28,6 +30,7 @@ import {
   type CallOptions,
 } from '../helpers/api.js';
 import { fakeClock } from '../helpers/clock.js';
+import type { Sha256 } from '../../storage/digest.js';
 import { makeTempDir, sha256Hex, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
 import { waitFor, waitForValue } from '../helpers/wait.js';
 
@@ -238,6 +241,21 @@ describe('two servers on one data dir and one database', () => {
     const rest = await patch(b, id, 64 * KiB, data.subarray(64 * KiB));
     expect(rest.status, rest.text).toBe(204);
     expect(rest.headers.get('upload-sha256')).toBe(sha256Hex(data));
+  });
+
+  it('a package withheld by B is refused by A within about a second (A caches servable rows for a second only)', async () => {
+    const sha = (await ingest(b.runtime.ingestDeps, { source: [testBytes(64 * KiB, 'withheld')], fileName: 'W.pvmp' }))
+      .blob.sha256 as Sha256;
+    const link = `${a.url}/d/${sha}/W.pvmp`;
+    expect((await fetch(link, { method: 'HEAD' })).status).toBe(200); // now in A's row cache
+    // What B's checker records for a corrupt package (the file itself is left in place here).
+    await setBlobState(b.runtime.db, sha, 'corrupt', { verifiedAtMs: Date.now(), detail: 'found corrupt by B' });
+    const since = performance.now();
+    await waitFor(async () => (await fetch(link, { method: 'HEAD' })).status === 503, {
+      what: 'A to refuse the package',
+      intervalMs: 50,
+    });
+    expect(performance.now() - since).toBeLessThan(2500);
   });
 
   it('a pull started on A is listed on B with its progress, and B cancels it: A stops, keeps nothing, both say cancelled', async () => {
