@@ -78,11 +78,16 @@ class DatabaseLock implements Lock {
 
   async lock(stopSignal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     const deadline = performance.now() + ACQUIRE_TIMEOUT_MS;
+    let askedAt = -Infinity;
     for (;;) {
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- what tus' own locker throws
       if (stopSignal.aborted) throw ERRORS.ABORTED;
       if (await this.tryOnce(requestRelease)) return;
-      await askUploadRelease(this.#deps, this.#id, this.#holder);
+      // Again now and then: the lock may have passed to a third request meanwhile.
+      if (performance.now() - askedAt >= RENEW_EVERY_MS) {
+        askedAt = performance.now();
+        await askUploadRelease(this.#deps, this.#id, this.#holder);
+      }
       if (performance.now() > deadline) {
         const busy = new AppError('UPLOAD_BUSY');
         // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
