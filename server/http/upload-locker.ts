@@ -36,8 +36,8 @@ export type LockerDeps = DbDeps & { log: Logger };
 
 export class DatabaseLocker implements Locker {
   readonly #deps: LockerDeps;
-  /** The locks this process holds, so that writes can check theirs is still theirs. */
-  readonly #held = new Map<string, DatabaseLock>();
+  /** The locks this process holds, per upload, so that writes can check theirs is still theirs. */
+  readonly #held = new Map<string, Set<DatabaseLock>>();
 
   constructor(deps: LockerDeps) {
     this.#deps = deps;
@@ -53,16 +53,23 @@ export class DatabaseLocker implements Locker {
     return (await lock.tryOnce()) ? lock : null;
   }
 
-  /** Whether this process holds the lock of `id`, confirmed recently enough that no other process can have taken it. */
+  /**
+   * Whether this process holds the lock of `id`, confirmed recently enough that no other process can
+   * have taken it. Not while an older request of this process still has one it lost (its writes and
+   * the new holder's cannot be told apart here): the new holder waits until the old request has ended.
+   */
   holds(id: string): boolean {
-    return this.#held.get(id)?.confirmed() ?? false;
+    const locks = this.#held.get(id);
+    if (locks?.size !== 1) return false;
+    const [lock] = locks;
+    return lock?.confirmed() ?? false;
   }
 }
 
 class DatabaseLock implements Lock {
   readonly #id: string;
   readonly #deps: LockerDeps;
-  readonly #held: Map<string, DatabaseLock>;
+  readonly #held: Map<string, Set<DatabaseLock>>;
   readonly #holder = newHolderId();
   #timer: NodeJS.Timeout | null = null;
   #confirmedAt = 0;
@@ -70,7 +77,7 @@ class DatabaseLock implements Lock {
   #renewing = false;
   #releaseAsked = false;
 
-  constructor(id: string, deps: LockerDeps, held: Map<string, DatabaseLock>) {
+  constructor(id: string, deps: LockerDeps, held: Map<string, Set<DatabaseLock>>) {
     this.#id = id;
     this.#deps = deps;
     this.#held = held;
@@ -102,7 +109,11 @@ class DatabaseLock implements Lock {
     const asked = performance.now();
     if (!(await takeUploadLockFor(this.#deps, this.#id, this.#holder))) return false;
     this.#confirmedAt = asked;
-    this.#held.set(this.#id, this);
+    const locks = this.#held.get(this.#id) ?? new Set();
+    // Taken in the database, so any older lock of this process on the same upload was lost.
+    for (const older of locks) older.#lost = true;
+    locks.add(this);
+    this.#held.set(this.#id, locks);
     this.#timer = setInterval(() => void this.#renew(requestRelease), RENEW_EVERY_MS);
     this.#timer.unref();
     return true;
@@ -120,7 +131,7 @@ class DatabaseLock implements Lock {
       const state = await renewUploadLockFor(this.#deps, this.#id, this.#holder);
       if (this.#timer === null) return;
       if (!state) {
-        // Taken over after it expired: end the request at once (writes already stop at the fence).
+        // Taken over after it expired: its writes already stop at the fence; have tus end the request.
         this.#lost = true;
         this.#stopRenewing();
         this.#deps.log.warn({ upload: this.#id }, 'lost the lock of an upload (not renewed in time)');
@@ -143,11 +154,13 @@ class DatabaseLock implements Lock {
   #stopRenewing(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    if (this.#held.get(this.#id) === this) this.#held.delete(this.#id);
   }
 
+  /** Called when the request has ended (tus does, even after the lock was lost). */
   async unlock(): Promise<void> {
     this.#stopRenewing();
+    const locks = this.#held.get(this.#id);
+    if (locks?.delete(this) && locks.size === 0) this.#held.delete(this.#id);
     try {
       await releaseUploadLock(this.#deps, this.#id, this.#holder);
     } catch (err) {

@@ -85,7 +85,11 @@ export class TransferJobs {
     let starting: Promise<boolean> | undefined;
     const run = async () => {
       starting = startTransferJob(this.#deps, id, this.holder);
-      if (!(await starting)) throw new Error('cancelled by an admin');
+      if (!(await starting)) {
+        // Cancelled (by any process) while it waited: end it as such.
+        this.#abort(local, 'cancelled by an admin');
+        throw new Error('cancelled by an admin');
+      }
       local.started = true;
       return fetchIntoStore(this.#deps, url, {
         ...options,

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { Upload } from '@tus/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DatabaseLocker } from '../../server/http/upload-locker.js';
 import { HashingFileStore, type UnfinishedUpload } from '../../server/http/uploads.js';
 import type { TransferJob } from '../../server/jobs/transfers.js';
 import { setBlobState } from '../../server/db/repos/blobs.js';
@@ -425,5 +426,64 @@ describe('the hash of one upload written by two processes', () => {
     await newUpload(a, 'restarted');
     await write(a, 'restarted', 0, 200 * KiB);
     expect(await a.takeDigest('restarted', 100 * KiB)).toBeUndefined();
+  });
+});
+
+describe('the upload lock in the database', () => {
+  let dirL: string;
+  let runtime: Runtime;
+  beforeAll(async () => {
+    dirL = await makeTempDir();
+    runtime = await openRuntime(testConfig(dirL), createLogger('silent'));
+  });
+  afterAll(async () => {
+    await runtime?.close();
+    await fs.rm(dirL, { recursive: true, force: true });
+  });
+  const lockerOf = (clock = runtime.clock): DatabaseLocker =>
+    new DatabaseLocker({ db: runtime.db, clock, log: runtime.log });
+
+  it('is held by one process at a time; a waiter asks the holder to let go, and gets it once the holder does', async () => {
+    const [a, b] = [lockerOf(), lockerOf()];
+    const held = a.newLock('upload-1');
+    let askedToRelease = 0;
+    await held.lock(new AbortController().signal, () => {
+      askedToRelease += 1;
+    });
+    expect(a.holds('upload-1')).toBe(true);
+    expect(b.holds('upload-1')).toBe(false);
+    expect(await b.tryLock('upload-1')).toBeNull();
+
+    const waiting = b.newLock('upload-1');
+    const taken = waiting.lock(new AbortController().signal, () => undefined);
+    // The holder notices the request at its next renewal (once a second).
+    await waitFor(() => askedToRelease === 1, { what: 'the holder to be asked to let go' });
+    await held.unlock();
+    await taken;
+    expect(a.holds('upload-1')).toBe(false);
+    expect(b.holds('upload-1')).toBe(true);
+    await waiting.unlock();
+    expect(await a.tryLock('upload-1')).not.toBeNull();
+  });
+
+  it('of a holder that stopped renewing is taken over after it expires, and the old holder stops writing', async () => {
+    const a = lockerOf();
+    const old = a.newLock('upload-2');
+    let released = false;
+    await old.lock(new AbortController().signal, () => {
+      released = true;
+    });
+    // A process whose clock is 20 s later sees the lock as expired, as everyone will once A stops renewing.
+    const later = lockerOf(fakeClock(Date.now() + 20_000));
+    const taken = await later.tryLock('upload-2');
+    expect(taken).not.toBeNull();
+    // A's next renewal finds the row taken: its request is ended, and its writes no longer pass.
+    await waitFor(() => released, { what: 'A to learn that it lost the lock' });
+    expect(a.holds('upload-2')).toBe(false);
+    expect(later.holds('upload-2')).toBe(true);
+    await old.unlock();
+    // A's release does not free the new holder's lock.
+    expect(await lockerOf().tryLock('upload-2')).toBeNull();
+    await taken!.unlock();
   });
 });
