@@ -97,14 +97,14 @@ export function renewUploadFinishFor(deps: DbDeps, uploadId: string, holder: str
   return renewUploadFinish(deps.db, uploadId, holder, deps.clock.now() + UPLOAD_CLAIM_TTL_MS);
 }
 
-export function recordUploadStored(
+export async function recordUploadStored(
   deps: DbDeps,
   uploadId: string,
   holder: string,
   stored: StoredUpload,
 ): Promise<void> {
   const now = deps.clock.now();
-  return recordUploadFinish(deps.db, uploadId, holder, {
+  await recordUploadFinish(deps.db, uploadId, holder, {
     state: 'stored',
     sha256: stored.sha256,
     size: stored.size,
@@ -114,11 +114,17 @@ export function recordUploadStored(
     now,
     expiresAt: now + UPLOAD_OUTCOME_MS,
   });
+  await dropExpiredUploadFinishes(deps.db, now);
 }
 
-export function recordUploadFailed(deps: DbDeps, uploadId: string, holder: string, error: AppError): Promise<void> {
+export async function recordUploadFailed(
+  deps: DbDeps,
+  uploadId: string,
+  holder: string,
+  error: AppError,
+): Promise<void> {
   const now = deps.clock.now();
-  return recordUploadFinish(deps.db, uploadId, holder, {
+  await recordUploadFinish(deps.db, uploadId, holder, {
     state: 'failed',
     sha256: null,
     size: null,
@@ -128,4 +134,5 @@ export function recordUploadFailed(deps: DbDeps, uploadId: string, holder: strin
     now,
     expiresAt: now + UPLOAD_OUTCOME_MS,
   });
+  await dropExpiredUploadFinishes(deps.db, now);
 }
