@@ -89,18 +89,26 @@ class DatabaseLock implements Lock {
     for (;;) {
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- what tus' own locker throws
       if (stopSignal.aborted) throw ERRORS.ABORTED;
-      if (await this.tryOnce(requestRelease)) return;
+      if (await this.#orUnavailable(() => this.tryOnce(requestRelease))) return;
       // Again now and then: the lock may have passed to a third request meanwhile.
       if (performance.now() - askedAt >= RENEW_EVERY_MS) {
         askedAt = performance.now();
-        await askUploadRelease(this.#deps, this.#id, this.#holder);
+        await this.#orUnavailable(() => askUploadRelease(this.#deps, this.#id, this.#holder));
       }
-      if (performance.now() > deadline) {
-        const busy = new AppError('UPLOAD_BUSY');
-        // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
-        throw { status_code: busy.status, body: JSON.stringify(errorBody(busy)) };
-      }
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
+      if (performance.now() > deadline) throw tusAnswer(new AppError('UPLOAD_BUSY'));
       await new Promise((resolve) => setTimeout(resolve, RETRY_EVERY_MS));
+    }
+  }
+
+  /** A database that does not answer is a 503 in our words, not tus' 500 with the driver's message. */
+  async #orUnavailable<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (err) {
+      this.#deps.log.warn({ err, upload: this.#id }, 'could not reach the lock of an upload in the database');
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
+      throw tusAnswer(new AppError('DATABASE_UNAVAILABLE', 'the database did not answer; try again in a few seconds'));
     }
   }
 
@@ -168,4 +176,9 @@ class DatabaseLock implements Lock {
       this.#deps.log.warn({ err, upload: this.#id }, 'could not release the lock of an upload');
     }
   }
+}
+
+/** The answer @tus/server sends for a thrown { status_code, body }. */
+function tusAnswer(err: AppError): { status_code: number; body: string } {
+  return { status_code: err.status, body: JSON.stringify(errorBody(err)) };
 }

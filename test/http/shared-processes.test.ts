@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DatabaseLocker } from '../../server/http/upload-locker.js';
 import { HashingFileStore, type UnfinishedUpload } from '../../server/http/uploads.js';
 import type { TransferJob } from '../../server/jobs/transfers.js';
+import { openDatabase } from '../../server/db/open.js';
 import { setBlobState } from '../../server/db/repos/blobs.js';
 import { createLogger } from '../../server/log.js';
 import { openRuntime, type Runtime } from '../../server/runtime.js';
@@ -464,6 +465,21 @@ describe('the upload lock in the database', () => {
     expect(b.holds('upload-1')).toBe(true);
     await waiting.unlock();
     expect(await a.tryLock('upload-1')).not.toBeNull();
+  });
+
+  it('answers 503 in its own words when the database does not answer', async () => {
+    const db = await openDatabase(`${dirL}/other.db`);
+    await db.destroy();
+    const locker = new DatabaseLocker({ db, clock: runtime.clock, log: runtime.log });
+    const answer = await locker
+      .newLock('upload-3')
+      .lock(new AbortController().signal, () => undefined)
+      .then(
+        () => null,
+        (err: { status_code: number; body: string }) => err,
+      );
+    expect(answer?.status_code).toBe(503);
+    expect(JSON.parse(answer!.body)).toMatchObject({ error: { code: 'DATABASE_UNAVAILABLE' } });
   });
 
   it('of a holder that stopped renewing is taken over after it expires, and the old holder stops writing', async () => {
