@@ -1,0 +1,44 @@
+/**
+ * Which database the suites run on. Without MIRROR_TEST_DATABASE_URL: embedded SQLite in each test's data dir, as a
+ * user gets by default. With it (a PostgreSQL URL; `.ci/run` starts a throwaway server and sets it): every data dir a
+ * test makes gets its own schema in that database, named after the dir, so an in-process mirror and the CLI children
+ * a test spawns on the same dir share one catalog, and no two tests see each other's rows.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+
+export const testDatabaseServer = process.env.MIRROR_TEST_DATABASE_URL ?? '';
+export const onPostgres = testDatabaseServer !== '';
+
+/** Prefix of the schemas the suites make; the global teardown drops them. */
+export const TEST_SCHEMA_PREFIX = 'gm_t_';
+
+const created = new Set<string>();
+
+/** The schema for a data dir (created once per process), as a URL to put in MIRROR_DATABASE_URL; '' on SQLite. */
+export function testDatabaseUrl(dataDir: string): string {
+  if (!onPostgres) return '';
+  const schema = TEST_SCHEMA_PREFIX + createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 24);
+  if (!created.has(schema)) {
+    psql(`create schema if not exists ${schema}`);
+    created.add(schema);
+  }
+  const url = new URL(testDatabaseServer);
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  return url.toString();
+}
+
+/** `env` for a child goldmirror, with the database of its MIRROR_DATA_DIR added when the suites run on PostgreSQL. */
+export function withTestDatabase(env: Record<string, string>): Record<string, string> {
+  if (!onPostgres || env.MIRROR_DATABASE_URL !== undefined || env.MIRROR_DATA_DIR === undefined) return env;
+  return { ...env, MIRROR_DATABASE_URL: testDatabaseUrl(env.MIRROR_DATA_DIR) };
+}
+
+/** Runs one statement on the test server with psql (synchronous, so that testConfig can stay synchronous). */
+export function psql(statement: string, url = testDatabaseServer): string {
+  return execFileSync('psql', ['--no-psqlrc', '-qAt', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', statement], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
