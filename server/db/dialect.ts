@@ -19,7 +19,7 @@ import {
   type DataTypeNode,
   type DatabaseConnection,
   type Driver,
-  type Kysely,
+  type QueryExecutorProvider,
   type PostgresDialectConfig,
   type QueryCompiler,
   type RawBuilder,
@@ -31,7 +31,7 @@ import { AppError } from '../errors.js';
 export type DialectName = 'sqlite' | 'postgres';
 
 /** Which engine a Kysely instance (or a transaction of one) talks to. */
-export function dialectOf(db: Kysely<any>): DialectName {
+export function dialectOf(db: QueryExecutorProvider): DialectName {
   return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
 }
 
@@ -53,7 +53,7 @@ export function tuneSqliteConnection(sqlite: SQLite.Database, busyTimeoutMs: num
 }
 
 /** The database's own consistency check: 'ok', or what is wrong. PostgreSQL checks itself, so a round trip is the check. */
-export async function quickCheck(db: Kysely<any>): Promise<string> {
+export async function quickCheck(db: QueryExecutorProvider): Promise<string> {
   if (dialectOf(db) === 'postgres') {
     await sql`select 1`.execute(db);
     return 'ok';
@@ -67,18 +67,18 @@ export async function quickCheck(db: Kysely<any>): Promise<string> {
  * lower() does exactly that; PostgreSQL's does so under the "C" collation (its default one would also fold "É").
  * `foldedColumn` for a column, `foldedValue` for a parameter.
  */
-export function foldedColumn(db: Kysely<any>, column: string): RawBuilder<string> {
+export function foldedColumn(db: QueryExecutorProvider, column: string): RawBuilder<string> {
   return dialectOf(db) === 'postgres'
     ? sql<string>`lower(${sql.ref(column)} collate "C")`
     : sql<string>`lower(${sql.ref(column)})`;
 }
 
-export function foldedValue(db: Kysely<any>, value: string): RawBuilder<string> {
+export function foldedValue(db: QueryExecutorProvider, value: string): RawBuilder<string> {
   return dialectOf(db) === 'postgres' ? sql<string>`lower(${value} collate "C")` : sql<string>`lower(${value})`;
 }
 
 /** The index expression of the same folding, for the migration that creates it. */
-export function foldedIndexExpression(db: Kysely<any>, column: string): RawBuilder<string> {
+export function foldedIndexExpression(db: QueryExecutorProvider, column: string): RawBuilder<string> {
   return dialectOf(db) === 'postgres'
     ? sql<string>`lower(${sql.raw(column)} collate "C")`
     : sql`lower(${sql.raw(column)})`;
@@ -195,7 +195,7 @@ function reporting(connection: DatabaseConnection): DatabaseConnection {
     get(target, prop) {
       if (prop === 'executeQuery') return (query: CompiledQuery) => target.executeQuery(query).catch(unavailable);
       const value: unknown = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? value.bind(target) : value;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
   });
 }
