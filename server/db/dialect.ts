@@ -225,3 +225,38 @@ export class PortablePostgresDialect extends PostgresDialect {
     return new PortablePostgresCompiler();
   }
 }
+
+/** A SQLite table's rows in insertion order, `batch` at a time, by rowid so that a large table is never held whole. */
+export async function* sqliteRowsInOrder(
+  db: QueryExecutorProvider,
+  table: string,
+  batch: number,
+): AsyncGenerator<Record<string, unknown>[]> {
+  let after = Number.MIN_SAFE_INTEGER;
+  for (;;) {
+    const { rows } = await sql<Record<string, unknown> & { _rowid: number }>`
+      select rowid as _rowid, * from ${sql.table(table)} where rowid > ${after} order by rowid limit ${batch}`.execute(
+      db,
+    );
+    if (rows.length === 0) return;
+    after = rows[rows.length - 1]!._rowid;
+    yield rows.map(({ _rowid: _, ...row }) => row);
+  }
+}
+
+/** The tables a SQLite table refers to by foreign key (they must be filled before it). */
+export async function sqliteReferencedTables(db: QueryExecutorProvider, table: string): Promise<string[]> {
+  const { rows } = await sql<{ table: string }>`select "table" from pragma_foreign_key_list(${table})`.execute(db);
+  return [...new Set(rows.map((r) => r.table))];
+}
+
+/** After rows were copied with their ids, PostgreSQL's identity counters must continue above the highest one. */
+export async function resumeIdentityCounters(db: QueryExecutorProvider): Promise<void> {
+  const { rows } = await sql<{ table_name: string; column_name: string }>`
+    select table_name, column_name from information_schema.columns
+    where table_schema = current_schema() and is_identity = 'YES'`.execute(db);
+  for (const { table_name: table, column_name: column } of rows) {
+    await sql`select setval(pg_get_serial_sequence(${table}, ${column}), coalesce(max(${sql.ref(column)}), 0) + 1, false)
+      from ${sql.table(table)}`.execute(db);
+  }
+}
