@@ -11,15 +11,22 @@ import path from 'node:path';
 export const testDatabaseServer = process.env.MIRROR_TEST_DATABASE_URL ?? '';
 export const onPostgres = testDatabaseServer !== '';
 
-/** Prefix of the schemas the suites make; the global teardown drops them. */
+/** Prefix of the schemas the suites make. */
 export const TEST_SCHEMA_PREFIX = 'gm_t_';
+/**
+ * This run's part of the name (set by the global setup before the test processes start, so they inherit it): the
+ * teardown drops only this run's schemas, never those of another run on the same server.
+ */
+export const RUN_ENV = 'GOLDMIRROR_TEST_RUN';
+export const runSchemaPrefix = (run: string): string => `${TEST_SCHEMA_PREFIX}${run}_`;
 
 const created = new Set<string>();
 
 /** The schema for a data dir (created once per process), as a URL to put in MIRROR_DATABASE_URL; '' on SQLite. */
 export function testDatabaseUrl(dataDir: string): string {
   if (!onPostgres) return '';
-  const schema = TEST_SCHEMA_PREFIX + createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 24);
+  const run = process.env[RUN_ENV] ?? 'norun';
+  const schema = runSchemaPrefix(run) + createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 20);
   if (!created.has(schema)) {
     psql(`create schema if not exists ${schema}`);
     created.add(schema);
