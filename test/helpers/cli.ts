@@ -44,7 +44,7 @@ export function runCli(
 export function spawnCli(args: string[], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, cliArgs(args), {
     cwd: repoRoot,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...withTestDatabase(env) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
