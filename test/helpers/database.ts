@@ -31,9 +31,9 @@ export function testDatabaseUrl(dataDir: string): string {
     psql(`create schema if not exists ${schema}`);
     created.add(schema);
   }
-  const url = new URL(testDatabaseServer);
-  url.searchParams.set('options', `-c search_path=${schema}`);
-  return url.toString();
+  // Not URLSearchParams: it writes the space as '+', which pg's URL parser keeps as a plus sign.
+  const separator = testDatabaseServer.includes('?') ? '&' : '?';
+  return `${testDatabaseServer}${separator}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
 }
 
 /** `env` for a child goldmirror, with the database of its MIRROR_DATA_DIR added when the suites run on PostgreSQL. */
@@ -48,4 +48,36 @@ export function psql(statement: string, url = testDatabaseServer): string {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+}
+
+/**
+ * Rows of one query, read straight from the catalog of a data dir while a server may be using it: from the SQLite file
+ * (read-only; WAL lets it share the file), or from the data dir's schema on PostgreSQL. Values come back as text on
+ * PostgreSQL and as stored on SQLite; callers compare with that in mind or use numbers for both.
+ */
+export async function catalogRows<T extends object>(dataDir: string, query: string): Promise<T[]> {
+  if (onPostgres) {
+    const { default: pg } = await import('pg');
+    const client = new pg.Client({ connectionString: testDatabaseUrl(dataDir) });
+    await client.connect();
+    try {
+      return (await client.query<Record<string, unknown>>(query)).rows.map((row) => numbersParsed(row) as T);
+    } finally {
+      await client.end();
+    }
+  }
+  const { default: SQLite } = await import('better-sqlite3');
+  const reader = new SQLite(path.join(dataDir, 'goldmirror.db'), { readonly: true, fileMustExist: true });
+  try {
+    return reader.prepare<[], T>(query).all();
+  } finally {
+    reader.close();
+  }
+}
+
+/** pg gives int8 and numeric as text; the catalog's numbers are all safe integers, so compare them as numbers. */
+function numbersParsed(row: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(row).map(([k, v]) => [k, typeof v === 'string' && /^-?\d{1,15}$/.test(v) ? Number(v) : v]),
+  );
 }
