@@ -468,7 +468,7 @@ describe('the upload lock in the database', () => {
   });
 
   it('answers 503 in its own words when the database does not answer', async () => {
-    const db = await openDatabase(`${dirL}/other.db`);
+    const db = await openDatabase({ file: `${dirL}/other.db` });
     await db.destroy();
     const locker = new DatabaseLocker({ db, clock: runtime.clock, log: runtime.log });
     const answer = await locker
