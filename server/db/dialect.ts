@@ -178,9 +178,10 @@ export function isConnectionFailure(err: unknown): boolean {
 
 function unavailable(err: unknown): never {
   if (!isConnectionFailure(err)) throw err;
+  // The reason (host, port, server message) stays in the cause, for the log: clients of any route may see this one.
   throw new AppError(
     'DATABASE_UNAVAILABLE',
-    `the database server cannot be reached: ${(err as Error).message || String(err)}`,
+    'the database server cannot be reached; try again shortly',
     {},
     { cause: err },
   );

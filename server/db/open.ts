@@ -52,6 +52,8 @@ async function openPostgres(target: { url: string; poolSize?: number; connectTim
   // An idle connection that the server drops (restart, failover) is reported here; without a listener it would
   // crash the process. The pool replaces it on the next query.
   pool.on('error', () => {});
+  // The same for a connection in use: its query fails (DATABASE_UNAVAILABLE), and the pool drops it when released.
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PortablePostgresDialect({ pool }) });
   try {
     await sql`select 1`.execute(db);
