@@ -8,7 +8,7 @@
  * in-memory locker does within one process, and the holder's renewal sees it.
  */
 import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/server';
-import { AppError, errorBody } from '../errors.js';
+import { AppError, errorBody, isError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DbDeps } from '../services/deps.js';
 import { newHolderId } from '../services/holders.js';
@@ -107,8 +107,11 @@ class DatabaseLock implements Lock {
       return await step();
     } catch (err) {
       this.#deps.log.warn({ err, upload: this.#id }, 'could not reach the lock of an upload in the database');
+      const appError = isError(err)
+        ? err
+        : new AppError('DATABASE_UNAVAILABLE', 'the database did not answer; try again in a few seconds');
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
-      throw tusAnswer(new AppError('DATABASE_UNAVAILABLE', 'the database did not answer; try again in a few seconds'));
+      throw tusAnswer(appError);
     }
   }
 
