@@ -1,6 +1,7 @@
 /** Small filesystem steps shared by the blob store's modules. */
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
+import { thisHost, type TmpFileWriter } from './layout.js';
 
 /** True when `err` is a Node system error with this errno `code` (ENOENT, ENOSPC, …). */
 export function isErrno(err: unknown, code: string): boolean {
@@ -38,15 +39,25 @@ export async function diskUsage(dir: string): Promise<{ freeBytes: number; total
 }
 
 /**
- * A temp file belongs to a live writer when its PID is alive and is not this
- * process: clean-up runs before this process starts any ingest, so a file
- * with our own PID was left by an earlier process that had the same PID
- * (common in containers, where the server is always PID 1 or 7).
+ * A temp file on another machine's name cannot be checked by PID: it counts as in use while it changed within this
+ * long (an ingest writes continuously; a delete keeps its file only until its transaction commits).
  */
-export function isLiveWriter(pid: number): boolean {
-  if (pid === process.pid) return false;
+export const FOREIGN_TMP_STALE_MS = 60 * 60 * 1000;
+
+/**
+ * Whether a temp file's writer may still be working on it. On this machine: its PID is alive and is not this
+ * process (clean-up runs before this process starts any ingest, so a file with our own PID was left by an earlier
+ * process that had the same PID, common in containers where the server is always PID 1 or 7). On another machine
+ * sharing the data directory: the file changed within FOREIGN_TMP_STALE_MS.
+ */
+export async function isLiveWriter(writer: TmpFileWriter, file: string): Promise<boolean> {
+  if (writer.host !== null && writer.host !== thisHost) {
+    const st = await fs.stat(file).catch(() => null);
+    return st !== null && Date.now() - st.mtimeMs < FOREIGN_TMP_STALE_MS;
+  }
+  if (writer.pid === process.pid) return false;
   try {
-    process.kill(pid, 0);
+    process.kill(writer.pid, 0);
     return true;
   } catch (err) {
     return isErrno(err, 'EPERM');

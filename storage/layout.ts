@@ -5,10 +5,12 @@
  *     goldmirror.db                 SQLite database (+ -wal, -shm)
  *     blobs/sha256/<aa>/<aabb…>     committed blobs, named by their full digest,
  *                                   fanned out by the first two hex digits
- *     tmp/ingest-<pid>-<rand>.part  ingests in progress; same filesystem as
- *                                   blobs/ so the final rename is atomic
- *     tmp/delete-<pid>-<digest>     a blob moved out of blobs/ by a delete whose
- *                                   row change has not committed yet
+ *     tmp/ingest-<writer>-<rand>.part  ingests in progress; same filesystem
+ *                                   as blobs/ so the final rename is atomic
+ *     tmp/delete-<writer>-<digest>  a blob moved out of blobs/ by a delete
+ *                                   whose row change has not committed yet
+ *                                   (<writer> = <pid>@<host>: nodes on several
+ *                                   boxes may share one data directory)
  *     quarantine/<digest>-<time>    blobs that failed verification, kept for
  *                                   inspection, never served
  *     uploads/<id>, <id>.json       resumable browser uploads in progress (tus);
@@ -19,6 +21,7 @@
  * The modes these get are in file-modes.ts.
  */
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import { isSha256, type Sha256 } from './digest.js';
 
@@ -66,11 +69,11 @@ export function createLayout(dataDir: string): Layout {
       return path.join(blobsDir, sha256.slice(0, 2), sha256);
     },
     newTmpFile() {
-      return path.join(tmpDir, `${TMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}${TMP_SUFFIX}`);
+      return path.join(tmpDir, `${TMP_PREFIX}${thisWriter}-${randomBytes(8).toString('hex')}${TMP_SUFFIX}`);
     },
     detachedFile(sha256: Sha256) {
       assertDigest(sha256);
-      return path.join(tmpDir, `${DETACHED_PREFIX}${process.pid}-${sha256}`);
+      return path.join(tmpDir, `${DETACHED_PREFIX}${thisWriter}-${sha256}`);
     },
     quarantineFile(sha256: Sha256, atMs: number) {
       assertDigest(sha256);
@@ -79,15 +82,34 @@ export function createLayout(dataDir: string): Layout {
   });
 }
 
-/** The writer PID encoded in a temp file name, or null when the name is not one of ours. */
-export function tmpFileOwnerPid(fileName: string): number | null {
-  const match = /^ingest-(\d+)-[0-9a-f]+\.part$/.exec(fileName);
-  return match?.[1] ? Number(match[1]) : null;
+/** This machine's name as it appears in temp file names (letters, digits, dots and dashes only). */
+export const thisHost = hostLabel(os.hostname());
+const thisWriter = `${process.pid}@${thisHost}`;
+
+function hostLabel(name: string): string {
+  return (
+    name
+      .toLowerCase()
+      .replace(/[^a-z0-9.-]/g, '-')
+      .slice(0, 63) || 'host'
+  );
+}
+
+/** The process that wrote a temp file: its PID and machine (null host: a name from before hosts were recorded). */
+export interface TmpFileWriter {
+  pid: number;
+  host: string | null;
+}
+
+/** The writer encoded in a temp file name, or null when the name is not one of ours. */
+export function tmpFileWriter(fileName: string): TmpFileWriter | null {
+  const match = /^ingest-(\d+)(?:@([a-z0-9.-]+))?-[0-9a-f]+\.part$/.exec(fileName);
+  return match?.[1] ? { pid: Number(match[1]), host: match[2] ?? null } : null;
 }
 
 /** The deleting process and the digest of a detached blob's file name, or null when the name is not one. */
-export function parseDetachedFile(fileName: string): { pid: number; sha256: Sha256 } | null {
-  const match = /^delete-(\d+)-([0-9a-f]{64})$/.exec(fileName);
-  if (!match?.[1] || !match[2] || !isSha256(match[2])) return null;
-  return { pid: Number(match[1]), sha256: match[2] };
+export function parseDetachedFile(fileName: string): (TmpFileWriter & { sha256: Sha256 }) | null {
+  const match = /^delete-(\d+)(?:@([a-z0-9.-]+))?-([0-9a-f]{64})$/.exec(fileName);
+  if (!match?.[1] || !match[3] || !isSha256(match[3])) return null;
+  return { pid: Number(match[1]), host: match[2] ?? null, sha256: match[3] };
 }

@@ -5,7 +5,7 @@ import type { BlobInfo, DetachedBlob, LeftDetached } from './blob-store.js';
 import { isSha256, type Sha256 } from './digest.js';
 import { DATA_DIR_MODE, ensureDir } from './file-modes.js';
 import { isErrno, isLiveWriter } from './fs-utils.js';
-import { parseDetachedFile, tmpFileOwnerPid, type Layout } from './layout.js';
+import { parseDetachedFile, tmpFileWriter, type Layout } from './layout.js';
 import { statBlob } from './reading.js';
 
 /**
@@ -38,8 +38,8 @@ export async function leftDetached(layout: Layout): Promise<LeftDetached[]> {
   for (const name of await fs.readdir(layout.tmpDir)) {
     const detached = parseDetachedFile(name);
     // Another live process finishes its own; this process's are decided like any other (see above).
-    if (!detached || (detached.pid !== process.pid && isLiveWriter(detached.pid))) continue;
     const file = path.join(layout.tmpDir, name);
+    if (!detached || (await isLiveWriter(detached, file))) continue;
     const { sha256 } = detached;
     left.push({
       sha256,
@@ -89,9 +89,9 @@ export async function quarantineBlob(layout: Layout, sha256: Sha256, atMs: numbe
 export async function removeStaleTmpFiles(layout: Layout): Promise<string[]> {
   const removed: string[] = [];
   for (const name of await fs.readdir(layout.tmpDir)) {
-    const pid = tmpFileOwnerPid(name);
-    if (pid === null || isLiveWriter(pid)) continue;
+    const writer = tmpFileWriter(name);
     const file = path.join(layout.tmpDir, name);
+    if (writer === null || (await isLiveWriter(writer, file))) continue;
     await fs.rm(file, { force: true });
     removed.push(file);
   }

@@ -162,7 +162,7 @@ describe('kill -9 of the server and of CLI writers', () => {
     );
     // Both the writer and the server die at once.
     await Promise.all([kill9(importer), kill9(server.child)]);
-    expect(partFile).toMatch(new RegExp(`^ingest-${importer.pid}-[0-9a-f]+\\.part$`));
+    expect(partFile).toMatch(new RegExp(`^ingest-${importer.pid}@[a-z0-9.-]+-[0-9a-f]+\\.part$`));
     expect(await listDir(tmpDir)).toContain(partFile);
     expect(await listDir(path.join(dataDir, 'blobs', 'sha256'))).toEqual([]);
 

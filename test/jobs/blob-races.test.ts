@@ -352,7 +352,7 @@ describe('across processes', () => {
     void exited.then(() => (exitedEarly = true));
     try {
       // Wait until the other process has staged the whole verified file (it then asks for the lock), or ended.
-      const partPrefix = `ingest-${child.pid}-`;
+      const partPrefix = `ingest-${child.pid}@`;
       const stagedInTmp = async () => {
         for (const name of await fs.readdir(runtime.store.layout.tmpDir)) {
           if (!name.startsWith(partPrefix)) continue;

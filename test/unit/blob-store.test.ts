@@ -6,6 +6,8 @@ import { openBlobStore, type BlobStore } from '../../storage/blob-store.js';
 import { parseChecksumText, parseSha256, type Sha256 } from '../../storage/digest.js';
 import { AppError, isError } from '../../server/errors.js';
 import { makeTempDir, sha256Hex, testBytes, testStream } from '../helpers/env.js';
+import { FOREIGN_TMP_STALE_MS } from '../../storage/fs-utils.js';
+import { thisHost } from '../../storage/layout.js';
 
 async function* slices(data: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
   let offset = 0;
@@ -179,6 +181,26 @@ describe('blob store', () => {
     }
   });
 
+  it('names temp files after process and machine, and leaves another machine’s alone until they go stale', async () => {
+    const tmp = path.join(dir, 'tmp');
+    const staged = await store.stage([testBytes(10, 'named')]);
+    expect(await fs.readdir(tmp)).toEqual([
+      expect.stringMatching(new RegExp(`^ingest-${process.pid}@${thisHost}-[0-9a-f]+\\.part$`)),
+    ]);
+    await staged.discard();
+    // Another box sharing the data dir: its PIDs mean nothing here, so only the file's age tells.
+    const fresh = `ingest-${process.pid}@other-box.lan-aaaa.part`;
+    const stale = `ingest-1@other-box.lan-bbbb.part`;
+    const ours = `ingest-${process.pid}@${thisHost}-cccc.part`;
+    for (const name of [fresh, stale, ours]) await fs.writeFile(path.join(tmp, name), 'partial');
+    const past = new Date(Date.now() - FOREIGN_TMP_STALE_MS - 60_000);
+    await fs.utimes(path.join(tmp, stale), past, past);
+    const removed = (await store.removeStaleTmpFiles()).map((f) => path.basename(f)).sort();
+    expect(removed).toEqual([stale, ours].sort());
+    expect(await fs.readdir(tmp)).toEqual([fresh]);
+    await fs.rm(path.join(tmp, fresh));
+  });
+
   it('quarantines a blob instead of deleting it', async () => {
     const { sha256 } = await store.put([testBytes(1000)]);
     const moved = await store.quarantine(sha256, 1234);
@@ -219,7 +241,7 @@ describe('blob store', () => {
     const detached = await store.detach(sha256);
     expect(detached).not.toBeNull();
     expect(await store.stat(sha256)).toBeNull();
-    expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([`delete-${process.pid}-${sha256}`]);
+    expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([`delete-${process.pid}@${thisHost}-${sha256}`]);
     expect(await store.detach(sha256)).toBeNull();
     await detached!.discard();
     expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([]);
