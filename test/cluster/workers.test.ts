@@ -194,4 +194,27 @@ describe('serve --workers 2', () => {
     // The survivor never stopped.
     expect(c.listening().get(victim === 1 ? 2 : 1)).toBe(before.get(victim === 1 ? 2 : 1));
   });
+
+  it('a worker that dies young is replaced after a back-off, not in a tight loop', async () => {
+    const before = c.listening();
+    const youngest = Math.max(...before.keys());
+    const pid = before.get(youngest)!;
+    expect(parentPid(pid)).toBe(c.primary.pid);
+    process.kill(pid, 'SIGKILL');
+    const died = await waitForValue(
+      () => c.lines().find((l) => l.msg === 'worker died: starting a replacement' && l.workerPid === pid),
+      { what: 'the primary to log the death' },
+    );
+    // It had served for less than STABLE_AFTER_MS (10 s): its slot waits 1 s, or 2 s, 4 s… when its predecessor died young too.
+    expect(died.livedMs).toBeLessThan(10_000);
+    expect([1000, 2000]).toContain(died.restartInMs);
+    const next = await waitForValue(
+      () => c.lines().find((l) => l.msg === 'goldmirror listening' && l.worker !== undefined && !before.has(l.worker)),
+      { what: 'the next replacement to listen', timeoutMs: 30_000, intervalMs: 100 },
+    );
+    expect(Date.parse(String(next.time)) - Date.parse(String(died.time))).toBeGreaterThanOrEqual(
+      Number(died.restartInMs),
+    );
+    expect((await onWorker(next.worker!, `${c.base}/healthz`)).status).toBe(200);
+  });
 });
