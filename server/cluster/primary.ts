@@ -80,7 +80,7 @@ export function superviseWorkers(options: SupervisorOptions): Promise<number> {
     const livedMs = Date.now() - slot.startedAt;
     slot.youngDeaths = livedMs >= STABLE_AFTER_MS ? 0 : slot.youngDeaths + 1;
     const restartInMs = slot.youngDeaths === 0 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** (slot.youngDeaths - 1));
-    log.warn({ ...describe(worker), code, signal, livedMs, restartInMs }, 'worker died: starting a replacement');
+    log.warn({ ...describe(worker), code, signal, livedMs, restartInMs }, 'worker exited: starting a replacement');
     slot.restart = setTimeout(() => fork(slot), restartInMs);
   };
 

@@ -186,7 +186,7 @@ describe('serve --workers 2', () => {
       timeoutMs: 30_000,
       intervalMs: 100,
     });
-    const died = c.lines().find((l) => l.msg === 'worker died: starting a replacement');
+    const died = c.lines().find((l) => l.msg === 'worker exited: starting a replacement');
     expect(died).toMatchObject({ worker: victim, workerPid: pid, signal: 'SIGKILL' });
     const answer = await onWorker(replacement, link(small));
     expect(answer.status).toBe(200);
@@ -202,7 +202,7 @@ describe('serve --workers 2', () => {
     expect(parentPid(pid)).toBe(c.primary.pid);
     process.kill(pid, 'SIGKILL');
     const died = await waitForValue(
-      () => c.lines().find((l) => l.msg === 'worker died: starting a replacement' && l.workerPid === pid),
+      () => c.lines().find((l) => l.msg === 'worker exited: starting a replacement' && l.workerPid === pid),
       { what: 'the primary to log the death' },
     );
     // It had served for less than STABLE_AFTER_MS (10 s): its slot waits 1 s, or 2 s, 4 s… when its predecessor died young too.
@@ -216,5 +216,25 @@ describe('serve --workers 2', () => {
       Number(died.restartInMs),
     );
     expect((await onWorker(next.worker!, `${c.base}/healthz`)).status).toBe(200);
+  });
+  it('SIGTERM to one worker drains just that worker: its download completes, and a replacement takes its place', async () => {
+    const before = c.listening();
+    const download = await downloadOnWorker(link(big), () => true);
+    const target = await download.worker;
+    const pid = before.get(target)!;
+    expect(parentPid(pid)).toBe(c.primary.pid);
+    process.kill(pid, 'SIGTERM');
+    expect(await download.done).toMatchObject({ complete: true, bytes: big.length, sha256: sha256Hex(big) });
+    const exited = await waitForValue(
+      () => c.lines().find((l) => l.msg === 'worker exited: starting a replacement' && l.workerPid === pid),
+      { what: 'the primary to see the worker go', timeoutMs: 15_000 },
+    );
+    expect(exited).toMatchObject({ code: 0, signal: null });
+    const replacement = await waitForValue(() => [...c.listening().keys()].find((w) => !before.has(w)), {
+      what: 'a replacement worker to listen',
+      timeoutMs: 40_000,
+      intervalMs: 100,
+    });
+    expect((await onWorker(replacement, `${c.base}/healthz`)).status).toBe(200);
   });
 });
