@@ -48,7 +48,7 @@ describe('serve --workers: start and stop', () => {
       expect(await download.status).toBe(200);
       const signalledAt = Date.now();
       c.primary.kill('SIGTERM');
-      await waitFor(() => refused(`${c.base}/healthz`), { what: 'the port to stop accepting', timeoutMs: 3000 });
+      await waitFor(() => refused(`${c.base}/healthz`), { what: 'the port to stop accepting', timeoutMs: 5000 });
       const result = await download.done;
       expect(result).toMatchObject({ complete: true, bytes: big.length, sha256: sha256Hex(big) });
       expect(await c.exited).toEqual({ code: 0, signal: null });
