@@ -9,6 +9,7 @@ export default defineConfig({
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    globalSetup: ['test/helpers/database-setup.ts'],
     reporters: ['default', 'json'],
     outputFile: { json: 'test/artifacts/vitest-results.json' },
   },

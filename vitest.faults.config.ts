@@ -9,6 +9,7 @@ export default defineConfig({
     poolOptions: { forks: { maxForks: 1, minForks: 1 } },
     testTimeout: 120_000,
     hookTimeout: 120_000,
+    globalSetup: ['test/helpers/database-setup.ts'],
     reporters: ['default', 'json'],
     outputFile: { json: 'test/artifacts/vitest-faults-results.json' },
   },

@@ -55,6 +55,18 @@ export const configSchema = z
     port: z.number().int().min(0).max(65535).default(8080),
     dataDir: z.string().min(1).default('./data'),
     /**
+     * A PostgreSQL server shared by every goldmirror process and node (postgres://user:pass@host:5432/db, with
+     * ?sslmode= when needed). Empty: embedded SQLite at <dataDir>/goldmirror.db.
+     */
+    databaseUrl: z
+      .string()
+      .default('')
+      .refine((v) => v === '' || isPostgresUrl(v), {
+        message: 'must be a postgres:// or postgresql:// URL (or empty for SQLite in the data directory)',
+      }),
+    /** Connections each process keeps to PostgreSQL at most. */
+    databasePoolSize: z.number().int().min(1).max(200).default(10),
+    /**
      * Base URL written into download links (scheme, host, optional port and
      * path prefix). Wins over the address stored on the Settings page; empty: that one.
      */
@@ -132,6 +144,8 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_HOST: { key: 'host', kind: 'string' },
   MIRROR_PORT: { key: 'port', kind: 'int' },
   MIRROR_DATA_DIR: { key: 'dataDir', kind: 'string' },
+  MIRROR_DATABASE_URL: { key: 'databaseUrl', kind: 'string' },
+  MIRROR_DATABASE_POOL_SIZE: { key: 'databasePoolSize', kind: 'int' },
   MIRROR_PUBLIC_URL: { key: 'publicUrl', kind: 'string' },
   MIRROR_MAX_BYTES_PER_SEC: { key: 'maxBytesPerSec', kind: 'bytes' },
   MIRROR_MAX_DOWNLOADS: { key: 'maxDownloads', kind: 'int' },
@@ -169,6 +183,15 @@ function isHttpUrl(value: string): boolean {
   try {
     const url = new URL(value);
     return (url.protocol === 'http:' || url.protocol === 'https:') && !url.search && !url.hash && !url.username;
+  } catch {
+    return false;
+  }
+}
+
+function isPostgresUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && url.pathname.length > 1;
   } catch {
     return false;
   }

@@ -7,7 +7,7 @@ import { openBlobStore } from '../storage/blob-store.js';
 import { DATA_DIR_MODE, ensureDir } from '../storage/file-modes.js';
 import type { Config } from '../config/load.js';
 import type { CoreDeps } from './app-deps.js';
-import { openDatabase } from './db/open.js';
+import { openDatabase, type DatabaseTarget } from './db/open.js';
 import { AppError } from './errors.js';
 import { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
@@ -52,7 +52,7 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
     );
   }
   const store = await openBlobStore(config.dataDir);
-  const db = await openDatabase(store.layout.dbFile);
+  const db = await openDatabase(databaseTarget(config, store.layout.dbFile));
   const metrics = createMetrics({
     corruptBlobs: () => countWithheldBlobs({ db }),
     disk: async () => {
@@ -103,4 +103,9 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
       await db.destroy();
     },
   };
+}
+
+/** The configured PostgreSQL server, or else the SQLite file in the data directory. */
+export function databaseTarget(config: Config, sqliteFile: string): DatabaseTarget {
+  return config.databaseUrl ? { url: config.databaseUrl, poolSize: config.databasePoolSize } : { file: sqliteFile };
 }

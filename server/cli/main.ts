@@ -10,6 +10,7 @@ import { importCommand, listCommand } from './commands/blobs.js';
 import { doctorCommand, gcCommand, verifyCommand } from './commands/maintenance.js';
 import { exportCommand, fetchCommand, importBundleCommand, syncCommand } from './commands/bundles.js';
 import { serveCommand } from './commands/serve.js';
+import { migrateDbCommand } from './commands/database.js';
 import { settingsCommand } from './commands/settings.js';
 import { createContext, type Command } from './context.js';
 
@@ -29,6 +30,7 @@ const commands: Record<string, Command> = {
   fetch: fetchCommand,
   sync: syncCommand,
   settings: settingsCommand,
+  'migrate-db': migrateDbCommand,
 };
 
 function usage(): string {

@@ -1,20 +1,82 @@
 /**
- * Opens the database: one better-sqlite3 connection per process, WAL so that
- * the CLI and a running server can share the file, a busy timeout so that
- * their writes wait for each other instead of failing.
+ * Opens the database and brings its schema up to date: embedded SQLite (one better-sqlite3 connection per process,
+ * WAL so that the CLI and a running server can share the file, a busy timeout so that their writes wait for each
+ * other) or a PostgreSQL server shared by every process and node (a pg pool).
  */
 import fs from 'node:fs';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator } from 'kysely';
+import { Kysely, Migrator, sql } from 'kysely';
+import pg from 'pg';
 import { createFile, FILE_MODE } from '../../storage/file-modes.js';
-import { AppError } from '../errors.js';
-import { ImmediateSqliteDialect, tuneSqliteConnection } from './dialect.js';
+import { AppError, isError } from '../errors.js';
+import {
+  dialectOf,
+  ImmediateSqliteDialect,
+  PortablePostgresDialect,
+  postgresTypeParsers,
+  tuneSqliteConnection,
+} from './dialect.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
 
-export async function openDatabase(file: string, options: { busyTimeoutMs?: number } = {}): Promise<Db> {
+/** Where the catalog lives: a SQLite file, or a PostgreSQL URL (`postgres://user:pass@host:5432/db?sslmode=…`). */
+export type DatabaseTarget =
+  { file: string; busyTimeoutMs?: number } | { url: string; poolSize?: number; connectTimeoutMs?: number };
+
+export function openDatabase(target: DatabaseTarget): Promise<Db> {
+  return 'url' in target ? openPostgres(target) : openSqlite(target.file, target);
+}
+
+/** A URL with its password replaced, for messages and logs. */
+export function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(an unparsable URL)';
+  }
+}
+
+async function openPostgres(target: { url: string; poolSize?: number; connectTimeoutMs?: number }): Promise<Db> {
+  const pool = new pg.Pool({
+    connectionString: target.url,
+    max: target.poolSize ?? 10,
+    // Fail a request fast (503) while the server is down, rather than queueing it behind a connect that hangs.
+    connectionTimeoutMillis: target.connectTimeoutMs ?? 5000,
+    idleTimeoutMillis: 30_000,
+    types: postgresTypeParsers((oid, format) => pg.types.getTypeParser(oid, format)),
+  });
+  // An idle connection that the server drops (restart, failover) is reported here; without a listener it would
+  // crash the process. The pool replaces it on the next query.
+  pool.on('error', () => {});
+  // The same for a connection in use: its query fails (DATABASE_UNAVAILABLE), and the pool drops it when released.
+  pool.on('connect', (client) => client.on('error', () => {}));
+  const db = new Kysely<Database>({ dialect: new PortablePostgresDialect({ pool }) });
+  try {
+    await sql`select 1`.execute(db);
+  } catch (err) {
+    await db.destroy().catch(() => {});
+    const reason = isError(err) && err.cause instanceof Error ? err.cause.message : (err as Error).message;
+    throw new AppError(
+      'DATABASE_UNAVAILABLE',
+      `cannot open database ${redactedUrl(target.url)}: ${reason}`,
+      {},
+      { cause: err },
+    );
+  }
+  try {
+    await migrate(db);
+  } catch (err) {
+    await db.destroy().catch(() => {});
+    throw err;
+  }
+  return db;
+}
+
+async function openSqlite(file: string, options: { busyTimeoutMs?: number }): Promise<Db> {
   let sqlite: SQLite.Database;
   try {
     // It holds password and token hashes: a new database file is created here with mode 0600 whatever the
@@ -63,7 +125,13 @@ async function createDatabaseFile(file: string): Promise<boolean> {
 }
 
 async function migrate(db: Db): Promise<void> {
-  const migrator = new Migrator({ db, provider: migrationProvider });
+  // kysely looks for its bookkeeping tables in every schema it can see; on PostgreSQL pin them to the schema the
+  // connection writes to (the first of its search_path), so two catalogs in one database never share them.
+  const migrationTableSchema =
+    dialectOf(db) === 'postgres'
+      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
+      : undefined;
+  const migrator = new Migrator({ db, provider: migrationProvider, migrationTableSchema });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';

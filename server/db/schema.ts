@@ -161,6 +161,51 @@ export interface DownloadLogTable {
   covers_end: Flag;
 }
 
+/** A tus upload locked by one request of one process (migration 0010); past expires_at its holder is dead. */
+export interface UploadLocksTable {
+  upload_id: string;
+  holder: string;
+  expires_at: number;
+  /** Another request waits for the lock: the holder ends its request soon. */
+  release_requested: Generated<Flag>;
+}
+
+export type UploadFinishState = 'finishing' | 'stored' | 'failed';
+
+/** Storing a complete upload: claimed while it runs, then its outcome until expires_at. */
+export interface UploadFinishesTable {
+  upload_id: string;
+  state: UploadFinishState;
+  holder: string;
+  expires_at: number;
+  sha256: Generated<string | null>;
+  size: Generated<number | null>;
+  url: Generated<string | null>;
+  error_code: Generated<string | null>;
+  error_message: Generated<string | null>;
+  updated_at: number;
+}
+
+export type TransferJobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+
+/** A pull from a URL, run by `holder`, which writes progress and heartbeat (updated_at) while it runs. */
+export interface TransferJobsTable {
+  id: string;
+  kind: Generated<'fetch'>;
+  source_url: string;
+  state: TransferJobState;
+  bytes_done: Generated<number>;
+  total_bytes: Generated<number | null>;
+  sha256: Generated<string | null>;
+  error_code: Generated<string | null>;
+  error_message: Generated<string | null>;
+  cancel_requested: Generated<Flag>;
+  holder: string;
+  created_at: number;
+  updated_at: number;
+  finished_at: Generated<number | null>;
+}
+
 export interface Database {
   blobs: BlobsTable;
   images: ImagesTable;
@@ -177,6 +222,9 @@ export interface Database {
   blob_usage: BlobUsageTable;
   link_checks: LinkChecksTable;
   download_log: DownloadLogTable;
+  upload_locks: UploadLocksTable;
+  upload_finishes: UploadFinishesTable;
+  transfer_jobs: TransferJobsTable;
 }
 
 export type BlobRow = Selectable<BlobsTable>;

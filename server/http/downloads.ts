@@ -81,8 +81,13 @@ export function createDownloadHandler(deps: DownloadDeps): (req: IncomingMessage
   return function handleDownload(req, res) {
     serve(deps, req, res).catch((err: unknown) => {
       deps.onError?.(err);
-      if (!res.headersSent) sendError(res, new AppError('INTERNAL', 'internal server error'));
-      else res.destroy();
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      // A database that cannot be reached is 503 with Retry-After, which a Mac's client waits out and retries.
+      if (isError(err, 'DATABASE_UNAVAILABLE')) res.setHeader('Retry-After', '5');
+      sendError(res, isError(err, 'DATABASE_UNAVAILABLE') ? err : new AppError('INTERNAL', 'internal server error'));
     });
   };
 }

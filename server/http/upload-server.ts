@@ -2,12 +2,30 @@
  * The tus server of the Upload page (see uploads.ts for the store and the
  * hooks): it knows which uploads are receiving, finishing or finished, lists
  * the unfinished ones, discards one on request, and answers HEAD for a
- * complete upload with its digest (or 423 while it is being stored).
+ * complete upload with its digest (or 423 while it is being stored). All of
+ * that is read from the shared database and the upload directory, so any
+ * process serving them answers the same.
  */
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { Server, type Upload } from '@tus/server';
 import type { BlobArch } from '../db/schema.js';
-import { AppError } from '../errors.js';
+import { AppError, toAppError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { parseBlobArch } from '../services/blobs.js';
+import type { DbDeps } from '../services/deps.js';
+import { newHolderId } from '../services/holders.js';
+import {
+  busyUploads,
+  claimUploadFinishFor,
+  isUploadLocked,
+  recordUploadFailed,
+  recordUploadStored,
+  renewUploadFinishFor,
+  uploadOutcome,
+  type StoredUpload,
+} from '../services/upload-coordination.js';
+import type { DatabaseLocker } from './upload-locker.js';
 import type { HashingFileStore } from './uploads.js';
 
 /** An upload that has not been stored yet, as the Upload page lists it. */
@@ -21,9 +39,9 @@ export interface UnfinishedUpload {
   /** The picked file's modification time (ms), so a new pick of the same file can be matched. */
   lastModified: number | null;
   createdAt: string;
-  /** When the last PATCH ended in this process (null: none since the start). */
+  /** When bytes last arrived (the data file's modification time; null: none yet). */
   lastDataAt: string | null;
-  /** A PATCH is streaming into it right now. */
+  /** A request (a PATCH streaming into it, on any process) holds it right now. */
   receiving: boolean;
   /** All bytes are there and the package is being stored. */
   finishing: boolean;
@@ -31,16 +49,10 @@ export interface UnfinishedUpload {
 
 export type TusOptions = Omit<ConstructorParameters<typeof Server>[0], 'datastore'>;
 
-export interface FinishedUpload {
-  sha256: string;
-  /** Null while no public address is set. */
-  url: string | null;
-  size: number;
-  at: number;
-}
+export type FinishedUpload = StoredUpload;
 
-/** How long a finished upload still answers HEAD with its digest (for a tab that joins late). */
-const FINISHED_MEMORY_MS = 60 * 60 * 1000;
+/** How often the process storing an upload renews its claim, and others look whether it is done. */
+const FINISH_POLL_MS = 1000;
 
 /**
  * The tus server plus what the Upload page needs: the list of unfinished
@@ -49,17 +61,21 @@ const FINISHED_MEMORY_MS = 60 * 60 * 1000;
  * upload never mistakes "all bytes there" for "stored".
  */
 export class UploadServer extends Server {
-  readonly #receiving = new Map<string, number>();
-  readonly #lastDataAt = new Map<string, number>();
+  /** This process's callers waiting for the same upload to be stored share one promise. */
   readonly #finishing = new Map<string, Promise<FinishedUpload>>();
-  readonly #finished = new Map<string, FinishedUpload>();
   readonly #finish: (req: Request, upload: Upload) => Promise<FinishedUpload>;
+  readonly #deps: DbDeps & { log: Logger };
+  readonly #holder = newHolderId();
+  readonly locker: DatabaseLocker;
 
   constructor(
-    options: TusOptions & { datastore: HashingFileStore },
+    options: TusOptions & { datastore: HashingFileStore; locker: DatabaseLocker },
+    deps: DbDeps & { log: Logger },
     finish: (req: Request, upload: Upload) => Promise<FinishedUpload>,
   ) {
     super(options);
+    this.locker = options.locker;
+    this.#deps = deps;
     this.#finish = finish;
   }
 
@@ -73,58 +89,68 @@ export class UploadServer extends Server {
       const early = await this.#headOfCompleteUpload(req, id);
       if (early) return early;
     }
-    if (id === null || req.method !== 'PATCH') return labelJsonErrors(await super.handleWeb(req));
-    this.#receiving.set(id, (this.#receiving.get(id) ?? 0) + 1);
-    try {
-      return await labelJsonErrors(await super.handleWeb(req));
-    } finally {
-      const left = (this.#receiving.get(id) ?? 1) - 1;
-      if (left > 0) this.#receiving.set(id, left);
-      else this.#receiving.delete(id);
-      // Only for uploads still waiting for bytes: ids a client made up, or finished ones, must not pile up here.
-      if (!this.#finishing.has(id) && !this.#finished.has(id) && (await this.#exists(id)))
-        this.#lastDataAt.set(id, Date.now());
-    }
+    return labelJsonErrors(await super.handleWeb(req));
   }
 
-  async #exists(id: string): Promise<boolean> {
-    return this.store.getUpload(id).then(
-      () => true,
-      () => false,
-    );
-  }
-
-  /** Runs the store step once per upload, whoever asks (the last PATCH, or a HEAD after a crash). */
+  /**
+   * Runs the store step once per upload in the whole deployment, whoever asks (the last PATCH, or a
+   * HEAD after a crash): one process claims it in the database, the others wait for its outcome.
+   */
   finishOnce(req: Request, upload: Upload): Promise<FinishedUpload> {
     const running = this.#finishing.get(upload.id);
     if (running) return running;
-    const job = this.#finish(req, upload).then((done) => {
-      this.#forgetOld();
-      this.#finished.set(upload.id, done);
-      return done;
-    });
+    const job = this.#finishAnywhere(req, upload);
     this.#finishing.set(upload.id, job);
-    void job
-      .catch(() => undefined)
-      .finally(() => {
-        this.#finishing.delete(upload.id);
-        this.#lastDataAt.delete(upload.id);
-      });
+    void job.catch(() => undefined).finally(() => this.#finishing.delete(upload.id));
     return job;
+  }
+
+  async #finishAnywhere(req: Request, upload: Upload): Promise<FinishedUpload> {
+    for (;;) {
+      if (await claimUploadFinishFor(this.#deps, upload.id, this.#holder)) return this.#finishClaimed(req, upload);
+      const outcome = await uploadOutcome(this.#deps, upload.id);
+      if (outcome?.state === 'stored') return { sha256: outcome.sha256, size: outcome.size, url: outcome.url };
+      if (outcome?.state === 'failed') throw outcome.error;
+      // Another process stores it (or its claim just lapsed, and the next round takes it over).
+      await new Promise((resolve) => setTimeout(resolve, FINISH_POLL_MS));
+    }
+  }
+
+  async #finishClaimed(req: Request, upload: Upload): Promise<FinishedUpload> {
+    const renew = setInterval(() => {
+      renewUploadFinishFor(this.#deps, upload.id, this.#holder).catch((err: unknown) =>
+        this.#deps.log.warn({ err, upload: upload.id }, 'could not renew the claim on storing an upload'),
+      );
+    }, FINISH_POLL_MS);
+    renew.unref();
+    try {
+      const done = await this.#finish(req, upload);
+      await recordUploadStored(this.#deps, upload.id, this.#holder, done);
+      return done;
+    } catch (err) {
+      await recordUploadFailed(this.#deps, upload.id, this.#holder, toAppError(err)).catch((e: unknown) =>
+        this.#deps.log.warn({ err: e, upload: upload.id }, 'could not record that storing an upload failed'),
+      );
+      throw err;
+    } finally {
+      clearInterval(renew);
+    }
   }
 
   async listUnfinished(): Promise<UnfinishedUpload[]> {
     const ids = (await this.store.configstore.list?.()) ?? [];
+    const { receiving, finishing } = await busyUploads(this.#deps);
     const uploads: UnfinishedUpload[] = [];
     for (const id of ids) {
       let upload: Upload;
+      let lastData: number | null = null;
       try {
         upload = await this.store.getUpload(id);
+        if (upload.offset > 0) lastData = (await fs.stat(path.join(this.store.directory, id))).mtimeMs;
       } catch {
         continue; // removed meanwhile, or its data file is gone
       }
       const meta = upload.metadata ?? {};
-      const lastData = this.#lastDataAt.get(id);
       let arch: BlobArch = 'unknown';
       try {
         arch = parseBlobArch(meta.arch);
@@ -141,13 +167,13 @@ export class UploadServer extends Server {
         hasChecksum: Boolean(meta.checksum),
         lastModified: Number.isSafeInteger(lastModified) ? lastModified : null,
         createdAt: new Date(upload.creation_date ?? Date.now()).toISOString(),
-        lastDataAt: lastData === undefined ? null : new Date(lastData).toISOString(),
-        receiving: this.#receiving.has(id),
-        finishing: this.#finishing.has(id),
+        lastDataAt: lastData === null ? null : new Date(lastData).toISOString(),
+        receiving: receiving.has(id),
+        finishing: finishing.has(id),
       });
     }
-    // Uploads removed by tus termination or expiry leave no trace here.
-    for (const id of this.#lastDataAt.keys()) if (!ids.includes(id)) this.#lastDataAt.delete(id);
+    // Uploads finished or removed by another process leave no hash state here.
+    this.store.forgetAllBut(ids);
     return uploads.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
@@ -159,23 +185,29 @@ export class UploadServer extends Server {
         'NOT_FOUND',
         'there is no unfinished upload with that id (it may have finished or been discarded)',
       );
-    if (found.receiving || found.finishing) {
-      throw new AppError(
+    const busy = (): AppError =>
+      new AppError(
         'CONFLICT',
         `${found.name} is receiving data right now; cancel it in the browser tab that uploads it, or wait until it stops`,
       );
+    if (found.receiving || found.finishing) throw busy();
+    // Holding its lock, no request of any process can start writing to it while its files go.
+    const lock = await this.locker.tryLock(id);
+    if (!lock) throw busy();
+    try {
+      await this.store.remove(id);
+      this.store.running.delete(id);
+    } finally {
+      await lock.unlock();
     }
-    await this.store.remove(id);
-    this.store.running.delete(id);
-    this.#lastDataAt.delete(id);
     return found;
   }
 
   /** HEAD of an upload with every byte received: 423 while it is stored, then its digest. */
   async #headOfCompleteUpload(req: Request, id: string): Promise<Response | null> {
-    const known = this.#finished.get(id);
-    if (known) return finishedHead(known);
-    if (this.#finishing.has(id)) return lockedHead();
+    const outcome = await uploadOutcome(this.#deps, id);
+    if (outcome?.state === 'stored') return finishedHead(outcome);
+    if (outcome?.state === 'finishing') return lockedHead();
     let upload: Upload;
     try {
       upload = await this.store.getUpload(id);
@@ -183,15 +215,10 @@ export class UploadServer extends Server {
       return null; // tus answers 404/410
     }
     if (upload.size === undefined || upload.offset !== upload.size) return null;
-    // Every byte arrived but nothing stored it (the process stopped in between): store it now.
-    // A PATCH still in flight is about to store it itself.
-    if (!this.#receiving.has(id)) void this.finishOnce(req, upload).catch(() => undefined);
+    // Every byte arrived but nothing stores it (the process stopped in between): store it now.
+    // A PATCH still holding the upload, on whichever process, is about to store it itself.
+    if (!(await isUploadLocked(this.#deps, id))) void this.finishOnce(req, upload).catch(() => undefined);
     return lockedHead();
-  }
-
-  #forgetOld(): void {
-    const cutoff = Date.now() - FINISHED_MEMORY_MS;
-    for (const [id, done] of this.#finished) if (done.at < cutoff) this.#finished.delete(id);
   }
 }
 

@@ -1,14 +1,16 @@
 /**
  * Resumable browser uploads with the tus protocol (@tus/server, FileStore in
- * <data>/uploads on the same filesystem as the blobs). Bytes are hashed as
- * they arrive; when an upload completes it is adopted into the blob store by
+ * <data>/uploads on the same filesystem as the blobs, the locks in the
+ * database, so any process serving both continues an upload). Bytes are
+ * hashed as they arrive; bytes another process received are hashed from the
+ * file. When an upload completes it is adopted into the blob store by
  * rename through the common ingest path, and its checksum file (if the admin
  * picked one) is enforced. A failed or mismatching upload leaves nothing.
  * The free-space guard (minFreeBytes, 507) runs when an upload is created with
  * a length, when a deferred length is declared, before every PATCH writes and
  * every GUARD_EVERY_BYTES while it writes, so no upload can fill the disk.
  */
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -22,7 +24,8 @@ import { AppError, errorBody, isError, toAppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
 import type { Logger } from '../log.js';
 import { assertPackageFileName, parseBlobArch } from '../services/blobs.js';
-import { assertFreeSpace, ingestUploadedFile, type IngestDeps } from '../services/ingest.js';
+import { assertFreeSpace, ingestUploadedFile, READ_CHUNK_BYTES, type IngestDeps } from '../services/ingest.js';
+import { DatabaseLocker } from './upload-locker.js';
 import { UploadServer, type FinishedUpload, type TusOptions } from './upload-server.js';
 
 export { UploadServer, type UnfinishedUpload } from './upload-server.js';
@@ -34,6 +37,13 @@ const UPLOAD_EXPIRY_MS = 3 * 24 * 60 * 60 * 1000;
 /** While a PATCH writes, free space is looked at again this often (concurrent uploads share the disk). */
 const GUARD_EVERY_BYTES = 16 * 1024 * 1024;
 
+/**
+ * A PATCH that finds bytes this process did not hash (another process received them) hashes them
+ * from the file first when they are at most this many (a few chunks: a client whose requests
+ * alternate between processes); more are left for the end, read once when the upload completes.
+ */
+const CATCH_UP_MAX_BYTES = 256 * 1024 * 1024;
+
 /** The answer @tus/server sends for a thrown { status_code, body }. */
 function tusError(err: AppError): { status_code: number; body: string } {
   return { status_code: err.status, body: JSON.stringify(errorBody(err)) };
@@ -42,20 +52,37 @@ function tusError(err: AppError): { status_code: number; body: string } {
 /** Free space an upload may still use: free bytes minus the reserve (the shared guard's arithmetic). */
 type Headroom = () => Promise<number>;
 
-/** FileStore that hashes each PATCH body on its way to disk, while offsets line up, under the free-space guard. */
+/** Bytes [0, offset) of an upload, hashed in order. */
+interface HashState {
+  hash: Hash;
+  offset: number;
+}
+
+/**
+ * FileStore that hashes each PATCH body on its way to disk, under the free-space guard, and writes
+ * only while this process's lock on the upload is confirmed (`fence`). The hash state is this
+ * process's: bytes that another process received are hashed from the file (before the next PATCH
+ * here when they are few, else when the upload completes), so a digest always covers every byte.
+ */
 export class HashingFileStore extends FileStore {
-  readonly running = new Map<string, { hash: Hash; offset: number }>();
+  readonly running = new Map<string, HashState>();
   readonly #guard: (bytes: number, what: string) => Promise<void>;
   readonly #headroom: Headroom;
+  readonly #fence: (id: string) => boolean;
+  readonly #catchUpMaxBytes: number;
 
   constructor(
     options: ConstructorParameters<typeof FileStore>[0],
     guard: (bytes: number, what: string) => Promise<void>,
     headroom: Headroom,
+    fence: (id: string) => boolean,
+    catchUpMaxBytes = CATCH_UP_MAX_BYTES,
   ) {
     super(options);
     this.#guard = guard;
     this.#headroom = headroom;
+    this.#fence = fence;
+    this.#catchUpMaxBytes = catchUpMaxBytes;
   }
 
   /** Upload-Length arriving on a PATCH of a deferred upload: the rest must fit, or 507 and the length stays open. */
@@ -85,16 +112,7 @@ export class HashingFileStore extends FileStore {
     }
     // A deferred length may not outgrow what was free when this PATCH began; both kinds look again as they go.
     const budget = size === undefined ? await this.#headroom() : Number.POSITIVE_INFINITY;
-    let state = this.running.get(id);
-    if (offset === 0) {
-      state = { hash: newSha256(), offset: 0 };
-      this.running.set(id, state);
-    } else if (state?.offset !== offset) {
-      // Resumed in another process or after a failed PATCH: hash the whole file at the end instead.
-      this.running.delete(id);
-      state = undefined;
-    }
-    const tracked = state;
+    const tracked = await this.#stateAt(id, offset);
     const tee = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         if (tracked) {
@@ -112,6 +130,7 @@ export class HashingFileStore extends FileStore {
     let received = 0;
     let nextLook = GUARD_EVERY_BYTES;
     const headroom = this.#headroom;
+    const fence = this.#fence;
     const outOfRoom = (): AppError =>
       new AppError(
         'INSUFFICIENT_STORAGE',
@@ -119,6 +138,11 @@ export class HashingFileStore extends FileStore {
       );
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
+        // Another process may take over a lock this one could not renew in time: stop before it could.
+        if (!fence(id))
+          return callback(
+            new AppError('UPLOAD_BUSY', 'this server could not keep the upload locked; resume it to continue'),
+          );
         received += chunk.length;
         if (received > budget) return callback(outOfRoom());
         if (received < nextLook) return callback(null, chunk);
@@ -146,6 +170,8 @@ export class HashingFileStore extends FileStore {
         // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
         throw tusError(err);
       }
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
+      if (isError(err, 'UPLOAD_BUSY')) throw tusError(err);
       if (code === 'ENOSPC' || code === 'EDQUOT') {
         await this.remove(id).catch(() => undefined);
         const appError = new AppError(
@@ -160,11 +186,62 @@ export class HashingFileStore extends FileStore {
     }
   }
 
-  /** The digest of a finished upload if every byte was hashed in order, else undefined. */
-  takeDigest(id: string, size: number): Sha256 | undefined {
+  /**
+   * The hash state to continue at `offset` with this PATCH's bytes, after hashing from the file
+   * the few bytes other processes received since; undefined when they are too many (the rest is
+   * hashed when the upload completes). Runs under the upload's lock: nobody writes meanwhile.
+   */
+  async #stateAt(id: string, offset: number): Promise<HashState | undefined> {
+    let state = this.running.get(id);
+    if (offset === 0 || (state && state.offset > offset)) state = undefined;
+    const from = state?.offset ?? 0;
+    if (offset - from <= this.#catchUpMaxBytes) {
+      state ??= { hash: newSha256(), offset: 0 };
+      this.running.set(id, state);
+      try {
+        await this.#hashFromFile(id, state, offset);
+      } catch {
+        this.running.delete(id);
+        return undefined;
+      }
+      return state;
+    }
+    // Kept as far as it goes; completed from the file at the end.
+    if (!state) this.running.delete(id);
+    return undefined;
+  }
+
+  /** Hashes the upload's file from `state.offset` up to `end`. */
+  async #hashFromFile(id: string, state: HashState, end: number): Promise<void> {
+    if (state.offset >= end) return;
+    const source = createReadStream(path.join(this.directory, id), {
+      start: state.offset,
+      end: end - 1,
+      highWaterMark: READ_CHUNK_BYTES,
+    });
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      state.hash.update(chunk);
+      state.offset += chunk.length;
+    }
+    if (state.offset !== end) throw new Error(`the upload file ended at ${state.offset}, before ${end}`);
+  }
+
+  /**
+   * The digest of a complete upload of `size` bytes, over every byte: hashed as they arrived here,
+   * and the rest read from the file; undefined when this process hashed none of it (the ingest then
+   * hashes the whole file).
+   */
+  async takeDigest(id: string, size: number): Promise<Sha256 | undefined> {
     const state = this.running.get(id);
     this.running.delete(id);
-    return state && state.offset === size ? (state.hash.digest('hex') as Sha256) : undefined;
+    if (!state || state.offset > size) return undefined;
+    await this.#hashFromFile(id, state, size);
+    return state.hash.digest('hex') as Sha256;
+  }
+
+  /** Drops the hash state of uploads that no longer exist (finished or removed by another process). */
+  forgetAllBut(ids: readonly string[]): void {
+    for (const id of this.running.keys()) if (!ids.includes(id)) this.running.delete(id);
   }
 }
 
@@ -185,10 +262,13 @@ function checkPackageMetadata(meta: Record<string, string | null>): void {
 }
 
 export function createUploadServer(deps: UploadDeps): UploadServer {
+  const shared = { db: deps.ingestDeps.db, clock: deps.ingestDeps.clock, log: deps.log };
+  const locker = new DatabaseLocker(shared);
   const datastore = new HashingFileStore(
     { directory: deps.store.layout.uploadsDir, expirationPeriodInMilliseconds: UPLOAD_EXPIRY_MS },
     (bytes, what) => assertFreeSpace(deps.ingestDeps, bytes, what),
     async () => (await deps.store.diskUsage()).freeBytes - deps.ingestDeps.minFreeBytes,
+    (id) => locker.holds(id),
   );
   // @tus/server answers a thrown { status_code, body } object with exactly that response.
   const fail = (err: unknown): never => {
@@ -200,6 +280,7 @@ export function createUploadServer(deps: UploadDeps): UploadServer {
   const options: TusOptions = {
     path: UPLOADS_PATH,
     relativeLocation: true,
+    locker,
     // Never let a client pick the storage name.
     namingFunction: () => crypto.randomUUID().replaceAll('-', ''),
     async onUploadCreate(_req, upload) {
@@ -238,7 +319,7 @@ export function createUploadServer(deps: UploadDeps): UploadServer {
       const { blob, created } = await ingestUploadedFile(deps.ingestDeps, {
         file,
         fileName: meta.filename ?? 'upload.pvmp',
-        knownSha256: datastore.takeDigest(upload.id, upload.size ?? -1),
+        knownSha256: await datastore.takeDigest(upload.id, upload.size ?? -1),
         expectedSha256,
         arch: parseBlobArch(meta.arch),
       });
@@ -249,7 +330,6 @@ export function createUploadServer(deps: UploadDeps): UploadServer {
         sha256: blob.sha256,
         url: base === null ? null : downloadUrl(base, blob.sha256, blob.name),
         size: blob.size,
-        at: Date.now(),
       };
     } catch (err) {
       deps.log.warn({ err, upload: upload.id }, 'browser upload rejected');
@@ -260,6 +340,6 @@ export function createUploadServer(deps: UploadDeps): UploadServer {
       datastore.running.delete(upload.id);
     }
   };
-  const tus: UploadServer = new UploadServer({ ...options, datastore }, finish);
+  const tus: UploadServer = new UploadServer({ ...options, locker, datastore }, shared, finish);
   return tus;
 }

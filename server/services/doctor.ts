@@ -9,6 +9,7 @@ import { formatMode, looseModes } from '../../storage/file-modes.js';
 import { quickCheck } from '../db/dialect.js';
 import { listBlobsByDigest } from '../db/repos/blobs.js';
 import { appliedMigrations, countRows } from '../db/repos/database.js';
+import { redactedUrl } from '../db/open.js';
 import { INITIAL_PASSWORD_FILE } from './auth/credentials.js';
 import type { ServiceDeps } from './deps.js';
 
@@ -17,6 +18,8 @@ export interface DoctorReport {
   config: Record<string, unknown>;
   dataDir: { path: string; writable: boolean };
   database: {
+    engine: 'sqlite' | 'postgres';
+    /** The SQLite file, or the PostgreSQL URL without its password. */
     file: string;
     integrity: string;
     migrations: string[];
@@ -51,7 +54,10 @@ export async function runDoctor(deps: Pick<ServiceDeps, 'config' | 'db' | 'store
   const { config, db, store } = deps;
   const problems: string[] = [];
   const redacted = Object.fromEntries(
-    Object.entries(config).map(([k, v]) => [k, SECRET_KEYS.has(k) && v ? '(set)' : v]),
+    Object.entries(config).map(([k, v]) => [
+      k,
+      k === 'databaseUrl' && typeof v === 'string' && v ? redactedUrl(v) : SECRET_KEYS.has(k) && v ? '(set)' : v,
+    ]),
   );
 
   let writable = true;
@@ -110,7 +116,8 @@ export async function runDoctor(deps: Pick<ServiceDeps, 'config' | 'db' | 'store
     config: redacted,
     dataDir: { path: store.layout.root, writable },
     database: {
-      file: store.layout.dbFile,
+      engine: config.databaseUrl ? 'postgres' : 'sqlite',
+      file: config.databaseUrl ? redactedUrl(config.databaseUrl) : store.layout.dbFile,
       integrity,
       migrations,
       blobs: await count('blobs'),

@@ -141,7 +141,7 @@ describe('migration 0007 with groups that differ only in case', () => {
     }
     await old.destroy();
 
-    const db = await openDatabase(file);
+    const db = await openDatabase({ file });
     try {
       const groups = await db.selectFrom('groups').select(['id', 'name']).orderBy('id').execute();
       expect(groups.map((g) => g.name)).toEqual([

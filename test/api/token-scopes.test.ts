@@ -209,7 +209,7 @@ describe('migration 0005-token-scopes', () => {
         .execute();
       await old.destroy();
 
-      const db = await openDatabase(file);
+      const db = await openDatabase({ file });
       try {
         expect(await db.selectFrom('api_tokens').select(['name', 'scope']).execute()).toEqual([
           { name: 'old-ci', scope: 'admin' },

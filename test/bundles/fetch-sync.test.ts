@@ -421,7 +421,7 @@ describe('fetch as an API job and from the CLI', () => {
       });
       const job = (await res.json()) as TransferJob;
       // Wait until bytes are flowing (and a temp file exists), then cancel.
-      for (let i = 0; M.runtime.transfers.get(job.id)!.bytesDone < 2 * MiB; i++) {
+      for (let i = 0; (await M.runtime.transfers.get(job.id))!.bytesDone < 2 * MiB; i++) {
         if (i > 400) throw new Error('the stalled download never reached 2 MiB');
         await new Promise((r) => setTimeout(r, 25));
       }

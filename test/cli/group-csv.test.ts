@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGroup } from '../../server/services/groups.js';
 import { cliArgs, repoRoot, runCli } from '../helpers/cli.js';
 import { startMirror, type TestMirror } from '../helpers/env.js';
+import { withTestDatabase } from '../helpers/database.js';
 
 describe('goldmirror group export and import', () => {
   let mirror: TestMirror;
@@ -51,7 +52,7 @@ describe('goldmirror group export and import', () => {
 
     const child = spawn(process.execPath, cliArgs(['group', 'import', '-', '--json']), {
       cwd: repoRoot,
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...withTestDatabase(env) },
     });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

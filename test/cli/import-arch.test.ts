@@ -72,7 +72,7 @@ describe('goldmirror import --arch', () => {
   });
 
   it('the schema (migration 0008) defaults to unknown and refuses any other value', async () => {
-    const db = await openDatabase(path.join(dir, 'schema-check.sqlite'));
+    const db = await openDatabase({ file: path.join(dir, 'schema-check.sqlite') });
     try {
       await db
         .insertInto('blobs')

@@ -6,7 +6,6 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import SQLite from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../server/log.js';
 import { openRuntime } from '../../server/runtime.js';
@@ -31,6 +30,7 @@ import {
   TUS,
   writeTestFile,
 } from './helpers.js';
+import { catalogRows } from '../helpers/database.js';
 
 const MiB = 1024 * 1024;
 
@@ -301,28 +301,21 @@ describe('kill -9 of the server and of CLI writers', () => {
     }
     let server = await startServe(env);
     const gcEnv = { ...env, MIRROR_GC_GRACE: '0' };
-    const reader = new SQLite(path.join(dataDir, 'goldmirror.db'), {
-      readonly: true,
-      fileMustExist: true,
-    });
-    const rowCount = reader.prepare<[], { n: number }>('select count(*) as n from blobs');
+    const rowCount = async (): Promise<number> =>
+      Number((await catalogRows<{ n: number }>(dataDir, 'select count(*) as n from blobs'))[0]!.n);
     let killedAt = -1;
-    try {
-      expect(rowCount.get()!.n).toBe(count);
-      const gc = track(spawnCli(['gc'], gcEnv));
-      await waitFor(
-        () => {
-          if (gc.exitCode !== null) throw new Error('gc finished before it could be killed');
-          const n = rowCount.get()!.n;
-          return n <= count - 50 && n > 0;
-        },
-        { what: 'gc to be half-way', ...POLL, timeoutMs: 60_000 },
-      );
-      await Promise.all([kill9(gc), kill9(server.child)]);
-      killedAt = rowCount.get()!.n;
-    } finally {
-      reader.close();
-    }
+    expect(await rowCount()).toBe(count);
+    const firstGc = track(spawnCli(['gc'], gcEnv));
+    await waitFor(
+      async () => {
+        if (firstGc.exitCode !== null) throw new Error('gc finished before it could be killed');
+        const n = await rowCount();
+        return n <= count - 50 && n > 0;
+      },
+      { what: 'gc to be half-way', ...POLL, timeoutMs: 60_000 },
+    );
+    await Promise.all([kill9(firstGc), kill9(server.child)]);
+    killedAt = await rowCount();
     expect(killedAt).toBeGreaterThan(0);
     expect(killedAt).toBeLessThan(count);
 

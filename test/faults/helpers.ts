@@ -12,12 +12,12 @@ import http from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import SQLite from 'better-sqlite3';
 import { expect } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli.js';
 import { freePort, testStream } from '../helpers/env.js';
 import { httpRequest, type HttpReply } from '../helpers/http.js';
 import { waitFor } from '../helpers/wait.js';
+import { catalogRows } from '../helpers/database.js';
 
 export { freePort };
 /** The shared raw HTTP client (test/helpers/http.ts) under the names the fault tests use. */
@@ -294,17 +294,8 @@ export async function checkConsistency(
   }
   expect(await listDir(path.join(dataDir, 'tmp')), 'temp files survived the restart').toEqual([]);
 
-  // Rows straight from the file (read-only; WAL lets it share the file with a running server).
-  const reader = new SQLite(path.join(dataDir, 'goldmirror.db'), {
-    readonly: true,
-    fileMustExist: true,
-  });
-  let rows: ListedBlob[];
-  try {
-    rows = reader.prepare<[], ListedBlob>('select sha256, size, state from blobs order by sha256').all();
-  } finally {
-    reader.close();
-  }
+  // Rows straight from the catalog, beside a running server.
+  const rows = await catalogRows<ListedBlob>(dataDir, 'select sha256, size, state from blobs order by sha256');
   // The two CLI runs are independent; in parallel they take half as long.
   const [verify, doctorRun] = await Promise.all([runCli(['verify', '--all'], env), runCli(['doctor', '--json'], env)]);
   const onDisk = new Set(files);

@@ -1,6 +1,7 @@
 /** Runs the real CLI (TypeScript sources through tsx) as a child process. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { withTestDatabase } from './database.js';
 import { waitFor } from './wait.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '../..');
@@ -26,7 +27,7 @@ export function runCli(
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, cliArgs(args), {
       cwd,
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...withTestDatabase(env) },
       stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -43,7 +44,7 @@ export function runCli(
 export function spawnCli(args: string[], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, cliArgs(args), {
     cwd: repoRoot,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...withTestDatabase(env) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }

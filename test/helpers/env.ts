@@ -10,6 +10,7 @@ import { createLogger } from '../../server/log.js';
 import { openRuntime, type Runtime } from '../../server/runtime.js';
 import { startServer, type ServerHandle } from '../../server/serve.js';
 import { ingest } from '../../server/services/ingest.js';
+import { testDatabaseUrl } from './database.js';
 
 /** A port that was free a moment ago on 127.0.0.1 (for servers started in child processes). */
 export async function freePort(): Promise<number> {
@@ -32,6 +33,8 @@ export function testConfig(dataDir: string, overrides: Record<string, unknown> =
     env: {},
     overrides: {
       dataDir,
+      // On PostgreSQL (MIRROR_TEST_DATABASE_URL) each data dir has its own schema; '' means SQLite in the dir.
+      databaseUrl: testDatabaseUrl(dataDir),
       host: '127.0.0.1',
       port: 0,
       minFreeBytes: 0,

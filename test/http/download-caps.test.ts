@@ -30,13 +30,19 @@ function get(
 }
 
 /** A client that sends a GET and never reads; resolves once the server counts its download. */
-async function stalledDownload(mirror: TestMirror, urlPath: string, from: string): Promise<net.Socket> {
+async function stalledDownload(
+  mirror: TestMirror,
+  urlPath: string,
+  from: string,
+  forwardedFor?: string,
+): Promise<net.Socket> {
   const { port } = new URL(mirror.url);
   const before = await slotsUsed(mirror);
   const socket = net.connect({ port: Number(port), host: '127.0.0.1', localAddress: from });
   socket.on('error', () => undefined);
   socket.pause();
-  socket.write(`GET ${urlPath} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+  const forwarded = forwardedFor === undefined ? '' : `X-Forwarded-For: ${forwardedFor}\r\n`;
+  socket.write(`GET ${urlPath} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${forwarded}\r\n`);
   await waitFor(async () => (await slotsUsed(mirror)) > before);
   return socket;
 }
@@ -153,5 +159,46 @@ describe('download caps set to 0', () => {
     } finally {
       for (const s of sockets) s.destroy();
     }
+  });
+});
+
+describe('the per-client cap behind a trusted reverse proxy (MIRROR_TRUST_PROXY)', () => {
+  let mirror: TestMirror;
+  let link: string;
+  const sockets: net.Socket[] = [];
+  beforeAll(async () => {
+    // 127.0.0.1 plays the proxy; every Mac behind it reaches the mirror from that one address.
+    mirror = await startMirror({ maxDownloads: 0, maxDownloadsPerClient: 1, trustProxy: '127.0.0.1' });
+    const { blob } = await ingest(mirror.runtime.ingestDeps, {
+      source: testStream(8 * MiB, 'caps-proxy'),
+      fileName: 'p.pvmp',
+    });
+    link = `/d/${blob.sha256}/p.pvmp`;
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await mirror?.close();
+  });
+
+  it('counts each Mac the proxy forwards for, not the proxy, and believes X-Forwarded-For only from the proxy', async () => {
+    sockets.push(await stalledDownload(mirror, link, '127.0.0.1', '192.168.1.20'));
+    sockets.push(await stalledDownload(mirror, link, '127.0.0.1', '192.168.1.21'));
+    expect(await slotsUsed(mirror)).toBe(2);
+    // The same Mac again is over its own cap of 1, whatever it wrote further left in the header.
+    const again = await get(mirror, link, { from: '127.0.0.1', headers: { 'X-Forwarded-For': '192.168.1.20' } });
+    expectRefusal(again, 'client', 1);
+    const spoofed = await get(mirror, link, {
+      from: '127.0.0.1',
+      headers: { 'X-Forwarded-For': '10.9.9.9, 192.168.1.21' },
+    });
+    expectRefusal(spoofed, 'client', 1);
+    // A peer that is not the proxy counts as itself: its own X-Forwarded-For does not move it into a free slot.
+    sockets.push(await stalledDownload(mirror, link, '127.0.0.2', '192.168.1.22'));
+    expectRefusal(
+      await get(mirror, link, { from: '127.0.0.2', headers: { 'X-Forwarded-For': '192.168.1.23' } }),
+      'client',
+      1,
+    );
+    expect(await slotsUsed(mirror)).toBe(3);
   });
 });

@@ -216,7 +216,7 @@ describe('admin page: pull from a URL', () => {
       });
       expect(started.status).toBe(303);
       expect(started.headers.get('location')).toBe('/admin/upload?done=fetch-started#pull');
-      const [job] = mirror.runtime.transfers.list();
+      const [job] = await mirror.runtime.transfers.list();
       expect(job?.url).toBe(`${upstream.url}/d/${sha}/pull.pvmp`);
       expect((await mirror.runtime.transfers.wait(job!.id))?.state).toBe('done');
       const page = await (await fetch(`${mirror.url}/admin/upload`, { headers: { Cookie: session.cookie } })).text();

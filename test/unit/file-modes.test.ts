@@ -24,8 +24,9 @@ afterEach(async () => {
   for (const undo of cleanups.splice(0).reverse()) await undo();
 });
 
+/** On embedded SQLite whatever the suite runs on: these modes are of the database file and its WAL and SHM. */
 async function open(dataDir: string): Promise<Runtime> {
-  const runtime = await openRuntime(testConfig(dataDir), createLogger('silent'));
+  const runtime = await openRuntime(testConfig(dataDir, { databaseUrl: '' }), createLogger('silent'));
   cleanups.push(() => runtime.close());
   return runtime;
 }
@@ -186,7 +187,12 @@ describe('goldmirror doctor', () => {
   it('warns about each looser mode, naming the file, the mode found and the mode wanted; exit code stays 0', async () => {
     const parent = await tempParent();
     const dataDir = path.join(parent, 'data');
-    const env = { MIRROR_DATA_DIR: dataDir, MIRROR_MIN_FREE_BYTES: '0', MIRROR_LOG_LEVEL: 'silent' };
+    const env = {
+      MIRROR_DATA_DIR: dataDir,
+      MIRROR_DATABASE_URL: '',
+      MIRROR_MIN_FREE_BYTES: '0',
+      MIRROR_LOG_LEVEL: 'silent',
+    };
     const runtime = await open(dataDir);
     const { layout } = runtime.store;
     const { blob } = await ingest(runtime.ingestDeps, {

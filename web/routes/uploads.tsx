@@ -27,7 +27,7 @@ export function uploadRoutes(deps: WebDeps): Hono<WebEnv> {
     c.status(extra.status ?? 200);
     return c.render(
       <UploadPage
-        jobs={deps.transfers.list()}
+        jobs={await deps.transfers.list()}
         unfinished={await deps.uploads.listUnfinished()}
         nowMs={deps.clock.now()}
         fetchValues={extra.fetchValues}
@@ -85,15 +85,18 @@ export function uploadRoutes(deps: WebDeps): Hono<WebEnv> {
       if (values.checksumUrl && !HTTP_URL.test(values.checksumUrl))
         throw new AppError('VALIDATION_FAILED', 'the checksum file URL must start with http:// or https://');
       const expected = values.sha256 ? parseSha256(values.sha256, 'the SHA-256') : undefined;
-      deps.transfers.startFetch(values.url, { expectedSha256: expected, checksumUrl: values.checksumUrl || undefined });
+      await deps.transfers.startFetch(values.url, {
+        expectedSha256: expected,
+        checksumUrl: values.checksumUrl || undefined,
+      });
       return c.redirect('/admin/upload?done=fetch-started#pull', 303);
     } catch (err) {
       const e = formError(err);
       return page(c, { fetchValues: values, error: e.message, status: e.status });
     }
   });
-  app.post('/fetch/:id/cancel', (c) => {
-    deps.transfers.cancel(c.req.param('id'));
+  app.post('/fetch/:id/cancel', async (c) => {
+    await deps.transfers.cancel(c.req.param('id'));
     return c.redirect('/admin/upload?done=fetch-cancelled#pull', 303);
   });
   return app;

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { foldedIndexExpression } from '../dialect.js';
 import { flag, idKey, indexOn, required } from './columns.js';
 
 // Frozen in time: never edit a released migration, add a new one.
@@ -18,7 +19,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .createIndex('groups_name_nocase')
     .on('groups')
     .unique()
-    .expression(sql`lower(name)`)
+    .expression(foldedIndexExpression(db, 'name'))
     .execute();
 
   await db.schema

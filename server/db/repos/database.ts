@@ -1,5 +1,5 @@
 /** The database as a whole: reachability, the migrations applied, row counts (health and doctor). */
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Db } from '../open.js';
 
 /** Throws when the database cannot answer a trivial query. */
@@ -22,4 +22,25 @@ export async function countRows(db: Db, table: 'blobs' | 'images' | 'groups' | '
         .executeTakeFirst()
     )?.n ?? 0,
   );
+}
+
+/** The catalog's own tables (not kysely's bookkeeping), as the database lists them. */
+export async function catalogTables(db: Db): Promise<string[]> {
+  const tables = await db.introspection.getTables();
+  return tables.map((t) => t.name).filter((name) => !name.startsWith('kysely_'));
+}
+
+/** Rows of any catalog table: the copy between databases works table by table without knowing their columns. */
+export async function countTableRows(db: Db, table: string): Promise<number> {
+  const { rows } = await sql<{ n: number }>`select count(*) as n from ${sql.table(table)}`.execute(db);
+  return Number(rows[0]?.n ?? 0);
+}
+
+export async function insertTableRows(db: Db, table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
+  if (rows.length === 0) return;
+  await (db as unknown as Kysely<Record<string, Record<string, unknown>>>).insertInto(table).values(rows).execute();
+}
+
+export async function deleteTableRows(db: Db, table: string): Promise<void> {
+  await sql`delete from ${sql.table(table)}`.execute(db);
 }

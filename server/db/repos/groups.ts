@@ -18,7 +18,7 @@ export function findGroupByFoldedName(
   name: string,
   exceptId: number | null = null,
 ): Promise<GroupRow | undefined> {
-  let query = db.selectFrom('groups').selectAll().where(foldedColumn('name'), '=', foldedValue(name));
+  let query = db.selectFrom('groups').selectAll().where(foldedColumn(db, 'name'), '=', foldedValue(db, name));
   if (exceptId !== null) query = query.where('id', '!=', exceptId);
   return query.executeTakeFirst();
 }

@@ -32,12 +32,12 @@ const cancel = route('delete', '/{id}', 'Cancel a running fetch job', noContent(
 /** Mounted at /fetch. */
 export function transfersApi(deps: ApiDeps): ApiApp {
   const app = apiApp();
-  app.openapi(list, (c) => c.json(deps.transfers.list(), 200));
+  app.openapi(list, async (c) => c.json(await deps.transfers.list(), 200));
   app.openapi(
     start,
-    (c) => {
+    async (c) => {
       const input = c.req.valid('json');
-      const job = deps.transfers.startFetch(input.url, {
+      const job = await deps.transfers.startFetch(input.url, {
         expectedSha256: input.sha256 as Sha256 | undefined,
         checksumUrl: input.checksumUrl,
       });
@@ -45,13 +45,13 @@ export function transfersApi(deps: ApiDeps): ApiApp {
     },
     rejectAs('fetch request'),
   );
-  app.openapi(read, (c) => {
-    const job = deps.transfers.get(c.req.valid('param').id);
+  app.openapi(read, async (c) => {
+    const job = await deps.transfers.get(c.req.valid('param').id);
     if (!job) throw new AppError('NOT_FOUND', 'no such fetch job');
     return c.json(job, 200);
   });
-  app.openapi(cancel, (c) => {
-    if (!deps.transfers.cancel(c.req.valid('param').id))
+  app.openapi(cancel, async (c) => {
+    if (!(await deps.transfers.cancel(c.req.valid('param').id)))
       throw new AppError('NOT_FOUND', 'no running fetch job with that id');
     return c.body(null, 204);
   });
