@@ -2,6 +2,7 @@
  * The one description of goldmirror's settings: names, types, defaults and
  * the MIRROR_* environment variable for each. Loading happens in load.ts.
  */
+import os from 'node:os';
 import { z } from 'zod';
 import { parseCidr, splitList } from './cidr.js';
 
@@ -27,6 +28,26 @@ const optionalBaseUrl = z
   .default('')
   .refine((v) => v === '' || isHttpUrl(v), { message: 'must be an absolute http:// or https:// URL' })
   .transform((v) => v.replace(/\/+$/, ''));
+
+/** More workers than this is a typo, not a deployment (each is a whole Node process). */
+export const MAX_WORKERS = 256;
+
+/** Processes of `serve`: a whole number, or "auto" for one per core the process may use. */
+const workerCount = z
+  .union([z.number(), z.string()])
+  .default(1)
+  .transform((v, ctx) => {
+    const count = v === 'auto' ? os.availableParallelism() : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > MAX_WORKERS) {
+      ctx.issues.push({
+        code: 'custom',
+        message: `must be "auto" or a whole number from 1 to ${MAX_WORKERS}`,
+        input: v,
+      });
+      return 1;
+    }
+    return count;
+  });
 
 export const configSchema = z
   .object({
@@ -97,6 +118,8 @@ export const configSchema = z
     fetchConcurrency: z.number().int().min(1).max(16).default(2),
     /** Rows of the download log older than this are pruned (hourly); 0 = keep them all. */
     downloadLogRetentionMs: durationMs.default(90 * 24 * 60 * 60 * 1000),
+    /** Processes `serve` runs (node:cluster, sharing the listen sockets); 1 = one process, no cluster. */
+    workers: workerCount,
   })
   .strict()
   .refine((c) => c.syncFrom === '' || c.syncToken !== '', {
@@ -147,6 +170,8 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_FETCH_CONCURRENCY: { key: 'fetchConcurrency', kind: 'int' },
   MIRROR_TRUST_PROXY: { key: 'trustProxy', kind: 'string' },
   MIRROR_DOWNLOAD_LOG_RETENTION: { key: 'downloadLogRetentionMs', kind: 'duration' },
+  // A string: the schema reads both "4" and "auto".
+  MIRROR_WORKERS: { key: 'workers', kind: 'string' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */

@@ -64,7 +64,7 @@ export function createApp(deps: AppDeps): Hono {
 
   app.get('/metrics', requireAdmin(deps, { publicUrl: deps.config.publicUrl }), async (c) => {
     c.header('Content-Type', deps.metrics.registry.contentType);
-    return c.body(await deps.metrics.registry.metrics());
+    return c.body(await deps.metrics.scrape());
   });
 
   app.route('/api/v1', createApi(deps));

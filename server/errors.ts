@@ -60,6 +60,7 @@ export const errorRegistry = {
   DATABASE_UNAVAILABLE: shown(503, 'the database is not available'),
   AUTH_BUSY: shown(503, 'too many password checks are running; try again in a few seconds'),
   TOO_MANY_DOWNLOADS: shown(503, 'too many downloads are running'),
+  METRICS_UNAVAILABLE: shown(503, 'the metrics of every worker could not be gathered'),
   TRANSFER_INTERRUPTED: shown(503, 'the process running the job stopped before the job ended'),
   INSUFFICIENT_STORAGE: shown(507, 'not enough disk space'),
   INTERNAL: hidden('internal server error'),

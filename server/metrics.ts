@@ -1,12 +1,17 @@
 /**
  * Prometheus metrics (prom-client), one registry per server so tests can run
  * several in one process. Gauges that describe shared state (disk, corrupt
- * blobs) are read at scrape time, so every node reports the same truth.
+ * blobs) are read at scrape time, so every node reports the same truth (and
+ * the workers of one `serve --workers` cluster report it once, not summed).
  */
+import cluster from 'node:cluster';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { clusterScrape } from './cluster/metrics.js';
 
 export interface Metrics {
   registry: Registry;
+  /** What /metrics answers: this registry, or in a `serve --workers` worker the sum over all workers. */
+  scrape(): Promise<string>;
   downloadsStarted: Counter<'image' | 'arch'>;
   downloadsCompleted: Counter<'image' | 'arch'>;
   downloadsAborted: Counter<'image' | 'arch'>;
@@ -40,6 +45,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   };
   return {
     registry,
+    scrape: cluster.isWorker ? clusterScrape(registry) : () => registry.metrics(),
     downloadsStarted: new Counter({
       name: 'goldmirror_downloads_started_total',
       help: 'Download responses started (GET with a body).',
@@ -131,6 +137,7 @@ function registerScrapeGauges(
   new Gauge({
     name: 'goldmirror_corrupt_blobs',
     help: 'Blobs withheld from download because they failed verification or went missing.',
+    aggregator: 'first',
     registers: [registry],
     async collect() {
       this.set(await sources.corruptBlobs());
@@ -139,6 +146,7 @@ function registerScrapeGauges(
   new Gauge({
     name: 'goldmirror_disk_free_bytes',
     help: 'Free bytes on the filesystem holding the blobs.',
+    aggregator: 'first',
     registers: [registry],
     async collect() {
       await disk((d) => d.freeBytes, this);
@@ -147,6 +155,7 @@ function registerScrapeGauges(
   new Gauge({
     name: 'goldmirror_disk_used_bytes',
     help: 'Used bytes on the filesystem holding the blobs.',
+    aggregator: 'first',
     registers: [registry],
     async collect() {
       await disk((d) => d.usedBytes, this);
@@ -155,6 +164,7 @@ function registerScrapeGauges(
   new Gauge({
     name: 'goldmirror_blob_bytes',
     help: 'Bytes of all stored blobs.',
+    aggregator: 'first',
     registers: [registry],
     async collect() {
       await disk((d) => d.blobBytes, this);

@@ -5,6 +5,7 @@
  * only: the pieces live in http/download-wiring.ts, http/listeners.ts and
  * jobs/node-jobs.ts.
  */
+import cluster from 'node:cluster';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -49,7 +50,10 @@ export async function startServer(runtime: Runtime): Promise<ServerHandle> {
   const trusted = trustedProxies(config.trustProxy);
   const downloads = createDownloadRoute(runtime, clock, (req) => clientAddressOfRequest(req, trusted));
 
+  // Under `serve --workers` every answer names its worker, so a client (a test, an operator with curl) can tell them apart.
+  const workerId = cluster.isWorker ? String(cluster.worker?.id) : null;
   const listener: http.RequestListener = (req, res) => {
+    if (workerId !== null) res.setHeader('X-Goldmirror-Worker', workerId);
     if (req.url?.startsWith(DOWNLOAD_PREFIX)) downloads.handle(req, res);
     else void honoListener(req, res);
   };

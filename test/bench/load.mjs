@@ -2,13 +2,14 @@
 // Load figure: sustained download throughput and API latency while 64 clients
 // download and an integrity check runs. Loopback only, bounded in time.
 //
-//   npm run bench:load [-- --seconds 30 --clients 64 --size-mib 512]
+//   npm run bench:load [-- --seconds 30 --clients 64 --size-mib 512 --workers 2]
 //
 // Starts the built goldmirror (dist/) on a free 127.0.0.1 port with a temp data
 // dir, imports a generated package, creates an API token, keeps integrity checks
 // of every package running, and lets N clients download the package in full,
 // over and over, while one client polls GET /api/v1/images every 100 ms.
-// Writes test/bench/results/load-latest.{json,md}.
+// --workers N runs `serve --workers N` (peak RSS is then of the whole process tree).
+// Writes test/bench/results/load-latest.{json,md} (load-latest-workersN.* with --workers N > 1).
 import { spawn } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -28,6 +29,33 @@ const args = Object.fromEntries(
 const seconds = Math.min(Number(args.seconds ?? 30), 300);
 const clients = Math.min(Number(args.clients ?? 64), 256);
 const sizeMiB = Math.min(Number(args['size-mib'] ?? 512), 4096);
+const workers = args.workers === 'auto' ? os.availableParallelism() : Math.min(Number(args.workers ?? 1), 64);
+if (!Number.isInteger(workers) || workers < 1) throw new Error('--workers: a whole number from 1 to 64, or auto');
+
+/** VmRSS (bytes) of `root` and all its descendants (Linux /proc; 0 elsewhere). */
+function treeRss(root) {
+  const parentOf = new Map();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      parentOf.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const inTree = (pid) => pid === root || (parentOf.has(pid) && pid !== 1 && inTree(parentOf.get(pid)));
+  let bytes = 0;
+  for (const pid of parentOf.keys()) {
+    if (!inTree(pid)) continue;
+    try {
+      bytes += Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return bytes;
+}
 
 function freePort() {
   return new Promise((resolve) => {
@@ -78,6 +106,7 @@ async function main() {
     MIRROR_MIN_FREE_BYTES: '0',
     MIRROR_LOG_LEVEL: 'warn',
     MIRROR_MAX_DOWNLOADS_PER_CLIENT: '0',
+    MIRROR_WORKERS: String(workers),
   };
   const cli = (argv) => run(process.execPath, ['bin/goldmirror.js', ...argv], env);
   const { sha256 } = JSON.parse(await cli(['import', file, '--json']));
@@ -103,7 +132,21 @@ async function main() {
         () => false,
       );
       if (ok) break;
-      if (i > 100) throw new Error('server did not start');
+      if (i > 300) throw new Error('server did not start');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Every worker up before the clock starts (each answers with its X-Goldmirror-Worker on a fresh connection).
+    for (let i = 0, seen = new Set(); workers > 1 && seen.size < workers; i += 1) {
+      if (i > 300) throw new Error(`only ${seen.size} of ${workers} workers answered`);
+      const worker = await new Promise((resolve) =>
+        http
+          .get(`${base}/healthz`, { agent: false }, (res) => {
+            res.resume();
+            resolve(res.headers['x-goldmirror-worker']);
+          })
+          .on('error', () => resolve(undefined)),
+      );
+      if (worker) seen.add(worker);
       await new Promise((r) => setTimeout(r, 100));
     }
     const auth = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
@@ -167,9 +210,7 @@ async function main() {
     let peakRss = 0;
     const sampler = setInterval(() => {
       try {
-        const rss =
-          Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
-        peakRss = Math.max(peakRss, rss);
+        peakRss = Math.max(peakRss, treeRss(server.pid));
       } catch {
         // not on Linux
       }
@@ -188,7 +229,7 @@ async function main() {
         memoryGiB: Math.round(os.totalmem() / 2 ** 30),
         node: process.version,
       },
-      settings: { seconds, clients, sizeMiB },
+      settings: { seconds, clients, sizeMiB, workers },
       downloadMBps: Math.round(bytes / elapsed / 1e6),
       completedDownloads: downloads,
       integrityChecksCompleted: checks,
@@ -202,11 +243,13 @@ async function main() {
     };
     const out = path.join(here, 'results');
     fs.mkdirSync(out, { recursive: true });
-    fs.writeFileSync(path.join(out, 'load-latest.json'), `${JSON.stringify(result, null, 2)}\n`);
+    const name = workers > 1 ? `load-latest-workers${workers}` : 'load-latest';
+    fs.writeFileSync(path.join(out, `${name}.json`), `${JSON.stringify(result, null, 2)}\n`);
     const md = [
       '# goldmirror load figure',
       '',
       `${result.date}, ${result.machine.cpus} × ${result.machine.cpu}, ${result.machine.memoryGiB} GiB, Node ${result.machine.node}.`,
+      `goldmirror as \`serve --workers ${workers}\`${workers > 1 ? ' (RSS of the whole process tree)' : ' (one process)'}.`,
       `${clients} clients downloading a ${sizeMiB} MiB package in full, over and over, for ${seconds} s, while integrity checks of every`,
       'package run back to back and one client polls GET /api/v1/images every 100 ms (all on loopback, client and server share the cores).',
       '',
@@ -220,7 +263,7 @@ async function main() {
       `| errors | ${errors} |`,
       '',
     ].join('\n');
-    fs.writeFileSync(path.join(out, 'load-latest.md'), md);
+    fs.writeFileSync(path.join(out, `${name}.md`), md);
     process.stdout.write(md);
     if (errors > 0) process.exitCode = 1;
   } finally {

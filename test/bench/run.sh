@@ -5,6 +5,8 @@
 #   npm run bench                      full run (~5-7 min on 2 cores, 1 GiB file)
 #   npm run bench -- --quick           fewer repetitions, shorter wrk runs (~2-3 min)
 #   npm run bench -- --phases ab       only some phases (a b c d e)
+#   npm run bench -- --workers 2       goldmirror as `serve --workers 2` (MIRROR_WORKERS; N or auto); the
+#                                      report names it, and CPU and RSS are of the whole process tree
 #   npm run bench -- --serve-only 600  start both servers, check them, print their URLs
 #                                      and PIDs (also in work/serve.env), keep them up for
 #                                      600 s (or until this script is stopped), then clean up
@@ -39,18 +41,20 @@ usage() {
 }
 
 # ------------------------------------------------------------------ options
-MODE=full PHASES=abcde SERVE_ONLY=""
+MODE=full PHASES=abcde SERVE_ONLY="" WORKERS=1
 while (($#)); do
   case $1 in
     --quick) MODE=quick; shift ;;
     --phases) [[ ${2:-} =~ ^[abcde]+$ ]] || usage; PHASES=$2; shift 2 ;;
     --serve-only) [[ ${2:-} =~ ^[0-9]+$ ]] || usage; SERVE_ONLY=$2; shift 2 ;;
+    --workers) [[ ${2:-} =~ ^([1-9][0-9]*|auto)$ ]] || usage; WORKERS=$2; shift 2 ;;
     -h|--help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
 done
 
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
+[[ $WORKERS != auto ]] || WORKERS=$(nproc)
 SEED=${BENCH_SEED:-goldmirror-bench-1}
 WORK=${BENCH_WORK_DIR:-$HERE/work}
 OUT=${BENCH_RESULTS_DIR:-$HERE/results}
@@ -192,8 +196,8 @@ BLOB=$(find "$DATA" -type f -name "$SHA" -print -quit)
 [[ -n $BLOB ]] || die "blob file for $SHA not found under $DATA"
 
 GM_PORT=$(node "$LIB/proc.mjs" port)
-log "starting goldmirror on 127.0.0.1:$GM_PORT"
-MIRROR_DATA_DIR=$DATA MIRROR_HOST=127.0.0.1 MIRROR_PORT=$GM_PORT MIRROR_LOG_LEVEL=warn \
+log "starting goldmirror on 127.0.0.1:$GM_PORT ($WORKERS worker(s))"
+MIRROR_DATA_DIR=$DATA MIRROR_HOST=127.0.0.1 MIRROR_PORT=$GM_PORT MIRROR_LOG_LEVEL=warn MIRROR_WORKERS=$WORKERS \
   node "$GM_ROOT/bin/goldmirror.js" serve >"$RUN_DIR/goldmirror.log" 2>&1 &
 GM_PID=$!
 GM_URL="http://127.0.0.1:$GM_PORT/d/$SHA/$NAME"
@@ -246,10 +250,27 @@ wait_healthy() { # NAME PID URL
   done
   die "$1 not healthy after 20 s: $3"
 }
+# With --workers the port answers once the first worker listens: wait until every worker has answered
+# (X-Goldmirror-Worker on fresh connections), or the first phases would measure fewer of them.
+wait_all_workers() {
+  ((WORKERS > 1)) || return 0
+  local seen=" " w
+  for _ in $(seq 300); do
+    w=$(curl -sf -o /dev/null -D - --max-time 2 "http://127.0.0.1:$GM_PORT/healthz" |
+      tr -d '\r' | awk -F': ' 'tolower($1) == "x-goldmirror-worker" { print $2 }') || true
+    [[ -z $w || $seen == *" $w "* ]] || seen="$seen$w "
+    (($(wc -w <<<"$seen") >= WORKERS)) && return 0
+    kill -0 "$GM_PID" 2>/dev/null || die "goldmirror exited during start-up (logs in $RUN_DIR)"
+    sleep 0.1
+  done
+  die "only workers$seen of $WORKERS answered after 30 s"
+}
 wait_healthy goldmirror "$GM_PID" "http://127.0.0.1:$GM_PORT/healthz"
+wait_all_workers
 wait_healthy nginx "$NG_PID" "http://127.0.0.1:$NG_PORT/healthz"
 NG_WORKERS=$(pgrep -P "$NG_PID" | tr '\n' ' ')
-log "goldmirror pid $GM_PID  $GM_URL"
+GM_PROCS=$(($(node "$LIB/proc.mjs" count "$GM_PID")))
+log "goldmirror pid $GM_PID ($GM_PROCS processes: $WORKERS worker(s)$( ((WORKERS > 1)) && echo ' + primary')) $GM_URL"
 log "nginx      pid $NG_PID (workers $NG_WORKERS) $NG_URL"
 
 url_of() { if [[ $1 == goldmirror ]]; then echo "$GM_URL"; else echo "$NG_URL"; fi; }
@@ -303,6 +324,7 @@ write_params() {
  "seed":"$SEED","file_name":"$NAME","runs":$RUNS,"rounds":$ROUNDS,"duration":$DURATION,"concurrency":$CONC,
  "range_bytes":$RANGE_BYTES,"range_conns":$RANGE_CONNS,"small_conns":$SMALL_CONNS,"threads":$THREADS,
  "stall_clients":$STALL_CLIENTS,"stall_rounds":$STALL_ROUNDS,
+ "workers":$WORKERS,"goldmirror_processes":$GM_PROCS,"nginx_workers":$(wc -w <<<"$NG_WORKERS"),
  "goldmirror_url":"$GM_URL","nginx_url":"$NG_URL","goldmirror_root":"$GM_ROOT",
  "git_rev":"$GIT_REV","git_dirty_files":$GIT_DIRTY,"dist_stale":$([[ -n $STALE ]] && echo true || echo false)}
 EOF

@@ -4,6 +4,7 @@
 //   node proc.mjs port                  print a free TCP port on 127.0.0.1
 //   node proc.mjs cpu PID               CPU seconds (utime+stime) of PID and all its descendants
 //   node proc.mjs rss PID               current VmRSS (KiB) of PID and all its descendants
+//   node proc.mjs count PID             how many processes PID and its descendants are
 //   node proc.mjs busy [MS]             cores kept busy by the whole machine over MS ms (default 1000)
 //   node proc.mjs watch PID OUT [MS]    sample the tree's VmRSS every MS ms (default 100) until
 //                                       SIGTERM/SIGINT (or 30 min), then write
@@ -100,6 +101,9 @@ switch (cmd) {
   case 'rss':
     process.stdout.write(`${rssKib(tree(needPid(args[0])))}\n`);
     break;
+  case 'count':
+    process.stdout.write(`${tree(needPid(args[0])).length}\n`);
+    break;
   case 'busy': {
     const snap = () => {
       const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
@@ -148,6 +152,6 @@ switch (cmd) {
     break;
   }
   default:
-    process.stderr.write('usage: proc.mjs port | cpu PID | rss PID | busy [MS] | watch PID OUT [MS]\n');
+    process.stderr.write('usage: proc.mjs port | cpu PID | rss PID | count PID | busy [MS] | watch PID OUT [MS]\n');
     process.exit(2);
 }
