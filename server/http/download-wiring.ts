@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Sha256 } from '../../storage/digest.js';
+import type { Config } from '../../config/load.js';
 import { findBlobRecord } from '../services/blobs.js';
 import type { Runtime } from '../runtime.js';
 import type { Clock } from '../services/deps.js';
@@ -32,9 +33,10 @@ export function createDownloadRoute(
   const observer = createDownloadObserver({ db, log, clock, metrics, activity: runtime.activity, clientOf });
   const lookup = createBlobLookup((sha256) => findBlobRecord({ db }, sha256));
   const openBlobs = createOpenBlobCache(store);
-  const downloads = createDownloadRegistry(config, (used) => metrics.downloadSlotsUsed.set(used));
+  const caps = shareOfNode(config);
+  const downloads = createDownloadRegistry(caps, (used) => metrics.downloadSlotsUsed.set(used));
   const refusalLog = throttledRefusalLog(log);
-  metrics.downloadSlotsMax.set(config.maxDownloads);
+  metrics.downloadSlotsMax.set(caps.maxDownloads);
   const cutDownloads = (sha256: string, why: string): void => {
     const cut = downloads.cut(sha256);
     if (cut === 0) return;
@@ -67,7 +69,7 @@ export function createDownloadRoute(
         .check(sha256)
         .catch((err: unknown) => log.error({ err, sha256 }, 'check after a refused download failed'));
     },
-    limiter: createRateLimiter(config.maxBytesPerSec),
+    limiter: createRateLimiter(caps.maxBytesPerSec),
     registry: downloads,
     clientOf,
     onRefused: (refusal) => {
@@ -106,5 +108,20 @@ function throttledRefusalLog(log: Runtime['log']): { note: (refusal: { scope: st
       since = 0;
       lastAt = now;
     },
+  };
+}
+
+/**
+ * The caps are the node's (one box): its workers split them evenly, rounding up, so N workers serve about what one
+ * process would, and /metrics (summed over workers) shows the node's total. A cap of 0 stays "no cap".
+ */
+export function shareOfNode(
+  config: Pick<Config, 'maxDownloads' | 'maxDownloadsPerClient' | 'maxBytesPerSec' | 'workers'>,
+): { maxDownloads: number; maxDownloadsPerClient: number; maxBytesPerSec: number } {
+  const share = (cap: number): number => (cap === 0 ? 0 : Math.ceil(cap / Math.max(1, config.workers)));
+  return {
+    maxDownloads: share(config.maxDownloads),
+    maxDownloadsPerClient: share(config.maxDownloadsPerClient),
+    maxBytesPerSec: share(config.maxBytesPerSec),
   };
 }
