@@ -97,6 +97,8 @@ export const configSchema = z
     fetchConcurrency: z.number().int().min(1).max(16).default(2),
     /** Rows of the download log older than this are pruned (hourly); 0 = keep them all. */
     downloadLogRetentionMs: durationMs.default(90 * 24 * 60 * 60 * 1000),
+    /** Processes sharing the database elect the one that runs the scheduled jobs by a lease this long (renewed every third). */
+    leaderLeaseMs: durationMs.min(300).default(30_000),
   })
   .strict()
   .refine((c) => c.syncFrom === '' || c.syncToken !== '', {
@@ -147,6 +149,7 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_FETCH_CONCURRENCY: { key: 'fetchConcurrency', kind: 'int' },
   MIRROR_TRUST_PROXY: { key: 'trustProxy', kind: 'string' },
   MIRROR_DOWNLOAD_LOG_RETENTION: { key: 'downloadLogRetentionMs', kind: 'duration' },
+  MIRROR_LEADER_LEASE: { key: 'leaderLeaseMs', kind: 'duration' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */
