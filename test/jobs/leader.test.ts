@@ -16,9 +16,10 @@ import { openRuntime, type Runtime } from '../../server/runtime.js';
 import { startServer, type ServerHandle } from '../../server/serve.js';
 import { cliActor } from '../../server/services/audit.js';
 import { createApiToken } from '../../server/services/auth.js';
+import { bootstrapAdmin } from '../../server/services/auth/bootstrap.js';
 import { ingest } from '../../server/services/ingest.js';
 import { JOBS_LEASE, type LeaderView } from '../../server/services/leadership.js';
-import { call } from '../helpers/api.js';
+import { ADMIN_PASSWORD, call, mustSignIn } from '../helpers/api.js';
 import { spawnCli } from '../helpers/cli.js';
 import { fakeClock, type FakeClock } from '../helpers/clock.js';
 import { freePort, makeTempDir, testBytes, testConfig } from '../helpers/env.js';
@@ -70,7 +71,11 @@ describe('lease repository (real SQLite, two connections to one file)', () => {
     const won = (await Promise.all(claims)).filter((row) => row !== undefined);
     expect(won).toHaveLength(1);
     const winner = won[0]!.holder;
-    expect(await getLease(two, JOBS_LEASE)).toMatchObject({ holder: winner, acquired_at: T0, expires_at: T0 + LEASE_MS });
+    expect(await getLease(two, JOBS_LEASE)).toMatchObject({
+      holder: winner,
+      acquired_at: T0,
+      expires_at: T0 + LEASE_MS,
+    });
 
     // Another holder cannot take it while it runs, even at its last millisecond.
     const other = winner === 'holder-0' ? 'holder-1' : 'holder-0';
@@ -211,6 +216,21 @@ describe('two processes on one database (fake clock)', () => {
     });
     expect(Date.parse(health.body.leader.expiresAt)).toBeGreaterThan(clock.now());
     expect((await leaderOf(a))?.thisProcess).toBe(true);
+    // So do the dashboards: the follower's names the leader, the leader's says it is the one.
+    await bootstrapAdmin(b.runtime, dir, ADMIN_PASSWORD);
+    const session = await mustSignIn(b.server.url);
+    const scheduledJobs = async (node: Node): Promise<string> => {
+      const page = await call(node.server.url, 'GET', '/admin', { session });
+      expect(page.status).toBe(200);
+      const section = /<h2>Scheduled jobs<\/h2>\s*<div class="card" id="leader">([\s\S]*?)<\/div>/.exec(page.text);
+      return (section?.[1] ?? '').replace(/<[^>]+>/g, '');
+    };
+    const listen = `127.0.0.1:${new URL(a.server.url).port}`;
+    expect(await scheduledJobs(b)).toContain(
+      `process ${process.pid}, listening on ${listen}, leading since 2026-12-01 08:00 UTC`,
+    );
+    expect(await scheduledJobs(b)).not.toContain('— the process showing this page');
+    expect(await scheduledJobs(a)).toContain(`listening on ${listen} — the process showing this page`);
   });
 
   it('hands over when the leader shuts down: the lease is given back and the other runs the next due check', async () => {
@@ -282,7 +302,9 @@ describe('two processes on one database (fake clock)', () => {
     const before = await makeDue(a, sha, stalled);
     // Renewals keep the lease while the first leader's verify tick starts the check.
     stalled.advance(VERIFY_TICK_MS);
-    await waitFor(() => a.runtime.checker.status().running.length === 1, { what: 'the first leader to start its check' });
+    await waitFor(() => a.runtime.checker.status().running.length === 1, {
+      what: 'the first leader to start its check',
+    });
 
     // The second process's time runs past the lease (the first one renewed it last at T0 + 60 s).
     clock.set(stalled.now());
@@ -325,7 +347,9 @@ describe('leader killed with SIGKILL (real processes, real time)', () => {
     });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.on('exit', (_code, signal) => resolve(signal)),
+    );
     cleanups.push(async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
@@ -344,7 +368,10 @@ describe('leader killed with SIGKILL (real processes, real time)', () => {
     expect(runtime.leadership.isLeader()).toBe(false);
 
     // 6 MB at 1 MB/s: the child's scheduled check is still running when it is killed.
-    const { blob } = await ingest(runtime.ingestDeps, { source: [testBytes(6_000_000, 'sigkill')], fileName: 'k.pvmp' });
+    const { blob } = await ingest(runtime.ingestDeps, {
+      source: [testBytes(6_000_000, 'sigkill')],
+      fileName: 'k.pvmp',
+    });
     const token = (await createApiToken(runtime, cliActor, 'leader-watch', 'read')).token;
     await waitFor(
       async () => {

@@ -151,6 +151,7 @@ const LeaderLine: FC<{ leader: LeaderView | null }> = ({ leader }) => {
     <p>
       Scheduled checks, GC, sync and clean-ups run on {who}, leading since {formatDate(leader.since)}; it renews its
       lease while it runs (now until {clockTime(leader.expiresAt)}).
+      {!leader.thisProcess && ' The checks listed above are those of the process showing this page.'}
     </p>
   ) : (
     <p class="warn-text">
