@@ -1,6 +1,6 @@
 /**
  * One leader for the scheduled jobs among processes on one database: the
- * lease repository on real SQLite (two connections to one file), then two
+ * lease repository on a real database (two connections), then two
  * runtimes with servers over one data dir whose time a fake clock drives,
  * then a real `goldmirror serve` child killed with SIGKILL.
  */
@@ -12,7 +12,7 @@ import { findBlob } from '../../server/db/repos/blobs.js';
 import { acquireLease, getLease, releaseLease, type LeaseClaim } from '../../server/db/repos/leases.js';
 import { openDatabase, type Db } from '../../server/db/open.js';
 import { createLogger } from '../../server/log.js';
-import { openRuntime, type Runtime } from '../../server/runtime.js';
+import { databaseTarget, openRuntime, type Runtime } from '../../server/runtime.js';
 import { startServer, type ServerHandle } from '../../server/serve.js';
 import { cliActor } from '../../server/services/audit.js';
 import { createApiToken } from '../../server/services/auth.js';
@@ -38,7 +38,7 @@ afterEach(async () => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-describe('lease repository (real SQLite, two connections to one file)', () => {
+describe('lease repository (a real database, two connections to it)', () => {
   const claim = (holder: string, now: number): LeaseClaim => ({
     name: JOBS_LEASE,
     holder,
@@ -52,9 +52,10 @@ describe('lease repository (real SQLite, two connections to one file)', () => {
 
   async function twoConnections(): Promise<[Db, Db]> {
     const dir = await makeTempDir();
-    const file = path.join(dir, 'goldmirror.db');
-    const one = await openDatabase(file);
-    const two = await openDatabase(file);
+    // The database of this data dir: its SQLite file, or its schema when the suites run on PostgreSQL.
+    const target = databaseTarget(testConfig(dir), path.join(dir, 'goldmirror.db'));
+    const one = await openDatabase(target);
+    const two = await openDatabase(target);
     cleanups.push(async () => {
       await one.destroy();
       await two.destroy();
