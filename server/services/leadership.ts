@@ -108,6 +108,11 @@ export class Leadership {
     await this.#attempt();
   }
 
+  /** Resolves once the lease attempt under way, if any, has landed (for tests that move a fake clock). */
+  idle(): Promise<void> {
+    return this.#attempting;
+  }
+
   /** Stops competing: stops the role, then gives the lease back so another process can take it at once. */
   stop(): Promise<void> {
     this.#stopped ??= this.#stop();

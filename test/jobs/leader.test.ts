@@ -21,6 +21,7 @@ import { ingest } from '../../server/services/ingest.js';
 import { JOBS_LEASE, type LeaderView } from '../../server/services/leadership.js';
 import { ADMIN_PASSWORD, call, mustSignIn } from '../helpers/api.js';
 import { spawnCli } from '../helpers/cli.js';
+import { withTestDatabase } from '../helpers/database.js';
 import { fakeClock, type FakeClock } from '../helpers/clock.js';
 import { freePort, makeTempDir, testBytes, testConfig } from '../helpers/env.js';
 import { waitFor, waitForValue } from '../helpers/wait.js';
@@ -144,18 +145,17 @@ async function sharedDir(): Promise<string> {
   return dir;
 }
 
-/** Lets the lease attempts and job ticks that the last advance fired finish. */
-async function settle(clock: FakeClock): Promise<void> {
-  await sleep(20);
-  // A leader's renewal in flight keeps a watchdog due now: wait until none is.
-  await waitFor(() => clock.pending().every((t) => t.at > clock.now()), { what: 'lease attempts to finish' });
+/** Lets the lease attempts that the last advance fired land, as they would long before the next moment comes. */
+async function settle(nodes: Node[]): Promise<void> {
+  await Promise.all(nodes.map((node) => node.runtime.leadership.idle()));
+  await sleep(5);
 }
 
-/** Moves the clock on in steps shorter than a renewal interval, as real time would pass. */
-async function advance(clock: FakeClock, ms: number, stepMs = 5_000): Promise<void> {
+/** Moves the clock of `nodes` on in steps shorter than a renewal interval, as real time would pass. */
+async function advance(clock: FakeClock, nodes: Node[], ms: number, stepMs = 5_000): Promise<void> {
   for (let done = 0; done < ms; done += stepMs) {
     clock.advance(Math.min(stepMs, ms - done));
-    await settle(clock);
+    await settle(nodes);
   }
 }
 
@@ -192,7 +192,7 @@ describe('two processes on one database (fake clock)', () => {
     const sha = await storeBlob(a, 'leader-one');
     for (let round = 0; round < 3; round += 1) {
       const before = await makeDue(a, sha, clock);
-      await advance(clock, VERIFY_TICK_MS);
+      await advance(clock, [a, b], VERIFY_TICK_MS);
       await checkedSince(a, sha, before);
     }
     expect(await a.verifyRuns()).toEqual({ ok: 3 });
@@ -240,17 +240,17 @@ describe('two processes on one database (fake clock)', () => {
     const a = await startNode(dir, clock);
     const b = await startNode(dir, clock);
     const sha = await storeBlob(a, 'leader-handover');
-    await advance(clock, 20_000);
+    await advance(clock, [a, b], 20_000);
 
     await a.close();
     expect(await leaderOf(b)).toBeNull();
     // The follower's next attempt (a third of the lease) takes it; no waiting for the lease to run out.
-    await advance(clock, b.runtime.leadership.renewEveryMs, b.runtime.leadership.renewEveryMs);
+    await advance(clock, [b], b.runtime.leadership.renewEveryMs, b.runtime.leadership.renewEveryMs);
     expect(b.runtime.leadership.isLeader()).toBe(true);
     expect(await leaderOf(b)).toMatchObject({ holder: b.runtime.leadership.identity.holder, thisProcess: true });
 
     const before = await makeDue(b, sha, clock);
-    await advance(clock, VERIFY_TICK_MS);
+    await advance(clock, [b], VERIFY_TICK_MS);
     await checkedSince(b, sha, before);
     expect(await b.verifyRuns()).toEqual({ ok: 1 });
   });
@@ -261,7 +261,7 @@ describe('two processes on one database (fake clock)', () => {
     const a = await startNode(dir, clock);
     const b = await startNode(dir, clock);
     const sha = await storeBlob(a, 'leader-crash');
-    await advance(clock, 12_000);
+    await advance(clock, [a, b], 12_000);
 
     // A crash as the database sees it: the leader's connection goes away without giving the lease back.
     await a.runtime.db.destroy();
@@ -270,14 +270,14 @@ describe('two processes on one database (fake clock)', () => {
     const expiresAt = lease!.expires_at;
 
     // Its next renewal fails, so it stops its own jobs at once.
-    await advance(clock, a.runtime.leadership.renewEveryMs);
+    await advance(clock, [a, b], a.runtime.leadership.renewEveryMs);
     expect(a.runtime.leadership.isLeader()).toBe(false);
     // Up to the last millisecond of the lease, nobody else leads.
-    await advance(clock, expiresAt - clock.now() - 1);
+    await advance(clock, [a, b], expiresAt - clock.now() - 1);
     expect(clock.now()).toBe(expiresAt - 1);
     expect(b.runtime.leadership.isLeader()).toBe(false);
     // Right after it, the other process's attempt (timed to the lease's end) takes over.
-    await advance(clock, 2);
+    await advance(clock, [a, b], 2);
     expect(b.runtime.leadership.isLeader()).toBe(true);
     expect(await getLease(b.runtime.db, JOBS_LEASE)).toMatchObject({
       holder: b.runtime.leadership.identity.holder,
@@ -285,7 +285,7 @@ describe('two processes on one database (fake clock)', () => {
     });
 
     const before = await makeDue(b, sha, clock);
-    await advance(clock, VERIFY_TICK_MS);
+    await advance(clock, [a, b], VERIFY_TICK_MS);
     await checkedSince(b, sha, before);
     expect(await b.verifyRuns()).toEqual({ ok: 1 });
     expect(await a.verifyRuns()).toEqual({});
@@ -303,17 +303,18 @@ describe('two processes on one database (fake clock)', () => {
     const before = await makeDue(a, sha, stalled);
     // Renewals keep the lease while the first leader's verify tick starts the check.
     stalled.advance(VERIFY_TICK_MS);
+    await settle([a]);
     await waitFor(() => a.runtime.checker.status().running.length === 1, {
       what: 'the first leader to start its check',
     });
 
     // The second process's time runs past the lease (the first one renewed it last at T0 + 60 s).
     clock.set(stalled.now());
-    await advance(clock, LEASE_MS + b.runtime.leadership.renewEveryMs);
+    await advance(clock, [b], LEASE_MS + b.runtime.leadership.renewEveryMs);
     expect(b.runtime.leadership.isLeader()).toBe(true);
     // The stalled one wakes up: its renewal finds the lease taken, and it stops everything it ran as leader.
     stalled.set(clock.now());
-    await advance(stalled, a.runtime.leadership.renewEveryMs);
+    await advance(stalled, [a], a.runtime.leadership.renewEveryMs);
     expect(a.runtime.leadership.isLeader()).toBe(false);
     await waitFor(() => a.runtime.checker.status().running.length === 0, { what: 'the cut-off check to stop' });
     expect(await a.verifyRuns()).toEqual({ cancelled: 1 });
@@ -322,7 +323,7 @@ describe('two processes on one database (fake clock)', () => {
     expect(stalled.pending()).toHaveLength(1);
 
     // The interrupted check is still due in the database, so the new leader simply runs it again.
-    await advance(clock, VERIFY_TICK_MS);
+    await advance(clock, [b], VERIFY_TICK_MS);
     await checkedSince(b, sha, before);
     expect(await b.verifyRuns()).toEqual({ ok: 1 });
     expect((await findBlob(b.runtime.db, sha))?.state).toBe('ok');
@@ -335,17 +336,21 @@ describe('leader killed with SIGKILL (real processes, real time)', () => {
     const leaseMs = 1000;
     const port = await freePort();
     // The leader: a real `goldmirror serve` whose scheduled checks run every 2 s, capped at 1 MB/s.
-    const child = spawnCli(['serve'], {
-      MIRROR_DATA_DIR: dir,
-      MIRROR_HOST: '127.0.0.1',
-      MIRROR_PORT: String(port),
-      MIRROR_MIN_FREE_BYTES: '0',
-      MIRROR_LOG_LEVEL: 'warn',
-      MIRROR_ADMIN_PASSWORD: 'leader test password',
-      MIRROR_LEADER_LEASE: `${leaseMs}ms`,
-      MIRROR_VERIFY_INTERVAL: '2s',
-      MIRROR_VERIFY_MAX_BYTES_PER_SEC: '1MB',
-    });
+    const child = spawnCli(
+      ['serve'],
+      // spawnCli passes env as is: the child gets this data dir's database (a PostgreSQL schema when the suites run there).
+      withTestDatabase({
+        MIRROR_DATA_DIR: dir,
+        MIRROR_HOST: '127.0.0.1',
+        MIRROR_PORT: String(port),
+        MIRROR_MIN_FREE_BYTES: '0',
+        MIRROR_LOG_LEVEL: 'warn',
+        MIRROR_ADMIN_PASSWORD: 'leader test password',
+        MIRROR_LEADER_LEASE: `${leaseMs}ms`,
+        MIRROR_VERIFY_INTERVAL: '2s',
+        MIRROR_VERIFY_MAX_BYTES_PER_SEC: '1MB',
+      }),
+    );
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<NodeJS.Signals | null>((resolve) =>
