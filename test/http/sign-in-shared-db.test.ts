@@ -16,7 +16,6 @@ import { FREE_FAILURES } from '../../server/services/login-throttle.js';
 import { hashingState } from '../../server/services/password-hashing.js';
 import { ADMIN_PASSWORD } from '../helpers/api.js';
 import { spawnCli, waitForOk } from '../helpers/cli.js';
-import { withTestDatabase } from '../helpers/database.js';
 import { freePort, makeTempDir, testConfig } from '../helpers/env.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -93,18 +92,14 @@ describe('sign-in throttling over several processes on one database', () => {
     const urls: string[] = [];
     for (let i = 0; i < 2; i += 1) {
       const port = await freePort();
-      const child = spawnCli(
-        ['serve'],
-        // spawnCli passes env as is: the child gets this data dir's database (a PostgreSQL schema when the suites run there).
-        withTestDatabase({
-          MIRROR_DATA_DIR: dir,
-          MIRROR_HOST: '127.0.0.1',
-          MIRROR_PORT: String(port),
-          MIRROR_MIN_FREE_BYTES: '0',
-          MIRROR_LOG_LEVEL: 'warn',
-          MIRROR_ADMIN_PASSWORD: ADMIN_PASSWORD,
-        }),
-      );
+      const child = spawnCli(['serve'], {
+        MIRROR_DATA_DIR: dir,
+        MIRROR_HOST: '127.0.0.1',
+        MIRROR_PORT: String(port),
+        MIRROR_MIN_FREE_BYTES: '0',
+        MIRROR_LOG_LEVEL: 'warn',
+        MIRROR_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      });
       const exited = new Promise((resolve) => child.on('exit', resolve));
       cleanups.push(async () => {
         child.kill('SIGTERM');

@@ -21,7 +21,6 @@ import { ingest } from '../../server/services/ingest.js';
 import { JOBS_LEASE, type LeaderView } from '../../server/services/leadership.js';
 import { ADMIN_PASSWORD, call, mustSignIn } from '../helpers/api.js';
 import { spawnCli } from '../helpers/cli.js';
-import { withTestDatabase } from '../helpers/database.js';
 import { fakeClock, type FakeClock } from '../helpers/clock.js';
 import { freePort, makeTempDir, testBytes, testConfig } from '../helpers/env.js';
 import { waitFor, waitForValue } from '../helpers/wait.js';
@@ -336,21 +335,17 @@ describe('leader killed with SIGKILL (real processes, real time)', () => {
     const leaseMs = 1000;
     const port = await freePort();
     // The leader: a real `goldmirror serve` whose scheduled checks run every 2 s, capped at 1 MB/s.
-    const child = spawnCli(
-      ['serve'],
-      // spawnCli passes env as is: the child gets this data dir's database (a PostgreSQL schema when the suites run there).
-      withTestDatabase({
-        MIRROR_DATA_DIR: dir,
-        MIRROR_HOST: '127.0.0.1',
-        MIRROR_PORT: String(port),
-        MIRROR_MIN_FREE_BYTES: '0',
-        MIRROR_LOG_LEVEL: 'warn',
-        MIRROR_ADMIN_PASSWORD: 'leader test password',
-        MIRROR_LEADER_LEASE: `${leaseMs}ms`,
-        MIRROR_VERIFY_INTERVAL: '2s',
-        MIRROR_VERIFY_MAX_BYTES_PER_SEC: '1MB',
-      }),
-    );
+    const child = spawnCli(['serve'], {
+      MIRROR_DATA_DIR: dir,
+      MIRROR_HOST: '127.0.0.1',
+      MIRROR_PORT: String(port),
+      MIRROR_MIN_FREE_BYTES: '0',
+      MIRROR_LOG_LEVEL: 'warn',
+      MIRROR_ADMIN_PASSWORD: 'leader test password',
+      MIRROR_LEADER_LEASE: `${leaseMs}ms`,
+      MIRROR_VERIFY_INTERVAL: '2s',
+      MIRROR_VERIFY_MAX_BYTES_PER_SEC: '1MB',
+    });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<NodeJS.Signals | null>((resolve) =>
