@@ -120,6 +120,8 @@ export const configSchema = z
     downloadLogRetentionMs: durationMs.default(90 * 24 * 60 * 60 * 1000),
     /** Processes `serve` runs (node:cluster, sharing the listen sockets); 1 = one process, no cluster. */
     workers: workerCount,
+    /** Processes sharing the database elect the one that runs the scheduled jobs by a lease this long (renewed every third). */
+    leaderLeaseMs: durationMs.min(300).default(30_000),
   })
   .strict()
   .refine((c) => c.syncFrom === '' || c.syncToken !== '', {
@@ -172,6 +174,7 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_DOWNLOAD_LOG_RETENTION: { key: 'downloadLogRetentionMs', kind: 'duration' },
   // A string: the schema reads both "4" and "auto".
   MIRROR_WORKERS: { key: 'workers', kind: 'string' },
+  MIRROR_LEADER_LEASE: { key: 'leaderLeaseMs', kind: 'duration' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */

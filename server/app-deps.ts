@@ -9,6 +9,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { ActivityTracker } from './services/activity.js';
 import type { Clock } from './services/deps.js';
+import type { Leadership } from './services/leadership.js';
 import type { IngestDeps } from './services/ingest.js';
 
 /** What every process opens (server/runtime.ts), and the app and the CLI use. */
@@ -22,6 +23,8 @@ export interface CoreDeps {
   checker: IntegrityChecker;
   ingestDeps: IngestDeps;
   transfers: TransferJobs;
+  /** This process in the election of the one that runs the scheduled jobs. */
+  leadership: Leadership;
 }
 
 export interface AppDeps extends CoreDeps {

@@ -15,6 +15,7 @@ import { countWithheldBlobs, storedBlobBytes } from './services/blobs.js';
 import { createMetrics } from './metrics.js';
 import { createActivityTracker, type ActivityTracker } from './services/activity.js';
 import { systemClock, type Clock } from './services/deps.js';
+import { Leadership } from './services/leadership.js';
 import type { IngestDeps } from './services/ingest.js';
 import { TransferJobs } from './jobs/transfers.js';
 import { createOutboundFetch } from './net/outbound.js';
@@ -85,6 +86,7 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
     outbound: createOutboundFetch({ allow: config.fetchAllow, listenHost: config.host }),
   };
   const transfers = new TransferJobs(ingestDeps, log, { concurrency: config.fetchConcurrency });
+  const leadership = new Leadership({ db, clock, log }, { leaseMs: config.leaderLeaseMs });
   return {
     config,
     db,
@@ -96,7 +98,9 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
     checker,
     ingestDeps,
     transfers,
+    leadership,
     async close() {
+      await leadership.stop();
       await transfers.close();
       await checker.close();
       await activity.close();

@@ -1,7 +1,7 @@
 /**
  * The listening server: /d/ links go straight to the node:http download
  * handler (the hot path, no framework in between); everything else goes
- * through the hono app. Also runs the scheduled jobs of this node. Wiring
+ * through the hono app. Also runs the scheduled jobs while this process leads. Wiring
  * only: the pieces live in http/download-wiring.ts, http/listeners.ts and
  * jobs/node-jobs.ts.
  */
@@ -44,7 +44,6 @@ export async function startServer(runtime: Runtime): Promise<ServerHandle> {
     const dropped = await uploads.cleanUpExpiredUploads();
     if (dropped > 0) log.info({ dropped }, 'removed unfinished uploads past their expiry');
   };
-  await dropExpiredUploads().catch((err: unknown) => log.warn({ err }, 'could not clean expired uploads'));
   const honoListener = getRequestListener(app.fetch);
   // Behind a trusted reverse proxy the caps and the download log see each Mac, not the proxy.
   const trusted = trustedProxies(config.trustProxy);
@@ -71,7 +70,9 @@ export async function startServer(runtime: Runtime): Promise<ServerHandle> {
     plainUrl = localUrl(plain, 'http');
   }
 
-  const jobs = startNodeJobs(runtime, clock, dropExpiredUploads);
+  // Only the process holding the jobs lease runs them (one leader per database).
+  const listening = `${config.host}:${(server.address() as AddressInfo).port}`;
+  await runtime.leadership.start(() => startNodeJobs(runtime, clock, dropExpiredUploads), listening);
 
   return {
     server,
@@ -80,7 +81,7 @@ export async function startServer(runtime: Runtime): Promise<ServerHandle> {
     async close(timeoutMs = config.shutdownTimeoutMs) {
       downloads.unhook();
       // Stop accepting and stop the jobs at once; running transfers get up to timeoutMs, then are cut.
-      await Promise.all([jobs.stop(), ...servers.map((s) => closeServer(s, timeoutMs))]);
+      await Promise.all([runtime.leadership.stop(), ...servers.map((s) => closeServer(s, timeoutMs))]);
       await downloads.close();
     },
   };

@@ -93,6 +93,22 @@ export interface LoginFailuresTable {
   locked_until: number;
 }
 
+/** A lease several processes compete for (migration 0009); times in epoch ms. */
+export interface LeasesTable {
+  name: string;
+  /** Who holds it: unique per process start. */
+  holder: string;
+  host: string;
+  pid: number;
+  /** The node:cluster worker id, or null outside a cluster. */
+  worker: number | null;
+  /** The address the holder listens on (host:port). */
+  listen: string | null;
+  acquired_at: number;
+  renewed_at: number;
+  expires_at: number;
+}
+
 export interface AuditLogTable {
   id: Generated<number>;
   at: number;
@@ -225,6 +241,7 @@ export interface Database {
   upload_locks: UploadLocksTable;
   upload_finishes: UploadFinishesTable;
   transfer_jobs: TransferJobsTable;
+  leases: LeasesTable;
 }
 
 export type BlobRow = Selectable<BlobsTable>;

@@ -1,8 +1,13 @@
 /**
- * The scheduled jobs a serving node runs: due integrity checks, garbage
+ * The scheduled jobs of a deployment: due integrity checks, garbage
  * collection, expired uploads, download-log retention and the sync from an
- * upstream mirror. Each is off when its interval is 0.
+ * upstream mirror. Each is off when its interval is 0. They run only in the
+ * process that holds the `jobs` lease (services/leadership.ts, wired in
+ * serve.ts); what is due is read from the database on every tick, so a new
+ * leader carries on where the last one stopped, and a check it cancelled is
+ * still due.
  */
+import type { Sha256 } from '../../storage/digest.js';
 import { syncFrom } from '../bundles/sync.js';
 import type { Runtime } from '../runtime.js';
 import { systemActor } from '../services/audit.js';
@@ -19,20 +24,28 @@ const UPLOAD_CLEANUP_MS = 6 * 60 * 60 * 1000;
 /** How often download log rows past MIRROR_DOWNLOAD_LOG_RETENTION are removed. */
 const DOWNLOAD_LOG_PRUNE_MS = 60 * 60 * 1000;
 
-/** Starts the jobs on `clock`; the result stops them all, aborting a running one. */
+/**
+ * Starts the jobs on `clock`, with one sweep of expired uploads at once; the result stops them all, aborting
+ * a running one and the integrity checks the scheduler queued (on-demand checks of other packages run on).
+ */
 export function startNodeJobs(
   runtime: Runtime,
   clock: Clock,
   dropExpiredUploads: () => Promise<void>,
 ): { stop(): Promise<void> } {
   const { config, db, store, log, checker } = runtime;
+  const scheduledChecks = new Set<Sha256>();
+  const warnUploads = (err: unknown): void => log.warn({ err }, 'could not clean expired uploads');
+  const firstSweep = dropExpiredUploads().catch(warnUploads);
   const jobs = [
     config.verifyIntervalMs > 0
       ? every(
           clock,
           Math.min(VERIFY_TICK_MS, config.verifyIntervalMs),
           async () => {
-            await queueDueChecks({ db, clock }, checker, config.verifyIntervalMs);
+            for (const sha of scheduledChecks) if (!checker.isBusyWith(sha)) scheduledChecks.delete(sha);
+            for (const sha of await queueDueChecks({ db, clock }, checker, config.verifyIntervalMs))
+              scheduledChecks.add(sha);
           },
           (err) => log.error({ err }, 'verify scheduler failed'),
         )
@@ -52,7 +65,7 @@ export function startNodeJobs(
           (err) => log.error({ err }, 'scheduled gc failed'),
         )
       : null,
-    every(clock, UPLOAD_CLEANUP_MS, dropExpiredUploads, (err) => log.warn({ err }, 'could not clean expired uploads')),
+    every(clock, UPLOAD_CLEANUP_MS, dropExpiredUploads, warnUploads),
     config.downloadLogRetentionMs > 0
       ? every(
           clock,
@@ -91,7 +104,8 @@ export function startNodeJobs(
   ];
   return {
     async stop() {
-      await Promise.all(jobs.map((j) => (j ? j.stop() : Promise.resolve())));
+      for (const sha of scheduledChecks) if (checker.isBusyWith(sha)) checker.cancel(sha);
+      await Promise.all([firstSweep, ...jobs.map((j) => (j ? j.stop() : Promise.resolve()))]);
     },
   };
 }

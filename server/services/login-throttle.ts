@@ -1,17 +1,19 @@
 /**
- * Sign-in throttling kept in the database, so it holds across processes on
- * one file. An attempt reserves its place BEFORE the password is hashed: the
- * reservation counts as a failure at once (in one BEGIN IMMEDIATE
- * transaction), and only a successful sign-in clears it. A burst of N
- * parallel guesses therefore gets at most FREE_FAILURES tries and 429 for
+ * Sign-in throttling kept in the database, so it holds across processes
+ * (workers, nodes) on one database. An attempt reserves its place BEFORE the
+ * password is hashed: the reservation counts as a failure at once, and only
+ * a successful sign-in clears it. The count is one atomic statement per
+ * attempt (repos/login-failures.ts), so a burst of N parallel guesses spread
+ * over any number of processes gets at most FREE_FAILURES tries and 429 for
  * the rest, without any of those extra guesses reaching scrypt.
  */
 import { isIPv6 } from 'node:net';
 import {
+  countLoginAttempt,
   deleteLoginFailures,
-  getLoginFailure,
   listLoginFailures,
-  saveLoginFailure,
+  uncountLoginAttempt,
+  type AttemptCounting,
 } from '../db/repos/login-failures.js';
 import { AppError } from '../errors.js';
 import type { DbDeps, ServiceDeps } from './deps.js';
@@ -22,6 +24,19 @@ export const FREE_FAILURES = 5;
 const BASE_LOCK_MS = 30_000;
 const MAX_LOCK_MS = 15 * 60 * 1000;
 
+/** The lock doubles from 30 s with each attempt beyond the allowance, up to 15 min. */
+const COUNTING: AttemptCounting = {
+  windowMs: FAILURE_WINDOW_MS,
+  lockAt: FREE_FAILURES,
+  lockMs: lockLengths(),
+};
+
+function lockLengths(): number[] {
+  const lengths = [BASE_LOCK_MS];
+  while (lengths.at(-1)! < MAX_LOCK_MS) lengths.push(Math.min(MAX_LOCK_MS, lengths.at(-1)! * 2));
+  return lengths;
+}
+
 /**
  * Reserves one attempt under every key, or throws TOO_MANY_REQUESTS (with
  * retryAfterSeconds) when any key is locked. The attempt that uses up the
@@ -29,38 +44,20 @@ const MAX_LOCK_MS = 15 * 60 * 1000;
  */
 export async function reserveSignInAttempt(deps: DbDeps, keys: readonly string[]): Promise<void> {
   const now = deps.clock.now();
-  await deps.db.transaction().execute(async (trx) => {
-    const rows = await listLoginFailures(trx, keys);
-    const lockedUntil = Math.max(0, ...rows.map((r) => r.locked_until));
-    if (lockedUntil > now) {
-      throw new AppError('TOO_MANY_REQUESTS', 'too many failed sign-ins; wait before trying again', {
-        retryAfterSeconds: Math.ceil((lockedUntil - now) / 1000),
-      });
-    }
-    for (const key of keys) {
-      const row = rows.find((r) => r.key === key);
-      const fresh = !row || now - row.first_failure_at > FAILURE_WINDOW_MS;
-      const failures = fresh ? 1 : row.failures + 1;
-      const firstFailureAt = fresh ? now : row.first_failure_at;
-      const over = failures - FREE_FAILURES;
-      const locked = over >= 0 ? now + Math.min(MAX_LOCK_MS, BASE_LOCK_MS * 2 ** over) : 0;
-      await saveLoginFailure(trx, { key, failures, first_failure_at: firstFailureAt, locked_until: locked });
-    }
+  const counted = await countLoginAttempt(deps.db, keys, now, COUNTING);
+  if (counted.length === keys.length) return;
+  // A locked key refuses the attempt; the keys it was counted under give it back, since nothing was checked.
+  await uncountLoginAttempt(deps.db, counted, FREE_FAILURES);
+  const rows = await listLoginFailures(deps.db, keys);
+  const lockedUntil = Math.max(0, ...rows.map((r) => Number(r.locked_until)));
+  throw new AppError('TOO_MANY_REQUESTS', 'too many failed sign-ins; wait before trying again', {
+    retryAfterSeconds: Math.max(1, Math.ceil((lockedUntil - now) / 1000)),
   });
 }
 
 /** Gives a reservation back when the password was never checked (the hashing queue was full). */
 export async function releaseSignInAttempt(deps: Pick<ServiceDeps, 'db'>, keys: readonly string[]): Promise<void> {
-  await deps.db.transaction().execute(async (trx) => {
-    for (const key of keys) {
-      const row = await getLoginFailure(trx, key);
-      if (!row) continue;
-      const failures = Math.max(0, row.failures - 1);
-      // Below the allowance again: the lock this reservation set no longer applies.
-      const locked = failures < FREE_FAILURES ? 0 : row.locked_until;
-      await saveLoginFailure(trx, { ...row, failures, locked_until: locked });
-    }
-  });
+  await uncountLoginAttempt(deps.db, keys, FREE_FAILURES);
 }
 
 /** A successful sign-in clears the record of its keys. */

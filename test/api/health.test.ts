@@ -53,6 +53,13 @@ describe('health', () => {
       },
       freeBytes: anyNumber(),
       minFreeBytes: Number.MAX_SAFE_INTEGER,
+      // The only process on its database leads (test/jobs/leader.test.ts covers several).
+      leader: expect.objectContaining({
+        holder: low.runtime.leadership.identity.holder,
+        pid: process.pid,
+        live: true,
+        thisProcess: true,
+      }) as unknown,
     });
     const admin = (await createApiToken(ok.runtime, cliActor, 'monitor', 'read')).token;
     const fine = await call<{ status: string; freeBytes: number }>(ok.url, 'GET', '/api/v1/health', { token: admin });

@@ -2,6 +2,7 @@ import type { Child, FC } from 'hono/jsx';
 import type { CheckerStatus } from '../../server/jobs/integrity-checker.js';
 import type { HistoryEntry } from '../../server/services/history.js';
 import type { IntegritySummary } from '../../server/services/integrity.js';
+import type { LeaderView } from '../../server/services/leadership.js';
 import type { PortalChange } from '../../server/services/portal-changes.js';
 import { DataTable, PostButton } from '../components.js';
 import { formatBytes, formatDate } from '../layout.js';
@@ -30,6 +31,8 @@ export interface DashboardData {
   charts?: DownloadCharts;
   /** Images whose portal values changed and still wait for the admin to update the portal. */
   pendingPortal: Array<{ id: number; name: string; change: PortalChange }>;
+  /** The process that runs the scheduled jobs (null: none has taken the lease yet). */
+  leader: LeaderView | null;
 }
 
 export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
@@ -100,6 +103,11 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
       </div>
     </div>
 
+    <h2>Scheduled jobs</h2>
+    <div class="card" id="leader">
+      <LeaderLine leader={data.leader} />
+    </div>
+
     <h2>Recent downloads</h2>
     <DataTable
       rows={data.recentDownloads}
@@ -123,6 +131,40 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
     </p>
   </>
 );
+
+/** Which process runs the scheduled checks, GC, sync and clean-ups: the one holding the jobs lease. */
+const LeaderLine: FC<{ leader: LeaderView | null }> = ({ leader }) => {
+  if (!leader) return <p>No process has taken the lead yet: scheduled checks, GC and sync wait for one.</p>;
+  const who = (
+    <>
+      <span class="mono">{leader.host}</span> process {leader.pid}
+      {leader.worker !== null && <> (worker {leader.worker})</>}
+      {leader.listen && (
+        <>
+          , listening on <span class="mono">{leader.listen}</span>
+        </>
+      )}
+      {leader.thisProcess && <> — the process showing this page</>}
+    </>
+  );
+  return leader.live ? (
+    <p>
+      Scheduled checks, GC, sync and clean-ups run on {who}, leading since {formatDate(leader.since)}; it renews its
+      lease while it runs (now until {clockTime(leader.expiresAt)}).
+      {!leader.thisProcess && ' The checks listed above are those of the process showing this page.'}
+    </p>
+  ) : (
+    <p class="warn-text">
+      The last leader, {who}, stopped renewing its lease, which ran out at {clockTime(leader.expiresAt)}: another
+      process takes over at its next attempt.
+    </p>
+  );
+};
+
+/** A lease time to the second (leases last seconds, not days). */
+function clockTime(iso: string): string {
+  return `${iso.slice(11, 19)} UTC`;
+}
 
 /** One figure of the dashboard, with what it means underneath. */
 const StatCard: FC<{ label: string; value: Child; children: Child }> = ({ label, value, children }) => (

@@ -13,7 +13,7 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
   const app = new Hono<WebEnv>();
 
   app.get('/', async (c) => {
-    const [usage, blobs, images, groups, integrity, recentChanges, charts] = await Promise.all([
+    const [usage, blobs, images, groups, integrity, recentChanges, charts, leader] = await Promise.all([
       deps.store.diskUsage(),
       listBlobViews(deps, baseOf(c)),
       listImages(deps, baseOf(c)),
@@ -21,6 +21,7 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
       integritySummary(deps),
       listHistory(deps, { limit: 10 }).then((h) => h.entries),
       downloadCharts(deps),
+      deps.leadership.leader(),
     ]);
     const stats = await recentDownloads(deps, 10);
     const byBlob = new Map(blobs.map((b) => [b.sha256, b]));
@@ -45,6 +46,7 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
             i.portalChange ? [{ id: i.id, name: i.name, change: i.portalChange }] : [],
           ),
           charts,
+          leader,
         }}
       />,
       { title: 'Dashboard', active: '/admin' },

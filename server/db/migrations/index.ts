@@ -7,6 +7,7 @@ import * as m0005 from './0005-token-scopes.js';
 import * as m0006 from './0006-portal-state.js';
 import * as m0007 from './0007-group-names-nocase-download-log.js';
 import * as m0008 from './0008-blob-arch.js';
+import * as m0009 from './0009-leases.js';
 import * as m0010 from './0010-shared-jobs.js';
 
 /** Static list (no directory scanning): the build and the bundle see exactly these. */
@@ -19,6 +20,7 @@ const migrations: Record<string, Migration> = {
   '0006-portal-state': m0006,
   '0007-group-names-nocase-download-log': m0007,
   '0008-blob-arch': m0008,
+  '0009-leases': m0009,
   '0010-shared-jobs': m0010,
 };
 

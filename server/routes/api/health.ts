@@ -4,6 +4,21 @@ import { checkHealth } from '../../services/health.js';
 import { apiApp, json, routes } from './shared.js';
 import type { ApiApp, ApiDeps } from './shared.js';
 
+const Leader = z
+  .object({
+    holder: z.string().openapi({ description: 'Unique per process start' }),
+    host: z.string(),
+    pid: z.number().int(),
+    worker: z.number().int().nullable().openapi({ description: 'The worker number under `serve --workers`' }),
+    listen: z.string().nullable().openapi({ description: 'The address it listens on (host:port)' }),
+    since: z.string().openapi({ description: 'When it took the lease (ISO 8601)' }),
+    renewedAt: z.string(),
+    expiresAt: z.string().openapi({ description: 'Another process takes over after this unless it renews' }),
+    live: z.boolean().openapi({ description: 'False: the lease ran out without a renewal (the leader stopped)' }),
+    thisProcess: z.boolean().openapi({ description: 'True when the process that answered leads' }),
+  })
+  .openapi('Leader');
+
 const Health = z
   .object({
     status: z.enum(['ok', 'unhealthy']),
@@ -12,6 +27,9 @@ const Health = z
     checks: z.object({ database: z.string(), dataDir: z.string(), disk: z.string() }),
     freeBytes: z.number().nullable(),
     minFreeBytes: z.number(),
+    leader: Leader.nullable().openapi({
+      description: 'The process that runs the scheduled jobs (null: none yet, or the database is unreachable)',
+    }),
   })
   .openapi('Health');
 
@@ -24,7 +42,9 @@ export function healthApi(deps: ApiDeps): ApiApp {
   const app = apiApp();
   app.openapi(read, async (c) => {
     const report = await checkHealth({ ...deps, minFreeBytes: deps.config.minFreeBytes });
-    const body = { status: report.ok ? ('ok' as const) : ('unhealthy' as const), ...report };
+    // An unreachable database is reported in `checks` already.
+    const leader = await deps.leadership.leader().catch(() => null);
+    const body = { status: report.ok ? ('ok' as const) : ('unhealthy' as const), ...report, leader };
     return report.ok ? c.json(body, 200) : c.json(body, 503);
   });
   return app;

@@ -17,6 +17,7 @@ import type { IntegrityChecker } from '../../jobs/integrity-checker.js';
 import type { TransferJobs } from '../../jobs/transfers.js';
 import type { ActivityTracker } from '../../services/activity.js';
 import type { IngestDeps } from '../../services/ingest.js';
+import type { Leadership } from '../../services/leadership.js';
 import { resolvePublicAddress } from '../../services/settings.js';
 import type { Clock } from '../../services/deps.js';
 import { validationFailed } from '../../services/validation.js';
@@ -32,6 +33,8 @@ export interface ApiDeps {
   uploads: UploadServer;
   ingestDeps: IngestDeps;
   transfers: TransferJobs;
+  /** Which process runs the scheduled jobs (shown by the health report). */
+  leadership: Leadership;
   /** Downloads in progress on this node and the batched download log. */
   activity?: ActivityTracker | undefined;
 }
