@@ -231,7 +231,13 @@ describe('retired packages', () => {
 describe('scheduled garbage collection on a fake clock', () => {
   it('keeps a retired package while the portal points at it, and removes it a grace period after the portal update', async () => {
     const dir = await makeTempDir();
-    const config = testConfig(dir, { gcIntervalMs: HOUR, gcGraceMs: GRACE, verifyIntervalMs: 0 });
+    // A lease far longer than the jumps below: this process stays the leader however far the clock moves.
+    const config = testConfig(dir, {
+      gcIntervalMs: HOUR,
+      gcGraceMs: GRACE,
+      verifyIntervalMs: 0,
+      leaderLeaseMs: 365 * 24 * HOUR,
+    });
     const clock = fakeClock(Date.now());
     const runtime = await openRuntime(config, createLogger('silent'), { clock });
     /** Moves the fake clock on, firing the timers that fall due (each scheduled GC run). */
@@ -240,6 +246,7 @@ describe('scheduled garbage collection on a fake clock', () => {
       clock.advance(ms);
       // Every job that fired reschedules itself when its run is done: wait for all of them, GC among them.
       await expect.poll(() => clock.pending().length, { timeout: 10_000 }).toBeGreaterThanOrEqual(jobs);
+      await runtime.leadership.idle();
     };
     const server = await startServer(runtime);
     try {
