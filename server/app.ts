@@ -77,7 +77,8 @@ export function createApp(deps: AppDeps): Hono {
   app.onError((err, c) => {
     const appError = toAppError(err);
     if (appError.code === 'INTERNAL') deps.log.error({ err }, 'unhandled error');
-    else if (appError.code === 'DATABASE_UNAVAILABLE') deps.log.warn({ err }, 'database unavailable');
+    else if (appError.code === 'DATABASE_UNAVAILABLE' || appError.code === 'DATABASE_BUSY')
+      deps.log.warn({ err }, appError.message);
     const retryAfter = appError.details.retryAfterSeconds;
     if (typeof retryAfter === 'number') c.header('Retry-After', String(retryAfter));
     return c.json(errorBody(appError), appError.status as 500);

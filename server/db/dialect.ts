@@ -176,9 +176,20 @@ export function isConnectionFailure(err: unknown): boolean {
   );
 }
 
+/**
+ * Waits that ran out: a lock (lock_timeout), a statement (statement_timeout, or the driver's query timeout) or a
+ * free connection of this process's pool. The server is there, but too busy to answer now.
+ */
+function isBusy(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  return code === '55P03' || code === '57014' || (typeof message === 'string' && /Query read timeout/i.test(message));
+}
+
 function unavailable(err: unknown): never {
-  if (!isConnectionFailure(err)) throw err;
   // The reason (host, port, server message) stays in the cause, for the log: clients of any route may see this one.
+  if (isBusy(err)) throw new AppError('DATABASE_BUSY', 'the database is busy; try again shortly', {}, { cause: err });
+  if (!isConnectionFailure(err)) throw err;
   throw new AppError(
     'DATABASE_UNAVAILABLE',
     'the database server cannot be reached; try again shortly',
@@ -202,8 +213,26 @@ function reporting(connection: DatabaseConnection): DatabaseConnection {
 }
 
 class SerialPostgresDriver extends PostgresDriver {
+  readonly #pool: PoolCounts | undefined;
+  constructor(config: PostgresDialectConfig) {
+    super(config);
+    this.#pool = typeof config.pool === 'function' ? undefined : (config.pool as unknown as PoolCounts);
+  }
   override async acquireConnection(): Promise<DatabaseConnection> {
-    return reporting(await super.acquireConnection().catch(unavailable));
+    try {
+      return reporting(await super.acquireConnection());
+    } catch (err) {
+      // pg-pool gives one message for "the server did not answer" and "every connection of the pool is in use".
+      const pool = this.#pool;
+      if (pool && pool.totalCount >= pool.options.max && /timeout exceeded/i.test((err as Error).message ?? ''))
+        throw new AppError(
+          'DATABASE_BUSY',
+          `all ${pool.options.max} database connections of this process are in use; try again shortly`,
+          { poolSize: pool.options.max },
+          { cause: err },
+        );
+      return unavailable(err);
+    }
   }
   override async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
     await super.beginTransaction(connection, settings);
@@ -211,6 +240,12 @@ class SerialPostgresDriver extends PostgresDriver {
       CompiledQuery.raw(`select pg_advisory_xact_lock(${TRANSACTION_LOCK_KEY}, hashtext(current_schema()))`),
     );
   }
+}
+
+/** What the driver reads of pg's Pool to tell a full pool from a lost server. */
+interface PoolCounts {
+  totalCount: number;
+  options: { max: number };
 }
 
 export class PortablePostgresDialect extends PostgresDialect {

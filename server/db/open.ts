@@ -29,11 +29,13 @@ export function openDatabase(target: DatabaseTarget): Promise<Db> {
   return 'url' in target ? openPostgres(target) : openSqlite(target.file, target);
 }
 
-/** A URL with its password replaced, for messages and logs. */
+/** A URL with its passwords replaced (the user-info one and a `password`/`sslpassword` parameter), for messages and logs. */
 export function redactedUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
+    for (const key of ['password', 'sslpassword'])
+      if (parsed.searchParams.has(key)) parsed.searchParams.set(key, '***');
     return parsed.toString();
   } catch {
     return '(an unparsable URL)';
@@ -47,6 +49,13 @@ async function openPostgres(target: { url: string; poolSize?: number; connectTim
     // Fail a request fast (503) while the server is down, rather than queueing it behind a connect that hangs.
     connectionTimeoutMillis: target.connectTimeoutMs ?? 5000,
     idleTimeoutMillis: 30_000,
+    // Bounds, so that one stuck process (a hung file system under a transaction, a frozen box) cannot hold the
+    // transaction lock, and so every writer everywhere, for longer than a minute; a dead peer is noticed by TCP.
+    keepAlive: true,
+    lock_timeout: 15_000,
+    statement_timeout: 60_000,
+    idle_in_transaction_session_timeout: 60_000,
+    query_timeout: 65_000,
     types: postgresTypeParsers((oid, format) => pg.types.getTypeParser(oid, format)),
   });
   // An idle connection that the server drops (restart, failover) is reported here; without a listener it would

@@ -112,8 +112,10 @@ function throttledRefusalLog(log: Runtime['log']): { note: (refusal: { scope: st
 }
 
 /**
- * The caps are the node's (one box): its workers split them evenly, rounding up, so N workers serve about what one
- * process would, and /metrics (summed over workers) shows the node's total. A cap of 0 stays "no cap".
+ * The total download cap and the bandwidth cap are the node's (one box): its workers split them evenly, rounding up,
+ * and /metrics (summed over workers) shows the node's total. The per-client cap is each worker's: a Mac's
+ * connections are spread over the workers, so a split cap would refuse it early on one worker while another is
+ * idle. A cap of 0 stays "no cap".
  */
 export function shareOfNode(
   config: Pick<Config, 'maxDownloads' | 'maxDownloadsPerClient' | 'maxBytesPerSec' | 'workers'>,
@@ -121,7 +123,7 @@ export function shareOfNode(
   const share = (cap: number): number => (cap === 0 ? 0 : Math.ceil(cap / Math.max(1, config.workers)));
   return {
     maxDownloads: share(config.maxDownloads),
-    maxDownloadsPerClient: share(config.maxDownloadsPerClient),
+    maxDownloadsPerClient: config.maxDownloadsPerClient,
     maxBytesPerSec: share(config.maxBytesPerSec),
   };
 }

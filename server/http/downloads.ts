@@ -85,9 +85,10 @@ export function createDownloadHandler(deps: DownloadDeps): (req: IncomingMessage
         res.destroy();
         return;
       }
-      // A database that cannot be reached is 503 with Retry-After, which a Mac's client waits out and retries.
-      if (isError(err, 'DATABASE_UNAVAILABLE')) res.setHeader('Retry-After', '5');
-      sendError(res, isError(err, 'DATABASE_UNAVAILABLE') ? err : new AppError('INTERNAL', 'internal server error'));
+      // A database that cannot be reached or is too busy is 503 with Retry-After, which a Mac's client waits out.
+      const retry = isError(err, 'DATABASE_UNAVAILABLE') || isError(err, 'DATABASE_BUSY');
+      if (retry) res.setHeader('Retry-After', '5');
+      sendError(res, retry ? err : new AppError('INTERNAL', 'internal server error'));
     });
   };
 }

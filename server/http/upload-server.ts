@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Server, type Upload } from '@tus/server';
 import type { BlobArch } from '../db/schema.js';
-import { AppError, toAppError } from '../errors.js';
+import { AppError, errorBody, toAppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseBlobArch } from '../services/blobs.js';
 import type { DbDeps } from '../services/deps.js';
@@ -85,6 +85,9 @@ export class UploadServer extends Server {
 
   override async handleWeb(req: Request): Promise<Response> {
     const id = uploadIdOf(req.url, this.options.path);
+    // Only ids this server makes reach the store and the lock table (any other would be a database error there).
+    if (id === null && namesAnUpload(req.url, this.options.path))
+      return Response.json(errorBody(new AppError('NOT_FOUND', 'no such upload')), { status: 404 });
     if (id !== null && req.method === 'HEAD') {
       const early = await this.#headOfCompleteUpload(req, id);
       if (early) return early;
@@ -232,12 +235,18 @@ async function labelJsonErrors(res: Response): Promise<Response> {
   return new Response(body, { status: res.status, headers });
 }
 
+/** The upload id in a request's path: 32 hex digits, as uploads.ts names them; null for anything else. */
 function uploadIdOf(url: string, basePath: string): string | null {
   const { pathname } = new URL(url);
   const prefix = `${basePath}/`;
   if (!pathname.startsWith(prefix)) return null;
   const id = pathname.slice(prefix.length);
-  return /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : null;
+  return /^[0-9a-f]{32}$/.test(id) ? id : null;
+}
+
+function namesAnUpload(url: string, basePath: string): boolean {
+  const { pathname } = new URL(url);
+  return pathname.startsWith(`${basePath}/`) && pathname.length > basePath.length + 1;
 }
 
 function finishedHead(done: FinishedUpload): Response {

@@ -7,6 +7,7 @@
 import fs from 'node:fs/promises';
 import { pingDatabase } from '../db/repos/database.js';
 import type { ServiceDeps } from './deps.js';
+import { isError } from '../errors.js';
 
 /** Why the mirror is unhealthy, as a stable code; the first failing check wins. */
 export type HealthReason = 'DB_UNAVAILABLE' | 'DATA_DIR_UNWRITABLE' | 'DISK_LOW' | 'DISK_UNKNOWN';
@@ -34,8 +35,15 @@ export async function checkHealth(
   try {
     await pingDatabase(deps.db);
   } catch (err) {
-    checks.database = `unreachable: ${(err as Error).message}`;
-    reasons.push('DB_UNAVAILABLE');
+    // The admins' report names the driver's own reason, which the error carries as its cause.
+    const reason = isError(err) && err.cause instanceof Error ? err.cause.message : (err as Error).message;
+    if (isError(err, 'DATABASE_BUSY')) {
+      // Every connection is in use: the node is loaded, not broken; a load balancer should keep sending to it.
+      checks.database = `busy: ${reason}`;
+    } else {
+      checks.database = `unreachable: ${reason}`;
+      reasons.push('DB_UNAVAILABLE');
+    }
   }
   try {
     await fs.access(deps.store.layout.tmpDir, fs.constants.W_OK);

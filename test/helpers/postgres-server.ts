@@ -12,6 +12,7 @@ import { freePort } from './env.js';
 export interface PostgresServer {
   /** postgres://postgres@127.0.0.1:PORT/postgres */
   url: string;
+  /** Each is a no-op when the server already is in that state. */
   stop(): void;
   start(): void;
   destroy(): void;
@@ -41,12 +42,21 @@ export async function startPostgresServer(): Promise<PostgresServer> {
   run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8']);
   const port = await freePort();
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off`;
-  const start = (): void => run('pg_ctl', ['-D', data, '-l', path.join(dir, 'log'), '-o', options, '-w', 'start']);
+  let running = false;
+  const start = (): void => {
+    if (running) return;
+    run('pg_ctl', ['-D', data, '-l', path.join(dir, 'log'), '-o', options, '-w', 'start']);
+    running = true;
+  };
   start();
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     // Fast shutdown: the way a restart or failover drops every client's connection.
-    stop: () => run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']),
+    stop() {
+      if (!running) return;
+      run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+      running = false;
+    },
     start,
     destroy() {
       try {

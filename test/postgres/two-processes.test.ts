@@ -54,7 +54,7 @@ describe.skipIf(!onPostgres)('two processes on one PostgreSQL', () => {
     }
   });
 
-  it('keeps names unique, one primary group and one group per license key under simultaneous writes from both', async () => {
+  it('keeps names unique, one primary group, one group per license key and one image per group under simultaneous writes from both', async () => {
     const both = <T>(make: (i: number) => Promise<ApiResult<T>>, n = 20): Promise<Array<ApiResult<T>>> =>
       Promise.all(Array.from({ length: n }, (_, i) => make(i)));
     const statuses = (results: Array<ApiResult<unknown>>): Record<number, number> =>
@@ -74,8 +74,36 @@ describe.skipIf(!onPostgres)('two processes on one PostgreSQL', () => {
     expect(statuses(keyed)).toEqual({ 201: 1, 409: 19 });
     expect(codes(keyed)).toEqual(new Set(['LICENSE_KEY_TAKEN']));
 
+    // One golden image per group, a rule the service checks by reading first: the same unassigned group given
+    // image A through one node and image B through the other, ten times each at once. The first write wins;
+    // the same image again is fine, the other one is refused (never silently replacing the first).
+    const [imageA, imageB] = await Promise.all(
+      ['Image A', 'Image B'].map(async (name, i) => {
+        const res = await api<{ id: number }>(i ? two : one, 'POST', '/images', { name });
+        expect(res.status, res.text).toBe(201);
+        return res.body.id;
+      }),
+    );
+    const contended = await api<{ id: number }>(one, 'POST', '/groups', { name: 'Contended' });
+    expect(contended.status).toBe(201);
+    const wanted = (i: number): number => (i % 2 ? imageA! : imageB!);
+    const assigned = await both((i) =>
+      api(i % 2 ? one : two, 'PATCH', `/groups/${contended.body.id}`, { imageId: wanted(i) }),
+    );
+    const final = (await api<{ imageId: number }>(two, 'GET', `/groups/${contended.body.id}`)).body.imageId;
+    assigned.forEach((res, i) => {
+      if (wanted(i) === final) expect({ i, status: res.status }).toEqual({ i, status: 200 });
+      else
+        expect({ i, status: res.status, code: (res.body as { error?: { code: string } }).error?.code }).toEqual({
+          i,
+          status: 409,
+          code: 'GROUP_HAS_IMAGE',
+        });
+    });
+    expect(statuses(assigned)).toEqual({ 200: 10, 409: 10 });
+
     // Both nodes list the same groups, exactly those that were answered 201.
-    const made = [...sameName, ...primaries, ...keyed].filter((r) => r.status === 201).length;
+    const made = [...sameName, ...primaries, ...keyed].filter((r) => r.status === 201).length + 1; // + Contended
     const listed = await Promise.all([one, two].map((s) => api<Array<{ name: string }>>(s, 'GET', '/groups')));
     expect(listed[0]!.body).toEqual(listed[1]!.body);
     expect(listed[0]!.body.length).toBe(made);
