@@ -296,3 +296,11 @@ export async function resumeIdentityCounters(db: QueryExecutorProvider): Promise
       from ${sql.table(table)}`.execute(db);
   }
 }
+
+/**
+ * A text column to sort by, compared byte by byte as SQLite does: PostgreSQL would otherwise sort by the
+ * database's locale ("alpha" before "Zeta" under en_US), so the same data would list differently per engine.
+ */
+export function inByteOrder(db: QueryExecutorProvider, column: string): RawBuilder<string> {
+  return dialectOf(db) === 'postgres' ? sql<string>`${sql.ref(column)} collate "C"` : sql<string>`${sql.ref(column)}`;
+}

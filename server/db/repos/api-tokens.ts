@@ -2,6 +2,7 @@
 import type { Db } from '../open.js';
 import type { ApiTokensTable } from '../schema.js';
 import type { Selectable } from 'kysely';
+import { inByteOrder } from '../dialect.js';
 
 export type ApiTokenRow = Selectable<ApiTokensTable>;
 
@@ -38,7 +39,11 @@ export async function deleteAllApiTokens(db: Db): Promise<number> {
 export function listApiTokenRows(
   db: Db,
 ): Promise<Array<Pick<ApiTokenRow, 'name' | 'scope' | 'created_at' | 'last_used_at'>>> {
-  return db.selectFrom('api_tokens').select(['name', 'scope', 'created_at', 'last_used_at']).orderBy('name').execute();
+  return db
+    .selectFrom('api_tokens')
+    .select(['name', 'scope', 'created_at', 'last_used_at'])
+    .orderBy(inByteOrder(db, 'name'))
+    .execute();
 }
 
 export function findApiTokenByHash(

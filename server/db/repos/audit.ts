@@ -1,6 +1,7 @@
 /** The `audit_log` table: who changed what, appended in the same transaction as the change. */
 import type { Db } from '../open.js';
 import type { AuditRow } from '../schema.js';
+import { inByteOrder } from '../dialect.js';
 
 export async function insertAuditRow(db: Db, row: Omit<AuditRow, 'id'>): Promise<void> {
   await db.insertInto('audit_log').values(row).execute();
@@ -31,7 +32,13 @@ export function listAuditRows(db: Db, filter: AuditFilter): Promise<AuditRow[]> 
 
 /** Distinct actors, alphabetically, at most `limit`. */
 export async function listAuditActors(db: Db, limit: number): Promise<string[]> {
-  return (await db.selectFrom('audit_log').select('actor').distinct().orderBy('actor').limit(limit).execute()).map(
-    (r) => r.actor,
-  );
+  return (
+    await db
+      .selectFrom('audit_log')
+      .select('actor')
+      .groupBy('actor')
+      .orderBy(inByteOrder(db, 'actor'))
+      .limit(limit)
+      .execute()
+  ).map((r) => r.actor);
 }

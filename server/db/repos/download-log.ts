@@ -2,6 +2,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../open.js';
 import type { DownloadLogRow, NewDownloadLogRow } from '../schema.js';
+import { inByteOrder } from '../dialect.js';
 
 /** Rows per INSERT statement. */
 const ROWS_PER_INSERT = 200;
@@ -47,9 +48,15 @@ export async function loggedImages(db: Db): Promise<Array<{ id: number; name: st
 }
 
 export async function loggedClients(db: Db, limit: number): Promise<string[]> {
-  return (await db.selectFrom('download_log').select('client').distinct().orderBy('client').limit(limit).execute()).map(
-    (c) => c.client,
-  );
+  return (
+    await db
+      .selectFrom('download_log')
+      .select('client')
+      .groupBy('client')
+      .orderBy(inByteOrder(db, 'client'))
+      .limit(limit)
+      .execute()
+  ).map((c) => c.client);
 }
 
 /**

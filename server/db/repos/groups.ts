@@ -1,5 +1,5 @@
 /** The `groups` table: user groups (sublicenses), each with at most one golden image. */
-import { foldedColumn, foldedValue } from '../dialect.js';
+import { foldedColumn, foldedValue, inByteOrder } from '../dialect.js';
 import type { Db } from '../open.js';
 import { rowsById } from './rows-by-id.js';
 import type { GroupRow } from '../schema.js';
@@ -44,13 +44,18 @@ export function findPrimaryGroup(db: Db, exceptId: number | null): Promise<Group
 /** Every group, by name when asked (else in storage order). */
 export function listGroupRows(db: Db, options: { byName?: boolean } = {}): Promise<GroupRow[]> {
   const query = db.selectFrom('groups').selectAll();
-  return (options.byName ? query.orderBy('name') : query).execute();
+  return (options.byName ? query.orderBy(inByteOrder(db, 'name')) : query).execute();
 }
 
 /** Groups of the given images, by name. */
 export function listGroupsOfImages(db: Db, imageIds: readonly number[]): Promise<GroupRow[]> {
   if (imageIds.length === 0) return Promise.resolve([]);
-  return db.selectFrom('groups').selectAll().where('image_id', 'in', imageIds).orderBy('name').execute();
+  return db
+    .selectFrom('groups')
+    .selectAll()
+    .where('image_id', 'in', imageIds)
+    .orderBy(inByteOrder(db, 'name'))
+    .execute();
 }
 
 export function listGroupNames(db: Db, ids: readonly number[]): Promise<Array<{ id: number; name: string }>> {
@@ -71,7 +76,7 @@ export function listGroupsWithImageName(
       'groups.is_primary as primary',
       'images.name as image',
     ])
-    .orderBy('groups.name')
+    .orderBy(inByteOrder(db, 'groups.name'))
     .execute();
 }
 

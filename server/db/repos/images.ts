@@ -2,6 +2,7 @@
 import type { Db } from '../open.js';
 import { rowsById } from './rows-by-id.js';
 import type { ImageRow } from '../schema.js';
+import { inByteOrder } from '../dialect.js';
 
 const rows = rowsById('images');
 export const { get: getImageById, insert: insertImage } = rows;
@@ -13,7 +14,7 @@ export function findImageByName(db: Db, name: string): Promise<ImageRow | undefi
 
 /** All images by name. */
 export function listImageRows(db: Db): Promise<ImageRow[]> {
-  return db.selectFrom('images').selectAll().orderBy('name').execute();
+  return db.selectFrom('images').selectAll().orderBy(inByteOrder(db, 'name')).execute();
 }
 
 /** Id and name of every image (unordered), or of the given ids. */
@@ -53,6 +54,6 @@ export function imagesUsing(
   let query = db.selectFrom('images').select(['id', 'name', 'arm64_sha256', 'x86_64_sha256']);
   if (digests !== null)
     query = query.where((eb) => eb.or([eb('arm64_sha256', 'in', digests), eb('x86_64_sha256', 'in', digests)]));
-  if (options.byName) query = query.orderBy('name');
+  if (options.byName) query = query.orderBy(inByteOrder(db, 'name'));
   return query.execute();
 }

@@ -2,6 +2,7 @@
 import type { Insertable } from 'kysely';
 import type { Db } from '../open.js';
 import type { Flag, PortalConfirmedRow, PortalConfirmedTable } from '../schema.js';
+import { inByteOrder } from '../dialect.js';
 
 export type ConfirmedValues = Omit<Insertable<PortalConfirmedTable>, 'image_id' | 'changed_at'>;
 
@@ -80,6 +81,6 @@ export function listConfirmedSlots(db: Db): Promise<Array<ConfirmedSlots & { ima
       'portal_confirmed.x86_64_enabled',
       'portal_confirmed.x86_64_sha256',
     ])
-    .orderBy('images.name')
+    .orderBy(inByteOrder(db, 'images.name'))
     .execute();
 }
