@@ -6,7 +6,6 @@
  * and the image form and API warn when a slot gets the other architecture's package.
  */
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UnfinishedUpload } from '../../server/http/uploads.js';
@@ -23,8 +22,7 @@ import {
   type Session,
 } from '../helpers/api.js';
 import { putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
-
-const TUS = { 'Tus-Resumable': '1.0.0' };
+import { openPatch, TUS } from '../helpers/tus.js';
 
 function tusMetadata(meta: Record<string, string>): string {
   return Object.entries(meta)
@@ -186,28 +184,7 @@ describe('uploads and package architectures', () => {
   it('does not discard an upload while a PATCH streams into it', async () => {
     const size = 2_000_000;
     const { id } = await create({ filename: 'Streaming.pvmp' }, size);
-    const url = new URL(m.url);
-    const req = http.request({
-      host: url.hostname,
-      port: url.port,
-      path: `/api/v1/uploads/${id}`,
-      method: 'PATCH',
-      headers: {
-        ...TUS,
-        Authorization: `Bearer ${token}`,
-        'Content-Type': 'application/offset+octet-stream',
-        'Upload-Offset': '0',
-        'Content-Length': String(size),
-      },
-      agent: false,
-    });
-    const answered = new Promise<number>((resolve) => {
-      req.on('response', (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on('error', () => resolve(-1));
-    });
+    const { request: req, answered } = openPatch(m.url, id!, token, size);
     req.write(testBytes(64 * 1024, 'streaming'));
     await expect
       .poll(async () => (await api<UnfinishedUpload[]>('GET', '/uploads')).body.find((u) => u.id === id)?.receiving, {

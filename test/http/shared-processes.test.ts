@@ -34,9 +34,9 @@ import {
 import { fakeClock } from '../helpers/clock.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { makeTempDir, sha256Hex, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
+import { openPatch, TUS } from '../helpers/tus.js';
 import { waitFor, waitForValue } from '../helpers/wait.js';
 
-const TUS = { 'Tus-Resumable': '1.0.0' };
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -190,28 +190,7 @@ describe('two servers on one data dir and one database', () => {
     const size = 2 * MiB;
     const data = testBytes(size, 'contended');
     const id = await create(a, 'Contended.pvmp', size);
-    const url = new URL(a.url);
-    const streaming = http.request({
-      host: url.hostname,
-      port: url.port,
-      path: `/api/v1/uploads/${id}`,
-      method: 'PATCH',
-      headers: {
-        ...TUS,
-        Authorization: `Bearer ${token}`,
-        'Content-Type': 'application/offset+octet-stream',
-        'Upload-Offset': '0',
-        'Content-Length': String(size),
-      },
-      agent: false,
-    });
-    const answeredA = new Promise<number>((resolve) => {
-      streaming.on('response', (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      streaming.on('error', () => resolve(-1));
-    });
+    const { request: streaming, answered: answeredA } = openPatch(a.url, id, token, size);
     streaming.write(data.subarray(0, 64 * KiB));
     await waitFor(async () => (await unfinished(b, id))?.offset === 64 * KiB, { what: "A's first bytes on disk" });
     // B sees A's request holding the upload, and will not discard it.
