@@ -106,11 +106,14 @@ class DatabaseLock implements Lock {
     try {
       return await step();
     } catch (err) {
-      // The database layer reports a server it cannot reach as DATABASE_UNAVAILABLE; anything else is a bug, left as is.
-      if (!isError(err)) throw err;
+      // This step only talks to the database: whatever failed there (unreachable, busy, closed), the client can
+      // only wait and retry. The cause is in the log.
       this.#deps.log.warn({ err, upload: this.#id }, 'could not reach the lock of an upload in the database');
+      const appError = isError(err)
+        ? err
+        : new AppError('DATABASE_UNAVAILABLE', 'the database did not answer; try again in a few seconds');
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
-      throw tusAnswer(err);
+      throw tusAnswer(appError);
     }
   }
 
