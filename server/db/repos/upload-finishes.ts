@@ -56,12 +56,15 @@ export async function recordUploadFinish(
   },
 ): Promise<void> {
   const { now, expiresAt, ...columns } = outcome;
-  await db
+  // A stored package is the truth whoever holds the claim by now (it may have been taken over while this one
+  // stored it), and no later failure may overwrite it.
+  let update = db
     .updateTable('upload_finishes')
     .set({ ...columns, expires_at: expiresAt, updated_at: now })
     .where('upload_id', '=', uploadId)
-    .where('holder', '=', holder)
-    .execute();
+    .where('state', '!=', 'stored');
+  if (columns.state !== 'stored') update = update.where('holder', '=', holder);
+  await update.execute();
 }
 
 export function getUploadFinish(db: Db, uploadId: string): Promise<UploadFinishRow | undefined> {
