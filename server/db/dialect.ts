@@ -214,7 +214,10 @@ function reporting(connection: DatabaseConnection): DatabaseConnection {
 
 class SerialPostgresDriver extends PostgresDriver {
   readonly #pool: PoolCounts | undefined;
-  constructor(config: PostgresDialectConfig) {
+  constructor(
+    config: PostgresDialectConfig,
+    readonly serialised: boolean,
+  ) {
     super(config);
     this.#pool = typeof config.pool === 'function' ? undefined : (config.pool as unknown as PoolCounts);
   }
@@ -236,9 +239,16 @@ class SerialPostgresDriver extends PostgresDriver {
   }
   override async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
     await super.beginTransaction(connection, settings);
-    await connection.executeQuery(
-      CompiledQuery.raw(`select pg_advisory_xact_lock(${TRANSACTION_LOCK_KEY}, hashtext(current_schema()))`),
-    );
+    if (!this.serialised) return;
+    try {
+      await connection.executeQuery(
+        CompiledQuery.raw(`select pg_advisory_xact_lock(${TRANSACTION_LOCK_KEY}, hashtext(current_schema()))`),
+      );
+    } catch (err) {
+      // The transaction is aborted now; end it, or the pool would hand out a connection that refuses everything.
+      await connection.executeQuery(CompiledQuery.raw('rollback')).catch(() => undefined);
+      throw err;
+    }
   }
 }
 
@@ -248,14 +258,20 @@ interface PoolCounts {
   options: { max: number };
 }
 
+/**
+ * `serialised: false` leaves out the transaction lock: for the migrations, which kysely serialises with its own
+ * advisory lock and which must not wait behind (or hold up) the transactions of running servers.
+ */
 export class PortablePostgresDialect extends PostgresDialect {
   readonly #config: PostgresDialectConfig;
-  constructor(config: PostgresDialectConfig) {
+  readonly #serialised: boolean;
+  constructor(config: PostgresDialectConfig, options: { serialised?: boolean } = {}) {
     super(config);
     this.#config = config;
+    this.#serialised = options.serialised ?? true;
   }
   override createDriver(): Driver {
-    return new SerialPostgresDriver(this.#config);
+    return new SerialPostgresDriver(this.#config, this.#serialised);
   }
   override createQueryCompiler(): QueryCompiler {
     return new PortablePostgresCompiler();

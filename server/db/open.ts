@@ -23,7 +23,8 @@ export type Db = Kysely<Database>;
 
 /** Where the catalog lives: a SQLite file, or a PostgreSQL URL (`postgres://user:pass@host:5432/db?sslmode=…`). */
 export type DatabaseTarget =
-  { file: string; busyTimeoutMs?: number } | { url: string; poolSize?: number; connectTimeoutMs?: number };
+  | { file: string; busyTimeoutMs?: number }
+  | { url: string; poolSize?: number; connectTimeoutMs?: number; lockTimeoutMs?: number };
 
 export function openDatabase(target: DatabaseTarget): Promise<Db> {
   return 'url' in target ? openPostgres(target) : openSqlite(target.file, target);
@@ -42,7 +43,7 @@ export function redactedUrl(url: string): string {
   }
 }
 
-async function openPostgres(target: { url: string; poolSize?: number; connectTimeoutMs?: number }): Promise<Db> {
+async function openPostgres(target: Extract<DatabaseTarget, { url: string }>): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: target.url,
     max: target.poolSize ?? 10,
@@ -52,7 +53,7 @@ async function openPostgres(target: { url: string; poolSize?: number; connectTim
     // Bounds, so that one stuck process (a hung file system under a transaction, a frozen box) cannot hold the
     // transaction lock, and so every writer everywhere, for longer than a minute; a dead peer is noticed by TCP.
     keepAlive: true,
-    lock_timeout: 15_000,
+    lock_timeout: target.lockTimeoutMs ?? 15_000,
     statement_timeout: 60_000,
     idle_in_transaction_session_timeout: 60_000,
     query_timeout: 65_000,
@@ -77,7 +78,10 @@ async function openPostgres(target: { url: string; poolSize?: number; connectTim
     );
   }
   try {
-    await migrate(db);
+    // On the same pool, without the transaction lock: kysely's migration lock serialises the migrations, and a
+    // process starting (a CLI command, say) must not wait behind a running server's transaction just to find
+    // nothing to migrate. Never destroyed: that would end the shared pool.
+    await migrate(new Kysely<Database>({ dialect: new PortablePostgresDialect({ pool }, { serialised: false }) }));
   } catch (err) {
     await db.destroy().catch(() => {});
     throw err;
