@@ -17,7 +17,7 @@ import { openDatabase, type Db } from '../../server/db/open.js';
 import type { Database } from '../../server/db/schema.js';
 import { systemClock } from '../../server/services/deps.js';
 import { getImage } from '../../server/services/images.js';
-import { anyNumber, containing } from '../helpers/api.js';
+import { anyNumber, containing, matching } from '../helpers/api.js';
 import { makeTempDir, putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 async function violation(op: Promise<unknown>): Promise<{ kind: ConstraintKind; detail: string } | 'no error'> {
@@ -104,7 +104,7 @@ describe('portal model schema', () => {
     // SQLite names the index, PostgreSQL the constraint it checks first.
     expect(await violation(insertGroup({ name: 'Sales' }))).toMatchObject({
       kind: 'unique',
-      detail: expect.stringMatching(/groups_name_nocase|groups\.name/),
+      detail: matching(/groups_name_nocase|groups\.name/),
     });
     expect(await violation(insertGroup({ name: 'SALES' }))).toMatchObject({
       kind: 'unique',
