@@ -4,19 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load.js';
-import { isError } from '../../server/errors.js';
 import { runCli } from '../helpers/cli.js';
-import { makeTempDir } from '../helpers/env.js';
-
-function problemsOf(fn: () => unknown): readonly string[] {
-  try {
-    fn();
-  } catch (err) {
-    if (isError(err, 'CONFIG_INVALID')) return err.details.problems;
-    throw err;
-  }
-  throw new Error('expected a CONFIG_INVALID error');
-}
+import { makeTempDir, problemsOf } from '../helpers/env.js';
 
 describe('the workers setting', () => {
   it('defaults to 1 and reads a count or "auto" (the cores this process may use)', () => {

@@ -6,6 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, type Config } from '../../config/load.js';
+import { isError } from '../../server/errors.js';
 import { createLogger } from '../../server/log.js';
 import { openRuntime, type Runtime } from '../../server/runtime.js';
 import { startServer, type ServerHandle } from '../../server/serve.js';
@@ -43,6 +44,17 @@ export function testConfig(dataDir: string, overrides: Record<string, unknown> =
       ...overrides,
     },
   });
+}
+
+/** The problems a CONFIG_INVALID error of `fn` names (every bad key at once); fails when it throws nothing or else. */
+export function problemsOf(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (err) {
+    if (isError(err, 'CONFIG_INVALID')) return err.details.problems;
+    throw err;
+  }
+  throw new Error('expected a CONFIG_INVALID error');
 }
 
 export interface TestMirror {

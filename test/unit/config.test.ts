@@ -2,9 +2,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load.js';
-import { isError } from '../../server/errors.js';
 import { parseBytes, parseDuration } from '../../config/units.js';
-import { makeTempDir } from '../helpers/env.js';
+import { makeTempDir, problemsOf } from '../helpers/env.js';
 
 describe('config', () => {
   let dir: string;
@@ -19,16 +18,6 @@ describe('config', () => {
     const p = path.join(dir, name);
     await fs.writeFile(p, text);
     return p;
-  }
-
-  function problemsOf(fn: () => unknown): readonly string[] {
-    try {
-      fn();
-    } catch (err) {
-      if (isError(err, 'CONFIG_INVALID')) return err.details.problems;
-      throw err;
-    }
-    throw new Error('expected a CONFIG_INVALID error');
   }
 
   it('has the documented defaults', () => {
