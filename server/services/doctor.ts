@@ -8,7 +8,7 @@ import path from 'node:path';
 import { formatMode, looseModes } from '../../storage/file-modes.js';
 import { quickCheck } from '../db/dialect.js';
 import { listBlobsByDigest } from '../db/repos/blobs.js';
-import { appliedMigrations, countRows } from '../db/repos/database.js';
+import { appliedMigrations, countTableRows } from '../db/repos/database.js';
 import { redactedUrl } from '../db/open.js';
 import { INITIAL_PASSWORD_FILE } from './auth/credentials.js';
 import type { ServiceDeps } from './deps.js';
@@ -71,7 +71,7 @@ export async function runDoctor(deps: Pick<ServiceDeps, 'config' | 'db' | 'store
   const integrity = await quickCheck(db);
   if (integrity !== 'ok') problems.push(`database integrity check: ${integrity}`);
   const migrations = await appliedMigrations(db);
-  const count = (table: 'blobs' | 'images' | 'groups' | 'users') => countRows(db, table);
+  const count = (table: 'blobs' | 'images' | 'groups' | 'users') => countTableRows(db, table);
 
   const usage = await store.diskUsage();
   const diskOk = usage.freeBytes >= config.minFreeBytes;

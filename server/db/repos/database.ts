@@ -13,24 +13,13 @@ export async function appliedMigrations(db: Db): Promise<string[]> {
   return rows.map((r) => String(r.name));
 }
 
-export async function countRows(db: Db, table: 'blobs' | 'images' | 'groups' | 'users'): Promise<number> {
-  return Number(
-    (
-      await db
-        .selectFrom(table)
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .executeTakeFirst()
-    )?.n ?? 0,
-  );
-}
-
 /** The catalog's own tables (not kysely's bookkeeping), as the database lists them. */
 export async function catalogTables(db: Db): Promise<string[]> {
   const tables = await db.introspection.getTables();
   return tables.map((t) => t.name).filter((name) => !name.startsWith('kysely_'));
 }
 
-/** Rows of any catalog table: the copy between databases works table by table without knowing their columns. */
+/** Rows of any catalog table (doctor's counts, and the copy between databases, which works without knowing columns). */
 export async function countTableRows(db: Db, table: string): Promise<number> {
   const { rows } = await sql<{ n: number }>`select count(*) as n from ${sql.table(table)}`.execute(db);
   return Number(rows[0]?.n ?? 0);
