@@ -122,6 +122,35 @@ export const configSchema = z
     workers: workerCount,
     /** Processes sharing the database elect the one that runs the scheduled jobs by a lease this long (renewed every third). */
     leaderLeaseMs: durationMs.min(300).default(30_000),
+    /** Where package bytes live: `fs` (blobs/ in the data directory) or `s3` (an S3-compatible bucket every node shares). */
+    storage: z.enum(['fs', 's3']).default('fs'),
+    s3Bucket: z
+      .string()
+      .default('')
+      .refine((v) => v === '' || /^[a-z0-9][a-z0-9.\-_]{1,254}$/i.test(v), { message: 'is not a valid bucket name' }),
+    /** Key prefix inside the bucket ("goldmirror/"), so one bucket can hold other things too. */
+    s3Prefix: z
+      .string()
+      .default('')
+      .refine((v) => /^[A-Za-z0-9._\-/]*$/.test(v) && !v.split('/').some((p) => p === '.' || p === '..'), {
+        message: 'may hold only letters, digits, ".", "_", "-" and "/", and no "." or ".." segments',
+      })
+      .transform((v) => v.replace(/^\/+|\/+$/g, '').replace(/\/{2,}/g, '/')),
+    /** The S3 API's base URL (MinIO, Ceph RGW, Swift, StorageGRID…); empty: AWS itself. */
+    s3Endpoint: optionalBaseUrl,
+    s3Region: z.string().min(1).default('us-east-1'),
+    /** Bucket in the path (http://host/bucket/key) instead of the host name: what most self-hosted stores need. */
+    s3ForcePathStyle: z.boolean().default(false),
+    /** Both or neither; neither: the SDK's own chain (AWS_* variables, shared config files, instance roles). */
+    s3AccessKeyId: z.string().default(''),
+    s3SecretAccessKey: z.string().default(''),
+    /** Downloads from S3: `proxy` streams the bytes through goldmirror; `redirect` answers 302 to a presigned URL. */
+    s3Downloads: z.enum(['proxy', 'redirect']).default('proxy'),
+    /** How long a presigned download URL of `redirect` mode stays valid (the Mac must start its request within it). */
+    s3PresignExpiryMs: durationMs
+      .min(1000)
+      .max(7 * 24 * 60 * 60 * 1000)
+      .default(5 * 60 * 1000),
   })
   .strict()
   .refine((c) => c.syncFrom === '' || c.syncToken !== '', {
@@ -131,6 +160,14 @@ export const configSchema = z
   .refine((c) => (c.tlsCert === '') === (c.tlsKey === ''), {
     message: 'MIRROR_TLS_CERT and MIRROR_TLS_KEY go together',
     path: ['tlsKey'],
+  })
+  .refine((c) => c.storage !== 's3' || c.s3Bucket !== '', {
+    message: 'MIRROR_S3_BUCKET is required with MIRROR_STORAGE=s3',
+    path: ['s3Bucket'],
+  })
+  .refine((c) => (c.s3AccessKeyId === '') === (c.s3SecretAccessKey === ''), {
+    message: 'MIRROR_S3_ACCESS_KEY_ID and MIRROR_S3_SECRET_ACCESS_KEY go together',
+    path: ['s3SecretAccessKey'],
   })
   .refine((c) => c.httpPort === 0 || c.tlsCert !== '', {
     message: 'MIRROR_HTTP_PORT is only for a plain-HTTP listener beside TLS',
@@ -175,6 +212,16 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   // A string: the schema reads both "4" and "auto".
   MIRROR_WORKERS: { key: 'workers', kind: 'string' },
   MIRROR_LEADER_LEASE: { key: 'leaderLeaseMs', kind: 'duration' },
+  MIRROR_STORAGE: { key: 'storage', kind: 'string' },
+  MIRROR_S3_BUCKET: { key: 's3Bucket', kind: 'string' },
+  MIRROR_S3_PREFIX: { key: 's3Prefix', kind: 'string' },
+  MIRROR_S3_ENDPOINT: { key: 's3Endpoint', kind: 'string' },
+  MIRROR_S3_REGION: { key: 's3Region', kind: 'string' },
+  MIRROR_S3_FORCE_PATH_STYLE: { key: 's3ForcePathStyle', kind: 'boolean' },
+  MIRROR_S3_ACCESS_KEY_ID: { key: 's3AccessKeyId', kind: 'string' },
+  MIRROR_S3_SECRET_ACCESS_KEY: { key: 's3SecretAccessKey', kind: 'string' },
+  MIRROR_S3_DOWNLOADS: { key: 's3Downloads', kind: 'string' },
+  MIRROR_S3_PRESIGN_EXPIRY: { key: 's3PresignExpiryMs', kind: 'duration' },
 };
 
 /** Keys whose JSON-file value may also be written as text with a unit ("10GiB", "7d"). */

@@ -58,6 +58,7 @@ export const errorRegistry = {
   SOURCE_FAILED: shown(502, 'the source failed'),
   BLOB_UNAVAILABLE: shown(503, 'the package is not available'),
   DATABASE_UNAVAILABLE: shown(503, 'the database is not available'),
+  STORAGE_UNAVAILABLE: shown(503, 'the object storage is not available'),
   DATABASE_BUSY: shown(503, 'the database is busy; try again shortly'),
   AUTH_BUSY: shown(503, 'too many password checks are running; try again in a few seconds'),
   TOO_MANY_DOWNLOADS: shown(503, 'too many downloads are running'),

@@ -3,7 +3,7 @@
  * config → data dir → blob store → database (migrated) → services and jobs.
  */
 import fs from 'node:fs/promises';
-import { openBlobStore } from '../storage/blob-store.js';
+import { openBlobStore, type StoreBackend } from '../storage/blob-store.js';
 import { DATA_DIR_MODE, ensureDir } from '../storage/file-modes.js';
 import type { Config } from '../config/load.js';
 import type { CoreDeps } from './app-deps.js';
@@ -52,7 +52,7 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
       },
     );
   }
-  const store = await openBlobStore(config.dataDir);
+  const store = await openBlobStore(config.dataDir, storeBackend(config));
   const db = await openDatabase(databaseTarget(config, store.layout.dbFile));
   const metrics = createMetrics({
     corruptBlobs: () => countWithheldBlobs({ db }),
@@ -112,4 +112,21 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
 /** The configured PostgreSQL server, or else the SQLite file in the data directory. */
 export function databaseTarget(config: Config, sqliteFile: string): DatabaseTarget {
   return config.databaseUrl ? { url: config.databaseUrl, poolSize: config.databasePoolSize } : { file: sqliteFile };
+}
+
+/** The configured bucket (MIRROR_STORAGE=s3), or else the blobs directory in the data directory. */
+export function storeBackend(config: Config): StoreBackend {
+  if (config.storage !== 's3') return { kind: 'fs' };
+  return {
+    kind: 's3',
+    settings: {
+      bucket: config.s3Bucket,
+      prefix: config.s3Prefix,
+      endpoint: config.s3Endpoint,
+      region: config.s3Region,
+      forcePathStyle: config.s3ForcePathStyle,
+      accessKeyId: config.s3AccessKeyId,
+      secretAccessKey: config.s3SecretAccessKey,
+    },
+  };
 }

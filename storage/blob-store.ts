@@ -1,12 +1,13 @@
 /**
- * Content-addressed blob store on a local filesystem.
+ * Content-addressed blob store: the interface, and its implementation on a
+ * local filesystem. storage/s3/ implements the same interface on an
+ * S3-compatible bucket (openStore() picks one from the configuration).
  *
  * The interface is deliberately small (put / open / stat / detach / list, plus
- * quarantine and temp clean-up) so that an object-storage backend can stand
- * behind it later. It knows files and digests only: no database, no HTTP.
- * The steps live beside it: ingest.ts (stage, validate, commitFile),
- * reading.ts (open, stat, version), maintenance.ts (detach, list, quarantine,
- * temp clean-up).
+ * quarantine and temp clean-up). It knows files and digests only: no
+ * database, no HTTP. The filesystem steps live beside it: ingest.ts (stage,
+ * validate, commitFile), reading.ts (open, stat, version), maintenance.ts
+ * (detach, list, quarantine, temp clean-up).
  */
 import type { Sha256 } from './digest.js';
 import { DATA_DIR_MODE, ensureDir, PRIVATE_DIR_MODE } from './file-modes.js';
@@ -15,6 +16,7 @@ import { commitStaged, stageFile, stageStream, type AdoptOptions } from './inges
 import { createLayout, type Layout } from './layout.js';
 import { detachBlob, leftDetached, listBlobs, quarantineBlob, removeStaleTmpFiles } from './maintenance.js';
 import { blobVersion, blobVersionSync, openBlob, statBlob } from './reading.js';
+import type { S3Settings } from './s3/client.js';
 
 export { isErrno };
 export type { AdoptOptions };
@@ -25,6 +27,11 @@ export type ByteSource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 export interface BlobInfo {
   sha256: Sha256;
   size: number;
+}
+
+/** A blob as list() finds it, with the time its file or object was last written. */
+export interface ListedBlob extends BlobInfo {
+  modifiedMs: number;
 }
 
 export interface PutOptions {
@@ -81,9 +88,9 @@ export interface BlobReader {
   /**
    * The same, blocking. Only for small reads on the hot path: for a few KiB
    * from the page cache a direct read costs microseconds, far less than a
-   * round trip through the thread pool.
+   * round trip through the thread pool. Only local files have it.
    */
-  readSync(target: Buffer, length: number, position: number): number;
+  readSync?(target: Buffer, length: number, position: number): number;
   close(): Promise<void>;
 }
 
@@ -94,6 +101,10 @@ export interface BlobReader {
  * two of them never interleave, in one process or across processes.
  */
 export interface BlobStore {
+  readonly kind: 'fs' | 's3';
+  /** Where the blobs are, for messages: the blobs directory, or "bucket b at <endpoint>". */
+  readonly location: string;
+  /** The local data directory (database file, temp files, uploads); on S3 it holds no blobs. */
   readonly layout: Layout;
   /** Streams, hashes and checks the content into a temp file (steps 1 to 3 of put()), ready to commit. */
   stage(source: ByteSource, options?: PutOptions): Promise<StagedBlob>;
@@ -112,35 +123,60 @@ export interface BlobStore {
   stat(sha256: Sha256): Promise<BlobInfo | null>;
   /** The current version of the blob's file (see BlobReader.version), or null when it is missing. */
   version(sha256: Sha256): Promise<string | null>;
-  /** The same, blocking: one metadata lookup, for the download hot path. */
-  versionSync(sha256: Sha256): string | null;
+  /** The same, blocking: one metadata lookup, for the download hot path (local files only; objects never go stale). */
+  versionSync?(sha256: Sha256): string | null;
   /** Moves the blob's file out of blobs/ until the caller's row change commits; see the implementation. */
   detach(sha256: Sha256): Promise<DetachedBlob | null>;
   /** What detach() left without a discard(): deletes of dead processes, and this process's in flight. */
   leftDetached(): Promise<LeftDetached[]>;
-  list(): AsyncIterable<BlobInfo>;
+  list(): AsyncIterable<ListedBlob>;
   /** Moves a blob's file aside (not deleted); resolves to its new path, or null when it was missing. */
   quarantine(sha256: Sha256, atMs: number): Promise<string | null>;
   /** Removes temp files whose writer is gone; returns the removed paths. */
   removeStaleTmpFiles(): Promise<string[]>;
-  /** Free and total bytes of the filesystem holding the blobs. */
+  /** Free and total bytes of the local filesystem of the data directory (on fs: the blobs' too). */
   diskUsage(): Promise<{ freeBytes: number; totalBytes: number }>;
+  /** S3 only: a finished object under uploads/ (a resumable upload) made a blob by a server-side copy. */
+  stageObject?(key: string, options: AdoptOptions): Promise<StagedBlob>;
+  /** S3 only: blobs in the bucket and their bytes (counted by listing, cached for a little while). */
+  bucketUsage?(): Promise<{ objects: number; bytes: number }>;
+  /** S3 only: a URL that fetches the blob without credentials until it expires. */
+  presignDownload?(sha256: Sha256, options: { contentDisposition: string; expiresInSeconds: number }): Promise<string>;
 }
 
-/** Opens the store, creating missing directories with the modes of storage/file-modes.ts. */
-export async function openBlobStore(dataDir: string): Promise<BlobStore> {
+/** Where the blobs go: the data directory (default), or a bucket. */
+export type StoreBackend = { kind: 'fs' } | ({ kind: 's3' } & S3Backend);
+
+export interface S3Backend {
+  settings: S3Settings;
+  /** Objects above this are copied part by part (tests lower it to reach that path with small data). */
+  singleCopyMaxBytes?: number | undefined;
+}
+
+/**
+ * Opens the store, creating missing directories with the modes of
+ * storage/file-modes.ts (a bucket store keeps its local data directory too).
+ * A bucket is checked for reads and writes first; the S3 SDK is loaded only then.
+ */
+export async function openBlobStore(dataDir: string, backend: StoreBackend = { kind: 'fs' }): Promise<BlobStore> {
   const layout = createLayout(dataDir);
   await ensureDir(layout.root, DATA_DIR_MODE);
   await ensureDir(layout.blobsDir, DATA_DIR_MODE);
   await ensureDir(layout.tmpDir, PRIVATE_DIR_MODE);
   await ensureDir(layout.quarantineDir, PRIVATE_DIR_MODE);
   await ensureDir(layout.uploadsDir, PRIVATE_DIR_MODE);
+  if (backend.kind === 's3') {
+    const { openS3BlobStore } = await import('./s3/store.js');
+    return openS3BlobStore(layout, backend.settings, { singleCopyMaxBytes: backend.singleCopyMaxBytes });
+  }
   return fsBlobStore(layout);
 }
 
 /** Not frozen: tests wrap it in a Proxy that swaps single methods for failing ones. */
 function fsBlobStore(layout: Layout): BlobStore {
   return {
+    kind: 'fs',
+    location: layout.blobsDir,
     layout,
     stage: (source: ByteSource, options?: PutOptions) => stageStream(layout, source, options),
     put: async (source: ByteSource, options?: PutOptions) => commitStaged(await stageStream(layout, source, options)),

@@ -51,9 +51,15 @@ export const FOREIGN_TMP_STALE_MS = 60 * 60 * 1000;
  * sharing the data directory: the file changed within FOREIGN_TMP_STALE_MS.
  */
 export async function isLiveWriter(writer: TmpFileWriter, file: string): Promise<boolean> {
+  const foreign = writer.host !== null && writer.host !== thisHost;
+  const modifiedMs = foreign ? ((await fs.stat(file).catch(() => null))?.mtimeMs ?? null) : null;
+  return writerMayBeAlive(writer, modifiedMs);
+}
+
+/** isLiveWriter's rule for a temp file (or object) whose last change is known (null: it is gone). */
+export function writerMayBeAlive(writer: TmpFileWriter, modifiedMs: number | null): boolean {
   if (writer.host !== null && writer.host !== thisHost) {
-    const st = await fs.stat(file).catch(() => null);
-    return st !== null && Date.now() - st.mtimeMs < FOREIGN_TMP_STALE_MS;
+    return modifiedMs !== null && Date.now() - modifiedMs < FOREIGN_TMP_STALE_MS;
   }
   if (writer.pid === process.pid) return false;
   try {

@@ -148,7 +148,7 @@ function stagedBlob(layout: Layout, file: string, { sha256, size }: Content): St
 }
 
 /** Step 3's check: the content is what the caller said it would be, or nothing is stored. */
-function validateContent(
+export function validateContent(
   content: Content,
   expected: { expectedSize?: number | undefined; expectedSha256?: Sha256 | undefined },
 ): void {

@@ -84,7 +84,8 @@ export function createLayout(dataDir: string): Layout {
 
 /** This machine's name as it appears in temp file names (letters, digits, dots and dashes only). */
 export const thisHost = hostLabel(os.hostname());
-const thisWriter = `${process.pid}@${thisHost}`;
+/** `<pid>@<host>`: who wrote a temp file, so clean-up can tell a dead writer's leftovers from a live one's. */
+export const thisWriter = `${process.pid}@${thisHost}`;
 
 function hostLabel(name: string): string {
   return (

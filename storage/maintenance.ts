@@ -1,7 +1,7 @@
 /** Moving blobs out of sight (delete, quarantine), listing them, and clearing what dead processes left in tmp/. */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { BlobInfo, DetachedBlob, LeftDetached } from './blob-store.js';
+import type { DetachedBlob, LeftDetached, ListedBlob } from './blob-store.js';
 import { isSha256, type Sha256 } from './digest.js';
 import { DATA_DIR_MODE, ensureDir } from './file-modes.js';
 import { isErrno, isLiveWriter } from './fs-utils.js';
@@ -56,7 +56,7 @@ export async function leftDetached(layout: Layout): Promise<LeftDetached[]> {
 }
 
 /** Every committed blob, in digest order; stray names in the tree are skipped. */
-export async function* listBlobs(layout: Layout): AsyncIterable<BlobInfo> {
+export async function* listBlobs(layout: Layout): AsyncIterable<ListedBlob> {
   for (const fanout of (await fs.readdir(layout.blobsDir)).sort()) {
     if (!/^[0-9a-f]{2}$/.test(fanout)) continue;
     const dir = path.join(layout.blobsDir, fanout);
@@ -69,8 +69,11 @@ export async function* listBlobs(layout: Layout): AsyncIterable<BlobInfo> {
     }
     for (const name of names.sort()) {
       if (!isSha256(name) || !name.startsWith(fanout)) continue;
-      const info = await statBlob(layout, name);
-      if (info) yield info;
+      const st = await fs.stat(path.join(dir, name)).catch((err: unknown) => {
+        if (isErrno(err, 'ENOENT')) return null;
+        throw err;
+      });
+      if (st) yield { sha256: name, size: st.size, modifiedMs: st.mtimeMs };
     }
   }
 }

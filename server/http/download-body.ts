@@ -191,7 +191,14 @@ function sendParts(
   sha256: Sha256,
 ): Promise<SendOutcome> {
   const [only] = plan.parts;
-  if (plan.parts.length === 1 && only?.range && !only.prefix && !deps.limiter && plan.length <= INLINE_MAX_BYTES) {
+  if (
+    reader.readSync &&
+    plan.parts.length === 1 &&
+    only?.range &&
+    !only.prefix &&
+    !deps.limiter &&
+    plan.length <= INLINE_MAX_BYTES
+  ) {
     armStallTimeout(res);
     const body = Buffer.allocUnsafe(plan.length);
     const got = reader.readSync(body, plan.length, only.range.start);

@@ -74,7 +74,8 @@ export function createOpenBlobCache(
     async acquire(sha256) {
       const cached = entries.get(sha256);
       if (cached) {
-        const current = store.versionSync(sha256);
+        // Objects have no stale handles (a key only ever holds its digest's bytes): only local files are re-checked.
+        const current = store.versionSync ? store.versionSync(sha256) : cached.reader.version;
         if (current === cached.reader.version && !cached.stale) return lease(sha256, cached);
         closeEntry(sha256, cached);
         if (current === null) throw new AppError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });

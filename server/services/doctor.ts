@@ -48,7 +48,7 @@ export interface DoctorReport {
 /** Loose blob files are summed up after this many, so a whole store of them stays readable. */
 const NAMED_LOOSE_FILES = 5;
 
-const SECRET_KEYS = new Set(['adminPassword', 'syncToken']);
+const SECRET_KEYS = new Set(['adminPassword', 'syncToken', 's3SecretAccessKey']);
 
 export async function runDoctor(deps: Pick<ServiceDeps, 'config' | 'db' | 'store'>): Promise<DoctorReport> {
   const { config, db, store } = deps;

@@ -8,7 +8,6 @@
  * Files with no database row (an ingest that crashed between rename and
  * insert) are removed after the same grace period.
  */
-import fs from 'node:fs/promises';
 import type { Sha256 } from '../../storage/digest.js';
 import { withBlobLock } from '../db/blob-lock.js';
 import { blobExists, deleteBlobRow, findBlob, listBlobsByDigest } from '../db/repos/blobs.js';
@@ -100,8 +99,7 @@ export async function collectGarbage(
   const known = new Set(rows.map((r) => r.sha256));
   for await (const blob of store.list()) {
     if (known.has(blob.sha256)) continue;
-    const st = await fs.stat(store.layout.blobFile(blob.sha256)).catch(() => null);
-    if (!st || now - st.mtimeMs < options.graceMs) continue;
+    if (now - blob.modifiedMs < options.graceMs) continue;
     // A row may have appeared since we listed (an ingest finishing): look again, and unlink in the same step.
     const orphan = options.dryRun
       ? !(await blobExists(db, blob.sha256))

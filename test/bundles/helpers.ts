@@ -22,6 +22,7 @@ import { ingest } from '../../server/services/ingest.js';
 import { cliArgs, repoRoot } from '../helpers/cli.js';
 import { makeTempDir, sha256Hex, testBytes, testConfig } from '../helpers/env.js';
 import { withTestDatabase } from '../helpers/database.js';
+import { withTestStorage } from '../helpers/s3.js';
 
 /** Anything with a runtime: a TestMirror (with server) or a LocalMirror (data dir only). */
 export interface HasRuntime {
@@ -278,7 +279,7 @@ export { sha256Hex };
 export function spawnCliPiped(args: string[], env: Record<string, string>, stdin: 'pipe' | Readable = 'pipe') {
   return spawn(process.execPath, cliArgs(args), {
     cwd: repoRoot,
-    env: { ...process.env, ...withTestDatabase(env) },
+    env: { ...process.env, ...withTestStorage(withTestDatabase(env)) },
     stdio: [stdin, 'pipe', 'pipe'],
   });
 }

@@ -7,6 +7,7 @@ import { createGroup } from '../../server/services/groups.js';
 import { cliArgs, repoRoot, runCli } from '../helpers/cli.js';
 import { startMirror, type TestMirror } from '../helpers/env.js';
 import { withTestDatabase } from '../helpers/database.js';
+import { withTestStorage } from '../helpers/s3.js';
 
 describe('goldmirror group export and import', () => {
   let mirror: TestMirror;
@@ -52,7 +53,7 @@ describe('goldmirror group export and import', () => {
 
     const child = spawn(process.execPath, cliArgs(['group', 'import', '-', '--json']), {
       cwd: repoRoot,
-      env: { ...process.env, ...withTestDatabase(env) },
+      env: { ...process.env, ...withTestStorage(withTestDatabase(env)) },
     });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { withTestDatabase } from './database.js';
+import { withTestStorage } from './s3.js';
 import { waitFor } from './wait.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '../..');
@@ -27,7 +28,7 @@ export function runCli(
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, cliArgs(args), {
       cwd,
-      env: { ...process.env, ...withTestDatabase(env) },
+      env: { ...process.env, ...withTestStorage(withTestDatabase(env)) },
       stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -44,7 +45,7 @@ export function runCli(
 export function spawnCli(args: string[], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, cliArgs(args), {
     cwd: repoRoot,
-    env: { ...process.env, ...withTestDatabase(env) },
+    env: { ...process.env, ...withTestStorage(withTestDatabase(env)) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }

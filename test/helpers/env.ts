@@ -12,6 +12,7 @@ import { openRuntime, type Runtime } from '../../server/runtime.js';
 import { startServer, type ServerHandle } from '../../server/serve.js';
 import { ingest } from '../../server/services/ingest.js';
 import { testDatabaseUrl } from './database.js';
+import { testStorageOverrides } from './s3.js';
 
 /** A port that was free a moment ago on 127.0.0.1 (for servers started in child processes). */
 export async function freePort(): Promise<number> {
@@ -41,6 +42,8 @@ export function testConfig(dataDir: string, overrides: Record<string, unknown> =
       minFreeBytes: 0,
       logLevel: 'silent',
       fetchAllow: TEST_FETCH_ALLOW,
+      // With MIRROR_TEST_STORAGE=s3 the blobs go to the run's bucket, under this data dir's prefix.
+      ...testStorageOverrides(dataDir),
       ...overrides,
     },
   });
