@@ -37,13 +37,7 @@ export async function startTestS3(): Promise<TestS3Server> {
       close: async () => undefined,
     };
   }
-  const { default: S3rver } = (await import('s3rver')) as {
-    default: new (options: object) => {
-      run(): Promise<{ address: string; port: number }>;
-      close(): Promise<void>;
-      httpServer?: { closeAllConnections(): void };
-    };
-  };
+  const { default: S3rver } = await import('s3rver');
   const directory = await fs.mkdtemp(path.join(os.tmpdir(), 'goldmirror-s3rver-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
   const { port } = await server.run();
@@ -54,7 +48,7 @@ export async function startTestS3(): Promise<TestS3Server> {
     secretAccessKey: 'S3RVER',
     kind: 's3rver',
     async close() {
-      server.httpServer?.closeAllConnections();
+      (server as unknown as { httpServer?: { closeAllConnections(): void } }).httpServer?.closeAllConnections();
       await server.close();
       await fs.rm(directory, { recursive: true, force: true });
     },
