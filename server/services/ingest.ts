@@ -59,6 +59,8 @@ export async function assertFreeSpace(
   bytes: number,
   what = 'the package',
 ): Promise<void> {
+  // Packages on S3 never touch the local disk: only its reserve is guarded, not the package's size.
+  if (deps.store.kind === 's3') bytes = 0;
   if (deps.minFreeBytes <= 0 && bytes <= 0) return;
   const { freeBytes } = await deps.store.diskUsage();
   if (freeBytes - bytes < deps.minFreeBytes) {
