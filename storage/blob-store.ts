@@ -46,6 +46,14 @@ export interface PutOptions {
   onProgress?: ((bytesWritten: number) => void) | undefined;
 }
 
+export interface StaleTmpOptions {
+  /**
+   * This process is running ingests (a GC pass), so files under its own PID are its own and kept. Without it (at
+   * start, before any ingest) they can only be an earlier process's that had the same PID.
+   */
+  whileRunning?: boolean | undefined;
+}
+
 /** A blob moved out of sight by detach(); discard() removes it for good. */
 export interface DetachedBlob {
   discard(): Promise<void>;
@@ -132,8 +140,8 @@ export interface BlobStore {
   list(): AsyncIterable<ListedBlob>;
   /** Moves a blob's file aside (not deleted); resolves to its new path, or null when it was missing. */
   quarantine(sha256: Sha256, atMs: number): Promise<string | null>;
-  /** Removes temp files whose writer is gone; returns the removed paths. */
-  removeStaleTmpFiles(): Promise<string[]>;
+  /** Removes temp files (and on S3 temp objects and open uploads) whose writer is gone; returns what it removed. */
+  removeStaleTmpFiles(options?: StaleTmpOptions): Promise<string[]>;
   /** Free and total bytes of the local filesystem of the data directory (on fs: the blobs' too). */
   diskUsage(): Promise<{ freeBytes: number; totalBytes: number }>;
   /** S3 only: a finished object under uploads/ (a resumable upload) made a blob by a server-side copy. */
@@ -190,7 +198,7 @@ function fsBlobStore(layout: Layout): BlobStore {
     leftDetached: () => leftDetached(layout),
     list: () => listBlobs(layout),
     quarantine: (sha256: Sha256, atMs: number) => quarantineBlob(layout, sha256, atMs),
-    removeStaleTmpFiles: () => removeStaleTmpFiles(layout),
+    removeStaleTmpFiles: (options?: StaleTmpOptions) => removeStaleTmpFiles(layout, options),
     diskUsage: () => diskUsage(layout.blobsDir),
   };
 }

@@ -50,18 +50,21 @@ export const FOREIGN_TMP_STALE_MS = 60 * 60 * 1000;
  * process that had the same PID, common in containers where the server is always PID 1 or 7). On another machine
  * sharing the data directory: the file changed within FOREIGN_TMP_STALE_MS.
  */
-export async function isLiveWriter(writer: TmpFileWriter, file: string): Promise<boolean> {
+export async function isLiveWriter(writer: TmpFileWriter, file: string, ownAlive = false): Promise<boolean> {
   const foreign = writer.host !== null && writer.host !== thisHost;
   const modifiedMs = foreign ? ((await fs.stat(file).catch(() => null))?.mtimeMs ?? null) : null;
-  return writerMayBeAlive(writer, modifiedMs);
+  return writerMayBeAlive(writer, modifiedMs, ownAlive);
 }
 
-/** isLiveWriter's rule for a temp file (or object) whose last change is known (null: it is gone). */
-export function writerMayBeAlive(writer: TmpFileWriter, modifiedMs: number | null): boolean {
+/**
+ * isLiveWriter's rule for a temp file (or object) whose last change is known (null: it is gone). `ownAlive`: this
+ * process's own files count as in use (a clean-up while it runs, not at its start).
+ */
+export function writerMayBeAlive(writer: TmpFileWriter, modifiedMs: number | null, ownAlive = false): boolean {
   if (writer.host !== null && writer.host !== thisHost) {
     return modifiedMs !== null && Date.now() - modifiedMs < FOREIGN_TMP_STALE_MS;
   }
-  if (writer.pid === process.pid) return false;
+  if (writer.pid === process.pid) return ownAlive;
   try {
     process.kill(writer.pid, 0);
     return true;

@@ -1,7 +1,7 @@
 /** Moving blobs out of sight (delete, quarantine), listing them, and clearing what dead processes left in tmp/. */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { DetachedBlob, LeftDetached, ListedBlob } from './blob-store.js';
+import type { DetachedBlob, LeftDetached, ListedBlob, StaleTmpOptions } from './blob-store.js';
 import { isSha256, type Sha256 } from './digest.js';
 import { DATA_DIR_MODE, ensureDir } from './file-modes.js';
 import { isErrno, isLiveWriter } from './fs-utils.js';
@@ -89,12 +89,12 @@ export async function quarantineBlob(layout: Layout, sha256: Sha256, atMs: numbe
   }
 }
 
-export async function removeStaleTmpFiles(layout: Layout): Promise<string[]> {
+export async function removeStaleTmpFiles(layout: Layout, options: StaleTmpOptions = {}): Promise<string[]> {
   const removed: string[] = [];
   for (const name of await fs.readdir(layout.tmpDir)) {
     const writer = tmpFileWriter(name);
     const file = path.join(layout.tmpDir, name);
-    if (writer === null || (await isLiveWriter(writer, file))) continue;
+    if (writer === null || (await isLiveWriter(writer, file, options.whileRunning))) continue;
     await fs.rm(file, { force: true });
     removed.push(file);
   }

@@ -29,6 +29,8 @@ export interface GcReport {
   freedBytes: number;
   /** portal: retired, and an image's portal values still point at it; downloaded: within the grace period. */
   kept: Array<{ sha256: string; reason: 'grace' | 'in-use' | 'portal' | 'downloaded' }>;
+  /** Temp files, temp objects and abandoned uploads of dead writers that this run removed. */
+  tempRemoved: string[];
 }
 
 export async function collectGarbage(
@@ -38,9 +40,11 @@ export async function collectGarbage(
 ): Promise<GcReport> {
   const { db, store } = deps;
   const now = deps.clock.now();
-  const report: GcReport = { dryRun: options.dryRun, removed: [], freedBytes: 0, kept: [] };
+  const report: GcReport = { dryRun: options.dryRun, removed: [], freedBytes: 0, kept: [], tempRemoved: [] };
   // Deletes that an earlier run (or a killed process) left half done: finish or undo them first.
   if (!options.dryRun) await recoverInterruptedDeletes(deps);
+  // What dead writers left in tmp/ (on S3 also their open multipart uploads); this process's own ingests are kept.
+  if (!options.dryRun) report.tempRemoved = await store.removeStaleTmpFiles({ whileRunning: true });
   // Records retirements a writer did not (e.g. a bundle import): their grace period starts now at the latest.
   await syncBlobUsage(db, now);
   const retirements = await loadRetirements(db);

@@ -15,7 +15,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { GetObjectCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { BlobStore, LeftDetached, ListedBlob, PutOptions } from '../blob-store.js';
+import type { BlobStore, LeftDetached, ListedBlob, PutOptions, StaleTmpOptions } from '../blob-store.js';
 import type { Sha256 } from '../digest.js';
 import { AppError } from '../../server/errors.js';
 import { diskUsage, FOREIGN_TMP_STALE_MS, writerMayBeAlive } from '../fs-utils.js';
@@ -138,9 +138,9 @@ function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
       usage = null;
       return `s3://${bucket.settings.bucket}/${target}`;
     },
-    async removeStaleTmpFiles() {
-      const removed = await removeStaleTmpFiles(layout);
-      return [...removed, ...(await removeStaleObjects(bucket))];
+    async removeStaleTmpFiles(options?: StaleTmpOptions) {
+      const removed = await removeStaleTmpFiles(layout, options);
+      return [...removed, ...(await removeStaleObjects(bucket, options?.whileRunning === true))];
     },
     diskUsage: () => diskUsage(layout.tmpDir),
     bucketUsage() {
@@ -196,14 +196,14 @@ async function stageLocalFile(bucket: Bucket, file: string, options: AdoptOption
  * then multipart uploads under blobs/ and tmp/ that no marker claims and
  * that started over an hour ago (a writer that died before its marker).
  */
-async function removeStaleObjects(bucket: Bucket): Promise<string[]> {
+async function removeStaleObjects(bucket: Bucket, whileRunning: boolean): Promise<string[]> {
   const removed: string[] = [];
   const claimed = new Set<string>();
   for await (const object of listObjects(bucket, bucket.keys.tmpPrefix)) {
     const name = object.key.slice(bucket.keys.tmpPrefix.length);
     const tmp = parseTmpName(name);
     if (!tmp) continue;
-    const alive = inProgress.has(object.key) || writerMayBeAlive(tmp, object.modifiedMs);
+    const alive = inProgress.has(object.key) || writerMayBeAlive(tmp, object.modifiedMs, whileRunning);
     const marker = tmp.kind === 'marker' ? await readMarker(bucket, object.key) : null;
     if (alive) {
       if (marker) claimed.add(marker.uploadId);
