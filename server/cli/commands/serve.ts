@@ -101,7 +101,13 @@ async function serveUntilSignal(runtime: Runtime, options: { repeatedSignals: 'd
   const { config, log } = runtime;
   const handle = await closingOnError(runtime, () => startServer(runtime));
   log.info(
-    { url: handle.url, host: config.host, port: config.port, dataDir: runtime.store.layout.root },
+    {
+      url: handle.url,
+      host: config.host,
+      port: config.port,
+      dataDir: runtime.store.layout.root,
+      blobs: runtime.store.location,
+    },
     'goldmirror listening',
   );
   reportReady();
