@@ -27,7 +27,7 @@ readonly SERVERS=(memcached account-server container-server object-server proxy-
 readonly ACCESS_KEY_ID=test:tester
 readonly SECRET_ACCESS_KEY=testing
 readonly REGION=us-east-1
-readonly START_TIMEOUT_SECONDS=40
+readonly START_TIMEOUT_SECONDS=90
 
 log() { echo "swift.sh: $*" >&2; }
 die() {
@@ -49,25 +49,34 @@ install_packages() {
     log "packages already installed: ${PACKAGES[*]}"
     return
   fi
-  local sudo=()
+  local sudo=() output
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
+  local install=("${apt[@]}" install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 "${missing[@]}")
   log "installing ${missing[*]}"
-  if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    -o Dpkg::Use-Pty=0 "${missing[@]}" >&2; then
+  # apt's progress goes to a temp file that is shown only when the install fails.
+  output=$(mktemp)
+  if ! "${install[@]}" >"$output" 2>&1; then
     log "apt-get install failed; running apt-get update once and retrying"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      -o Dpkg::Use-Pty=0 "${missing[@]}" >&2
+    if ! { "${apt[@]}" update -qq && "${install[@]}"; } >"$output" 2>&1; then
+      cat "$output" >&2
+      rm -f "$output"
+      die "apt-get install ${missing[*]} failed"
+    fi
   fi
+  rm -f "$output"
+  log "installed ${missing[*]}"
 }
 
-# Prints "<pid> <start time>" for a live process, so a stale pid file never names a recycled pid.
+# Prints "<pid> <start time>" for a live process, so a stale pid file never names a recycled pid; a zombie
+# (dead, not yet reaped by whatever init adopted it) counts as gone.
 process_identity() {
   local pid=$1 stat
   stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
   stat=${stat##*) }
   # shellcheck disable=SC2086
   set -- $stat
+  [ "$1" != Z ] || return 1
   echo "$pid ${20}"
 }
 
@@ -112,7 +121,7 @@ stop_cluster() {
     fi
     sleep 0.1
   done
-  rm -f "${files[@]}"
+  rm -f "${files[@]}" "$dir/run/proxy-port"
   [ ${#pids[@]} -eq 0 ] || log "stopped pids ${pids[*]} of $dir"
 }
 
@@ -279,21 +288,34 @@ use = egg:swift#symlink
 EOF
 }
 
+# Runs swift-ring-builder's own main() for all nine commands in one Python process: nine separate
+# swift-ring-builder runs cost ~1 s of start-up each. Part power 8 keeps rebalance instant; 1 replica because
+# there is one device.
 build_rings() {
-  local dir=$1 account_port=$2 container_port=$3 object_port=$4 kind port builder
-  for kind in account container object; do
-    case $kind in
-      account) port=$account_port ;;
-      container) port=$container_port ;;
-      object) port=$object_port ;;
-    esac
-    builder="$dir/etc/$kind.builder"
-    # Part power 8 keeps rebalance instant; 1 replica because there is one device; min_part_hours 1.
-    swift-ring-builder "$builder" create 8 1 1 >>"$dir/log/rings.log"
-    swift-ring-builder "$builder" add --region 1 --zone 1 --ip 127.0.0.1 --port "$port" --device d1 \
-      --weight 100 >>"$dir/log/rings.log"
-    swift-ring-builder "$builder" rebalance >>"$dir/log/rings.log"
-  done
+  local dir=$1 account_port=$2 container_port=$3 object_port=$4
+  "$PYTHON" - "$dir/etc" "$account_port" "$container_port" "$object_port" >"$dir/log/rings.log" 2>&1 <<'EOF' ||
+import sys
+
+from swift.cli.ringbuilder import main
+
+etc, ports = sys.argv[1], dict(zip(("account", "container", "object"), sys.argv[2:5]))
+for kind, port in ports.items():
+    builder = f"{etc}/{kind}.builder"
+    for command in (
+        ["create", "8", "1", "1"],
+        ["add", "--region", "1", "--zone", "1", "--ip", "127.0.0.1", "--port", port, "--device", "d1",
+         "--weight", "100"],
+        ["rebalance"],
+    ):
+        try:
+            main(["swift-ring-builder", builder, *command])
+            status = 0
+        except SystemExit as exit:
+            status = exit.code or 0
+        if status != 0:
+            sys.exit(f"swift-ring-builder {builder} {' '.join(command)} exited {status}")
+EOF
+    die "swift-ring-builder failed; see $dir/log/rings.log"
 }
 
 # Waits until every server answers /healthcheck and a SigV4-signed ListBuckets succeeds through s3api.
@@ -388,12 +410,15 @@ start_once() {
   touch "$dir/.goldmirror-swift"
   write_configs "$dir" "$user" "$proxy_port" "$account_port" "$container_port" "$object_port" "$memcached_port"
   build_rings "$dir" "$account_port" "$container_port" "$object_port"
+  log "rings built after $SECONDS s; starting memcached and the account, container, object and proxy servers"
   [ "$(id -u)" -ne 0 ] || chown -R "$user:" "$dir"
 
   local as_user=()
   [ "$(id -u)" -ne 0 ] || as_user=(setpriv --reuid="$user" --regid="$user" --init-groups --)
+  "${as_user[@]}" test -w "$dir/srv/node/d1" ||
+    die "user $user cannot write under $dir (a parent dir it may not enter?); use a dir under /tmp"
   if ! "${as_user[@]}" "$PYTHON" -c 'import os, sys; os.setxattr(sys.argv[1], "user.swift.probe", b"1")' \
-    "$dir/srv/node/d1" 2>>"$dir/log/rings.log"; then
+    "$dir/srv/node/d1" 2>>"$dir/log/xattr-probe.log"; then
     die "$dir/srv/node/d1 has no user xattrs (Swift stores object metadata in them); use a dir on ext4 or xfs"
   fi
 
@@ -409,7 +434,7 @@ start_once() {
 start_cluster() {
   local dir=$1
   command -v swift-ring-builder >/dev/null && command -v memcached >/dev/null &&
-    "$PYTHON" -c 'import swift.common.middleware.s3api' 2>/dev/null ||
+    [ -f /usr/lib/python3/dist-packages/swift/common/middleware/s3api/s3api.py ] ||
     die "Swift is not installed; run: $0 install"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd -P)
@@ -434,7 +459,7 @@ start_cluster() {
   for attempt in 1 2 3; do
     # A subshell outside any condition keeps errexit on inside start_once.
     set +e
-    (start_once "$dir" "$user")
+    (set -e; start_once "$dir" "$user")
     status=$?
     set -e
     if [ $status -eq 0 ]; then
