@@ -16,11 +16,15 @@
  * An open upload is recorded in a marker object (tmp/ingest-<writer>-….json)
  * so that removeStaleTmp() can abort the uploads of a writer that died.
  */
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
 import { UploadPartCommand } from '@aws-sdk/client-s3';
 import type { ByteSource, PutOptions, PutResult, StagedBlob } from '../blob-store.js';
 import { isSha256, newSha256, type Sha256 } from '../digest.js';
 import { AppError } from '../../server/errors.js';
+import { createFile, FILE_MODE } from '../file-modes.js';
 import { validateContent, type AdoptOptions } from '../ingest.js';
+import type { Layout } from '../layout.js';
 import {
   abortUpload,
   completeUpload,
@@ -28,18 +32,24 @@ import {
   createUpload,
   deleteObject,
   headObject,
-  MIN_PART_BYTES,
   putObject,
   type Bucket,
 } from './objects.js';
 import { objectReader } from './reader.js';
 
-const PART_BYTES = 8 << 20;
-/** Parts an upload may have (S3 allows 10,000; some room is kept for a size guessed short). */
-const MAX_PARTS = 9_500;
-/** Without a known size, the part size doubles every this many parts, so no upload runs out of parts. */
-const PARTS_PER_SIZE_STEP = 2_000;
+/** Content up to this size is held in memory and written by one PutObject; larger content goes in parts. */
+const SMALL_BYTES = 8 << 20;
+/** Parts an upload may have: OpenStack Swift's default limit (S3 allows 10,000). */
+const MAX_PARTS = 1_000;
+/** Smallest part of a known size (larger when size / MAX_PARTS is: 60 GB → 60 MiB parts). */
+const MIN_SPOOLED_PART_BYTES = 8 << 20;
+/** Without a known size, parts start at this and double every PARTS_PER_SIZE_STEP parts: 1,000 parts hold 120 GB. */
+const UNKNOWN_SIZE_PART_BYTES = 32 << 20;
+const PARTS_PER_SIZE_STEP = 250;
 const PARTS_IN_FLIGHT = 2;
+const PART_ATTEMPTS = 3;
+/** Writes to a part file are gathered to this size (as in the filesystem store). */
+const SPOOL_WRITE_BYTES = 1 << 20;
 /** A marker is rewritten this often while its upload runs, so other nodes never take a slow upload for a dead one. */
 export const MARKER_REFRESH_MS = 10 * 60 * 1000;
 
@@ -55,6 +65,7 @@ export const inProgress = new Set<string>();
 
 export async function stageIntoBucket(
   bucket: Bucket,
+  layout: Layout,
   source: ByteSource,
   options: PutOptions = {},
 ): Promise<StagedBlob> {
@@ -67,20 +78,24 @@ export async function stageIntoBucket(
   const target = expectedSha256 ? bucket.keys.blob(expectedSha256) : names.object;
   const partSizeAt = (partNumber: number): number =>
     expectedSize !== undefined
-      ? Math.max(PART_BYTES, Math.ceil(expectedSize / MAX_PARTS))
-      : PART_BYTES * 2 ** Math.floor((partNumber - 1) / PARTS_PER_SIZE_STEP);
+      ? Math.max(MIN_SPOOLED_PART_BYTES, Math.ceil(expectedSize / MAX_PARTS))
+      : UNKNOWN_SIZE_PART_BYTES * 2 ** Math.floor((partNumber - 1) / PARTS_PER_SIZE_STEP);
 
   const hash = newSha256();
   let size = 0;
   let uploaded = 0;
-  let pending: Uint8Array[] = [];
-  let pendingBytes = 0;
+  // Content is held in memory while it may still be small; past SMALL_BYTES it goes to part files.
+  let memory: Uint8Array[] | null = [];
+  let memoryBytes = 0;
+  let spool: Spool | null = null;
   let upload: Upload | null = null;
-  let partsSent = 0;
+  let partsCut = 0;
   let markerWrittenAt = 0;
   const inflight: Promise<void>[] = [];
+  const spoolFiles = new Set<string>();
 
-  const sendPart = async (body: Buffer): Promise<void> => {
+  /** The multipart upload, opened with the first part; its marker is rewritten now and then while it runs. */
+  const openUpload = async (): Promise<Upload> => {
     if (!upload) {
       const uploadId = await createUpload(bucket, target);
       upload = { key: target, marker: names.marker, uploadId, parts: [] };
@@ -90,36 +105,47 @@ export async function stageIntoBucket(
       markerWrittenAt = Date.now();
       await putObject(bucket, names.marker, JSON.stringify({ key: target, uploadId: upload.uploadId }));
     }
-    const current: Upload = upload;
-    partsSent += 1;
-    const partNumber = partsSent;
-    const sent = bucket.client
-      .send(
-        new UploadPartCommand({
-          Bucket: bucket.settings.bucket,
-          Key: current.key,
-          UploadId: current.uploadId,
-          PartNumber: partNumber,
-          Body: body,
-          ContentLength: body.length,
-        }),
-        { abortSignal: signal },
-      )
-      .then(
-        (result) => {
-          if (!result.ETag) throw new Error(`part ${partNumber} came back without an ETag`);
-          current.parts.push({ PartNumber: partNumber, ETag: result.ETag });
-          uploaded += body.length;
-          onProgress?.(uploaded);
-        },
-        (err: unknown) => {
-          throw bucket.fail(`uploading part ${partNumber} of ${current.key}`, err);
-        },
-      );
-    // Rejections surface where the part is awaited; until then they count as handled.
+    return upload;
+  };
+
+  const uploadPart = async (current: Upload, part: Spool, partNumber: number): Promise<void> => {
+    try {
+      const etag = await sendPartFile(bucket, current, partNumber, part, signal);
+      current.parts.push({ PartNumber: partNumber, ETag: etag });
+      uploaded += part.bytes;
+      onProgress?.(uploaded);
+    } finally {
+      spoolFiles.delete(part.file);
+      await fs.rm(part.file, { force: true });
+    }
+  };
+
+  /** Hands the full part file to an upload in the background; waits while PARTS_IN_FLIGHT of them run. */
+  const cutPart = async (): Promise<void> => {
+    const part = spool!;
+    spool = null;
+    await part.close();
+    partsCut += 1;
+    const sent = uploadPart(await openUpload(), part, partsCut);
+    // A failure surfaces where the part is awaited; until then it counts as handled.
     sent.catch(() => undefined);
     inflight.push(sent);
-    if (inflight.length >= PARTS_IN_FLIGHT) await inflight.shift();
+    while (inflight.length >= PARTS_IN_FLIGHT) await inflight.shift();
+  };
+
+  const spoolChunk = async (chunk: Uint8Array): Promise<void> => {
+    let rest = chunk;
+    while (rest.byteLength > 0) {
+      if (!spool) {
+        spool = await openSpool(layout);
+        spoolFiles.add(spool.file);
+      }
+      const partSize = partSizeAt(partsCut + 1);
+      const piece = rest.byteLength <= partSize - spool.bytes ? rest : rest.subarray(0, partSize - spool.bytes);
+      await spool.append(piece);
+      rest = rest.subarray(piece.byteLength);
+      if (spool.bytes >= partSize) await cutPart();
+    }
   };
 
   try {
@@ -133,24 +159,25 @@ export async function stageIntoBucket(
           expected: expectedSize,
         });
       }
-      pending.push(chunk);
-      pendingBytes += chunk.byteLength;
-      if (pendingBytes >= Math.max(MIN_PART_BYTES, partSizeAt(partsSent + 1))) {
-        const body = Buffer.concat(pending);
-        pending = [];
-        pendingBytes = 0;
-        await sendPart(body);
+      if (memory) {
+        memory.push(chunk);
+        memoryBytes += chunk.byteLength;
+        if (memoryBytes <= SMALL_BYTES) continue;
+        const held = memory;
+        memory = null;
+        for (const piece of held) await spoolChunk(piece);
+        continue;
       }
+      await spoolChunk(chunk);
     }
     signal?.throwIfAborted();
     const content = { sha256: hash.digest('hex') as Sha256, size };
     validateContent(content, { expectedSize, expectedSha256 });
-    const rest = Buffer.concat(pending);
-    pending = [];
-    if (!upload) return smallBlob(bucket, content, rest);
-    if (rest.length > 0) await sendPart(rest);
+    if (memory) return smallBlob(bucket, content, Buffer.concat(memory));
+    if (spool) await cutPart();
     while (inflight.length > 0) await inflight.shift();
-    const finished: Upload = upload;
+    const finished = upload as Upload | null;
+    if (!finished) throw new Error('no part was uploaded');
     finished.parts.sort((a, b) => a.PartNumber - b.PartNumber);
     if (expectedSha256) return uploadedBlob(bucket, content, finished);
     await completeUpload(bucket, finished.key, finished.uploadId, finished.parts);
@@ -159,6 +186,9 @@ export async function stageIntoBucket(
     inProgress.delete(names.marker);
     inProgress.delete(names.object);
     await Promise.allSettled(inflight);
+    const left = spool as Spool | null;
+    await left?.close().catch(() => undefined);
+    for (const file of spoolFiles) await fs.rm(file, { force: true }).catch(() => undefined);
     const open = upload as Upload | null;
     if (open) {
       await abortUpload(bucket, open.key, open.uploadId).catch(() => undefined);
@@ -167,6 +197,96 @@ export async function stageIntoBucket(
     }
     throw err;
   }
+}
+
+/** One part's bytes in a local temp file (named like every ingest temp file, so clean-up knows its writer). */
+interface Spool {
+  readonly file: string;
+  bytes: number;
+  append(chunk: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function openSpool(layout: Layout): Promise<Spool> {
+  const file = layout.newTmpFile();
+  const handle = await createFile(file, FILE_MODE);
+  let batch: Uint8Array[] = [];
+  let batchBytes = 0;
+  let written = 0;
+  let closed = false;
+  const flush = async (): Promise<void> => {
+    if (batchBytes === 0) return;
+    const buffers = batch;
+    const bytes = batchBytes;
+    batch = [];
+    batchBytes = 0;
+    let done = (await handle.writev(buffers, written)).bytesWritten;
+    if (done < bytes) {
+      const rest = Buffer.concat(buffers).subarray(done);
+      while (done < bytes) {
+        const { bytesWritten } = await handle.write(rest, done - (bytes - rest.length), bytes - done, written + done);
+        if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'ENOSPC' });
+        done += bytesWritten;
+      }
+    }
+    written += bytes;
+  };
+  const spool: Spool = {
+    file,
+    bytes: 0,
+    async append(chunk) {
+      batch.push(chunk);
+      batchBytes += chunk.byteLength;
+      spool.bytes += chunk.byteLength;
+      if (batchBytes >= SPOOL_WRITE_BYTES) await flush();
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      try {
+        await flush();
+      } finally {
+        await handle.close();
+      }
+    },
+  };
+  return spool;
+}
+
+/** Uploads one part from its file, retrying a failed attempt from the start of the file. */
+async function sendPartFile(
+  bucket: Bucket,
+  upload: Upload,
+  partNumber: number,
+  part: Spool,
+  signal: AbortSignal | undefined,
+): Promise<string> {
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= PART_ATTEMPTS; attempt += 1) {
+    signal?.throwIfAborted();
+    const body = createReadStream(part.file, { highWaterMark: SPOOL_WRITE_BYTES });
+    try {
+      const result = await bucket.client.send(
+        new UploadPartCommand({
+          Bucket: bucket.settings.bucket,
+          Key: upload.key,
+          UploadId: upload.uploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ContentLength: part.bytes,
+        }),
+        { abortSignal: signal },
+      );
+      if (!result.ETag) throw new Error(`part ${partNumber} came back without an ETag`);
+      return result.ETag;
+    } catch (err) {
+      lastError = err;
+      if (signal?.aborted) break;
+    } finally {
+      body.destroy();
+    }
+  }
+  throw bucket.fail(`uploading part ${partNumber} of ${upload.key}`, lastError);
 }
 
 /**
@@ -198,7 +318,7 @@ async function hashObject(bucket: Bucket, key: string, head: { size: number; ver
   });
   try {
     const hash = newSha256();
-    const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(PART_BYTES, head.size)));
+    const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(SPOOL_WRITE_BYTES, head.size)));
     for (let position = 0; position < head.size;) {
       const got = await reader.read(buffer, buffer.length, position);
       if (got === 0) break;

@@ -101,10 +101,11 @@ function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
     kind: 's3',
     location: describeBucket(bucket.settings),
     layout,
-    stage: (source, options?: PutOptions) => stageIntoBucket(bucket, source, options),
-    put: async (source, options?: PutOptions) => commitStaged(await stageIntoBucket(bucket, source, options)),
-    stageFile: (file: string, options: AdoptOptions) => stageLocalFile(bucket, file, options),
-    adoptFile: async (file: string, options: AdoptOptions) => commitStaged(await stageLocalFile(bucket, file, options)),
+    stage: (source, options?: PutOptions) => stageIntoBucket(bucket, layout, source, options),
+    put: async (source, options?: PutOptions) => commitStaged(await stageIntoBucket(bucket, layout, source, options)),
+    stageFile: (file: string, options: AdoptOptions) => stageLocalFile(bucket, layout, file, options),
+    adoptFile: async (file: string, options: AdoptOptions) =>
+      commitStaged(await stageLocalFile(bucket, layout, file, options)),
     stageObject: (key: string, options: AdoptOptions) => stageObject(bucket, key, options),
     open: readerOf,
     async stat(sha256) {
@@ -178,10 +179,10 @@ function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
 }
 
 /** A finished local file (a resumable upload kept on this node's disk) streamed into the bucket, then removed. */
-async function stageLocalFile(bucket: Bucket, file: string, options: AdoptOptions) {
+async function stageLocalFile(bucket: Bucket, layout: Layout, file: string, options: AdoptOptions) {
   try {
     const size = (await fs.stat(file)).size;
-    return await stageIntoBucket(bucket, createReadStream(file, { highWaterMark: 1 << 20 }), {
+    return await stageIntoBucket(bucket, layout, createReadStream(file, { highWaterMark: 1 << 20 }), {
       expectedSha256: options.expectedSha256 ?? options.knownSha256,
       expectedSize: size,
     });
