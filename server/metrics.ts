@@ -15,6 +15,7 @@ export interface Metrics {
   downloadsStarted: Counter<'image' | 'arch'>;
   downloadsCompleted: Counter<'image' | 'arch'>;
   downloadsAborted: Counter<'image' | 'arch'>;
+  downloadsRedirected: Counter<'image' | 'arch'>;
   downloadBytes: Counter<'image' | 'arch'>;
   activeDownloads: Gauge;
   downloadSlotsUsed: Gauge;
@@ -61,6 +62,12 @@ export function createMetrics(sources: MetricsSources): Metrics {
     downloadsAborted: new Counter({
       name: 'goldmirror_downloads_aborted_total',
       help: 'Download responses cut short (client gone, timeout).',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    downloadsRedirected: new Counter({
+      name: 'goldmirror_downloads_redirected_total',
+      help: 'Download GETs answered 302 to a presigned URL of the object storage (MIRROR_S3_DOWNLOADS=redirect).',
       labelNames: labels,
       registers: [registry],
     }),
