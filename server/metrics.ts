@@ -15,6 +15,7 @@ export interface Metrics {
   downloadsStarted: Counter<'image' | 'arch'>;
   downloadsCompleted: Counter<'image' | 'arch'>;
   downloadsAborted: Counter<'image' | 'arch'>;
+  downloadsRedirected: Counter<'image' | 'arch'>;
   downloadBytes: Counter<'image' | 'arch'>;
   activeDownloads: Gauge;
   downloadSlotsUsed: Gauge;
@@ -30,7 +31,10 @@ export interface Metrics {
 
 export interface MetricsSources {
   corruptBlobs(): Promise<number>;
+  /** The local data directory's filesystem (on fs it holds the blobs too), and the catalog's blob bytes. */
   disk(): Promise<{ freeBytes: number; usedBytes: number; blobBytes: number }>;
+  /** S3 only: the blobs in the bucket; its gauges then stand in for the disk's used bytes. */
+  bucket?: (() => Promise<{ objects: number; bytes: number }>) | undefined;
 }
 
 export function createMetrics(sources: MetricsSources): Metrics {
@@ -61,6 +65,12 @@ export function createMetrics(sources: MetricsSources): Metrics {
     downloadsAborted: new Counter({
       name: 'goldmirror_downloads_aborted_total',
       help: 'Download responses cut short (client gone, timeout).',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    downloadsRedirected: new Counter({
+      name: 'goldmirror_downloads_redirected_total',
+      help: 'Download GETs answered 302 to a presigned URL of the object storage (MIRROR_S3_DOWNLOADS=redirect).',
       labelNames: labels,
       registers: [registry],
     }),
@@ -145,22 +155,25 @@ function registerScrapeGauges(
   });
   new Gauge({
     name: 'goldmirror_disk_free_bytes',
-    help: 'Free bytes on the filesystem holding the blobs.',
+    help: 'Free bytes on the filesystem of the data directory (blobs on fs; temp files and uploads either way).',
     aggregator: 'first',
     registers: [registry],
     async collect() {
       await disk((d) => d.freeBytes, this);
     },
   });
-  new Gauge({
-    name: 'goldmirror_disk_used_bytes',
-    help: 'Used bytes on the filesystem holding the blobs.',
-    aggregator: 'first',
-    registers: [registry],
-    async collect() {
-      await disk((d) => d.usedBytes, this);
-    },
-  });
+  const { bucket } = sources;
+  if (bucket) registerBucketGauges(registry, bucket);
+  else
+    new Gauge({
+      name: 'goldmirror_disk_used_bytes',
+      help: 'Used bytes on the filesystem holding the blobs.',
+      aggregator: 'first',
+      registers: [registry],
+      async collect() {
+        await disk((d) => d.usedBytes, this);
+      },
+    });
   new Gauge({
     name: 'goldmirror_blob_bytes',
     help: 'Bytes of all stored blobs.',
@@ -171,4 +184,25 @@ function registerScrapeGauges(
     },
   });
   return {};
+}
+
+/** The bucket's blobs, counted by a listing the store caches; a bucket that does not answer leaves them out of the scrape. */
+function registerBucketGauges(registry: Registry, bucket: NonNullable<MetricsSources['bucket']>): void {
+  const gauge = (name: string, help: string, pick: (usage: { objects: number; bytes: number }) => number): void => {
+    new Gauge({
+      name,
+      help,
+      aggregator: 'first',
+      registers: [registry],
+      async collect() {
+        try {
+          this.set(pick(await bucket()));
+        } catch {
+          this.reset();
+        }
+      },
+    });
+  };
+  gauge('goldmirror_bucket_objects', 'Blob objects in the bucket (MIRROR_STORAGE=s3).', (u) => u.objects);
+  gauge('goldmirror_bucket_bytes', 'Bytes of the blob objects in the bucket (MIRROR_STORAGE=s3).', (u) => u.bytes);
 }

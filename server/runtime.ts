@@ -64,6 +64,7 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
         blobBytes: await storedBlobBytes({ db }),
       };
     },
+    bucket: store.bucketUsage?.bind(store),
   });
   const activity = createActivityTracker({ db, log, clock });
   const checker = new IntegrityChecker({

@@ -146,6 +146,12 @@ export interface BlobStore {
   diskUsage(): Promise<{ freeBytes: number; totalBytes: number }>;
   /** S3 only: a finished object under uploads/ (a resumable upload) made a blob by a server-side copy. */
   stageObject?(key: string, options: AdoptOptions): Promise<StagedBlob>;
+  /**
+   * S3 only: the bucket answers and, with `write`, takes a write and a delete
+   * of a probe object; rejects with STORAGE_UNAVAILABLE naming what failed
+   * (details.problem: 'not reachable' or 'not writable').
+   */
+  checkBucket?(options: { write: boolean; signal?: AbortSignal | undefined }): Promise<void>;
   /** S3 only: blobs in the bucket and their bytes (counted by listing, cached for a little while). */
   bucketUsage?(): Promise<{ objects: number; bytes: number }>;
   /** S3 only: a URL that fetches the blob without credentials until it expires. */

@@ -10,7 +10,7 @@ import { LINK_CHECK_USER_AGENT } from '../links.js';
 import type { ActivityTracker } from '../services/activity.js';
 import type { ServiceDeps } from '../services/deps.js';
 import { downloadLabels, type DownloadLabels } from '../services/download-labels.js';
-import type { DownloadFinish, DownloadStart } from './downloads.js';
+import type { DownloadFinish, DownloadRedirect, DownloadStart } from './downloads.js';
 
 const LABEL_TTL_MS = 10_000;
 /** User agents longer than this are cut (the column holds 300). */
@@ -26,7 +26,11 @@ export function createDownloadObserver(
     /** Who a request comes from (server/http/client-address.ts; trusted proxies included). */
     clientOf?: (req: IncomingMessage) => string;
   },
-): { observe: (start: DownloadStart) => DownloadFinish; labelsReady: () => Promise<void> } {
+): {
+  observe: (start: DownloadStart) => DownloadFinish;
+  redirected: (redirect: DownloadRedirect) => void;
+  labelsReady: () => Promise<void>;
+} {
   const { log, metrics, activity, clock } = deps;
   const clientOf = deps.clientOf ?? clientAddress;
   let labels = new Map<string, Labels>();
@@ -79,8 +83,50 @@ export function createDownloadObserver(
       else log.debug(fields, 'range served');
     };
   };
+  /**
+   * A GET handed to the object store: counted, logged with status 302 and no
+   * bytes sent by us, and, when it asks for the last byte, counted as a
+   * download (the last goldmirror can know of it), which keeps a retired
+   * package from GC for the grace period as a streamed download would.
+   */
+  const redirected = function observeRedirect(redirect: DownloadRedirect): void {
+    refresh();
+    const l = labels.get(redirect.sha256) ?? NO_LABELS;
+    metrics.downloadsRedirected.inc({ image: l.image, arch: l.arch });
+    activity.begin(redirect.sha256)();
+    if (redirect.coversEnd) activity.downloaded(redirect.sha256, 0);
+    const userAgent = headerText(redirect.request.headers['user-agent']);
+    if (userAgent !== LINK_CHECK_USER_AGENT) {
+      activity
+        .downloadStarted({
+          startedAt: clock.now(),
+          sha256: redirect.sha256,
+          imageId: l.imageId,
+          imageName: l.image || null,
+          arch: l.arch || null,
+          client: clientOf(redirect.request),
+          userAgent: userAgent.slice(0, MAX_USER_AGENT_CHARS),
+          status: 302,
+          firstByte: redirect.firstByte,
+          bytesPlanned: redirect.bytes,
+          size: redirect.size,
+          progress: () => 0,
+        })
+        .finish({ bytesSent: 0, complete: true, coversEnd: redirect.coversEnd });
+    }
+    const fields = {
+      sha256: redirect.sha256,
+      image: l.image,
+      arch: l.arch,
+      firstByte: redirect.firstByte,
+      bytes: redirect.bytes,
+    };
+    if (redirect.coversEnd) log.info(fields, 'download redirected to the object storage');
+    else log.debug(fields, 'range redirected to the object storage');
+  };
   return {
     observe,
+    redirected,
     /** Resolves at once while the names are fresh; otherwise after they are reloaded (once per TTL). */
     labelsReady() {
       refresh();

@@ -81,6 +81,8 @@ export function createDownloadRoute(
       log.error({ sha256 }, 'cut off a download in progress: the package is no longer servable');
     },
     observe: observer.observe,
+    presign: presignerOf(runtime),
+    observeRedirect: observer.redirected,
     onError: (err) => log.error({ err }, 'download failed'),
   });
   return {
@@ -90,6 +92,15 @@ export function createDownloadRoute(
     },
     close: () => openBlobs.close(),
   };
+}
+
+/** Redirect mode on S3: presigned URLs valid for MIRROR_S3_PRESIGN_EXPIRY; otherwise none (the bytes are streamed). */
+function presignerOf(runtime: Runtime): ((sha256: Sha256, contentDisposition: string) => Promise<string>) | undefined {
+  const { config, store } = runtime;
+  const presign = store.presignDownload?.bind(store);
+  if (config.storage !== 's3' || config.s3Downloads !== 'redirect' || !presign) return undefined;
+  const expiresInSeconds = Math.max(1, Math.round(config.s3PresignExpiryMs / 1000));
+  return (sha256, contentDisposition) => presign(sha256, { contentDisposition, expiresInSeconds });
 }
 
 /** A refusal flood (a rollout morning, a misbehaving client) logs one line per 10 s with the count, not one per request. */

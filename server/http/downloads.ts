@@ -11,7 +11,9 @@
  *   `.pvmp.sha256` for the `shasum -c` line; anything else is 404, so a link
  *   can never offer the package under another kind of name (`Invoice.exe`);
  * - bodies over LONG_DOWNLOAD_BYTES count against the download caps; beyond
- *   them the answer is 503 with Retry-After, before any header of a 200.
+ *   them the answer is 503 with Retry-After, before any header of a 200;
+ * - in redirect mode (S3) a GET is answered 302 to a presigned URL of the
+ *   object once everything before the body is decided (download-redirect.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { formatChecksumLine, type Sha256 } from '../../storage/digest.js';
@@ -22,6 +24,7 @@ import type { BufferPool } from './buffer-pool.js';
 import { streamDownload } from './download-body.js';
 import { blobUnknown, sendError, unavailable } from './download-errors.js';
 import { evaluateConditionals, setValidators } from './download-preconditions.js';
+import { redirectable, redirectDownload } from './download-redirect.js';
 import type { DownloadRefusal, DownloadRegistry } from './download-registry.js';
 import { parseTarget, type Target } from './download-target.js';
 import type { LeasedReader } from './open-blobs.js';
@@ -49,6 +52,18 @@ export interface DownloadStart {
   response?: ServerResponse;
 }
 
+/** What a download observer learns when a GET was redirected to the object store (redirect mode). */
+export interface DownloadRedirect {
+  sha256: Sha256;
+  /** The body the store is asked for: its first byte and length (the whole package unless one range). */
+  firstByte: number;
+  bytes: number;
+  size: number;
+  /** It asks for the file's last byte and is not goldmirror's own link check (see DownloadStart). */
+  coversEnd: boolean;
+  request: IncomingMessage;
+}
+
 /** Called when the body ends: all bytes sent (`complete`), or cut short. */
 export type DownloadFinish = (outcome: { bytes: number; complete: boolean }) => void;
 
@@ -73,6 +88,14 @@ export interface DownloadDeps {
   onWithdrawn?: ((sha256: Sha256) => void) | undefined;
   /** Metrics, heartbeats and logs: told when each body starts and how it ended. */
   observe?: ((start: DownloadStart) => DownloadFinish) | undefined;
+  /**
+   * Redirect mode: a URL that serves the package straight from the object
+   * store (with this Content-Disposition) until it expires; GETs are then
+   * answered 302 to it instead of streaming (download-redirect.ts).
+   */
+  presign?: ((sha256: Sha256, contentDisposition: string) => Promise<string>) | undefined;
+  /** Told when a GET was redirected to the object store. */
+  observeRedirect?: ((redirect: DownloadRedirect) => void) | undefined;
   onError?: ((err: unknown) => void) | undefined;
 }
 
@@ -93,7 +116,7 @@ export function createDownloadHandler(deps: DownloadDeps): (req: IncomingMessage
   };
 }
 
-/** request → target → row → validators and conditionals → open the file → body. */
+/** request → target → row → validators and conditionals → open the file → body (or, in redirect mode, a 302 to the store). */
 async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const method = req.method ?? 'GET';
   if (method !== 'GET' && method !== 'HEAD') {
@@ -131,6 +154,11 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
     lease.release(true);
     deps.onUnavailable?.(target.sha256, 'wrong size');
     return sendError(res, unavailable(target.sha256, 'corrupt'));
+  }
+  const { presign } = deps;
+  if (presign && redirectable(req, size)) {
+    lease.release();
+    return redirectDownload({ ...deps, presign }, req, res, target, ranges, size);
   }
   return streamDownload(deps, req, res, target, lease, ranges, size);
 }

@@ -1,7 +1,9 @@
 /**
- * `goldmirror doctor`: a read-only health report of one data directory, for
- * the admin at a terminal: config, data dir, database, free space, and files
- * that disagree with the database (orphaned, missing, wrong size).
+ * `goldmirror doctor`: a health report of one data directory, for the admin
+ * at a terminal: config, data dir, database, where the blobs are (on S3: the
+ * bucket answers and takes a probe write and delete), free space of the data
+ * dir, and blob files or objects that disagree with the database (orphaned,
+ * missing, wrong size). It changes nothing but that probe object.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -12,6 +14,7 @@ import { appliedMigrations, countTableRows } from '../db/repos/database.js';
 import { redactedUrl } from '../db/open.js';
 import { INITIAL_PASSWORD_FILE } from './auth/credentials.js';
 import type { ServiceDeps } from './deps.js';
+import { isError } from '../errors.js';
 
 export interface DoctorReport {
   ok: boolean;
@@ -28,6 +31,20 @@ export interface DoctorReport {
     groups: number;
     users: number;
   };
+  /** Where the blobs are: the blobs directory, or a bucket. */
+  storage: {
+    kind: 'fs' | 's3';
+    /** The blobs directory, or "bucket b at <endpoint>" (never a credential). */
+    location: string;
+    /** The bucket answered (fs: always). */
+    reachable: boolean;
+    /** The bucket took a write and a delete of a probe object (fs: the data dir is writable). */
+    writable: boolean;
+    /** Blob files or objects found, and their bytes; null when they could not be listed. */
+    blobs: number | null;
+    bytes: number | null;
+  };
+  /** Free space of the local data directory (on S3 it holds temp files and uploads, not blobs). */
   disk: { freeBytes: number; totalBytes: number; minFreeBytes: number; ok: boolean };
   files: {
     orphaned: string[];
@@ -77,22 +94,35 @@ export async function runDoctor(deps: Pick<ServiceDeps, 'config' | 'db' | 'store
   const diskOk = usage.freeBytes >= config.minFreeBytes;
   if (!diskOk) problems.push(`only ${usage.freeBytes} bytes free, below the minimum of ${config.minFreeBytes}`);
 
+  const storage = await checkStorage(store, writable);
+  if (storage.problem) problems.push(storage.problem);
+
   const rows = await listBlobsByDigest(db);
   const bySha = new Map(rows.map((r) => [r.sha256, r]));
   const onDisk = new Map<string, number>();
-  for await (const blob of store.list()) onDisk.set(blob.sha256, blob.size);
+  let listed = storage.reachable;
+  if (listed) {
+    try {
+      for await (const blob of store.list()) onDisk.set(blob.sha256, blob.size);
+    } catch (err) {
+      listed = false;
+      onDisk.clear();
+      problems.push(`could not list the blobs in ${store.location}: ${(err as Error).message}`);
+    }
+  }
+  const noun = store.kind === 's3' ? 'object' : 'file';
   const orphaned = [...onDisk.keys()].filter((sha) => !bySha.has(sha));
-  const missing = rows.filter((r) => r.state !== 'corrupt' && !onDisk.has(r.sha256)).map((r) => r.sha256);
+  const missing = listed ? rows.filter((r) => r.state !== 'corrupt' && !onDisk.has(r.sha256)).map((r) => r.sha256) : [];
   const wrongSize = rows
     .filter((r) => onDisk.has(r.sha256) && onDisk.get(r.sha256) !== r.size)
     .map((r) => ({ sha256: r.sha256, expected: r.size, actual: onDisk.get(r.sha256)! }));
   const corrupt = rows.filter((r) => r.state !== 'ok').map((r) => r.sha256);
   if (orphaned.length)
     problems.push(
-      `${orphaned.length} blob file(s) have no database row (goldmirror gc removes them after the grace period)`,
+      `${orphaned.length} blob ${noun}(s) have no database row (goldmirror gc removes them after the grace period)`,
     );
-  if (missing.length) problems.push(`${missing.length} package(s) are registered but their files are missing`);
-  if (wrongSize.length) problems.push(`${wrongSize.length} package file(s) have the wrong size`);
+  if (missing.length) problems.push(`${missing.length} package(s) are registered but their ${noun}s are missing`);
+  if (wrongSize.length) problems.push(`${wrongSize.length} package ${noun}(s) have the wrong size`);
   if (corrupt.length) problems.push(`${corrupt.length} package(s) are marked corrupt or missing; re-import them`);
 
   const loose = await looseModes(store.layout, [path.join(store.layout.root, INITIAL_PASSWORD_FILE)]);
@@ -125,6 +155,14 @@ export async function runDoctor(deps: Pick<ServiceDeps, 'config' | 'db' | 'store
       groups: await count('groups'),
       users: await count('users'),
     },
+    storage: {
+      kind: store.kind,
+      location: store.location,
+      reachable: storage.reachable,
+      writable: storage.writable,
+      blobs: listed ? onDisk.size : null,
+      bytes: listed ? [...onDisk.values()].reduce((n, size) => n + size, 0) : null,
+    },
     disk: { freeBytes: usage.freeBytes, totalBytes: usage.totalBytes, minFreeBytes: config.minFreeBytes, ok: diskOk },
     files: {
       orphaned,
@@ -139,4 +177,19 @@ export async function runDoctor(deps: Pick<ServiceDeps, 'config' | 'db' | 'store
     problems,
     warnings,
   };
+}
+
+/** On S3: the bucket answers, then takes a probe write and delete. The data dir's own check stands for fs. */
+async function checkStorage(
+  store: ServiceDeps['store'],
+  dataDirWritable: boolean,
+): Promise<{ reachable: boolean; writable: boolean; problem: string | null }> {
+  if (!store.checkBucket) return { reachable: true, writable: dataDirWritable, problem: null };
+  try {
+    await store.checkBucket({ write: true });
+    return { reachable: true, writable: true, problem: null };
+  } catch (err) {
+    const reachable = isError(err) && err.details.problem === 'not writable';
+    return { reachable, writable: false, problem: (err as Error).message };
+  }
 }

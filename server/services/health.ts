@@ -5,17 +5,25 @@
  * stranger needs them.
  */
 import fs from 'node:fs/promises';
+import type { BlobStore } from '../../storage/blob-store.js';
 import { pingDatabase } from '../db/repos/database.js';
 import type { ServiceDeps } from './deps.js';
 import { isError } from '../errors.js';
 
 /** Why the mirror is unhealthy, as a stable code; the first failing check wins. */
-export type HealthReason = 'DB_UNAVAILABLE' | 'DATA_DIR_UNWRITABLE' | 'DISK_LOW' | 'DISK_UNKNOWN';
+export type HealthReason =
+  'DB_UNAVAILABLE' | 'STORAGE_UNAVAILABLE' | 'DATA_DIR_UNWRITABLE' | 'DISK_LOW' | 'DISK_UNKNOWN';
+
+/** A bucket's answer is reused this long, so every balancer and node checking often costs the bucket little. */
+const BUCKET_PROBE_TTL_MS = 5_000;
+/** A bucket silent this long counts as down (the S3 client alone would retry for far longer). */
+const BUCKET_PROBE_TIMEOUT_MS = 3_000;
 
 export interface HealthReport {
   ok: boolean;
   reason: HealthReason | null;
-  checks: { database: string; dataDir: string; disk: string };
+  /** `storage` only with a bucket (MIRROR_STORAGE=s3); `dataDir` and `disk` are the local data directory's. */
+  checks: { database: string; storage?: string; dataDir: string; disk: string };
   freeBytes: number | null;
   minFreeBytes: number;
 }
@@ -29,7 +37,7 @@ export interface PublicHealth {
 export async function checkHealth(
   deps: Pick<ServiceDeps, 'db' | 'store'> & { minFreeBytes: number },
 ): Promise<HealthReport> {
-  const checks = { database: 'ok', dataDir: 'ok', disk: 'ok' };
+  const checks: HealthReport['checks'] = { database: 'ok', dataDir: 'ok', disk: 'ok' };
   const reasons: HealthReason[] = [];
   let freeBytes: number | null = null;
   try {
@@ -44,6 +52,11 @@ export async function checkHealth(
       checks.database = `unreachable: ${reason}`;
       reasons.push('DB_UNAVAILABLE');
     }
+  }
+  if (deps.store.kind === 's3') {
+    const failure = await bucketFailure(deps.store);
+    checks.storage = failure ?? 'ok';
+    if (failure) reasons.push('STORAGE_UNAVAILABLE');
   }
   try {
     await fs.access(deps.store.layout.tmpDir, fs.constants.W_OK);
@@ -66,4 +79,23 @@ export async function checkHealth(
 
 export function publicHealth(report: HealthReport): PublicHealth {
   return { status: report.ok ? 'ok' : 'unhealthy', reason: report.reason };
+}
+
+const bucketProbes = new WeakMap<BlobStore, { at: number; failure: Promise<string | null> }>();
+
+/** Why the bucket does not answer (null: it does), probed at most once per BUCKET_PROBE_TTL_MS per store. */
+function bucketFailure(store: BlobStore): Promise<string | null> {
+  const now = performance.now();
+  const cached = bucketProbes.get(store);
+  if (cached && now - cached.at < BUCKET_PROBE_TTL_MS) return cached.failure;
+  const failure = (async () => {
+    try {
+      await store.checkBucket?.({ write: false, signal: AbortSignal.timeout(BUCKET_PROBE_TIMEOUT_MS) });
+      return null;
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
+    }
+  })();
+  bucketProbes.set(store, { at: now, failure });
+  return failure;
 }

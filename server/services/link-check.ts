@@ -56,7 +56,8 @@ export interface LinkCheckReport {
 /**
  * How the check reaches a link (global fetch; tests may pass their own). The
  * check exists to fetch this mirror through its public address, so the outbound
- * guard does not apply: it only ever fetches links built from that address.
+ * guard does not apply: it only ever fetches links built from that address,
+ * and the one hop a ranged GET of them redirects to (redirect mode on S3).
  */
 export type LinkFetch = (
   url: string,
@@ -180,12 +181,19 @@ async function checkArch(
       const end = Math.min(size, start + SAMPLE_BYTES) - 1;
       const name = `bytes ${start}-${end}`;
       let res: Response;
+      let via = '';
       try {
-        res = await request(url, {
-          headers: { Range: `bytes=${start}-${end}`, 'User-Agent': LINK_CHECK_USER_AGENT },
-          redirect: 'manual',
-          signal: AbortSignal.timeout(TIMEOUT_MS),
-        });
+        const headers = { Range: `bytes=${start}-${end}`, 'User-Agent': LINK_CHECK_USER_AGENT };
+        const signal = AbortSignal.timeout(TIMEOUT_MS);
+        res = await request(url, { headers, redirect: 'manual', signal });
+        // Redirect mode (MIRROR_S3_DOWNLOADS=redirect) hands GETs to the object storage: follow that one hop as a Mac does.
+        const location = res.status === 302 ? res.headers.get('location') : null;
+        if (location !== null) {
+          await res.body?.cancel().catch(() => undefined);
+          const target = new URL(location, url);
+          via = ` (redirected to ${target.origin})`;
+          res = await request(target.href, { headers, redirect: 'manual', signal });
+        }
       } catch (err) {
         steps.push({ name, ok: false, detail: describeFetchError(err, url) });
         continue;
@@ -198,7 +206,8 @@ async function checkArch(
           name,
           ok: false,
           detail:
-            `expected 206 with Content-Range ${expectedRange}, got ${res.status} ${res.headers.get('content-range') ?? ''}`.trim(),
+            `expected 206 with Content-Range ${expectedRange}, got ${res.status} ${res.headers.get('content-range') ?? ''}`.trim() +
+            via,
         });
         continue;
       }
@@ -211,9 +220,9 @@ async function checkArch(
         name,
         ok: want === seen,
         detail:
-          want === seen
+          (want === seen
             ? `sha256 of sample ${seen.slice(0, 16)}… matches`
-            : `sample hashes to ${seen}, the stored package to ${want}`,
+            : `sample hashes to ${seen}, the stored package to ${want}`) + via,
       });
     }
   } finally {

@@ -59,18 +59,34 @@ export async function openS3BlobStore(
 
 /** Start-up check: the bucket answers and takes a write and a delete; otherwise one clear line. */
 async function checkBucket(bucket: Bucket): Promise<void> {
+  await probeBucket(bucket, { write: true }, 'STARTUP_FAILED');
+}
+
+/**
+ * The bucket answers (HeadBucket) and, with `write`, takes a write and a
+ * delete of a probe object; otherwise `code` with one line naming the bucket,
+ * what failed and why.
+ */
+async function probeBucket(
+  bucket: Bucket,
+  options: { write: boolean; signal?: AbortSignal | undefined },
+  code: 'STARTUP_FAILED' | 'STORAGE_UNAVAILABLE',
+): Promise<void> {
   const where = describeBucket(bucket.settings);
   const failed = (what: string, err: unknown): AppError => {
     const reason = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-    return new AppError('STARTUP_FAILED', `object storage ${where} is ${what}: ${reason}`, {}, { cause: err });
+    return new AppError(code, `object storage ${where} is ${what}: ${reason}`, { problem: what }, { cause: err });
   };
   try {
-    await bucket.client.send(new HeadBucketCommand({ Bucket: bucket.settings.bucket }));
+    await bucket.client.send(new HeadBucketCommand({ Bucket: bucket.settings.bucket }), {
+      abortSignal: options.signal,
+    });
   } catch (err) {
     const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
     const reason = status === 404 ? new Error('no such bucket') : status === 403 ? new Error('access denied') : err;
-    throw failed('not reachable', reason);
+    throw failed('not reachable', options.signal?.aborted ? new Error('no answer in time') : reason);
   }
+  if (!options.write) return;
   const probe = bucket.keys.newProbe();
   try {
     await putObject(bucket, probe, 'goldmirror write check\n');
@@ -144,6 +160,7 @@ function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
       return [...removed, ...(await removeStaleObjects(bucket, options?.whileRunning === true))];
     },
     diskUsage: () => diskUsage(layout.tmpDir),
+    checkBucket: (options) => probeBucket(bucket, options, 'STORAGE_UNAVAILABLE'),
     bucketUsage() {
       if (!usage || Date.now() - usage.at > USAGE_CACHE_MS) {
         const value = (async () => {

@@ -11,8 +11,14 @@ import type { DownloadCharts } from '../../server/services/download-log.js';
 import { DownloadChartsSection } from './charts.js';
 import { HistoryList } from './history.js';
 
+/** The bucket the blobs are in (MIRROR_STORAGE=s3): its blobs, or why they could not be counted. */
+export type BucketUsage = { location: string } & ({ objects: number; bytes: number } | { error: string });
+
 export interface DashboardData {
+  /** The local data directory's filesystem (on fs it holds the blobs too). */
   disk: { freeBytes: number; totalBytes: number; blobBytes: number };
+  /** Shown instead of the disk when the blobs are in a bucket. */
+  bucket?: BucketUsage | undefined;
   blobCount: number;
   imageCount: number;
   groupCount: number;
@@ -65,9 +71,13 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
       </section>
     )}
     <div class="grid">
-      <StatCard label="Disk free" value={formatBytes(data.disk.freeBytes)}>
-        of {formatBytes(data.disk.totalBytes)}; packages use {formatBytes(data.disk.blobBytes)}
-      </StatCard>
+      {data.bucket ? (
+        <BucketCard bucket={data.bucket} disk={data.disk} />
+      ) : (
+        <StatCard label="Disk free" value={formatBytes(data.disk.freeBytes)}>
+          of {formatBytes(data.disk.totalBytes)}; packages use {formatBytes(data.disk.blobBytes)}
+        </StatCard>
+      )}
       <StatCard label="Packages" value={data.blobCount}>
         {data.integrity.blobs.ok} verified, {data.integrity.blobs.corrupt} corrupt, {data.integrity.blobs.missing}{' '}
         missing
@@ -167,6 +177,14 @@ function clockTime(iso: string): string {
 }
 
 /** One figure of the dashboard, with what it means underneath. */
+/** The bucket's blobs, where it is, and the local space temp files and uploads need. */
+const BucketCard: FC<{ bucket: BucketUsage; disk: DashboardData['disk'] }> = ({ bucket, disk }) => (
+  <StatCard label="Bucket" value={'error' in bucket ? 'unavailable' : formatBytes(bucket.bytes)}>
+    {'error' in bucket ? bucket.error : `${bucket.objects} object(s) in ${bucket.location}`}; data dir{' '}
+    {formatBytes(disk.freeBytes)} free
+  </StatCard>
+);
+
 const StatCard: FC<{ label: string; value: Child; children: Child }> = ({ label, value, children }) => (
   <div class="card">
     <div class="muted">{label}</div>

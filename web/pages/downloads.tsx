@@ -21,6 +21,9 @@ export interface DownloadChoices {
   clients: string[];
 }
 
+/** The status of a GET handed to the object storage (redirect mode): no bytes went through goldmirror. */
+const REDIRECTED = 302;
+
 /** The query string of a filter (page links and live fragments keep it). */
 export function filterQuery(filter: DownloadFilter, extra: Record<string, string> = {}): string {
   const params = new URLSearchParams();
@@ -129,7 +132,9 @@ const imageColumn: Column<DownloadRow> = {
 };
 const rateColumn: Column<DownloadRow> = {
   head: 'Rate',
-  cell: (d) => <td class="nowrap">{formatBytes(d.bytesPerSec)}/s</td>,
+  cell: (d) => (
+    <td class="nowrap">{'status' in d && d.status === REDIRECTED ? '–' : `${formatBytes(d.bytesPerSec)}/s`}</td>
+  ),
 };
 const userAgentColumn: Column<DownloadRow> = {
   head: 'User agent',
@@ -208,7 +213,8 @@ export const FinishedTable: FC<{ rows: DownloadEntry[]; filtered: boolean }> = (
         head: 'Bytes',
         cell: (d) => (
           <td>
-            <span class="nowrap">{formatBytes(d.bytesSent)}</span>
+            <span class="nowrap">{formatBytes(d.status === REDIRECTED ? d.bytesPlanned : d.bytesSent)}</span>
+            {d.status === REDIRECTED && <div class="muted">asked of the object storage</div>}
             {(d.firstByte !== 0 || d.bytesPlanned !== d.size) && (
               <div class="muted">
                 {d.firstByte === null ? 'several ranges' : `from byte ${d.firstByte.toLocaleString('en-US')}`} of{' '}
@@ -222,9 +228,13 @@ export const FinishedTable: FC<{ rows: DownloadEntry[]; filtered: boolean }> = (
         head: 'Result',
         cell: (d) => (
           <td>
-            <span class={`badge ${d.result === 'complete' ? 'ok' : d.result === 'aborted' ? 'bad' : 'neutral'}`}>
-              {RESULT_LABELS[d.result]}
-            </span>
+            {d.status === REDIRECTED ? (
+              <span class="badge neutral">redirected</span>
+            ) : (
+              <span class={`badge ${d.result === 'complete' ? 'ok' : d.result === 'aborted' ? 'bad' : 'neutral'}`}>
+                {RESULT_LABELS[d.result]}
+              </span>
+            )}
           </td>
         ),
       },

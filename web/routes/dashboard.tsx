@@ -7,14 +7,15 @@ import { listHistory } from '../../server/services/history.js';
 import { listImages } from '../../server/services/images.js';
 import { integritySummary } from '../../server/services/integrity.js';
 import { baseOf, done, type WebDeps, type WebEnv } from '../env.js';
-import { DashboardPage } from '../pages/dashboard.js';
+import { DashboardPage, type BucketUsage } from '../pages/dashboard.js';
 
 export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
   const app = new Hono<WebEnv>();
 
   app.get('/', async (c) => {
-    const [usage, blobs, images, groups, integrity, recentChanges, charts, leader] = await Promise.all([
+    const [usage, bucket, blobs, images, groups, integrity, recentChanges, charts, leader] = await Promise.all([
       deps.store.diskUsage(),
+      bucketUsage(deps.store),
       listBlobViews(deps, baseOf(c)),
       listImages(deps, baseOf(c)),
       listGroups(deps),
@@ -29,6 +30,7 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
       <DashboardPage
         data={{
           disk: { ...usage, blobBytes: blobs.reduce((n, b) => n + b.size, 0) },
+          bucket,
           blobCount: blobs.length,
           imageCount: images.length,
           groupCount: groups.length,
@@ -62,4 +64,14 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
     return done(c, '/admin', 'verify-cancelled');
   });
   return app;
+}
+
+/** On S3, the bucket's blobs (a listing, cached by the store); a bucket that does not answer is shown, not fatal. */
+async function bucketUsage(store: WebDeps['store']): Promise<BucketUsage | undefined> {
+  if (!store.bucketUsage) return undefined;
+  try {
+    return { location: store.location, ...(await store.bucketUsage()) };
+  } catch (err) {
+    return { location: store.location, error: err instanceof Error ? err.message : String(err) };
+  }
 }

@@ -74,7 +74,7 @@ export const gcCommand = defineCommand({
 });
 
 export const doctorCommand = defineCommand({
-  summary: 'check config, data dir, database, free space and files against the database',
+  summary: 'check config, data dir, database, the bucket (S3), free space and blobs against the database',
   usage: 'goldmirror doctor [--json]',
   options: JSON_FLAG,
   arity: [0, 'doctor takes no arguments'],
@@ -91,8 +91,14 @@ export const doctorCommand = defineCommand({
         printLine(
           `           ${report.database.blobs} packages, ${report.database.images} images, ${report.database.groups} groups, ${report.database.users} users`,
         );
+        const { storage } = report;
+        const found =
+          storage.blobs === null ? 'not listed' : `${storage.blobs} blob(s), ${humanBytes(storage.bytes ?? 0)}`;
         printLine(
-          `disk:      ${humanBytes(report.disk.freeBytes)} free of ${humanBytes(report.disk.totalBytes)} (minimum ${humanBytes(report.disk.minFreeBytes)})`,
+          `storage:   ${storage.location}: ${storage.kind === 's3' ? `${storage.reachable ? 'reachable' : 'NOT reachable'}, ${storage.writable ? 'writable' : 'NOT writable'}, ` : ''}${found}`,
+        );
+        printLine(
+          `disk:      ${humanBytes(report.disk.freeBytes)} free of ${humanBytes(report.disk.totalBytes)} (minimum ${humanBytes(report.disk.minFreeBytes)})${storage.kind === 's3' ? ', data dir' : ''}`,
         );
         printLine(
           `files:     ${report.files.orphaned.length} orphaned, ${report.files.missing.length} missing, ${report.files.wrongSize.length} wrong size, ` +

@@ -23,8 +23,15 @@ const Health = z
   .object({
     status: z.enum(['ok', 'unhealthy']),
     ok: z.boolean(),
-    reason: z.enum(['DB_UNAVAILABLE', 'DATA_DIR_UNWRITABLE', 'DISK_LOW', 'DISK_UNKNOWN']).nullable(),
-    checks: z.object({ database: z.string(), dataDir: z.string(), disk: z.string() }),
+    reason: z
+      .enum(['DB_UNAVAILABLE', 'STORAGE_UNAVAILABLE', 'DATA_DIR_UNWRITABLE', 'DISK_LOW', 'DISK_UNKNOWN'])
+      .nullable(),
+    checks: z.object({
+      database: z.string(),
+      storage: z.string().optional().openapi({ description: 'The bucket (MIRROR_STORAGE=s3 only)' }),
+      dataDir: z.string(),
+      disk: z.string().openapi({ description: 'Free space of the local data directory' }),
+    }),
     freeBytes: z.number().nullable(),
     minFreeBytes: z.number(),
     leader: Leader.nullable().openapi({
