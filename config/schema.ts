@@ -165,6 +165,10 @@ export const configSchema = z
     message: 'MIRROR_S3_BUCKET is required with MIRROR_STORAGE=s3',
     path: ['s3Bucket'],
   })
+  .refine((c) => c.s3Downloads === 'proxy' || c.storage === 's3', {
+    message: 'redirect needs MIRROR_STORAGE=s3 (packages on disk are always streamed)',
+    path: ['s3Downloads'],
+  })
   .refine((c) => (c.s3AccessKeyId === '') === (c.s3SecretAccessKey === ''), {
     message: 'MIRROR_S3_ACCESS_KEY_ID and MIRROR_S3_SECRET_ACCESS_KEY go together',
     path: ['s3SecretAccessKey'],

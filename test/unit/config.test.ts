@@ -80,6 +80,45 @@ describe('config', () => {
     expect(problems.join('\n')).toContain('MIRROR_HOST');
   });
 
+  it('reads the S3 settings from the environment and checks they fit together', () => {
+    const config = loadConfig({
+      env: {
+        MIRROR_STORAGE: 's3',
+        MIRROR_S3_BUCKET: 'golden-images',
+        MIRROR_S3_PREFIX: '/mirrors//lab/',
+        MIRROR_S3_ENDPOINT: 'https://s3.example.lan:9000/',
+        MIRROR_S3_FORCE_PATH_STYLE: 'true',
+        MIRROR_S3_ACCESS_KEY_ID: 'key',
+        MIRROR_S3_SECRET_ACCESS_KEY: 'secret',
+        MIRROR_S3_DOWNLOADS: 'redirect',
+        MIRROR_S3_PRESIGN_EXPIRY: '10m',
+      },
+    });
+    expect(config).toMatchObject({
+      storage: 's3',
+      s3Bucket: 'golden-images',
+      s3Prefix: 'mirrors/lab',
+      s3Endpoint: 'https://s3.example.lan:9000',
+      s3Region: 'us-east-1',
+      s3ForcePathStyle: true,
+      s3Downloads: 'redirect',
+      s3PresignExpiryMs: 600_000,
+    });
+    expect(problemsOf(() => loadConfig({ env: { MIRROR_STORAGE: 's3' } }))).toEqual([
+      's3Bucket: MIRROR_S3_BUCKET is required with MIRROR_STORAGE=s3',
+    ]);
+    expect(
+      problemsOf(() =>
+        loadConfig({ env: { MIRROR_STORAGE: 's3', MIRROR_S3_BUCKET: 'images', MIRROR_S3_ACCESS_KEY_ID: 'only-half' } }),
+      ),
+    ).toEqual(['s3SecretAccessKey: MIRROR_S3_ACCESS_KEY_ID and MIRROR_S3_SECRET_ACCESS_KEY go together']);
+    expect(problemsOf(() => loadConfig({ env: { MIRROR_S3_DOWNLOADS: 'redirect' } }))).toEqual([
+      'MIRROR_S3_DOWNLOADS: redirect needs MIRROR_STORAGE=s3 (packages on disk are always streamed)',
+    ]);
+    expect(problemsOf(() => loadConfig({ env: { MIRROR_S3_PREFIX: 'a/../b' } }))[0]).toMatch(/^s3Prefix: /);
+    expect(problemsOf(() => loadConfig({ env: { MIRROR_STORAGE: 'nfs' } }))[0]).toMatch(/^storage: /);
+  });
+
   it('rejects a non-integer port from the environment', () => {
     expect(problemsOf(() => loadConfig({ env: { MIRROR_PORT: '80a' } }))).toEqual([
       'MIRROR_PORT: must be an integer, got "80a"',
