@@ -22,6 +22,7 @@ import { startServer } from '../../server/serve.js';
 import { ingest } from '../../server/services/ingest.js';
 import type { StorageMigrationReport } from '../../server/services/migrate-storage.js';
 import { runCli } from '../helpers/cli.js';
+import { onPostgres } from '../helpers/database.js';
 import { freePort, makeTempDir, testBytes, testConfig } from '../helpers/env.js';
 import { createTestBucket, startTestS3, testS3Client, type TestS3Server } from '../helpers/s3.js';
 
@@ -288,6 +289,16 @@ describe('goldmirror migrate-storage', () => {
       code: 2,
       stderr: expect.stringMatching(/set MIRROR_S3_BUCKET/) as string,
     });
+    const empty = await makeTempDir();
+    const noCatalog = await runCli(['migrate-storage', '--to', 's3'], { ...env('fs'), MIRROR_DATA_DIR: empty });
+    if (!onPostgres) {
+      expect({ code: noCatalog.code, stderr: noCatalog.stderr }).toEqual({
+        code: 1,
+        stderr: expect.stringMatching(/no catalog at .*goldmirror\.db; point --data-dir/) as string,
+      });
+      expect(await fs.readdir(empty)).toEqual([]);
+    }
+    await fs.rm(empty, { recursive: true, force: true });
     const down = await runCli(['migrate-storage', '--to', 's3'], {
       ...env('fs'),
       MIRROR_S3_ENDPOINT: `http://127.0.0.1:${await freePort()}`,

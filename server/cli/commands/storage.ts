@@ -1,6 +1,8 @@
 /** Moving the packages between the data directory's blobs/ and an S3-compatible bucket. */
+import fs from 'node:fs';
 import path from 'node:path';
 import { openBlobStore, type StoreBackend } from '../../../storage/blob-store.js';
+import { createLayout } from '../../../storage/layout.js';
 import type { Config } from '../../../config/load.js';
 import { AppError } from '../../errors.js';
 import { humanBytes } from '../../format.js';
@@ -26,9 +28,21 @@ export const migrateStorageCommand = defineCommand({
     const to = values.to as Kind | undefined;
     if (!to || !KINDS.includes(to)) throw new AppError('USAGE', 'give --to s3 or --to fs');
     const config = ctx.loadConfig();
-    const target = await openBlobStore(config.dataDir, targetBackend(config, to));
+    const backend = targetBackend(config, to);
+    const dbFile = createLayout(config.dataDir).dbFile;
+    // Opening would make an empty catalog where none exists, and every blob would look unlisted.
+    if (!config.databaseUrl && !fs.existsSync(dbFile))
+      throw new AppError(
+        'FILE_UNREADABLE',
+        `no catalog at ${dbFile}; point --data-dir (or MIRROR_DATA_DIR) at the data directory`,
+      );
+    const target = await openBlobStore(config.dataDir, backend);
     const controller = new AbortController();
-    const interrupt = (): void => controller.abort(new Error('interrupted'));
+    // The first Ctrl-C stops after cleaning up the copy in progress; a second one does not wait for that.
+    const interrupt = (): void => {
+      if (controller.signal.aborted) process.exit(130);
+      controller.abort(new Error('interrupted'));
+    };
     process.on('SIGINT', interrupt);
     const progress = progressPrinter();
     try {
