@@ -11,6 +11,7 @@ import { doctorCommand, gcCommand, verifyCommand } from './commands/maintenance.
 import { exportCommand, fetchCommand, importBundleCommand, syncCommand } from './commands/bundles.js';
 import { serveCommand } from './commands/serve.js';
 import { migrateDbCommand } from './commands/database.js';
+import { migrateStorageCommand } from './commands/storage.js';
 import { settingsCommand } from './commands/settings.js';
 import { createContext, type Command } from './context.js';
 
@@ -31,10 +32,12 @@ const commands: Record<string, Command> = {
   sync: syncCommand,
   settings: settingsCommand,
   'migrate-db': migrateDbCommand,
+  'migrate-storage': migrateStorageCommand,
 };
 
 function usage(): string {
-  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(14)}${c.summary}\n      ${c.usage}`);
+  const width = Math.max(...Object.keys(commands).map((name) => name.length)) + 2;
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}${c.summary}\n      ${c.usage}`);
   return [
     'usage: goldmirror [--config PATH] [--data-dir DIR] COMMAND [ARGS]',
     '',

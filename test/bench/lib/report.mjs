@@ -9,6 +9,8 @@
 // markdown summary. Ratios are goldmirror / nginx; the headline figure is the
 // median of the per-pair ratios (pair i = repetition i of both servers, run
 // back to back in alternating order), which cancels most machine drift.
+// With `--storage s3` a third server, goldmirror-s3 (the blob in s3rver), runs
+// in every pair too, and is paired with nginx and with goldmirror (fs store).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,6 +34,8 @@ const readJsonl = (file) =>
 const params = JSON.parse(fs.readFileSync(path.join(runDir, 'params.json'), 'utf8'));
 /** goldmirror's `serve --workers` (1 = one process, as before the setting existed). */
 const workers = params.workers ?? 1;
+/** The goldmirror reading its blob from S3 (`--storage s3`), or null. */
+const S = (params.targets ?? '').split(' ').includes('goldmirror-s3') ? 'goldmirror-s3' : null;
 const samples = readJsonl(path.join(runDir, 'samples.jsonl')).map(derive);
 const checks = readJsonl(path.join(runDir, 'checks.jsonl'));
 const extras = readJsonl(path.join(runDir, 'extras.jsonl'));
@@ -43,6 +47,7 @@ function derive(s) {
     d.mbps = s.bytes / s.seconds / 1e6;
     d.cpu_s_per_gb = s.cpu_s / (s.bytes / 1e9);
     if (s.peak_rss_kib !== undefined) d.peak_rss_mib = s.peak_rss_kib / 1024;
+    if (s.store_cpu_s !== undefined) d.store_cpu_s_per_gb = s.store_cpu_s / (s.bytes / 1e9);
     d.errors = 0;
   } else if (s.phase === 'e') {
     const st = s.stalled;
@@ -63,6 +68,7 @@ function derive(s) {
     d.lat_p50_ms = w.lat_p50_us / 1000;
     d.lat_p99_ms = w.lat_p99_us / 1000;
     d.cpu_ms_per_req = w.requests ? (s.cpu_s * 1000) / w.requests : null;
+    if (s.store_cpu_s !== undefined) d.store_cpu_ms_per_req = w.requests ? (s.store_cpu_s * 1000) / w.requests : null;
     d.errors = w.err_connect + w.err_read + w.err_write + w.err_status + w.err_timeout;
   }
   return d;
@@ -140,6 +146,16 @@ const METRICS = {
     { key: 'streaming', label: 'clients being streamed to', unit: 'connections', better: 'higher' },
   ],
 };
+if (S) {
+  const storeCpu = (unit) => ({ key: unit === 's/GB' ? 'store_cpu_s_per_gb' : 'store_cpu_ms_per_req', unit });
+  for (const [phase, unit] of [
+    ['a', 's/GB'],
+    ['b', 's/GB'],
+    ['c', 'ms/req'],
+    ['d', 'ms/req'],
+  ])
+    METRICS[phase].push({ ...storeCpu(unit), label: 'S3 server (s3rver) CPU', better: 'lower' });
+}
 const PHASE_TITLES = {
   a: '(a) one full download (curl)',
   b: `(b) ${params.concurrency} parallel full downloads (curl)`,
@@ -147,6 +163,23 @@ const PHASE_TITLES = {
   d: `(d) 1-byte Range: bytes=0-0 (wrk -c${params.small_conns}, ${params.duration}s)`,
   e: `(e) ${params.stall_clients} clients that request the whole file and never read (RSS of the server's process tree)`,
 };
+
+/** Samples of one target and their spread. */
+function spread(values) {
+  const f = values.filter((x) => x !== null);
+  return { samples: values, median: median(f), min: min(f), max: max(f) };
+}
+/** x / y per pair, their median, and the ratio of the two medians. */
+function paired(vx, vy) {
+  const pairs = vx.map((x, i) => (x !== null && vy[i] !== null && vy[i] !== 0 ? x / vy[i] : null));
+  const mx = median(vx.filter((x) => x !== null));
+  const my = median(vy.filter((x) => x !== null));
+  return {
+    ratio_pairs: pairs.map((x) => round(x, 4)),
+    ratio_paired_median: round(median(pairs.filter((x) => x !== null)), 4),
+    ratio_of_medians: mx !== null && my ? round(mx / my, 4) : null,
+  };
+}
 
 const phases = {};
 for (const phase of Object.keys(METRICS)) {
@@ -156,30 +189,35 @@ for (const phase of Object.keys(METRICS)) {
   const byTarget = (t) => reps.map((r) => mine.find((s) => s.rep === r && s.target === t) ?? null);
   const a = byTarget(A);
   const b = byTarget(B);
+  const c = S ? byTarget(S) : [];
   const metrics = {};
   for (const m of METRICS[phase]) {
-    const va = a.map((s) => (s && Number.isFinite(s[m.key]) ? s[m.key] : null));
-    const vb = b.map((s) => (s && Number.isFinite(s[m.key]) ? s[m.key] : null));
-    const pairs = va.map((x, i) => (x !== null && vb[i] !== null && vb[i] !== 0 ? x / vb[i] : null));
-    const fa = va.filter((x) => x !== null);
-    const fb = vb.filter((x) => x !== null);
-    const medA = median(fa);
-    const medB = median(fb);
+    const valuesOf = (list) => list.map((s) => (s && Number.isFinite(s[m.key]) ? s[m.key] : null));
+    const [va, vb, vc] = [valuesOf(a), valuesOf(b), valuesOf(c)];
     metrics[m.key] = {
       label: m.label,
       unit: m.unit,
       better: m.better,
-      [A]: { samples: va, median: medA, min: min(fa), max: max(fa) },
-      [B]: { samples: vb, median: medB, min: min(fb), max: max(fb) },
-      ratio_pairs: pairs.map((x) => round(x, 4)),
-      ratio_paired_median: round(median(pairs.filter((x) => x !== null)), 4),
-      ratio_of_medians: medA !== null && medB ? round(medA / medB, 4) : null,
+      [A]: spread(va),
+      [B]: spread(vb),
+      ...paired(va, vb),
+      ...(S ? { [S]: spread(vc), s3_vs_nginx: paired(vc, vb), s3_vs_fs: paired(vc, va) } : {}),
     };
   }
+  const orderOf = (i) =>
+    S
+      ? [A, B, S]
+          .map((t) => ({ t, order: byTarget(t)[i]?.order ?? 9 }))
+          .sort((p, q) => p.order - q.order)
+          .map((x) => x.t)
+          .join(' → ')
+      : a[i]?.order === 0
+        ? `${A} first`
+        : `${B} first`;
   phases[phase] = {
     title: PHASE_TITLES[phase],
     reps: reps.length,
-    order: reps.map((_, i) => (a[i]?.order === 0 ? `${A} first` : `${B} first`)),
+    order: reps.map((_, i) => orderOf(i)),
     errors: mine.reduce((n, s) => n + (s.errors ?? 0), 0),
     raw: mine,
     metrics,
@@ -255,18 +293,21 @@ const totalErrors = Object.values(phases).reduce((n, p) => n + p.errors, 0);
 
 // ------------------------------------------------------------------ output
 const stamp = params.started_at.replace(/[:]/g, '').replace(/\.\d+Z$/, 'Z');
-const suffix = `${params.mode === 'quick' ? '-quick' : ''}${workers > 1 ? `-workers${workers}` : ''}`;
-const dated = `${stamp}-${params.mode}${workers > 1 ? `-workers${workers}` : ''}`;
+const variant = `${workers > 1 ? `-workers${workers}` : ''}${S ? '-s3' : ''}`;
+const suffix = `${params.mode === 'quick' ? '-quick' : ''}${variant}`;
+const dated = `${stamp}-${params.mode}${variant}`;
 const result = {
   tool: 'goldmirror test/bench/run.sh',
   mode: params.mode,
   workers,
+  servers: S ? [A, B, S] : [A, B],
   started_at: params.started_at,
   finished_at: new Date().toISOString(),
   machine,
   params,
   file: { bytes: params.file_bytes, mib: params.file_bytes / 2 ** 20, sha256: params.sha256 },
   ratio: `${A} / ${B}`,
+  ...(S ? { s3_ratios: { s3_vs_nginx: `${S} / ${B}`, s3_vs_fs: `${S} / ${A}` } } : {}),
   checks,
   checks_ok: checksOk,
   request_errors: totalErrors,
@@ -280,13 +321,19 @@ const digitsFor = (unit) =>
   unit === 'ms/req' ? 3 : unit === 's/GB' ? 3 : unit === 'ms' ? 2 : unit === 'connections' ? 0 : 1;
 const lines = [];
 lines.push(
-  `# goldmirror vs nginx — ${params.mode} benchmark${workers > 1 ? `, goldmirror with ${workers} workers` : ''}`,
+  `# goldmirror vs nginx — ${params.mode} benchmark${workers > 1 ? `, goldmirror with ${workers} workers` : ''}${S ? ', and goldmirror on S3 (s3rver)' : ''}`,
   '',
 );
 lines.push(
   `Started ${params.started_at}, finished ${result.finished_at}. Ratios are **${A} / ${B}**; the headline is the`,
   'median of per-pair ratios (repetition i of each server, back to back, order alternating).',
   'Higher is better for MB/s and req/s; lower is better for RSS, latency and CPU.',
+  ...(S
+    ? [
+        `Every pair also runs **${S}** (the same build with MIRROR_STORAGE=s3, proxy downloads), paired the same way`,
+        `with ${B} (**s3 / nginx**) and with ${A} on its filesystem store (**s3 / fs**); the order rotates.`,
+      ]
+    : []),
   '',
 );
 lines.push('## Machine', '', '| | |', '| --- | --- |');
@@ -302,6 +349,12 @@ lines.push(
   `- file: ${params.file_bytes} bytes (${(params.file_bytes / 2 ** 20).toFixed(0)} MiB), AES-256-CTR keystream, seed \`${params.seed}\`, sha256 \`${params.sha256}\``,
   `- goldmirror: \`node bin/goldmirror.js serve${workers > 1 ? ` --workers ${workers}` : ''}\` (${workers > 1 ? `${params.goldmirror_processes ?? workers + 1} processes: ${workers} workers sharing the port by node:cluster round robin, and the primary; CPU and RSS are of the whole tree; ` : 'one process; '}log level warn), commit ${params.git_rev}${params.git_dirty_files ? ` + ${params.git_dirty_files} uncommitted server files` : ''}${params.dist_stale ? ' (**dist/ older than the sources**)' : ''}, link \`/d/<sha256>/${params.file_name}\``,
   `- nginx: private instance, sendfile on, tcp_nopush on, access_log off, worker_processes auto (${params.nginx_workers ?? '?'} workers here, plus its master), same file on disk`,
+  ...(S
+    ? [
+        `- ${S}: \`MIRROR_STORAGE=s3\` (downloads proxied: ranged GETs to the bucket, streamed through), same settings otherwise; the blob was copied into the bucket by \`goldmirror migrate-storage --to s3\` (see Other observations) and the catalog copied over; its CPU and RSS are goldmirror's alone`,
+        `- S3 server: s3rver ${params.s3rver_version || '?'} (a Node S3 emulator keeping objects as files on the same disk) on loopback, one process sharing the cores with everything else; its CPU while ${S} is measured is the "S3 server (s3rver) CPU" row. A real object store is another machine: its latency and bandwidth are not what is measured here`,
+      ]
+    : []),
   `- (a) ${params.runs} pairs; (b) ${params.rounds} pairs × ${params.concurrency} curls; (c) ${params.rounds} pairs × ${params.duration}s wrk -t${params.threads} -c${params.range_conns}; (d) ${params.rounds} pairs × ${params.duration}s wrk -t${params.threads} -c${params.small_conns}; (e) ${params.stall_rounds} pair(s) × ${params.stall_clients} connections that never read (16 per loopback source address, default caps)`,
   '- warm page cache (the file is read in full by both servers before measuring); client and servers share the cores',
   '- "machine CPU busy while the bench is idle" (Other observations) shows other work on the machine, which widens the ranges',
@@ -316,14 +369,24 @@ for (const t of targets)
   lines.push(`| ${t.target} | ${t.value ?? '–'} | ${t.status === 'met' ? 'met' : `**${t.status}**`} |`);
 lines.push('');
 lines.push('## Summary', '');
-lines.push(`| phase | metric | ${A} median [min..max] | ${B} median [min..max] | paired ratio | ratio of medians |`);
-lines.push('| --- | --- | --- | --- | --- | --- |');
+if (S) {
+  lines.push(
+    `| phase | metric | ${A} median [min..max] | ${B} median [min..max] | ${A} / ${B} | ${S} median [min..max] | s3 / nginx | s3 / fs |`,
+  );
+  lines.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+} else {
+  lines.push(`| phase | metric | ${A} median [min..max] | ${B} median [min..max] | paired ratio | ratio of medians |`);
+  lines.push('| --- | --- | --- | --- | --- | --- |');
+}
 for (const [phase, p] of Object.entries(phases)) {
   for (const m of Object.values(p.metrics)) {
     const d = digitsFor(m.unit);
     const cell = (s) => `${fmt(s.median, d)} [${fmt(s.min, d)}..${fmt(s.max, d)}]`;
+    const head = `| ${phase} | ${m.label} (${m.unit}, ${m.better} is better) | ${cell(m[A])} | ${cell(m[B])} | ${fmt(m.ratio_paired_median, 3)} |`;
     lines.push(
-      `| ${phase} | ${m.label} (${m.unit}, ${m.better} is better) | ${cell(m[A])} | ${cell(m[B])} | ${fmt(m.ratio_paired_median, 3)} | ${fmt(m.ratio_of_medians, 3)} |`,
+      S
+        ? `${head} ${cell(m[S])} | ${fmt(m.s3_vs_nginx.ratio_paired_median, 3)} | ${fmt(m.s3_vs_fs.ratio_paired_median, 3)} |`
+        : `${head} ${fmt(m.ratio_of_medians, 3)} |`,
     );
   }
 }
@@ -332,13 +395,19 @@ lines.push('## Samples', '');
 for (const p of Object.values(phases)) {
   lines.push(`### ${p.title}`, '');
   const ms = Object.values(p.metrics);
-  lines.push(`Each cell: ${A} / ${B} (ratio).`, '');
+  lines.push(
+    S ? `Each cell: ${A} / ${B} / ${S} (ratios ${A} / ${B}; s3 / nginx, s3 / fs).` : `Each cell: ${A} / ${B} (ratio).`,
+    '',
+  );
   lines.push(`| pair | order | ${ms.map((m) => `${m.label} (${m.unit})`).join(' | ')} |`);
   lines.push(`| --- | --- | ${ms.map(() => '---').join(' | ')} |`);
   for (let i = 0; i < p.reps; i++) {
     const cells = ms.map((m) => {
       const d = digitsFor(m.unit);
-      return `${fmt(m[A].samples[i], d)} / ${fmt(m[B].samples[i], d)} (${fmt(m.ratio_pairs[i], 3)})`;
+      const both = `${fmt(m[A].samples[i], d)} / ${fmt(m[B].samples[i], d)}`;
+      if (!S) return `${both} (${fmt(m.ratio_pairs[i], 3)})`;
+      const ratios = `${fmt(m.ratio_pairs[i], 3)}; ${fmt(m.s3_vs_nginx.ratio_pairs[i], 3)}, ${fmt(m.s3_vs_fs.ratio_pairs[i], 3)}`;
+      return `${both} / ${fmt(m[S].samples[i], d)} (${ratios})`;
     });
     lines.push(`| ${i + 1} | ${p.order[i]} | ${cells.join(' | ')} |`);
   }
