@@ -20,6 +20,9 @@ export interface S3Settings {
 const MAX_SOCKETS = 512;
 
 export function createS3Client(settings: S3Settings): S3Client {
+  // goldmirror supports Node 20; the SDK's multi-line notice about its own future Node 22 requirement is noise in
+  // every process's log. An operator who wants it sets the variable to false.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const agentOptions = { keepAlive: true, maxSockets: MAX_SOCKETS };
   return new S3Client({
     region: settings.region,
