@@ -120,6 +120,17 @@ export class HashingBucketStore extends S3Store implements TrackedUploadStore {
     );
   }
 
+  /** A bucket that does not answer is a 503 in our words (clients retry), not tus' 500. */
+  override async getUpload(id: string): Promise<Upload> {
+    try {
+      return await super.getUpload(id);
+    } catch (err) {
+      if (typeof err === 'object' && err !== null && 'status_code' in err) throw err;
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
+      throw tusAnswer(asAppError(err, 'looking up this upload'));
+    }
+  }
+
   /** The key of an upload's object, for adopting it once it is complete. */
   objectKey(id: string): string {
     return this.#keyPrefix + id;
@@ -187,7 +198,7 @@ export class HashingBucketStore extends S3Store implements TrackedUploadStore {
       // tus' own answers (and ours) as they are.
       if (typeof err === 'object' && err !== null && 'status_code' in err) throw err;
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
-      throw tusAnswer(receiveError(err, offset + received));
+      throw tusAnswer(asAppError(err, `receiving this upload (at byte ${offset + received})`));
     }
   }
 
@@ -429,8 +440,9 @@ export class HashingBucketStore extends S3Store implements TrackedUploadStore {
       let upload: Upload;
       try {
         upload = await this.getUpload(id);
-      } catch {
-        continue; // removed meanwhile
+      } catch (err) {
+        if (err === ERRORS.FILE_NOT_FOUND) continue; // removed meanwhile
+        throw err;
       }
       if (upload.offset === upload.size || !upload.creation_date) continue;
       if (Date.now() <= Date.parse(upload.creation_date) + expiry) continue;
@@ -465,21 +477,20 @@ export class HashingBucketStore extends S3Store implements TrackedUploadStore {
   }
 }
 
-/** What a failed PATCH answers: ours as they are; a full local disk 507; the bucket failing 503 (clients retry). */
-function receiveError(err: unknown, reachedOffset: number): AppError {
-  if (isError(err, 'INSUFFICIENT_STORAGE') || isError(err, 'UPLOAD_BUSY')) return err;
+/** What a failed call answers: ours as they are; a full local disk 507; the bucket failing 503 (clients retry). */
+function asAppError(err: unknown, doing: string): AppError {
+  if (isError(err)) return err;
   const code = (err as NodeJS.ErrnoException | null)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT')
     return new AppError(
       'INSUFFICIENT_STORAGE',
-      `the local disk filled up while this upload was buffered (about ${reachedOffset} bytes arrived); resume it later`,
+      `the local disk filled up while ${doing}; what reached the bucket is kept, resume it later`,
     );
-  if (isError(err)) return err;
   // The SDK's errors carry the answer's metadata.
   if (typeof err === 'object' && err !== null && '$metadata' in err)
     return new AppError(
       'STORAGE_UNAVAILABLE',
-      `object storage: receiving an upload failed: ${err instanceof Error ? err.message : 'no message'}`,
+      `object storage: ${doing} failed: ${err instanceof Error ? err.message : 'no message'}`,
       {},
       { cause: err },
     );

@@ -3,8 +3,8 @@
  * hooks): it knows which uploads are receiving, finishing or finished, lists
  * the unfinished ones, discards one on request, and answers HEAD for a
  * complete upload with its digest (or 423 while it is being stored). All of
- * that is read from the shared database and the upload directory, so any
- * process serving them answers the same.
+ * that is read from the shared database and the upload store (the upload
+ * directory, or the bucket), so any process serving them answers the same.
  */
 import { Server, type DataStore, type Upload } from '@tus/server';
 import type { Sha256 } from '../../storage/digest.js';

@@ -1,14 +1,20 @@
 /**
- * Resumable browser uploads with the tus protocol (@tus/server, FileStore in
- * <data>/uploads on the same filesystem as the blobs, the locks in the
- * database, so any process serving both continues an upload). Bytes are
- * hashed as they arrive; bytes another process received are hashed from the
- * file. When an upload completes it is adopted into the blob store by
- * rename through the common ingest path, and its checksum file (if the admin
- * picked one) is enforced. A failed or mismatching upload leaves nothing.
+ * Resumable browser uploads with the tus protocol (@tus/server, the locks in
+ * the database, so any process serving the same database continues an
+ * upload). Where the bytes go follows the blob store: FileStore in
+ * <data>/uploads on the same filesystem as the blobs (HashingFileStore,
+ * below), or with MIRROR_STORAGE=s3 a multipart upload under the bucket's
+ * uploads/ prefix that every node shares (HashingBucketStore,
+ * upload-bucket-store.ts). Bytes are hashed as they arrive; bytes another
+ * process received are hashed from the file (on S3: the whole object is read
+ * once at the end). When an upload completes it is adopted into the blob store
+ * through the common ingest path (by rename, or by a server-side copy in the
+ * bucket), and its checksum file (if the admin picked one) is enforced. A
+ * failed or mismatching upload leaves nothing.
  * The free-space guard (minFreeBytes, 507) runs when an upload is created with
  * a length, when a deferred length is declared, before every PATCH writes and
- * every GUARD_EVERY_BYTES while it writes, so no upload can fill the disk.
+ * every GUARD_EVERY_BYTES while it writes, so no upload can fill the disk (on
+ * S3 the local disk its parts pass through).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
