@@ -28,7 +28,7 @@ import { ERRORS, StreamSplitter, type KvStore, type Upload } from '@tus/server';
 import { newSha256, type Sha256 } from '../../storage/digest.js';
 import { isNotFound, isNotImplemented, type S3UploadTarget } from '../../storage/s3/client.js';
 import { AppError, isError, toAppError } from '../errors.js';
-import { tusAnswer, type TrackedUploadStore } from './upload-server.js';
+import { RunningWrites, tusAnswer, type TrackedUploadStore } from './upload-server.js';
 
 /** Preferred part size (S3 allows at most 10,000 parts; larger uploads get larger parts). */
 const PART_BYTES = 8 * 1024 * 1024;
@@ -87,6 +87,7 @@ class TmpFileSplitter extends StreamSplitter {
 
 export class HashingBucketStore extends S3Store implements TrackedUploadStore {
   readonly running = new Map<string, BucketHashState>();
+  readonly #writes = new RunningWrites();
   readonly #keyPrefix: string;
   readonly #options: BucketStoreOptions;
 
@@ -136,7 +137,15 @@ export class HashingBucketStore extends S3Store implements TrackedUploadStore {
     return this.#keyPrefix + id;
   }
 
-  override async write(readable: Readable, id: string, offset: number): Promise<number> {
+  override write(readable: Readable, id: string, offset: number): Promise<number> {
+    return this.#writes.track(id, this.#receive(readable, id, offset));
+  }
+
+  settled(id: string): Promise<void> {
+    return this.#writes.settled(id);
+  }
+
+  async #receive(readable: Readable, id: string, offset: number): Promise<number> {
     const { file } = await this.getMetadata(id);
     // Before any byte: the part files this PATCH may keep in tmp/ must fit above the reserve.
     const partBytes = this.calcOptimalPartSize(file.size);
@@ -187,7 +196,8 @@ export class HashingBucketStore extends S3Store implements TrackedUploadStore {
         );
       },
     });
-    readable.on('error', (err) => receiving.destroy(err));
+    // A request cut short keeps what arrived, as on disk: what was received is sent on, and the offset says so.
+    readable.on('error', () => receiving.end());
     try {
       const newOffset = await super.write(readable.pipe(receiving), id, offset);
       // Bytes hashed that did not all land (or landed that were not hashed) make the state useless.

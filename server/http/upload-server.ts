@@ -64,6 +64,30 @@ export interface TrackedUploadStore extends DataStore {
   forget(id: string): void;
   /** Drops the hash state of uploads that no longer exist (finished or removed by another process). */
   forgetAllBut(ids: readonly string[]): void;
+  /** Resolves once no write of this process to the upload is running (the lock is released only then). */
+  settled(id: string): Promise<void>;
+}
+
+/**
+ * The writes a store has running, per upload. tus lets go of an upload's lock as soon as the
+ * request's stream fails, while the store may still be sending what it received; the locker
+ * waits for this before it releases, so the next writer never overlaps it.
+ */
+export class RunningWrites {
+  readonly #writes = new Map<string, Promise<unknown>>();
+
+  track<T>(id: string, write: Promise<T>): Promise<T> {
+    this.#writes.set(id, write);
+    const clear = (): void => {
+      if (this.#writes.get(id) === write) this.#writes.delete(id);
+    };
+    write.then(clear, clear);
+    return write;
+  }
+
+  async settled(id: string): Promise<void> {
+    await this.#writes.get(id)?.catch(() => undefined);
+  }
 }
 
 /** The answer @tus/server sends for a thrown { status_code, body }. */

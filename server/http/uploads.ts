@@ -42,6 +42,7 @@ import {
 } from '../services/ingest.js';
 import { DatabaseLocker } from './upload-locker.js';
 import {
+  RunningWrites,
   tusAnswer,
   UploadServer,
   type FinishedUpload,
@@ -82,6 +83,7 @@ interface HashState {
  */
 export class HashingFileStore extends FileStore implements TrackedUploadStore {
   readonly running = new Map<string, HashState>();
+  readonly #writes = new RunningWrites();
   readonly #guard: (bytes: number, what: string) => Promise<void>;
   readonly #headroom: Headroom;
   readonly #fence: (id: string) => boolean;
@@ -113,7 +115,15 @@ export class HashingFileStore extends FileStore implements TrackedUploadStore {
     return super.declareUploadLength(id, uploadLength);
   }
 
-  override async write(readable: IncomingMessage | Readable, id: string, offset: number): Promise<number> {
+  override write(readable: IncomingMessage | Readable, id: string, offset: number): Promise<number> {
+    return this.#writes.track(id, this.#receive(readable, id, offset));
+  }
+
+  settled(id: string): Promise<void> {
+    return this.#writes.settled(id);
+  }
+
+  async #receive(readable: IncomingMessage | Readable, id: string, offset: number): Promise<number> {
     // Before any byte: what is left of a known length must fit; of a deferred one, the reserve must be intact.
     const { size } = await this.getUpload(id);
     const remaining = size === undefined ? 0 : size - offset;
@@ -311,7 +321,8 @@ interface AdoptRequest {
  */
 export async function createUploadServer(deps: UploadDeps): Promise<UploadServer> {
   const shared = { db: deps.ingestDeps.db, clock: deps.ingestDeps.clock, log: deps.log };
-  const locker = new DatabaseLocker(shared);
+  // A lock is released once this process's writes to the upload have ended (see RunningWrites).
+  const locker = new DatabaseLocker(shared, (id) => datastore.settled(id));
   const headroom = async (): Promise<number> => (await deps.store.diskUsage()).freeBytes - deps.ingestDeps.minFreeBytes;
   const target = deps.store.uploadTarget?.();
   let datastore: TrackedUploadStore;
