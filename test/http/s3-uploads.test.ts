@@ -36,7 +36,7 @@ import { createTestBucket, s3SettingsFor, startTestS3, testS3Client, type TestS3
 import { openBlobStore } from '../../storage/blob-store.js';
 import { createLayout } from '../../storage/layout.js';
 import type { S3UploadTarget } from '../../storage/s3/client.js';
-import { TUS } from '../helpers/tus.js';
+import { openPatch, TUS } from '../helpers/tus.js';
 import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
@@ -325,6 +325,36 @@ describe('tus uploads on S3, across nodes sharing the bucket', () => {
     expect(last.status, last.text).toBe(204);
     expect(last.headers.get('upload-sha256')).toBe(sha256Hex(stored));
     expect((await download(b, sha256Hex(stored), 'Rewritten.pvmp')).equals(stored)).toBe(true);
+  });
+
+  it('a PATCH cut off half-way keeps what arrived (sent on as the tail); the upload resumes there on the other node', async (ctx) => {
+    ctx.skip(skip !== '', skip);
+    const data = testBytes(10 * MiB, 's3-cut-off');
+    const sha = sha256Hex(data);
+    const id = await create(a, { filename: 'CutOff.pvmp' }, data.length);
+    const { request: req, answered } = openPatch(a.url, id, token, data.length);
+    req.write(data.subarray(0, 3 * MiB));
+    // The 3 MiB reached A: its part file in tmp/ holds them.
+    const { tmpDir } = a.runtime.store.layout;
+    await waitFor(
+      async () => {
+        for (const name of await fs.readdir(tmpDir)) {
+          if ((await fs.stat(`${tmpDir}/${name}`).catch(() => null))?.size === 3 * MiB) return true;
+        }
+        return false;
+      },
+      { what: 'the bytes in a part file' },
+    );
+    req.destroy();
+    await answered;
+    await waitFor(async () => (await head(b, id)).headers.get('upload-offset') === String(3 * MiB), {
+      what: 'the offset after the cut',
+    });
+    expect(await keys(`uploads/${id}`)).toEqual([`${prefix}/uploads/${id}.info`, `${prefix}/uploads/${id}.part`]);
+    const done = await patch(b, id, 3 * MiB, data.subarray(3 * MiB));
+    expect(done.status, done.text).toBe(204);
+    expect(done.headers.get('upload-sha256')).toBe(sha);
+    expect((await download(a, sha, 'CutOff.pvmp')).equals(data)).toBe(true);
   });
 
   it('an unfinished upload is discarded from either node: its objects in the bucket go', async (ctx) => {
