@@ -146,7 +146,13 @@ export class HashingBucketStore extends S3Store implements TrackedUploadStore {
   }
 
   async #receive(readable: Readable, id: string, offset: number): Promise<number> {
-    const { file } = await this.getMetadata(id);
+    let file: Upload;
+    try {
+      ({ file } = await this.getMetadata(id));
+    } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
+      throw tusAnswer(asAppError(err, 'looking up this upload'));
+    }
     // Before any byte: the part files this PATCH may keep in tmp/ must fit above the reserve.
     const partBytes = this.calcOptimalPartSize(file.size);
     const spool = Math.min(
@@ -171,7 +177,7 @@ export class HashingBucketStore extends S3Store implements TrackedUploadStore {
     const outOfRoom = (): AppError =>
       new AppError(
         'INSUFFICIENT_STORAGE',
-        `the local disk ran short while this upload was buffered (${offset + received} bytes kept in the bucket); resume it later`,
+        `the local disk ran short while this upload was buffered (at byte ${offset + received}); what reached the bucket is kept, resume it later`,
       );
     const receiving = new Transform({
       transform(chunk: Buffer, _encoding, callback) {

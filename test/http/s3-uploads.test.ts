@@ -378,9 +378,8 @@ describe('tus uploads on S3, across nodes sharing the bucket', () => {
     const id = await create(a, { filename: 'Guarded.pvmp' }, data.length);
     expect((await patch(a, id, 0, data.subarray(0, 6 * MiB))).status).toBe(204);
 
-    // Two 8 MiB part files no longer fit above the reserve (a few MiB are left).
-    const { freeBytes } = await a.runtime.store.diskUsage();
-    a.runtime.ingestDeps.minFreeBytes = freeBytes - 4 * MiB;
+    // The local disk "fills up": the part files of the rest no longer fit above the reserve.
+    a.runtime.ingestDeps.minFreeBytes = (await a.runtime.store.diskUsage()).totalBytes + 1;
     try {
       const refused = await patch(a, id, 6 * MiB, data.subarray(6 * MiB));
       expect(expectError(refused, 507, 'INSUFFICIENT_STORAGE').message).toContain('local disk');
