@@ -32,7 +32,7 @@ export interface ServerHandle {
 
 export async function startServer(runtime: Runtime): Promise<ServerHandle> {
   const { config, log, db, store, clock } = runtime;
-  const uploads = createUploadServer({
+  const uploads = await createUploadServer({
     ingestDeps: runtime.ingestDeps,
     store,
     log,

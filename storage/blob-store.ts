@@ -16,7 +16,7 @@ import { commitStaged, stageFile, stageStream, type AdoptOptions } from './inges
 import { createLayout, type Layout } from './layout.js';
 import { detachBlob, leftDetached, listBlobs, quarantineBlob, removeStaleTmpFiles } from './maintenance.js';
 import { blobVersion, blobVersionSync, openBlob, statBlob } from './reading.js';
-import type { S3Settings } from './s3/client.js';
+import type { S3Settings, S3UploadTarget } from './s3/client.js';
 
 export { isErrno };
 export type { AdoptOptions };
@@ -152,6 +152,8 @@ export interface BlobStore {
    * (details.problem: 'not reachable' or 'not writable').
    */
   checkBucket?(options: { write: boolean; signal?: AbortSignal | undefined }): Promise<void>;
+  /** S3 only: the bucket, key prefix (uploads/) and client settings resumable uploads use, so every node shares them. */
+  uploadTarget?(): S3UploadTarget;
   /** S3 only: blobs in the bucket and their bytes (counted by listing, cached for a little while). */
   bucketUsage?(): Promise<{ objects: number; bytes: number }>;
   /** S3 only: a URL that fetches the blob without credentials until it expires. */

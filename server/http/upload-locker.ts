@@ -38,13 +38,16 @@ export class DatabaseLocker implements Locker {
   readonly #deps: LockerDeps;
   /** The locks this process holds, per upload, so that writes can check theirs is still theirs. */
   readonly #held = new Map<string, Set<DatabaseLock>>();
+  readonly #settled: (id: string) => Promise<void>;
 
-  constructor(deps: LockerDeps) {
+  /** `settled`: resolves once this process's writes to the upload have ended; a lock is released only then. */
+  constructor(deps: LockerDeps, settled: (id: string) => Promise<void> = () => Promise.resolve()) {
     this.#deps = deps;
+    this.#settled = settled;
   }
 
   newLock(id: string): DatabaseLock {
-    return new DatabaseLock(id, this.#deps, this.#held);
+    return new DatabaseLock(id, this.#deps, this.#held, this.#settled);
   }
 
   /** One attempt: the lock of `id` if it is free now, else null (for actions that must not wait). */
@@ -70,6 +73,7 @@ class DatabaseLock implements Lock {
   readonly #id: string;
   readonly #deps: LockerDeps;
   readonly #held: Map<string, Set<DatabaseLock>>;
+  readonly #settled: (id: string) => Promise<void>;
   readonly #holder = newHolderId();
   #timer: NodeJS.Timeout | null = null;
   #confirmedAt = 0;
@@ -77,10 +81,16 @@ class DatabaseLock implements Lock {
   #renewing = false;
   #releaseAsked = false;
 
-  constructor(id: string, deps: LockerDeps, held: Map<string, Set<DatabaseLock>>) {
+  constructor(
+    id: string,
+    deps: LockerDeps,
+    held: Map<string, Set<DatabaseLock>>,
+    settled: (id: string) => Promise<void>,
+  ) {
     this.#id = id;
     this.#deps = deps;
     this.#held = held;
+    this.#settled = settled;
   }
 
   async lock(stopSignal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
@@ -169,8 +179,9 @@ class DatabaseLock implements Lock {
     this.#timer = null;
   }
 
-  /** Called when the request has ended (tus does, even after the lock was lost). */
+  /** Called when the request has ended (tus does, even after the lock was lost); held until its writes end. */
   async unlock(): Promise<void> {
+    await this.#settled(this.#id).catch(() => undefined);
     this.#stopRenewing();
     const locks = this.#held.get(this.#id);
     if (locks?.delete(this) && locks.size === 0) this.#held.delete(this.#id);

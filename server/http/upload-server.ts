@@ -3,12 +3,11 @@
  * hooks): it knows which uploads are receiving, finishing or finished, lists
  * the unfinished ones, discards one on request, and answers HEAD for a
  * complete upload with its digest (or 423 while it is being stored). All of
- * that is read from the shared database and the upload directory, so any
- * process serving them answers the same.
+ * that is read from the shared database and the upload store (the upload
+ * directory, or the bucket), so any process serving them answers the same.
  */
-import fs from 'node:fs/promises';
-import path from 'node:path';
-import { Server, type Upload } from '@tus/server';
+import { Server, type DataStore, type Upload } from '@tus/server';
+import type { Sha256 } from '../../storage/digest.js';
 import type { BlobArch } from '../db/schema.js';
 import { AppError, errorBody, toAppError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -26,7 +25,6 @@ import {
   type StoredUpload,
 } from '../services/upload-coordination.js';
 import type { DatabaseLocker } from './upload-locker.js';
-import type { HashingFileStore } from './uploads.js';
 
 /** An upload that has not been stored yet, as the Upload page lists it. */
 export interface UnfinishedUpload {
@@ -49,6 +47,54 @@ export interface UnfinishedUpload {
 
 export type TusOptions = Omit<ConstructorParameters<typeof Server>[0], 'datastore'>;
 
+/**
+ * What the server needs of its tus datastore beyond tus' own calls, so the same server runs on
+ * uploads in the data dir (HashingFileStore) or in the bucket (HashingBucketStore).
+ */
+export interface TrackedUploadStore extends DataStore {
+  /** Ids of every upload there is, finished or not. */
+  listIds(): Promise<string[]>;
+  /** When bytes last arrived (ms), or null when none did. */
+  lastDataAt(id: string, upload: Upload): Promise<number | null>;
+  /** The digest of a complete upload of `size` bytes, over every byte, when this process can vouch for it. */
+  takeDigest(id: string, size: number): Promise<Sha256 | undefined>;
+  /** After the store step, whatever its outcome: removes what is left of the upload (its record, data not adopted). */
+  dropFinished(id: string): Promise<void>;
+  /** Drops this process's hash state of one upload (discarded). */
+  forget(id: string): void;
+  /** Drops the hash state of uploads that no longer exist (finished or removed by another process). */
+  forgetAllBut(ids: readonly string[]): void;
+  /** Resolves once no write of this process to the upload is running (the lock is released only then). */
+  settled(id: string): Promise<void>;
+}
+
+/**
+ * The writes a store has running, per upload. tus lets go of an upload's lock as soon as the
+ * request's stream fails, while the store may still be sending what it received; the locker
+ * waits for this before it releases, so the next writer never overlaps it.
+ */
+export class RunningWrites {
+  readonly #writes = new Map<string, Promise<unknown>>();
+
+  track<T>(id: string, write: Promise<T>): Promise<T> {
+    this.#writes.set(id, write);
+    const clear = (): void => {
+      if (this.#writes.get(id) === write) this.#writes.delete(id);
+    };
+    write.then(clear, clear);
+    return write;
+  }
+
+  async settled(id: string): Promise<void> {
+    await this.#writes.get(id)?.catch(() => undefined);
+  }
+}
+
+/** The answer @tus/server sends for a thrown { status_code, body }. */
+export function tusAnswer(err: AppError): { status_code: number; body: string } {
+  return { status_code: err.status, body: JSON.stringify(errorBody(err)) };
+}
+
 export type FinishedUpload = StoredUpload;
 
 /** How often the process storing an upload renews its claim, and others look whether it is done. */
@@ -69,7 +115,7 @@ export class UploadServer extends Server {
   readonly locker: DatabaseLocker;
 
   constructor(
-    options: TusOptions & { datastore: HashingFileStore; locker: DatabaseLocker },
+    options: TusOptions & { datastore: TrackedUploadStore; locker: DatabaseLocker },
     deps: DbDeps & { log: Logger },
     finish: (req: Request, upload: Upload) => Promise<FinishedUpload>,
   ) {
@@ -79,8 +125,8 @@ export class UploadServer extends Server {
     this.#finish = finish;
   }
 
-  get store(): HashingFileStore {
-    return this.datastore as HashingFileStore;
+  get store(): TrackedUploadStore {
+    return this.datastore as TrackedUploadStore;
   }
 
   override async handleWeb(req: Request): Promise<Response> {
@@ -141,7 +187,7 @@ export class UploadServer extends Server {
   }
 
   async listUnfinished(): Promise<UnfinishedUpload[]> {
-    const ids = (await this.store.configstore.list?.()) ?? [];
+    const ids = await this.store.listIds();
     const { receiving, finishing } = await busyUploads(this.#deps);
     const uploads: UnfinishedUpload[] = [];
     for (const id of ids) {
@@ -149,7 +195,7 @@ export class UploadServer extends Server {
       let lastData: number | null = null;
       try {
         upload = await this.store.getUpload(id);
-        if (upload.offset > 0) lastData = (await fs.stat(path.join(this.store.directory, id))).mtimeMs;
+        lastData = await this.store.lastDataAt(id, upload);
       } catch {
         continue; // removed meanwhile, or its data file is gone
       }
@@ -199,7 +245,7 @@ export class UploadServer extends Server {
     if (!lock) throw busy();
     try {
       await this.store.remove(id);
-      this.store.running.delete(id);
+      this.store.forget(id);
     } finally {
       await lock.unlock();
     }

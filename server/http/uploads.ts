@@ -1,16 +1,23 @@
 /**
- * Resumable browser uploads with the tus protocol (@tus/server, FileStore in
- * <data>/uploads on the same filesystem as the blobs, the locks in the
- * database, so any process serving both continues an upload). Bytes are
- * hashed as they arrive; bytes another process received are hashed from the
- * file. When an upload completes it is adopted into the blob store by
- * rename through the common ingest path, and its checksum file (if the admin
- * picked one) is enforced. A failed or mismatching upload leaves nothing.
+ * Resumable browser uploads with the tus protocol (@tus/server, the locks in
+ * the database, so any process serving the same database continues an
+ * upload). Where the bytes go follows the blob store: FileStore in
+ * <data>/uploads on the same filesystem as the blobs (HashingFileStore,
+ * below), or with MIRROR_STORAGE=s3 a multipart upload under the bucket's
+ * uploads/ prefix that every node shares (HashingBucketStore,
+ * upload-bucket-store.ts). Bytes are hashed as they arrive; bytes another
+ * process received are hashed from the file (on S3: the whole object is read
+ * once at the end). When an upload completes it is adopted into the blob store
+ * through the common ingest path (by rename, or by a server-side copy in the
+ * bucket), and its checksum file (if the admin picked one) is enforced. A
+ * failed or mismatching upload leaves nothing.
  * The free-space guard (minFreeBytes, 507) runs when an upload is created with
  * a length, when a deferred length is declared, before every PATCH writes and
- * every GUARD_EVERY_BYTES while it writes, so no upload can fill the disk.
+ * every GUARD_EVERY_BYTES while it writes, so no upload can fill the disk (on
+ * S3 the local disk its parts pass through).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -19,14 +26,29 @@ import { FileStore } from '@tus/file-store';
 import type { Upload } from '@tus/server';
 import type { Hash } from 'node:crypto';
 import type { BlobStore } from '../../storage/blob-store.js';
+import type { BlobArch } from '../db/schema.js';
 import { newSha256, parseChecksumText, type Sha256 } from '../../storage/digest.js';
 import { AppError, errorBody, isError, toAppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
 import type { Logger } from '../log.js';
 import { assertPackageFileName, parseBlobArch } from '../services/blobs.js';
-import { assertFreeSpace, ingestUploadedFile, READ_CHUNK_BYTES, type IngestDeps } from '../services/ingest.js';
+import {
+  assertFreeSpace,
+  ingestUploadedFile,
+  ingestUploadedObject,
+  READ_CHUNK_BYTES,
+  type IngestDeps,
+  type IngestResult,
+} from '../services/ingest.js';
 import { DatabaseLocker } from './upload-locker.js';
-import { UploadServer, type FinishedUpload, type TusOptions } from './upload-server.js';
+import {
+  RunningWrites,
+  tusAnswer,
+  UploadServer,
+  type FinishedUpload,
+  type TrackedUploadStore,
+  type TusOptions,
+} from './upload-server.js';
 
 export { UploadServer, type UnfinishedUpload } from './upload-server.js';
 
@@ -44,11 +66,6 @@ const GUARD_EVERY_BYTES = 16 * 1024 * 1024;
  */
 const CATCH_UP_MAX_BYTES = 256 * 1024 * 1024;
 
-/** The answer @tus/server sends for a thrown { status_code, body }. */
-function tusError(err: AppError): { status_code: number; body: string } {
-  return { status_code: err.status, body: JSON.stringify(errorBody(err)) };
-}
-
 /** Free space an upload may still use: free bytes minus the reserve (the shared guard's arithmetic). */
 type Headroom = () => Promise<number>;
 
@@ -64,8 +81,9 @@ interface HashState {
  * process's: bytes that another process received are hashed from the file (before the next PATCH
  * here when they are few, else when the upload completes), so a digest always covers every byte.
  */
-export class HashingFileStore extends FileStore {
+export class HashingFileStore extends FileStore implements TrackedUploadStore {
   readonly running = new Map<string, HashState>();
+  readonly #writes = new RunningWrites();
   readonly #guard: (bytes: number, what: string) => Promise<void>;
   readonly #headroom: Headroom;
   readonly #fence: (id: string) => boolean;
@@ -92,12 +110,20 @@ export class HashingFileStore extends FileStore {
       await this.#guard(uploadLength - offset, `the declared Upload-Length of ${uploadLength} bytes`);
     } catch (err) {
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
-      throw tusError(toAppError(err));
+      throw tusAnswer(toAppError(err));
     }
     return super.declareUploadLength(id, uploadLength);
   }
 
-  override async write(readable: IncomingMessage | Readable, id: string, offset: number): Promise<number> {
+  override write(readable: IncomingMessage | Readable, id: string, offset: number): Promise<number> {
+    return this.#writes.track(id, this.#receive(readable, id, offset));
+  }
+
+  settled(id: string): Promise<void> {
+    return this.#writes.settled(id);
+  }
+
+  async #receive(readable: IncomingMessage | Readable, id: string, offset: number): Promise<number> {
     // Before any byte: what is left of a known length must fit; of a deferred one, the reserve must be intact.
     const { size } = await this.getUpload(id);
     const remaining = size === undefined ? 0 : size - offset;
@@ -108,7 +134,7 @@ export class HashingFileStore extends FileStore {
       );
     } catch (err) {
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
-      throw tusError(toAppError(err));
+      throw tusAnswer(toAppError(err));
     }
     // A deferred length may not outgrow what was free when this PATCH began; both kinds look again as they go.
     const budget = size === undefined ? await this.#headroom() : Number.POSITIVE_INFINITY;
@@ -168,10 +194,10 @@ export class HashingFileStore extends FileStore {
       if (isError(err, 'INSUFFICIENT_STORAGE')) {
         await this.remove(id).catch(() => undefined);
         // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
-        throw tusError(err);
+        throw tusAnswer(err);
       }
       // eslint-disable-next-line @typescript-eslint/only-throw-error -- the shape @tus/server answers with
-      if (isError(err, 'UPLOAD_BUSY')) throw tusError(err);
+      if (isError(err, 'UPLOAD_BUSY')) throw tusAnswer(err);
       if (code === 'ENOSPC' || code === 'EDQUOT') {
         await this.remove(id).catch(() => undefined);
         const appError = new AppError(
@@ -239,6 +265,26 @@ export class HashingFileStore extends FileStore {
     return state.hash.digest('hex') as Sha256;
   }
 
+  async listIds(): Promise<string[]> {
+    return (await this.configstore.list?.()) ?? [];
+  }
+
+  /** The data file's modification time; throws when it is gone. */
+  async lastDataAt(id: string, upload: Upload): Promise<number | null> {
+    return upload.offset > 0 ? (await fs.stat(path.join(this.directory, id))).mtimeMs : null;
+  }
+
+  /** The record goes; so does the data file, unless the ingest already adopted (renamed) or removed it. */
+  async dropFinished(id: string): Promise<void> {
+    this.running.delete(id);
+    await this.configstore.delete(id);
+    await fs.rm(path.join(this.directory, id), { force: true });
+  }
+
+  forget(id: string): void {
+    this.running.delete(id);
+  }
+
   /** Drops the hash state of uploads that no longer exist (finished or removed by another process). */
   forgetAllBut(ids: readonly string[]): void {
     for (const id of this.running.keys()) if (!ids.includes(id)) this.running.delete(id);
@@ -261,15 +307,50 @@ function checkPackageMetadata(meta: Record<string, string | null>): void {
   if (meta.checksum) parseChecksumText(meta.checksum, 'the checksum file');
 }
 
-export function createUploadServer(deps: UploadDeps): UploadServer {
+/** What the store step knows of a finished upload besides where its bytes are. */
+interface AdoptRequest {
+  fileName: string;
+  knownSha256: Sha256 | undefined;
+  expectedSha256: Sha256 | undefined;
+  arch: BlobArch;
+}
+
+/**
+ * The tus server over the store's kind of storage: uploads in <data>/uploads beside the blobs, or
+ * (MIRROR_STORAGE=s3) in the bucket every node shares, loaded only then (the S3 SDK is large).
+ */
+export async function createUploadServer(deps: UploadDeps): Promise<UploadServer> {
   const shared = { db: deps.ingestDeps.db, clock: deps.ingestDeps.clock, log: deps.log };
-  const locker = new DatabaseLocker(shared);
-  const datastore = new HashingFileStore(
-    { directory: deps.store.layout.uploadsDir, expirationPeriodInMilliseconds: UPLOAD_EXPIRY_MS },
-    (bytes, what) => assertFreeSpace(deps.ingestDeps, bytes, what),
-    async () => (await deps.store.diskUsage()).freeBytes - deps.ingestDeps.minFreeBytes,
-    (id) => locker.holds(id),
-  );
+  // A lock is released once this process's writes to the upload have ended (see RunningWrites).
+  const locker = new DatabaseLocker(shared, (id) => datastore.settled(id));
+  const headroom = async (): Promise<number> => (await deps.store.diskUsage()).freeBytes - deps.ingestDeps.minFreeBytes;
+  const target = deps.store.uploadTarget?.();
+  let datastore: TrackedUploadStore;
+  let adopt: (upload: Upload, request: AdoptRequest) => Promise<IngestResult>;
+  if (target) {
+    const { HashingBucketStore } = await import('./upload-bucket-store.js');
+    const bucketStore = new HashingBucketStore(target, {
+      newTmpFile: () => deps.store.layout.newTmpFile(),
+      headroom,
+      fence: (id) => locker.holds(id),
+      expirationPeriodInMilliseconds: UPLOAD_EXPIRY_MS,
+    });
+    datastore = bucketStore;
+    adopt = (upload, request) =>
+      ingestUploadedObject(deps.ingestDeps, { ...request, key: bucketStore.objectKey(upload.id) });
+  } else {
+    datastore = new HashingFileStore(
+      { directory: deps.store.layout.uploadsDir, expirationPeriodInMilliseconds: UPLOAD_EXPIRY_MS },
+      (bytes, what) => assertFreeSpace(deps.ingestDeps, bytes, what),
+      headroom,
+      (id) => locker.holds(id),
+    );
+    adopt = (upload, request) =>
+      ingestUploadedFile(deps.ingestDeps, {
+        ...request,
+        file: upload.storage?.path ?? path.join(deps.store.layout.uploadsDir, upload.id),
+      });
+  }
   // @tus/server answers a thrown { status_code, body } object with exactly that response.
   const fail = (err: unknown): never => {
     const appError = toAppError(err);
@@ -310,14 +391,12 @@ export function createUploadServer(deps: UploadDeps): UploadServer {
     },
   };
 
-  /** Adopts the finished file into the blob store (checksum and architecture from the metadata). */
+  /** Adopts the finished upload into the blob store (checksum and architecture from the metadata). */
   const finish = async (req: Request, upload: Upload): Promise<FinishedUpload> => {
     const meta = upload.metadata ?? {};
-    const file = upload.storage?.path ?? deps.store.layout.uploadsDir + '/' + upload.id;
     try {
       const expectedSha256 = meta.checksum ? parseChecksumText(meta.checksum, 'the checksum file') : undefined;
-      const { blob, created } = await ingestUploadedFile(deps.ingestDeps, {
-        file,
+      const { blob, created } = await adopt(upload, {
         fileName: meta.filename ?? 'upload.pvmp',
         knownSha256: await datastore.takeDigest(upload.id, upload.size ?? -1),
         expectedSha256,
@@ -335,9 +414,12 @@ export function createUploadServer(deps: UploadDeps): UploadServer {
       deps.log.warn({ err, upload: upload.id }, 'browser upload rejected');
       throw err;
     } finally {
-      // The data file was adopted or removed by the ingest; drop the upload record either way.
-      await datastore.configstore.delete(upload.id).catch(() => undefined);
-      datastore.running.delete(upload.id);
+      // The data was adopted or removed by the ingest; drop the upload's record (and anything left) either way.
+      await datastore
+        .dropFinished(upload.id)
+        .catch((err: unknown) =>
+          deps.log.warn({ err, upload: upload.id }, 'could not remove what is left of a finished upload'),
+        );
     }
   };
   const tus: UploadServer = new UploadServer({ ...options, locker, datastore }, shared, finish);

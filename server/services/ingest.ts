@@ -106,6 +106,27 @@ export async function ingestUploadedFile(
 }
 
 /**
+ * The same for a finished resumable upload kept in the bucket (MIRROR_STORAGE=s3): the object under
+ * uploads/ is made a blob by a server-side copy, never downloaded again, and is deleted whatever the outcome.
+ */
+export async function ingestUploadedObject(
+  deps: IngestDeps,
+  upload: {
+    key: string;
+    fileName: string;
+    knownSha256?: Sha256 | undefined;
+    expectedSha256?: Sha256 | undefined;
+    arch?: BlobArch | undefined;
+  },
+): Promise<IngestResult> {
+  const stageObject = deps.store.stageObject?.bind(deps.store);
+  if (!stageObject) throw new AppError('INTERNAL', `the ${deps.store.kind} blob store cannot adopt a bucket object`);
+  return commit(deps, upload, () =>
+    stageObject(upload.key, { knownSha256: upload.knownSha256, expectedSha256: upload.expectedSha256 }),
+  );
+}
+
+/**
  * Stages through `stage`, then records the row and renames the file into
  * place as one step (withBlobLock): a check, GC or rollback deciding about
  * the same digest sees either both or neither. Counts, heartbeats and the

@@ -1,7 +1,7 @@
 /** The S3 client goldmirror uses, and what its errors mean to the rest of the server. */
 import http from 'node:http';
 import https from 'node:https';
-import { S3Client } from '@aws-sdk/client-s3';
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { AppError, isError } from '../../server/errors.js';
 
 export interface S3Settings {
@@ -20,11 +20,16 @@ export interface S3Settings {
 const MAX_SOCKETS = 512;
 
 export function createS3Client(settings: S3Settings): S3Client {
+  return new S3Client(s3ClientConfig(settings));
+}
+
+/** The client settings every S3 client of goldmirror uses (the blob store's, and the resumable uploads'). */
+export function s3ClientConfig(settings: S3Settings): S3ClientConfig {
   // goldmirror supports Node 20; the SDK's multi-line notice about its own future Node 22 requirement is noise in
   // every process's log. An operator who wants it sets the variable to false.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const agentOptions = { keepAlive: true, maxSockets: MAX_SOCKETS };
-  return new S3Client({
+  return {
     region: settings.region,
     ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
     forcePathStyle: settings.forcePathStyle,
@@ -42,7 +47,18 @@ export function createS3Client(settings: S3Settings): S3Client {
       httpAgent: new http.Agent(agentOptions),
       httpsAgent: new https.Agent(agentOptions),
     },
-  });
+  };
+}
+
+/**
+ * Where resumable uploads keep their objects: the store's bucket, under its uploads/ key prefix,
+ * reached with the same client settings (for a tus datastore that shares the bucket across nodes).
+ */
+export interface S3UploadTarget {
+  bucket: string;
+  /** Ends with a slash: every key of an upload starts with it. */
+  keyPrefix: string;
+  clientConfig: S3ClientConfig;
 }
 
 /** Where a message says the bucket is: "bucket b at http://host:9000" (AWS: its region). */

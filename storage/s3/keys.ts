@@ -7,7 +7,7 @@
  *   tmp/ingest-<writer>-<rand>.json    the multipart upload an ingest has open (aborted if its writer dies)
  *   tmp/probe-<writer>-<rand>          the start-up write check
  *   quarantine/<digest>-<time>         blobs that failed verification, never served
- *   uploads/<id>                       resumable browser uploads (tus), shared by every node
+ *   uploads/<id>[.info|.part]          resumable browser uploads (tus: the object, its metadata, a short tail)
  *
  * As in layout.ts, every key comes from a validated digest or from this process.
  */

@@ -22,7 +22,7 @@ import { diskUsage, FOREIGN_TMP_STALE_MS, writerMayBeAlive } from '../fs-utils.j
 import { commitStaged, type AdoptOptions } from '../ingest.js';
 import type { Layout } from '../layout.js';
 import { removeStaleTmpFiles } from '../maintenance.js';
-import { createS3Client, describeBucket, type S3Settings } from './client.js';
+import { createS3Client, describeBucket, s3ClientConfig, type S3Settings } from './client.js';
 import { inProgress, stageIntoBucket, stageObject } from './ingest.js';
 import { createKeys, parseTmpName } from './keys.js';
 import {
@@ -123,6 +123,11 @@ function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
     adoptFile: async (file: string, options: AdoptOptions) =>
       commitStaged(await stageLocalFile(bucket, layout, file, options)),
     stageObject: (key: string, options: AdoptOptions) => stageObject(bucket, key, options),
+    uploadTarget: () => ({
+      bucket: bucket.settings.bucket,
+      keyPrefix: keys.uploadsPrefix,
+      clientConfig: s3ClientConfig(bucket.settings),
+    }),
     open: readerOf,
     async stat(sha256) {
       const head = await headObject(bucket, keys.blob(sha256));

@@ -57,7 +57,7 @@ describe('authentication', () => {
     const { ingestDeps, store, log } = m.runtime;
     const app = createApp({
       ...m.runtime,
-      uploads: createUploadServer({ ingestDeps, store, log, baseUrl: async () => null }),
+      uploads: await createUploadServer({ ingestDeps, store, log, baseUrl: async () => null }),
     });
     const entries = [
       ...new Map(app.routes.map((r) => [`${r.method} ${r.path}`, { method: r.method, path: r.path }])).values(),

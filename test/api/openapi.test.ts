@@ -47,7 +47,7 @@ describe('OpenAPI document', () => {
     const { ingestDeps, store, log } = m.runtime;
     app = createApp({
       ...m.runtime,
-      uploads: createUploadServer({ ingestDeps, store, log, baseUrl: async () => null }),
+      uploads: await createUploadServer({ ingestDeps, store, log, baseUrl: async () => null }),
     });
     token = await issueToken(m, 'openapi');
     readToken = (await createApiToken(m.runtime, { kind: 'system', name: 'test-setup' }, 'openapi-read', 'read')).token;

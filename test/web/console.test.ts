@@ -38,7 +38,10 @@ describe('admin console frame (in memory)', () => {
     dir = await makeTempDir();
     runtime = await openRuntime(testConfig(dir), createLogger('silent'));
     const { ingestDeps, store, log } = runtime;
-    app = createApp({ ...runtime, uploads: createUploadServer({ ingestDeps, store, log, baseUrl: async () => null }) });
+    app = createApp({
+      ...runtime,
+      uploads: await createUploadServer({ ingestDeps, store, log, baseUrl: async () => null }),
+    });
     await bootstrapAdmin(runtime, dir, ADMIN_PASSWORD);
     const res = await app.request('/admin/login', {
       method: 'POST',
