@@ -108,10 +108,14 @@ export function createDownloadHandler(deps: DownloadDeps): (req: IncomingMessage
         res.destroy();
         return;
       }
-      // A database that cannot be reached or is too busy is 503 with Retry-After, which a Mac's client waits out.
+      // A database or bucket that cannot be reached, or a busy database: 503 with Retry-After, which a Mac waits out.
       const retry = isError(err, 'DATABASE_UNAVAILABLE') || isError(err, 'DATABASE_BUSY');
-      if (retry) res.setHeader('Retry-After', '5');
-      sendError(res, retry ? err : new AppError('INTERNAL', 'internal server error'));
+      const storage = isError(err, 'STORAGE_UNAVAILABLE');
+      if (retry || storage) res.setHeader('Retry-After', '5');
+      // The bucket's name and address stay in the log (onError): anyone with a link may see this answer.
+      if (storage)
+        sendError(res, new AppError('STORAGE_UNAVAILABLE', 'the object storage cannot be reached; try again shortly'));
+      else sendError(res, retry ? err : new AppError('INTERNAL', 'internal server error'));
     });
   };
 }
