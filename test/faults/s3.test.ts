@@ -1,0 +1,315 @@
+/**
+ * Faults of the S3 store, each against a real server (s3rver in-process, or
+ * the one MIRROR_TEST_S3_ENDPOINT names, Swift in CI): a writer killed -9 in
+ * the middle of a multipart upload, the bucket going away in the middle of a
+ * download and coming back, a flipped byte in a stored object, and two nodes
+ * sharing one bucket and one PostgreSQL database.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import S3rver from 's3rver';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findBlob } from '../../server/db/repos/blobs.js';
+import { openBlobStore } from '../../storage/blob-store.js';
+import type { Sha256 } from '../../storage/digest.js';
+import { repoRoot } from '../helpers/cli.js';
+import {
+  makeTempDir,
+  putBlob,
+  sha256Hex,
+  startMirror,
+  testBytes,
+  testStream,
+  type TestMirror,
+} from '../helpers/env.js';
+import { createTestBucket, s3SettingsFor, startTestS3, type TestS3Server } from '../helpers/s3.js';
+import { bucketView, type BucketView } from '../helpers/s3-bucket.js';
+import { waitFor } from '../helpers/wait.js';
+import { downloadSha256, kill9, killAllChildren, sleep, track } from './helpers.js';
+
+const MiB = 1024 * 1024;
+
+const blobKey = (sha256: string): string => `blobs/sha256/${sha256.slice(0, 2)}/${sha256}`;
+
+describe('kill -9 of a writer in the middle of a multipart upload', () => {
+  let server: TestS3Server;
+  let bucket: string;
+  let work: string;
+  let view: BucketView;
+
+  beforeAll(async () => {
+    server = await startTestS3();
+    bucket = await createTestBucket(server);
+    work = await makeTempDir('goldmirror-s3-kill-');
+    view = bucketView(server, bucket, 'killed');
+  });
+  afterAll(async () => {
+    await killAllChildren();
+    view.close();
+    await server.close();
+    await fs.rm(work, { recursive: true, force: true });
+  });
+
+  it('leaves nothing under blobs/, and the next start aborts its upload and removes its marker', async () => {
+    const size = 64 * MiB;
+    const seed = 'killed writer';
+    const sha256 = sha256Hex(testBytes(size, seed)) as Sha256;
+    const settings = s3SettingsFor(server, bucket, 'killed');
+    // Two writers: one to a temp key (digest unknown), one straight to the blob's key (digest given).
+    const writers = [undefined, sha256].map((expectedSha256, i) => {
+      const input = { dataDir: path.join(work, `writer-${i}`), settings, size, seed, expectedSha256, pauseMs: 40 };
+      const child = track(
+        spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 's3-writer.ts')], {
+          cwd: repoRoot,
+          env: { ...process.env, GOLDMIRROR_S3_WRITER: JSON.stringify(input) },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      );
+      const output = { stdout: '', stderr: '' };
+      child.stdout.on('data', (d: Buffer) => (output.stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (output.stderr += d.toString()));
+      const uploaded = (): number => Math.max(0, ...[...output.stdout.matchAll(/progress (\d+)/g)].map((m) => +m[1]!));
+      return { child, output, uploaded };
+    });
+
+    // Two parts uploaded by each, and both markers written: the writers are well inside their uploads.
+    await waitFor(
+      async () => {
+        for (const w of writers) if (w.child.exitCode !== null) throw new Error(`writer exited: ${w.output.stderr}`);
+        const markers = (await view.keys('tmp/')).filter((key) => key.endsWith('.json'));
+        return markers.length === 2 && writers.every((w) => w.uploaded() >= 16 * MiB);
+      },
+      { what: 'both writers to upload two parts', timeoutMs: 60_000, intervalMs: 50 },
+    );
+    for (const w of writers) expect(w.uploaded()).toBeLessThan(size);
+    await Promise.all(writers.map((w) => kill9(w.child)));
+
+    expect(await view.keys('blobs/')).toEqual([]);
+    const markers = await view.keys('tmp/');
+    expect(markers).toEqual([
+      expect.stringMatching(/^tmp\/ingest-\d+~[a-z0-9.-]+-[0-9a-f]+\.json$/),
+      expect.stringMatching(/^tmp\/ingest-\d+~[a-z0-9.-]+-[0-9a-f]+\.json$/),
+    ]);
+    const open = await view.openUploads();
+    if (open !== null) {
+      // Where the server lists uploads: the one at the blob's key and the one at the other writer's temp key.
+      expect(open).toHaveLength(2);
+      expect(open).toContain(blobKey(sha256));
+      expect(markers.map((key) => key.replace(/\.json$/, ''))).toContain(open.find((key) => key !== blobKey(sha256)));
+    }
+
+    // What `serve` does when it starts.
+    const store = await openBlobStore(path.join(work, 'restarted'), { kind: 's3', settings });
+    const removed = await store.removeStaleTmpFiles();
+    expect(removed.sort()).toEqual(markers.map((key) => `${view.prefix}${key}`));
+    expect(await view.keys('tmp/')).toEqual([]);
+    expect(await view.keys('blobs/')).toEqual([]);
+    if (open !== null) expect(await view.openUploads()).toEqual([]);
+
+    // The killed upload does not get in the way of storing the same content again.
+    const again = await store.put(testStream(size, seed), { expectedSha256: sha256 });
+    expect(again).toMatchObject({ sha256, size, created: true });
+    expect(await view.keys('tmp/')).toEqual([]);
+  });
+});
+
+/** An s3rver that can be stopped and started again on the same port and directory. */
+async function restartableS3rver(): Promise<TestS3Server & { stop(): Promise<void>; start(): Promise<void> }> {
+  const directory = await fs.mkdtemp(path.join(os.tmpdir(), 'goldmirror-s3rver-restart-'));
+  let port = 0;
+  let running: S3rver | null = null;
+  const start = async (): Promise<void> => {
+    if (running) return;
+    const server = new S3rver({ address: '127.0.0.1', port, silent: true, directory });
+    port = (await server.run()).port;
+    running = server;
+  };
+  const stop = async (): Promise<void> => {
+    if (!running) return;
+    const server = running;
+    running = null;
+    (server as unknown as { httpServer: http.Server }).httpServer.closeAllConnections();
+    await server.close();
+  };
+  await start();
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    region: 'us-east-1',
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    kind: 's3rver',
+    stop,
+    start,
+    async close() {
+      await stop();
+      await fs.rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A GET whose body the test reads at its own pace. */
+function openDownload(url: string): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      res.pause();
+      resolve(res);
+    });
+    req.on('error', reject);
+  });
+}
+
+/** Reads from `res` into `chunks` until at least `total` bytes are there, then pauses it. */
+async function readUpTo(res: http.IncomingMessage, chunks: Buffer[], total: number): Promise<void> {
+  const have = (): number => chunks.reduce((n, c) => n + c.length, 0);
+  if (have() >= total) return;
+  await new Promise<void>((resolve, reject) => {
+    const onData = (d: Buffer): void => {
+      chunks.push(d);
+      if (have() >= total) done();
+    };
+    const done = (err?: Error): void => {
+      res.pause();
+      res.off('data', onData);
+      res.off('error', done);
+      if (err) reject(err);
+      else resolve();
+    };
+    res.on('data', onData);
+    res.once('error', done);
+    res.resume();
+  });
+}
+
+/** Reads the rest of `res` into `chunks` until it ends or breaks; resolves with whether all of it came. */
+function readToEnd(res: http.IncomingMessage, chunks: Buffer[]): Promise<{ complete: boolean }> {
+  return new Promise((resolve) => {
+    res.on('data', (d: Buffer) => chunks.push(d));
+    res.once('close', () => resolve({ complete: res.complete }));
+    res.once('error', () => undefined);
+    res.resume();
+  });
+}
+
+describe('the bucket unreachable in the middle of a download', () => {
+  let s3: Awaited<ReturnType<typeof restartableS3rver>>;
+  let mirror: TestMirror;
+
+  beforeAll(async () => {
+    s3 = await restartableS3rver();
+    const bucket = await createTestBucket(s3);
+    mirror = await startMirror({
+      storage: 's3',
+      s3Bucket: bucket,
+      s3Prefix: '',
+      s3Endpoint: s3.endpoint,
+      s3ForcePathStyle: true,
+      s3AccessKeyId: 'S3RVER',
+      s3SecretAccessKey: 'S3RVER',
+    });
+  });
+  afterAll(async () => {
+    await mirror?.close();
+    await s3?.close();
+  });
+
+  it('breaks the transfer without a wrong byte, answers 503 while it is down, and serves again once it is back', async () => {
+    const data = testBytes(32 * MiB + 5, 'unreachable');
+    const sha256 = await putBlob(mirror, data, 'Win11.pvmp');
+    const url = `${mirror.url}/d/${sha256}/Win11.pvmp`;
+
+    const res = await openDownload(url);
+    expect(res.statusCode).toBe(200);
+    expect(Number(res.headers['content-length'])).toBe(data.length);
+    const chunks: Buffer[] = [];
+    for (let mib = 1; mib <= 4; mib += 1) {
+      await readUpTo(res, chunks, mib * MiB);
+      await sleep(50);
+    }
+    await s3.stop();
+    const { complete } = await readToEnd(res, chunks);
+    const got = Buffer.concat(chunks);
+    expect(complete).toBe(false);
+    expect(got.length).toBeGreaterThanOrEqual(4 * MiB);
+    expect(got.length).toBeLessThan(data.length);
+    // Every byte that arrived is the package's byte at that offset.
+    expect(got.equals(data.subarray(0, got.length))).toBe(true);
+
+    await expectUnavailable(url);
+    await s3.start();
+    expect(await downloadSha256(url)).toEqual({ status: 200, sha256, bytes: data.length });
+
+    // Down again right after a download that went well (its reader still open for reuse): still a clean 503.
+    await s3.stop();
+    await expectUnavailable(url);
+    await s3.start();
+    expect(await downloadSha256(url)).toEqual({ status: 200, sha256, bytes: data.length });
+  });
+});
+
+/** A download started while the bucket is down: 503 STORAGE_UNAVAILABLE with Retry-After, soon, and no bucket details. */
+async function expectUnavailable(url: string): Promise<void> {
+  const startedMs = Date.now();
+  const res = await fetch(url, { signal: AbortSignal.timeout(30_000) });
+  const body = await res.text();
+  expect({ status: res.status, body }).toMatchObject({ status: 503 });
+  expect((JSON.parse(body) as { error: { code: string } }).error.code).toBe('STORAGE_UNAVAILABLE');
+  expect(res.headers.get('retry-after')).toBe('5');
+  expect(body).not.toMatch(/127\.0\.0\.1|gm-test-/);
+  expect(Date.now() - startedMs).toBeLessThan(20_000);
+}
+
+describe('a flipped byte in a stored object', () => {
+  let server: TestS3Server;
+  let mirror: TestMirror;
+  let view: BucketView;
+
+  beforeAll(async () => {
+    server = await startTestS3();
+    const bucket = await createTestBucket(server);
+    const settings = s3SettingsFor(server, bucket, 'flipped');
+    view = bucketView(server, bucket, 'flipped');
+    mirror = await startMirror({
+      storage: 's3',
+      s3Bucket: bucket,
+      s3Prefix: settings.prefix,
+      s3Endpoint: settings.endpoint,
+      s3Region: settings.region,
+      s3ForcePathStyle: true,
+      s3AccessKeyId: settings.accessKeyId,
+      s3SecretAccessKey: settings.secretAccessKey,
+    });
+  });
+  afterAll(async () => {
+    await mirror?.close();
+    view?.close();
+    await server?.close();
+  });
+
+  it('is found by the next check: the blob is corrupt, its object moved under quarantine/, and the link answers 503', async () => {
+    const data = testBytes(6 * MiB + 3, 'flip');
+    const sha256 = (await putBlob(mirror, data, 'Win11.pvmp')) as Sha256;
+    const url = `${mirror.url}/d/${sha256}/Win11.pvmp`;
+    expect(await downloadSha256(url)).toEqual({ status: 200, sha256, bytes: data.length });
+
+    const flipped = Buffer.from(await view.get(blobKey(sha256)));
+    expect(flipped.equals(data)).toBe(true);
+    flipped[5 * MiB + 1] = flipped[5 * MiB + 1]! ^ 0x01;
+    await view.put(blobKey(sha256), flipped);
+
+    expect(await mirror.runtime.checker.check(sha256)).toBe('corrupt');
+    const row = await findBlob(mirror.runtime.db, sha256);
+    expect(row?.state).toBe('corrupt');
+    expect(row?.state_detail).toBe(`content hashes to ${sha256Hex(flipped)}`);
+    expect(await view.keys('blobs/')).toEqual([]);
+    const quarantined = await view.keys('quarantine/');
+    expect(quarantined).toEqual([expect.stringMatching(new RegExp(`^quarantine/${sha256}-\\d+$`))]);
+    expect((await view.get(quarantined[0]!)).equals(flipped)).toBe(true);
+
+    const res = await fetch(url);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('BLOB_UNAVAILABLE');
+  });
+});
