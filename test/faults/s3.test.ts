@@ -28,7 +28,22 @@ import {
 import { createTestBucket, s3SettingsFor, startTestS3, type TestS3Server } from '../helpers/s3.js';
 import { bucketView, type BucketView } from '../helpers/s3-bucket.js';
 import { waitFor } from '../helpers/wait.js';
-import { downloadSha256, kill9, killAllChildren, sleep, track } from './helpers.js';
+import { call, type ApiResult } from '../helpers/api.js';
+import { onPostgres, testDatabaseUrl } from '../helpers/database.js';
+import {
+  createToken,
+  downloadSha256,
+  kill9,
+  killAllChildren,
+  mirrorEnv,
+  request,
+  sleep,
+  startServe,
+  track,
+  tusCreate,
+  tusPatchHeaders,
+  type ServeProc,
+} from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -311,5 +326,99 @@ describe('a flipped byte in a stored object', () => {
     const res = await fetch(url);
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('BLOB_UNAVAILABLE');
+  });
+});
+
+describe.skipIf(!onPostgres)('two nodes on one bucket and one PostgreSQL database', () => {
+  let server: TestS3Server;
+  let view: BucketView;
+  let work: string;
+  let token: string;
+  let one: ServeProc;
+  let two: ServeProc;
+  const api = <T>(node: ServeProc, method: string, route: string, json?: unknown): Promise<ApiResult<T>> =>
+    call<T>(node.url, method, `/api/v1${route}`, { token, json });
+
+  /** A package uploaded through `node` with tus; resolves with the digest the server reports. */
+  async function upload(node: ServeProc, data: Buffer, filename: string): Promise<string> {
+    const { res, uploadUrl } = await tusCreate(node.url, token, { length: data.length, filename });
+    expect(res.status, res.body).toBe(201);
+    const patched = await request(uploadUrl!, {
+      method: 'PATCH',
+      headers: tusPatchHeaders(token, 0, { 'Content-Length': data.length }),
+      body: data,
+    });
+    expect(patched.status, patched.body).toBe(204);
+    expect(patched.headers['upload-sha256']).toBe(sha256Hex(data));
+    return sha256Hex(data);
+  }
+
+  beforeAll(async () => {
+    server = await startTestS3();
+    const bucket = await createTestBucket(server);
+    view = bucketView(server, bucket, 'nodes');
+    work = await makeTempDir('goldmirror-s3-nodes-');
+    const shared = {
+      MIRROR_STORAGE: 's3',
+      MIRROR_S3_BUCKET: bucket,
+      MIRROR_S3_PREFIX: 'nodes',
+      MIRROR_S3_ENDPOINT: server.endpoint,
+      MIRROR_S3_REGION: server.region,
+      MIRROR_S3_FORCE_PATH_STYLE: 'true',
+      MIRROR_S3_ACCESS_KEY_ID: server.accessKeyId,
+      MIRROR_S3_SECRET_ACCESS_KEY: server.secretAccessKey,
+      // One schema for both nodes, though each has its own data dir (and so its own local temp dir).
+      MIRROR_DATABASE_URL: testDatabaseUrl(path.join(work, 'catalog')),
+      MIRROR_GC_GRACE: '0',
+    };
+    const envOne = mirrorEnv(path.join(work, 'one'), shared);
+    token = await createToken(envOne, 'nodes');
+    [one, two] = await Promise.all([startServe(envOne), startServe(mirrorEnv(path.join(work, 'two'), shared))]);
+  });
+  afterAll(async () => {
+    await killAllChildren();
+    view?.close();
+    await server?.close();
+    if (work) await fs.rm(work, { recursive: true, force: true });
+  });
+
+  it('serves through one node what was uploaded through the other, and a delete through one is seen by the other', async () => {
+    const data = testBytes(9 * MiB + 7, 'two nodes');
+    const sha256 = await upload(one, data, 'Win11.pvmp');
+    expect(await view.keys('blobs/')).toEqual([blobKey(sha256)]);
+    expect(await downloadSha256(`${two.url}/d/${sha256}/Win11.pvmp`)).toEqual({
+      status: 200,
+      sha256,
+      bytes: data.length,
+    });
+    const ranged = await request(`${two.url}/d/${sha256}/Win11.pvmp`, { headers: { Range: 'bytes=8388600-8388700' } });
+    expect(ranged.status).toBe(206);
+    expect(ranged.bytes.equals(data.subarray(8_388_600, 8_388_701))).toBe(true);
+
+    const deleted = await api(one, 'DELETE', `/blobs/${sha256}`);
+    expect(deleted.status, deleted.text).toBe(200);
+    expect(await view.keys('blobs/')).toEqual([]);
+    expect((await api(two, 'GET', `/blobs/${sha256}`)).status).toBe(404);
+    const gone = await request(`${two.url}/d/${sha256}/Win11.pvmp`);
+    expect({ status: gone.status, code: (JSON.parse(gone.body) as { error: { code: string } }).error.code }).toEqual({
+      status: 404,
+      code: 'BLOB_UNKNOWN',
+    });
+  });
+
+  it('garbage collected through one node is gone for the other', async () => {
+    const data = testBytes(6 * MiB + 1, 'collected');
+    const sha256 = await upload(two, data, 'Old.pvmp');
+    expect((await api(one, 'GET', `/blobs/${sha256}`)).status).toBe(200);
+    const gc = await api<{ removed: Array<{ sha256: string }> }>(two, 'POST', '/gc', {});
+    expect(gc.status, gc.text).toBe(200);
+    expect(gc.body.removed.map((r) => r.sha256)).toEqual([sha256]);
+    expect(await view.keys('blobs/')).toEqual([]);
+    expect((await api(one, 'GET', `/blobs/${sha256}`)).status).toBe(404);
+    expect((await request(`${one.url}/d/${sha256}/Old.pvmp`)).status).toBe(404);
+    // Nothing of either upload is left in the bucket or in either node's temp dir.
+    expect(await view.keys('tmp/')).toEqual([]);
+    expect(await view.keys('uploads/')).toEqual([]);
+    for (const node of ['one', 'two']) expect(await fs.readdir(path.join(work, node, 'tmp'))).toEqual([]);
   });
 });
