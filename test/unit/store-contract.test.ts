@@ -300,7 +300,7 @@ describe.each(['fs', 's3'] as const)('blob store contract (%s)', (kind) => {
   });
 
   it('keeps memory bounded while ingesting a large stream', async () => {
-    const size = 128 * MiB;
+    const size = 192 * MiB;
     collectGarbage();
     const before = process.memoryUsage();
     let peakLive = 0;
@@ -318,9 +318,10 @@ describe.each(['fs', 's3'] as const)('blob store contract (%s)', (kind) => {
     });
     expect(result.size).toBe(size);
     expect(sampledAt).toBeGreaterThan(size / 2);
-    // S3 holds two 8 MiB parts in flight and one filling (s3rver, in this process, adds its own buffers): far below 128 MiB.
-    expect(peakLive).toBeLessThan(48 * MiB);
-    expect(peakRss).toBeLessThan(80 * MiB);
+    // S3 holds two 8 MiB parts in flight, one filling and its copy, and s3rver (in this process) the parts it
+    // receives: about 48 MiB at most, whatever the size. The disk store holds two 1 MiB batches.
+    expect(peakLive).toBeLessThan(64 * MiB);
+    expect(peakRss).toBeLessThan(96 * MiB);
   });
 
   it('stage() with the expected digest keeps the content out of sight until commit(), once; discard() after it is harmless', async () => {
