@@ -68,14 +68,16 @@ describe('kill -9 of a writer in the middle of a multipart upload', () => {
     await fs.rm(work, { recursive: true, force: true });
   });
 
-  it('leaves nothing under blobs/, and the next start aborts its upload and removes its marker', async () => {
-    const size = 64 * MiB;
+  it('leaves nothing under blobs/, and the next start aborts its upload and removes its marker and part files', async () => {
+    // Three 32 MiB parts (the part size of an upload of unknown size): killed after the first is uploaded.
+    const size = 96 * MiB;
     const seed = 'killed writer';
     const sha256 = sha256Hex(testBytes(size, seed)) as Sha256;
     const settings = s3SettingsFor(server, bucket, 'killed');
-    // Two writers: one to a temp key (digest unknown), one straight to the blob's key (digest given).
-    const writers = [undefined, sha256].map((expectedSha256, i) => {
-      const input = { dataDir: path.join(work, `writer-${i}`), settings, size, seed, expectedSha256, pauseMs: 40 };
+    // Two writers on one data dir: one to a temp key (digest unknown), one straight to the blob's key (digest given).
+    const dataDir = path.join(work, 'data');
+    const writers = [undefined, sha256].map((expectedSha256) => {
+      const input = { dataDir, settings, size, seed, expectedSha256, pauseMs: 40 };
       const child = track(
         spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 's3-writer.ts')], {
           cwd: repoRoot,
@@ -90,24 +92,24 @@ describe('kill -9 of a writer in the middle of a multipart upload', () => {
       return { child, output, uploaded };
     });
 
-    // Two parts uploaded by each, and both markers written: the writers are well inside their uploads.
+    // A part uploaded by each, and both markers written: the writers are well inside their uploads.
     await waitFor(
       async () => {
         for (const w of writers) if (w.child.exitCode !== null) throw new Error(`writer exited: ${w.output.stderr}`);
         const markers = (await view.keys('tmp/')).filter((key) => key.endsWith('.json'));
-        return markers.length === 2 && writers.every((w) => w.uploaded() >= 16 * MiB);
+        return markers.length === 2 && writers.every((w) => w.uploaded() >= 32 * MiB);
       },
-      { what: 'both writers to upload two parts', timeoutMs: 60_000, intervalMs: 50 },
+      { what: 'both writers to upload a part', timeoutMs: 60_000, intervalMs: 50 },
     );
     for (const w of writers) expect(w.uploaded()).toBeLessThan(size);
     await Promise.all(writers.map((w) => kill9(w.child)));
 
     expect(await view.keys('blobs/')).toEqual([]);
     const markers = await view.keys('tmp/');
-    // One marker per writer, named by its PID and this host.
-    const pidsOf = (keys: string[]): number[] =>
-      keys.map((key) => Number(/^tmp\/ingest-(\d+)~[a-z0-9.-]+-[0-9a-f]+\.json$/.exec(key)?.[1])).sort();
-    expect(pidsOf(markers)).toEqual(writers.map((w) => w.child.pid!).sort());
+    // One marker per writer, named by its PID.
+    const pids = writers.map((w) => w.child.pid!).sort();
+    const pidOf = (name: string): number => Number(/ingest-(\d+)[@~]/.exec(name)?.[1]);
+    expect(markers.map(pidOf).sort()).toEqual(pids);
     const open = await view.openUploads();
     if (open !== null) {
       // Where the server lists uploads: the one at the blob's key and the one at the other writer's temp key.
@@ -116,10 +118,18 @@ describe('kill -9 of a writer in the middle of a multipart upload', () => {
       expect(markers.map((key) => key.replace(/\.json$/, ''))).toContain(open.find((key) => key !== blobKey(sha256)));
     }
 
-    // What `serve` does when it starts.
-    const store = await openBlobStore(path.join(work, 'restarted'), { kind: 's3', settings });
+    // The part files each was spooling, in the local tmp/, named after the writer too.
+    const localTmp = path.join(dataDir, 'tmp');
+    const partFiles = (await fs.readdir(localTmp)).sort();
+    expect([...new Set(partFiles.map(pidOf))].sort()).toEqual(pids);
+
+    // What `serve` does when it starts on that data dir.
+    const store = await openBlobStore(dataDir, { kind: 's3', settings });
     const removed = await store.removeStaleTmpFiles();
-    expect(removed.sort()).toEqual(markers.map((key) => `${view.prefix}${key}`));
+    expect(removed.sort()).toEqual(
+      [...partFiles.map((name) => path.join(localTmp, name)), ...markers.map((key) => `${view.prefix}${key}`)].sort(),
+    );
+    expect(await fs.readdir(localTmp)).toEqual([]);
     expect(await view.keys('tmp/')).toEqual([]);
     expect(await view.keys('blobs/')).toEqual([]);
     if (open !== null) expect(await view.openUploads()).toEqual([]);
