@@ -16,7 +16,7 @@ import { contentDisposition, type Target } from './download-target.js';
 import type { DownloadDeps } from './downloads.js';
 import type { LeasedReader } from './open-blobs.js';
 import type { ByteRange } from './range.js';
-import { sendBody, STALL_TIMEOUT_MS, type BodySegment, type SendOutcome } from './send-body.js';
+import { readFully, sendBody, STALL_TIMEOUT_MS, type BodySegment, type SendOutcome } from './send-body.js';
 
 /** Read size: large reads are what make Node close to sendfile here (see README, Performance). */
 const CHUNK_BYTES = 1 << 20;
@@ -81,6 +81,14 @@ export async function streamDownload(
       }
       active = admitted;
     }
+    // A remote reader (S3) is asked before any header goes out, so a bucket that stopped answering is a clean 503
+    // with Retry-After rather than a 200 that breaks off: a small body is read whole now, a larger one probed.
+    const inline = req.method === 'GET' ? inlineRange(plan, deps) : null;
+    let early: Buffer | null = null;
+    if (!lease.reader.readSync) {
+      if (inline) early = await readInline(lease.reader, inline, plan.length);
+      else await lease.reader.probe?.();
+    }
     res.setHeader('Content-Disposition', contentDisposition(target.name));
     res.setHeader('Content-Length', plan.length);
     if (plan.contentRange) res.setHeader('Content-Range', plan.contentRange);
@@ -104,7 +112,7 @@ export async function streamDownload(
     });
     let outcome = { sent: 0, complete: false, withdrawn: false };
     try {
-      outcome = await sendParts(lease.reader, res, plan, deps, target.sha256);
+      outcome = await sendParts(lease.reader, res, plan, deps, target.sha256, early);
     } finally {
       // Also on a read error, so gauges and heartbeats never leak.
       if (!outcome.complete) res.destroy();
@@ -189,20 +197,18 @@ function sendParts(
   plan: BodyPlan,
   deps: DownloadDeps,
   sha256: Sha256,
+  early: Buffer | null,
 ): Promise<SendOutcome> {
-  const [only] = plan.parts;
-  if (
-    reader.readSync &&
-    plan.parts.length === 1 &&
-    only?.range &&
-    !only.prefix &&
-    !deps.limiter &&
-    plan.length <= INLINE_MAX_BYTES
-  ) {
+  const inline = inlineRange(plan, deps);
+  if (inline && (early || reader.readSync)) {
     armStallTimeout(res);
-    const body = Buffer.allocUnsafe(plan.length);
-    const got = reader.readSync(body, plan.length, only.range.start);
-    if (got !== plan.length) throw new Error(`blob ended early at byte ${only.range.start + got} of ${reader.size}`);
+    let body = early;
+    if (!body) {
+      body = Buffer.allocUnsafe(plan.length);
+      const got = reader.readSync!(body, plan.length, inline.start);
+      if (got !== plan.length) throw new Error(`blob ended early at byte ${inline.start + got} of ${reader.size}`);
+    }
+    const got = body.length;
     return new Promise<SendOutcome>((resolve) => {
       const onClose = (): void => resolve({ sent: 0, complete: false, withdrawn: false });
       res.once('close', onClose);
@@ -223,6 +229,22 @@ function sendParts(
     limiter: deps.limiter,
     stillServable: async () => (await deps.findBlob(sha256))?.state === 'ok',
   });
+}
+
+/** The one range of a body small enough to be read whole and sent in one write, or null. */
+function inlineRange(plan: BodyPlan, deps: DownloadDeps): ByteRange | null {
+  const [only] = plan.parts;
+  if (plan.parts.length !== 1 || !only?.range || only.prefix || deps.limiter || plan.length > INLINE_MAX_BYTES)
+    return null;
+  return only.range;
+}
+
+/** Reads a small range whole through the asynchronous path (readers with no readSync: objects). */
+async function readInline(reader: BlobReader, range: ByteRange, length: number): Promise<Buffer> {
+  const body = Buffer.allocUnsafe(length);
+  const got = await readFully(reader, body, length, range.start);
+  if (got !== length) throw new Error(`blob ended early at byte ${range.start + got} of ${reader.size}`);
+  return body;
 }
 
 /**

@@ -74,8 +74,9 @@ export function createOpenBlobCache(
     async acquire(sha256) {
       const cached = entries.get(sha256);
       if (cached) {
-        // Files by a stat, objects by a HEAD: a bucket that stopped answering fails here, before any header is sent.
-        const current = store.versionSync ? store.versionSync(sha256) : await store.version(sha256);
+        // Files are re-checked by a stat. Objects never go stale (a key only ever holds its digest's bytes); whether
+        // the bucket still answers is asked by the download before its headers (BlobReader.probe, or the read itself).
+        const current = store.versionSync ? store.versionSync(sha256) : cached.reader.version;
         if (current === cached.reader.version && !cached.stale) return lease(sha256, cached);
         closeEntry(sha256, cached);
         if (current === null) throw new AppError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });

@@ -36,6 +36,8 @@ export interface ObjectRef {
   version: string;
   /** Turns an S3 failure into the error callers see (STORAGE_UNAVAILABLE). */
   fail: (doing: string, err: unknown) => Error;
+  /** Asks whether the object can be read now (a HEAD); see BlobReader.probe. */
+  probe?: () => Promise<void>;
 }
 
 export function objectReader(ref: ObjectRef): BlobReader {
@@ -91,6 +93,7 @@ export function objectReader(ref: ObjectRef): BlobReader {
   return {
     size: ref.size,
     version: ref.version,
+    ...(ref.probe ? { probe: ref.probe } : {}),
     async read(target, length, position) {
       if (closed) throw new Error(`reader of ${ref.key} is closed`);
       const want = Math.min(length, ref.size - position);

@@ -99,10 +99,12 @@ async function probeBucket(
 function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
   const { keys } = bucket;
   let usage: { at: number; value: Promise<{ objects: number; bytes: number }> } | null = null;
+  const blobUnknown = (sha256: Sha256) =>
+    new AppError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
   const readerOf = async (sha256: Sha256) => {
     const key = keys.blob(sha256);
     const head = await headObject(bucket, key);
-    if (!head) throw new AppError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
+    if (!head) throw blobUnknown(sha256);
     return objectReader({
       client: bucket.client,
       bucket: bucket.settings.bucket,
@@ -110,6 +112,9 @@ function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
       size: head.size,
       version: head.version,
       fail: bucket.fail,
+      probe: async () => {
+        if (!(await headObject(bucket, key))) throw blobUnknown(sha256);
+      },
     });
   };
 
