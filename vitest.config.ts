@@ -1,5 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
+/** CI runs the suites several times (PostgreSQL, Swift…): each run's JSON results get its tag in the file name. */
+const tag = process.env.GOLDMIRROR_RESULTS_TAG ? `-${process.env.GOLDMIRROR_RESULTS_TAG}` : '';
+
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],
@@ -11,7 +14,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     globalSetup: ['test/helpers/database-setup.ts'],
     reporters: ['default', 'json'],
-    outputFile: { json: 'test/artifacts/vitest-results.json' },
+    outputFile: { json: `test/artifacts/vitest-results${tag}.json` },
   },
   esbuild: { jsx: 'automatic', jsxImportSource: 'hono/jsx' },
 });
