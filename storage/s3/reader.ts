@@ -74,7 +74,8 @@ export function objectReader(ref: ObjectRef): BlobReader {
       throw ref.fail(`reading ${ref.key}`, err);
     }
     const body = response.Body as Readable | undefined;
-    if (!body || response.ContentLength !== end - position) {
+    const delivered = deliveredEnd(response, position);
+    if (!body || delivered === null || delivered < end || delivered > ref.size) {
       body?.destroy();
       throw ref.fail(
         `reading ${ref.key}`,
@@ -85,7 +86,7 @@ export function objectReader(ref: ObjectRef): BlobReader {
     body.on('error', () => undefined);
     cursor.body = body;
     cursor.next = position;
-    cursor.end = end;
+    cursor.end = delivered;
   };
 
   return {
@@ -127,6 +128,19 @@ export function objectReader(ref: ObjectRef): BlobReader {
       await Promise.resolve();
     },
   };
+}
+
+/**
+ * Where the bytes of a ranged GET for `position` end (exclusive), or null when
+ * they do not start there. A server may answer with more than was asked
+ * (s3rver sends the whole object for bytes=0-0; RFC 9110 lets a server ignore
+ * Range): the surplus is simply the rest of the window.
+ */
+function deliveredEnd(response: { ContentLength?: number; ContentRange?: string }, position: number): number | null {
+  const length = response.ContentLength;
+  if (length === undefined) return null;
+  const start = response.ContentRange === undefined ? 0 : Number(/^bytes (\d+)-/.exec(response.ContentRange)?.[1]);
+  return start === position ? position + length : null;
 }
 
 function closeCursor(cursor: Cursor): void {
