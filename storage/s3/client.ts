@@ -20,6 +20,9 @@ export interface S3Settings {
 const MAX_SOCKETS = 512;
 
 export function createS3Client(settings: S3Settings): S3Client {
+  // The SDK's notice that its releases after January 2027 need Node 22 is for whoever upgrades it, not for an
+  // operator on Node 20 (which goldmirror supports): on stderr it broke the CLI's one-line output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const agentOptions = { keepAlive: true, maxSockets: MAX_SOCKETS };
   return new S3Client({
     region: settings.region,
