@@ -2,8 +2,9 @@
  * Keeps recently used blob files open, like nginx's open_file_cache, so a
  * request costs one stat instead of open + fstat + close. Each use first
  * compares the file at the blob's path with the open one (inode, size,
- * mtime): a blob moved to quarantine, deleted, truncated or replaced by a
- * re-ingest is never served from a stale handle.
+ * mtime; on S3 the object's ETag and time, one HEAD): a blob moved to
+ * quarantine, deleted, truncated or replaced by a re-ingest is never served
+ * from a stale handle.
  */
 import type { BlobReader, BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
@@ -74,8 +75,8 @@ export function createOpenBlobCache(
     async acquire(sha256) {
       const cached = entries.get(sha256);
       if (cached) {
-        // Objects have no stale handles (a key only ever holds its digest's bytes): only local files are re-checked.
-        const current = store.versionSync ? store.versionSync(sha256) : cached.reader.version;
+        // A local file is checked with one stat; an object with one HEAD, since it can be deleted behind the mirror.
+        const current = store.versionSync ? store.versionSync(sha256) : await store.version(sha256);
         if (current === cached.reader.version && !cached.stale) return lease(sha256, cached);
         closeEntry(sha256, cached);
         if (current === null) throw new AppError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
