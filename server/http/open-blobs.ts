@@ -24,6 +24,8 @@ interface Entry {
   leases: number;
   stale: boolean;
   idleTimer: NodeJS.Timeout | null;
+  /** The object's version being looked up (S3): uses that arrive meanwhile share the one HEAD. */
+  checking: Promise<string | null> | null;
 }
 
 export interface OpenBlobCache {
@@ -71,12 +73,17 @@ export function createOpenBlobCache(
     };
   };
 
+  const objectVersion = (sha256: Sha256, entry: Entry): Promise<string | null> =>
+    (entry.checking ??= store.version(sha256).finally(() => {
+      entry.checking = null;
+    }));
+
   return {
     async acquire(sha256) {
       const cached = entries.get(sha256);
       if (cached) {
         // A local file is checked with one stat; an object with one HEAD, since it can be deleted behind the mirror.
-        const current = store.versionSync ? store.versionSync(sha256) : await store.version(sha256);
+        const current = store.versionSync ? store.versionSync(sha256) : await objectVersion(sha256, cached);
         if (current === cached.reader.version && !cached.stale) return lease(sha256, cached);
         closeEntry(sha256, cached);
         if (current === null) throw new AppError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
@@ -96,7 +103,7 @@ export function createOpenBlobCache(
           }
         }
       }
-      const entry: Entry = { reader, leases: 0, stale: false, idleTimer: null };
+      const entry: Entry = { reader, leases: 0, stale: false, idleTimer: null, checking: null };
       if (raced) closeEntry(sha256, raced);
       entries.set(sha256, entry);
       return lease(sha256, entry);
