@@ -90,9 +90,10 @@ export async function storedDigest(holder: BlobHolder, sha256: string): Promise<
 export function replaceStored(holder: BlobHolder, sha256: string, bytes: Buffer): Promise<void> {
   return withPlace(holder, async ({ layout, bucket }) => {
     if (bucket) {
-      await bucket.client.send(
-        new PutObjectCommand({ Bucket: bucket.name, Key: bucket.keys.blob(sha256 as Sha256), Body: bytes }),
-      );
+      // A new object, as S3 makes it: s3rver would rewrite the old one's file in place, under GETs still reading it.
+      const key = bucket.keys.blob(sha256 as Sha256);
+      await bucket.client.send(new DeleteObjectCommand({ Bucket: bucket.name, Key: key }));
+      await bucket.client.send(new PutObjectCommand({ Bucket: bucket.name, Key: key, Body: bytes }));
       return;
     }
     // In place (same inode), as a disk changing under the mirror would.
