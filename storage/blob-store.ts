@@ -99,11 +99,6 @@ export interface BlobReader {
    * round trip through the thread pool. Only local files have it.
    */
   readSync?(target: Buffer, length: number, position: number): number;
-  /**
-   * Remote readers only: one request that fails (STORAGE_UNAVAILABLE, BLOB_UNKNOWN) when the object cannot be read
-   * now, so a download can answer 503 before its headers instead of breaking off after them.
-   */
-  probe?(): Promise<void>;
   close(): Promise<void>;
 }
 

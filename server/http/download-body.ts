@@ -81,14 +81,9 @@ export async function streamDownload(
       }
       active = admitted;
     }
-    // A remote reader (S3) is asked before any header goes out, so a bucket that stopped answering is a clean 503
-    // with Retry-After rather than a 200 that breaks off: a small body is read whole now, a larger one probed.
+    // A small body from a reader with no blocking read (an object) is read before the headers and sent in one write.
     const inline = req.method === 'GET' ? inlineRange(plan, deps) : null;
-    let early: Buffer | null = null;
-    if (!lease.reader.readSync) {
-      if (inline) early = await readInline(lease.reader, inline, plan.length);
-      else await lease.reader.probe?.();
-    }
+    const early = inline && !lease.reader.readSync ? await readInline(lease.reader, inline, plan.length) : null;
     res.setHeader('Content-Disposition', contentDisposition(target.name));
     res.setHeader('Content-Length', plan.length);
     if (plan.contentRange) res.setHeader('Content-Range', plan.contentRange);

@@ -2,8 +2,9 @@
  * Keeps recently used blob files open, like nginx's open_file_cache, so a
  * request costs one stat instead of open + fstat + close. Each use first
  * compares the file at the blob's path with the open one (inode, size,
- * mtime): a blob moved to quarantine, deleted, truncated or replaced by a
- * re-ingest is never served from a stale handle.
+ * mtime; on S3 the object's ETag and time, one HEAD): a blob moved to
+ * quarantine, deleted, truncated or replaced by a re-ingest is never served
+ * from a stale handle.
  */
 import type { BlobReader, BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
@@ -23,6 +24,8 @@ interface Entry {
   leases: number;
   stale: boolean;
   idleTimer: NodeJS.Timeout | null;
+  /** The object's version being looked up (S3): uses that arrive meanwhile share the one HEAD. */
+  checking: Promise<string | null> | null;
 }
 
 export interface OpenBlobCache {
@@ -70,13 +73,17 @@ export function createOpenBlobCache(
     };
   };
 
+  const objectVersion = (sha256: Sha256, entry: Entry): Promise<string | null> =>
+    (entry.checking ??= store.version(sha256).finally(() => {
+      entry.checking = null;
+    }));
+
   return {
     async acquire(sha256) {
       const cached = entries.get(sha256);
       if (cached) {
-        // Files are re-checked by a stat. Objects never go stale (a key only ever holds its digest's bytes); whether
-        // the bucket still answers is asked by the download before its headers (BlobReader.probe, or the read itself).
-        const current = store.versionSync ? store.versionSync(sha256) : cached.reader.version;
+        // A local file is checked with one stat; an object with one HEAD, since it can be deleted behind the mirror.
+        const current = store.versionSync ? store.versionSync(sha256) : await objectVersion(sha256, cached);
         if (current === cached.reader.version && !cached.stale) return lease(sha256, cached);
         closeEntry(sha256, cached);
         if (current === null) throw new AppError('BLOB_UNKNOWN', `no blob with sha256 ${sha256} is stored`, { sha256 });
@@ -96,7 +103,7 @@ export function createOpenBlobCache(
           }
         }
       }
-      const entry: Entry = { reader, leases: 0, stale: false, idleTimer: null };
+      const entry: Entry = { reader, leases: 0, stale: false, idleTimer: null, checking: null };
       if (raced) closeEntry(sha256, raced);
       entries.set(sha256, entry);
       return lease(sha256, entry);

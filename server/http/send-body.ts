@@ -10,7 +10,8 @@
  *    to learn when the socket is writable again. A client not yet known to
  *    read promptly gives its buffer back at once (the unsent rest is read again
  *    from the page cache later), so a client that never reads holds only that
- *    small copy.
+ *    small copy. From object storage a read again is another GET, so there it
+ *    keeps the buffer across a short wait, as in 3.
  * 3. A client that has taken KEEP_UP_BYTES without a wait longer than PARK_MS
  *    is "keeping up": it keeps its chunk across short waits and reads the next
  *    chunk ahead, which is what keeps a single fast download close to
@@ -106,11 +107,14 @@ class BodySender {
   /** Made only when something must be able to stop waiting (a buffer, the rate limit): most bodies never need one. */
   #abort: AbortController | null = null;
   #onClose: (() => void) | null = null;
+  /** Reading the unsent rest again costs a request (object storage), not a copy from the page cache (local file). */
+  readonly #rereadIsCostly: boolean;
 
   constructor(res: ServerResponse, reader: BlobReader, options: SendBodyOptions) {
     this.#res = res;
     this.#reader = reader;
     this.#options = options;
+    this.#rereadIsCostly = reader.readSync === undefined;
   }
 
   async run(segments: BodySegment[]): Promise<SendOutcome> {
@@ -191,7 +195,7 @@ class BodySender {
           // The kernel is full. A client not known to keep up gives the buffer back
           // while it waits; one keeping up keeps it, unless the wait turns out long.
           const wake = this.#queueWakePiece(chunk.buffer, offset, chunk.length - offset);
-          if (!this.#keepingUp()) {
+          if (!this.#holdsAcrossWaits()) {
             held = false;
             chunk.source.release(chunk.buffer);
           }
@@ -212,6 +216,11 @@ class BodySender {
   /** Keeps read buffers across short waits and reads ahead: the client has shown it reads. */
   #keepingUp(): boolean {
     return this.#promptBytes >= KEEP_UP_BYTES;
+  }
+
+  /** Keeps its chunk while it waits for the socket, unless the wait turns out long. */
+  #holdsAcrossWaits(): boolean {
+    return this.#rereadIsCostly || this.#keepingUp();
   }
 
   #trySend(source: Buffer, offset: number, length: number): number {
@@ -239,7 +248,7 @@ class BodySender {
   async #awaitWritable(wake: { bytes: number; writable: Promise<boolean> }, park: () => void): Promise<number> {
     const started = performance.now();
     let parked = false;
-    if (this.#keepingUp()) {
+    if (this.#holdsAcrossWaits()) {
       // One timer per transfer, re-armed for each wait; firing after the wait ended does nothing.
       this.#onLate = () => {
         parked = true;

@@ -73,8 +73,9 @@ export async function assertFreeSpace(
 }
 
 export async function ingest(deps: IngestDeps, request: IngestRequest): Promise<IngestResult> {
-  // A size known up front is checked by the store; of an unknown one, at least refuse when the reserve is already gone.
-  if (request.expectedSize === undefined) await assertFreeSpace(deps, 0);
+  // A size known up front is checked by the fs store; of an unknown one, or on S3 (which writes nothing locally),
+  // at least refuse when the reserve is already gone.
+  if (request.expectedSize === undefined || deps.store.kind === 's3') await assertFreeSpace(deps, 0);
   return commit(deps, request, () =>
     deps.store.stage(request.source, {
       expectedSha256: request.expectedSha256,

@@ -25,8 +25,8 @@ export function createS3Client(settings: S3Settings): S3Client {
 
 /** The client settings every S3 client of goldmirror uses (the blob store's, and the resumable uploads'). */
 export function s3ClientConfig(settings: S3Settings): S3ClientConfig {
-  // goldmirror supports Node 20; the SDK's multi-line notice about its own future Node 22 requirement is noise in
-  // every process's log. An operator who wants it sets the variable to false.
+  // The SDK's notice that its releases after January 2027 need Node 22 is for whoever upgrades it, not for an
+  // operator on Node 20 (which goldmirror supports): on stderr it broke the CLI's one-line output.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const agentOptions = { keepAlive: true, maxSockets: MAX_SOCKETS };
   return {

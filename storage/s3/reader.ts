@@ -36,8 +36,6 @@ export interface ObjectRef {
   version: string;
   /** Turns an S3 failure into the error callers see (STORAGE_UNAVAILABLE). */
   fail: (doing: string, err: unknown) => Error;
-  /** Asks whether the object can be read now (a HEAD); see BlobReader.probe. */
-  probe?: () => Promise<void>;
 }
 
 export function objectReader(ref: ObjectRef): BlobReader {
@@ -76,7 +74,8 @@ export function objectReader(ref: ObjectRef): BlobReader {
       throw ref.fail(`reading ${ref.key}`, err);
     }
     const body = response.Body as Readable | undefined;
-    if (!body || response.ContentLength !== end - position) {
+    const delivered = deliveredEnd(response, position);
+    if (!body || delivered === null || delivered < end || delivered > ref.size) {
       body?.destroy();
       throw ref.fail(
         `reading ${ref.key}`,
@@ -87,13 +86,12 @@ export function objectReader(ref: ObjectRef): BlobReader {
     body.on('error', () => undefined);
     cursor.body = body;
     cursor.next = position;
-    cursor.end = end;
+    cursor.end = delivered;
   };
 
   return {
     size: ref.size,
     version: ref.version,
-    ...(ref.probe ? { probe: ref.probe } : {}),
     async read(target, length, position) {
       if (closed) throw new Error(`reader of ${ref.key} is closed`);
       const want = Math.min(length, ref.size - position);
@@ -130,6 +128,19 @@ export function objectReader(ref: ObjectRef): BlobReader {
       await Promise.resolve();
     },
   };
+}
+
+/**
+ * Where the bytes of a ranged GET for `position` end (exclusive), or null when
+ * they do not start there. A server may answer with more than was asked
+ * (s3rver sends the whole object for bytes=0-0; RFC 9110 lets a server ignore
+ * Range): the surplus is simply the rest of the window.
+ */
+function deliveredEnd(response: { ContentLength?: number; ContentRange?: string }, position: number): number | null {
+  const length = response.ContentLength;
+  if (length === undefined) return null;
+  const start = response.ContentRange === undefined ? 0 : Number(/^bytes (\d+)-/.exec(response.ContentRange)?.[1]);
+  return start === position ? position + length : null;
 }
 
 function closeCursor(cursor: Cursor): void {

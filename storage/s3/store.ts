@@ -112,9 +112,6 @@ function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
       size: head.size,
       version: head.version,
       fail: bucket.fail,
-      probe: async () => {
-        if (!(await headObject(bucket, key))) throw blobUnknown(sha256);
-      },
     });
   };
 

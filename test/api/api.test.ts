@@ -4,9 +4,7 @@
  * status from server/errors.ts. Requests carry an API token (no scrypt per
  * test); sessions and CSRF are in auth.test.ts, link checks in link-check.test.ts.
  */
-import fs from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Sha256 } from '../../storage/digest.js';
 import type { CheckerStatus } from '../../server/jobs/integrity-checker.js';
 import type { AuditEntry } from '../../server/services/audit.js';
 import type { BlobView } from '../../server/services/blobs.js';
@@ -28,6 +26,7 @@ import {
   type CallOptions,
   type ErrorBody,
 } from '../helpers/api.js';
+import { corruptStored, storedBytes } from '../helpers/blobs.js';
 import { putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 const ARM_NAME = 'Windows 11 (ARM).pvmp';
@@ -514,7 +513,7 @@ describe('JSON API /api/v1', () => {
       const linkStatus = async () => (await fetch(`${m.url}/d/${sha}/x.pvmp`)).status;
       expect([404, 503]).toContain(await linkStatus());
       await expect.poll(linkStatus, { timeout: 5_000, interval: 200 }).toBe(404);
-      await expect(fs.stat(m.runtime.store.layout.blobFile(sha as Sha256))).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(await storedBytes(m, sha)).toBeNull();
       expectError(await api('DELETE', `/blobs/${sha}`), 404, 'BLOB_UNKNOWN');
     });
   });
@@ -596,11 +595,7 @@ describe('JSON API /api/v1', () => {
       expect(ok.status, ok.text).toBe(200);
       expect(ok.body).toEqual({ results: { [sha]: 'ok' } });
 
-      const file = m.runtime.store.layout.blobFile(sha as Sha256);
-      await fs.chmod(file, 0o644);
-      const handle = await fs.open(file, 'r+');
-      await handle.write(Buffer.from([data[100]! ^ 0xff]), 0, 1, 100);
-      await handle.close();
+      await corruptStored(m, sha, 100);
       const bad = await api('POST', '/verify', { json: { sha256: sha, wait: true } });
       expect(bad.body).toEqual({ results: { [sha]: 'corrupt' } });
 

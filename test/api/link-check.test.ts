@@ -6,9 +6,7 @@
  * report says it ran on the server, warns about addresses Macs cannot
  * reach, and gives the `curl -I` line to run on a Mac.
  */
-import fs from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Sha256 } from '../../storage/digest.js';
 import type { ImageView } from '../../server/services/images.js';
 import type { LinkCheckReport } from '../../server/services/link-check.js';
 import { systemActor } from '../../server/services/audit.js';
@@ -23,6 +21,7 @@ import {
   mustSignIn,
   rawRequest,
 } from '../helpers/api.js';
+import { corruptStored, removeStored, storedBytes } from '../helpers/blobs.js';
 import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 /** Big enough for three samples of 64 KiB (start, middle, end), and not a multiple of anything. */
@@ -41,20 +40,9 @@ async function check(mirror: TestMirror, token: string, id: number): Promise<Lin
   return res.body;
 }
 
-/** Overwrites bytes of a stored blob file in place: same size, different content. */
+/** Overwrites bytes of a stored blob in place: same size, different content. */
 async function scribble(mirror: TestMirror, sha: string, offsets: number[]): Promise<void> {
-  const file = mirror.runtime.store.layout.blobFile(sha as Sha256);
-  await fs.chmod(file, 0o644);
-  const handle = await fs.open(file, 'r+');
-  try {
-    for (const offset of offsets) {
-      const one = Buffer.alloc(1);
-      await handle.read(one, 0, 1, offset);
-      await handle.write(Buffer.from([one[0]! ^ 0xff]), 0, 1, offset);
-    }
-  } finally {
-    await handle.close();
-  }
+  await corruptStored(mirror, sha, offsets);
 }
 
 describe('link check', () => {
@@ -152,7 +140,7 @@ describe('link check', () => {
       expect(await putBlob(local, data, 'changed.pvmp')).toBe(sha);
       const middle = Math.floor((ARM_SIZE - 65536) / 2) + 10;
       await scribble(remote, sha, [middle]);
-      expect((await fs.stat(remote.runtime.store.layout.blobFile(sha as Sha256))).size).toBe(ARM_SIZE);
+      expect((await storedBytes(remote, sha))?.length).toBe(ARM_SIZE);
 
       const t = await issueToken(local, 'lc');
       const img = await createImage(local, t, { name: 'Changed remotely', arm64: { enabled: true, sha256: sha } });
@@ -192,7 +180,7 @@ describe('link check', () => {
     const sha = await putBlob(m, testBytes(X86_SIZE, 'lc-deleted'), 'deleted.pvmp');
     const img = await createImage(m, token, { name: 'Deleted file', x86_64: { enabled: true, sha256: sha } });
     expect((await check(m, token, img.id)).ok).toBe(true);
-    await fs.rm(m.runtime.store.layout.blobFile(sha as Sha256));
+    await removeStored(m, sha);
     const report = await check(m, token, img.id);
     expect(report.ok).toBe(false);
     expect(report.architectures.x86_64!.ok).toBe(false);

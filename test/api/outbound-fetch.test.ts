@@ -18,6 +18,7 @@ import { createAddressCheck, createOutboundFetch } from '../../server/net/outbou
 import { openRuntime, type Runtime } from '../../server/runtime.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { containing, matching } from '../helpers/api.js';
+import { storedFiles } from '../helpers/blobs.js';
 import { makeTempDir, sha256Hex, testBytes, testConfig } from '../helpers/env.js';
 
 interface Peer {
@@ -80,7 +81,7 @@ describe('outbound fetches refuse loopback, link-local, unspecified and own addr
 
   async function nothingStored(runtime: Runtime): Promise<void> {
     expect(await runtime.db.selectFrom('blobs').select('sha256').execute()).toEqual([]);
-    expect(await fs.readdir(runtime.store.layout.tmpDir)).toEqual([]);
+    expect(await storedFiles(runtime, 'tmp')).toEqual({});
   }
 
   it('refuses a loopback URL by default, by IP and by a name that resolves to it, before the peer sees a request', async () => {

@@ -18,8 +18,8 @@ import { cliActor } from '../../server/services/audit.js';
 import { createApiToken } from '../../server/services/auth.js';
 import { createGroup } from '../../server/services/groups.js';
 import { createImage } from '../../server/services/images.js';
-import type { Sha256 } from '../../storage/digest.js';
 import { runCli } from '../helpers/cli.js';
+import { corruptStored, replaceStored, storedDigest } from '../helpers/blobs.js';
 import { makeTempDir, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 import {
   blobEntry,
@@ -157,9 +157,9 @@ describe('round trip between two mirrors', () => {
         license_key: 'ENG-0001-KEY',
         name: 'Windows 11',
       });
-      // Files on disk are under their digests and hash to them.
+      // Stored blobs are under their digests and hash to them.
       for (const sha of seedA.bytes.keys()) {
-        expect(sha256Hex(await fs.readFile(B.runtime.store.layout.blobFile(sha as Sha256)))).toBe(sha);
+        expect(await storedDigest(B, sha)).toBe(sha);
       }
       await expectDownloads(B, seedA);
       expect(await auditActions(B, 'bundle.import')).toHaveLength(1);
@@ -248,8 +248,11 @@ describe('round trip between two mirrors', () => {
     try {
       const bytes = seedA.bytes.get(seedA.mac)!;
       await store(T, bytes, 'mac.pvmp');
-      const file = T.runtime.store.layout.blobFile(seedA.mac as Sha256);
-      await fs.writeFile(file, Buffer.concat([bytes.subarray(0, 100), Buffer.from('rot'), bytes.subarray(103)]));
+      await replaceStored(
+        T,
+        seedA.mac,
+        Buffer.concat([bytes.subarray(0, 100), Buffer.from('rot'), bytes.subarray(103)]),
+      );
       await T.runtime.db
         .updateTable('blobs')
         .set({ state: 'corrupt', state_detail: 'test' })
@@ -257,7 +260,7 @@ describe('round trip between two mirrors', () => {
         .execute();
       const report = await importBuffer(T, full.tar);
       expect(report.blobs.stored).toContain(seedA.mac);
-      expect(sha256Hex(await fs.readFile(file))).toBe(seedA.mac);
+      expect(await storedDigest(T, seedA.mac)).toBe(seedA.mac);
       const row = await T.runtime.db
         .selectFrom('blobs')
         .select(['state', 'state_detail'])
@@ -569,10 +572,7 @@ describe('filters: no packages, one image, stdout', () => {
         mac: 2_000,
         linux: 1_000,
       });
-      const file = S.runtime.store.layout.blobFile(s.winArm as Sha256);
-      const bytes = await fs.readFile(file);
-      bytes[12_345] = bytes[12_345]! ^ 0xff;
-      await fs.writeFile(file, bytes);
+      await corruptStored(S, s.winArm, 12_345);
       // The database still says ok: only the re-hash on the way out can notice.
       await expect(
         collect(exportBundle(S.runtime.store, await buildManifest(S.runtime, { includeBlobs: true }))),

@@ -19,6 +19,7 @@ import { cliActor } from '../../server/services/audit.js';
 import { createGroup } from '../../server/services/groups.js';
 import { createImage } from '../../server/services/images.js';
 import { ingest } from '../../server/services/ingest.js';
+import { storedFiles } from '../helpers/blobs.js';
 import { cliArgs, repoRoot } from '../helpers/cli.js';
 import { makeTempDir, sha256Hex, testBytes, testConfig } from '../helpers/env.js';
 import { withTestDatabase } from '../helpers/database.js';
@@ -152,28 +153,7 @@ export async function logical(db: Db): Promise<{ images: unknown[]; groups: unkn
   return { images, groups, blobs };
 }
 
-/** Every regular file under `dir` (relative path → size); directories themselves are not listed. */
-export async function listFiles(dir: string): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  const walk = async (sub: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await fs.readdir(path.join(dir, sub), { withFileTypes: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
-    }
-    for (const e of entries) {
-      const rel = path.join(sub, e.name);
-      if (e.isDirectory()) await walk(rel);
-      else out[rel] = (await fs.lstat(path.join(dir, rel))).size;
-    }
-  };
-  await walk('');
-  return out;
-}
-
-/** Everything an import may touch: full rows (times and ids included), the audit log size, and the files. */
+/** Everything an import may touch: full rows (times and ids included), the audit log size, and the files or objects. */
 export async function snapshot(m: HasRuntime): Promise<unknown> {
   const db = m.runtime.db;
   const layout = m.runtime.store.layout;
@@ -186,9 +166,9 @@ export async function snapshot(m: HasRuntime): Promise<unknown> {
     images: await db.selectFrom('images').selectAll().orderBy('id').execute(),
     groups: await db.selectFrom('groups').selectAll().orderBy('id').execute(),
     audit: Number(audit.n),
-    blobFiles: await listFiles(layout.blobsDir),
-    tmpFiles: await listFiles(layout.tmpDir),
-    quarantine: await listFiles(layout.quarantineDir),
+    blobFiles: await storedFiles(m, 'blobs'),
+    tmpFiles: await storedFiles(m, 'tmp'),
+    quarantine: await storedFiles(m, 'quarantine'),
     // Nothing may ever be written next to the data dir (path traversal).
     siblings: (await fs.readdir(path.dirname(layout.root))).filter((n) => /evil|^x$/.test(n)),
   };

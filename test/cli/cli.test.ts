@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { storedFiles } from '../helpers/blobs.js';
 import { runCli, spawnCli, waitForOk } from '../helpers/cli.js';
 import { freePort, makeTempDir, sha256Hex, testBytes } from '../helpers/env.js';
 import { waitForValue } from '../helpers/wait.js';
@@ -60,8 +61,8 @@ describe('goldmirror CLI', () => {
     expect(res.stderr).toContain(wrong);
     expect(res.stderr).toContain(sha256Hex(data));
     expect(JSON.parse((await runCli(['list', '--json'], env)).stdout)).toEqual([]);
-    expect(await fs.readdir(path.join(dir, 'data', 'tmp'))).toEqual([]);
-    expect(await fs.readdir(path.join(dir, 'data', 'blobs', 'sha256'))).toEqual([]);
+    expect(await storedFiles(path.join(dir, 'data'), 'tmp')).toEqual({});
+    expect(await storedFiles(path.join(dir, 'data'), 'blobs')).toEqual({});
   });
 
   it('gives one clear line for bad input, never a stack trace', async () => {
@@ -127,10 +128,11 @@ describe('crash during an import', () => {
     try {
       const importer = spawnCli(['import', big], env);
       const exited = new Promise((r) => importer.on('exit', r));
-      const tmpDir = path.join(dir, 'data', 'tmp');
+      // A temp file on fs; on S3 the marker of the multipart upload (the temp object appears only when it completes).
+      const tmpEntries = async () => Object.keys(await storedFiles(path.join(dir, 'data'), 'tmp'));
       const partial = await waitForValue(
         async () => {
-          const names = await fs.readdir(tmpDir).catch(() => []);
+          const names = await tmpEntries().catch(() => []);
           return names.length > 0 ? names : undefined;
         },
         { timeoutMs: 20_000, intervalMs: 5 },
@@ -139,14 +141,14 @@ describe('crash during an import', () => {
       await exited;
       expect(partial).toHaveLength(1);
       expect(JSON.parse((await runCli(['list', '--json'], env)).stdout)).toEqual([]);
-      expect(await fs.readdir(path.join(dir, 'data', 'blobs', 'sha256'))).toEqual([]);
+      expect(await storedFiles(path.join(dir, 'data'), 'blobs')).toEqual({});
 
       const port = await freePort();
       const server = spawnCli(['serve'], { ...env, MIRROR_HOST: '127.0.0.1', MIRROR_PORT: String(port) });
       const stopped = new Promise((r) => server.on('exit', r));
       try {
         await waitForOk(`http://127.0.0.1:${port}/healthz`);
-        expect(await fs.readdir(tmpDir)).toEqual([]);
+        expect(await tmpEntries()).toEqual([]);
       } finally {
         server.kill('SIGTERM');
         await stopped;

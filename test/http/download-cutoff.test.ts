@@ -2,15 +2,14 @@
  * A download already streaming a blob that an integrity check then finds
  * corrupt is cut off: the client sees a broken transfer (fewer bytes than
  * Content-Length, then an error or an early close), never a complete file.
- * Real server, real blob file corrupted on disk, slow real client.
+ * Real server, the stored blob (a file, or an object in S3) corrupted behind it, slow real client.
  */
-import { realpathSync } from 'node:fs';
-import fs from 'node:fs/promises';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setBlobState } from '../../server/db/repos/blobs.js';
 import { ingest } from '../../server/services/ingest.js';
 import type { Sha256 } from '../../storage/digest.js';
+import { corruptStored } from '../helpers/blobs.js';
 import { startMirror, testStream, type TestMirror } from '../helpers/env.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -76,15 +75,13 @@ function slowDownload(mirror: TestMirror, urlPath: string): Promise<SlowDownload
   });
 }
 
-async function corruptOnDisk(mirror: TestMirror, sha256: Sha256): Promise<void> {
-  const file = realpathSync(mirror.runtime.store.layout.blobFile(sha256));
-  const handle = await fs.open(file, 'r+');
-  try {
-    // Near the end: bytes the client has not been sent yet.
-    await handle.write(Buffer.alloc(4096, 0xee), 0, 4096, SIZE - 8 * MiB);
-  } finally {
-    await handle.close();
-  }
+async function corruptBehindTheMirror(mirror: TestMirror, sha256: Sha256): Promise<void> {
+  // Near the end: bytes the client has not been sent yet.
+  await corruptStored(
+    mirror,
+    sha256,
+    Array.from({ length: 4096 }, (_, i) => SIZE - 8 * MiB + i),
+  );
 }
 
 describe('a download streaming a blob that fails its check', () => {
@@ -110,7 +107,7 @@ describe('a download streaming a blob that fails its check', () => {
     expect(download.contentLength).toBe(SIZE);
     await waitFor(() => download.received() >= 2 * MiB);
 
-    await corruptOnDisk(mirror, sha256);
+    await corruptBehindTheMirror(mirror, sha256);
     expect(await mirror.runtime.checker.check(sha256)).toBe('corrupt');
     // From here on the client reads as fast as it can: had the server kept streaming, it would now get everything.
     download.hurry();

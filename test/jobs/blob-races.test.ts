@@ -8,6 +8,7 @@
  * step the ingest cannot land in the gap (it waits, then commits after), and
  * the good copy survives; before, it was quarantined or unlinked under its row.
  */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -25,8 +26,10 @@ import { openRuntime, type Runtime } from '../../server/runtime.js';
 import { cliActor } from '../../server/services/audit.js';
 import { collectGarbage } from '../../server/services/gc.js';
 import { ingest, type IngestDeps } from '../../server/services/ingest.js';
+import { corruptStored, quarantined, removeStored, storedDigest } from '../helpers/blobs.js';
 import { spawnCli } from '../helpers/cli.js';
 import { makeTempDir, sha256Hex, testBytes, testConfig } from '../helpers/env.js';
+import { onS3 } from '../helpers/s3.js';
 import { waitFor } from '../helpers/wait.js';
 import { blobEntry, buildTar, headerOffset, manifestEntry } from '../bundles/helpers.js';
 
@@ -99,27 +102,6 @@ async function settledOrStaged(ingestRun: Promise<unknown>, staged: Promise<void
   ]);
 }
 
-async function flipByte(file: string, offset: number): Promise<void> {
-  const handle = await fs.open(file, 'r+');
-  try {
-    const one = Buffer.alloc(1);
-    await handle.read(one, 0, 1, offset);
-    one[0] = one[0]! ^ 0xff;
-    await handle.write(one, 0, 1, offset);
-  } finally {
-    await handle.close();
-  }
-}
-
-async function contentDigest(file: string): Promise<string | null> {
-  try {
-    return sha256Hex(await fs.readFile(file));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-}
-
 let dir: string;
 let runtime: Runtime;
 beforeEach(async () => {
@@ -153,8 +135,7 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
   it('a repair landing between "corrupt" and the move to quarantine keeps the repaired copy in place', async () => {
     const data = testBytes(300_000, 'quarantine-vs-repair');
     const sha = await stored(data);
-    const blobFile = runtime.store.layout.blobFile(sha);
-    await flipByte(blobFile, 123_456);
+    await corruptStored(runtime, sha, 123_456);
 
     const paused = pausing(runtime.store, 'quarantine');
     const checker = checkerOn(paused.store);
@@ -168,12 +149,11 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
 
       expect(verdict).toBe('corrupt');
       // The repaired copy is in place and servable; only the corrupt one went to quarantine.
-      expect(await contentDigest(blobFile)).toBe(sha);
+      expect(await storedDigest(runtime, sha)).toBe(sha);
       expect((await findBlob(runtime.db, sha))?.state).toBe('ok');
-      const quarantined = await fs.readdir(runtime.store.layout.quarantineDir);
-      expect(quarantined).toHaveLength(1);
-      const moved = await contentDigest(path.join(runtime.store.layout.quarantineDir, quarantined[0]!));
-      expect(moved).not.toBe(sha);
+      const moved = await quarantined(runtime);
+      expect(moved).toHaveLength(1);
+      expect(sha256Hex(moved[0]!.bytes)).not.toBe(sha);
     } finally {
       paused.release();
       await checker.close();
@@ -183,7 +163,7 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
   it('a repair landing between "missing" and recording it leaves the row ok', async () => {
     const data = testBytes(200_000, 'missing-vs-repair');
     const sha = await stored(data);
-    await fs.rm(runtime.store.layout.blobFile(sha));
+    await removeStored(runtime, sha);
 
     const paused = pausing(runtime.store, 'open');
     const checker = checkerOn(paused.store);
@@ -196,7 +176,7 @@ describe('a check that found a corrupt or missing copy, racing a repair', () => 
       expect(await check).toBe('replaced');
       const row = await findBlob(runtime.db, sha);
       expect({ state: row?.state, detail: row?.state_detail }).toEqual({ state: 'ok', detail: null });
-      expect(await contentDigest(runtime.store.layout.blobFile(sha))).toBe(sha);
+      expect(await storedDigest(runtime, sha)).toBe(sha);
     } finally {
       paused.release();
       await checker.close();
@@ -226,7 +206,7 @@ describe('GC racing an ingest of the same content', () => {
       expect(result.blob.sha256).toBe(sha);
       const row = await findBlob(runtime.db, sha);
       expect({ state: row?.state, name: row?.name }).toEqual({ state: 'ok', name: 'again.pvmp' });
-      expect(await contentDigest(runtime.store.layout.blobFile(sha))).toBe(sha);
+      expect(await storedDigest(runtime, sha)).toBe(sha);
     } finally {
       paused.release();
     }
@@ -284,7 +264,7 @@ describe('a failed bundle import rolling back, racing an ingest of the same cont
 
     const row = await findBlob(runtime.db, xSha as Sha256);
     expect({ state: row?.state, name: row?.name }).toEqual({ state: 'ok', name: 'x-by-admin.pvmp' });
-    expect(await contentDigest(runtime.store.layout.blobFile(xSha as Sha256))).toBe(xSha);
+    expect(await storedDigest(runtime, xSha)).toBe(xSha);
     expect(await findBlob(runtime.db, ySha as Sha256)).toBeUndefined();
   });
 
@@ -309,7 +289,7 @@ describe('a failed bundle import rolling back, racing an ingest of the same cont
       expect(result.blob.sha256).toBe(xSha);
       const row = await findBlob(runtime.db, xSha as Sha256);
       expect({ state: row?.state, name: row?.name }).toEqual({ state: 'ok', name: 'x-by-admin.pvmp' });
-      expect(await contentDigest(runtime.store.layout.blobFile(xSha as Sha256))).toBe(xSha);
+      expect(await storedDigest(runtime, xSha)).toBe(xSha);
     } finally {
       paused.release();
     }
@@ -320,8 +300,7 @@ describe('across processes', () => {
   it('a CLI import in another process cannot put its file in place while this process holds the blob lock', async () => {
     const data = testBytes(4 * 1024 * 1024 + 5, 'cross-process');
     const sha = await stored(data);
-    const blobFile = runtime.store.layout.blobFile(sha);
-    await flipByte(blobFile, 1_000_000);
+    await corruptStored(runtime, sha, 1_000_000);
     const corruptVersion = await runtime.store.version(sha);
     const source = path.join(dir, 'good.pvmp');
     await fs.writeFile(source, data);
@@ -361,7 +340,20 @@ describe('across processes', () => {
         }
         return false;
       };
-      await waitFor(async () => exitedEarly || (await stagedInTmp()), { timeoutMs: 30_000, intervalMs: 10 }).catch(
+      // On S3 a package smaller than one part is staged in memory: it is staged once the child has read its file.
+      const sourceReadInMemory = () =>
+        readdirSync(`/proc/${child.pid}/fd`).some((fd) => {
+          try {
+            if (readlinkSync(`/proc/${child.pid}/fd/${fd}`) !== source) return false;
+            return (
+              /^pos:\s+(\d+)$/m.exec(readFileSync(`/proc/${child.pid}/fdinfo/${fd}`, 'utf8'))?.[1] === `${data.length}`
+            );
+          } catch {
+            return false; // closed while we looked
+          }
+        });
+      const staged = async () => (onS3 ? sourceReadInMemory() : stagedInTmp());
+      await waitFor(async () => exitedEarly || (await staged()), { timeoutMs: 30_000, intervalMs: 10 }).catch(
         () => undefined,
       );
       // Give it ample time to finish its fsync and reach the lock: a process without the lock would have renamed by now.
@@ -374,6 +366,6 @@ describe('across processes', () => {
     expect(await held).toBe(corruptVersion);
     expect(await exited).toBe(0);
     expect(stdout).toContain(sha);
-    expect(await contentDigest(blobFile)).toBe(sha);
+    expect(await storedDigest(runtime, sha)).toBe(sha);
   }, 60_000);
 });

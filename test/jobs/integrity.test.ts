@@ -1,4 +1,3 @@
-import fs from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Sha256 } from '../../storage/digest.js';
 import { createLogger } from '../../server/log.js';
@@ -12,19 +11,10 @@ import { integritySummary } from '../../server/services/integrity.js';
 import { createImage } from '../../server/services/images.js';
 import { createGroup } from '../../server/services/groups.js';
 import { cliActor } from '../../server/services/audit.js';
+import { corruptStored, quarantined, removeStored } from '../helpers/blobs.js';
 import { fakeClock } from '../helpers/clock.js';
 import { putBlob, sha256Hex, startMirror, testBytes, testStream, type TestMirror } from '../helpers/env.js';
 import { waitFor } from '../helpers/wait.js';
-
-async function flipByte(mirror: TestMirror, sha256: string, offset: number): Promise<void> {
-  const file = mirror.runtime.store.layout.blobFile(sha256 as Sha256);
-  const handle = await fs.open(file, 'r+');
-  const one = Buffer.alloc(1);
-  await handle.read(one, 0, 1, offset);
-  one[0] = one[0]! ^ 0xff;
-  await handle.write(one, 0, 1, offset);
-  await handle.close();
-}
 
 describe('integrity checks', () => {
   let mirror: TestMirror;
@@ -54,15 +44,15 @@ describe('integrity checks', () => {
       mirror.url,
     );
     await createGroup(mirror.runtime, cliActor, { name: 'Engineering', imageId: image.id });
-    await flipByte(mirror, sha, 1_000_000);
+    await corruptStored(mirror, sha, 1_000_000);
 
     expect(await mirror.runtime.checker.check(sha as Sha256)).toBe('corrupt');
     const row = await findBlob(mirror.runtime.db, sha as Sha256);
     expect(row?.state).toBe('corrupt');
     expect(row?.state_detail).toMatch(/^content hashes to [0-9a-f]{64}$/);
-    const quarantined = await fs.readdir(mirror.runtime.store.layout.quarantineDir);
-    expect(quarantined).toHaveLength(1);
-    expect(quarantined[0]).toMatch(new RegExp(`^${sha}-\\d+$`));
+    const moved = await quarantined(mirror);
+    expect(moved).toHaveLength(1);
+    expect(moved[0]!.name).toMatch(new RegExp(`^${sha}-\\d+$`));
 
     const res = await fetch(`${mirror.url}/d/${sha}/Win11.pvmp`);
     expect(res.status).toBe(503);
@@ -90,7 +80,7 @@ describe('integrity checks', () => {
 
   it('a corrupt blob that cannot be moved to quarantine stays withheld, and the audit says why', async () => {
     const sha = (await putBlob(mirror, testBytes(50_000, 'stuck'))) as Sha256;
-    await flipByte(mirror, sha, 10);
+    await corruptStored(mirror, sha, 10);
     // The disk refuses the move (as a read-only quarantine dir or a failing disk would); everything else is real.
     const store = new Proxy(mirror.runtime.store, {
       get(target, prop) {
@@ -137,7 +127,7 @@ describe('integrity checks', () => {
 
   it('reports a blob whose file went missing the same way', async () => {
     const sha = await putBlob(mirror, testBytes(1000, 'gone'));
-    await fs.rm(mirror.runtime.store.layout.blobFile(sha as Sha256));
+    await removeStored(mirror, sha);
     expect(await mirror.runtime.checker.check(sha as Sha256)).toBe('missing');
     expect((await findBlob(mirror.runtime.db, sha as Sha256))?.state).toBe('missing');
     expect((await fetch(`${mirror.url}/d/${sha}/x.pvmp`)).status).toBe(503);
