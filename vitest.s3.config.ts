@@ -7,6 +7,8 @@
 import { defineConfig } from 'vitest/config';
 
 process.env.MIRROR_TEST_STORAGE ??= 's3';
+/** CI runs the suites several times (PostgreSQL, Swift…): each run's JSON results get its tag in the file name. */
+const tag = process.env.GOLDMIRROR_RESULTS_TAG ? `-${process.env.GOLDMIRROR_RESULTS_TAG}` : '';
 
 export default defineConfig({
   test: {
@@ -39,7 +41,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     globalSetup: ['test/helpers/database-setup.ts'],
     reporters: ['default', 'json'],
-    outputFile: { json: 'test/artifacts/vitest-s3-results.json' },
+    outputFile: { json: `test/artifacts/vitest-s3-results${tag}.json` },
   },
   esbuild: { jsx: 'automatic', jsxImportSource: 'hono/jsx' },
 });
