@@ -147,6 +147,15 @@ function stagedBlob(layout: Layout, file: string, { sha256, size }: Content): St
   };
 }
 
+/** Step 2's check, as bytes arrive: refuses content already longer than announced, before storing more of it. */
+export function assertNotLonger(size: number, expectedSize: number | undefined): void {
+  if (expectedSize !== undefined && size > expectedSize) {
+    throw new AppError('SIZE_MISMATCH', `content is longer than the expected ${expectedSize} bytes`, {
+      expected: expectedSize,
+    });
+  }
+}
+
 /** Step 3's check: the content is what the caller said it would be, or nothing is stored. */
 export function validateContent(
   content: Content,
@@ -210,11 +219,7 @@ async function writeHashed(
       if (chunk.byteLength === 0) continue;
       hash.update(chunk);
       size += chunk.byteLength;
-      if (expectedSize !== undefined && size > expectedSize) {
-        throw new AppError('SIZE_MISMATCH', `content is longer than the expected ${expectedSize} bytes`, {
-          expected: expectedSize,
-        });
-      }
+      assertNotLonger(size, expectedSize);
       batch.push(chunk);
       batchBytes += chunk.byteLength;
       if (batchBytes >= WRITE_BATCH_BYTES) {

@@ -23,7 +23,7 @@ import type { ByteSource, PutOptions, PutResult, StagedBlob } from '../blob-stor
 import { isSha256, newSha256, type Sha256 } from '../digest.js';
 import { AppError } from '../../server/errors.js';
 import { createFile, FILE_MODE } from '../file-modes.js';
-import { validateContent, type AdoptOptions } from '../ingest.js';
+import { assertNotLonger, validateContent, type AdoptOptions } from '../ingest.js';
 import type { Layout } from '../layout.js';
 import {
   abortUpload,
@@ -154,11 +154,7 @@ export async function stageIntoBucket(
       if (chunk.byteLength === 0) continue;
       hash.update(chunk);
       size += chunk.byteLength;
-      if (expectedSize !== undefined && size > expectedSize) {
-        throw new AppError('SIZE_MISMATCH', `content is longer than the expected ${expectedSize} bytes`, {
-          expected: expectedSize,
-        });
-      }
+      assertNotLonger(size, expectedSize);
       if (memory) {
         memory.push(chunk);
         memoryBytes += chunk.byteLength;
@@ -308,14 +304,7 @@ export async function stageObject(bucket: Bucket, key: string, options: AdoptOpt
 }
 
 async function hashObject(bucket: Bucket, key: string, head: { size: number; version: string }): Promise<Sha256> {
-  const reader = objectReader({
-    client: bucket.client,
-    bucket: bucket.settings.bucket,
-    key,
-    size: head.size,
-    version: head.version,
-    fail: bucket.fail,
-  });
+  const reader = objectReader(bucket, key, head);
   try {
     const hash = newSha256();
     const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(SPOOL_WRITE_BYTES, head.size)));

@@ -11,8 +11,9 @@
  * cursors idle for IDLE_MS are closed.
  */
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { BlobReader } from '../blob-store.js';
+import type { Bucket } from './objects.js';
 
 const MAX_WINDOW_BYTES = 64 << 20;
 const IDLE_MS = 15_000;
@@ -28,17 +29,9 @@ interface Cursor {
   timer: NodeJS.Timeout | null;
 }
 
-export interface ObjectRef {
-  client: S3Client;
-  bucket: string;
-  key: string;
-  size: number;
-  version: string;
-  /** Turns an S3 failure into the error callers see (STORAGE_UNAVAILABLE). */
-  fail: (doing: string, err: unknown) => Error;
-}
-
-export function objectReader(ref: ObjectRef): BlobReader {
+/** A reader of `key`, whose HEAD said `head` (size and version). */
+export function objectReader(bucket: Bucket, key: string, head: { size: number; version: string }): BlobReader {
+  const ref = { client: bucket.client, bucket: bucket.settings.bucket, key, ...head, fail: bucket.fail };
   const idle: Cursor[] = [];
   let closed = false;
 

@@ -105,14 +105,7 @@ function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
     const key = keys.blob(sha256);
     const head = await headObject(bucket, key);
     if (!head) throw blobUnknown(sha256);
-    return objectReader({
-      client: bucket.client,
-      bucket: bucket.settings.bucket,
-      key,
-      size: head.size,
-      version: head.version,
-      fail: bucket.fail,
-    });
+    return objectReader(bucket, key, head);
   };
 
   return {
