@@ -85,6 +85,8 @@ class TmpFileSplitter extends StreamSplitter {
   }
 }
 
+export const MAX_UPLOAD_PARTS = 1_000;
+
 export class HashingBucketStore extends S3Store implements TrackedUploadStore {
   readonly running = new Map<string, BucketHashState>();
   readonly #writes = new RunningWrites();
@@ -95,6 +97,8 @@ export class HashingBucketStore extends S3Store implements TrackedUploadStore {
     super({
       s3ClientConfig: { ...target.clientConfig, bucket: target.bucket },
       partSize: PART_BYTES,
+      // OpenStack Swift's default limit (S3 allows 10,000): a 60 GB upload then goes in parts of about 60 MiB.
+      maxMultipartParts: MAX_UPLOAD_PARTS,
       maxConcurrentPartUploads: PARTS_ON_DISK,
       // Tags are unsupported on Swift and some others; expiry lists uploads/ instead.
       useTags: false,

@@ -16,6 +16,9 @@ export interface S3Settings {
   secretAccessKey: string;
 }
 
+/** How long an S3 socket may stay silent; every single request (a copy of at most 1 GiB included) must fit in it. */
+export const SOCKET_IDLE_MS = 120_000;
+
 /** Sockets kept per process; each download reading from S3 holds one while it streams. */
 const MAX_SOCKETS = 512;
 
@@ -42,8 +45,12 @@ export function s3ClientConfig(settings: S3Settings): S3ClientConfig {
     maxAttempts: 3,
     requestHandler: {
       connectionTimeout: 5_000,
-      // Idle time of a socket, also while a body streams: a reader paused longer than this reconnects (reader.ts).
-      requestTimeout: 60_000,
+      // A socket silent this long is closed, also while a body streams (a parked reader then reconnects, reader.ts):
+      // a bucket that hangs fails calls within this bound instead of the kernel's quarter of an hour.
+      socketTimeout: SOCKET_IDLE_MS,
+      // Until the answer's headers, request body included (a part of up to a few hundred MiB on a slow link).
+      requestTimeout: 10 * 60_000,
+      throwOnRequestTimeout: true,
       httpAgent: new http.Agent(agentOptions),
       httpsAgent: new https.Agent(agentOptions),
     },

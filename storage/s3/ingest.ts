@@ -58,10 +58,47 @@ interface Upload {
   marker: string;
   uploadId: string;
   parts: { PartNumber: number; ETag: string }[];
+  /** Ends this process's claim on the upload (see claimUpload). */
+  release: () => void;
 }
 
-/** Markers of this process's uploads in progress: clean-up never touches them, whatever their PID says. */
+/** This process's temp objects and markers, and its open uploads: clean-up never touches them, whatever it reads. */
 export const inProgress = new Set<string>();
+export const inProgressUploads = new Set<string>();
+
+/**
+ * Records an open upload: in this process's sets, and in its marker object, rewritten every MARKER_REFRESH_MS (an
+ * unref'd timer) so other nodes see a live writer however slowly its source flows or long its commit waits.
+ * Returns the release, which stops all of it (the marker itself is deleted by the caller).
+ */
+async function claimUpload(
+  bucket: Bucket,
+  names: { object: string; marker: string },
+  key: string,
+  uploadId: string,
+): Promise<() => void> {
+  inProgress.add(names.marker).add(names.object);
+  inProgressUploads.add(uploadId);
+  const body = JSON.stringify({ key, uploadId });
+  const timer = setInterval(() => void putObject(bucket, names.marker, body).catch(() => undefined), MARKER_REFRESH_MS);
+  timer.unref();
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    clearInterval(timer);
+    inProgress.delete(names.marker);
+    inProgress.delete(names.object);
+    inProgressUploads.delete(uploadId);
+  };
+  try {
+    await putObject(bucket, names.marker, body);
+  } catch (err) {
+    release();
+    throw err;
+  }
+  return release;
+}
 
 export async function stageIntoBucket(
   bucket: Bucket,
@@ -90,20 +127,16 @@ export async function stageIntoBucket(
   let spool: Spool | null = null;
   let upload: Upload | null = null;
   let partsCut = 0;
-  let markerWrittenAt = 0;
+  let claim: (() => void) | null = null;
   const inflight: Promise<void>[] = [];
   const spoolFiles = new Set<string>();
 
-  /** The multipart upload, opened with the first part; its marker is rewritten now and then while it runs. */
+  /** The multipart upload, opened with the first part together with its marker (see claimUpload). */
   const openUpload = async (): Promise<Upload> => {
     if (!upload) {
       const uploadId = await createUpload(bucket, target);
-      upload = { key: target, marker: names.marker, uploadId, parts: [] };
-      inProgress.add(names.marker).add(names.object);
-    }
-    if (Date.now() - markerWrittenAt >= MARKER_REFRESH_MS) {
-      markerWrittenAt = Date.now();
-      await putObject(bucket, names.marker, JSON.stringify({ key: target, uploadId: upload.uploadId }));
+      upload = { key: target, marker: names.marker, uploadId, parts: [], release: () => claim?.() };
+      claim = await claimUpload(bucket, names, target, uploadId);
     }
     return upload;
   };
@@ -177,10 +210,9 @@ export async function stageIntoBucket(
     finished.parts.sort((a, b) => a.PartNumber - b.PartNumber);
     if (expectedSha256) return uploadedBlob(bucket, content, finished);
     await completeUpload(bucket, finished.key, finished.uploadId, finished.parts);
-    return await copiedBlob(bucket, content, finished.key, [finished.key, finished.marker]);
+    return await copiedBlob(bucket, content, finished.key, [finished.key, finished.marker], finished.release);
   } catch (err) {
-    inProgress.delete(names.marker);
-    inProgress.delete(names.object);
+    (claim as (() => void) | null)?.();
     await Promise.allSettled(inflight);
     const left = spool as Spool | null;
     await left?.close().catch(() => undefined);
@@ -348,10 +380,14 @@ function staged(
   };
 }
 
+/** The version of an object just written; a store whose reads lag its writes (replicas) gets a few short retries. */
 async function versionAfterWrite(bucket: Bucket, key: string): Promise<string> {
-  const head = await headObject(bucket, key);
-  if (!head) throw bucket.fail(`writing ${key}`, new Error('the object is not there after it was written'));
-  return head.version;
+  for (let attempt = 1; ; attempt += 1) {
+    const head = await headObject(bucket, key);
+    if (head) return head.version;
+    if (attempt >= 4) throw bucket.fail(`writing ${key}`, new Error('the object is not there after it was written'));
+    await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+  }
 }
 
 function smallBlob(bucket: Bucket, content: Content, body: Buffer): StagedBlob {
@@ -376,16 +412,24 @@ function uploadedBlob(bucket: Bucket, content: Content, upload: Upload): StagedB
       return { created: !existed, version: await versionAfterWrite(bucket, upload.key) };
     },
     async (committed) => {
-      if (!committed) await abortUpload(bucket, upload.key, upload.uploadId);
-      await deleteObject(bucket, upload.marker);
-      inProgress.delete(upload.marker);
-      inProgress.delete(upload.marker.replace(/\.json$/, ''));
+      try {
+        if (!committed) await abortUpload(bucket, upload.key, upload.uploadId);
+        await deleteObject(bucket, upload.marker);
+      } finally {
+        upload.release();
+      }
     },
   );
 }
 
 /** Copies `from` to the blob's key now (outside the caller's lock); commit() only makes sure it is still there. */
-async function copiedBlob(bucket: Bucket, content: Content, from: string, leftovers: string[]): Promise<StagedBlob> {
+async function copiedBlob(
+  bucket: Bucket,
+  content: Content,
+  from: string,
+  leftovers: string[],
+  release: () => void = () => undefined,
+): Promise<StagedBlob> {
   const key = bucket.keys.blob(content.sha256);
   const existed = (await headObject(bucket, key)) !== null;
   await copyObject(bucket, from, key, content.size);
@@ -401,8 +445,11 @@ async function copiedBlob(bucket: Bucket, content: Content, from: string, leftov
       return { created: !existed, version: head.version };
     },
     async () => {
-      for (const leftover of leftovers) await deleteObject(bucket, leftover);
-      for (const leftover of leftovers) inProgress.delete(leftover);
+      try {
+        for (const leftover of leftovers) await deleteObject(bucket, leftover);
+      } finally {
+        release();
+      }
     },
   );
 }

@@ -15,8 +15,11 @@ import {
 import { isNotFound, isNotImplemented, storageError, type S3Settings } from './client.js';
 import type { Keys } from './keys.js';
 
-/** Largest object one CopyObject may copy (the S3 API's limit); larger ones are copied part by part. */
-export const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
+/**
+ * Largest object one CopyObject copies; larger ones go part by part. S3 allows 5 GiB, but a copy says nothing until it
+ * is done, and every request must finish within the socket's idle timeout (client.ts).
+ */
+export const MAX_SINGLE_COPY_BYTES = 1024 ** 3;
 /** Part size of a multipart copy. */
 const COPY_PART_BYTES = 1024 ** 3;
 /** The S3 API's smallest part (every part but the last). */
@@ -207,7 +210,7 @@ export async function copyObject(bucket: Bucket, from: string, to: string, size:
     const partBytes = Math.max(
       MIN_PART_BYTES,
       Math.min(COPY_PART_BYTES, bucket.singleCopyMaxBytes),
-      Math.ceil(size / 9_000),
+      Math.ceil(size / 1_000),
     );
     const parts: { PartNumber: number; ETag: string }[] = [];
     for (let start = 0, number = 1; start < size; start += partBytes, number += 1) {

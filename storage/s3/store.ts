@@ -23,7 +23,7 @@ import { commitStaged, type AdoptOptions } from '../ingest.js';
 import type { Layout } from '../layout.js';
 import { removeStaleTmpFiles } from '../maintenance.js';
 import { createS3Client, describeBucket, s3ClientConfig, type S3Settings } from './client.js';
-import { inProgress, stageIntoBucket, stageObject } from './ingest.js';
+import { inProgress, inProgressUploads, stageIntoBucket, stageObject } from './ingest.js';
 import { createKeys, parseTmpName } from './keys.js';
 import {
   abortUpload,
@@ -211,27 +211,34 @@ async function stageLocalFile(bucket: Bucket, layout: Layout, file: string, opti
 /**
  * Clears what dead writers left under tmp/: markers (aborting their uploads),
  * temp objects and probes, by the same liveness rule as local temp files;
- * then multipart uploads under blobs/ and tmp/ that no marker claims and
+ * then multipart uploads under blobs/, tmp/ and quarantine/ that no marker claims and
  * that started over an hour ago (a writer that died before its marker).
  */
 async function removeStaleObjects(bucket: Bucket, whileRunning: boolean): Promise<string[]> {
   const removed: string[] = [];
-  const claimed = new Set<string>();
+  const claimed = new Set<string>(inProgressUploads);
+  // A live marker that cannot be read hides an upload id: then no unclaimed upload is aborted in this pass.
+  let allMarkersRead = true;
+  const entries: { key: string; alive: boolean; marker: { key: string; uploadId: string } | null }[] = [];
   for await (const object of listObjects(bucket, bucket.keys.tmpPrefix)) {
-    const name = object.key.slice(bucket.keys.tmpPrefix.length);
-    const tmp = parseTmpName(name);
+    const tmp = parseTmpName(object.key.slice(bucket.keys.tmpPrefix.length));
     if (!tmp) continue;
     const alive = inProgress.has(object.key) || writerMayBeAlive(tmp, object.modifiedMs, whileRunning);
     const marker = tmp.kind === 'marker' ? await readMarker(bucket, object.key) : null;
-    if (alive) {
-      if (marker) claimed.add(marker.uploadId);
-      continue;
-    }
-    if (marker) await abortUpload(bucket, marker.key, marker.uploadId);
-    await deleteObject(bucket, object.key);
-    removed.push(object.key);
+    if (tmp.kind === 'marker' && alive && !marker) allMarkersRead = false;
+    if (alive && marker) claimed.add(marker.uploadId);
+    entries.push({ key: object.key, alive, marker });
   }
-  for (const prefix of [bucket.keys.blobsPrefix, bucket.keys.tmpPrefix]) {
+  // A temp object lives as long as its marker (the marker is refreshed while the ingest runs; the object is not).
+  const liveMarkers = new Set(entries.filter((e) => e.alive && e.key.endsWith('.json')).map((e) => e.key));
+  for (const entry of entries) {
+    if (entry.alive || liveMarkers.has(`${entry.key}.json`)) continue;
+    if (entry.marker) await abortUpload(bucket, entry.marker.key, entry.marker.uploadId);
+    await deleteObject(bucket, entry.key);
+    removed.push(entry.key);
+  }
+  if (!allMarkersRead) return removed;
+  for (const prefix of [bucket.keys.blobsPrefix, bucket.keys.tmpPrefix, bucket.keys.quarantinePrefix]) {
     for (const upload of await listUploads(bucket, prefix)) {
       if (claimed.has(upload.uploadId) || Date.now() - upload.startedMs < FOREIGN_TMP_STALE_MS) continue;
       await abortUpload(bucket, upload.key, upload.uploadId);

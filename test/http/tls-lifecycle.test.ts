@@ -282,8 +282,8 @@ describe('admin forms: hostile bodies', () => {
           `Cookie: ${session.cookie}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\n` +
           `Content-Length: ${head.length + 64 * 1024 * 1024}\r\n\r\n${head}`,
       );
-      socket.write(testBytes(8 << 20, 'cut'));
-      // A temp file on fs; on S3 the marker of the multipart upload the first 8 MiB started.
+      socket.write(testBytes(40 << 20, 'cut'));
+      // A temp file on fs; on S3 the marker of the multipart upload its first part (32 MiB, size unknown) started.
       const tmpEntries = async () => Object.keys(await storedFiles(mirror, 'tmp'));
       let partial: string[] = [];
       for (let i = 0; i < 200 && partial.length === 0; i += 1) {
