@@ -16,7 +16,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LINK_CHECK_USER_AGENT } from '../links.js';
-import { AppError, isError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { sendError } from './download-errors.js';
 import { contentDisposition, type Target } from './download-target.js';
 import type { DownloadDeps } from './downloads.js';
@@ -54,17 +54,8 @@ export async function redirectDownload(
   } catch (err) {
     deps.onError?.(err);
     res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
-    return sendError(
-      res,
-      isError(err, 'STORAGE_UNAVAILABLE')
-        ? err
-        : new AppError(
-            'STORAGE_UNAVAILABLE',
-            'could not sign a download URL for the object storage',
-            {},
-            { cause: err },
-          ),
-    );
+    // Anyone with a link sees this answer: the bucket's name and address stay in the log (onError).
+    return sendError(res, new AppError('STORAGE_UNAVAILABLE', 'could not sign a download URL for the object storage'));
   }
   // The validators and Accept-Ranges describe the package; the store's answer carries its own.
   for (const name of ['ETag', 'Last-Modified', 'Accept-Ranges']) res.removeHeader(name);

@@ -89,7 +89,11 @@ async function prepareDataDir(runtime: Runtime): Promise<void> {
 
 async function cleanUpAfterDeadProcesses(runtime: Runtime): Promise<void> {
   const { log } = runtime;
-  const removed = await runtime.store.removeStaleTmpFiles();
+  // Best effort: a bucket policy without the list or abort permission must not keep the server from starting.
+  const removed = await runtime.store.removeStaleTmpFiles().catch((err: unknown) => {
+    log.warn({ err }, 'could not clear what interrupted ingests left; the next GC tries again');
+    return [];
+  });
   if (removed.length > 0) log.info({ removed }, 'removed temp files left by interrupted ingests');
   const deletes = await recoverInterruptedDeletes(runtime);
   if (deletes.restored.length + deletes.removed.length > 0)
