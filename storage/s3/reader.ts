@@ -107,7 +107,7 @@ export function objectReader(bucket: Bucket, key: string, head: { size: number; 
           });
         }
         cursor.next = position + count;
-        if (cursor.next >= cursor.end) closeCursor(cursor);
+        if (cursor.next >= cursor.end) finishCursor(cursor);
         park(cursor);
         return count;
       } catch (err) {
@@ -134,6 +134,18 @@ function deliveredEnd(response: { ContentLength?: number; ContentRange?: string 
   if (length === undefined) return null;
   const start = response.ContentRange === undefined ? 0 : Number(/^bytes (\d+)-/.exec(response.ContentRange)?.[1]);
   return start === position ? position + length : null;
+}
+
+/**
+ * Ends a cursor whose window was read whole. Its response is let run to its
+ * end, which hands the connection back to the agent for the next GET;
+ * destroying it unread to the end would close the connection.
+ */
+function finishCursor(cursor: Cursor): void {
+  if (cursor.timer) clearTimeout(cursor.timer);
+  cursor.timer = null;
+  cursor.body?.resume();
+  cursor.body = null;
 }
 
 function closeCursor(cursor: Cursor): void {
