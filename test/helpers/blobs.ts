@@ -219,7 +219,14 @@ export async function listFiles(dir: string): Promise<Record<string, number>> {
     for (const e of entries) {
       const rel = path.join(sub, e.name);
       if (e.isDirectory()) await walk(rel);
-      else out[rel] = (await fs.lstat(path.join(dir, rel))).size;
+      else {
+        // A temp file may go between the listing and its lstat (its writer finished or cleaned up): not there then.
+        const st = await fs.lstat(path.join(dir, rel)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return null;
+          throw err;
+        });
+        if (st) out[rel] = st.size;
+      }
     }
   };
   await walk('');
