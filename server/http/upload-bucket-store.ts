@@ -30,7 +30,7 @@ import { isNotFound, isNotImplemented, type S3UploadTarget } from '../../storage
 import { AppError, isError, toAppError } from '../errors.js';
 import { RunningWrites, tusAnswer, type TrackedUploadStore } from './upload-server.js';
 
-/** Preferred part size (S3 allows at most 10,000 parts; larger uploads get larger parts). */
+/** Preferred part size; an upload over MAX_UPLOAD_PARTS of them (about 8 GB) gets larger parts. */
 const PART_BYTES = 8 * 1024 * 1024;
 /** Part files a PATCH keeps in tmp/ at once: one being received while the previous one is sent. */
 const PARTS_ON_DISK = 2;
