@@ -46,13 +46,6 @@ export interface PutOptions {
   onProgress?: ((bytesWritten: number) => void) | undefined;
 }
 
-export interface StagedQuarantine {
-  /** Deletes the original; resolves to where the copy is. */
-  commit(): Promise<string>;
-  /** Deletes the copy (the verdict was not to quarantine after all). */
-  drop(): Promise<void>;
-}
-
 export interface StaleTmpOptions {
   /**
    * This process is running ingests (a GC pass), so files under its own PID are its own and kept. Without it (at
@@ -147,12 +140,6 @@ export interface BlobStore {
   list(): AsyncIterable<ListedBlob>;
   /** Moves a blob's file aside (not deleted); resolves to its new path, or null when it was missing. */
   quarantine(sha256: Sha256, atMs: number): Promise<string | null>;
-  /**
-   * S3 only: quarantine() in two steps, since an object cannot be renamed and its copy may take minutes: the copy now
-   * (outside any lock), then commit() deletes the original (inside the caller's lock) or drop() the copy. Null when
-   * the object is missing.
-   */
-  stageQuarantine?(sha256: Sha256, atMs: number): Promise<StagedQuarantine | null>;
   /** Removes temp files (and on S3 temp objects and open uploads) whose writer is gone; returns what it removed. */
   removeStaleTmpFiles(options?: StaleTmpOptions): Promise<string[]>;
   /** Free and total bytes of the local filesystem of the data directory (on fs: the blobs' too). */

@@ -3,7 +3,6 @@
  * how what it found is recorded (state, audit, quarantine) in the blob lock.
  * The checker (jobs/integrity-checker.ts) runs the hashing and calls these.
  */
-import type { StagedQuarantine } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import type { VerifyOutcome } from '../../storage/verify.js';
 import { withBlobLock } from '../db/blob-lock.js';
@@ -72,16 +71,6 @@ export async function recordVerdict(
   const readVersion =
     outcome.kind === 'missing' ? null : outcome.kind === 'unreadable' ? basis.version : outcome.version;
   let quarantined: string | null = null;
-  // On S3 the copy aside can take minutes: it is made before the lock, and kept or dropped by the verdict inside it.
-  let staged: StagedQuarantine | null = null;
-  let stageError: Error | null = null;
-  if (outcome.kind === 'corrupt' && store.stageQuarantine) {
-    staged = await store.stageQuarantine(sha256, now).catch((err: unknown) => {
-      stageError = err instanceof Error ? err : new Error(String(err));
-      return null;
-    });
-  }
-  let stagedKept = false;
   const verdict = await withBlobLock(db, async (trx): Promise<CheckResult> => {
     const row = await findBlob(trx, sha256);
     if (!row) return 'unknown';
@@ -102,13 +91,7 @@ export async function recordVerdict(
         // (permissions, I/O) must not undo the withholding: it is logged and audited instead.
         const detail = `content hashes to ${outcome.actual}`;
         await setBlobState(trx, sha256, 'corrupt', { verifiedAtMs: now, detail });
-        const move: Promise<string | null> = staged
-          ? staged.commit()
-          : stageError
-            ? Promise.reject(stageError)
-            : store.quarantine(sha256, now);
-        stagedKept = staged !== null;
-        const moved = await move.then(
+        const moved = await store.quarantine(sha256, now).then(
           (file) => ({ file, error: null }),
           (err: unknown) => ({ file: null, error: err }),
         );
@@ -129,8 +112,6 @@ export async function recordVerdict(
         return 'corrupt';
       }
     }
-  }).finally(async () => {
-    if (staged && !stagedKept) await staged.drop().catch(() => undefined);
   });
   switch (verdict) {
     case 'ok':

@@ -15,14 +15,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { GetObjectCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type {
-  BlobStore,
-  LeftDetached,
-  ListedBlob,
-  PutOptions,
-  StagedQuarantine,
-  StaleTmpOptions,
-} from '../blob-store.js';
+import type { BlobStore, LeftDetached, ListedBlob, PutOptions, StaleTmpOptions } from '../blob-store.js';
 import type { Sha256 } from '../digest.js';
 import { AppError } from '../../server/errors.js';
 import { diskUsage, FOREIGN_TMP_STALE_MS, writerMayBeAlive } from '../fs-utils.js';
@@ -115,22 +108,6 @@ function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
     return objectReader(bucket, key, head);
   };
 
-  const stageQuarantine = async (sha256: Sha256, atMs: number): Promise<StagedQuarantine | null> => {
-    const key = keys.blob(sha256);
-    const head = await headObject(bucket, key);
-    if (!head) return null;
-    const target = keys.quarantine(sha256, atMs);
-    await copyObject(bucket, key, target, head.size);
-    return {
-      async commit() {
-        await deleteObject(bucket, key);
-        usage = null;
-        return `s3://${bucket.settings.bucket}/${target}`;
-      },
-      drop: () => deleteObject(bucket, target),
-    };
-  };
-
   return {
     kind: 's3',
     location: describeBucket(bucket.settings),
@@ -169,9 +146,15 @@ function s3BlobStore(layout: Layout, bucket: Bucket): BlobStore {
       }
     },
     async quarantine(sha256, atMs) {
-      return (await stageQuarantine(sha256, atMs))?.commit() ?? null;
+      const key = keys.blob(sha256);
+      const head = await headObject(bucket, key);
+      if (!head) return null;
+      const target = keys.quarantine(sha256, atMs);
+      await copyObject(bucket, key, target, head.size);
+      await deleteObject(bucket, key);
+      usage = null;
+      return `s3://${bucket.settings.bucket}/${target}`;
     },
-    stageQuarantine,
     async removeStaleTmpFiles(options?: StaleTmpOptions) {
       const removed = await removeStaleTmpFiles(layout, options);
       return [...removed, ...(await removeStaleObjects(bucket, options?.whileRunning === true))];
