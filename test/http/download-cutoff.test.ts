@@ -11,6 +11,7 @@ import { ingest } from '../../server/services/ingest.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { corruptStored } from '../helpers/blobs.js';
 import { startMirror, testStream, type TestMirror } from '../helpers/env.js';
+import { onS3 } from '../helpers/s3.js';
 import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
@@ -115,7 +116,9 @@ describe('a download streaming a blob that fails its check', () => {
     expect(outcome.complete).toBe(false);
     expect(outcome.received).toBeLessThan(SIZE);
     expect(outcome.error).not.toBeNull();
-    expect((await mirror.runtime.metrics.downloadsCut.get()).values[0]?.value).toBe(1);
+    // On S3 the quarantine deletes the object before the verdict commits, so the download may break on its next read
+    // before the checker cuts it (seen once in CI on PostgreSQL): cut either way, counted only when the checker was first.
+    if (!onS3) expect((await mirror.runtime.metrics.downloadsCut.get()).values[0]?.value).toBe(1);
     // New requests are refused outright.
     expect((await fetch(`${mirror.url}/d/${sha256}/cut.pvmp`)).status).toBe(503);
   });
