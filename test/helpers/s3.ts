@@ -24,9 +24,12 @@ export interface TestS3Server {
   close(): Promise<void>;
 }
 
-/** The server named by MIRROR_TEST_S3_* (external), or a fresh s3rver on 127.0.0.1:<free port>. */
-export async function startTestS3(): Promise<TestS3Server> {
-  const external = process.env.MIRROR_TEST_S3_ENDPOINT;
+/**
+ * The server named by MIRROR_TEST_S3_* (external), or a fresh s3rver on 127.0.0.1:<free port>. `stoppable`: always
+ * an s3rver of the test's own, for tests that make the bucket go away (an external server cannot be stopped).
+ */
+export async function startTestS3(options: { stoppable?: boolean } = {}): Promise<TestS3Server> {
+  const external = options.stoppable ? undefined : process.env.MIRROR_TEST_S3_ENDPOINT;
   if (external) {
     return {
       endpoint: external,

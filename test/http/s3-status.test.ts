@@ -164,7 +164,7 @@ describe('status of a mirror on S3', () => {
   });
 
   it('health passes while the bucket answers, and fails with STORAGE_UNAVAILABLE once it does not', async () => {
-    const own = await startTestS3();
+    const own = await startTestS3({ stoppable: true });
     const ownBucket = await createTestBucket(own);
     const mirror = await startMirror(s3Overrides(own, ownBucket, 'health'));
     try {
