@@ -42,4 +42,19 @@ export default tseslint.config(
     files: ['bin/*.js', '*.js'],
     languageOptions: { globals: { process: 'readonly', URL: 'readonly' } },
   },
+  {
+    // Plain Node scripts beside the tests (the Swift smoke check): checked without type information.
+    files: ['test/s3/*.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      parserOptions: { project: false, projectService: false, program: null },
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        fetch: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+      },
+    },
+  },
 );

@@ -115,7 +115,9 @@ describe('config', () => {
     expect(problemsOf(() => loadConfig({ env: { MIRROR_S3_DOWNLOADS: 'redirect' } }))).toEqual([
       'MIRROR_S3_DOWNLOADS: redirect needs MIRROR_STORAGE=s3 (packages on disk are always streamed)',
     ]);
-    expect(problemsOf(() => loadConfig({ env: { MIRROR_S3_PREFIX: 'a/../b' } }))[0]).toMatch(/^MIRROR_S3_PREFIX: may hold only/);
+    expect(problemsOf(() => loadConfig({ env: { MIRROR_S3_PREFIX: 'a/../b' } }))[0]).toMatch(
+      /^MIRROR_S3_PREFIX: may hold only/,
+    );
     expect(problemsOf(() => loadConfig({ env: { MIRROR_STORAGE: 'nfs' } }))[0]).toMatch(/^MIRROR_STORAGE: /);
   });
 
