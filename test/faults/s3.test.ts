@@ -8,9 +8,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
-import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findBlob } from '../../server/db/repos/blobs.js';
 import { openBlobStore } from '../../storage/blob-store.js';
@@ -25,7 +23,7 @@ import {
   testStream,
   type TestMirror,
 } from '../helpers/env.js';
-import { createTestBucket, s3SettingsFor, startTestS3, type TestS3Server } from '../helpers/s3.js';
+import { createTestBucket, s3SettingsFor, startS3rver, startTestS3, type TestS3Server } from '../helpers/s3.js';
 import { bucketView, type BucketView } from '../helpers/s3-bucket.js';
 import { waitFor } from '../helpers/wait.js';
 import { call, type ApiResult } from '../helpers/api.js';
@@ -139,40 +137,6 @@ describe('kill -9 of a writer in the middle of a multipart upload', () => {
   });
 });
 
-/** An s3rver that can be stopped and started again on the same port and directory. */
-async function restartableS3rver(): Promise<TestS3Server & { stop(): Promise<void>; start(): Promise<void> }> {
-  const directory = await fs.mkdtemp(path.join(os.tmpdir(), 'goldmirror-s3rver-restart-'));
-  let port = 0;
-  let running: S3rver | null = null;
-  const start = async (): Promise<void> => {
-    if (running) return;
-    const server = new S3rver({ address: '127.0.0.1', port, silent: true, directory });
-    port = (await server.run()).port;
-    running = server;
-  };
-  const stop = async (): Promise<void> => {
-    if (!running) return;
-    const server = running;
-    running = null;
-    (server as unknown as { httpServer: http.Server }).httpServer.closeAllConnections();
-    await server.close();
-  };
-  await start();
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    region: 'us-east-1',
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER',
-    kind: 's3rver',
-    stop,
-    start,
-    async close() {
-      await stop();
-      await fs.rm(directory, { recursive: true, force: true });
-    },
-  };
-}
-
 /** A GET whose body the test reads at its own pace. */
 function openDownload(url: string): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
@@ -217,11 +181,11 @@ function readToEnd(res: http.IncomingMessage, chunks: Buffer[]): Promise<{ compl
 }
 
 describe('the bucket unreachable in the middle of a download', () => {
-  let s3: Awaited<ReturnType<typeof restartableS3rver>>;
+  let s3: Awaited<ReturnType<typeof startS3rver>>;
   let mirror: TestMirror;
 
   beforeAll(async () => {
-    s3 = await restartableS3rver();
+    s3 = await startS3rver();
     const bucket = await createTestBucket(s3);
     mirror = await startMirror({
       storage: 's3',

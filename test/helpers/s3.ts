@@ -40,19 +40,39 @@ export async function startTestS3(options: { stoppable?: boolean } = {}): Promis
       close: async () => undefined,
     };
   }
+  return startS3rver();
+}
+
+/** An s3rver of the caller's own on 127.0.0.1, which can be stopped and started again on the same port and directory. */
+export async function startS3rver(): Promise<TestS3Server & { stop(): Promise<void>; start(): Promise<void> }> {
   const { default: S3rver } = await import('s3rver');
   const directory = await fs.mkdtemp(path.join(os.tmpdir(), 'goldmirror-s3rver-'));
-  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory });
-  const { port } = await server.run();
+  let port = 0;
+  let running: InstanceType<typeof S3rver> | null = null;
+  const start = async (): Promise<void> => {
+    if (running) return;
+    const server = new S3rver({ address: '127.0.0.1', port, silent: true, directory });
+    port = (await server.run()).port;
+    running = server;
+  };
+  const stop = async (): Promise<void> => {
+    if (!running) return;
+    const server = running;
+    running = null;
+    (server as unknown as { httpServer?: { closeAllConnections(): void } }).httpServer?.closeAllConnections();
+    await server.close();
+  };
+  await start();
   return {
     endpoint: `http://127.0.0.1:${port}`,
     region: 'us-east-1',
     accessKeyId: 'S3RVER',
     secretAccessKey: 'S3RVER',
     kind: 's3rver',
+    stop,
+    start,
     async close() {
-      (server as unknown as { httpServer?: { closeAllConnections(): void } }).httpServer?.closeAllConnections();
-      await server.close();
+      await stop();
       await fs.rm(directory, { recursive: true, force: true });
     },
   };
