@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 /** CI runs the suites several times (PostgreSQL, Swift…): each run's JSON results get its tag in the file name. */
-const tag = process.env.GOLDMIRROR_RESULTS_TAG ? `-${process.env.GOLDMIRROR_RESULTS_TAG}` : '';
+export const resultsTag = process.env.GOLDMIRROR_RESULTS_TAG ? `-${process.env.GOLDMIRROR_RESULTS_TAG}` : '';
 
 export default defineConfig({
   test: {
@@ -14,7 +14,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     globalSetup: ['test/helpers/database-setup.ts'],
     reporters: ['default', 'json'],
-    outputFile: { json: `test/artifacts/vitest-results${tag}.json` },
+    outputFile: { json: `test/artifacts/vitest-results${resultsTag}.json` },
   },
   esbuild: { jsx: 'automatic', jsxImportSource: 'hono/jsx' },
 });

@@ -5,13 +5,15 @@
  * pass on the bucket store too.
  */
 import { defineConfig } from 'vitest/config';
+import main, { resultsTag } from './vitest.config.js';
 
 process.env.MIRROR_TEST_STORAGE ??= 's3';
-/** CI runs the suites several times (PostgreSQL, Swift…): each run's JSON results get its tag in the file name. */
-const tag = process.env.GOLDMIRROR_RESULTS_TAG ? `-${process.env.GOLDMIRROR_RESULTS_TAG}` : '';
 
+// The main suite's settings (pool, timeouts, global setup, reporters), with its own files and results.
 export default defineConfig({
+  ...main,
   test: {
+    ...main.test,
     // Not here: test/http/stalled-clients.test.ts (its 64 MiB RSS bound for 1000 clients that never read is met
     // only most of the time from S3: measured +36..67 MiB, the stall phase is still filling sockets through GETs when
     // it samples) and the tus suites (api/uploads, api/upload-guard, http/shared-processes).
@@ -35,13 +37,6 @@ export default defineConfig({
       'test/http/tls-lifecycle.test.ts',
       'test/jobs/leader.test.ts',
     ],
-    pool: 'forks',
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    globalSetup: ['test/helpers/database-setup.ts'],
-    reporters: ['default', 'json'],
-    outputFile: { json: `test/artifacts/vitest-s3-results${tag}.json` },
+    outputFile: { json: `test/artifacts/vitest-s3-results${resultsTag}.json` },
   },
-  esbuild: { jsx: 'automatic', jsxImportSource: 'hono/jsx' },
 });
