@@ -103,6 +103,19 @@ export const configSchema = z
     syncToken: z.string().default(''),
     /** How often to sync from syncFrom. */
     syncIntervalMs: durationMs.default(60 * 60 * 1000),
+    /** The site this replica serves (a site name on the primary); with syncFrom, it reports itself by heartbeat. */
+    site: z
+      .string()
+      .default('')
+      .refine((v) => v === '' || /^[a-z0-9][a-z0-9._-]{0,63}$/.test(v), {
+        message: 'must be 1-64 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit',
+      }),
+    /** How often a replica tells its primary that it is alive and which packages it holds verified. */
+    heartbeatIntervalMs: durationMs.min(1000).default(30_000),
+    /** How often the primary probes each replica (a HEAD, now and then a range compared with its own bytes). */
+    replicaCheckIntervalMs: durationMs.min(1000).default(60_000),
+    /** `off`: the primary serves every Mac itself, whatever sites and replicas say. */
+    redirects: z.enum(['on', 'off']).default('on'),
     /** Creates user `admin` at the first start when set (never changes an existing one; usually from the environment). */
     adminPassword: z.string().default(''),
     /**
@@ -153,6 +166,14 @@ export const configSchema = z
       .default(5 * 60 * 1000),
   })
   .strict()
+  .refine((c) => c.site === '' || c.syncFrom !== '', {
+    message: 'MIRROR_SITE is for a replica: it needs MIRROR_SYNC_FROM (the primary it reports to)',
+    path: ['site'],
+  })
+  .refine((c) => c.site === '' || c.publicUrl !== '', {
+    message: "a replica (MIRROR_SITE) needs MIRROR_PUBLIC_URL: the URL its site's Macs reach it by",
+    path: ['publicUrl'],
+  })
   .refine((c) => c.syncFrom === '' || c.syncToken !== '', {
     message: 'MIRROR_SYNC_TOKEN is required with MIRROR_SYNC_FROM',
     path: ['syncToken'],
@@ -212,6 +233,10 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_FETCH_ALLOW: { key: 'fetchAllow', kind: 'string' },
   MIRROR_FETCH_CONCURRENCY: { key: 'fetchConcurrency', kind: 'int' },
   MIRROR_TRUST_PROXY: { key: 'trustProxy', kind: 'string' },
+  MIRROR_SITE: { key: 'site', kind: 'string' },
+  MIRROR_HEARTBEAT_INTERVAL: { key: 'heartbeatIntervalMs', kind: 'duration' },
+  MIRROR_REPLICA_CHECK_INTERVAL: { key: 'replicaCheckIntervalMs', kind: 'duration' },
+  MIRROR_REDIRECTS: { key: 'redirects', kind: 'string' },
   MIRROR_DOWNLOAD_LOG_RETENTION: { key: 'downloadLogRetentionMs', kind: 'duration' },
   // A string: the schema reads both "4" and "auto".
   MIRROR_WORKERS: { key: 'workers', kind: 'string' },

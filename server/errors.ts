@@ -40,6 +40,8 @@ export const errorRegistry = {
   METHOD_NOT_ALLOWED: shown(405, 'method not allowed'),
   CONFLICT: shown(409, 'the change conflicts with the current state'),
   NAME_TAKEN: shown(409, 'the name is taken'),
+  NETWORK_TAKEN: shown(409, 'another site already has that network'),
+  REPLICA_IS_SELF: shown(409, 'the replica is this mirror itself'),
   GROUP_HAS_IMAGE: shown(409, 'the group already has a golden image'),
   PRIMARY_TAKEN: shown(409, 'another group holds the primary license key'),
   LICENSE_KEY_TAKEN: shown(409, 'another group already has that license key'),

@@ -16,6 +16,7 @@ export interface Metrics {
   downloadsCompleted: Counter<'image' | 'arch'>;
   downloadsAborted: Counter<'image' | 'arch'>;
   downloadsRedirected: Counter<'image' | 'arch'>;
+  siteDownloads: Counter<'site' | 'served_by'>;
   downloadBytes: Counter<'image' | 'arch'>;
   activeDownloads: Gauge;
   downloadSlotsUsed: Gauge;
@@ -72,6 +73,12 @@ export function createMetrics(sources: MetricsSources): Metrics {
       name: 'goldmirror_downloads_redirected_total',
       help: 'Download GETs answered 302 to a presigned URL of the object storage (MIRROR_S3_DOWNLOADS=redirect).',
       labelNames: labels,
+      registers: [registry],
+    }),
+    siteDownloads: new Counter({
+      name: 'goldmirror_site_downloads_total',
+      help: 'Download GETs by the client\'s site ("" outside every site) and where they were served: "local" (this mirror) or the replica sent to.',
+      labelNames: ['site', 'served_by'] as const,
       registers: [registry],
     }),
     downloadBytes: new Counter({

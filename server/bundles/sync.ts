@@ -15,6 +15,7 @@ import { fetchIntoStore, outboundOf } from './fetch.js';
 import { importBundle, type ImportReport } from './import.js';
 import { manifestSchema, MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
 import { downloadUrl, readCapped } from '../links.js';
+import { HOP_HEADER } from '../services/routing.js';
 import { parseInput } from '../services/validation.js';
 
 // The same cap as a bundle's manifest: thousands of images and groups are well under 1 MiB.
@@ -51,6 +52,8 @@ export async function syncFrom(deps: IngestDeps, options: SyncOptions): Promise<
       expectedSha256: blob.sha256 as Sha256,
       fileName: blob.name,
       signal: options.signal,
+      // A primary never sends a mirror's own sync to a replica (services/routing.ts).
+      headers: { [HOP_HEADER]: 'sync' },
       onProgress: (done, total) => options.onBlob?.(blob.sha256, done, total),
     });
     fetched.push(blob.sha256);

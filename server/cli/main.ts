@@ -3,6 +3,7 @@
  * (e.g. checksum mismatch), 2 bad usage or configuration; each AppError code
  * names its own in server/errors.ts.
  */
+import { packageVersion } from '../version.js';
 import { parseArgs } from 'node:util';
 import { isError } from '../errors.js';
 import { adminCommand, groupCommand, imageCommand, tokenCommand } from './commands/admin.js';
@@ -107,21 +108,4 @@ function fail(message: string, code: number): number {
 
 function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
   return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && 'syscall' in err;
-}
-
-async function packageVersion(): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
-  // server/cli/ in a source checkout, dist/server/cli/ when built.
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as {
-        name?: string;
-        version?: string;
-      };
-      if (pkg.name === 'goldmirror' && pkg.version) return pkg.version;
-    } catch {
-      // try the next location
-    }
-  }
-  return 'unknown';
 }

@@ -93,6 +93,52 @@ export interface LoginFailuresTable {
   locked_until: number;
 }
 
+/** Who this mirror is (migration 0011): one row, made once. */
+export interface MirrorIdentityTable {
+  id: string;
+  created_at: number;
+}
+
+/** A site (migration 0011): a name and its client networks, a JSON array of CIDR blocks. */
+export interface SitesTable {
+  name: string;
+  networks: string;
+  /** 0 when an admin switched the site's redirects off. */
+  redirects: Generated<Flag>;
+  created_at: number;
+  updated_at: number;
+}
+
+export type ReplicaCheckState = 'pending' | 'up' | 'down';
+
+/** A replica as its last heartbeat described it, and what the primary's last probe of it found. */
+export interface ReplicasTable {
+  id: Generated<number>;
+  public_url: string;
+  site: string;
+  version: string;
+  /** The replica's own mirror id: a probe answered with this mirror's id means the URL leads back here. */
+  mirror_id: string;
+  token_name: string;
+  enabled: Generated<Flag>;
+  weight: Generated<number>;
+  heartbeat_ms: number;
+  first_seen_at: number;
+  last_heartbeat_at: number;
+  last_sync_at: number | null;
+  check_state: Generated<ReplicaCheckState>;
+  check_detail: string | null;
+  checked_at: number | null;
+  checks: Generated<number>;
+}
+
+/** A package a replica reports as verified; `bad` when the primary's probe read other bytes from it. */
+export interface ReplicaBlobsTable {
+  replica_id: number;
+  sha256: string;
+  bad: Generated<Flag>;
+}
+
 /** A lease several processes compete for (migration 0009); times in epoch ms. */
 export interface LeasesTable {
   name: string;
@@ -175,6 +221,10 @@ export interface DownloadLogTable {
   size: number;
   result: 'complete' | 'resumed' | 'aborted';
   covers_end: Flag;
+  /** The client's site (migration 0011); null when it is in none. */
+  site: Generated<string | null>;
+  /** The replica the client was sent to; null when this mirror served the bytes. */
+  served_by: Generated<string | null>;
 }
 
 /** A tus upload locked by one request of one process (migration 0010); past expires_at its holder is dead. */
@@ -242,6 +292,10 @@ export interface Database {
   upload_finishes: UploadFinishesTable;
   transfer_jobs: TransferJobsTable;
   leases: LeasesTable;
+  mirror_identity: MirrorIdentityTable;
+  sites: SitesTable;
+  replicas: ReplicasTable;
+  replica_blobs: ReplicaBlobsTable;
 }
 
 export type BlobRow = Selectable<BlobsTable>;

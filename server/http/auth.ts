@@ -97,12 +97,15 @@ export function csrfMatches(expected: string, sent: string | undefined): boolean
 
 /**
  * The scope a bearer token needs for a request: GET/HEAD of the export
- * manifest (all `goldmirror sync` asks its upstream for) needs `sync`; any
+ * manifest (all `goldmirror sync` asks its upstream for) and a replica's
+ * heartbeat need `sync`; any
  * other GET/HEAD of the API or /metrics needs `read`; everything else `admin`.
  */
 export function requiredScope(method: string, path: string): TokenScope {
   const reading = method === 'GET' || method === 'HEAD';
   if (reading && path === '/api/v1/export/manifest') return 'sync';
+  // A replica's heartbeat to its primary carries the same sync token as its syncs.
+  if (method === 'POST' && path === '/api/v1/replicas/heartbeat') return 'sync';
   if (reading && (path.startsWith('/api/v1/') || path === '/metrics')) return 'read';
   return 'admin';
 }

@@ -25,6 +25,8 @@ export function createDownloadObserver(
     activity: ActivityTracker;
     /** Who a request comes from (server/http/client-address.ts; trusted proxies included). */
     clientOf?: (req: IncomingMessage) => string;
+    /** The site of a client address (sites, download-sites.ts); null outside every site. */
+    siteOf?: (client: string) => string | null;
   },
 ): {
   observe: (start: DownloadStart) => DownloadFinish;
@@ -33,6 +35,7 @@ export function createDownloadObserver(
 } {
   const { log, metrics, activity, clock } = deps;
   const clientOf = deps.clientOf ?? clientAddress;
+  const siteOf = deps.siteOf ?? (() => null);
   let labels = new Map<string, Labels>();
   let loadedAt = -Infinity;
   let loading: Promise<void> | null = null;
@@ -60,8 +63,10 @@ export function createDownloadObserver(
     const startedAt = performance.now();
     const logged =
       start.request && start.response
-        ? logEntry(activity, start, l, start.request, start.response, clientOf, clock.now())
+        ? logEntry(activity, start, l, start.request, start.response, clientOf, siteOf, clock.now())
         : null;
+    if (start.request && start.request.headers['user-agent'] !== LINK_CHECK_USER_AGENT)
+      metrics.siteDownloads.inc({ site: siteOf(clientOf(start.request)) ?? '', served_by: 'local' });
     return ({ bytes, complete }) => {
       endActivity();
       metrics.activeDownloads.dec();
@@ -92,7 +97,9 @@ export function createDownloadObserver(
   const redirected = function observeRedirect(redirect: DownloadRedirect): void {
     refresh();
     const l = labels.get(redirect.sha256) ?? NO_LABELS;
-    metrics.downloadsRedirected.inc({ image: l.image, arch: l.arch });
+    if (redirect.servedBy)
+      metrics.siteDownloads.inc({ site: redirect.servedBy.site, served_by: redirect.servedBy.replica });
+    else metrics.downloadsRedirected.inc({ image: l.image, arch: l.arch });
     activity.begin(redirect.sha256)();
     if (redirect.coversEnd) activity.downloaded(redirect.sha256, 0);
     const userAgent = headerText(redirect.request.headers['user-agent']);
@@ -106,6 +113,8 @@ export function createDownloadObserver(
           arch: l.arch || null,
           client: clientOf(redirect.request),
           userAgent: userAgent.slice(0, MAX_USER_AGENT_CHARS),
+          site: redirect.servedBy?.site ?? siteOf(clientOf(redirect.request)),
+          servedBy: redirect.servedBy?.replica ?? null,
           status: 302,
           firstByte: redirect.firstByte,
           bytesPlanned: redirect.bytes,
@@ -121,8 +130,9 @@ export function createDownloadObserver(
       firstByte: redirect.firstByte,
       bytes: redirect.bytes,
     };
-    if (redirect.coversEnd) log.info(fields, 'download redirected to the object storage');
-    else log.debug(fields, 'range redirected to the object storage');
+    const where = redirect.servedBy ? `replica ${redirect.servedBy.replica}` : 'the object storage';
+    if (redirect.coversEnd) log.info(fields, `download redirected to ${where}`);
+    else log.debug(fields, `range redirected to ${where}`);
   };
   return {
     observe,
@@ -143,6 +153,7 @@ function logEntry(
   req: IncomingMessage,
   res: ServerResponse,
   clientOf: (req: IncomingMessage) => string,
+  siteOf: (client: string) => string | null,
   startedAt: number,
 ) {
   const userAgent = headerText(req.headers['user-agent']);
@@ -161,6 +172,8 @@ function logEntry(
     arch: l.arch || null,
     client: clientOf(req),
     userAgent: userAgent.slice(0, MAX_USER_AGENT_CHARS),
+    site: siteOf(clientOf(req)),
+    servedBy: null,
     status: start.status,
     // A multipart answer (several ranges) has no single first byte.
     firstByte: start.status === 200 ? 0 : range ? Number(range[1]) : null,

@@ -10,6 +10,7 @@ import { findBlobRecord } from '../services/blobs.js';
 import type { Runtime } from '../runtime.js';
 import type { Clock } from '../services/deps.js';
 import { createBlobLookup } from './blob-lookup.js';
+import { createSiteRouting } from './download-sites.js';
 import { createDownloadObserver } from './download-observer.js';
 import { createDownloadRegistry } from './download-registry.js';
 import { createDownloadHandler } from './downloads.js';
@@ -30,7 +31,18 @@ export function createDownloadRoute(
   clientOf: (req: IncomingMessage) => string,
 ): DownloadRoute {
   const { config, log, db, store, metrics, checker } = runtime;
-  const observer = createDownloadObserver({ db, log, clock, metrics, activity: runtime.activity, clientOf });
+  const sites = createSiteRouting({ db, clock, config }, clientOf, (err) =>
+    log.warn({ err }, 'could not read sites and replicas for download routing'),
+  );
+  const observer = createDownloadObserver({
+    db,
+    log,
+    clock,
+    metrics,
+    activity: runtime.activity,
+    clientOf,
+    siteOf: (client) => sites.siteOf(client),
+  });
   const lookup = createBlobLookup((sha256) => findBlobRecord({ db }, sha256));
   const openBlobs = createOpenBlobCache(store);
   const caps = shareOfNode(config);
@@ -83,6 +95,7 @@ export function createDownloadRoute(
     observe: observer.observe,
     presign: presignerOf(runtime),
     observeRedirect: observer.redirected,
+    routeToReplica: (req, res, sha256) => sites.route(req, res, sha256),
     onError: (err) => log.error({ err }, 'download failed'),
   });
   return {

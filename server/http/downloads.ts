@@ -27,6 +27,7 @@ import { evaluateConditionals, setValidators } from './download-preconditions.js
 import { redirectable, redirectDownload } from './download-redirect.js';
 import type { DownloadRefusal, DownloadRegistry } from './download-registry.js';
 import { parseTarget, type Target } from './download-target.js';
+import { evaluateRange } from './range.js';
 import type { LeasedReader } from './open-blobs.js';
 import type { RateLimiter } from './rate-limiter.js';
 
@@ -62,6 +63,8 @@ export interface DownloadRedirect {
   /** It asks for the file's last byte and is not goldmirror's own link check (see DownloadStart). */
   coversEnd: boolean;
   request: IncomingMessage;
+  /** Sent to a replica (its base URL), for the client's site; absent for the object store. */
+  servedBy?: { replica: string; site: string } | undefined;
 }
 
 /** Called when the body ends: all bytes sent (`complete`), or cut short. */
@@ -94,8 +97,19 @@ export interface DownloadDeps {
    * answered 302 to it instead of streaming (download-redirect.ts).
    */
   presign?: ((sha256: Sha256, contentDisposition: string) => Promise<string>) | undefined;
-  /** Told when a GET was redirected to the object store. */
+  /** Told when a GET was redirected to the object store or to a replica (`servedBy`). */
   observeRedirect?: ((redirect: DownloadRedirect) => void) | undefined;
+  /**
+   * Sites: a replica of the client's site that serves this GET instead (a 302 to the same path there),
+   * or null to serve it here (download-sites.ts).
+   */
+  routeToReplica?:
+    | ((
+        req: IncomingMessage,
+        res: ServerResponse,
+        sha256: Sha256,
+      ) => Promise<{ location: string; site: string } | null>)
+    | undefined;
   onError?: ((err: unknown) => void) | undefined;
 }
 
@@ -133,6 +147,10 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
   const blob = await deps.findBlob(target.sha256);
   if (!blob) return sendError(res, blobUnknown(target.sha256));
   if (blob.state !== 'ok') return sendError(res, unavailable(target.sha256, blob.state));
+  if (!target.checksum && deps.routeToReplica) {
+    const routed = await deps.routeToReplica(req, res, target.sha256);
+    if (routed) return redirectToReplica(deps, req, res, target, blob.size, routed);
+  }
 
   const etag = `"${target.sha256}"`;
   const lastModifiedMs = Math.floor(blob.created_at / 1000) * 1000;
@@ -165,6 +183,39 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
     return redirectDownload({ ...deps, presign }, req, res, target, ranges, size);
   }
   return streamDownload(deps, req, res, target, lease, ranges, size);
+}
+
+/**
+ * The 302 to a replica of the client's site: private and never stored, since another client (or this
+ * one, later) may be sent elsewhere. The replica judges Range and conditionals itself: same path, same bytes.
+ */
+function redirectToReplica(
+  deps: DownloadDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: Target,
+  size: number,
+  routed: { location: string; site: string },
+): void {
+  res.writeHead(302, { Location: routed.location, 'Cache-Control': 'private, no-store', 'Content-Length': 0 });
+  res.end();
+  const range = singleRange(req.headers.range, size);
+  deps.observeRedirect?.({
+    sha256: target.sha256,
+    firstByte: range?.start ?? 0,
+    bytes: range ? range.end - range.start + 1 : size,
+    size,
+    coversEnd: !range || range.end === size - 1,
+    request: req,
+    servedBy: { replica: routed.location.slice(0, routed.location.indexOf('/d/')), site: routed.site },
+  });
+}
+
+/** The one range a Range header asks for (what the replica will send), or null for the whole package. */
+function singleRange(header: string | undefined, size: number): { start: number; end: number } | null {
+  if (header === undefined) return null;
+  const decision = evaluateRange(header, size);
+  return decision.kind === 'partial' && decision.ranges.length === 1 ? decision.ranges[0]! : null;
 }
 
 function sendChecksumLine(res: ServerResponse, target: Target, method: string): void {

@@ -6,7 +6,7 @@
 import type { Clock } from '../services/deps.js';
 
 /**
- * Runs `tick` every `everyMs` (first run after `everyMs`), one run at a time,
+ * Runs `tick` every `everyMs` (first run after `everyMs`, or at once with `atStart`), one run at a time,
  * until stopped. stop() aborts the signal a running tick was given, so a long
  * job (a sync of many GB) ends promptly on shutdown.
  */
@@ -15,22 +15,25 @@ export function every(
   everyMs: number,
   tick: (signal: AbortSignal) => Promise<void>,
   onError: (err: unknown) => void,
+  options: { atStart?: boolean } = {},
 ): { stop(): Promise<void> } {
   let stopped = false;
   const controller = new AbortController();
   let running: Promise<void> = Promise.resolve();
   let timer: { cancel(): void } | null = null;
+  const run = (): void => {
+    running = tick(controller.signal)
+      .catch((err: unknown) => {
+        if (!controller.signal.aborted) onError(err);
+      })
+      .finally(schedule);
+  };
   const schedule = (): void => {
     if (stopped) return;
-    timer = clock.setTimeout(() => {
-      running = tick(controller.signal)
-        .catch((err: unknown) => {
-          if (!controller.signal.aborted) onError(err);
-        })
-        .finally(schedule);
-    }, everyMs);
+    timer = clock.setTimeout(run, everyMs);
   };
-  schedule();
+  if (options.atStart) run();
+  else schedule();
   return {
     async stop() {
       stopped = true;

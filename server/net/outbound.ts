@@ -36,7 +36,9 @@ export interface OutboundPolicy {
 }
 
 export interface OutboundInit {
-  method?: 'GET' | 'HEAD';
+  /** POST (a replica's heartbeat to its primary) sends `body`; a redirect of it is handed back, never followed. */
+  method?: 'GET' | 'HEAD' | 'POST';
+  body?: string | undefined;
   headers?: Record<string, string> | undefined;
   signal?: AbortSignal | undefined;
   /** 'follow' (default) checks and follows each hop; 'manual' hands the 3xx back. */
@@ -158,7 +160,7 @@ async function followRedirects(
     init.signal?.throwIfAborted();
     const res = await requestOnce(url, method, headers, init, await prepare(url));
     const location = res.headers.get('location');
-    if (init.redirect === 'manual' || !REDIRECTS.has(res.status) || location === null) return res;
+    if (init.redirect === 'manual' || method === 'POST' || !REDIRECTS.has(res.status) || location === null) return res;
     await res.body?.cancel().catch(() => undefined);
     if (hop >= maxRedirects)
       throw new AppError('SOURCE_FAILED', `${url.href} redirected more than ${maxRedirects} times; giving up`);
@@ -192,9 +194,10 @@ function requestOnce(
 ): Promise<Response> {
   const { signal } = init;
   const secure = url.protocol === 'https:';
+  const body = method === 'POST' ? Buffer.from(init.body ?? '') : null;
   const options: https.RequestOptions = {
     method,
-    headers,
+    headers: body ? { ...headers, 'Content-Length': String(body.length) } : headers,
     // A fresh connection per request: every connect passes the lookup check again.
     agent: false,
     timeout: init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
@@ -249,6 +252,6 @@ function requestOnce(
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     }
-    req.end();
+    req.end(body ?? undefined);
   });
 }

@@ -18,6 +18,7 @@ import { imagesApi } from './api/images.js';
 import { referenceApi } from './api/reference.js';
 import { sessionApi } from './api/session.js';
 import { settingsApi } from './api/settings.js';
+import { sitesApi } from './api/sites.js';
 import { rejectAs, type ApiDeps } from './api/shared.js';
 import { tokensApi } from './api/tokens.js';
 import { transfersApi } from './api/transfers.js';
@@ -78,6 +79,7 @@ export function createApi(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   api.route('/gc', gcApi(deps));
   api.route('/export', exportApi(deps));
   api.route('/fetch', transfersApi(deps));
+  api.route('/', sitesApi(deps));
   api.route('/', historyApi(deps));
 
   api.openAPIRegistry.registerComponent('securitySchemes', 'apiToken', {

@@ -39,6 +39,9 @@ export interface LiveDownload {
   arch: string | null;
   client: string;
   userAgent: string;
+  /** The client's site (null outside every site), and the replica it was sent to (null: served here). */
+  site?: string | null;
+  servedBy?: string | null;
   status: number;
   firstByte: number | null;
   bytesPlanned: number;
@@ -192,6 +195,8 @@ export function createActivityTracker(deps: Pick<ServiceDeps, 'db' | 'log' | 'cl
             arch: start.arch,
             client: start.client,
             user_agent: start.userAgent,
+            site: start.site ?? null,
+            served_by: start.servedBy ?? null,
             status: start.status,
             first_byte: start.firstByte,
             bytes_planned: start.bytesPlanned,

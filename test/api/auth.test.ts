@@ -154,16 +154,19 @@ describe('authentication', () => {
         expect(routeNotFound(allowed), key).toBe(false);
 
         // Token scopes (written out here, not taken from the code): read = GET/HEAD of the API and
-        // /metrics; sync = only the export manifest that `goldmirror sync` reads; admin = everything.
+        // /metrics; sync = only the export manifest that `goldmirror sync` reads and a replica's
+        // heartbeat; admin = everything.
         const reading = method === 'GET' || method === 'HEAD';
         const readAllowed = reading && (entry.path.startsWith('/api/v1/') || entry.path === '/metrics');
-        const syncAllowed = reading && entry.path === '/api/v1/export/manifest';
+        const heartbeat = method === 'POST' && entry.path === '/api/v1/replicas/heartbeat';
+        const syncAllowed = (reading && entry.path === '/api/v1/export/manifest') || heartbeat;
         for (const [scope, scoped, mayPass] of [
-          ['read', readToken, readAllowed],
+          // Each scope includes the ones after it: a read token may do what a sync token may.
+          ['read', readToken, readAllowed || heartbeat],
           ['sync', syncToken, syncAllowed],
         ] as const) {
           const res = await call(m.url, method, url, { ...body, token: scoped });
-          const needed = readAllowed ? 'read' : 'admin';
+          const needed = readAllowed ? 'read' : heartbeat ? 'sync' : 'admin';
           if (mayPass) {
             expect({ route: key, scope, status: res.status }).not.toEqual({ route: key, scope, status: 401 });
             expect({ route: key, scope, status: res.status }).not.toEqual({ route: key, scope, status: 403 });
@@ -191,10 +194,10 @@ describe('authentication', () => {
       }
     }
     expect(checked.length).toBeGreaterThanOrEqual(25);
-    // Both outcomes were seen for both scopes (sync is allowed exactly one route).
+    // Both outcomes were seen for both scopes (sync is allowed exactly two routes).
     expect(scopeChecks['read allowed']).toBeGreaterThanOrEqual(10);
     expect(scopeChecks['read refused']).toBeGreaterThanOrEqual(10);
-    expect(scopeChecks['sync allowed']).toBe(1);
+    expect(scopeChecks['sync allowed']).toBe(2);
     expect(scopeChecks['sync refused']).toBeGreaterThanOrEqual(20);
     // And the public ones really are public.
     expect((await fetch(`${m.url}/healthz`)).status).toBe(200);

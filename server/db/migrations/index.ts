@@ -9,6 +9,7 @@ import * as m0007 from './0007-group-names-nocase-download-log.js';
 import * as m0008 from './0008-blob-arch.js';
 import * as m0009 from './0009-leases.js';
 import * as m0010 from './0010-shared-jobs.js';
+import * as m0011 from './0011-sites.js';
 
 /** Static list (no directory scanning): the build and the bundle see exactly these. */
 const migrations: Record<string, Migration> = {
@@ -22,6 +23,7 @@ const migrations: Record<string, Migration> = {
   '0008-blob-arch': m0008,
   '0009-leases': m0009,
   '0010-shared-jobs': m0010,
+  '0011-sites': m0011,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -10,6 +10,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import type { BlobStore } from '../../../storage/blob-store.js';
 import type { Config } from '../../../config/load.js';
 import type { Db } from '../../db/open.js';
+import type { Logger } from '../../log.js';
 import { AppError } from '../../errors.js';
 import type { AuthEnv } from '../../http/auth.js';
 import type { UploadServer } from '../../http/uploads.js';
@@ -27,6 +28,7 @@ export interface ApiDeps {
   config: Config;
   db: Db;
   store: BlobStore;
+  log: Logger;
   clock: Clock;
   checker: IntegrityChecker;
   /** The tus server for resumable uploads (bodies stream through, so it sits before the body limit). */
