@@ -48,7 +48,7 @@ export async function loadRoutingTable(deps: DbDeps): Promise<RoutingTable> {
   const byPackage = new Map<string, Map<number, boolean>>();
   for (const claim of claims) {
     let holders = byPackage.get(claim.sha256);
-    if (!holders) byPackage.set(claim.sha256, (holders = new Map()));
+    if (!holders) byPackage.set(claim.sha256, (holders = new Map<number, boolean>()));
     holders.set(claim.replica_id, claim.bad === 1);
   }
   return {
