@@ -16,6 +16,7 @@ import type { Sha256 } from '../../storage/digest.js';
 import { findBlob } from '../db/repos/blobs.js';
 import { getMirrorId, listReplicaClaims, listReplicaRows, listSiteRows, type ReplicaRow } from '../db/repos/sites.js';
 import { canonicalAddress } from '../http/client-address.js';
+import { downloadUrl } from '../links.js';
 import type { DbDeps } from './deps.js';
 import { networkMatcher } from './networks.js';
 import { replicaState, sameOrigin, type ReplicaState } from './replicas.js';
@@ -160,7 +161,7 @@ export async function explainRoute(
   deps: DbDeps & { ownUrl: string; redirects: boolean; isReplica: boolean },
   client: string,
   sha256: Sha256,
-): Promise<RouteDecision & { packageStored: boolean }> {
+): Promise<RouteDecision & { packageStored: boolean; location: string | null }> {
   const table = await loadRoutingTable(deps);
   const decision = decideRoute(table, { client, sha256, now: deps.clock.now(), ownUrl: deps.ownUrl });
   const blob = await findBlob(deps.db, sha256);
@@ -172,8 +173,10 @@ export async function explainRoute(
       : !packageStored
         ? 'this mirror does not hold a verified copy of the package'
         : null;
-  if (forced) return { ...decision, replica: null, reason: forced, packageStored };
-  return { ...decision, packageStored };
+  if (forced) return { ...decision, replica: null, reason: forced, packageStored, location: null };
+  const name = blob!.name || `${sha256}.pvmp`;
+  const location = decision.replica ? downloadUrl(decision.replica.publicUrl, sha256, name) : null;
+  return { ...decision, packageStored, location };
 }
 
 /** This mirror's id, read once per process (it never changes). */

@@ -193,8 +193,7 @@ export function sitesApi(deps: ApiDeps): ApiApp {
       client,
       digest.data as Sha256,
     );
-    const location = decision.replica ? `${decision.replica.publicUrl}/d/${digest.data}/<name>.pvmp` : null;
-    return c.json({ ...decision, location }, 200);
+    return c.json(decision, 200);
   });
   app.openapi(read, async (c) => c.json(await getSite(deps, c.req.valid('param').name), 200));
   app.openapi(
