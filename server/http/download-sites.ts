@@ -39,7 +39,12 @@ export function createSiteRouting(
         return null;
       }
       if (!mayRedirect || req.method !== 'GET' || req.headers['user-agent'] === LINK_CHECK_USER_AGENT) return null;
-      const table = await router.table();
+      // Sites are an optimisation of where the bytes come from: if they cannot be read, serve here.
+      const table = await router.table().catch((err: unknown) => {
+        onError(err);
+        return null;
+      });
+      if (!table) return null;
       if (table.sites.size === 0) return null;
       const decision = decideRoute(table, {
         client: clientOf(req),

@@ -193,8 +193,8 @@ export function mirrorIdOf(deps: Pick<DbDeps, 'db'>): () => Promise<string> {
 export const ROUTING_TABLE_TTL_MS = 2_000;
 
 /**
- * The routing table of one process: read again at most every ROUTING_TABLE_TTL_MS, in the background, so
- * the download path waits for the database only on the very first request.
+ * The routing table of one process, read again when it is ROUTING_TABLE_TTL_MS old (concurrent requests share
+ * one read). When the database cannot be read, the last table is used rather than failing a download.
  */
 export function createRouter(
   deps: DbDeps,
@@ -213,9 +213,14 @@ export function createRouter(
       }));
   return {
     async table() {
-      if (!table) return load();
-      if (deps.clock.now() - table.loadedAt >= ROUTING_TABLE_TTL_MS) load().catch(onError);
-      return table;
+      if (table && deps.clock.now() - table.loadedAt < ROUTING_TABLE_TTL_MS) return table;
+      try {
+        return await load();
+      } catch (err) {
+        if (!table) throw err;
+        onError(err);
+        return table;
+      }
     },
     current: () => table,
   };
