@@ -297,14 +297,29 @@ describe('goldmirror site and replica commands', () => {
     );
   });
 
-  it('replica forget removes it from the list; an unknown id says so', async () => {
+  it('replica forget removes it from the list; an unknown id says so; site list names sites only replicas know', async () => {
     expect(await ok('replica', 'forget', String(deadId))).toBe(
       `forgot replica ${deadId} ${deadUrl}; if it still runs, its next heartbeat lists it again (disable it to keep Macs away from it)\n`,
     );
-    const [replicas] = await Promise.all([
+    const attic = await acceptHeartbeat({ ...primary.runtime, publicUrl: primary.runtime.config.publicUrl }, 'attic', {
+      publicUrl: 'http://127.0.0.1:9',
+      site: 'attic',
+      version: '0.0.1-test',
+      mirrorId: 'attic-replica',
+      heartbeatMs: 600_000,
+      verified: [],
+    });
+    const [replicas, sites] = await Promise.all([
       json<ReplicaView[]>('replica', 'list'),
+      ok('site', 'list'),
       fails(1, new RegExp(`^goldmirror: error: no replica with id ${deadId}$`), 'replica', 'forget', String(deadId)),
     ]);
-    expect(replicas.map((r) => r.id)).toEqual([realId]);
+    expect(replicas.map((r) => r.id).sort((a, b) => a - b)).toEqual([realId, attic.replicaId]);
+    expect(sites.split('\n')).toEqual([
+      'NAME    NETWORKS                   REDIRECTS  REPLICAS',
+      'branch  127.0.0.2/32, fd00:2::/64  off        1 (1 up)',
+      'replicas report sites not defined here (they get no Mac until created): attic',
+      '',
+    ]);
   });
 });

@@ -68,7 +68,7 @@ export const siteCommand = defineCommand({
     if (name === 'list' || name === 'route') {
       if (positionals.length) throw new AppError('USAGE', `site ${name} takes no arguments`);
     } else if (positionals.length !== 1) throw new AppError('USAGE', `site ${name} takes exactly one NAME`);
-    const siteName = positionals[0]!;
+    const siteName = positionals[0] ?? '';
     if (name === 'create' && !values.cidr?.length)
       throw new AppError('USAGE', 'site create needs at least one --cidr NETWORK (e.g. --cidr 10.2.0.0/16)');
     if (name === 'update' && values.cidr === undefined && redirects === undefined)
@@ -77,9 +77,18 @@ export const siteCommand = defineCommand({
 
     return ctx.withRuntime(async (runtime) => {
       if (name === 'list') {
-        const sites = summarize(await listSites(runtime), await listReplicas(runtime));
+        const replicas = await listReplicas(runtime);
+        const sites = summarize(await listSites(runtime), replicas);
         if (values.json) return printJson(sites);
-        if (!sites.length) return printLine('no sites yet; create one with: goldmirror site create NAME --cidr CIDR');
+        // A replica whose MIRROR_SITE names no site here (a typo, or a site not created yet) gets no Mac.
+        const unknown = [
+          ...new Set(replicas.map((r) => r.site).filter((reported) => !sites.some((s) => s.name === reported))),
+        ];
+        const note = unknown.length
+          ? `\nreplicas report sites not defined here (they get no Mac until created): ${unknown.join(', ')}`
+          : '';
+        if (!sites.length)
+          return printLine(`no sites yet; create one with: goldmirror site create NAME --cidr CIDR${note}`);
         return printLine(
           table([
             ['NAME', 'NETWORKS', 'REDIRECTS', 'REPLICAS'],
@@ -89,7 +98,7 @@ export const siteCommand = defineCommand({
               s.redirects ? 'on' : 'off',
               s.replicas === 0 ? 'none' : `${s.replicas} (${s.replicasUp} up)`,
             ]),
-          ]),
+          ]) + note,
         );
       }
       if (name === 'create') {
@@ -154,7 +163,7 @@ function printRoute(route: RouteExplanation): void {
       : `decision: served here: ${route.reason ?? 'no replica takes it'}`,
   );
   if (route.site === null) return;
-  if (!route.candidates.length) return printLine(`replicas of site ${route.site}: none reports this site`);
+  if (!route.candidates.length) return printLine(`replicas of site ${route.site}: no replica reports this site`);
   printLine(`replicas of site ${route.site}:`);
   const rows = route.candidates.map((c) => [String(c.id), c.publicUrl, c.state, String(c.weight), verdict(c, route)]);
   const lines = table([['ID', 'URL', 'STATE', 'WEIGHT', 'VERDICT'], ...rows]).split('\n');
