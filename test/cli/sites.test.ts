@@ -166,13 +166,15 @@ describe('goldmirror site and replica commands', () => {
       lastCheckAt: null,
     });
     const lines = text.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^ID +URL +SITE +VERSION +WEIGHT +LAST HEARTBEAT +LAST CHECK +VERIFIED +LACKS +STATE$/);
+    expect(lines[0]).toMatch(
+      /^ID +URL +SITE +VERSION +WEIGHT +LAST HEARTBEAT +LAST SYNC +LAST CHECK +VERIFIED +LACKS +STATE$/,
+    );
     expect(lines.find((l) => l.startsWith(`${realId} `))).toMatch(
-      new RegExp(`^${realId} +${replicaUrl} +branch +\\S+ +100 +\\S+Z +\\S+Z +1 +0 +up$`),
+      new RegExp(`^${realId} +${replicaUrl} +branch +\\S+ +100 +\\S+Z +\\S+Z +\\S+Z +1 +0 +up$`),
     );
     expect(lines.find((l) => l.startsWith(`${deadId} `))).toMatch(
       new RegExp(
-        `^${deadId} +${deadUrl} +branch +0\\.0\\.1-test +100 +\\S+Z +never +1 +0 +pending \\(not checked yet\\)$`,
+        `^${deadId} +${deadUrl} +branch +0\\.0\\.1-test +100 +\\S+Z +never +never +1 +0 +pending \\(not checked yet\\)$`,
       ),
     );
     // The round trip's --json list: hq is gone, branch counts its replicas.
@@ -199,7 +201,7 @@ describe('goldmirror site and replica commands', () => {
       site: 'branch',
       network: '127.0.0.2/32',
       replica: { id: realId, publicUrl: replicaUrl },
-      location: `${replicaUrl}/d/${sha}/<name>.pvmp`,
+      location: `${replicaUrl}/d/${sha}/golden.pvmp`,
       reason: null,
       packageStored: true,
     });
@@ -212,7 +214,7 @@ describe('goldmirror site and replica commands', () => {
     const lines = text.trimEnd().split('\n');
     expect(lines.slice(0, 4)).toEqual([
       `client ${BRANCH_MAC} is in site branch (network 127.0.0.2/32)`,
-      `decision: redirect (302) to replica ${realId}: ${replicaUrl}/d/${sha}/<name>.pvmp`,
+      `decision: redirect (302) to replica ${realId}: ${replicaUrl}/d/${sha}/golden.pvmp`,
       'replicas of site branch:',
       expect.stringMatching(/^ {2}ID +URL +STATE +WEIGHT +VERDICT$/) as string,
     ]);

@@ -6,7 +6,7 @@ import { probeDeps } from '../../jobs/probe-deps.js';
 import { probeReplica } from '../../jobs/replica-checks.js';
 import { cliActor } from '../../services/audit.js';
 import { deleteReplica, getReplica, listReplicas, updateReplica, type ReplicaView } from '../../services/replicas.js';
-import { explainRoute, type Candidate, type RouteDecision } from '../../services/routing.js';
+import { explainRoute, type Candidate } from '../../services/routing.js';
 import { createSite, deleteSite, getSite, listSites, updateSite, type SiteView } from '../../services/sites.js';
 import { sha256Field } from '../../services/validation.js';
 import { JSON_FLAG, STRING, defineCommand, type CommandContext } from '../context.js';
@@ -117,7 +117,7 @@ export const siteCommand = defineCommand({
   },
 });
 
-type RouteExplanation = RouteDecision & { packageStored: boolean; location: string | null };
+type RouteExplanation = Awaited<ReturnType<typeof explainRoute>>;
 
 async function routeCommand(
   ctx: CommandContext,
@@ -144,10 +144,8 @@ async function routeCommand(
       sha256,
     );
     // The same shape as GET /api/v1/sites/route.
-    const location = decision.replica ? `${decision.replica.publicUrl}/d/${sha256}/<name>.pvmp` : null;
-    const explained: RouteExplanation = { ...decision, location };
-    if (values.json) return printJson(explained);
-    printRoute(explained);
+    if (values.json) return printJson(decision);
+    printRoute(decision);
   });
 }
 
@@ -237,7 +235,19 @@ export const replicaCommand = defineCommand({
         }
         return printLine(
           table([
-            ['ID', 'URL', 'SITE', 'VERSION', 'WEIGHT', 'LAST HEARTBEAT', 'LAST CHECK', 'VERIFIED', 'LACKS', 'STATE'],
+            [
+              'ID',
+              'URL',
+              'SITE',
+              'VERSION',
+              'WEIGHT',
+              'LAST HEARTBEAT',
+              'LAST SYNC',
+              'LAST CHECK',
+              'VERIFIED',
+              'LACKS',
+              'STATE',
+            ],
             ...replicas.map((r) => [
               String(r.id),
               r.publicUrl,
@@ -245,6 +255,7 @@ export const replicaCommand = defineCommand({
               r.version,
               String(r.weight),
               r.lastHeartbeatAt,
+              r.lastSyncAt ?? 'never',
               r.lastCheckAt ?? 'never',
               String(r.verified),
               String(r.lacks.length),
