@@ -14,6 +14,7 @@ import { serveCommand } from './commands/serve.js';
 import { migrateDbCommand } from './commands/database.js';
 import { migrateStorageCommand } from './commands/storage.js';
 import { settingsCommand } from './commands/settings.js';
+import { replicaCommand, siteCommand } from './commands/sites.js';
 import { createContext, type Command } from './context.js';
 
 const commands: Record<string, Command> = {
@@ -32,6 +33,8 @@ const commands: Record<string, Command> = {
   fetch: fetchCommand,
   sync: syncCommand,
   settings: settingsCommand,
+  site: siteCommand,
+  replica: replicaCommand,
   'migrate-db': migrateDbCommand,
   'migrate-storage': migrateStorageCommand,
 };
