@@ -67,7 +67,7 @@ export const SitesPage: FC<{
         and holds a verified copy of the package; every other Mac is served here, as before.
       </p>
       <RoleNotes role={role} />
-      <JoinHelp role={role} />
+      <JoinHelp role={role} open={replicas.length === 0} />
 
       <h2 id="sites-heading">Sites</h2>
       <DataTable
@@ -88,8 +88,31 @@ export const SitesPage: FC<{
               </td>
             ),
           },
-          { head: 'Networks', cell: (s) => <td class="mono">{s.networks.join(', ')}</td> },
-          { head: 'Redirects', cell: (s) => <td>{<RedirectsBadge on={s.redirects} />}</td> },
+          {
+            head: 'Networks',
+            cell: (s) => (
+              <td class="mono">
+                {/* Each block wraps as a whole. */}
+                {s.networks.map((n, i) => (
+                  <>
+                    {i > 0 && ' '}
+                    <span class="nowrap">
+                      {n}
+                      {i < s.networks.length - 1 && ','}
+                    </span>
+                  </>
+                ))}
+              </td>
+            ),
+          },
+          {
+            head: 'Redirects',
+            cell: (s) => (
+              <td>
+                <RedirectsBadge on={s.redirects} />
+              </td>
+            ),
+          },
           {
             head: 'Replicas',
             cell: (s) => {
@@ -150,8 +173,8 @@ const RoleNotes: FC<{ role: MirrorRole }> = ({ role }) => (
 );
 
 /** How a replica joins, with this mirror's own address filled in where it is known. */
-const JoinHelp: FC<{ role: MirrorRole }> = ({ role }) => (
-  <details class="card help" open={false}>
+const JoinHelp: FC<{ role: MirrorRole; open: boolean }> = ({ role, open }) => (
+  <details class="card help" id="join-help" open={open}>
     <summary>How a replica joins, and which link goes into the portal</summary>
     <ol>
       <li>Create a site below with the client networks of the office (for example 10.2.0.0/16).</li>
