@@ -5,16 +5,22 @@
  * created, edited and deleted through the forms, refused input is shown
  * beside its field, every form needs the session's CSRF token, the replica's
  * switches work, and the dashboard and Downloads page say where downloads
- * came from, from rows the real download path logged.
+ * came from, from rows the real download path logged. In memory: what the
+ * page says on a replica and with redirects switched off.
  */
+import fs from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../server/app.js';
+import { createUploadServer } from '../../server/http/uploads.js';
+import { createLogger } from '../../server/log.js';
+import { openRuntime, type Runtime } from '../../server/runtime.js';
 import { cliActor } from '../../server/services/audit.js';
-import { createApiToken } from '../../server/services/auth.js';
+import { bootstrapAdmin, createApiToken } from '../../server/services/auth.js';
 import type { DownloadLogPage } from '../../server/services/download-log.js';
 import { listReplicas, type ReplicaView } from '../../server/services/replicas.js';
-import { getSite, listSites } from '../../server/services/sites.js';
-import { bootstrapTestAdmin, call, issueToken, mustSignIn, type Session } from '../helpers/api.js';
-import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import { createSite, getSite, listSites } from '../../server/services/sites.js';
+import { ADMIN_PASSWORD, bootstrapTestAdmin, call, issueToken, mustSignIn, type Session } from '../helpers/api.js';
+import { makeTempDir, putBlob, startMirror, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
 import { httpRequest } from '../helpers/http.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -381,5 +387,64 @@ describe.sequential('Sites page, replicas and where downloads come from', () => 
     );
     expect(await listSites(primary.runtime)).toEqual([]);
     expect((await page('/admin')).html).not.toContain('Where downloads come from');
+  });
+});
+
+describe('Sites page on a replica and with redirects off (in memory)', () => {
+  const opened: Array<{ runtime: Runtime; dir: string }> = [];
+
+  /** The console of a mirror with `overrides`, signed in; returns a GET of a page. */
+  async function consoleOf(overrides: Record<string, unknown>): Promise<(path: string) => Promise<string>> {
+    const dir = await makeTempDir();
+    const runtime = await openRuntime(testConfig(dir, overrides), createLogger('silent'));
+    opened.push({ runtime, dir });
+    const { ingestDeps, store, log } = runtime;
+    const app = createApp({
+      ...runtime,
+      uploads: await createUploadServer({ ingestDeps, store, log, baseUrl: async () => null }),
+    });
+    await bootstrapAdmin(runtime, dir, ADMIN_PASSWORD);
+    const res = await app.request('/admin/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ username: 'admin', password: ADMIN_PASSWORD, next: '/admin' }).toString(),
+    });
+    const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    await createSite(runtime, cliActor, { name: 'branch', networks: ['10.2.0.0/16'] });
+    return async (path) => (await app.request(path, { headers: { cookie } })).text();
+  }
+
+  afterAll(async () => {
+    for (const { runtime, dir } of opened) {
+      await runtime.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says that a replica never redirects, and explains every decision so', async () => {
+    const get = await consoleOf({
+      syncFrom: 'http://hq.example.lan:8080',
+      syncToken: 'gm_sync-token-of-the-primary',
+      site: 'branch',
+      publicUrl: 'http://branch.example.lan:8080',
+    });
+    const sha = 'a'.repeat(64);
+    const html = await get(`/admin/sites?ip=10.2.3.4&sha256=${sha}`);
+    expect(textOf(elementById(html, 'p', 'role-replica'))).toBe(
+      'This mirror is a replica: it syncs from http://hq.example.lan:8080 for site branch and never redirects a Mac. Sites and replicas are managed on the primary.',
+    );
+    expect(html).not.toContain('id="role-no-redirects"');
+    expect(textOf(elementById(html, 'div', 'route-answer'))).toContain(
+      'is served by this mirror: this mirror is a replica (MIRROR_SYNC_FROM): replicas never redirect.',
+    );
+  });
+
+  it('says that MIRROR_REDIRECTS=off keeps every Mac here', async () => {
+    const get = await consoleOf({ redirects: 'off' });
+    const html = await get('/admin/sites');
+    expect(textOf(elementById(html, 'p', 'role-no-redirects'))).toBe(
+      'Redirects are switched off (MIRROR_REDIRECTS=off): this mirror serves every download itself, whatever the sites below say.',
+    );
+    expect(html).not.toContain('id="role-replica"');
   });
 });
