@@ -17,6 +17,7 @@ import { openRuntime, type Runtime } from '../../server/runtime.js';
 import { cliActor } from '../../server/services/audit.js';
 import { bootstrapAdmin, createApiToken } from '../../server/services/auth.js';
 import type { DownloadLogPage } from '../../server/services/download-log.js';
+import { listHistory } from '../../server/services/history.js';
 import { listReplicas, type ReplicaView } from '../../server/services/replicas.js';
 import { createSite, getSite, listSites } from '../../server/services/sites.js';
 import { ADMIN_PASSWORD, bootstrapTestAdmin, call, issueToken, mustSignIn, type Session } from '../helpers/api.js';
@@ -387,6 +388,22 @@ describe.sequential('Sites page, replicas and where downloads come from', () => 
     );
     expect(await listSites(primary.runtime)).toEqual([]);
     expect((await page('/admin')).html).not.toContain('Where downloads come from');
+
+    // The history tells each change as a sentence, newest first.
+    const sentences = async (action: string) =>
+      (await listHistory(primary.runtime, { action })).entries.map((e) => e.sentence);
+    expect(await sentences('sites')).toEqual([
+      'admin deleted site branch',
+      'admin changed site branch: networks 127.0.0.1/32, redirects on',
+      'admin changed site branch: networks 127.0.0.1/32, 10.3.0.0/16, redirects off',
+      'admin created site branch (127.0.0.1/32, 10.2.0.0/16)',
+    ]);
+    expect(await sentences('replicas')).toEqual([
+      `admin forgot replica ${branch.url}`,
+      `admin set the weight of replica ${branch.url} to 250`,
+      `admin enabled replica ${branch.url}`,
+      `admin disabled replica ${branch.url}`,
+    ]);
   });
 });
 
