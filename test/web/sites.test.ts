@@ -291,8 +291,12 @@ describe.sequential('Sites page, replicas and where downloads come from', () => 
     expect(textOf(elementById(sent.html, 'div', 'route-answer'))).toContain(
       `A Mac at 127.0.0.1, in site branch (network 127.0.0.1/32), downloading Branch.pvmp is sent to ${branch.url}.`,
     );
+    expect(sent.html).toContain(
+      `<span class="mono" id="route-location">${branch.url}/d/${branchSha}/Branch.pvmp</span>`,
+    );
 
     const lacking = await page(`/admin/sites?ip=127.0.0.1&sha256=${lackingSha}`);
+    expect(lacking.html).not.toContain('id="route-location"');
     const answer = lacking.html.slice(lacking.html.indexOf('id="route-answer"'));
     expect(textOf(answer)).toContain(
       'downloading Lacking.pvmp is served by this mirror: no replica of site branch is up with a verified copy.',

@@ -37,7 +37,7 @@ export interface MirrorRole {
 export interface ExplainState {
   values: RouteFormValues;
   errors: Record<string, string>;
-  decision?: (RouteDecision & { packageStored: boolean }) | undefined;
+  decision?: (RouteDecision & { packageStored: boolean; location: string | null }) | undefined;
 }
 
 /** A package of this mirror by its file name, for the replicas' lists and the route form. */
@@ -398,7 +398,7 @@ const EXCLUSIONS: Record<string, string> = {
 };
 
 const RouteAnswer: FC<{
-  decision: RouteDecision & { packageStored: boolean };
+  decision: RouteDecision & { packageStored: boolean; location: string | null };
   packages: PackageName[];
   sha256: string;
 }> = ({ decision: d, packages, sha256 }) => {
@@ -422,6 +422,14 @@ const RouteAnswer: FC<{
           <>is served by this mirror: {d.reason}.</>
         )}
       </p>
+      {d.location && (
+        <p>
+          Its GET is answered <code>302</code> with <code>Location:</code>{' '}
+          <span class="mono" id="route-location">
+            {d.location}
+          </span>
+        </p>
+      )}
       {d.candidates.length > 0 && (
         <DataTable
           rows={d.candidates}
