@@ -26,6 +26,7 @@ import { historyRoutes } from './routes/history.js';
 import { imageRoutes } from './routes/images.js';
 import { accountRoutes, signInRoutes } from './routes/session.js';
 import { settingsRoutes } from './routes/settings.js';
+import { replicaRoutes, siteRoutes } from './routes/sites.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { uploadRoutes } from './routes/uploads.js';
 
@@ -67,6 +68,8 @@ export function createWebApp(deps: WebDeps): Hono<WebEnv> {
   web.route('/images', imageRoutes(deps));
   web.route('/settings', settingsRoutes(deps));
   web.route('/', groupRoutes(deps));
+  web.route('/sites', siteRoutes(deps));
+  web.route('/replicas', replicaRoutes(deps));
   web.route('/downloads', downloadRoutes(deps));
   web.route('/history', historyRoutes(deps));
   web.route('/blobs', blobRoutes(deps));

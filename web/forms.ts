@@ -19,6 +19,8 @@ import { readGroupsCsv, type GroupCsvFile } from '../server/services/groups-csv.
 import { ARCHES, type ImageView } from '../server/services/images.js';
 import type { GroupView } from '../server/services/groups.js';
 import type { GroupFormValues } from './pages/groups.js';
+import type { SiteFormValues } from './pages/sites.js';
+import type { SiteView } from '../server/services/sites.js';
 import type { ImageFormValues } from './pages/image-form.js';
 
 export type ParsedForm = Record<string, unknown>;
@@ -142,6 +144,41 @@ export function groupInput(v: GroupFormValues): Record<string, unknown> {
     primary: v.primary,
     imageId: v.imageId === '' ? null : Number(v.imageId),
   };
+}
+
+export const EMPTY_SITE_VALUES: Readonly<SiteFormValues> = Object.freeze({ name: '', networks: '', redirects: true });
+
+export function siteViewValues(site: SiteView): SiteFormValues {
+  return { name: site.name, networks: site.networks.join('\n'), redirects: site.redirects };
+}
+
+export function siteValues(form: ParsedForm): SiteFormValues {
+  return { name: field(form, 'name'), networks: field(form, 'networks'), redirects: form.redirects === 'on' };
+}
+
+/** Networks as typed: one a line, and commas or spaces separate too. */
+export function siteNetworksInput(v: SiteFormValues): string[] {
+  return v.networks.split(/[\s,]+/).filter((n) => n !== '');
+}
+
+/**
+ * A refused site form: every problem with the networks under that field (a
+ * list can hold several bad entries), and a taken name or network beside
+ * the field it concerns.
+ */
+export function siteFormError(err: unknown): FormError {
+  const e = formError(err);
+  const code = toAppError(err).code;
+  const list = (toAppError(err).details.fields ?? []) as Array<{ field: string; message: string }>;
+  const networks = list.filter((f) => f.field === 'networks' || f.field.startsWith('networks.'));
+  if (networks.length > 0) {
+    e.fields.networks = networks
+      .map((f) => (f.field === 'networks' ? f.message : `entry ${Number(f.field.split('.')[1]) + 1}: ${f.message}`))
+      .join('; ');
+  }
+  if (code === 'NAME_TAKEN') e.fields.name = e.message;
+  if (code === 'NETWORK_TAKEN') e.fields.networks = e.message;
+  return e;
 }
 
 /** The CSV import form: the file is streamed into the reader (capped there), never buffered whole. */

@@ -35,6 +35,7 @@ const NAV: Array<[string, string]> = [
   ['/admin/groups', 'Groups'],
   ['/admin/blobs', 'Packages'],
   ['/admin/upload', 'Upload'],
+  ['/admin/sites', 'Sites'],
   ['/admin/downloads', 'Downloads'],
   ['/admin/history', 'History'],
   ['/admin/settings', 'Settings'],

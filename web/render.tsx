@@ -54,6 +54,17 @@ const FLASH: Record<string, string> = {
   'portal-confirmed': 'Marked as entered in the portal.',
   'settings-saved': 'Public address saved.',
   'settings-cleared': 'Public address cleared: no Download URL is offered until one is set.',
+  'site-created': 'Site created.',
+  'site-saved': 'Site saved.',
+  'site-deleted': 'Site deleted: its Macs are served by this mirror.',
+  'replica-enabled': 'Replica enabled.',
+  'replica-disabled': 'Replica disabled: no Mac is sent to it.',
+  'replica-weight-saved': 'Weight saved.',
+  'replica-check-passed': 'Replica checked: it passed.',
+  'replica-check-failed':
+    'Replica checked: it failed, and gets no Mac until it passes again (the reason is on its card).',
+  'replica-check-skipped': 'A disabled replica is not checked: enable it first.',
+  'replica-forgotten': 'Replica forgotten. If it is still running, it reappears with its next heartbeat.',
 };
 
 function flashOf(c: Context, meta: PageMeta): string | undefined {

@@ -56,7 +56,7 @@ td.ua { max-width:16rem; font-size:.85rem; color:var(--muted); overflow-wrap:any
 form.stack label, fieldset label, .filters label { display:block; font-weight:600; margin:.6rem 0 .2rem; }
 input[type=text], input[type=password], input[type=file], input[type=search], textarea, select { width:100%; max-width:36rem; padding:.45rem .55rem; border:1px solid var(--input-line); border-radius:6px; font:inherit; color:var(--fg); background:var(--input-bg); }
 input:focus, select:focus, textarea:focus, button:focus, a:focus { outline:3px solid var(--focus); outline-offset:1px; }
-input[aria-invalid=true], select[aria-invalid=true] { border-color:var(--bad); }
+input[aria-invalid=true], select[aria-invalid=true], textarea[aria-invalid=true] { border-color:var(--bad); }
 fieldset { border:1px solid var(--line); border-radius:8px; margin:1rem 0; padding:.6rem 1rem 1rem; max-width:40rem; min-width:0; }
 legend { font-weight:700; padding:0 .3rem; }
 .check { display:flex !important; gap:.5rem; align-items:center; font-weight:400 !important; }
@@ -122,5 +122,14 @@ line.chart-axis { stroke:var(--muted); }
 .chart-label { fill:var(--muted); font-size:12px; font-family:system-ui,sans-serif; }
 .chart-empty { font-size:14px; }
 details summary { cursor:pointer; color:var(--accent); margin:.2rem 0 .6rem; }
+.facts { display:grid; grid-template-columns:max-content minmax(0,1fr); gap:.2rem 1rem; margin:.6rem 0; }
+.facts dt { font-weight:600; }
+.facts dd { margin:0; overflow-wrap:anywhere; }
+.facts ul { margin:.2rem 0; padding-left:1.2rem; }
+pre.env { background:var(--input-bg); border:1px solid var(--line); border-radius:6px; padding:.5rem .7rem; white-space:pre-wrap; overflow-wrap:anywhere; font-size:.85rem; }
+.inline-field { display:flex; flex-wrap:wrap; gap:.4rem .6rem; align-items:center; margin:.6rem 0 0; }
+.inline-field label { font-weight:600; }
+.inline-field .field-error { flex-basis:100%; }
+input[type=number] { width:6rem; padding:.4rem .5rem; border:1px solid var(--input-line); border-radius:6px; font:inherit; color:var(--fg); background:var(--input-bg); }
 @media (max-width:640px) { th, td { padding:.35rem .4rem; font-size:.9rem; } .hide-narrow { display:none; } .account { margin-left:0; } }
 `;

@@ -11,9 +11,11 @@ import {
   listDownloadLogRows,
   loggedClients,
   loggedImages,
+  originTotals,
 } from '../db/repos/download-log.js';
 import { listImageNames } from '../db/repos/images.js';
 import type { DownloadLogRow } from '../db/schema.js';
+import { listReplicaRows, listSiteRows } from '../db/repos/sites.js';
 import type { LiveDownload } from './activity.js';
 import { ARCH_LABELS, ARCHES, type Arch } from './arches.js';
 import type { DbDeps, ServiceDeps } from './deps.js';
@@ -88,6 +90,10 @@ export interface DownloadEntry extends DownloadFacts {
   result: DownloadResult;
   /** The body carried the file's last byte in full: counted as a finished download (as in the per-package counters). */
   countsAsDownload: boolean;
+  /** The client's site when it was logged; null outside every site. */
+  site: string | null;
+  /** The replica's URL the client was sent to (status 302); null when this mirror served it. */
+  servedBy: string | null;
 }
 
 export interface DownloadInProgress extends DownloadFacts {
@@ -179,6 +185,74 @@ export async function downloadCharts(deps: DownloadLogDeps): Promise<DownloadCha
   };
 }
 
+/** Finished downloads and the bytes delivered to clients, over the days of DownloadOrigins. */
+export interface OriginFigures {
+  downloads: number;
+  bytes: number;
+}
+
+export interface DownloadOrigins {
+  days: number;
+  /** Every site defined now, then sites only the log still names, then the clients outside every site (site null). */
+  bySite: Array<OriginFigures & { site: string | null; defined: boolean }>;
+  /** This mirror (replica null), then every replica known now, then replicas only the log still names. */
+  byServer: Array<OriginFigures & { replica: string | null; site: string | null; known: boolean }>;
+}
+
+export const ORIGIN_DAYS = 7;
+
+/**
+ * Where the last week's downloads came from, per client site and per server
+ * (this mirror or the replica it sent the Mac to); null while no site and no
+ * replica exists, when every download is this mirror's own.
+ */
+export async function downloadOrigins(deps: DownloadLogDeps): Promise<DownloadOrigins | null> {
+  const [sites, replicas] = await Promise.all([listSiteRows(deps.db), listReplicaRows(deps.db)]);
+  if (sites.length === 0 && replicas.length === 0) return null;
+  await deps.activity?.flush();
+  const totals = await originTotals(deps.db, deps.clock.now() - ORIGIN_DAYS * DAY_MS);
+  const add = (into: Map<string | null, OriginFigures>, key: string | null, t: OriginFigures) => {
+    const figures = into.get(key) ?? { downloads: 0, bytes: 0 };
+    into.set(key, { downloads: figures.downloads + t.downloads, bytes: figures.bytes + t.bytes });
+  };
+  const perSite = new Map<string | null, OriginFigures>();
+  const perServer = new Map<string | null, OriginFigures>();
+  const loggedSite = new Map<string, string | null>();
+  for (const t of totals) {
+    add(perSite, t.site, t);
+    add(perServer, t.servedBy, t);
+    if (t.servedBy !== null) loggedSite.set(t.servedBy, t.site);
+  }
+  const zero: OriginFigures = { downloads: 0, bytes: 0 };
+  const siteNames = sites.map((s) => s.name);
+  const goneSites = [...perSite.keys()].filter((k): k is string => k !== null && !siteNames.includes(k)).sort();
+  const replicaSite = new Map(replicas.map((r) => [r.public_url, r.site]));
+  const goneReplicas = [...perServer.keys()].filter((k): k is string => k !== null && !replicaSite.has(k)).sort();
+  return {
+    days: ORIGIN_DAYS,
+    bySite: [
+      ...siteNames.map((site) => ({ site, defined: true, ...(perSite.get(site) ?? zero) })),
+      ...goneSites.map((site) => ({ site, defined: false, ...perSite.get(site)! })),
+      { site: null, defined: false, ...(perSite.get(null) ?? zero) },
+    ],
+    byServer: [
+      { replica: null, site: null, known: true, ...(perServer.get(null) ?? zero) },
+      ...replicas.map((r) => ({
+        replica: r.public_url,
+        site: r.site,
+        known: true,
+        ...(perServer.get(r.public_url) ?? zero),
+      })),
+      ...goneReplicas.map((replica) => ({
+        replica,
+        site: loggedSite.get(replica) ?? null,
+        known: false,
+        ...perServer.get(replica)!,
+      })),
+    ],
+  };
+}
+
 /** Deletes rows that ended before now minus `retentionMs`, in small batches so downloads and the API never wait long; 0 keeps everything. */
 export async function pruneDownloadLog(deps: DbDeps, retentionMs: number): Promise<number> {
   if (retentionMs <= 0) return 0;
@@ -234,6 +308,8 @@ function toEntry(row: DownloadLogRow): DownloadEntry {
     size: Number(row.size),
     result: row.result,
     countsAsDownload: row.covers_end === 1,
+    site: row.site,
+    servedBy: row.served_by,
     bytesPerSec: rate(Number(row.bytes_sent), Number(row.duration_ms)),
   };
 }

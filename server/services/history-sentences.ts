@@ -152,6 +152,32 @@ export function sentence(entry: AuditEntry, names: Names): SentencePart[] {
       return [who, t(' signed in'), ...(str(d.from) ? [t(` from ${str(d.from)}`)] : [])];
     case 'bundle.import':
       return [who, t(` imported a bundle: ${bundleCounts(d)}`)];
+    case 'site.create':
+      return [
+        who,
+        t(` created site ${targetId} (${networksOf(d) ?? 'no networks'})`),
+        ...(d.redirects === false ? [t(', redirects off')] : []),
+      ];
+    case 'site.update': {
+      const clauses = [
+        ...(networksOf(d) !== null ? [`networks ${networksOf(d)}`] : []),
+        ...(typeof d.redirects === 'boolean' ? [`redirects ${d.redirects ? 'on' : 'off'}`] : []),
+      ];
+      return [who, t(` changed site ${targetId}${clauses.length ? `: ${clauses.join(', ')}` : ''}`)];
+    }
+    case 'site.delete':
+      return [who, t(` deleted site ${targetId}`)];
+    case 'replica.update': {
+      const switched = typeof d.enabled === 'boolean' ? (d.enabled ? 'enabled' : 'disabled') : null;
+      const weight = typeof d.weight === 'number' ? d.weight : null;
+      if (switched && weight !== null)
+        return [who, t(` ${switched} replica ${targetId} and set its weight to ${weight}`)];
+      if (switched) return [who, t(` ${switched} replica ${targetId}`)];
+      if (weight !== null) return [who, t(` set the weight of replica ${targetId} to ${weight}`)];
+      return [who, t(` changed replica ${targetId}`)];
+    }
+    case 'replica.delete':
+      return [who, t(` forgot replica ${targetId}`)];
     default:
       return [who, t(` did ${entry.action} on ${entry.target}`)];
   }
@@ -219,4 +245,9 @@ function bundleCounts(d: Record<string, unknown>): string {
     return `${what} ${[created ? `${created} created` : '', updated ? `${updated} updated` : ''].filter(Boolean).join(', ')}`;
   };
   return [part('golden images', d.images), part('groups', d.groups)].filter(Boolean).join('; ') || 'nothing changed';
+}
+
+/** A site's recorded networks as one list, or null when the entry has none. */
+function networksOf(d: Record<string, unknown>): string | null {
+  return Array.isArray(d.networks) ? d.networks.filter((n): n is string => typeof n === 'string').join(', ') : null;
 }

@@ -31,6 +31,8 @@ export const ACTION_KINDS = {
   users: { label: 'Users and passwords', prefix: 'user.' },
   signins: { label: 'Sign-ins', prefix: 'session.' },
   bundles: { label: 'Bundles and sync', prefix: 'bundle.' },
+  sites: { label: 'Sites', prefix: 'site.' },
+  replicas: { label: 'Replicas', prefix: 'replica.' },
 } as const;
 export type ActionKind = keyof typeof ACTION_KINDS;
 

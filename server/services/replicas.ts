@@ -211,7 +211,12 @@ export async function getReplica(deps: DbDeps, id: number): Promise<ReplicaView>
 export const replicaChanges = z
   .object({
     enabled: z.boolean({ error: 'must be true or false' }).optional(),
-    weight: z.number({ error: 'must be a number' }).int('must be a whole number').min(1).max(1000).optional(),
+    weight: z
+      .number({ error: 'must be a number' })
+      .int('must be a whole number')
+      .min(1, 'must be from 1 to 1000')
+      .max(1000, 'must be from 1 to 1000')
+      .optional(),
   })
   .strict();
 

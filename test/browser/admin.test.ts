@@ -10,6 +10,7 @@ import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemActor } from '../../server/services/audit.js';
 import { bootstrapAdmin } from '../../server/services/auth.js';
+import { acceptHeartbeat } from '../../server/services/replicas.js';
 import { updateSettings } from '../../server/services/settings.js';
 import { makeTempDir, startMirror, type TestMirror } from '../helpers/env.js';
 import {
@@ -50,7 +51,9 @@ const SCREENSHOTS = [
   'login',
   'packages',
   'phone-image-portal-checked',
+  'phone-sites',
   'phone-upload-finished',
+  'sites',
   'upload-finished',
 ];
 
@@ -467,6 +470,64 @@ describe.sequential('admin console in Chromium', () => {
       expect(await blobCount()).toBe(before);
     } finally {
       await noJs.close();
+    }
+  });
+
+  it('creates a site on the Sites page (a bad network is named beside its field), lists it with a reporting replica, and fits a phone', async () => {
+    await page.goto(`${base}/admin`);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Sites', exact: true }).click();
+    await page.waitForURL(`${base}/admin/sites`);
+    expect(await page.locator('h1').innerText()).toBe('Sites and replicas');
+
+    await page.fill('#site-name', 'branch-office');
+    await page.fill('#site-networks', '10.2.0.0/16\n10.3.0.1/16');
+    expect(await submit(page, button(page, 'Create site'))).toBe(400);
+    expect(await page.locator('#site-networks-error').innerText()).toBe(
+      '"10.3.0.1/16" has bits set past its /16 prefix; did you mean 10.3.0.0/16?',
+    );
+    expect(await page.locator('#site-networks').getAttribute('aria-invalid')).toBe('true');
+    await page.fill('#site-networks', '10.2.0.0/16\n10.3.0.0/16');
+    expect(await submit(page, button(page, 'Create site'))).toBe(303);
+    expect(await statusText(page)).toBe('Site created.');
+    const row = page.locator('#sites tbody tr');
+    expect(await row.count()).toBe(1);
+    expect((await row.innerText()).replace(/\s+/g, ' ')).toContain('branch-office 10.2.0.0/16, 10.3.0.0/16 on none');
+
+    // A replica of that site reports itself (its heartbeat); it is listed, not yet checked.
+    await acceptHeartbeat({ ...mirror.runtime, publicUrl: '' }, 'browser-sync', {
+      publicUrl: 'http://branch-replica.example.lan:8080',
+      site: 'branch-office',
+      version: '1.0.0',
+      mirrorId: 'browser-branch-replica',
+      heartbeatMs: 60_000,
+      verified: [arm.sha256],
+    });
+    await page.reload();
+    const card = page.locator('section.replica');
+    expect(await card.locator('h3').innerText()).toBe('http://branch-replica.example.lan:8080 pending');
+    expect(await card.innerText()).toContain('not checked yet');
+    await shot(page, 'sites');
+
+    const phone = await browser.newContext({
+      viewport: { width: 390, height: 844 },
+      storageState: await context.storageState(),
+    });
+    watch(phone);
+    try {
+      const p = await phone.newPage();
+      for (const route of [
+        '/admin/sites',
+        '/admin/sites/branch-office',
+        `/admin/sites?ip=10.2.3.4&sha256=${arm.sha256}`,
+      ]) {
+        await p.goto(`${base}${route}`);
+        await expectNoHorizontalOverflow(p, route);
+      }
+      expect(await p.locator('#route-answer').innerText()).toContain('is served by this mirror');
+      await p.goto(`${base}/admin/sites`);
+      await shot(p, 'phone-sites');
+    } finally {
+      await phone.close();
     }
   });
 

@@ -12,6 +12,8 @@ import { cliActor } from '../../server/services/audit.js';
 import { bootstrapAdmin } from '../../server/services/auth.js';
 import { createGroup } from '../../server/services/groups.js';
 import { createImage } from '../../server/services/images.js';
+import { acceptHeartbeat } from '../../server/services/replicas.js';
+import { createSite } from '../../server/services/sites.js';
 import { makeTempDir, putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 import { launchChromium, signIn, watchPolicyAndErrors, writePackage } from './helpers.js';
 import { consolePages } from '../helpers/api.js';
@@ -83,11 +85,27 @@ describe.sequential('admin console under the Content-Security-Policy', () => {
       mirror.url,
     );
     const group = await createGroup(mirror.runtime, cliActor, { name: 'CSP group', imageId: image.id });
+    // A site with a reporting replica, so the Sites pages show their cards, forms and a route explanation.
+    await createSite(mirror.runtime, cliActor, { name: 'csp-site', networks: ['10.2.0.0/16'] });
+    const { replicaId } = await acceptHeartbeat({ ...mirror.runtime, publicUrl: '' }, 'csp-sync', {
+      publicUrl: 'http://csp-replica.example.lan:8080',
+      site: 'csp-site',
+      version: '1.0.0',
+      mirrorId: 'csp-replica',
+      heartbeatMs: 60_000,
+      verified: [sha],
+    });
 
     await page.goto(`${mirror.url}/admin/login`);
     await expectStyled(page, 'login');
     await signIn(page, mirror.url, PASSWORD);
-    const pages = consolePages({ imageId: image.id, groupId: group.id, sha256: sha });
+    const pages = [
+      ...consolePages({ imageId: image.id, groupId: group.id, sha256: sha }),
+      '/admin/sites/csp-site',
+      '/admin/sites/csp-site/delete',
+      `/admin/sites?ip=10.2.3.4&sha256=${sha}`,
+      `/admin/replicas/${replicaId}/forget`,
+    ];
     for (const path of pages) {
       const res = await page.goto(`${mirror.url}${path}`);
       expect({ path, status: res?.status() }).toEqual({ path, status: 200 });

@@ -184,6 +184,7 @@ export function consolePages(shown: { imageId: number; groupId: number; sha256: 
     '/admin/blobs',
     `/admin/blobs/${shown.sha256}`,
     '/admin/upload',
+    '/admin/sites',
     '/admin/downloads',
     '/admin/history',
     '/admin/settings',

@@ -7,7 +7,7 @@ import type { PortalChange } from '../../server/services/portal-changes.js';
 import { DataTable, PostButton } from '../components.js';
 import { formatBytes, formatDate } from '../layout.js';
 import { PortalChangeBox } from './portal-change.js';
-import type { DownloadCharts } from '../../server/services/download-log.js';
+import type { DownloadCharts, DownloadOrigins } from '../../server/services/download-log.js';
 import { DownloadChartsSection } from './charts.js';
 import { HistoryList } from './history.js';
 
@@ -35,6 +35,8 @@ export interface DashboardData {
   recentChanges: HistoryEntry[];
   /** Bytes per hour and downloads per day, last week (absent: no chart). */
   charts?: DownloadCharts;
+  /** Downloads per site and per serving mirror, last week (null: no site or replica exists, no panel). */
+  origins?: DownloadOrigins | null;
   /** Images whose portal values changed and still wait for the admin to update the portal. */
   pendingPortal: Array<{ id: number; name: string; change: PortalChange }>;
   /** The process that runs the scheduled jobs (null: none has taken the lease yet). */
@@ -89,6 +91,8 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
 
     {data.charts && <DownloadChartsSection charts={data.charts} />}
 
+    {data.origins && <OriginsSection origins={data.origins} />}
+
     <h2>Integrity checks</h2>
     <div class="card">
       {data.checks.running.length === 0 && data.checks.queued.length === 0 ? (
@@ -141,6 +145,77 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
     </p>
   </>
 );
+
+/** Where the last week's downloads came from: per client site, and per mirror that delivered the bytes. */
+const OriginsSection: FC<{ origins: DownloadOrigins }> = ({ origins }) => {
+  const figures = <T extends { downloads: number; bytes: number }>() => [
+    { head: 'Downloads', cell: (r: T) => <td>{r.downloads.toLocaleString('en-US')}</td> },
+    { head: 'Bytes', cell: (r: T) => <td class="nowrap">{formatBytes(r.bytes)}</td> },
+  ];
+  type SiteRow = DownloadOrigins['bySite'][number];
+  type ServerRow = DownloadOrigins['byServer'][number];
+  return (
+    <section aria-labelledby="origins-heading" id="origins">
+      <h2 id="origins-heading">Where downloads come from</h2>
+      <p class="muted">
+        Finished downloads and the bytes Macs received in the last {origins.days} days, by the Mac’s site and by the
+        mirror that sent the bytes (a Mac sent to a replica got them from the replica).{' '}
+        <a href="/admin/sites">Sites and replicas</a>
+      </p>
+      <div class="chart-grid-2">
+        <DataTable
+          rows={origins.bySite}
+          id="origins-sites"
+          caption="Downloads by site"
+          columns={[
+            {
+              head: 'Site',
+              cell: (r: SiteRow) => (
+                <td>
+                  {r.site === null ? (
+                    <span class="muted">outside every site</span>
+                  ) : (
+                    <>
+                      {r.site}
+                      {!r.defined && <span class="muted"> (deleted)</span>}
+                    </>
+                  )}
+                </td>
+              ),
+            },
+            ...figures<SiteRow>(),
+          ]}
+        />
+        <DataTable
+          rows={origins.byServer}
+          id="origins-servers"
+          caption="Downloads by serving mirror"
+          columns={[
+            {
+              head: 'Served by',
+              cell: (r: ServerRow) => (
+                <td>
+                  {r.replica === null ? (
+                    'this mirror'
+                  ) : (
+                    <>
+                      <span class="mono">{r.replica}</span>
+                      <div class="muted">
+                        {r.site !== null ? `replica of ${r.site}` : 'replica'}
+                        {!r.known && ' (forgotten)'}
+                      </div>
+                    </>
+                  )}
+                </td>
+              ),
+            },
+            ...figures<ServerRow>(),
+          ]}
+        />
+      </div>
+    </section>
+  );
+};
 
 /** Which process runs the scheduled checks, GC, sync and clean-ups: the one holding the jobs lease. */
 const LeaderLine: FC<{ leader: LeaderView | null }> = ({ leader }) => {

@@ -21,7 +21,7 @@ export interface DownloadChoices {
   clients: string[];
 }
 
-/** The status of a GET handed to the object storage (redirect mode): no bytes went through goldmirror. */
+/** The status of a GET handed to the object storage or a replica: no bytes went through this mirror. */
 const REDIRECTED = 302;
 
 /** The query string of a filter (page links and live fragments keep it). */
@@ -208,13 +208,24 @@ export const FinishedTable: FC<{ rows: DownloadEntry[]; filtered: boolean }> = (
           </td>
         ),
       },
+      {
+        head: 'Site and server',
+        cell: (d) => (
+          <td>
+            {d.site ?? <span class="muted">no site</span>}
+            <div class={d.servedBy ? 'mono' : 'muted'}>{d.servedBy ?? 'this mirror'}</div>
+          </td>
+        ),
+      },
       imageColumn,
       {
         head: 'Bytes',
         cell: (d) => (
           <td>
             <span class="nowrap">{formatBytes(d.status === REDIRECTED ? d.bytesPlanned : d.bytesSent)}</span>
-            {d.status === REDIRECTED && <div class="muted">asked of the object storage</div>}
+            {d.status === REDIRECTED && (
+              <div class="muted">{d.servedBy ? 'sent by the replica' : 'asked of the object storage'}</div>
+            )}
             {(d.firstByte !== 0 || d.bytesPlanned !== d.size) && (
               <div class="muted">
                 {d.firstByte === null ? 'several ranges' : `from byte ${d.firstByte.toLocaleString('en-US')}`} of{' '}

@@ -1,7 +1,7 @@
 /** The dashboard, and starting or cancelling the integrity checks of every package. */
 import { Hono } from 'hono';
 import { listBlobViews, recentDownloads } from '../../server/services/blobs.js';
-import { downloadCharts } from '../../server/services/download-log.js';
+import { downloadCharts, downloadOrigins } from '../../server/services/download-log.js';
 import { listGroups } from '../../server/services/groups.js';
 import { listHistory } from '../../server/services/history.js';
 import { listImages } from '../../server/services/images.js';
@@ -13,17 +13,20 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
   const app = new Hono<WebEnv>();
 
   app.get('/', async (c) => {
-    const [usage, bucket, blobs, images, groups, integrity, recentChanges, charts, leader] = await Promise.all([
-      deps.store.diskUsage(),
-      bucketUsage(deps.store),
-      listBlobViews(deps, baseOf(c)),
-      listImages(deps, baseOf(c)),
-      listGroups(deps),
-      integritySummary(deps),
-      listHistory(deps, { limit: 10 }).then((h) => h.entries),
-      downloadCharts(deps),
-      deps.leadership.leader(),
-    ]);
+    const [usage, bucket, blobs, images, groups, integrity, recentChanges, charts, origins, leader] = await Promise.all(
+      [
+        deps.store.diskUsage(),
+        bucketUsage(deps.store),
+        listBlobViews(deps, baseOf(c)),
+        listImages(deps, baseOf(c)),
+        listGroups(deps),
+        integritySummary(deps),
+        listHistory(deps, { limit: 10 }).then((h) => h.entries),
+        downloadCharts(deps),
+        downloadOrigins(deps),
+        deps.leadership.leader(),
+      ],
+    );
     const stats = await recentDownloads(deps, 10);
     const byBlob = new Map(blobs.map((b) => [b.sha256, b]));
     return c.render(
@@ -48,6 +51,7 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
             i.portalChange ? [{ id: i.id, name: i.name, change: i.portalChange }] : [],
           ),
           charts,
+          origins,
           leader,
         }}
       />,

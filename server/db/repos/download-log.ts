@@ -85,6 +85,39 @@ export async function bucketTotals(
   return new Map(rows.map((r) => [Number(r.bucket), Number(r.total)]));
 }
 
+/** Downloads and bytes of one (site, served_by) pair since a moment. */
+export interface OriginTotals {
+  site: string | null;
+  servedBy: string | null;
+  downloads: number;
+  bytes: number;
+}
+
+/**
+ * Per client site and serving replica, the rows that finished since `from`:
+ * bodies that carried the file's last byte, and the bytes delivered (a 302
+ * sent none itself, so the bytes it handed over, planned, count instead).
+ */
+export async function originTotals(db: Db, from: number): Promise<OriginTotals[]> {
+  const rows = await db
+    .selectFrom('download_log')
+    .select([
+      'site',
+      'served_by',
+      sql<number>`sum(case when covers_end = 1 then 1 else 0 end)`.as('downloads'),
+      sql<number>`sum(case when status = 302 then bytes_planned else bytes_sent end)`.as('bytes'),
+    ])
+    .where('finished_at', '>=', from)
+    .groupBy(['site', 'served_by'])
+    .execute();
+  return rows.map((r) => ({
+    site: r.site,
+    servedBy: r.served_by,
+    downloads: Number(r.downloads),
+    bytes: Number(r.bytes),
+  }));
+}
+
 /** Deletes up to `batchRows` of the oldest rows that finished before `cutoff`; returns how many. */
 export async function deleteDownloadLogBefore(db: Db, cutoff: number, batchRows: number): Promise<number> {
   const batch = db

@@ -214,6 +214,11 @@ export const DownloadLogPage = z
         status: z.number().int(),
         result: z.enum(['complete', 'resumed', 'aborted']),
         countsAsDownload: z.boolean(),
+        site: z.string().nullable().openapi({ description: "The client's site; null outside every site" }),
+        servedBy: z
+          .string()
+          .nullable()
+          .openapi({ description: 'The replica the client was sent to (status 302); null: this mirror served it' }),
       }),
     ),
     nextBefore: z.number().int().nullable().openapi({ description: 'Pass as `before` for the next (older) page' }),
