@@ -179,10 +179,16 @@ export function sitesApi(deps: ApiDeps): ApiApp {
   app.openapi(explain, async (c) => {
     const { ip, sha256 } = c.req.valid('query');
     const client = canonicalAddress(ip ?? '');
-    if (client === '') throw new AppError('VALIDATION_FAILED', 'invalid query: ip: must be an IPv4 or IPv6 address');
     const digest = sha256Field.safeParse(sha256 ?? '');
-    if (!digest.success)
-      throw new AppError('VALIDATION_FAILED', 'invalid query: sha256: must be 64 hexadecimal digits');
+    // Both problems at once, in the same shape as every other VALIDATION_FAILED.
+    const fields = [
+      ...(client === '' ? [{ field: 'ip', message: 'must be an IPv4 or IPv6 address' }] : []),
+      ...(digest.success ? [] : [{ field: 'sha256', message: 'must be 64 hexadecimal digits' }]),
+    ];
+    if (fields.length > 0 || !digest.success) {
+      const message = `invalid query: ${fields.map((f) => `${f.field}: ${f.message}`).join('; ')}`;
+      throw new AppError('VALIDATION_FAILED', message, { fields });
+    }
     const decision = await explainRoute(
       {
         ...deps,
