@@ -6,7 +6,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { canonicalAddress } from '../../server/http/client-address.js';
-import { addressBits, networkHolds, networkMatcher, parseNetwork, type Network } from '../../server/services/networks.js';
+import {
+  addressBits,
+  networkHolds,
+  networkMatcher,
+  parseNetwork,
+  type Network,
+} from '../../server/services/networks.js';
 import { decideRoute, type RoutingTable } from '../../server/services/routing.js';
 import type { Sha256 } from '../../storage/digest.js';
 
@@ -193,9 +199,12 @@ describe('decideRoute picks the site by the client address', () => {
   const table = (sites: Array<[string, string[]]>): RoutingTable => ({
     loadedAt: 0,
     sites: new Map(sites.map(([name]) => [name, { name, redirects: true }])),
-    matcher: networkMatcher(sites.flatMap(([name, blocks]) => blocks.map((b) => ({ network: network(b), value: name })))),
+    matcher: networkMatcher(
+      sites.flatMap(([name, blocks]) => blocks.map((b) => ({ network: network(b), value: name }))),
+    ),
     replicas: [],
     claims: new Map(),
+    storedPublicUrl: '',
   });
 
   it('says why this mirror serves a client: no site defined, or in none of them', () => {

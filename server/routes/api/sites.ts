@@ -28,6 +28,7 @@ import {
   updateSite,
 } from '../../services/sites.js';
 import { canonicalAddress } from '../../http/client-address.js';
+import { resolvePublicAddress } from '../../services/settings.js';
 import { sha256Field } from '../../services/validation.js';
 import {
   apiApp,
@@ -222,7 +223,12 @@ export function sitesApi(deps: ApiDeps): ApiApp {
         answer,
         replicaId: id,
         needsCheck,
-      } = await acceptHeartbeat({ ...deps, publicUrl: deps.config.publicUrl }, actor.name, c.req.valid('json'));
+      } = await acceptHeartbeat(
+        // MIRROR_PUBLIC_URL, else the address set in the settings: a replica there is this mirror itself.
+        { ...deps, publicUrl: (await resolvePublicAddress(deps)).url ?? '' },
+        actor.name,
+        c.req.valid('json'),
+      );
       // A replica coming (back) is checked at once rather than at the next round.
       if (needsCheck) {
         void probeReplica(probeDeps(deps), id).catch((err: unknown) =>
