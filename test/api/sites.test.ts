@@ -608,6 +608,45 @@ describe('replica heartbeats and admin switches', () => {
   });
 });
 
+describe('this mirror’s public address set in the settings (no MIRROR_PUBLIC_URL)', () => {
+  let p: TestMirror;
+  let r: TestMirror;
+
+  beforeAll(async () => {
+    [p, r] = await Promise.all([startMirror(), startMirror()]);
+  });
+  afterAll(async () => {
+    await p?.close();
+    await r?.close();
+  });
+
+  it('is this mirror too: a heartbeat naming it is REPLICA_IS_SELF, and the explain route passes over a replica there', async () => {
+    const admin = await issueToken(p, 'settings-admin');
+    const syncer = (await createApiToken(p.runtime, cliActor, 'branch', 'sync')).token;
+    const sha = await putBlob(p, testBytes(4_000, 'settings-self'), 'x.pvmp');
+    await putBlob(r, testBytes(4_000, 'settings-self'), 'x.pvmp');
+    expect(p.runtime.config.publicUrl).toBe('');
+    expect(
+      (await call(p.url, 'POST', '/api/v1/sites', { token: admin, json: { name: 'hq', networks: ['10.1.0.0/16'] } }))
+        .status,
+    ).toBe(201);
+    const beat = (publicUrl: string) =>
+      call<{ replica: ReplicaView }>(p.url, 'POST', '/api/v1/replicas/heartbeat', {
+        token: syncer,
+        json: { publicUrl, site: 'hq', version: '0.1.0', mirrorId: 'branch-1', heartbeatMs: 60_000, verified: [sha] },
+      });
+    // A replica registered while the address was another one.
+    expect((await beat(r.url)).status).toBe(200);
+    const set = await call(p.url, 'PATCH', '/api/v1/settings', { token: admin, json: { publicUrl: r.url } });
+    expect(set.status, set.text).toBe(200);
+    expectError(await beat(r.url), 409, 'REPLICA_IS_SELF');
+    const route = await call<Route>(p.url, 'GET', `/api/v1/sites/route?ip=10.1.2.3&sha256=${sha}`, { token: admin });
+    expect(route.body.candidates).toEqual([
+      expect.objectContaining({ publicUrl: r.url, excluded: 'self', detail: 'its URL leads back to this mirror' }),
+    ]);
+  });
+});
+
 describe('GET /api/v1/sites/route explains the decision', () => {
   const clock = fakeClock(Date.now());
   let p: TestMirror;
