@@ -314,3 +314,50 @@ describe('MIRROR_REDIRECTS=off', () => {
     ]);
   });
 });
+
+describe('a replica URL that leads back to the primary', () => {
+  let primary: TestMirror;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    // The primary's address by name; the "replica" reports the same server by its IP address.
+    primary = await startMirror({ port, publicUrl: `http://localhost:${port}` });
+  });
+  afterAll(async () => {
+    await primary?.close();
+  });
+
+  it('is taken out by its first check, before and after it claims packages: no redirect loop', async () => {
+    const data = testBytes(50_000, 'loop');
+    const sha = await putBlob(primary, data, 'loop.pvmp');
+    await createSite(primary.runtime, cliActor, { name: 'branch', networks: ['127.0.0.2/31'] });
+    const token = (await createApiToken(primary.runtime, cliActor, 'branch', 'sync')).token;
+    const self = primary.url.replace('localhost', '127.0.0.1');
+    expect(self).not.toBe(primary.runtime.config.publicUrl);
+    const beat = (verified: string[]) =>
+      call<{ replica: { id: number } }>(primary.url, 'POST', '/api/v1/replicas/heartbeat', {
+        token,
+        json: {
+          publicUrl: self,
+          site: 'branch',
+          version: '0.1.0',
+          mirrorId: 'misconfigured',
+          heartbeatMs: 60_000,
+          verified,
+        },
+      });
+    // Before its first sync it holds nothing: checked by its /healthz.
+    expect((await beat([])).status).toBe(200);
+    const leadsBack = `its URL ${self} leads back to this mirror`;
+    const down = async () => ((await listReplicas(primary.runtime))[0]?.reason === leadsBack ? true : undefined);
+    await waitForValue(down, { what: 'the first check' });
+    expect((await beat([sha])).status).toBe(200);
+    await waitForValue(down, { what: 'the check after the claims' });
+    await new Promise((r) => setTimeout(r, 2_100));
+    for (let i = 0; i < 3; i += 1) {
+      const res = await get(`${primary.url}/d/${sha}/loop.pvmp`, BRANCH_MAC);
+      expect(res.status).toBe(200);
+      expect(res.bytes.equals(data)).toBe(true);
+    }
+  });
+});

@@ -150,6 +150,18 @@ describe('replica probes', () => {
     expect(after.state).toBe('down');
   });
 
+  it('takes out a replica whose URL leads back here also while it claims none of our packages (its /healthz)', async () => {
+    // A replica's first heartbeat often comes before its first sync: nothing to compare yet.
+    const self = `http://127.0.0.1:${primaryPort}`;
+    const view = await beat(self, []);
+    const { result, view: after } = await probe(view.id);
+    expect(result).toEqual({ ok: false, detail: `its URL ${self} leads back to this mirror` });
+    expect(after.state).toBe('down');
+    // So it is not up (and sent Macs) when its next heartbeat claims packages: a redirect to itself.
+    await beat(self, [sha]);
+    expect((await getReplica(primary.runtime, view.id)).state).toBe('down');
+  });
+
   it('takes out a replica that redirects, for a package and (holding none of ours) for /healthz', async () => {
     const redirector = await fakeServer((_req, res) => {
       res.writeHead(302, { Location: 'http://127.0.0.1:9/elsewhere' });
