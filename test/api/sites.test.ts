@@ -30,6 +30,8 @@ import {
   type ApiResult,
 } from '../helpers/api.js';
 import { RANGE_CHECK_EVERY } from '../../server/jobs/replica-checks.js';
+import { sendHeartbeat } from '../../server/jobs/replica-heartbeat.js';
+import { packageVersion } from '../../server/version.js';
 import { fakeClock, type FakeClock } from '../helpers/clock.js';
 import {
   freePort,
@@ -591,6 +593,46 @@ describe('replica heartbeats and admin switches', () => {
     expect(back.body.replica.id).not.toBe(replica!.id);
     expect(back.body.replica).toMatchObject({ weight: 100, enabled: true, state: 'pending' });
     await settled(back.body.replica.id);
+  });
+
+  it("sends a replica's own heartbeat (jobs/replica-heartbeat.ts) and reports the primary's refusal in words", async () => {
+    const send = (changes: { syncToken?: string; syncFrom?: string; publicUrl?: string }) =>
+      sendHeartbeat(
+        {
+          db: r.runtime.db,
+          clock: r.runtime.clock,
+          outbound: r.runtime.ingestDeps.outbound!,
+          config: {
+            syncFrom: p.url,
+            syncToken: syncer,
+            site: 'hq',
+            publicUrl: r.url,
+            heartbeatIntervalMs: 15_000,
+            ...changes,
+          },
+        },
+        { syncedAt: 1_700_000_000_000 },
+      );
+    const answer = await send({});
+    expect(answer.siteKnown).toBe(false);
+    // It claims what its own checks verified (a and b), under its own mirror id and version.
+    expect(answer.replica).toMatchObject({
+      publicUrl: r.url,
+      site: 'hq',
+      version: await packageVersion(),
+      heartbeatIntervalMs: 15_000,
+      lastSyncAt: new Date(1_700_000_000_000).toISOString(),
+      verified: 2,
+      lacks: [c],
+    });
+    await expect(send({ syncToken: 'gm_not-a-token' })).rejects.toThrow(
+      new RegExp(`^the primary ${p.url} refused the heartbeat \\(HTTP 401 UNAUTHORIZED\\)`),
+    );
+    await expect(send({ publicUrl: `${p.runtime.config.publicUrl}/` })).rejects.toThrow(
+      `the primary ${p.url} refused the heartbeat (HTTP 409 REPLICA_IS_SELF): the heartbeat comes from this mirror itself`,
+    );
+    const nowhere = `http://127.0.0.1:${await closedPort()}`;
+    await expect(send({ syncFrom: nowhere })).rejects.toThrow(`cannot reach the primary ${nowhere}: ECONNREFUSED`);
   });
 
   it('records replica changes in the audit log as sentences', async () => {

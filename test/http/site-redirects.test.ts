@@ -18,6 +18,7 @@ import { createApiToken } from '../../server/services/auth.js';
 import { createImage } from '../../server/services/images.js';
 import { acceptHeartbeat, listReplicas } from '../../server/services/replicas.js';
 import { createSite } from '../../server/services/sites.js';
+import { packageVersion } from '../../server/version.js';
 import { call, issueToken } from '../helpers/api.js';
 import { freePort, putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 import { httpRequest, type HttpReply } from '../helpers/http.js';
@@ -101,6 +102,21 @@ describe('downloads of a Mac in a site with a replica', () => {
   afterAll(async () => {
     await replica?.close();
     await primary?.close();
+  });
+
+  it('knows the replica from its own heartbeats: its URL, site, version, last sync and the package it verified', async () => {
+    const [seen] = await listReplicas(primary.runtime);
+    expect(seen).toMatchObject({
+      publicUrl: replica.runtime.config.publicUrl,
+      site: 'branch',
+      version: await packageVersion(),
+      state: 'up',
+      heartbeatIntervalMs: 1000,
+      verified: 1,
+      lacks: [],
+      badCopies: [],
+    });
+    expect(seen!.lastSyncAt).not.toBeNull();
   });
 
   it('answers 302 to the same path on the branch replica, private and never stored; the replica serves the bytes', async () => {
