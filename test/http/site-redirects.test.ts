@@ -331,6 +331,61 @@ describe('MIRROR_REDIRECTS=off', () => {
   });
 });
 
+describe('behind a trusted reverse proxy (MIRROR_TRUST_PROXY)', () => {
+  let primary: TestMirror;
+  let branch: TestMirror;
+
+  beforeAll(async () => {
+    primary = await startNamedMirror({ trustProxy: '127.0.0.1' });
+    branch = await startMirror();
+  });
+  afterAll(async () => {
+    await primary?.close();
+    await branch?.close();
+  });
+
+  it('routes by the forwarded address when the proxy is trusted, in any spelling, and never believes anyone else', async () => {
+    const data = testBytes(20_000, 'proxy');
+    const sha = await putBlob(primary, data, 'proxy.pvmp');
+    await putBlob(branch, data, 'proxy.pvmp');
+    await createSite(primary.runtime, cliActor, { name: 'branch', networks: ['10.2.0.0/16'] });
+    const token = (await createApiToken(primary.runtime, cliActor, 'branch', 'sync')).token;
+    const beat = await call(primary.url, 'POST', '/api/v1/replicas/heartbeat', {
+      token,
+      json: {
+        publicUrl: branch.url,
+        site: 'branch',
+        version: '0.1.0',
+        mirrorId: 'branch-1',
+        heartbeatMs: 60_000,
+        verified: [sha],
+      },
+    });
+    expect(beat.status, beat.text).toBe(200);
+    const link = `${primary.url}/d/${sha}/proxy.pvmp`;
+    const location = `${branch.url}/d/${sha}/proxy.pvmp`;
+    await waitFor(async () => (await get(link, '127.0.0.1', { 'X-Forwarded-For': '10.2.3.4' })).status === 302, {
+      what: 'the replica checked',
+    });
+    for (const forwarded of ['10.2.3.4', '203.0.113.9, 10.2.3.4', '::ffff:10.2.3.4', '::ffff:a02:304']) {
+      const res = await get(link, '127.0.0.1', { 'X-Forwarded-For': forwarded });
+      expect(res.status, forwarded).toBe(302);
+      expect(res.headers.location).toBe(location);
+    }
+    // The proxy's own address is in no site; another Mac's claim to be in the branch is not believed.
+    expect((await get(link, '127.0.0.1')).status).toBe(200);
+    expect((await get(link, '127.0.0.1', { 'X-Forwarded-For': '10.9.9.9' })).status).toBe(200);
+    expect((await get(link, ELSEWHERE_MAC, { 'X-Forwarded-For': '10.2.3.4' })).status).toBe(200);
+    // The log names the Mac and its site.
+    const rows = await downloadLog(primary);
+    expect(rows.filter((r) => r.status === 302).map((r) => [r.client, r.site, r.served_by])).toContainEqual([
+      '10.2.3.4',
+      'branch',
+      branch.url,
+    ]);
+  });
+});
+
 describe('a replica URL that leads back to the primary', () => {
   let primary: TestMirror;
 
