@@ -155,27 +155,16 @@ export function sentence(entry: AuditEntry, names: Names): SentencePart[] {
     case 'site.create':
       return [
         who,
-        t(` created site ${targetId} (${networksOf(d) ?? 'no networks'})`),
-        ...(d.redirects === false ? [t(', redirects off')] : []),
+        t(` created site ${quote(targetId)}`),
+        ...(networkList(d) ? [t(` for ${networkList(d)}`)] : []),
+        ...(d.redirects === false ? [t(', with redirects switched off')] : []),
       ];
-    case 'site.update': {
-      const clauses = [
-        ...(networksOf(d) !== null ? [`networks ${networksOf(d)}`] : []),
-        ...(typeof d.redirects === 'boolean' ? [`redirects ${d.redirects ? 'on' : 'off'}`] : []),
-      ];
-      return [who, t(` changed site ${targetId}${clauses.length ? `: ${clauses.join(', ')}` : ''}`)];
-    }
+    case 'site.update':
+      return [who, t(siteChanges(d, targetId))];
     case 'site.delete':
-      return [who, t(` deleted site ${targetId}`)];
-    case 'replica.update': {
-      const switched = typeof d.enabled === 'boolean' ? (d.enabled ? 'enabled' : 'disabled') : null;
-      const weight = typeof d.weight === 'number' ? d.weight : null;
-      if (switched && weight !== null)
-        return [who, t(` ${switched} replica ${targetId} and set its weight to ${weight}`)];
-      if (switched) return [who, t(` ${switched} replica ${targetId}`)];
-      if (weight !== null) return [who, t(` set the weight of replica ${targetId} to ${weight}`)];
-      return [who, t(` changed replica ${targetId}`)];
-    }
+      return [who, t(` deleted site ${quote(targetId)}`)];
+    case 'replica.update':
+      return [who, t(replicaChanges(d, targetId))];
     case 'replica.delete':
       return [who, t(` forgot replica ${targetId}`)];
     default:
@@ -236,6 +225,34 @@ function imageChanges(d: Record<string, unknown>, blob: (sha256: string) => Sent
   return items.flatMap((item, i) => (i === 0 ? item : [t(', '), ...item]));
 }
 
+/** A site's networks as recorded ("10.1.0.0/16, fd00:1::/64"), or null when the entry has none. */
+function networkList(d: Record<string, unknown>): string | null {
+  if (!Array.isArray(d.networks)) return null;
+  const networks = (d.networks as unknown[]).filter((n): n is string => typeof n === 'string');
+  return networks.length ? networks.join(', ') : null;
+}
+
+/** " changed site “hq”: networks → 10.1.0.0/16 and redirects switched off". */
+function siteChanges(d: Record<string, unknown>, name: string): string {
+  const clauses: string[] = [];
+  const networks = networkList(d);
+  if (networks) clauses.push(`networks → ${networks}`);
+  if (d.redirects === true) clauses.push('redirects switched on');
+  if (d.redirects === false) clauses.push('redirects switched off');
+  if (clauses.length === 0) return ` saved site ${quote(name)} unchanged`;
+  return ` changed site ${quote(name)}: ${clauses.join(' and ')}`;
+}
+
+/** " disabled replica http://branch:8080 and set its weight to 300". */
+function replicaChanges(d: Record<string, unknown>, url: string): string {
+  const weight = typeof d.weight === 'number' ? d.weight : null;
+  const switched = d.enabled === true ? 'enabled' : d.enabled === false ? 'disabled' : null;
+  if (switched && weight !== null) return ` ${switched} replica ${url} and set its weight to ${weight}`;
+  if (switched) return ` ${switched} replica ${url}`;
+  if (weight !== null) return ` set the weight of replica ${url} to ${weight}`;
+  return ` saved replica ${url} unchanged`;
+}
+
 function bundleCounts(d: Record<string, unknown>): string {
   const part = (what: string, r: unknown): string | null => {
     const report = r as { created?: unknown[]; updated?: unknown[] } | undefined;
@@ -247,7 +264,3 @@ function bundleCounts(d: Record<string, unknown>): string {
   return [part('golden images', d.images), part('groups', d.groups)].filter(Boolean).join('; ') || 'nothing changed';
 }
 
-/** A site's recorded networks as one list, or null when the entry has none. */
-function networksOf(d: Record<string, unknown>): string | null {
-  return Array.isArray(d.networks) ? d.networks.filter((n): n is string => typeof n === 'string').join(', ') : null;
-}

@@ -3,7 +3,8 @@
  * written in one canonical spelling (host bits refused, not silently
  * dropped) and a client address matched to the most specific block holding
  * it. IPv4 and IPv6 are separate families; an IPv4-mapped IPv6 client
- * address is matched as IPv4 (canonicalAddress does that first).
+ * address is matched as IPv4, so a mapped block (which could never match) is
+ * refused with the IPv4 block it stands for.
  */
 import { isIP } from 'node:net';
 import { parseCidr } from '../../config/cidr.js';
@@ -85,6 +86,11 @@ export function parseNetwork(entry: string): Network | string {
   const text = `${formatAddress(bits.family, base)}/${cidr.prefix}`;
   if (base !== bits.value)
     return `${JSON.stringify(entry)} has bits set past its /${cidr.prefix} prefix; did you mean ${text}?`;
+  const v4 = unmapped({ family: bits.family, value: base });
+  if (v4.family === 4 && cidr.prefix >= 96) {
+    const meant = `${formatAddress(4, v4.value)}/${cidr.prefix - 96}`;
+    return `${JSON.stringify(entry)} is an IPv4-mapped IPv6 block, and such clients are matched as IPv4; did you mean ${meant}?`;
+  }
   return { family: bits.family, base, prefix: cidr.prefix, text };
 }
 
@@ -95,6 +101,13 @@ export function networkHolds(network: Network, address: { family: 4 | 6; value: 
   return address.value >> hostBits === network.base >> hostBits;
 }
 
+/** An IPv4-mapped IPv6 address (`::ffff:10.1.2.3`, `::ffff:a01:203`) as the IPv4 address it stands for. */
+function unmapped(address: { family: 4 | 6; value: bigint }): { family: 4 | 6; value: bigint } {
+  if (address.family === 6 && address.value >> 32n === 0xffffn)
+    return { family: 4, value: address.value & 0xffffffffn };
+  return address;
+}
+
 /** A matcher over many named networks: the most specific block holding an address wins. */
 export function networkMatcher<T>(entries: ReadonlyArray<{ network: Network; value: T }>): {
   match(address: string): { network: Network; value: T } | null;
@@ -102,8 +115,10 @@ export function networkMatcher<T>(entries: ReadonlyArray<{ network: Network; val
   const sorted = [...entries].sort((a, b) => b.network.prefix - a.network.prefix);
   return {
     match(address) {
-      const bits = addressBits(address);
-      if (!bits) return null;
+      const parsed = addressBits(address);
+      if (!parsed) return null;
+      // Whatever spelling reached here (X-Forwarded-For may carry the hexadecimal one).
+      const bits = unmapped(parsed);
       return sorted.find((e) => networkHolds(e.network, bits)) ?? null;
     },
   };

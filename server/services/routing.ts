@@ -20,6 +20,7 @@ import { downloadUrl } from '../links.js';
 import type { DbDeps } from './deps.js';
 import { networkMatcher } from './networks.js';
 import { replicaState, sameOrigin, type ReplicaState } from './replicas.js';
+import { resolvePublicAddress } from './settings.js';
 import { siteNetworks } from './sites.js';
 
 /**
@@ -38,13 +39,16 @@ export interface RoutingTable {
   replicas: ReplicaRow[];
   /** Per package, the replicas claiming a verified copy, and whether a probe found that copy bad. */
   claims: Map<string, Map<number, boolean>>;
+  /** This mirror's public address as stored in the settings ('' when none): MIRROR_PUBLIC_URL may be unset. */
+  storedPublicUrl: string;
 }
 
 export async function loadRoutingTable(deps: DbDeps): Promise<RoutingTable> {
-  const [sites, replicas, claims] = await Promise.all([
+  const [sites, replicas, claims, address] = await Promise.all([
     listSiteRows(deps.db),
     listReplicaRows(deps.db),
     listReplicaClaims(deps.db),
+    resolvePublicAddress({ db: deps.db, config: { publicUrl: '' } }),
   ]);
   const byPackage = new Map<string, Map<number, boolean>>();
   for (const claim of claims) {
@@ -58,6 +62,7 @@ export async function loadRoutingTable(deps: DbDeps): Promise<RoutingTable> {
     matcher: networkMatcher(sites.flatMap((s) => siteNetworks(s).map((network) => ({ network, value: s.name })))),
     replicas,
     claims: byPackage,
+    storedPublicUrl: address.stored ?? '',
   };
 }
 
@@ -95,13 +100,14 @@ export interface RouteQuery {
   client: string;
   sha256: Sha256;
   now: number;
-  /** This mirror's public URL: a replica at the same origin is this mirror itself. */
+  /** This mirror's public URL (MIRROR_PUBLIC_URL; '' falls back to the stored setting): a replica at the same origin is this mirror itself. */
   ownUrl: string;
 }
 
 /** The decision for one client and package (rules in the module comment; the caller checked the request kind). */
 export function decideRoute(table: RoutingTable, query: RouteQuery): RouteDecision {
   const client = canonicalAddress(query.client) || query.client;
+  const ownUrl = query.ownUrl || table.storedPublicUrl;
   const match = table.matcher.match(client);
   const local = (reason: string, candidates: Candidate[] = []): RouteDecision => ({
     client,
@@ -119,7 +125,7 @@ export function decideRoute(table: RoutingTable, query: RouteQuery): RouteDecisi
     .map((r) => {
       const { state, reason } = replicaState(r, query.now);
       const base = { id: r.id, publicUrl: r.public_url, site: r.site, state, weight: r.weight, score: null };
-      if (query.ownUrl !== '' && sameOrigin(r.public_url, query.ownUrl))
+      if (ownUrl !== '' && sameOrigin(r.public_url, ownUrl))
         return { ...base, excluded: 'self' as const, detail: 'its URL leads back to this mirror' };
       if (state !== 'up') return { ...base, excluded: state, detail: reason };
       if (!holders?.has(r.id))

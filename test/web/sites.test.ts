@@ -397,10 +397,10 @@ describe.sequential('Sites page, replicas and where downloads come from', () => 
     const sentences = async (action: string) =>
       (await listHistory(primary.runtime, { action })).entries.map((e) => e.sentence);
     expect(await sentences('sites')).toEqual([
-      'admin deleted site branch',
-      'admin changed site branch: networks 127.0.0.1/32, redirects on',
-      'admin changed site branch: networks 127.0.0.1/32, 10.3.0.0/16, redirects off',
-      'admin created site branch (127.0.0.1/32, 10.2.0.0/16)',
+      'admin deleted site “branch”',
+      'admin changed site “branch”: networks → 127.0.0.1/32 and redirects switched on',
+      'admin changed site “branch”: networks → 127.0.0.1/32, 10.3.0.0/16 and redirects switched off',
+      'admin created site “branch” for 127.0.0.1/32, 10.2.0.0/16',
     ]);
     expect(await sentences('replicas')).toEqual([
       `admin forgot replica ${branch.url}`,

@@ -28,6 +28,7 @@ import {
   updateSite,
 } from '../../services/sites.js';
 import { canonicalAddress } from '../../http/client-address.js';
+import { resolvePublicAddress } from '../../services/settings.js';
 import { sha256Field } from '../../services/validation.js';
 import {
   apiApp,
@@ -179,10 +180,16 @@ export function sitesApi(deps: ApiDeps): ApiApp {
   app.openapi(explain, async (c) => {
     const { ip, sha256 } = c.req.valid('query');
     const client = canonicalAddress(ip ?? '');
-    if (client === '') throw new AppError('VALIDATION_FAILED', 'invalid query: ip: must be an IPv4 or IPv6 address');
     const digest = sha256Field.safeParse(sha256 ?? '');
-    if (!digest.success)
-      throw new AppError('VALIDATION_FAILED', 'invalid query: sha256: must be 64 hexadecimal digits');
+    // Both problems at once, in the same shape as every other VALIDATION_FAILED.
+    const fields = [
+      ...(client === '' ? [{ field: 'ip', message: 'must be an IPv4 or IPv6 address' }] : []),
+      ...(digest.success ? [] : [{ field: 'sha256', message: 'must be 64 hexadecimal digits' }]),
+    ];
+    if (fields.length > 0 || !digest.success) {
+      const message = `invalid query: ${fields.map((f) => `${f.field}: ${f.message}`).join('; ')}`;
+      throw new AppError('VALIDATION_FAILED', message, { fields });
+    }
     const decision = await explainRoute(
       {
         ...deps,
@@ -215,7 +222,12 @@ export function sitesApi(deps: ApiDeps): ApiApp {
         answer,
         replicaId: id,
         needsCheck,
-      } = await acceptHeartbeat({ ...deps, publicUrl: deps.config.publicUrl }, actor.name, c.req.valid('json'));
+      } = await acceptHeartbeat(
+        // MIRROR_PUBLIC_URL, else the address set in the settings: a replica there is this mirror itself.
+        { ...deps, publicUrl: (await resolvePublicAddress(deps)).url ?? '' },
+        actor.name,
+        c.req.valid('json'),
+      );
       // A replica coming (back) is checked at once rather than at the next round.
       if (needsCheck) {
         void probeReplica(probeDeps(deps), id).catch((err: unknown) =>
