@@ -1,6 +1,7 @@
 /** Temp data dirs, a running goldmirror on port 0, and deterministic test data. */
 import { execFileSync } from 'node:child_process';
 import { createCipheriv, createHash, type Cipher } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -14,13 +15,37 @@ import { ingest } from '../../server/services/ingest.js';
 import { testDatabaseUrl } from './database.js';
 import { testStorageOverrides } from './s3.js';
 
-/** A port that was free a moment ago on 127.0.0.1 (for servers started in child processes). */
+/**
+ * A port that was free a moment ago on 127.0.0.1 (for servers started in child processes, or whose URL must
+ * be known before they start). It is drawn from below the kernel's ephemeral range, so a listener on port 0
+ * or an outgoing connection elsewhere cannot take it between this check and the server's listen.
+ */
 export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
+  const [low] = ephemeralRange();
+  const top = Math.min(low, 32768);
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const port = 10_000 + Math.floor(Math.random() * (top - 10_000));
+    if (await canListen(port)) return port;
+  }
+  throw new Error('no free port found below the ephemeral range');
+}
+
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low && high && low > 10_000 + 1000) return [low, high];
+  } catch {
+    // not Linux: the IANA range
+  }
+  return [49152, 65535];
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
 
 export async function makeTempDir(prefix = 'goldmirror-test-'): Promise<string> {
