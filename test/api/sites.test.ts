@@ -807,7 +807,7 @@ describe('GET /api/v1/sites/route explains the decision', () => {
       site: 'hq',
       network: '10.1.0.0/16',
       replica: { id: replica.id, publicUrl: r1.url },
-      location: `${r1.url}/d/${a}/<name>.pvmp`,
+      location: `${r1.url}/d/${a}/p0.pvmp`,
       reason: null,
       packageStored: true,
       candidates: [
