@@ -263,4 +263,3 @@ function bundleCounts(d: Record<string, unknown>): string {
   };
   return [part('golden images', d.images), part('groups', d.groups)].filter(Boolean).join('; ') || 'nothing changed';
 }
-
