@@ -9,9 +9,6 @@
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../server/log.js';
-import { openRuntime } from '../../server/runtime.js';
-import { startServer } from '../../server/serve.js';
 import { cliActor } from '../../server/services/audit.js';
 import { createApiToken } from '../../server/services/auth.js';
 import type { ReplicaView } from '../../server/services/replicas.js';
@@ -33,40 +30,14 @@ import { RANGE_CHECK_EVERY } from '../../server/jobs/replica-checks.js';
 import { sendHeartbeat } from '../../server/jobs/replica-heartbeat.js';
 import { packageVersion } from '../../server/version.js';
 import { fakeClock, type FakeClock } from '../helpers/clock.js';
-import {
-  freePort,
-  makeTempDir,
-  putBlob,
-  sha256Hex,
-  startMirror,
-  testBytes,
-  testConfig,
-  type TestMirror,
-} from '../helpers/env.js';
+import { freePort, putBlob, sha256Hex, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 import { waitForValue } from '../helpers/wait.js';
 
 type Route = RouteDecision & { packageStored: boolean; location: string | null };
 
 /** A mirror on `dir` (a fresh one unless given) whose services read `clock`. */
-async function startClockedMirror(
-  clock: FakeClock,
-  overrides: Record<string, unknown>,
-  dir?: string,
-): Promise<TestMirror> {
-  const dataDir = dir ?? (await makeTempDir());
-  const runtime = await openRuntime(testConfig(dataDir, overrides), createLogger('silent'), { clock });
-  const server = await startServer(runtime);
-  return {
-    dir: dataDir,
-    runtime,
-    server,
-    url: server.url,
-    async close() {
-      await server.close(1000);
-      await runtime.close();
-      if (!dir) await fs.rm(dataDir, { recursive: true, force: true });
-    },
-  };
+function startClockedMirror(clock: FakeClock, overrides: Record<string, unknown>, dir?: string): Promise<TestMirror> {
+  return startMirror(overrides, { clock, dir });
 }
 
 /** A primary on a port known in advance, so MIRROR_PUBLIC_URL can name it. */

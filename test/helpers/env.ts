@@ -11,6 +11,7 @@ import { isError } from '../../server/errors.js';
 import { createLogger } from '../../server/log.js';
 import { openRuntime, type Runtime } from '../../server/runtime.js';
 import { startServer, type ServerHandle } from '../../server/serve.js';
+import type { Clock } from '../../server/services/deps.js';
 import { ingest } from '../../server/services/ingest.js';
 import { testDatabaseUrl } from './database.js';
 import { testStorageOverrides } from './s3.js';
@@ -93,11 +94,17 @@ export interface TestMirror {
   close(): Promise<void>;
 }
 
-/** A real goldmirror listening on 127.0.0.1:<ephemeral> over a fresh data dir. */
-export async function startMirror(overrides: Record<string, unknown> = {}): Promise<TestMirror> {
-  const dir = await makeTempDir();
+/**
+ * A real goldmirror listening on 127.0.0.1:<ephemeral> over a fresh data dir, or over `dir` (kept on close);
+ * with `clock`, its services read that clock.
+ */
+export async function startMirror(
+  overrides: Record<string, unknown> = {},
+  options: { clock?: Clock; dir?: string } = {},
+): Promise<TestMirror> {
+  const dir = options.dir ?? (await makeTempDir());
   const config = testConfig(dir, overrides);
-  const runtime = await openRuntime(config, createLogger('silent'));
+  const runtime = await openRuntime(config, createLogger('silent'), { clock: options.clock });
   const server = await startServer(runtime);
   return {
     dir,
@@ -107,7 +114,7 @@ export async function startMirror(overrides: Record<string, unknown> = {}): Prom
     async close() {
       await server.close(1000);
       await runtime.close();
-      await fs.rm(dir, { recursive: true, force: true });
+      if (!options.dir) await fs.rm(dir, { recursive: true, force: true });
     },
   };
 }

@@ -10,11 +10,8 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../server/log.js';
 import { probeDeps } from '../../server/jobs/probe-deps.js';
 import { checkReplicas, probeReplica, RANGE_CHECK_EVERY, type ProbeDeps } from '../../server/jobs/replica-checks.js';
-import { openRuntime } from '../../server/runtime.js';
-import { startServer } from '../../server/serve.js';
 import {
   acceptHeartbeat,
   getReplica,
@@ -26,7 +23,7 @@ import { cliActor } from '../../server/services/audit.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { closedPort } from '../helpers/api.js';
 import { fakeClock } from '../helpers/clock.js';
-import { freePort, makeTempDir, putBlob, startMirror, testBytes, testConfig, type TestMirror } from '../helpers/env.js';
+import { freePort, putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 
 /** An HTTP server answering every request with `answer`; counts the requests it got. */
 async function fakeServer(
@@ -77,29 +74,11 @@ describe('replica probes', () => {
 
   beforeAll(async () => {
     primaryPort = await freePort();
-    const dir = await makeTempDir();
     // Its public address is spelled by name: a replica URL of 127.0.0.1:<its port> is another origin, the same server.
-    const runtime = await openRuntime(
-      testConfig(dir, {
-        port: primaryPort,
-        publicUrl: `http://localhost:${primaryPort}`,
-        replicaCheckIntervalMs: 3_600_000,
-      }),
-      createLogger('silent'),
+    primary = await startMirror(
+      { port: primaryPort, publicUrl: `http://localhost:${primaryPort}`, replicaCheckIntervalMs: 3_600_000 },
       { clock },
     );
-    const server = await startServer(runtime);
-    primary = {
-      dir,
-      runtime,
-      server,
-      url: server.url,
-      async close() {
-        await server.close(1000);
-        await runtime.close();
-        await fs.rm(dir, { recursive: true, force: true });
-      },
-    };
     deps = probeDeps(primary.runtime);
     replica = await startMirror();
     data = testBytes(200_000, 'probe');
