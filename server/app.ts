@@ -11,6 +11,7 @@ import { createApi } from './routes/api.js';
 import { createWebApp } from '../web/app.js';
 import type { AppDeps } from './app-deps.js';
 import { checkHealth, publicHealth } from './services/health.js';
+import { HOP_HEADER, MIRROR_ID_HEADER, mirrorIdOf } from './services/routing.js';
 import { securityHeaders } from './http/security-headers.js';
 import { STYLE_SOURCE } from '../web/layout.js';
 
@@ -56,7 +57,14 @@ export function createApp(deps: AppDeps): Hono {
 
   app.use('*', redirectTrailingSlash());
 
+  const mirrorId = mirrorIdOf(deps);
   app.get('/healthz', async (c) => {
+    // Another goldmirror's probe learns whose health this is: a replica URL leading back to the prober is caught.
+    if (c.req.header(HOP_HEADER) !== undefined) {
+      // Without its database the report below says so; the id is then left out rather than failing the answer.
+      const id = await mirrorId().catch(() => null);
+      if (id !== null) c.header(MIRROR_ID_HEADER, id);
+    }
     // Status and a reason code only; the details are at GET /api/v1/health (read scope).
     const report = await checkHealth({ ...deps, minFreeBytes: deps.config.minFreeBytes });
     return c.json(publicHealth(report), report.ok ? 200 : 503);

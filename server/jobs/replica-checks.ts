@@ -107,6 +107,8 @@ async function runProbe(deps: ProbeDeps, row: ReplicaRow): Promise<ProbeResult> 
     // Nothing to compare: it must at least answer as a goldmirror that is not this one.
     const res = await get(deps, `${row.public_url}/healthz`, { method: 'GET', headers });
     await res.body?.cancel().catch(() => undefined);
+    if (res.headers.get(MIRROR_ID_HEADER) === ownId)
+      return { ok: false, detail: `its URL ${row.public_url} leads back to this mirror` };
     if (res.status >= 300 && res.status < 400)
       return { ok: false, detail: `its /healthz answered a redirect (HTTP ${res.status})` };
     if (res.status !== 200) return { ok: false, detail: `its /healthz answered HTTP ${res.status}` };
