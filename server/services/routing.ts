@@ -113,10 +113,12 @@ export function decideRoute(table: RoutingTable, query: RouteQuery): RouteDecisi
   if (!match) return local(table.sites.size === 0 ? 'no site is defined' : 'the client is in no site');
   const site = table.sites.get(match.value)!;
   const holders = table.claims.get(query.sha256);
+  // Heartbeats as of the rows' reading: one a replica sent since then is not in them.
+  const asOf = Math.min(query.now, table.loadedAt);
   const candidates: Candidate[] = table.replicas
     .filter((r) => r.site === site.name)
     .map((r) => {
-      const { state, reason } = replicaState(r, query.now);
+      const { state, reason } = replicaState(r, asOf);
       const base = { id: r.id, publicUrl: r.public_url, site: r.site, state, weight: r.weight, score: null };
       if (query.ownUrl !== '' && sameOrigin(r.public_url, query.ownUrl))
         return { ...base, excluded: 'self' as const, detail: 'its URL leads back to this mirror' };
@@ -188,10 +190,13 @@ export function mirrorIdOf(deps: Pick<DbDeps, 'db'>): () => Promise<string> {
 
 /** How long a process routes with the rows it read before reading them again. */
 export const ROUTING_TABLE_TTL_MS = 2_000;
+/** Rows this old (no download for a while) are read again before the decision rather than after it. */
+export const ROUTING_TABLE_MAX_AGE_MS = 3 * ROUTING_TABLE_TTL_MS;
 
 /**
  * The routing table of one process: read again at most every ROUTING_TABLE_TTL_MS, in the background, so
- * the download path waits for the database only on the very first request.
+ * the download path waits for the database only on the very first request, and on the first one after a
+ * quiet spell (ROUTING_TABLE_MAX_AGE_MS), which must not be decided on what was true long before.
  */
 export function createRouter(
   deps: DbDeps,
@@ -211,7 +216,9 @@ export function createRouter(
   return {
     async table() {
       if (!table) return load();
-      if (deps.clock.now() - table.loadedAt >= ROUTING_TABLE_TTL_MS) load().catch(onError);
+      const age = deps.clock.now() - table.loadedAt;
+      if (age >= ROUTING_TABLE_MAX_AGE_MS) return load();
+      if (age >= ROUTING_TABLE_TTL_MS) load().catch(onError);
       return table;
     },
     current: () => table,
