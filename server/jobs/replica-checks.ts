@@ -64,7 +64,8 @@ export async function checkReplicas(deps: ProbeDeps, signal?: AbortSignal): Prom
   const queue = [...rows];
   const worker = async (): Promise<void> => {
     for (let row = queue.shift(); row && !signal?.aborted; row = queue.shift()) {
-      const { state, reason } = replicaState(row, deps.clock.now());
+      // Silence judged apart from the last verdict: a replica already down is not probed back up while it is silent.
+      const { state, reason } = replicaState({ ...row, check_state: 'up' }, deps.clock.now());
       // Missed heartbeats take it out; only a probe after it speaks again puts it back.
       if (state === 'stale') await record(deps, row, { ok: false, detail: `missed its heartbeats (${reason})` });
       else await probeReplica(deps, row.id);
