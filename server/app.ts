@@ -59,8 +59,12 @@ export function createApp(deps: AppDeps): Hono {
 
   const mirrorId = mirrorIdOf(deps);
   app.get('/healthz', async (c) => {
-    // Another goldmirror's probe learns whose health this is: a replica URL that leads back here is caught.
-    if (c.req.header(HOP_HEADER) !== undefined) c.header(MIRROR_ID_HEADER, await mirrorId());
+    // Another goldmirror's probe learns whose health this is: a replica URL leading back to the prober is caught.
+    if (c.req.header(HOP_HEADER) !== undefined) {
+      // Without its database the report below says so; the id is then left out rather than failing the answer.
+      const id = await mirrorId().catch(() => null);
+      if (id !== null) c.header(MIRROR_ID_HEADER, id);
+    }
     // Status and a reason code only; the details are at GET /api/v1/health (read scope).
     const report = await checkHealth({ ...deps, minFreeBytes: deps.config.minFreeBytes });
     return c.json(publicHealth(report), report.ok ? 200 : 503);

@@ -64,7 +64,8 @@ export async function checkReplicas(deps: ProbeDeps, signal?: AbortSignal): Prom
   const queue = [...rows];
   const worker = async (): Promise<void> => {
     for (let row = queue.shift(); row && !signal?.aborted; row = queue.shift()) {
-      const { state, reason } = replicaState(row, deps.clock.now());
+      // Silence judged apart from the last verdict: a replica already down is not probed back up while it is silent.
+      const { state, reason } = replicaState({ ...row, check_state: 'up' }, deps.clock.now());
       // Missed heartbeats take it out; only a probe after it speaks again puts it back.
       if (state === 'stale') await record(deps, row, { ok: false, detail: `missed its heartbeats (${reason})` });
       else await probeReplica(deps, row.id);
@@ -115,7 +116,11 @@ async function runProbe(deps: ProbeDeps, row: ReplicaRow): Promise<ProbeResult> 
     return { ok: true, detail: 'answers; holds no package of this mirror yet' };
   }
   // A copy marked bad is probed first: only a passing probe of it (or the replica dropping it) clears it.
-  const claim = comparable.find((c) => c.bad === 1) ?? comparable[row.checks % comparable.length]!;
+  const rangeProbe = row.checks % RANGE_CHECK_EVERY === 0;
+  // Range probes walk the claims by their own count: on the HEADs' walk they would meet only the claims whose
+  // position is a multiple of RANGE_CHECK_EVERY modulo the count (one claim in five when a replica holds five).
+  const position = rangeProbe ? row.checks / RANGE_CHECK_EVERY : row.checks;
+  const claim = comparable.find((c) => c.bad === 1) ?? comparable[position % comparable.length]!;
   const sha256 = claim.sha256 as Sha256;
   const size = held.get(sha256)!;
   const url = `${row.public_url}/d/${sha256}/${sha256}.pvmp`;
@@ -135,7 +140,7 @@ async function runProbe(deps: ProbeDeps, row: ReplicaRow): Promise<ProbeResult> 
   const etag = head.headers.get('etag');
   if (etag !== `"${sha256}"`) return { ok: false, detail: `answers ETag ${etag ?? '(none)'} for package ${short}` };
 
-  if (claim.bad === 1 || row.checks % RANGE_CHECK_EVERY === 0) {
+  if (claim.bad === 1 || rangeProbe) {
     const compared = await compareRange(deps, url, headers, sha256, size);
     if (compared) {
       await markReplicaBlob(deps.db, row.id, sha256, true);

@@ -120,10 +120,12 @@ export function decideRoute(table: RoutingTable, query: RouteQuery): RouteDecisi
   if (!match) return local(table.sites.size === 0 ? 'no site is defined' : 'the client is in no site');
   const site = table.sites.get(match.value)!;
   const holders = table.claims.get(query.sha256);
+  // Heartbeats as of the rows' reading: one a replica sent since then is not in them.
+  const asOf = Math.min(query.now, table.loadedAt);
   const candidates: Candidate[] = table.replicas
     .filter((r) => r.site === site.name)
     .map((r) => {
-      const { state, reason } = replicaState(r, query.now);
+      const { state, reason } = replicaState(r, asOf);
       const base = { id: r.id, publicUrl: r.public_url, site: r.site, state, weight: r.weight, score: null };
       if (ownUrl !== '' && sameOrigin(r.public_url, ownUrl))
         return { ...base, excluded: 'self' as const, detail: 'its URL leads back to this mirror' };
