@@ -17,6 +17,7 @@ import { createDownloadRoute } from './http/download-wiring.js';
 import { closeServer, createPlainServer, listen, localUrl, readTlsFiles } from './http/listeners.js';
 import { createUploadServer } from './http/uploads.js';
 import { startNodeJobs } from './jobs/node-jobs.js';
+import { createHeartbeats } from './jobs/replica-heartbeat.js';
 import type { Runtime } from './runtime.js';
 import { resolvePublicAddress } from './services/settings.js';
 
@@ -73,6 +74,8 @@ export async function startServer(runtime: Runtime): Promise<ServerHandle> {
   // Only the process holding the jobs lease runs them (one leader per database).
   const listening = `${config.host}:${(server.address() as AddressInfo).port}`;
   await runtime.leadership.start(() => startNodeJobs(runtime, clock, dropExpiredUploads), listening);
+  // Every process of a replica tells the primary it serves: one restarted after a crash need not wait for the lease.
+  const heartbeats = createHeartbeats(runtime, clock).start();
 
   return {
     server,
@@ -81,7 +84,11 @@ export async function startServer(runtime: Runtime): Promise<ServerHandle> {
     async close(timeoutMs = config.shutdownTimeoutMs) {
       downloads.unhook();
       // Stop accepting and stop the jobs at once; running transfers get up to timeoutMs, then are cut.
-      await Promise.all([runtime.leadership.stop(), ...servers.map((s) => closeServer(s, timeoutMs))]);
+      await Promise.all([
+        runtime.leadership.stop(),
+        heartbeats.stop(),
+        ...servers.map((s) => closeServer(s, timeoutMs)),
+      ]);
       await downloads.close();
     },
   };

@@ -16,7 +16,7 @@ import { collectGarbage } from '../services/gc.js';
 import type { Clock } from '../services/deps.js';
 import { probeDeps } from './probe-deps.js';
 import { checkReplicas } from './replica-checks.js';
-import { sendHeartbeat } from './replica-heartbeat.js';
+import { createHeartbeats } from './replica-heartbeat.js';
 import { every } from './scheduler.js';
 import { queueDueChecks } from './verify-schedule.js';
 
@@ -40,28 +40,7 @@ export function startNodeJobs(
   const scheduledChecks = new Set<Sha256>();
   const warnUploads = (err: unknown): void => log.warn({ err }, 'could not clean expired uploads');
   const firstSweep = dropExpiredUploads().catch(warnUploads);
-  // A replica (MIRROR_SITE with MIRROR_SYNC_FROM) reports to its primary; the last sync's time goes along.
-  const isReplica = config.syncFrom !== '' && config.site !== '';
-  let lastSyncAt: number | null = null;
-  let heartbeatFailing = false;
-  const heartbeatFailed = (err: unknown): void => {
-    // One line per outage, not one per interval.
-    if (!heartbeatFailing) log.error({ err, primary: config.syncFrom }, 'heartbeat to the primary failed');
-    heartbeatFailing = true;
-  };
-  const beat = async (signal: AbortSignal, syncedAt: number | null): Promise<void> => {
-    if (syncedAt !== null) lastSyncAt = syncedAt;
-    const outbound = runtime.ingestDeps.outbound;
-    if (!outbound) return;
-    const answer = await sendHeartbeat({ db, clock, config, outbound }, { syncedAt: lastSyncAt, signal });
-    if (heartbeatFailing) log.info({ primary: config.syncFrom }, 'heartbeat to the primary accepted again');
-    heartbeatFailing = false;
-    if (!answer.siteKnown)
-      log.warn(
-        { site: config.site, primary: config.syncFrom },
-        'the primary has no site of this name (MIRROR_SITE): no Mac is sent here until an admin creates it',
-      );
-  };
+  const heartbeats = createHeartbeats(runtime, clock);
   const jobs = [
     config.verifyIntervalMs > 0
       ? every(
@@ -123,14 +102,11 @@ export function startNodeJobs(
               'sync finished',
             );
             // A replica tells its primary at once what it now holds.
-            if (isReplica) await beat(signal, clock.now());
+            await heartbeats.afterSync(clock.now(), signal);
           },
           (err) => log.error({ err, from: config.syncFrom }, 'scheduled sync failed'),
           { atStart: true },
         )
-      : null,
-    isReplica
-      ? every(clock, config.heartbeatIntervalMs, (signal) => beat(signal, null), heartbeatFailed, { atStart: true })
       : null,
     // A primary probes the replicas that report to it (none: one cheap query per interval).
     config.syncFrom === ''

@@ -1,5 +1,6 @@
 /**
- * A replica's side of sites: between syncs, and right after each one, it
+ * A replica's side of sites: between syncs (from every serving process, so a
+ * restarted one speaks at once), and right after each sync (the leader), it
  * tells its primary (MIRROR_SYNC_FROM) where its site's Macs reach it
  * (MIRROR_PUBLIC_URL), which site it serves (MIRROR_SITE), its version, and
  * the packages its own checks have verified. A package its check finds
@@ -13,6 +14,9 @@ import type { DbDeps } from '../services/deps.js';
 import { verifiedPackages, type HeartbeatAnswer } from '../services/replicas.js';
 import { HOP_HEADER, mirrorIdOf } from '../services/routing.js';
 import { packageVersion } from '../version.js';
+import type { CoreDeps } from '../app-deps.js';
+import type { Clock } from '../services/deps.js';
+import { every } from './scheduler.js';
 
 export const HEARTBEAT_PATH = '/api/v1/replicas/heartbeat';
 
@@ -71,4 +75,53 @@ export async function sendHeartbeat(
     );
   }
   return answer as HeartbeatAnswer;
+}
+
+/**
+ * The heartbeats of one process of a replica (MIRROR_SITE with MIRROR_SYNC_FROM; nothing otherwise): every
+ * MIRROR_HEARTBEAT_INTERVAL from the start (`start`), and one after each sync with its time (`afterSync`).
+ * A failing primary is logged once per outage, not once per interval.
+ */
+export function createHeartbeats(
+  runtime: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'log' | 'ingestDeps'>,
+  clock: Clock,
+): { start(): { stop(): Promise<void> }; afterSync(at: number, signal: AbortSignal): Promise<void> } {
+  const { db, config, log } = runtime;
+  const isReplica = config.syncFrom !== '' && config.site !== '';
+  const outbound = runtime.ingestDeps.outbound;
+  let failing = false;
+  let warnedSite = false;
+  const beat = async (signal: AbortSignal, syncedAt: number | null): Promise<void> => {
+    if (!isReplica || !outbound) return;
+    let answer: HeartbeatAnswer;
+    try {
+      answer = await sendHeartbeat({ db, clock, config, outbound }, { syncedAt, signal });
+    } catch (err) {
+      if (signal.aborted) return;
+      if (!failing) log.error({ err, primary: config.syncFrom }, 'heartbeat to the primary failed');
+      failing = true;
+      return;
+    }
+    if (failing) log.info({ primary: config.syncFrom }, 'heartbeat to the primary accepted again');
+    failing = false;
+    if (!answer.siteKnown && !warnedSite)
+      log.warn(
+        { site: config.site, primary: config.syncFrom },
+        'the primary has no site of this name (MIRROR_SITE): no Mac is sent here until an admin creates it',
+      );
+    warnedSite = !answer.siteKnown;
+  };
+  return {
+    start: () =>
+      isReplica
+        ? every(
+            clock,
+            config.heartbeatIntervalMs,
+            (signal) => beat(signal, null),
+            () => undefined,
+            { atStart: true },
+          )
+        : { stop: () => Promise.resolve() },
+    afterSync: (at, signal) => beat(signal, at),
+  };
 }

@@ -81,8 +81,6 @@ describe('a primary and two replicas of one site', () => {
       MIRROR_SITE: 'branch',
       // One sync, at start: a package added later stays missing on the replicas.
       MIRROR_SYNC_INTERVAL: '1h',
-      // A replica restarted after kill -9 runs its jobs (heartbeats) once its dead process's jobs lease has run out.
-      MIRROR_LEADER_LEASE: '2s',
     };
     a = await nodes.node('a', replicaEnv);
     b = await nodes.node('b', replicaEnv);
