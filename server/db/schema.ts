@@ -93,8 +93,9 @@ export interface LoginFailuresTable {
   locked_until: number;
 }
 
-/** Who this mirror is (migration 0011): one row, made once. */
+/** Who this mirror is (migration 0011): one row, key 'self', made by the first process that needs it. */
 export interface MirrorIdentityTable {
+  key: 'self';
   id: string;
   created_at: number;
 }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { flag, idKey, indexOn, oneOf, required, timestamps } from './columns.js';
 
@@ -7,12 +6,13 @@ import { flag, idKey, indexOn, oneOf, required, timestamps } from './columns.js'
 // replica of its own site that holds a verified copy of the package.
 export async function up(db: Kysely<any>): Promise<void> {
   // Who this mirror is: probes and sync fetches carry it, so a replica URL that leads back here is recognised.
+  // One row, keyed 'self', made by the first process that needs it (so a fresh database holds no rows).
   await db.schema
     .createTable('mirror_identity')
-    .addColumn('id', 'varchar(64)', (col) => col.primaryKey())
+    .addColumn('key', 'varchar(16)', (col) => col.primaryKey().check(sql`"key" = 'self'`))
+    .addColumn('id', 'varchar(64)', required)
     .addColumn('created_at', 'bigint', required)
     .execute();
-  await db.insertInto('mirror_identity').values({ id: randomUUID(), created_at: Date.now() }).execute();
 
   // A site: its client networks as a JSON array of CIDR blocks; `redirects` 0 keeps its Macs on this mirror.
   await db.schema

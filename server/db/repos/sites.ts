@@ -1,4 +1,5 @@
 /** The `sites`, `replicas`, `replica_blobs` and `mirror_identity` tables (migration 0011). */
+import { randomUUID } from 'node:crypto';
 import type { Insertable, Selectable } from 'kysely';
 import type { Db } from '../open.js';
 import type { ReplicasTable, SitesTable } from '../schema.js';
@@ -6,8 +7,16 @@ import type { ReplicasTable, SitesTable } from '../schema.js';
 export type SiteRow = Selectable<SitesTable>;
 export type ReplicaRow = Selectable<ReplicasTable>;
 
+/** This mirror's id: made once, by whichever process asks first (the insert of a second one changes nothing). */
 export async function getMirrorId(db: Db): Promise<string> {
-  const row = await db.selectFrom('mirror_identity').select('id').executeTakeFirstOrThrow();
+  const existing = await db.selectFrom('mirror_identity').select('id').where('key', '=', 'self').executeTakeFirst();
+  if (existing) return existing.id;
+  await db
+    .insertInto('mirror_identity')
+    .values({ key: 'self', id: randomUUID(), created_at: Date.now() })
+    .onConflict((oc) => oc.column('key').doNothing())
+    .execute();
+  const row = await db.selectFrom('mirror_identity').select('id').where('key', '=', 'self').executeTakeFirstOrThrow();
   return row.id;
 }
 
