@@ -61,12 +61,15 @@ export function createDownloadObserver(
     metrics.activeDownloads.inc();
     const endActivity = activity.begin(start.sha256);
     const startedAt = performance.now();
+    // Who and where, worked out once per body (the log and the site counter both need them).
+    const client = start.request ? clientOf(start.request) : '';
+    const site = start.request ? siteOf(client) : null;
     const logged =
       start.request && start.response
-        ? logEntry(activity, start, l, start.request, start.response, clientOf, siteOf, clock.now())
+        ? logEntry(activity, start, l, start.request, start.response, { client, site }, clock.now())
         : null;
     if (start.request && start.request.headers['user-agent'] !== LINK_CHECK_USER_AGENT)
-      metrics.siteDownloads.inc({ site: siteOf(clientOf(start.request)) ?? '', served_by: 'local' });
+      metrics.siteDownloads.inc({ site: site ?? '', served_by: 'local' });
     return ({ bytes, complete }) => {
       endActivity();
       metrics.activeDownloads.dec();
@@ -152,8 +155,7 @@ function logEntry(
   l: Labels,
   req: IncomingMessage,
   res: ServerResponse,
-  clientOf: (req: IncomingMessage) => string,
-  siteOf: (client: string) => string | null,
+  who: { client: string; site: string | null },
   startedAt: number,
 ) {
   const userAgent = headerText(req.headers['user-agent']);
@@ -170,9 +172,9 @@ function logEntry(
     imageId: l.imageId,
     imageName: l.image || null,
     arch: l.arch || null,
-    client: clientOf(req),
+    client: who.client,
     userAgent: userAgent.slice(0, MAX_USER_AGENT_CHARS),
-    site: siteOf(clientOf(req)),
+    site: who.site,
     servedBy: null,
     status: start.status,
     // A multipart answer (several ranges) has no single first byte.
