@@ -111,7 +111,10 @@ export const configSchema = z
         message: 'must be 1-64 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit',
       }),
     /** How often a replica tells its primary that it is alive and which packages it holds verified. */
-    heartbeatIntervalMs: durationMs.min(1000).default(30_000),
+    heartbeatIntervalMs: durationMs
+      .min(1000)
+      .max(24 * 60 * 60 * 1000)
+      .default(30_000),
     /** How often the primary probes each replica (a HEAD, now and then a range compared with its own bytes). */
     replicaCheckIntervalMs: durationMs.min(1000).default(60_000),
     /** `off`: the primary serves every Mac itself, whatever sites and replicas say. */

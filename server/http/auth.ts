@@ -101,11 +101,14 @@ export function csrfMatches(expected: string, sent: string | undefined): boolean
  * heartbeat need `sync`; any
  * other GET/HEAD of the API or /metrics needs `read`; everything else `admin`.
  */
+/** A replica's heartbeat: scope `sync` or `admin` (not `read`, although read otherwise includes sync). */
+const HEARTBEAT_PATH = '/api/v1/replicas/heartbeat';
+
 export function requiredScope(method: string, path: string): TokenScope {
   const reading = method === 'GET' || method === 'HEAD';
   if (reading && path === '/api/v1/export/manifest') return 'sync';
   // A replica's heartbeat to its primary carries the same sync token as its syncs.
-  if (method === 'POST' && path === '/api/v1/replicas/heartbeat') return 'sync';
+  if (method === 'POST' && path === HEARTBEAT_PATH) return 'sync';
   if (reading && (path.startsWith('/api/v1/') || path === '/metrics')) return 'read';
   return 'admin';
 }
@@ -118,7 +121,9 @@ export function requireAdmin(deps: DbDeps, options: RequireAdminOptions): Middle
       const token = match?.[1] ? await authenticateApiToken(deps, match[1]) : null;
       if (!token) throw new AppError('UNAUTHORIZED', 'the API token is invalid or revoked');
       const needed = requiredScope(c.req.method, c.req.path);
-      if (!scopeAllows(token.scope, needed)) {
+      // A heartbeat makes a replica, which Macs are then sent to: a monitoring (read) token may not.
+      const heartbeat = c.req.method === 'POST' && c.req.path === HEARTBEAT_PATH;
+      if (!scopeAllows(token.scope, needed) || (heartbeat && token.scope === 'read')) {
         throw new AppError(
           'TOKEN_SCOPE',
           `the API token ${JSON.stringify(token.name)} has scope "${token.scope}"; ${c.req.method} ${c.req.path} needs scope "${needed}"`,

@@ -18,7 +18,11 @@ export interface SiteRouting {
    * Where this GET goes: the replica's URL for the request's path, or null to serve it here. Answers a
    * request from another goldmirror with this mirror's id (MIRROR_ID_HEADER) on `res`.
    */
-  route(req: IncomingMessage, res: ServerResponse, sha256: Sha256): Promise<{ location: string; site: string } | null>;
+  route(
+    req: IncomingMessage,
+    res: ServerResponse,
+    sha256: Sha256,
+  ): Promise<{ location: string; site: string; replica: string } | null>;
   /** The site of a client address by the rows last read (null outside every site, or before the first read). */
   siteOf(client: string): string | null;
 }
@@ -39,6 +43,7 @@ export function createSiteRouting(
         return null;
       }
       if (!mayRedirect || req.method !== 'GET' || req.headers['user-agent'] === LINK_CHECK_USER_AGENT) return null;
+      if (!sameAnswerElsewhere(req)) return null;
       // Sites are an optimisation of where the bytes come from: if they cannot be read, serve here.
       const table = await router.table().catch((err: unknown) => {
         onError(err);
@@ -55,7 +60,11 @@ export function createSiteRouting(
       if (!decision.replica || !decision.site) return null;
       // The path exactly as the Mac sent it (its own percent-encoding), without any query.
       const path = (req.url ?? '').replace(/[?#].*$/, '');
-      return { location: `${decision.replica.publicUrl}${path}`, site: decision.site };
+      return {
+        location: `${decision.replica.publicUrl}${path}`,
+        site: decision.site,
+        replica: decision.replica.publicUrl,
+      };
     },
     siteOf(client) {
       // Keeps the rows fresh on a mirror that never routes (a replica, redirects off): the log still names sites.
@@ -64,4 +73,15 @@ export function createSiteRouting(
       return table?.matcher.match(client)?.value ?? null;
     },
   };
+}
+
+/**
+ * Whether a replica judges this request's preconditions as this mirror would. The ETag (the digest) is the
+ * same on every node, but Last-Modified is each node's own ingest time: a date in If-Unmodified-Since could
+ * fail there (412), and one in If-Range would turn a resume into a whole 200, so those stay here.
+ */
+function sameAnswerElsewhere(req: IncomingMessage): boolean {
+  if (req.headers['if-unmodified-since'] !== undefined) return false;
+  const ifRange = req.headers['if-range'];
+  return ifRange === undefined || (typeof ifRange === 'string' && /^\s*(W\/)?"/.test(ifRange));
 }

@@ -28,6 +28,7 @@ import { redirectable, redirectDownload } from './download-redirect.js';
 import type { DownloadRefusal, DownloadRegistry } from './download-registry.js';
 import { parseTarget, type Target } from './download-target.js';
 import { evaluateRange } from './range.js';
+import { HOP_HEADER } from '../services/routing.js';
 import type { LeasedReader } from './open-blobs.js';
 import type { RateLimiter } from './rate-limiter.js';
 
@@ -108,7 +109,7 @@ export interface DownloadDeps {
         req: IncomingMessage,
         res: ServerResponse,
         sha256: Sha256,
-      ) => Promise<{ location: string; site: string } | null>)
+      ) => Promise<{ location: string; site: string; replica: string } | null>)
     | undefined;
   onError?: ((err: unknown) => void) | undefined;
 }
@@ -178,7 +179,8 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
     return sendError(res, unavailable(target.sha256, 'corrupt'));
   }
   const { presign } = deps;
-  if (presign && redirectable(req, size)) {
+  // Another goldmirror (a primary's probe) compares the bytes themselves: it is never sent to the bucket.
+  if (presign && redirectable(req, size) && req.headers[HOP_HEADER] === undefined) {
     lease.release();
     return redirectDownload({ ...deps, presign }, req, res, target, ranges, size);
   }
@@ -195,7 +197,7 @@ function redirectToReplica(
   res: ServerResponse,
   target: Target,
   size: number,
-  routed: { location: string; site: string },
+  routed: { location: string; site: string; replica: string },
 ): void {
   res.writeHead(302, { Location: routed.location, 'Cache-Control': 'private, no-store', 'Content-Length': 0 });
   res.end();
@@ -207,7 +209,7 @@ function redirectToReplica(
     size,
     coversEnd: !range || range.end === size - 1,
     request: req,
-    servedBy: { replica: routed.location.slice(0, routed.location.indexOf('/d/')), site: routed.site },
+    servedBy: { replica: routed.replica, site: routed.site },
   });
 }
 

@@ -39,6 +39,8 @@ export interface ProbeDeps extends DbDeps {
   store: BlobStore;
   outbound: OutboundFetch;
   log: Logger;
+  /** Aborted on shutdown: requests stop, and a probe cut short records nothing. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface ProbeResult {
@@ -54,6 +56,7 @@ export async function probeReplica(deps: ProbeDeps, replicaId: number): Promise<
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     return { ok: false, detail: `cannot be reached: ${cause?.code ?? cause?.message ?? (err as Error).message}` };
   });
+  if (deps.signal?.aborted) return null;
   await record(deps, row, result);
   return result;
 }
@@ -68,7 +71,7 @@ export async function checkReplicas(deps: ProbeDeps, signal?: AbortSignal): Prom
       const { state, reason } = replicaState({ ...row, check_state: 'up' }, deps.clock.now());
       // Missed heartbeats take it out; only a probe after it speaks again puts it back.
       if (state === 'stale') await record(deps, row, { ok: false, detail: `missed its heartbeats (${reason})` });
-      else await probeReplica(deps, row.id);
+      else await probeReplica({ ...deps, signal }, row.id);
     }
   };
   await Promise.all(Array.from({ length: Math.min(PROBE_CONCURRENCY, rows.length) }, worker));
@@ -190,6 +193,6 @@ function get(deps: ProbeDeps, url: string, init: { method: 'GET' | 'HEAD'; heade
     ...init,
     redirect: 'manual',
     idleTimeoutMs: PROBE_TIMEOUT_MS,
-    signal: AbortSignal.timeout(PROBE_TIMEOUT_MS * 2),
+    signal: AbortSignal.any([...(deps.signal ? [deps.signal] : []), AbortSignal.timeout(PROBE_TIMEOUT_MS * 2)]),
   });
 }

@@ -53,7 +53,7 @@ export async function sendHeartbeat(
       },
       body,
       redirect: 'manual',
-      signal: options.signal ?? AbortSignal.timeout(30_000),
+      signal: AbortSignal.any([...(options.signal ? [options.signal] : []), AbortSignal.timeout(30_000)]),
     });
   } catch (err) {
     if (err instanceof AppError) throw err;

@@ -22,7 +22,8 @@ export function every(
   let running: Promise<void> = Promise.resolve();
   let timer: { cancel(): void } | null = null;
   const run = (): void => {
-    running = tick(controller.signal)
+    running = Promise.resolve()
+      .then(() => tick(controller.signal))
       .catch((err: unknown) => {
         if (!controller.signal.aborted) onError(err);
       })

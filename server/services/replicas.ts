@@ -23,7 +23,7 @@ import { AppError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
 import type { DbDeps } from './deps.js';
 import { siteName } from './sites.js';
-import { parseInput, sha256Field } from './validation.js';
+import { displayName, parseInput, sha256Field } from './validation.js';
 
 /** A replica whose last heartbeat is older than this many of its intervals is taken out (state `stale`). */
 export const STALE_HEARTBEATS = 3;
@@ -66,14 +66,15 @@ export const publicUrlField = z
       return false;
     }
   }, 'must be an http:// or https:// URL without credentials, query or fragment')
-  .transform((v) => v.replace(/\/+$/, ''));
+  // The parsed spelling: what goes into a Location header has no CR/LF and no raw non-ASCII.
+  .transform((v) => new URL(v).href.replace(/\/+$/, ''));
 
 /** What a replica's heartbeat says (jobs/replica-heartbeat.ts sends it). */
 export const heartbeatSchema = z
   .object({
     publicUrl: publicUrlField,
     site: siteName,
-    version: z.string().trim().min(1).max(64),
+    version: displayName(64),
     mirrorId: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be 1-64 letters, digits or dashes'),
     heartbeatMs: z
       .number()

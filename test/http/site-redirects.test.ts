@@ -161,6 +161,18 @@ describe('downloads of a Mac in a site with a replica', () => {
     expect(there.bytes.equals(data.subarray(1000))).toBe(true);
   });
 
+  it('keeps a request whose dates the replica would judge by its own Last-Modified (If-Range date, If-Unmodified-Since)', async () => {
+    const first = await get(link, '127.0.0.1', { Range: 'bytes=0-0' });
+    const lastModified = first.headers['last-modified']!;
+    const byDate = await get(link, BRANCH_MAC, { Range: 'bytes=1000-', 'If-Range': lastModified });
+    expect(byDate.status).toBe(206);
+    expect(byDate.bytes.equals(data.subarray(1000))).toBe(true);
+    const unmodified = await get(link, BRANCH_MAC, { Range: 'bytes=1000-', 'If-Unmodified-Since': lastModified });
+    expect(unmodified.status).toBe(206);
+    // The same resume by ETag is sent on: the ETag is the digest on every node.
+    expect((await get(link, BRANCH_MAC, { Range: 'bytes=1000-', 'If-Range': `"${sha}"` })).status).toBe(302);
+  });
+
   it('serves HEAD, the checksum line, the link check and Macs outside the branch itself', async () => {
     const head = await get(link, BRANCH_MAC, {}, 'HEAD');
     expect(head.status).toBe(200);

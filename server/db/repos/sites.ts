@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Insertable, Selectable } from 'kysely';
 import type { Db } from '../open.js';
-import type { ReplicasTable, SitesTable } from '../schema.js';
+import type { ReplicaCheckState, ReplicasTable, SitesTable } from '../schema.js';
 
 export type SiteRow = Selectable<SitesTable>;
 export type ReplicaRow = Selectable<ReplicasTable>;
@@ -91,6 +91,13 @@ export async function upsertReplica(db: Db, report: ReplicaReport): Promise<numb
         mirror_id: eb.ref('excluded.mirror_id'),
         token_name: eb.ref('excluded.token_name'),
         heartbeat_ms: eb.ref('excluded.heartbeat_ms'),
+        // Another token speaking for this URL: it must pass a check again before any Mac goes there.
+        check_state: eb
+          .case()
+          .when('replicas.token_name', '!=', eb.ref('excluded.token_name'))
+          .then(eb.val<ReplicaCheckState>('pending'))
+          .else(eb.ref('replicas.check_state'))
+          .end(),
         last_heartbeat_at: eb.ref('excluded.last_heartbeat_at'),
         last_sync_at: eb.fn.coalesce('excluded.last_sync_at', 'replicas.last_sync_at'),
       })),
