@@ -22,7 +22,7 @@ const SIZE = 24 * MiB;
 /**
  * The read pool (16 MiB, fixed) plus 64 KiB per client; before, it was 2 MiB per client (200 MiB here). From
  * a bucket, each stalled client also holds what its paused GET had already read off its socket, and that
- * varies with Node's HTTP client (CI measured 77 KiB a client on Node 20 and 213 KiB on Node 24, against 64 KiB
+ * varies with Node's HTTP client (CI measured 77-88 KiB a client on Node 20 and 213 KiB on Node 24, against 64 KiB
  * allowed): there the bound only guards against pinning whole read buffers per client (512 KiB allowed). The
  * README lists this gap of stalled clients on S3.
  */
