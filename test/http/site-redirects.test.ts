@@ -284,6 +284,33 @@ describe('downloads of a Mac in a site with a replica', () => {
   });
 });
 
+/** Stores `data` on both, makes site "branch" of `network` on the primary, and has `branch` report it (one heartbeat). */
+async function joinBranch(
+  primary: TestMirror,
+  branch: TestMirror,
+  data: Buffer,
+  name: string,
+  network: string,
+): Promise<string> {
+  const sha = await putBlob(primary, data, name);
+  await putBlob(branch, data, name);
+  await createSite(primary.runtime, cliActor, { name: 'branch', networks: [network] });
+  const token = (await createApiToken(primary.runtime, cliActor, 'branch', 'sync')).token;
+  const beat = await call(primary.url, 'POST', '/api/v1/replicas/heartbeat', {
+    token,
+    json: {
+      publicUrl: branch.url,
+      site: 'branch',
+      version: '0.1.0',
+      mirrorId: 'branch-1',
+      heartbeatMs: 60_000,
+      verified: [sha],
+    },
+  });
+  expect(beat.status, beat.text).toBe(200);
+  return sha;
+}
+
 describe('MIRROR_REDIRECTS=off', () => {
   let primary: TestMirror;
   let branch: TestMirror;
@@ -299,22 +326,7 @@ describe('MIRROR_REDIRECTS=off', () => {
 
   it('serves every Mac here, though a site has an up replica holding the package; the log still names the site', async () => {
     const data = testBytes(70_000, 'redirects-off');
-    const sha = await putBlob(primary, data, 'off.pvmp');
-    await putBlob(branch, data, 'off.pvmp');
-    await createSite(primary.runtime, cliActor, { name: 'branch', networks: ['127.0.0.2/31'] });
-    const token = (await createApiToken(primary.runtime, cliActor, 'branch', 'sync')).token;
-    const beat = await call<{ replica: { id: number } }>(primary.url, 'POST', '/api/v1/replicas/heartbeat', {
-      token,
-      json: {
-        publicUrl: branch.url,
-        site: 'branch',
-        version: '0.1.0',
-        mirrorId: 'branch-1',
-        heartbeatMs: 60_000,
-        verified: [sha],
-      },
-    });
-    expect(beat.status, beat.text).toBe(200);
+    const sha = await joinBranch(primary, branch, data, 'off.pvmp', '127.0.0.2/31');
     await waitForValue(async () => ((await listReplicas(primary.runtime))[0]?.state === 'up' ? true : undefined), {
       what: 'the replica checked',
     });
@@ -361,22 +373,7 @@ describe('behind a trusted reverse proxy (MIRROR_TRUST_PROXY)', () => {
 
   it('routes by the forwarded address when the proxy is trusted, in any spelling, and never believes anyone else', async () => {
     const data = testBytes(20_000, 'proxy');
-    const sha = await putBlob(primary, data, 'proxy.pvmp');
-    await putBlob(branch, data, 'proxy.pvmp');
-    await createSite(primary.runtime, cliActor, { name: 'branch', networks: ['10.2.0.0/16'] });
-    const token = (await createApiToken(primary.runtime, cliActor, 'branch', 'sync')).token;
-    const beat = await call(primary.url, 'POST', '/api/v1/replicas/heartbeat', {
-      token,
-      json: {
-        publicUrl: branch.url,
-        site: 'branch',
-        version: '0.1.0',
-        mirrorId: 'branch-1',
-        heartbeatMs: 60_000,
-        verified: [sha],
-      },
-    });
-    expect(beat.status, beat.text).toBe(200);
+    const sha = await joinBranch(primary, branch, data, 'proxy.pvmp', '10.2.0.0/16');
     const link = `${primary.url}/d/${sha}/proxy.pvmp`;
     const location = `${branch.url}/d/${sha}/proxy.pvmp`;
     await waitFor(async () => (await get(link, '127.0.0.1', { 'X-Forwarded-For': '10.2.3.4' })).status === 302, {
