@@ -168,16 +168,27 @@ export interface ReplicaView {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(Number(ms)).toISOString());
 
-export async function listReplicas(deps: DbDeps): Promise<ReplicaView[]> {
+export function listReplicas(deps: DbDeps): Promise<ReplicaView[]> {
+  return replicaViews(deps);
+}
+
+/** Every replica, or only the one with id `only` (each heartbeat reads its own replica, not all of them). */
+async function replicaViews(deps: DbDeps, only?: number): Promise<ReplicaView[]> {
   const [rows, claims, blobs] = await Promise.all([
-    listReplicaRows(deps.db),
-    listReplicaClaims(deps.db),
+    only === undefined ? listReplicaRows(deps.db) : getReplicaRow(deps.db, only).then((row) => (row ? [row] : [])),
+    listReplicaClaims(deps.db, only),
     listBlobs(deps.db),
   ]);
   const ours = blobs.filter((b) => b.state === 'ok').map((b) => b.sha256);
+  const claimsOf = new Map<number, typeof claims>();
+  for (const claim of claims) {
+    const list = claimsOf.get(claim.replica_id);
+    if (list) list.push(claim);
+    else claimsOf.set(claim.replica_id, [claim]);
+  }
   const now = deps.clock.now();
   return rows.map((row) => {
-    const mine = claims.filter((c) => c.replica_id === row.id);
+    const mine = claimsOf.get(row.id) ?? [];
     const good = new Set(mine.filter((c) => c.bad === 0).map((c) => c.sha256));
     const { state, reason } = replicaState(row, now);
     return {
@@ -203,7 +214,7 @@ export async function listReplicas(deps: DbDeps): Promise<ReplicaView[]> {
 }
 
 export async function getReplica(deps: DbDeps, id: number): Promise<ReplicaView> {
-  const view = (await listReplicas(deps)).find((r) => r.id === id);
+  const [view] = await replicaViews(deps, id);
   if (!view) throw new AppError('NOT_FOUND', `no replica with id ${id}`);
   return view;
 }
