@@ -13,6 +13,7 @@ import type { BlobStore } from '../../storage/blob-store.js';
 import type { Sha256 } from '../../storage/digest.js';
 import { findBlobsByDigests } from '../db/repos/blobs.js';
 import {
+  getMirrorId,
   getReplicaRow,
   listReplicaClaims,
   listReplicaRows,
@@ -25,7 +26,7 @@ import type { Logger } from '../log.js';
 import type { OutboundFetch } from '../net/outbound.js';
 import type { DbDeps } from '../services/deps.js';
 import { replicaState } from '../services/replicas.js';
-import { HOP_HEADER, MIRROR_ID_HEADER, mirrorIdOf } from '../services/routing.js';
+import { HOP_HEADER, MIRROR_ID_HEADER } from '../services/routing.js';
 
 /** Every this many probes of a replica (and on its first), a range is compared byte for byte. */
 export const RANGE_CHECK_EVERY = 5;
@@ -93,7 +94,7 @@ async function record(deps: ProbeDeps, row: ReplicaRow, result: ProbeResult): Pr
 }
 
 async function runProbe(deps: ProbeDeps, row: ReplicaRow): Promise<ProbeResult> {
-  const ownId = await mirrorIdOf(deps)();
+  const ownId = await getMirrorId(deps.db);
   const headers = { [HOP_HEADER]: ownId };
   const claims = await listReplicaClaims(deps.db, row.id);
   const held = new Map(

@@ -12,7 +12,8 @@ import { AppError } from '../errors.js';
 import { readCapped } from '../links.js';
 import type { DbDeps } from '../services/deps.js';
 import { verifiedPackages, type HeartbeatAnswer } from '../services/replicas.js';
-import { HOP_HEADER, mirrorIdOf } from '../services/routing.js';
+import { getMirrorId } from '../db/repos/sites.js';
+import { HOP_HEADER } from '../services/routing.js';
 import { packageVersion } from '../version.js';
 import type { CoreDeps } from '../app-deps.js';
 import type { Clock } from '../services/deps.js';
@@ -32,7 +33,7 @@ export async function sendHeartbeat(
 ): Promise<HeartbeatAnswer> {
   const { config } = deps;
   const base = config.syncFrom.replace(/\/+$/, '');
-  const mirrorId = await mirrorIdOf(deps)();
+  const mirrorId = await getMirrorId(deps.db);
   const body = JSON.stringify({
     publicUrl: config.publicUrl,
     site: config.site,
