@@ -119,6 +119,25 @@ export const configSchema = z
     replicaCheckIntervalMs: durationMs.min(1000).default(60_000),
     /** `off`: the primary serves every Mac itself, whatever sites and replicas say. */
     redirects: z.enum(['on', 'off']).default('on'),
+    /**
+     * Official Parallels Desktop update feeds to follow (parallels_updates.xml URLs), comma- or space-separated
+     * in the environment; empty: no upstream (files can still be added by hand).
+     */
+    pdUpdatesUpstream: z
+      .union([z.string(), z.array(z.string())])
+      .default('')
+      .transform((v, ctx) => {
+        const urls = splitList(v);
+        for (const url of urls)
+          if (!isHttpUrl(url)) ctx.issues.push({ code: 'custom', message: `${url} is not an http(s) URL`, input: v });
+        return Object.freeze(urls);
+      }),
+    /** How often the upstream feeds are read; 0 = only on demand (`goldmirror updates sync`, Sync now). */
+    pdUpdatesIntervalMs: durationMs.default(6 * 60 * 60 * 1000),
+    /** Publish each new upstream version as soon as its file is stored, instead of waiting for an admin. */
+    pdUpdatesAutoPublish: z.boolean().default(false),
+    /** Stored update files GC keeps whether published or not: the newest N versions. */
+    pdUpdatesKeep: z.number().int().min(0).max(1000).default(3),
     /** Creates user `admin` at the first start when set (never changes an existing one; usually from the environment). */
     adminPassword: z.string().default(''),
     /**
@@ -234,6 +253,10 @@ export const envVars: Readonly<Record<string, { key: keyof Config; kind: Kind }>
   MIRROR_SYNC_TOKEN: { key: 'syncToken', kind: 'string' },
   MIRROR_SYNC_INTERVAL: { key: 'syncIntervalMs', kind: 'duration' },
   MIRROR_FETCH_ALLOW: { key: 'fetchAllow', kind: 'string' },
+  MIRROR_PD_UPDATES_UPSTREAM: { key: 'pdUpdatesUpstream', kind: 'string' },
+  MIRROR_PD_UPDATES_INTERVAL: { key: 'pdUpdatesIntervalMs', kind: 'duration' },
+  MIRROR_PD_UPDATES_AUTO_PUBLISH: { key: 'pdUpdatesAutoPublish', kind: 'boolean' },
+  MIRROR_PD_UPDATES_KEEP: { key: 'pdUpdatesKeep', kind: 'int' },
   MIRROR_FETCH_CONCURRENCY: { key: 'fetchConcurrency', kind: 'int' },
   MIRROR_TRUST_PROXY: { key: 'trustProxy', kind: 'string' },
   MIRROR_SITE: { key: 'site', kind: 'string' },

@@ -13,6 +13,7 @@ import type { AppDeps } from './app-deps.js';
 import { checkHealth, publicHealth } from './services/health.js';
 import { HOP_HEADER, MIRROR_ID_HEADER, mirrorIdOf } from './services/routing.js';
 import { securityHeaders } from './http/security-headers.js';
+import { createUpdateFeedApp } from './http/update-feed.js';
 import { STYLE_SOURCE } from '../web/layout.js';
 
 export type { AppDeps } from './app-deps.js';
@@ -75,6 +76,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.body(await deps.metrics.scrape());
   });
 
+  app.route('/updates', createUpdateFeedApp(deps));
   app.route('/api/v1', createApi(deps));
   app.route('/admin', createWebApp(deps));
   app.get('/', (c) => c.redirect('/admin', 302));

@@ -27,6 +27,7 @@ export interface Metrics {
   ingestBytes: Counter;
   verifyRuns: Counter<'result'>;
   verifyBytes: Counter;
+  updateSyncs: Counter<'result'>;
   httpDuration: Histogram<'method' | 'route' | 'status'>;
 }
 
@@ -36,6 +37,8 @@ export interface MetricsSources {
   disk(): Promise<{ freeBytes: number; usedBytes: number; blobBytes: number }>;
   /** S3 only: the blobs in the bucket; its gauges then stand in for the disk's used bytes. */
   bucket?: (() => Promise<{ objects: number; bytes: number }>) | undefined;
+  /** Parallels Desktop versions by state, and how many carry an alert (bytes that changed upstream). */
+  updates?: (() => Promise<{ byState: Record<string, number>; alerts: number }>) | undefined;
 }
 
 export function createMetrics(sources: MetricsSources): Metrics {
@@ -135,6 +138,12 @@ export function createMetrics(sources: MetricsSources): Metrics {
       help: 'Bytes re-hashed by integrity checks.',
       registers: [registry],
     }),
+    updateSyncs: new Counter({
+      name: 'goldmirror_pd_update_syncs_total',
+      help: 'Runs of the Parallels Desktop update sync: ok, or error (a feed or a file failed).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
     httpDuration: new Histogram({
       name: 'goldmirror_http_request_duration_seconds',
       help: 'Time to answer API, page, metrics and health requests (download links are counted by the download metrics).',
@@ -169,7 +178,8 @@ function registerScrapeGauges(
       await disk((d) => d.freeBytes, this);
     },
   });
-  const { bucket } = sources;
+  const { bucket, updates } = sources;
+  if (updates) registerUpdateGauges(registry, updates);
   if (bucket) registerBucketGauges(registry, bucket);
   else
     new Gauge({
@@ -212,4 +222,29 @@ function registerBucketGauges(registry: Registry, bucket: NonNullable<MetricsSou
   };
   gauge('goldmirror_bucket_objects', 'Blob objects in the bucket (MIRROR_STORAGE=s3).', (u) => u.objects);
   gauge('goldmirror_bucket_bytes', 'Bytes of the blob objects in the bucket (MIRROR_STORAGE=s3).', (u) => u.bytes);
+}
+
+/** Parallels Desktop versions (read from the database at scrape time, so every node says the same). */
+function registerUpdateGauges(registry: Registry, updates: NonNullable<MetricsSources['updates']>): void {
+  new Gauge({
+    name: 'goldmirror_pd_update_versions',
+    help: 'Parallels Desktop versions by state: available (stored, not published), published, waiting, failed, collected.',
+    labelNames: ['state'],
+    aggregator: 'first',
+    registers: [registry],
+    async collect() {
+      const { byState } = await updates();
+      this.reset();
+      for (const [state, count] of Object.entries(byState)) this.set({ state }, count);
+    },
+  });
+  new Gauge({
+    name: 'goldmirror_pd_update_alerts',
+    help: 'Parallels Desktop versions whose upstream bytes changed after they were stored (see the updates page).',
+    aggregator: 'first',
+    registers: [registry],
+    async collect() {
+      this.set((await updates()).alerts);
+    },
+  });
 }

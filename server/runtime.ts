@@ -12,6 +12,7 @@ import { AppError } from './errors.js';
 import { IntegrityChecker } from './jobs/integrity-checker.js';
 import type { Logger } from './log.js';
 import { countWithheldBlobs, storedBlobBytes } from './services/blobs.js';
+import { countUpdates } from './db/repos/pd-updates.js';
 import { createMetrics } from './metrics.js';
 import { createActivityTracker, type ActivityTracker } from './services/activity.js';
 import { systemClock, type Clock } from './services/deps.js';
@@ -65,6 +66,7 @@ export async function openRuntime(config: Config, log: Logger, options: { clock?
       };
     },
     bucket: store.bucketUsage?.bind(store),
+    updates: () => countUpdates(db),
   });
   const activity = createActivityTracker({ db, log, clock });
   const checker = new IntegrityChecker({

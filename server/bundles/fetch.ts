@@ -7,6 +7,7 @@
  * goes through the outbound address guard (server/net/outbound.ts).
  */
 import path from 'node:path';
+import type { ByteSource } from '../../storage/blob-store.js';
 import { parseChecksumText, type Sha256 } from '../../storage/digest.js';
 import { AppError } from '../errors.js';
 import { assertFreeSpace, ingest, type IngestDeps, type IngestResult } from '../services/ingest.js';
@@ -30,6 +31,10 @@ export interface FetchOptions {
   fileName?: string | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((bytesDone: number, totalBytes: number | null) => void) | undefined;
+  /** Wraps the downloaded bytes before they are stored (a check that fails at their end stores nothing). */
+  wrapSource?: ((source: AsyncIterable<Uint8Array>) => ByteSource) | undefined;
+  /** Told the headers of the first answer (its length and validator), before any byte is stored. */
+  onResponse?: ((headers: Headers) => void) | undefined;
   /** Consecutive failed attempts tolerated before giving up. */
   maxRetries?: number;
   retryDelayMs?: number;
@@ -47,14 +52,14 @@ export async function fetchIntoStore(deps: IngestDeps, url: string, options: Fet
   // A Content-Length is checked against the free space before the first byte is written.
   const checkLength = (total: number) => assertFreeSpace(deps, total, `${target.href}`);
   return ingest(deps, {
-    source: resumableBody(http, target, options, checkLength),
+    source: (options.wrapSource ?? ((body) => body))(resumableBody(http, target, options, checkLength)),
     fileName,
     expectedSha256: expected,
     signal: options.signal,
   });
 }
 
-function parseUpstreamUrl(text: string, what: string): URL {
+export function parseUpstreamUrl(text: string, what: string): URL {
   let url: URL;
   try {
     url = new URL(text);
@@ -122,8 +127,8 @@ async function* resumableBody(
         await res.body?.cancel();
         throw new AppError('SOURCE_FAILED', `${url.href} answered HTTP ${res.status}`);
       }
-      const etag = res.headers.get('etag');
-      validator = etag && !etag.startsWith('W/') ? etag : res.headers.get('last-modified');
+      validator = validatorOf(res.headers);
+      options.onResponse?.(res.headers);
       const length = res.headers.get('content-length');
       total = length !== null && /^\d+$/.test(length) ? Number(length) : null;
       if (total !== null) {
@@ -165,7 +170,13 @@ async function* resumableBody(
   }
 }
 
-function upstreamError(url: URL, err: unknown): AppError {
+/** What pins an upstream file's content: its strong ETag, else its Last-Modified date. */
+export function validatorOf(headers: Headers): string | null {
+  const etag = headers.get('etag');
+  return etag && !etag.startsWith('W/') ? etag : headers.get('last-modified');
+}
+
+export function upstreamError(url: URL, err: unknown): AppError {
   const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
   return new AppError('SOURCE_FAILED', `could not download ${url.href}: ${cause}`, {}, { cause: err });
 }

@@ -21,7 +21,11 @@ export interface BlobsTable {
   /** Last time this content was ingested (again); GC's grace period counts from here. */
   ingested_at: Generated<number | null>;
   arch: Generated<BlobArch>;
+  /** A golden-image package (links end in .pvmp) or a Parallels Desktop update file (.dmg); migration 0012. */
+  kind: Generated<BlobKind>;
 }
+
+export type BlobKind = 'package' | 'update';
 
 export interface BlobActivityTable {
   sha256: string;
@@ -273,6 +277,51 @@ export interface TransferJobsTable {
   finished_at: Generated<number | null>;
 }
 
+export type UpdateFetchState = 'waiting' | 'stored' | 'failed' | 'collected';
+
+/** A Parallels Desktop version (migration 0012): its feed entry, its file in the blob store, and whether it is published. */
+export interface PdUpdatesTable {
+  version: string;
+  major: number;
+  minor: number;
+  sub_minor: number;
+  build: number;
+  origin: Generated<'upstream' | 'manual'>;
+  feed_url: string | null;
+  file_url: string | null;
+  file_size_text: string | null;
+  /** JSON of the Version element (feed-xml.ts XmlElement). */
+  element: string;
+  /** JSON of the product frame (feed.ts ProductFrame). */
+  product: string;
+  sha256: string | null;
+  size: number | null;
+  validator: string | null;
+  fetch_state: Generated<UpdateFetchState>;
+  fetch_error: string | null;
+  fetched_at: number | null;
+  published: Generated<Flag>;
+  published_at: number | null;
+  unpublished_at: number | null;
+  listed: Generated<Flag>;
+  /** JSON array of remarks. */
+  notes: string | null;
+  alert: string | null;
+  alert_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** How the last read of one upstream feed went. */
+export interface PdUpdateFeedsTable {
+  url: string;
+  checked_at: number | null;
+  ok_at: number | null;
+  error: string | null;
+  /** JSON array: versions the last good read left out, and why. */
+  skipped: string | null;
+}
+
 export interface Database {
   blobs: BlobsTable;
   images: ImagesTable;
@@ -297,6 +346,8 @@ export interface Database {
   sites: SitesTable;
   replicas: ReplicasTable;
   replica_blobs: ReplicaBlobsTable;
+  pd_updates: PdUpdatesTable;
+  pd_update_feeds: PdUpdateFeedsTable;
 }
 
 export type BlobRow = Selectable<BlobsTable>;
@@ -308,4 +359,6 @@ export type UserRow = Selectable<UsersTable>;
 export type AuditRow = Selectable<AuditLogTable>;
 export type PortalConfirmedRow = Selectable<PortalConfirmedTable>;
 export type DownloadLogRow = Selectable<DownloadLogTable>;
+export type PdUpdateRow = Selectable<PdUpdatesTable>;
+export type PdUpdateFeedRow = Selectable<PdUpdateFeedsTable>;
 export type NewDownloadLogRow = Insertable<DownloadLogTable>;

@@ -8,7 +8,7 @@
 import type { Sha256 } from '../../storage/digest.js';
 import type { BlobRow } from '../db/schema.js';
 
-export type BlobMeta = Pick<BlobRow, 'size' | 'created_at' | 'state'>;
+export type BlobMeta = Pick<BlobRow, 'size' | 'created_at' | 'state' | 'kind'>;
 
 export interface BlobLookup {
   find(sha256: Sha256): Promise<BlobMeta | undefined>;
@@ -34,7 +34,7 @@ export function createBlobLookup(
         if (meta?.state === 'ok') {
           if (cache.size >= maxEntries) cache.clear();
           cache.set(sha256, {
-            meta: { size: meta.size, created_at: meta.created_at, state: meta.state },
+            meta: { size: meta.size, created_at: meta.created_at, state: meta.state, kind: meta.kind },
             at: performance.now(),
           });
         } else {

@@ -1,5 +1,9 @@
-/** What a download link names: `/d/<sha256>/<name>.pvmp` (the package) or `….pvmp.sha256` (its checksum line). */
+/**
+ * What a download link names: `/d/<sha256>/<name>.pvmp` (a golden-image package), `<name>.dmg` (a Parallels
+ * Desktop update file), or either followed by `.sha256` (its checksum line).
+ */
 import type { Sha256 } from '../../storage/digest.js';
+import type { BlobKind } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { isSafeRequestedName } from '../file-names.js';
 
@@ -9,14 +13,17 @@ export interface Target {
   sha256: Sha256;
   name: string;
   checksum: boolean;
+  /** What the name's extension says the file is; the stored blob must be that kind. */
+  kind: BlobKind;
 }
 
-/** `<something>.pvmp` or `<something>.pvmp.sha256`, in any letter case (names are pasted by hand). */
-const PACKAGE_NAME = /^(.+\.pvmp)(\.sha256)?$/i;
+/** `<something>.pvmp` or `.dmg`, then optionally `.sha256`, in any letter case (names are pasted by hand). */
+const LINK_NAME = /^(.+\.(pvmp|dmg))(\.sha256)?$/i;
 
 /**
  * The link's digest and file name, or the error to answer. The name is
- * cosmetic but must end in `.pvmp`, so a link can never offer the package
+ * cosmetic but must end in `.pvmp` for a package and `.dmg` for an update
+ * file (checked against the stored blob), so a link can never offer a file
  * under another kind of name (`Invoice.exe`).
  */
 export function parseTarget(url: string): Target | AppError {
@@ -39,10 +46,18 @@ export function parseTarget(url: string): Target | AppError {
   }
   if (!isSafeRequestedName(name))
     return new AppError('NAME_INVALID', 'the file name in the link must be one plain path segment');
-  const named = PACKAGE_NAME.exec(name);
-  if (!named?.[1])
-    return new AppError('NOT_FOUND', 'download links end in .pvmp (the package) or .pvmp.sha256 (its checksum line)');
-  return { sha256: digest as Sha256, name: named[1], checksum: named[2] !== undefined };
+  const named = LINK_NAME.exec(name);
+  if (!named?.[1] || !named[2])
+    return new AppError(
+      'NOT_FOUND',
+      'download links end in .pvmp (a package), .dmg (a Parallels Desktop update) or either plus .sha256 (its checksum line)',
+    );
+  return {
+    sha256: digest as Sha256,
+    name: named[1],
+    checksum: named[3] !== undefined,
+    kind: named[2].toLowerCase() === 'dmg' ? 'update' : 'package',
+  };
 }
 
 /** `attachment` with an ASCII fallback and the exact name in RFC 8187 form. */

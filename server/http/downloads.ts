@@ -72,7 +72,7 @@ export interface DownloadRedirect {
 export type DownloadFinish = (outcome: { bytes: number; complete: boolean }) => void;
 
 export interface DownloadDeps {
-  findBlob(sha256: Sha256): Promise<Pick<BlobRow, 'size' | 'created_at' | 'state'> | undefined>;
+  findBlob(sha256: Sha256): Promise<Pick<BlobRow, 'size' | 'created_at' | 'state' | 'kind'> | undefined>;
   /** Opens (or reuses) the blob's file; throws BLOB_UNKNOWN when it is gone. */
   openBlob(sha256: Sha256): Promise<LeasedReader>;
   /** Told when a registered, 'ok' package cannot be served (file gone or the wrong size). */
@@ -147,6 +147,7 @@ async function serve(deps: DownloadDeps, req: IncomingMessage, res: ServerRespon
 
   const blob = await deps.findBlob(target.sha256);
   if (!blob) return sendError(res, blobUnknown(target.sha256));
+  if (blob.kind !== target.kind) return sendError(res, wrongKind(target));
   if (blob.state !== 'ok') return sendError(res, unavailable(target.sha256, blob.state));
   if (!target.checksum && deps.routeToReplica) {
     const routed = await deps.routeToReplica(req, res, target.sha256);
@@ -224,6 +225,13 @@ function sendChecksumLine(res: ServerResponse, target: Target, method: string): 
   const body = formatChecksumLine(target.sha256, target.name);
   res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
   res.end(method === 'HEAD' ? undefined : body);
+}
+
+/** A package behind a .dmg name or an update file behind a .pvmp name: as if unknown, with the reason. */
+function wrongKind(target: Target): AppError {
+  const [is, ends] =
+    target.kind === 'update' ? ['a golden-image package', '.pvmp'] : ['a Parallels Desktop update file', '.dmg'];
+  return new AppError('NOT_FOUND', `${target.sha256} is ${is}: its download link ends in ${ends}`);
 }
 
 /** The row said 'ok' but the file is gone: the cached row may be stale (deleted or collected a moment ago), so ask the database again. */

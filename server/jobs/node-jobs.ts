@@ -1,7 +1,7 @@
 /**
  * The scheduled jobs of a deployment: due integrity checks, garbage
- * collection, expired uploads, download-log retention and the sync from an
- * upstream mirror. Each is off when its interval is 0. They run only in the
+ * collection, expired uploads, download-log retention, the sync from an
+ * upstream mirror and the Parallels Desktop update feeds. Each is off when its interval is 0. They run only in the
  * process that holds the `jobs` lease (services/leadership.ts, wired in
  * serve.ts); what is due is read from the database on every tick, so a new
  * leader carries on where the last one stopped, and a check it cancelled is
@@ -13,6 +13,7 @@ import type { Runtime } from '../runtime.js';
 import { systemActor } from '../services/audit.js';
 import { pruneDownloadLog } from '../services/download-log.js';
 import { collectGarbage } from '../services/gc.js';
+import { syncUpdates } from '../services/pd-updates/sync.js';
 import type { Clock } from '../services/deps.js';
 import { probeDeps } from './probe-deps.js';
 import { checkReplicas } from './replica-checks.js';
@@ -62,6 +63,7 @@ export function startNodeJobs(
             const report = await collectGarbage({ db, store, clock }, systemActor, {
               dryRun: false,
               graceMs: config.gcGraceMs,
+              keepUpdates: config.pdUpdatesKeep,
             });
             if (report.removed.length > 0)
               log.info({ removed: report.removed.length, freedBytes: report.freedBytes }, 'scheduled gc');
@@ -105,6 +107,27 @@ export function startNodeJobs(
             await heartbeats.afterSync(clock.now(), signal);
           },
           (err) => log.error({ err, from: config.syncFrom }, 'scheduled sync failed'),
+          { atStart: true },
+        )
+      : null,
+    config.pdUpdatesUpstream.length > 0 && config.pdUpdatesIntervalMs > 0
+      ? every(
+          clock,
+          config.pdUpdatesIntervalMs,
+          async (signal) => {
+            const report = await syncUpdates(runtime.ingestDeps, {
+              feeds: config.pdUpdatesUpstream,
+              autoPublish: config.pdUpdatesAutoPublish,
+              actor: systemActor,
+              signal,
+              log,
+            });
+            log.info(
+              { fetched: report.fetched, failed: report.failed.length, alerts: report.alerts.length },
+              'Parallels Desktop update sync finished',
+            );
+          },
+          (err) => log.error({ err }, 'Parallels Desktop update sync failed'),
           { atStart: true },
         )
       : null,

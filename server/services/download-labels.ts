@@ -1,5 +1,6 @@
 /** What download metrics and the download log call a package: the golden image and architecture that use it. */
 import { imagesUsing } from '../db/repos/images.js';
+import { listUpdateRows } from '../db/repos/pd-updates.js';
 import type { ServiceDeps } from './deps.js';
 
 export interface DownloadLabels {
@@ -17,5 +18,9 @@ export async function downloadLabels(deps: Pick<ServiceDeps, 'db'>): Promise<Map
     if (row.x86_64_sha256 && !labels.has(row.x86_64_sha256))
       labels.set(row.x86_64_sha256, { image: row.name, arch: 'x86_64', imageId: row.id });
   }
+  // Parallels Desktop update files: one universal .dmg per version.
+  for (const row of await listUpdateRows(deps.db))
+    if (row.sha256 && !labels.has(row.sha256))
+      labels.set(row.sha256, { image: `Parallels Desktop ${row.version}`, arch: 'universal', imageId: null });
   return labels;
 }

@@ -17,18 +17,24 @@ import { activeBlobs } from './activity.js';
 import { recordAudit, type Actor } from './audit.js';
 import { loadRetirements, portalHeldDigests, retiredHold, syncBlobUsage } from './blob-usage.js';
 import type { ServiceDeps } from './deps.js';
+import { recordUpdateFileCollected, updateFileHolds } from './pd-updates/retention.js';
 
 export interface GcOptions {
   dryRun: boolean;
   graceMs: number;
+  /** Stored Parallels Desktop update files kept whatever else holds them: the newest N versions (default 3). */
+  keepUpdates?: number;
 }
+
+/** update: a Parallels Desktop update file that is published, still listed upstream, or among the newest kept. */
+export type GcKeptReason = 'grace' | 'in-use' | 'portal' | 'downloaded' | 'update';
 
 export interface GcReport {
   dryRun: boolean;
   removed: Array<{ sha256: string; size: number; name: string; orphanFile: boolean }>;
   freedBytes: number;
   /** portal: retired, and an image's portal values still point at it; downloaded: within the grace period. */
-  kept: Array<{ sha256: string; reason: 'grace' | 'in-use' | 'portal' | 'downloaded' }>;
+  kept: Array<{ sha256: string; reason: GcKeptReason }>;
   /** Temp files, temp objects and abandoned uploads of dead writers that this run removed. */
   tempRemoved: string[];
 }
@@ -55,6 +61,8 @@ export async function collectGarbage(
   const age = (r: { created_at: number; ingested_at: number | null }) =>
     now - Math.max(r.created_at, r.ingested_at ?? 0);
   const active = await activeBlobs(db, now);
+  const updateOptions = { graceMs: options.graceMs, keep: options.keepUpdates ?? 3 };
+  const updateHolds = await updateFileHolds(db, now, updateOptions);
 
   for (const row of rows) {
     if (referenced.has(row.sha256)) continue;
@@ -65,6 +73,10 @@ export async function collectGarbage(
     const hold = portalHeld.has(row.sha256) ? 'portal' : retiredHold(retirements.get(row.sha256), now, options.graceMs);
     if (hold) {
       report.kept.push({ sha256: row.sha256, reason: hold });
+      continue;
+    }
+    if (updateHolds.has(row.sha256)) {
+      report.kept.push({ sha256: row.sha256, reason: 'update' });
       continue;
     }
     if (active.has(row.sha256)) {
@@ -82,7 +94,9 @@ export async function collectGarbage(
         // A writer that does not record retirements (a bundle import) may have moved an image off it since.
         await syncBlobUsage(trx, now);
         if (retiredHold((await loadRetirements(trx, row.sha256)).get(row.sha256), now, options.graceMs)) return false;
+        if ((await updateFileHolds(trx, now, updateOptions)).has(row.sha256)) return false;
         await deleteBlobRow(trx, row.sha256 as Sha256);
+        await recordUpdateFileCollected(trx, row.sha256, now);
         await deleteDownloadStats(trx, row.sha256);
         await recordAudit(trx, {
           actor,

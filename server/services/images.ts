@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import type { Db } from '../db/open.js';
-import { blobExists } from '../db/repos/blobs.js';
+import type { Sha256 } from '../../storage/digest.js';
+import { findBlob } from '../db/repos/blobs.js';
 import { clearImageFromGroups } from '../db/repos/groups.js';
 import {
   deleteImageRow,
@@ -265,7 +266,15 @@ function archColumns(arm64: ArchState, x86_64: ArchState) {
 async function assertBlobsStored(db: Db, arches: ArchState[]): Promise<void> {
   for (const a of arches) {
     if (a.sha256 === null) continue;
-    if (!(await blobExists(db, a.sha256))) {
+    const blob = await findBlob(db, a.sha256 as Sha256);
+    if (blob?.kind === 'update') {
+      throw new AppError(
+        'BLOB_NOT_STORED',
+        `${a.arch}: ${a.sha256} is a Parallels Desktop update file, not a golden-image package`,
+        { fields: [{ field: `${a.arch}.sha256`, message: 'a Parallels Desktop update file, not a package' }] },
+      );
+    }
+    if (!blob) {
       throw new AppError(
         'BLOB_NOT_STORED',
         `${a.arch}: no package with sha256 ${a.sha256} is stored; import or upload it first`,

@@ -28,7 +28,7 @@ function gatedLoader(answer: () => BlobMeta | undefined) {
 
 describe('the download path’s blob lookup', () => {
   it('answers a burst of misses for one digest with a single query', async () => {
-    const loader = gatedLoader(() => ({ size: 5, created_at: 1, state: 'ok' }));
+    const loader = gatedLoader(() => ({ size: 5, created_at: 1, state: 'ok', kind: 'package' }));
     const lookup = createBlobLookup(loader.load);
     const burst = Array.from({ length: 200 }, () => lookup.find(digest));
     loader.open();
@@ -41,7 +41,7 @@ describe('the download path’s blob lookup', () => {
 
   it('does not cache an answer that was being read while the row was invalidated', async () => {
     let state: BlobMeta['state'] = 'ok';
-    const loader = gatedLoader(() => ({ size: 5, created_at: 1, state }));
+    const loader = gatedLoader(() => ({ size: 5, created_at: 1, state, kind: 'package' }));
     const lookup = createBlobLookup(loader.load);
     const before = lookup.find(digest);
     lookup.invalidate(digest); // e.g. a check marked it corrupt in this process

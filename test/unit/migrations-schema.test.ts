@@ -60,7 +60,7 @@ describe('migrations', () => {
     const snapshot = await takeSnapshot();
     if (process.env.WRITE_SCHEMA_SNAPSHOT === '1') fs.writeFileSync(FIXTURE, `${JSON.stringify(snapshot, null, 1)}\n`);
     const recorded = JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as Snapshot;
-    expect(Object.keys(snapshot)).toHaveLength(22);
+    expect(Object.keys(snapshot)).toHaveLength(24);
     expect(snapshot).toEqual(recorded);
   });
 });

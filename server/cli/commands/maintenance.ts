@@ -48,6 +48,7 @@ const KEPT_BECAUSE = {
   'in-use': 'a transfer is running',
   portal: 'retired, but the portal still sends Macs here: update the portal and mark it updated on the image page',
   downloaded: 'retired, but downloaded within the grace period',
+  update: 'a Parallels Desktop update file that is published, listed upstream or among the newest kept',
 } as const;
 
 export const gcCommand = defineCommand({
@@ -60,6 +61,7 @@ export const gcCommand = defineCommand({
       const report = await collectGarbage(runtime, cliActor, {
         dryRun: values['dry-run'],
         graceMs: runtime.config.gcGraceMs,
+        keepUpdates: runtime.config.pdUpdatesKeep,
       });
       if (values.json) return printJson(report);
       const verb = report.dryRun ? 'would remove' : 'removed';

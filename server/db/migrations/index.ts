@@ -10,6 +10,7 @@ import * as m0008 from './0008-blob-arch.js';
 import * as m0009 from './0009-leases.js';
 import * as m0010 from './0010-shared-jobs.js';
 import * as m0011 from './0011-sites.js';
+import * as m0012 from './0012-pd-updates.js';
 
 /** Static list (no directory scanning): the build and the bundle see exactly these. */
 const migrations: Record<string, Migration> = {
@@ -24,6 +25,7 @@ const migrations: Record<string, Migration> = {
   '0009-leases': m0009,
   '0010-shared-jobs': m0010,
   '0011-sites': m0011,
+  '0012-pd-updates': m0012,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -2,7 +2,7 @@
 import { sql } from 'kysely';
 import type { Sha256 } from '../../../storage/digest.js';
 import type { Db } from '../open.js';
-import type { BlobArch, BlobRow, BlobState } from '../schema.js';
+import type { BlobArch, BlobKind, BlobRow, BlobState } from '../schema.js';
 
 export function findBlob(db: Db, sha256: Sha256): Promise<BlobRow | undefined> {
   return db.selectFrom('blobs').selectAll().where('sha256', '=', sha256).executeTakeFirst();
@@ -173,4 +173,9 @@ export function listBlobsNotOk(
 /** Every row, by digest. */
 export function listBlobsByDigest(db: Db): Promise<BlobRow[]> {
   return db.selectFrom('blobs').selectAll().orderBy('sha256').execute();
+}
+
+/** Marks a stored blob as a package or an update file, with the name its generated links use. */
+export async function setBlobKind(db: Db, sha256: Sha256, kind: BlobKind, name: string): Promise<void> {
+  await db.updateTable('blobs').set({ kind, name }).where('sha256', '=', sha256).execute();
 }

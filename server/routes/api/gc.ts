@@ -12,7 +12,7 @@ const GcReport = z.object({
   dryRun: z.boolean(),
   removed: z.array(z.object({ sha256: z.string(), size: z.number().int(), name: z.string(), orphanFile: z.boolean() })),
   freedBytes: z.number().int(),
-  kept: z.array(z.object({ sha256: z.string(), reason: z.enum(['grace', 'in-use', 'portal', 'downloaded']) })),
+  kept: z.array(z.object({ sha256: z.string(), reason: z.enum(['grace', 'in-use', 'portal', 'downloaded', 'update']) })),
   tempRemoved: z
     .array(z.string())
     .openapi({ description: 'Temp files, temp objects and abandoned uploads of dead writers removed by this run' }),
@@ -34,6 +34,7 @@ export function gcApi(deps: ApiDeps): ApiApp {
         await collectGarbage(deps, c.get('actor'), {
           dryRun: c.req.valid('json').dryRun ?? false,
           graceMs: deps.config.gcGraceMs,
+          keepUpdates: deps.config.pdUpdatesKeep,
         }),
         200,
       ),

@@ -1,0 +1,39 @@
+/**
+ * Which update files garbage collection must keep: a published version's file always; the file of a version its
+ * feed still lists (collecting it would only make the next sync fetch it again); the newest `keep` stored
+ * versions; and a version unpublished less than the grace period ago.
+ */
+import { listUpdateRows, markUpdateFilesCollected } from '../../db/repos/pd-updates.js';
+import type { Db } from '../../db/open.js';
+
+export type UpdateHold = 'published' | 'listed' | 'newest' | 'unpublished';
+
+export async function updateFileHolds(
+  db: Db,
+  now: number,
+  options: { graceMs: number; keep: number },
+): Promise<Map<string, UpdateHold>> {
+  const holds = new Map<string, UpdateHold>();
+  let newest = 0;
+  for (const row of await listUpdateRows(db)) {
+    if (row.fetch_state !== 'stored' || !row.sha256) continue;
+    newest += 1;
+    const hold: UpdateHold | null =
+      row.published === 1
+        ? 'published'
+        : row.listed === 1
+          ? 'listed'
+          : newest <= options.keep
+            ? 'newest'
+            : row.unpublished_at !== null && now - row.unpublished_at < options.graceMs
+              ? 'unpublished'
+              : null;
+    if (hold && !holds.has(row.sha256)) holds.set(row.sha256, hold);
+  }
+  return holds;
+}
+
+/** After GC removed a file: the versions that used it say so (their entry and digest stay, for the record). */
+export async function recordUpdateFileCollected(db: Db, sha256: string, now: number): Promise<void> {
+  await markUpdateFilesCollected(db, sha256, now);
+}

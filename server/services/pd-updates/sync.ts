@@ -1,0 +1,328 @@
+/**
+ * Following the official Parallels Desktop update feeds: read each feed (through the outbound address guard),
+ * record the versions it lists, download every file not stored yet into the blob store, and look again at the
+ * stored files the feed still lists, raising an alert when the bytes behind a known URL change. A feed that
+ * cannot be read or parsed changes nothing but its own status line: the last good state keeps being served.
+ */
+import type { Sha256 } from '../../../storage/digest.js';
+import { fetchIntoStore, outboundOf, parseUpstreamUrl, upstreamError, validatorOf } from '../../bundles/fetch.js';
+import { setBlobKind } from '../../db/repos/blobs.js';
+import {
+  getUpdateRow,
+  insertUpdateRow,
+  listUpdateRows,
+  setListedVersions,
+  updateUpdateRow,
+  upsertFeedRow,
+} from '../../db/repos/pd-updates.js';
+import type { PdUpdateRow } from '../../db/schema.js';
+import { AppError, toAppError } from '../../errors.js';
+import { readCapped } from '../../links.js';
+import type { Logger } from '../../log.js';
+import { recordAudit, type Actor } from '../audit.js';
+import type { IngestDeps } from '../ingest.js';
+import { readFeed, type FeedVersion } from './feed.js';
+import { FEED_LIMITS } from './feed-xml.js';
+import { requireDiskImage, updateFileName } from './versions.js';
+
+export interface UpdatesSyncOptions {
+  feeds: readonly string[];
+  autoPublish: boolean;
+  actor: Actor;
+  signal?: AbortSignal | undefined;
+  log?: Logger | undefined;
+  /** Retries of a dropped download (tests shorten the pause between them). */
+  retryDelayMs?: number;
+}
+
+export interface FeedReport {
+  url: string;
+  ok: boolean;
+  error: string | null;
+  /** Versions the feed lists. */
+  versions: string[];
+  /** Versions seen for the first time. */
+  added: string[];
+  skipped: string[];
+}
+
+export interface UpdatesSyncReport {
+  feeds: FeedReport[];
+  /** Versions whose file this run downloaded and stored. */
+  fetched: string[];
+  failed: Array<{ version: string; error: string }>;
+  /** Versions whose upstream bytes changed after they were stored. */
+  alerts: Array<{ version: string; message: string }>;
+  published: string[];
+}
+
+/** A feed is a few KiB: answer within this or count as down. */
+const FEED_TIMEOUT_MS = 30_000;
+
+export async function syncUpdates(deps: IngestDeps, options: UpdatesSyncOptions): Promise<UpdatesSyncReport> {
+  const report: UpdatesSyncReport = { feeds: [], fetched: [], failed: [], alerts: [], published: [] };
+  for (const url of options.feeds) report.feeds.push(await readUpstream(deps, url, options));
+  const listedByAGoodRead = new Set(report.feeds.filter((f) => f.ok).flatMap((f) => f.versions));
+  for (const row of await listUpdateRows(deps.db)) {
+    options.signal?.throwIfAborted();
+    if (row.origin !== 'upstream' || !row.file_url || !listedByAGoodRead.has(row.version)) continue;
+    if (row.fetch_state === 'stored') {
+      const alert = await recheckStored(deps, row, options);
+      if (alert) report.alerts.push({ version: row.version, message: alert });
+      continue;
+    }
+    const outcome = await fetchVersion(deps, row, options);
+    if (typeof outcome === 'string') {
+      report.failed.push({ version: row.version, error: outcome });
+      continue;
+    }
+    report.fetched.push(row.version);
+    // Auto-publish only what was never published by hand nor taken back: an admin's unpublish stands.
+    if (options.autoPublish && row.published === 0 && row.unpublished_at === null) {
+      const now = deps.clock.now();
+      await deps.db.transaction().execute(async (trx) => {
+        await updateUpdateRow(trx, row.version, { published: 1, published_at: now, updated_at: now });
+        await recordAudit(trx, {
+          actor: options.actor,
+          action: 'update.publish',
+          target: `update:${row.version}`,
+          at: now,
+          details: { auto: true },
+        });
+      });
+      report.published.push(row.version);
+    }
+  }
+  deps.metrics?.updateSyncs.inc({
+    result: report.feeds.every((f) => f.ok) && report.failed.length === 0 ? 'ok' : 'error',
+  });
+  return report;
+}
+
+/** Reads one feed and records its versions; on any failure only the feed's status changes. */
+async function readUpstream(deps: IngestDeps, url: string, options: UpdatesSyncOptions): Promise<FeedReport> {
+  const now = deps.clock.now();
+  const report: FeedReport = { url, ok: false, error: null, versions: [], added: [], skipped: [] };
+  let versions: FeedVersion[];
+  try {
+    const text = await fetchFeedText(deps, url, options.signal);
+    const read = readFeed(text, url);
+    versions = read.versions;
+    report.skipped = read.skipped;
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    report.error = toAppError(err).message;
+    options.log?.warn({ url, err: report.error }, 'Parallels Desktop update feed unusable; what is served stays');
+    const previous = await deps.db
+      .selectFrom('pd_update_feeds')
+      .select('ok_at')
+      .where('url', '=', url)
+      .executeTakeFirst();
+    await upsertFeedRow(deps.db, {
+      url,
+      checked_at: now,
+      ok_at: previous?.ok_at === undefined || previous.ok_at === null ? null : Number(previous.ok_at),
+      error: report.error,
+      skipped: null,
+    });
+    return report;
+  }
+  await deps.db.transaction().execute(async (trx) => {
+    for (const v of versions) {
+      const existing = await getUpdateRow(trx, v.version);
+      const entry = { element: JSON.stringify(v.element), product: JSON.stringify(v.product), updated_at: now };
+      if (!existing) {
+        await insertUpdateRow(trx, {
+          version: v.version,
+          major: v.major,
+          minor: v.minor,
+          sub_minor: v.subMinor,
+          build: v.build,
+          origin: 'upstream',
+          feed_url: url,
+          file_url: v.fileUrl,
+          file_size_text: v.fileSize,
+          ...entry,
+          sha256: null,
+          size: null,
+          validator: null,
+          fetch_error: null,
+          fetched_at: null,
+          published_at: null,
+          unpublished_at: null,
+          notes: null,
+          alert: null,
+          alert_at: null,
+          created_at: now,
+        });
+        report.added.push(v.version);
+      } else if (existing.origin === 'upstream') {
+        // The entry follows upstream (descriptions, Ancestry…); a new FilePath means a new file to fetch.
+        const moved = existing.file_url !== v.fileUrl;
+        await updateUpdateRow(trx, v.version, {
+          ...entry,
+          feed_url: url,
+          file_size_text: v.fileSize,
+          ...(moved
+            ? { file_url: v.fileUrl, fetch_state: existing.fetch_state === 'stored' ? 'stored' : 'waiting' }
+            : {}),
+        });
+      }
+      report.versions.push(v.version);
+    }
+    await setListedVersions(trx, url, report.versions, now);
+    await upsertFeedRow(trx, {
+      url,
+      checked_at: now,
+      ok_at: now,
+      error: null,
+      skipped: JSON.stringify(report.skipped),
+    });
+  });
+  report.ok = true;
+  return report;
+}
+
+async function fetchFeedText(deps: IngestDeps, url: string, signal: AbortSignal | undefined): Promise<string> {
+  const target = parseUpstreamUrl(url, 'the update feed URL');
+  const timeout = AbortSignal.timeout(FEED_TIMEOUT_MS);
+  const res = await outboundOf(deps)(target, {
+    headers: { Accept: 'application/xml, text/xml' },
+    signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+  }).catch((err: unknown) => {
+    throw err instanceof AppError ? err : upstreamError(target, err);
+  });
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new AppError('SOURCE_FAILED', `${target.href} answered HTTP ${res.status}`);
+  }
+  const { bytes, truncated } = await readCapped(res, FEED_LIMITS.maxBytes);
+  if (truncated) throw new AppError('FEED_INVALID', `${target.href} is larger than ${FEED_LIMITS.maxBytes} bytes`);
+  return bytes.toString('utf8');
+}
+
+/** Downloads a version's file into the store; the error's message when it fails. */
+async function fetchVersion(
+  deps: IngestDeps,
+  row: PdUpdateRow,
+  options: UpdatesSyncOptions,
+): Promise<{ sha256: string } | string> {
+  try {
+    const fetched = await downloadFile(deps, row, options);
+    const now = deps.clock.now();
+    await deps.db.transaction().execute(async (trx) => {
+      await setBlobKind(trx, fetched.sha256, 'update', updateFileName(row.version));
+      await updateUpdateRow(trx, row.version, {
+        sha256: fetched.sha256,
+        size: fetched.size,
+        validator: fetched.validator,
+        fetch_state: 'stored',
+        fetch_error: null,
+        fetched_at: now,
+        updated_at: now,
+        notes: JSON.stringify(sizeNotes(row.file_size_text, fetched.size)),
+      });
+      await recordAudit(trx, {
+        actor: options.actor,
+        action: 'update.fetch',
+        target: `update:${row.version}`,
+        at: now,
+        details: { url: row.file_url, sha256: fetched.sha256, size: fetched.size },
+      });
+    });
+    options.log?.info({ version: row.version, sha256: fetched.sha256 }, 'stored a Parallels Desktop update file');
+    return { sha256: fetched.sha256 };
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    const message = toAppError(err).message;
+    await updateUpdateRow(deps.db, row.version, {
+      fetch_state: 'failed',
+      fetch_error: message,
+      updated_at: deps.clock.now(),
+    });
+    options.log?.warn({ version: row.version, url: row.file_url, err: message }, 'could not fetch an update file');
+    return message;
+  }
+}
+
+async function downloadFile(
+  deps: IngestDeps,
+  row: PdUpdateRow,
+  options: UpdatesSyncOptions,
+): Promise<{ sha256: Sha256; size: number; validator: string | null }> {
+  let validator: string | null = null;
+  const result = await fetchIntoStore(deps, row.file_url!, {
+    wrapSource: (source) => requireDiskImage(source, row.file_url!),
+    fileName: updateFileName(row.version),
+    signal: options.signal,
+    onResponse: (headers) => (validator = validatorOf(headers)),
+    ...(options.retryDelayMs === undefined ? {} : { retryDelayMs: options.retryDelayMs }),
+  });
+  return { sha256: result.blob.sha256 as Sha256, size: result.blob.size, validator };
+}
+
+/** FileSize's unit is not documented: it is never changed, only compared with the length when it is a byte count. */
+function sizeNotes(fileSize: string | null, size: number): string[] {
+  if (fileSize === null || !/^\d+$/.test(fileSize) || Number(fileSize) === size) return [];
+  return [
+    `the feed's FileSize (${fileSize}) differs from the file's length (${size} bytes); it is served as upstream wrote it`,
+  ];
+}
+
+/**
+ * Asks upstream (HEAD) whether a stored file still looks the same. A different length or validator means a
+ * download and a digest: other bytes raise the alert (the stored file is still what is served); the same bytes
+ * only refresh the validator. Returns the alert, if one was raised now.
+ */
+async function recheckStored(deps: IngestDeps, row: PdUpdateRow, options: UpdatesSyncOptions): Promise<string | null> {
+  if (row.alert) return null;
+  let res: Response;
+  try {
+    res = await outboundOf(deps)(row.file_url!, {
+      method: 'HEAD',
+      signal: options.signal ?? AbortSignal.timeout(FEED_TIMEOUT_MS),
+    });
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    return null;
+  }
+  await res.body?.cancel();
+  if (!res.ok) return null;
+  const length = res.headers.get('content-length');
+  const validator = validatorOf(res.headers);
+  const sameLength = length === null || Number(length) === row.size;
+  if (sameLength && (validator === null || validator === row.validator)) return null;
+  let fetched: { sha256: Sha256; size: number; validator: string | null };
+  try {
+    fetched = await downloadFile(deps, row, options);
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    options.log?.warn(
+      { version: row.version, err: toAppError(err).message },
+      'could not re-read a changed update file',
+    );
+    return null;
+  }
+  const now = deps.clock.now();
+  if (fetched.sha256 === row.sha256) {
+    await updateUpdateRow(deps.db, row.version, { validator: fetched.validator, updated_at: now });
+    return null;
+  }
+  const message =
+    `the bytes behind ${row.file_url} changed after this mirror stored them: stored sha256 ${row.sha256} ` +
+    `(${row.size} bytes), upstream now ${fetched.sha256} (${fetched.size} bytes). The stored file is still the ` +
+    `one served; check with Parallels before trusting the new one`;
+  await deps.db.transaction().execute(async (trx) => {
+    await setBlobKind(trx, fetched.sha256, 'update', `changed-${updateFileName(row.version)}`);
+    await updateUpdateRow(trx, row.version, { alert: message, alert_at: now, updated_at: now });
+    await recordAudit(trx, {
+      actor: options.actor,
+      action: 'update.alert',
+      target: `update:${row.version}`,
+      at: now,
+      details: { url: row.file_url, stored: row.sha256, upstream: fetched.sha256 },
+    });
+  });
+  options.log?.error({ version: row.version, url: row.file_url }, message);
+  return message;
+}
