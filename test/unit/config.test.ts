@@ -67,6 +67,27 @@ describe('config', () => {
     ]);
   });
 
+  it('reads the Parallels Desktop update settings, one feed URL or several, and refuses non-http ones', () => {
+    const config = loadConfig({
+      env: {
+        MIRROR_PD_UPDATES_UPSTREAM:
+          'https://u.example/v26/parallels_updates.xml, https://u.example/v25/parallels_updates.xml',
+        MIRROR_PD_UPDATES_INTERVAL: '0',
+        MIRROR_PD_UPDATES_AUTO_PUBLISH: 'true',
+        MIRROR_PD_UPDATES_KEEP: '5',
+      },
+    });
+    expect(config).toMatchObject({
+      pdUpdatesUpstream: ['https://u.example/v26/parallels_updates.xml', 'https://u.example/v25/parallels_updates.xml'],
+      pdUpdatesIntervalMs: 0,
+      pdUpdatesAutoPublish: true,
+      pdUpdatesKeep: 5,
+    });
+    expect(loadConfig({ env: {} })).toMatchObject({ pdUpdatesUpstream: [], pdUpdatesIntervalMs: 6 * 3600_000 });
+    const problems = problemsOf(() => loadConfig({ env: { MIRROR_PD_UPDATES_UPSTREAM: 'file:///etc/passwd' } }));
+    expect(problems).toEqual(['MIRROR_PD_UPDATES_UPSTREAM: file:///etc/passwd is not an http(s) URL']);
+  });
+
   it('names every bad key at once', async () => {
     const p = await file('bad.json', JSON.stringify({ port: 70000, colour: 'blue', logLevel: 'loud' }));
     const problems = problemsOf(() =>
