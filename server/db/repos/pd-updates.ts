@@ -65,7 +65,12 @@ export async function setListedVersions(db: Db, feedUrl: string, versions: strin
   if (versions.length > 0) unlist = unlist.where('version', 'not in', versions);
   await unlist.where('listed', '=', 1).execute();
   if (versions.length > 0)
-    await db.updateTable('pd_updates').set({ listed: 1 }).where('version', 'in', versions).execute();
+    await db
+      .updateTable('pd_updates')
+      .set({ listed: 1 })
+      .where('feed_url', '=', feedUrl)
+      .where('version', 'in', versions)
+      .execute();
 }
 
 /** Versions whose stored file is `sha256`. */
