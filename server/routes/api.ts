@@ -22,6 +22,7 @@ import { sitesApi } from './api/sites.js';
 import { rejectAs, type ApiDeps } from './api/shared.js';
 import { tokensApi } from './api/tokens.js';
 import { transfersApi } from './api/transfers.js';
+import { updatesApi } from './api/updates.js';
 import { uploadsApi } from './api/uploads.js';
 import { verifyApi } from './api/verify.js';
 
@@ -49,9 +50,10 @@ export function createApi(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   // One set of options for every guard, so a renewed cookie always has the sign-in flags.
   const admin = requireAdmin(deps, { publicUrl: deps.config.publicUrl });
 
-  // Bodies that stream (uploads, bundle imports) come before the body limit.
+  // Bodies that stream (uploads, bundle imports, update files) come before the body limit.
   api.route('/uploads', uploadsApi(deps, admin));
   api.route('/import', importApi(deps, admin));
+  api.route('/updates', updatesApi(deps, admin));
   api.use(
     '*',
     bodyLimit({

@@ -48,6 +48,8 @@ export function details(entry: AuditEntry): Record<string, unknown> {
 
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 const quote = (s: string): string => `“${s}”`;
+const strings = (v: unknown): string[] =>
+  Array.isArray(v) ? (v as unknown[]).filter((x): x is string => typeof x === 'string') : [];
 
 export function sentence(entry: AuditEntry, names: Names): SentencePart[] {
   const d = details(entry);
@@ -167,6 +169,46 @@ export function sentence(entry: AuditEntry, names: Names): SentencePart[] {
       return [who, t(replicaChanges(d, targetId))];
     case 'replica.delete':
       return [who, t(` forgot replica ${targetId}`)];
+    case 'update.publish':
+      return [
+        who,
+        t(` published Parallels Desktop ${targetId}`),
+        ...(d.auto === true ? [t(' automatically (MIRROR_PD_UPDATES_AUTO_PUBLISH)')] : []),
+      ];
+    case 'update.unpublish':
+      return [who, t(` took Parallels Desktop ${targetId} out of the update feed`)];
+    case 'update.rollback': {
+      const newer = strings(d.unpublished);
+      return [
+        who,
+        t(` rolled Parallels Desktop back to ${targetId}`),
+        t(newer.length ? `, taking ${newer.join(', ')} out of the update feed` : ' (no newer version was published)'),
+      ];
+    }
+    case 'update.add':
+      return [
+        who,
+        t(` added Parallels Desktop ${targetId} from a file`),
+        ...(typeof d.size === 'number' ? [t(` (${humanBytes(d.size)})`)] : []),
+        ...(d.published === true ? [t(' and published it')] : []),
+      ];
+    case 'update.fetch':
+      return [
+        who,
+        t(` downloaded Parallels Desktop ${targetId}`),
+        ...(typeof d.size === 'number' ? [t(` (${humanBytes(d.size)})`)] : []),
+        ...(str(d.url) ? [t(` from ${str(d.url)}`)] : []),
+      ];
+    case 'update.alert':
+      return [
+        who,
+        t(` found that the file of Parallels Desktop ${targetId} changed upstream`),
+        ...(str(d.url) ? [t(` (${str(d.url)})`)] : []),
+        ...(str(d.stored) && str(d.upstream)
+          ? [t(`: stored sha256 ${str(d.stored)!.slice(0, 12)}…, upstream now ${str(d.upstream)!.slice(0, 12)}…`)]
+          : []),
+        t('; the stored file is still the one served'),
+      ];
     default:
       return [who, t(` did ${entry.action} on ${entry.target}`)];
   }

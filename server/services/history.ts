@@ -33,6 +33,7 @@ export const ACTION_KINDS = {
   bundles: { label: 'Bundles and sync', prefix: 'bundle.' },
   sites: { label: 'Sites', prefix: 'site.' },
   replicas: { label: 'Replicas', prefix: 'replica.' },
+  updates: { label: 'Parallels Desktop updates', prefix: 'update.' },
 } as const;
 export type ActionKind = keyof typeof ACTION_KINDS;
 
