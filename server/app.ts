@@ -20,10 +20,18 @@ export type { AppDeps } from './app-deps.js';
 
 /**
  * Paths anyone may reach; everything else needs an admin (the auth test walks
- * every route to enforce it). `/` only redirects to the console, and the
- * sign-in page must be reachable before signing in.
+ * every route to enforce it). `/` only redirects to the console, the sign-in
+ * page must be reachable before signing in, and Macs read the update feeds
+ * without credentials, like download links.
  */
-export const PUBLIC_PATHS = new Set(['GET /healthz', 'GET /', 'GET /admin/login', 'POST /admin/login']);
+export const PUBLIC_PATHS = new Set([
+  'GET /healthz',
+  'GET /',
+  'GET /admin/login',
+  'POST /admin/login',
+  'GET /updates/parallels_updates.xml',
+  'GET /updates/desktop/:major/parallels/parallels_updates.xml',
+]);
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();

@@ -101,6 +101,7 @@ describe('authentication', () => {
           if (name === 'id') return String(routePath.includes('/groups/') ? group.body.id : image.body.id);
           if (name === 'sha256') return sha;
           if (name === 'name') return 'walk-sample';
+          if (name === 'version') return '26.3.3-57507';
           throw new Error(`no sample value for :${name} in ${routePath}; add one to this test`);
         })
         .replace(/\*/g, 'sample');

@@ -8,9 +8,12 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUploadServer } from '../../server/http/uploads.js';
 import { createApp } from '../../server/app.js';
+import { cliActor } from '../../server/services/audit.js';
 import { createApiToken } from '../../server/services/auth.js';
+import { addUpdateFile } from '../../server/services/pd-updates/versions.js';
 import { bootstrapTestAdmin, issueToken } from '../helpers/api.js';
 import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import { fakeDmg } from '../helpers/pd-upstream.js';
 
 interface Operation {
   summary?: string;
@@ -205,6 +208,11 @@ describe('OpenAPI document', () => {
       type: 'application/json',
       body: JSON.stringify({ name: 'Fields group', imageId: image.id }),
     });
+    await addUpdateFile({ ...m.runtime.ingestDeps, config: m.runtime.config }, cliActor, {
+      source: [fakeDmg(4096, 'openapi-fields')],
+      what: 'a test file',
+      version: '26.3.3-57507',
+    });
     const samples = [
       '/images',
       `/images/${image.id}`,
@@ -222,11 +230,16 @@ describe('OpenAPI document', () => {
       '/fetch',
       '/uploads',
       '/export/manifest',
+      '/updates',
+      '/updates/26.3.3-57507',
     ];
     for (const path of samples) {
       const res = await request('GET', `/api/v1${path}`, { token });
       expect({ path, status: res.status }).toEqual({ path, status: 200 });
-      const docPath = path.replace(/\/\d+(?=\/|$)/, '/{id}').replace(sha, '{sha256}');
+      const docPath = path
+        .replace(/\/\d+(?=\/|$)/, '/{id}')
+        .replace(sha, '{sha256}')
+        .replace('26.3.3-57507', '{version}');
       const schema = (
         doc.paths[docPath]?.get as
           { responses: Record<string, { content: Record<string, { schema: Schema }> }> } | undefined
