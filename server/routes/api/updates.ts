@@ -36,18 +36,13 @@ const UpdateView = z
       .string()
       .nullable()
       .openapi({ description: 'The upstream FilePath (null for a file added by hand)' }),
-    fileSize: z
-      .string()
-      .nullable()
-      .openapi({
-        description: 'FileSize as the feed writes it (its unit is undocumented; bytes in entries made here)',
-      }),
-    state: z
-      .enum(['waiting', 'stored', 'failed', 'collected'])
-      .openapi({
-        description:
-          'Of the file: `waiting` (not downloaded yet), `stored`, `failed` (see fetchError), `collected` (by GC)',
-      }),
+    fileSize: z.string().nullable().openapi({
+      description: 'FileSize as the feed writes it (its unit is undocumented; bytes in entries made here)',
+    }),
+    state: z.enum(['waiting', 'stored', 'failed', 'collected']).openapi({
+      description:
+        'Of the file: `waiting` (not downloaded yet), `stored`, `failed` (see fetchError), `collected` (by GC)',
+    }),
     fetchError: z.string().nullable(),
     sha256: z.string().nullable(),
     size: z.number().int().nullable().openapi({ description: 'Bytes of the stored file' }),
