@@ -72,8 +72,9 @@ button.link { background:none; border:none; color:var(--top-fg); padding:0; text
 .inline { display:inline; margin:0; }
 button.small { padding:.1rem .5rem; font-size:.85rem; }
 ul.compact { margin:0; padding-left:1.1rem; }
-td.row-actions { white-space:nowrap; }
-td.row-actions form + form { margin-left:.3rem; }
+td.upstream-url { min-width:14rem; }
+td.row-actions form { display:block; margin:0 0 .3rem; }
+td.row-actions button { white-space:nowrap; }
 .narrow { max-width:26rem; }
 .flush { margin-top:0; }
 .copy { margin:.4rem 0 .8rem; }

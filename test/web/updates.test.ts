@@ -207,7 +207,8 @@ describe.sequential('Parallels Desktop updates page', () => {
     const newRow = textOf(rowOf(html, NEW));
     expect(newRow).toContain('Sequoia');
     expect(newRow).toContain('upstream');
-    expect(newRow).toContain(`${upstream.url}${fileOf(NEW)}`);
+    expect(newRow).toContain(upstream.url.replace('http://', ''));
+    expect(rowOf(html, NEW)).toContain(`title="${upstream.url}${fileOf(NEW)}"`);
     expect(newRow).toContain('786 kB');
     // The digest short, whole on hover and behind its Copy button.
     const sha = sha256Of(newDmg);

@@ -171,7 +171,7 @@ const UpstreamSection: FC<{
           {
             head: 'Feed',
             cell: (f) => (
-              <td class="mono">
+              <td class="mono upstream-url">
                 {f.url}
                 {!f.configured && <div class="muted">no longer configured</div>}
               </td>
@@ -280,7 +280,11 @@ const VersionsSection: FC<{ versions: UpdateView[] }> = ({ versions }) => {
               v.origin === 'upstream' ? (
                 <td>
                   upstream
-                  {v.upstreamUrl && <div class="muted mono">{v.upstreamUrl}</div>}
+                  {v.upstreamUrl && (
+                    <div class="muted nowrap" title={v.upstreamUrl}>
+                      {hostOf(v.upstreamUrl)}
+                    </div>
+                  )}
                 </td>
               ) : (
                 <td>added here</td>
@@ -315,6 +319,15 @@ const VersionsSection: FC<{ versions: UpdateView[] }> = ({ versions }) => {
     </section>
   );
 };
+
+/** Where an upstream file comes from, short (the whole URL is in the title). */
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
 
 /** The digest shortened, whole on hover and with a copy button. */
 const DigestCell: FC<{ version: UpdateView }> = ({ version: v }) => {
