@@ -24,7 +24,6 @@ const SYNC_WAIT_MS = 20_000;
 export function updateRoutes(deps: WebDeps): Hono<WebEnv> {
   const app = new Hono<WebEnv>();
   const { config } = deps;
-  const changeDeps = { ...deps };
   const addDeps = { ...deps.ingestDeps, config };
   /** The sync Sync now started in this process, while it runs: a second click waits for it instead of starting another. */
   let running: { since: number; done: Promise<void> } | null = null;
@@ -74,9 +73,9 @@ export function updateRoutes(deps: WebDeps): Hono<WebEnv> {
       return c.redirect(`${PATH}?done=${key}#v-${encodeURIComponent(version)}`, 303);
     });
   };
-  change('publish', (v, c) => publishUpdate(changeDeps, c.get('actor'), v), 'update-published');
-  change('unpublish', (v, c) => unpublishUpdate(changeDeps, c.get('actor'), v), 'update-unpublished');
-  change('rollback', (v, c) => rollbackUpdate(changeDeps, c.get('actor'), v), 'update-rolled-back');
+  change('publish', (v, c) => publishUpdate(deps, c.get('actor'), v), 'update-published');
+  change('unpublish', (v, c) => unpublishUpdate(deps, c.get('actor'), v), 'update-unpublished');
+  change('rollback', (v, c) => rollbackUpdate(deps, c.get('actor'), v), 'update-rolled-back');
 
   app.post('/sync', async (c) => {
     if (config.pdUpdatesUpstream.length === 0)
