@@ -28,17 +28,18 @@ import { accountRoutes, signInRoutes } from './routes/session.js';
 import { settingsRoutes } from './routes/settings.js';
 import { replicaRoutes, siteRoutes } from './routes/sites.js';
 import { tokenRoutes } from './routes/tokens.js';
+import { updateRoutes } from './routes/updates.js';
 import { uploadRoutes } from './routes/uploads.js';
 
 /** Forms that stream their body (and check their own _csrf field before any file part). */
-const STREAMED_FORMS = new Set(['/admin/upload', '/admin/groups/import']);
+const STREAMED_FORMS = new Set(['/admin/upload', '/admin/groups/import', '/admin/updates/add']);
 
 export function createWebApp(deps: WebDeps): Hono<WebEnv> {
   const web = new Hono<WebEnv>();
   web.use('*', pageRenderer());
 
-  // Forms are small; only the upload form streams a large body (and never buffers it), and sign-in has its own, smaller limit.
-  web.use('*', except(['/admin/upload', '/admin/login'], formLimit(1024 * 1024)));
+  // Forms are small; only the upload forms stream a large body (and never buffer it), and sign-in has its own, smaller limit.
+  web.use('*', except(['/admin/upload', '/admin/updates/add', '/admin/login'], formLimit(1024 * 1024)));
 
   web.route('/', signInRoutes(deps));
 
@@ -70,6 +71,7 @@ export function createWebApp(deps: WebDeps): Hono<WebEnv> {
   web.route('/', groupRoutes(deps));
   web.route('/sites', siteRoutes(deps));
   web.route('/replicas', replicaRoutes(deps));
+  web.route('/updates', updateRoutes(deps));
   web.route('/downloads', downloadRoutes(deps));
   web.route('/history', historyRoutes(deps));
   web.route('/blobs', blobRoutes(deps));

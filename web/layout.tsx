@@ -36,6 +36,7 @@ const NAV: Array<[string, string]> = [
   ['/admin/blobs', 'Packages'],
   ['/admin/upload', 'Upload'],
   ['/admin/sites', 'Sites'],
+  ['/admin/updates', 'Updates'],
   ['/admin/downloads', 'Downloads'],
   ['/admin/history', 'History'],
   ['/admin/settings', 'Settings'],

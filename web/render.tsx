@@ -65,6 +65,13 @@ const FLASH: Record<string, string> = {
     'Replica checked: it failed, and gets no Mac until it passes again (the reason is on its card).',
   'replica-check-skipped': 'A disabled replica is not checked: enable it first.',
   'replica-forgotten': 'Replica forgotten. If it is still running, it reappears with its next heartbeat.',
+  'update-published': 'Version published: it is in the feed Macs read.',
+  'update-unpublished': 'Version unpublished: the feed no longer lists it (its file stays until garbage collection).',
+  'update-rolled-back': 'Rolled back: this version is published and every newer one unpublished.',
+  'update-added': 'The .dmg is stored. Publish it to put it in the feed.',
+  'update-added-published': 'The .dmg is stored and published: it is in the feed Macs read.',
+  'updates-synced': 'Upstream read: each feed’s status and the versions below show what changed.',
+  'updates-sync-running': 'The sync is still downloading and goes on in the background; reload this page to follow it.',
 };
 
 function flashOf(c: Context, meta: PageMeta): string | undefined {

@@ -48,6 +48,7 @@ td.ua { max-width:16rem; font-size:.85rem; color:var(--muted); overflow-wrap:any
 .badge.ok { background:var(--ok-bg); color:var(--ok); }
 .badge.bad { background:var(--bad-bg); color:var(--bad); }
 .badge.neutral { background:var(--neutral-bg); color:var(--neutral); }
+.badge.warn { background:var(--warn-bg); color:var(--warn); }
 .flash { padding:.6rem .9rem; border-radius:6px; }
 .flash.ok { background:var(--ok-bg); color:var(--ok); }
 .flash.bad, .alert { background:var(--bad-bg); color:var(--bad); border:1px solid var(--bad-line); }
@@ -69,6 +70,11 @@ button.danger, .button.danger { background:var(--danger); border-color:var(--dan
 button.link { background:none; border:none; color:var(--top-fg); padding:0; text-decoration:underline; }
 .actions { display:flex; flex-wrap:wrap; gap:.5rem; margin-top:1rem; align-items:center; }
 .inline { display:inline; margin:0; }
+button.small { padding:.1rem .5rem; font-size:.85rem; }
+ul.compact { margin:0; padding-left:1.1rem; }
+td.upstream-url { min-width:14rem; }
+td.row-actions form { display:block; margin:0 0 .3rem; }
+td.row-actions button { white-space:nowrap; }
 .narrow { max-width:26rem; }
 .flush { margin-top:0; }
 .copy { margin:.4rem 0 .8rem; }

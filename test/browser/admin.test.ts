@@ -12,7 +12,8 @@ import { systemActor } from '../../server/services/audit.js';
 import { bootstrapAdmin } from '../../server/services/auth.js';
 import { acceptHeartbeat } from '../../server/services/replicas.js';
 import { updateSettings } from '../../server/services/settings.js';
-import { makeTempDir, startMirror, type TestMirror } from '../helpers/env.js';
+import { makeTempDir, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import { fakeDmg, feedXml, sha256Of, startFakeUpstream, type FakeUpstream } from '../helpers/pd-upstream.js';
 import {
   expectNoHorizontalOverflow,
   launchChromium,
@@ -29,6 +30,8 @@ const MiB = 1024 * 1024;
 
 let browser: Browser;
 let mirror: TestMirror;
+/** Stands in for update.parallels.com and download.parallels.com on the Updates page. */
+let upstream: FakeUpstream;
 let context: BrowserContext;
 let page: Page;
 let tmp: string;
@@ -52,8 +55,10 @@ const SCREENSHOTS = [
   'packages',
   'phone-image-portal-checked',
   'phone-sites',
+  'phone-updates',
   'phone-upload-finished',
   'sites',
+  'updates',
   'upload-finished',
 ];
 
@@ -91,7 +96,9 @@ function watch(ctx: BrowserContext): void {
 
 beforeAll(async () => {
   browser = await launchChromium();
-  mirror = await startMirror();
+  upstream = await startFakeUpstream();
+  // The update feed is read only when Sync now is clicked.
+  mirror = await startMirror({ pdUpdatesUpstream: [upstream.feedUrl(26)], pdUpdatesIntervalMs: 0 });
   base = mirror.url;
   await bootstrapAdmin(mirror.runtime, mirror.runtime.store.layout.root, PASSWORD);
   // Links need a public address; this one (loopback) is fine for a browser on the same machine.
@@ -110,6 +117,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await mirror?.close();
+  await upstream?.close();
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
 });
 
@@ -529,6 +537,121 @@ describe.sequential('admin console in Chromium', () => {
     } finally {
       await phone.close();
     }
+  });
+
+  it('follows the Parallels Desktop feed on the Updates page: Sync now, publish, roll back, add a .dmg, copy the feed URL', async () => {
+    const OLD = '26.3.2-57480';
+    const NEW = '26.3.3-57507';
+    const ADDED = '26.2.0-57000';
+    const fileOf = (version: string) => `/desktop/v26/${version}/ParallelsDesktop-${version}.dmg`;
+    upstream.setFile(fileOf(OLD), fakeDmg(MiB + 11, 'browser-pd-old'));
+    upstream.setFile(fileOf(NEW), fakeDmg(MiB + 22, 'browser-pd-new'));
+    upstream.setFeed(
+      26,
+      feedXml([
+        { version: NEW, codename: 'Sequoia', filePath: `${upstream.url}${fileOf(NEW)}`, fileSize: String(MiB + 22) },
+        { version: OLD, codename: 'Sequoia', filePath: `${upstream.url}${fileOf(OLD)}`, fileSize: String(MiB + 11) },
+      ]),
+    );
+    const row = (version: string) => page.locator(`tr[id="v-${version}"]`);
+    const stateIn = async (version: string) => (await row(version).locator('.badge').innerText()).trim();
+
+    await page.goto(`${base}/admin`);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Updates', exact: true }).click();
+    await page.waitForURL(`${base}/admin/updates`);
+    expect(await page.locator('h1').innerText()).toBe('Parallels Desktop updates');
+    expect(await page.locator('#versions').count()).toBe(0);
+
+    expect(await submit(page, button(page, 'Sync now'))).toBe(303);
+    expect(await statusText(page)).toBe('Upstream read: each feed’s status and the versions below show what changed.');
+    expect(await stateIn(NEW)).toBe('available');
+    expect(await stateIn(OLD)).toBe('available');
+    expect(await page.locator('#upstream-feeds .badge.ok').innerText()).toBe('ok');
+
+    for (const version of [NEW, OLD]) {
+      expect(await submit(page, row(version).getByRole('button', { name: `Publish ${version}`, exact: true }))).toBe(
+        303,
+      );
+      expect(await statusText(page)).toBe('Version published: it is in the feed Macs read.');
+    }
+    expect(await stateIn(NEW)).toBe('published');
+    const rollBack = row(OLD).getByRole('button', { name: `Roll back to ${OLD}`, exact: false });
+    expect(await submit(page, rollBack)).toBe(303);
+    expect(await stateIn(NEW)).toBe('available');
+    expect(await stateIn(OLD)).toBe('published');
+    const feed = await (await page.request.get(`${base}/updates/parallels_updates.xml`)).text();
+    expect(feed).toContain(`ParallelsDesktop-${OLD}.dmg`);
+    expect(feed).not.toContain(`ParallelsDesktop-${NEW}.dmg`);
+
+    // The feed URL for the Macs, copied with its button.
+    const feedUrl = `${base}/updates/parallels_updates.xml`;
+    expect(await page.locator('#feed-url').innerText()).toBe(feedUrl);
+    await page.evaluate(`navigator.clipboard.writeText('something else')`);
+    await page.locator('button[data-copy="feed-url"]').click();
+    await page.locator('button[data-copy="feed-url"]:text-is("Copied")').waitFor();
+    expect(await page.evaluate<string>('navigator.clipboard.readText()')).toBe(feedUrl);
+
+    // A file that is not a disk image: refused with the reason, the typed values kept, nothing stored.
+    const junk = path.join(tmp, 'installer.dmg');
+    await fs.writeFile(junk, testBytes(200_000, 'browser-pd-junk'));
+    const before = await blobCount();
+    await page.fill('#update-version', ADDED);
+    await page.fill('#update-codename', 'Offline build');
+    await page.setInputFiles('#update-file', junk);
+    expect(await submit(page, button(page, 'Add the .dmg'))).toBe(400);
+    expect(await alertText(page)).toBe(
+      'installer.dmg is not a disk image (.dmg): it does not end in a UDIF trailer ("koly"); nothing was stored',
+    );
+    expect(await page.inputValue('#update-version')).toBe(ADDED);
+    expect(await page.inputValue('#update-codename')).toBe('Offline build');
+    expect(await blobCount()).toBe(before);
+
+    const dmg = fakeDmg(MiB + 33, 'browser-pd-added');
+    const dmgFile = path.join(tmp, `ParallelsDesktop-${ADDED}.dmg`);
+    await fs.writeFile(dmgFile, dmg);
+    await page.fill('#update-ancestors', 'desktop.26.1.0.56000.en_US.parallels.mac');
+    await page.setInputFiles('#update-file', dmgFile);
+    expect(await submit(page, button(page, 'Add the .dmg'))).toBe(303);
+    expect(await statusText(page)).toBe('The .dmg is stored. Publish it to put it in the feed.');
+    expect(await stateIn(ADDED)).toBe('available');
+    expect(await row(ADDED).innerText()).toContain('added here');
+    expect(await row(ADDED).locator('code[title]').getAttribute('title')).toBe(sha256Of(dmg));
+    expect(await blobCount()).toBe(before + 1);
+    await shot(page, 'updates');
+
+    const phone = await browser.newContext({
+      viewport: { width: 390, height: 844 },
+      storageState: await context.storageState(),
+    });
+    watch(phone);
+    try {
+      const p = await phone.newPage();
+      await p.goto(`${base}/admin/updates`);
+      await expectNoHorizontalOverflow(p, '/admin/updates');
+      await shot(p, 'phone-updates');
+    } finally {
+      await phone.close();
+    }
+  });
+
+  it('shows changed bytes behind a known upstream URL on the Updates page and, with a link there, on the dashboard', async () => {
+    const NEW = '26.3.3-57507';
+    upstream.setFile(`/desktop/v26/${NEW}/ParallelsDesktop-${NEW}.dmg`, fakeDmg(MiB + 22, 'browser-pd-rebuilt'), {
+      etag: '"rebuilt"',
+    });
+    await page.goto(`${base}/admin/updates`);
+    expect(await submit(page, button(page, 'Sync now'))).toBe(303);
+    expect(await page.locator('#updates-alert-page h2').innerText()).toBe(
+      `The file behind a known upstream URL changed for ${NEW}`,
+    );
+    expect(await page.locator(`[id="alert-${NEW}"]`).innerText()).toContain('changed after this mirror stored them');
+
+    await page.goto(`${base}/admin`);
+    const box = page.locator('#updates-alert-section');
+    expect(await box.getAttribute('role')).toBe('alert');
+    expect(await box.innerText()).toContain(`${NEW}: the bytes behind`);
+    await box.getByRole('link', { name: 'Parallels Desktop updates →' }).click();
+    await page.waitForURL(`${base}/admin/updates`);
   });
 
   it('saved readable screenshots of the main pages, and no page raised a dialog or a script error', async () => {

@@ -12,9 +12,11 @@ import { cliActor } from '../../server/services/audit.js';
 import { bootstrapAdmin } from '../../server/services/auth.js';
 import { createGroup } from '../../server/services/groups.js';
 import { createImage } from '../../server/services/images.js';
+import { addUpdateFile } from '../../server/services/pd-updates/versions.js';
 import { acceptHeartbeat } from '../../server/services/replicas.js';
 import { createSite } from '../../server/services/sites.js';
 import { makeTempDir, putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import { fakeDmg, sha256Of } from '../helpers/pd-upstream.js';
 import { launchChromium, signIn, watchPolicyAndErrors, writePackage } from './helpers.js';
 import { consolePages } from '../helpers/api.js';
 
@@ -96,6 +98,14 @@ describe.sequential('admin console under the Content-Security-Policy', () => {
       verified: [sha],
     });
 
+    // A published Parallels Desktop version, so the Updates page shows its table and buttons.
+    await addUpdateFile({ ...mirror.runtime.ingestDeps, config: mirror.runtime.config }, cliActor, {
+      source: [fakeDmg(100_000, 'csp-pd')],
+      what: 'csp.dmg',
+      version: '26.3.3-57507',
+      publish: true,
+    });
+
     await page.goto(`${mirror.url}/admin/login`);
     await expectStyled(page, 'login');
     await signIn(page, mirror.url, PASSWORD);
@@ -147,6 +157,23 @@ describe.sequential('admin console under the Content-Security-Policy', () => {
     await page.locator('button[data-copy="token-value"]').click();
     await page.locator('button[data-copy="token-value"]:text-is("Copied")').waitFor();
     expect(await page.evaluate<string>('navigator.clipboard.readText()')).toBe(value);
+
+    // The Updates page: a .dmg added through its streamed form, and a digest copied with its button.
+    const dmg = fakeDmg(200_000, 'csp-pd-added');
+    const dmgFile = `${tmp}/ParallelsDesktop-26.3.2-57480.dmg`;
+    await fs.writeFile(dmgFile, dmg);
+    await page.goto(`${mirror.url}/admin/updates`);
+    await page.fill('#update-version', '26.3.2-57480');
+    await page.setInputFiles('#update-file', dmgFile);
+    await Promise.all([
+      page.waitForURL(`${mirror.url}/admin/updates?done=update-added#v-26.3.2-57480`),
+      page.getByRole('button', { name: 'Add the .dmg', exact: true }).click(),
+    ]);
+    await expectStyled(page, '/admin/updates');
+    const copy = page.locator('button[data-copy="sha-26.3.2-57480"]');
+    await copy.click();
+    await page.locator('button[data-copy="sha-26.3.2-57480"]:text-is("Copied")').waitFor();
+    expect(await page.evaluate<string>('navigator.clipboard.readText()')).toBe(sha256Of(dmg));
 
     expect(violations).toEqual([]);
     expect(scriptErrors).toEqual([]);

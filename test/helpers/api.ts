@@ -185,6 +185,7 @@ export function consolePages(shown: { imageId: number; groupId: number; sha256: 
     `/admin/blobs/${shown.sha256}`,
     '/admin/upload',
     '/admin/sites',
+    '/admin/updates',
     '/admin/downloads',
     '/admin/history',
     '/admin/settings',

@@ -41,6 +41,8 @@ export interface DashboardData {
   pendingPortal: Array<{ id: number; name: string; change: PortalChange }>;
   /** The process that runs the scheduled jobs (null: none has taken the lease yet). */
   leader: LeaderView | null;
+  /** Parallels Desktop versions whose upstream bytes changed after this mirror stored them. */
+  updateAlerts?: Array<{ version: string; message: string }>;
 }
 
 export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
@@ -62,6 +64,24 @@ export const DashboardPage: FC<{ data: DashboardData }> = ({ data }) => (
             </li>
           ))}
         </ul>
+      </section>
+    )}
+    {data.updateAlerts && data.updateAlerts.length > 0 && (
+      <section class="alert" role="alert" aria-labelledby="updates-alert" id="updates-alert-section">
+        <h2 id="updates-alert" class="flush">
+          The bytes behind a known Parallels Desktop update URL changed ({data.updateAlerts.length} version
+          {data.updateAlerts.length === 1 ? '' : 's'})
+        </h2>
+        <ul>
+          {data.updateAlerts.map((a) => (
+            <li>
+              <strong>{a.version}</strong>: {a.message}.
+            </li>
+          ))}
+        </ul>
+        <p>
+          <a href="/admin/updates">Parallels Desktop updates →</a>
+        </p>
       </section>
     )}
     {data.pendingPortal.length > 0 && (

@@ -6,6 +6,7 @@ import { listGroups } from '../../server/services/groups.js';
 import { listHistory } from '../../server/services/history.js';
 import { listImages } from '../../server/services/images.js';
 import { integritySummary } from '../../server/services/integrity.js';
+import { listUpdates } from '../../server/services/pd-updates/versions.js';
 import { baseOf, done, type WebDeps, type WebEnv } from '../env.js';
 import { DashboardPage, type BucketUsage } from '../pages/dashboard.js';
 
@@ -27,7 +28,7 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
         deps.leadership.leader(),
       ],
     );
-    const stats = await recentDownloads(deps, 10);
+    const [stats, updates] = await Promise.all([recentDownloads(deps, 10), listUpdates(deps)]);
     const byBlob = new Map(blobs.map((b) => [b.sha256, b]));
     return c.render(
       <DashboardPage
@@ -53,6 +54,7 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
           charts,
           origins,
           leader,
+          updateAlerts: updates.versions.flatMap((v) => (v.alert ? [{ version: v.version, message: v.alert }] : [])),
         }}
       />,
       { title: 'Dashboard', active: '/admin' },
