@@ -59,6 +59,7 @@ export const errorRegistry = {
   BLOB_NOT_STORED: shown(422, 'the package is not stored'),
   UPDATE_NOT_STORED: shown(409, 'the update file of that version is not stored'),
   UPDATE_EXISTS: shown(409, 'that Parallels Desktop version is already known'),
+  UPDATE_SYNC_RUNNING: shown(409, 'a Parallels Desktop update sync is already running'),
   UPLOAD_BUSY: shown(423, 'another request is using this upload; try again in a few seconds'),
   TOO_MANY_REQUESTS: shown(429, 'too many requests; wait before trying again'),
   PUBLIC_ADDRESS_MISSING: shown(503, 'no public address is set for this mirror'),

@@ -8,6 +8,7 @@
  * still due.
  */
 import type { Sha256 } from '../../storage/digest.js';
+import { isError } from '../errors.js';
 import { syncFrom } from '../bundles/sync.js';
 import type { Runtime } from '../runtime.js';
 import { systemActor } from '../services/audit.js';
@@ -127,7 +128,10 @@ export function startNodeJobs(
               'Parallels Desktop update sync finished',
             );
           },
-          (err) => log.error({ err }, 'Parallels Desktop update sync failed'),
+          (err) =>
+            isError(err, 'UPDATE_SYNC_RUNNING')
+              ? log.info({ reason: err.message }, 'scheduled Parallels Desktop update sync skipped')
+              : log.error({ err }, 'Parallels Desktop update sync failed'),
           { atStart: true },
         )
       : null,

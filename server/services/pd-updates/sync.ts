@@ -4,7 +4,10 @@
  * stored files the feed still lists, raising an alert when the bytes behind a known URL change. A feed that
  * cannot be read or parsed changes nothing but its own status line: the last good state keeps being served.
  */
+import cluster from 'node:cluster';
+import os from 'node:os';
 import type { Sha256 } from '../../../storage/digest.js';
+import { acquireLease, getLease, releaseLease } from '../../db/repos/leases.js';
 import { fetchIntoStore, outboundOf, parseUpstreamUrl, upstreamError, validatorOf } from '../../bundles/fetch.js';
 import { setBlobKind } from '../../db/repos/blobs.js';
 import {
@@ -20,6 +23,7 @@ import { AppError, toAppError } from '../../errors.js';
 import { readCapped } from '../../links.js';
 import type { Logger } from '../../log.js';
 import { recordAudit, type Actor } from '../audit.js';
+import { newHolderId } from '../holders.js';
 import type { IngestDeps } from '../ingest.js';
 import { readFeed, type FeedVersion } from './feed.js';
 import { FEED_LIMITS } from './feed-xml.js';
@@ -59,7 +63,51 @@ export interface UpdatesSyncReport {
 /** A feed is a few KiB: answer within this or count as down. */
 const FEED_TIMEOUT_MS = 30_000;
 
+/** One sync at a time across every process sharing the database (CLI, API, page, the leader's job). */
+const SYNC_LEASE = 'pd-updates-sync';
+/** Renewed every quarter of this while the sync runs; a process that dies frees it after this long. */
+const SYNC_LEASE_MS = 2 * 60_000;
+
+/**
+ * Reads every feed and fetches what is missing. Refuses with UPDATE_SYNC_RUNNING while another process runs a
+ * sync, so a file is never downloaded twice at once.
+ */
 export async function syncUpdates(deps: IngestDeps, options: UpdatesSyncOptions): Promise<UpdatesSyncReport> {
+  const holder = newHolderId();
+  const claim = () => {
+    const now = deps.clock.now();
+    return acquireLease(deps.db, {
+      name: SYNC_LEASE,
+      holder,
+      host: os.hostname(),
+      pid: process.pid,
+      worker: cluster.worker?.id ?? null,
+      listen: null,
+      now,
+      expiresAt: now + SYNC_LEASE_MS,
+    });
+  };
+  if (!(await claim())) {
+    const other = await getLease(deps.db, SYNC_LEASE);
+    const since = other
+      ? ` (on ${other.host}, pid ${other.pid}, since ${new Date(Number(other.acquired_at)).toISOString()})`
+      : '';
+    throw new AppError(
+      'UPDATE_SYNC_RUNNING',
+      `a Parallels Desktop update sync is already running${since}; try again when it ends`,
+    );
+  }
+  const renew = setInterval(() => void claim().catch(() => undefined), SYNC_LEASE_MS / 4);
+  renew.unref();
+  try {
+    return await runSync(deps, options);
+  } finally {
+    clearInterval(renew);
+    await releaseLease(deps.db, SYNC_LEASE, holder).catch(() => undefined);
+  }
+}
+
+async function runSync(deps: IngestDeps, options: UpdatesSyncOptions): Promise<UpdatesSyncReport> {
   const report: UpdatesSyncReport = { feeds: [], fetched: [], failed: [], alerts: [], published: [] };
   for (const url of options.feeds) report.feeds.push(await readUpstream(deps, url, options));
   const listedByAGoodRead = new Set(report.feeds.filter((f) => f.ok).flatMap((f) => f.versions));
