@@ -35,19 +35,18 @@ export function parseXml(text: string, what: string): XmlElement {
   const stack: XmlElement[] = [];
   let root: XmlElement | null = null;
   let elements = 0;
-  // Set from the parser's callbacks (an object, so the checks below see what they wrote).
-  const outcome: { failure: AppError | null } = { failure: null };
-  const fail = (detail: string): void => {
-    outcome.failure ??= invalid(what, detail);
+  // Throwing from a callback ends write() at once: a refused feed is never read to its end (a flood of
+  // undefined entities or a large DTD would otherwise cost seconds of work after the first error).
+  const fail = (detail: string): never => {
+    throw invalid(what, detail);
   };
   parser.on('doctype', () =>
     fail('it declares a DOCTYPE, which is refused (a DTD can define entities that expand without bound)'),
   );
   parser.on('opentag', (tag) => {
-    if (outcome.failure) return;
     elements += 1;
-    if (elements > FEED_LIMITS.maxElements) return fail(`it has more than ${FEED_LIMITS.maxElements} elements`);
-    if (stack.length >= FEED_LIMITS.maxDepth) return fail(`its elements nest deeper than ${FEED_LIMITS.maxDepth}`);
+    if (elements > FEED_LIMITS.maxElements) fail(`it has more than ${FEED_LIMITS.maxElements} elements`);
+    if (stack.length >= FEED_LIMITS.maxDepth) fail(`its elements nest deeper than ${FEED_LIMITS.maxDepth}`);
     const element: XmlElement = {
       name: tag.name,
       attributes: Object.entries(tag.attributes).map(([k, v]) => [k, String(v)]),
@@ -59,25 +58,24 @@ export function parseXml(text: string, what: string): XmlElement {
     stack.push(element);
   });
   parser.on('closetag', () => {
-    if (!outcome.failure) stack.pop();
+    stack.pop();
   });
   const addText = (text: string): void => {
     const parent = stack.at(-1);
-    if (outcome.failure || !parent) return;
+    if (!parent) return;
     const last = parent.children.at(-1);
     if (typeof last === 'string') parent.children[parent.children.length - 1] = last + text;
     else parent.children.push(text);
   };
   parser.on('text', addText);
   parser.on('cdata', addText);
-  parser.on('error', (err) => fail(`malformed XML (${err.message.replace(/\s+/g, ' ')})`));
   try {
-    // saxes stops at its first error by throwing from write() when no handler rethrows; ours records it.
+    // Without an error handler saxes throws its first error from write(), which ends the parse there.
     parser.write(text).close();
   } catch (err) {
+    if (err instanceof AppError) throw err;
     fail(`malformed XML (${(err as Error).message.replace(/\s+/g, ' ')})`);
   }
-  if (outcome.failure) throw outcome.failure;
   if (!root) throw invalid(what, 'it holds no element');
   return root;
 }
