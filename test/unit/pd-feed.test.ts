@@ -325,6 +325,30 @@ describe('the served feed', () => {
     expect(xml).not.toContain('download.parallels.c');
   });
 
+  it('keeps mixed content (markup around text in a description) and carriage returns exactly', () => {
+    const description = 'en_US#Fixes <b>bugs</b> and <i>crashes  <u>now</u></i>.\r\nMore: &amp; &lt;';
+    const upstream = readFeed(
+      wrap(
+        versionXml(
+          ['26', '3', '3', '57507'],
+          FILE('26.3.3-57507'),
+          `<UpdateDescription>${description.replace('\r', '&#13;')}</UpdateDescription><Note a="x&#13;y">&#13;</Note>`,
+        ),
+      ),
+      'upstream',
+    );
+    const version = upstream.versions[0]!;
+    const xml = buildFeed([served(version)]);
+    expect(xml).toContain(
+      '<UpdateDescription>en_US#Fixes <b>bugs</b> and <i>crashes  <u>now</u></i>.&#13;\nMore: &amp; &lt;</UpdateDescription>',
+    );
+    const back = children(readFeed(xml, 'served').versions[0]!.element, 'Update')[0]!;
+    expect(children(back, 'UpdateDescription')[0]).toEqual(
+      children(children(version.element, 'Update')[0]!, 'UpdateDescription')[0],
+    );
+    expect(children(back, 'Note')[0]).toEqual({ name: 'Note', attributes: [['a', 'x\ry']], children: ['\r'] });
+  });
+
   it('round-trips the realistic feed of the test upstream', () => {
     const text = feedXml([
       {

@@ -103,29 +103,38 @@ export function leaf(name: string, text: string, attributes: Array<[string, stri
   return { name, attributes, children: [text] };
 }
 
-const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+// A carriage return is written as a reference: a raw one would be read back as a line feed (end-of-line handling).
+const escapeText = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\r/g, '&#13;');
 const escapeAttribute = (s: string) =>
-  escapeText(s).replace(/"/g, '&quot;').replace(/\t/g, '&#9;').replace(/\n/g, '&#10;').replace(/\r/g, '&#13;');
+  escapeText(s).replace(/"/g, '&quot;').replace(/\t/g, '&#9;').replace(/\n/g, '&#10;');
+
+/** `element` on one line, every text exactly as read (for mixed content, where whitespace is part of the text). */
+function inline(element: XmlElement): string {
+  const attributes = element.attributes.map(([k, v]) => ` ${k}="${escapeAttribute(v)}"`).join('');
+  if (element.children.length === 0) return `<${element.name}${attributes}/>`;
+  const inner = element.children.map((c) => (typeof c === 'string' ? escapeText(c) : inline(c))).join('');
+  return `<${element.name}${attributes}>${inner}</${element.name}>`;
+}
 
 /**
- * Writes `root` as a document. Elements that hold elements are indented (their whitespace-only text is layout
- * and is replaced); text in leaf elements is written exactly as it was read.
+ * Writes `root` as a document. Elements that hold only elements are indented (their whitespace-only text is
+ * layout and is replaced); text in leaf elements, and mixed content (text around elements, like markup in a
+ * description), is written exactly as it was read.
  */
 export function serializeXml(root: XmlElement): string {
   const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>\n'];
   const write = (element: XmlElement, indent: string): void => {
     const attributes = element.attributes.map(([k, v]) => ` ${k}="${escapeAttribute(v)}"`).join('');
     const elementChildren = children(element);
-    if (element.children.length === 0) {
-      out.push(`${indent}<${element.name}${attributes}/>\n`);
+    const mixed = elementChildren.length > 0 && element.children.some((c) => typeof c === 'string' && c.trim() !== '');
+    if (element.children.length === 0 || mixed) {
+      out.push(`${indent}${inline(element)}\n`);
     } else if (elementChildren.length === 0) {
       out.push(`${indent}<${element.name}${attributes}>${escapeText(textOf(element))}</${element.name}>\n`);
     } else {
       out.push(`${indent}<${element.name}${attributes}>\n`);
-      for (const c of element.children) {
-        if (typeof c !== 'string') write(c, `${indent}  `);
-        else if (c.trim() !== '') out.push(`${indent}  ${escapeText(c.trim())}\n`);
-      }
+      for (const c of elementChildren) write(c, `${indent}  `);
       out.push(`${indent}</${element.name}>\n`);
     }
   };
