@@ -325,6 +325,28 @@ describe('the served feed', () => {
     expect(xml).not.toContain('download.parallels.c');
   });
 
+  it('serves no upstream URL: a second FilePath in an Update becomes the link too', () => {
+    const version = readFeed(
+      wrap(
+        versionXml(
+          ['26', '3', '3', '57507'],
+          FILE('26.3.3-57507'),
+          '<FilePath kind="mirror">https://elsewhere.example/ParallelsDesktop.dmg</FilePath>',
+        ),
+      ),
+      'upstream',
+    ).versions[0]!;
+    const xml = buildFeed([served(version)]);
+    expect(xml).not.toMatch(/download\.parallels\.com|elsewhere\.example/);
+    const update = children(parseXml(xml, 'served'), 'Product')
+      .flatMap((p) => children(p, 'Version'))
+      .flatMap((v) => children(v, 'Update'))[0]!;
+    expect(children(update, 'FilePath')).toEqual([
+      { name: 'FilePath', attributes: [], children: [LINK('26.3.3-57507')] },
+      { name: 'FilePath', attributes: [['kind', 'mirror']], children: [LINK('26.3.3-57507')] },
+    ]);
+  });
+
   it('keeps mixed content (markup around text in a description) and carriage returns exactly', () => {
     const description = 'en_US#Fixes <b>bugs</b> and <i>crashes  <u>now</u></i>.\r\nMore: &amp; &lt;';
     const upstream = readFeed(
