@@ -19,7 +19,7 @@ import {
   unpublishUpdate,
   type UpdateView,
 } from '../../server/services/pd-updates/versions.js';
-import { matching } from '../helpers/api.js';
+import { bootstrapTestAdmin, matching } from '../helpers/api.js';
 import { fakeClock } from '../helpers/clock.js';
 import { putBlob, startMirror, type TestMirror } from '../helpers/env.js';
 import { fakeDmg, feedXml, sha256Of, startFakeUpstream, type FakeUpstream } from '../helpers/pd-upstream.js';
@@ -609,6 +609,8 @@ describe('the feed endpoints', () => {
       ]),
     );
     mirror = await startMirror({ publicUrl: PUBLIC });
+    // With an admin the API is closed; the feed must stay open to Macs all the same.
+    await bootstrapTestAdmin(mirror);
     const report = await syncUpdates(mirror.runtime.ingestDeps, {
       feeds: [upstream.feedUrl(26)],
       autoPublish: false,
@@ -624,6 +626,7 @@ describe('the feed endpoints', () => {
   });
 
   it('answers HEAD with the headers of GET and no body, without any credentials', async () => {
+    expect((await fetch(`${mirror.url}/api/v1/images`)).status).toBe(401);
     for (const path of [FEED, MAJOR_FEED(26)]) {
       const get = await fetch(`${mirror.url}${path}`);
       const body = await get.text();
