@@ -82,6 +82,8 @@ export interface FakeUpstream {
   setFile(path: string, bytes: Buffer, options?: { etag?: string; contentLength?: number; dropAfter?: number }): string;
   /** Requests seen, as "METHOD path range". */
   requests: string[];
+  /** The same requests with the headers a resume depends on. */
+  log: Array<{ method: string; path: string; range: string | null; ifRange: string | null }>;
   close(): Promise<void>;
 }
 
@@ -89,19 +91,23 @@ interface Served {
   bytes: Buffer;
   etag: string;
   lastModified: string;
-  /** A Content-Length that lies (a FileSize/length test), or undefined for the truth. */
+  /** A Content-Length that lies (a FileSize/length test), or undefined for the truth; the connection closes after the body. */
   contentLength?: number | undefined;
   /** Cut the connection after this many body bytes, once (a dropped transfer to resume). */
   dropAfter?: number | undefined;
 }
 
-export async function startFakeUpstream(): Promise<FakeUpstream> {
+/** On `port` when given (a test that brings a stopped upstream back at the same address), else on any free port. */
+export async function startFakeUpstream(options: { port?: number } = {}): Promise<FakeUpstream> {
   const feeds = new Map<number, string | number>();
   const files = new Map<string, Served>();
   const requests: string[] = [];
+  const log: FakeUpstream['log'] = [];
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     requests.push(`${req.method} ${path} ${req.headers.range ?? ''}`.trim());
+    const ifRange = req.headers['if-range'] as string | undefined;
+    log.push({ method: req.method ?? '', path, range: req.headers.range ?? null, ifRange: ifRange ?? null });
     const feed = /^\/desktop\/v(\d+)\/parallels\/parallels_updates\.xml$/.exec(path);
     if (feed) {
       const body = feeds.get(Number(feed[1]));
@@ -123,7 +129,6 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     let end = size - 1;
     let status = 200;
     const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-    const ifRange = req.headers['if-range'];
     if (range && (ifRange === undefined || ifRange === file.etag)) {
       start = Number(range[1]);
       end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
@@ -149,9 +154,14 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       res.write(body.subarray(0, cut), () => res.destroy());
       return;
     }
+    // A server whose Content-Length promised more ends the connection where its body ends (else the client waits).
+    if (status === 200 && file.contentLength !== undefined && file.contentLength > size) {
+      res.end(body, () => res.destroy());
+      return;
+    }
     res.end(body);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     url,
@@ -168,6 +178,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       return `${url}${path}`;
     },
     requests,
+    log,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -35,19 +35,18 @@ export function parseXml(text: string, what: string): XmlElement {
   const stack: XmlElement[] = [];
   let root: XmlElement | null = null;
   let elements = 0;
-  // Set from the parser's callbacks (an object, so the checks below see what they wrote).
-  const outcome: { failure: AppError | null } = { failure: null };
-  const fail = (detail: string): void => {
-    outcome.failure ??= invalid(what, detail);
+  // Throwing from a callback ends write() at once: a refused feed is never read to its end (a flood of
+  // undefined entities or a large DTD would otherwise cost seconds of work after the first error).
+  const fail = (detail: string): never => {
+    throw invalid(what, detail);
   };
   parser.on('doctype', () =>
     fail('it declares a DOCTYPE, which is refused (a DTD can define entities that expand without bound)'),
   );
   parser.on('opentag', (tag) => {
-    if (outcome.failure) return;
     elements += 1;
-    if (elements > FEED_LIMITS.maxElements) return fail(`it has more than ${FEED_LIMITS.maxElements} elements`);
-    if (stack.length >= FEED_LIMITS.maxDepth) return fail(`its elements nest deeper than ${FEED_LIMITS.maxDepth}`);
+    if (elements > FEED_LIMITS.maxElements) fail(`it has more than ${FEED_LIMITS.maxElements} elements`);
+    if (stack.length >= FEED_LIMITS.maxDepth) fail(`its elements nest deeper than ${FEED_LIMITS.maxDepth}`);
     const element: XmlElement = {
       name: tag.name,
       attributes: Object.entries(tag.attributes).map(([k, v]) => [k, String(v)]),
@@ -59,25 +58,24 @@ export function parseXml(text: string, what: string): XmlElement {
     stack.push(element);
   });
   parser.on('closetag', () => {
-    if (!outcome.failure) stack.pop();
+    stack.pop();
   });
   const addText = (text: string): void => {
     const parent = stack.at(-1);
-    if (outcome.failure || !parent) return;
+    if (!parent) return;
     const last = parent.children.at(-1);
     if (typeof last === 'string') parent.children[parent.children.length - 1] = last + text;
     else parent.children.push(text);
   };
   parser.on('text', addText);
   parser.on('cdata', addText);
-  parser.on('error', (err) => fail(`malformed XML (${err.message.replace(/\s+/g, ' ')})`));
   try {
-    // saxes stops at its first error by throwing from write() when no handler rethrows; ours records it.
+    // Without an error handler saxes throws its first error from write(), which ends the parse there.
     parser.write(text).close();
   } catch (err) {
+    if (err instanceof AppError) throw err;
     fail(`malformed XML (${(err as Error).message.replace(/\s+/g, ' ')})`);
   }
-  if (outcome.failure) throw outcome.failure;
   if (!root) throw invalid(what, 'it holds no element');
   return root;
 }
@@ -105,29 +103,38 @@ export function leaf(name: string, text: string, attributes: Array<[string, stri
   return { name, attributes, children: [text] };
 }
 
-const escapeText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+// A carriage return is written as a reference: a raw one would be read back as a line feed (end-of-line handling).
+const escapeText = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\r/g, '&#13;');
 const escapeAttribute = (s: string) =>
-  escapeText(s).replace(/"/g, '&quot;').replace(/\t/g, '&#9;').replace(/\n/g, '&#10;').replace(/\r/g, '&#13;');
+  escapeText(s).replace(/"/g, '&quot;').replace(/\t/g, '&#9;').replace(/\n/g, '&#10;');
+
+/** `element` on one line, every text exactly as read (for mixed content, where whitespace is part of the text). */
+function inline(element: XmlElement): string {
+  const attributes = element.attributes.map(([k, v]) => ` ${k}="${escapeAttribute(v)}"`).join('');
+  if (element.children.length === 0) return `<${element.name}${attributes}/>`;
+  const inner = element.children.map((c) => (typeof c === 'string' ? escapeText(c) : inline(c))).join('');
+  return `<${element.name}${attributes}>${inner}</${element.name}>`;
+}
 
 /**
- * Writes `root` as a document. Elements that hold elements are indented (their whitespace-only text is layout
- * and is replaced); text in leaf elements is written exactly as it was read.
+ * Writes `root` as a document. Elements that hold only elements are indented (their whitespace-only text is
+ * layout and is replaced); text in leaf elements, and mixed content (text around elements, like markup in a
+ * description), is written exactly as it was read.
  */
 export function serializeXml(root: XmlElement): string {
   const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>\n'];
   const write = (element: XmlElement, indent: string): void => {
     const attributes = element.attributes.map(([k, v]) => ` ${k}="${escapeAttribute(v)}"`).join('');
     const elementChildren = children(element);
-    if (element.children.length === 0) {
-      out.push(`${indent}<${element.name}${attributes}/>\n`);
+    const mixed = elementChildren.length > 0 && element.children.some((c) => typeof c === 'string' && c.trim() !== '');
+    if (element.children.length === 0 || mixed) {
+      out.push(`${indent}${inline(element)}\n`);
     } else if (elementChildren.length === 0) {
       out.push(`${indent}<${element.name}${attributes}>${escapeText(textOf(element))}</${element.name}>\n`);
     } else {
       out.push(`${indent}<${element.name}${attributes}>\n`);
-      for (const c of element.children) {
-        if (typeof c !== 'string') write(c, `${indent}  `);
-        else if (c.trim() !== '') out.push(`${indent}  ${escapeText(c.trim())}\n`);
-      }
+      for (const c of elementChildren) write(c, `${indent}  `);
       out.push(`${indent}</${element.name}>\n`);
     }
   };

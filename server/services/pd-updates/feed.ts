@@ -113,8 +113,8 @@ export interface ServedVersion extends VersionNumbers {
 
 /**
  * The served feed: one Product with the newest version's product elements, then every version newest first. In
- * each, a FilePath naming the version's upstream file becomes `link`; an Update pointing at any other file is
- * left out (this mirror holds one file per version).
+ * each, an Update whose (first) FilePath names the version's upstream file is kept with its FilePath replaced by
+ * `link`; an Update pointing at any other file is left out (this mirror holds one file per version).
  */
 export function buildFeed(published: ServedVersion[]): string {
   const sorted = [...published].sort(compareVersionsDescending);
@@ -137,9 +137,12 @@ function servedVersionElement(version: ServedVersion): XmlElement {
     const filePath = child(node, 'FilePath');
     const points = textOf(filePath).trim();
     if (version.fileUrl !== null && points !== version.fileUrl) continue;
+    // Every FilePath of a kept Update, not only the first that consumers read: no upstream URL is ever served.
     nodes.push({
       ...node,
-      children: node.children.map((c) => (c === filePath ? leaf('FilePath', version.link, filePath.attributes) : c)),
+      children: node.children.map((c) =>
+        typeof c !== 'string' && c.name === 'FilePath' ? leaf('FilePath', version.link, c.attributes) : c,
+      ),
     });
   }
   return { ...version.element, children: nodes };

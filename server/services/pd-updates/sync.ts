@@ -19,7 +19,7 @@ import {
   upsertFeedRow,
 } from '../../db/repos/pd-updates.js';
 import type { PdUpdateRow } from '../../db/schema.js';
-import { AppError, toAppError } from '../../errors.js';
+import { AppError, isError, toAppError } from '../../errors.js';
 import { readCapped } from '../../links.js';
 import type { Logger } from '../../log.js';
 import { recordAudit, type Actor } from '../audit.js';
@@ -319,16 +319,18 @@ function sizeNotes(fileSize: string | null, size: number): string[] {
 
 /**
  * Asks upstream (HEAD) whether a stored file still looks the same. A different length or validator means a
- * download and a digest: other bytes raise the alert (the stored file is still what is served); the same bytes
- * only refresh the validator. Returns the alert, if one was raised now.
+ * download and a digest: other bytes, or a body that is not a disk image at all (an error page where the
+ * installer was), raise the alert (the stored file is still what is served); the same bytes only refresh the
+ * validator. Returns the alert, if one was raised now.
  */
 async function recheckStored(deps: IngestDeps, row: PdUpdateRow, options: UpdatesSyncOptions): Promise<string | null> {
   if (row.alert) return null;
   let res: Response;
+  const timeout = AbortSignal.timeout(FEED_TIMEOUT_MS);
   try {
     res = await outboundOf(deps)(row.file_url!, {
       method: 'HEAD',
-      signal: options.signal ?? AbortSignal.timeout(FEED_TIMEOUT_MS),
+      signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
     });
   } catch (err) {
     if (options.signal?.aborted) throw err;
@@ -345,6 +347,15 @@ async function recheckStored(deps: IngestDeps, row: PdUpdateRow, options: Update
     fetched = await downloadFile(deps, row, options);
   } catch (err) {
     if (options.signal?.aborted) throw err;
+    // A whole answer that is not a disk image is a change of content; anything else may pass (a dropped transfer).
+    if (isError(err, 'UPDATE_FILE_INVALID'))
+      return raiseAlert(
+        deps,
+        row,
+        options,
+        null,
+        'upstream now serves something that is not a disk image (no UDIF trailer)',
+      );
     options.log?.warn(
       { version: row.version, err: toAppError(err).message },
       'could not re-read a changed update file',
@@ -356,19 +367,34 @@ async function recheckStored(deps: IngestDeps, row: PdUpdateRow, options: Update
     await updateUpdateRow(deps.db, row.version, { validator: fetched.validator, updated_at: now });
     return null;
   }
+  return raiseAlert(deps, row, options, fetched.sha256, `upstream now ${fetched.sha256} (${fetched.size} bytes)`);
+}
+
+/**
+ * Records that the bytes behind a stored version's URL changed into `upstream` (null: nothing was stored of
+ * them), described by `change`, and returns the alert.
+ */
+async function raiseAlert(
+  deps: IngestDeps,
+  row: PdUpdateRow,
+  options: UpdatesSyncOptions,
+  upstream: Sha256 | null,
+  change: string,
+): Promise<string> {
   const message =
     `the bytes behind ${row.file_url} changed after this mirror stored them: stored sha256 ${row.sha256} ` +
-    `(${row.size} bytes), upstream now ${fetched.sha256} (${fetched.size} bytes). The stored file is still the ` +
-    `one served; check with Parallels before trusting the new one`;
+    `(${row.size} bytes), ${change}. The stored file is still the one served; check with Parallels before ` +
+    `trusting the new one`;
+  const at = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
-    await setBlobKind(trx, fetched.sha256, 'update', `changed-${updateFileName(row.version)}`);
-    await updateUpdateRow(trx, row.version, { alert: message, alert_at: now, updated_at: now });
+    if (upstream) await setBlobKind(trx, upstream, 'update', `changed-${updateFileName(row.version)}`);
+    await updateUpdateRow(trx, row.version, { alert: message, alert_at: at, updated_at: at });
     await recordAudit(trx, {
       actor: options.actor,
       action: 'update.alert',
       target: `update:${row.version}`,
-      at: now,
-      details: { url: row.file_url, stored: row.sha256, upstream: fetched.sha256 },
+      at,
+      details: { url: row.file_url, stored: row.sha256, upstream },
     });
   });
   options.log?.error({ version: row.version, url: row.file_url }, message);
