@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import type { ByteSource } from '../../storage/blob-store.js';
+import type { BlobKind } from '../db/schema.js';
 import { parseChecksumText, type Sha256 } from '../../storage/digest.js';
 import { AppError } from '../errors.js';
 import { assertFreeSpace, ingest, type IngestDeps, type IngestResult } from '../services/ingest.js';
@@ -31,6 +32,8 @@ export interface FetchOptions {
   fileName?: string | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((bytesDone: number, totalBytes: number | null) => void) | undefined;
+  /** What the blob is (default: a package). */
+  kind?: BlobKind | undefined;
   /** Wraps the downloaded bytes before they are stored (a check that fails at their end stores nothing). */
   wrapSource?: ((source: AsyncIterable<Uint8Array>) => ByteSource) | undefined;
   /** Told the headers of the first answer (its length and validator), before any byte is stored. */
@@ -56,6 +59,7 @@ export async function fetchIntoStore(deps: IngestDeps, url: string, options: Fet
     fileName,
     expectedSha256: expected,
     signal: options.signal,
+    kind: options.kind,
   });
 }
 

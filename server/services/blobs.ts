@@ -2,11 +2,12 @@
 import { parseSha256, type Sha256 } from '../../storage/digest.js';
 import { withBlobLock } from '../db/blob-lock.js';
 import type { Db } from '../db/open.js';
+import { markUpdateFilesCollected, updatesWithFile } from '../db/repos/pd-updates.js';
 import { constraintViolation } from '../db/errors.js';
 import { countBlobsNotOk, deleteBlobRow, findBlob, listBlobs, setBlobArch, totalBlobBytes } from '../db/repos/blobs.js';
 import { downloadStatsOf, recentlyDownloaded } from '../db/repos/download-stats.js';
 import { imagesUsing } from '../db/repos/images.js';
-import type { BlobArch, BlobRow, BlobState } from '../db/schema.js';
+import type { BlobArch, BlobKind, BlobRow, BlobState } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
 import type { Arch } from './arches.js';
@@ -58,6 +59,8 @@ export interface BlobView {
   state: BlobState;
   /** The architecture it was uploaded or imported for. */
   arch: BlobArch;
+  /** A golden-image package, or a Parallels Desktop update file (listed on the updates page instead). */
+  kind: BlobKind;
   createdAt: string;
   verifiedAt: string | null;
   /** null while no public address is set. */
@@ -81,6 +84,11 @@ export async function listBlobViews(deps: Pick<ServiceDeps, 'db'>, baseUrl: stri
   const usage = await usageOf(db, null);
   const retired = await loadRetirements(db);
   return rows.map((r) => toView(r, baseUrl, usage.get(r.sha256) ?? [], retired.get(r.sha256)));
+}
+
+/** The golden-image packages only (what the Packages page, the dashboard and the image form offer). */
+export async function listPackageViews(deps: Pick<ServiceDeps, 'db'>, baseUrl: string | null): Promise<BlobView[]> {
+  return (await listBlobViews(deps, baseUrl)).filter((b) => b.kind === 'package');
 }
 
 export async function getBlobView(
@@ -130,9 +138,22 @@ export async function deleteBlob(
       { heldBy: view.retired?.heldBy ?? [] },
     );
   if (view.retired && view.retired.heldBy.length > 0) throw portalHeld();
+  const publishedWith = async (db: Db) =>
+    (await updatesWithFile(db, sha256)).filter((u) => u.published === 1).map((u) => u.version);
+  const published = (versions: string[]) =>
+    new AppError(
+      'BLOB_IN_USE',
+      `the update feed offers this file as Parallels Desktop ${versions.join(', ')}; unpublish that version first`,
+      { versions },
+    );
+  const offered = await publishedWith(deps.db);
+  if (offered.length > 0) throw published(offered);
   const now = deps.clock.now();
   const detached = await withBlobLock(deps.db, async (trx) => {
     if ((await portalHeldDigests(trx)).has(sha256)) throw portalHeld();
+    const offeredNow = await publishedWith(trx);
+    if (offeredNow.length > 0) throw published(offeredNow);
+    await markUpdateFilesCollected(trx, sha256, now);
     // The foreign keys get the last word: an image that took the package since the check above.
     try {
       await deleteBlobRow(trx, sha256);
@@ -247,6 +268,7 @@ function toView(
     name: row.name,
     state: row.state,
     arch: row.arch,
+    kind: row.kind,
     createdAt: new Date(row.created_at).toISOString(),
     verifiedAt: row.verified_at === null ? null : new Date(row.verified_at).toISOString(),
     url: baseUrl === null ? null : downloadUrl(baseUrl, row.sha256, row.name),

@@ -11,7 +11,7 @@ import type { Sha256 } from '../../storage/digest.js';
 import { withBlobLock } from '../db/blob-lock.js';
 import { deleteBlobRow, findBlob, recordIngestedBlob } from '../db/repos/blobs.js';
 import { imagesUsing } from '../db/repos/images.js';
-import type { BlobArch, BlobRow } from '../db/schema.js';
+import type { BlobArch, BlobKind, BlobRow } from '../db/schema.js';
 import { linkFileName } from '../file-names.js';
 import type { Metrics } from '../metrics.js';
 import { AppError } from '../errors.js';
@@ -38,6 +38,8 @@ export interface IngestRequest {
   expectedSize?: number | undefined;
   /** The architecture the admin said the package is for (kept when unknown). */
   arch?: BlobArch | undefined;
+  /** `update`: a Parallels Desktop update file, recorded under `fileName` exactly (default: a package). */
+  kind?: BlobKind | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((bytesWritten: number) => void) | undefined;
 }
@@ -139,7 +141,13 @@ async function commit(
     fileName,
     expectedSha256,
     arch,
-  }: { fileName: string; expectedSha256?: Sha256 | undefined; arch?: BlobArch | undefined },
+    kind,
+  }: {
+    fileName: string;
+    expectedSha256?: Sha256 | undefined;
+    arch?: BlobArch | undefined;
+    kind?: BlobKind | undefined;
+  },
   stage: () => Promise<StagedBlob>,
 ): Promise<IngestResult> {
   const endActivity = expectedSha256 ? deps.activity?.begin(expectedSha256) : undefined;
@@ -151,9 +159,10 @@ async function commit(
         const blob = await recordIngestedBlob(trx, {
           sha256: staged.sha256,
           size: staged.size,
-          name: linkFileName(fileName),
+          name: kind === 'update' ? fileName : linkFileName(fileName),
           nowMs: deps.clock.now(),
           arch,
+          kind,
         });
         // Last, so a failed rename rolls the row back.
         const put = await staged.commit();

@@ -4,7 +4,7 @@ import {
   deleteBlob,
   downloadCountOf,
   getBlobView,
-  listBlobViews,
+  listPackageViews,
   updateBlobArch,
 } from '../../server/services/blobs.js';
 import type { Sha256 } from '../../storage/digest.js';
@@ -18,7 +18,7 @@ export function blobRoutes(deps: WebDeps): Hono<WebEnv> {
   const app = new Hono<WebEnv>();
 
   app.get('/', async (c) =>
-    c.render(<BlobsPage blobs={await listBlobViews(deps, baseOf(c))} graceMs={deps.config.gcGraceMs} />, {
+    c.render(<BlobsPage blobs={await listPackageViews(deps, baseOf(c))} graceMs={deps.config.gcGraceMs} />, {
       title: 'Packages',
       active,
     }),

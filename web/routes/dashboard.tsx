@@ -1,6 +1,6 @@
 /** The dashboard, and starting or cancelling the integrity checks of every package. */
 import { Hono } from 'hono';
-import { listBlobViews, recentDownloads } from '../../server/services/blobs.js';
+import { listPackageViews, recentDownloads } from '../../server/services/blobs.js';
 import { downloadCharts, downloadOrigins } from '../../server/services/download-log.js';
 import { listGroups } from '../../server/services/groups.js';
 import { listHistory } from '../../server/services/history.js';
@@ -18,7 +18,7 @@ export function dashboardRoutes(deps: WebDeps): Hono<WebEnv> {
       [
         deps.store.diskUsage(),
         bucketUsage(deps.store),
-        listBlobViews(deps, baseOf(c)),
+        listPackageViews(deps, baseOf(c)),
         listImages(deps, baseOf(c)),
         listGroups(deps),
         integritySummary(deps),

@@ -1,6 +1,6 @@
 /** Golden images: list, form, the portal page with its link check and group assignment, and deletion. */
 import { Hono } from 'hono';
-import { archMismatchWarnings, listBlobViews } from '../../server/services/blobs.js';
+import { archMismatchWarnings, listPackageViews } from '../../server/services/blobs.js';
 import { listGroups, updateGroup } from '../../server/services/groups.js';
 import {
   ARCHES,
@@ -48,7 +48,7 @@ export function imageRoutes(deps: WebDeps): Hono<WebEnv> {
       <ImageFormPage
         image={image}
         values={values}
-        blobs={await listBlobViews(deps, baseOf(c))}
+        blobs={await listPackageViews(deps, baseOf(c))}
         fieldErrors={extra.error?.fields}
         archWarnings={extra.archWarnings}
       />,
@@ -71,7 +71,7 @@ export function imageRoutes(deps: WebDeps): Hono<WebEnv> {
     if (form.confirmArch === 'yes') return [];
     const wanted = ARCHES.map((arch) => values[arch].sha256).filter((sha) => sha !== '');
     if (wanted.length === 0) return [];
-    const byDigest = new Map((await listBlobViews(deps, baseOf(c))).map((b) => [b.sha256, b]));
+    const byDigest = new Map((await listPackageViews(deps, baseOf(c))).map((b) => [b.sha256, b]));
     return archMismatchWarnings(
       ARCHES.map((arch) => {
         const blob = byDigest.get(values[arch].sha256);

@@ -20,9 +20,17 @@ export function listBlobs(db: Db): Promise<BlobRow[]> {
  */
 export async function recordIngestedBlob(
   db: Db,
-  blob: { sha256: Sha256; size: number; name: string; nowMs: number; arch?: BlobArch | undefined },
+  blob: {
+    sha256: Sha256;
+    size: number;
+    name: string;
+    nowMs: number;
+    arch?: BlobArch | undefined;
+    kind?: BlobKind | undefined;
+  },
 ): Promise<BlobRow> {
   const known = blob.arch !== undefined && blob.arch !== 'unknown' ? { arch: blob.arch } : {};
+  const kind = blob.kind ?? 'package';
   await db
     .insertInto('blobs')
     .values({
@@ -33,18 +41,20 @@ export async function recordIngestedBlob(
       ingested_at: blob.nowMs,
       state: 'ok',
       verified_at: blob.nowMs,
+      kind,
       ...known,
     })
     .onConflict((oc) =>
-      oc.column('sha256').doUpdateSet({
+      oc.column('sha256').doUpdateSet((eb) => ({
         size: blob.size,
-        name: blob.name,
+        // The same bytes arriving as the other kind never rename (or retype) what is stored; the caller sees its kind.
+        name: eb.case().when('blobs.kind', '=', kind).then(blob.name).else(eb.ref('blobs.name')).end(),
         state: 'ok',
         state_detail: null,
         verified_at: blob.nowMs,
         ingested_at: blob.nowMs,
         ...known,
-      }),
+      })),
     )
     .execute();
   const row = await findBlob(db, blob.sha256);

@@ -154,6 +154,9 @@ export const BlobView = z
     name: z.string(),
     state: blobState,
     arch: blobArch,
+    kind: z.enum(['package', 'update']).openapi({
+      description: 'package: a golden-image package (.pvmp link); update: a Parallels Desktop update file (.dmg link)',
+    }),
     createdAt: when,
     verifiedAt: when.nullable(),
     url: z.string().nullable(),

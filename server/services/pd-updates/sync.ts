@@ -27,7 +27,7 @@ import { newHolderId } from '../holders.js';
 import type { IngestDeps } from '../ingest.js';
 import { readFeed, type FeedVersion } from './feed.js';
 import { FEED_LIMITS } from './feed-xml.js';
-import { requireDiskImage, updateFileName } from './versions.js';
+import { isStoredPackage, requireDiskImage, samePackageBytes, updateFileName } from './versions.js';
 
 export interface UpdatesSyncOptions {
   feeds: readonly string[];
@@ -257,6 +257,7 @@ async function fetchVersion(
 ): Promise<{ sha256: string } | string> {
   try {
     const fetched = await downloadFile(deps, row, options);
+    if (fetched.isPackage) throw samePackageBytes(row.file_url!, fetched.sha256);
     const now = deps.clock.now();
     await deps.db.transaction().execute(async (trx) => {
       await setBlobKind(trx, fetched.sha256, 'update', updateFileName(row.version));
@@ -297,16 +298,22 @@ async function downloadFile(
   deps: IngestDeps,
   row: PdUpdateRow,
   options: UpdatesSyncOptions,
-): Promise<{ sha256: Sha256; size: number; validator: string | null }> {
+): Promise<{ sha256: Sha256; size: number; validator: string | null; isPackage: boolean }> {
   let validator: string | null = null;
   const result = await fetchIntoStore(deps, row.file_url!, {
     wrapSource: (source) => requireDiskImage(source, row.file_url!),
     fileName: updateFileName(row.version),
+    kind: 'update',
     signal: options.signal,
     onResponse: (headers) => (validator = validatorOf(headers)),
     ...(options.retryDelayMs === undefined ? {} : { retryDelayMs: options.retryDelayMs }),
   });
-  return { sha256: result.blob.sha256 as Sha256, size: result.blob.size, validator };
+  return {
+    sha256: result.blob.sha256 as Sha256,
+    size: result.blob.size,
+    validator,
+    isPackage: isStoredPackage(result),
+  };
 }
 
 /** FileSize's unit is not documented: it is never changed, only compared with the length when it is a byte count. */
@@ -342,7 +349,7 @@ async function recheckStored(deps: IngestDeps, row: PdUpdateRow, options: Update
   const validator = validatorOf(res.headers);
   const sameLength = length === null || Number(length) === row.size;
   if (sameLength && (validator === null || validator === row.validator)) return null;
-  let fetched: { sha256: Sha256; size: number; validator: string | null };
+  let fetched: Awaited<ReturnType<typeof downloadFile>>;
   try {
     fetched = await downloadFile(deps, row, options);
   } catch (err) {
@@ -367,7 +374,9 @@ async function recheckStored(deps: IngestDeps, row: PdUpdateRow, options: Update
     await updateUpdateRow(deps.db, row.version, { validator: fetched.validator, updated_at: now });
     return null;
   }
-  return raiseAlert(deps, row, options, fetched.sha256, `upstream now ${fetched.sha256} (${fetched.size} bytes)`);
+  // Bytes that are a stored package stay one: the alert names them without making them an update file.
+  const kept = fetched.isPackage ? null : fetched.sha256;
+  return raiseAlert(deps, row, options, kept, `upstream now ${fetched.sha256} (${fetched.size} bytes)`);
 }
 
 /**

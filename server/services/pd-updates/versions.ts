@@ -19,7 +19,7 @@ import { AppError } from '../../errors.js';
 import { downloadUrl } from '../../links.js';
 import { recordAudit, type Actor } from '../audit.js';
 import type { ServiceDeps } from '../deps.js';
-import { ingest, type IngestDeps } from '../ingest.js';
+import { ingest, type IngestDeps, type IngestResult } from '../ingest.js';
 import { resolvePublicAddress, PUBLIC_ADDRESS_MISSING, type SettingsDeps } from '../settings.js';
 import {
   buildFeed,
@@ -301,7 +301,7 @@ export async function addUpdateFile(
   if (!numbers)
     throw new AppError(
       'VALIDATION_FAILED',
-      `--version ${JSON.stringify(request.version)} is not a Parallels Desktop version; write it like 26.3.3-57507`,
+      `version ${JSON.stringify(request.version)} is not a Parallels Desktop version; write it like 26.3.3-57507`,
     );
   const version = versionString(numbers);
   const locale = request.locale ?? 'en_US';
@@ -327,9 +327,11 @@ export async function addUpdateFile(
   const result = await ingest(deps, {
     source: requireDiskImage(request.source, request.what),
     fileName: updateFileName(version),
+    kind: 'update',
     signal: request.signal,
   });
   const sha256 = result.blob.sha256 as Sha256;
+  if (isStoredPackage(result)) throw samePackageBytes(request.what, sha256);
   const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
     await setBlobKind(trx, sha256, 'update', updateFileName(version));
@@ -384,6 +386,16 @@ export async function addUpdateFile(
     });
   });
   return getUpdate(deps, version);
+}
+
+/** Whether an update file's ingest found its bytes already stored as a golden-image package (a blob is never both). */
+export const isStoredPackage = (result: IngestResult): boolean => result.blob.kind === 'package';
+
+export function samePackageBytes(what: string, sha256: string): AppError {
+  return new AppError(
+    'UPDATE_FILE_INVALID',
+    `${what} has the same bytes as a stored golden-image package (sha256 ${sha256}); a file is either a package or an update, so it was not taken as an update`,
+  );
 }
 
 /** The product frame of the newest version known, or the default one. */
