@@ -6,6 +6,7 @@ import { constraintViolation } from '../db/errors.js';
 import { countBlobsNotOk, deleteBlobRow, findBlob, listBlobs, setBlobArch, totalBlobBytes } from '../db/repos/blobs.js';
 import { downloadStatsOf, recentlyDownloaded } from '../db/repos/download-stats.js';
 import { imagesUsing } from '../db/repos/images.js';
+import { markUpdateFilesCollected, updatesWithFile } from '../db/repos/pd-updates.js';
 import type { BlobArch, BlobRow, BlobState } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { downloadUrl } from '../links.js';
@@ -133,6 +134,14 @@ export async function deleteBlob(
   const now = deps.clock.now();
   const detached = await withBlobLock(deps.db, async (trx) => {
     if ((await portalHeldDigests(trx)).has(sha256)) throw portalHeld();
+    const published = (await updatesWithFile(trx, sha256)).filter(
+      (u) => u.published === 1 && u.fetch_state === 'stored',
+    );
+    if (published.length > 0)
+      throw new AppError(
+        'BLOB_IN_USE',
+        `the file is the update of Parallels Desktop ${published.map((u) => u.version).join(', ')}, which the update feed publishes; unpublish it first`,
+      );
     // The foreign keys get the last word: an image that took the package since the check above.
     try {
       await deleteBlobRow(trx, sha256);
@@ -145,6 +154,8 @@ export async function deleteBlob(
       }
       throw err;
     }
+    // The versions whose file it was say so, as after garbage collection.
+    await markUpdateFilesCollected(trx, sha256, now);
     await recordAudit(trx, {
       actor,
       action: 'blob.delete',
