@@ -114,7 +114,10 @@ export const carriedUpdateSchema = z
     version: z
       .string()
       .regex(VERSION_PATTERN, 'must be a Parallels Desktop version like 26.3.3-57507')
-      .refine((v) => versionString(parseVersion(v)!) === v, 'must be written without leading zeros'),
+      .refine((v) => {
+        const numbers = parseVersion(v);
+        return numbers === null || versionString(numbers) === v;
+      }, 'must be written without leading zeros'),
     origin: z.enum(['upstream', 'manual']),
     feedUrl: httpUrl.nullable(),
     fileUrl: httpUrl.nullable(),
