@@ -118,7 +118,8 @@ export function serializeXml(root: XmlElement): string {
   const write = (element: XmlElement, indent: string): void => {
     const attributes = element.attributes.map(([k, v]) => ` ${k}="${escapeAttribute(v)}"`).join('');
     const elementChildren = children(element);
-    if (element.children.length === 0) {
+    // An empty text is an empty element, as the reader gives it back (so a tree written and read again is the same).
+    if (element.children.length === 0 || (elementChildren.length === 0 && textOf(element) === '')) {
       out.push(`${indent}<${element.name}${attributes}/>\n`);
     } else if (elementChildren.length === 0) {
       out.push(`${indent}<${element.name}${attributes}>${escapeText(textOf(element))}</${element.name}>\n`);
