@@ -4,6 +4,8 @@
  * links; a version stored with other bytes is a conflict; hostile manifests are refused; and a branch mirror
  * syncing from a primary publishes exactly what the primary publishes.
  */
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportBundle } from '../../server/bundles/export.js';
@@ -27,11 +29,13 @@ import {
   type UpdateView,
 } from '../../server/services/pd-updates/versions.js';
 import { storedDigests } from '../helpers/blobs.js';
-import { putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
+import { runCli } from '../helpers/cli.js';
+import { makeTempDir, putBlob, startMirror, testBytes, type TestMirror } from '../helpers/env.js';
 import { fakeDmg, feedXml, sha256Of, startFakeUpstream, type FakeUpstream } from '../helpers/pd-upstream.js';
 import {
   blobEntry,
   buildTar,
+  cliEnv,
   collect,
   manifestEntry,
   openLocal,
@@ -285,6 +289,34 @@ describe('Parallels Desktop versions in bundles and sync', () => {
       }
     } finally {
       await D.close();
+    }
+  });
+
+  it('CLI: export --updates all, import-bundle says which versions it adds and publishes; --updates takes only its three values', async () => {
+    const work = await makeTempDir();
+    try {
+      const out = path.join(work, 'updates.tar');
+      const exp = await runCli(['export', out, '--updates', 'all'], cliEnv(A.dir));
+      expect(exp.stderr).toContain('exported 1 image(s), 0 group(s), 4 Parallels Desktop version(s), 5 file(s)');
+      expect(exp.code).toBe(0);
+      const target = path.join(work, 'target');
+      const imp = await runCli(['import-bundle', out], cliEnv(target));
+      expect(imp.code).toBe(0);
+      expect(imp.stdout).toContain(`add Parallels Desktop versions: ${V3}, ${V2}, ${V1}, ${MANUAL}\n`);
+      expect(imp.stdout).toContain(`publish: ${V3}, ${V2}, ${MANUAL}\n`);
+      const again = await runCli(['import-bundle', out, '--json'], cliEnv(target));
+      expect((JSON.parse(again.stdout) as { updates: unknown }).updates).toEqual({
+        created: [],
+        updated: [],
+        unchanged: [V3, V2, V1, MANUAL],
+        published: [],
+        unpublished: [],
+      });
+      const bad = await runCli(['export', out, '--updates', 'latest'], cliEnv(A.dir));
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain('--updates takes published, all, none, not "latest"');
+    } finally {
+      await fs.rm(work, { recursive: true, force: true });
     }
   });
 
