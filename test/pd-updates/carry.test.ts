@@ -15,6 +15,7 @@ import { syncFrom } from '../../server/bundles/sync.js';
 import { cliActor } from '../../server/services/audit.js';
 import { createApiToken } from '../../server/services/auth.js';
 import { buildManifest, type ExportOptions } from '../../server/services/bundle-manifest.js';
+import { listHistory } from '../../server/services/history.js';
 import { createImage } from '../../server/services/images.js';
 import { readFeed } from '../../server/services/pd-updates/feed.js';
 import { syncUpdates } from '../../server/services/pd-updates/sync.js';
@@ -576,6 +577,15 @@ describe('Parallels Desktop versions in bundles and sync', () => {
         'update.publish',
         'update.unpublish',
         'update.publish',
+      ]);
+      const history = await listHistory(R.runtime, { action: 'bundle.import' });
+      expect(history.entries.map((e) => e.sentence).reverse()).toEqual([
+        expect.stringMatching(
+          /imported a bundle: golden images 1 created; Parallels Desktop versions 3 created; Parallels Desktop versions 3 published$/,
+        ),
+        expect.stringMatching(/imported a bundle: Parallels Desktop versions 1 unpublished$/),
+        expect.stringMatching(/imported a bundle: Parallels Desktop versions 1 unpublished$/),
+        expect.stringMatching(/imported a bundle: Parallels Desktop versions 1 published$/),
       ]);
     });
 

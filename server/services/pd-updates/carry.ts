@@ -24,8 +24,9 @@ export type UpdateScope = (typeof UPDATE_SCOPES)[number];
 
 /** Element and attribute names of the feeds: plain XML names, no namespaces. */
 const XML_NAME = /^[A-Za-z_][A-Za-z0-9._-]{0,99}$/;
-const MAX_ATTRIBUTES = 32;
-const MAX_TEXT = 64 * 1024;
+/** Generous, so that whatever the feed reader took from upstream travels; the manifest's own cap bounds the total. */
+const MAX_ATTRIBUTES = 256;
+const MAX_TEXT = FEED_LIMITS.maxBytes;
 
 /**
  * Checks that `value` (parsed JSON) has exactly the shape of an XmlElement, within the feed reader's depth and
@@ -85,7 +86,7 @@ export const productFrameSchema = z
   .object({
     rootAttributes: attributesSchema,
     productAttributes: attributesSchema,
-    elements: z.array(xmlElementSchema).max(100),
+    elements: z.array(xmlElementSchema).max(1000),
   })
   .strict();
 
