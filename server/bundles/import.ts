@@ -19,15 +19,24 @@ import { findBlobRecord } from '../services/blobs.js';
 import { AppError } from '../errors.js';
 import type { Actor } from '../services/audit.js';
 import { ingest, removeUnclaimedIngest, type IngestDeps } from '../services/ingest.js';
-import { bundleInvalid as invalid, parseManifest, referencedDigests } from './import-manifest.js';
+import {
+  blobFileName,
+  bundleInvalid as invalid,
+  parseManifest,
+  referencedDigests,
+  updateDigests,
+} from './import-manifest.js';
 import { applyManifest, planChanges } from '../services/bundle-plan.js';
-import { BLOB_ENTRY, MANIFEST_ENTRY, MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
+import type { UpdatesReport } from '../services/pd-updates/carry.js';
+import { BLOB_ENTRY, MANIFEST_ENTRY, MAX_MANIFEST_BYTES, type Manifest, type ManifestBlob } from './manifest.js';
 
 export interface ImportReport {
   dryRun: boolean;
   blobs: { stored: string[]; alreadyPresent: string[]; verified: string[] };
   images: { created: string[]; updated: string[]; unchanged: string[] };
   groups: { created: string[]; updated: string[]; unchanged: string[] };
+  /** Parallels Desktop versions (bundle version 2). */
+  updates: UpdatesReport;
 }
 
 export interface ImportOptions {
@@ -35,6 +44,8 @@ export interface ImportOptions {
   actor: Actor;
   /** Called as blob bytes arrive (progress for the CLI). */
   onProgress?: (bytes: number) => void;
+  /** A sync from a primary: versions published here that the primary does not publish are unpublished. */
+  followPublished?: boolean;
 }
 
 type TarEntry = AsyncIterable<Uint8Array> & { header: tar.Header; resume(): void };
@@ -53,14 +64,16 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
     blobs: { stored: [], alreadyPresent: [], verified: [] },
     images: { created: [], updated: [], unchanged: [] },
     groups: { created: [], updated: [], unchanged: [] },
+    updates: { created: [], updated: [], unchanged: [], published: [], unpublished: [] },
   };
+  const carry = { followPublished: options.followPublished === true };
   const created: StoredHere[] = [];
   const extract = tar.extract();
   source.on('error', (err) => extract.destroy(err));
   source.pipe(extract);
   try {
     let manifest: Manifest | null = null;
-    const listed = new Map<string, { size: number; name: string }>();
+    const listed = new Map<string, ManifestBlob>();
     const seen = new Set<string>();
     let transferred = 0;
     for await (const raw of extract) {
@@ -71,8 +84,8 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
           throw invalid(`the first entry must be ${MANIFEST_ENTRY}, found ${JSON.stringify(header.name)}`);
         }
         manifest = parseManifest(await readCapped(entry, header.size ?? 0));
-        for (const b of manifest.blobs) listed.set(b.sha256, { size: b.size, name: b.name });
-        await planChanges(db, manifest); // conflicts stop the import before any blob is copied
+        for (const b of manifest.blobs) listed.set(b.sha256, b);
+        await planChanges(db, manifest, carry); // conflicts stop the import before any blob is copied
         continue;
       }
       const match = BLOB_ENTRY.exec(header.name);
@@ -102,7 +115,7 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
       }
       const result = await ingest(deps, {
         source: counted,
-        fileName: expected.name || `${sha256}.pvmp`,
+        fileName: blobFileName(manifest, expected),
         expectedSha256: sha256,
         expectedSize: expected.size,
       });
@@ -112,21 +125,26 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
     if (manifest === null) throw invalid('the archive is empty or not a tar file');
 
     const available = new Set([...report.blobs.stored, ...report.blobs.alreadyPresent, ...report.blobs.verified]);
-    for (const digest of referencedDigests(manifest)) {
+    const needed = [
+      ...referencedDigests(manifest).map((digest) => ({ digest, what: 'package' })),
+      ...updateDigests(manifest).map((digest) => ({ digest, what: 'update file' })),
+    ];
+    for (const { digest, what } of needed) {
       if (available.has(digest)) continue;
       const row = await findBlobRecord(deps, digest as Sha256);
       if (!row || row.state !== 'ok')
         throw new AppError(
           'BUNDLE_INCOMPLETE',
-          `the bundle needs package ${digest}, which is neither in it nor stored here`,
+          `the bundle needs ${what} ${digest}, which is neither in it nor stored here`,
         );
     }
 
-    const plan = await planChanges(db, manifest);
+    const plan = await planChanges(db, manifest, carry);
     report.images = plan.imagesReport;
     report.groups = plan.groupsReport;
+    report.updates = plan.updatesReport;
     if (!options.dryRun)
-      await db.transaction().execute((trx) => applyManifest(trx, manifest, options.actor, deps.clock.now()));
+      await db.transaction().execute((trx) => applyManifest(trx, manifest, options.actor, deps.clock.now(), carry));
     return report;
   } catch (err) {
     extract.destroy();

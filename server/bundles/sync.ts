@@ -1,9 +1,11 @@
 /**
  * Mirror-to-mirror sync: follow another goldmirror (headquarters) from a
  * branch office. Reads its manifest through the API, pulls each missing
- * package through its public download links (resumable, verified), then
- * applies the manifest through the normal bundle import. Re-running it is
- * cheap and changes nothing when nothing changed upstream.
+ * package and Parallels Desktop update file through its public download
+ * links (resumable, verified), then applies the manifest through the normal
+ * bundle import: the branch publishes exactly the versions the primary
+ * publishes. Re-running it is cheap and changes nothing when nothing changed
+ * upstream.
  */
 import { findBlobRecord } from '../services/blobs.js';
 import type { Sha256 } from '../../storage/digest.js';
@@ -13,10 +15,11 @@ import type { IngestDeps } from '../services/ingest.js';
 import { exportBundle } from './export.js';
 import { fetchIntoStore, outboundOf } from './fetch.js';
 import { importBundle, type ImportReport } from './import.js';
-import { manifestSchema, MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
+import { blobFileName, parseManifestValue } from './import-manifest.js';
+import { MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
 import { downloadUrl, readCapped } from '../links.js';
+import { planChanges } from '../services/bundle-plan.js';
 import { HOP_HEADER } from '../services/routing.js';
-import { parseInput } from '../services/validation.js';
 
 // The same cap as a bundle's manifest: thousands of images and groups are well under 1 MiB.
 export { MAX_MANIFEST_BYTES };
@@ -38,19 +41,19 @@ export interface SyncReport {
 export async function syncFrom(deps: IngestDeps, options: SyncOptions): Promise<SyncReport> {
   const base = options.from.replace(/\/+$/, '');
   const headers = { Authorization: `Bearer ${options.token}` };
-  const manifest: Manifest = parseInput(
-    manifestSchema,
-    await readManifest(deps, base, headers, options.signal),
-    'upstream manifest',
-  );
+  const manifest: Manifest = parseManifestValue(await readManifest(deps, base, headers, options.signal));
+  // Conflicts (a version stored here with other bytes…) stop the sync before a large file is downloaded.
+  await planChanges(deps.db, manifest, { followPublished: true });
 
   const fetched: string[] = [];
   for (const blob of manifest.blobs) {
     const local = await findBlobRecord(deps, blob.sha256 as Sha256);
     if (local?.state === 'ok') continue;
-    await fetchIntoStore(deps, downloadUrl(base, blob.sha256, blob.name || `${blob.sha256}.pvmp`), {
+    // An update file is served only under a .dmg name, a package only under .pvmp.
+    const name = blobFileName(manifest, blob);
+    await fetchIntoStore(deps, downloadUrl(base, blob.sha256, name), {
       expectedSha256: blob.sha256 as Sha256,
-      fileName: blob.name,
+      fileName: name,
       signal: options.signal,
       // A primary never sends a mirror's own sync to a replica (services/routing.ts).
       headers: { [HOP_HEADER]: 'sync' },
@@ -62,6 +65,7 @@ export async function syncFrom(deps: IngestDeps, options: SyncOptions): Promise<
   const report = await importBundle(deps, exportBundle(deps.store, { ...manifest, includesBlobs: false }), {
     dryRun: false,
     actor: options.actor,
+    followPublished: true,
   });
   return { from: base, fetched, import: report };
 }

@@ -105,7 +105,7 @@ async function runProbe(deps: ProbeDeps, row: ReplicaRow): Promise<ProbeResult> 
       )
     )
       .filter((b) => b.state === 'ok')
-      .map((b) => [b.sha256, Number(b.size)]),
+      .map((b) => [b.sha256, { size: Number(b.size), kind: b.kind }]),
   );
   const comparable = claims.filter((c) => held.has(c.sha256));
   if (comparable.length === 0) {
@@ -126,8 +126,9 @@ async function runProbe(deps: ProbeDeps, row: ReplicaRow): Promise<ProbeResult> 
   const position = rangeProbe ? row.checks / RANGE_CHECK_EVERY : row.checks;
   const claim = comparable.find((c) => c.bad === 1) ?? comparable[position % comparable.length]!;
   const sha256 = claim.sha256 as Sha256;
-  const size = held.get(sha256)!;
-  const url = `${row.public_url}/d/${sha256}/${sha256}.pvmp`;
+  const { size, kind } = held.get(sha256)!;
+  // A replica serves an update file only under a .dmg name, as this mirror does.
+  const url = `${row.public_url}/d/${sha256}/${sha256}.${kind === 'update' ? 'dmg' : 'pvmp'}`;
   const short = sha256.slice(0, 12);
 
   const head = await get(deps, url, { method: 'HEAD', headers });

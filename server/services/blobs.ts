@@ -153,7 +153,6 @@ export async function deleteBlob(
     if ((await portalHeldDigests(trx)).has(sha256)) throw portalHeld();
     const offeredNow = await publishedWith(trx);
     if (offeredNow.length > 0) throw published(offeredNow);
-    await markUpdateFilesCollected(trx, sha256, now);
     // The foreign keys get the last word: an image that took the package since the check above.
     try {
       await deleteBlobRow(trx, sha256);
@@ -166,6 +165,8 @@ export async function deleteBlob(
       }
       throw err;
     }
+    // The versions whose file it was say so, as after garbage collection.
+    await markUpdateFilesCollected(trx, sha256, now);
     await recordAudit(trx, {
       actor,
       action: 'blob.delete',

@@ -6,15 +6,17 @@ import { AppError } from '../errors.js';
 import { recordAudit, type Actor } from './audit.js';
 import { syncBlobUsage } from './blob-usage.js';
 import type { ImportReport } from '../bundles/import.js';
-import type { Manifest } from '../bundles/manifest.js';
+import { blobKindOf, type Manifest } from '../bundles/manifest.js';
+import { applyUpdates, planUpdates, type CarryOptions, type UpdatesReport } from './pd-updates/carry.js';
 
 export interface Plan {
   imagesReport: ImportReport['images'];
   groupsReport: ImportReport['groups'];
+  updatesReport: UpdatesReport;
 }
 
 /** Compares the manifest with this mirror; throws BUNDLE_CONFLICT listing every conflict. */
-export async function planChanges(db: Db, manifest: Manifest): Promise<Plan> {
+export async function planChanges(db: Db, manifest: Manifest, options: CarryOptions = {}): Promise<Plan> {
   const images = await listImageRows(db);
   const groups = await listGroupRows(db);
   const imageByName = new Map(images.map((i) => [i.name, i]));
@@ -86,6 +88,13 @@ export async function planChanges(db: Db, manifest: Manifest): Promise<Plan> {
       groupsReport.updated.push(group.name);
     else groupsReport.unchanged.push(group.name);
   }
+  const updates = await planUpdates(
+    db,
+    manifest.updates ?? [],
+    manifest.blobs.map((b) => ({ sha256: b.sha256, kind: blobKindOf(b) })),
+    options,
+  );
+  conflicts.push(...updates.conflicts);
   if (conflicts.length > 0) {
     throw new AppError(
       'BUNDLE_CONFLICT',
@@ -93,7 +102,7 @@ export async function planChanges(db: Db, manifest: Manifest): Promise<Plan> {
       { conflicts },
     );
   }
-  return { imagesReport, groupsReport };
+  return { imagesReport, groupsReport, updatesReport: updates.report };
 }
 
 /**
@@ -101,8 +110,14 @@ export async function planChanges(db: Db, manifest: Manifest): Promise<Plan> {
  * image and group writes the services use: images and groups matched by
  * name, conflicts checked again, retirements and one audit entry recorded.
  */
-export async function applyManifest(trx: Db, manifest: Manifest, actor: Actor, now: number): Promise<void> {
-  const plan = await planChanges(trx, manifest);
+export async function applyManifest(
+  trx: Db,
+  manifest: Manifest,
+  actor: Actor,
+  now: number,
+  options: CarryOptions = {},
+): Promise<void> {
+  const plan = await planChanges(trx, manifest, options);
   const changedImages = new Set([...plan.imagesReport.created, ...plan.imagesReport.updated]);
   for (const image of manifest.images) {
     if (!changedImages.has(image.name)) continue;
@@ -135,13 +150,21 @@ export async function applyManifest(trx: Db, manifest: Manifest, actor: Actor, n
   }
   // Retirements start now, in the same transaction, so GC never meets a replaced package it knows nothing about.
   if (changedImages.size > 0) await syncBlobUsage(trx, now);
-  if (changedImages.size + changedGroups.size > 0) {
+  await applyUpdates(trx, manifest.updates ?? [], plan.updatesReport, actor, now);
+  const updates = plan.updatesReport;
+  const updateChanges =
+    updates.created.length + updates.updated.length + updates.published.length + updates.unpublished.length;
+  if (changedImages.size + changedGroups.size + updateChanges > 0) {
     await recordAudit(trx, {
       actor,
       action: 'bundle.import',
       target: 'bundle',
       at: now,
-      details: { images: plan.imagesReport, groups: plan.groupsReport },
+      details: {
+        images: plan.imagesReport,
+        groups: plan.groupsReport,
+        ...(updateChanges > 0 ? { updates: plan.updatesReport } : {}),
+      },
     });
   }
 }

@@ -303,5 +303,19 @@ function bundleCounts(d: Record<string, unknown>): string {
     if (!created && !updated) return null;
     return `${what} ${[created ? `${created} created` : '', updated ? `${updated} updated` : ''].filter(Boolean).join(', ')}`;
   };
-  return [part('golden images', d.images), part('groups', d.groups)].filter(Boolean).join('; ') || 'nothing changed';
+  const updates = d.updates as { published?: unknown[]; unpublished?: unknown[] } | undefined;
+  const publishing = [
+    updates?.published?.length ? `${updates.published.length} published` : '',
+    updates?.unpublished?.length ? `${updates.unpublished.length} unpublished` : '',
+  ].filter(Boolean);
+  return (
+    [
+      part('golden images', d.images),
+      part('groups', d.groups),
+      part('Parallels Desktop versions', d.updates),
+      publishing.length > 0 ? `Parallels Desktop versions ${publishing.join(', ')}` : null,
+    ]
+      .filter(Boolean)
+      .join('; ') || 'nothing changed'
+  );
 }

@@ -865,10 +865,10 @@ describe('malformed archives fail clearly and leave the mirror exactly as it was
       /not a goldmirror bundle manifest/,
     ],
     [
-      'manifest version 2',
-      () => buildTar(withManifest((m) => ({ ...m, version: 2 }))),
+      'manifest version 3',
+      () => buildTar(withManifest((m) => ({ ...m, version: 3 }))),
       'BUNDLE_VERSION_UNSUPPORTED',
-      /version 2 is not supported/,
+      /version 3 is not supported/,
     ],
     [
       'an unknown manifest field',

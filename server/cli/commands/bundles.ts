@@ -10,6 +10,7 @@ import { syncFrom } from '../../bundles/sync.js';
 import { AppError } from '../../errors.js';
 import { cliDownloadUrl, NOT_READY } from '../public-address.js';
 import { cliActor } from '../../services/audit.js';
+import { UPDATE_SCOPES, type UpdateScope } from '../../services/pd-updates/carry.js';
 import { parseSha256 } from '../../../storage/digest.js';
 import { FLAG, JSON_FLAG, STRING, defineCommand } from '../context.js';
 import { humanBytes } from '../../format.js';
@@ -31,14 +32,22 @@ function progressPrinter(label: string): (done: number, total: number | null) =>
 }
 
 export const exportCommand = defineCommand({
-  summary: 'write images, groups and their packages to a tar bundle (- for stdout)',
-  usage: 'goldmirror export OUT.tar|- [--image NAME_OR_ID ...] [--no-blobs]',
-  options: { image: { type: 'string', multiple: true }, 'no-blobs': FLAG },
+  summary:
+    'write images, groups and their packages, and the published Parallels Desktop versions, to a tar bundle (- for stdout)',
+  usage: 'goldmirror export OUT.tar|- [--image NAME_OR_ID ...] [--no-blobs] [--updates published|all|none]',
+  options: { image: { type: 'string', multiple: true }, 'no-blobs': FLAG, updates: STRING },
   arity: [1, 'export takes exactly one OUT path (or - for stdout)'],
   async run(ctx, { values, positionals }) {
     const out = positionals[0]!;
+    const updates = values.updates;
+    if (updates !== undefined && !(UPDATE_SCOPES as readonly string[]).includes(updates))
+      throw new AppError('USAGE', `--updates takes ${UPDATE_SCOPES.join(', ')}, not ${JSON.stringify(updates)}`);
     return ctx.withRuntime(async (runtime) => {
-      const manifest = await buildManifest(runtime, { images: values.image ?? [], includeBlobs: !values['no-blobs'] });
+      const manifest = await buildManifest(runtime, {
+        images: values.image ?? [],
+        includeBlobs: !values['no-blobs'],
+        updates: updates as UpdateScope | undefined,
+      });
       const stream = exportBundle(runtime.store, manifest);
       if (out === '-') {
         await pipeline(stream, process.stdout);
@@ -53,9 +62,11 @@ export const exportCommand = defineCommand({
           throw err;
         }
         const bytes = manifest.includesBlobs ? manifest.blobs.reduce((n, b) => n + b.size, 0) : 0;
+        const versions = manifest.updates?.length ?? 0;
         process.stderr.write(
           `exported ${manifest.images.length} image(s), ${manifest.groups.length} group(s), ` +
-            `${manifest.includesBlobs ? `${manifest.blobs.length} package(s) (${humanBytes(bytes)})` : 'no packages'} to ${out}\n`,
+            (versions > 0 ? `${versions} Parallels Desktop version(s), ` : '') +
+            `${manifest.includesBlobs ? `${manifest.blobs.length} ${versions > 0 ? 'file' : 'package'}(s) (${humanBytes(bytes)})` : `no ${versions > 0 ? 'files' : 'packages'}`} to ${out}\n`,
         );
       }
     });
@@ -83,6 +94,11 @@ function printImportReport(report: ImportReport): void {
   ) {
     printLine('images and groups: no changes');
   }
+  const updates = report.updates;
+  line(`${verb} add Parallels Desktop versions`.trim(), updates.created);
+  line(`${verb} update Parallels Desktop versions`.trim(), updates.updated);
+  line(`${verb} publish`.trim(), updates.published);
+  line(`${verb} unpublish`.trim(), updates.unpublished);
 }
 
 export const importBundleCommand = defineCommand({

@@ -8,6 +8,7 @@ import { exportBundle } from '../../bundles/export.js';
 import { buildManifest } from '../../services/bundle-manifest.js';
 import { importBundle } from '../../bundles/import.js';
 import { manifestSchema } from '../../bundles/manifest.js';
+import { UPDATE_SCOPES, type UpdateScope } from '../../services/pd-updates/carry.js';
 import { apiApp, closeOnFailure, dryRunQuery, ok, queryText, routes, streamedBody } from './shared.js';
 import type { ApiApp, ApiDeps } from './shared.js';
 
@@ -24,10 +25,22 @@ const exportQuery = z.object({
     .optional()
     .openapi({ description: 'An image id to include (repeat for several); none: every image' }),
   blobs: queryText('`false`: the manifest only, without packages'),
+  updates: z.enum(UPDATE_SCOPES).optional().openapi({
+    description:
+      'Parallels Desktop versions to carry with their update files: `published` (the default), `all` stored ones (each keeps its published state), or `none`',
+  }),
 });
 
-function exportOptions(query: z.output<typeof exportQuery>): { images: string[]; includeBlobs: boolean } {
-  return { images: query.image === undefined ? [] : [query.image].flat(), includeBlobs: query.blobs !== 'false' };
+function exportOptions(query: z.output<typeof exportQuery>): {
+  images: string[];
+  includeBlobs: boolean;
+  updates: UpdateScope | undefined;
+} {
+  return {
+    images: query.image === undefined ? [] : [query.image].flat(),
+    includeBlobs: query.blobs !== 'false',
+    updates: query.updates,
+  };
 }
 
 const manifest = route(
@@ -49,6 +62,7 @@ const ImportReport = z.object({
   blobs: z.object({ stored: names, alreadyPresent: names, verified: names }),
   images: z.object({ created: names, updated: names, unchanged: names }),
   groups: z.object({ created: names, updated: names, unchanged: names }),
+  updates: z.object({ created: names, updated: names, unchanged: names, published: names, unpublished: names }),
 });
 const importReport = ok(ImportReport, 'What was (or would be) stored, created and updated');
 const upload = route('post', '/', 'Import a bundle', importReport, {

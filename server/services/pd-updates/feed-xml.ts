@@ -128,7 +128,10 @@ export function serializeXml(root: XmlElement): string {
     const attributes = element.attributes.map(([k, v]) => ` ${k}="${escapeAttribute(v)}"`).join('');
     const elementChildren = children(element);
     const mixed = elementChildren.length > 0 && element.children.some((c) => typeof c === 'string' && c.trim() !== '');
-    if (element.children.length === 0 || mixed) {
+    // An empty text is an empty element, as the reader gives it back (so a tree written and read again is the same).
+    if (element.children.length === 0 || (elementChildren.length === 0 && textOf(element) === '')) {
+      out.push(`${indent}<${element.name}${attributes}/>\n`);
+    } else if (mixed) {
       out.push(`${indent}${inline(element)}\n`);
     } else if (elementChildren.length === 0) {
       out.push(`${indent}<${element.name}${attributes}>${escapeText(textOf(element))}</${element.name}>\n`);

@@ -290,7 +290,8 @@ const LOCALE_PATTERN = /^[a-z]{2,3}(_[A-Z]{2})?$/;
 /**
  * Stores a .dmg an admin downloaded elsewhere as `version`, with a complete generated feed entry (FileSize in
  * bytes). A version the feed already lists but whose file is not stored takes the file and keeps its upstream
- * entry; a version whose file is stored is refused (UPDATE_EXISTS).
+ * entry; a version whose file is stored is refused (UPDATE_EXISTS), unless the integrity checks found that file
+ * corrupt or missing: then the same bytes repair it in place (other bytes are a DIGEST_MISMATCH).
  */
 export async function addUpdateFile(
   deps: IngestDeps & SettingsDeps,
@@ -319,7 +320,11 @@ export async function addUpdateFile(
   if (codename.length > 200 || /[\u0000-\u001f]/.test(codename))
     throw new AppError('VALIDATION_FAILED', 'the code name must be one line of at most 200 characters');
   const existing = await getUpdateRow(deps.db, version);
-  if (existing?.fetch_state === 'stored')
+  const repairs =
+    existing?.fetch_state === 'stored' && existing.sha256 !== null
+      ? (await findBlobsByDigests(deps.db, [existing.sha256]))[0]?.state !== 'ok'
+      : false;
+  if (existing?.fetch_state === 'stored' && !repairs)
     throw new AppError(
       'UPDATE_EXISTS',
       `version ${version} is already stored (sha256 ${existing.sha256}); nothing was changed`,
@@ -328,6 +333,7 @@ export async function addUpdateFile(
     source: requireDiskImage(request.source, request.what),
     fileName: updateFileName(version),
     kind: 'update',
+    ...(repairs ? { expectedSha256: existing!.sha256 as Sha256 } : {}),
     signal: request.signal,
   });
   const sha256 = result.blob.sha256 as Sha256;
@@ -382,7 +388,12 @@ export async function addUpdateFile(
       action: 'update.add',
       target: `update:${version}`,
       at: now,
-      details: { sha256, size: result.blob.size, published: request.publish === true },
+      details: {
+        sha256,
+        size: result.blob.size,
+        published: request.publish === true,
+        ...(repairs ? { repaired: true } : {}),
+      },
     });
   });
   return getUpdate(deps, version);
