@@ -14,12 +14,12 @@ import {
   type UpdateView,
   type UpdatesOverview,
 } from '../../server/services/pd-updates/versions.js';
+import { storedFiles } from '../helpers/blobs.js';
 import { anyNumber, anyString, matching } from '../helpers/api.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { catalogRows } from '../helpers/database.js';
 import { makeTempDir, startMirror, TEST_FETCH_ALLOW, type TestMirror } from '../helpers/env.js';
 import { fakeDmg, feedXml, sha256Of, startFakeUpstream, type FakeUpstream } from '../helpers/pd-upstream.js';
-import { onS3 } from '../helpers/s3.js';
 
 /** The address Macs use; the tests fetch the mirror at its loopback URL instead. */
 const PUBLIC = 'http://mirror.example.lan:8080';
@@ -47,6 +47,9 @@ function cliOn(env: () => Record<string, string>) {
   return { cli, ok, json, fails };
 }
 
+/** `text` matched literally inside a RegExp. */
+const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 /** The served feed of a running mirror, read back as versions. */
 async function servedVersions(mirror: TestMirror): Promise<FeedVersion[]> {
   const res = await fetch(`${mirror.url}/updates/parallels_updates.xml`);
@@ -67,14 +70,17 @@ describe('goldmirror updates, following a fake upstream', () => {
   let dir: string;
   let mirror: TestMirror | undefined;
   let feeds: string;
+  let autoPublish = 'false';
   const older = fakeDmg(300_000, 'cli-pd-26.3.2');
   const newer = fakeDmg(400_000 + 3, 'cli-pd-26.3.3');
+  const newest = fakeDmg(150_000 + 1, 'cli-pd-26.3.5');
   const { cli, ok, json, fails } = cliOn(() => ({
     MIRROR_DATA_DIR: dir,
     MIRROR_PUBLIC_URL: PUBLIC,
     MIRROR_MIN_FREE_BYTES: '0',
     MIRROR_FETCH_ALLOW: TEST_FETCH_ALLOW,
     MIRROR_PD_UPDATES_UPSTREAM: feeds,
+    MIRROR_PD_UPDATES_AUTO_PUBLISH: autoPublish,
   }));
   let olderUrl: string;
   let newerUrl: string;
@@ -146,53 +152,60 @@ describe('goldmirror updates, following a fake upstream', () => {
     expect(sha256Of(await download(mirror!, served[0]!.fileUrl))).toBe(sha256Of(older));
   });
 
-  it('a failing sync (a feed down, a file missing) exits 1 and changes nothing served', async () => {
+  it('a sync with a feed down and a file missing exits 1; what was served stays, a new version is auto-published', async () => {
     upstream.setFeed(25, 500);
+    const newestUrl = upstream.setFile('/desktop/v26/26.3.5-57700/ParallelsDesktop-26.3.5-57700.dmg', newest);
     upstream.setFeed(
       26,
       feedXml([
+        { version: '26.3.5-57700', filePath: newestUrl, fileSize: String(newest.length) },
         { version: '26.3.4-57600', filePath: `${upstream.url}/desktop/v26/26.3.4-57600/gone.dmg`, fileSize: '1' },
         { version: '26.3.3-57507', codename: 'Tahoe', filePath: ` ${newerUrl} `, fileSize: String(newer.length) },
         { version: '26.3.2-57480', codename: 'Tahoe', filePath: olderUrl, fileSize: '293' },
       ]),
     );
     feeds = `${upstream.feedUrl(26)},${upstream.feedUrl(25)}`;
+    autoPublish = 'true';
     const res = await cli('updates', 'sync');
-    expect(res.code).toBe(1);
+    expect({ code: res.code, stderr: res.stderr }).toEqual({
+      code: 1,
+      stderr: 'goldmirror: 1 feed(s) and 1 file(s) failed; the next sync tries again\n',
+    });
     const lines = res.stdout.trimEnd().split('\n');
-    expect(lines[0]).toBe(`feed ${upstream.feedUrl(26)}: ok, lists 3 version(s); new: 26.3.4-57600`);
+    expect(lines[0]).toBe(`feed ${upstream.feedUrl(26)}: ok, lists 4 version(s); new: 26.3.5-57700, 26.3.4-57600`);
     expect(lines[1]).toMatch(
-      new RegExp(`^feed ${upstream.feedUrl(25).replaceAll('.', '\\.')}: error: .*HTTP 500.*\\(what is served stays`),
+      new RegExp(`^feed ${escape(upstream.feedUrl(25))}: error: .*HTTP 500.*\\(its versions stay as they were\\)$`),
     );
-    expect(lines[2]).toBe('fetched: nothing new');
+    expect(lines[2]).toBe('fetched: 26.3.5-57700');
     expect(lines[3]).toMatch(/^failed: 26\.3\.4-57600: .*404/);
-    expect(lines).toHaveLength(4);
-    expect(res.stderr).toBe(
-      'goldmirror: 1 feed(s) and 1 file(s) failed; what is served is unchanged, and the next sync tries again\n',
-    );
-    expect((await servedVersions(mirror!)).map((v) => v.version)).toEqual(['26.3.2-57480']);
+    expect(lines[4]).toBe('published automatically: 26.3.5-57700');
+    expect(lines).toHaveLength(5);
+    const served = await servedVersions(mirror!);
+    expect(served.map((v) => v.version)).toEqual(['26.3.5-57700', '26.3.2-57480']);
+    expect(sha256Of(await download(mirror!, served[0]!.fileUrl))).toBe(sha256Of(newest));
   });
 
   it('list: versions with state, size, digest, downloads and notes; the upstream status; the feed URL', async () => {
     const text = await ok('updates', 'list');
     const lines = text.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^VERSION\s+CODENAME\s+STATE\s+SIZE\s+SHA256\s+DOWNLOADS\s+NOTES$/);
-    expect(lines[1]).toMatch(/^26\.3\.4-57600\s+-\s+failed\s+-\s+-\s+0\s+-$/);
-    expect(lines[2]).toMatch(
+    expect(lines[1]).toMatch(
+      new RegExp(`^26\\.3\\.5-57700\\s+-\\s+published\\s+150 kB\\s+${sha256Of(newest)}\\s+\\d+\\s+-$`),
+    );
+    expect(lines[2]).toMatch(/^26\.3\.4-57600\s+-\s+failed\s+-\s+-\s+0\s+-$/);
+    expect(lines[3]).toMatch(
       new RegExp(`^26\\.3\\.3-57507\\s+Tahoe\\s+available\\s+400 kB\\s+${sha256Of(newer)}\\s+\\d+\\s+-$`),
     );
-    expect(lines[3]).toMatch(
+    expect(lines[4]).toMatch(
       new RegExp(`^26\\.3\\.2-57480\\s+Tahoe\\s+published\\s+300 kB\\s+${sha256Of(older)}\\s+\\d+\\s+1 note\\(s\\)$`),
     );
-    expect(lines.slice(4)).toEqual([
+    expect(lines.slice(5)).toEqual([
       expect.stringMatching(/^failed 26\.3\.4-57600: .*404/),
       "note 26.3.2-57480: the feed's FileSize (293) differs from the file's length (300000 bytes); " +
         'it is served as upstream wrote it',
-      expect.stringMatching(new RegExp(`^upstream ${upstream.feedUrl(26).replaceAll('.', '\\.')}: ok, checked 20`)),
+      expect.stringMatching(new RegExp(`^upstream ${escape(upstream.feedUrl(26))}: ok, checked 20`)),
       expect.stringMatching(
-        new RegExp(
-          `^upstream ${upstream.feedUrl(25).replaceAll('.', '\\.')}: error at 20.*HTTP 500.*; last good read never$`,
-        ),
+        new RegExp(`^upstream ${escape(upstream.feedUrl(25))}: error at 20.*HTTP 500.*; last good read never$`),
       ),
       `feed URL for the Macs: ${FEED}`,
       `  only version 26: ${PUBLIC}/updates/desktop/v26/parallels/parallels_updates.xml`,
@@ -208,12 +221,12 @@ describe('goldmirror updates, following a fake upstream', () => {
       { url: upstream.feedUrl(26), checkedAt: anyString(), okAt: anyString(), error: null, skipped: [] },
     ]);
     expect(overview.versions.map((v) => [v.version, v.state, v.published])).toEqual([
+      ['26.3.5-57700', 'stored', true],
       ['26.3.4-57600', 'failed', false],
       ['26.3.3-57507', 'stored', false],
       ['26.3.2-57480', 'stored', true],
     ]);
-    const newest = overview.versions[1]!;
-    expect(newest).toEqual({
+    expect(overview.versions[2]).toEqual({
       version: '26.3.3-57507',
       major: 26,
       codename: 'Tahoe',
@@ -238,15 +251,15 @@ describe('goldmirror updates, following a fake upstream', () => {
       link: `${PUBLIC}/d/${sha256Of(newer)}/ParallelsDesktop-26.3.3-57507.dmg`,
       firstSeenAt: anyString(),
     });
-    expect(overview.versions[0]).toMatchObject({ sha256: null, link: null, fetchError: matching(/404/) });
+    expect(overview.versions[1]).toMatchObject({ sha256: null, link: null, fetchError: matching(/404/) });
   });
 
-  it('unpublish empties the served feed; an unknown version is NOT_FOUND (exit 1), a malformed one exit 2', async () => {
+  it('unpublish takes a version out of the served feed; an unknown version is NOT_FOUND (exit 1), a malformed one exit 2', async () => {
     expect(await ok('updates', 'unpublish', '26.3.2-57480')).toBe(
       '26.3.2-57480: available, not published (publish with: goldmirror updates publish 26.3.2-57480)\n' +
         'its file stays stored until garbage collection may remove it\n',
     );
-    expect(await servedVersions(mirror!)).toEqual([]);
+    expect((await servedVersions(mirror!)).map((v) => v.version)).toEqual(['26.3.5-57700']);
     await fails(1, /no Parallels Desktop version 26\.9\.9-1 is known here/, 'updates', 'publish', '26.9.9-1');
     await fails(
       2,
@@ -405,7 +418,7 @@ describe('goldmirror updates on an air-gapped mirror (no upstream)', () => {
     );
     await fails(
       1,
-      new RegExp(`${junk.replaceAll('.', '\\.')} is not a disk image \\(\\.dmg\\): .*"koly".*nothing was stored`),
+      new RegExp(`${escape(junk)} is not a disk image \\(\\.dmg\\): .*"koly".*nothing was stored`),
       'updates',
       'add',
       junk,
@@ -443,13 +456,12 @@ describe('goldmirror updates on an air-gapped mirror (no upstream)', () => {
   });
 });
 
-/** What a refused add must leave as it was: the blob rows, the files under blobs/, the versions. */
+/** What a refused add must leave as it was: the blob rows, the stored files (and no leftover upload), the versions. */
 async function storedState(mirror: TestMirror): Promise<unknown> {
   const rows = await catalogRows<{ sha256: string; kind: string }>(
     mirror.dir,
     'select sha256, kind from blobs order by sha256',
   );
-  const files = onS3 ? [] : await fs.readdir(path.join(mirror.dir, 'blobs'), { recursive: true });
   const versions = (await listUpdates(mirror.runtime)).versions.map((v) => [v.version, v.state, v.sha256]);
-  return { rows, files: files.sort(), versions };
+  return { rows, blobs: await storedFiles(mirror, 'blobs'), tmp: await storedFiles(mirror, 'tmp'), versions };
 }

@@ -203,7 +203,7 @@ function shortState(v: UpdateView): string {
 function printSyncReport(report: UpdatesSyncReport): void {
   for (const feed of report.feeds) {
     if (!feed.ok) {
-      printLine(`feed ${feed.url}: error: ${feed.error ?? 'unknown error'} (what is served stays as it was)`);
+      printLine(`feed ${feed.url}: error: ${feed.error ?? 'unknown error'} (its versions stay as they were)`);
       continue;
     }
     const added = feed.added.length ? `; new: ${feed.added.join(', ')}` : '';
@@ -219,8 +219,7 @@ function printSyncReport(report: UpdatesSyncReport): void {
   const feedsFailed = report.feeds.filter((f) => !f.ok).length;
   if (feedsFailed || report.failed.length)
     process.stderr.write(
-      `goldmirror: ${feedsFailed} feed(s) and ${report.failed.length} file(s) failed; ` +
-        'what is served is unchanged, and the next sync tries again\n',
+      `goldmirror: ${feedsFailed} feed(s) and ${report.failed.length} file(s) failed; the next sync tries again\n`,
     );
 }
 
