@@ -17,7 +17,7 @@ import {
   type FeedStatus,
   type UpdateView,
 } from '../../services/pd-updates/versions.js';
-import { JSON_FLAG, STRING, defineCommand, type CommandContext } from '../context.js';
+import { JSON_FLAG, STRING, defineCommand, refuseOptions, type CommandContext } from '../context.js';
 import { printJson, printLine, table } from '../output.js';
 import { cliPublicAddress, NOT_READY } from '../public-address.js';
 import { describeErrno } from './blobs.js';
@@ -30,15 +30,10 @@ const USAGE =
   '       goldmirror updates add FILE.dmg --version VERSION [--codename NAME] [--ancestor UUID ...] ' +
   '[--locale en_US] [--publish] [--json]';
 
-/** Options of `add` only, refused elsewhere so that a misplaced one is never silently ignored. */
+/** Options of `add` only (refuseOptions turns them away from the other subcommands). */
 const ADD_OPTIONS = ['version', 'codename', 'ancestor', 'locale', 'publish'] as const;
 
 const READ_CHUNK_BYTES = 1 << 20;
-
-function refuseOptions(values: Record<string, unknown>, options: readonly string[], subcommand: string): void {
-  const given = options.find((o) => values[o] !== undefined);
-  if (given !== undefined) throw new AppError('USAGE', `--${given} does not go with ${subcommand}`);
-}
 
 /** The same check as the service's, made before the catalog is opened. */
 function requireVersionText(text: string, what: string): string {
