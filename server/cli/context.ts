@@ -108,3 +108,9 @@ export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options'
   if (arity && parsed.positionals.length !== arity[0]) throw new AppError('USAGE', arity[1]);
   return parsed;
 }
+
+/** Options that only some subcommands take, refused elsewhere so that a misplaced one is never silently ignored. */
+export function refuseOptions(values: Record<string, unknown>, options: readonly string[], subcommand: string): void {
+  const given = options.find((o) => values[o] !== undefined);
+  if (given !== undefined) throw new AppError('USAGE', `--${given} does not go with ${subcommand}`);
+}

@@ -15,6 +15,7 @@ import { migrateDbCommand } from './commands/database.js';
 import { migrateStorageCommand } from './commands/storage.js';
 import { settingsCommand } from './commands/settings.js';
 import { replicaCommand, siteCommand } from './commands/sites.js';
+import { updatesCommand } from './commands/updates.js';
 import { createContext, type Command } from './context.js';
 
 const commands: Record<string, Command> = {
@@ -35,6 +36,7 @@ const commands: Record<string, Command> = {
   settings: settingsCommand,
   site: siteCommand,
   replica: replicaCommand,
+  updates: updatesCommand,
   'migrate-db': migrateDbCommand,
   'migrate-storage': migrateStorageCommand,
 };

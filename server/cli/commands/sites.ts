@@ -9,7 +9,7 @@ import { deleteReplica, getReplica, listReplicas, updateReplica, type ReplicaVie
 import { explainRoute, type Candidate } from '../../services/routing.js';
 import { createSite, deleteSite, getSite, listSites, updateSite, type SiteView } from '../../services/sites.js';
 import { sha256Field } from '../../services/validation.js';
-import { JSON_FLAG, STRING, defineCommand, type CommandContext } from '../context.js';
+import { JSON_FLAG, STRING, defineCommand, refuseOptions, type CommandContext } from '../context.js';
 import { printJson, printLine, table } from '../output.js';
 
 const SITE_USAGE =
@@ -31,12 +31,6 @@ function onOff(value: string | undefined, option: string): boolean | undefined {
   if (value === undefined) return undefined;
   if (value === 'on' || value === 'off') return value === 'on';
   throw new AppError('VALIDATION_FAILED', `${option} must be on or off, got ${JSON.stringify(value)}`);
-}
-
-/** Options that only some subcommands take, refused elsewhere so that a misplaced one is never silently ignored. */
-function refuseOptions(values: Record<string, unknown>, options: readonly string[], subcommand: string): void {
-  const given = options.find((o) => values[o] !== undefined);
-  if (given !== undefined) throw new AppError('USAGE', `--${given} does not go with ${subcommand}`);
 }
 
 /** Site list rows also count the replicas that report each site, and how many of them are up. */
