@@ -12,7 +12,9 @@ const GcReport = z.object({
   dryRun: z.boolean(),
   removed: z.array(z.object({ sha256: z.string(), size: z.number().int(), name: z.string(), orphanFile: z.boolean() })),
   freedBytes: z.number().int(),
-  kept: z.array(z.object({ sha256: z.string(), reason: z.enum(['grace', 'in-use', 'portal', 'downloaded', 'update']) })),
+  kept: z.array(
+    z.object({ sha256: z.string(), reason: z.enum(['grace', 'in-use', 'portal', 'downloaded', 'update']) }),
+  ),
   tempRemoved: z
     .array(z.string())
     .openapi({ description: 'Temp files, temp objects and abandoned uploads of dead writers removed by this run' }),
