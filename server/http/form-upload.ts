@@ -14,12 +14,18 @@
  * 5. the answer says whether a digest was compared, so the page never claims a
  *    verification that did not happen.
  */
-import { Readable } from 'node:stream';
 import { newSha256, parseChecksumText, type Sha256 } from '../../storage/digest.js';
 import type { BlobArch } from '../db/schema.js';
 import { AppError, toAppError } from '../errors.js';
 import { streamedFormCsrf } from './auth.js';
-import { completeForm, fileAllowed, malformedForm, multipartParser, streamedFormBody } from './streamed-form.js';
+import {
+  completeForm,
+  feedFormParser,
+  fileAllowed,
+  malformedForm,
+  multipartParser,
+  streamedFormBody,
+} from './streamed-form.js';
 import { assertPackageFileName, parseBlobArch, recordUploadArch } from '../services/blobs.js';
 import { assertFreeSpace, ingest, type IngestDeps } from '../services/ingest.js';
 
@@ -123,15 +129,7 @@ export async function receiveFormUpload(
         .then((result) => recordUploadArch(deps, result.sha256, arch, archError).then(() => result))
         .then(resolve, reject);
     });
-    const source = Readable.fromWeb(body);
-    source.on('error', (err) => {
-      // pipe() does not pass errors on: stop the parser and the ingest waiting on it.
-      const cut = new AppError('BAD_REQUEST', 'the upload was interrupted; nothing was stored', {}, { cause: err });
-      aborted.abort(cut);
-      parser.destroy(cut);
-      reject(cut);
-    });
-    source.pipe(parser);
+    feedFormParser(body, parser, aborted, reject);
   });
 }
 

@@ -3,7 +3,7 @@
  * import) share: opening the parser, and the checks at either end of the form.
  * `what` names the form in every message ("upload", "import").
  */
-import type { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import busboy from 'busboy';
 import { AppError } from '../errors.js';
 import type { streamedFormCsrf } from './auth.js';
@@ -47,4 +47,24 @@ export async function completeForm<T>(
   if (!csrf.ok()) throw csrf.refusal();
   if (!filePart) throw new AppError('VALIDATION_FAILED', message, { fields: [{ field, message: 'required' }] });
   return filePart;
+}
+
+/**
+ * Pipes the request body into the form parser. A body that breaks off (the client went away) stops the parser
+ * and, through `aborted`, the ingest waiting on its file part: pipe() alone would not pass the error on.
+ */
+export function feedFormParser(
+  body: ReadableStream<Uint8Array>,
+  parser: Writable,
+  aborted: AbortController,
+  reject: (err: AppError) => void,
+): void {
+  const source = Readable.fromWeb(body);
+  source.on('error', (err) => {
+    const cut = new AppError('BAD_REQUEST', 'the upload was interrupted; nothing was stored', {}, { cause: err });
+    aborted.abort(cut);
+    parser.destroy(cut);
+    reject(cut);
+  });
+  source.pipe(parser);
 }

@@ -6,7 +6,6 @@
  * Nothing is stored when anything is wrong: a bad version is refused before a byte is read; a field that
  * arrives after the file, a missing CSRF field or a cut connection fails the ingest before it commits.
  */
-import { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
 import type { Actor } from '../services/audit.js';
 import { assertFreeSpace, type IngestDeps } from '../services/ingest.js';
@@ -14,7 +13,14 @@ import { parseVersion } from '../services/pd-updates/feed.js';
 import { addUpdateFile, type UpdateView } from '../services/pd-updates/versions.js';
 import type { SettingsDeps } from '../services/settings.js';
 import { streamedFormCsrf } from './auth.js';
-import { completeForm, fileAllowed, malformedForm, multipartParser, streamedFormBody } from './streamed-form.js';
+import {
+  completeForm,
+  feedFormParser,
+  fileAllowed,
+  malformedForm,
+  multipartParser,
+  streamedFormBody,
+} from './streamed-form.js';
 
 /** The text fields as sent, so a refused form can be shown again with them. */
 export interface UpdateFormValues {
@@ -114,15 +120,7 @@ export async function receiveUpdateForm(
         reject(fieldOf(err as Error)),
       );
     });
-    const source = Readable.fromWeb(body);
-    source.on('error', (err) => {
-      // pipe() does not pass errors on: stop the parser and the ingest waiting on it.
-      const cut = new AppError('BAD_REQUEST', 'the upload was interrupted; nothing was stored', {}, { cause: err });
-      aborted.abort(cut);
-      parser.destroy(cut);
-      reject(cut);
-    });
-    source.pipe(parser);
+    feedFormParser(body, parser, aborted, reject);
   });
 }
 
