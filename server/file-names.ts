@@ -6,16 +6,19 @@
 
 const MAX_NAME_LENGTH = 200;
 
-/** Turns any file name into the cosmetic last segment of a generated link, ending in `.pvmp`. */
-export function linkFileName(original: string): string {
+/**
+ * Turns any file name into the cosmetic last segment of a generated link, ending in `.pvmp` (a package) or
+ * `.dmg` (a Parallels Desktop update file).
+ */
+export function linkFileName(original: string, extension: 'pvmp' | 'dmg' = 'pvmp'): string {
   const base = original.split(/[\\/]/).pop() ?? '';
-  const stem = base.replace(/\.pvmp$/i, '');
+  const stem = base.replace(extension === 'dmg' ? /\.dmg$/i : /\.pvmp$/i, '');
   const cleaned = stem
     .normalize('NFKD')
     .replace(/[^A-Za-z0-9._-]+/g, '-')
     .replace(/^[-.]+|[-.]+$/g, '')
     .slice(0, MAX_NAME_LENGTH);
-  return `${cleaned || 'package'}.pvmp`;
+  return `${cleaned || (extension === 'dmg' ? 'ParallelsDesktop' : 'package')}.${extension}`;
 }
 
 /**

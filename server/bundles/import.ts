@@ -28,7 +28,14 @@ import {
 } from './import-manifest.js';
 import { applyManifest, planChanges } from '../services/bundle-plan.js';
 import type { UpdatesReport } from '../services/pd-updates/carry.js';
-import { BLOB_ENTRY, MANIFEST_ENTRY, MAX_MANIFEST_BYTES, type Manifest, type ManifestBlob } from './manifest.js';
+import {
+  BLOB_ENTRY,
+  blobKindOf,
+  MANIFEST_ENTRY,
+  MAX_MANIFEST_BYTES,
+  type Manifest,
+  type ManifestBlob,
+} from './manifest.js';
 
 export interface ImportReport {
   dryRun: boolean;
@@ -116,6 +123,7 @@ export async function importBundle(deps: IngestDeps, source: Readable, options: 
       const result = await ingest(deps, {
         source: counted,
         fileName: blobFileName(manifest, expected),
+        kind: blobKindOf(expected),
         expectedSha256: sha256,
         expectedSize: expected.size,
       });

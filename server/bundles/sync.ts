@@ -16,7 +16,7 @@ import { exportBundle } from './export.js';
 import { fetchIntoStore, outboundOf } from './fetch.js';
 import { importBundle, type ImportReport } from './import.js';
 import { blobFileName, parseManifestValue } from './import-manifest.js';
-import { MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
+import { blobKindOf, MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
 import { downloadUrl, readCapped } from '../links.js';
 import { planChanges } from '../services/bundle-plan.js';
 import { HOP_HEADER } from '../services/routing.js';
@@ -54,6 +54,7 @@ export async function syncFrom(deps: IngestDeps, options: SyncOptions): Promise<
     await fetchIntoStore(deps, downloadUrl(base, blob.sha256, name), {
       expectedSha256: blob.sha256 as Sha256,
       fileName: name,
+      kind: blobKindOf(blob),
       signal: options.signal,
       // A primary never sends a mirror's own sync to a replica (services/routing.ts).
       headers: { [HOP_HEADER]: 'sync' },

@@ -308,6 +308,8 @@ export interface PdUpdatesTable {
   notes: string | null;
   alert: string | null;
   alert_at: number | null;
+  /** The other bytes found behind the URL, stored for the admin to take or dismiss (null: none were stored). */
+  alert_sha256: Generated<string | null>;
   created_at: number;
   updated_at: number;
 }

@@ -209,6 +209,14 @@ export function sentence(entry: AuditEntry, names: Names): SentencePart[] {
           : []),
         t('; the stored file is still the one served'),
       ];
+    case 'update.alert-dismiss':
+      return [who, t(` closed the alert of Parallels Desktop ${targetId}, keeping the stored file`)];
+    case 'update.alert-take':
+      return [
+        who,
+        t(` closed the alert of Parallels Desktop ${targetId} by taking the new bytes`),
+        ...(str(d.to) ? [t(` (sha256 ${str(d.to)!.slice(0, 12)}…)`)] : []),
+      ];
     default:
       return [who, t(` did ${entry.action} on ${entry.target}`)];
   }

@@ -38,7 +38,7 @@ export interface IngestRequest {
   expectedSize?: number | undefined;
   /** The architecture the admin said the package is for (kept when unknown). */
   arch?: BlobArch | undefined;
-  /** `update`: a Parallels Desktop update file, recorded under `fileName` exactly (default: a package). */
+  /** `update`: a Parallels Desktop update file, whose links end in .dmg (default: a package, .pvmp). */
   kind?: BlobKind | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((bytesWritten: number) => void) | undefined;
@@ -159,7 +159,7 @@ async function commit(
         const blob = await recordIngestedBlob(trx, {
           sha256: staged.sha256,
           size: staged.size,
-          name: kind === 'update' ? fileName : linkFileName(fileName),
+          name: linkFileName(fileName, kind === 'update' ? 'dmg' : 'pvmp'),
           nowMs: deps.clock.now(),
           arch,
           kind,

@@ -247,6 +247,7 @@ describe('goldmirror updates, following a fake upstream', () => {
       notes: [],
       alert: null,
       alertAt: null,
+      alertSha256: null,
       downloads: anyNumber(),
       link: `${PUBLIC}/d/${sha256Of(newer)}/ParallelsDesktop-26.3.3-57507.dmg`,
       firstSeenAt: anyString(),
@@ -268,6 +269,15 @@ describe('goldmirror updates, following a fake upstream', () => {
       'publish',
       'latest',
     );
+    // alert: one of --keep or --take, and only when an alert is open.
+    await fails(
+      2,
+      /updates alert needs one of --keep \(the stored file\) or --take/,
+      'updates',
+      'alert',
+      '26.3.5-57700',
+    );
+    await fails(1, /26\.3\.5-57700 has no open alert/, 'updates', 'alert', '26.3.5-57700', '--keep');
   });
 });
 

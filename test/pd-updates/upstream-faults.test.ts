@@ -421,7 +421,7 @@ ${Array.from({ length: 9 }, (_, i) => `  <!ENTITY lol${i + 1} "${`&lol${i === 0 
     const message =
       `the bytes behind ${upstream.url}${filePath(V1)} changed after this mirror stored them: stored sha256 ` +
       `${sha256Of(v1)} (${v1.length} bytes), upstream now serves something that is not a disk image (no UDIF ` +
-      `trailer). The stored file is still the one served; check with Parallels before trusting the new one`;
+      `trailer). The stored file is still the one served; check with Parallels, then dismiss the alert or take the new file`;
     expect(report.alerts).toEqual([{ version: V1, message }]);
     expect(await viewOf(mirror, V1)).toMatchObject({ alert: message, state: 'stored', sha256: sha256Of(v1) });
     expect(await blobCount(mirror)).toBe(blobsBefore);

@@ -72,8 +72,17 @@ describe('history sentences of Parallels Desktop updates', () => {
     );
   });
 
+  it('closing an alert, keeping the stored file or taking the new bytes', () => {
+    expect(read('user:admin', 'update.alert-dismiss', '26.3.3-57507', { kept: stored })).toBe(
+      'admin closed the alert of Parallels Desktop 26.3.3-57507, keeping the stored file',
+    );
+    expect(read('user:admin', 'update.alert-take', '26.3.3-57507', { from: stored, to: upstream })).toBe(
+      'admin closed the alert of Parallels Desktop 26.3.3-57507 by taking the new bytes (sha256 bbbbbbbbbbbb…)',
+    );
+  });
+
   it('no update action falls back to the generic "did … on …" sentence', () => {
-    for (const action of ['publish', 'unpublish', 'rollback', 'add', 'fetch', 'alert'])
+    for (const action of ['publish', 'unpublish', 'rollback', 'add', 'fetch', 'alert', 'alert-dismiss', 'alert-take'])
       expect(read('user:admin', `update.${action}`, '26.3.3-57507')).not.toContain(' did update.');
   });
 });

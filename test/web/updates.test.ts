@@ -249,7 +249,7 @@ describe.sequential('Parallels Desktop updates page', () => {
     expect(rolled.location).toBe(`/admin/updates?done=update-rolled-back#v-${OLD}`);
     expect((await served()).map((v) => v.version)).toEqual([OLD]);
     ({ html } = await page('/admin/updates?done=update-rolled-back'));
-    expect(flashOf(html)).toBe('Rolled back: this version is published and every newer one unpublished.');
+    expect(flashOf(html)).toBe('Rolled back: this version is published and every newer one of its major unpublished.');
     expect([NEW, OLD].map((v) => stateOf(html, v))).toEqual(['available', 'published']);
     expect(buttonsOf(html, NEW)).toEqual(['Publish']);
     expect(buttonsOf(html, OLD)).toEqual(['Unpublish']);
@@ -406,6 +406,17 @@ describe.sequential('Parallels Desktop updates page', () => {
     expect(box).toMatch(/^<section class="alert" role="alert"/);
     expect(textOf(box)).toContain(`${NEW}: the bytes behind ${upstream.url}${fileOf(NEW)} changed`);
     expect(box).toContain('<a href="/admin/updates">');
+
+    // The admin takes the new bytes: the alert closes on the page and the dashboard, and the row shows them.
+    expect(buttonsOf(html, NEW)).toContain('Take new file');
+    expect(buttonsOf(html, NEW)).toContain('Keep stored file');
+    const taken = await post(`/admin/updates/${NEW}/alert-take`);
+    expect(taken.location).toBe(`/admin/updates?done=update-alert-taken#v-${NEW}`);
+    const after = await page('/admin/updates?done=update-alert-taken');
+    expect(flashOf(after.html)).toBe('Alert closed: the new bytes are now this version’s file.');
+    expect(after.html).not.toContain('id="updates-alert-page"');
+    expect(textOf(elementById(after.html, 'code', `sha-${NEW}`))).toBe(sha256Of(changed));
+    expect((await page('/admin')).html).not.toContain('id="updates-alert-section"');
   });
 });
 

@@ -261,7 +261,7 @@ const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
 
 const VersionsSection: FC<{ versions: UpdateView[] }> = ({ versions }) => {
   const newerPublished = (v: UpdateView) =>
-    versions.some((o) => o.published && versions.indexOf(o) < versions.indexOf(v));
+    versions.some((o) => o.published && o.major === v.major && versions.indexOf(o) < versions.indexOf(v));
   return (
     <section aria-labelledby="versions-heading">
       <h2 id="versions-heading">Versions</h2>
@@ -410,9 +410,22 @@ const ActionsCell: FC<{ version: UpdateView; rollback: boolean }> = ({ version: 
       {rollback && (
         <PostButton
           action={`${path}/rollback`}
-          label={`Roll back to ${v.version}: publish it and unpublish every newer version`}
+          label={`Roll back to ${v.version}: publish it and unpublish every newer version of ${v.major}`}
         >
           Roll back to this
+        </PostButton>
+      )}
+      {v.alert && (
+        <PostButton action={`${path}/alert-keep`} label={`Keep the stored file of ${v.version} and close the alert`}>
+          Keep stored file
+        </PostButton>
+      )}
+      {v.alert && v.alertSha256 && (
+        <PostButton
+          action={`${path}/alert-take`}
+          label={`Take the new bytes ${v.alertSha256} as the file of ${v.version}`}
+        >
+          Take new file
         </PostButton>
       )}
     </td>

@@ -9,6 +9,7 @@ import { syncUpdates } from '../../server/services/pd-updates/sync.js';
 import {
   listUpdates,
   publishUpdate,
+  resolveUpdateAlert,
   rollbackUpdate,
   unpublishUpdate,
 } from '../../server/services/pd-updates/versions.js';
@@ -26,7 +27,7 @@ export function updateRoutes(deps: WebDeps): Hono<WebEnv> {
   const { config } = deps;
   const addDeps = { ...deps.ingestDeps, config };
   /** The sync Sync now started in this process, while it runs: a second click waits for it instead of starting another. */
-  let running: { since: number; done: Promise<void> } | null = null;
+  let running: { since: number; done: Promise<unknown> } | null = null;
 
   const page = async (
     c: WebContext,
@@ -76,6 +77,8 @@ export function updateRoutes(deps: WebDeps): Hono<WebEnv> {
   change('publish', (v, c) => publishUpdate(deps, c.get('actor'), v), 'update-published');
   change('unpublish', (v, c) => unpublishUpdate(deps, c.get('actor'), v), 'update-unpublished');
   change('rollback', (v, c) => rollbackUpdate(deps, c.get('actor'), v), 'update-rolled-back');
+  change('alert-keep', (v, c) => resolveUpdateAlert(deps, c.get('actor'), v, { take: false }), 'update-alert-kept');
+  change('alert-take', (v, c) => resolveUpdateAlert(deps, c.get('actor'), v, { take: true }), 'update-alert-taken');
 
   app.post('/sync', async (c) => {
     if (config.pdUpdatesUpstream.length === 0)
@@ -95,13 +98,17 @@ export function updateRoutes(deps: WebDeps): Hono<WebEnv> {
           actor: c.get('actor'),
           log: deps.log,
         })
-          .then((report) =>
+          .then((report) => {
             deps.log.info(
               { fetched: report.fetched, failed: report.failed.length, alerts: report.alerts.length },
               'Parallels Desktop update sync (Sync now) finished',
-            ),
-          )
-          .catch((err: unknown) => deps.log.error({ err }, 'Parallels Desktop update sync (Sync now) failed'))
+            );
+            return null;
+          })
+          .catch((err: unknown) => {
+            deps.log.error({ err }, 'Parallels Desktop update sync (Sync now) failed');
+            return err;
+          })
           .finally(() => {
             if (running === started) running = null;
           }),
@@ -110,10 +117,12 @@ export function updateRoutes(deps: WebDeps): Hono<WebEnv> {
     }
     let timer: NodeJS.Timeout | undefined;
     const finished = await Promise.race([
-      running.done.then(() => true),
+      running.done.then((failure) => ({ failure })),
       new Promise<false>((resolve) => (timer = setTimeout(resolve, SYNC_WAIT_MS, false))),
     ]);
     clearTimeout(timer);
+    // A sync that could not run (another process runs one) or broke off says why, instead of "synced".
+    if (finished && finished.failure !== null) return page(c, { error: formError(finished.failure) });
     return done(c, PATH, finished ? 'updates-synced' : 'updates-sync-running');
   });
 

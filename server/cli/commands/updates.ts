@@ -12,6 +12,7 @@ import {
   listUpdates,
   majorFeedPath,
   publishUpdate,
+  resolveUpdateAlert,
   rollbackUpdate,
   unpublishUpdate,
   type FeedStatus,
@@ -26,12 +27,15 @@ const USAGE =
   'goldmirror updates sync [--json]   (reads MIRROR_PD_UPDATES_UPSTREAM now; exit 1 when a feed or a file failed)\n' +
   '       goldmirror updates list [--json]\n' +
   '       goldmirror updates publish|unpublish VERSION [--json]   (VERSION like 26.3.3-57507)\n' +
-  '       goldmirror updates rollback VERSION [--json]   (publishes VERSION, unpublishes every newer one)\n' +
+  '       goldmirror updates rollback VERSION [--json]   (publishes VERSION, unpublishes every newer one of its major)\n' +
+  '       goldmirror updates alert VERSION --keep|--take [--json]   (closes the alert: keep the stored file, or take the new bytes)\n' +
   '       goldmirror updates add FILE.dmg --version VERSION [--codename NAME] [--ancestor UUID ...] ' +
   '[--locale en_US] [--publish] [--json]';
 
 /** Options of `add` only (refuseOptions turns them away from the other subcommands). */
 const ADD_OPTIONS = ['version', 'codename', 'ancestor', 'locale', 'publish'] as const;
+/** Options of `alert` only. */
+const ALERT_OPTIONS = ['keep', 'take'] as const;
 
 const READ_CHUNK_BYTES = 1 << 20;
 
@@ -48,7 +52,7 @@ function requireVersionText(text: string, what: string): string {
 export const updatesCommand = defineCommand({
   summary: 'Parallels Desktop updates: follow the official feed, publish versions, add a .dmg by hand',
   usage: USAGE,
-  subcommands: ['sync', 'list', 'publish', 'unpublish', 'rollback', 'add'],
+  subcommands: ['sync', 'list', 'publish', 'unpublish', 'rollback', 'alert', 'add'],
   options: {
     ...JSON_FLAG,
     version: STRING,
@@ -57,9 +61,14 @@ export const updatesCommand = defineCommand({
     locale: STRING,
     // No default, so that refuseOptions can tell whether it was given.
     publish: { type: 'boolean' },
+    keep: { type: 'boolean' },
+    take: { type: 'boolean' },
   },
   async run(ctx, { values, positionals, subcommand: name }) {
     if (name !== 'add') refuseOptions(values, ADD_OPTIONS, `updates ${name}`);
+    if (name !== 'alert') refuseOptions(values, ALERT_OPTIONS, `updates ${name}`);
+    if (name === 'alert' && values.keep === values.take)
+      throw new AppError('USAGE', 'updates alert needs one of --keep (the stored file) or --take (the new bytes)');
     if (name === 'sync' || name === 'list') {
       if (positionals.length) throw new AppError('USAGE', `updates ${name} takes no arguments`);
     } else if (name === 'add') {
@@ -104,6 +113,16 @@ export const updatesCommand = defineCommand({
 
     const version = requireVersionText(positionals[0]!, '');
     return ctx.withRuntime(async (runtime) => {
+      if (name === 'alert') {
+        const view = await resolveUpdateAlert(runtime, cliActor, version, { take: values.take === true });
+        if (values.json) return printJson(view);
+        printLine(
+          values.take
+            ? `${view.version} now uses ${view.sha256}: ${stateText(view)}`
+            : `${view.version} keeps ${view.sha256}; the alert is closed`,
+        );
+        return;
+      }
       if (name === 'rollback') {
         const result = await rollbackUpdate(runtime, cliActor, version);
         if (values.json) return printJson(result);

@@ -47,6 +47,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('notes', 'text')
     .addColumn('alert', 'text')
     .addColumn('alert_at', 'bigint')
+    // The other bytes found behind the URL (kept for the admin to take or dismiss), when any were stored.
+    .addColumn('alert_sha256', 'varchar(64)')
     .$call(timestamps)
     .execute();
   await indexOn(db, 'pd_updates', 'sha256');

@@ -110,3 +110,10 @@ export async function markUpdateFilesCollected(db: Db, sha256: string, now: numb
     .where('fetch_state', '=', 'stored')
     .execute();
 }
+
+/** Versions of feeds no longer followed are no longer listed (their files become collectable like any other). */
+export async function unlistOtherFeeds(db: Db, feeds: readonly string[], now: number): Promise<void> {
+  let query = db.updateTable('pd_updates').set({ listed: 0, updated_at: now }).where('listed', '=', 1);
+  if (feeds.length > 0) query = query.where('feed_url', 'not in', [...feeds]);
+  await query.execute();
+}

@@ -16,10 +16,11 @@ import {
   getUpdate,
   listUpdates,
   publishUpdate,
+  resolveUpdateAlert,
   rollbackUpdate,
   unpublishUpdate,
 } from '../../services/pd-updates/versions.js';
-import { apiApp, closeOnFailure, created, ok, queryText, rejectAs, routes, textParam } from './shared.js';
+import { apiApp, closeOnFailure, created, jsonRequest, ok, queryText, rejectAs, routes, textParam } from './shared.js';
 import type { ApiApp, ApiDeps } from './shared.js';
 
 const route = routes('Updates');
@@ -61,6 +62,10 @@ const UpdateView = z
       .nullable()
       .openapi({ description: 'Set when the bytes behind the upstream URL changed after this mirror stored them' }),
     alertAt: when.nullable(),
+    alertSha256: z
+      .string()
+      .nullable()
+      .openapi({ description: 'The other bytes found behind the URL, stored so they can be taken (see /alert)' }),
     downloads: z.number().int(),
     link: z
       .string()
@@ -178,8 +183,24 @@ const rollback = route(
   'Roll back to a version',
   ok(Rollback, 'Published and taken out'),
   {
-    description: 'Publishes it (its file must be stored) and unpublishes every newer published version, at once.',
+    description:
+      'Publishes it (its file must be stored) and unpublishes every newer published version of the same major ' +
+      'version, at once.',
     params: versionParam,
+  },
+);
+const resolveAlert = route(
+  'post',
+  '/{version}/alert',
+  'Close the alert of a version',
+  ok(UpdateView, 'The version, its alert closed'),
+  {
+    description:
+      '`{"take": false}` keeps the stored file (the other bytes are left to GC); `{"take": true}` makes the other ' +
+      "bytes found behind the URL the version's file (`409 UPDATE_NOT_STORED` when they were not stored). " +
+      'No open alert: `409 CONFLICT`.',
+    params: versionParam,
+    body: jsonRequest(z.object({ take: z.boolean() }).strict(), 'Which file the version keeps'),
   },
 );
 const add = route('post', '/', 'Add a .dmg by hand', created(UpdateView, 'Stored, with a generated feed entry'), {
@@ -243,6 +264,17 @@ export function updatesApi(deps: ApiDeps, admin: MiddlewareHandler<AuthEnv>): Ap
   );
   app.openapi(rollback, async (c) =>
     c.json(await rollbackUpdate(deps, c.get('actor'), c.req.valid('param').version), 200),
+  );
+  app.openapi(
+    resolveAlert,
+    async (c) =>
+      c.json(
+        await resolveUpdateAlert(deps, c.get('actor'), c.req.valid('param').version, {
+          take: c.req.valid('json').take,
+        }),
+        200,
+      ),
+    rejectAs('alert decision'),
   );
   app.openapi(
     add,

@@ -81,6 +81,10 @@ export function readFeed(text: string, what: string): ReadFeed {
   return { versions, skipped };
 }
 
+/** What the database keeps of an entry's FilePath and FileSize (pd_updates.file_url, file_size_text). */
+export const MAX_FILE_URL = 2000;
+export const MAX_FILE_SIZE_TEXT = 64;
+
 function readVersion(element: XmlElement, product: ProductFrame): FeedVersion | string {
   const numbers = ['Major', 'Minor', 'SubMinor', 'SubSubMinor'].map((n) => textOf(child(element, n)).trim());
   const label = numbers.every((n) => n !== '') ? `${numbers[0]}.${numbers[1]}.${numbers[2]}-${numbers[3]}` : '?';
@@ -91,6 +95,7 @@ function readVersion(element: XmlElement, product: ProductFrame): FeedVersion | 
   if (updates.length === 0) return `${version}: it has no <Update>`;
   const first = child(updates[0]!, 'FilePath');
   const fileUrl = textOf(first).trim();
+  if (fileUrl.length > MAX_FILE_URL) return `${version}: its FilePath is longer than ${MAX_FILE_URL} characters`;
   let url: URL;
   try {
     url = new URL(fileUrl);
@@ -99,7 +104,10 @@ function readVersion(element: XmlElement, product: ProductFrame): FeedVersion | 
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return `${version}: its FilePath is not http(s)`;
   const size = child(updates[0]!, 'FileSize');
-  return { ...parsed, version, element, product, fileUrl, fileSize: size ? textOf(size).trim() : null };
+  const fileSize = size ? textOf(size).trim() : null;
+  if (fileSize !== null && fileSize.length > MAX_FILE_SIZE_TEXT)
+    return `${version}: its FileSize is longer than ${MAX_FILE_SIZE_TEXT} characters`;
+  return { ...parsed, version, element, product, fileUrl, fileSize };
 }
 
 /** One version as the served feed shows it. */

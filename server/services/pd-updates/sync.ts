@@ -9,12 +9,13 @@ import os from 'node:os';
 import type { Sha256 } from '../../../storage/digest.js';
 import { acquireLease, getLease, releaseLease } from '../../db/repos/leases.js';
 import { fetchIntoStore, outboundOf, parseUpstreamUrl, upstreamError, validatorOf } from '../../bundles/fetch.js';
-import { setBlobKind } from '../../db/repos/blobs.js';
+import { findBlobsByDigests, setBlobKind } from '../../db/repos/blobs.js';
 import {
   getUpdateRow,
   insertUpdateRow,
   listUpdateRows,
   setListedVersions,
+  unlistOtherFeeds,
   updateUpdateRow,
   upsertFeedRow,
 } from '../../db/repos/pd-updates.js';
@@ -27,7 +28,7 @@ import { newHolderId } from '../holders.js';
 import type { IngestDeps } from '../ingest.js';
 import { readFeed, type FeedVersion } from './feed.js';
 import { FEED_LIMITS } from './feed-xml.js';
-import { isStoredPackage, requireDiskImage, samePackageBytes, updateFileName } from './versions.js';
+import { isStoredPackage, requireDiskImage, samePackageBytes, sizeNotes, updateFileName } from './versions.js';
 
 export interface UpdatesSyncOptions {
   feeds: readonly string[];
@@ -109,19 +110,45 @@ export async function syncUpdates(deps: IngestDeps, options: UpdatesSyncOptions)
 
 async function runSync(deps: IngestDeps, options: UpdatesSyncOptions): Promise<UpdatesSyncReport> {
   const report: UpdatesSyncReport = { feeds: [], fetched: [], failed: [], alerts: [], published: [] };
-  for (const url of options.feeds) report.feeds.push(await readUpstream(deps, url, options));
+  // A feed taken out of the configuration no longer holds its files (GC may collect the unpublished ones).
+  await unlistOtherFeeds(deps.db, options.feeds, deps.clock.now());
+  const moved = new Map<string, FeedVersion>();
+  for (const url of options.feeds) {
+    const read = await readUpstream(deps, url, options);
+    report.feeds.push(read.report);
+    for (const v of read.moved) moved.set(v.version, v);
+  }
   const listedByAGoodRead = new Set(report.feeds.filter((f) => f.ok).flatMap((f) => f.versions));
+  const blobStates = new Map(
+    (
+      await findBlobsByDigests(
+        deps.db,
+        (await listUpdateRows(deps.db)).flatMap((r) => (r.sha256 ? [r.sha256] : [])),
+      )
+    ).map((b) => [b.sha256, b.state]),
+  );
   for (const row of await listUpdateRows(deps.db)) {
     options.signal?.throwIfAborted();
     if (row.origin !== 'upstream' || !row.file_url || !listedByAGoodRead.has(row.version)) continue;
+    // An open alert waits for an admin: nothing about that version is fetched or changed until then.
+    if (row.alert) continue;
     if (row.fetch_state === 'stored') {
-      const alert = await recheckStored(deps, row, options);
+      const movedTo = moved.get(row.version);
+      const alert = movedTo
+        ? await followMovedFile(deps, row, movedTo, options)
+        : blobStates.get(row.sha256!) !== 'ok'
+          ? await repairStored(deps, row, options)
+          : await recheckStored(deps, row, options);
       if (alert) report.alerts.push({ version: row.version, message: alert });
       continue;
     }
     const outcome = await fetchVersion(deps, row, options);
     if (typeof outcome === 'string') {
       report.failed.push({ version: row.version, error: outcome });
+      continue;
+    }
+    if ('alert' in outcome) {
+      report.alerts.push({ version: row.version, message: outcome.alert });
       continue;
     }
     report.fetched.push(row.version);
@@ -147,10 +174,39 @@ async function runSync(deps: IngestDeps, options: UpdatesSyncOptions): Promise<U
   return report;
 }
 
-/** Reads one feed and records its versions; on any failure only the feed's status changes. */
-async function readUpstream(deps: IngestDeps, url: string, options: UpdatesSyncOptions): Promise<FeedReport> {
+/**
+ * Reads one feed and records its versions; on any failure only the feed's status changes. A stored version whose
+ * FilePath moved keeps its entry and file here: `moved` lists them for a download that decides (same bytes: the
+ * entry follows upstream; other bytes: an alert).
+ */
+async function readUpstream(
+  deps: IngestDeps,
+  url: string,
+  options: UpdatesSyncOptions,
+): Promise<{ report: FeedReport; moved: FeedVersion[] }> {
   const now = deps.clock.now();
   const report: FeedReport = { url, ok: false, error: null, versions: [], added: [], skipped: [] };
+  const moved: FeedVersion[] = [];
+  const failed = async (err: unknown): Promise<{ report: FeedReport; moved: FeedVersion[] }> => {
+    report.error = toAppError(err).message;
+    report.versions = [];
+    report.added = [];
+    options.log?.warn({ url, err: report.error }, 'Parallels Desktop update feed unusable; what is served stays');
+    const previous = await deps.db
+      .selectFrom('pd_update_feeds')
+      .select(['ok_at', 'skipped'])
+      .where('url', '=', url)
+      .executeTakeFirst();
+    await upsertFeedRow(deps.db, {
+      url,
+      checked_at: now,
+      ok_at: previous?.ok_at === undefined || previous.ok_at === null ? null : Number(previous.ok_at),
+      error: report.error,
+      // What the last good read left out stays on record.
+      skipped: previous?.skipped ?? null,
+    });
+    return { report, moved: [] };
+  };
   let versions: FeedVersion[];
   try {
     const text = await fetchFeedText(deps, url, options.signal);
@@ -159,22 +215,27 @@ async function readUpstream(deps: IngestDeps, url: string, options: UpdatesSyncO
     report.skipped = read.skipped;
   } catch (err) {
     if (options.signal?.aborted) throw err;
-    report.error = toAppError(err).message;
-    options.log?.warn({ url, err: report.error }, 'Parallels Desktop update feed unusable; what is served stays');
-    const previous = await deps.db
-      .selectFrom('pd_update_feeds')
-      .select('ok_at')
-      .where('url', '=', url)
-      .executeTakeFirst();
-    await upsertFeedRow(deps.db, {
-      url,
-      checked_at: now,
-      ok_at: previous?.ok_at === undefined || previous.ok_at === null ? null : Number(previous.ok_at),
-      error: report.error,
-      skipped: null,
-    });
-    return report;
+    return failed(err);
   }
+  try {
+    await recordFeed(deps, url, versions, report, moved, now);
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    return failed(err);
+  }
+  report.ok = true;
+  return { report, moved };
+}
+
+/** Writes what a good read of `url` found, in one transaction. */
+async function recordFeed(
+  deps: IngestDeps,
+  url: string,
+  versions: FeedVersion[],
+  report: FeedReport,
+  moved: FeedVersion[],
+  now: number,
+): Promise<void> {
   await deps.db.transaction().execute(async (trx) => {
     for (const v of versions) {
       const existing = await getUpdateRow(trx, v.version);
@@ -205,16 +266,24 @@ async function readUpstream(deps: IngestDeps, url: string, options: UpdatesSyncO
         });
         report.added.push(v.version);
       } else if (existing.origin === 'upstream') {
-        // The entry follows upstream (descriptions, Ancestry…); a new FilePath means a new file to fetch.
-        const moved = existing.file_url !== v.fileUrl;
-        await updateUpdateRow(trx, v.version, {
-          ...entry,
-          feed_url: url,
-          file_size_text: v.fileSize,
-          ...(moved
-            ? { file_url: v.fileUrl, fetch_state: existing.fetch_state === 'stored' ? 'stored' : 'waiting' }
-            : {}),
-        });
+        const movedFile = existing.file_url !== v.fileUrl;
+        if (movedFile && existing.fetch_state === 'stored') {
+          moved.push(v);
+        } else if (
+          movedFile ||
+          existing.element !== entry.element ||
+          existing.product !== entry.product ||
+          existing.feed_url !== url ||
+          existing.file_size_text !== v.fileSize
+        ) {
+          // The entry follows upstream (descriptions, Ancestry…); a new FilePath of a file not stored is fetched anew.
+          await updateUpdateRow(trx, v.version, {
+            ...entry,
+            feed_url: url,
+            file_size_text: v.fileSize,
+            ...(movedFile ? { file_url: v.fileUrl, fetch_state: 'waiting' as const } : {}),
+          });
+        }
       }
       report.versions.push(v.version);
     }
@@ -227,8 +296,6 @@ async function readUpstream(deps: IngestDeps, url: string, options: UpdatesSyncO
       skipped: JSON.stringify(report.skipped),
     });
   });
-  report.ok = true;
-  return report;
 }
 
 async function fetchFeedText(deps: IngestDeps, url: string, signal: AbortSignal | undefined): Promise<string> {
@@ -249,15 +316,22 @@ async function fetchFeedText(deps: IngestDeps, url: string, signal: AbortSignal 
   return bytes.toString('utf8');
 }
 
-/** Downloads a version's file into the store; the error's message when it fails. */
+/**
+ * Downloads a version's file into the store; the error's message when it fails. A version that had a file
+ * before (collected since) must get the same bytes again: other bytes raise the alert instead.
+ */
 async function fetchVersion(
   deps: IngestDeps,
   row: PdUpdateRow,
   options: UpdatesSyncOptions,
-): Promise<{ sha256: string } | string> {
+): Promise<{ sha256: string } | { alert: string } | string> {
   try {
     const fetched = await downloadFile(deps, row, options);
     if (fetched.isPackage) throw samePackageBytes(row.file_url!, fetched.sha256);
+    if (row.sha256 !== null && fetched.sha256 !== row.sha256)
+      return {
+        alert: await raiseAlert(deps, row, options, fetched, `upstream now ${fetched.sha256} (${fetched.size} bytes)`),
+      };
     const now = deps.clock.now();
     await deps.db.transaction().execute(async (trx) => {
       await setBlobKind(trx, fetched.sha256, 'update', updateFileName(row.version));
@@ -285,13 +359,80 @@ async function fetchVersion(
     if (options.signal?.aborted) throw err;
     const message = toAppError(err).message;
     await updateUpdateRow(deps.db, row.version, {
-      fetch_state: 'failed',
+      fetch_state: row.fetch_state === 'collected' ? 'collected' : 'failed',
       fetch_error: message,
       updated_at: deps.clock.now(),
     });
     options.log?.warn({ version: row.version, url: row.file_url, err: message }, 'could not fetch an update file');
     return message;
   }
+}
+
+/** The longest validator pd_updates.validator keeps; a longer one is not kept (the length still tells changes). */
+const MAX_VALIDATOR = 500;
+const keptValidator = (v: string | null): string | null => (v !== null && v.length <= MAX_VALIDATOR ? v : null);
+
+type Downloaded = Awaited<ReturnType<typeof downloadFile>>;
+
+/**
+ * A stored version whose FilePath moved: the new URL is read, and only when it gives the stored bytes does the
+ * entry follow upstream; other bytes raise the alert and the stored entry and file stay.
+ */
+async function followMovedFile(
+  deps: IngestDeps,
+  row: PdUpdateRow,
+  to: FeedVersion,
+  options: UpdatesSyncOptions,
+): Promise<string | null> {
+  let fetched: Downloaded;
+  try {
+    fetched = await downloadFile(deps, { ...row, file_url: to.fileUrl }, options);
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    options.log?.warn(
+      { version: row.version, url: to.fileUrl, err: toAppError(err).message },
+      'could not read a moved update file',
+    );
+    return null;
+  }
+  if (fetched.sha256 !== row.sha256)
+    return raiseAlert(
+      deps,
+      row,
+      options,
+      fetched,
+      `its FilePath moved to ${to.fileUrl}, which serves ${fetched.sha256} (${fetched.size} bytes)`,
+    );
+  await updateUpdateRow(deps.db, row.version, {
+    element: JSON.stringify(to.element),
+    product: JSON.stringify(to.product),
+    file_url: to.fileUrl,
+    file_size_text: to.fileSize,
+    validator: fetched.validator,
+    notes: JSON.stringify(sizeNotes(to.fileSize, fetched.size)),
+    updated_at: deps.clock.now(),
+  });
+  return null;
+}
+
+/**
+ * A stored file the integrity checks found corrupt or missing is fetched again from its URL: the same bytes
+ * repair it in place (the ingest marks it ok); other bytes raise the alert.
+ */
+async function repairStored(deps: IngestDeps, row: PdUpdateRow, options: UpdatesSyncOptions): Promise<string | null> {
+  let fetched: Downloaded;
+  try {
+    fetched = await downloadFile(deps, row, options);
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    options.log?.warn({ version: row.version, err: toAppError(err).message }, 'could not repair an update file');
+    return null;
+  }
+  if (fetched.sha256 === row.sha256) {
+    options.log?.info({ version: row.version }, 'repaired a Parallels Desktop update file from upstream');
+    return null;
+  }
+  return raiseAlert(deps, row, options, fetched, `upstream now ${fetched.sha256} (${fetched.size} bytes)`);
 }
 
 async function downloadFile(
@@ -305,7 +446,7 @@ async function downloadFile(
     fileName: updateFileName(row.version),
     kind: 'update',
     signal: options.signal,
-    onResponse: (headers) => (validator = validatorOf(headers)),
+    onResponse: (headers) => (validator = keptValidator(validatorOf(headers))),
     ...(options.retryDelayMs === undefined ? {} : { retryDelayMs: options.retryDelayMs }),
   });
   return {
@@ -314,14 +455,6 @@ async function downloadFile(
     validator,
     isPackage: isStoredPackage(result),
   };
-}
-
-/** FileSize's unit is not documented: it is never changed, only compared with the length when it is a byte count. */
-function sizeNotes(fileSize: string | null, size: number): string[] {
-  if (fileSize === null || !/^\d+$/.test(fileSize) || Number(fileSize) === size) return [];
-  return [
-    `the feed's FileSize (${fileSize}) differs from the file's length (${size} bytes); it is served as upstream wrote it`,
-  ];
 }
 
 /**
@@ -346,10 +479,15 @@ async function recheckStored(deps: IngestDeps, row: PdUpdateRow, options: Update
   await res.body?.cancel();
   if (!res.ok) return null;
   const length = res.headers.get('content-length');
-  const validator = validatorOf(res.headers);
-  const sameLength = length === null || Number(length) === row.size;
-  if (sameLength && (validator === null || validator === row.validator)) return null;
-  let fetched: Awaited<ReturnType<typeof downloadFile>>;
+  const validator = keptValidator(validatorOf(res.headers));
+  // A validator is what upstream says of its bytes (the one last seen, also after a dismissed alert); without one,
+  // the length is all there is to go by.
+  const unchanged =
+    validator !== null && row.validator !== null
+      ? validator === row.validator
+      : (length === null || Number(length) === row.size) && (validator === null || validator === row.validator);
+  if (unchanged) return null;
+  let fetched: Downloaded;
   try {
     fetched = await downloadFile(deps, row, options);
   } catch (err) {
@@ -360,7 +498,7 @@ async function recheckStored(deps: IngestDeps, row: PdUpdateRow, options: Update
         deps,
         row,
         options,
-        null,
+        { sha256: null, validator },
         'upstream now serves something that is not a disk image (no UDIF trailer)',
       );
     options.log?.warn(
@@ -374,36 +512,42 @@ async function recheckStored(deps: IngestDeps, row: PdUpdateRow, options: Update
     await updateUpdateRow(deps.db, row.version, { validator: fetched.validator, updated_at: now });
     return null;
   }
-  // Bytes that are a stored package stay one: the alert names them without making them an update file.
-  const kept = fetched.isPackage ? null : fetched.sha256;
-  return raiseAlert(deps, row, options, kept, `upstream now ${fetched.sha256} (${fetched.size} bytes)`);
+  return raiseAlert(deps, row, options, fetched, `upstream now ${fetched.sha256} (${fetched.size} bytes)`);
 }
 
 /**
- * Records that the bytes behind a stored version's URL changed into `upstream` (null: nothing was stored of
- * them), described by `change`, and returns the alert.
+ * Records that the bytes behind a version's URL are not the ones it had, described by `change`, and returns the
+ * alert. The other bytes stay stored for the admin to take or dismiss (unless they are a package's, or were
+ * refused); the upstream validator is remembered, so dismissing the alert does not raise it again.
  */
 async function raiseAlert(
   deps: IngestDeps,
   row: PdUpdateRow,
   options: UpdatesSyncOptions,
-  upstream: Sha256 | null,
+  found: { sha256: Sha256 | null; validator: string | null; isPackage?: boolean },
   change: string,
 ): Promise<string> {
   const message =
     `the bytes behind ${row.file_url} changed after this mirror stored them: stored sha256 ${row.sha256} ` +
-    `(${row.size} bytes), ${change}. The stored file is still the one served; check with Parallels before ` +
-    `trusting the new one`;
+    `(${row.size} bytes), ${change}. The stored file is still the one served; check with Parallels, then ` +
+    `dismiss the alert or take the new file`;
+  const other = found.isPackage ? null : found.sha256;
   const at = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
-    if (upstream) await setBlobKind(trx, upstream, 'update', `changed-${updateFileName(row.version)}`);
-    await updateUpdateRow(trx, row.version, { alert: message, alert_at: at, updated_at: at });
+    if (other) await setBlobKind(trx, other, 'update', `changed-${updateFileName(row.version)}`);
+    await updateUpdateRow(trx, row.version, {
+      alert: message,
+      alert_at: at,
+      alert_sha256: other,
+      validator: found.validator ?? row.validator,
+      updated_at: at,
+    });
     await recordAudit(trx, {
       actor: options.actor,
       action: 'update.alert',
       target: `update:${row.version}`,
       at,
-      details: { url: row.file_url, stored: row.sha256, upstream },
+      details: { url: row.file_url, stored: row.sha256, upstream: found.sha256 },
     });
   });
   options.log?.error({ version: row.version, url: row.file_url }, message);

@@ -63,6 +63,8 @@ export interface UpdateView {
   /** Set when the bytes behind the upstream URL changed after this mirror stored them. */
   alert: string | null;
   alertAt: string | null;
+  /** The other bytes found behind the URL, stored so the admin can take them (null: none were stored). */
+  alertSha256: string | null;
   downloads: number;
   /** The .dmg link Macs get in the feed; null while not stored or while no public address is set. */
   link: string | null;
@@ -119,6 +121,7 @@ async function toViews(db: Db, rows: PdUpdateRow[], base: string | null): Promis
       notes: parseJson<string[]>(r.notes, []),
       alert: r.alert,
       alertAt: iso(r.alert_at),
+      alertSha256: r.alert_sha256,
       downloads: r.sha256 ? (stats.get(r.sha256) ?? 0) : 0,
       link: stored && base ? downloadUrl(base, r.sha256!, updateFileName(r.version)) : null,
       firstSeenAt: new Date(r.created_at).toISOString(),
@@ -199,8 +202,8 @@ export async function unpublishUpdate(deps: ChangeDeps, actor: Actor, version: s
 }
 
 /**
- * Makes `version` the newest published one: publishes it (its file must be stored) and unpublishes every
- * published version newer than it, in one transaction.
+ * Makes `version` the newest published one of its major version: publishes it (its file must be stored) and
+ * unpublishes every published version of that major newer than it, in one transaction.
  */
 export async function rollbackUpdate(
   deps: ChangeDeps,
@@ -214,7 +217,8 @@ export async function rollbackUpdate(
   const unpublished: string[] = [];
   await deps.db.transaction().execute(async (trx) => {
     for (const other of await listUpdateRows(trx)) {
-      if (other.published !== 1 || !isNewer(other, row)) continue;
+      // Each major version has its own feed: rolling back 25 leaves 26 alone.
+      if (other.published !== 1 || other.major !== row.major || !isNewer(other, row)) continue;
       await updateUpdateRow(trx, other.version, { published: 0, unpublished_at: now, updated_at: now });
       unpublished.push(other.version);
     }
@@ -246,6 +250,67 @@ function describeState(row: PdUpdateRow): string {
     default:
       return 'stored';
   }
+}
+
+/**
+ * Closes a version's alert. `take`: the other bytes found behind its URL become the version's file (they must
+ * be stored and intact), and the feed offers them from now on; otherwise the stored file stays and the other
+ * bytes are left to GC. Either way the alert, dashboard banner and metric clear.
+ */
+export async function resolveUpdateAlert(
+  deps: ChangeDeps,
+  actor: Actor,
+  version: string,
+  options: { take: boolean },
+): Promise<UpdateView> {
+  const row = await requireVersion(deps.db, version);
+  if (!row.alert) throw new AppError('CONFLICT', `${row.version} has no open alert`);
+  const now = deps.clock.now();
+  let taken: { sha256: string; size: number } | null = null;
+  if (options.take) {
+    const other = row.alert_sha256 ? (await findBlobsByDigests(deps.db, [row.alert_sha256]))[0] : undefined;
+    if (!other || other.kind !== 'update' || other.state !== 'ok')
+      throw new AppError(
+        'UPDATE_NOT_STORED',
+        `the other bytes of ${row.version} are not stored${other ? ' intact' : ''}, so there is nothing to take; dismiss the alert instead`,
+      );
+    taken = { sha256: other.sha256, size: Number(other.size) };
+  }
+  await deps.db.transaction().execute(async (trx) => {
+    if (taken) await setBlobKind(trx, taken.sha256 as Sha256, 'update', updateFileName(row.version));
+    await updateUpdateRow(trx, row.version, {
+      alert: null,
+      alert_at: null,
+      alert_sha256: null,
+      updated_at: now,
+      ...(taken
+        ? {
+            sha256: taken.sha256,
+            size: taken.size,
+            fetch_state: 'stored' as const,
+            fetch_error: null,
+            fetched_at: now,
+            notes: JSON.stringify([]),
+          }
+        : {}),
+    });
+    await recordAudit(trx, {
+      actor,
+      action: taken ? 'update.alert-take' : 'update.alert-dismiss',
+      target: `update:${row.version}`,
+      at: now,
+      details: taken ? { from: row.sha256, to: taken.sha256 } : { kept: row.sha256 },
+    });
+  });
+  return getUpdate(deps, row.version);
+}
+
+/** FileSize's unit is not documented: it is never changed, only compared with the length when it is a byte count. */
+export function sizeNotes(fileSize: string | null, size: number): string[] {
+  if (fileSize === null || !/^\d+$/.test(fileSize) || Number(fileSize) === size) return [];
+  return [
+    `the feed's FileSize (${fileSize}) differs from the file's length (${size} bytes); it is served as upstream wrote it`,
+  ];
 }
 
 /** UDIF disk images (every .dmg Parallels ships) end in a 512-byte trailer that starts with "koly". */
@@ -316,9 +381,12 @@ export async function addUpdateFile(
         `ancestor ${JSON.stringify(a)} must be an update uuid like desktop.26.3.2.57480.en_US.parallels.mac`,
       );
   const codename = (request.codename ?? '').trim();
-  // eslint-disable-next-line no-control-regex -- control characters are what is refused
-  if (codename.length > 200 || /[\u0000-\u001f]/.test(codename))
-    throw new AppError('VALIDATION_FAILED', 'the code name must be one line of at most 200 characters');
+  // What XML may carry (no control characters, no U+FFFE/U+FFFF): the served feed must stay well-formed.
+  if (codename.length > 200 || !/^[\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]*$/u.test(codename))
+    throw new AppError(
+      'VALIDATION_FAILED',
+      'the code name must be one line of at most 200 characters that XML allows (no control characters)',
+    );
   const existing = await getUpdateRow(deps.db, version);
   const repairs =
     existing?.fetch_state === 'stored' && existing.sha256 !== null
@@ -351,7 +419,10 @@ export async function addUpdateFile(
       ...(request.publish ? { published: 1 as const, published_at: now } : {}),
     };
     if (existing) {
-      await updateUpdateRow(trx, version, stored);
+      await updateUpdateRow(trx, version, {
+        ...stored,
+        notes: JSON.stringify(sizeNotes(existing.file_size_text, result.blob.size)),
+      });
     } else {
       const element = generateVersionElement({
         version: numbers,
