@@ -9,7 +9,7 @@
 import { AppError } from '../errors.js';
 import type { Actor } from '../services/audit.js';
 import { assertFreeSpace, type IngestDeps } from '../services/ingest.js';
-import { parseVersion } from '../services/pd-updates/feed.js';
+import { versionProblem } from '../services/pd-updates/feed.js';
 import { addUpdateFile, type UpdateView } from '../services/pd-updates/versions.js';
 import type { SettingsDeps } from '../services/settings.js';
 import { streamedFormCsrf } from './auth.js';
@@ -92,11 +92,8 @@ export async function receiveUpdateForm(
       job = (async () => {
         const version = values.version.trim();
         if (version === '') throw refusedField('version', 'enter the version, like 26.3.3-57507', 'Enter the version.');
-        if (!parseVersion(version))
-          throw refusedField(
-            'version',
-            `${JSON.stringify(version)} is not a Parallels Desktop version; write it like 26.3.3-57507`,
-          );
+        const problem = versionProblem(version);
+        if (problem) throw refusedField('version', problem);
         return addUpdateFile(deps, actor, {
           source: untilFormRead(stream, formRead, () => lateField),
           what: fileName,

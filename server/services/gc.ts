@@ -12,12 +12,13 @@ import type { Sha256 } from '../../storage/digest.js';
 import { withBlobLock } from '../db/blob-lock.js';
 import { blobExists, deleteBlobRow, findBlob, listBlobsByDigest } from '../db/repos/blobs.js';
 import { deleteDownloadStats } from '../db/repos/download-stats.js';
+import { markUpdateFilesCollected } from '../db/repos/pd-updates.js';
 import { imageDigests } from '../db/repos/images.js';
 import { activeBlobs } from './activity.js';
 import { recordAudit, type Actor } from './audit.js';
 import { loadRetirements, portalHeldDigests, retiredHold, syncBlobUsage } from './blob-usage.js';
 import type { ServiceDeps } from './deps.js';
-import { recordUpdateFileCollected, updateFileHolds } from './pd-updates/retention.js';
+import { updateFileHolds } from './pd-updates/retention.js';
 
 export interface GcOptions {
   dryRun: boolean;
@@ -96,7 +97,8 @@ export async function collectGarbage(
         if (retiredHold((await loadRetirements(trx, row.sha256)).get(row.sha256), now, options.graceMs)) return false;
         if ((await updateFileHolds(trx, now, updateOptions)).has(row.sha256)) return false;
         await deleteBlobRow(trx, row.sha256 as Sha256);
-        await recordUpdateFileCollected(trx, row.sha256, now);
+        // The versions that used it say so (their entry and digest stay, for the record).
+        await markUpdateFilesCollected(trx, row.sha256, now);
         await deleteDownloadStats(trx, row.sha256);
         await recordAudit(trx, {
           actor,

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import { AppError } from '../../errors.js';
 import { humanBytes } from '../../format.js';
 import { cliActor } from '../../services/audit.js';
-import { parseVersion } from '../../services/pd-updates/feed.js';
+import { versionProblem } from '../../services/pd-updates/feed.js';
 import { syncUpdates, type UpdatesSyncReport } from '../../services/pd-updates/sync.js';
 import {
   addUpdateFile,
@@ -41,11 +41,8 @@ const READ_CHUNK_BYTES = 1 << 20;
 
 /** The same check as the service's, made before the catalog is opened. */
 function requireVersionText(text: string, what: string): string {
-  if (!parseVersion(text))
-    throw new AppError(
-      'VALIDATION_FAILED',
-      `${what}${JSON.stringify(text)} is not a Parallels Desktop version; write it like 26.3.3-57507`,
-    );
+  const problem = versionProblem(text);
+  if (problem) throw new AppError('VALIDATION_FAILED', `${what}${problem}`);
   return text;
 }
 

@@ -85,6 +85,15 @@ export async function listFeedRows(db: Db): Promise<PdUpdateFeedRow[]> {
   return rows.map((r) => ({ ...r, checked_at: num(r.checked_at), ok_at: num(r.ok_at) }));
 }
 
+/** A read of `url` that failed: its check time and error, keeping its last success and what that read skipped. */
+export async function recordFeedFailure(db: Db, url: string, now: number, error: string): Promise<void> {
+  await db
+    .insertInto('pd_update_feeds')
+    .values({ url, checked_at: now, ok_at: null, error, skipped: null })
+    .onConflict((oc) => oc.column('url').doUpdateSet({ checked_at: now, error }))
+    .execute();
+}
+
 export async function upsertFeedRow(db: Db, row: PdUpdateFeedRow): Promise<void> {
   await upsertRow(db, 'pd_update_feeds', 'url', row);
 }

@@ -48,6 +48,13 @@ export function parseVersion(text: string): VersionNumbers | null {
   return { major: Number(m[1]), minor: Number(m[2]), subMinor: Number(m[3]), build: Number(m[4]) };
 }
 
+/** Why `text` is not a version, in the words every surface (CLI, API, pages) shows; null when it is one. */
+export function versionProblem(text: string): string | null {
+  return parseVersion(text)
+    ? null
+    : `${JSON.stringify(text)} is not a Parallels Desktop version; write it like 26.3.3-57507`;
+}
+
 export const versionString = (n: VersionNumbers): string => `${n.major}.${n.minor}.${n.subMinor}-${n.build}`;
 
 /** Newest first. */

@@ -3,7 +3,7 @@
  * feed still lists (collecting it would only make the next sync fetch it again); the newest `keep` stored
  * versions; a version unpublished less than the grace period ago; and the other bytes of an open alert.
  */
-import { listUpdateRows, markUpdateFilesCollected } from '../../db/repos/pd-updates.js';
+import { listUpdateRows } from '../../db/repos/pd-updates.js';
 import type { Db } from '../../db/open.js';
 
 export type UpdateHold = 'published' | 'listed' | 'newest' | 'unpublished' | 'alert';
@@ -33,9 +33,4 @@ export async function updateFileHolds(
     if (hold && !holds.has(row.sha256)) holds.set(row.sha256, hold);
   }
   return holds;
-}
-
-/** After GC removed a file: the versions that used it say so (their entry and digest stay, for the record). */
-export async function recordUpdateFileCollected(db: Db, sha256: string, now: number): Promise<void> {
-  await markUpdateFilesCollected(db, sha256, now);
 }

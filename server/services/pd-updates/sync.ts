@@ -14,6 +14,7 @@ import {
   getUpdateRow,
   insertUpdateRow,
   listUpdateRows,
+  recordFeedFailure,
   setListedVersions,
   unlistOtherFeeds,
   updateUpdateRow,
@@ -119,15 +120,10 @@ async function runSync(deps: IngestDeps, options: UpdatesSyncOptions): Promise<U
     for (const v of read.moved) moved.set(v.version, v);
   }
   const listedByAGoodRead = new Set(report.feeds.filter((f) => f.ok).flatMap((f) => f.versions));
-  const blobStates = new Map(
-    (
-      await findBlobsByDigests(
-        deps.db,
-        (await listUpdateRows(deps.db)).flatMap((r) => (r.sha256 ? [r.sha256] : [])),
-      )
-    ).map((b) => [b.sha256, b.state]),
-  );
-  for (const row of await listUpdateRows(deps.db)) {
+  const rows = await listUpdateRows(deps.db);
+  const digests = rows.flatMap((r) => (r.sha256 ? [r.sha256] : []));
+  const blobStates = new Map((await findBlobsByDigests(deps.db, digests)).map((b) => [b.sha256, b.state]));
+  for (const row of rows) {
     options.signal?.throwIfAborted();
     if (row.origin !== 'upstream' || !row.file_url || !listedByAGoodRead.has(row.version)) continue;
     // An open alert waits for an admin: nothing about that version is fetched or changed until then.
@@ -192,19 +188,7 @@ async function readUpstream(
     report.versions = [];
     report.added = [];
     options.log?.warn({ url, err: report.error }, 'Parallels Desktop update feed unusable; what is served stays');
-    const previous = await deps.db
-      .selectFrom('pd_update_feeds')
-      .select(['ok_at', 'skipped'])
-      .where('url', '=', url)
-      .executeTakeFirst();
-    await upsertFeedRow(deps.db, {
-      url,
-      checked_at: now,
-      ok_at: previous?.ok_at === undefined || previous.ok_at === null ? null : Number(previous.ok_at),
-      error: report.error,
-      // What the last good read left out stays on record.
-      skipped: previous?.skipped ?? null,
-    });
+    await recordFeedFailure(deps.db, url, now, report.error);
     return { report, moved: [] };
   };
   let versions: FeedVersion[];
@@ -334,7 +318,6 @@ async function fetchVersion(
       };
     const now = deps.clock.now();
     await deps.db.transaction().execute(async (trx) => {
-      await setBlobKind(trx, fetched.sha256, 'update', updateFileName(row.version));
       await updateUpdateRow(trx, row.version, {
         sha256: fetched.sha256,
         size: fetched.size,

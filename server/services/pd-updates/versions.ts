@@ -23,12 +23,15 @@ import { ingest, type IngestDeps, type IngestResult } from '../ingest.js';
 import { resolvePublicAddress, PUBLIC_ADDRESS_MISSING, type SettingsDeps } from '../settings.js';
 import {
   buildFeed,
+  compareVersionsDescending,
   DEFAULT_PRODUCT,
   generateVersionElement,
   parseVersion,
+  versionProblem,
   versionString,
   type ProductFrame,
   type ServedVersion,
+  type VersionNumbers,
 } from './feed.js';
 import { child, textOf, type XmlElement } from './feed-xml.js';
 
@@ -157,11 +160,7 @@ export async function getUpdate(deps: Pick<ServiceDeps, 'db'> & SettingsDeps, ve
 
 async function requireVersion(db: Db, version: string): Promise<PdUpdateRow> {
   const numbers = parseVersion(version);
-  if (!numbers)
-    throw new AppError(
-      'VALIDATION_FAILED',
-      `${JSON.stringify(version)} is not a Parallels Desktop version; write it like 26.3.3-57507`,
-    );
+  if (!numbers) throw new AppError('VALIDATION_FAILED', versionProblem(version)!);
   const row = await getUpdateRow(db, versionString(numbers));
   if (!row) throw new AppError('NOT_FOUND', `no Parallels Desktop version ${versionString(numbers)} is known here`);
   return row;
@@ -236,8 +235,14 @@ export async function rollbackUpdate(
 }
 
 /** Whether `a` is a newer version than `b`. */
-const isNewer = (a: PdUpdateRow, b: PdUpdateRow): boolean =>
-  (a.major - b.major || a.minor - b.minor || a.sub_minor - b.sub_minor || a.build - b.build) > 0;
+const isNewer = (a: PdUpdateRow, b: PdUpdateRow): boolean => compareVersionsDescending(numbersOf(a), numbersOf(b)) < 0;
+
+const numbersOf = (row: PdUpdateRow): VersionNumbers => ({
+  major: row.major,
+  minor: row.minor,
+  subMinor: row.sub_minor,
+  build: row.build,
+});
 
 function describeState(row: PdUpdateRow): string {
   switch (row.fetch_state) {
@@ -364,11 +369,7 @@ export async function addUpdateFile(
   request: AddUpdateRequest,
 ): Promise<UpdateView> {
   const numbers = parseVersion(request.version);
-  if (!numbers)
-    throw new AppError(
-      'VALIDATION_FAILED',
-      `version ${JSON.stringify(request.version)} is not a Parallels Desktop version; write it like 26.3.3-57507`,
-    );
+  if (!numbers) throw new AppError('VALIDATION_FAILED', `version ${versionProblem(request.version)!}`);
   const version = versionString(numbers);
   const locale = request.locale ?? 'en_US';
   if (!LOCALE_PATTERN.test(locale))
@@ -408,7 +409,6 @@ export async function addUpdateFile(
   if (isStoredPackage(result)) throw samePackageBytes(request.what, sha256);
   const now = deps.clock.now();
   await deps.db.transaction().execute(async (trx) => {
-    await setBlobKind(trx, sha256, 'update', updateFileName(version));
     const stored = {
       sha256,
       size: result.blob.size,
